@@ -1,0 +1,178 @@
+import { parseArgs } from 'node:util';
+import { type Config, loadConfig, processEnvironment } from '../config/index.ts';
+import { createIdentityService } from '../domain/identity/identity-service.ts';
+import { createBrigade, version } from '../main.ts';
+import { createLogger, type Logger } from '../observability/index.ts';
+import { createIdentityStore } from '../storage/identity/identity-store.ts';
+import { openStorage } from '../storage/open-storage.ts';
+import { runAdminCommand } from './admin-commands.ts';
+import { type CliIo, describeFailure, UsageError } from './cli-output.ts';
+
+const help = `brigade ${version}: a multi-tenant harness for LLM agents
+
+Usage: brigade <command> [options]
+
+Commands:
+  serve                         start the server (embedded PostgreSQL unless DATABASE_URL is set)
+  migrate                       apply pending database migrations and exit
+  tenants create --slug S [--name N] [--time-zone TZ]
+  tenants list
+  users create --tenant T [--email E] [--name N] [--role owner|admin|member|viewer]
+  users list --tenant T
+  keys create --tenant T --user U --name N [--scopes a,b] [--expires-at ISO]
+  keys list --tenant T --user U
+  keys revoke --tenant T --user U --key K
+
+  T is a tenant id or slug, U a user id or e-mail.
+
+Options:
+  --config PATH                 configuration file (default ./brigade.config.json)
+  --json                        machine-readable output
+  -h, --help                    this help
+`;
+
+const options = {
+  config: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+  slug: { type: 'string' },
+  name: { type: 'string' },
+  'time-zone': { type: 'string' },
+  tenant: { type: 'string' },
+  email: { type: 'string' },
+  role: { type: 'string' },
+  user: { type: 'string' },
+  scopes: { type: 'string' },
+  'expires-at': { type: 'string' },
+  key: { type: 'string' },
+} as const;
+
+function parse(argv: readonly string[]) {
+  try {
+    return parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+async function serve(config: Config, logger: Logger, io: CliIo): Promise<void> {
+  const brigade = await createBrigade({ config, logger });
+  const url = await brigade.listen();
+  io.out(`Brigade ${version} is listening on ${url}`);
+  io.out(`  API reference: ${url}/docs   (OpenAPI: ${url}/openapi.json)`);
+  if (brigade.generatedOperatorKey !== undefined) {
+    io.out('');
+    io.out('  A platform operator key was generated. It is shown only this once; store it now:');
+    io.out(`    ${brigade.generatedOperatorKey}`);
+    io.out('');
+  } else if (config.operatorKey === undefined) {
+    io.out(
+      '  Authenticate with the operator key printed at first start, or set BRIGADE_OPERATOR_KEY.',
+    );
+  } else {
+    io.out('  Authenticate with the key in BRIGADE_OPERATOR_KEY.');
+  }
+  io.out(`  Try: curl -H "Authorization: Bearer <operator key>" ${url}/v1/me`);
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, 'shutting down');
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      brigade
+        .stop()
+        .catch((error: unknown) =>
+          logger.error({ err: { message: (error as Error).message } }, 'shutdown failed'),
+        )
+        .finally(resolve);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+/** Runs the CLI with `argv` (without node and script); returns the exit status. */
+export async function runCli(
+  argv: readonly string[],
+  io: CliIo,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<number> {
+  let logger: Logger | undefined;
+  try {
+    const parsed = parse(argv);
+    const [command, subcommand] = parsed.positionals;
+    if (parsed.values.version === true) {
+      io.out(version);
+      return 0;
+    }
+    if (parsed.values.help === true || command === undefined || command === 'help') {
+      io.out(help);
+      return command === undefined && parsed.values.help !== true ? 2 : 0;
+    }
+    const config = loadConfig({ configPath: parsed.values.config, env });
+    logger = createLogger({
+      level: config.log.level,
+      ...(command === 'serve' ? {} : { destination: process.stderr }),
+    });
+    if (command === 'serve') {
+      await serve(config, logger, io);
+      return 0;
+    }
+    const storage = await openStorage({
+      config,
+      logger,
+      ...(command === 'migrate' ? { migrate: true } : {}),
+      shareRunning: true,
+    });
+    try {
+      if (command === 'migrate') {
+        const applied = storage.appliedMigrations;
+        if (parsed.values.json === true) io.out(JSON.stringify({ applied }));
+        else
+          io.out(applied.length === 0 ? 'database is up to date' : `applied ${applied.join(', ')}`);
+        return 0;
+      }
+      const identity = createIdentityService({ store: createIdentityStore(storage.database) });
+      await runAdminCommand({
+        identity,
+        command: `${command} ${subcommand ?? ''}`.trim(),
+        flags: parsed.values,
+        io,
+      });
+      return 0;
+    } finally {
+      await storage.close();
+    }
+  } catch (error) {
+    const failure = describeFailure(error);
+    io.err(`brigade: ${failure.message}`);
+    logger?.debug(
+      { err: { message: (error as Error).message, stack: (error as Error).stack } },
+      'command failed',
+    );
+    return failure.status;
+  } finally {
+    logger?.flush();
+  }
+}
+
+/** Runs the CLI on the process's arguments and sets the exit code. */
+export function main(): Promise<void> {
+  const io: CliIo = {
+    out: (text) => process.stdout.write(`${text}\n`),
+    err: (text) => process.stderr.write(`${text}\n`),
+  };
+  return runCli(process.argv.slice(2), io, processEnvironment()).then(
+    (status) => {
+      process.exitCode = status;
+    },
+    (error: unknown) => {
+      process.stderr.write(`brigade: ${(error as Error).message}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
+
+const isEntryPoint =
+  process.argv[1] !== undefined && /cli[\\/]main\.(ts|js)$/.test(process.argv[1]);
+if (isEntryPoint) await main();

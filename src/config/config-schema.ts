@@ -1,0 +1,109 @@
+import { z } from 'zod';
+
+/** Log levels accepted by `log.level` (pino's names). */
+export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const corsSchema = z
+  .strictObject({
+    /** Origins allowed to call the API from a browser; empty disables CORS headers. */
+    origins: z.array(z.string().min(1)).default([]),
+    /** Whether browsers may send credentials (cookies, Authorization) cross-origin. */
+    credentials: z.boolean().default(false),
+    /** How long browsers may cache a preflight answer, in seconds. */
+    maxAgeSeconds: z.int().min(0).max(86_400).default(600),
+  })
+  .prefault({});
+
+const serverSchema = z
+  .strictObject({
+    host: z.string().min(1).default('127.0.0.1'),
+    /** TCP port; 0 picks a free one. */
+    port: z.int().min(0).max(65_535).default(8080),
+    /** Largest accepted request body in bytes; larger bodies get 413. */
+    bodyLimitBytes: z
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024),
+    /** How long a graceful shutdown waits for in-flight requests, in milliseconds. */
+    shutdownGraceMs: z.int().min(0).max(600_000).default(10_000),
+    /** Per-request timeout for ordinary (non-streaming) requests, in milliseconds. */
+    requestTimeoutMs: z.int().min(100).max(600_000).default(30_000),
+    cors: corsSchema,
+  })
+  .prefault({});
+
+const embeddedSchema = z
+  .strictObject({
+    /** Directory that holds the embedded cluster, relative to the working directory. */
+    dataDir: z.string().min(1).default('./.brigade/postgres'),
+    /** Port for the embedded server; when omitted a free port is picked at every start. */
+    port: z.int().min(1).max(65_535).optional(),
+  })
+  .prefault({});
+
+const databaseSchema = z
+  .strictObject({
+    embedded: embeddedSchema,
+    /** Name of the runtime role (not superuser, not BYPASSRLS, owns nothing). */
+    runtimeRole: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier')
+      .default('brigade_app'),
+    /** Maximum connections in the runtime pool of one process. */
+    poolSize: z.int().min(1).max(500).default(10),
+    /** Server-side statement timeout for runtime queries, in milliseconds. */
+    statementTimeoutMs: z.int().min(100).max(3_600_000).default(30_000),
+    /** Apply pending migrations when the server starts. */
+    migrateOnStart: z.boolean().default(true),
+  })
+  .prefault({});
+
+const authSchema = z
+  .strictObject({
+    /** How often `last_used_at` of an API key is written at most, in milliseconds. */
+    keyLastUsedWriteIntervalMs: z.int().min(0).max(86_400_000).default(60_000),
+    /** How long fetched JWKS documents are cached, in milliseconds. */
+    jwksCacheMs: z.int().min(0).max(86_400_000).default(600_000),
+    /** Accepted clock skew when checking JWT `exp`/`nbf`, in seconds. */
+    jwtClockToleranceSeconds: z.int().min(0).max(600).default(30),
+  })
+  .prefault({});
+
+const logSchema = z
+  .strictObject({
+    level: z.enum(logLevels).default('info'),
+  })
+  .prefault({});
+
+/** Schema of `brigade.config.json`; every key is optional and has a documented default. */
+export const configFileSchema = z.strictObject({
+  $schema: z.string().optional(),
+  server: serverSchema,
+  database: databaseSchema,
+  auth: authSchema,
+  log: logSchema,
+});
+
+/** Settings read from the environment (secrets and deployment-specific values only). */
+export const environmentSchema = z.object({
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional(),
+  DATABASE_RUNTIME_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional(),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, 'must be a redis:// URL')
+    .optional(),
+  BRIGADE_OPERATOR_KEY: z.string().min(24, 'must be at least 24 characters').optional(),
+  BRIGADE_HOST: z.string().min(1).optional(),
+  BRIGADE_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
+  LOG_LEVEL: z.enum(logLevels).optional(),
+});
+
+/** The parsed config file. */
+export type ConfigFile = z.infer<typeof configFileSchema>;

@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { z } from 'zod';
+import { type ConfigFile, configFileSchema, environmentSchema } from './config-schema.ts';
+
+/** Where the database lives: an embedded cluster Brigade starts, or an external server. */
+export type DatabaseMode =
+  | { readonly kind: 'embedded'; readonly dataDir: string; readonly port: number | undefined }
+  | {
+      readonly kind: 'external';
+      readonly ownerUrl: string;
+      readonly runtimeUrl: string | undefined;
+    };
+
+/** The validated, frozen configuration every other module receives. */
+export interface Config {
+  readonly server: ConfigFile['server'];
+  readonly database: Omit<ConfigFile['database'], 'embedded'> & { readonly mode: DatabaseMode };
+  readonly auth: ConfigFile['auth'];
+  readonly log: ConfigFile['log'];
+  readonly redisUrl: string | undefined;
+  readonly operatorKey: string | undefined;
+  /** The file the configuration came from, or undefined when only defaults and env were used. */
+  readonly configPath: string | undefined;
+}
+
+/** One problem found in the configuration, with the path of the offending key. */
+export interface ConfigIssue {
+  readonly path: string;
+  readonly message: string;
+}
+
+/** Thrown when the configuration is invalid; lists every problem at once. */
+export class ConfigError extends Error {
+  readonly issues: readonly ConfigIssue[];
+  constructor(issues: readonly ConfigIssue[]) {
+    super(
+      `invalid configuration:\n${issues.map((issue) => `  - ${issue.path}: ${issue.message}`).join('\n')}`,
+    );
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+/** The process environment; config/ is the only module that reads it. */
+export function processEnvironment(): Readonly<Record<string, string | undefined>> {
+  return process.env;
+}
+
+/** Options for {@link loadConfig}. */
+export interface LoadConfigOptions {
+  /** Explicit config file path (from `--config`); must exist when given. */
+  readonly configPath?: string | undefined;
+  /** Environment to read; defaults to `process.env`. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Working directory against which relative paths resolve. */
+  readonly cwd?: string;
+  /** Parsed config file contents to use instead of reading a file (tests, the library). */
+  readonly file?: unknown;
+}
+
+function toIssues(prefix: string, error: z.ZodError): ConfigIssue[] {
+  return error.issues.map((issue) => {
+    const keys = 'keys' in issue && Array.isArray(issue.keys) ? issue.keys : [];
+    const base = [prefix, ...issue.path.map(String)].filter((part) => part !== '').join('.');
+    if (issue.code === 'unrecognized_keys' && keys.length > 0) {
+      return {
+        path: keys.map((key) => (base === '' ? key : `${base}.${key}`)).join(', '),
+        message: 'unknown key',
+      };
+    }
+    return { path: base === '' ? '(root)' : base, message: issue.message };
+  });
+}
+
+function readConfigFile(path: string, required: boolean): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    if (!required && (error as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new ConfigError([
+      { path, message: `cannot read config file (${(error as Error).message})` },
+    ]);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new ConfigError([{ path, message: `not valid JSON: ${(error as Error).message}` }]);
+  }
+}
+
+/**
+ * Loads `brigade.config.json` (or the file named by `--config` / `BRIGADE_CONFIG`) and the
+ * environment, validates both, and returns a frozen {@link Config}. Every invalid key is
+ * reported at once in one {@link ConfigError}.
+ */
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const explicit = options.configPath ?? env['BRIGADE_CONFIG'];
+  const path = resolve(cwd, explicit ?? 'brigade.config.json');
+  const raw = options.file ?? readConfigFile(path, explicit !== undefined);
+  const fileResult = configFileSchema.safeParse(raw);
+  const envResult = environmentSchema.safeParse(env);
+  const issues = [
+    ...(fileResult.success ? [] : toIssues('', fileResult.error)),
+    ...(envResult.success ? [] : toIssues('env', envResult.error)),
+  ];
+  if (!fileResult.success || !envResult.success) throw new ConfigError(issues);
+  const file = fileResult.data;
+  const environment = envResult.data;
+  if (environment.DATABASE_RUNTIME_URL !== undefined && environment.DATABASE_URL === undefined) {
+    throw new ConfigError([
+      { path: 'env.DATABASE_RUNTIME_URL', message: 'requires DATABASE_URL (the owner connection)' },
+    ]);
+  }
+  const mode: DatabaseMode =
+    environment.DATABASE_URL === undefined
+      ? {
+          kind: 'embedded',
+          dataDir: resolve(cwd, file.database.embedded.dataDir),
+          port: file.database.embedded.port,
+        }
+      : {
+          kind: 'external',
+          ownerUrl: environment.DATABASE_URL,
+          runtimeUrl: environment.DATABASE_RUNTIME_URL,
+        };
+  const { embedded: _embedded, ...database } = file.database;
+  const config: Config = {
+    server: {
+      ...file.server,
+      host: environment.BRIGADE_HOST ?? file.server.host,
+      port: environment.BRIGADE_PORT ?? file.server.port,
+    },
+    database: { ...database, mode },
+    auth: file.auth,
+    log: { level: environment.LOG_LEVEL ?? file.log.level },
+    redisUrl: environment.REDIS_URL,
+    operatorKey: environment.BRIGADE_OPERATOR_KEY,
+    configPath: explicit !== undefined || Object.keys(raw as object).length > 0 ? path : undefined,
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,93 @@
+/** Every stable error code Brigade returns; clients may branch on these strings. */
+export const errorCodes = [
+  'invalid_json',
+  'validation_failed',
+  'payload_too_large',
+  'unsupported_media_type',
+  'unauthenticated',
+  'forbidden',
+  'not_found',
+  'method_not_allowed',
+  'conflict',
+  'tenant_not_found',
+  'user_not_found',
+  'api_key_not_found',
+  'oidc_provider_not_found',
+  'rate_limited',
+  'service_unavailable',
+  'request_timeout',
+  'internal',
+] as const;
+
+/** A stable, snake_case error code. */
+export type ErrorCode = (typeof errorCodes)[number];
+
+/** Options accepted by {@link AppError}. */
+export interface AppErrorOptions extends ErrorOptions {
+  /** Extra, client-safe fields rendered into the problem document. */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The one error type the domain throws. `message` must be safe to show to the client: it
+ * never contains secrets, SQL, stack traces or another tenant's data.
+ */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+  constructor(code: ErrorCode, message: string, options: AppErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.details = options.details;
+  }
+}
+
+/** One field-level problem of a request. */
+export interface ValidationIssue {
+  /** JSON-pointer-like dotted path of the offending field, `(body)` for the whole body. */
+  readonly path: string;
+  readonly message: string;
+}
+
+/** Thrown when input fails validation; lists every offending field. */
+export class ValidationError extends AppError {
+  readonly issues: readonly ValidationIssue[];
+  constructor(issues: readonly ValidationIssue[], message = 'The request is not valid.') {
+    super('validation_failed', message, { details: { errors: issues } });
+    this.name = 'ValidationError';
+    this.issues = issues;
+  }
+}
+
+/** Thrown when the caller is not authenticated; carries the challenge for `WWW-Authenticate`. */
+export class UnauthenticatedError extends AppError {
+  constructor(message = 'Missing or invalid credentials.') {
+    super('unauthenticated', message);
+    this.name = 'UnauthenticatedError';
+  }
+}
+
+/** Thrown when the caller lacks a permission for an object it is allowed to know about. */
+export class ForbiddenError extends AppError {
+  constructor(message = 'You do not have permission to do this.') {
+    super('forbidden', message);
+    this.name = 'ForbiddenError';
+  }
+}
+
+/** Thrown for a missing object, and for one the caller may not know exists. */
+export class NotFoundError extends AppError {
+  constructor(code: ErrorCode = 'not_found', message = 'Not found.') {
+    super(code, message);
+    this.name = 'NotFoundError';
+  }
+}
+
+/** Thrown when a unique name or a state transition conflicts with existing data. */
+export class ConflictError extends AppError {
+  constructor(message: string) {
+    super('conflict', message);
+    this.name = 'ConflictError';
+  }
+}

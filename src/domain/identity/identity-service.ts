@@ -1,0 +1,308 @@
+import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../errors.ts';
+import { apiKeyPrefix, generateSecret, hashSecret } from './api-key-secret.ts';
+import type {
+  IdentityStore,
+  NewOidcProvider,
+  NewTenant,
+  NewUser,
+  Page,
+  PageRequest,
+  UserPatch,
+} from './identity-ports.ts';
+import type { ApiKey, CreatedApiKey, OidcProvider, Tenant, User } from './identity-types.ts';
+import { type Action, isRoleAtLeast, rolePermissions } from './permissions.ts';
+import { assertCan, can, type Principal, permittedActions } from './principal.ts';
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Options of a new API key. */
+export interface ApiKeyRequest {
+  readonly name: string;
+  readonly scopes?: readonly Action[] | undefined;
+  readonly expiresAt?: Date | undefined;
+}
+
+/** The identity use cases: tenants, users, memberships, API keys and OIDC providers. */
+export interface IdentityService {
+  createTenant(principal: Principal, input: NewTenant): Promise<Tenant>;
+  listTenants(principal: Principal, page: PageRequest): Promise<Page<Tenant>>;
+  getTenant(principal: Principal, tenantId: string): Promise<Tenant>;
+  createUser(principal: Principal, tenantId: string, input: NewUser): Promise<User>;
+  listUsers(principal: Principal, tenantId: string, page: PageRequest): Promise<Page<User>>;
+  getUser(principal: Principal, tenantId: string, userId: string): Promise<User>;
+  updateUser(principal: Principal, target: UserRef, patch: UserPatch): Promise<User>;
+  createApiKey(
+    principal: Principal,
+    target: UserRef,
+    request: ApiKeyRequest,
+  ): Promise<CreatedApiKey>;
+  listApiKeys(principal: Principal, target: UserRef, page: PageRequest): Promise<Page<ApiKey>>;
+  revokeApiKey(principal: Principal, target: KeyRef): Promise<ApiKey>;
+  rotateApiKey(principal: Principal, target: KeyRef, graceSeconds: number): Promise<CreatedApiKey>;
+  createOidcProvider(
+    principal: Principal,
+    tenantId: string,
+    input: NewOidcProvider,
+  ): Promise<OidcProvider>;
+  listOidcProviders(principal: Principal, tenantId: string): Promise<readonly OidcProvider[]>;
+  deleteOidcProvider(principal: Principal, tenantId: string, providerId: string): Promise<void>;
+}
+
+/** Identifies a user of a tenant. */
+export interface UserRef {
+  readonly tenantId: string;
+  readonly userId: string;
+}
+
+/** Identifies an API key of a user. */
+export interface KeyRef extends UserRef {
+  readonly keyId: string;
+}
+
+function tenantNotFound(): NotFoundError {
+  return new NotFoundError('tenant_not_found', 'Tenant not found.');
+}
+
+function userNotFound(): NotFoundError {
+  return new NotFoundError('user_not_found', 'User not found.');
+}
+
+/**
+ * Ensures `principal` may act in `tenantId` at all. A user asking about another tenant gets
+ * 404, never 403, so the answer does not reveal whether that tenant exists (invariant 1).
+ */
+function assertInTenant(principal: Principal, tenantId: string): void {
+  if (!uuidPattern.test(tenantId)) throw tenantNotFound();
+  if (principal.kind === 'user' && principal.tenantId !== tenantId) throw tenantNotFound();
+}
+
+function isSelf(principal: Principal, target: UserRef): boolean {
+  return principal.kind === 'user' && principal.userId === target.userId;
+}
+
+function assertIds(...ids: string[]): void {
+  if (!ids.every((id) => uuidPattern.test(id))) throw new NotFoundError();
+}
+
+/** Creates the {@link IdentityService} over an {@link IdentityStore}. */
+export function createIdentityService(options: {
+  readonly store: IdentityStore;
+  readonly clock?: () => Date;
+}): IdentityService {
+  const { store } = options;
+  const now = options.clock ?? (() => new Date());
+
+  function assertManageKeys(principal: Principal, target: UserRef): void {
+    assertInTenant(principal, target.tenantId);
+    assertIds(target.userId);
+    if (isSelf(principal, target)) assertCan(principal, 'key:manage-own');
+    else if (!can(principal, 'key:manage-any')) throw userNotFound();
+  }
+
+  /** Only an owner (or the operator) manages an owner's keys. */
+  function assertOutranks(principal: Principal, user: User): void {
+    if (
+      principal.kind === 'user' &&
+      principal.userId !== user.id &&
+      !isRoleAtLeast(principal.role, user.role)
+    ) {
+      throw new ForbiddenError('You cannot manage credentials of a user with a higher role.');
+    }
+  }
+
+  async function loadTarget(principal: Principal, target: UserRef): Promise<User> {
+    const user = await store.getUser(principal, target.tenantId, target.userId);
+    if (user === undefined) throw userNotFound();
+    return user;
+  }
+
+  /**
+   * Builds a new key for `user`. Its scopes never exceed what the target's role grants, nor
+   * (for a user creating it) what the creating credential itself may do: no escalation.
+   */
+  function newKey(
+    principal: Principal,
+    user: User,
+    request: ApiKeyRequest & { rotatedFromId?: string },
+  ) {
+    const creator = principal.kind === 'operator' ? undefined : permittedActions(principal);
+    const ceiling = rolePermissions[user.role].filter(
+      (action) => creator === undefined || creator.includes(action),
+    );
+    const requested = request.scopes === undefined ? undefined : [...new Set(request.scopes)];
+    const excess = (requested ?? []).filter((scope) => !ceiling.includes(scope));
+    if (excess.length > 0) {
+      throw new ValidationError(
+        excess.map((scope) => ({
+          path: 'scopes',
+          message: `'${scope}' is not permitted to this user or credential`,
+        })),
+      );
+    }
+    if (request.expiresAt !== undefined && request.expiresAt.getTime() <= now().getTime()) {
+      throw new ValidationError([{ path: 'expiresAt', message: 'must be in the future' }]);
+    }
+    const unrestricted = ceiling.length === rolePermissions[user.role].length;
+    const scopes = requested ?? (unrestricted ? null : ceiling);
+    const { secret, displayPrefix } = generateSecret(apiKeyPrefix);
+    return {
+      secret,
+      input: {
+        userId: user.id,
+        name: request.name,
+        prefix: displayPrefix,
+        keyHash: hashSecret(secret),
+        scopes,
+        expiresAt: request.expiresAt ?? null,
+        rotatedFromId: request.rotatedFromId ?? null,
+      },
+    };
+  }
+
+  return {
+    async createTenant(principal, input) {
+      if (principal.kind !== 'operator')
+        throw new ForbiddenError('Only the platform operator can create tenants.');
+      return store.createTenant(principal, input);
+    },
+    listTenants: (principal, page) => store.listTenants(principal, page),
+    async getTenant(principal, tenantId) {
+      assertInTenant(principal, tenantId);
+      const tenant = await store.getTenant(principal, tenantId);
+      if (tenant === undefined) throw tenantNotFound();
+      return tenant;
+    },
+    async createUser(principal, tenantId, input) {
+      assertInTenant(principal, tenantId);
+      assertCan(principal, 'user:manage');
+      if (input.role === 'owner') assertCan(principal, 'user:manage-owners');
+      if (
+        principal.kind === 'operator' &&
+        (await store.getTenant(principal, tenantId)) === undefined
+      ) {
+        throw tenantNotFound();
+      }
+      return store.createUser(principal, tenantId, input);
+    },
+    async listUsers(principal, tenantId, page) {
+      assertInTenant(principal, tenantId);
+      assertCan(principal, 'user:read');
+      return store.listUsers(principal, tenantId, page);
+    },
+    async getUser(principal, tenantId, userId) {
+      assertInTenant(principal, tenantId);
+      assertIds(userId);
+      if (!isSelf(principal, { tenantId, userId }) && !can(principal, 'user:read'))
+        throw userNotFound();
+      return loadTarget(principal, { tenantId, userId });
+    },
+    async updateUser(principal, target, patch) {
+      assertInTenant(principal, target.tenantId);
+      assertIds(target.userId);
+      const self = isSelf(principal, target);
+      const selfEditable = Object.keys(patch).every(
+        (key) => key === 'displayName' || key === 'metadata',
+      );
+      if (!(self && selfEditable)) {
+        if (!can(principal, 'user:manage')) {
+          if (!self && !can(principal, 'user:read')) throw userNotFound();
+          assertCan(principal, 'user:manage');
+        }
+      }
+      const user = await store.updateUser({
+        principal,
+        tenantId: target.tenantId,
+        userId: target.userId,
+        patch,
+        check: (current, ownerCount) => {
+          const touchesOwner = current.role === 'owner' || patch.role === 'owner';
+          if ((patch.role !== undefined || patch.status !== undefined) && touchesOwner) {
+            assertCan(principal, 'user:manage-owners');
+          }
+          const losesOwner =
+            current.role === 'owner' &&
+            ((patch.role !== undefined && patch.role !== 'owner') || patch.status === 'disabled');
+          if (losesOwner && ownerCount <= 1) {
+            throw new ConflictError('A tenant must keep at least one active owner.');
+          }
+          if (
+            principal.kind === 'user' &&
+            patch.role !== undefined &&
+            !isRoleAtLeast(principal.role, patch.role)
+          ) {
+            throw new ForbiddenError('You cannot grant a role above your own.');
+          }
+        },
+      });
+      if (user === undefined) throw userNotFound();
+      return user;
+    },
+    async createApiKey(principal, target, request) {
+      assertManageKeys(principal, target);
+      const user = await loadTarget(principal, target);
+      assertOutranks(principal, user);
+      if (user.status !== 'active') throw new ConflictError('The user is disabled.');
+      const { secret, input } = newKey(principal, user, request);
+      const key = await store.createApiKey(principal, target.tenantId, input);
+      return { key, secret };
+    },
+    async listApiKeys(principal, target, page) {
+      assertManageKeys(principal, target);
+      await loadTarget(principal, target);
+      return store.listApiKeys(principal, target, page);
+    },
+    async revokeApiKey(principal, target) {
+      assertManageKeys(principal, target);
+      assertIds(target.keyId);
+      assertOutranks(principal, await loadTarget(principal, target));
+      const result = await store.revokeApiKey({ principal, ...target, revokeAt: now() });
+      if (result === undefined) throw new NotFoundError('api_key_not_found', 'API key not found.');
+      return result.revoked;
+    },
+    async rotateApiKey(principal, target, graceSeconds) {
+      assertManageKeys(principal, target);
+      assertIds(target.keyId);
+      const user = await loadTarget(principal, target);
+      assertOutranks(principal, user);
+      const current = await store.getApiKey(principal, target);
+      if (current === undefined) throw new NotFoundError('api_key_not_found', 'API key not found.');
+      if (current.revokedAt !== null && current.revokedAt.getTime() <= now().getTime()) {
+        throw new ConflictError('A revoked key cannot be rotated; create a new key instead.');
+      }
+      const { secret, input } = newKey(principal, user, {
+        name: current.name,
+        scopes: current.scopes ?? undefined,
+        expiresAt:
+          current.expiresAt !== null && current.expiresAt > now() ? current.expiresAt : undefined,
+        rotatedFromId: current.id,
+      });
+      const result = await store.revokeApiKey({
+        principal,
+        ...target,
+        revokeAt: new Date(now().getTime() + graceSeconds * 1000),
+        successor: input,
+      });
+      if (result?.successor === undefined)
+        throw new NotFoundError('api_key_not_found', 'API key not found.');
+      return { key: result.successor, secret };
+    },
+    async createOidcProvider(principal, tenantId, input) {
+      assertInTenant(principal, tenantId);
+      assertCan(principal, 'oidc:manage');
+      return store.createOidcProvider(principal, tenantId, input);
+    },
+    async listOidcProviders(principal, tenantId) {
+      assertInTenant(principal, tenantId);
+      assertCan(principal, 'oidc:read');
+      return store.listOidcProviders(principal, tenantId);
+    },
+    async deleteOidcProvider(principal, tenantId, providerId) {
+      assertInTenant(principal, tenantId);
+      assertCan(principal, 'oidc:manage');
+      assertIds(providerId);
+      if (!(await store.deleteOidcProvider(principal, tenantId, providerId))) {
+        throw new NotFoundError('oidc_provider_not_found', 'OIDC provider not found.');
+      }
+    },
+  };
+}

@@ -1,0 +1,55 @@
+/** Roles a user can hold in a tenant, from most to least powerful. */
+export const roles = ['owner', 'admin', 'member', 'viewer'] as const;
+
+/** A tenant role. */
+export type Role = (typeof roles)[number];
+
+/** Every action a permission check can ask about. API key scopes are drawn from this list. */
+export const actions = [
+  'tenant:read',
+  'tenant:update',
+  'user:read',
+  'user:manage',
+  'user:manage-owners',
+  'key:manage-own',
+  'key:manage-any',
+  'oidc:read',
+  'oidc:manage',
+] as const;
+
+/** An action that may be permitted to a role. */
+export type Action = (typeof actions)[number];
+
+/**
+ * The one table mapping roles to permitted actions. Every permission check in Brigade reads
+ * this table (intersected with an API key's scopes); nothing else grants rights to a user.
+ */
+export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
+  owner: [
+    'tenant:read',
+    'tenant:update',
+    'user:read',
+    'user:manage',
+    'user:manage-owners',
+    'key:manage-own',
+    'key:manage-any',
+    'oidc:read',
+    'oidc:manage',
+  ],
+  admin: [
+    'tenant:read',
+    'user:read',
+    'user:manage',
+    'key:manage-own',
+    'key:manage-any',
+    'oidc:read',
+    'oidc:manage',
+  ],
+  member: ['tenant:read', 'key:manage-own'],
+  viewer: ['tenant:read'],
+};
+
+/** True when `role` is at least as powerful as `other`. */
+export function isRoleAtLeast(role: Role, other: Role): boolean {
+  return roles.indexOf(role) <= roles.indexOf(other);
+}

@@ -1,0 +1,22 @@
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { IdentityService } from '../domain/identity/identity-service.ts';
+import type { Principal } from '../domain/identity/principal.ts';
+
+/** Per-request values middleware puts on the Hono context. */
+export interface AppVariables {
+  requestId: string;
+  principal: Principal;
+}
+
+/** The Hono environment of Brigade's app. */
+export interface AppEnv {
+  Variables: AppVariables;
+}
+
+/** The typed app every route module registers on. */
+export type BrigadeApp = OpenAPIHono<AppEnv>;
+
+/** Services route modules call; built by the composition root. */
+export interface RouteServices {
+  readonly identity: IdentityService;
+}

@@ -1,0 +1,161 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
+import { requestId } from 'hono/request-id';
+import { AppError, UnauthenticatedError, ValidationError } from '../domain/errors.ts';
+import type { AppEnv, BrigadeApp, RouteServices } from './app-env.ts';
+import type { Authenticator } from './auth/authenticator.ts';
+import { docsPage } from './docs-page.ts';
+import { type ErrorLogger, renderProblem } from './error-response.ts';
+import { registerKeyRoutes } from './routes/key-routes.ts';
+import { registerMeRoutes } from './routes/me-routes.ts';
+import { registerOidcRoutes } from './routes/oidc-routes.ts';
+import { registerTenantRoutes } from './routes/tenant-routes.ts';
+import { registerUserRoutes } from './routes/user-routes.ts';
+
+/** Options for {@link createApp}. */
+export interface CreateAppOptions {
+  readonly services: RouteServices;
+  readonly authenticator: Authenticator;
+  readonly logger: ErrorLogger;
+  readonly bodyLimitBytes: number;
+  readonly cors: {
+    readonly origins: readonly string[];
+    readonly credentials: boolean;
+    readonly maxAgeSeconds: number;
+  };
+  /** Readiness probe: resolves when the database answers; false while draining. */
+  readonly isReady: () => Promise<boolean>;
+  readonly version: string;
+}
+
+type ZodIssueLike = {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+  readonly code?: string;
+  readonly keys?: readonly string[];
+};
+
+/** Converts zod issues into field-level {@link ValidationError} entries with dotted paths. */
+export function toValidationError(
+  target: string,
+  issues: readonly ZodIssueLike[],
+): ValidationError {
+  const prefix = target === 'json' ? 'body' : target;
+  return new ValidationError(
+    issues.flatMap((issue) => {
+      const base = [prefix, ...issue.path.map(String)].join('.');
+      if (issue.code === 'unrecognized_keys' && issue.keys !== undefined) {
+        return issue.keys.map((key) => ({ path: `${base}.${key}`, message: 'unknown field' }));
+      }
+      return [{ path: base, message: issue.message }];
+    }),
+  );
+}
+
+const publicPaths = new Set(['/healthz', '/readyz', '/openapi.json', '/docs']);
+const bodyMethods = new Set(['POST', 'PUT', 'PATCH']);
+
+function hasBody(context: Context): boolean {
+  const length = context.req.header('content-length');
+  return (
+    (length !== undefined && length !== '0') ||
+    context.req.header('transfer-encoding') !== undefined
+  );
+}
+
+/** Builds the HTTP app: middleware, every route, the OpenAPI document and the error handler. */
+export function createApp(options: CreateAppOptions): BrigadeApp {
+  const app: BrigadeApp = new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success)
+        throw toValidationError(result.target, result.error.issues as readonly ZodIssueLike[]);
+    },
+  });
+  app.onError((error, context) => renderProblem(context, error, options.logger));
+  app.notFound((context) =>
+    renderProblem(
+      context,
+      new AppError('not_found', `No route for ${context.req.method} ${context.req.path}.`),
+      options.logger,
+    ),
+  );
+
+  app.use('*', requestId({ headerName: 'X-Request-Id', limitLength: 128 }));
+  if (options.cors.origins.length > 0) {
+    app.use(
+      '*',
+      cors({
+        origin: [...options.cors.origins],
+        credentials: options.cors.credentials,
+        maxAge: options.cors.maxAgeSeconds,
+        allowHeaders: ['Authorization', 'Content-Type', 'Last-Event-ID', 'X-Request-Id'],
+        exposeHeaders: ['X-Request-Id', 'Retry-After'],
+      }),
+    );
+  }
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: options.bodyLimitBytes,
+      onError: () => {
+        throw new AppError(
+          'payload_too_large',
+          `The request body exceeds ${options.bodyLimitBytes} bytes.`,
+        );
+      },
+    }),
+  );
+  app.use('*', async (context, next) => {
+    if (bodyMethods.has(context.req.method) && hasBody(context)) {
+      const type =
+        (context.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+      if (!/^application\/([\w.-]+\+)?json$/.test(type)) {
+        throw new AppError('unsupported_media_type', 'Send the request body as application/json.');
+      }
+    }
+    await next();
+  });
+  app.use('*', async (context, next) => {
+    if (publicPaths.has(context.req.path)) return next();
+    const header = context.req.header('authorization');
+    const match = header === undefined ? null : /^Bearer ([\x21-\x7e]+)$/i.exec(header.trim());
+    if (match?.[1] === undefined)
+      throw new UnauthenticatedError(
+        'Send an API key or token as "Authorization: Bearer <credential>".',
+      );
+    context.set('principal', await options.authenticator.authenticate(match[1]));
+    await next();
+  });
+
+  app.get('/healthz', (context) => context.json({ status: 'ok', version: options.version }));
+  app.get('/readyz', async (context) => {
+    const ready = await options.isReady().catch(() => false);
+    return context.json({ status: ready ? 'ready' : 'unavailable' }, ready ? 200 : 503);
+  });
+
+  registerMeRoutes(app, options.services);
+  registerTenantRoutes(app, options.services);
+  registerUserRoutes(app, options.services);
+  registerKeyRoutes(app, options.services);
+  registerOidcRoutes(app, options.services);
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
+    type: 'http',
+    scheme: 'bearer',
+    description:
+      'A Brigade API key (`brg_…`), the operator key, or a JWT from a tenant’s OIDC provider.',
+  });
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'Brigade API',
+      version: options.version,
+      description:
+        'Multi-tenant harness for LLM agents. Errors are RFC 9457 problem+json documents with a stable `code`.',
+    },
+  });
+  app.get('/docs', (context) => context.html(docsPage));
+  return app;
+}

@@ -1,0 +1,176 @@
+import type { JWTPayload } from 'jose';
+import { UnauthenticatedError } from '../../domain/errors.ts';
+import { hashesEqual, hashSecret, looksLikeApiKey } from '../../domain/identity/api-key-secret.ts';
+import type { IdentityStore } from '../../domain/identity/identity-ports.ts';
+import type { OidcProvider, User } from '../../domain/identity/identity-types.ts';
+import { type Role, roles } from '../../domain/identity/permissions.ts';
+import type { Principal, UserPrincipal } from '../../domain/identity/principal.ts';
+import type { JwtVerifier } from './jwt-verifier.ts';
+
+/** Turns a bearer token into a {@link Principal}, or throws {@link UnauthenticatedError}. */
+export interface Authenticator {
+  authenticate(token: string): Promise<Principal>;
+}
+
+/** Logger the authenticator reports background failures to. */
+export interface AuthLogger {
+  warn(object: object, message: string): void;
+}
+
+/** Options for {@link createAuthenticator}. */
+export interface AuthenticatorOptions {
+  readonly store: IdentityStore;
+  readonly jwt: JwtVerifier;
+  /** Hash of `BRIGADE_OPERATOR_KEY`; when set, stored (generated) operator keys are ignored. */
+  readonly environmentOperatorKeyHash: Buffer | undefined;
+  /** Minimum interval between `last_used_at` writes for one key, in milliseconds. */
+  readonly touchIntervalMs: number;
+  readonly logger: AuthLogger;
+  readonly clock?: () => Date;
+}
+
+const operatorCacheMs = 30_000;
+
+function claimString(payload: JWTPayload, claim: string): string | undefined {
+  const value = payload[claim];
+  return typeof value === 'string' && value.length > 0 ? value : undefined;
+}
+
+/** The highest Brigade role the provider's `roleClaim` maps to (never owner). */
+function mappedRole(provider: OidcProvider, payload: JWTPayload): Role {
+  if (provider.roleClaim === null) return provider.defaultRole;
+  const raw = payload[provider.roleClaim];
+  const values = Array.isArray(raw) ? raw : [raw];
+  const mapped = values
+    .filter((value): value is string => typeof value === 'string')
+    .map((value) => provider.roleMapping[value])
+    .filter((role): role is 'admin' | 'member' | 'viewer' => role !== undefined);
+  return (
+    mapped.sort((left, right) => roles.indexOf(left) - roles.indexOf(right))[0] ??
+    provider.defaultRole
+  );
+}
+
+function userPrincipal(
+  user: User,
+  method: UserPrincipal['authMethod'],
+  key?: { id: string; scopes: UserPrincipal['scopes'] },
+): UserPrincipal {
+  return {
+    kind: 'user',
+    tenantId: user.tenantId,
+    userId: user.id,
+    role: user.role,
+    keyId: key?.id,
+    scopes: key?.scopes,
+    authMethod: method,
+  };
+}
+
+/**
+ * Creates the {@link Authenticator}: operator keys, `brg_` API keys (SHA-256 lookup under an
+ * RLS policy that reveals only the presented key's row) and JWTs from a tenant's OIDC provider.
+ */
+export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
+  const { store, jwt, logger } = options;
+  const now = options.clock ?? (() => new Date());
+  const lastTouched = new Map<string, number>();
+  let operatorHashes: { at: number; hashes: readonly Buffer[] } | undefined;
+
+  async function isOperator(hash: Buffer): Promise<boolean> {
+    if (options.environmentOperatorKeyHash !== undefined) {
+      return hashesEqual(hash, options.environmentOperatorKeyHash);
+    }
+    const at = Date.now();
+    if (operatorHashes === undefined || at - operatorHashes.at > operatorCacheMs) {
+      operatorHashes = { at, hashes: await store.listOperatorKeyHashes() };
+    }
+    return operatorHashes.hashes.some((known) => hashesEqual(hash, known));
+  }
+
+  function touch(tenantId: string, keyId: string, at: Date): void {
+    const previous = lastTouched.get(keyId) ?? 0;
+    if (at.getTime() - previous < options.touchIntervalMs) return;
+    lastTouched.set(keyId, at.getTime());
+    if (lastTouched.size > 100_000) lastTouched.clear();
+    store.touchApiKey(tenantId, keyId, at).catch((error: unknown) => {
+      logger.warn(
+        { err: { message: (error as Error).message }, keyId },
+        'could not record API key use',
+      );
+    });
+  }
+
+  async function fail(tenantId: string, keyId: string, reason: string): Promise<never> {
+    await store
+      .recordAudit(tenantId, undefined, {
+        action: 'auth.failed',
+        targetType: 'api_key',
+        targetId: keyId,
+        outcome: 'denied',
+        reason,
+      })
+      .catch(() => undefined);
+    throw new UnauthenticatedError();
+  }
+
+  async function authenticateKey(token: string, hash: Buffer): Promise<Principal> {
+    const identity = looksLikeApiKey(token) ? await store.findKeyIdentity(hash) : undefined;
+    if (identity === undefined) throw new UnauthenticatedError();
+    const { key, user, tenantStatus } = identity;
+    const at = now();
+    if (key.revokedAt !== null && key.revokedAt.getTime() <= at.getTime())
+      return fail(key.tenantId, key.id, 'key revoked');
+    if (key.expiresAt !== null && key.expiresAt.getTime() <= at.getTime())
+      return fail(key.tenantId, key.id, 'key expired');
+    if (user.status !== 'active') return fail(key.tenantId, key.id, 'user disabled');
+    if (tenantStatus !== 'active') return fail(key.tenantId, key.id, 'tenant suspended');
+    touch(key.tenantId, key.id, at);
+    return userPrincipal(user, 'api_key', { id: key.id, scopes: key.scopes ?? undefined });
+  }
+
+  async function authenticateJwt(token: string): Promise<Principal> {
+    const issuer = jwt.peekIssuer(token);
+    if (issuer === undefined) throw new UnauthenticatedError();
+    for (const provider of await store.findOidcProviders(issuer)) {
+      let payload: JWTPayload;
+      try {
+        payload = await jwt.verify(provider, token);
+      } catch {
+        continue;
+      }
+      const subject = claimString(payload, provider.subjectClaim);
+      if (subject === undefined) continue;
+      let user = await store.findUserBySubject(provider, subject);
+      if (user === undefined && provider.jitProvisioning) {
+        try {
+          user = await store.provisionUser(provider, {
+            email: claimString(payload, provider.emailClaim) ?? null,
+            displayName: claimString(payload, provider.nameClaim) ?? null,
+            role: mappedRole(provider, payload),
+            externalIssuer: provider.issuer,
+            externalSubject: subject,
+            metadata: {},
+          });
+        } catch (error) {
+          // A concurrent first sign-in of the same subject provisioned the user already.
+          if ((error as { code?: string }).code !== '23505') throw error;
+          user = await store.findUserBySubject(provider, subject);
+        }
+      }
+      if (user === undefined || user.status !== 'active') throw new UnauthenticatedError();
+      return userPrincipal(user, 'jwt');
+    }
+    throw new UnauthenticatedError();
+  }
+
+  return {
+    async authenticate(token) {
+      if (token.length === 0 || token.length > 8192) throw new UnauthenticatedError();
+      const hash = hashSecret(token);
+      if (await isOperator(hash)) return { kind: 'operator' };
+      if (token.split('.').length === 3) return authenticateJwt(token);
+      return authenticateKey(token, hash);
+    },
+  };
+}

@@ -1,0 +1,75 @@
+import {
+  createRemoteJWKSet,
+  decodeJwt,
+  importSPKI,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  jwtVerify,
+} from 'jose';
+import type { OidcProvider } from '../../domain/identity/identity-types.ts';
+
+/** Verifies a JWT against one tenant's OIDC provider; returns the payload or throws. */
+export interface JwtVerifier {
+  /** The unverified `iss` claim, used only to find candidate providers. */
+  peekIssuer(token: string): string | undefined;
+  verify(provider: OidcProvider, token: string): Promise<JWTPayload>;
+}
+
+/** Options for {@link createJwtVerifier}. */
+export interface JwtVerifierOptions {
+  readonly jwksCacheMs: number;
+  readonly clockToleranceSeconds: number;
+}
+
+/** The jose-based {@link JwtVerifier}; JWKS sets are cached per provider and URL. */
+export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
+  const keySets = new Map<string, JWTVerifyGetKey>();
+  function keySetFor(provider: OidcProvider, url: string): JWTVerifyGetKey {
+    const cacheKey = `${provider.id}|${url}`;
+    let keySet = keySets.get(cacheKey);
+    if (keySet === undefined) {
+      keySet = createRemoteJWKSet(new URL(url), {
+        cacheMaxAge: options.jwksCacheMs,
+        cooldownDuration: 30_000,
+        timeoutDuration: 5_000,
+      });
+      keySets.set(cacheKey, keySet);
+    }
+    return keySet;
+  }
+  return {
+    peekIssuer(token) {
+      try {
+        const issuer = decodeJwt(token).iss;
+        return typeof issuer === 'string' && issuer.length <= 2048 ? issuer : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    async verify(provider, token) {
+      const verifyOptions = {
+        issuer: provider.issuer,
+        audience: provider.audience,
+        algorithms: [...provider.algorithms],
+        clockTolerance: options.clockToleranceSeconds,
+        requiredClaims: ['exp'],
+      };
+      if (provider.jwksUrl !== null) {
+        return (await jwtVerify(token, keySetFor(provider, provider.jwksUrl), verifyOptions))
+          .payload;
+      }
+      let lastError: unknown = new Error('no keys configured');
+      for (const pem of provider.publicKeysPem ?? []) {
+        for (const algorithm of provider.algorithms) {
+          try {
+            const key = await importSPKI(pem, algorithm);
+            return (await jwtVerify(token, key, verifyOptions)).payload;
+          } catch (error) {
+            lastError = error;
+          }
+        }
+      }
+      throw lastError;
+    },
+  };
+}

@@ -1,0 +1,120 @@
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { AppError, type ErrorCode } from '../domain/errors.ts';
+
+/** The one table mapping error codes to HTTP statuses. */
+export const statusByCode: Readonly<Record<ErrorCode, ContentfulStatusCode>> = {
+  invalid_json: 400,
+  validation_failed: 422,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  conflict: 409,
+  tenant_not_found: 404,
+  user_not_found: 404,
+  api_key_not_found: 404,
+  oidc_provider_not_found: 404,
+  rate_limited: 429,
+  service_unavailable: 503,
+  request_timeout: 504,
+  internal: 500,
+};
+
+const titleByCode: Readonly<Record<ErrorCode, string>> = {
+  invalid_json: 'Malformed JSON',
+  validation_failed: 'Validation failed',
+  payload_too_large: 'Payload too large',
+  unsupported_media_type: 'Unsupported media type',
+  unauthenticated: 'Unauthenticated',
+  forbidden: 'Forbidden',
+  not_found: 'Not found',
+  method_not_allowed: 'Method not allowed',
+  conflict: 'Conflict',
+  tenant_not_found: 'Tenant not found',
+  user_not_found: 'User not found',
+  api_key_not_found: 'API key not found',
+  oidc_provider_not_found: 'OIDC provider not found',
+  rate_limited: 'Too many requests',
+  service_unavailable: 'Service unavailable',
+  request_timeout: 'Request timed out',
+  internal: 'Internal error',
+};
+
+/** Logger the error renderer reports unexpected errors to. */
+export interface ErrorLogger {
+  error(object: object, message: string): void;
+}
+
+/** Maps PostgreSQL errors a client can cause (unique and foreign-key violations) to AppErrors. */
+function fromDatabaseError(error: unknown): AppError | undefined {
+  const code = (error as { code?: unknown }).code;
+  if (code === '23505')
+    return new AppError('conflict', 'An object with the same unique value already exists.');
+  if (code === '23503') return new AppError('not_found', 'A referenced object does not exist.');
+  if (code === '42501') return new AppError('not_found', 'Not found.');
+  return undefined;
+}
+
+/** Normalises anything thrown into an {@link AppError}; unknown errors become `internal`. */
+export function toAppError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  if (error instanceof HTTPException) {
+    if (error.status === 400 && error.message.includes('JSON')) {
+      return new AppError('invalid_json', 'The request body is not valid JSON.');
+    }
+    if (error.status === 413)
+      return new AppError('payload_too_large', 'The request body is too large.');
+    if (error.status === 401)
+      return new AppError('unauthenticated', 'Missing or invalid credentials.');
+  }
+  return (
+    fromDatabaseError(error) ??
+    new AppError('internal', 'An internal error occurred.', { cause: error })
+  );
+}
+
+/**
+ * Renders an error as RFC 9457 problem+json. Internal errors are logged with the request id
+ * and rendered without any detail, so nothing internal (stack, SQL, secrets) reaches a client.
+ */
+export function renderProblem(context: Context, error: unknown, logger: ErrorLogger): Response {
+  const appError = toAppError(error);
+  const status = statusByCode[appError.code];
+  const requestId = context.get('requestId') as string | undefined;
+  if (appError.code === 'internal') {
+    const cause = appError.cause ?? error;
+    logger.error(
+      {
+        err:
+          cause instanceof Error
+            ? { message: cause.message, name: cause.name, stack: cause.stack }
+            : { value: String(cause) },
+        requestId,
+      },
+      'unhandled error',
+    );
+  }
+  const body = {
+    type: `https://brigade.dev/problems/${appError.code}`,
+    title: titleByCode[appError.code],
+    status,
+    code: appError.code,
+    detail: appError.message,
+    instance: context.req.path,
+    ...(requestId === undefined ? {} : { requestId }),
+    ...(appError.details ?? {}),
+  };
+  const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
+  if (appError.code === 'unauthenticated') {
+    headers['www-authenticate'] = 'Bearer realm="brigade", error="invalid_token"';
+  }
+  // The unread rest of an oversized body must not be parsed as the next request.
+  if (appError.code === 'payload_too_large') headers['connection'] = 'close';
+  const retryAfter = appError.details?.['retryAfterSeconds'];
+  if (typeof retryAfter === 'number') headers['retry-after'] = String(Math.ceil(retryAfter));
+  return new Response(JSON.stringify(body), { status, headers });
+}

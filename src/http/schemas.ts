@@ -1,0 +1,286 @@
+import { z } from '@hono/zod-openapi';
+import type { ApiKey, OidcProvider, Tenant, User } from '../domain/identity/identity-types.ts';
+import { actions, roles } from '../domain/identity/permissions.ts';
+
+const metadataSchema = z
+  .record(z.string().max(100), z.unknown())
+  .refine((value) => JSON.stringify(value).length <= 16_384, 'must serialise to at most 16 KiB')
+  .openapi({ description: 'Free-form JSON object, at most 16 KiB.' });
+
+/** Cursor pagination query of every list operation. */
+export const pageQuerySchema = z.strictObject({
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .default(50)
+    .openapi({ description: 'Page size (1–100).' }),
+  after: z
+    .string()
+    .max(100)
+    .optional()
+    .openapi({ description: 'Cursor: `nextCursor` of the previous page.' }),
+});
+
+/** Builds the schema of a page of `item`. */
+export function pageSchema<T extends z.ZodType>(item: T, name: string) {
+  return z.object({ data: z.array(item), nextCursor: z.string().nullable() }).openapi(name);
+}
+
+const timeZoneSchema = z.string().refine((value) => {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: value });
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be an IANA time zone such as Europe/Paris');
+
+export const createTenantSchema = z
+  .strictObject({
+    slug: z
+      .string()
+      .regex(
+        /^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$/,
+        'lower-case letters, digits and dashes, 2–63 characters',
+      ),
+    name: z.string().trim().min(1).max(200),
+    timeZone: timeZoneSchema.default('UTC'),
+    metadata: metadataSchema.default({}),
+  })
+  .openapi('CreateTenantRequest');
+
+export const tenantSchema = z
+  .object({
+    id: z.uuid(),
+    slug: z.string(),
+    name: z.string(),
+    status: z.enum(['active', 'suspended']),
+    timeZone: z.string(),
+    metadata: z.record(z.string(), z.unknown()),
+    createdAt: z.iso.datetime(),
+    updatedAt: z.iso.datetime(),
+  })
+  .openapi('Tenant');
+
+const roleSchema = z.enum(roles).openapi({ description: 'Role of the user in the tenant.' });
+
+export const createUserSchema = z
+  .strictObject({
+    email: z.email().max(320).nullable().default(null),
+    displayName: z.string().trim().min(1).max(200).nullable().default(null),
+    role: roleSchema.default('member'),
+    metadata: metadataSchema.default({}),
+  })
+  .openapi('CreateUserRequest');
+
+export const updateUserSchema = z
+  .strictObject({
+    email: z.email().max(320).nullable().optional(),
+    displayName: z.string().trim().min(1).max(200).nullable().optional(),
+    role: roleSchema.optional(),
+    status: z.enum(['active', 'disabled']).optional(),
+    metadata: metadataSchema.optional(),
+  })
+  .refine((value) => Object.keys(value).length > 0, 'at least one field is required')
+  .openapi('UpdateUserRequest');
+
+export const userSchema = z
+  .object({
+    id: z.uuid(),
+    tenantId: z.uuid(),
+    email: z.string().nullable(),
+    displayName: z.string().nullable(),
+    role: roleSchema,
+    status: z.enum(['active', 'disabled']),
+    externalIssuer: z.string().nullable(),
+    externalSubject: z.string().nullable(),
+    metadata: z.record(z.string(), z.unknown()),
+    createdAt: z.iso.datetime(),
+    updatedAt: z.iso.datetime(),
+  })
+  .openapi('User');
+
+const scopeSchema = z.enum(actions);
+
+export const createApiKeySchema = z
+  .strictObject({
+    name: z.string().trim().min(1).max(100),
+    scopes: z.array(scopeSchema).min(1).max(actions.length).optional().openapi({
+      description: 'Actions the key is limited to; omitted means every action of the user’s role.',
+    }),
+    expiresAt: z.iso.datetime({ offset: true }).optional(),
+  })
+  .openapi('CreateApiKeyRequest');
+
+export const rotateApiKeySchema = z
+  .strictObject({
+    gracePeriodSeconds: z
+      .int()
+      .min(0)
+      .max(7 * 86_400)
+      .default(0)
+      .openapi({
+        description: 'How long the old secret keeps working after rotation.',
+      }),
+  })
+  .openapi('RotateApiKeyRequest');
+
+export const apiKeySchema = z
+  .object({
+    id: z.uuid(),
+    tenantId: z.uuid(),
+    userId: z.uuid(),
+    name: z.string(),
+    prefix: z.string(),
+    scopes: z.array(scopeSchema).nullable(),
+    status: z.enum(['active', 'revoked', 'expired']),
+    expiresAt: z.iso.datetime().nullable(),
+    lastUsedAt: z.iso.datetime().nullable(),
+    revokedAt: z.iso.datetime().nullable(),
+    rotatedFromId: z.uuid().nullable(),
+    createdAt: z.iso.datetime(),
+  })
+  .openapi('ApiKey');
+
+export const createdApiKeySchema = apiKeySchema
+  .extend({
+    secret: z.string().openapi({ description: 'The secret; shown only in this response.' }),
+  })
+  .openapi('CreatedApiKey');
+
+export const meSchema = z
+  .object({
+    kind: z.enum(['operator', 'user']),
+    tenant: tenantSchema.nullable(),
+    user: userSchema.nullable(),
+    keyId: z.uuid().nullable(),
+    authMethod: z.enum(['operator_key', 'api_key', 'jwt']),
+    permissions: z.array(z.string()),
+  })
+  .openapi('Me');
+
+const httpsOrLoopback = z.url().refine((value) => {
+  const url = new URL(value);
+  return url.protocol === 'https:' || ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+}, 'must be https (http only for localhost)');
+
+export const createOidcProviderSchema = z
+  .strictObject({
+    name: z.string().trim().min(1).max(100),
+    issuer: z.string().min(1).max(2048),
+    audience: z.string().min(1).max(2048),
+    jwksUrl: httpsOrLoopback.optional(),
+    publicKeysPem: z.array(z.string().includes('BEGIN PUBLIC KEY')).min(1).max(10).optional(),
+    algorithms: z
+      .array(
+        z.enum([
+          'RS256',
+          'RS384',
+          'RS512',
+          'PS256',
+          'PS384',
+          'PS512',
+          'ES256',
+          'ES384',
+          'ES512',
+          'EdDSA',
+        ]),
+      )
+      .min(1)
+      .default(['RS256']),
+    subjectClaim: z.string().min(1).max(100).default('sub'),
+    emailClaim: z.string().min(1).max(100).default('email'),
+    nameClaim: z.string().min(1).max(100).default('name'),
+    roleClaim: z.string().min(1).max(100).nullable().default(null),
+    roleMapping: z.record(z.string(), z.enum(['admin', 'member', 'viewer'])).default({}),
+    defaultRole: z.enum(['admin', 'member', 'viewer']).default('member'),
+    jitProvisioning: z.boolean().default(false),
+    enabled: z.boolean().default(true),
+  })
+  .refine((value) => (value.jwksUrl === undefined) !== (value.publicKeysPem === undefined), {
+    message: 'exactly one of jwksUrl and publicKeysPem is required',
+    path: ['jwksUrl'],
+  })
+  .openapi('CreateOidcProviderRequest');
+
+export const oidcProviderSchema = z
+  .object({
+    id: z.uuid(),
+    tenantId: z.uuid(),
+    name: z.string(),
+    issuer: z.string(),
+    audience: z.string(),
+    jwksUrl: z.string().nullable(),
+    publicKeysPem: z.array(z.string()).nullable(),
+    algorithms: z.array(z.string()),
+    subjectClaim: z.string(),
+    emailClaim: z.string(),
+    nameClaim: z.string(),
+    roleClaim: z.string().nullable(),
+    roleMapping: z.record(z.string(), z.string()),
+    defaultRole: z.enum(['admin', 'member', 'viewer']),
+    jitProvisioning: z.boolean(),
+    enabled: z.boolean(),
+    createdAt: z.iso.datetime(),
+    updatedAt: z.iso.datetime(),
+  })
+  .openapi('OidcProvider');
+
+export const problemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.int(),
+    code: z.string(),
+    detail: z.string(),
+    instance: z.string().optional(),
+    requestId: z.string().optional(),
+    errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  })
+  .openapi('Problem');
+
+const iso = (date: Date | null): string | null => (date === null ? null : date.toISOString());
+
+/** Renders a tenant for the API. */
+export const tenantResponse = (tenant: Tenant) => ({
+  ...tenant,
+  metadata: { ...tenant.metadata },
+  createdAt: tenant.createdAt.toISOString(),
+  updatedAt: tenant.updatedAt.toISOString(),
+});
+
+/** Renders a user for the API. */
+export const userResponse = (user: User) => ({
+  ...user,
+  metadata: { ...user.metadata },
+  createdAt: user.createdAt.toISOString(),
+  updatedAt: user.updatedAt.toISOString(),
+});
+
+/** Renders API key metadata for the API (never the hash or secret). */
+export const apiKeyResponse = (key: ApiKey, now: Date = new Date()) => ({
+  ...key,
+  scopes: key.scopes === null ? null : [...key.scopes],
+  status:
+    key.revokedAt !== null && key.revokedAt <= now
+      ? ('revoked' as const)
+      : key.expiresAt !== null && key.expiresAt <= now
+        ? ('expired' as const)
+        : ('active' as const),
+  expiresAt: iso(key.expiresAt),
+  lastUsedAt: iso(key.lastUsedAt),
+  revokedAt: iso(key.revokedAt),
+  createdAt: key.createdAt.toISOString(),
+});
+
+/** Renders an OIDC provider for the API. */
+export const oidcProviderResponse = (provider: OidcProvider) => ({
+  ...provider,
+  publicKeysPem: provider.publicKeysPem === null ? null : [...provider.publicKeysPem],
+  algorithms: [...provider.algorithms],
+  roleMapping: { ...provider.roleMapping },
+  createdAt: provider.createdAt.toISOString(),
+  updatedAt: provider.updatedAt.toISOString(),
+});

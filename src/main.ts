@@ -1,0 +1,114 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type ServerType, serve } from '@hono/node-server';
+import type { Config } from './config/index.ts';
+import { hashSecret } from './domain/identity/api-key-secret.ts';
+import { createIdentityService } from './domain/identity/identity-service.ts';
+import { createApp } from './http/app.ts';
+import type { BrigadeApp } from './http/app-env.ts';
+import { createAuthenticator } from './http/auth/authenticator.ts';
+import { createJwtVerifier } from './http/auth/jwt-verifier.ts';
+import { accessLog } from './http/middleware/access-log.ts';
+import type { Logger } from './observability/index.ts';
+import { bootstrapOperatorKey } from './storage/bootstrap-operator-key.ts';
+import { createIdentityStore } from './storage/identity/identity-store.ts';
+import { openStorage, type Storage } from './storage/open-storage.ts';
+
+/** Brigade's version, reported by `/healthz` and the OpenAPI document. */
+export const version = '0.1.0';
+
+/** A composed Brigade instance: app, storage and lifecycle. */
+export interface Brigade {
+  readonly app: BrigadeApp;
+  readonly storage: Storage;
+  /** The operator key generated at this start, if one was (print it once, never log it). */
+  readonly generatedOperatorKey: string | undefined;
+  /** Starts listening; resolves with the bound URL. */
+  listen(): Promise<string>;
+  /**
+   * Stops gracefully: readiness turns false, the listener closes, in-flight requests get
+   * `shutdownGraceMs` to finish, then connections are closed and storage stops.
+   */
+  stop(): Promise<void>;
+}
+
+/** Options for {@link createBrigade}. */
+export interface CreateBrigadeOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+}
+
+/** The composition root: config → storage → services → HTTP. The only place that wires. */
+export async function createBrigade(options: CreateBrigadeOptions): Promise<Brigade> {
+  const { config, logger } = options;
+  const storage = await openStorage({ config, logger });
+  const generatedOperatorKey =
+    config.operatorKey === undefined ? await bootstrapOperatorKey(storage.ownerUrl) : undefined;
+  const store = createIdentityStore(storage.database);
+  const identity = createIdentityService({ store });
+  const authenticator = createAuthenticator({
+    store,
+    jwt: createJwtVerifier({
+      jwksCacheMs: config.auth.jwksCacheMs,
+      clockToleranceSeconds: config.auth.jwtClockToleranceSeconds,
+    }),
+    environmentOperatorKeyHash:
+      config.operatorKey === undefined ? undefined : hashSecret(config.operatorKey),
+    touchIntervalMs: config.auth.keyLastUsedWriteIntervalMs,
+    logger,
+  });
+  let draining = false;
+  const app = createApp({
+    services: { identity },
+    authenticator,
+    logger,
+    bodyLimitBytes: config.server.bodyLimitBytes,
+    cors: config.server.cors,
+    version,
+    isReady: async () => {
+      if (draining) return false;
+      await storage.database.pool.query('select 1');
+      return true;
+    },
+  });
+  let server: ServerType | undefined;
+  let stopping: Promise<void> | undefined;
+  return {
+    app,
+    storage,
+    generatedOperatorKey,
+    async listen() {
+      const wrapped = accessLog(app, logger);
+      return new Promise((resolve, reject) => {
+        const created = serve(
+          { fetch: wrapped, port: config.server.port, hostname: config.server.host },
+          (info: AddressInfo) => {
+            const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
+            resolve(`http://${host}:${info.port}`);
+          },
+        );
+        created.once('error', reject);
+        (created as Server).requestTimeout = config.server.requestTimeoutMs;
+        server = created;
+      });
+    },
+    stop() {
+      stopping ??= (async () => {
+        draining = true;
+        const current = server;
+        if (current !== undefined) {
+          const closed = new Promise<void>((resolve) => current.close(() => resolve()));
+          if ('closeIdleConnections' in current) current.closeIdleConnections();
+          const grace = new Promise<void>((resolve) =>
+            setTimeout(resolve, config.server.shutdownGraceMs).unref(),
+          );
+          await Promise.race([closed, grace]);
+          if ('closeAllConnections' in current) current.closeAllConnections();
+        }
+        await storage.close();
+        logger.flush();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,248 @@
+import { sql } from 'kysely';
+import type { IdentityStore, NewApiKey } from '../../domain/identity/identity-ports.ts';
+import type { Principal } from '../../domain/identity/principal.ts';
+import type { Database, ScopedDb } from '../postgres/database.ts';
+import { writeAudit } from './audit-writer.ts';
+import { toApiKey, toOidcProvider } from './rows.ts';
+import { scopeFor, systemScope } from './scope-for.ts';
+import { loadUser, toPage } from './tenant-user-store.ts';
+
+type KeyStore = Omit<
+  IdentityStore,
+  | 'createTenant'
+  | 'listTenants'
+  | 'getTenant'
+  | 'createUser'
+  | 'listUsers'
+  | 'getUser'
+  | 'updateUser'
+  | 'findUserBySubject'
+  | 'provisionUser'
+>;
+
+async function insertKey(
+  db: ScopedDb,
+  { tenantId, input, principal }: { tenantId: string; input: NewApiKey; principal: Principal },
+) {
+  const row = await db
+    .insertInto('brigade.api_keys')
+    .values({
+      tenant_id: tenantId,
+      user_id: input.userId,
+      name: input.name,
+      prefix: input.prefix,
+      key_hash: input.keyHash,
+      scopes: input.scopes === null ? null : [...input.scopes],
+      expires_at: input.expiresAt,
+      rotated_from_id: input.rotatedFromId,
+      created_by_user_id: principal.kind === 'user' ? principal.userId : null,
+      created_at: new Date(),
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return toApiKey(row);
+}
+
+/** The API key, OIDC provider, operator key and audit half of the identity store. */
+export function createKeyStore(database: Database): KeyStore {
+  return {
+    async createApiKey(principal, tenantId, input) {
+      return database.withScope(scopeFor(principal, tenantId), async (db) => {
+        const key = await insertKey(db, { tenantId, input, principal });
+        await writeAudit(db, {
+          tenantId,
+          principal,
+          record: {
+            action: 'api_key.created',
+            targetType: 'api_key',
+            targetId: key.id,
+            outcome: 'success',
+            data: {
+              userId: key.userId,
+              name: key.name,
+              scopes: key.scopes,
+              expiresAt: key.expiresAt,
+            },
+          },
+        });
+        return key;
+      });
+    },
+    async listApiKeys(principal, { tenantId, userId }, page) {
+      return database.withScope(scopeFor(principal, tenantId), async (db) => {
+        let query = db
+          .selectFrom('brigade.api_keys')
+          .selectAll()
+          .where('tenant_id', '=', tenantId)
+          .where('user_id', '=', userId)
+          .orderBy('id')
+          .limit(page.limit + 1);
+        if (page.after !== undefined) query = query.where('id', '>', page.after);
+        return toPage((await query.execute()).map(toApiKey), page.limit);
+      });
+    },
+    async getApiKey(principal, { tenantId, userId, keyId }) {
+      return database.withScope(scopeFor(principal, tenantId), async (db) => {
+        const row = await db
+          .selectFrom('brigade.api_keys')
+          .selectAll()
+          .where('tenant_id', '=', tenantId)
+          .where('user_id', '=', userId)
+          .where('id', '=', keyId)
+          .executeTakeFirst();
+        return row === undefined ? undefined : toApiKey(row);
+      });
+    },
+    async revokeApiKey({ principal, tenantId, userId, keyId, revokeAt, successor }) {
+      return database.withScope(scopeFor(principal, tenantId), async (db) => {
+        const row = await db
+          .updateTable('brigade.api_keys')
+          .set({ revoked_at: sql<Date>`least(coalesce(revoked_at, ${revokeAt}), ${revokeAt})` })
+          .where('tenant_id', '=', tenantId)
+          .where('user_id', '=', userId)
+          .where('id', '=', keyId)
+          .returningAll()
+          .executeTakeFirst();
+        if (row === undefined) return undefined;
+        const created =
+          successor === undefined
+            ? undefined
+            : await insertKey(db, { tenantId, input: successor, principal });
+        await writeAudit(db, {
+          tenantId,
+          principal,
+          record: {
+            action: created === undefined ? 'api_key.revoked' : 'api_key.rotated',
+            targetType: 'api_key',
+            targetId: keyId,
+            outcome: 'success',
+            data: { userId, revokeAt: row.revoked_at, successorId: created?.id ?? null },
+          },
+        });
+        return { revoked: toApiKey(row), successor: created };
+      });
+    },
+    async findKeyIdentity(keyHash) {
+      return database.withScope({ authKeyHash: keyHash.toString('hex') }, async (db) => {
+        const keyRow = await db
+          .selectFrom('brigade.api_keys')
+          .selectAll()
+          .select(sql<string>`set_config('brigade.tenant_id', tenant_id::text, true)`.as('scoped'))
+          .where('key_hash', '=', keyHash)
+          .executeTakeFirst();
+        if (keyRow === undefined) return undefined;
+        const user = await loadUser(db, keyRow.tenant_id, keyRow.user_id);
+        const tenant = await db
+          .selectFrom('brigade.tenants')
+          .select('status')
+          .where('id', '=', keyRow.tenant_id)
+          .executeTakeFirst();
+        if (user === undefined || tenant === undefined) return undefined;
+        return { key: toApiKey(keyRow), user, tenantStatus: tenant.status };
+      });
+    },
+    async touchApiKey(tenantId, keyId, at) {
+      await database.withScope(systemScope(tenantId), async (db) => {
+        await db
+          .updateTable('brigade.api_keys')
+          .set({ last_used_at: at })
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', keyId)
+          .execute();
+      });
+    },
+    async listOperatorKeyHashes() {
+      return database.withScope({}, async (db) => {
+        const rows = await db.selectFrom('brigade.operator_keys').select('key_hash').execute();
+        return rows.map((row) => row.key_hash);
+      });
+    },
+    async findOidcProviders(issuer) {
+      return database.withScope({ authIssuer: issuer }, async (db) => {
+        const rows = await db
+          .selectFrom('brigade.oidc_providers')
+          .selectAll()
+          .where('issuer', '=', issuer)
+          .execute();
+        return rows.map(toOidcProvider);
+      });
+    },
+    async createOidcProvider(principal, tenantId, input) {
+      return database.withScope(scopeFor(principal, tenantId), async (db) => {
+        const now = new Date();
+        const row = await db
+          .insertInto('brigade.oidc_providers')
+          .values({
+            tenant_id: tenantId,
+            name: input.name,
+            issuer: input.issuer,
+            audience: input.audience,
+            jwks_url: input.jwksUrl,
+            public_keys_pem: input.publicKeysPem === null ? null : [...input.publicKeysPem],
+            algorithms: [...input.algorithms],
+            subject_claim: input.subjectClaim,
+            email_claim: input.emailClaim,
+            name_claim: input.nameClaim,
+            role_claim: input.roleClaim,
+            role_mapping: JSON.stringify(input.roleMapping),
+            default_role: input.defaultRole,
+            jit_provisioning: input.jitProvisioning,
+            enabled: input.enabled,
+            created_at: now,
+            updated_at: now,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await writeAudit(db, {
+          tenantId,
+          principal,
+          record: {
+            action: 'oidc_provider.created',
+            targetType: 'oidc_provider',
+            targetId: row.id,
+            outcome: 'success',
+            data: { issuer: row.issuer },
+          },
+        });
+        return toOidcProvider(row);
+      });
+    },
+    async listOidcProviders(principal, tenantId) {
+      return database.withScope(scopeFor(principal, tenantId), async (db) => {
+        const rows = await db
+          .selectFrom('brigade.oidc_providers')
+          .selectAll()
+          .where('tenant_id', '=', tenantId)
+          .orderBy('id')
+          .execute();
+        return rows.map(toOidcProvider);
+      });
+    },
+    async deleteOidcProvider(principal, tenantId, providerId) {
+      return database.withScope(scopeFor(principal, tenantId), async (db) => {
+        const deleted = await db
+          .deleteFrom('brigade.oidc_providers')
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', providerId)
+          .executeTakeFirst();
+        if (deleted.numDeletedRows === 0n) return false;
+        await writeAudit(db, {
+          tenantId,
+          principal,
+          record: {
+            action: 'oidc_provider.deleted',
+            targetType: 'oidc_provider',
+            targetId: providerId,
+            outcome: 'success',
+          },
+        });
+        return true;
+      });
+    },
+    async recordAudit(tenantId, principal, audit) {
+      await database.withScope(systemScope(tenantId), (db) =>
+        writeAudit(db, { tenantId, principal, record: audit }),
+      );
+    },
+  };
+}

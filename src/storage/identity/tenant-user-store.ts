@@ -1,0 +1,261 @@
+import type { Kysely } from 'kysely';
+import type {
+  IdentityStore,
+  NewUser,
+  Page,
+  PageRequest,
+} from '../../domain/identity/identity-ports.ts';
+import type { User } from '../../domain/identity/identity-types.ts';
+import type { Principal } from '../../domain/identity/principal.ts';
+import type { Database, ScopedDb } from '../postgres/database.ts';
+import type { DatabaseSchema } from '../postgres/database-schema.ts';
+import { isUuid } from '../postgres/scope.ts';
+import { writeAudit } from './audit-writer.ts';
+import { toTenant, toUser } from './rows.ts';
+import { scopeFor, systemScope } from './scope-for.ts';
+
+/** Turns rows fetched with `limit + 1` into a page and its next cursor. */
+export function toPage<T extends { readonly id: string }>(
+  rows: readonly T[],
+  limit: number,
+): Page<T> {
+  const data = rows.slice(0, limit);
+  const last = data[data.length - 1];
+  return { data, nextCursor: rows.length > limit && last !== undefined ? last.id : null };
+}
+
+function selectUsers(db: Kysely<DatabaseSchema>) {
+  return db
+    .selectFrom('brigade.users as u')
+    .innerJoin('brigade.memberships as m', (join) =>
+      join.onRef('m.tenant_id', '=', 'u.tenant_id').onRef('m.user_id', '=', 'u.id'),
+    )
+    .selectAll('u')
+    .select('m.role');
+}
+
+/** Loads one user with its role inside an open transaction. */
+export async function loadUser(
+  db: ScopedDb,
+  tenantId: string,
+  userId: string,
+): Promise<User | undefined> {
+  const row = await selectUsers(db)
+    .where('u.tenant_id', '=', tenantId)
+    .where('u.id', '=', userId)
+    .executeTakeFirst();
+  return row === undefined ? undefined : toUser(row);
+}
+
+async function insertUser(db: ScopedDb, tenantId: string, input: NewUser): Promise<User> {
+  const now = new Date();
+  const row = await db
+    .insertInto('brigade.users')
+    .values({
+      tenant_id: tenantId,
+      email: input.email,
+      display_name: input.displayName,
+      external_issuer: input.externalIssuer ?? null,
+      external_subject: input.externalSubject ?? null,
+      metadata: JSON.stringify(input.metadata),
+      created_at: now,
+      updated_at: now,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  await db
+    .insertInto('brigade.memberships')
+    .values({
+      tenant_id: tenantId,
+      user_id: row.id,
+      role: input.role,
+      created_at: now,
+      updated_at: now,
+    })
+    .execute();
+  return toUser({ ...row, role: input.role });
+}
+
+type TenantUserStore = Pick<
+  IdentityStore,
+  | 'createTenant'
+  | 'listTenants'
+  | 'getTenant'
+  | 'createUser'
+  | 'listUsers'
+  | 'getUser'
+  | 'updateUser'
+  | 'findUserBySubject'
+  | 'provisionUser'
+>;
+
+/** The tenant and user half of the identity store. */
+export function createTenantUserStore(database: Database): TenantUserStore {
+  const inTenant = <T>(
+    principal: Principal,
+    tenantId: string,
+    work: (db: ScopedDb) => Promise<T>,
+  ) => database.withScope(scopeFor(principal, tenantId), work);
+  return {
+    async createTenant(principal, input) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const now = new Date();
+        const row = await db
+          .insertInto('brigade.tenants')
+          .values({
+            slug: input.slug,
+            name: input.name,
+            time_zone: input.timeZone,
+            metadata: JSON.stringify(input.metadata),
+            created_at: now,
+            updated_at: now,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await writeAudit(db, {
+          tenantId: row.id,
+          principal,
+          record: {
+            action: 'tenant.created',
+            targetType: 'tenant',
+            targetId: row.id,
+            outcome: 'success',
+            data: { slug: row.slug },
+          },
+        });
+        return toTenant(row);
+      });
+    },
+    async listTenants(principal, page) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        let query = db
+          .selectFrom('brigade.tenants')
+          .selectAll()
+          .orderBy('id')
+          .limit(page.limit + 1);
+        if (page.after !== undefined) query = query.where('id', '>', page.after);
+        return toPage((await query.execute()).map(toTenant), page.limit);
+      });
+    },
+    async getTenant(principal, tenantId) {
+      if (!isUuid(tenantId)) return undefined;
+      return database.withScope(scopeFor(principal, tenantId), async (db) => {
+        const row = await db
+          .selectFrom('brigade.tenants')
+          .selectAll()
+          .where('id', '=', tenantId)
+          .executeTakeFirst();
+        return row === undefined ? undefined : toTenant(row);
+      });
+    },
+    async createUser(principal, tenantId, input) {
+      return inTenant(principal, tenantId, async (db) => {
+        const user = await insertUser(db, tenantId, input);
+        await writeAudit(db, {
+          tenantId,
+          principal,
+          record: {
+            action: 'user.created',
+            targetType: 'user',
+            targetId: user.id,
+            outcome: 'success',
+            data: { role: user.role },
+          },
+        });
+        return user;
+      });
+    },
+    async listUsers(principal, tenantId, page: PageRequest) {
+      return inTenant(principal, tenantId, async (db) => {
+        let query = selectUsers(db)
+          .where('u.tenant_id', '=', tenantId)
+          .orderBy('u.id')
+          .limit(page.limit + 1);
+        if (page.after !== undefined) query = query.where('u.id', '>', page.after);
+        return toPage((await query.execute()).map(toUser), page.limit);
+      });
+    },
+    async getUser(principal, tenantId, userId) {
+      return inTenant(principal, tenantId, (db) => loadUser(db, tenantId, userId));
+    },
+    async updateUser({ principal, tenantId, userId, patch, check }) {
+      return inTenant(principal, tenantId, async (db) => {
+        // Lock the tenant's memberships so two concurrent demotions cannot remove every owner.
+        const members = await db
+          .selectFrom('brigade.memberships')
+          .select(['user_id', 'role'])
+          .where('tenant_id', '=', tenantId)
+          .forUpdate()
+          .execute();
+        const current = await loadUser(db, tenantId, userId);
+        if (current === undefined) return undefined;
+        check(current, members.filter((member) => member.role === 'owner').length);
+        const now = new Date();
+        const { role, metadata, displayName, ...rest } = patch;
+        await db
+          .updateTable('brigade.users')
+          .set({
+            ...rest,
+            ...(displayName === undefined ? {} : { display_name: displayName }),
+            ...(metadata === undefined ? {} : { metadata: JSON.stringify(metadata) }),
+            updated_at: now,
+          })
+          .where('tenant_id', '=', tenantId)
+          .where('id', '=', userId)
+          .execute();
+        if (role !== undefined && role !== current.role) {
+          await db
+            .updateTable('brigade.memberships')
+            .set({ role, updated_at: now })
+            .where('tenant_id', '=', tenantId)
+            .where('user_id', '=', userId)
+            .execute();
+        }
+        const changed = Object.keys(patch);
+        await writeAudit(db, {
+          tenantId,
+          principal,
+          record: {
+            action:
+              role !== undefined && role !== current.role ? 'user.role_changed' : 'user.updated',
+            targetType: 'user',
+            targetId: userId,
+            outcome: 'success',
+            data: {
+              fields: changed,
+              ...(role === undefined ? {} : { from: current.role, to: role }),
+            },
+          },
+        });
+        return loadUser(db, tenantId, userId);
+      });
+    },
+    async findUserBySubject(provider, subject) {
+      return database.withScope(systemScope(provider.tenantId), async (db) => {
+        const row = await selectUsers(db)
+          .where('u.tenant_id', '=', provider.tenantId)
+          .where('u.external_issuer', '=', provider.issuer)
+          .where('u.external_subject', '=', subject)
+          .executeTakeFirst();
+        return row === undefined ? undefined : toUser(row);
+      });
+    },
+    async provisionUser(provider, input) {
+      return database.withScope(systemScope(provider.tenantId), async (db) => {
+        const user = await insertUser(db, provider.tenantId, input);
+        await writeAudit(db, {
+          tenantId: provider.tenantId,
+          principal: undefined,
+          record: {
+            action: 'user.provisioned',
+            targetType: 'user',
+            targetId: user.id,
+            outcome: 'success',
+            data: { providerId: provider.id, role: user.role },
+          },
+        });
+        return user;
+      });
+    },
+  };
+}

@@ -1,0 +1,48 @@
+import { type Kysely, type Migration, type MigrationResultSet, Migrator, sql } from 'kysely';
+import { identityMigration } from './0001-identity.ts';
+import type { MigrationContext } from './migration-context.ts';
+
+/** Ordered list of migrations; names sort lexically and are never renamed once released. */
+function migrations(context: MigrationContext): Record<string, Migration> {
+  const fromSql = (build: (context: MigrationContext) => string): Migration => ({
+    up: async (db) => {
+      await sql.raw(build(context)).execute(db);
+    },
+  });
+  return {
+    '0001-identity': fromSql(identityMigration),
+  };
+}
+
+/** Result of {@link migrateToLatest}: the names applied in this call. */
+export interface MigrateResult {
+  readonly applied: readonly string[];
+}
+
+/**
+ * Applies every pending migration as the owner role. Concurrent callers (several processes
+ * starting at once) serialise on Kysely's migration lock, so each migration runs once.
+ */
+export async function migrateToLatest(
+  ownerDb: Kysely<unknown>,
+  context: MigrationContext,
+): Promise<MigrateResult> {
+  const migrator = new Migrator({
+    db: ownerDb,
+    provider: { getMigrations: async () => migrations(context) },
+    migrationTableSchema: 'brigade',
+  });
+  const result: MigrationResultSet = await migrator.migrateToLatest();
+  if (result.error !== undefined) {
+    const failed = result.results?.find((item) => item.status === 'Error');
+    throw new Error(
+      `migration ${failed?.migrationName ?? '(unknown)'} failed: ${(result.error as Error).message}`,
+      { cause: result.error },
+    );
+  }
+  return {
+    applied: (result.results ?? [])
+      .filter((item) => item.status === 'Success')
+      .map((item) => item.migrationName),
+  };
+}

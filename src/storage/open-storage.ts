@@ -1,0 +1,211 @@
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import type pg from 'pg';
+import type { Config } from '../config/index.ts';
+import { type EmbeddedServer, startEmbeddedServer } from './embedded/embedded-server.ts';
+import { migrateToLatest } from './migrations/migrate.ts';
+import {
+  assertLeastPrivilege,
+  createDatabase,
+  createPool,
+  type Database,
+  type RoleFacts,
+} from './postgres/database.ts';
+
+/** Logger shape the storage start-up needs. */
+export interface StorageStartLogger {
+  debug(object: object, message: string): void;
+  info(object: object, message: string): void;
+  warn(object: object, message: string): void;
+}
+
+/** Everything storage start-up produced; `close` stops it in the right order. */
+export interface Storage {
+  readonly database: Database;
+  readonly runtimeRole: RoleFacts;
+  /** Owner connection URL (migrations, bootstrap); never handed to request handling. */
+  readonly ownerUrl: string;
+  readonly embedded: EmbeddedServer | undefined;
+  readonly appliedMigrations: readonly string[];
+  close(): Promise<void>;
+}
+
+/** Options for {@link openStorage}. */
+export interface OpenStorageOptions {
+  readonly config: Config;
+  readonly logger: StorageStartLogger;
+  /** Apply pending migrations (defaults to `config.database.migrateOnStart`). */
+  readonly migrate?: boolean;
+  /** Share an embedded cluster another live process already runs (CLI admin commands). */
+  readonly shareRunning?: boolean;
+}
+
+const embeddedDatabaseName = 'brigade';
+
+async function ensureEmbeddedDatabase(server: EmbeddedServer): Promise<void> {
+  const admin = createPool({
+    connectionString: server.ownerUrl,
+    poolSize: 1,
+    statementTimeoutMs: 60_000,
+    logger: { warn: () => undefined },
+  });
+  try {
+    const exists = await admin.query('select 1 from pg_database where datname = $1', [
+      embeddedDatabaseName,
+    ]);
+    if (exists.rowCount === 0) await admin.query(`create database ${embeddedDatabaseName}`);
+  } finally {
+    await admin.end();
+  }
+}
+
+function isDuplicate(error: unknown): boolean {
+  const code = (error as { code?: string }).code;
+  return code === '42710' || code === '23505';
+}
+
+/**
+ * Creates the runtime role when it is missing (the owner needs CREATEROLE for that; on a
+ * managed server create it by hand as docs/database.md shows) and lets the owner assume it.
+ */
+export async function ensureRuntimeRole(
+  owner: Kysely<unknown>,
+  options: {
+    readonly role: string;
+    readonly password: string | undefined;
+    readonly assumable: boolean;
+  },
+): Promise<void> {
+  const role = sql.id(options.role);
+  const found = await sql<{
+    ok: number;
+  }>`select 1 as ok from pg_roles where rolname = ${options.role}`.execute(owner);
+  if (found.rows.length === 0) {
+    try {
+      await sql`create role ${role} nosuperuser nobypassrls nocreatedb nocreaterole noinherit`.execute(
+        owner,
+      );
+    } catch (error) {
+      if (!isDuplicate(error)) {
+        throw new Error(
+          `cannot create the runtime role "${options.role}" (${(error as Error).message}); create it as docs/database.md describes`,
+          { cause: error },
+        );
+      }
+    }
+  }
+  if (options.password !== undefined) {
+    await sql`alter role ${role} login password ${sql.lit(options.password)}`.execute(owner);
+  }
+  if (options.assumable) {
+    const member = await sql<{ ok: boolean }>`
+      select pg_has_role(current_user, ${options.role}, 'MEMBER') as ok`.execute(owner);
+    if (member.rows[0]?.ok !== true) {
+      await sql`grant ${role} to current_user`.execute(owner);
+    }
+  }
+}
+
+/**
+ * Starts the embedded cluster or connects to the external server, creates the runtime role,
+ * applies migrations, and opens the runtime pool after checking the role cannot bypass RLS.
+ */
+export async function openStorage(options: OpenStorageOptions): Promise<Storage> {
+  const { config, logger } = options;
+  const mode = config.database.mode;
+  const runtimeRoleName = config.database.runtimeRole;
+  let embedded: EmbeddedServer | undefined;
+  let ownerUrl: string;
+  let runtimeUrl: string;
+  let assumeRole: string | undefined;
+  let runtimePassword: string | undefined;
+  if (mode.kind === 'embedded') {
+    embedded = await startEmbeddedServer({
+      dataDir: mode.dataDir,
+      port: mode.port,
+      logger,
+      shareRunning: options.shareRunning ?? false,
+    });
+    await ensureEmbeddedDatabase(embedded);
+    ownerUrl = embedded.urlFor({ database: embeddedDatabaseName });
+    runtimePassword = embedded.runtimePassword;
+    runtimeUrl = embedded.urlFor({
+      database: embeddedDatabaseName,
+      user: runtimeRoleName,
+      password: runtimePassword,
+    });
+  } else {
+    ownerUrl = mode.ownerUrl;
+    runtimeUrl = mode.runtimeUrl ?? mode.ownerUrl;
+    assumeRole = mode.runtimeUrl === undefined ? runtimeRoleName : undefined;
+  }
+  const ownerPool: pg.Pool = createPool({
+    connectionString: ownerUrl,
+    poolSize: 2,
+    statementTimeoutMs: 300_000,
+    logger,
+    applicationName: 'brigade-owner',
+  });
+  const owner = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: ownerPool }) });
+  let database: Database | undefined;
+  try {
+    let appliedMigrations: readonly string[] = [];
+    if (options.migrate ?? config.database.migrateOnStart) {
+      if (mode.kind === 'embedded' || mode.runtimeUrl === undefined) {
+        await ensureRuntimeRole(owner, {
+          role: runtimeRoleName,
+          password: runtimePassword,
+          assumable: assumeRole !== undefined,
+        });
+      }
+      appliedMigrations = (await migrateToLatest(owner, { runtimeRole: runtimeRoleName })).applied;
+      if (appliedMigrations.length > 0)
+        logger.info({ applied: appliedMigrations }, 'migrations applied');
+    }
+    database = createDatabase({
+      connectionString: runtimeUrl,
+      assumeRole,
+      poolSize: config.database.poolSize,
+      statementTimeoutMs: config.database.statementTimeoutMs,
+      logger,
+    });
+    const runtimeRole = await assertLeastPrivilege(database.pool);
+    const opened = database;
+    return {
+      database: opened,
+      runtimeRole,
+      ownerUrl,
+      embedded,
+      appliedMigrations,
+      async close() {
+        await opened.close();
+        await embedded?.stop();
+      },
+    };
+  } catch (error) {
+    await database?.close().catch(() => undefined);
+    await embedded?.stop().catch(() => undefined);
+    throw error;
+  } finally {
+    await owner.destroy();
+  }
+}
+
+/** Runs `work` with a short-lived owner connection (migrations, bootstrap, tests). */
+export async function withOwnerDb<T>(
+  ownerUrl: string,
+  work: (owner: Kysely<unknown>) => Promise<T>,
+): Promise<T> {
+  const pool = createPool({
+    connectionString: ownerUrl,
+    poolSize: 1,
+    statementTimeoutMs: 300_000,
+    logger: { warn: () => undefined },
+    applicationName: 'brigade-owner',
+  });
+  const owner = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    return await work(owner);
+  } finally {
+    await owner.destroy();
+  }
+}

@@ -1,0 +1,141 @@
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import type { DatabaseSchema } from './database-schema.ts';
+import { type DatabaseScope, renderScopeStatement } from './scope.ts';
+
+/** A Kysely handle bound to one scoped transaction. */
+export type ScopedDb = Kysely<DatabaseSchema>;
+
+/** Minimal logger the storage layer reports pool errors to. */
+export interface StorageLogger {
+  warn(object: object, message: string): void;
+}
+
+/** The runtime database: every query runs inside {@link Database.withScope}. */
+export interface Database {
+  /**
+   * Runs `work` in one transaction whose row-level-security scope is `scope`. Commits when
+   * `work` resolves and rolls back when it throws; the scope ends with the transaction.
+   */
+  withScope<T>(scope: DatabaseScope, work: (db: ScopedDb) => Promise<T>): Promise<T>;
+  /** Closes the pool; in-flight transactions finish first. */
+  close(): Promise<void>;
+  /** The underlying pool, for health checks and tests. */
+  readonly pool: pg.Pool;
+}
+
+/** Options for {@link createDatabase}. */
+export interface CreateDatabaseOptions {
+  readonly connectionString: string;
+  /** Role to assume when the login role is not the runtime role itself (`SET ROLE`). */
+  readonly assumeRole?: string | undefined;
+  readonly poolSize: number;
+  readonly statementTimeoutMs: number;
+  readonly logger: StorageLogger;
+  readonly applicationName?: string;
+}
+
+/** Creates a `pg.Pool` with an error handler (an idle client's error must not crash the process). */
+export function createPool(options: CreateDatabaseOptions): pg.Pool {
+  const startupOptions = [`-c statement_timeout=${options.statementTimeoutMs}`];
+  if (options.assumeRole !== undefined) startupOptions.push(`-c role=${options.assumeRole}`);
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.poolSize,
+    application_name: options.applicationName ?? 'brigade',
+    options: startupOptions.join(' '),
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 10_000,
+  });
+  pool.on('error', (error) => {
+    options.logger.warn({ err: { message: error.message } }, 'idle database client failed');
+  });
+  return pool;
+}
+
+/** Creates the runtime {@link Database} on a pool of the runtime role. */
+export function createDatabase(options: CreateDatabaseOptions): Database {
+  const pool = createPool(options);
+  const db = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) });
+  return {
+    pool,
+    async withScope(scope, work) {
+      const begin = renderScopeStatement(scope);
+      return db.connection().execute(async (connection) => {
+        await sql.raw(begin).execute(connection);
+        let result: Awaited<ReturnType<typeof work>>;
+        try {
+          result = await work(connection);
+        } catch (error) {
+          // A failed ROLLBACK means the connection is broken; pg-pool discards broken clients.
+          await sql
+            .raw('ROLLBACK')
+            .execute(connection)
+            .catch(() => undefined);
+          throw error;
+        }
+        try {
+          await sql.raw('COMMIT').execute(connection);
+        } catch (error) {
+          await sql
+            .raw('ROLLBACK')
+            .execute(connection)
+            .catch(() => undefined);
+          throw error;
+        }
+        return result;
+      });
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+}
+
+/** Facts about the role a pool runs as, checked before the server accepts traffic. */
+export interface RoleFacts {
+  readonly name: string;
+  readonly superuser: boolean;
+  readonly bypassRls: boolean;
+  readonly ownedObjects: number;
+}
+
+/** Reads the current role's attributes and how many relations it owns. */
+export async function readRoleFacts(pool: pg.Pool): Promise<RoleFacts> {
+  const result = await pool.query<{
+    name: string;
+    superuser: boolean;
+    bypass_rls: boolean;
+    owned: string;
+  }>(
+    `select current_user as name, r.rolsuper as superuser, r.rolbypassrls as bypass_rls,
+            (select count(*) from pg_class c where c.relowner = r.oid) as owned
+       from pg_roles r where r.rolname = current_user`,
+  );
+  const row = result.rows[0];
+  if (row === undefined) throw new Error('cannot read the runtime role');
+  return {
+    name: row.name,
+    superuser: row.superuser,
+    bypassRls: row.bypass_rls,
+    ownedObjects: Number(row.owned),
+  };
+}
+
+/**
+ * Refuses to run on a runtime role that could bypass row-level security (fail closed,
+ * DESIGN.md invariant 3).
+ */
+export async function assertLeastPrivilege(pool: pg.Pool): Promise<RoleFacts> {
+  const facts = await readRoleFacts(pool);
+  const problems: string[] = [];
+  if (facts.superuser) problems.push('is a superuser');
+  if (facts.bypassRls) problems.push('has BYPASSRLS');
+  if (facts.ownedObjects > 0) problems.push(`owns ${facts.ownedObjects} relations`);
+  if (problems.length > 0) {
+    throw new Error(
+      `the runtime database role "${facts.name}" ${problems.join(', ')}; row-level security would not hold. See docs/database.md.`,
+    );
+  }
+  return facts;
+}

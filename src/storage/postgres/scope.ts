@@ -1,0 +1,52 @@
+import { escapeLiteral } from 'pg';
+
+/**
+ * The row-level-security scope of one unit of work. Every field becomes a transaction-local
+ * setting (`set_config(..., true)`, the function form of `SET LOCAL`), so a pooled connection
+ * never carries it into the next transaction.
+ */
+export interface DatabaseScope {
+  readonly tenantId?: string | undefined;
+  readonly userId?: string | undefined;
+  /** Platform operator: may read and create tenant records. */
+  readonly operator?: boolean | undefined;
+  /** Owner or admin of `tenantId` (or the operator acting in it, or the system). */
+  readonly tenantAdmin?: boolean | undefined;
+  /** Hex SHA-256 of a presented API key: reveals only that key's row. */
+  readonly authKeyHash?: string | undefined;
+  /** Issuer of a presented JWT: reveals only that issuer's enabled OIDC providers. */
+  readonly authIssuer?: string | undefined;
+}
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const hexPattern = /^[0-9a-f]{64}$/;
+
+/** True for a syntactically valid UUID (any version). */
+export function isUuid(value: string): boolean {
+  return uuidPattern.test(value);
+}
+
+function checked(value: string | undefined, pattern: RegExp, name: string): string {
+  if (value === undefined) return '';
+  if (!pattern.test(value)) throw new Error(`invalid database scope: ${name}`);
+  return value;
+}
+
+/**
+ * Renders `BEGIN` plus every scope setting as one simple-protocol statement, so opening a
+ * scoped transaction costs a single round trip. Values are validated first and also escaped.
+ */
+export function renderScopeStatement(scope: DatabaseScope): string {
+  const settings: Array<[string, string]> = [
+    ['brigade.tenant_id', checked(scope.tenantId, uuidPattern, 'tenantId')],
+    ['brigade.user_id', checked(scope.userId, uuidPattern, 'userId')],
+    ['brigade.operator', scope.operator === true ? 'on' : ''],
+    ['brigade.tenant_admin', scope.tenantAdmin === true ? 'on' : ''],
+    ['brigade.auth_key_hash', checked(scope.authKeyHash, hexPattern, 'authKeyHash')],
+    ['brigade.auth_issuer', scope.authIssuer ?? ''],
+  ];
+  const calls = settings
+    .map(([name, value]) => `set_config('${name}', ${escapeLiteral(value)}, true)`)
+    .join(', ');
+  return `BEGIN; SELECT ${calls}`;
+}

@@ -1,0 +1,237 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ApiClient, apiClient, type Created, seedTenant, seedUser } from './support/api-client.ts';
+import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
+
+let server: TestServer;
+let operator: ApiClient;
+let tenantId: string;
+let owner: { userId: string; keyId: string; secret: string };
+
+beforeAll(async () => {
+  server = await startTestServer();
+  operator = apiClient(server.url, testOperatorKey);
+  tenantId = await seedTenant(operator, 'acme');
+  owner = await seedUser(operator, { tenantId, role: 'owner', email: 'owner@acme.test' });
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe('authentication', () => {
+  it('rejects a request without credentials with 401, problem+json and WWW-Authenticate', async () => {
+    const response = await apiClient(server.url).get('/v1/me');
+    expect(response.status).toBe(401);
+    expect(response.headers.get('content-type')).toContain('application/problem+json');
+    expect(response.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    expect(response.body).toMatchObject({ code: 'unauthenticated', status: 401 });
+  });
+
+  it('rejects unknown keys, malformed headers and random JWT-shaped tokens', async () => {
+    for (const credential of ['brg_' + 'A'.repeat(43), 'nonsense', 'a.b.c', testOperatorKey + 'x']) {
+      const response = await apiClient(server.url, credential).get('/v1/me');
+      expect(response.status, credential).toBe(401);
+    }
+  });
+
+  it('identifies a user key holder by its credential only', async () => {
+    const me = await apiClient(server.url, owner.secret).get<{ user: Created; tenant: Created; keyId: string }>('/v1/me');
+    expect(me.status).toBe(200);
+    expect(me.body.user.id).toBe(owner.userId);
+    expect(me.body.tenant.id).toBe(tenantId);
+    expect(me.body.keyId).toBe(owner.keyId);
+  });
+
+  it('stops accepting a key the moment it is revoked', async () => {
+    const member = await seedUser(operator, { tenantId, role: 'member' });
+    const client = apiClient(server.url, member.secret);
+    expect((await client.get('/v1/me')).status).toBe(200);
+    const revoked = await client.request('DELETE', `/v1/tenants/${tenantId}/users/${member.userId}/api-keys/${member.keyId}`);
+    expect(revoked.status).toBe(200);
+    expect(revoked.body).toMatchObject({ status: 'revoked' });
+    expect((await client.get('/v1/me')).status).toBe(401);
+  });
+
+  it('rejects an expired key', async () => {
+    const member = await seedUser(operator, { tenantId, role: 'member' });
+    const key = await operator.post<Created>(`/v1/tenants/${tenantId}/users/${member.userId}/api-keys`, {
+      name: 'short',
+      expiresAt: new Date(Date.now() + 1500).toISOString(),
+    });
+    expect(key.status).toBe(201);
+    const client = apiClient(server.url, key.body.secret);
+    expect((await client.get('/v1/me')).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 1600));
+    expect((await client.get('/v1/me')).status).toBe(401);
+  });
+
+  it('rotates a key: the new secret works, the old one stops after the grace period', async () => {
+    const member = await seedUser(operator, { tenantId, role: 'member' });
+    const rotated = await apiClient(server.url, member.secret).post<Created>(
+      `/v1/tenants/${tenantId}/users/${member.userId}/api-keys/${member.keyId}/rotate`,
+      { gracePeriodSeconds: 0 },
+    );
+    expect(rotated.status).toBe(201);
+    expect(rotated.body.rotatedFromId).toBe(member.keyId);
+    expect((await apiClient(server.url, rotated.body.secret).get('/v1/me')).status).toBe(200);
+    expect((await apiClient(server.url, member.secret).get('/v1/me')).status).toBe(401);
+  });
+
+  it('rejects keys of a disabled user', async () => {
+    const member = await seedUser(operator, { tenantId, role: 'member' });
+    const disabled = await apiClient(server.url, owner.secret).request('PATCH', `/v1/tenants/${tenantId}/users/${member.userId}`, {
+      status: 'disabled',
+    });
+    expect(disabled.status).toBe(200);
+    expect((await apiClient(server.url, member.secret).get('/v1/me')).status).toBe(401);
+  });
+
+  it('never returns a secret or hash when listing keys', async () => {
+    const list = await apiClient(server.url, owner.secret).get<{ data: Record<string, unknown>[] }>(
+      `/v1/tenants/${tenantId}/users/${owner.userId}/api-keys`,
+    );
+    expect(list.status).toBe(200);
+    expect(list.body.data.length).toBeGreaterThan(0);
+    expect(JSON.stringify(list.body)).not.toContain(owner.secret);
+    for (const key of list.body.data) {
+      expect(key).not.toHaveProperty('secret');
+      expect(key).not.toHaveProperty('keyHash');
+    }
+  });
+});
+
+describe('roles and permissions', () => {
+  it('lets members read themselves but not list users', async () => {
+    const member = await seedUser(operator, { tenantId, role: 'member' });
+    const client = apiClient(server.url, member.secret);
+    expect((await client.get(`/v1/tenants/${tenantId}/users/${member.userId}`)).status).toBe(200);
+    expect((await client.get(`/v1/tenants/${tenantId}/users`)).status).toBe(403);
+    expect((await client.get(`/v1/tenants/${tenantId}/users/${owner.userId}`)).status).toBe(404);
+  });
+
+  it('does not let an admin create an owner or grant a role above its own', async () => {
+    const admin = await seedUser(operator, { tenantId, role: 'admin' });
+    const client = apiClient(server.url, admin.secret);
+    expect((await client.post(`/v1/tenants/${tenantId}/users`, { role: 'owner' })).status).toBe(403);
+    const member = await client.post<Created>(`/v1/tenants/${tenantId}/users`, { role: 'member' });
+    expect(member.status).toBe(201);
+    const promote = await client.request('PATCH', `/v1/tenants/${tenantId}/users/${member.body.id}`, { role: 'owner' });
+    expect(promote.status).toBe(403);
+  });
+
+  it('does not let an admin mint keys for an owner', async () => {
+    const admin = await seedUser(operator, { tenantId, role: 'admin' });
+    const response = await apiClient(server.url, admin.secret).post(
+      `/v1/tenants/${tenantId}/users/${owner.userId}/api-keys`,
+      { name: 'escalate' },
+    );
+    expect(response.status).toBe(403);
+  });
+
+  it('refuses to demote the last owner', async () => {
+    const solo = await seedTenant(operator, 'solo');
+    const soloOwner = await seedUser(operator, { tenantId: solo, role: 'owner' });
+    const response = await apiClient(server.url, soloOwner.secret).request(
+      'PATCH',
+      `/v1/tenants/${solo}/users/${soloOwner.userId}`,
+      { role: 'member' },
+    );
+    expect(response.status).toBe(409);
+    expect(response.body).toMatchObject({ code: 'conflict' });
+  });
+
+  it('limits a scoped key to its scopes, and a scoped key cannot mint a broader one', async () => {
+    const key = await apiClient(server.url, owner.secret).post<Created>(
+      `/v1/tenants/${tenantId}/users/${owner.userId}/api-keys`,
+      { name: 'read-only', scopes: ['tenant:read', 'key:manage-own'] },
+    );
+    expect(key.status).toBe(201);
+    const scoped = apiClient(server.url, key.body.secret);
+    expect((await scoped.get(`/v1/tenants/${tenantId}`)).status).toBe(200);
+    expect((await scoped.get(`/v1/tenants/${tenantId}/users`)).status).toBe(403);
+    const broader = await scoped.post<Created>(`/v1/tenants/${tenantId}/users/${owner.userId}/api-keys`, { name: 'wider' });
+    expect(broader.status).toBe(201);
+    expect(broader.body.scopes).toEqual(['tenant:read', 'key:manage-own']);
+    const escalate = await scoped.post(`/v1/tenants/${tenantId}/users/${owner.userId}/api-keys`, {
+      name: 'wider',
+      scopes: ['user:manage'],
+    });
+    expect(escalate.status).toBe(422);
+  });
+
+  it('lets only the operator create tenants', async () => {
+    const response = await apiClient(server.url, owner.secret).post('/v1/tenants', { slug: 'evil', name: 'Evil' });
+    expect(response.status).toBe(403);
+  });
+});
+
+describe('bad input', () => {
+  it('answers malformed JSON with 400 invalid_json', async () => {
+    const response = await fetch(`${server.url}/v1/tenants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${testOperatorKey}`, 'content-type': 'application/json' },
+      body: '{"slug":',
+    });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ code: 'invalid_json' });
+  });
+
+  it('lists every invalid and unknown field with its path in one 422', async () => {
+    const response = await operator.post<{ code: string; errors: { path: string }[] }>('/v1/tenants', {
+      slug: 'Not A Slug',
+      name: '',
+      timeZone: 'Mars/Olympus',
+      colour: 'red',
+    });
+    expect(response.status).toBe(422);
+    expect(response.body.code).toBe('validation_failed');
+    const paths = response.body.errors.map((error) => error.path).sort();
+    expect(paths).toEqual(['body.colour', 'body.name', 'body.slug', 'body.timeZone']);
+  });
+
+  it('rejects a body over the limit with 413 and writes nothing', async () => {
+    const response = await operator.post('/v1/tenants', { slug: 'big', name: 'x', metadata: { blob: 'x'.repeat(2 * 1024 * 1024) } });
+    expect(response.status).toBe(413);
+    expect((await operator.get(`/v1/tenants?limit=100`)).body).not.toMatchObject({ data: [{ slug: 'big' }] });
+  });
+
+  it('rejects a non-JSON body with 415', async () => {
+    const response = await fetch(`${server.url}/v1/tenants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${testOperatorKey}`, 'content-type': 'text/plain' },
+      body: 'slug=acme',
+    });
+    expect(response.status).toBe(415);
+  });
+
+  it('answers a duplicate slug with 409 conflict', async () => {
+    const response = await operator.post('/v1/tenants', { slug: 'acme', name: 'Again' });
+    expect(response.status).toBe(409);
+    expect(response.body).toMatchObject({ code: 'conflict' });
+  });
+
+  it('answers unknown routes and malformed ids with 404 problem documents', async () => {
+    expect((await operator.get('/v1/nothing-here')).body).toMatchObject({ code: 'not_found', status: 404 });
+    expect((await operator.get('/v1/tenants/not-a-uuid')).status).toBe(404);
+  });
+});
+
+describe('OpenAPI', () => {
+  it('publishes every stable operationId', async () => {
+    const document = await apiClient(server.url).get<{ paths: Record<string, Record<string, { operationId?: string }>> }>(
+      '/openapi.json',
+    );
+    expect(document.status).toBe(200);
+    const operationIds = Object.values(document.body.paths).flatMap((methods) =>
+      Object.values(methods).map((operation) => operation.operationId),
+    );
+    for (const id of ['createTenant', 'listTenants', 'getTenant', 'createUser', 'listUsers', 'getUser', 'updateUser', 'createApiKey', 'listApiKeys', 'revokeApiKey', 'getMe']) {
+      expect(operationIds).toContain(id);
+    }
+  });
+
+  it('serves health and readiness without credentials', async () => {
+    expect((await apiClient(server.url).get('/healthz')).status).toBe(200);
+    expect((await apiClient(server.url).get('/readyz')).status).toBe(200);
+  });
+});

@@ -1,0 +1,72 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { loadConfig } from '../../src/config/index.ts';
+import { type Brigade, createBrigade } from '../../src/main.ts';
+import { createLogger } from '../../src/observability/index.ts';
+
+/** The operator key every test server accepts. */
+export const testOperatorKey = `test-operator-key-${'x'.repeat(16)}`;
+
+/** A fresh database on the test cluster; dropped by `drop()`. */
+export interface TestDatabase {
+  readonly url: string;
+  readonly name: string;
+  drop(): Promise<void>;
+}
+
+function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+/** Runs one statement as the cluster owner on the maintenance database. */
+export async function clusterQuery(text: string): Promise<void> {
+  const client = new pg.Client({ connectionString: inject('clusterUrl') });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Creates an empty database for one test file. */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const name = `brigade_t_${randomBytes(6).toString('hex')}`;
+  await clusterQuery(`create database ${name}`);
+  return {
+    name,
+    url: withDatabase(inject('clusterUrl'), name),
+    drop: () => clusterQuery(`drop database if exists ${name} with (force)`),
+  };
+}
+
+/** A running Brigade server on a fresh database, for HTTP tests. */
+export interface TestServer {
+  readonly url: string;
+  readonly brigade: Brigade;
+  readonly database: TestDatabase;
+  stop(): Promise<void>;
+}
+
+/** Starts Brigade on a fresh database and a free port, with `file` as its config file. */
+export async function startTestServer(file: Record<string, unknown> = {}): Promise<TestServer> {
+  const database = await createTestDatabase();
+  const config = loadConfig({
+    file: { ...file, server: { port: 0, shutdownGraceMs: 1000, ...(file['server'] as object | undefined) } },
+    env: { DATABASE_URL: database.url, BRIGADE_OPERATOR_KEY: testOperatorKey, LOG_LEVEL: 'silent' },
+  });
+  const brigade = await createBrigade({ config, logger: createLogger({ level: 'silent' }) });
+  const url = await brigade.listen();
+  return {
+    url,
+    brigade,
+    database,
+    async stop() {
+      await brigade.stop();
+      await database.drop();
+    },
+  };
+}
