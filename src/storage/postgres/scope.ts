@@ -33,7 +33,7 @@ function checked(value: string | undefined, pattern: RegExp, name: string): stri
 }
 
 /**
- * Renders `BEGIN` plus every scope setting as one simple-protocol statement, so opening a
+ * Renders `BEGIN` plus the scope settings as one simple-protocol statement, so opening a
  * scoped transaction costs a single round trip. Values are validated first and also escaped.
  */
 export function renderScopeStatement(scope: DatabaseScope): string {
@@ -45,8 +45,10 @@ export function renderScopeStatement(scope: DatabaseScope): string {
     ['brigade.auth_key_hash', checked(scope.authKeyHash, hexPattern, 'authKeyHash')],
     ['brigade.auth_issuer', scope.authIssuer ?? ''],
   ];
+  // Only non-empty values are sent: Brigade never sets these at session level, so every
+  // setting not named here is empty for this transaction, which means "no scope".
   const calls = settings
-    .map(([name, value]) => `set_config('${name}', ${escapeLiteral(value)}, true)`)
-    .join(', ');
-  return `BEGIN; SELECT ${calls}`;
+    .filter(([, value]) => value !== '')
+    .map(([name, value]) => `set_config('${name}', ${escapeLiteral(value)}, true)`);
+  return calls.length === 0 ? 'BEGIN' : `BEGIN; SELECT ${calls.join(', ')}`;
 }

@@ -1,0 +1,17 @@
+/**
+ * Benchmark entry point: `npm run bench -- <name> [--quick]`. Each benchmark prints progress on
+ * stderr and one JSON object as the last line of stdout (see ../shared/BENCH.md).
+ */
+const benches: Record<string, () => Promise<{ run: (quick: boolean) => Promise<object> }>> = {
+  isolation: () => import('./isolation.ts'),
+};
+
+const [name, ...flags] = process.argv.slice(2);
+const load = name === undefined ? undefined : benches[name];
+if (load === undefined) {
+  process.stderr.write(`usage: npm run bench -- <${Object.keys(benches).join('|')}> [--quick]\n`);
+  process.exit(2);
+}
+const result = await (await load()).run(flags.includes('--quick'));
+process.stdout.write(`${JSON.stringify(result)}\n`);
+process.exit(0);

@@ -1,0 +1,59 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+
+/** Total CPU time (user + system) in milliseconds of the given processes, read from /proc. */
+export function cpuMs(pids: readonly number[]): number {
+  const ticksPerSecond = 100;
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process ended; its time is lost to the measurement (rare for short-lived backends).
+    }
+  }
+  return (ticks * 1000) / ticksPerSecond;
+}
+
+/** PIDs of all PostgreSQL server processes (postmaster and backends) on this machine. */
+export function postgresPids(): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSafe('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const command = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (command.startsWith('postgres') || command.includes('/postgres\0') || command.includes('bin/postgres')) {
+        pids.push(Number(entry));
+      }
+    } catch {
+      // Gone.
+    }
+  }
+  return pids;
+}
+
+function readdirSafe(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch {
+    return [];
+  }
+}
+
+/** Percentile of an ascending-sorted array. */
+export function percentile(sorted: readonly number[], fraction: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))] ?? 0;
+}
+
+/** The machine block every benchmark prints. */
+export function machine(): { cpus: number; node: string } {
+  return { cpus: cpus().length, node: process.version };
+}
+
+/** Logs progress to stderr (stdout is reserved for the JSON result). */
+export function progress(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
