@@ -15,7 +15,10 @@ import { cpuMs, machine, percentile, postgresPids, progress } from './support.ts
  */
 interface Workload {
   readonly name: string;
-  readonly statement: (tenant: { id: string; userIds: string[] }) => { text: string; values: unknown[] };
+  readonly statement: (tenant: { id: string; userIds: string[] }) => {
+    text: string;
+    values: unknown[];
+  };
 }
 
 const tenants = 20;
@@ -88,10 +91,14 @@ async function measure(options: {
 /** Runs the isolation benchmark on the embedded cluster (or DATABASE_URL when set). */
 export async function run(quick: boolean): Promise<object> {
   const env = processEnvironment();
-  const directory = env['DATABASE_URL'] === undefined ? await mkdtemp(join(tmpdir(), 'brigade-bench-')) : undefined;
+  const directory =
+    env['DATABASE_URL'] === undefined ? await mkdtemp(join(tmpdir(), 'brigade-bench-')) : undefined;
   if (directory !== undefined) await chmod(directory, 0o755);
   const config = loadConfig({
-    file: directory === undefined ? {} : { database: { embedded: { dataDir: join(directory, 'postgres') } } },
+    file:
+      directory === undefined
+        ? {}
+        : { database: { embedded: { dataDir: join(directory, 'postgres') } } },
     env: { ...env, LOG_LEVEL: 'silent' },
   });
   const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
@@ -118,11 +125,38 @@ export async function run(quick: boolean): Promise<object> {
     await owner.query('analyze');
     const durationMs = quick ? 2_000 : 8_000;
     const rounds = quick ? 2 : 3;
-    const results: Record<string, { rls: number[]; base: number[]; rlsCpu: number; baseCpu: number; rlsOps: number; baseOps: number; rlsLat: number[]; baseLat: number[] }> = {};
+    const results: Record<
+      string,
+      {
+        rls: number[];
+        base: number[];
+        rlsCpu: number;
+        baseCpu: number;
+        rlsOps: number;
+        baseOps: number;
+        rlsLat: number[];
+        baseLat: number[];
+      }
+    > = {};
     for (const workload of workloads) {
-      const entry = { rls: [] as number[], base: [] as number[], rlsCpu: 0, baseCpu: 0, rlsOps: 0, baseOps: 0, rlsLat: [] as number[], baseLat: [] as number[] };
+      const entry = {
+        rls: [] as number[],
+        base: [] as number[],
+        rlsCpu: 0,
+        baseCpu: 0,
+        rlsOps: 0,
+        baseOps: 0,
+        rlsLat: [] as number[],
+        baseLat: [] as number[],
+      };
       for (let round = 0; round < rounds; round += 1) {
-        const base = await measure({ pool: owner, begin: () => 'BEGIN', workload, data, durationMs });
+        const base = await measure({
+          pool: owner,
+          begin: () => 'BEGIN',
+          workload,
+          data,
+          durationMs,
+        });
         const rls = await measure({
           pool: storage.database.pool,
           begin: (tenantId) => renderScopeStatement({ tenantId, tenantAdmin: true }),
@@ -138,7 +172,9 @@ export async function run(quick: boolean): Promise<object> {
         entry.rlsOps += rls.ops;
         entry.baseLat.push(percentile(base.latencies, 0.5));
         entry.rlsLat.push(percentile(rls.latencies, 0.5));
-        progress(`${workload.name} round ${round + 1}: base ${entry.base.at(-1)?.toFixed(0)} ops/s, rls ${entry.rls.at(-1)?.toFixed(0)} ops/s`);
+        progress(
+          `${workload.name} round ${round + 1}: base ${entry.base.at(-1)?.toFixed(0)} ops/s, rls ${entry.rls.at(-1)?.toFixed(0)} ops/s`,
+        );
       }
       results[workload.name] = entry;
     }
@@ -149,7 +185,7 @@ export async function run(quick: boolean): Promise<object> {
         {
           ops_per_s: sum(entry.rls) / entry.rls.length,
           ops_per_s_baseline: sum(entry.base) / entry.base.length,
-          overhead_pct: ((sum(entry.base) / sum(entry.rls)) - 1) * 100,
+          overhead_pct: (sum(entry.base) / sum(entry.rls) - 1) * 100,
           cpu_ms_per_op: entry.rlsCpu / entry.rlsOps,
           cpu_ms_per_op_baseline: entry.baseCpu / entry.baseOps,
           p50_ms: sum(entry.rlsLat) / entry.rlsLat.length,
@@ -162,10 +198,13 @@ export async function run(quick: boolean): Promise<object> {
     return {
       bench: 'isolation',
       metrics: {
-        rls_overhead_pct: Math.round(((totalBase / totalRls) - 1) * 1000) / 10,
+        rls_overhead_pct: Math.round((totalBase / totalRls - 1) * 1000) / 10,
         workloads: perWorkload,
       },
-      baseline: { description: 'same statements as the owner (superuser, RLS bypassed) in a plain BEGIN/COMMIT' },
+      baseline: {
+        description:
+          'same statements as the owner (superuser, RLS bypassed) in a plain BEGIN/COMMIT',
+      },
       targets: { rls_overhead_pct: 10 },
       machine: machine(),
     };

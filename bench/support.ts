@@ -24,7 +24,11 @@ export function postgresPids(): number[] {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const command = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (command.startsWith('postgres') || command.includes('/postgres\0') || command.includes('bin/postgres')) {
+      if (
+        command.startsWith('postgres') ||
+        command.includes('/postgres\0') ||
+        command.includes('bin/postgres')
+      ) {
         pids.push(Number(entry));
       }
     } catch {

@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ApiClient, apiClient, type Created, seedTenant, seedUser } from './support/api-client.ts';
+import {
+  type ApiClient,
+  apiClient,
+  type Created,
+  seedTenant,
+  seedUser,
+} from './support/api-client.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
 let server: TestServer;
@@ -28,14 +34,23 @@ describe('authentication', () => {
   });
 
   it('rejects unknown keys, malformed headers and random JWT-shaped tokens', async () => {
-    for (const credential of ['brg_' + 'A'.repeat(43), 'nonsense', 'a.b.c', testOperatorKey + 'x']) {
+    for (const credential of [
+      `brg_${'A'.repeat(43)}`,
+      'nonsense',
+      'a.b.c',
+      `${testOperatorKey}x`,
+    ]) {
       const response = await apiClient(server.url, credential).get('/v1/me');
       expect(response.status, credential).toBe(401);
     }
   });
 
   it('identifies a user key holder by its credential only', async () => {
-    const me = await apiClient(server.url, owner.secret).get<{ user: Created; tenant: Created; keyId: string }>('/v1/me');
+    const me = await apiClient(server.url, owner.secret).get<{
+      user: Created;
+      tenant: Created;
+      keyId: string;
+    }>('/v1/me');
     expect(me.status).toBe(200);
     expect(me.body.user.id).toBe(owner.userId);
     expect(me.body.tenant.id).toBe(tenantId);
@@ -46,7 +61,10 @@ describe('authentication', () => {
     const member = await seedUser(operator, { tenantId, role: 'member' });
     const client = apiClient(server.url, member.secret);
     expect((await client.get('/v1/me')).status).toBe(200);
-    const revoked = await client.request('DELETE', `/v1/tenants/${tenantId}/users/${member.userId}/api-keys/${member.keyId}`);
+    const revoked = await client.request(
+      'DELETE',
+      `/v1/tenants/${tenantId}/users/${member.userId}/api-keys/${member.keyId}`,
+    );
     expect(revoked.status).toBe(200);
     expect(revoked.body).toMatchObject({ status: 'revoked' });
     expect((await client.get('/v1/me')).status).toBe(401);
@@ -54,10 +72,13 @@ describe('authentication', () => {
 
   it('rejects an expired key', async () => {
     const member = await seedUser(operator, { tenantId, role: 'member' });
-    const key = await operator.post<Created>(`/v1/tenants/${tenantId}/users/${member.userId}/api-keys`, {
-      name: 'short',
-      expiresAt: new Date(Date.now() + 1500).toISOString(),
-    });
+    const key = await operator.post<Created>(
+      `/v1/tenants/${tenantId}/users/${member.userId}/api-keys`,
+      {
+        name: 'short',
+        expiresAt: new Date(Date.now() + 1500).toISOString(),
+      },
+    );
     expect(key.status).toBe(201);
     const client = apiClient(server.url, key.body.secret);
     expect((await client.get('/v1/me')).status).toBe(200);
@@ -72,16 +93,20 @@ describe('authentication', () => {
       { gracePeriodSeconds: 0 },
     );
     expect(rotated.status).toBe(201);
-    expect(rotated.body.rotatedFromId).toBe(member.keyId);
+    expect(rotated.body['rotatedFromId']).toBe(member.keyId);
     expect((await apiClient(server.url, rotated.body.secret).get('/v1/me')).status).toBe(200);
     expect((await apiClient(server.url, member.secret).get('/v1/me')).status).toBe(401);
   });
 
   it('rejects keys of a disabled user', async () => {
     const member = await seedUser(operator, { tenantId, role: 'member' });
-    const disabled = await apiClient(server.url, owner.secret).request('PATCH', `/v1/tenants/${tenantId}/users/${member.userId}`, {
-      status: 'disabled',
-    });
+    const disabled = await apiClient(server.url, owner.secret).request(
+      'PATCH',
+      `/v1/tenants/${tenantId}/users/${member.userId}`,
+      {
+        status: 'disabled',
+      },
+    );
     expect(disabled.status).toBe(200);
     expect((await apiClient(server.url, member.secret).get('/v1/me')).status).toBe(401);
   });
@@ -112,10 +137,16 @@ describe('roles and permissions', () => {
   it('does not let an admin create an owner or grant a role above its own', async () => {
     const admin = await seedUser(operator, { tenantId, role: 'admin' });
     const client = apiClient(server.url, admin.secret);
-    expect((await client.post(`/v1/tenants/${tenantId}/users`, { role: 'owner' })).status).toBe(403);
+    expect((await client.post(`/v1/tenants/${tenantId}/users`, { role: 'owner' })).status).toBe(
+      403,
+    );
     const member = await client.post<Created>(`/v1/tenants/${tenantId}/users`, { role: 'member' });
     expect(member.status).toBe(201);
-    const promote = await client.request('PATCH', `/v1/tenants/${tenantId}/users/${member.body.id}`, { role: 'owner' });
+    const promote = await client.request(
+      'PATCH',
+      `/v1/tenants/${tenantId}/users/${member.body.id}`,
+      { role: 'owner' },
+    );
     expect(promote.status).toBe(403);
   });
 
@@ -149,9 +180,12 @@ describe('roles and permissions', () => {
     const scoped = apiClient(server.url, key.body.secret);
     expect((await scoped.get(`/v1/tenants/${tenantId}`)).status).toBe(200);
     expect((await scoped.get(`/v1/tenants/${tenantId}/users`)).status).toBe(403);
-    const broader = await scoped.post<Created>(`/v1/tenants/${tenantId}/users/${owner.userId}/api-keys`, { name: 'wider' });
+    const broader = await scoped.post<Created>(
+      `/v1/tenants/${tenantId}/users/${owner.userId}/api-keys`,
+      { name: 'wider' },
+    );
     expect(broader.status).toBe(201);
-    expect(broader.body.scopes).toEqual(['tenant:read', 'key:manage-own']);
+    expect(broader.body['scopes']).toEqual(['tenant:read', 'key:manage-own']);
     const escalate = await scoped.post(`/v1/tenants/${tenantId}/users/${owner.userId}/api-keys`, {
       name: 'wider',
       scopes: ['user:manage'],
@@ -160,7 +194,10 @@ describe('roles and permissions', () => {
   });
 
   it('lets only the operator create tenants', async () => {
-    const response = await apiClient(server.url, owner.secret).post('/v1/tenants', { slug: 'evil', name: 'Evil' });
+    const response = await apiClient(server.url, owner.secret).post('/v1/tenants', {
+      slug: 'evil',
+      name: 'Evil',
+    });
     expect(response.status).toBe(403);
   });
 });
@@ -177,12 +214,15 @@ describe('bad input', () => {
   });
 
   it('lists every invalid and unknown field with its path in one 422', async () => {
-    const response = await operator.post<{ code: string; errors: { path: string }[] }>('/v1/tenants', {
-      slug: 'Not A Slug',
-      name: '',
-      timeZone: 'Mars/Olympus',
-      colour: 'red',
-    });
+    const response = await operator.post<{ code: string; errors: { path: string }[] }>(
+      '/v1/tenants',
+      {
+        slug: 'Not A Slug',
+        name: '',
+        timeZone: 'Mars/Olympus',
+        colour: 'red',
+      },
+    );
     expect(response.status).toBe(422);
     expect(response.body.code).toBe('validation_failed');
     const paths = response.body.errors.map((error) => error.path).sort();
@@ -190,9 +230,15 @@ describe('bad input', () => {
   });
 
   it('rejects a body over the limit with 413 and writes nothing', async () => {
-    const response = await operator.post('/v1/tenants', { slug: 'big', name: 'x', metadata: { blob: 'x'.repeat(2 * 1024 * 1024) } });
+    const response = await operator.post('/v1/tenants', {
+      slug: 'big',
+      name: 'x',
+      metadata: { blob: 'x'.repeat(2 * 1024 * 1024) },
+    });
     expect(response.status).toBe(413);
-    expect((await operator.get(`/v1/tenants?limit=100`)).body).not.toMatchObject({ data: [{ slug: 'big' }] });
+    expect((await operator.get(`/v1/tenants?limit=100`)).body).not.toMatchObject({
+      data: [{ slug: 'big' }],
+    });
   });
 
   it('rejects a non-JSON body with 415', async () => {
@@ -211,21 +257,36 @@ describe('bad input', () => {
   });
 
   it('answers unknown routes and malformed ids with 404 problem documents', async () => {
-    expect((await operator.get('/v1/nothing-here')).body).toMatchObject({ code: 'not_found', status: 404 });
+    expect((await operator.get('/v1/nothing-here')).body).toMatchObject({
+      code: 'not_found',
+      status: 404,
+    });
     expect((await operator.get('/v1/tenants/not-a-uuid')).status).toBe(404);
   });
 });
 
 describe('OpenAPI', () => {
   it('publishes every stable operationId', async () => {
-    const document = await apiClient(server.url).get<{ paths: Record<string, Record<string, { operationId?: string }>> }>(
-      '/openapi.json',
-    );
+    const document = await apiClient(server.url).get<{
+      paths: Record<string, Record<string, { operationId?: string }>>;
+    }>('/openapi.json');
     expect(document.status).toBe(200);
     const operationIds = Object.values(document.body.paths).flatMap((methods) =>
       Object.values(methods).map((operation) => operation.operationId),
     );
-    for (const id of ['createTenant', 'listTenants', 'getTenant', 'createUser', 'listUsers', 'getUser', 'updateUser', 'createApiKey', 'listApiKeys', 'revokeApiKey', 'getMe']) {
+    for (const id of [
+      'createTenant',
+      'listTenants',
+      'getTenant',
+      'createUser',
+      'listUsers',
+      'getUser',
+      'updateUser',
+      'createApiKey',
+      'listApiKeys',
+      'revokeApiKey',
+      'getMe',
+    ]) {
       expect(operationIds).toContain(id);
     }
   });

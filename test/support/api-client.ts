@@ -7,7 +7,11 @@ export interface ApiResponse<T = Record<string, unknown>> {
 
 /** A minimal HTTP client for the public API, authenticated by one bearer credential. */
 export interface ApiClient {
-  request<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>>;
+  request<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<ApiResponse<T>>;
   get<T = Record<string, unknown>>(path: string): Promise<ApiResponse<T>>;
   post<T = Record<string, unknown>>(path: string, body?: unknown): Promise<ApiResponse<T>>;
 }
@@ -55,17 +59,23 @@ export async function seedUser(
     role: options.role,
     ...(options.email === undefined ? {} : { email: options.email }),
   });
-  if (user.status !== 201) throw new Error(`seed user failed: ${user.status} ${JSON.stringify(user.body)}`);
-  const key = await operator.post<Created>(`/v1/tenants/${options.tenantId}/users/${user.body.id}/api-keys`, {
-    name: 'test',
-  });
-  if (key.status !== 201 || key.body.secret === undefined) throw new Error(`seed key failed: ${key.status}`);
+  if (user.status !== 201)
+    throw new Error(`seed user failed: ${user.status} ${JSON.stringify(user.body)}`);
+  const key = await operator.post<Created>(
+    `/v1/tenants/${options.tenantId}/users/${user.body.id}/api-keys`,
+    {
+      name: 'test',
+    },
+  );
+  if (key.status !== 201 || key.body.secret === undefined)
+    throw new Error(`seed key failed: ${key.status}`);
   return { userId: user.body.id, keyId: key.body.id, secret: key.body.secret };
 }
 
 /** Creates a tenant as the operator and returns its id. */
 export async function seedTenant(operator: ApiClient, slug: string): Promise<string> {
   const tenant = await operator.post<Created>('/v1/tenants', { slug, name: slug });
-  if (tenant.status !== 201) throw new Error(`seed tenant failed: ${tenant.status} ${JSON.stringify(tenant.body)}`);
+  if (tenant.status !== 201)
+    throw new Error(`seed tenant failed: ${tenant.status} ${JSON.stringify(tenant.body)}`);
   return tenant.body.id;
 }

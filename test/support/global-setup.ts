@@ -2,7 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { type EmbeddedServer, startEmbeddedServer } from '../../src/storage/embedded/embedded-server.ts';
+import {
+  type EmbeddedServer,
+  startEmbeddedServer,
+} from '../../src/storage/embedded/embedded-server.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -19,7 +22,7 @@ const quiet = { debug: () => undefined, info: () => undefined, warn: () => undef
  * Starts one embedded PostgreSQL cluster for the whole run, or uses the external server in
  * DATABASE_URL. Every test file then creates its own database on it, so files run in parallel.
  */
-export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+export async function setup(project: TestProject): Promise<() => Promise<void>> {
   // biome-ignore lint/style/noProcessEnv: the test harness chooses the database mode from the environment.
   const external = process.env['DATABASE_URL'];
   if (external !== undefined) {

@@ -55,7 +55,10 @@ export interface TestServer {
 export async function startTestServer(file: Record<string, unknown> = {}): Promise<TestServer> {
   const database = await createTestDatabase();
   const config = loadConfig({
-    file: { ...file, server: { port: 0, shutdownGraceMs: 1000, ...(file['server'] as object | undefined) } },
+    file: {
+      ...file,
+      server: { port: 0, shutdownGraceMs: 1000, ...(file['server'] as object | undefined) },
+    },
     env: { DATABASE_URL: database.url, BRIGADE_OPERATOR_KEY: testOperatorKey, LOG_LEVEL: 'silent' },
   });
   const brigade = await createBrigade({ config, logger: createLogger({ level: 'silent' }) });
