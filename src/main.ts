@@ -2,17 +2,29 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type ServerType, serve } from '@hono/node-server';
 import type { Config } from './config/index.ts';
+import { createAgentService } from './domain/agents/agent-service.ts';
+import { createThreadService } from './domain/agents/thread-service.ts';
 import { hashSecret } from './domain/identity/api-key-secret.ts';
 import { createIdentityService } from './domain/identity/identity-service.ts';
+import { createModelGateway } from './gateway/model-gateway.ts';
 import { createApp } from './http/app.ts';
 import type { BrigadeApp } from './http/app-env.ts';
 import { createAuthenticator } from './http/auth/authenticator.ts';
 import { createJwtVerifier } from './http/auth/jwt-verifier.ts';
 import { accessLog } from './http/middleware/access-log.ts';
 import type { Logger } from './observability/index.ts';
+import { createAgentValidator } from './runtime/agent-validator.ts';
+import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
+import { createRunEventHub } from './runtime/run-event-hub.ts';
+import { createRunExecutor } from './runtime/run-executor.ts';
+import { createRunScheduler } from './runtime/run-scheduler.ts';
+import { builtInTools } from './runtime/tools/tool-registry.ts';
+import { createAgentStore } from './storage/agents/agent-store.ts';
+import { createThreadStore } from './storage/agents/thread-store.ts';
 import { bootstrapOperatorKey } from './storage/bootstrap-operator-key.ts';
 import { createIdentityStore } from './storage/identity/identity-store.ts';
 import { openStorage, type Storage } from './storage/open-storage.ts';
+import { createRunStore } from './storage/runs/run-store.ts';
 
 /** Brigade's version, reported by `/healthz` and the OpenAPI document. */
 export const version = '0.1.0';
@@ -57,9 +69,45 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     touchIntervalMs: config.auth.keyLastUsedWriteIntervalMs,
     logger,
   });
+  const gateway = createModelGateway({ localTokenDelayMs: config.models.local.tokenDelayMs });
+  const cores = new Map([[toolLoopCore.id, toolLoopCore]]);
+  const agentStore = createAgentStore(storage.database);
+  const agents = createAgentService({
+    store: agentStore,
+    validator: createAgentValidator({ gateway, tools: builtInTools, cores }),
+  });
+  const threads = createThreadService({
+    threads: createThreadStore(storage.database),
+    runs: createRunStore(storage.database),
+    agents: agentStore,
+  });
+  const eventHub = createRunEventHub({
+    connectionString: storage.runtimeConnection.url,
+    role: storage.runtimeConnection.role,
+    onError: (error) =>
+      logger.warn({ err: { message: error.message } }, 'run event listener failed'),
+  });
+  const scheduler = createRunScheduler({
+    database: storage.database,
+    executor: createRunExecutor({
+      database: storage.database,
+      gateway,
+      tools: builtInTools,
+      cores,
+      logger,
+    }),
+    logger,
+    listenUrl: storage.runtimeConnection.url,
+    listenRole: storage.runtimeConnection.role,
+    concurrency: config.runs.concurrency,
+    pollIntervalMs: config.runs.pollIntervalMs,
+    staleAfterMs: config.runs.staleAfterMs,
+  });
+  await eventHub.start();
+  await scheduler.start();
   let draining = false;
   const app = createApp({
-    services: { identity },
+    services: { identity, agents, threads, eventHub },
     authenticator,
     logger,
     bodyLimitBytes: config.server.bodyLimitBytes,
@@ -105,6 +153,8 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
           await Promise.race([closed, grace]);
           if ('closeAllConnections' in current) current.closeAllConnections();
         }
+        await scheduler.stop(config.server.shutdownGraceMs);
+        await eventHub.stop();
         await storage.close();
         logger.flush();
       })();

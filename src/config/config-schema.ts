@@ -70,6 +70,28 @@ const authSchema = z
   })
   .prefault({});
 
+const runsSchema = z
+  .strictObject({
+    /** Runs one process executes at once. */
+    concurrency: z.int().min(1).max(10_000).default(64),
+    /** How often an idle scheduler looks for queued runs, in milliseconds (NOTIFY wakes it sooner). */
+    pollIntervalMs: z.int().min(10).max(60_000).default(250),
+    /** A run whose executor missed heartbeats this long is resumed by another process. */
+    staleAfterMs: z.int().min(2_000).max(600_000).default(10_000),
+  })
+  .prefault({});
+
+const modelsSchema = z
+  .strictObject({
+    local: z
+      .strictObject({
+        /** Pause between tokens streamed by the built-in local model, in milliseconds. */
+        tokenDelayMs: z.int().min(0).max(10_000).default(0),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
 const logSchema = z
   .strictObject({
     level: z.enum(logLevels).default('info'),
@@ -82,6 +104,8 @@ export const configFileSchema = z.strictObject({
   server: serverSchema,
   database: databaseSchema,
   auth: authSchema,
+  runs: runsSchema,
+  models: modelsSchema,
   log: logSchema,
 });
 

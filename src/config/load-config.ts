@@ -17,6 +17,8 @@ export interface Config {
   readonly server: ConfigFile['server'];
   readonly database: Omit<ConfigFile['database'], 'embedded'> & { readonly mode: DatabaseMode };
   readonly auth: ConfigFile['auth'];
+  readonly runs: ConfigFile['runs'];
+  readonly models: ConfigFile['models'];
   readonly log: ConfigFile['log'];
   readonly redisUrl: string | undefined;
   readonly operatorKey: string | undefined;
@@ -136,6 +138,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     },
     database: { ...database, mode },
     auth: file.auth,
+    runs: file.runs,
+    models: file.models,
     log: { level: environment.LOG_LEVEL ?? file.log.level },
     redisUrl: environment.REDIS_URL,
     operatorKey: environment.BRIGADE_OPERATOR_KEY,

@@ -1,6 +1,9 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { AgentService } from '../domain/agents/agent-service.ts';
+import type { ThreadService } from '../domain/agents/thread-service.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
+import type { RunEventHub } from '../runtime/run-event-hub.ts';
 
 /** Per-request values middleware puts on the Hono context. */
 export interface AppVariables {
@@ -19,4 +22,7 @@ export type BrigadeApp = OpenAPIHono<AppEnv>;
 /** Services route modules call; built by the composition root. */
 export interface RouteServices {
   readonly identity: IdentityService;
+  readonly agents: AgentService;
+  readonly threads: ThreadService;
+  readonly eventHub: Pick<RunEventHub, 'waitFor'>;
 }

@@ -8,10 +8,13 @@ import type { AppEnv, BrigadeApp, RouteServices } from './app-env.ts';
 import type { Authenticator } from './auth/authenticator.ts';
 import { docsPage } from './docs-page.ts';
 import { type ErrorLogger, renderProblem } from './error-response.ts';
+import { registerAgentRoutes } from './routes/agent-routes.ts';
 import { registerKeyRoutes } from './routes/key-routes.ts';
 import { registerMeRoutes } from './routes/me-routes.ts';
 import { registerOidcRoutes } from './routes/oidc-routes.ts';
+import { registerRunRoutes } from './routes/run-routes.ts';
 import { registerTenantRoutes } from './routes/tenant-routes.ts';
+import { registerThreadRoutes } from './routes/thread-routes.ts';
 import { registerUserRoutes } from './routes/user-routes.ts';
 
 /** Options for {@link createApp}. */
@@ -140,6 +143,9 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerUserRoutes(app, options.services);
   registerKeyRoutes(app, options.services);
   registerOidcRoutes(app, options.services);
+  registerAgentRoutes(app, options.services);
+  registerThreadRoutes(app, options.services);
+  registerRunRoutes(app, options.services);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',

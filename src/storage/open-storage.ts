@@ -26,6 +26,8 @@ export interface Storage {
   readonly ownerUrl: string;
   readonly embedded: EmbeddedServer | undefined;
   readonly appliedMigrations: readonly string[];
+  /** How to open extra runtime-role connections (LISTEN). */
+  readonly runtimeConnection: { readonly url: string; readonly role: string | undefined };
   close(): Promise<void>;
 }
 
@@ -176,6 +178,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
       ownerUrl,
       embedded,
       appliedMigrations,
+      runtimeConnection: { url: runtimeUrl, role: assumeRole },
       async close() {
         await opened.close();
         await embedded?.stop();

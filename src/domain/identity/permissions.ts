@@ -15,6 +15,10 @@ export const actions = [
   'key:manage-any',
   'oidc:read',
   'oidc:manage',
+  'agent:read',
+  'agent:manage',
+  'thread:read',
+  'thread:write',
 ] as const;
 
 /** An action that may be permitted to a role. */
@@ -35,6 +39,10 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'key:manage-any',
     'oidc:read',
     'oidc:manage',
+    'agent:read',
+    'agent:manage',
+    'thread:read',
+    'thread:write',
   ],
   admin: [
     'tenant:read',
@@ -44,9 +52,13 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'key:manage-any',
     'oidc:read',
     'oidc:manage',
+    'agent:read',
+    'agent:manage',
+    'thread:read',
+    'thread:write',
   ],
-  member: ['tenant:read', 'key:manage-own'],
-  viewer: ['tenant:read'],
+  member: ['tenant:read', 'key:manage-own', 'agent:read', 'thread:read', 'thread:write'],
+  viewer: ['tenant:read', 'agent:read', 'thread:read'],
 };
 
 /** True when `role` is at least as powerful as `other`. */

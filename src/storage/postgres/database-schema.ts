@@ -104,6 +104,110 @@ export interface AuditEventsTable {
   hash: Generated<Buffer>;
 }
 
+/** Row type of `brigade.agents`. */
+export interface AgentsTable {
+  tenant_id: string;
+  id: Generated<string>;
+  name: string;
+  description: string | null;
+  instructions: string;
+  model: string;
+  tools: string[];
+  core_id: string;
+  max_steps: number;
+  run_timeout_ms: number;
+  max_output_tokens: number;
+  metadata: Json;
+  created_by_user_id: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/** Row type of `brigade.threads`. */
+export interface ThreadsTable {
+  tenant_id: string;
+  id: Generated<string>;
+  user_id: string;
+  title: string | null;
+  metadata: Json;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/** Row type of `brigade.runs`. */
+export interface RunsTable {
+  tenant_id: string;
+  id: Generated<string>;
+  thread_id: string;
+  user_id: string;
+  agent_id: string;
+  status: Generated<
+    'queued' | 'running' | 'requires_action' | 'completed' | 'failed' | 'cancelled' | 'expired'
+  >;
+  strategy: 'reject' | 'enqueue' | 'interrupt' | 'rollback';
+  error_code: string | null;
+  error_message: string | null;
+  input_tokens: Generated<number>;
+  output_tokens: Generated<number>;
+  step_count: Generated<number>;
+  pending_action: Json | null;
+  cancel_requested_at: Date | null;
+  deadline_at: Date | null;
+  created_at: Timestamp;
+  started_at: Date | null;
+  completed_at: Date | null;
+}
+
+/** Row type of `brigade.messages`. */
+export interface MessagesTable {
+  tenant_id: string;
+  id: Generated<string>;
+  thread_id: string;
+  user_id: string;
+  seq: Generated<string>;
+  run_id: string | null;
+  role: 'user' | 'assistant' | 'tool' | 'system';
+  content: Json;
+  provenance: string;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  created_at: Timestamp;
+}
+
+/** Row type of `brigade.run_events`. */
+export interface RunEventsTable {
+  tenant_id: string;
+  run_id: string;
+  seq: number;
+  user_id: string;
+  type: string;
+  data: Json;
+  created_at: Timestamp;
+}
+
+/** Row type of `brigade.run_steps` (checkpointed model and tool call results). */
+export interface RunStepsTable {
+  tenant_id: string;
+  run_id: string;
+  step_key: string;
+  user_id: string;
+  kind: 'model' | 'tool';
+  output: Json;
+  created_at: Timestamp;
+}
+
+/** Row type of `brigade.run_queue` (ids only). */
+export interface RunQueueTable {
+  run_id: string;
+  tenant_id: string;
+  user_id: string;
+  thread_id: string;
+  state: Generated<'queued' | 'claimed'>;
+  executor_id: string | null;
+  heartbeat_at: Date | null;
+  enqueued_at: Timestamp;
+}
+
 /** Every Brigade table, keyed as Kysely sees them (schema-qualified). */
 export interface DatabaseSchema {
   'brigade.tenants': TenantsTable;
@@ -113,4 +217,11 @@ export interface DatabaseSchema {
   'brigade.oidc_providers': OidcProvidersTable;
   'brigade.operator_keys': OperatorKeysTable;
   'brigade.audit_events': AuditEventsTable;
+  'brigade.agents': AgentsTable;
+  'brigade.threads': ThreadsTable;
+  'brigade.runs': RunsTable;
+  'brigade.messages': MessagesTable;
+  'brigade.run_events': RunEventsTable;
+  'brigade.run_steps': RunStepsTable;
+  'brigade.run_queue': RunQueueTable;
 }

@@ -16,6 +16,8 @@ export interface DatabaseScope {
   readonly authKeyHash?: string | undefined;
   /** Issuer of a presented JWT: reveals only that issuer's enabled OIDC providers. */
   readonly authIssuer?: string | undefined;
+  /** The run scheduler: sees the ids-only run queue of every tenant (no content). */
+  readonly scheduler?: boolean | undefined;
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -44,6 +46,7 @@ export function renderScopeStatement(scope: DatabaseScope): string {
     ['brigade.tenant_admin', scope.tenantAdmin === true ? 'on' : ''],
     ['brigade.auth_key_hash', checked(scope.authKeyHash, hexPattern, 'authKeyHash')],
     ['brigade.auth_issuer', scope.authIssuer ?? ''],
+    ['brigade.scheduler', scope.scheduler === true ? 'on' : ''],
   ];
   // Only non-empty values are sent: Brigade never sets these at session level, so every
   // setting not named here is empty for this transaction, which means "no scope".

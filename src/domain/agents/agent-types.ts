@@ -1,0 +1,98 @@
+import type { ContentPartV1, ProvenanceV1 } from '../../plugin-api/index.ts';
+
+/** A configured agent of a tenant. */
+export interface Agent {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly name: string;
+  readonly description: string | null;
+  readonly instructions: string;
+  /** Model route or `provider:model`; `local` is the built-in offline model. */
+  readonly model: string;
+  readonly tools: readonly string[];
+  readonly coreId: string;
+  readonly maxSteps: number;
+  readonly runTimeoutMs: number;
+  readonly maxOutputTokens: number;
+  readonly metadata: Readonly<Record<string, unknown>>;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+/** Fields an admin sets on an agent. */
+export type AgentInput = Omit<Agent, 'id' | 'tenantId' | 'createdAt' | 'updatedAt'>;
+
+/** A conversation owned by one user. */
+export interface Thread {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly userId: string;
+  readonly title: string | null;
+  readonly metadata: Readonly<Record<string, unknown>>;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+/** A message of a thread. */
+export interface Message {
+  readonly id: string;
+  readonly threadId: string;
+  readonly runId: string | null;
+  readonly seq: number;
+  readonly role: 'user' | 'assistant' | 'tool' | 'system';
+  readonly content: readonly ContentPartV1[];
+  readonly provenance: ProvenanceV1;
+  readonly inputTokens: number | null;
+  readonly outputTokens: number | null;
+  readonly createdAt: Date;
+}
+
+/** Lifecycle states of a run. */
+export type RunStatus =
+  | 'queued'
+  | 'running'
+  | 'requires_action'
+  | 'completed'
+  | 'failed'
+  | 'cancelled'
+  | 'expired';
+
+/** What happens when a run is created on a thread that already has an active run. */
+export type ConcurrencyStrategy = 'reject' | 'enqueue' | 'interrupt' | 'rollback';
+
+/** One execution of an agent on a thread. */
+export interface Run {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly threadId: string;
+  readonly userId: string;
+  readonly agentId: string;
+  readonly status: RunStatus;
+  readonly strategy: ConcurrencyStrategy;
+  readonly errorCode: string | null;
+  readonly errorMessage: string | null;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly stepCount: number;
+  readonly pendingAction: unknown;
+  readonly createdAt: Date;
+  readonly startedAt: Date | null;
+  readonly completedAt: Date | null;
+  readonly deadlineAt: Date | null;
+}
+
+/** True for states a run never leaves. */
+export function isTerminal(status: RunStatus): boolean {
+  return (
+    status === 'completed' || status === 'failed' || status === 'cancelled' || status === 'expired'
+  );
+}
+
+/** A persisted run event, as streamed over SSE. */
+export interface RunEvent {
+  readonly runId: string;
+  readonly seq: number;
+  readonly type: string;
+  readonly data: Readonly<Record<string, unknown>>;
+  readonly createdAt: Date;
+}

@@ -1,0 +1,158 @@
+import { NotFoundError } from '../errors.ts';
+import type { Page, PageRequest } from '../identity/identity-ports.ts';
+import { assertCan, type Principal, type UserPrincipal } from '../identity/principal.ts';
+import { asTenantUser } from './agent-service.ts';
+import type { Agent, ConcurrencyStrategy, Message, Run, RunEvent, Thread } from './agent-types.ts';
+
+/** Persistence the thread and run use cases need (implemented in storage/). */
+export interface ThreadRunPorts {
+  readonly threads: {
+    create(
+      principal: UserPrincipal,
+      input: { title: string | null; metadata: Record<string, unknown> },
+    ): Promise<Thread>;
+    list(principal: UserPrincipal, page: PageRequest): Promise<Page<Thread>>;
+    get(principal: UserPrincipal, threadId: string): Promise<Thread | undefined>;
+    delete(principal: UserPrincipal, threadId: string): Promise<boolean>;
+    listMessages(
+      principal: UserPrincipal,
+      threadId: string,
+      page: PageRequest,
+    ): Promise<Page<Message> | undefined>;
+  };
+  readonly runs: {
+    create(
+      principal: UserPrincipal,
+      input: {
+        threadId: string;
+        agentId: string;
+        strategy: ConcurrencyStrategy;
+        input: string | undefined;
+        runTimeoutMs: number;
+      },
+    ): Promise<{ run: Run; message: Message | undefined } | undefined>;
+    get(principal: UserPrincipal, threadId: string, runId: string): Promise<Run | undefined>;
+    list(principal: UserPrincipal, threadId: string): Promise<Run[] | undefined>;
+    events(
+      principal: UserPrincipal,
+      query: { runId: string; afterSeq: number; limit: number },
+    ): Promise<RunEvent[]>;
+    requestCancel(
+      principal: UserPrincipal,
+      threadId: string,
+      runId: string,
+    ): Promise<Run | undefined>;
+  };
+  readonly agents: { get(principal: UserPrincipal, agentId: string): Promise<Agent | undefined> };
+}
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function threadNotFound(): NotFoundError {
+  return new NotFoundError('thread_not_found', 'Thread not found.');
+}
+
+function runNotFound(): NotFoundError {
+  return new NotFoundError('run_not_found', 'Run not found.');
+}
+
+/** A request to start a run. */
+export interface CreateRunRequest {
+  readonly agentId: string;
+  readonly input?: string | undefined;
+  readonly strategy: ConcurrencyStrategy;
+}
+
+/** Thread, message and run use cases; a thread and its runs are visible only to its owner. */
+export function createThreadService(ports: ThreadRunPorts) {
+  const reader = (principal: Principal) => {
+    const user = asTenantUser(principal);
+    assertCan(user, 'thread:read');
+    return user;
+  };
+  const writer = (principal: Principal) => {
+    const user = asTenantUser(principal);
+    assertCan(user, 'thread:write');
+    return user;
+  };
+  const checkId = (id: string, error: () => NotFoundError) => {
+    if (!uuidPattern.test(id)) throw error();
+  };
+  return {
+    createThread: (
+      principal: Principal,
+      input: { title: string | null; metadata: Record<string, unknown> },
+    ) => ports.threads.create(writer(principal), input),
+    listThreads: (principal: Principal, page: PageRequest) =>
+      ports.threads.list(reader(principal), page),
+    async getThread(principal: Principal, threadId: string): Promise<Thread> {
+      const user = reader(principal);
+      checkId(threadId, threadNotFound);
+      const thread = await ports.threads.get(user, threadId);
+      if (thread === undefined) throw threadNotFound();
+      return thread;
+    },
+    async deleteThread(principal: Principal, threadId: string): Promise<void> {
+      const user = writer(principal);
+      checkId(threadId, threadNotFound);
+      if (!(await ports.threads.delete(user, threadId))) throw threadNotFound();
+    },
+    async listMessages(
+      principal: Principal,
+      threadId: string,
+      page: PageRequest,
+    ): Promise<Page<Message>> {
+      const user = reader(principal);
+      checkId(threadId, threadNotFound);
+      const messages = await ports.threads.listMessages(user, threadId, page);
+      if (messages === undefined) throw threadNotFound();
+      return messages;
+    },
+    async createRun(principal: Principal, threadId: string, request: CreateRunRequest) {
+      const user = writer(principal);
+      checkId(threadId, threadNotFound);
+      if (!uuidPattern.test(request.agentId))
+        throw new NotFoundError('agent_not_found', 'Agent not found.');
+      const agent = await ports.agents.get(user, request.agentId);
+      if (agent === undefined) throw new NotFoundError('agent_not_found', 'Agent not found.');
+      const created = await ports.runs.create(user, {
+        threadId,
+        agentId: agent.id,
+        strategy: request.strategy,
+        input: request.input,
+        runTimeoutMs: agent.runTimeoutMs,
+      });
+      if (created === undefined) throw threadNotFound();
+      return created;
+    },
+    async getRun(principal: Principal, threadId: string, runId: string): Promise<Run> {
+      const user = reader(principal);
+      checkId(threadId, threadNotFound);
+      checkId(runId, runNotFound);
+      const run = await ports.runs.get(user, threadId, runId);
+      if (run === undefined) throw runNotFound();
+      return run;
+    },
+    async listRuns(principal: Principal, threadId: string): Promise<Run[]> {
+      const user = reader(principal);
+      checkId(threadId, threadNotFound);
+      const runs = await ports.runs.list(user, threadId);
+      if (runs === undefined) throw threadNotFound();
+      return runs;
+    },
+    async runEvents(principal: Principal, run: Run, afterSeq: number): Promise<RunEvent[]> {
+      return ports.runs.events(reader(principal), { runId: run.id, afterSeq, limit: 200 });
+    },
+    async cancelRun(principal: Principal, threadId: string, runId: string): Promise<Run> {
+      const user = writer(principal);
+      checkId(threadId, threadNotFound);
+      checkId(runId, runNotFound);
+      const run = await ports.runs.requestCancel(user, threadId, runId);
+      if (run === undefined) throw runNotFound();
+      return run;
+    },
+  };
+}
+
+/** The thread and run use cases. */
+export type ThreadService = ReturnType<typeof createThreadService>;

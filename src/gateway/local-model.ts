@@ -1,0 +1,118 @@
+import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
+
+/** A request to the built-in local model. */
+export interface LocalModelRequest {
+  readonly messages: readonly MessageV1[];
+  readonly tools: readonly ToolDescriptionV1[];
+  readonly maxOutputTokens: number;
+  readonly signal: AbortSignal;
+  readonly onTextDelta?: ((delta: string) => void) | undefined;
+  /** Pause between streamed tokens, in milliseconds (0 streams at once). */
+  readonly tokenDelayMs: number;
+}
+
+const toolCallPattern = /(?:^|\n)\s*call\s+([a-z][a-z0-9_]*)\s*(\{[\s\S]*\})?\s*$/i;
+
+function textOf(message: MessageV1 | undefined): string {
+  return (message?.content ?? [])
+    .map((part) => (part.type === 'text' ? part.text : ''))
+    .join('')
+    .trim();
+}
+
+function countTokens(text: string): number {
+  return text.split(/\s+/).filter((word) => word.length > 0).length;
+}
+
+function delay(milliseconds: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, milliseconds);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * The built-in `local` model: offline, deterministic, no weights. It is not a language model;
+ * it exists so Brigade can be demonstrated and tested with nothing installed:
+ * - a user message ending in `call <tool> {json}` makes it call that tool (if the agent has it);
+ * - after a tool result it answers `<tool> returned: <output>`;
+ * - otherwise it answers `You said: <the last user message>`.
+ * Tokens are whitespace-separated words; usage is counted exactly that way.
+ */
+export async function generateLocal(request: LocalModelRequest): Promise<ModelResultV1> {
+  request.signal.throwIfAborted();
+  const messages = request.messages;
+  const last = messages[messages.length - 1];
+  const inputTokens = messages.reduce(
+    (total, message) => total + countTokens(JSON.stringify(message.content)),
+    0,
+  );
+  if (last?.role === 'user') {
+    const match = toolCallPattern.exec(textOf(last));
+    const toolName = match?.[1];
+    if (toolName !== undefined && request.tools.some((tool) => tool.name === toolName)) {
+      let input: unknown = {};
+      try {
+        input = match?.[2] === undefined ? {} : JSON.parse(match[2]);
+      } catch {
+        input = { raw: match?.[2] };
+      }
+      const callIndex = messages.filter((message) => message.role === 'assistant').length;
+      return {
+        text: '',
+        toolCalls: [{ toolCallId: `call_${callIndex}_${toolName}`, toolName, input }],
+        finishReason: 'tool-calls',
+        usage: {
+          inputTokens,
+          outputTokens: 1 + countTokens(JSON.stringify(input)),
+          estimated: false,
+        },
+      };
+    }
+  }
+  let answer: string;
+  if (last?.role === 'tool') {
+    answer = last.content
+      .map((part) =>
+        part.type === 'tool-result'
+          ? `${part.toolName} ${part.isError === true ? 'failed' : 'returned'}: ${JSON.stringify(part.output)}`
+          : '',
+      )
+      .filter((line) => line.length > 0)
+      .join('\n');
+  } else {
+    const lastUser = [...messages].reverse().find((message) => message.role === 'user');
+    answer = `You said: ${textOf(lastUser)}`;
+  }
+  const words = answer.split(/(\s+)/).filter((piece) => piece.length > 0);
+  let emitted = '';
+  let tokens = 0;
+  for (const piece of words) {
+    if (piece.trim().length > 0) {
+      if (tokens >= request.maxOutputTokens) break;
+      tokens += 1;
+      if (request.tokenDelayMs > 0) await delay(request.tokenDelayMs, request.signal);
+    }
+    request.signal.throwIfAborted();
+    emitted += piece;
+    request.onTextDelta?.(piece);
+  }
+  return {
+    text: emitted,
+    toolCalls: [],
+    finishReason:
+      tokens >= request.maxOutputTokens && emitted.length < answer.length ? 'length' : 'stop',
+    usage: { inputTokens, outputTokens: tokens, estimated: false },
+  };
+}

@@ -1,0 +1,201 @@
+import { z } from '@hono/zod-openapi';
+import type { Agent, Message, Run, Thread } from '../domain/agents/agent-types.ts';
+
+const metadataSchema = z
+  .record(z.string().max(100), z.unknown())
+  .refine((value) => JSON.stringify(value).length <= 16_384, 'must serialise to at most 16 KiB');
+
+const agentFields = {
+  name: z
+    .string()
+    .regex(
+      /^[a-z0-9][a-z0-9_-]{0,62}$/,
+      'lower-case letters, digits, _ and -, up to 63 characters',
+    ),
+  description: z.string().max(1000).nullable(),
+  instructions: z.string().max(100_000),
+  model: z.string().min(1).max(200).openapi({
+    description: 'Model route or `provider:model`; `local` is the built-in offline model.',
+  }),
+  tools: z.array(z.string().min(1).max(100)).max(64),
+  coreId: z.string().min(1).max(100),
+  maxSteps: z.int().min(1).max(100),
+  runTimeoutMs: z.int().min(1000).max(3_600_000),
+  maxOutputTokens: z.int().min(1).max(200_000),
+  metadata: metadataSchema,
+};
+
+export const createAgentSchema = z
+  .strictObject({
+    name: agentFields.name,
+    description: agentFields.description.default(null),
+    instructions: agentFields.instructions.default(''),
+    model: agentFields.model.default('local'),
+    tools: agentFields.tools.default([]),
+    coreId: agentFields.coreId.default('tool-loop'),
+    maxSteps: agentFields.maxSteps.default(8),
+    runTimeoutMs: agentFields.runTimeoutMs.default(120_000),
+    maxOutputTokens: agentFields.maxOutputTokens.default(1024),
+    metadata: agentFields.metadata.default({}),
+  })
+  .openapi('CreateAgentRequest');
+
+export const updateAgentSchema = z
+  .strictObject({
+    name: agentFields.name.optional(),
+    description: agentFields.description.optional(),
+    instructions: agentFields.instructions.optional(),
+    model: agentFields.model.optional(),
+    tools: agentFields.tools.optional(),
+    coreId: agentFields.coreId.optional(),
+    maxSteps: agentFields.maxSteps.optional(),
+    runTimeoutMs: agentFields.runTimeoutMs.optional(),
+    maxOutputTokens: agentFields.maxOutputTokens.optional(),
+    metadata: agentFields.metadata.optional(),
+  })
+  .refine((value) => Object.keys(value).length > 0, 'at least one field is required')
+  .openapi('UpdateAgentRequest');
+
+export const agentSchema = z
+  .object({
+    id: z.uuid(),
+    tenantId: z.uuid(),
+    name: z.string(),
+    description: z.string().nullable(),
+    instructions: z.string(),
+    model: z.string(),
+    tools: z.array(z.string()),
+    coreId: z.string(),
+    maxSteps: z.int(),
+    runTimeoutMs: z.int(),
+    maxOutputTokens: z.int(),
+    metadata: z.record(z.string(), z.unknown()),
+    createdAt: z.iso.datetime(),
+    updatedAt: z.iso.datetime(),
+  })
+  .openapi('Agent');
+
+export const createThreadSchema = z
+  .strictObject({
+    title: z.string().trim().min(1).max(500).nullable().default(null),
+    metadata: metadataSchema.default({}),
+  })
+  .openapi('CreateThreadRequest');
+
+export const threadSchema = z
+  .object({
+    id: z.uuid(),
+    tenantId: z.uuid(),
+    userId: z.uuid(),
+    title: z.string().nullable(),
+    metadata: z.record(z.string(), z.unknown()),
+    createdAt: z.iso.datetime(),
+    updatedAt: z.iso.datetime(),
+  })
+  .openapi('Thread');
+
+export const messageSchema = z
+  .object({
+    id: z.uuid(),
+    threadId: z.uuid(),
+    runId: z.uuid().nullable(),
+    seq: z.int(),
+    role: z.enum(['user', 'assistant', 'tool', 'system']),
+    content: z.array(z.record(z.string(), z.unknown())),
+    provenance: z.string(),
+    inputTokens: z.int().nullable(),
+    outputTokens: z.int().nullable(),
+    createdAt: z.iso.datetime(),
+  })
+  .openapi('Message');
+
+export const createRunSchema = z
+  .strictObject({
+    agentId: z.string().min(1).max(100),
+    input: z
+      .string()
+      .min(1)
+      .max(200_000)
+      .optional()
+      .openapi({ description: 'A new user message appended to the thread.' }),
+    strategy: z
+      .enum(['reject', 'enqueue', 'interrupt', 'rollback'])
+      .default('enqueue')
+      .openapi({ description: 'What to do if the thread already has an active run.' }),
+    stream: z
+      .boolean()
+      .default(false)
+      .openapi({ description: 'Answer with the run’s event stream (SSE) instead of JSON.' }),
+  })
+  .openapi('CreateRunRequest');
+
+export const runSchema = z
+  .object({
+    id: z.uuid(),
+    tenantId: z.uuid(),
+    threadId: z.uuid(),
+    userId: z.uuid(),
+    agentId: z.uuid(),
+    status: z.enum([
+      'queued',
+      'running',
+      'requires_action',
+      'completed',
+      'failed',
+      'cancelled',
+      'expired',
+    ]),
+    strategy: z.enum(['reject', 'enqueue', 'interrupt', 'rollback']),
+    errorCode: z.string().nullable(),
+    errorMessage: z.string().nullable(),
+    usage: z.object({ inputTokens: z.int(), outputTokens: z.int() }),
+    stepCount: z.int(),
+    createdAt: z.iso.datetime(),
+    startedAt: z.iso.datetime().nullable(),
+    completedAt: z.iso.datetime().nullable(),
+  })
+  .openapi('Run');
+
+const iso = (date: Date | null) => (date === null ? null : date.toISOString());
+
+/** Renders an agent. */
+export const agentResponse = (agent: Agent) => ({
+  ...agent,
+  tools: [...agent.tools],
+  metadata: { ...agent.metadata },
+  createdAt: agent.createdAt.toISOString(),
+  updatedAt: agent.updatedAt.toISOString(),
+});
+
+/** Renders a thread. */
+export const threadResponse = (thread: Thread) => ({
+  ...thread,
+  metadata: { ...thread.metadata },
+  createdAt: thread.createdAt.toISOString(),
+  updatedAt: thread.updatedAt.toISOString(),
+});
+
+/** Renders a message. */
+export const messageResponse = (message: Message) => ({
+  ...message,
+  content: message.content.map((part) => ({ ...part }) as Record<string, unknown>),
+  createdAt: message.createdAt.toISOString(),
+});
+
+/** Renders a run. */
+export const runResponse = (run: Run) => ({
+  id: run.id,
+  tenantId: run.tenantId,
+  threadId: run.threadId,
+  userId: run.userId,
+  agentId: run.agentId,
+  status: run.status,
+  strategy: run.strategy,
+  errorCode: run.errorCode,
+  errorMessage: run.errorMessage,
+  usage: { inputTokens: run.inputTokens, outputTokens: run.outputTokens },
+  stepCount: run.stepCount,
+  createdAt: run.createdAt.toISOString(),
+  startedAt: iso(run.startedAt),
+  completedAt: iso(run.completedAt),
+});

@@ -1,0 +1,169 @@
+import { z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import type { Run } from '../../domain/agents/agent-types.ts';
+import type { Principal } from '../../domain/identity/principal.ts';
+import { createRunSchema, runResponse, runSchema } from '../agent-schemas.ts';
+import type { AppEnv, BrigadeApp, RouteServices } from '../app-env.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
+
+const threadParams = z.object({ threadId: idParam('threadId') });
+const runParams = threadParams.extend({ runId: idParam('runId') });
+const terminalEvents = new Set(['run-completed', 'run-failed', 'run-cancelled', 'run-expired']);
+const sseResponse = {
+  description:
+    'Server-sent events: each has an `id` (its sequence number), an `event` type and JSON `data`.',
+  content: { 'text/event-stream': { schema: z.string() } },
+};
+
+const createRun = authedRoute({
+  method: 'post',
+  path: '/v1/threads/{threadId}/runs',
+  operationId: 'createRun',
+  tags: ['Runs'],
+  summary: 'Start a run of an agent on your thread (optionally streaming its events)',
+  request: { params: threadParams, body: jsonBody(createRunSchema) },
+  responses: {
+    201: {
+      ...jsonResponse(runSchema, 'The queued run.'),
+      ...{ content: { ...jsonResponse(runSchema, '').content, ...sseResponse.content } },
+    },
+    409: jsonResponse(z.object({}), 'The thread is busy (strategy reject).'),
+  },
+});
+const listRuns = authedRoute({
+  method: 'get',
+  path: '/v1/threads/{threadId}/runs',
+  operationId: 'listRuns',
+  tags: ['Runs'],
+  summary: 'List the runs of your thread',
+  request: { params: threadParams },
+  responses: {
+    200: jsonResponse(z.object({ data: z.array(runSchema) }), 'The runs, oldest first.'),
+  },
+});
+const getRun = authedRoute({
+  method: 'get',
+  path: '/v1/threads/{threadId}/runs/{runId}',
+  operationId: 'getRun',
+  tags: ['Runs'],
+  summary: 'Get a run',
+  request: { params: runParams },
+  responses: { 200: jsonResponse(runSchema, 'The run.') },
+});
+const streamRunEvents = authedRoute({
+  method: 'get',
+  path: '/v1/threads/{threadId}/runs/{runId}/events',
+  operationId: 'streamRunEvents',
+  tags: ['Runs'],
+  summary: 'Stream a run’s events (SSE); reconnect with Last-Event-ID to resume without loss',
+  request: {
+    params: runParams,
+    query: z.strictObject({
+      after: z.coerce
+        .number()
+        .int()
+        .min(0)
+        .optional()
+        .openapi({ description: 'Resume after this event id (same as Last-Event-ID).' }),
+    }),
+  },
+  responses: { 200: sseResponse },
+});
+const cancelRun = authedRoute({
+  method: 'post',
+  path: '/v1/threads/{threadId}/runs/{runId}/cancel',
+  operationId: 'cancelRun',
+  tags: ['Runs'],
+  summary: 'Cancel a run; an in-flight model call is aborted at once',
+  request: { params: runParams },
+  responses: {
+    202: jsonResponse(runSchema, 'The run (cancelled, or cancelling).'),
+    409: jsonResponse(z.object({}), 'The run already ended.'),
+  },
+});
+
+function streamEvents(
+  context: Context<AppEnv>,
+  options: { services: RouteServices; principal: Principal; run: Run; after: number },
+) {
+  const { services, principal, run } = options;
+  return streamSSE(context, async (stream) => {
+    const aborted = new AbortController();
+    stream.onAbort(() => aborted.abort());
+    const keepAlive = setInterval(() => {
+      stream.write(': keep-alive\n\n').catch(() => aborted.abort());
+    }, 15_000);
+    let after = options.after;
+    try {
+      while (!aborted.signal.aborted) {
+        const events = await services.threads.runEvents(principal, run, after);
+        for (const event of events) {
+          await stream.writeSSE({
+            id: String(event.seq),
+            event: event.type,
+            data: JSON.stringify({ runId: run.id, seq: event.seq, ...event.data }),
+          });
+          after = event.seq;
+          if (terminalEvents.has(event.type)) return;
+        }
+        if (events.length === 0)
+          await services.eventHub.waitFor(run.id, { timeoutMs: 1_000, signal: aborted.signal });
+      }
+    } finally {
+      clearInterval(keepAlive);
+    }
+  });
+}
+
+function lastEventId(context: Context<AppEnv>, query: number | undefined): number {
+  const header = context.req.header('last-event-id');
+  const fromHeader = header === undefined ? Number.NaN : Number.parseInt(header, 10);
+  return Number.isInteger(fromHeader) && fromHeader >= 0 ? fromHeader : (query ?? 0);
+}
+
+/** Registers the run operations, including SSE streaming. */
+export function registerRunRoutes(app: BrigadeApp, services: RouteServices): void {
+  app.openapi(createRun, async (context) => {
+    const body = context.req.valid('json');
+    const principal = context.get('principal');
+    const { run } = await services.threads.createRun(
+      principal,
+      context.req.valid('param').threadId,
+      {
+        agentId: body.agentId,
+        input: body.input,
+        strategy: body.strategy,
+      },
+    );
+    if (body.stream) {
+      context.status(201);
+      return streamEvents(context, { services, principal, run, after: 0 }) as never;
+    }
+    return context.json(runResponse(run), 201);
+  });
+  app.openapi(listRuns, async (context) => {
+    const runs = await services.threads.listRuns(
+      context.get('principal'),
+      context.req.valid('param').threadId,
+    );
+    return context.json({ data: runs.map(runResponse) }, 200);
+  });
+  app.openapi(getRun, async (context) => {
+    const { threadId, runId } = context.req.valid('param');
+    const run = await services.threads.getRun(context.get('principal'), threadId, runId);
+    return context.json(runResponse(run), 200);
+  });
+  app.openapi(streamRunEvents, async (context) => {
+    const { threadId, runId } = context.req.valid('param');
+    const principal = context.get('principal');
+    const run = await services.threads.getRun(principal, threadId, runId);
+    const after = lastEventId(context, context.req.valid('query').after);
+    return streamEvents(context, { services, principal, run, after }) as never;
+  });
+  app.openapi(cancelRun, async (context) => {
+    const { threadId, runId } = context.req.valid('param');
+    const run = await services.threads.cancelRun(context.get('principal'), threadId, runId);
+    return context.json(runResponse(run), 202);
+  });
+}

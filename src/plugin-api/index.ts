@@ -1,0 +1,15 @@
+export type {
+  ContentPartV1,
+  CoreContextV1,
+  CoreEventV1,
+  CoreLoggerV1,
+  CorePluginV1,
+  CoreResultV1,
+  MessageV1,
+  ModelCapabilityV1,
+  ModelResultV1,
+  ProvenanceV1,
+  ToolDescriptionV1,
+  ToolOutcomeV1,
+  ToolsCapabilityV1,
+} from './core-plugin-v1.ts';

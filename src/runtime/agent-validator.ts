@@ -1,0 +1,43 @@
+import type { AgentValidator } from '../domain/agents/agent-service.ts';
+import { AppError } from '../domain/errors.ts';
+import type { ModelGateway } from '../gateway/model-gateway.ts';
+import type { CorePluginV1 } from '../plugin-api/index.ts';
+import type { ToolDefinition } from './tools/tool-registry.ts';
+
+/** Refuses agents naming a model, tool or core that does not exist — at creation, not at run time. */
+export function createAgentValidator(options: {
+  readonly gateway: ModelGateway;
+  readonly tools: readonly ToolDefinition[];
+  readonly cores: ReadonlyMap<string, CorePluginV1>;
+}): AgentValidator {
+  return {
+    validate(input) {
+      if (input.model !== undefined && !options.gateway.knows(input.model)) {
+        throw new AppError(
+          'unknown_model',
+          `No model route or provider named '${input.model}'. Available: local.`,
+        );
+      }
+      const unknown = (input.tools ?? []).filter(
+        (name) => !options.tools.some((tool) => tool.name === name),
+      );
+      if (unknown.length > 0) {
+        throw new AppError('unknown_tool', `Unknown tools: ${unknown.join(', ')}.`, {
+          details: { available: options.tools.map((tool) => tool.name) },
+        });
+      }
+      if (input.coreId !== undefined && !options.cores.has(input.coreId)) {
+        throw new AppError('validation_failed', `No agent core named '${input.coreId}'.`, {
+          details: {
+            errors: [
+              {
+                path: 'body.coreId',
+                message: `available: ${[...options.cores.keys()].join(', ')}`,
+              },
+            ],
+          },
+        });
+      }
+    },
+  };
+}

@@ -1,0 +1,318 @@
+import type { Message } from '../domain/agents/agent-types.ts';
+import { AppError } from '../domain/errors.ts';
+import type { ModelGateway } from '../gateway/model-gateway.ts';
+import type { CorePluginV1, MessageV1, ModelResultV1 } from '../plugin-api/index.ts';
+import { toAgent } from '../storage/agents/agent-store.ts';
+import { loadMessages } from '../storage/agents/thread-store.ts';
+import type { Database, ScopedDb } from '../storage/postgres/database.ts';
+import { toRun } from '../storage/runs/run-rows.ts';
+import { createEventWriter, type EventWriter } from './event-writer.ts';
+import { createStepRecorder } from './run-steps.ts';
+import type { ToolDefinition } from './tools/tool-registry.ts';
+
+/** Why an in-process run was aborted. */
+export type AbortReason = 'cancel' | 'timeout' | 'shutdown';
+
+/** A claimed run to execute. */
+export interface RunClaim {
+  readonly runId: string;
+  readonly tenantId: string;
+  readonly userId: string;
+}
+
+/** Minimal logger the executor writes to. */
+export interface ExecutorLogger {
+  info(object: object, message: string): void;
+  warn(object: object, message: string): void;
+  error(object: object, message: string): void;
+}
+
+/** Options for {@link createRunExecutor}. */
+export interface RunExecutorOptions {
+  readonly database: Database;
+  readonly gateway: ModelGateway;
+  readonly tools: readonly ToolDefinition[];
+  readonly cores: ReadonlyMap<string, CorePluginV1>;
+  readonly logger: ExecutorLogger;
+  /** How long tool output may be, in characters of JSON, before it is cut. */
+  readonly toolOutputLimit?: number;
+  readonly toolTimeoutMs?: number;
+}
+
+/** Executes one run to a terminal state (or until aborted for shutdown). */
+export interface RunExecutor {
+  execute(claim: RunClaim, controller: AbortController): Promise<void>;
+}
+
+function toCoreMessage(message: Message): MessageV1 {
+  return { role: message.role, content: message.content, provenance: message.provenance };
+}
+
+/** Creates the {@link RunExecutor}: checkpointed model and tool steps, events, final state. */
+export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
+  const { database, gateway, logger } = options;
+  const { saveStep, callTool } = createStepRecorder({
+    database,
+    tools: options.tools,
+    toolOutputLimit: options.toolOutputLimit ?? 64 * 1024,
+    toolTimeoutMs: options.toolTimeoutMs ?? 30_000,
+  });
+
+  async function load(claim: RunClaim) {
+    return database.withScope(claim, async (db: ScopedDb) => {
+      const runRow = await db
+        .selectFrom('brigade.runs')
+        .selectAll()
+        .where('id', '=', claim.runId)
+        .executeTakeFirst();
+      if (runRow === undefined) return undefined;
+      const run = toRun(runRow);
+      const agentRow = await db
+        .selectFrom('brigade.agents')
+        .selectAll()
+        .where('id', '=', run.agentId)
+        .executeTakeFirst();
+      const history = (await loadMessages(db, run.threadId)).filter(
+        (message) => message.createdAt <= run.createdAt || message.runId === run.id,
+      );
+      const steps = await db
+        .selectFrom('brigade.run_steps')
+        .select(['step_key', 'output'])
+        .where('run_id', '=', run.id)
+        .execute();
+      const last = await db
+        .selectFrom('brigade.run_events')
+        .select((eb) => eb.fn.max('seq').as('seq'))
+        .where('run_id', '=', run.id)
+        .executeTakeFirst();
+      return {
+        run,
+        agent: agentRow === undefined ? undefined : toAgent(agentRow),
+        history,
+        checkpoints: new Map(steps.map((step) => [step.step_key, step.output as unknown])),
+        nextSeq: Number(last?.seq ?? 0) + 1,
+      };
+    });
+  }
+
+  async function finish(
+    claim: RunClaim,
+    outcome: {
+      status: 'completed' | 'failed' | 'cancelled' | 'expired';
+      errorCode?: string;
+      errorMessage?: string;
+      text?: string;
+    },
+    events: EventWriter,
+  ): Promise<void> {
+    await events.flush();
+    await database.withScope(claim, async (db) => {
+      const now = new Date();
+      const updated = await db
+        .updateTable('brigade.runs')
+        .set({
+          status: outcome.status,
+          completed_at: now,
+          error_code: outcome.errorCode ?? null,
+          error_message: outcome.errorMessage ?? null,
+        })
+        .where('id', '=', claim.runId)
+        .where('status', 'in', ['queued', 'running', 'requires_action'])
+        .returningAll()
+        .executeTakeFirst();
+      if (updated !== undefined && outcome.status === 'completed' && outcome.text !== undefined) {
+        await db
+          .insertInto('brigade.messages')
+          .values({
+            tenant_id: claim.tenantId,
+            user_id: claim.userId,
+            thread_id: updated.thread_id,
+            run_id: claim.runId,
+            role: 'assistant',
+            content: JSON.stringify([{ type: 'text', text: outcome.text }]),
+            provenance: 'assistant',
+            input_tokens: updated.input_tokens,
+            output_tokens: updated.output_tokens,
+            created_at: now,
+          })
+          .execute();
+      }
+      if (updated !== undefined) {
+        const usage = { inputTokens: updated.input_tokens, outputTokens: updated.output_tokens };
+        const type =
+          outcome.status === 'completed'
+            ? 'run-completed'
+            : outcome.status === 'failed'
+              ? 'run-failed'
+              : outcome.status === 'cancelled'
+                ? 'run-cancelled'
+                : 'run-expired';
+        await events.appendInTransaction(db, [
+          {
+            type,
+            data: {
+              status: outcome.status,
+              usage,
+              ...(outcome.errorCode === undefined
+                ? {}
+                : { errorCode: outcome.errorCode, message: outcome.errorMessage }),
+              ...(outcome.text === undefined ? {} : { text: outcome.text }),
+            },
+          },
+        ]);
+      }
+      await db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute();
+    });
+  }
+
+  return {
+    async execute(claim, controller) {
+      const loaded = await load(claim);
+      if (loaded === undefined) return;
+      const { run, agent, history, checkpoints } = loaded;
+      const events = createEventWriter({ database, claim, nextSeq: loaded.nextSeq });
+      if (run.status !== 'queued' && run.status !== 'running') {
+        await database.withScope(claim, (db) =>
+          db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute(),
+        );
+        return;
+      }
+      if (agent === undefined) {
+        await finish(
+          claim,
+          {
+            status: 'failed',
+            errorCode: 'agent_not_found',
+            errorMessage: 'The agent was deleted.',
+          },
+          events,
+        );
+        return;
+      }
+      const core = options.cores.get(agent.coreId);
+      if (core === undefined) {
+        await finish(
+          claim,
+          {
+            status: 'failed',
+            errorCode: 'core_not_found',
+            errorMessage: `No core named '${agent.coreId}'.`,
+          },
+          events,
+        );
+        return;
+      }
+      const now = Date.now();
+      const deadline = run.deadlineAt?.getTime() ?? now + agent.runTimeoutMs;
+      await database.withScope(claim, async (db) => {
+        await db
+          .updateTable('brigade.runs')
+          .set({
+            status: 'running',
+            started_at: run.startedAt ?? new Date(now),
+            deadline_at: new Date(deadline),
+          })
+          .where('id', '=', claim.runId)
+          .execute();
+        await events.appendInTransaction(db, [
+          { type: run.startedAt === null ? 'run-started' : 'run-resumed', data: { runId: run.id } },
+        ]);
+      });
+      const timer = setTimeout(
+        () => controller.abort('timeout' satisfies AbortReason),
+        Math.max(0, deadline - Date.now()),
+      );
+      let modelCalls = 0;
+      try {
+        if (run.status === 'running' || run.startedAt !== null) {
+          const cancelled = await database.withScope(claim, (db) =>
+            db
+              .selectFrom('brigade.runs')
+              .select('cancel_requested_at')
+              .where('id', '=', claim.runId)
+              .executeTakeFirst(),
+          );
+          if (cancelled?.cancel_requested_at != null)
+            controller.abort('cancel' satisfies AbortReason);
+        }
+        const result = await core.run({
+          runId: run.id,
+          instructions: agent.instructions,
+          messages: history.map(toCoreMessage),
+          maxSteps: agent.maxSteps,
+          signal: controller.signal,
+          emit: (event) => {
+            if (event.type === 'message-delta') events.delta(event.text);
+            else events.push(event.type, { step: event.step });
+          },
+          logger: {
+            info: (message, fields) => logger.info({ runId: run.id, ...fields }, message),
+            warn: (message, fields) => logger.warn({ runId: run.id, ...fields }, message),
+          },
+          model: {
+            async generate(request) {
+              const key = `model:${modelCalls}`;
+              modelCalls += 1;
+              const saved = checkpoints.get(key);
+              if (saved !== undefined) return saved as ModelResultV1;
+              const result = await gateway.generate({
+                model: agent.model,
+                messages: request.messages,
+                tools: request.tools,
+                maxOutputTokens: agent.maxOutputTokens,
+                signal: controller.signal,
+                onTextDelta: request.onTextDelta,
+              });
+              await events.flush();
+              await saveStep(claim, { key, kind: 'model', output: result, usage: result.usage });
+              checkpoints.set(key, result);
+              return result;
+            },
+          },
+          tools: {
+            available: options.tools
+              .filter((tool) => agent.tools.includes(tool.name))
+              .map(({ name, description, inputSchema }) => ({ name, description, inputSchema })),
+            call: (call) =>
+              callTool({ claim, agent, events, checkpoints, signal: controller.signal }, call),
+          },
+        });
+        await finish(claim, { status: 'completed', text: result.text }, events);
+      } catch (error) {
+        const reason = controller.signal.aborted
+          ? (controller.signal.reason as AbortReason)
+          : undefined;
+        if (reason === 'shutdown') throw error;
+        if (reason === 'cancel')
+          await finish(
+            claim,
+            { status: 'cancelled', errorCode: 'cancelled', errorMessage: 'The run was cancelled.' },
+            events,
+          );
+        else if (reason === 'timeout')
+          await finish(
+            claim,
+            {
+              status: 'expired',
+              errorCode: 'run_timeout',
+              errorMessage: `The run exceeded its ${agent.runTimeoutMs} ms timeout.`,
+            },
+            events,
+          );
+        else {
+          const code = error instanceof AppError ? error.code : 'core_error';
+          const message = error instanceof AppError ? error.message : 'The agent core failed.';
+          if (!(error instanceof AppError))
+            logger.error(
+              { runId: run.id, err: { message: (error as Error).message } },
+              'run failed',
+            );
+          await finish(claim, { status: 'failed', errorCode: code, errorMessage: message }, events);
+        }
+      } finally {
+        clearTimeout(timer);
+        events.close();
+      }
+    },
+  };
+}

@@ -1,0 +1,147 @@
+import type { Agent } from '../domain/agents/agent-types.ts';
+import type { ModelResultV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
+import type { Database } from '../storage/postgres/database.ts';
+import type { EventWriter } from './event-writer.ts';
+import type { RunClaim } from './run-executor.ts';
+import { type ToolDefinition, validateToolInput } from './tools/tool-registry.ts';
+
+/** Results of completed steps of a run, by step key (`model:N`, `tool:<callId>`). */
+export type Checkpoints = Map<string, unknown>;
+
+/** Records checkpointed steps and runs tool calls through the tool gate. */
+export interface StepRecorder {
+  saveStep(
+    scope: RunClaim,
+    step: { key: string; kind: 'model' | 'tool'; output: unknown; usage?: ModelResultV1['usage'] },
+  ): Promise<void>;
+  callTool(
+    context: {
+      claim: RunClaim;
+      agent: Agent;
+      events: EventWriter;
+      checkpoints: Checkpoints;
+      signal: AbortSignal;
+    },
+    call: { toolCallId: string; toolName: string; input: unknown },
+  ): Promise<ToolOutcomeV1>;
+}
+
+/**
+ * Creates the {@link StepRecorder}. A tool call is checked (is the tool granted to the agent,
+ * are the arguments valid) before it runs; invalid calls go back to the model as errors and
+ * nothing runs. Each completed step is stored in `run_steps` (RLS-scoped to the run's user),
+ * so a resumed run replays it instead of repeating it (invariant 6); tools receive the
+ * idempotency key `runId:tool:<callId>`.
+ */
+export function createStepRecorder(options: {
+  readonly database: Database;
+  readonly tools: readonly ToolDefinition[];
+  readonly toolOutputLimit: number;
+  readonly toolTimeoutMs: number;
+}): StepRecorder {
+  const { database, toolOutputLimit, toolTimeoutMs } = options;
+  async function saveStep(
+    scope: RunClaim,
+    step: { key: string; kind: 'model' | 'tool'; output: unknown; usage?: ModelResultV1['usage'] },
+  ): Promise<void> {
+    await database.withScope(scope, async (db) => {
+      await db
+        .insertInto('brigade.run_steps')
+        .values({
+          tenant_id: scope.tenantId,
+          user_id: scope.userId,
+          run_id: scope.runId,
+          step_key: step.key,
+          kind: step.kind,
+          output: JSON.stringify(step.output),
+          created_at: new Date(),
+        })
+        .onConflict((conflict) => conflict.doNothing())
+        .execute();
+      await db
+        .updateTable('brigade.runs')
+        .set((eb) => ({
+          step_count: eb('step_count', '+', 1),
+          input_tokens: eb('input_tokens', '+', step.usage?.inputTokens ?? 0),
+          output_tokens: eb('output_tokens', '+', step.usage?.outputTokens ?? 0),
+        }))
+        .where('id', '=', scope.runId)
+        .execute();
+    });
+  }
+
+  async function callTool(
+    context: {
+      claim: RunClaim;
+      agent: Agent;
+      events: EventWriter;
+      checkpoints: Checkpoints;
+      signal: AbortSignal;
+    },
+    call: { toolCallId: string; toolName: string; input: unknown },
+  ): Promise<ToolOutcomeV1> {
+    const key = `tool:${call.toolCallId}`;
+    const saved = context.checkpoints.get(key);
+    if (saved !== undefined) return saved as ToolOutcomeV1;
+    context.events.push('tool-call-started', {
+      toolCallId: call.toolCallId,
+      toolName: call.toolName,
+      input: call.input,
+    });
+    const tool = context.agent.tools.includes(call.toolName)
+      ? options.tools.find((candidate) => candidate.name === call.toolName)
+      : undefined;
+    let outcome: ToolOutcomeV1;
+    if (tool === undefined) {
+      outcome = {
+        status: 'error',
+        message: `Tool '${call.toolName}' is not available to this agent.`,
+      };
+    } else {
+      const problems = validateToolInput(tool.inputSchema, call.input);
+      if (problems.length > 0) {
+        outcome = { status: 'error', message: `Invalid arguments: ${problems.join('; ')}` };
+      } else {
+        const timeout = AbortSignal.timeout(toolTimeoutMs);
+        const signal = AbortSignal.any([context.signal, timeout]);
+        try {
+          const output = await Promise.race([
+            tool.execute(call.input as Record<string, unknown>, {
+              idempotencyKey: `${context.claim.runId}:${key}`,
+              signal,
+            }),
+            new Promise<never>((_, reject) =>
+              signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
+            ),
+          ]);
+          const json = JSON.stringify(output) ?? 'null';
+          outcome =
+            json.length > toolOutputLimit
+              ? {
+                  status: 'ok',
+                  output: { truncated: true, preview: json.slice(0, toolOutputLimit) },
+                }
+              : { status: 'ok', output };
+        } catch (error) {
+          context.signal.throwIfAborted();
+          outcome = {
+            status: 'error',
+            message: timeout.aborted
+              ? `Tool timed out after ${toolTimeoutMs} ms.`
+              : (error as Error).message,
+          };
+        }
+      }
+    }
+    await saveStep(context.claim, { key, kind: 'tool', output: outcome });
+    context.checkpoints.set(key, outcome);
+    context.events.push('tool-call-finished', {
+      toolCallId: call.toolCallId,
+      toolName: call.toolName,
+      status: outcome.status,
+    });
+    return outcome;
+  }
+
+  return { saveStep, callTool };
+}

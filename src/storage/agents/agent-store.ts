@@ -1,0 +1,154 @@
+import type { Selectable } from 'kysely';
+import type { AgentStore } from '../../domain/agents/agent-service.ts';
+import type { Agent, AgentInput } from '../../domain/agents/agent-types.ts';
+import { writeAudit } from '../identity/audit-writer.ts';
+import { scopeFor } from '../identity/scope-for.ts';
+import { toPage } from '../identity/tenant-user-store.ts';
+import type { Database } from '../postgres/database.ts';
+import type { AgentsTable } from '../postgres/database-schema.ts';
+
+/** Maps an agents row. */
+export function toAgent(row: Selectable<AgentsTable>): Agent {
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    name: row.name,
+    description: row.description,
+    instructions: row.instructions,
+    model: row.model,
+    tools: row.tools,
+    coreId: row.core_id,
+    maxSteps: row.max_steps,
+    runTimeoutMs: row.run_timeout_ms,
+    maxOutputTokens: row.max_output_tokens,
+    metadata: row.metadata as Record<string, unknown>,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+function toColumns(input: Partial<AgentInput>) {
+  return {
+    ...(input.name === undefined ? {} : { name: input.name }),
+    ...(input.description === undefined ? {} : { description: input.description }),
+    ...(input.instructions === undefined ? {} : { instructions: input.instructions }),
+    ...(input.model === undefined ? {} : { model: input.model }),
+    ...(input.tools === undefined ? {} : { tools: [...input.tools] }),
+    ...(input.coreId === undefined ? {} : { core_id: input.coreId }),
+    ...(input.maxSteps === undefined ? {} : { max_steps: input.maxSteps }),
+    ...(input.runTimeoutMs === undefined ? {} : { run_timeout_ms: input.runTimeoutMs }),
+    ...(input.maxOutputTokens === undefined ? {} : { max_output_tokens: input.maxOutputTokens }),
+    ...(input.metadata === undefined ? {} : { metadata: JSON.stringify(input.metadata) }),
+  };
+}
+
+/** The PostgreSQL {@link AgentStore}. */
+export function createAgentStore(database: Database): AgentStore {
+  return {
+    create(principal, input) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const now = new Date();
+        const row = await db
+          .insertInto('brigade.agents')
+          .values({
+            tenant_id: principal.tenantId,
+            name: input.name,
+            description: input.description,
+            instructions: input.instructions,
+            model: input.model,
+            tools: [...input.tools],
+            core_id: input.coreId,
+            max_steps: input.maxSteps,
+            run_timeout_ms: input.runTimeoutMs,
+            max_output_tokens: input.maxOutputTokens,
+            metadata: JSON.stringify(input.metadata),
+            created_by_user_id: principal.userId,
+            created_at: now,
+            updated_at: now,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await writeAudit(db, {
+          tenantId: principal.tenantId,
+          principal,
+          record: {
+            action: 'agent.created',
+            targetType: 'agent',
+            targetId: row.id,
+            outcome: 'success',
+            data: { name: row.name },
+          },
+        });
+        return toAgent(row);
+      });
+    },
+    list(principal, page) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        let query = db
+          .selectFrom('brigade.agents')
+          .selectAll()
+          .where('tenant_id', '=', principal.tenantId)
+          .orderBy('id')
+          .limit(page.limit + 1);
+        if (page.after !== undefined) query = query.where('id', '>', page.after);
+        return toPage((await query.execute()).map(toAgent), page.limit);
+      });
+    },
+    get(principal, agentId) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const row = await db
+          .selectFrom('brigade.agents')
+          .selectAll()
+          .where('tenant_id', '=', principal.tenantId)
+          .where('id', '=', agentId)
+          .executeTakeFirst();
+        return row === undefined ? undefined : toAgent(row);
+      });
+    },
+    update(principal, agentId, patch) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const row = await db
+          .updateTable('brigade.agents')
+          .set({ ...toColumns(patch), updated_at: new Date() })
+          .where('tenant_id', '=', principal.tenantId)
+          .where('id', '=', agentId)
+          .returningAll()
+          .executeTakeFirst();
+        if (row === undefined) return undefined;
+        await writeAudit(db, {
+          tenantId: principal.tenantId,
+          principal,
+          record: {
+            action: 'agent.updated',
+            targetType: 'agent',
+            targetId: agentId,
+            outcome: 'success',
+            data: { fields: Object.keys(patch) },
+          },
+        });
+        return toAgent(row);
+      });
+    },
+    delete(principal, agentId) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const result = await db
+          .deleteFrom('brigade.agents')
+          .where('tenant_id', '=', principal.tenantId)
+          .where('id', '=', agentId)
+          .executeTakeFirst();
+        if (result.numDeletedRows === 0n) return false;
+        await writeAudit(db, {
+          tenantId: principal.tenantId,
+          principal,
+          record: {
+            action: 'agent.deleted',
+            targetType: 'agent',
+            targetId: agentId,
+            outcome: 'success',
+          },
+        });
+        return true;
+      });
+    },
+  };
+}

@@ -1,0 +1,179 @@
+import type { Selectable } from 'kysely';
+import type { Message, Thread } from '../../domain/agents/agent-types.ts';
+import type { Page, PageRequest } from '../../domain/identity/identity-ports.ts';
+import type { UserPrincipal } from '../../domain/identity/principal.ts';
+import type { ContentPartV1, ProvenanceV1 } from '../../plugin-api/index.ts';
+import { scopeFor } from '../identity/scope-for.ts';
+import { toPage } from '../identity/tenant-user-store.ts';
+import type { Database, ScopedDb } from '../postgres/database.ts';
+import type { MessagesTable, ThreadsTable } from '../postgres/database-schema.ts';
+
+/** Maps a threads row. */
+export function toThread(row: Selectable<ThreadsTable>): Thread {
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    userId: row.user_id,
+    title: row.title,
+    metadata: row.metadata as Record<string, unknown>,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+/** Maps a messages row. */
+export function toMessage(row: Selectable<MessagesTable>): Message {
+  return {
+    id: row.id,
+    threadId: row.thread_id,
+    runId: row.run_id,
+    seq: Number(row.seq),
+    role: row.role,
+    content: row.content as ContentPartV1[],
+    provenance: row.provenance as ProvenanceV1,
+    inputTokens: row.input_tokens,
+    outputTokens: row.output_tokens,
+    createdAt: row.created_at,
+  };
+}
+
+/** Loads a thread of the scoped user inside an open transaction. */
+export async function loadThread(db: ScopedDb, threadId: string): Promise<Thread | undefined> {
+  const row = await db
+    .selectFrom('brigade.threads')
+    .selectAll()
+    .where('id', '=', threadId)
+    .executeTakeFirst();
+  return row === undefined ? undefined : toThread(row);
+}
+
+/** Loads every message of a thread in order, inside an open transaction. */
+export async function loadMessages(db: ScopedDb, threadId: string): Promise<Message[]> {
+  const rows = await db
+    .selectFrom('brigade.messages')
+    .selectAll()
+    .where('thread_id', '=', threadId)
+    .orderBy('seq')
+    .execute();
+  return rows.map(toMessage);
+}
+
+/** Inserts a message inside an open transaction. */
+export async function insertMessage(
+  db: ScopedDb,
+  message: {
+    tenantId: string;
+    userId: string;
+    threadId: string;
+    runId: string | null;
+    role: Message['role'];
+    content: readonly ContentPartV1[];
+    provenance: ProvenanceV1;
+    inputTokens?: number;
+    outputTokens?: number;
+  },
+): Promise<Message> {
+  const row = await db
+    .insertInto('brigade.messages')
+    .values({
+      tenant_id: message.tenantId,
+      user_id: message.userId,
+      thread_id: message.threadId,
+      run_id: message.runId,
+      role: message.role,
+      content: JSON.stringify(message.content),
+      provenance: message.provenance,
+      input_tokens: message.inputTokens ?? null,
+      output_tokens: message.outputTokens ?? null,
+      created_at: new Date(),
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return toMessage(row);
+}
+
+/** Persistence of a user's threads and messages; RLS shows a user only their own. */
+export interface ThreadStore {
+  create(
+    principal: UserPrincipal,
+    input: { title: string | null; metadata: Record<string, unknown> },
+  ): Promise<Thread>;
+  list(principal: UserPrincipal, page: PageRequest): Promise<Page<Thread>>;
+  get(principal: UserPrincipal, threadId: string): Promise<Thread | undefined>;
+  delete(principal: UserPrincipal, threadId: string): Promise<boolean>;
+  listMessages(
+    principal: UserPrincipal,
+    threadId: string,
+    page: PageRequest,
+  ): Promise<Page<Message> | undefined>;
+}
+
+/** The PostgreSQL {@link ThreadStore}. */
+export function createThreadStore(database: Database): ThreadStore {
+  return {
+    create(principal, input) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const now = new Date();
+        const row = await db
+          .insertInto('brigade.threads')
+          .values({
+            tenant_id: principal.tenantId,
+            user_id: principal.userId,
+            title: input.title,
+            metadata: JSON.stringify(input.metadata),
+            created_at: now,
+            updated_at: now,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return toThread(row);
+      });
+    },
+    list(principal, page) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        let query = db
+          .selectFrom('brigade.threads')
+          .selectAll()
+          .orderBy('id')
+          .limit(page.limit + 1);
+        if (page.after !== undefined) query = query.where('id', '>', page.after);
+        return toPage((await query.execute()).map(toThread), page.limit);
+      });
+    },
+    get(principal, threadId) {
+      return database.withScope(scopeFor(principal), (db) => loadThread(db, threadId));
+    },
+    delete(principal, threadId) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        await db.deleteFrom('brigade.run_queue').where('thread_id', '=', threadId).execute();
+        const result = await db
+          .deleteFrom('brigade.threads')
+          .where('id', '=', threadId)
+          .executeTakeFirst();
+        return result.numDeletedRows > 0n;
+      });
+    },
+    listMessages(principal, threadId, page) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        if ((await loadThread(db, threadId)) === undefined) return undefined;
+        let query = db
+          .selectFrom('brigade.messages')
+          .selectAll()
+          .where('thread_id', '=', threadId)
+          .orderBy('seq')
+          .limit(page.limit + 1);
+        if (page.after !== undefined) {
+          const after = Number.parseInt(page.after, 10);
+          if (Number.isInteger(after)) query = query.where('seq', '>', String(after));
+        }
+        const rows = (await query.execute()).map(toMessage);
+        const data = rows.slice(0, page.limit);
+        const last = data.at(-1);
+        return {
+          data,
+          nextCursor: rows.length > page.limit && last !== undefined ? String(last.seq) : null,
+        };
+      });
+    },
+  };
+}

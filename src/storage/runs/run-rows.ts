@@ -1,0 +1,44 @@
+import type { Selectable } from 'kysely';
+import type { Run, RunEvent } from '../../domain/agents/agent-types.ts';
+import type { RunEventsTable, RunsTable } from '../postgres/database-schema.ts';
+
+/** Maps a runs row. */
+export function toRun(row: Selectable<RunsTable>): Run {
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    threadId: row.thread_id,
+    userId: row.user_id,
+    agentId: row.agent_id,
+    status: row.status,
+    strategy: row.strategy,
+    errorCode: row.error_code,
+    errorMessage: row.error_message,
+    inputTokens: row.input_tokens,
+    outputTokens: row.output_tokens,
+    stepCount: row.step_count,
+    pendingAction: row.pending_action,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    completedAt: row.completed_at,
+    deadlineAt: row.deadline_at,
+  };
+}
+
+/** Maps a run_events row. */
+export function toRunEvent(row: Selectable<RunEventsTable>): RunEvent {
+  return {
+    runId: row.run_id,
+    seq: row.seq,
+    type: row.type,
+    data: row.data as Record<string, unknown>,
+    createdAt: row.created_at,
+  };
+}
+
+/** NOTIFY channel that wakes stream readers when a run has new events (payload: run id). */
+export const runEventsChannel = 'brigade_run_events';
+/** NOTIFY channel that wakes schedulers when a run was queued. */
+export const runQueueChannel = 'brigade_run_queue';
+/** NOTIFY channel asking the process executing a run to abort it (payload: run id). */
+export const runCancelChannel = 'brigade_run_cancel';

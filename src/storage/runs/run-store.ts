@@ -1,0 +1,298 @@
+import { sql } from 'kysely';
+import type {
+  ConcurrencyStrategy,
+  Message,
+  Run,
+  RunEvent,
+} from '../../domain/agents/agent-types.ts';
+import { AppError } from '../../domain/errors.ts';
+import type { UserPrincipal } from '../../domain/identity/principal.ts';
+import { insertMessage, loadThread } from '../agents/thread-store.ts';
+import { scopeFor } from '../identity/scope-for.ts';
+import type { Database, ScopedDb } from '../postgres/database.ts';
+import {
+  runCancelChannel,
+  runEventsChannel,
+  runQueueChannel,
+  toRun,
+  toRunEvent,
+} from './run-rows.ts';
+
+const activeStatuses = ['queued', 'running', 'requires_action'] as const;
+
+/** Appends events to a run with consecutive sequence numbers, and wakes stream readers. */
+export async function appendEvents(
+  db: ScopedDb,
+  run: { tenantId: string; userId: string; runId: string; firstSeq: number },
+  events: readonly { type: string; data: Record<string, unknown> }[],
+): Promise<void> {
+  if (events.length === 0) return;
+  await db
+    .insertInto('brigade.run_events')
+    .values(
+      events.map((event, index) => ({
+        tenant_id: run.tenantId,
+        user_id: run.userId,
+        run_id: run.runId,
+        seq: run.firstSeq + index,
+        type: event.type,
+        data: JSON.stringify(event.data),
+        created_at: new Date(),
+      })),
+    )
+    .execute();
+  await sql`select pg_notify(${runEventsChannel}, ${run.runId})`.execute(db);
+}
+
+async function nextSeq(db: ScopedDb, runId: string): Promise<number> {
+  const row = await db
+    .selectFrom('brigade.run_events')
+    .select(sql<number>`coalesce(max(seq), 0) + 1`.as('next'))
+    .where('run_id', '=', runId)
+    .executeTakeFirst();
+  return Number(row?.next ?? 1);
+}
+
+/** Input of a new run. */
+export interface NewRun {
+  readonly threadId: string;
+  readonly agentId: string;
+  readonly strategy: ConcurrencyStrategy;
+  readonly input: string | undefined;
+  readonly runTimeoutMs: number;
+}
+
+/** Persistence of runs, their events and their queue entries. */
+export interface RunStore {
+  create(
+    principal: UserPrincipal,
+    input: NewRun,
+  ): Promise<{ run: Run; message: Message | undefined } | undefined>;
+  get(principal: UserPrincipal, threadId: string, runId: string): Promise<Run | undefined>;
+  list(principal: UserPrincipal, threadId: string): Promise<Run[] | undefined>;
+  events(
+    principal: UserPrincipal,
+    query: { runId: string; afterSeq: number; limit: number },
+  ): Promise<RunEvent[]>;
+  requestCancel(
+    principal: UserPrincipal,
+    threadId: string,
+    runId: string,
+  ): Promise<Run | undefined>;
+}
+
+/**
+ * Cancels the active runs of a thread inside the caller's transaction: queued ones at once,
+ * running ones by request (their executor aborts and records the cancellation).
+ */
+async function cancelActive(db: ScopedDb, threadId: string, rollback: boolean): Promise<void> {
+  const active = await db
+    .selectFrom('brigade.runs')
+    .select(['id', 'tenant_id', 'user_id', 'status'])
+    .where('thread_id', '=', threadId)
+    .where('status', 'in', activeStatuses)
+    .forUpdate()
+    .execute();
+  for (const run of active) {
+    await cancelOne(db, { id: run.id, tenantId: run.tenant_id, userId: run.user_id });
+  }
+  if (rollback && active.length > 0) {
+    await db
+      .deleteFrom('brigade.messages')
+      .where(
+        'run_id',
+        'in',
+        active.map((run) => run.id),
+      )
+      .execute();
+  }
+}
+
+async function cancelOne(
+  db: ScopedDb,
+  run: { id: string; tenantId: string; userId: string },
+): Promise<void> {
+  const unclaimed = await db
+    .deleteFrom('brigade.run_queue')
+    .where('run_id', '=', run.id)
+    .where('state', '=', 'queued')
+    .executeTakeFirst();
+  const now = new Date();
+  if (unclaimed.numDeletedRows > 0n) {
+    await db
+      .updateTable('brigade.runs')
+      .set({
+        status: 'cancelled',
+        cancel_requested_at: now,
+        completed_at: now,
+        error_code: 'cancelled',
+      })
+      .where('id', '=', run.id)
+      .execute();
+    await appendEvents(
+      db,
+      {
+        tenantId: run.tenantId,
+        userId: run.userId,
+        runId: run.id,
+        firstSeq: await nextSeq(db, run.id),
+      },
+      [{ type: 'run-cancelled', data: { reason: 'cancelled before it started' } }],
+    );
+    return;
+  }
+  await db
+    .updateTable('brigade.runs')
+    .set({ cancel_requested_at: sql<Date>`coalesce(cancel_requested_at, ${now})` })
+    .where('id', '=', run.id)
+    .execute();
+  await sql`select pg_notify(${runCancelChannel}, ${run.id})`.execute(db);
+}
+
+/** The PostgreSQL {@link RunStore}. */
+export function createRunStore(database: Database): RunStore {
+  return {
+    create(principal, input) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const thread = await db
+          .selectFrom('brigade.threads')
+          .select('id')
+          .where('id', '=', input.threadId)
+          .forUpdate()
+          .executeTakeFirst();
+        if (thread === undefined) return undefined;
+        const busy = await db
+          .selectFrom('brigade.runs')
+          .select('id')
+          .where('thread_id', '=', input.threadId)
+          .where('status', 'in', activeStatuses)
+          .limit(1)
+          .executeTakeFirst();
+        if (busy !== undefined) {
+          if (input.strategy === 'reject') {
+            throw new AppError('thread_busy', 'The thread already has an active run.', {
+              details: { activeRunId: busy.id },
+            });
+          }
+          if (input.strategy === 'interrupt' || input.strategy === 'rollback') {
+            await cancelActive(db, input.threadId, input.strategy === 'rollback');
+          }
+        }
+        const row = await db
+          .insertInto('brigade.runs')
+          .values({
+            tenant_id: principal.tenantId,
+            user_id: principal.userId,
+            thread_id: input.threadId,
+            agent_id: input.agentId,
+            strategy: input.strategy,
+            created_at: new Date(),
+            pending_action: null,
+            cancel_requested_at: null,
+            deadline_at: null,
+            started_at: null,
+            completed_at: null,
+            error_code: null,
+            error_message: null,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        const message =
+          input.input === undefined
+            ? undefined
+            : await insertMessage(db, {
+                tenantId: principal.tenantId,
+                userId: principal.userId,
+                threadId: input.threadId,
+                runId: row.id,
+                role: 'user',
+                content: [{ type: 'text', text: input.input }],
+                provenance: 'user',
+              });
+        await db
+          .insertInto('brigade.run_queue')
+          .values({
+            run_id: row.id,
+            tenant_id: principal.tenantId,
+            user_id: principal.userId,
+            thread_id: input.threadId,
+            enqueued_at: new Date(),
+            executor_id: null,
+            heartbeat_at: null,
+          })
+          .execute();
+        await appendEvents(
+          db,
+          { tenantId: principal.tenantId, userId: principal.userId, runId: row.id, firstSeq: 1 },
+          [
+            {
+              type: 'run-queued',
+              data: { runId: row.id, threadId: input.threadId, agentId: input.agentId },
+            },
+          ],
+        );
+        await sql`select pg_notify(${runQueueChannel}, '')`.execute(db);
+        return { run: toRun(row), message };
+      });
+    },
+    get(principal, threadId, runId) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const row = await db
+          .selectFrom('brigade.runs')
+          .selectAll()
+          .where('id', '=', runId)
+          .where('thread_id', '=', threadId)
+          .executeTakeFirst();
+        return row === undefined ? undefined : toRun(row);
+      });
+    },
+    list(principal, threadId) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        if ((await loadThread(db, threadId)) === undefined) return undefined;
+        const rows = await db
+          .selectFrom('brigade.runs')
+          .selectAll()
+          .where('thread_id', '=', threadId)
+          .orderBy('created_at')
+          .limit(1000)
+          .execute();
+        return rows.map(toRun);
+      });
+    },
+    events(principal, { runId, afterSeq, limit }) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const rows = await db
+          .selectFrom('brigade.run_events')
+          .selectAll()
+          .where('run_id', '=', runId)
+          .where('seq', '>', afterSeq)
+          .orderBy('seq')
+          .limit(limit)
+          .execute();
+        return rows.map(toRunEvent);
+      });
+    },
+    requestCancel(principal, threadId, runId) {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const row = await db
+          .selectFrom('brigade.runs')
+          .selectAll()
+          .where('id', '=', runId)
+          .where('thread_id', '=', threadId)
+          .forUpdate()
+          .executeTakeFirst();
+        if (row === undefined) return undefined;
+        if (!(activeStatuses as readonly string[]).includes(row.status)) {
+          throw new AppError('run_not_active', `The run is already ${row.status}.`);
+        }
+        await cancelOne(db, { id: row.id, tenantId: row.tenant_id, userId: row.user_id });
+        const updated = await db
+          .selectFrom('brigade.runs')
+          .selectAll()
+          .where('id', '=', runId)
+          .executeTakeFirstOrThrow();
+        return toRun(updated);
+      });
+    },
+  };
+}
