@@ -18,6 +18,7 @@ import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
 import { createRunEventHub } from './runtime/run-event-hub.ts';
 import { createRunExecutor } from './runtime/run-executor.ts';
 import { createRunScheduler } from './runtime/run-scheduler.ts';
+import { createHttpRequestTool } from './runtime/tools/http-request-tool.ts';
 import { builtInTools } from './runtime/tools/tool-registry.ts';
 import { createAgentStore } from './storage/agents/agent-store.ts';
 import { createThreadStore } from './storage/agents/thread-store.ts';
@@ -71,10 +72,11 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   });
   const gateway = createModelGateway({ localTokenDelayMs: config.models.local.tokenDelayMs });
   const cores = new Map([[toolLoopCore.id, toolLoopCore]]);
+  const tools = [...builtInTools, createHttpRequestTool(config.tools.httpRequest)];
   const agentStore = createAgentStore(storage.database);
   const agents = createAgentService({
     store: agentStore,
-    validator: createAgentValidator({ gateway, tools: builtInTools, cores }),
+    validator: createAgentValidator({ gateway, tools, cores }),
   });
   const threads = createThreadService({
     threads: createThreadStore(storage.database),
@@ -92,7 +94,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     executor: createRunExecutor({
       database: storage.database,
       gateway,
-      tools: builtInTools,
+      tools,
       cores,
       logger,
     }),

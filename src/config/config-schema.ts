@@ -92,6 +92,20 @@ const modelsSchema = z
   })
   .prefault({});
 
+const toolsSchema = z
+  .strictObject({
+    httpRequest: z
+      .strictObject({
+        /** Hosts (`host` or `host:port`) the built-in http_request tool may call. */
+        allowedHosts: z.array(z.string().min(1)).default([]),
+        allowedMethods: z.array(z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE'])).default(['GET']),
+        maxResponseChars: z.int().min(1).max(1_000_000).default(16_384),
+        timeoutMs: z.int().min(100).max(120_000).default(10_000),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
 const logSchema = z
   .strictObject({
     level: z.enum(logLevels).default('info'),
@@ -106,6 +120,7 @@ export const configFileSchema = z.strictObject({
   auth: authSchema,
   runs: runsSchema,
   models: modelsSchema,
+  tools: toolsSchema,
   log: logSchema,
 });
 

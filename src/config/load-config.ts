@@ -19,6 +19,7 @@ export interface Config {
   readonly auth: ConfigFile['auth'];
   readonly runs: ConfigFile['runs'];
   readonly models: ConfigFile['models'];
+  readonly tools: ConfigFile['tools'];
   readonly log: ConfigFile['log'];
   readonly redisUrl: string | undefined;
   readonly operatorKey: string | undefined;
@@ -140,6 +141,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     auth: file.auth,
     runs: file.runs,
     models: file.models,
+    tools: file.tools,
     log: { level: environment.LOG_LEVEL ?? file.log.level },
     redisUrl: environment.REDIS_URL,
     operatorKey: environment.BRIGADE_OPERATOR_KEY,

@@ -104,9 +104,9 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       text?: string;
     },
     events: EventWriter,
-  ): Promise<void> {
+  ): Promise<'done' | 'cancelled-late'> {
     await events.flush();
-    await database.withScope(claim, async (db) => {
+    return database.withScope(claim, async (db) => {
       const now = new Date();
       const updated = await db
         .updateTable('brigade.runs')
@@ -118,8 +118,15 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         })
         .where('id', '=', claim.runId)
         .where('status', 'in', ['queued', 'running', 'requires_action'])
+        .$if(outcome.status === 'completed', (query) =>
+          query.where('cancel_requested_at', 'is', null),
+        )
         .returningAll()
         .executeTakeFirst();
+      if (updated === undefined && outcome.status === 'completed') {
+        // A cancel (or an interrupt/rollback) won the race against completion.
+        return 'cancelled-late' as const;
+      }
       if (updated !== undefined && outcome.status === 'completed' && outcome.text !== undefined) {
         await db
           .insertInto('brigade.messages')
@@ -162,6 +169,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         ]);
       }
       await db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute();
+      return 'done' as const;
     });
   }
 
@@ -277,7 +285,14 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
               callTool({ claim, agent, events, checkpoints, signal: controller.signal }, call),
           },
         });
-        await finish(claim, { status: 'completed', text: result.text }, events);
+        const finished = await finish(claim, { status: 'completed', text: result.text }, events);
+        if (finished === 'cancelled-late') {
+          await finish(
+            claim,
+            { status: 'cancelled', errorCode: 'cancelled', errorMessage: 'The run was cancelled.' },
+            events,
+          );
+        }
       } catch (error) {
         const reason = controller.signal.aborted
           ? (controller.signal.reason as AbortReason)

@@ -42,8 +42,8 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
   const { database, executor, logger } = options;
   const executorId = `${process.pid}-${randomUUID().slice(0, 8)}`;
   const pollIntervalMs = options.pollIntervalMs ?? 250;
-  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 2_000;
   const staleAfterMs = options.staleAfterMs ?? 10_000;
+  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? Math.floor(staleAfterMs / 4);
   const running = new Map<string, { controller: AbortController; done: Promise<void> }>();
   let stopped = false;
   let wake: (() => void) | undefined;
