@@ -39,7 +39,8 @@ export async function spawnServer(options: {
     {
       cwd: repository,
       env: {
-        PATH: process.env['PATH'] ?? '',
+        // biome-ignore lint/style/noProcessEnv: the child needs PATH to find its tools.
+      PATH: process.env['PATH'] ?? '',
         DATABASE_URL: options.databaseUrl,
         BRIGADE_OPERATOR_KEY: testOperatorKey,
         LOG_LEVEL: 'warn',
