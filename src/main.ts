@@ -19,12 +19,13 @@ import { createRunEventHub } from './runtime/run-event-hub.ts';
 import { createRunExecutor } from './runtime/run-executor.ts';
 import { createRunScheduler } from './runtime/run-scheduler.ts';
 import { createHttpRequestTool } from './runtime/tools/http-request-tool.ts';
-import { builtInTools } from './runtime/tools/tool-registry.ts';
+import { builtInTools, validateToolInput } from './runtime/tools/tool-registry.ts';
 import { createAgentStore } from './storage/agents/agent-store.ts';
 import { createThreadStore } from './storage/agents/thread-store.ts';
 import { bootstrapOperatorKey } from './storage/bootstrap-operator-key.ts';
 import { createIdentityStore } from './storage/identity/identity-store.ts';
 import { openStorage, type Storage } from './storage/open-storage.ts';
+import { createApprovalStore } from './storage/runs/approval-store.ts';
 import { createRunStore } from './storage/runs/run-store.ts';
 
 /** Brigade's version, reported by `/healthz` and the OpenAPI document. */
@@ -83,6 +84,15 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     runs: createRunStore(storage.database),
     agents: agentStore,
   });
+  const approvals = createApprovalStore({
+    database: storage.database,
+    validateArguments: (toolName, input) => {
+      const tool = tools.find((candidate) => candidate.name === toolName);
+      return tool === undefined
+        ? [`unknown tool '${toolName}'`]
+        : validateToolInput(tool.inputSchema, input);
+    },
+  });
   const eventHub = createRunEventHub({
     connectionString: storage.runtimeConnection.url,
     role: storage.runtimeConnection.role,
@@ -109,7 +119,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   await scheduler.start();
   let draining = false;
   const app = createApp({
-    services: { identity, agents, threads, eventHub },
+    services: { identity, agents, threads, eventHub, approvals },
     authenticator,
     logger,
     bodyLimitBytes: config.server.bodyLimitBytes,

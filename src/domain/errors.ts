@@ -20,6 +20,8 @@ export const errorCodes = [
   'run_not_active',
   'unknown_model',
   'unknown_tool',
+  'approval_not_found',
+  'approval_not_pending',
   'rate_limited',
   'service_unavailable',
   'request_timeout',

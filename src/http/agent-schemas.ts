@@ -22,6 +22,10 @@ const agentFields = {
   maxSteps: z.int().min(1).max(100),
   runTimeoutMs: z.int().min(1000).max(3_600_000),
   maxOutputTokens: z.int().min(1).max(200_000),
+  approvalRequiredTools: z.array(z.string().min(1).max(100)).max(64).openapi({
+    description:
+      'Tools whose every call pauses the run until the user approves, rejects or edits it.',
+  }),
   metadata: metadataSchema,
 };
 
@@ -36,6 +40,7 @@ export const createAgentSchema = z
     maxSteps: agentFields.maxSteps.default(8),
     runTimeoutMs: agentFields.runTimeoutMs.default(120_000),
     maxOutputTokens: agentFields.maxOutputTokens.default(1024),
+    approvalRequiredTools: agentFields.approvalRequiredTools.default([]),
     metadata: agentFields.metadata.default({}),
   })
   .openapi('CreateAgentRequest');
@@ -51,6 +56,7 @@ export const updateAgentSchema = z
     maxSteps: agentFields.maxSteps.optional(),
     runTimeoutMs: agentFields.runTimeoutMs.optional(),
     maxOutputTokens: agentFields.maxOutputTokens.optional(),
+    approvalRequiredTools: agentFields.approvalRequiredTools.optional(),
     metadata: agentFields.metadata.optional(),
   })
   .refine((value) => Object.keys(value).length > 0, 'at least one field is required')
@@ -69,6 +75,7 @@ export const agentSchema = z
     maxSteps: z.int(),
     runTimeoutMs: z.int(),
     maxOutputTokens: z.int(),
+    approvalRequiredTools: z.array(z.string()),
     metadata: z.record(z.string(), z.unknown()),
     createdAt: z.iso.datetime(),
     updatedAt: z.iso.datetime(),
@@ -162,6 +169,7 @@ const iso = (date: Date | null) => (date === null ? null : date.toISOString());
 export const agentResponse = (agent: Agent) => ({
   ...agent,
   tools: [...agent.tools],
+  approvalRequiredTools: [...agent.approvalRequiredTools],
   metadata: { ...agent.metadata },
   createdAt: agent.createdAt.toISOString(),
   updatedAt: agent.updatedAt.toISOString(),

@@ -4,6 +4,7 @@ import type { ThreadService } from '../domain/agents/thread-service.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
 import type { RunEventHub } from '../runtime/run-event-hub.ts';
+import type { ApprovalStore } from '../storage/runs/approval-store.ts';
 
 /** Per-request values middleware puts on the Hono context. */
 export interface AppVariables {
@@ -25,4 +26,5 @@ export interface RouteServices {
   readonly agents: AgentService;
   readonly threads: ThreadService;
   readonly eventHub: Pick<RunEventHub, 'waitFor'>;
+  readonly approvals: ApprovalStore;
 }

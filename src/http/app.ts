@@ -9,6 +9,7 @@ import type { Authenticator } from './auth/authenticator.ts';
 import { docsPage } from './docs-page.ts';
 import { type ErrorLogger, renderProblem } from './error-response.ts';
 import { registerAgentRoutes } from './routes/agent-routes.ts';
+import { registerApprovalRoutes } from './routes/approval-routes.ts';
 import { registerKeyRoutes } from './routes/key-routes.ts';
 import { registerMeRoutes } from './routes/me-routes.ts';
 import { registerOidcRoutes } from './routes/oidc-routes.ts';
@@ -146,6 +147,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerAgentRoutes(app, options.services);
   registerThreadRoutes(app, options.services);
   registerRunRoutes(app, options.services);
+  registerApprovalRoutes(app, options.services);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',

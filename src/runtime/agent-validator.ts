@@ -18,7 +18,7 @@ export function createAgentValidator(options: {
           `No model route or provider named '${input.model}'. Available: local.`,
         );
       }
-      const unknown = (input.tools ?? []).filter(
+      const unknown = [...(input.tools ?? []), ...(input.approvalRequiredTools ?? [])].filter(
         (name) => !options.tools.some((tool) => tool.name === name),
       );
       if (unknown.length > 0) {

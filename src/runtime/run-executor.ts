@@ -6,6 +6,7 @@ import { toAgent } from '../storage/agents/agent-store.ts';
 import { loadMessages } from '../storage/agents/thread-store.ts';
 import type { Database, ScopedDb } from '../storage/postgres/database.ts';
 import { toRun } from '../storage/runs/run-rows.ts';
+import { RunParkedError } from './approval-gate.ts';
 import { createEventWriter, type EventWriter } from './event-writer.ts';
 import { createStepRecorder } from './run-steps.ts';
 import type { ToolDefinition } from './tools/tool-registry.ts';
@@ -37,6 +38,7 @@ export interface RunExecutorOptions {
   /** How long tool output may be, in characters of JSON, before it is cut. */
   readonly toolOutputLimit?: number;
   readonly toolTimeoutMs?: number;
+  readonly approvalTtlMs?: number;
 }
 
 /** Executes one run to a terminal state (or until aborted for shutdown). */
@@ -56,6 +58,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     tools: options.tools,
     toolOutputLimit: options.toolOutputLimit ?? 64 * 1024,
     toolTimeoutMs: options.toolTimeoutMs ?? 30_000,
+    approvalTtlMs: options.approvalTtlMs ?? 24 * 3_600_000,
   });
 
   async function load(claim: RunClaim) {
@@ -179,7 +182,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       if (loaded === undefined) return;
       const { run, agent, history, checkpoints } = loaded;
       const events = createEventWriter({ database, claim, nextSeq: loaded.nextSeq });
-      if (run.status !== 'queued' && run.status !== 'running') {
+      if (run.status !== 'queued' && run.status !== 'running' && run.status !== 'requires_action') {
         await database.withScope(claim, (db) =>
           db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute(),
         );
@@ -219,6 +222,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
             status: 'running',
             started_at: run.startedAt ?? new Date(now),
             deadline_at: new Date(deadline),
+            pending_action: null,
           })
           .where('id', '=', claim.runId)
           .execute();
@@ -294,6 +298,11 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           );
         }
       } catch (error) {
+        if (error instanceof RunParkedError) {
+          // Waiting for the user: the queue entry is parked, so the run holds no slot.
+          await events.flush();
+          return;
+        }
         const reason = controller.signal.aborted
           ? (controller.signal.reason as AbortReason)
           : undefined;

@@ -1,6 +1,7 @@
 import type { Agent } from '../domain/agents/agent-types.ts';
 import type { ModelResultV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
 import type { Database } from '../storage/postgres/database.ts';
+import { passApprovalGate } from './approval-gate.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
 import { type ToolDefinition, validateToolInput } from './tools/tool-registry.ts';
@@ -38,6 +39,8 @@ export function createStepRecorder(options: {
   readonly tools: readonly ToolDefinition[];
   readonly toolOutputLimit: number;
   readonly toolTimeoutMs: number;
+  /** How long a pending approval stays decidable, in milliseconds. */
+  readonly approvalTtlMs: number;
 }): StepRecorder {
   const { database, toolOutputLimit, toolTimeoutMs } = options;
   async function saveStep(
@@ -99,14 +102,26 @@ export function createStepRecorder(options: {
       };
     } else {
       const problems = validateToolInput(tool.inputSchema, call.input);
+      const gate =
+        problems.length === 0 && context.agent.approvalRequiredTools.includes(call.toolName)
+          ? await passApprovalGate({
+              database,
+              claim: context.claim,
+              events: context.events,
+              call,
+              ttlMs: options.approvalTtlMs,
+            })
+          : ({ kind: 'approved', input: call.input } as const);
       if (problems.length > 0) {
         outcome = { status: 'error', message: `Invalid arguments: ${problems.join('; ')}` };
+      } else if (gate.kind === 'refused') {
+        outcome = { status: 'error', message: gate.message };
       } else {
         const timeout = AbortSignal.timeout(toolTimeoutMs);
         const signal = AbortSignal.any([context.signal, timeout]);
         try {
           const output = await Promise.race([
-            tool.execute(call.input as Record<string, unknown>, {
+            tool.execute(gate.input as Record<string, unknown>, {
               idempotencyKey: `${context.claim.runId}:${key}`,
               signal,
             }),

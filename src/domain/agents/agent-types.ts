@@ -14,6 +14,8 @@ export interface Agent {
   readonly maxSteps: number;
   readonly runTimeoutMs: number;
   readonly maxOutputTokens: number;
+  /** Tools whose every call waits for the user's approval. */
+  readonly approvalRequiredTools: readonly string[];
   readonly metadata: Readonly<Record<string, unknown>>;
   readonly createdAt: Date;
   readonly updatedAt: Date;

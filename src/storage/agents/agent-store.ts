@@ -21,6 +21,7 @@ export function toAgent(row: Selectable<AgentsTable>): Agent {
     maxSteps: row.max_steps,
     runTimeoutMs: row.run_timeout_ms,
     maxOutputTokens: row.max_output_tokens,
+    approvalRequiredTools: row.approval_required_tools,
     metadata: row.metadata as Record<string, unknown>,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -39,6 +40,9 @@ function toColumns(input: Partial<AgentInput>) {
     ...(input.runTimeoutMs === undefined ? {} : { run_timeout_ms: input.runTimeoutMs }),
     ...(input.maxOutputTokens === undefined ? {} : { max_output_tokens: input.maxOutputTokens }),
     ...(input.metadata === undefined ? {} : { metadata: JSON.stringify(input.metadata) }),
+    ...(input.approvalRequiredTools === undefined
+      ? {}
+      : { approval_required_tools: [...input.approvalRequiredTools] }),
   };
 }
 
@@ -61,6 +65,7 @@ export function createAgentStore(database: Database): AgentStore {
             max_steps: input.maxSteps,
             run_timeout_ms: input.runTimeoutMs,
             max_output_tokens: input.maxOutputTokens,
+            approval_required_tools: [...input.approvalRequiredTools],
             metadata: JSON.stringify(input.metadata),
             created_by_user_id: principal.userId,
             created_at: now,

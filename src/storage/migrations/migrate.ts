@@ -1,6 +1,7 @@
 import { type Kysely, type Migration, type MigrationResultSet, Migrator, sql } from 'kysely';
 import { identityMigration } from './0001-identity.ts';
 import { agentsThreadsRunsMigration } from './0002-agents-threads-runs.ts';
+import { approvalsMigration } from './0003-approvals.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -13,6 +14,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
   return {
     '0001-identity': fromSql(identityMigration),
     '0002-agents-threads-runs': fromSql(agentsThreadsRunsMigration),
+    '0003-approvals': fromSql(approvalsMigration),
   };
 }
 

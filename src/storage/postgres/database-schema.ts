@@ -117,6 +117,7 @@ export interface AgentsTable {
   max_steps: number;
   run_timeout_ms: number;
   max_output_tokens: number;
+  approval_required_tools: Generated<string[]>;
   metadata: Json;
   created_by_user_id: string | null;
   created_at: Timestamp;
@@ -202,10 +203,31 @@ export interface RunQueueTable {
   tenant_id: string;
   user_id: string;
   thread_id: string;
-  state: Generated<'queued' | 'claimed'>;
+  state: Generated<'queued' | 'claimed' | 'parked'>;
   executor_id: string | null;
   heartbeat_at: Date | null;
   enqueued_at: Timestamp;
+}
+
+/** Row type of `brigade.approvals`. */
+export interface ApprovalsTable {
+  tenant_id: string;
+  id: Generated<string>;
+  user_id: string;
+  thread_id: string;
+  run_id: string;
+  tool_call_id: string;
+  tool_name: string;
+  arguments: Json;
+  arguments_hash: string;
+  reason: string;
+  status: Generated<'pending' | 'approved' | 'rejected' | 'expired'>;
+  decision: 'approve' | 'reject' | 'edit' | null;
+  edited_arguments: Json | null;
+  decision_reason: string | null;
+  decided_at: Date | null;
+  expires_at: Date;
+  created_at: Timestamp;
 }
 
 /** Every Brigade table, keyed as Kysely sees them (schema-qualified). */
@@ -224,4 +246,5 @@ export interface DatabaseSchema {
   'brigade.run_events': RunEventsTable;
   'brigade.run_steps': RunStepsTable;
   'brigade.run_queue': RunQueueTable;
+  'brigade.approvals': ApprovalsTable;
 }

@@ -112,13 +112,20 @@ async function cancelOne(
   db: ScopedDb,
   run: { id: string; tenantId: string; userId: string },
 ): Promise<void> {
+  // A queued run (or one parked for an approval) has no executor: cancel it here and now.
   const unclaimed = await db
     .deleteFrom('brigade.run_queue')
     .where('run_id', '=', run.id)
-    .where('state', '=', 'queued')
+    .where('state', 'in', ['queued', 'parked'])
     .executeTakeFirst();
   const now = new Date();
   if (unclaimed.numDeletedRows > 0n) {
+    await db
+      .updateTable('brigade.approvals')
+      .set({ status: 'expired', decided_at: now, decision_reason: 'run cancelled' })
+      .where('run_id', '=', run.id)
+      .where('status', '=', 'pending')
+      .execute();
     await db
       .updateTable('brigade.runs')
       .set({

@@ -1,0 +1,222 @@
+import { sql } from 'kysely';
+import { AppError, NotFoundError } from '../../domain/errors.ts';
+import type { UserPrincipal } from '../../domain/identity/principal.ts';
+import { writeAudit } from '../identity/audit-writer.ts';
+import { scopeFor } from '../identity/scope-for.ts';
+import type { Database } from '../postgres/database.ts';
+import { runQueueChannel } from './run-rows.ts';
+import { appendEvents } from './run-store.ts';
+
+/** A pending or decided approval as the API shows it. */
+export interface Approval {
+  readonly id: string;
+  readonly threadId: string;
+  readonly runId: string;
+  readonly toolCallId: string;
+  readonly toolName: string;
+  readonly arguments: unknown;
+  readonly argumentsHash: string;
+  readonly reason: string;
+  readonly status: 'pending' | 'approved' | 'rejected' | 'expired';
+  readonly decision: 'approve' | 'reject' | 'edit' | null;
+  readonly editedArguments: unknown;
+  readonly decisionReason: string | null;
+  readonly decidedAt: Date | null;
+  readonly expiresAt: Date;
+  readonly createdAt: Date;
+}
+
+/** A user's decision on an approval. */
+export interface ApprovalDecision {
+  readonly decision: 'approve' | 'reject' | 'edit';
+  /** Replacement arguments (edit only); validated against the tool's schema. */
+  readonly arguments?: unknown;
+  readonly reason?: string | undefined;
+  /** The hash the user saw; when given, it must still match the pending call. */
+  readonly argumentsHash?: string | undefined;
+}
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Pending approvals of the user, and decisions on them (which resume the run). */
+export function createApprovalStore(options: {
+  readonly database: Database;
+  /** Validates edited arguments for a tool; returns problems (empty = valid). */
+  readonly validateArguments: (toolName: string, input: unknown) => string[];
+}) {
+  const { database } = options;
+  return {
+    listPending(principal: UserPrincipal): Promise<Approval[]> {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const rows = await db
+          .selectFrom('brigade.approvals')
+          .selectAll()
+          .where('status', '=', 'pending')
+          .orderBy('created_at')
+          .limit(500)
+          .execute();
+        return rows.map(toApproval);
+      });
+    },
+    decide(
+      principal: UserPrincipal,
+      approvalId: string,
+      decision: ApprovalDecision,
+    ): Promise<Approval> {
+      if (!uuidPattern.test(approvalId))
+        throw new NotFoundError('approval_not_found', 'Approval not found.');
+      return database.withScope(scopeFor(principal), async (db) => {
+        const row = await db
+          .selectFrom('brigade.approvals')
+          .selectAll()
+          .where('id', '=', approvalId)
+          .forUpdate()
+          .executeTakeFirst();
+        if (row === undefined) throw new NotFoundError('approval_not_found', 'Approval not found.');
+        if (row.status !== 'pending')
+          throw new AppError('approval_not_pending', `The approval is already ${row.status}.`);
+        if (decision.argumentsHash !== undefined && decision.argumentsHash !== row.arguments_hash) {
+          throw new AppError(
+            'approval_not_pending',
+            'The pending call no longer matches the arguments you reviewed.',
+          );
+        }
+        if (decision.decision === 'edit') {
+          const problems = options.validateArguments(row.tool_name, decision.arguments);
+          if (problems.length > 0) {
+            throw new AppError(
+              'validation_failed',
+              'The edited arguments are not valid for this tool.',
+              {
+                details: {
+                  errors: problems.map((message) => ({ path: 'body.arguments', message })),
+                },
+              },
+            );
+          }
+        }
+        const now = new Date();
+        const expired = row.expires_at.getTime() <= now.getTime();
+        const status = expired
+          ? 'expired'
+          : decision.decision === 'reject'
+            ? 'rejected'
+            : 'approved';
+        const updated = await db
+          .updateTable('brigade.approvals')
+          .set({
+            status,
+            decision: expired ? null : decision.decision,
+            edited_arguments:
+              decision.decision === 'edit' && !expired ? JSON.stringify(decision.arguments) : null,
+            decision_reason: decision.reason ?? null,
+            decided_at: now,
+          })
+          .where('id', '=', approvalId)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        // Resume the run: its next claim finds this decision at the same tool call.
+        const run = await db
+          .selectFrom('brigade.runs')
+          .select(['id'])
+          .where('id', '=', row.run_id)
+          .forUpdate()
+          .executeTakeFirstOrThrow();
+        await db
+          .updateTable('brigade.runs')
+          .set({ status: 'queued', pending_action: null, deadline_at: null })
+          .where('id', '=', run.id)
+          .execute();
+        await db
+          .updateTable('brigade.run_queue')
+          .set({ state: 'queued', executor_id: null, heartbeat_at: null })
+          .where('run_id', '=', run.id)
+          .execute();
+        const last = await db
+          .selectFrom('brigade.run_events')
+          .select((eb) => eb.fn.max('seq').as('seq'))
+          .where('run_id', '=', run.id)
+          .executeTakeFirst();
+        await appendEvents(
+          db,
+          {
+            tenantId: principal.tenantId,
+            userId: principal.userId,
+            runId: run.id,
+            firstSeq: Number(last?.seq ?? 0) + 1,
+          },
+          [
+            {
+              type: 'approval-decided',
+              data: {
+                approvalId,
+                status,
+                decision: updated.decision,
+                toolCallId: row.tool_call_id,
+              },
+            },
+          ],
+        );
+        await writeAudit(db, {
+          tenantId: principal.tenantId,
+          principal,
+          record: {
+            action: 'approval.decided',
+            targetType: 'approval',
+            targetId: approvalId,
+            outcome: 'success',
+            ...(decision.reason === undefined ? {} : { reason: decision.reason }),
+            data: {
+              runId: row.run_id,
+              toolName: row.tool_name,
+              status,
+              argumentsHash: row.arguments_hash,
+              edited: decision.decision === 'edit',
+            },
+          },
+        });
+        await sql`select pg_notify(${runQueueChannel}, '')`.execute(db);
+        return toApproval(updated);
+      });
+    },
+  };
+}
+
+/** The approval store's interface. */
+export type ApprovalStore = ReturnType<typeof createApprovalStore>;
+
+function toApproval(row: {
+  id: string;
+  thread_id: string;
+  run_id: string;
+  tool_call_id: string;
+  tool_name: string;
+  arguments: unknown;
+  arguments_hash: string;
+  reason: string;
+  status: Approval['status'];
+  decision: Approval['decision'];
+  edited_arguments: unknown;
+  decision_reason: string | null;
+  decided_at: Date | null;
+  expires_at: Date;
+  created_at: Date;
+}): Approval {
+  return {
+    id: row.id,
+    threadId: row.thread_id,
+    runId: row.run_id,
+    toolCallId: row.tool_call_id,
+    toolName: row.tool_name,
+    arguments: row.arguments,
+    argumentsHash: row.arguments_hash,
+    reason: row.reason,
+    status: row.status,
+    decision: row.decision,
+    editedArguments: row.edited_arguments,
+    decisionReason: row.decision_reason,
+    decidedAt: row.decided_at,
+    expiresAt: row.expires_at,
+    createdAt: row.created_at,
+  };
+}

@@ -1,0 +1,172 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ApiClient,
+  apiClient,
+  type Created,
+  seedTenant,
+  seedUser,
+} from './support/api-client.ts';
+import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
+
+let server: TestServer;
+let member: ApiClient;
+let other: ApiClient;
+let agentId: string;
+let freeAgentId: string;
+
+interface ApprovalBody {
+  id: string;
+  runId: string;
+  toolName: string;
+  arguments: Record<string, unknown>;
+  argumentsHash: string;
+  status: string;
+}
+
+async function waitForStatus(
+  ids: { threadId: string; runId: string },
+  statuses: readonly string[],
+) {
+  for (let attempt = 0; attempt < 300; attempt += 1) {
+    const run = await member.get<{ status: string }>(
+      `/v1/threads/${ids.threadId}/runs/${ids.runId}`,
+    );
+    if (statuses.includes(run.body.status)) return run.body;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`run never reached ${statuses.join('|')}`);
+}
+
+async function startCalculation(expression: string) {
+  const thread = await member.post<Created>('/v1/threads', {});
+  const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+    agentId,
+    input: `call calculator {"expression":"${expression}"}`,
+  });
+  const ids = { threadId: thread.body.id, runId: run.body.id };
+  await waitForStatus(ids, ['requires_action']);
+  const pending = await member.get<{ data: ApprovalBody[] }>('/v1/approvals');
+  const approval = pending.body.data.find((item) => item.runId === run.body.id);
+  if (approval === undefined) throw new Error('no pending approval');
+  return { ids, approval };
+}
+
+async function answer(ids: { threadId: string }) {
+  const messages = await member.get<{ data: { content: { text?: string }[] }[] }>(
+    `/v1/threads/${ids.threadId}/messages`,
+  );
+  return messages.body.data.at(-1)?.content[0]?.text;
+}
+
+beforeAll(async () => {
+  server = await startTestServer({ runs: { pollIntervalMs: 50, concurrency: 1 } });
+  const operator = apiClient(server.url, testOperatorKey);
+  const tenantId = await seedTenant(operator, 'approvals');
+  const admin = apiClient(
+    server.url,
+    (await seedUser(operator, { tenantId, role: 'admin' })).secret,
+  );
+  member = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'member' })).secret);
+  other = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'member' })).secret);
+  agentId = (
+    await admin.post<Created>('/v1/agents', {
+      name: 'careful',
+      tools: ['calculator'],
+      approvalRequiredTools: ['calculator'],
+    })
+  ).body.id;
+  freeAgentId = (await admin.post<Created>('/v1/agents', { name: 'free', tools: ['calculator'] }))
+    .body.id;
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe('approvals', () => {
+  it('pauses the run showing the exact call, and runs it once approved', async () => {
+    const { ids, approval } = await startCalculation('6*7');
+    expect(approval).toMatchObject({
+      toolName: 'calculator',
+      arguments: { expression: '6*7' },
+      status: 'pending',
+    });
+    expect(approval.argumentsHash).toMatch(/^[0-9a-f]{64}$/);
+    const decided = await member.post(`/v1/approvals/${approval.id}/decision`, {
+      decision: 'approve',
+      argumentsHash: approval.argumentsHash,
+    });
+    expect(decided.status).toBe(200);
+    await waitForStatus(ids, ['completed']);
+    expect(await answer(ids)).toBe('calculator returned: {"result":42}');
+  });
+
+  it('tells the model when the user rejects, and runs nothing', async () => {
+    const { ids, approval } = await startCalculation('1+1');
+    await member.post(`/v1/approvals/${approval.id}/decision`, {
+      decision: 'reject',
+      reason: 'not now',
+    });
+    await waitForStatus(ids, ['completed']);
+    expect(await answer(ids)).toContain('The user rejected this call: not now');
+  });
+
+  it('runs the edited arguments, re-validated against the tool schema', async () => {
+    const { ids, approval } = await startCalculation('2+2');
+    const invalid = await member.post(`/v1/approvals/${approval.id}/decision`, {
+      decision: 'edit',
+      arguments: { nope: 1 },
+    });
+    expect(invalid.status).toBe(422);
+    const edited = await member.post(`/v1/approvals/${approval.id}/decision`, {
+      decision: 'edit',
+      arguments: { expression: '10*10' },
+    });
+    expect(edited.status).toBe(200);
+    await waitForStatus(ids, ['completed']);
+    expect(await answer(ids)).toBe('calculator returned: {"result":100}');
+  });
+
+  it('refuses a decision bound to other arguments, a second decision, and other users', async () => {
+    const { ids, approval } = await startCalculation('3+3');
+    const stale = await member.post(`/v1/approvals/${approval.id}/decision`, {
+      decision: 'approve',
+      argumentsHash: '0'.repeat(64),
+    });
+    expect(stale.status).toBe(409);
+    expect(
+      (await other.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' })).status,
+    ).toBe(404);
+    expect((await other.get<{ data: unknown[] }>('/v1/approvals')).body.data).toHaveLength(0);
+    expect(
+      (await member.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' })).status,
+    ).toBe(200);
+    expect(
+      (await member.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' })).status,
+    ).toBe(409);
+    await waitForStatus(ids, ['completed']);
+  });
+
+  it('holds no concurrency slot while waiting', async () => {
+    // concurrency is 1: a run parked for approval must not block another thread's run.
+    const { ids, approval } = await startCalculation('5+5');
+    const thread = await member.post<Created>('/v1/threads', {});
+    const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId: freeAgentId,
+      input: 'hi',
+    });
+    await waitForStatus({ threadId: thread.body.id, runId: run.body.id }, ['completed']);
+    await member.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' });
+    await waitForStatus(ids, ['completed']);
+  });
+
+  it('cancels a run that waits for approval', async () => {
+    const { ids, approval } = await startCalculation('9-1');
+    const cancelled = await member.post(`/v1/threads/${ids.threadId}/runs/${ids.runId}/cancel`);
+    expect(cancelled.status).toBe(202);
+    await waitForStatus(ids, ['cancelled']);
+    expect(
+      (await member.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' })).status,
+    ).toBe(409);
+  });
+});
