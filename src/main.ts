@@ -95,7 +95,6 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   });
   const eventHub = createRunEventHub({
     connectionString: storage.runtimeConnection.url,
-    role: storage.runtimeConnection.role,
     onError: (error) =>
       logger.warn({ err: { message: error.message } }, 'run event listener failed'),
   });
@@ -110,7 +109,6 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     }),
     logger,
     listenUrl: storage.runtimeConnection.url,
-    listenRole: storage.runtimeConnection.role,
     concurrency: config.runs.concurrency,
     pollIntervalMs: config.runs.pollIntervalMs,
     staleAfterMs: config.runs.staleAfterMs,

@@ -24,11 +24,11 @@ interface BrigadeTable {
 }
 
 /**
- * Tables the runtime role may read without a scope, on purpose: `operator_keys` holds only
- * hashes of platform-operator keys, which authentication compares before any scope exists.
- * Each one must hold no tenant data (asserted below).
+ * Tables the runtime role may read without a scope, on purpose. None: even operator key
+ * hashes are visible only to whoever presents the matching secret. Any entry added here must
+ * hold no tenant data (asserted below).
  */
-const readableWithoutScope = ['operator_keys'];
+const readableWithoutScope: string[] = [];
 
 /** Tables the seeding below fills for both tenants, so isolation checks on them are not vacuous. */
 const seededTables = [
@@ -198,7 +198,7 @@ describe('a runtime connection without a scope', () => {
     }
   });
 
-  it('may read operator_keys only because that table holds no tenant or user data', () => {
+  it('exempts only tables that hold no tenant or user data', () => {
     for (const name of readableWithoutScope) {
       expect(tables.find((table) => table.name === name)?.tenantKeyed, name).toBe(false);
     }

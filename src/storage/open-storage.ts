@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type pg from 'pg';
 import type { Config } from '../config/index.ts';
@@ -27,7 +28,7 @@ export interface Storage {
   readonly embedded: EmbeddedServer | undefined;
   readonly appliedMigrations: readonly string[];
   /** How to open extra runtime-role connections (LISTEN). */
-  readonly runtimeConnection: { readonly url: string; readonly role: string | undefined };
+  readonly runtimeConnection: { readonly url: string };
   close(): Promise<void>;
 }
 
@@ -67,14 +68,14 @@ function isDuplicate(error: unknown): boolean {
 
 /**
  * Creates the runtime role when it is missing (the owner needs CREATEROLE for that; on a
- * managed server create it by hand as docs/database.md shows) and lets the owner assume it.
+ * managed server create it by hand as docs/database.md shows) and sets
+ * its login password when Brigade manages it.
  */
 export async function ensureRuntimeRole(
   owner: Kysely<unknown>,
   options: {
     readonly role: string;
     readonly password: string | undefined;
-    readonly assumable: boolean;
   },
 ): Promise<void> {
   const role = sql.id(options.role);
@@ -95,16 +96,40 @@ export async function ensureRuntimeRole(
       }
     }
   }
-  if (options.password !== undefined) {
-    await sql`alter role ${role} login password ${sql.lit(options.password)}`.execute(owner);
+  const password = options.password;
+  if (password !== undefined) {
+    await retryConcurrentRoleUpdate(() =>
+      sql`alter role ${role} login password ${sql.lit(password)}`.execute(owner),
+    );
   }
-  if (options.assumable) {
-    const member = await sql<{ ok: boolean }>`
-      select pg_has_role(current_user, ${options.role}, 'MEMBER') as ok`.execute(owner);
-    if (member.rows[0]?.ok !== true) {
-      await sql`grant ${role} to current_user`.execute(owner);
+}
+
+/**
+ * Roles are cluster-wide: processes migrating different databases of one cluster at once can
+ * collide on the same role row ("tuple concurrently updated"); such a collision is retried.
+ */
+async function retryConcurrentRoleUpdate(work: () => Promise<unknown>): Promise<void> {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      await work();
+      return;
+    } catch (error) {
+      const message = (error as Error).message;
+      if (attempt >= 8 || !/concurrently/.test(message)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 80));
     }
   }
+}
+
+/**
+ * The runtime role's password when Brigade manages it: an HMAC of the owner's credentials and
+ * server (not the database name, since roles are cluster-wide), so every process that knows
+ * DATABASE_URL derives the same value and nobody else can.
+ */
+export function deriveRuntimePassword(ownerUrl: string): string {
+  const url = new URL(ownerUrl);
+  const material = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}@${url.hostname}:${url.port}`;
+  return createHmac('sha256', material).update('brigade runtime role v1').digest('base64url');
 }
 
 /**
@@ -118,7 +143,6 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
   let embedded: EmbeddedServer | undefined;
   let ownerUrl: string;
   let runtimeUrl: string;
-  let assumeRole: string | undefined;
   let runtimePassword: string | undefined;
   if (mode.kind === 'embedded') {
     embedded = await startEmbeddedServer({
@@ -135,10 +159,18 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
       user: runtimeRoleName,
       password: runtimePassword,
     });
-  } else {
+  } else if (mode.runtimeUrl !== undefined) {
     ownerUrl = mode.ownerUrl;
-    runtimeUrl = mode.runtimeUrl ?? mode.ownerUrl;
-    assumeRole = mode.runtimeUrl === undefined ? runtimeRoleName : undefined;
+    runtimeUrl = mode.runtimeUrl;
+  } else {
+    // No runtime URL: Brigade manages the runtime login itself, with a password derived from
+    // the owner's credentials (every process with the same DATABASE_URL derives the same one).
+    ownerUrl = mode.ownerUrl;
+    runtimePassword = deriveRuntimePassword(mode.ownerUrl);
+    const url = new URL(mode.ownerUrl);
+    url.username = encodeURIComponent(runtimeRoleName);
+    url.password = encodeURIComponent(runtimePassword);
+    runtimeUrl = url.toString();
   }
   const ownerPool: pg.Pool = createPool({
     connectionString: ownerUrl,
@@ -156,7 +188,6 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
         await ensureRuntimeRole(owner, {
           role: runtimeRoleName,
           password: runtimePassword,
-          assumable: assumeRole !== undefined,
         });
       }
       appliedMigrations = (await migrateToLatest(owner, { runtimeRole: runtimeRoleName })).applied;
@@ -165,7 +196,6 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
     }
     database = createDatabase({
       connectionString: runtimeUrl,
-      assumeRole,
       poolSize: config.database.poolSize,
       statementTimeoutMs: config.database.statementTimeoutMs,
       logger,
@@ -178,7 +208,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
       ownerUrl,
       embedded,
       appliedMigrations,
-      runtimeConnection: { url: runtimeUrl, role: assumeRole },
+      runtimeConnection: { url: runtimeUrl },
       async close() {
         await opened.close();
         await embedded?.stop();

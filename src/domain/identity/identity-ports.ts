@@ -105,7 +105,8 @@ export interface IdentityStore {
   }): Promise<{ readonly revoked: ApiKey; readonly successor: ApiKey | undefined } | undefined>;
   findKeyIdentity(keyHash: Buffer): Promise<KeyIdentity | undefined>;
   touchApiKey(tenantId: string, keyId: string, at: Date): Promise<void>;
-  listOperatorKeyHashes(): Promise<readonly Buffer[]>;
+  /** True when `keyHash` is the hash of a stored (generated) operator key. */
+  isOperatorKeyHash(keyHash: Buffer): Promise<boolean>;
   findOidcProviders(issuer: string): Promise<readonly OidcProvider[]>;
   findUserBySubject(provider: OidcProvider, subject: string): Promise<User | undefined>;
   provisionUser(provider: OidcProvider, input: NewUser): Promise<User>;

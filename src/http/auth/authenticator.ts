@@ -1,6 +1,11 @@
 import type { JWTPayload } from 'jose';
 import { UnauthenticatedError } from '../../domain/errors.ts';
-import { hashesEqual, hashSecret, looksLikeApiKey } from '../../domain/identity/api-key-secret.ts';
+import {
+  hashesEqual,
+  hashSecret,
+  looksLikeApiKey,
+  operatorKeyPrefix,
+} from '../../domain/identity/api-key-secret.ts';
 import type { IdentityStore } from '../../domain/identity/identity-ports.ts';
 import type { OidcProvider, User } from '../../domain/identity/identity-types.ts';
 import { type Role, roles } from '../../domain/identity/permissions.ts';
@@ -75,17 +80,23 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   const { store, jwt, logger } = options;
   const now = options.clock ?? (() => new Date());
   const lastTouched = new Map<string, number>();
-  let operatorHashes: { at: number; hashes: readonly Buffer[] } | undefined;
+  const operatorCache = new Map<string, number>();
 
-  async function isOperator(hash: Buffer): Promise<boolean> {
+  /**
+   * The operator key from the environment is compared in memory; generated operator keys
+   * (prefix `brg_op_`) are looked up by hash under RLS, and a positive answer is cached.
+   */
+  async function isOperator(token: string, hash: Buffer): Promise<boolean> {
     if (options.environmentOperatorKeyHash !== undefined) {
       return hashesEqual(hash, options.environmentOperatorKeyHash);
     }
-    const at = Date.now();
-    if (operatorHashes === undefined || at - operatorHashes.at > operatorCacheMs) {
-      operatorHashes = { at, hashes: await store.listOperatorKeyHashes() };
-    }
-    return operatorHashes.hashes.some((known) => hashesEqual(hash, known));
+    if (!token.startsWith(operatorKeyPrefix)) return false;
+    const key = hash.toString('hex');
+    const cached = operatorCache.get(key);
+    if (cached !== undefined && Date.now() - cached < operatorCacheMs) return true;
+    const known = await store.isOperatorKeyHash(hash);
+    if (known) operatorCache.set(key, Date.now());
+    return known;
   }
 
   function touch(tenantId: string, keyId: string, at: Date): void {
@@ -168,7 +179,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     async authenticate(token) {
       if (token.length === 0 || token.length > 8192) throw new UnauthenticatedError();
       const hash = hashSecret(token);
-      if (await isOperator(hash)) return { kind: 'operator' };
+      if (await isOperator(token, hash)) return { kind: 'operator' };
       if (token.split('.').length === 3) return authenticateJwt(token);
       return authenticateKey(token, hash);
     },

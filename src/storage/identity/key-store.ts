@@ -151,10 +151,14 @@ export function createKeyStore(database: Database): KeyStore {
           .execute();
       });
     },
-    async listOperatorKeyHashes() {
-      return database.withScope({}, async (db) => {
-        const rows = await db.selectFrom('brigade.operator_keys').select('key_hash').execute();
-        return rows.map((row) => row.key_hash);
+    async isOperatorKeyHash(keyHash) {
+      return database.withScope({ authKeyHash: keyHash.toString('hex') }, async (db) => {
+        const row = await db
+          .selectFrom('brigade.operator_keys')
+          .select('id')
+          .where('key_hash', '=', keyHash)
+          .executeTakeFirst();
+        return row !== undefined;
       });
     },
     async findOidcProviders(issuer) {

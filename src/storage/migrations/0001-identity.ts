@@ -160,7 +160,8 @@ create policy oidc_providers_authenticate on brigade.oidc_providers for select
   using (enabled and issuer = (select brigade.auth_issuer()));
 grant select, insert, update, delete on brigade.oidc_providers to ${role};
 
--- Hashes of platform-operator keys. Readable by the runtime, written only by the owner.
+-- Hashes of platform-operator keys. Like API keys, a row is visible only to whoever presents
+-- the secret whose hash it is; written only by the owner at bootstrap.
 create table brigade.operator_keys (
   id uuid primary key default gen_random_uuid(),
   key_hash bytea not null unique,
@@ -169,8 +170,12 @@ create table brigade.operator_keys (
 );
 alter table brigade.operator_keys enable row level security;
 alter table brigade.operator_keys force row level security;
-create policy operator_keys_read on brigade.operator_keys for select using (true);
-create policy operator_keys_write on brigade.operator_keys for insert with check (brigade.is_operator());
+create policy operator_keys_read on brigade.operator_keys for select
+  using (key_hash = (select brigade.auth_key_hash()));
+-- The owner (the role running this migration) manages operator keys at bootstrap.
+do $$ begin
+  execute format('create policy operator_keys_owner on brigade.operator_keys for all to %I using (true) with check (true)', current_user);
+end $$;
 grant select on brigade.operator_keys to ${role};
 
 -- Append-only, per-tenant hash-chained audit log (DESIGN.md invariant 11). The runtime role
