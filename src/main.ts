@@ -71,7 +71,10 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     touchIntervalMs: config.auth.keyLastUsedWriteIntervalMs,
     logger,
   });
-  const gateway = createModelGateway({ localTokenDelayMs: config.models.local.tokenDelayMs });
+  const gateway = createModelGateway({
+    localTokenDelayMs: config.models.local.tokenDelayMs,
+    providers: config.providers,
+  });
   const cores = new Map([[toolLoopCore.id, toolLoopCore]]);
   const tools = [...builtInTools, createHttpRequestTool(config.tools.httpRequest)];
   const agentStore = createAgentStore(storage.database);

@@ -92,6 +92,20 @@ const modelsSchema = z
   })
   .prefault({});
 
+const providerSchema = z.strictObject({
+  /** `openai`, `anthropic`, or any OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp, LM Studio, OpenRouter). */
+  type: z.enum(['openai', 'anthropic', 'openai-compatible']),
+  /** Base URL of the API (required for openai-compatible). */
+  baseUrl: z.url().optional(),
+  /** Name of the environment variable holding the API key (keys never go in this file). */
+  apiKeyEnv: z
+    .string()
+    .regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name')
+    .optional(),
+  /** Extra headers sent with every request. */
+  headers: z.record(z.string(), z.string()).optional(),
+});
+
 const toolsSchema = z
   .strictObject({
     httpRequest: z
@@ -120,6 +134,11 @@ export const configFileSchema = z.strictObject({
   auth: authSchema,
   runs: runsSchema,
   models: modelsSchema,
+  /** Model providers by name; agents name a model as `<provider>:<model id>`. */
+  providers: z
+    .record(z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'lower-case name'), providerSchema)
+    .refine((value) => !('local' in value), 'the name local is reserved for the built-in model')
+    .default({}),
   tools: toolsSchema,
   log: logSchema,
 });

@@ -20,6 +20,13 @@ export interface Config {
   readonly runs: ConfigFile['runs'];
   readonly models: ConfigFile['models'];
   readonly tools: ConfigFile['tools'];
+  /** Providers with their API keys resolved from the environment. */
+  readonly providers: Readonly<
+    Record<
+      string,
+      Omit<ConfigFile['providers'][string], 'apiKeyEnv'> & { readonly apiKey: string | undefined }
+    >
+  >;
   readonly log: ConfigFile['log'];
   readonly redisUrl: string | undefined;
   readonly operatorKey: string | undefined;
@@ -130,6 +137,26 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
           ownerUrl: environment.DATABASE_URL,
           runtimeUrl: environment.DATABASE_RUNTIME_URL,
         };
+  const providerIssues: ConfigIssue[] = [];
+  const providers = Object.fromEntries(
+    Object.entries(file.providers).map(([name, { apiKeyEnv, ...provider }]) => {
+      const apiKey = apiKeyEnv === undefined ? undefined : env[apiKeyEnv];
+      if (apiKeyEnv !== undefined && (apiKey === undefined || apiKey === '')) {
+        providerIssues.push({
+          path: `env.${apiKeyEnv}`,
+          message: `not set (providers.${name}.apiKeyEnv names it)`,
+        });
+      }
+      if (provider.type === 'openai-compatible' && provider.baseUrl === undefined) {
+        providerIssues.push({
+          path: `providers.${name}.baseUrl`,
+          message: 'required for openai-compatible providers',
+        });
+      }
+      return [name, { ...provider, apiKey }];
+    }),
+  );
+  if (providerIssues.length > 0) throw new ConfigError(providerIssues);
   const { embedded: _embedded, ...database } = file.database;
   const config: Config = {
     server: {
@@ -142,6 +169,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     runs: file.runs,
     models: file.models,
     tools: file.tools,
+    providers,
     log: { level: environment.LOG_LEVEL ?? file.log.level },
     redisUrl: environment.REDIS_URL,
     operatorKey: environment.BRIGADE_OPERATOR_KEY,

@@ -15,7 +15,7 @@ export function createAgentValidator(options: {
       if (input.model !== undefined && !options.gateway.knows(input.model)) {
         throw new AppError(
           'unknown_model',
-          `No model route or provider named '${input.model}'. Available: local.`,
+          `No model route or provider named '${input.model}'. Available: ${options.gateway.describe().join(', ')}.`,
         );
       }
       const unknown = [...(input.tools ?? []), ...(input.approvalRequiredTools ?? [])].filter(

@@ -1,0 +1,215 @@
+import { createAnthropic } from '@ai-sdk/anthropic';
+import { createOpenAI } from '@ai-sdk/openai';
+import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
+import {
+  APICallError,
+  jsonSchema,
+  type LanguageModel,
+  type ModelMessage,
+  streamText,
+  type ToolSet,
+  tool,
+} from 'ai';
+import { AppError } from '../domain/errors.ts';
+import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
+
+/** A configured model provider (keys come from the environment, never the config file). */
+export interface ProviderConfig {
+  readonly type: 'openai' | 'anthropic' | 'openai-compatible';
+  readonly baseUrl?: string | undefined;
+  readonly apiKey?: string | undefined;
+  readonly headers?: Readonly<Record<string, string>> | undefined;
+}
+
+/** Creates an AI SDK language model for `modelId` on a configured provider. */
+export function createLanguageModel(
+  name: string,
+  config: ProviderConfig,
+  modelId: string,
+): LanguageModel {
+  const headers = config.headers === undefined ? undefined : { ...config.headers };
+  switch (config.type) {
+    case 'openai':
+      return createOpenAI({
+        ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }),
+        ...(config.baseUrl === undefined ? {} : { baseURL: config.baseUrl }),
+        ...(headers === undefined ? {} : { headers }),
+      }).chat(modelId);
+    case 'anthropic':
+      return createAnthropic({
+        ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }),
+        ...(config.baseUrl === undefined ? {} : { baseURL: config.baseUrl }),
+        ...(headers === undefined ? {} : { headers }),
+      })(modelId);
+    case 'openai-compatible':
+      return createOpenAICompatible({
+        name,
+        baseURL: config.baseUrl ?? 'http://127.0.0.1:11434/v1',
+        includeUsage: true,
+        ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }),
+        ...(headers === undefined ? {} : { headers }),
+      }).chatModel(modelId);
+  }
+}
+
+function toModelMessages(messages: readonly MessageV1[]): ModelMessage[] {
+  return messages.map((message): ModelMessage => {
+    const text = message.content
+      .flatMap((part) => (part.type === 'text' ? [part.text] : []))
+      .join('');
+    switch (message.role) {
+      case 'system':
+        return { role: 'system', content: text };
+      case 'user':
+        return { role: 'user', content: [{ type: 'text', text }] };
+      case 'assistant':
+        return {
+          role: 'assistant',
+          content: message.content.flatMap(
+            (
+              part,
+            ): Array<
+              | { type: 'text'; text: string }
+              | { type: 'tool-call'; toolCallId: string; toolName: string; input: unknown }
+            > => {
+              if (part.type === 'text') return [{ type: 'text', text: part.text }];
+              if (part.type === 'tool-call') {
+                return [
+                  {
+                    type: 'tool-call',
+                    toolCallId: part.toolCallId,
+                    toolName: part.toolName,
+                    input: part.input,
+                  },
+                ];
+              }
+              return [];
+            },
+          ),
+        };
+      case 'tool':
+        return {
+          role: 'tool',
+          content: message.content.flatMap((part) =>
+            part.type === 'tool-result'
+              ? [
+                  {
+                    type: 'tool-result' as const,
+                    toolCallId: part.toolCallId,
+                    toolName: part.toolName,
+                    output: { type: 'json' as const, value: (part.output ?? null) as never },
+                  },
+                ]
+              : [],
+          ),
+        };
+    }
+  });
+}
+
+function toToolSet(tools: readonly ToolDescriptionV1[]): ToolSet {
+  return Object.fromEntries(
+    tools.map((description) => [
+      description.name,
+      tool({
+        description: description.description,
+        inputSchema: jsonSchema(description.inputSchema as never),
+      }),
+    ]),
+  );
+}
+
+function estimateTokens(value: unknown): number {
+  return Math.ceil(JSON.stringify(value).length / 4);
+}
+
+/** Maps a provider failure to an AppError with a stable code (never leaking the request). */
+function toProviderError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  if (APICallError.isInstance(error)) {
+    const status = error.statusCode;
+    if (status === 429)
+      return new AppError(
+        'provider_rate_limited',
+        'The model provider is rate limiting requests.',
+        { cause: error },
+      );
+    if (status !== undefined && status >= 500)
+      return new AppError('provider_unavailable', `The model provider failed (${status}).`, {
+        cause: error,
+      });
+    return new AppError(
+      'provider_error',
+      `The model provider rejected the request${status === undefined ? '' : ` (${status})`}.`,
+      { cause: error },
+    );
+  }
+  return new AppError('provider_unavailable', 'The model provider could not be reached.', {
+    cause: error,
+  });
+}
+
+/**
+ * Calls a model through the AI SDK, streaming text deltas to `onTextDelta`. Retries are the
+ * gateway's job, so the SDK's own are off. Usage missing from the provider is estimated and
+ * marked `estimated`.
+ */
+export async function generateWithAiSdk(request: {
+  readonly model: LanguageModel;
+  readonly messages: readonly MessageV1[];
+  readonly tools: readonly ToolDescriptionV1[];
+  readonly maxOutputTokens: number;
+  readonly signal: AbortSignal;
+  readonly onTextDelta?: ((delta: string) => void) | undefined;
+}): Promise<ModelResultV1> {
+  let failure: unknown;
+  const result = streamText({
+    model: request.model,
+    messages: toModelMessages(request.messages),
+    ...(request.tools.length === 0 ? {} : { tools: toToolSet(request.tools) }),
+    maxOutputTokens: request.maxOutputTokens,
+    abortSignal: request.signal,
+    maxRetries: 0,
+    onError: ({ error }) => {
+      failure = error;
+    },
+  });
+  let text = '';
+  for await (const part of result.fullStream) {
+    if (part.type === 'text-delta') {
+      text += part.text;
+      request.onTextDelta?.(part.text);
+    } else if (part.type === 'error') {
+      failure = part.error;
+    }
+  }
+  request.signal.throwIfAborted();
+  if (failure !== undefined) throw toProviderError(failure);
+  const [toolCalls, finishReason, usage] = await Promise.all([
+    result.toolCalls,
+    result.finishReason,
+    result.usage,
+  ]);
+  const estimated = usage.inputTokens === undefined || usage.outputTokens === undefined;
+  return {
+    text,
+    toolCalls: toolCalls.map((call) => ({
+      toolCallId: call.toolCallId,
+      toolName: call.toolName,
+      input: call.input,
+    })),
+    finishReason:
+      finishReason === 'tool-calls' ||
+      finishReason === 'stop' ||
+      finishReason === 'length' ||
+      finishReason === 'content-filter' ||
+      finishReason === 'error'
+        ? finishReason
+        : 'other',
+    usage: {
+      inputTokens: usage.inputTokens ?? estimateTokens(request.messages),
+      outputTokens: usage.outputTokens ?? estimateTokens(text) + estimateTokens(toolCalls),
+      estimated,
+    },
+  };
+}
