@@ -53,58 +53,61 @@ export function createLanguageModel(
 }
 
 function toModelMessages(messages: readonly MessageV1[]): ModelMessage[] {
-  return messages.map((message): ModelMessage => {
-    const text = message.content
-      .flatMap((part) => (part.type === 'text' ? [part.text] : []))
-      .join('');
-    switch (message.role) {
-      case 'system':
-        return { role: 'system', content: text };
-      case 'user':
-        return { role: 'user', content: [{ type: 'text', text }] };
-      case 'assistant':
-        return {
-          role: 'assistant',
-          content: message.content.flatMap(
-            (
-              part,
-            ): Array<
-              | { type: 'text'; text: string }
-              | { type: 'tool-call'; toolCallId: string; toolName: string; input: unknown }
-            > => {
-              if (part.type === 'text') return [{ type: 'text', text: part.text }];
-              if (part.type === 'tool-call') {
-                return [
-                  {
-                    type: 'tool-call',
-                    toolCallId: part.toolCallId,
-                    toolName: part.toolName,
-                    input: part.input,
-                  },
-                ];
-              }
-              return [];
-            },
-          ),
-        };
-      case 'tool':
-        return {
-          role: 'tool',
-          content: message.content.flatMap((part) =>
-            part.type === 'tool-result'
-              ? [
-                  {
-                    type: 'tool-result' as const,
-                    toolCallId: part.toolCallId,
-                    toolName: part.toolName,
-                    output: { type: 'json' as const, value: (part.output ?? null) as never },
-                  },
-                ]
-              : [],
-          ),
-        };
-    }
-  });
+  return messages.map(toModelMessage);
+}
+
+function toModelMessage(message: MessageV1): ModelMessage {
+  const text = message.content
+    .flatMap((part) => (part.type === 'text' ? [part.text] : []))
+    .join('');
+  switch (message.role) {
+    case 'system':
+      return { role: 'system', content: text };
+    case 'user':
+      return { role: 'user', content: [{ type: 'text', text }] };
+    case 'assistant':
+      return {
+        role: 'assistant',
+        content: message.content.flatMap(
+          (
+            part,
+          ): Array<
+            | { type: 'text'; text: string }
+            | { type: 'tool-call'; toolCallId: string; toolName: string; input: unknown }
+          > => {
+            if (part.type === 'text') return [{ type: 'text', text: part.text }];
+            if (part.type === 'tool-call') {
+              return [
+                {
+                  type: 'tool-call',
+                  toolCallId: part.toolCallId,
+                  toolName: part.toolName,
+                  input: part.input,
+                },
+              ];
+            }
+            return [];
+          },
+        ),
+      };
+    case 'tool':
+      return {
+        role: 'tool',
+        content: message.content.flatMap((part) =>
+          part.type === 'tool-result'
+            ? [
+                {
+                  type: 'tool-result' as const,
+                  toolCallId: part.toolCallId,
+                  toolName: part.toolName,
+                  output: { type: 'json' as const, value: (part.output ?? null) as never },
+                },
+              ]
+            : [],
+        ),
+      };
+  }
+  throw new Error(`unknown message role ${String(message.role)}`);
 }
 
 function toToolSet(tools: readonly ToolDescriptionV1[]): ToolSet {
