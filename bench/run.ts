@@ -4,6 +4,7 @@
  */
 const benches: Record<string, () => Promise<{ run: (quick: boolean) => Promise<object> }>> = {
   isolation: () => import('./isolation.ts'),
+  runs: () => import('./runs.ts'),
 };
 
 const [name, ...flags] = process.argv.slice(2);

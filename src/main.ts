@@ -15,9 +15,9 @@ import { accessLog } from './http/middleware/access-log.ts';
 import type { Logger } from './observability/index.ts';
 import { createAgentValidator } from './runtime/agent-validator.ts';
 import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
-import { createRunEventHub } from './runtime/run-event-hub.ts';
 import { createRunExecutor } from './runtime/run-executor.ts';
 import { createRunScheduler } from './runtime/run-scheduler.ts';
+import { createRunSignals } from './runtime/run-signals.ts';
 import { createHttpRequestTool } from './runtime/tools/http-request-tool.ts';
 import { builtInTools, validateToolInput } from './runtime/tools/tool-registry.ts';
 import { createAgentStore } from './storage/agents/agent-store.ts';
@@ -56,8 +56,14 @@ export interface CreateBrigadeOptions {
 export async function createBrigade(options: CreateBrigadeOptions): Promise<Brigade> {
   const { config, logger } = options;
   const storage = await openStorage({ config, logger });
-  const generatedOperatorKey =
-    config.operatorKey === undefined ? await bootstrapOperatorKey(storage.ownerUrl) : undefined;
+  let generatedOperatorKey: string | undefined;
+  try {
+    if (config.operatorKey === undefined)
+      generatedOperatorKey = await bootstrapOperatorKey(storage.ownerUrl);
+  } catch (error) {
+    await storage.close().catch(() => undefined);
+    throw error;
+  }
   const store = createIdentityStore(storage.database);
   const identity = createIdentityService({ store });
   const authenticator = createAuthenticator({
@@ -82,24 +88,25 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     store: agentStore,
     validator: createAgentValidator({ gateway, tools, cores }),
   });
+  const signals = createRunSignals({
+    connectionString: storage.runtimeConnection.url,
+    onError: (error) =>
+      logger.warn({ err: { message: error.message } }, 'run signal connection failed'),
+  });
   const threads = createThreadService({
     threads: createThreadStore(storage.database),
-    runs: createRunStore(storage.database),
+    runs: createRunStore(storage.database, signals),
     agents: agentStore,
   });
   const approvals = createApprovalStore({
     database: storage.database,
+    signals,
     validateArguments: (toolName, input) => {
       const tool = tools.find((candidate) => candidate.name === toolName);
       return tool === undefined
         ? [`unknown tool '${toolName}'`]
         : validateToolInput(tool.inputSchema, input);
     },
-  });
-  const eventHub = createRunEventHub({
-    connectionString: storage.runtimeConnection.url,
-    onError: (error) =>
-      logger.warn({ err: { message: error.message } }, 'run event listener failed'),
   });
   const scheduler = createRunScheduler({
     database: storage.database,
@@ -109,18 +116,26 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       tools,
       cores,
       logger,
+      signals,
     }),
     logger,
-    listenUrl: storage.runtimeConnection.url,
+    signals,
     concurrency: config.runs.concurrency,
     pollIntervalMs: config.runs.pollIntervalMs,
     staleAfterMs: config.runs.staleAfterMs,
   });
-  await eventHub.start();
-  await scheduler.start();
+  try {
+    await signals.start();
+    await scheduler.start();
+  } catch (error) {
+    await scheduler.stop(0).catch(() => undefined);
+    await signals.stop().catch(() => undefined);
+    await storage.close().catch(() => undefined);
+    throw error;
+  }
   let draining = false;
   const app = createApp({
-    services: { identity, agents, threads, eventHub, approvals },
+    services: { identity, agents, threads, eventHub: signals, approvals },
     authenticator,
     logger,
     bodyLimitBytes: config.server.bodyLimitBytes,
@@ -167,7 +182,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
           if ('closeAllConnections' in current) current.closeAllConnections();
         }
         await scheduler.stop(config.server.shutdownGraceMs);
-        await eventHub.stop();
+        await signals.stop();
         await storage.close();
         logger.flush();
       })();

@@ -58,7 +58,14 @@ function parse(argv: readonly string[]) {
 
 async function serve(config: Config, logger: Logger, io: CliIo): Promise<void> {
   const brigade = await createBrigade({ config, logger });
-  const url = await brigade.listen();
+  let url: string;
+  try {
+    url = await brigade.listen();
+  } catch (error) {
+    // Nothing may outlive a failed start: stop the scheduler and the embedded database.
+    await brigade.stop().catch(() => undefined);
+    throw error;
+  }
   io.out(`Brigade ${version} is listening on ${url}`);
   io.out(`  API reference: ${url}/docs   (OpenAPI: ${url}/openapi.json)`);
   if (brigade.generatedOperatorKey !== undefined) {

@@ -3,7 +3,7 @@ import type { AgentService } from '../domain/agents/agent-service.ts';
 import type { ThreadService } from '../domain/agents/thread-service.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
-import type { RunEventHub } from '../runtime/run-event-hub.ts';
+import type { RunSignals } from '../runtime/run-signals.ts';
 import type { ApprovalStore } from '../storage/runs/approval-store.ts';
 
 /** Per-request values middleware puts on the Hono context. */
@@ -25,6 +25,6 @@ export interface RouteServices {
   readonly identity: IdentityService;
   readonly agents: AgentService;
   readonly threads: ThreadService;
-  readonly eventHub: Pick<RunEventHub, 'waitFor'>;
+  readonly eventHub: Pick<RunSignals, 'subscribe'>;
   readonly approvals: ApprovalStore;
 }

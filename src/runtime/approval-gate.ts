@@ -127,6 +127,7 @@ export async function passApprovalGate(options: {
       return { kind: 'parked', id: approvalId };
     },
   );
+  events.committed();
   if (result.kind === 'parked') throw new RunParkedError(result.id);
   return result;
 }

@@ -1,20 +1,23 @@
 import type { Database, ScopedDb } from '../storage/postgres/database.ts';
+import type { RunSignalSink } from '../storage/runs/run-rows.ts';
 import { appendEvents } from '../storage/runs/run-store.ts';
 
 /**
- * Buffers a run's events and writes them in batches: text deltas are coalesced and flushed
- * at most every `flushMs`, other events flush at once, so streaming costs one write per
- * batch rather than one per token.
+ * Buffers a run's events and writes them in batches: deltas and other events are coalesced
+ * and flushed at most every `flushMs`, or earlier inside the transaction that checkpoints a
+ * step, so streaming costs one write per batch rather than one per token or event.
  */
 export interface EventWriter {
   delta(text: string): void;
   push(type: string, data: Record<string, unknown>): void;
   flush(): Promise<void>;
-  /** Appends events inside an open transaction (after flushing buffered ones). */
+  /** Appends events (and everything buffered) inside an open transaction. */
   appendInTransaction(
     db: ScopedDb,
     events: readonly { type: string; data: Record<string, unknown> }[],
   ): Promise<void>;
+  /** Call after the transaction given to `appendInTransaction` committed: wakes readers. */
+  committed(): void;
   close(): void;
 }
 
@@ -23,9 +26,10 @@ export function createEventWriter(options: {
   readonly database: Database;
   readonly claim: { readonly runId: string; readonly tenantId: string; readonly userId: string };
   readonly nextSeq: number;
+  readonly sink: RunSignalSink;
   readonly flushMs?: number;
 }): EventWriter {
-  const { database, claim } = options;
+  const { database, claim, sink } = options;
   const flushMs = options.flushMs ?? 50;
   let seq = options.nextSeq;
   let pending: { type: string; data: Record<string, unknown> }[] = [];
@@ -58,7 +62,8 @@ export function createEventWriter(options: {
         .catch(() => undefined)
         .then(() =>
           database.withScope(claim, (db) => appendEvents(db, { ...claim, firstSeq }, batch)),
-        );
+        )
+        .then(() => sink.runChanged(claim.runId));
     }
     return chain;
   }
@@ -81,14 +86,23 @@ export function createEventWriter(options: {
         text = '';
       }
       pending.push({ type, data });
-      void flush().catch(() => undefined);
+      schedule();
     },
     flush,
     async appendInTransaction(db, events) {
-      await flush();
-      const firstSeq = seq;
+      // Earlier batches commit first; what is still buffered joins this transaction.
+      await chain.catch(() => undefined);
+      if (timer !== undefined) {
+        clearTimeout(timer);
+        timer = undefined;
+      }
+      const { batch, firstSeq } = take();
+      const all = [...batch, ...events];
       seq += events.length;
-      await appendEvents(db, { ...claim, firstSeq }, events);
+      await appendEvents(db, { ...claim, firstSeq }, all);
+    },
+    committed() {
+      sink.runChanged(claim.runId);
     },
     close() {
       if (timer !== undefined) clearTimeout(timer);

@@ -5,7 +5,7 @@ import type { CorePluginV1, MessageV1, ModelResultV1 } from '../plugin-api/index
 import { toAgent } from '../storage/agents/agent-store.ts';
 import { loadMessages } from '../storage/agents/thread-store.ts';
 import type { Database, ScopedDb } from '../storage/postgres/database.ts';
-import { toRun } from '../storage/runs/run-rows.ts';
+import { type RunSignalSink, toRun } from '../storage/runs/run-rows.ts';
 import { RunParkedError } from './approval-gate.ts';
 import { createEventWriter, type EventWriter } from './event-writer.ts';
 import { createStepRecorder } from './run-steps.ts';
@@ -35,6 +35,8 @@ export interface RunExecutorOptions {
   readonly tools: readonly ToolDefinition[];
   readonly cores: ReadonlyMap<string, CorePluginV1>;
   readonly logger: ExecutorLogger;
+  /** Wakes readers and schedulers after commits. */
+  readonly signals: RunSignalSink;
   /** How long tool output may be, in characters of JSON, before it is cut. */
   readonly toolOutputLimit?: number;
   readonly toolTimeoutMs?: number;
@@ -108,8 +110,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     },
     events: EventWriter,
   ): Promise<'done' | 'cancelled-late'> {
-    await events.flush();
-    return database.withScope(claim, async (db) => {
+    const finished = await database.withScope(claim, async (db) => {
       const now = new Date();
       const updated = await db
         .updateTable('brigade.runs')
@@ -174,6 +175,9 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       await db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute();
       return 'done' as const;
     });
+    events.committed();
+    options.signals.queueChanged();
+    return finished;
   }
 
   return {
@@ -181,7 +185,12 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       const loaded = await load(claim);
       if (loaded === undefined) return;
       const { run, agent, history, checkpoints } = loaded;
-      const events = createEventWriter({ database, claim, nextSeq: loaded.nextSeq });
+      const events = createEventWriter({
+        database,
+        claim,
+        nextSeq: loaded.nextSeq,
+        sink: options.signals,
+      });
       if (run.status !== 'queued' && run.status !== 'running' && run.status !== 'requires_action') {
         await database.withScope(claim, (db) =>
           db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute(),
@@ -230,6 +239,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           { type: run.startedAt === null ? 'run-started' : 'run-resumed', data: { runId: run.id } },
         ]);
       });
+      events.committed();
       const timer = setTimeout(
         () => controller.abort('timeout' satisfies AbortReason),
         Math.max(0, deadline - Date.now()),
@@ -275,8 +285,13 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
                 signal: controller.signal,
                 onTextDelta: request.onTextDelta,
               });
-              await events.flush();
-              await saveStep(claim, { key, kind: 'model', output: result, usage: result.usage });
+              await saveStep(claim, {
+                events,
+                key,
+                kind: 'model',
+                output: result,
+                usage: result.usage,
+              });
               checkpoints.set(key, result);
               return result;
             },

@@ -1,17 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import pg from 'pg';
 import type { Database } from '../storage/postgres/database.ts';
-import { runCancelChannel, runQueueChannel } from '../storage/runs/run-rows.ts';
 import type { AbortReason, ExecutorLogger, RunClaim, RunExecutor } from './run-executor.ts';
+import type { RunSignals } from './run-signals.ts';
 
 /** Options for {@link createRunScheduler}. */
 export interface RunSchedulerOptions {
   readonly database: Database;
   readonly executor: RunExecutor;
   readonly logger: ExecutorLogger;
-  /** Connection string for the LISTEN connection (runtime role). */
-  readonly listenUrl: string;
+  /** Cross-process wake-ups: queued work and cancel requests. */
+  readonly signals: Pick<RunSignals, 'onQueueChanged' | 'onCancelRequested'>;
   readonly listenRole?: string | undefined;
   /** Runs this process executes at once. */
   readonly concurrency: number;
@@ -49,7 +48,6 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
   let wake: (() => void) | undefined;
   let loop: Promise<void> | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
-  let listener: pg.Client | undefined;
 
   async function claim(limit: number): Promise<RunClaim[]> {
     return database.withScope({ scheduler: true }, async (db) => {
@@ -135,22 +133,10 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
       return running.size;
     },
     async start() {
-      const client = new pg.Client({
-        connectionString: options.listenUrl,
-        ...(options.listenRole === undefined ? {} : { options: `-c role=${options.listenRole}` }),
+      options.signals.onQueueChanged(() => wake?.());
+      options.signals.onCancelRequested((runId) => {
+        running.get(runId)?.controller.abort('cancel' satisfies AbortReason);
       });
-      client.on('error', (error) =>
-        logger.warn({ err: { message: error.message } }, 'run listener failed'),
-      );
-      client.on('notification', (message) => {
-        if (message.channel === runQueueChannel) wake?.();
-        if (message.channel === runCancelChannel && message.payload !== undefined) {
-          running.get(message.payload)?.controller.abort('cancel' satisfies AbortReason);
-        }
-      });
-      await client.connect();
-      await client.query(`listen ${runQueueChannel}; listen ${runCancelChannel}`);
-      listener = client;
       heartbeat = setInterval(() => {
         beat().catch((error: unknown) =>
           logger.warn({ err: { message: (error as Error).message } }, 'heartbeat failed'),
@@ -187,7 +173,6 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
           )
           .catch(() => undefined);
       }
-      await listener?.end().catch(() => undefined);
     },
   };
 }

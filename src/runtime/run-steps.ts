@@ -13,7 +13,13 @@ export type Checkpoints = Map<string, unknown>;
 export interface StepRecorder {
   saveStep(
     scope: RunClaim,
-    step: { key: string; kind: 'model' | 'tool'; output: unknown; usage?: ModelResultV1['usage'] },
+    step: {
+      events: EventWriter;
+      key: string;
+      kind: 'model' | 'tool';
+      output: unknown;
+      usage?: ModelResultV1['usage'];
+    },
   ): Promise<void>;
   callTool(
     context: {
@@ -45,9 +51,17 @@ export function createStepRecorder(options: {
   const { database, toolOutputLimit, toolTimeoutMs } = options;
   async function saveStep(
     scope: RunClaim,
-    step: { key: string; kind: 'model' | 'tool'; output: unknown; usage?: ModelResultV1['usage'] },
+    step: {
+      events: EventWriter;
+      key: string;
+      kind: 'model' | 'tool';
+      output: unknown;
+      usage?: ModelResultV1['usage'];
+    },
   ): Promise<void> {
     await database.withScope(scope, async (db) => {
+      // The step's buffered events commit with its checkpoint: one transaction per step.
+      await step.events.appendInTransaction(db, []);
       await db
         .insertInto('brigade.run_steps')
         .values({
@@ -71,6 +85,7 @@ export function createStepRecorder(options: {
         .where('id', '=', scope.runId)
         .execute();
     });
+    step.events.committed();
   }
 
   async function callTool(
@@ -148,13 +163,13 @@ export function createStepRecorder(options: {
         }
       }
     }
-    await saveStep(context.claim, { key, kind: 'tool', output: outcome });
-    context.checkpoints.set(key, outcome);
     context.events.push('tool-call-finished', {
       toolCallId: call.toolCallId,
       toolName: call.toolName,
       status: outcome.status,
     });
+    await saveStep(context.claim, { events: context.events, key, kind: 'tool', output: outcome });
+    context.checkpoints.set(key, outcome);
     return outcome;
   }
 

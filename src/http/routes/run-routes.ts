@@ -95,6 +95,7 @@ function streamEvents(
       stream.write(': keep-alive\n\n').catch(() => aborted.abort());
     }, 15_000);
     let after = options.after;
+    const subscription = services.eventHub.subscribe(run.id);
     try {
       while (!aborted.signal.aborted) {
         const events = await services.threads.runEvents(principal, run, after);
@@ -107,11 +108,11 @@ function streamEvents(
           after = event.seq;
           if (terminalEvents.has(event.type)) return;
         }
-        if (events.length === 0)
-          await services.eventHub.waitFor(run.id, { timeoutMs: 1_000, signal: aborted.signal });
+        if (events.length === 0) await subscription.wait(1_000, aborted.signal);
       }
     } finally {
       clearInterval(keepAlive);
+      subscription.close();
     }
   });
 }

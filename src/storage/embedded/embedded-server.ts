@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -122,8 +122,12 @@ async function findRunningCluster(dataDir: string): Promise<RunningCluster | und
   const pid = Number.parseInt(lines[0] ?? '', 10);
   const port = Number.parseInt(lines[3] ?? '', 10);
   if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined;
+  // Only a postgres whose working directory is this data directory holds it; a reused pid
+  // (any other process, even another cluster's postmaster) means the lock file is stale.
   const command = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  if (!command.includes('postgres')) {
+  const cwd = await realpath(`/proc/${pid}/cwd`).catch(() => '');
+  if (!command.includes('postgres') || cwd !== (await realpath(dataDir).catch(() => dataDir))) {
+    // PostgreSQL would refuse a lock file naming a live process; this one is stale.
     await rm(lockFile, { force: true });
     return undefined;
   }

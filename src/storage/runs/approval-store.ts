@@ -1,10 +1,9 @@
-import { sql } from 'kysely';
 import { AppError, NotFoundError } from '../../domain/errors.ts';
 import type { UserPrincipal } from '../../domain/identity/principal.ts';
 import { writeAudit } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import type { Database } from '../postgres/database.ts';
-import { runQueueChannel } from './run-rows.ts';
+import type { RunSignalSink } from './run-rows.ts';
 import { appendEvents } from './run-store.ts';
 
 /** A pending or decided approval as the API shows it. */
@@ -43,6 +42,8 @@ export function createApprovalStore(options: {
   readonly database: Database;
   /** Validates edited arguments for a tool; returns problems (empty = valid). */
   readonly validateArguments: (toolName: string, input: unknown) => string[];
+  /** Told after commit, so the run resumes and its streams wake at once. */
+  readonly signals: RunSignalSink;
 }) {
   const { database } = options;
   return {
@@ -58,14 +59,14 @@ export function createApprovalStore(options: {
         return rows.map(toApproval);
       });
     },
-    decide(
+    async decide(
       principal: UserPrincipal,
       approvalId: string,
       decision: ApprovalDecision,
     ): Promise<Approval> {
       if (!uuidPattern.test(approvalId))
         throw new NotFoundError('approval_not_found', 'Approval not found.');
-      return database.withScope(scopeFor(principal), async (db) => {
+      const decided = await database.withScope(scopeFor(principal), async (db) => {
         const row = await db
           .selectFrom('brigade.approvals')
           .selectAll()
@@ -175,9 +176,11 @@ export function createApprovalStore(options: {
             },
           },
         });
-        await sql`select pg_notify(${runQueueChannel}, '')`.execute(db);
         return toApproval(updated);
       });
+      options.signals.runChanged(decided.runId);
+      options.signals.queueChanged();
+      return decided;
     },
   };
 }

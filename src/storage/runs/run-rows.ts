@@ -42,3 +42,14 @@ export const runEventsChannel = 'brigade_run_events';
 export const runQueueChannel = 'brigade_run_queue';
 /** NOTIFY channel asking the process executing a run to abort it (payload: run id). */
 export const runCancelChannel = 'brigade_run_cancel';
+
+/**
+ * Where stores report changes after their transaction commits: the runtime wakes local
+ * readers at once and tells other processes with batched NOTIFYs (a NOTIFY inside every
+ * writing transaction would serialise all their commits on PostgreSQL's notify lock).
+ */
+export interface RunSignalSink {
+  runChanged(runId: string): void;
+  queueChanged(): void;
+  cancelRequested(runId: string): void;
+}

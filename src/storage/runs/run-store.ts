@@ -10,13 +10,7 @@ import type { UserPrincipal } from '../../domain/identity/principal.ts';
 import { insertMessage, loadThread } from '../agents/thread-store.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
-import {
-  runCancelChannel,
-  runEventsChannel,
-  runQueueChannel,
-  toRun,
-  toRunEvent,
-} from './run-rows.ts';
+import { type RunSignalSink, toRun, toRunEvent } from './run-rows.ts';
 
 const activeStatuses = ['queued', 'running', 'requires_action'] as const;
 
@@ -41,7 +35,6 @@ export async function appendEvents(
       })),
     )
     .execute();
-  await sql`select pg_notify(${runEventsChannel}, ${run.runId})`.execute(db);
 }
 
 async function nextSeq(db: ScopedDb, runId: string): Promise<number> {
@@ -85,7 +78,11 @@ export interface RunStore {
  * Cancels the active runs of a thread inside the caller's transaction: queued ones at once,
  * running ones by request (their executor aborts and records the cancellation).
  */
-async function cancelActive(db: ScopedDb, threadId: string, rollback: boolean): Promise<void> {
+async function cancelActive(
+  db: ScopedDb,
+  options: { threadId: string; rollback: boolean; signals: Signals },
+): Promise<void> {
+  const { threadId, rollback } = options;
   const active = await db
     .selectFrom('brigade.runs')
     .select(['id', 'tenant_id', 'user_id', 'status'])
@@ -94,7 +91,12 @@ async function cancelActive(db: ScopedDb, threadId: string, rollback: boolean): 
     .forUpdate()
     .execute();
   for (const run of active) {
-    await cancelOne(db, { id: run.id, tenantId: run.tenant_id, userId: run.user_id });
+    await cancelOne(db, {
+      id: run.id,
+      tenantId: run.tenant_id,
+      userId: run.user_id,
+      signals: options.signals,
+    });
   }
   if (rollback && active.length > 0) {
     await db
@@ -108,9 +110,15 @@ async function cancelActive(db: ScopedDb, threadId: string, rollback: boolean): 
   }
 }
 
+/** Signals to send once the transaction has committed. */
+interface Signals {
+  readonly changed: Set<string>;
+  readonly cancelled: Set<string>;
+}
+
 async function cancelOne(
   db: ScopedDb,
-  run: { id: string; tenantId: string; userId: string },
+  run: { id: string; tenantId: string; userId: string; signals: Signals },
 ): Promise<void> {
   // A queued run (or one parked for an approval) has no executor: cancel it here and now.
   const unclaimed = await db
@@ -146,6 +154,7 @@ async function cancelOne(
       },
       [{ type: 'run-cancelled', data: { reason: 'cancelled before it started' } }],
     );
+    run.signals.changed.add(run.id);
     return;
   }
   await db
@@ -153,14 +162,26 @@ async function cancelOne(
     .set({ cancel_requested_at: sql<Date>`coalesce(cancel_requested_at, ${now})` })
     .where('id', '=', run.id)
     .execute();
-  await sql`select pg_notify(${runCancelChannel}, ${run.id})`.execute(db);
+  run.signals.cancelled.add(run.id);
 }
 
 /** The PostgreSQL {@link RunStore}. */
-export function createRunStore(database: Database): RunStore {
+export function createRunStore(database: Database, sink: RunSignalSink): RunStore {
+  /** Runs `work` in a scoped transaction, then sends the signals it collected. */
+  async function withSignals<T>(
+    principal: UserPrincipal,
+    work: (db: ScopedDb, signals: Signals) => Promise<T>,
+  ): Promise<T> {
+    const signals: Signals = { changed: new Set(), cancelled: new Set() };
+    const result = await database.withScope(scopeFor(principal), (db) => work(db, signals));
+    for (const runId of signals.cancelled) sink.cancelRequested(runId);
+    for (const runId of signals.changed) sink.runChanged(runId);
+    if (signals.changed.size > 0) sink.queueChanged();
+    return result;
+  }
   return {
     create(principal, input) {
-      return database.withScope(scopeFor(principal), async (db) => {
+      return withSignals(principal, async (db, signals) => {
         const thread = await db
           .selectFrom('brigade.threads')
           .select('id')
@@ -182,7 +203,11 @@ export function createRunStore(database: Database): RunStore {
             });
           }
           if (input.strategy === 'interrupt' || input.strategy === 'rollback') {
-            await cancelActive(db, input.threadId, input.strategy === 'rollback');
+            await cancelActive(db, {
+              threadId: input.threadId,
+              rollback: input.strategy === 'rollback',
+              signals,
+            });
           }
         }
         const row = await db
@@ -238,7 +263,7 @@ export function createRunStore(database: Database): RunStore {
             },
           ],
         );
-        await sql`select pg_notify(${runQueueChannel}, '')`.execute(db);
+        signals.changed.add(row.id);
         return { run: toRun(row), message };
       });
     },
@@ -280,7 +305,7 @@ export function createRunStore(database: Database): RunStore {
       });
     },
     requestCancel(principal, threadId, runId) {
-      return database.withScope(scopeFor(principal), async (db) => {
+      return withSignals(principal, async (db, signals) => {
         const row = await db
           .selectFrom('brigade.runs')
           .selectAll()
@@ -292,7 +317,7 @@ export function createRunStore(database: Database): RunStore {
         if (!(activeStatuses as readonly string[]).includes(row.status)) {
           throw new AppError('run_not_active', `The run is already ${row.status}.`);
         }
-        await cancelOne(db, { id: row.id, tenantId: row.tenant_id, userId: row.user_id });
+        await cancelOne(db, { id: row.id, tenantId: row.tenant_id, userId: row.user_id, signals });
         const updated = await db
           .selectFrom('brigade.runs')
           .selectAll()
