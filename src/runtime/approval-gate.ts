@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import type { Database } from '../storage/postgres/database.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
 
@@ -41,7 +40,6 @@ export type GateResult =
  * resumes after the decision, the same call (same id) finds the decision and proceeds.
  */
 export async function passApprovalGate(options: {
-  readonly database: Database;
   readonly claim: RunClaim;
   readonly events: EventWriter;
   readonly call: {
@@ -51,11 +49,9 @@ export async function passApprovalGate(options: {
   };
   readonly ttlMs: number;
 }): Promise<GateResult> {
-  const { database, claim, events, call } = options;
-  await events.flush();
-  const result = await database.withScope(
-    claim,
-    async (db): Promise<GateResult | { kind: 'parked'; id: string }> => {
+  const { claim, events, call } = options;
+  const result = await events.inTransaction(
+    async (db, append): Promise<GateResult | { kind: 'parked'; id: string }> => {
       const existing = await db
         .selectFrom('brigade.approvals')
         .selectAll()
@@ -117,7 +113,7 @@ export async function passApprovalGate(options: {
           .set({ status: 'requires_action', pending_action: JSON.stringify(pending) })
           .where('id', '=', claim.runId)
           .execute();
-        await events.appendInTransaction(db, [{ type: 'approval-requested', data: pending }]);
+        await append([{ type: 'approval-requested', data: pending }]);
       }
       await db
         .updateTable('brigade.run_queue')
@@ -127,7 +123,6 @@ export async function passApprovalGate(options: {
       return { kind: 'parked', id: approvalId };
     },
   );
-  events.committed();
   if (result.kind === 'parked') throw new RunParkedError(result.id);
   return result;
 }

@@ -2,6 +2,12 @@ import type { Database, ScopedDb } from '../storage/postgres/database.ts';
 import type { RunSignalSink } from '../storage/runs/run-rows.ts';
 import { appendEvents } from '../storage/runs/run-store.ts';
 
+/** An event to append. */
+export interface RunEventInput {
+  readonly type: string;
+  readonly data: Record<string, unknown>;
+}
+
 /**
  * Buffers a run's events and writes them in batches: deltas and other events are coalesced
  * and flushed at most every `flushMs`, or earlier inside the transaction that checkpoints a
@@ -11,13 +17,14 @@ export interface EventWriter {
   delta(text: string): void;
   push(type: string, data: Record<string, unknown>): void;
   flush(): Promise<void>;
-  /** Appends events (and everything buffered) inside an open transaction. */
-  appendInTransaction(
-    db: ScopedDb,
-    events: readonly { type: string; data: Record<string, unknown> }[],
-  ): Promise<void>;
-  /** Call after the transaction given to `appendInTransaction` committed: wakes readers. */
-  committed(): void;
+  /**
+   * Runs `work` in one scoped transaction; `append` writes the buffered events plus the given
+   * ones in it. Earlier batches commit first (so readers never see a gap), and no connection
+   * is held while waiting for them; readers are woken after the commit.
+   */
+  inTransaction<T>(
+    work: (db: ScopedDb, append: (events: readonly RunEventInput[]) => Promise<void>) => Promise<T>,
+  ): Promise<T>;
   close(): void;
 }
 
@@ -36,6 +43,7 @@ export function createEventWriter(options: {
   let text = '';
   let timer: NodeJS.Timeout | undefined;
   let chain: Promise<void> = Promise.resolve();
+  let held = false;
 
   function take() {
     if (text.length > 0) {
@@ -69,6 +77,7 @@ export function createEventWriter(options: {
   }
 
   function schedule(): void {
+    if (held) return;
     timer ??= setTimeout(() => {
       timer = undefined;
       flush().catch(() => undefined);
@@ -89,20 +98,27 @@ export function createEventWriter(options: {
       schedule();
     },
     flush,
-    async appendInTransaction(db, events) {
-      // Earlier batches commit first; what is still buffered joins this transaction.
-      await chain.catch(() => undefined);
+    async inTransaction(work) {
+      held = true;
       if (timer !== undefined) {
         clearTimeout(timer);
         timer = undefined;
       }
-      const { batch, firstSeq } = take();
-      const all = [...batch, ...events];
-      seq += events.length;
-      await appendEvents(db, { ...claim, firstSeq }, all);
-    },
-    committed() {
-      sink.runChanged(claim.runId);
+      try {
+        await chain.catch(() => undefined);
+        const result = await database.withScope(claim, (db) =>
+          work(db, async (events) => {
+            const { batch, firstSeq } = take();
+            seq += events.length;
+            await appendEvents(db, { ...claim, firstSeq }, [...batch, ...events]);
+          }),
+        );
+        sink.runChanged(claim.runId);
+        return result;
+      } finally {
+        held = false;
+        if (pending.length > 0 || text.length > 0) schedule();
+      }
     },
     close() {
       if (timer !== undefined) clearTimeout(timer);

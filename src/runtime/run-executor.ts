@@ -56,7 +56,6 @@ function toCoreMessage(message: Message): MessageV1 {
 export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
   const { database, gateway, logger } = options;
   const { saveStep, callTool } = createStepRecorder({
-    database,
     tools: options.tools,
     toolOutputLimit: options.toolOutputLimit ?? 64 * 1024,
     toolTimeoutMs: options.toolTimeoutMs ?? 30_000,
@@ -110,7 +109,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     },
     events: EventWriter,
   ): Promise<'done' | 'cancelled-late'> {
-    const finished = await database.withScope(claim, async (db) => {
+    const finished = await events.inTransaction(async (db, append) => {
       const now = new Date();
       const updated = await db
         .updateTable('brigade.runs')
@@ -158,7 +157,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
               : outcome.status === 'cancelled'
                 ? 'run-cancelled'
                 : 'run-expired';
-        await events.appendInTransaction(db, [
+        await append([
           {
             type,
             data: {
@@ -175,7 +174,6 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       await db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute();
       return 'done' as const;
     });
-    events.committed();
     options.signals.queueChanged();
     return finished;
   }
@@ -224,7 +222,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       }
       const now = Date.now();
       const deadline = run.deadlineAt?.getTime() ?? now + agent.runTimeoutMs;
-      await database.withScope(claim, async (db) => {
+      await events.inTransaction(async (db, append) => {
         await db
           .updateTable('brigade.runs')
           .set({
@@ -235,11 +233,10 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           })
           .where('id', '=', claim.runId)
           .execute();
-        await events.appendInTransaction(db, [
+        await append([
           { type: run.startedAt === null ? 'run-started' : 'run-resumed', data: { runId: run.id } },
         ]);
       });
-      events.committed();
       const timer = setTimeout(
         () => controller.abort('timeout' satisfies AbortReason),
         Math.max(0, deadline - Date.now()),

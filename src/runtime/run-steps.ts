@@ -1,6 +1,5 @@
 import type { Agent } from '../domain/agents/agent-types.ts';
 import type { ModelResultV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
-import type { Database } from '../storage/postgres/database.ts';
 import { passApprovalGate } from './approval-gate.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
@@ -41,14 +40,13 @@ export interface StepRecorder {
  * idempotency key `runId:tool:<callId>`.
  */
 export function createStepRecorder(options: {
-  readonly database: Database;
   readonly tools: readonly ToolDefinition[];
   readonly toolOutputLimit: number;
   readonly toolTimeoutMs: number;
   /** How long a pending approval stays decidable, in milliseconds. */
   readonly approvalTtlMs: number;
 }): StepRecorder {
-  const { database, toolOutputLimit, toolTimeoutMs } = options;
+  const { toolOutputLimit, toolTimeoutMs } = options;
   async function saveStep(
     scope: RunClaim,
     step: {
@@ -59,9 +57,9 @@ export function createStepRecorder(options: {
       usage?: ModelResultV1['usage'];
     },
   ): Promise<void> {
-    await database.withScope(scope, async (db) => {
-      // The step's buffered events commit with its checkpoint: one transaction per step.
-      await step.events.appendInTransaction(db, []);
+    // The step's buffered events commit with its checkpoint: one transaction per step.
+    await step.events.inTransaction(async (db, append) => {
+      await append([]);
       await db
         .insertInto('brigade.run_steps')
         .values({
@@ -85,7 +83,6 @@ export function createStepRecorder(options: {
         .where('id', '=', scope.runId)
         .execute();
     });
-    step.events.committed();
   }
 
   async function callTool(
@@ -120,7 +117,6 @@ export function createStepRecorder(options: {
       const gate =
         problems.length === 0 && context.agent.approvalRequiredTools.includes(call.toolName)
           ? await passApprovalGate({
-              database,
               claim: context.claim,
               events: context.events,
               call,
