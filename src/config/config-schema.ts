@@ -72,8 +72,8 @@ const authSchema = z
 
 const runsSchema = z
   .strictObject({
-    /** Runs one process executes at once. */
-    concurrency: z.int().min(1).max(10_000).default(64),
+    /** Runs one process executes at once; 0 makes an API-only process that executes none. */
+    concurrency: z.int().min(0).max(10_000).default(64),
     /** How often an idle scheduler looks for queued runs, in milliseconds (NOTIFY wakes it sooner). */
     pollIntervalMs: z.int().min(10).max(60_000).default(250),
     /** A run whose executor missed heartbeats this long is resumed by another process. */
