@@ -18,13 +18,16 @@ export interface BenchServer {
 /** Starts Brigade in this process with `file` merged into its config. */
 export async function startBenchServer(file: Record<string, unknown>): Promise<BenchServer> {
   const env = processEnvironment();
-  const directory = env['DATABASE_URL'] === undefined ? await mkdtemp(join(tmpdir(), 'brigade-bench-')) : undefined;
+  const directory =
+    env['DATABASE_URL'] === undefined ? await mkdtemp(join(tmpdir(), 'brigade-bench-')) : undefined;
   if (directory !== undefined) await chmod(directory, 0o755);
   const config = loadConfig({
     file: {
       ...file,
       server: { port: 0 },
-      ...(directory === undefined ? {} : { database: { embedded: { dataDir: join(directory, 'postgres') }, poolSize: 20 } }),
+      ...(directory === undefined
+        ? {}
+        : { database: { embedded: { dataDir: join(directory, 'postgres') }, poolSize: 20 } }),
     },
     env: { ...env, BRIGADE_OPERATOR_KEY: benchOperatorKey, LOG_LEVEL: 'silent' },
   });
@@ -41,7 +44,10 @@ export async function startBenchServer(file: Record<string, unknown>): Promise<B
 }
 
 /** Sends one JSON request and returns the parsed body (throws on a non-2xx status). */
-export async function call<T>(url: string, options: { method: string; key: string; body?: unknown }): Promise<T> {
+export async function call<T>(
+  url: string,
+  options: { method: string; key: string; body?: unknown },
+): Promise<T> {
   const response = await fetch(url, {
     method: options.method,
     headers: {
@@ -67,10 +73,13 @@ export async function seedAdmin(url: string): Promise<string> {
     key: benchOperatorKey,
     body: { role: 'admin' },
   });
-  const key = await call<{ secret: string }>(`${url}/v1/tenants/${tenant.id}/users/${user.id}/api-keys`, {
-    method: 'POST',
-    key: benchOperatorKey,
-    body: { name: 'bench' },
-  });
+  const key = await call<{ secret: string }>(
+    `${url}/v1/tenants/${tenant.id}/users/${user.id}/api-keys`,
+    {
+      method: 'POST',
+      key: benchOperatorKey,
+      body: { name: 'bench' },
+    },
+  );
   return key.secret;
 }

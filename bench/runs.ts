@@ -28,7 +28,12 @@ async function baselineRun(): Promise<void> {
     logger: { info: () => undefined, warn: () => undefined },
     model: {
       generate: (request) =>
-        generateLocal({ ...request, maxOutputTokens: 100, signal: controller.signal, tokenDelayMs: 0 }),
+        generateLocal({
+          ...request,
+          maxOutputTokens: 100,
+          signal: controller.signal,
+          tokenDelayMs: 0,
+        }),
     },
     tools: {
       available: [calculator],
@@ -80,7 +85,9 @@ export async function run(quick: boolean): Promise<object> {
       body: { name: 'bench', tools: ['calculator'] },
     });
     const threads = await Promise.all(
-      Array.from({ length: 64 }, () => call<{ id: string }>(`${server.url}/v1/threads`, { method: 'POST', key, body: {} })),
+      Array.from({ length: 64 }, () =>
+        call<{ id: string }>(`${server.url}/v1/threads`, { method: 'POST', key, body: {} }),
+      ),
     );
     let counter = 0;
     const once = async () => {
@@ -110,7 +117,8 @@ export async function run(quick: boolean): Promise<object> {
         cpu_ms_per_run_c64: round(c64.cpuMsPerRun),
       },
       baseline: {
-        description: 'the same tool-loop core with the local model and calculator called in-process, no harness',
+        description:
+          'the same tool-loop core with the local model and calculator called in-process, no harness',
         runs_per_s: round(direct.perSecond),
         p50_ms: round(direct.p50),
       },

@@ -40,7 +40,7 @@ export async function spawnServer(options: {
       cwd: repository,
       env: {
         // biome-ignore lint/style/noProcessEnv: the child needs PATH to find its tools.
-      PATH: process.env['PATH'] ?? '',
+        PATH: process.env['PATH'] ?? '',
         DATABASE_URL: options.databaseUrl,
         BRIGADE_OPERATOR_KEY: testOperatorKey,
         LOG_LEVEL: 'warn',

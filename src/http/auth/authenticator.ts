@@ -140,18 +140,42 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     return userPrincipal(user, 'api_key', { id: key.id, scopes: key.scopes ?? undefined });
   }
 
+  /**
+   * Verifies a JWT against every enabled provider registered for its issuer. It signs in only
+   * when the providers that accept it all belong to one tenant: if two tenants trust the same
+   * issuer and audience (one may have copied the other's public registration), the token is
+   * refused and both tenants' audit logs say why, rather than letting row order decide.
+   */
   async function authenticateJwt(token: string): Promise<Principal> {
     const issuer = jwt.peekIssuer(token);
     if (issuer === undefined) throw new UnauthenticatedError();
+    const accepted: { provider: OidcProvider; payload: JWTPayload; subject: string }[] = [];
     for (const provider of await store.findOidcProviders(issuer)) {
-      let payload: JWTPayload;
       try {
-        payload = await jwt.verify(provider, token);
+        const payload = await jwt.verify(provider, token);
+        const subject = claimString(payload, provider.subjectClaim);
+        if (subject !== undefined) accepted.push({ provider, payload, subject });
       } catch {
-        continue;
+        // Not this provider's token.
       }
-      const subject = claimString(payload, provider.subjectClaim);
-      if (subject === undefined) continue;
+    }
+    const tenants = new Set(accepted.map((entry) => entry.provider.tenantId));
+    if (tenants.size > 1) {
+      for (const tenantId of tenants) {
+        await store
+          .recordAudit(tenantId, undefined, {
+            action: 'auth.failed',
+            targetType: 'oidc_provider',
+            targetId:
+              accepted.find((entry) => entry.provider.tenantId === tenantId)?.provider.id ?? '',
+            outcome: 'denied',
+            reason: 'another tenant trusts the same issuer and audience; the token is ambiguous',
+          })
+          .catch(() => undefined);
+      }
+      throw new UnauthenticatedError();
+    }
+    for (const { provider, payload, subject } of accepted) {
       let user = await store.findUserBySubject(provider, subject);
       if (user === undefined && provider.jitProvisioning) {
         try {
@@ -169,7 +193,8 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
           user = await store.findUserBySubject(provider, subject);
         }
       }
-      if (user === undefined || user.status !== 'active') throw new UnauthenticatedError();
+      if (user === undefined) continue;
+      if (user.status !== 'active') throw new UnauthenticatedError();
       return userPrincipal(user, 'jwt');
     }
     throw new UnauthenticatedError();

@@ -1,0 +1,206 @@
+import { randomBytes } from 'node:crypto';
+import {
+  isPrivileged,
+  type World,
+  type WorldTenant,
+  type WorldUser,
+  writesThreads,
+} from './attack-world.ts';
+
+/** One operation of the published OpenAPI document. */
+export interface Operation {
+  readonly operationId: string;
+  readonly method: string;
+  readonly path: string;
+  readonly params: readonly string[];
+  readonly hasBody: boolean;
+}
+
+/** What a request must come to: refused (403/404), allowed (200, reads only) or not asserted. */
+export type Expectation = 'refused' | 'allowed' | 'unspecified';
+
+/** One request of the attack, with the outcome the oracle demands. */
+export interface Attempt {
+  readonly operation: Operation;
+  readonly path: string;
+  readonly body: unknown;
+  readonly expectation: Expectation;
+  readonly crossTenant: boolean;
+}
+
+/** How the attack fills each path parameter from a victim: every matching id, or none. */
+const fillers: Record<string, (victim: WorldUser, tenant: WorldTenant) => readonly string[]> = {
+  tenantId: (victim) => [victim.tenantId],
+  userId: (victim) => [victim.id],
+  keyId: (victim) => victim.keys.map((key) => key.id),
+  providerId: (_, tenant) => (tenant.provider === undefined ? [] : [tenant.provider.id]),
+  agentId: (_, tenant) => [tenant.agentId],
+  threadId: (victim) => (victim.parked === undefined ? [] : [victim.parked.threadId]),
+  runId: (victim) => (victim.parked === undefined ? [] : [victim.parked.runId]),
+  approvalId: (victim) => (victim.parked === undefined ? [] : [victim.parked.approvalId]),
+};
+
+/** A valid, harmful request body per operation, so a refusal comes from authorization. */
+const bodies: Record<string, (victim: WorldUser, tenant: WorldTenant) => unknown> = {
+  createTenant: () => ({ slug: `evil-${randomBytes(4).toString('hex')}`, name: 'Evil' }),
+  createUser: () => ({ role: 'owner', displayName: 'intruder' }),
+  updateUser: (victim) => ({
+    role: victim.role === 'viewer' ? 'member' : 'viewer',
+    displayName: 'pwned',
+  }),
+  createApiKey: () => ({ name: 'stolen' }),
+  rotateApiKey: () => ({ gracePeriodSeconds: 0 }),
+  createOidcProvider: () => ({
+    name: 'evil',
+    issuer: 'https://evil.idp.test',
+    audience: 'evil',
+    jwksUrl: 'http://127.0.0.1:1/jwks',
+    jitProvisioning: true,
+  }),
+  createAgent: () => ({ name: `evil-${randomBytes(4).toString('hex')}` }),
+  updateAgent: () => ({ instructions: 'pwned' }),
+  createThread: () => ({ title: 'evil' }),
+  createRun: (_, tenant) => ({
+    agentId: tenant.agentId,
+    input: 'call calculator {"expression":"1"}',
+  }),
+  decideApproval: () => ({ decision: 'approve' }),
+};
+
+/** Reads every operation of the server's OpenAPI document. */
+export async function loadOperations(url: string): Promise<Operation[]> {
+  const document = (await (await fetch(`${url}/openapi.json`)).json()) as {
+    paths: Record<string, Record<string, { operationId?: string; requestBody?: unknown }>>;
+  };
+  return Object.entries(document.paths).flatMap(([path, methods]) =>
+    Object.entries(methods).map(([method, operation]) => ({
+      operationId: operation.operationId ?? `${method} ${path}`,
+      method,
+      path,
+      params: [...path.matchAll(/\{(\w+)\}/g)].map((match) => match[1] ?? ''),
+      hasBody: operation.requestBody !== undefined,
+    })),
+  );
+}
+
+/** Operations the attack cannot fill: an unknown path parameter or an unknown request body. */
+export function unfillable(all: readonly Operation[]): string[] {
+  return all
+    .filter(
+      (operation) =>
+        operation.params.some((param) => fillers[param] === undefined) ||
+        (operation.hasBody && bodies[operation.operationId] === undefined),
+    )
+    .map(
+      (operation) => `${operation.operationId} ${operation.method.toUpperCase()} ${operation.path}`,
+    );
+}
+
+/**
+ * The test's own oracle for a same-tenant attempt on another user's objects. Threads, runs and
+ * approvals belong to their user alone; users and keys are managed by owners and admins (an
+ * admin never touches an owner's role or credentials); OIDC providers and agent changes need
+ * owner or admin. Anything across tenants is refused.
+ */
+function expectationFor(operation: Operation, attacker: WorldUser, victim: WorldUser): Expectation {
+  if (attacker.tenantId !== victim.tenantId) return 'refused';
+  const has = (name: string) => operation.params.includes(name);
+  const mutating = operation.method !== 'get';
+  const privileged = isPrivileged(attacker.role);
+  if (has('threadId') || has('runId') || has('approvalId')) return 'refused';
+  if (has('userId')) {
+    if (!privileged) return 'refused';
+    if (mutating && attacker.role === 'admin' && victim.role === 'owner') return 'refused';
+    return 'allowed';
+  }
+  if (has('providerId')) return privileged ? 'allowed' : 'refused';
+  if (has('agentId')) return mutating && !privileged ? 'refused' : 'allowed';
+  switch (operation.operationId) {
+    case 'getTenant':
+      return 'allowed';
+    case 'listUsers':
+    case 'createUser':
+    case 'listOidcProviders':
+    case 'createOidcProvider':
+      return privileged ? 'allowed' : 'refused';
+    default:
+      return 'unspecified';
+  }
+}
+
+/** The oracle for operations without path parameters (they act on the caller's own tenant). */
+function selfExpectation(operation: Operation, attacker: WorldUser): Expectation {
+  if (operation.method === 'get') return 'allowed';
+  switch (operation.operationId) {
+    case 'createTenant':
+      return 'refused';
+    case 'createAgent':
+      return isPrivileged(attacker.role) ? 'allowed' : 'refused';
+    case 'createThread':
+      return writesThreads(attacker.role) ? 'allowed' : 'refused';
+    default:
+      return 'unspecified';
+  }
+}
+
+function cartesian(lists: readonly (readonly string[])[]): string[][] {
+  return lists.reduce<string[][]>(
+    (combinations, list) => combinations.flatMap((prefix) => list.map((id) => [...prefix, id])),
+    [[]],
+  );
+}
+
+/** Every attempt `attacker` makes on every other user's ids, on every operation; deduplicated. */
+export function attemptsOf(options: {
+  readonly attacker: WorldUser;
+  readonly world: World;
+  readonly operations: readonly Operation[];
+}): Attempt[] {
+  const { attacker, world, operations } = options;
+  const attempts = new Map<string, Attempt>();
+  const add = (attempt: Attempt) => {
+    const mutating = attempt.operation.method !== 'get';
+    if (mutating && attempt.expectation !== 'refused') return; // never break the world on purpose
+    attempts.set(`${attempt.operation.method} ${attempt.path}`, attempt);
+  };
+  const ownTenant = world.tenants.find((tenant) => tenant.id === attacker.tenantId);
+  for (const operation of operations) {
+    if (operation.params.length === 0) {
+      const body =
+        ownTenant === undefined ? undefined : bodies[operation.operationId]?.(attacker, ownTenant);
+      const expectation = selfExpectation(operation, attacker);
+      add({ operation, path: operation.path, body, expectation, crossTenant: false });
+      continue;
+    }
+    for (const tenant of world.tenants) {
+      for (const victim of tenant.users) {
+        if (victim.id === attacker.id) continue;
+        const values = operation.params.map((param) => fillers[param]?.(victim, tenant) ?? []);
+        for (const ids of cartesian(values)) {
+          const path = operation.params.reduce(
+            (filled, param, index) => filled.replace(`{${param}}`, ids[index] ?? ''),
+            operation.path,
+          );
+          const body = bodies[operation.operationId]?.(victim, tenant);
+          const expectation = expectationFor(operation, attacker, victim);
+          const crossTenant = victim.tenantId !== attacker.tenantId;
+          add({ operation, path, body, expectation, crossTenant });
+        }
+      }
+    }
+  }
+  // Ids in bodies: start a run on one's own thread with another tenant's agent.
+  const createRun = operations.find((operation) => operation.operationId === 'createRun');
+  for (const tenant of world.tenants) {
+    if (createRun === undefined || attacker.parked === undefined || tenant.id === attacker.tenantId)
+      continue;
+    add({
+      operation: createRun,
+      path: `/v1/threads/${attacker.parked.threadId}/runs`,
+      body: { agentId: tenant.agentId, input: 'call calculator {"expression":"2"}' },
+      expectation: 'refused',
+      crossTenant: true,
+    });
+  }
+  return [...attempts.values()];
+}

@@ -1,0 +1,337 @@
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import fc from 'fast-check';
+import { SignJWT } from 'jose';
+import { type ApiClient, apiClient, type Created, seedTenant } from './api-client.ts';
+
+/** Tenant roles, most powerful first (the test's own copy, so it does not trust `src/`). */
+export const roles = ['owner', 'admin', 'member', 'viewer'] as const;
+
+/** A tenant role. */
+export type Role = (typeof roles)[number];
+
+/** True for the roles that manage users, keys and OIDC providers. */
+export const isPrivileged = (role: Role): boolean => role === 'owner' || role === 'admin';
+
+/** True for the roles that may own threads and start runs. */
+export const writesThreads = (role: Role): boolean => role !== 'viewer';
+
+/** The generated shape of one user: role, how many keys, which key it attacks with. */
+export interface UserSpec {
+  readonly role: Role;
+  readonly keyCount: number;
+  readonly credentialIndex: number;
+}
+
+/** The generated shape of one tenant. */
+export interface TenantSpec {
+  readonly users: readonly UserSpec[];
+  readonly oidc: 'none' | 'pem' | 'jwks';
+}
+
+const userSpecArbitrary = fc.record({
+  role: fc.constantFrom(...roles),
+  keyCount: fc.integer({ min: 1, max: 2 }),
+  credentialIndex: fc.nat({ max: 1 }),
+});
+
+/** 1–4 users of random roles, at least one of them an owner. */
+const tenantSpecArbitrary: fc.Arbitrary<TenantSpec> = fc.record({
+  users: fc
+    .tuple(fc.array(userSpecArbitrary, { minLength: 1, maxLength: 4 }), fc.nat())
+    .map(([users, pick]) =>
+      users.some((user) => user.role === 'owner')
+        ? users
+        : users.map((user, index) =>
+            index === pick % users.length ? { ...user, role: 'owner' as const } : user,
+          ),
+    ),
+  oidc: fc.constantFrom('none', 'pem', 'jwks'),
+});
+
+/** A world of 2–3 tenants. */
+export const worldSpecArbitrary = fc.array(tenantSpecArbitrary, { minLength: 2, maxLength: 3 });
+
+/** An API key of the world with its secret. */
+export interface WorldKey {
+  readonly id: string;
+  readonly secret: string;
+}
+
+/** A user's private thread with a run parked on a pending approval. */
+export interface ParkedRun {
+  readonly threadId: string;
+  readonly runId: string;
+  readonly approvalId: string;
+}
+
+/** A user of the world and everything it owns. */
+export interface WorldUser {
+  readonly tenantId: string;
+  readonly id: string;
+  readonly role: Role;
+  readonly displayName: string;
+  readonly keys: readonly WorldKey[];
+  /** The secret this user attacks with. */
+  readonly credential: string;
+  readonly parked: ParkedRun | undefined;
+}
+
+/** A tenant's OIDC provider; `signingKey` is its identity provider's private key (PEM kind). */
+export interface WorldProvider {
+  readonly id: string;
+  readonly issuer: string;
+  readonly audience: string;
+  readonly signingKey: KeyObject | undefined;
+}
+
+/** A tenant of the world. */
+export interface WorldTenant {
+  readonly id: string;
+  readonly slug: string;
+  readonly agentId: string;
+  readonly users: readonly WorldUser[];
+  readonly provider: WorldProvider | undefined;
+}
+
+/** Everything one property run built through the API. */
+export interface World {
+  readonly tag: string;
+  readonly tenants: readonly WorldTenant[];
+  readonly users: readonly WorldUser[];
+}
+
+/** An identity provider's RSA key pair: the private key signs, the PEM goes to Brigade. */
+export interface IdentityProviderKey {
+  readonly privateKey: KeyObject;
+  readonly publicKeyPem: string;
+}
+
+/** Generates an RSA identity provider key (about 100 ms each, so tests keep a small pool). */
+export function createIdentityProviderKey(): IdentityProviderKey {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { privateKey, publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+}
+
+/** Signs a five-minute RS256 ID token as an identity provider holding `key` would. */
+export function signIdToken(options: {
+  readonly issuer: string;
+  readonly audience: string;
+  readonly key: KeyObject;
+  readonly claims: Record<string, unknown>;
+}): Promise<string> {
+  return new SignJWT(options.claims)
+    .setProtectedHeader({ alg: 'RS256' })
+    .setIssuer(options.issuer)
+    .setAudience(options.audience)
+    .setIssuedAt()
+    .setExpirationTime('5m')
+    .sign(options.key);
+}
+
+/** Throws unless `response` has `status`: world building must not silently half-succeed. */
+export function must<T>(response: { status: number; body: T }, status: number, what: string): T {
+  if (response.status !== status) {
+    throw new Error(
+      `${what}: expected ${status}, got ${response.status} ${JSON.stringify(response.body)}`,
+    );
+  }
+  return response.body;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Starts a run that calls an approval-gated tool and waits until it is parked on the approval. */
+async function parkRun(client: ApiClient, agentId: string): Promise<ParkedRun> {
+  const thread = must(
+    await client.post<Created>('/v1/threads', { title: 'private' }),
+    201,
+    'thread',
+  );
+  const run = must(
+    await client.post<Created>(`/v1/threads/${thread.id}/runs`, {
+      agentId,
+      input: 'call calculator {"expression":"6*7"}',
+    }),
+    201,
+    'run',
+  );
+  for (let attempt = 0; attempt < 400; attempt += 1) {
+    const pending = await client.get<{ data: { id: string; runId: string }[] }>('/v1/approvals');
+    const approval = pending.body.data.find((item) => item.runId === run.id);
+    if (approval !== undefined)
+      return { threadId: thread.id, runId: run.id, approvalId: approval.id };
+    await sleep(25);
+  }
+  throw new Error(`run ${run.id} never asked for approval`);
+}
+
+interface BuildContext {
+  readonly url: string;
+  readonly operator: ApiClient;
+  readonly identityKey: IdentityProviderKey;
+}
+
+async function buildUser(
+  context: BuildContext,
+  options: { tenantId: string; spec: UserSpec; displayName: string },
+) {
+  const { operator } = context;
+  const { tenantId, spec, displayName } = options;
+  const user = must(
+    await operator.post<Created>(`/v1/tenants/${tenantId}/users`, { role: spec.role, displayName }),
+    201,
+    'user',
+  );
+  const keys: WorldKey[] = [];
+  for (let index = 0; index < spec.keyCount; index += 1) {
+    const key = must(
+      await operator.post<Created>(`/v1/tenants/${tenantId}/users/${user.id}/api-keys`, {
+        name: `key-${index}`,
+      }),
+      201,
+      'key',
+    );
+    keys.push({ id: key.id, secret: key.secret ?? '' });
+  }
+  const credential = keys[spec.credentialIndex % keys.length]?.secret ?? '';
+  return { tenantId, id: user.id, role: spec.role, displayName, keys, credential };
+}
+
+async function buildProvider(
+  context: BuildContext,
+  options: { tenantId: string; slug: string; kind: TenantSpec['oidc'] },
+): Promise<WorldProvider | undefined> {
+  const { tenantId, slug, kind } = options;
+  if (kind === 'none') return undefined;
+  const issuer = `https://${slug}.idp.test`;
+  const audience = `brigade-${slug}`;
+  const keys =
+    kind === 'pem'
+      ? { publicKeysPem: [context.identityKey.publicKeyPem] }
+      : { jwksUrl: 'http://127.0.0.1:1/jwks' };
+  const provider = must(
+    await context.operator.post<Created>(`/v1/tenants/${tenantId}/oidc-providers`, {
+      name: 'idp',
+      issuer,
+      audience,
+      jitProvisioning: true,
+      ...keys,
+    }),
+    201,
+    'oidc provider',
+  );
+  const signingKey = kind === 'pem' ? context.identityKey.privateKey : undefined;
+  return { id: provider.id, issuer, audience, signingKey };
+}
+
+/** Builds one tenant as the operator; its owner creates an approval-gated agent. */
+export async function buildTenant(
+  context: BuildContext,
+  options: { spec: TenantSpec; slug: string },
+): Promise<WorldTenant> {
+  const { spec, slug } = options;
+  const tenantId = await seedTenant(context.operator, slug);
+  const users = await Promise.all(
+    spec.users.map((userSpec, index) =>
+      buildUser(context, { tenantId, spec: userSpec, displayName: `${slug}-u${index}` }),
+    ),
+  );
+  const owner = users.find((user) => user.role === 'owner');
+  if (owner === undefined) throw new Error('the generator promised an owner');
+  const agent = must(
+    await apiClient(context.url, owner.credential).post<Created>('/v1/agents', {
+      name: 'careful',
+      tools: ['calculator'],
+      approvalRequiredTools: ['calculator'],
+    }),
+    201,
+    'agent',
+  );
+  const provider = await buildProvider(context, { tenantId, slug, kind: spec.oidc });
+  const withRuns = await Promise.all(
+    users.map(async (user) => ({
+      ...user,
+      parked: writesThreads(user.role)
+        ? await parkRun(apiClient(context.url, user.credential), agent.id)
+        : undefined,
+    })),
+  );
+  return { id: tenantId, slug, agentId: agent.id, users: withRuns, provider };
+}
+
+/** Every id of the world that belongs to `user` (what it legitimately knows about itself). */
+export function ownIds(user: WorldUser): string[] {
+  const parked = user.parked === undefined ? [] : Object.values(user.parked);
+  return [user.tenantId, user.id, ...user.keys.map((key) => key.id), ...parked];
+}
+
+/** Every id of the world that belongs to `tenant`. */
+export function tenantIds(tenant: WorldTenant): string[] {
+  return [
+    tenant.id,
+    tenant.agentId,
+    ...(tenant.provider === undefined ? [] : [tenant.provider.id]),
+    ...tenant.users.flatMap(ownIds),
+  ];
+}
+
+/** A response as the attack sees it: status, raw text (for leak checks) and parsed JSON. */
+export interface Outcome {
+  readonly status: number;
+  readonly text: string;
+  readonly json: unknown;
+}
+
+/** One HTTP request of the attack, with any extra headers the attacker chooses. */
+export interface AttackRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly body?: unknown;
+  readonly headers?: Record<string, string>;
+}
+
+/**
+ * Sends `request` to `url` with `credential` as bearer token. An event stream is not read
+ * (a wrongly granted one would never end); every request gives up after 15 s.
+ */
+export async function send(
+  url: string,
+  credential: string,
+  request: AttackRequest,
+): Promise<Outcome> {
+  const headers: Record<string, string> = {
+    authorization: `Bearer ${credential}`,
+    ...request.headers,
+  };
+  if (request.body !== undefined) headers['content-type'] = 'application/json';
+  const response = await fetch(`${url}${request.path}`, {
+    method: request.method.toUpperCase(),
+    headers,
+    signal: AbortSignal.timeout(15_000),
+    ...(request.body === undefined ? {} : { body: JSON.stringify(request.body) }),
+  });
+  if ((response.headers.get('content-type') ?? '').includes('text/event-stream')) {
+    await response.body?.cancel();
+    return { status: response.status, text: '', json: null };
+  }
+  const text = await response.text();
+  let json: unknown = null;
+  try {
+    json = text.length === 0 ? null : JSON.parse(text);
+  } catch {
+    // Not JSON: the leak checks still read the text.
+  }
+  return { status: response.status, text, json };
+}
+
+/** Runs `work` over `items` with at most 8 in flight. */
+export async function inPool<T>(
+  items: readonly T[],
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  const queue = [...items];
+  const worker = async () => {
+    for (let item = queue.shift(); item !== undefined; item = queue.shift()) await work(item);
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+}
