@@ -5,6 +5,7 @@
 const benches: Record<string, () => Promise<{ run: (quick: boolean) => Promise<object> }>> = {
   isolation: () => import('./isolation.ts'),
   runs: () => import('./runs.ts'),
+  streams: () => import('./streams.ts'),
 };
 
 const [name, ...flags] = process.argv.slice(2);

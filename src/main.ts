@@ -108,6 +108,10 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
         : validateToolInput(tool.inputSchema, input);
     },
   });
+  // Streaming deltas are written in batches; with many runs streaming at once the batches
+  // grow (up to 1 s) so event writes stay near 400 transactions a second per process.
+  let activeRuns = (): number => 0;
+  const eventFlushMs = () => Math.min(1_000, Math.max(50, activeRuns() * 2.5));
   const scheduler = createRunScheduler({
     database: storage.database,
     executor: createRunExecutor({
@@ -117,6 +121,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       cores,
       logger,
       signals,
+      eventFlushMs,
     }),
     logger,
     signals,
@@ -124,6 +129,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     pollIntervalMs: config.runs.pollIntervalMs,
     staleAfterMs: config.runs.staleAfterMs,
   });
+  activeRuns = () => scheduler.active;
   try {
     await signals.start();
     await scheduler.start();

@@ -34,10 +34,11 @@ export function createEventWriter(options: {
   readonly claim: { readonly runId: string; readonly tenantId: string; readonly userId: string };
   readonly nextSeq: number;
   readonly sink: RunSignalSink;
-  readonly flushMs?: number;
+  /** Longest a buffered event waits before it is written, in milliseconds (read per batch). */
+  readonly flushMs?: () => number;
 }): EventWriter {
   const { database, claim, sink } = options;
-  const flushMs = options.flushMs ?? 50;
+  const flushMs = options.flushMs ?? (() => 50);
   let seq = options.nextSeq;
   let pending: { type: string; data: Record<string, unknown> }[] = [];
   let text = '';
@@ -81,7 +82,7 @@ export function createEventWriter(options: {
     timer ??= setTimeout(() => {
       timer = undefined;
       flush().catch(() => undefined);
-    }, flushMs);
+    }, flushMs());
   }
 
   return {

@@ -37,6 +37,8 @@ export interface RunExecutorOptions {
   readonly logger: ExecutorLogger;
   /** Wakes readers and schedulers after commits. */
   readonly signals: RunSignalSink;
+  /** How long buffered events (deltas) may wait before a write; grows with load. */
+  readonly eventFlushMs?: () => number;
   /** How long tool output may be, in characters of JSON, before it is cut. */
   readonly toolOutputLimit?: number;
   readonly toolTimeoutMs?: number;
@@ -188,6 +190,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         claim,
         nextSeq: loaded.nextSeq,
         sink: options.signals,
+        ...(options.eventFlushMs === undefined ? {} : { flushMs: options.eventFlushMs }),
       });
       if (run.status !== 'queued' && run.status !== 'running' && run.status !== 'requires_action') {
         await database.withScope(claim, (db) =>
