@@ -5,6 +5,7 @@ import {
   completionChunks,
   toWireCompletion,
 } from './internal/chat-completion-wire.ts';
+import { headerValue, isRecord, parseJson, toChatRequest } from './internal/chat-request.ts';
 import { countPromptWords, defaultMockReply } from './internal/default-mock-reply.ts';
 import {
   delay,
@@ -25,7 +26,6 @@ import {
 } from './internal/mock-faults.ts';
 import type {
   MockCallOutcome,
-  MockChatMessage,
   MockChatRequest,
   MockFault,
   MockFaultEffects,
@@ -79,6 +79,8 @@ export async function createMockModelServer(
   let toolCallCount = 0;
   let requestCount = 0;
   let closing = false;
+  /** Responses not yet closed, so `close()` can wait until every call has its outcome. */
+  const openResponses = new Set<Promise<void>>();
 
   const reset = (): void => {
     script = options.script;
@@ -138,12 +140,24 @@ export async function createMockModelServer(
     return reply;
   };
 
+  /** Lazily yields the SSE events of a stream: chunks, the optional malformed line, `[DONE]`. */
+  function* sseEvents(chunks: Iterable<unknown>, fault: MockFaultEffects) {
+    let first = true;
+    for (const chunk of chunks) {
+      yield `data: ${JSON.stringify(chunk)}\n\n`;
+      if (first && fault.malformedChunk === true)
+        yield 'data: {"id": "chatcmpl-mock", "choices": [\n\n';
+      first = false;
+    }
+    yield 'data: [DONE]\n\n';
+  }
+
   const streamReply = async (
     exchange: Exchange,
-    chunks: readonly unknown[],
+    chunks: Iterable<unknown>,
     fault: MockFaultEffects,
   ) => {
-    const { response } = exchange;
+    const { response, call } = exchange;
     response.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
@@ -151,22 +165,19 @@ export async function createMockModelServer(
       'x-request-id': exchange.requestId,
     });
     response.flushHeaders();
-    exchange.call.status = 200;
-    const events = chunks.map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`);
-    if (fault.malformedChunk === true)
-      events.splice(1, 0, 'data: {"id": "chatcmpl-mock", "choices": [\n\n');
-    events.push('data: [DONE]\n\n');
-    for (const [index, event] of events.entries()) {
-      if (fault.resetAfterChunks !== undefined && index >= fault.resetAfterChunks) {
+    call.status = 200;
+    for (const event of sseEvents(chunks, fault)) {
+      if (fault.resetAfterChunks !== undefined && call.eventsWritten >= fault.resetAfterChunks) {
         await waitForFlush(response);
-        settle(exchange.call, 'socket-reset');
+        settle(call, 'socket-reset');
         exchange.request.socket.destroy();
         return;
       }
-      if (index > 0 && fault.tokenDelayMs !== undefined) {
+      if (call.eventsWritten > 0 && fault.tokenDelayMs !== undefined) {
         if (!(await delay(fault.tokenDelayMs, exchange.signal))) return;
       }
       if (!(await writeData(response, event))) return;
+      call.eventsWritten += 1;
     }
     response.end();
   };
@@ -286,6 +297,7 @@ export async function createMockModelServer(
       status: undefined,
       fault: undefined,
       reply: undefined,
+      eventsWritten: 0,
     };
     calls.push(call);
     const closed = new AbortController();
@@ -293,10 +305,15 @@ export async function createMockModelServer(
       call.status = response.statusCode;
       settle(call, response.statusCode < 400 ? 'completed' : 'http-error');
     });
-    response.on('close', () => {
-      closed.abort();
-      settle(call, closing ? 'server-closed' : 'client-aborted');
+    const responseClosed = new Promise<void>((resolve) => {
+      response.on('close', () => {
+        closed.abort();
+        settle(call, closing ? 'server-closed' : 'client-aborted');
+        resolve();
+      });
     });
+    openResponses.add(responseClosed);
+    responseClosed.finally(() => openResponses.delete(responseClosed)).catch(() => undefined);
     const exchange: Exchange = { call, request, response, signal: closed.signal, requestId };
     if (body.tooLarge) {
       sendError(exchange, 413, { message: `The request body exceeds ${maxBodyBytes} bytes.` });
@@ -337,56 +354,13 @@ export async function createMockModelServer(
       faults = toFaultList(next);
     },
     reset,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        closing = true;
+    close: async () => {
+      closing = true;
+      await new Promise<void>((resolve, reject) => {
         server.close((error) => (error === undefined ? resolve() : reject(error)));
         server.closeAllConnections();
-      }),
-  };
-}
-
-function headerValue(request: IncomingMessage, name: string): string | undefined {
-  const value = request.headers[name];
-  return Array.isArray(value) ? value.join(', ') : value;
-}
-
-function parseJson(text: string): unknown {
-  if (text === '') return undefined;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Validates the parts of a chat body the mock relies on; a string is the 400 message. */
-function toChatRequest(call: MockModelCall, chatIndex: number): MockChatRequest | string {
-  const body = call.body;
-  if (!isRecord(body)) return 'The request body must be a JSON object.';
-  const { model, messages, tools, stream } = body;
-  if (typeof model !== 'string' || model === '') return "'model' is required.";
-  if (!Array.isArray(messages) || messages.length === 0)
-    return "'messages' must be a non-empty array.";
-  if (!messages.every((message) => isRecord(message) && typeof message['role'] === 'string')) {
-    return "Every message needs a 'role'.";
-  }
-  const toolNames = (Array.isArray(tools) ? tools : []).flatMap((tool: unknown) =>
-    isRecord(tool) && isRecord(tool['function']) && typeof tool['function']['name'] === 'string'
-      ? [tool['function']['name']]
-      : [],
-  );
-  return {
-    model,
-    messages: messages as MockChatMessage[],
-    toolNames,
-    stream: stream === true,
-    body,
-    headers: call.headers,
-    chatIndex,
+      });
+      await Promise.all(openResponses);
+    },
   };
 }

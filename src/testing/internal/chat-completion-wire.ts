@@ -97,15 +97,15 @@ export function completionBody(completion: WireCompletion): Record<string, unkno
 }
 
 /**
- * The `chat.completion.chunk` objects of a streamed completion, in order: the role delta, one
+ * The `chat.completion.chunk` objects of a streamed completion, lazily and in order: the role delta, one
  * content delta per word (with its leading whitespace), per tool call a delta with id, type and
  * name then `arguments` fragments, the finish chunk and, when `includeUsage`, the usage chunk
  * with empty `choices`. Every chunk carries `usage: null` before that one, as OpenAI's do.
  */
-export function completionChunks(
+export function* completionChunks(
   completion: WireCompletion,
   includeUsage: boolean,
-): Record<string, unknown>[] {
+): Generator<Record<string, unknown>, void, undefined> {
   const header = {
     id: completion.id,
     object: 'chat.completion.chunk',
@@ -121,31 +121,26 @@ export function completionChunks(
     choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
     ...(includeUsage ? { usage: null } : {}),
   });
-  const chunks = [chunk({ role: 'assistant', content: '', refusal: null })];
-  for (const piece of completion.text?.match(/\s*\S+|\s+/g) ?? []) {
-    chunks.push(chunk({ content: piece }));
+  yield chunk({ role: 'assistant', content: '', refusal: null });
+  for (const piece of completion.text?.matchAll(/\s*\S+|\s+/g) ?? []) {
+    yield chunk({ content: piece[0] });
   }
-  completion.toolCalls.forEach((call, index) => {
-    chunks.push(
-      chunk({
-        tool_calls: [
-          { index, id: call.id, type: 'function', function: { name: call.name, arguments: '' } },
-        ],
-      }),
-    );
+  for (const [index, call] of completion.toolCalls.entries()) {
+    yield chunk({
+      tool_calls: [
+        { index, id: call.id, type: 'function', function: { name: call.name, arguments: '' } },
+      ],
+    });
     for (const fragment of splitEvery(call.argumentsJson, argumentsFragmentLength)) {
-      chunks.push(chunk({ tool_calls: [{ index, function: { arguments: fragment } }] }));
+      yield chunk({ tool_calls: [{ index, function: { arguments: fragment } }] });
     }
-  });
-  chunks.push(chunk({}, completion.finishReason));
-  if (includeUsage) chunks.push({ ...header, choices: [], usage: completion.usage });
-  return chunks;
+  }
+  yield chunk({}, completion.finishReason);
+  if (includeUsage) yield { ...header, choices: [], usage: completion.usage };
 }
 
-function splitEvery(text: string, length: number): string[] {
-  const pieces: string[] = [];
+function* splitEvery(text: string, length: number): Generator<string, void, undefined> {
   for (let start = 0; start < text.length; start += length) {
-    pieces.push(text.slice(start, start + length));
+    yield text.slice(start, start + length);
   }
-  return pieces;
 }

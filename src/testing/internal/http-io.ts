@@ -86,18 +86,16 @@ export function writeData(response: ServerResponse, data: string): Promise<boole
   });
 }
 
-/** Waits until what was written has left the socket's user-space buffer (or the socket closed). */
+/**
+ * Waits until everything written so far has been handed to the operating system (or the
+ * connection is gone), so a deliberate reset right after does not swallow those bytes. An empty
+ * write's callback runs after the writes before it: 'drain' would not do, as it only fires
+ * after a write was refused.
+ */
 export function waitForFlush(response: ServerResponse): Promise<void> {
-  const socket = response.socket;
-  if (socket === null || socket.destroyed || socket.writableLength === 0) return Promise.resolve();
+  if (response.destroyed || response.writableEnded) return Promise.resolve();
   return new Promise((resolve) => {
-    const done = () => {
-      socket.off('drain', done);
-      socket.off('close', done);
-      resolve();
-    };
-    socket.once('drain', done);
-    socket.once('close', done);
+    response.write('', () => resolve());
   });
 }
 

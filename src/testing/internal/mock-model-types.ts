@@ -134,6 +134,11 @@ export interface MockModelCall {
   fault: MockFaultEffects | undefined;
   /** The reply the script produced, if it was consulted. */
   reply: MockReply | undefined;
+  /**
+   * Server-sent events handed to the socket so far (streaming only). It lags behind a slow reader,
+   * since the server waits for 'drain' before writing more.
+   */
+  eventsWritten: number;
 }
 
 /** Options of {@link createMockModelServer}. */
