@@ -5,6 +5,7 @@ import { createBrigade, version } from '../main.ts';
 import { createLogger, type Logger } from '../observability/index.ts';
 import { createIdentityStore } from '../storage/identity/identity-store.ts';
 import { openStorage } from '../storage/open-storage.ts';
+import { createMockModelServer, type MockFault } from '../testing/index.ts';
 import { runAdminCommand } from './admin-commands.ts';
 import { type CliIo, describeFailure, UsageError } from './cli-output.ts';
 
@@ -15,6 +16,8 @@ Usage: brigade <command> [options]
 Commands:
   serve                         start the server (embedded PostgreSQL unless DATABASE_URL is set)
   migrate                       apply pending database migrations and exit
+  mock-model [--port N] [--fault JSON]
+                                serve the mock OpenAI-compatible model (tests, demos, benchmarks)
   tenants create --slug S [--name N] [--time-zone TZ]
   tenants list
   users create --tenant T [--email E] [--name N] [--role owner|admin|member|viewer]
@@ -46,6 +49,8 @@ const options = {
   scopes: { type: 'string' },
   'expires-at': { type: 'string' },
   key: { type: 'string' },
+  port: { type: 'string' },
+  fault: { type: 'string' },
 } as const;
 
 function parse(argv: readonly string[]) {
@@ -98,6 +103,34 @@ async function serve(config: Config, logger: Logger, io: CliIo): Promise<void> {
   });
 }
 
+async function serveMockModel(
+  flags: { readonly port?: string | undefined; readonly fault?: string | undefined },
+  io: CliIo,
+): Promise<void> {
+  const port = flags.port === undefined ? 0 : Number.parseInt(flags.port, 10);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535)
+    throw new UsageError('--port must be a port number');
+  let faults: MockFault | undefined;
+  if (flags.fault !== undefined) {
+    try {
+      faults = JSON.parse(flags.fault) as MockFault;
+    } catch {
+      throw new UsageError('--fault must be JSON, e.g. {"failRate":0.5,"fault":{"status":503}}');
+    }
+  }
+  const mock = await createMockModelServer({ port, ...(faults === undefined ? {} : { faults }) });
+  io.out(`mock model listening on ${mock.url} (OpenAI chat completions; model "mock-model")`);
+  await new Promise<void>((resolve) => {
+    const onSignal = () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      mock.close().finally(resolve);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
 /** Runs the CLI with `argv` (without node and script); returns the exit status. */
 export async function runCli(
   argv: readonly string[],
@@ -115,6 +148,10 @@ export async function runCli(
     if (parsed.values.help === true || command === undefined || command === 'help') {
       io.out(help);
       return command === undefined && parsed.values.help !== true ? 2 : 0;
+    }
+    if (command === 'mock-model') {
+      await serveMockModel(parsed.values, io);
+      return 0;
     }
     const config = loadConfig({ configPath: parsed.values.config, env });
     logger = createLogger({

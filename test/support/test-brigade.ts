@@ -52,14 +52,22 @@ export interface TestServer {
 }
 
 /** Starts Brigade on a fresh database and a free port, with `file` as its config file. */
-export async function startTestServer(file: Record<string, unknown> = {}): Promise<TestServer> {
+export async function startTestServer(
+  file: Record<string, unknown> = {},
+  extraEnv: Record<string, string> = {},
+): Promise<TestServer> {
   const database = await createTestDatabase();
   const config = loadConfig({
     file: {
       ...file,
       server: { port: 0, shutdownGraceMs: 1000, ...(file['server'] as object | undefined) },
     },
-    env: { DATABASE_URL: database.url, BRIGADE_OPERATOR_KEY: testOperatorKey, LOG_LEVEL: 'silent' },
+    env: {
+      DATABASE_URL: database.url,
+      BRIGADE_OPERATOR_KEY: testOperatorKey,
+      LOG_LEVEL: 'silent',
+      ...extraEnv,
+    },
   });
   const brigade = await createBrigade({ config, logger: createLogger({ level: 'silent' }) });
   const url = await brigade.listen();
