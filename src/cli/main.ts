@@ -124,7 +124,7 @@ async function serveMockModel(
     const onSignal = () => {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      mock.close().finally(resolve);
+      mock.close().then(resolve, resolve);
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
