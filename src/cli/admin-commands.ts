@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { AppError } from '../domain/errors.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
 import { toValidationError } from '../http/app.ts';
@@ -34,15 +35,19 @@ function optional(flags: Flags, name: string): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
+/** A tenant by slug, or else by id (a slug may look like a UUID); it must exist. */
 async function resolveTenant(identity: IdentityService, reference: string): Promise<string> {
-  if (/^[0-9a-f-]{36}$/i.test(reference)) return reference;
   for (let after: string | undefined; ; ) {
     const page = await identity.listTenants(operator, { limit: 100, after });
     const found = page.data.find((tenant) => tenant.slug === reference);
     if (found !== undefined) return found.id;
-    if (page.nextCursor === null) throw new UsageError(`no tenant with slug '${reference}'`);
+    if (page.nextCursor === null) break;
     after = page.nextCursor;
   }
+  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(reference)) {
+    return (await identity.getTenant(operator, reference)).id;
+  }
+  throw new AppError('tenant_not_found', `no tenant with slug or id '${reference}'`);
 }
 
 async function resolveUser(
@@ -56,7 +61,7 @@ async function resolveUser(
     const found = page.data.find((user) => user.email?.toLowerCase() === reference.toLowerCase());
     if (found !== undefined) return found.id;
     if (page.nextCursor === null)
-      throw new UsageError(`no user with e-mail '${reference}' in this tenant`);
+      throw new AppError('user_not_found', `no user with e-mail '${reference}' in this tenant`);
     after = page.nextCursor;
   }
 }

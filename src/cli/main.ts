@@ -34,6 +34,19 @@ Options:
   -h, --help                    this help
 `;
 
+const knownCommands = [
+  'serve',
+  'migrate',
+  'mock-model',
+  'tenants create',
+  'tenants list',
+  'users create',
+  'users list',
+  'keys create',
+  'keys list',
+  'keys revoke',
+];
+
 const options = {
   config: { type: 'string' },
   json: { type: 'boolean' },
@@ -148,6 +161,12 @@ export async function runCli(
     if (parsed.values.help === true || command === undefined || command === 'help') {
       io.out(help);
       return command === undefined && parsed.values.help !== true ? 2 : 0;
+    }
+    const full = ['serve', 'migrate', 'mock-model'].includes(command)
+      ? command
+      : `${command} ${subcommand ?? ''}`.trim();
+    if (!knownCommands.includes(full)) {
+      throw new UsageError(`unknown command '${full}'; run 'brigade help'`);
     }
     if (command === 'mock-model') {
       await serveMockModel(parsed.values, io);

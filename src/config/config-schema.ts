@@ -159,7 +159,12 @@ export const environmentSchema = z.object({
     .optional(),
   BRIGADE_OPERATOR_KEY: z.string().min(24, 'must be at least 24 characters').optional(),
   BRIGADE_HOST: z.string().min(1).optional(),
-  BRIGADE_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
+  BRIGADE_PORT: z
+    .string()
+    .regex(/^\d{1,5}$/, 'must be a port number')
+    .transform(Number)
+    .pipe(z.int().min(0).max(65_535))
+    .optional(),
   LOG_LEVEL: z.enum(logLevels).optional(),
 });
 

@@ -70,16 +70,16 @@ export interface LoadConfigOptions {
 }
 
 function toIssues(prefix: string, error: z.ZodError): ConfigIssue[] {
-  return error.issues.map((issue) => {
+  return error.issues.flatMap((issue) => {
     const keys = 'keys' in issue && Array.isArray(issue.keys) ? issue.keys : [];
     const base = [prefix, ...issue.path.map(String)].filter((part) => part !== '').join('.');
     if (issue.code === 'unrecognized_keys' && keys.length > 0) {
-      return {
-        path: keys.map((key) => (base === '' ? key : `${base}.${key}`)).join(', '),
+      return keys.map((key) => ({
+        path: base === '' ? key : `${base}.${key}`,
         message: 'unknown key',
-      };
+      }));
     }
-    return { path: base === '' ? '(root)' : base, message: issue.message };
+    return [{ path: base === '' ? '(root)' : base, message: issue.message }];
   });
 }
 
@@ -173,7 +173,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     log: { level: environment.LOG_LEVEL ?? file.log.level },
     redisUrl: environment.REDIS_URL,
     operatorKey: environment.BRIGADE_OPERATOR_KEY,
-    configPath: explicit !== undefined || Object.keys(raw as object).length > 0 ? path : undefined,
+    configPath:
+      options.file === undefined &&
+      (explicit !== undefined || Object.keys(raw as object).length > 0)
+        ? path
+        : undefined,
   };
   return deepFreeze(config);
 }

@@ -109,6 +109,8 @@ export interface IdentityStore {
   isOperatorKeyHash(keyHash: Buffer): Promise<boolean>;
   findOidcProviders(issuer: string): Promise<readonly OidcProvider[]>;
   findUserBySubject(provider: OidcProvider, subject: string): Promise<User | undefined>;
+  /** Status of a tenant, read with the system scope during authentication. */
+  tenantStatus(tenantId: string): Promise<'active' | 'suspended' | undefined>;
   provisionUser(provider: OidcProvider, input: NewUser): Promise<User>;
   createOidcProvider(
     principal: Principal,

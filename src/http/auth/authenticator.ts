@@ -175,6 +175,19 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       }
       throw new UnauthenticatedError();
     }
+    const tenantId = accepted[0]?.provider.tenantId;
+    if (tenantId !== undefined && (await store.tenantStatus(tenantId)) !== 'active') {
+      await store
+        .recordAudit(tenantId, undefined, {
+          action: 'auth.failed',
+          targetType: 'oidc_provider',
+          targetId: accepted[0]?.provider.id ?? '',
+          outcome: 'denied',
+          reason: 'tenant suspended',
+        })
+        .catch(() => undefined);
+      throw new UnauthenticatedError();
+    }
     for (const { provider, payload, subject } of accepted) {
       let user = await store.findUserBySubject(provider, subject);
       if (user === undefined && provider.jitProvisioning) {

@@ -1,11 +1,14 @@
+import type { Selectable } from 'kysely';
 import { sql } from 'kysely';
 import type { IdentityStore, NewApiKey } from '../../domain/identity/identity-ports.ts';
+import type { Role } from '../../domain/identity/permissions.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
-import type { Database, ScopedDb } from '../postgres/database.ts';
+import { type Database, type ScopedDb, sqlLiteral } from '../postgres/database.ts';
+import type { ApiKeysTable, UsersTable } from '../postgres/database-schema.ts';
 import { writeAudit } from './audit-writer.ts';
-import { toApiKey, toOidcProvider } from './rows.ts';
+import { toApiKey, toOidcProvider, toUser } from './rows.ts';
 import { scopeFor, systemScope } from './scope-for.ts';
-import { loadUser, toPage } from './tenant-user-store.ts';
+import { toPage } from './tenant-user-store.ts';
 
 type KeyStore = Omit<
   IdentityStore,
@@ -18,6 +21,7 @@ type KeyStore = Omit<
   | 'updateUser'
   | 'findUserBySubject'
   | 'provisionUser'
+  | 'tenantStatus'
 >;
 
 async function insertKey(
@@ -123,23 +127,25 @@ export function createKeyStore(database: Database): KeyStore {
       });
     },
     async findKeyIdentity(keyHash) {
-      return database.withScope({ authKeyHash: keyHash.toString('hex') }, async (db) => {
-        const keyRow = await db
-          .selectFrom('brigade.api_keys')
-          .selectAll()
-          .select(sql<string>`set_config('brigade.tenant_id', tenant_id::text, true)`.as('scoped'))
-          .where('key_hash', '=', keyHash)
-          .executeTakeFirst();
-        if (keyRow === undefined) return undefined;
-        const user = await loadUser(db, keyRow.tenant_id, keyRow.user_id);
-        const tenant = await db
-          .selectFrom('brigade.tenants')
-          .select('status')
-          .where('id', '=', keyRow.tenant_id)
-          .executeTakeFirst();
-        if (user === undefined || tenant === undefined) return undefined;
-        return { key: toApiKey(keyRow), user, tenantStatus: tenant.status };
-      });
+      // One round trip on every authenticated request: the key row (visible only to whoever
+      // knows its hash) sets the tenant scope, under which its user and tenant are read.
+      const hex = keyHash.toString('hex');
+      const byHash = `(select k.user_id from brigade.api_keys k where k.key_hash = decode(${sqlLiteral(hex)}, 'hex'))`;
+      const [keys = [], users = []] = await database.readScoped({ authKeyHash: hex }, [
+        `select k.*, set_config('brigade.tenant_id', k.tenant_id::text, true) as scoped
+           from brigade.api_keys k where k.key_hash = decode(${sqlLiteral(hex)}, 'hex')`,
+        `select u.*, m.role, t.status as tenant_status
+           from brigade.users u
+           join brigade.memberships m on m.tenant_id = u.tenant_id and m.user_id = u.id
+           join brigade.tenants t on t.id = u.tenant_id
+          where u.id = ${byHash}`,
+      ]);
+      const keyRow = keys[0] as Selectable<ApiKeysTable> | undefined;
+      const userRow = users[0] as
+        | (Selectable<UsersTable> & { role: Role; tenant_status: 'active' | 'suspended' })
+        | undefined;
+      if (keyRow === undefined || userRow === undefined) return undefined;
+      return { key: toApiKey(keyRow), user: toUser(userRow), tenantStatus: userRow.tenant_status };
     },
     async touchApiKey(tenantId, keyId, at) {
       await database.withScope(systemScope(tenantId), async (db) => {

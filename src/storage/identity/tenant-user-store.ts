@@ -87,6 +87,7 @@ type TenantUserStore = Pick<
   | 'updateUser'
   | 'findUserBySubject'
   | 'provisionUser'
+  | 'tenantStatus'
 >;
 
 /** The tenant and user half of the identity store. */
@@ -228,6 +229,16 @@ export function createTenantUserStore(database: Database): TenantUserStore {
           },
         });
         return loadUser(db, tenantId, userId);
+      });
+    },
+    async tenantStatus(tenantId) {
+      return database.withScope(systemScope(tenantId), async (db) => {
+        const row = await db
+          .selectFrom('brigade.tenants')
+          .select('status')
+          .where('id', '=', tenantId)
+          .executeTakeFirst();
+        return row?.status;
       });
     },
     async findUserBySubject(provider, subject) {

@@ -3,6 +3,15 @@ import pg from 'pg';
 import type { DatabaseSchema } from './database-schema.ts';
 import { type DatabaseScope, renderScopeStatement } from './scope.ts';
 
+/** Renders a value as an escaped SQL literal for {@link Database.readScoped}. */
+export function sqlLiteral(value: string | number): string {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new Error('not a finite number');
+    return String(value);
+  }
+  return pg.escapeLiteral(value);
+}
+
 /** A Kysely handle bound to one scoped transaction. */
 export type ScopedDb = Kysely<DatabaseSchema>;
 
@@ -18,6 +27,16 @@ export interface Database {
    * `work` resolves and rolls back when it throws; the scope ends with the transaction.
    */
   withScope<T>(scope: DatabaseScope, work: (db: ScopedDb) => Promise<T>): Promise<T>;
+  /**
+   * Runs read-only `statements` inside one scoped transaction in a single round trip (simple
+   * protocol: `BEGIN; set_config…; statement…; COMMIT`) and returns each statement's rows.
+   * Statements carry their values inline, so every value must be validated and escaped by the
+   * caller (use {@link sqlLiteral}); prefer {@link Database.withScope} for anything else.
+   */
+  readScoped(
+    scope: DatabaseScope,
+    statements: readonly string[],
+  ): Promise<Record<string, unknown>[][]>;
   /** Closes the pool; in-flight transactions finish first. */
   close(): Promise<void>;
   /** The underlying pool, for health checks and tests. */
@@ -27,8 +46,6 @@ export interface Database {
 /** Options for {@link createDatabase}. */
 export interface CreateDatabaseOptions {
   readonly connectionString: string;
-  /** Role to assume when the login role is not the runtime role itself (`SET ROLE`). */
-  readonly assumeRole?: string | undefined;
   readonly poolSize: number;
   readonly statementTimeoutMs: number;
   readonly logger: StorageLogger;
@@ -38,7 +55,6 @@ export interface CreateDatabaseOptions {
 /** Creates a `pg.Pool` with an error handler (an idle client's error must not crash the process). */
 export function createPool(options: CreateDatabaseOptions): pg.Pool {
   const startupOptions = [`-c statement_timeout=${options.statementTimeoutMs}`];
-  if (options.assumeRole !== undefined) startupOptions.push(`-c role=${options.assumeRole}`);
   const pool = new pg.Pool({
     connectionString: options.connectionString,
     max: options.poolSize,
@@ -75,7 +91,12 @@ export function createDatabase(options: CreateDatabaseOptions): Database {
           throw error;
         }
         try {
-          await sql.raw('COMMIT').execute(connection);
+          const commit = await sql.raw<{ command?: string }>('COMMIT').execute(connection);
+          // PostgreSQL answers COMMIT of a failed transaction with ROLLBACK and no error: work
+          // that swallowed an SQL error must not be reported as committed.
+          if (commit.rows[0]?.command === 'ROLLBACK') {
+            throw new Error('the transaction was rolled back because a statement in it failed');
+          }
         } catch (error) {
           await sql
             .raw('ROLLBACK')
@@ -86,13 +107,36 @@ export function createDatabase(options: CreateDatabaseOptions): Database {
         return result;
       });
     },
+    async readScoped(scope, statements) {
+      const client = await pool.connect();
+      let broken = false;
+      try {
+        const text = [renderScopeStatement(scope), ...statements, 'COMMIT'].join(';\n');
+        const results = (await client.query(text)) as unknown as pg.QueryResult<
+          Record<string, unknown>
+        >[];
+        // results: BEGIN, set_config, ...statements, COMMIT
+        return results.slice(2, 2 + statements.length).map((result) => result.rows);
+      } catch (error) {
+        // A failed statement leaves the transaction aborted; end it before reuse.
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+        throw error;
+      } finally {
+        client.release(broken);
+      }
+    },
     async close() {
       await db.destroy();
     },
   };
 }
 
-/** Facts about the role a pool runs as, checked before the server accepts traffic. */
+/**
+ * Facts about the role a pool runs as, and the login it runs under (a superuser login that
+ * merely switched roles could switch back), checked before the server accepts traffic.
+ */
 export interface RoleFacts {
   readonly name: string;
   readonly superuser: boolean;
@@ -108,9 +152,13 @@ export async function readRoleFacts(pool: pg.Pool): Promise<RoleFacts> {
     bypass_rls: boolean;
     owned: string;
   }>(
-    `select current_user as name, r.rolsuper as superuser, r.rolbypassrls as bypass_rls,
-            (select count(*) from pg_class c where c.relowner = r.oid) as owned
-       from pg_roles r where r.rolname = current_user`,
+    `select current_user as name, r.rolsuper or s.rolsuper as superuser,
+            r.rolbypassrls or s.rolbypassrls as bypass_rls,
+            (select count(*) from pg_class c where c.relowner = r.oid)
+              + (select count(*) from pg_proc p where p.proowner = r.oid)
+              + (select count(*) from pg_namespace n where n.nspowner = r.oid) as owned
+       from pg_roles r, pg_roles s
+      where r.rolname = current_user and s.rolname = session_user`,
   );
   const row = result.rows[0];
   if (row === undefined) throw new Error('cannot read the runtime role');
@@ -131,7 +179,7 @@ export async function assertLeastPrivilege(pool: pg.Pool): Promise<RoleFacts> {
   const problems: string[] = [];
   if (facts.superuser) problems.push('is a superuser');
   if (facts.bypassRls) problems.push('has BYPASSRLS');
-  if (facts.ownedObjects > 0) problems.push(`owns ${facts.ownedObjects} relations`);
+  if (facts.ownedObjects > 0) problems.push(`owns ${facts.ownedObjects} objects`);
   if (problems.length > 0) {
     throw new Error(
       `the runtime database role "${facts.name}" ${problems.join(', ')}; row-level security would not hold. See docs/database.md.`,

@@ -50,8 +50,10 @@ export function renderScopeStatement(scope: DatabaseScope): string {
   ];
   // Only non-empty values are sent: Brigade never sets these at session level, so every
   // setting not named here is empty for this transaction, which means "no scope".
-  const calls = settings
-    .filter(([, value]) => value !== '')
-    .map(([name, value]) => `set_config('${name}', ${escapeLiteral(value)}, true)`);
-  return calls.length === 0 ? 'BEGIN' : `BEGIN; SELECT ${calls.join(', ')}`;
+  // Every setting is sent, empty ones too, so nothing set earlier on this connection (even
+  // at session level) can survive into this transaction's scope.
+  const calls = settings.map(
+    ([name, value]) => `set_config('${name}', ${escapeLiteral(value)}, true)`,
+  );
+  return `BEGIN; SELECT ${calls.join(', ')}`;
 }

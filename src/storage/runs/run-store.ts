@@ -9,7 +9,7 @@ import { AppError } from '../../domain/errors.ts';
 import type { UserPrincipal } from '../../domain/identity/principal.ts';
 import { insertMessage, loadThread } from '../agents/thread-store.ts';
 import { scopeFor } from '../identity/scope-for.ts';
-import type { Database, ScopedDb } from '../postgres/database.ts';
+import { type Database, type ScopedDb, sqlLiteral } from '../postgres/database.ts';
 import { type RunSignalSink, toRun, toRunEvent } from './run-rows.ts';
 
 const activeStatuses = ['queued', 'running', 'requires_action'] as const;
@@ -291,18 +291,13 @@ export function createRunStore(database: Database, sink: RunSignalSink): RunStor
         return rows.map(toRun);
       });
     },
-    events(principal, { runId, afterSeq, limit }) {
-      return database.withScope(scopeFor(principal), async (db) => {
-        const rows = await db
-          .selectFrom('brigade.run_events')
-          .selectAll()
-          .where('run_id', '=', runId)
-          .where('seq', '>', afterSeq)
-          .orderBy('seq')
-          .limit(limit)
-          .execute();
-        return rows.map(toRunEvent);
-      });
+    async events(principal, { runId, afterSeq, limit }) {
+      // Streams read often: one round trip (scope, read and commit in one simple query).
+      const [rows = []] = await database.readScoped(scopeFor(principal), [
+        `select * from brigade.run_events where run_id = ${sqlLiteral(runId)}::uuid
+           and seq > ${sqlLiteral(afterSeq)} order by seq limit ${sqlLiteral(limit)}`,
+      ]);
+      return rows.map((row) => toRunEvent(row as unknown as Parameters<typeof toRunEvent>[0]));
     },
     requestCancel(principal, threadId, runId) {
       return withSignals(principal, async (db, signals) => {
