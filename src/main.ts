@@ -13,6 +13,7 @@ import { createAuthenticator } from './http/auth/authenticator.ts';
 import { createJwtVerifier } from './http/auth/jwt-verifier.ts';
 import { accessLog } from './http/middleware/access-log.ts';
 import type { Logger } from './observability/index.ts';
+import type { CorePluginV1 } from './plugin-api/index.ts';
 import { createAgentValidator } from './runtime/agent-validator.ts';
 import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
 import { createRunExecutor } from './runtime/run-executor.ts';
@@ -50,6 +51,8 @@ export interface Brigade {
 export interface CreateBrigadeOptions {
   readonly config: Config;
   readonly logger: Logger;
+  /** Agent cores besides the built-in `tool-loop`, by their `id` (see docs/writing-a-core.md). */
+  readonly cores?: readonly CorePluginV1[];
 }
 
 /** The composition root: config → storage → services → HTTP. The only place that wires. */
@@ -81,7 +84,12 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     localTokenDelayMs: config.models.local.tokenDelayMs,
     providers: config.providers,
   });
-  const cores = new Map([[toolLoopCore.id, toolLoopCore]]);
+  const cores = new Map<string, CorePluginV1>([[toolLoopCore.id, toolLoopCore]]);
+  for (const core of options.cores ?? []) {
+    if (core.specificationVersion !== 'core-v1')
+      throw new Error(`core ${core.id} is not a core-v1 plugin`);
+    cores.set(core.id, core);
+  }
   const tools = [...builtInTools, createHttpRequestTool(config.tools.httpRequest)];
   const agentStore = createAgentStore(storage.database);
   const agents = createAgentService({

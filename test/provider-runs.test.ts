@@ -45,7 +45,7 @@ beforeAll(async () => {
       },
       runs: { pollIntervalMs: 50 },
     },
-    { MOCK_API_KEY: 'mock-secret-key' },
+    { env: { MOCK_API_KEY: 'mock-secret-key' } },
   );
   const operator = apiClient(server.url, testOperatorKey);
   const tenantId = await seedTenant(operator, 'providers');

@@ -4,6 +4,7 @@ import { inject } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import { type Brigade, createBrigade } from '../../src/main.ts';
 import { createLogger } from '../../src/observability/index.ts';
+import type { CorePluginV1 } from '../../src/plugin-api/index.ts';
 
 /** The operator key every test server accepts. */
 export const testOperatorKey = `test-operator-key-${'x'.repeat(16)}`;
@@ -54,7 +55,7 @@ export interface TestServer {
 /** Starts Brigade on a fresh database and a free port, with `file` as its config file. */
 export async function startTestServer(
   file: Record<string, unknown> = {},
-  extraEnv: Record<string, string> = {},
+  extra: { readonly env?: Record<string, string>; readonly cores?: readonly CorePluginV1[] } = {},
 ): Promise<TestServer> {
   const database = await createTestDatabase();
   const config = loadConfig({
@@ -66,10 +67,14 @@ export async function startTestServer(
       DATABASE_URL: database.url,
       BRIGADE_OPERATOR_KEY: testOperatorKey,
       LOG_LEVEL: 'silent',
-      ...extraEnv,
+      ...extra.env,
     },
   });
-  const brigade = await createBrigade({ config, logger: createLogger({ level: 'silent' }) });
+  const brigade = await createBrigade({
+    config,
+    logger: createLogger({ level: 'silent' }),
+    ...(extra.cores === undefined ? {} : { cores: extra.cores }),
+  });
   const url = await brigade.listen();
   return {
     url,
