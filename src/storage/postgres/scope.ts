@@ -50,10 +50,11 @@ export function renderScopeStatement(scope: DatabaseScope): string {
   ];
   // Only non-empty values are sent: Brigade never sets these at session level, so every
   // setting not named here is empty for this transaction, which means "no scope".
-  // Every setting is sent, empty ones too, so nothing set earlier on this connection (even
-  // at session level) can survive into this transaction's scope.
-  const calls = settings.map(
-    ([name, value]) => `set_config('${name}', ${escapeLiteral(value)}, true)`,
-  );
-  return `BEGIN; SELECT ${calls.join(', ')}`;
+  // Only non-empty settings are sent: set_config(…, true) is transaction-local and Brigade
+  // never sets brigade.* at session level (test/session-settings.test.ts scans the source for
+  // that), so every setting not named here is empty — "no scope" — in this transaction.
+  const calls = settings
+    .filter(([, value]) => value !== '')
+    .map(([name, value]) => `set_config('${name}', ${escapeLiteral(value)}, true)`);
+  return calls.length === 0 ? 'BEGIN' : `BEGIN; SELECT ${calls.join(', ')}`;
 }
