@@ -5,6 +5,7 @@ import {
   type Created,
   seedTenant,
   seedUser,
+  waitForRun,
 } from './support/api-client.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
@@ -23,20 +24,6 @@ interface ApprovalBody {
   status: string;
 }
 
-async function waitForStatus(
-  ids: { threadId: string; runId: string },
-  statuses: readonly string[],
-) {
-  for (let attempt = 0; attempt < 300; attempt += 1) {
-    const run = await member.get<{ status: string }>(
-      `/v1/threads/${ids.threadId}/runs/${ids.runId}`,
-    );
-    if (statuses.includes(run.body.status)) return run.body;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`run never reached ${statuses.join('|')}`);
-}
-
 async function startCalculation(expression: string) {
   const thread = await member.post<Created>('/v1/threads', {});
   const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
@@ -44,7 +31,7 @@ async function startCalculation(expression: string) {
     input: `call calculator {"expression":"${expression}"}`,
   });
   const ids = { threadId: thread.body.id, runId: run.body.id };
-  await waitForStatus(ids, ['requires_action']);
+  await waitForRun(member, ids, ['requires_action']);
   const pending = await member.get<{ data: ApprovalBody[] }>('/v1/approvals');
   const approval = pending.body.data.find((item) => item.runId === run.body.id);
   if (approval === undefined) throw new Error('no pending approval');
@@ -97,7 +84,7 @@ describe('approvals', () => {
       argumentsHash: approval.argumentsHash,
     });
     expect(decided.status).toBe(200);
-    await waitForStatus(ids, ['completed']);
+    await waitForRun(member, ids, ['completed']);
     expect(await answer(ids)).toBe('calculator returned: {"result":42}');
   });
 
@@ -107,7 +94,7 @@ describe('approvals', () => {
       decision: 'reject',
       reason: 'not now',
     });
-    await waitForStatus(ids, ['completed']);
+    await waitForRun(member, ids, ['completed']);
     expect(await answer(ids)).toContain('The user rejected this call: not now');
   });
 
@@ -123,7 +110,7 @@ describe('approvals', () => {
       arguments: { expression: '10*10' },
     });
     expect(edited.status).toBe(200);
-    await waitForStatus(ids, ['completed']);
+    await waitForRun(member, ids, ['completed']);
     expect(await answer(ids)).toBe('calculator returned: {"result":100}');
   });
 
@@ -144,7 +131,7 @@ describe('approvals', () => {
     expect(
       (await member.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' })).status,
     ).toBe(409);
-    await waitForStatus(ids, ['completed']);
+    await waitForRun(member, ids, ['completed']);
   });
 
   it('holds no concurrency slot while waiting', async () => {
@@ -155,16 +142,16 @@ describe('approvals', () => {
       agentId: freeAgentId,
       input: 'hi',
     });
-    await waitForStatus({ threadId: thread.body.id, runId: run.body.id }, ['completed']);
+    await waitForRun(member, { threadId: thread.body.id, runId: run.body.id }, ['completed']);
     await member.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' });
-    await waitForStatus(ids, ['completed']);
+    await waitForRun(member, ids, ['completed']);
   });
 
   it('cancels a run that waits for approval', async () => {
     const { ids, approval } = await startCalculation('9-1');
     const cancelled = await member.post(`/v1/threads/${ids.threadId}/runs/${ids.runId}/cancel`);
     expect(cancelled.status).toBe(202);
-    await waitForStatus(ids, ['cancelled']);
+    await waitForRun(member, ids, ['cancelled']);
     expect(
       (await member.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' })).status,
     ).toBe(409);

@@ -5,6 +5,7 @@ import {
   type Created,
   seedTenant,
   seedUser,
+  waitForRun,
 } from './support/api-client.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
@@ -14,19 +15,6 @@ let agentId: string;
 let quickTimeoutAgentId: string;
 
 type RunBody = Created & { status: string; errorCode: string | null };
-
-async function waitForStatus(
-  client: ApiClient,
-  ids: { threadId: string; runId: string },
-  statuses: readonly string[],
-): Promise<RunBody> {
-  for (let attempt = 0; attempt < 300; attempt += 1) {
-    const run = await client.get<RunBody>(`/v1/threads/${ids.threadId}/runs/${ids.runId}`);
-    if (statuses.includes(run.body.status)) return run.body;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`run never reached ${statuses.join('|')}`);
-}
 
 const longInput = Array.from({ length: 400 }, (_, index) => `word${index}`).join(' ');
 
@@ -66,11 +54,11 @@ describe('run control', () => {
       input: longInput,
     });
     const ids = { threadId: thread.body.id, runId: run.body.id };
-    await waitForStatus(member, ids, ['running']);
+    await waitForRun<RunBody>(member, ids, ['running']);
     const started = Date.now();
     const cancelled = await member.post(`/v1/threads/${ids.threadId}/runs/${ids.runId}/cancel`);
     expect(cancelled.status).toBe(202);
-    const final = await waitForStatus(member, ids, ['cancelled', 'completed', 'failed']);
+    const final = await waitForRun<RunBody>(member, ids, ['cancelled', 'completed', 'failed']);
     expect(final.status).toBe('cancelled');
     expect(Date.now() - started).toBeLessThan(3000);
     const messages = await member.get<{ data: { role: string }[] }>(
@@ -88,11 +76,11 @@ describe('run control', () => {
       agentId: quickTimeoutAgentId,
       input: longInput,
     });
-    const final = await waitForStatus(member, { threadId: thread.body.id, runId: run.body.id }, [
-      'expired',
-      'completed',
-      'failed',
-    ]);
+    const final = await waitForRun<RunBody>(
+      member,
+      { threadId: thread.body.id, runId: run.body.id },
+      ['expired', 'completed', 'failed'],
+    );
     expect(final.status).toBe('expired');
     expect(final.errorCode).toBe('run_timeout');
   });
@@ -101,14 +89,16 @@ describe('run control', () => {
     const thread = await member.post<Created>('/v1/threads', {});
     const base = `/v1/threads/${thread.body.id}/runs`;
     const first = await member.post<Created>(base, { agentId, input: longInput });
-    await waitForStatus(member, { threadId: thread.body.id, runId: first.body.id }, ['running']);
+    await waitForRun<RunBody>(member, { threadId: thread.body.id, runId: first.body.id }, [
+      'running',
+    ]);
     const second = await member.post<Created>(base, {
       agentId,
       input: 'short',
       strategy: 'interrupt',
     });
     expect(second.status).toBe(201);
-    const secondFinal = await waitForStatus(
+    const secondFinal = await waitForRun<RunBody>(
       member,
       { threadId: thread.body.id, runId: second.body.id },
       ['completed', 'failed'],
@@ -131,13 +121,17 @@ describe('run control', () => {
     const thread = await member.post<Created>('/v1/threads', {});
     const base = `/v1/threads/${thread.body.id}/runs`;
     const first = await member.post<Created>(base, { agentId, input: longInput });
-    await waitForStatus(member, { threadId: thread.body.id, runId: first.body.id }, ['running']);
+    await waitForRun<RunBody>(member, { threadId: thread.body.id, runId: first.body.id }, [
+      'running',
+    ]);
     const second = await member.post<Created>(base, {
       agentId,
       input: 'instead',
       strategy: 'rollback',
     });
-    await waitForStatus(member, { threadId: thread.body.id, runId: second.body.id }, ['completed']);
+    await waitForRun<RunBody>(member, { threadId: thread.body.id, runId: second.body.id }, [
+      'completed',
+    ]);
     const messages = await member.get<{ data: { role: string; runId: string }[] }>(
       `/v1/threads/${thread.body.id}/messages`,
     );

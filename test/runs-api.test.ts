@@ -5,6 +5,7 @@ import {
   type Created,
   seedTenant,
   seedUser,
+  waitForRun,
 } from './support/api-client.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
@@ -63,25 +64,6 @@ async function readSse(
   return events;
 }
 
-async function waitForRun(
-  client: ApiClient,
-  ids: { threadId: string; runId: string },
-  until: (status: string) => boolean,
-) {
-  const { threadId, runId } = ids;
-  for (let attempt = 0; attempt < 200; attempt += 1) {
-    const run = await client.get<Created & { status: string }>(
-      `/v1/threads/${threadId}/runs/${runId}`,
-    );
-    if (until(run.body.status)) return run.body;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error('run did not reach the expected state');
-}
-
-const terminal = (status: string) =>
-  ['completed', 'failed', 'cancelled', 'expired'].includes(status);
-
 beforeAll(async () => {
   server = await startTestServer({
     models: { local: { tokenDelayMs: 0 } },
@@ -129,11 +111,7 @@ describe('runs', () => {
       input: 'hello there',
     });
     expect(run.status).toBe(201);
-    const done = await waitForRun(
-      member,
-      { threadId: thread.body.id, runId: run.body.id },
-      terminal,
-    );
+    const done = await waitForRun(member, { threadId: thread.body.id, runId: run.body.id });
     expect(done.status).toBe('completed');
     const messages = await member.get<{ data: { role: string; content: { text?: string }[] }[] }>(
       `/v1/threads/${thread.body.id}/messages`,
@@ -148,11 +126,7 @@ describe('runs', () => {
       agentId,
       input: 'call calculator {"expression":"2+3*4"}',
     });
-    const done = await waitForRun(
-      member,
-      { threadId: thread.body.id, runId: run.body.id },
-      terminal,
-    );
+    const done = await waitForRun(member, { threadId: thread.body.id, runId: run.body.id });
     expect(done.status).toBe('completed');
     const messages = await member.get<{ data: { content: { text?: string }[] }[] }>(
       `/v1/threads/${thread.body.id}/messages`,
@@ -217,7 +191,7 @@ describe('runs', () => {
       strategy: 'enqueue',
     });
     expect(queued.status).toBe(201);
-    await waitForRun(member, { threadId: thread.body.id, runId: queued.body.id }, terminal);
+    await waitForRun(member, { threadId: thread.body.id, runId: queued.body.id });
     const runs = await member.get<{ data: { id: string; status: string; completedAt: string }[] }>(
       base,
     );

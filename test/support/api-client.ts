@@ -79,3 +79,22 @@ export async function seedTenant(operator: ApiClient, slug: string): Promise<str
     throw new Error(`seed tenant failed: ${tenant.status} ${JSON.stringify(tenant.body)}`);
   return tenant.body.id;
 }
+
+/** Terminal run states. */
+export const terminalStatuses = ['completed', 'failed', 'cancelled', 'expired'] as const;
+
+/** Polls a run until its status is one of `statuses` (about 7 s at most). */
+export async function waitForRun<
+  T extends { status: string } = Created & { status: string; errorCode: string | null },
+>(
+  client: ApiClient,
+  ids: { readonly threadId: string; readonly runId: string },
+  statuses: readonly string[] = terminalStatuses,
+): Promise<T> {
+  for (let attempt = 0; attempt < 300; attempt += 1) {
+    const run = await client.get<T>(`/v1/threads/${ids.threadId}/runs/${ids.runId}`);
+    if (statuses.includes(run.body.status)) return run.body;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`run ${ids.runId} never reached ${statuses.join('|')}`);
+}

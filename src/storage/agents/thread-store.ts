@@ -1,7 +1,6 @@
 import type { Selectable } from 'kysely';
 import type { Message, Thread } from '../../domain/agents/agent-types.ts';
-import type { Page, PageRequest } from '../../domain/identity/identity-ports.ts';
-import type { UserPrincipal } from '../../domain/identity/principal.ts';
+import type { ThreadRunPorts } from '../../domain/agents/thread-service.ts';
 import type { ContentPartV1, ProvenanceV1 } from '../../plugin-api/index.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import { toPage } from '../identity/tenant-user-store.ts';
@@ -92,21 +91,8 @@ export async function insertMessage(
   return toMessage(row);
 }
 
-/** Persistence of a user's threads and messages; RLS shows a user only their own. */
-export interface ThreadStore {
-  create(
-    principal: UserPrincipal,
-    input: { title: string | null; metadata: Record<string, unknown> },
-  ): Promise<Thread>;
-  list(principal: UserPrincipal, page: PageRequest): Promise<Page<Thread>>;
-  get(principal: UserPrincipal, threadId: string): Promise<Thread | undefined>;
-  delete(principal: UserPrincipal, threadId: string): Promise<boolean>;
-  listMessages(
-    principal: UserPrincipal,
-    threadId: string,
-    page: PageRequest,
-  ): Promise<Page<Message> | undefined>;
-}
+/** Persistence of a user's threads and messages (the domain's port); RLS shows a user only their own. */
+export type ThreadStore = ThreadRunPorts['threads'];
 
 /** The PostgreSQL {@link ThreadStore}. */
 export function createThreadStore(database: Database): ThreadStore {

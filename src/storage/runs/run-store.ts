@@ -1,10 +1,5 @@
 import { sql } from 'kysely';
-import type {
-  ConcurrencyStrategy,
-  Message,
-  Run,
-  RunEvent,
-} from '../../domain/agents/agent-types.ts';
+import type { ThreadRunPorts } from '../../domain/agents/thread-service.ts';
 import { AppError } from '../../domain/errors.ts';
 import type { UserPrincipal } from '../../domain/identity/principal.ts';
 import { insertMessage, loadThread } from '../agents/thread-store.ts';
@@ -46,33 +41,8 @@ async function nextSeq(db: ScopedDb, runId: string): Promise<number> {
   return Number(row?.next ?? 1);
 }
 
-/** Input of a new run. */
-export interface NewRun {
-  readonly threadId: string;
-  readonly agentId: string;
-  readonly strategy: ConcurrencyStrategy;
-  readonly input: string | undefined;
-  readonly runTimeoutMs: number;
-}
-
-/** Persistence of runs, their events and their queue entries. */
-export interface RunStore {
-  create(
-    principal: UserPrincipal,
-    input: NewRun,
-  ): Promise<{ run: Run; message: Message | undefined } | undefined>;
-  get(principal: UserPrincipal, threadId: string, runId: string): Promise<Run | undefined>;
-  list(principal: UserPrincipal, threadId: string): Promise<Run[] | undefined>;
-  events(
-    principal: UserPrincipal,
-    query: { runId: string; afterSeq: number; limit: number },
-  ): Promise<RunEvent[]>;
-  requestCancel(
-    principal: UserPrincipal,
-    threadId: string,
-    runId: string,
-  ): Promise<Run | undefined>;
-}
+/** Persistence of runs, their events and their queue entries (the domain's port). */
+export type RunStore = ThreadRunPorts['runs'];
 
 /**
  * Cancels the active runs of a thread inside the caller's transaction: queued ones at once,
