@@ -80,6 +80,12 @@ function fromDatabaseError(error: unknown): AppError | undefined {
     return new AppError('conflict', 'An object with the same unique value already exists.');
   if (code === '23503') return new AppError('not_found', 'A referenced object does not exist.');
   if (code === '42501') return new AppError('not_found', 'Not found.');
+  // Overload, not a bug: every pooled connection stayed busy past the connect timeout.
+  if (error instanceof Error && error.message.includes('timeout exceeded when trying to connect')) {
+    return new AppError('service_unavailable', 'The server is overloaded; retry shortly.', {
+      details: { retryAfterSeconds: 1 },
+    });
+  }
   return undefined;
 }
 
