@@ -104,7 +104,6 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   const threads = createThreadService({
     threads: createThreadStore(storage.database),
     runs: createRunStore(storage.database, signals),
-    agents: agentStore,
   });
   const approvals = createApprovalStore({
     database: storage.database,

@@ -3,8 +3,8 @@ import { AppError } from '../domain/errors.ts';
 import type { ModelGateway } from '../gateway/model-gateway.ts';
 import type { CorePluginV1, MessageV1, ModelResultV1 } from '../plugin-api/index.ts';
 import { toAgent } from '../storage/agents/agent-store.ts';
-import { loadMessages } from '../storage/agents/thread-store.ts';
-import type { Database, ScopedDb } from '../storage/postgres/database.ts';
+import { toMessage } from '../storage/agents/thread-store.ts';
+import { type Database, sqlLiteral } from '../storage/postgres/database.ts';
 import { type RunSignalSink, toRun } from '../storage/runs/run-rows.ts';
 import { RunParkedError } from './approval-gate.ts';
 import { createEventWriter, type EventWriter } from './event-writer.ts';
@@ -64,41 +64,33 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     approvalTtlMs: options.approvalTtlMs ?? 24 * 3_600_000,
   });
 
+  /** Loads everything a run needs in one round trip (a single-statement scoped read). */
   async function load(claim: RunClaim) {
-    return database.withScope(claim, async (db: ScopedDb) => {
-      const runRow = await db
-        .selectFrom('brigade.runs')
-        .selectAll()
-        .where('id', '=', claim.runId)
-        .executeTakeFirst();
-      if (runRow === undefined) return undefined;
-      const run = toRun(runRow);
-      const agentRow = await db
-        .selectFrom('brigade.agents')
-        .selectAll()
-        .where('id', '=', run.agentId)
-        .executeTakeFirst();
-      const history = (await loadMessages(db, run.threadId)).filter(
-        (message) => message.createdAt <= run.createdAt || message.runId === run.id,
-      );
-      const steps = await db
-        .selectFrom('brigade.run_steps')
-        .select(['step_key', 'output'])
-        .where('run_id', '=', run.id)
-        .execute();
-      const last = await db
-        .selectFrom('brigade.run_events')
-        .select((eb) => eb.fn.max('seq').as('seq'))
-        .where('run_id', '=', run.id)
-        .executeTakeFirst();
-      return {
-        run,
-        agent: agentRow === undefined ? undefined : toAgent(agentRow),
-        history,
-        checkpoints: new Map(steps.map((step) => [step.step_key, step.output as unknown])),
-        nextSeq: Number(last?.seq ?? 0) + 1,
-      };
-    });
+    const run = `(select r.* from brigade.runs r where r.id = ${sqlLiteral(claim.runId)}::uuid)`;
+    const [runs = [], agents = [], messages = [], steps = [], last = []] =
+      await database.readScoped(claim, [
+        `select * from ${run} r`,
+        `select a.* from brigade.agents a where a.id = (select agent_id from ${run} r)`,
+        `select m.* from brigade.messages m where m.thread_id = (select thread_id from ${run} r) order by m.seq`,
+        `select step_key, output from brigade.run_steps where run_id = ${sqlLiteral(claim.runId)}::uuid`,
+        `select coalesce(max(seq), 0) as seq from brigade.run_events where run_id = ${sqlLiteral(claim.runId)}::uuid`,
+      ]);
+    const runRow = runs[0];
+    if (runRow === undefined) return undefined;
+    const loaded = toRun(runRow as unknown as Parameters<typeof toRun>[0]);
+    const agentRow = agents[0] as Parameters<typeof toAgent>[0] | undefined;
+    const history = messages
+      .map((row) => toMessage(row as unknown as Parameters<typeof toMessage>[0]))
+      .filter((message) => message.createdAt <= loaded.createdAt || message.runId === loaded.id);
+    return {
+      run: loaded,
+      agent: agentRow === undefined ? undefined : toAgent(agentRow),
+      history,
+      checkpoints: new Map(
+        steps.map((step) => [String(step['step_key']), step['output'] as unknown]),
+      ),
+      nextSeq: Number(last[0]?.['seq'] ?? 0) + 1,
+    };
   }
 
   async function finish(

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Agent } from '../domain/agents/agent-types.ts';
 import type { ModelResultV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
 import { passApprovalGate } from './approval-gate.ts';
@@ -60,28 +61,19 @@ export function createStepRecorder(options: {
     // The step's buffered events commit with its checkpoint: one transaction per step.
     await step.events.inTransaction(async (db, append) => {
       await append([]);
-      await db
-        .insertInto('brigade.run_steps')
-        .values({
-          tenant_id: scope.tenantId,
-          user_id: scope.userId,
-          run_id: scope.runId,
-          step_key: step.key,
-          kind: step.kind,
-          output: JSON.stringify(step.output),
-          created_at: new Date(),
-        })
-        .onConflict((conflict) => conflict.doNothing())
-        .execute();
-      await db
-        .updateTable('brigade.runs')
-        .set((eb) => ({
-          step_count: eb('step_count', '+', 1),
-          input_tokens: eb('input_tokens', '+', step.usage?.inputTokens ?? 0),
-          output_tokens: eb('output_tokens', '+', step.usage?.outputTokens ?? 0),
-        }))
-        .where('id', '=', scope.runId)
-        .execute();
+      // The checkpoint and the usage it adds: one statement.
+      await sql`
+        with step as (
+          insert into brigade.run_steps (tenant_id, user_id, run_id, step_key, kind, output)
+          values (${scope.tenantId}, ${scope.userId}, ${scope.runId}, ${step.key}, ${step.kind},
+                  ${JSON.stringify(step.output)}::jsonb)
+          on conflict do nothing
+          returning 1)
+        update brigade.runs
+           set step_count = step_count + (select count(*) from step),
+               input_tokens = input_tokens + ${step.usage?.inputTokens ?? 0},
+               output_tokens = output_tokens + ${step.usage?.outputTokens ?? 0}
+         where id = ${scope.runId}`.execute(db);
     });
   }
 

@@ -2,7 +2,7 @@ import { NotFoundError } from '../errors.ts';
 import type { Page, PageRequest } from '../identity/identity-ports.ts';
 import { assertCan, type Principal, type UserPrincipal } from '../identity/principal.ts';
 import { asTenantUser } from './agent-service.ts';
-import type { Agent, ConcurrencyStrategy, Message, Run, RunEvent, Thread } from './agent-types.ts';
+import type { ConcurrencyStrategy, Message, Run, RunEvent, Thread } from './agent-types.ts';
 
 /** Persistence the thread and run use cases need (implemented in storage/). */
 export interface ThreadRunPorts {
@@ -28,9 +28,8 @@ export interface ThreadRunPorts {
         agentId: string;
         strategy: ConcurrencyStrategy;
         input: string | undefined;
-        runTimeoutMs: number;
       },
-    ): Promise<{ run: Run; message: Message | undefined } | undefined>;
+    ): Promise<Run | undefined>;
     get(principal: UserPrincipal, threadId: string, runId: string): Promise<Run | undefined>;
     list(principal: UserPrincipal, threadId: string): Promise<Run[] | undefined>;
     events(
@@ -43,7 +42,6 @@ export interface ThreadRunPorts {
       runId: string,
     ): Promise<Run | undefined>;
   };
-  readonly agents: { get(principal: UserPrincipal, agentId: string): Promise<Agent | undefined> };
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -113,17 +111,15 @@ export function createThreadService(ports: ThreadRunPorts) {
       checkId(threadId, threadNotFound);
       if (!uuidPattern.test(request.agentId))
         throw new NotFoundError('agent_not_found', 'Agent not found.');
-      const agent = await ports.agents.get(user, request.agentId);
-      if (agent === undefined) throw new NotFoundError('agent_not_found', 'Agent not found.');
-      const created = await ports.runs.create(user, {
+      // The store checks the agent in the same transaction that locks the thread.
+      const run = await ports.runs.create(user, {
         threadId,
-        agentId: agent.id,
+        agentId: request.agentId,
         strategy: request.strategy,
         input: request.input,
-        runTimeoutMs: agent.runTimeoutMs,
       });
-      if (created === undefined) throw threadNotFound();
-      return created;
+      if (run === undefined) throw threadNotFound();
+      return run;
     },
     async getRun(principal: Principal, threadId: string, runId: string): Promise<Run> {
       const user = reader(principal);

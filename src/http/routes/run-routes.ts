@@ -128,15 +128,11 @@ export function registerRunRoutes(app: BrigadeApp, services: RouteServices): voi
   app.openapi(createRun, async (context) => {
     const body = context.req.valid('json');
     const principal = context.get('principal');
-    const { run } = await services.threads.createRun(
-      principal,
-      context.req.valid('param').threadId,
-      {
-        agentId: body.agentId,
-        input: body.input,
-        strategy: body.strategy,
-      },
-    );
+    const run = await services.threads.createRun(principal, context.req.valid('param').threadId, {
+      agentId: body.agentId,
+      input: body.input,
+      strategy: body.strategy,
+    });
     if (body.stream) {
       context.status(201);
       return streamEvents(context, { services, principal, run, after: 0 }) as never;

@@ -1,10 +1,12 @@
+import type { Selectable } from 'kysely';
 import { sql } from 'kysely';
 import type { ThreadRunPorts } from '../../domain/agents/thread-service.ts';
-import { AppError } from '../../domain/errors.ts';
+import { AppError, NotFoundError } from '../../domain/errors.ts';
 import type { UserPrincipal } from '../../domain/identity/principal.ts';
-import { insertMessage, loadThread } from '../agents/thread-store.ts';
+import { loadThread } from '../agents/thread-store.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import { type Database, type ScopedDb, sqlLiteral } from '../postgres/database.ts';
+import type { RunsTable } from '../postgres/database-schema.ts';
 import { type RunSignalSink, toRun, toRunEvent } from './run-rows.ts';
 
 const activeStatuses = ['queued', 'running', 'requires_action'] as const;
@@ -152,24 +154,21 @@ export function createRunStore(database: Database, sink: RunSignalSink): RunStor
   return {
     create(principal, input) {
       return withSignals(principal, async (db, signals) => {
-        const thread = await db
-          .selectFrom('brigade.threads')
-          .select('id')
-          .where('id', '=', input.threadId)
-          .forUpdate()
-          .executeTakeFirst();
+        // One statement locks the thread and checks its active run and the agent.
+        const found = await sql<{ busy_id: string | null; agent_exists: boolean }>`
+          select (select r.id from brigade.runs r
+                   where r.thread_id = t.id and r.status in ('queued', 'running', 'requires_action')
+                   limit 1) as busy_id,
+                 exists (select 1 from brigade.agents a where a.id = ${input.agentId}) as agent_exists
+            from brigade.threads t where t.id = ${input.threadId}
+             for update of t`.execute(db);
+        const thread = found.rows[0];
         if (thread === undefined) return undefined;
-        const busy = await db
-          .selectFrom('brigade.runs')
-          .select('id')
-          .where('thread_id', '=', input.threadId)
-          .where('status', 'in', activeStatuses)
-          .limit(1)
-          .executeTakeFirst();
-        if (busy !== undefined) {
+        if (!thread.agent_exists) throw new NotFoundError('agent_not_found', 'Agent not found.');
+        if (thread.busy_id !== null) {
           if (input.strategy === 'reject') {
             throw new AppError('thread_busy', 'The thread already has an active run.', {
-              details: { activeRunId: busy.id },
+              details: { activeRunId: thread.busy_id },
             });
           }
           if (input.strategy === 'interrupt' || input.strategy === 'rollback') {
@@ -180,61 +179,31 @@ export function createRunStore(database: Database, sink: RunSignalSink): RunStor
             });
           }
         }
-        const row = await db
-          .insertInto('brigade.runs')
-          .values({
-            tenant_id: principal.tenantId,
-            user_id: principal.userId,
-            thread_id: input.threadId,
-            agent_id: input.agentId,
-            strategy: input.strategy,
-            created_at: new Date(),
-            pending_action: null,
-            cancel_requested_at: null,
-            deadline_at: null,
-            started_at: null,
-            completed_at: null,
-            error_code: null,
-            error_message: null,
-          })
-          .returningAll()
-          .executeTakeFirstOrThrow();
-        const message =
-          input.input === undefined
-            ? undefined
-            : await insertMessage(db, {
-                tenantId: principal.tenantId,
-                userId: principal.userId,
-                threadId: input.threadId,
-                runId: row.id,
-                role: 'user',
-                content: [{ type: 'text', text: input.input }],
-                provenance: 'user',
-              });
-        await db
-          .insertInto('brigade.run_queue')
-          .values({
-            run_id: row.id,
-            tenant_id: principal.tenantId,
-            user_id: principal.userId,
-            thread_id: input.threadId,
-            enqueued_at: new Date(),
-            executor_id: null,
-            heartbeat_at: null,
-          })
-          .execute();
-        await appendEvents(
-          db,
-          { tenantId: principal.tenantId, userId: principal.userId, runId: row.id, firstSeq: 1 },
-          [
-            {
-              type: 'run-queued',
-              data: { runId: row.id, threadId: input.threadId, agentId: input.agentId },
-            },
-          ],
-        );
+        // The run, its input message, its queue entry and its first event: one statement.
+        const content =
+          input.input === undefined ? null : JSON.stringify([{ type: 'text', text: input.input }]);
+        const inserted = await sql<Selectable<RunsTable>>`
+          with r as (
+            insert into brigade.runs (tenant_id, user_id, thread_id, agent_id, strategy)
+            values (${principal.tenantId}, ${principal.userId}, ${input.threadId}, ${input.agentId}, ${input.strategy})
+            returning *),
+          m as (
+            insert into brigade.messages (tenant_id, user_id, thread_id, run_id, role, content, provenance)
+            select tenant_id, user_id, thread_id, id, 'user', ${content}::jsonb, 'user'
+              from r where ${content}::jsonb is not null),
+          q as (
+            insert into brigade.run_queue (run_id, tenant_id, user_id, thread_id)
+            select id, tenant_id, user_id, thread_id from r),
+          e as (
+            insert into brigade.run_events (tenant_id, user_id, run_id, seq, type, data)
+            select tenant_id, user_id, id, 1, 'run-queued',
+                   jsonb_build_object('runId', id, 'threadId', thread_id, 'agentId', agent_id)
+              from r)
+          select * from r`.execute(db);
+        const row = inserted.rows[0];
+        if (row === undefined) throw new Error('run insert returned nothing');
         signals.changed.add(row.id);
-        return { run: toRun(row), message };
+        return toRun(row);
       });
     },
     get(principal, threadId, runId) {
