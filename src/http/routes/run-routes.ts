@@ -99,15 +99,20 @@ function streamEvents(
     try {
       while (!aborted.signal.aborted) {
         const events = await services.threads.runEvents(principal, run, after);
+        // A batch goes out in one write (one syscall, one chunk), with backpressure.
+        let batch = '';
+        let finished = false;
         for (const event of events) {
-          await stream.writeSSE({
-            id: String(event.seq),
-            event: event.type,
-            data: JSON.stringify({ runId: run.id, seq: event.seq, ...event.data }),
-          });
+          const data = JSON.stringify({ runId: run.id, seq: event.seq, ...event.data });
+          batch += `id: ${event.seq}\nevent: ${event.type}\ndata: ${data}\n\n`;
           after = event.seq;
-          if (terminalEvents.has(event.type)) return;
+          if (terminalEvents.has(event.type)) {
+            finished = true;
+            break;
+          }
         }
+        if (batch.length > 0) await stream.write(batch);
+        if (finished) return;
         if (events.length === 0) await subscription.wait(1_000, aborted.signal);
       }
     } finally {
