@@ -280,8 +280,12 @@ describe('scopes under a random mix of transactions', () => {
 describe('single-round-trip scoped reads', () => {
   it('see nothing without a scope, and leave no scope behind after a failing statement', async () => {
     const single = databases[0]!;
-    const [none = []] = await single.readScoped({}, ['select id from brigade.users']);
+    const [none = [], answer = []] = await single.readScoped({}, [
+      'select id from brigade.users',
+      'select 42 as answer',
+    ]);
     expect(none).toEqual([]);
+    expect(answer).toEqual([{ answer: 42 }]);
     await expect(single.readScoped(everything(tenants[0]!), ['select 1/0'])).rejects.toThrow();
     const after = await scopedRead(single, unscoped);
     expect(after.settings).toEqual(noSettings);

@@ -111,12 +111,14 @@ export function createDatabase(options: CreateDatabaseOptions): Database {
       const client = await pool.connect();
       let broken = false;
       try {
-        const text = [renderScopeStatement(scope), ...statements, 'COMMIT'].join(';\n');
+        const head = renderScopeStatement(scope);
+        const text = [head, ...statements, 'COMMIT'].join(';\n');
         const results = (await client.query(text)) as unknown as pg.QueryResult<
           Record<string, unknown>
         >[];
-        // results: BEGIN, set_config, ...statements, COMMIT
-        return results.slice(2, 2 + statements.length).map((result) => result.rows);
+        // results: BEGIN, [set_config when the scope sets anything], ...statements, COMMIT
+        const skip = head === 'BEGIN' ? 1 : 2;
+        return results.slice(skip, skip + statements.length).map((result) => result.rows);
       } catch (error) {
         // A failed statement leaves the transaction aborted; end it before reuse.
         await client.query('ROLLBACK').catch(() => {
