@@ -24,6 +24,7 @@ import { builtInTools, validateToolInput } from './runtime/tools/tool-registry.t
 import { createAgentStore } from './storage/agents/agent-store.ts';
 import { createThreadStore } from './storage/agents/thread-store.ts';
 import { bootstrapOperatorKey } from './storage/bootstrap-operator-key.ts';
+import { createAuditStore } from './storage/identity/audit-store.ts';
 import { createIdentityStore } from './storage/identity/identity-store.ts';
 import { openStorage, type Storage } from './storage/open-storage.ts';
 import { createApprovalStore } from './storage/runs/approval-store.ts';
@@ -148,7 +149,14 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   }
   let draining = false;
   const app = createApp({
-    services: { identity, agents, threads, eventHub: signals, approvals },
+    services: {
+      identity,
+      agents,
+      threads,
+      eventHub: signals,
+      approvals,
+      audit: createAuditStore(storage.database),
+    },
     authenticator,
     logger,
     bodyLimitBytes: config.server.bodyLimitBytes,

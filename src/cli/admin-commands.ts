@@ -36,7 +36,7 @@ function optional(flags: Flags, name: string): string | undefined {
 }
 
 /** A tenant by slug, or else by id (a slug may look like a UUID); it must exist. */
-async function resolveTenant(identity: IdentityService, reference: string): Promise<string> {
+export async function resolveTenant(identity: IdentityService, reference: string): Promise<string> {
   for (let after: string | undefined; ; ) {
     const page = await identity.listTenants(operator, { limit: 100, after });
     const found = page.data.find((tenant) => tenant.slug === reference);

@@ -3,10 +3,11 @@ import { type Config, loadConfig, processEnvironment } from '../config/index.ts'
 import { createIdentityService } from '../domain/identity/identity-service.ts';
 import { createBrigade, version } from '../main.ts';
 import { createLogger, type Logger } from '../observability/index.ts';
+import { createAuditStore } from '../storage/identity/audit-store.ts';
 import { createIdentityStore } from '../storage/identity/identity-store.ts';
 import { openStorage } from '../storage/open-storage.ts';
 import { createMockModelServer, type MockFault } from '../testing/index.ts';
-import { runAdminCommand } from './admin-commands.ts';
+import { resolveTenant, runAdminCommand } from './admin-commands.ts';
 import { type CliIo, describeFailure, UsageError } from './cli-output.ts';
 
 const help = `brigade ${version}: a multi-tenant harness for LLM agents
@@ -25,6 +26,7 @@ Commands:
   keys create --tenant T --user U --name N [--scopes a,b] [--expires-at ISO]
   keys list --tenant T --user U
   keys revoke --tenant T --user U --key K
+  audit verify --tenant T       check the tenant's audit hash chain (exit 1 when broken)
 
   T is a tenant id or slug, U a user id or e-mail.
 
@@ -45,6 +47,7 @@ const knownCommands = [
   'keys create',
   'keys list',
   'keys revoke',
+  'audit verify',
 ];
 
 const options = {
@@ -196,6 +199,19 @@ export async function runCli(
         return 0;
       }
       const identity = createIdentityService({ store: createIdentityStore(storage.database) });
+      if (full === 'audit verify') {
+        const tenant = parsed.values.tenant;
+        if (tenant === undefined) throw new UsageError('missing --tenant');
+        const tenantId = await resolveTenant(identity, tenant);
+        const result = await createAuditStore(storage.database).verify(
+          { kind: 'operator' },
+          tenantId,
+        );
+        if (parsed.values.json === true) io.out(JSON.stringify(result));
+        else if (result.ok) io.out(`audit chain intact: ${result.checked} events`);
+        else io.out(`audit chain broken at event ${result.firstBrokenSeq}: ${result.reason}`);
+        return result.ok ? 0 : 1;
+      }
       await runAdminCommand({
         identity,
         command: `${command} ${subcommand ?? ''}`.trim(),

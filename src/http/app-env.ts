@@ -4,6 +4,7 @@ import type { ThreadService } from '../domain/agents/thread-service.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
 import type { RunSignals } from '../runtime/run-signals.ts';
+import type { AuditStore } from '../storage/identity/audit-store.ts';
 import type { ApprovalStore } from '../storage/runs/approval-store.ts';
 
 /** Per-request values middleware puts on the Hono context. */
@@ -27,4 +28,5 @@ export interface RouteServices {
   readonly threads: ThreadService;
   readonly eventHub: Pick<RunSignals, 'subscribe'>;
   readonly approvals: ApprovalStore;
+  readonly audit: AuditStore;
 }

@@ -10,6 +10,7 @@ import { docsPage } from './docs-page.ts';
 import { type ErrorLogger, renderProblem } from './error-response.ts';
 import { registerAgentRoutes } from './routes/agent-routes.ts';
 import { registerApprovalRoutes } from './routes/approval-routes.ts';
+import { registerAuditRoutes } from './routes/audit-routes.ts';
 import { registerKeyRoutes } from './routes/key-routes.ts';
 import { registerMeRoutes } from './routes/me-routes.ts';
 import { registerOidcRoutes } from './routes/oidc-routes.ts';
@@ -148,6 +149,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerThreadRoutes(app, options.services);
   registerRunRoutes(app, options.services);
   registerApprovalRoutes(app, options.services);
+  registerAuditRoutes(app, options.services);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',

@@ -19,6 +19,7 @@ export const actions = [
   'agent:manage',
   'thread:read',
   'thread:write',
+  'audit:read',
 ] as const;
 
 /** An action that may be permitted to a role. */
@@ -43,6 +44,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'agent:manage',
     'thread:read',
     'thread:write',
+    'audit:read',
   ],
   admin: [
     'tenant:read',
@@ -56,6 +58,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'agent:manage',
     'thread:read',
     'thread:write',
+    'audit:read',
   ],
   member: ['tenant:read', 'key:manage-own', 'agent:read', 'thread:read', 'thread:write'],
   viewer: ['tenant:read', 'agent:read', 'thread:read'],

@@ -230,6 +230,13 @@ export interface ApprovalsTable {
   created_at: Timestamp;
 }
 
+/** Row type of `brigade.audit_heads` (the last sequence number and hash per tenant). */
+export interface AuditHeadsTable {
+  tenant_id: string;
+  seq: string;
+  hash: Buffer;
+}
+
 /** Every Brigade table, keyed as Kysely sees them (schema-qualified). */
 export interface DatabaseSchema {
   'brigade.tenants': TenantsTable;
@@ -239,6 +246,7 @@ export interface DatabaseSchema {
   'brigade.oidc_providers': OidcProvidersTable;
   'brigade.operator_keys': OperatorKeysTable;
   'brigade.audit_events': AuditEventsTable;
+  'brigade.audit_heads': AuditHeadsTable;
   'brigade.agents': AgentsTable;
   'brigade.threads': ThreadsTable;
   'brigade.runs': RunsTable;
