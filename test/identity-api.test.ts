@@ -296,3 +296,50 @@ describe('OpenAPI', () => {
     expect((await apiClient(server.url).get('/readyz')).status).toBe(200);
   });
 });
+
+describe('tenant changes', () => {
+  it('lets the operator suspend a tenant, which refuses its keys until reactivated', async () => {
+    const tenant = await seedTenant(operator, 'suspendable');
+    const user = await seedUser(operator, { tenantId: tenant, role: 'owner' });
+    const client = apiClient(server.url, user.secret);
+    expect((await client.get('/v1/me')).status).toBe(200);
+    const suspended = await operator.request('PATCH', `/v1/tenants/${tenant}`, {
+      status: 'suspended',
+    });
+    expect(suspended.status).toBe(200);
+    expect(suspended.body).toMatchObject({ status: 'suspended' });
+    expect((await client.get('/v1/me')).status).toBe(401);
+    await operator.request('PATCH', `/v1/tenants/${tenant}`, { status: 'active' });
+    expect((await client.get('/v1/me')).status).toBe(200);
+  });
+
+  it('lets owners rename their tenant but not suspend it, and admins neither', async () => {
+    const tenant = await seedTenant(operator, 'renamable');
+    const tenantOwner = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId: tenant, role: 'owner' })).secret,
+    );
+    const tenantAdmin = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId: tenant, role: 'admin' })).secret,
+    );
+    const renamed = await tenantOwner.request('PATCH', `/v1/tenants/${tenant}`, {
+      name: 'Renamed',
+      timeZone: 'Europe/Paris',
+    });
+    expect(renamed.status).toBe(200);
+    expect(renamed.body).toMatchObject({ name: 'Renamed', timeZone: 'Europe/Paris' });
+    expect(
+      (await tenantOwner.request('PATCH', `/v1/tenants/${tenant}`, { status: 'suspended' })).status,
+    ).toBe(403);
+    expect(
+      (await tenantAdmin.request('PATCH', `/v1/tenants/${tenant}`, { name: 'Mine' })).status,
+    ).toBe(403);
+    expect(
+      (await tenantOwner.request('PATCH', `/v1/tenants/${tenantId}`, { name: 'Theirs' })).status,
+    ).toBe(404);
+    expect((await operator.get<{ name: string }>(`/v1/tenants/${tenantId}`)).body.name).toBe(
+      'acme',
+    );
+  });
+});

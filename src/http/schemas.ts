@@ -51,6 +51,18 @@ export const createTenantSchema = z
   })
   .openapi('CreateTenantRequest');
 
+export const updateTenantSchema = z
+  .strictObject({
+    name: z.string().trim().min(1).max(200).optional(),
+    status: z.enum(['active', 'suspended']).optional().openapi({
+      description: 'Operator only. A suspended tenant’s keys and sign-ins are refused.',
+    }),
+    timeZone: timeZoneSchema.optional(),
+    metadata: metadataSchema.optional(),
+  })
+  .refine((value) => Object.keys(value).length > 0, 'at least one field is required')
+  .openapi('UpdateTenantRequest');
+
 export const tenantSchema = z
   .object({
     id: z.uuid(),

@@ -43,6 +43,8 @@ const fillers: Record<string, (victim: WorldUser, tenant: WorldTenant) => readon
 /** A valid, harmful request body per operation, so a refusal comes from authorization. */
 const bodies: Record<string, (victim: WorldUser, tenant: WorldTenant) => unknown> = {
   createTenant: () => ({ slug: `evil-${randomBytes(4).toString('hex')}`, name: 'Evil' }),
+  // Suspending a tenant is the operator's alone: refused to every tenant user, even owners.
+  updateTenant: () => ({ status: 'suspended', name: 'pwned' }),
   createUser: () => ({ role: 'owner', displayName: 'intruder' }),
   updateUser: (victim) => ({
     role: victim.role === 'viewer' ? 'member' : 'viewer',
@@ -118,6 +120,11 @@ function expectationFor(operation: Operation, attacker: WorldUser, victim: World
   switch (operation.operationId) {
     case 'getTenant':
       return 'allowed';
+    case 'updateTenant':
+      return 'refused';
+    case 'listAuditEvents':
+    case 'verifyAudit':
+      return privileged ? 'allowed' : 'refused';
     case 'listUsers':
     case 'createUser':
     case 'listOidcProviders':

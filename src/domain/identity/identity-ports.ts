@@ -22,6 +22,14 @@ export interface NewTenant {
   readonly metadata: Readonly<Record<string, unknown>>;
 }
 
+/** Changes to a tenant; absent fields stay as they are. */
+export interface TenantPatch {
+  readonly name?: string;
+  readonly status?: 'active' | 'suspended';
+  readonly timeZone?: string;
+  readonly metadata?: Readonly<Record<string, unknown>>;
+}
+
 /** Fields of a new user and their membership. */
 export interface NewUser {
   readonly email: string | null;
@@ -70,6 +78,11 @@ export interface IdentityStore {
   createTenant(principal: Principal, input: NewTenant): Promise<Tenant>;
   listTenants(principal: Principal, page: PageRequest): Promise<Page<Tenant>>;
   getTenant(principal: Principal, tenantId: string): Promise<Tenant | undefined>;
+  updateTenant(
+    principal: Principal,
+    tenantId: string,
+    patch: TenantPatch,
+  ): Promise<Tenant | undefined>;
   createUser(principal: Principal, tenantId: string, input: NewUser): Promise<User>;
   listUsers(principal: Principal, tenantId: string, page: PageRequest): Promise<Page<User>>;
   getUser(principal: Principal, tenantId: string, userId: string): Promise<User | undefined>;

@@ -7,6 +7,7 @@ import type {
   NewUser,
   Page,
   PageRequest,
+  TenantPatch,
   UserPatch,
 } from './identity-ports.ts';
 import type { ApiKey, CreatedApiKey, OidcProvider, Tenant, User } from './identity-types.ts';
@@ -27,6 +28,7 @@ export interface IdentityService {
   createTenant(principal: Principal, input: NewTenant): Promise<Tenant>;
   listTenants(principal: Principal, page: PageRequest): Promise<Page<Tenant>>;
   getTenant(principal: Principal, tenantId: string): Promise<Tenant>;
+  updateTenant(principal: Principal, tenantId: string, patch: TenantPatch): Promise<Tenant>;
   createUser(principal: Principal, tenantId: string, input: NewUser): Promise<User>;
   listUsers(principal: Principal, tenantId: string, page: PageRequest): Promise<Page<User>>;
   getUser(principal: Principal, tenantId: string, userId: string): Promise<User>;
@@ -169,6 +171,17 @@ export function createIdentityService(options: {
     async getTenant(principal, tenantId) {
       assertInTenant(principal, tenantId);
       const tenant = await store.getTenant(principal, tenantId);
+      if (tenant === undefined) throw tenantNotFound();
+      return tenant;
+    },
+    async updateTenant(principal, tenantId, patch) {
+      assertInTenant(principal, tenantId);
+      // Suspending a tenant (which stops every sign-in to it) is the operator's decision.
+      if (patch.status !== undefined && principal.kind !== 'operator') {
+        throw new ForbiddenError('Only the platform operator can suspend or reactivate a tenant.');
+      }
+      assertCan(principal, 'tenant:update');
+      const tenant = await store.updateTenant(principal, tenantId, patch);
       if (tenant === undefined) throw tenantNotFound();
       return tenant;
     },

@@ -7,6 +7,7 @@ import {
   pageSchema,
   tenantResponse,
   tenantSchema,
+  updateTenantSchema,
 } from '../schemas.ts';
 
 const createTenant = authedRoute({
@@ -42,6 +43,19 @@ const getTenant = authedRoute({
   responses: { 200: jsonResponse(tenantSchema, 'The tenant.') },
 });
 
+const updateTenant = authedRoute({
+  method: 'patch',
+  path: '/v1/tenants/{tenantId}',
+  operationId: 'updateTenant',
+  tags: ['Tenants'],
+  summary: 'Rename or re-zone a tenant (owners), or suspend and reactivate it (operator)',
+  request: {
+    params: z.object({ tenantId: idParam('tenantId') }),
+    body: jsonBody(updateTenantSchema),
+  },
+  responses: { 200: jsonResponse(tenantSchema, 'The tenant.') },
+});
+
 /** Registers the tenant operations. */
 export function registerTenantRoutes(app: BrigadeApp, services: RouteServices): void {
   app.openapi(createTenant, async (context) => {
@@ -57,6 +71,18 @@ export function registerTenantRoutes(app: BrigadeApp, services: RouteServices): 
       context.req.valid('query'),
     );
     return context.json({ data: page.data.map(tenantResponse), nextCursor: page.nextCursor }, 200);
+  });
+  app.openapi(updateTenant, async (context) => {
+    const body = context.req.valid('json');
+    const patch = Object.fromEntries(
+      Object.entries(body).filter(([, value]) => value !== undefined),
+    );
+    const tenant = await services.identity.updateTenant(
+      context.get('principal'),
+      context.req.valid('param').tenantId,
+      patch,
+    );
+    return context.json(tenantResponse(tenant), 200);
   });
   app.openapi(getTenant, async (context) => {
     const tenant = await services.identity.getTenant(

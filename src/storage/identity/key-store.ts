@@ -15,6 +15,7 @@ type KeyStore = Omit<
   | 'createTenant'
   | 'listTenants'
   | 'getTenant'
+  | 'updateTenant'
   | 'createUser'
   | 'listUsers'
   | 'getUser'

@@ -81,6 +81,7 @@ type TenantUserStore = Pick<
   | 'createTenant'
   | 'listTenants'
   | 'getTenant'
+  | 'updateTenant'
   | 'createUser'
   | 'listUsers'
   | 'getUser'
@@ -147,6 +148,39 @@ export function createTenantUserStore(database: Database): TenantUserStore {
           .where('id', '=', tenantId)
           .executeTakeFirst();
         return row === undefined ? undefined : toTenant(row);
+      });
+    },
+    async updateTenant(principal, tenantId, patch) {
+      if (!isUuid(tenantId)) return undefined;
+      return database.withScope(scopeFor(principal, tenantId), async (db) => {
+        const row = await db
+          .updateTable('brigade.tenants')
+          .set({
+            ...(patch.name === undefined ? {} : { name: patch.name }),
+            ...(patch.status === undefined ? {} : { status: patch.status }),
+            ...(patch.timeZone === undefined ? {} : { time_zone: patch.timeZone }),
+            ...(patch.metadata === undefined ? {} : { metadata: JSON.stringify(patch.metadata) }),
+            updated_at: new Date(),
+          })
+          .where('id', '=', tenantId)
+          .returningAll()
+          .executeTakeFirst();
+        if (row === undefined) return undefined;
+        await writeAudit(db, {
+          tenantId,
+          principal,
+          record: {
+            action:
+              patch.status === undefined
+                ? 'tenant.updated'
+                : `tenant.${patch.status === 'suspended' ? 'suspended' : 'reactivated'}`,
+            targetType: 'tenant',
+            targetId: tenantId,
+            outcome: 'success',
+            data: { fields: Object.keys(patch) },
+          },
+        });
+        return toTenant(row);
       });
     },
     async createUser(principal, tenantId, input) {
