@@ -25,6 +25,8 @@ export async function startBenchServer(file: Record<string, unknown>): Promise<B
     file: {
       ...file,
       server: { port: 0 },
+      // Benchmarks measure throughput, not the limiter's refusals.
+      limits: { requestsPerMinute: { key: 10_000_000, user: 10_000_000, tenant: 10_000_000 } },
       ...(directory === undefined
         ? {}
         : { database: { embedded: { dataDir: join(directory, 'postgres') }, poolSize: 20 } }),

@@ -62,6 +62,7 @@ export async function run(quick: boolean): Promise<object> {
       runs: { concurrency: streams, pollIntervalMs: 100 },
       models: { local: { tokenDelayMs } },
       database: { poolSize: 40 },
+      limits: { requestsPerMinute: { key: 10_000_000, user: 10_000_000, tenant: 10_000_000 } },
     },
   });
   const pid = server.child.pid ?? 0;

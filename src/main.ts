@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type ServerType, serve } from '@hono/node-server';
+import { Redis } from 'ioredis';
 import type { Config } from './config/index.ts';
 import { createAgentService } from './domain/agents/agent-service.ts';
 import { createThreadService } from './domain/agents/thread-service.ts';
@@ -16,6 +17,7 @@ import type { Logger } from './observability/index.ts';
 import type { CorePluginV1 } from './plugin-api/index.ts';
 import { createAgentValidator } from './runtime/agent-validator.ts';
 import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
+import { createRequestLimiter } from './runtime/request-limiter.ts';
 import { createRunExecutor } from './runtime/run-executor.ts';
 import { createRunScheduler } from './runtime/run-scheduler.ts';
 import { createRunSignals } from './runtime/run-signals.ts';
@@ -147,6 +149,32 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     await storage.close().catch(() => undefined);
     throw error;
   }
+  const redis =
+    config.redisUrl === undefined
+      ? undefined
+      : new Redis(config.redisUrl, {
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 1,
+          connectTimeout: 2_000,
+        });
+  let lastStoreWarning = 0;
+  const reportStoreError = (error: unknown) => {
+    // Logged at most every 30 s while Redis stays unreachable.
+    if (Date.now() - lastStoreWarning < 30_000) return;
+    lastStoreWarning = Date.now();
+    logger.warn(
+      { err: { message: error instanceof Error ? error.message : String(error) } },
+      'rate-limit store unavailable: limits are per process until it recovers',
+    );
+  };
+  redis?.on('error', reportStoreError);
+  const limiter = createRequestLimiter({
+    perKey: config.limits.requestsPerMinute.key,
+    perUser: config.limits.requestsPerMinute.user,
+    perTenant: config.limits.requestsPerMinute.tenant,
+    redis,
+    onStoreError: reportStoreError,
+  });
   let draining = false;
   const app = createApp({
     services: {
@@ -158,6 +186,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       audit: createAuditStore(storage.database),
     },
     authenticator,
+    limiter,
     logger,
     bodyLimitBytes: config.server.bodyLimitBytes,
     cors: config.server.cors,
@@ -204,6 +233,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
         }
         await scheduler.stop(config.server.shutdownGraceMs);
         await signals.stop();
+        redis?.disconnect();
         await storage.close();
         logger.flush();
       })();

@@ -120,6 +120,19 @@ const toolsSchema = z
   })
   .prefault({});
 
+const limitsSchema = z
+  .strictObject({
+    /** Requests per minute, per API key, per user and per tenant; the tightest wins. */
+    requestsPerMinute: z
+      .strictObject({
+        key: z.int().min(1).max(10_000_000).default(600),
+        user: z.int().min(1).max(10_000_000).default(1_200),
+        tenant: z.int().min(1).max(10_000_000).default(6_000),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
 const logSchema = z
   .strictObject({
     level: z.enum(logLevels).default('info'),
@@ -140,6 +153,7 @@ export const configFileSchema = z.strictObject({
     .refine((value) => !('local' in value), 'the name local is reserved for the built-in model')
     .default({}),
   tools: toolsSchema,
+  limits: limitsSchema,
   log: logSchema,
 });
 

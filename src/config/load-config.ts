@@ -20,6 +20,7 @@ export interface Config {
   readonly runs: ConfigFile['runs'];
   readonly models: ConfigFile['models'];
   readonly tools: ConfigFile['tools'];
+  readonly limits: ConfigFile['limits'];
   /** Providers with their API keys resolved from the environment. */
   readonly providers: Readonly<
     Record<
@@ -169,6 +170,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     runs: file.runs,
     models: file.models,
     tools: file.tools,
+    limits: file.limits,
     providers,
     log: { level: environment.LOG_LEVEL ?? file.log.level },
     redisUrl: environment.REDIS_URL,

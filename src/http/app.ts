@@ -4,6 +4,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { requestId } from 'hono/request-id';
 import { AppError, UnauthenticatedError, ValidationError } from '../domain/errors.ts';
+import type { RequestLimiter } from '../runtime/request-limiter.ts';
 import type { AppEnv, BrigadeApp, RouteServices } from './app-env.ts';
 import type { Authenticator } from './auth/authenticator.ts';
 import { docsPage } from './docs-page.ts';
@@ -30,6 +31,8 @@ export interface CreateAppOptions {
     readonly credentials: boolean;
     readonly maxAgeSeconds: number;
   };
+  /** Requests-per-minute limits for tenant users (the operator is not limited). */
+  readonly limiter?: RequestLimiter | undefined;
   /** Readiness probe: resolves when the database answers; false while draining. */
   readonly isReady: () => Promise<boolean>;
   readonly version: string;
@@ -130,7 +133,37 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
       throw new UnauthenticatedError(
         'Send an API key or token as "Authorization: Bearer <credential>".',
       );
-    context.set('principal', await options.authenticator.authenticate(match[1]));
+    const principal = await options.authenticator.authenticate(match[1]);
+    context.set('principal', principal);
+    if (options.limiter !== undefined && principal.kind === 'user') {
+      const decision = await options.limiter.consume(principal);
+      const headers = {
+        'RateLimit-Policy': `${decision.limit};w=${options.limiter.windowSeconds}`,
+        RateLimit: `limit=${decision.limit}, remaining=${decision.remaining}, reset=${decision.resetSeconds}`,
+      };
+      if (!decision.allowed) {
+        const response = renderProblem(
+          context,
+          new AppError(
+            'rate_limited',
+            `Too many requests for this ${decision.scope ?? 'credential'}; retry in ${decision.resetSeconds} s.`,
+            {
+              details: { retryAfterSeconds: decision.resetSeconds, limitScope: decision.scope },
+            },
+          ),
+          options.logger,
+        );
+        for (const [name, value] of Object.entries(headers)) response.headers.set(name, value);
+        return response;
+      }
+      await next();
+      try {
+        for (const [name, value] of Object.entries(headers)) context.res.headers.set(name, value);
+      } catch {
+        // Some responses have immutable headers; the limit still applied.
+      }
+      return;
+    }
     await next();
   });
 

@@ -1,0 +1,109 @@
+import type { Redis } from 'ioredis';
+import {
+  type RateLimiterAbstract,
+  RateLimiterMemory,
+  RateLimiterRedis,
+  RateLimiterRes,
+} from 'rate-limiter-flexible';
+
+/** The outcome of counting one request against every limit that applies to it. */
+export interface LimitDecision {
+  readonly allowed: boolean;
+  /** The tightest limit: what the RateLimit headers describe. */
+  readonly limit: number;
+  readonly remaining: number;
+  /** Seconds until the tightest window resets (for Retry-After when refused). */
+  readonly resetSeconds: number;
+  /** Which limit refused the request, when one did. */
+  readonly scope: 'key' | 'user' | 'tenant' | undefined;
+}
+
+/** Counts requests per API key, user and tenant; the tightest limit wins. */
+export interface RequestLimiter {
+  consume(subject: {
+    tenantId: string;
+    userId: string;
+    keyId: string | undefined;
+  }): Promise<LimitDecision>;
+  readonly windowSeconds: number;
+}
+
+/** Options for {@link createRequestLimiter}. */
+export interface RequestLimiterOptions {
+  readonly perKey: number;
+  readonly perUser: number;
+  readonly perTenant: number;
+  /** Shared store; without it (or while it is unreachable) limits are per process. */
+  readonly redis: Redis | undefined;
+  readonly onStoreError: (error: unknown) => void;
+}
+
+const windowSeconds = 60;
+
+/**
+ * Requests-per-minute limits with rate-limiter-flexible. With Redis the counters are shared by
+ * every process; if Redis becomes unreachable each limiter falls back to its in-process
+ * "insurance" limiter (same points, per process), and `onStoreError` reports it.
+ */
+export function createRequestLimiter(options: RequestLimiterOptions): RequestLimiter {
+  function limiter(scope: string, points: number): RateLimiterAbstract {
+    const memory = new RateLimiterMemory({
+      points,
+      duration: windowSeconds,
+      keyPrefix: `brigade:rl:${scope}`,
+    });
+    if (options.redis === undefined) return memory;
+    return new RateLimiterRedis({
+      storeClient: options.redis,
+      points,
+      duration: windowSeconds,
+      keyPrefix: `brigade:rl:${scope}`,
+      rejectIfRedisNotReady: true,
+      insuranceLimiter: memory,
+    });
+  }
+  const limiters = {
+    key: { limiter: limiter('key', options.perKey), points: options.perKey },
+    user: { limiter: limiter('user', options.perUser), points: options.perUser },
+    tenant: { limiter: limiter('tenant', options.perTenant), points: options.perTenant },
+  };
+  async function count(scope: keyof typeof limiters, key: string) {
+    const { limiter: counter, points } = limiters[scope];
+    try {
+      const result = await counter.consume(key);
+      return { scope, points, result, allowed: true };
+    } catch (rejection) {
+      if (rejection instanceof RateLimiterRes)
+        return { scope, points, result: rejection, allowed: false };
+      options.onStoreError(rejection);
+      // Neither the store nor the insurance limiter answered: fail open for this request.
+      return { scope, points, result: new RateLimiterRes(points, 0, 0, false), allowed: true };
+    }
+  }
+  return {
+    windowSeconds,
+    async consume(subject) {
+      if (options.redis !== undefined && options.redis.status !== 'ready') {
+        options.onStoreError(new Error(`Redis is ${options.redis.status}; limits are per process`));
+      }
+      const outcomes = await Promise.all([
+        ...(subject.keyId === undefined ? [] : [count('key', subject.keyId)]),
+        count('user', `${subject.tenantId}:${subject.userId}`),
+        count('tenant', subject.tenantId),
+      ]);
+      const refused = outcomes.find((outcome) => !outcome.allowed);
+      const tightest =
+        refused ??
+        outcomes.reduce((low, outcome) =>
+          outcome.result.remainingPoints < low.result.remainingPoints ? outcome : low,
+        );
+      return {
+        allowed: refused === undefined,
+        limit: tightest.points,
+        remaining: Math.max(0, tightest.result.remainingPoints),
+        resetSeconds: Math.max(1, Math.ceil(tightest.result.msBeforeNext / 1000)),
+        scope: refused?.scope,
+      };
+    },
+  };
+}
