@@ -16,6 +16,7 @@ import { startTestServer, type TestServer, testOperatorKey } from './support/tes
 let mock: Awaited<ReturnType<typeof createMockModelServer>>;
 let server: TestServer;
 let member: ApiClient;
+let admin: ApiClient;
 let agentId: string;
 
 type RunBody = Created & {
@@ -49,10 +50,7 @@ beforeAll(async () => {
   );
   const operator = apiClient(server.url, testOperatorKey);
   const tenantId = await seedTenant(operator, 'providers');
-  const admin = apiClient(
-    server.url,
-    (await seedUser(operator, { tenantId, role: 'admin' })).secret,
-  );
+  admin = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'admin' })).secret);
   member = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'member' })).secret);
   const agent = await admin.post<Created>('/v1/agents', {
     name: 'remote',
@@ -123,8 +121,11 @@ describe('runs on an OpenAI-compatible provider', () => {
   });
 
   it('refuses an agent naming a provider that is not configured', async () => {
-    const admin = member;
     const response = await admin.post('/v1/agents', { name: 'ghost', model: 'nowhere:gpt' });
-    expect([403, 422]).toContain(response.status);
+    expect(response.status).toBe(422);
+    expect(response.body).toMatchObject({ code: 'unknown_model' });
+    expect(
+      (await admin.post('/v1/agents', { name: 'known', model: 'mock:any-model' })).status,
+    ).toBe(201);
   });
 });

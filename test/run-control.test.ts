@@ -85,6 +85,19 @@ describe('run control', () => {
     expect(final.errorCode).toBe('run_timeout');
   });
 
+  it('rejects a new run with 409 thread_busy while the thread has an active run', async () => {
+    const thread = await member.post<Created>('/v1/threads', {});
+    const base = `/v1/threads/${thread.body.id}/runs`;
+    const first = await member.post<Created>(base, { agentId, input: longInput });
+    await waitForRun<RunBody>(member, { threadId: thread.body.id, runId: first.body.id }, [
+      'running',
+    ]);
+    const rejected = await member.post(base, { agentId, input: 'second', strategy: 'reject' });
+    expect(rejected.status).toBe(409);
+    expect(rejected.body).toMatchObject({ code: 'thread_busy', activeRunId: first.body.id });
+    await member.post(`${base}/${first.body.id}/cancel`);
+  });
+
   it('interrupts the active run when the new run asks for it', async () => {
     const thread = await member.post<Created>('/v1/threads', {});
     const base = `/v1/threads/${thread.body.id}/runs`;

@@ -166,9 +166,18 @@ export async function generateWithAiSdk(request: {
   readonly onTextDelta?: ((delta: string) => void) | undefined;
 }): Promise<ModelResultV1> {
   let failure: unknown;
+  const system = request.messages
+    .filter((message) => message.role === 'system')
+    .flatMap((message) =>
+      message.content.flatMap((part) => (part.type === 'text' ? [part.text] : [])),
+    )
+    .join('\n\n');
   const result = streamText({
     model: request.model,
-    messages: toModelMessages(request.messages),
+    // Instructions go in `system`, never among the messages (where the AI SDK warns about
+    // prompt injection, and where untrusted content could imitate them).
+    ...(system.length === 0 ? {} : { system }),
+    messages: toModelMessages(request.messages.filter((message) => message.role !== 'system')),
     ...(request.tools.length === 0 ? {} : { tools: toToolSet(request.tools) }),
     maxOutputTokens: request.maxOutputTokens,
     abortSignal: request.signal,

@@ -9,28 +9,35 @@ import { type ToolDefinition, validateToolInput } from './tools/tool-registry.ts
 /** Results of completed steps of a run, by step key (`model:N`, `tool:<callId>`). */
 export type Checkpoints = Map<string, unknown>;
 
+/** A completed step to checkpoint, with the events buffered while it ran. */
+export interface StepRecord {
+  readonly events: EventWriter;
+  readonly key: string;
+  readonly kind: 'model' | 'tool';
+  readonly output: unknown;
+  readonly usage?: ModelResultV1['usage'];
+}
+
+/** What a tool call runs within: the run, its agent, its events and its completed steps. */
+export interface ToolCallContext {
+  readonly claim: RunClaim;
+  readonly agent: Agent;
+  readonly events: EventWriter;
+  readonly checkpoints: Checkpoints;
+  readonly signal: AbortSignal;
+}
+
+/** One tool call as the model made it. */
+export interface ToolCallRequest {
+  readonly toolCallId: string;
+  readonly toolName: string;
+  readonly input: unknown;
+}
+
 /** Records checkpointed steps and runs tool calls through the tool gate. */
 export interface StepRecorder {
-  saveStep(
-    scope: RunClaim,
-    step: {
-      events: EventWriter;
-      key: string;
-      kind: 'model' | 'tool';
-      output: unknown;
-      usage?: ModelResultV1['usage'];
-    },
-  ): Promise<void>;
-  callTool(
-    context: {
-      claim: RunClaim;
-      agent: Agent;
-      events: EventWriter;
-      checkpoints: Checkpoints;
-      signal: AbortSignal;
-    },
-    call: { toolCallId: string; toolName: string; input: unknown },
-  ): Promise<ToolOutcomeV1>;
+  saveStep(scope: RunClaim, step: StepRecord): Promise<void>;
+  callTool(context: ToolCallContext, call: ToolCallRequest): Promise<ToolOutcomeV1>;
 }
 
 /**
@@ -48,16 +55,7 @@ export function createStepRecorder(options: {
   readonly approvalTtlMs: number;
 }): StepRecorder {
   const { toolOutputLimit, toolTimeoutMs } = options;
-  async function saveStep(
-    scope: RunClaim,
-    step: {
-      events: EventWriter;
-      key: string;
-      kind: 'model' | 'tool';
-      output: unknown;
-      usage?: ModelResultV1['usage'];
-    },
-  ): Promise<void> {
+  async function saveStep(scope: RunClaim, step: StepRecord): Promise<void> {
     // The step's buffered events commit with its checkpoint: one transaction per step.
     await step.events.inTransaction(async (db, append) => {
       await append([]);
@@ -77,16 +75,7 @@ export function createStepRecorder(options: {
     });
   }
 
-  async function callTool(
-    context: {
-      claim: RunClaim;
-      agent: Agent;
-      events: EventWriter;
-      checkpoints: Checkpoints;
-      signal: AbortSignal;
-    },
-    call: { toolCallId: string; toolName: string; input: unknown },
-  ): Promise<ToolOutcomeV1> {
+  async function callTool(context: ToolCallContext, call: ToolCallRequest): Promise<ToolOutcomeV1> {
     const key = `tool:${call.toolCallId}`;
     const saved = context.checkpoints.get(key);
     if (saved !== undefined) return saved as ToolOutcomeV1;

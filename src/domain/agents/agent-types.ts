@@ -83,13 +83,6 @@ export interface Run {
   readonly deadlineAt: Date | null;
 }
 
-/** True for states a run never leaves. */
-export function isTerminal(status: RunStatus): boolean {
-  return (
-    status === 'completed' || status === 'failed' || status === 'cancelled' || status === 'expired'
-  );
-}
-
 /** A persisted run event, as streamed over SSE. */
 export interface RunEvent {
   readonly runId: string;

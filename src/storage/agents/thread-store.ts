@@ -46,51 +46,6 @@ export async function loadThread(db: ScopedDb, threadId: string): Promise<Thread
   return row === undefined ? undefined : toThread(row);
 }
 
-/** Loads every message of a thread in order, inside an open transaction. */
-export async function loadMessages(db: ScopedDb, threadId: string): Promise<Message[]> {
-  const rows = await db
-    .selectFrom('brigade.messages')
-    .selectAll()
-    .where('thread_id', '=', threadId)
-    .orderBy('seq')
-    .execute();
-  return rows.map(toMessage);
-}
-
-/** Inserts a message inside an open transaction. */
-export async function insertMessage(
-  db: ScopedDb,
-  message: {
-    tenantId: string;
-    userId: string;
-    threadId: string;
-    runId: string | null;
-    role: Message['role'];
-    content: readonly ContentPartV1[];
-    provenance: ProvenanceV1;
-    inputTokens?: number;
-    outputTokens?: number;
-  },
-): Promise<Message> {
-  const row = await db
-    .insertInto('brigade.messages')
-    .values({
-      tenant_id: message.tenantId,
-      user_id: message.userId,
-      thread_id: message.threadId,
-      run_id: message.runId,
-      role: message.role,
-      content: JSON.stringify(message.content),
-      provenance: message.provenance,
-      input_tokens: message.inputTokens ?? null,
-      output_tokens: message.outputTokens ?? null,
-      created_at: new Date(),
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
-  return toMessage(row);
-}
-
 /** Persistence of a user's threads and messages (the domain's port); RLS shows a user only their own. */
 export type ThreadStore = ThreadRunPorts['threads'];
 
