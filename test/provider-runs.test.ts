@@ -6,6 +6,7 @@ import {
   type Created,
   seedTenant,
   seedUser,
+  waitForRun,
 } from './support/api-client.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
@@ -116,8 +117,9 @@ describe('runs on an OpenAI-compatible provider', () => {
     }
     mock.setFaults(undefined);
     expect(mock.calls[0]?.outcome).toBe('client-aborted');
-    const final = await member.get<RunBody>(`/v1/threads/${thread.body.id}/runs/${run.body.id}`);
-    expect(final.body.status).toBe('cancelled');
+    // 202 means the cancel was accepted; the worker that holds the run records the final state.
+    const final = await waitForRun(member, { threadId: thread.body.id, runId: run.body.id });
+    expect(final.status).toBe('cancelled');
   });
 
   it('refuses an agent naming a provider that is not configured', async () => {
