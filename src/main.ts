@@ -106,7 +106,10 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   });
   const threads = createThreadService({
     threads: createThreadStore(storage.database),
-    runs: createRunStore(storage.database, signals),
+    runs: createRunStore(storage.database, signals, {
+      maxQueuedPerTenant: config.runs.maxQueuedPerTenant,
+      staleAfterMs: config.runs.staleAfterMs,
+    }),
   });
   const approvals = createApprovalStore({
     database: storage.database,
@@ -138,6 +141,8 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     concurrency: config.runs.concurrency,
     pollIntervalMs: config.runs.pollIntervalMs,
     staleAfterMs: config.runs.staleAfterMs,
+    maxConcurrentPerTenant: config.runs.maxConcurrentPerTenant,
+    maxConcurrentPerUser: config.runs.maxConcurrentPerUser,
   });
   activeRuns = () => scheduler.active;
   try {

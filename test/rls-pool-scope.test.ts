@@ -28,6 +28,7 @@ const settingNames = [
   'auth_key_hash',
   'auth_issuer',
   'scheduler',
+  'tenant_queue',
 ] as const;
 
 const noSettings = Object.fromEntries(settingNames.map((name) => [name, '']));
@@ -47,6 +48,7 @@ function expectedSettings(scope: DatabaseScope): Record<string, string> {
     auth_key_hash: scope.authKeyHash ?? '',
     auth_issuer: scope.authIssuer ?? '',
     scheduler: scope.scheduler === true ? 'on' : '',
+    tenant_queue: scope.tenantQueue === true ? 'on' : '',
   };
 }
 
@@ -96,6 +98,7 @@ function everything(tenant: Tenant): DatabaseScope {
     authKeyHash: tenant.keyHash,
     authIssuer: 'https://leaky.example',
     scheduler: true,
+    tenantQueue: true,
   };
 }
 

@@ -78,6 +78,12 @@ const runsSchema = z
     pollIntervalMs: z.int().min(10).max(60_000).default(250),
     /** A run whose executor missed heartbeats this long is resumed by another process. */
     staleAfterMs: z.int().min(2_000).max(600_000).default(10_000),
+    /** Runs of one tenant executing at once across all processes; 0 = unlimited. */
+    maxConcurrentPerTenant: z.int().min(0).max(100_000).default(32),
+    /** Runs of one user executing at once across all processes; 0 = unlimited. */
+    maxConcurrentPerUser: z.int().min(0).max(100_000).default(8),
+    /** Queued (not yet started) runs one tenant may have; more are refused with 429 queue_full. 0 = unlimited. */
+    maxQueuedPerTenant: z.int().min(0).max(10_000_000).default(1_000),
   })
   .prefault({});
 

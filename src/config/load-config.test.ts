@@ -69,7 +69,14 @@ describe('loadConfig defaults', () => {
       jwksCacheMs: 600_000,
       jwtClockToleranceSeconds: 30,
     });
-    expect(config.runs).toEqual({ concurrency: 64, pollIntervalMs: 250, staleAfterMs: 10_000 });
+    expect(config.runs).toEqual({
+      concurrency: 64,
+      pollIntervalMs: 250,
+      staleAfterMs: 10_000,
+      maxConcurrentPerTenant: 32,
+      maxConcurrentPerUser: 8,
+      maxQueuedPerTenant: 1_000,
+    });
     expect(config.log).toEqual({ level: 'info' });
     expect(config.providers).toEqual({});
     expect(config.redisUrl).toBeUndefined();
@@ -117,6 +124,33 @@ describe('loadConfig validation', () => {
     for (const path of ['server.port', 'log.level', 'server.colour', 'database.runtimeRole']) {
       expect(error.message).toContain(`- ${path}: `);
     }
+  });
+
+  it('accepts 0 (unlimited) for the run caps and queue limit, and rejects negative ones', () => {
+    const unlimited = loadConfig({
+      file: { runs: { maxConcurrentPerTenant: 0, maxConcurrentPerUser: 0, maxQueuedPerTenant: 0 } },
+      env: {},
+      cwd: emptyDir,
+    });
+    expect(unlimited.runs).toMatchObject({
+      maxConcurrentPerTenant: 0,
+      maxConcurrentPerUser: 0,
+      maxQueuedPerTenant: 0,
+    });
+    const error = configErrorOf(() =>
+      loadConfig({
+        file: {
+          runs: { maxConcurrentPerTenant: -1, maxConcurrentPerUser: 1.5, maxQueuedPerTenant: -5 },
+        },
+        env: {},
+        cwd: emptyDir,
+      }),
+    );
+    expect(pathsOf(error.issues)).toEqual([
+      'runs.maxConcurrentPerTenant',
+      'runs.maxConcurrentPerUser',
+      'runs.maxQueuedPerTenant',
+    ]);
   });
 
   it('reports invalid environment variables under env.* together with file problems', () => {

@@ -26,6 +26,7 @@ export const errorCodes = [
   'provider_error',
   'approval_not_pending',
   'rate_limited',
+  'queue_full',
   'budget_exceeded',
   'quota_exceeded',
   'policy_not_found',

@@ -129,6 +129,10 @@ export const createRunSchema = z
       .enum(['reject', 'enqueue', 'interrupt', 'rollback'])
       .default('enqueue')
       .openapi({ description: 'What to do if the thread already has an active run.' }),
+    priority: z.enum(['interactive', 'batch']).default('interactive').openapi({
+      description:
+        'Interactive runs are started before batch runs of the same organisation; organisations share capacity fairly either way.',
+    }),
     stream: z
       .boolean()
       .default(false)
@@ -153,6 +157,7 @@ export const runSchema = z
       'expired',
     ]),
     strategy: z.enum(['reject', 'enqueue', 'interrupt', 'rollback']),
+    priority: z.enum(['interactive', 'batch']),
     errorCode: z.string().nullable(),
     errorMessage: z.string().nullable(),
     usage: z.object({ inputTokens: z.int(), outputTokens: z.int() }),
@@ -160,6 +165,10 @@ export const runSchema = z
     createdAt: z.iso.datetime(),
     startedAt: z.iso.datetime().nullable(),
     completedAt: z.iso.datetime().nullable(),
+    queueWaitMs: z.int().min(0).nullable().openapi({
+      description:
+        'Milliseconds from creation until a scheduler first claimed the run; null until it started.',
+    }),
   })
   .openapi('Run');
 
@@ -199,6 +208,7 @@ export const runResponse = (run: Run) => ({
   agentId: run.agentId,
   status: run.status,
   strategy: run.strategy,
+  priority: run.priority,
   errorCode: run.errorCode,
   errorMessage: run.errorMessage,
   usage: { inputTokens: run.inputTokens, outputTokens: run.outputTokens },
@@ -206,4 +216,8 @@ export const runResponse = (run: Run) => ({
   createdAt: run.createdAt.toISOString(),
   startedAt: iso(run.startedAt),
   completedAt: iso(run.completedAt),
+  queueWaitMs:
+    run.firstClaimedAt === null
+      ? null
+      : Math.max(0, run.firstClaimedAt.getTime() - run.createdAt.getTime()),
 });

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
 import type { Database } from '../storage/postgres/database.ts';
+import { claimRuns, type RunCapOverrides } from '../storage/runs/run-claim.ts';
 import type { AbortReason, ExecutorLogger, RunClaim, RunExecutor } from './run-executor.ts';
 import type { RunSignals } from './run-signals.ts';
 
@@ -18,6 +18,16 @@ export interface RunSchedulerOptions {
   readonly heartbeatIntervalMs?: number;
   /** A claim whose heartbeat is older than this is taken over by another process. */
   readonly staleAfterMs?: number;
+  /** Runs of one tenant executing at once across all processes; 0 or absent = unlimited. */
+  readonly maxConcurrentPerTenant?: number;
+  /** Runs of one user executing at once across all processes; 0 or absent = unlimited. */
+  readonly maxConcurrentPerUser?: number;
+  /**
+   * Per-tenant and per-user caps replacing the two defaults above (e.g. from limit policies'
+   * `concurrentRuns`). Called before every claim batch, so keep it cheap (cache, and refresh
+   * in the background); a throw skips that claim (fail closed) and is retried at the next poll.
+   */
+  readonly capOverrides?: () => RunCapOverrides | Promise<RunCapOverrides>;
 }
 
 /** Claims queued runs (and runs of dead processes) and executes them. */
@@ -34,7 +44,9 @@ export interface RunScheduler {
 
 /**
  * The run scheduler: one per process. Claims with `FOR UPDATE SKIP LOCKED` from the ids-only
- * `run_queue` (oldest first, one run per thread at a time), heartbeats its claims, and takes
+ * `run_queue` fairly (the tenant with the fewest running runs first, then its user with the
+ * fewest, interactive before batch, oldest first; one run per thread at a time; per-tenant and
+ * per-user caps across all processes; see {@link claimRuns}), heartbeats its claims, and takes
  * over claims whose heartbeat went stale (the process died), so runs survive kill -9.
  */
 export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
@@ -50,29 +62,17 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
   let heartbeat: NodeJS.Timeout | undefined;
 
   async function claim(limit: number): Promise<RunClaim[]> {
-    return database.withScope({ scheduler: true }, async (db) => {
-      const stale = `${Math.ceil(staleAfterMs / 1000)} seconds`;
-      const result = await sql<{ run_id: string; tenant_id: string; user_id: string }>`
-        update brigade.run_queue q
-           set state = 'claimed', executor_id = ${executorId}, heartbeat_at = clock_timestamp()
-         where q.run_id in (
-           select c.run_id from brigade.run_queue c
-            where (c.state = 'queued' or c.heartbeat_at < clock_timestamp() - ${stale}::interval)
-              and not exists (
-                select 1 from brigade.run_queue o
-                 where o.thread_id = c.thread_id and o.run_id <> c.run_id
-                   and (o.enqueued_at < c.enqueued_at
-                        or (o.state = 'claimed' and o.heartbeat_at >= clock_timestamp() - ${stale}::interval)))
-            order by c.enqueued_at
-            for update skip locked
-            limit ${limit})
-        returning q.run_id, q.tenant_id, q.user_id`.execute(db);
-      return result.rows.map((row) => ({
-        runId: row.run_id,
-        tenantId: row.tenant_id,
-        userId: row.user_id,
-      }));
-    });
+    const overrides = await options.capOverrides?.();
+    return database.withScope({ scheduler: true }, (db) =>
+      claimRuns(db, {
+        executorId,
+        limit,
+        staleAfterMs,
+        maxPerTenant: options.maxConcurrentPerTenant ?? 0,
+        maxPerUser: options.maxConcurrentPerUser ?? 0,
+        overrides,
+      }),
+    );
   }
 
   function launch(claimed: RunClaim): void {

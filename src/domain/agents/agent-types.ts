@@ -62,6 +62,12 @@ export type RunStatus =
 /** What happens when a run is created on a thread that already has an active run. */
 export type ConcurrencyStrategy = 'reject' | 'enqueue' | 'interrupt' | 'rollback';
 
+/**
+ * How urgently a run is claimed: inside one tenant, `interactive` runs are claimed before
+ * `batch` runs (tenants still share capacity fairly, whatever their runs' priorities).
+ */
+export type RunPriority = 'interactive' | 'batch';
+
 /** One execution of an agent on a thread. */
 export interface Run {
   readonly id: string;
@@ -71,6 +77,7 @@ export interface Run {
   readonly agentId: string;
   readonly status: RunStatus;
   readonly strategy: ConcurrencyStrategy;
+  readonly priority: RunPriority;
   readonly errorCode: string | null;
   readonly errorMessage: string | null;
   readonly inputTokens: number;
@@ -78,6 +85,8 @@ export interface Run {
   readonly stepCount: number;
   readonly pendingAction: unknown;
   readonly createdAt: Date;
+  /** When a scheduler first claimed the run; null until it started. */
+  readonly firstClaimedAt: Date | null;
   readonly startedAt: Date | null;
   readonly completedAt: Date | null;
   readonly deadlineAt: Date | null;

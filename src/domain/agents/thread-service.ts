@@ -2,7 +2,14 @@ import { NotFoundError } from '../errors.ts';
 import type { Page, PageRequest } from '../identity/identity-ports.ts';
 import { assertCan, type Principal, type UserPrincipal } from '../identity/principal.ts';
 import { asTenantUser } from './agent-service.ts';
-import type { ConcurrencyStrategy, Message, Run, RunEvent, Thread } from './agent-types.ts';
+import type {
+  ConcurrencyStrategy,
+  Message,
+  Run,
+  RunEvent,
+  RunPriority,
+  Thread,
+} from './agent-types.ts';
 
 /** Persistence the thread and run use cases need (implemented in storage/). */
 export interface ThreadRunPorts {
@@ -21,12 +28,18 @@ export interface ThreadRunPorts {
     ): Promise<Page<Message> | undefined>;
   };
   readonly runs: {
+    /**
+     * Creates and queues a run; undefined when the thread is not the caller's. Throws
+     * `thread_busy` (strategy reject) and `queue_full` (the tenant has too many queued runs;
+     * `details.retryAfterSeconds` says when to retry).
+     */
     create(
       principal: UserPrincipal,
       input: {
         threadId: string;
         agentId: string;
         strategy: ConcurrencyStrategy;
+        priority: RunPriority;
         input: string | undefined;
       },
     ): Promise<Run | undefined>;
@@ -59,6 +72,8 @@ export interface CreateRunRequest {
   readonly agentId: string;
   readonly input?: string | undefined;
   readonly strategy: ConcurrencyStrategy;
+  /** Defaults to `interactive`. */
+  readonly priority?: RunPriority | undefined;
 }
 
 /** Thread, message and run use cases; a thread and its runs are visible only to its owner. */
@@ -116,6 +131,7 @@ export function createThreadService(ports: ThreadRunPorts) {
         threadId,
         agentId: request.agentId,
         strategy: request.strategy,
+        priority: request.priority ?? 'interactive',
         input: request.input,
       });
       if (run === undefined) throw threadNotFound();

@@ -29,6 +29,10 @@ const createRun = authedRoute({
       ...{ content: { ...jsonResponse(runSchema, '').content, ...sseResponse.content } },
     },
     409: jsonResponse(z.object({}), 'The thread is busy (strategy reject).'),
+    429: jsonResponse(
+      z.object({}),
+      'Too many requests, or `queue_full`: your organisation has too many queued runs (retry after `Retry-After` seconds).',
+    ),
   },
 });
 const listRuns = authedRoute({
@@ -137,6 +141,7 @@ export function registerRunRoutes(app: BrigadeApp, services: RouteServices): voi
       agentId: body.agentId,
       input: body.input,
       strategy: body.strategy,
+      priority: body.priority,
     });
     if (body.stream) {
       context.status(201);

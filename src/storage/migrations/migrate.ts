@@ -2,6 +2,7 @@ import { type Kysely, type Migration, type MigrationResultSet, Migrator, sql } f
 import { identityMigration } from './0001-identity.ts';
 import { agentsThreadsRunsMigration } from './0002-agents-threads-runs.ts';
 import { approvalsMigration } from './0003-approvals.ts';
+import { fairQueueMigration } from './0005-fair-queue.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -15,6 +16,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0001-identity': fromSql(identityMigration),
     '0002-agents-threads-runs': fromSql(agentsThreadsRunsMigration),
     '0003-approvals': fromSql(approvalsMigration),
+    '0005-fair-queue': fromSql(fairQueueMigration),
   };
 }
 

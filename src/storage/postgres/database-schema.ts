@@ -157,6 +157,9 @@ export interface RunsTable {
   created_at: Timestamp;
   started_at: Date | null;
   completed_at: Date | null;
+  priority: Generated<'interactive' | 'batch'>;
+  /** When a scheduler first claimed the run (copied from its queue entry when it starts). */
+  first_claimed_at: Date | null;
 }
 
 /** Row type of `brigade.messages`. */
@@ -207,6 +210,9 @@ export interface RunQueueTable {
   executor_id: string | null;
   heartbeat_at: Date | null;
   enqueued_at: Timestamp;
+  priority: Generated<'interactive' | 'batch'>;
+  /** Set by the first claim; kept by takeovers and requeues. */
+  first_claimed_at: Date | null;
 }
 
 /** Row type of `brigade.approvals`. */

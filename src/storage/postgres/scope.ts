@@ -18,6 +18,11 @@ export interface DatabaseScope {
   readonly authIssuer?: string | undefined;
   /** The run scheduler: sees the ids-only run queue of every tenant (no content). */
   readonly scheduler?: boolean | undefined;
+  /**
+   * Admission control: may read (never change) the ids-only run queue entries of `tenantId`,
+   * to count its queued runs when a run is created.
+   */
+  readonly tenantQueue?: boolean | undefined;
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -47,6 +52,7 @@ export function renderScopeStatement(scope: DatabaseScope): string {
     ['brigade.auth_key_hash', checked(scope.authKeyHash, hexPattern, 'authKeyHash')],
     ['brigade.auth_issuer', scope.authIssuer ?? ''],
     ['brigade.scheduler', scope.scheduler === true ? 'on' : ''],
+    ['brigade.tenant_queue', scope.tenantQueue === true ? 'on' : ''],
   ];
   // Only non-empty values are sent: Brigade never sets these at session level, so every
   // setting not named here is empty for this transaction, which means "no scope".

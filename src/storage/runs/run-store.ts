@@ -137,15 +137,78 @@ async function cancelOne(
   run.signals.cancelled.add(run.id);
 }
 
-/** The PostgreSQL {@link RunStore}. */
-export function createRunStore(database: Database, sink: RunSignalSink): RunStore {
+/** Admission limits of {@link createRunStore}. */
+export interface RunAdmissionOptions {
+  /** Queued (not yet claimed) runs one tenant may have; 0 = unlimited (`runs.maxQueuedPerTenant`). */
+  readonly maxQueuedPerTenant?: number | undefined;
+  /** A claim whose heartbeat is older than this no longer counts as running (`runs.staleAfterMs`). */
+  readonly staleAfterMs?: number | undefined;
+}
+
+/**
+ * How long a client refused with `queue_full` should wait, in seconds: the time the tenant's
+ * queue takes to drain by one run more than its excess. In-flight runs have run for `meanAgeMs`
+ * on average, so a run takes about twice that, and `running` of them finish in parallel.
+ * Clamped to 1–120 s; with nothing running (no worker up) it answers 5 s.
+ */
+export function estimateRetryAfterSeconds(queue: {
+  readonly excess: number;
+  readonly running: number;
+  readonly meanAgeMs: number | null;
+}): number {
+  if (queue.running === 0 || queue.meanAgeMs === null) return 5;
+  const runMs = Math.max(100, 2 * queue.meanAgeMs);
+  const seconds = ((queue.excess + 1) * runMs) / queue.running / 1000;
+  return Math.min(120, Math.max(1, Math.ceil(seconds)));
+}
+
+/** Refuses a run beyond the tenant's queue limit, with a Retry-After estimated from its drain. */
+async function queueFull(
+  db: ScopedDb,
+  options: { tenantId: string; queued: number; limit: number; staleAfterMs: number },
+): Promise<AppError> {
+  const stale = `${Math.ceil(options.staleAfterMs / 1000)} seconds`;
+  const result = await sql<{ running: number; mean_age_ms: number | null }>`
+    select count(*)::int as running,
+           (extract(epoch from avg(clock_timestamp() - coalesce(q.first_claimed_at, q.heartbeat_at))) * 1000)::float8 as mean_age_ms
+      from brigade.run_queue q
+     where q.tenant_id = ${options.tenantId} and q.state = 'claimed'
+       and q.heartbeat_at >= clock_timestamp() - ${stale}::interval`.execute(db);
+  const row = result.rows[0];
+  const retryAfterSeconds = estimateRetryAfterSeconds({
+    excess: options.queued - options.limit,
+    running: row?.running ?? 0,
+    meanAgeMs: row?.mean_age_ms ?? null,
+  });
+  return new AppError(
+    'queue_full',
+    `Your organisation already has ${options.limit} queued runs; retry later.`,
+    { details: { retryAfterSeconds, maxQueuedRuns: options.limit } },
+  );
+}
+
+/**
+ * The PostgreSQL {@link RunStore}. Creating a run counts the tenant's queued runs in the same
+ * statement that locks the thread and refuses one beyond `maxQueuedPerTenant` (`queue_full`).
+ * The count is a snapshot, so concurrent creates of one tenant can each see room: the limit
+ * may be overshot by the number of run creations of that tenant in flight at the same moment.
+ */
+export function createRunStore(
+  database: Database,
+  sink: RunSignalSink,
+  admission: RunAdmissionOptions = {},
+): RunStore {
+  const maxQueued = admission.maxQueuedPerTenant ?? 0;
+  const staleAfterMs = admission.staleAfterMs ?? 10_000;
   /** Runs `work` in a scoped transaction, then sends the signals it collected. */
   async function withSignals<T>(
     principal: UserPrincipal,
     work: (db: ScopedDb, signals: Signals) => Promise<T>,
+    options: { tenantQueue?: boolean } = {},
   ): Promise<T> {
     const signals: Signals = { changed: new Set(), cancelled: new Set() };
-    const result = await database.withScope(scopeFor(principal), (db) => work(db, signals));
+    const scope = { ...scopeFor(principal), ...(options.tenantQueue ? { tenantQueue: true } : {}) };
+    const result = await database.withScope(scope, (db) => work(db, signals));
     for (const runId of signals.cancelled) sink.cancelRequested(runId);
     for (const runId of signals.changed) sink.runChanged(runId);
     if (signals.changed.size > 0) sink.queueChanged();
@@ -153,58 +216,80 @@ export function createRunStore(database: Database, sink: RunSignalSink): RunStor
   }
   return {
     create(principal, input) {
-      return withSignals(principal, async (db, signals) => {
-        // One statement locks the thread and checks its active run and the agent.
-        const found = await sql<{ busy_id: string | null; agent_exists: boolean }>`
+      return withSignals(
+        principal,
+        async (db, signals) => {
+          // One statement locks the thread and checks its active run, the agent and the depth of
+          // the tenant's queue (counted up to the limit; the tenant_queue scope shows its entries).
+          const found = await sql<{
+            busy_id: string | null;
+            agent_exists: boolean;
+            queued: number;
+          }>`
           select (select r.id from brigade.runs r
                    where r.thread_id = t.id and r.status in ('queued', 'running', 'requires_action')
                    limit 1) as busy_id,
-                 exists (select 1 from brigade.agents a where a.id = ${input.agentId}) as agent_exists
+                 exists (select 1 from brigade.agents a where a.id = ${input.agentId}) as agent_exists,
+                 (select count(*) from (select 1 from brigade.run_queue q
+                   where q.tenant_id = ${principal.tenantId} and q.state = 'queued'
+                   limit ${maxQueued}) d)::int as queued
             from brigade.threads t where t.id = ${input.threadId}
              for update of t`.execute(db);
-        const thread = found.rows[0];
-        if (thread === undefined) return undefined;
-        if (!thread.agent_exists) throw new NotFoundError('agent_not_found', 'Agent not found.');
-        if (thread.busy_id !== null) {
-          if (input.strategy === 'reject') {
-            throw new AppError('thread_busy', 'The thread already has an active run.', {
-              details: { activeRunId: thread.busy_id },
+          const thread = found.rows[0];
+          if (thread === undefined) return undefined;
+          if (!thread.agent_exists) throw new NotFoundError('agent_not_found', 'Agent not found.');
+          if (maxQueued > 0 && thread.queued >= maxQueued) {
+            throw await queueFull(db, {
+              tenantId: principal.tenantId,
+              queued: thread.queued,
+              limit: maxQueued,
+              staleAfterMs,
             });
           }
-          if (input.strategy === 'interrupt' || input.strategy === 'rollback') {
-            await cancelActive(db, {
-              threadId: input.threadId,
-              rollback: input.strategy === 'rollback',
-              signals,
-            });
+          if (thread.busy_id !== null) {
+            if (input.strategy === 'reject') {
+              throw new AppError('thread_busy', 'The thread already has an active run.', {
+                details: { activeRunId: thread.busy_id },
+              });
+            }
+            if (input.strategy === 'interrupt' || input.strategy === 'rollback') {
+              await cancelActive(db, {
+                threadId: input.threadId,
+                rollback: input.strategy === 'rollback',
+                signals,
+              });
+            }
           }
-        }
-        // The run, its input message, its queue entry and its first event: one statement.
-        const content =
-          input.input === undefined ? null : JSON.stringify([{ type: 'text', text: input.input }]);
-        const inserted = await sql<Selectable<RunsTable>>`
+          // The run, its input message, its queue entry and its first event: one statement.
+          const content =
+            input.input === undefined
+              ? null
+              : JSON.stringify([{ type: 'text', text: input.input }]);
+          const inserted = await sql<Selectable<RunsTable>>`
           with r as (
-            insert into brigade.runs (tenant_id, user_id, thread_id, agent_id, strategy)
-            values (${principal.tenantId}, ${principal.userId}, ${input.threadId}, ${input.agentId}, ${input.strategy})
+            insert into brigade.runs (tenant_id, user_id, thread_id, agent_id, strategy, priority)
+            values (${principal.tenantId}, ${principal.userId}, ${input.threadId}, ${input.agentId}, ${input.strategy}, ${input.priority})
             returning *),
           m as (
             insert into brigade.messages (tenant_id, user_id, thread_id, run_id, role, content, provenance)
             select tenant_id, user_id, thread_id, id, 'user', ${content}::jsonb, 'user'
               from r where ${content}::jsonb is not null),
           q as (
-            insert into brigade.run_queue (run_id, tenant_id, user_id, thread_id)
-            select id, tenant_id, user_id, thread_id from r),
+            insert into brigade.run_queue (run_id, tenant_id, user_id, thread_id, priority)
+            select id, tenant_id, user_id, thread_id, priority from r),
           e as (
             insert into brigade.run_events (tenant_id, user_id, run_id, seq, type, data)
             select tenant_id, user_id, id, 1, 'run-queued',
                    jsonb_build_object('runId', id, 'threadId', thread_id, 'agentId', agent_id)
               from r)
           select * from r`.execute(db);
-        const row = inserted.rows[0];
-        if (row === undefined) throw new Error('run insert returned nothing');
-        signals.changed.add(row.id);
-        return toRun(row);
-      });
+          const row = inserted.rows[0];
+          if (row === undefined) throw new Error('run insert returned nothing');
+          signals.changed.add(row.id);
+          return toRun(row);
+        },
+        { tenantQueue: true },
+      );
     },
     get(principal, threadId, runId) {
       return database.withScope(scopeFor(principal), async (db) => {

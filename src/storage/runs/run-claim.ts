@@ -1,0 +1,124 @@
+import { sql } from 'kysely';
+import type { ScopedDb } from '../postgres/database.ts';
+
+/** A queue entry one claim took: the run and whose it is. */
+export interface ClaimedRun {
+  readonly runId: string;
+  readonly tenantId: string;
+  readonly userId: string;
+}
+
+/**
+ * Caps that replace the configured defaults for particular tenants or users: the seam through
+ * which limit policies (`concurrentRuns`) reach the scheduler. Keys are tenant ids and user
+ * ids; values are the most runs of that tenant (or user) claimed at once across all
+ * processes, 0 meaning unlimited. Tenants and users not named keep the defaults. Role-level
+ * or tenant-wide per-user policies must be resolved into user ids by whoever builds this.
+ */
+export interface RunCapOverrides {
+  readonly perTenant?: Readonly<Record<string, number>> | undefined;
+  readonly perUser?: Readonly<Record<string, number>> | undefined;
+}
+
+/** Options of {@link claimRuns}. */
+export interface ClaimRunsOptions {
+  /** Stored on the claimed entries; heartbeats and hand-backs match on it. */
+  readonly executorId: string;
+  /** Most runs to claim in this batch (the process's free slots). */
+  readonly limit: number;
+  /** A claim whose heartbeat is older than this holds no slot and is taken over. */
+  readonly staleAfterMs: number;
+  /** Default cap on runs of one tenant claimed at once across all processes; 0 = unlimited. */
+  readonly maxPerTenant: number;
+  /** Default cap on runs of one user claimed at once across all processes; 0 = unlimited. */
+  readonly maxPerUser: number;
+  readonly overrides?: RunCapOverrides | undefined;
+}
+
+function capsJson(caps: Readonly<Record<string, number>> | undefined): string {
+  const valid: Record<string, number> = {};
+  for (const [id, cap] of Object.entries(caps ?? {})) {
+    if (!Number.isInteger(cap) || cap < 0) throw new Error(`invalid run cap for ${id}: ${cap}`);
+    valid[id] = cap;
+  }
+  return JSON.stringify(valid);
+}
+
+/**
+ * Claims up to `limit` runs fairly, in one statement (run it in the `{ scheduler: true }`
+ * scope). The order:
+ *
+ * 1. Only entries that are queued, or claimed by a process whose heartbeat went stale, and
+ *    only the oldest entry of a thread with no live claim (one run per thread at a time).
+ *    Parked entries (waiting for an approval) hold no slot and are not candidates.
+ * 2. Each candidate gets a *user slot*: its user's live claims plus its rank among that user's
+ *    candidates (interactive first, then oldest); candidates beyond the user's cap drop out.
+ * 3. The rest get a *tenant slot*: the tenant's live claims plus the rank among the tenant's
+ *    candidates by (batch last, user slot, age); candidates beyond the tenant's cap drop out.
+ *    Inside a tenant, interactive runs come first and users take turns.
+ * 4. The batch is taken by (tenant slot, age): the tenant with the fewest running goes first,
+ *    and a batch of several alternates between tenants (round robin), not one tenant's FIFO.
+ *
+ * Concurrency: each claimer ranks from its own snapshot and then locks with
+ * `FOR UPDATE SKIP LOCKED`; rows another claimer locked are skipped, and rows it already
+ * committed fail the recheck of step 1. A claimer only takes rows that are within the caps by
+ * its own snapshot, so two claimers racing cannot together exceed a cap as long as they rank a
+ * tenant's candidates in the same order. They can rank them differently only when a run of
+ * that tenant finished between their two snapshots and changed the users' turns; then the
+ * tenant's (or user's) cap may be exceeded by a few runs until those finish. Stale claims
+ * count as free (their process is presumed dead).
+ */
+export async function claimRuns(db: ScopedDb, options: ClaimRunsOptions): Promise<ClaimedRun[]> {
+  const stale = `${Math.ceil(options.staleAfterMs / 1000)} seconds`;
+  const tenantCaps = capsJson(options.overrides?.perTenant);
+  const userCaps = capsJson(options.overrides?.perUser);
+  const result = await sql<{ run_id: string; tenant_id: string; user_id: string }>`
+    with live as (
+      select tenant_id, user_id from brigade.run_queue
+       where state = 'claimed' and heartbeat_at >= clock_timestamp() - ${stale}::interval),
+    tenant_running as (select tenant_id, count(*)::int as n from live group by tenant_id),
+    user_running as (select user_id, count(*)::int as n from live group by user_id),
+    candidates as (
+      select c.run_id, c.tenant_id, c.user_id, c.enqueued_at, c.priority = 'batch' as is_batch,
+             coalesce(tr.n, 0) as tenant_running, coalesce(ur.n, 0) as user_running,
+             coalesce((${tenantCaps}::jsonb ->> c.tenant_id::text)::int, ${options.maxPerTenant}::int) as tenant_cap,
+             coalesce((${userCaps}::jsonb ->> c.user_id::text)::int, ${options.maxPerUser}::int) as user_cap
+        from brigade.run_queue c
+        left join tenant_running tr on tr.tenant_id = c.tenant_id
+        left join user_running ur on ur.user_id = c.user_id
+       where (c.state = 'queued'
+              or (c.state = 'claimed' and c.heartbeat_at < clock_timestamp() - ${stale}::interval))
+         and not exists (
+           select 1 from brigade.run_queue o
+            where o.thread_id = c.thread_id and o.run_id <> c.run_id
+              and (o.enqueued_at < c.enqueued_at
+                   or (o.state = 'claimed' and o.heartbeat_at >= clock_timestamp() - ${stale}::interval)))),
+    by_user as (
+      select *, user_running + row_number() over (
+               partition by user_id order by is_batch, enqueued_at, run_id) as user_slot
+        from candidates),
+    by_tenant as (
+      select *, tenant_running + row_number() over (
+               partition by tenant_id order by is_batch, user_slot, enqueued_at, run_id) as tenant_slot
+        from by_user where user_cap = 0 or user_slot <= user_cap),
+    ranked as (
+      select run_id, tenant_slot, enqueued_at from by_tenant
+       where tenant_cap = 0 or tenant_slot <= tenant_cap)
+    update brigade.run_queue q
+       set state = 'claimed', executor_id = ${options.executorId},
+           heartbeat_at = clock_timestamp(),
+           first_claimed_at = coalesce(q.first_claimed_at, clock_timestamp())
+     where q.run_id in (
+       select c.run_id from brigade.run_queue c join ranked r on r.run_id = c.run_id
+        where c.state = 'queued'
+           or (c.state = 'claimed' and c.heartbeat_at < clock_timestamp() - ${stale}::interval)
+        order by r.tenant_slot, r.enqueued_at, r.run_id
+        for update of c skip locked
+        limit ${options.limit})
+    returning q.run_id, q.tenant_id, q.user_id`.execute(db);
+  return result.rows.map((row) => ({
+    runId: row.run_id,
+    tenantId: row.tenant_id,
+    userId: row.user_id,
+  }));
+}
