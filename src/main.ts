@@ -5,9 +5,12 @@ import { Redis } from 'ioredis';
 import type { Config } from './config/index.ts';
 import { createAgentService } from './domain/agents/agent-service.ts';
 import { createThreadService } from './domain/agents/thread-service.ts';
+import { createPolicyService } from './domain/guards/policy-service.ts';
+import { createUsageService } from './domain/guards/usage-service.ts';
 import { hashSecret } from './domain/identity/api-key-secret.ts';
 import { createIdentityService } from './domain/identity/identity-service.ts';
 import { createModelGateway } from './gateway/model-gateway.ts';
+import { createPriceTable } from './gateway/pricing.ts';
 import { createApp } from './http/app.ts';
 import type { BrigadeApp } from './http/app-env.ts';
 import { createAuthenticator } from './http/auth/authenticator.ts';
@@ -17,6 +20,7 @@ import type { Logger } from './observability/index.ts';
 import type { CorePluginV1 } from './plugin-api/index.ts';
 import { createAgentValidator } from './runtime/agent-validator.ts';
 import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
+import { createMeteredGateway } from './runtime/metered-gateway.ts';
 import { createRequestLimiter } from './runtime/request-limiter.ts';
 import { createRunExecutor } from './runtime/run-executor.ts';
 import { createRunScheduler } from './runtime/run-scheduler.ts';
@@ -26,6 +30,9 @@ import { builtInTools, validateToolInput } from './runtime/tools/tool-registry.t
 import { createAgentStore } from './storage/agents/agent-store.ts';
 import { createThreadStore } from './storage/agents/thread-store.ts';
 import { bootstrapOperatorKey } from './storage/bootstrap-operator-key.ts';
+import { createBudgetStore } from './storage/guards/budget-store.ts';
+import { createPolicyStore } from './storage/guards/policy-store.ts';
+import { createUsageStore } from './storage/guards/usage-store.ts';
 import { createAuditStore } from './storage/identity/audit-store.ts';
 import { createIdentityStore } from './storage/identity/identity-store.ts';
 import { openStorage, type Storage } from './storage/open-storage.ts';
@@ -87,6 +94,16 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     localTokenDelayMs: config.models.local.tokenDelayMs,
     providers: config.providers,
   });
+  const budgets = createBudgetStore(storage.database);
+  const metered = createMeteredGateway({
+    gateway,
+    budgets,
+    prices: createPriceTable({
+      prices: config.models.prices,
+      unknownModelPrice: config.models.unknownModelPrice,
+    }),
+    logger,
+  });
   const cores = new Map<string, CorePluginV1>([[toolLoopCore.id, toolLoopCore]]);
   for (const core of options.cores ?? []) {
     if (core.specificationVersion !== 'core-v1')
@@ -129,7 +146,18 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     database: storage.database,
     executor: createRunExecutor({
       database: storage.database,
-      gateway,
+      gateway: metered,
+      consumeToolQuota: (claim, agentId) =>
+        budgets.consumeQuota(
+          { tenantId: claim.tenantId, userId: claim.userId, agentId },
+          'tool_calls',
+        ),
+      resolveOrphans: (claim) =>
+        budgets.resolveRunReservations({
+          tenantId: claim.tenantId,
+          userId: claim.userId,
+          runId: claim.runId,
+        }),
       tools,
       cores,
       logger,
@@ -189,6 +217,8 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       eventHub: signals,
       approvals,
       audit: createAuditStore(storage.database),
+      policies: createPolicyService({ store: createPolicyStore(storage.database) }),
+      usage: createUsageService({ store: createUsageStore(storage.database) }),
     },
     authenticator,
     limiter,

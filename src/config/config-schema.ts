@@ -87,6 +87,13 @@ const runsSchema = z
   })
   .prefault({});
 
+const priceSchema = z.strictObject({
+  inputPerMTok: z.number().min(0).max(100_000),
+  outputPerMTok: z.number().min(0).max(100_000),
+  /** Price of cached input tokens (defaults to the input price). */
+  cachedInputPerMTok: z.number().min(0).max(100_000).optional(),
+});
+
 const modelsSchema = z
   .strictObject({
     local: z
@@ -95,6 +102,13 @@ const modelsSchema = z
         tokenDelayMs: z.int().min(0).max(10_000).default(0),
       })
       .prefault({}),
+    /**
+     * Prices in USD per million tokens, by model id (`gpt-4o`) or `<provider>:<model id>`; the
+     * longest matching prefix wins. Overrides and extends the built-in table.
+     */
+    prices: z.record(z.string().min(1).max(200), priceSchema).default({}),
+    /** Price of a model found in no table; budgets need one, so it errs on the expensive side. */
+    unknownModelPrice: priceSchema.prefault({ inputPerMTok: 10, outputPerMTok: 30 }),
   })
   .prefault({});
 

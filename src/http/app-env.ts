@@ -1,6 +1,8 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { AgentService } from '../domain/agents/agent-service.ts';
 import type { ThreadService } from '../domain/agents/thread-service.ts';
+import type { PolicyService } from '../domain/guards/policy-service.ts';
+import type { UsageService } from '../domain/guards/usage-service.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
 import type { RunSignals } from '../runtime/run-signals.ts';
@@ -29,4 +31,6 @@ export interface RouteServices {
   readonly eventHub: Pick<RunSignals, 'subscribe'>;
   readonly approvals: ApprovalStore;
   readonly audit: AuditStore;
+  readonly policies: PolicyService;
+  readonly usage: UsageService;
 }

@@ -15,9 +15,11 @@ import { registerAuditRoutes } from './routes/audit-routes.ts';
 import { registerKeyRoutes } from './routes/key-routes.ts';
 import { registerMeRoutes } from './routes/me-routes.ts';
 import { registerOidcRoutes } from './routes/oidc-routes.ts';
+import { registerPolicyRoutes } from './routes/policy-routes.ts';
 import { registerRunRoutes } from './routes/run-routes.ts';
 import { registerTenantRoutes } from './routes/tenant-routes.ts';
 import { registerThreadRoutes } from './routes/thread-routes.ts';
+import { registerUsageRoutes } from './routes/usage-routes.ts';
 import { registerUserRoutes } from './routes/user-routes.ts';
 
 /** Options for {@link createApp}. */
@@ -183,6 +185,8 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerRunRoutes(app, options.services);
   registerApprovalRoutes(app, options.services);
   registerAuditRoutes(app, options.services);
+  registerPolicyRoutes(app, options.services);
+  registerUsageRoutes(app, options.services);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',

@@ -1,6 +1,5 @@
 import type { Message } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
-import type { ModelGateway } from '../gateway/model-gateway.ts';
 import type { CorePluginV1, MessageV1, ModelResultV1 } from '../plugin-api/index.ts';
 import { toAgent } from '../storage/agents/agent-store.ts';
 import { toMessage } from '../storage/agents/thread-store.ts';
@@ -8,6 +7,7 @@ import { type Database, sqlLiteral } from '../storage/postgres/database.ts';
 import { type RunSignalSink, toRun } from '../storage/runs/run-rows.ts';
 import { RunParkedError } from './approval-gate.ts';
 import { createEventWriter, type EventWriter } from './event-writer.ts';
+import type { MeteredGateway } from './metered-gateway.ts';
 import { createStepRecorder } from './run-steps.ts';
 import type { ToolDefinition } from './tools/tool-registry.ts';
 
@@ -31,7 +31,12 @@ export interface ExecutorLogger {
 /** Options for {@link createRunExecutor}. */
 export interface RunExecutorOptions {
   readonly database: Database;
-  readonly gateway: ModelGateway;
+  /** Every model call: budgets reserved and settled, usage recorded. */
+  readonly gateway: MeteredGateway;
+  /** Counts a tool call against the daily tool-call quotas (throws `quota_exceeded`). */
+  readonly consumeToolQuota?: (claim: RunClaim, agentId: string) => Promise<void>;
+  /** Resolves budget reservations a dead process left open for this run. */
+  readonly resolveOrphans?: (claim: RunClaim) => Promise<number>;
   readonly tools: readonly ToolDefinition[];
   readonly cores: ReadonlyMap<string, CorePluginV1>;
   readonly logger: ExecutorLogger;
@@ -62,6 +67,9 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     toolOutputLimit: options.toolOutputLimit ?? 64 * 1024,
     toolTimeoutMs: options.toolTimeoutMs ?? 30_000,
     approvalTtlMs: options.approvalTtlMs ?? 24 * 3_600_000,
+    ...(options.consumeToolQuota === undefined
+      ? {}
+      : { consumeToolQuota: options.consumeToolQuota }),
   });
 
   /** Loads everything a run needs in one round trip (a single-statement scoped read). */
@@ -239,6 +247,10 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       let modelCalls = 0;
       try {
         if (run.status === 'running' || run.startedAt !== null) {
+          // Resumed: a model call the previous process had in flight left its reservation.
+          const resolved = await options.resolveOrphans?.(claim);
+          if (resolved !== undefined && resolved > 0)
+            logger.warn({ runId: run.id, resolved }, 'resolved orphaned budget reservations');
           const cancelled = await database.withScope(claim, (db) =>
             db
               .selectFrom('brigade.runs')
@@ -270,6 +282,15 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
               const saved = checkpoints.get(key);
               if (saved !== undefined) return saved as ModelResultV1;
               const result = await gateway.generate({
+                spender: {
+                  tenantId: claim.tenantId,
+                  userId: claim.userId,
+                  keyId: run.apiKeyId,
+                  agentId: agent.id,
+                  runId: run.id,
+                },
+                source: 'run',
+                deadline: new Date(deadline),
                 model: agent.model,
                 messages: request.messages,
                 tools: request.tools,

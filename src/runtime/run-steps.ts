@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Agent } from '../domain/agents/agent-types.ts';
+import { AppError } from '../domain/errors.ts';
 import type { ModelResultV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
 import { passApprovalGate } from './approval-gate.ts';
 import type { EventWriter } from './event-writer.ts';
@@ -53,6 +54,8 @@ export function createStepRecorder(options: {
   readonly toolTimeoutMs: number;
   /** How long a pending approval stays decidable, in milliseconds. */
   readonly approvalTtlMs: number;
+  /** Counts a tool call against the daily tool-call quotas; throws `quota_exceeded`. */
+  readonly consumeToolQuota?: (claim: RunClaim, agentId: string) => Promise<void>;
 }): StepRecorder {
   const { toolOutputLimit, toolTimeoutMs } = options;
   async function saveStep(scope: RunClaim, step: StepRecord): Promise<void> {
@@ -73,6 +76,18 @@ export function createStepRecorder(options: {
                output_tokens = output_tokens + ${step.usage?.outputTokens ?? 0}
          where id = ${scope.runId}`.execute(db);
     });
+  }
+
+  /** Undefined when the call may run, else the quota refusal the model is told about. */
+  async function checkQuota(context: ToolCallContext): Promise<string | undefined> {
+    if (options.consumeToolQuota === undefined) return undefined;
+    try {
+      await options.consumeToolQuota(context.claim, context.agent.id);
+      return undefined;
+    } catch (error) {
+      if (error instanceof AppError && error.code === 'quota_exceeded') return error.message;
+      throw error;
+    }
   }
 
   async function callTool(context: ToolCallContext, call: ToolCallRequest): Promise<ToolOutcomeV1> {
@@ -104,10 +119,15 @@ export function createStepRecorder(options: {
               ttlMs: options.approvalTtlMs,
             })
           : ({ kind: 'approved', input: call.input } as const);
+      // Only a call that will run counts against the daily tool-call quota.
+      const quota =
+        problems.length === 0 && gate.kind !== 'refused' ? await checkQuota(context) : undefined;
       if (problems.length > 0) {
         outcome = { status: 'error', message: `Invalid arguments: ${problems.join('; ')}` };
       } else if (gate.kind === 'refused') {
         outcome = { status: 'error', message: gate.message };
+      } else if (quota !== undefined) {
+        outcome = { status: 'error', message: quota };
       } else {
         const timeout = AbortSignal.timeout(toolTimeoutMs);
         const signal = AbortSignal.any([context.signal, timeout]);

@@ -35,6 +35,7 @@ const fillers: Record<string, (victim: WorldUser, tenant: WorldTenant) => readon
   keyId: (victim) => victim.keys.map((key) => key.id),
   providerId: (_, tenant) => (tenant.provider === undefined ? [] : [tenant.provider.id]),
   agentId: (_, tenant) => [tenant.agentId],
+  policyId: (_, tenant) => [tenant.policyId],
   threadId: (victim) => (victim.parked === undefined ? [] : [victim.parked.threadId]),
   runId: (victim) => (victim.parked === undefined ? [] : [victim.parked.runId]),
   approvalId: (victim) => (victim.parked === undefined ? [] : [victim.parked.approvalId]),
@@ -67,6 +68,13 @@ const bodies: Record<string, (victim: WorldUser, tenant: WorldTenant) => unknown
     input: 'call calculator {"expression":"1"}',
   }),
   decideApproval: () => ({ decision: 'approve' }),
+  // Policies that would stop the victim's tenant from working.
+  createPolicy: (victim) => ({
+    tenantId: victim.tenantId,
+    level: 'tenant',
+    limits: { runsPerDay: 0 },
+  }),
+  updatePolicy: () => ({ limits: { runsPerDay: 0 } }),
 };
 
 /** Reads every operation of the server's OpenAPI document. */
@@ -117,6 +125,9 @@ function expectationFor(operation: Operation, attacker: WorldUser, victim: World
   }
   if (has('providerId')) return privileged ? 'allowed' : 'refused';
   if (has('agentId')) return mutating && !privileged ? 'refused' : 'allowed';
+  // Policies: owners and admins read and change their tenant's (those the operator set are
+  // the operator's alone); members and viewers see only their own limits (getMyLimits).
+  if (has('policyId')) return privileged ? 'allowed' : 'refused';
   switch (operation.operationId) {
     case 'getTenant':
       return 'allowed';
@@ -137,6 +148,8 @@ function expectationFor(operation: Operation, attacker: WorldUser, victim: World
 
 /** The oracle for operations without path parameters (they act on the caller's own tenant). */
 function selfExpectation(operation: Operation, attacker: WorldUser): Expectation {
+  if (operation.operationId === 'listPolicies' || operation.operationId === 'createPolicy')
+    return isPrivileged(attacker.role) ? 'allowed' : 'refused';
   if (operation.method === 'get') return 'allowed';
   switch (operation.operationId) {
     case 'createTenant':

@@ -89,6 +89,8 @@ export interface WorldTenant {
   readonly id: string;
   readonly slug: string;
   readonly agentId: string;
+  /** A policy the owner set on the tenant. */
+  readonly policyId: string;
   readonly users: readonly WorldUser[];
   readonly provider: WorldProvider | undefined;
 }
@@ -247,6 +249,14 @@ export async function buildTenant(
     201,
     'agent',
   );
+  const policy = must(
+    await apiClient(context.url, owner.credential).post<Created>('/v1/policies', {
+      level: 'tenant',
+      limits: { requestsPerMinute: 100_000 },
+    }),
+    201,
+    'policy',
+  );
   const provider = await buildProvider(context, { tenantId, slug, kind: spec.oidc });
   const withRuns = await Promise.all(
     users.map(async (user) => ({
@@ -256,7 +266,14 @@ export async function buildTenant(
         : undefined,
     })),
   );
-  return { id: tenantId, slug, agentId: agent.id, users: withRuns, provider };
+  return {
+    id: tenantId,
+    slug,
+    agentId: agent.id,
+    policyId: policy.id,
+    users: withRuns,
+    provider,
+  };
 }
 
 /** Every id of the world that belongs to `user` (what it legitimately knows about itself). */
@@ -270,6 +287,7 @@ export function tenantIds(tenant: WorldTenant): string[] {
   return [
     tenant.id,
     tenant.agentId,
+    tenant.policyId,
     ...(tenant.provider === undefined ? [] : [tenant.provider.id]),
     ...tenant.users.flatMap(ownIds),
   ];

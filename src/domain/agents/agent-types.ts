@@ -78,6 +78,8 @@ export interface Run {
   readonly status: RunStatus;
   readonly strategy: ConcurrencyStrategy;
   readonly priority: RunPriority;
+  /** The API key that created the run (null for a JWT login); usage is attributed to it. */
+  readonly apiKeyId: string | null;
   readonly errorCode: string | null;
   readonly errorMessage: string | null;
   readonly inputTokens: number;

@@ -20,6 +20,9 @@ export const actions = [
   'thread:read',
   'thread:write',
   'audit:read',
+  'policy:read',
+  'policy:manage',
+  'usage:read-any',
 ] as const;
 
 /** An action that may be permitted to a role. */
@@ -45,6 +48,9 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'thread:read',
     'thread:write',
     'audit:read',
+    'policy:read',
+    'policy:manage',
+    'usage:read-any',
   ],
   admin: [
     'tenant:read',
@@ -59,6 +65,9 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'thread:read',
     'thread:write',
     'audit:read',
+    'policy:read',
+    'policy:manage',
+    'usage:read-any',
   ],
   member: ['tenant:read', 'key:manage-own', 'agent:read', 'thread:read', 'thread:write'],
   viewer: ['tenant:read', 'agent:read', 'thread:read'],

@@ -2,6 +2,7 @@ import { type Kysely, type Migration, type MigrationResultSet, Migrator, sql } f
 import { identityMigration } from './0001-identity.ts';
 import { agentsThreadsRunsMigration } from './0002-agents-threads-runs.ts';
 import { approvalsMigration } from './0003-approvals.ts';
+import { guardRailsMigration } from './0004-guard-rails.ts';
 import { fairQueueMigration } from './0005-fair-queue.ts';
 import type { MigrationContext } from './migration-context.ts';
 
@@ -16,6 +17,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0001-identity': fromSql(identityMigration),
     '0002-agents-threads-runs': fromSql(agentsThreadsRunsMigration),
     '0003-approvals': fromSql(approvalsMigration),
+    '0004-guard-rails': fromSql(guardRailsMigration),
     '0005-fair-queue': fromSql(fairQueueMigration),
   };
 }

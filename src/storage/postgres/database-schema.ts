@@ -160,6 +160,8 @@ export interface RunsTable {
   priority: Generated<'interactive' | 'batch'>;
   /** When a scheduler first claimed the run (copied from its queue entry when it starts). */
   first_claimed_at: Date | null;
+  /** The API key that created the run (null for a JWT login); usage is attributed to it. */
+  api_key_id: Generated<string | null>;
 }
 
 /** Row type of `brigade.messages`. */
@@ -243,6 +245,75 @@ export interface AuditHeadsTable {
   hash: Buffer;
 }
 
+/** Row type of `brigade.policies`. `limits` holds the stored limits (budget in nano-USD). */
+export interface PoliciesTable {
+  id: Generated<string>;
+  tenant_id: string | null;
+  level: 'platform' | 'tenant' | 'role' | 'user' | 'api_key' | 'agent';
+  role: 'owner' | 'admin' | 'member' | 'viewer' | null;
+  subject_id: string | null;
+  name: string | null;
+  limits: Json;
+  managed_by: 'operator' | 'tenant';
+  created_by_user_id: string | null;
+  version: Generated<number>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/** Row type of `brigade.limit_counters` (bigints arrive as strings). */
+export interface LimitCountersTable {
+  tenant_id: string;
+  policy_id: string;
+  kind: 'budget' | 'runs' | 'tool_calls';
+  subject_id: string;
+  period_start: Timestamp;
+  limit_value: ColumnType<string, string | number, string | number>;
+  used: ColumnType<string, string | number | undefined, string | number>;
+  reserved: ColumnType<string, string | number | undefined, string | number>;
+  updated_at: Timestamp;
+}
+
+/** Row type of `brigade.budget_reservations`. */
+export interface BudgetReservationsTable {
+  id: Generated<string>;
+  tenant_id: string;
+  user_id: string;
+  run_id: string | null;
+  amount: ColumnType<string, string | number, string | number>;
+  counters: Json;
+  status: Generated<'reserved' | 'settled' | 'released' | 'orphaned'>;
+  cost: ColumnType<string | null, string | number | null | undefined, string | number | null>;
+  expires_at: Timestamp;
+  created_at: Timestamp;
+  resolved_at: Date | null;
+}
+
+/** Row type of `brigade.usage_records` (the usage ledger; append-only). */
+export interface UsageRecordsTable {
+  tenant_id: string;
+  id: Generated<string>;
+  user_id: string;
+  key_id: string | null;
+  agent_id: string | null;
+  run_id: string | null;
+  source: 'run' | 'api';
+  route: string | null;
+  provider: string;
+  model: string;
+  input_tokens: number;
+  output_tokens: number;
+  cached_tokens: number;
+  estimated: boolean;
+  cost: ColumnType<string, string | number, string | number>;
+  latency_ms: number | null;
+  ttft_ms: number | null;
+  status: 'ok' | 'error' | 'cancelled' | 'orphaned';
+  error_code: string | null;
+  reservation_id: string | null;
+  created_at: Timestamp;
+}
+
 /** Every Brigade table, keyed as Kysely sees them (schema-qualified). */
 export interface DatabaseSchema {
   'brigade.tenants': TenantsTable;
@@ -261,4 +332,8 @@ export interface DatabaseSchema {
   'brigade.run_steps': RunStepsTable;
   'brigade.run_queue': RunQueueTable;
   'brigade.approvals': ApprovalsTable;
+  'brigade.policies': PoliciesTable;
+  'brigade.limit_counters': LimitCountersTable;
+  'brigade.budget_reservations': BudgetReservationsTable;
+  'brigade.usage_records': UsageRecordsTable;
 }

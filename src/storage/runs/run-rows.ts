@@ -21,6 +21,7 @@ export function toRun(row: Selectable<RunsTable>): Run {
     pendingAction: row.pending_action,
     createdAt: row.created_at,
     firstClaimedAt: row.first_claimed_at ?? null,
+    apiKeyId: row.api_key_id ?? null,
     startedAt: row.started_at,
     completedAt: row.completed_at,
     deadlineAt: row.deadline_at,

@@ -1,0 +1,186 @@
+import { ForbiddenError, NotFoundError, ValidationError } from '../errors.ts';
+import { assertCan, type Principal, type UserPrincipal } from '../identity/principal.ts';
+import type { MyLimits, Policy, PolicyInput, PolicyLevel, PolicyPatch } from './policy-types.ts';
+
+/** Persistence of policies; every call runs in the principal's RLS scope. */
+export interface PolicyStore {
+  create(
+    principal: Principal,
+    input: Omit<PolicyInput, 'tenantId'> & {
+      readonly tenantId: string | null;
+      readonly managedBy: Policy['managedBy'];
+    },
+  ): Promise<Policy>;
+  list(principal: Principal, tenantId: string | null): Promise<Policy[]>;
+  get(principal: Principal, policyId: string): Promise<Policy | undefined>;
+  update(principal: Principal, policy: Policy, patch: PolicyPatch): Promise<Policy | undefined>;
+  delete(principal: Principal, policy: Policy): Promise<boolean>;
+  /** True when the user, key or agent exists in the tenant (as the principal may see it). */
+  subjectExists(
+    principal: Principal,
+    subject: {
+      readonly tenantId: string;
+      readonly level: 'user' | 'api_key' | 'agent';
+      readonly subjectId: string;
+    },
+  ): Promise<boolean>;
+  /** Whether a tenant exists (operator only). */
+  tenantExists(principal: Principal, tenantId: string): Promise<boolean>;
+  myLimits(principal: UserPrincipal): Promise<MyLimits>;
+}
+
+/** Policy use cases: operators and tenant admins manage; every user reads their own limits. */
+export interface PolicyService {
+  create(principal: Principal, input: PolicyInput): Promise<Policy>;
+  list(principal: Principal, options: { tenantId?: string | undefined }): Promise<Policy[]>;
+  get(principal: Principal, policyId: string): Promise<Policy>;
+  update(principal: Principal, policyId: string, patch: PolicyPatch): Promise<Policy>;
+  delete(principal: Principal, policyId: string): Promise<void>;
+  myLimits(principal: Principal): Promise<MyLimits>;
+}
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function policyNotFound(): NotFoundError {
+  return new NotFoundError('policy_not_found', 'Policy not found.');
+}
+
+function hasAnyLimit(input: PolicyInput | PolicyPatch): boolean {
+  const limits = input.limits;
+  return limits !== undefined && Object.values(limits).some((value) => value !== undefined);
+}
+
+/** Checks the fields that only make sense for some levels, reporting every problem at once. */
+function checkShape(input: PolicyInput, tenantId: string | null): void {
+  const issues: { path: string; message: string }[] = [];
+  const needsSubject: readonly PolicyLevel[] = ['user', 'api_key', 'agent'];
+  if (input.level === 'role' && input.role === undefined)
+    issues.push({ path: 'role', message: "A 'role' policy names the role it binds." });
+  if (input.level !== 'role' && input.role !== undefined)
+    issues.push({ path: 'role', message: "Only 'role' policies name a role." });
+  if (needsSubject.includes(input.level) && input.subjectId === undefined)
+    issues.push({ path: 'subjectId', message: `A '${input.level}' policy names its subject.` });
+  if (!needsSubject.includes(input.level) && input.subjectId !== undefined)
+    issues.push({ path: 'subjectId', message: `A '${input.level}' policy has no subject.` });
+  if (input.level === 'platform' && tenantId !== null)
+    issues.push({ path: 'tenantId', message: 'Platform policies belong to no tenant.' });
+  if (input.level !== 'platform' && input.level !== 'role' && tenantId === null)
+    issues.push({ path: 'tenantId', message: `A '${input.level}' policy needs a tenant.` });
+  if (!hasAnyLimit(input))
+    issues.push({ path: 'limits', message: 'A policy sets at least one limit.' });
+  const budget = input.limits.budget;
+  if (budget?.windowHours !== undefined && budget.period !== 'rolling')
+    issues.push({
+      path: 'limits.budget.windowHours',
+      message: 'Only rolling budgets have a window.',
+    });
+  if (issues.length > 0) throw new ValidationError(issues);
+}
+
+/** Creates the {@link PolicyService}. */
+export function createPolicyService(options: { store: PolicyStore }): PolicyService {
+  const { store } = options;
+
+  async function load(principal: Principal, policyId: string): Promise<Policy> {
+    if (principal.kind === 'user') assertCan(principal, 'policy:read');
+    if (!uuidPattern.test(policyId)) throw policyNotFound();
+    const policy = await store.get(principal, policyId);
+    if (policy === undefined) throw policyNotFound();
+    // Members may read the policies that bind them through getMyLimits, not this listing.
+    if (
+      principal.kind === 'user' &&
+      policy.tenantId !== null &&
+      policy.tenantId !== principal.tenantId
+    )
+      throw policyNotFound();
+    return policy;
+  }
+
+  function assertWritable(principal: Principal, policy: Policy): void {
+    if (principal.kind === 'operator') return;
+    assertCan(principal, 'policy:manage');
+    if (policy.tenantId === null || policy.managedBy === 'operator') {
+      throw new ForbiddenError(
+        'This policy was set by the platform operator; only the operator can change it.',
+      );
+    }
+  }
+
+  return {
+    async create(principal, input) {
+      let tenantId: string | null;
+      if (principal.kind === 'operator') {
+        tenantId = input.tenantId ?? null;
+        if (tenantId !== null && !(await store.tenantExists(principal, tenantId)))
+          throw new NotFoundError('tenant_not_found', 'Tenant not found.');
+      } else {
+        assertCan(principal, 'policy:manage');
+        if (input.tenantId !== undefined && input.tenantId !== principal.tenantId)
+          throw new NotFoundError('tenant_not_found', 'Tenant not found.');
+        if (input.level === 'platform')
+          throw new ForbiddenError('Only the platform operator sets platform policies.');
+        tenantId = principal.tenantId;
+      }
+      checkShape(input, tenantId);
+      if (
+        tenantId !== null &&
+        input.subjectId !== undefined &&
+        (input.level === 'user' || input.level === 'api_key' || input.level === 'agent') &&
+        !(await store.subjectExists(principal, {
+          tenantId,
+          level: input.level,
+          subjectId: input.subjectId,
+        }))
+      ) {
+        throw new ValidationError([
+          {
+            path: 'subjectId',
+            message: `No ${input.level.replace('_', ' ')} with this id in the tenant.`,
+          },
+        ]);
+      }
+      return store.create(principal, {
+        ...input,
+        tenantId,
+        managedBy: principal.kind === 'operator' ? 'operator' : 'tenant',
+      });
+    },
+    async list(principal, { tenantId }) {
+      if (principal.kind === 'operator') return store.list(principal, tenantId ?? null);
+      assertCan(principal, 'policy:read');
+      if (tenantId !== undefined && tenantId !== principal.tenantId)
+        throw new NotFoundError('tenant_not_found', 'Tenant not found.');
+      return store.list(principal, principal.tenantId);
+    },
+    get: load,
+    async update(principal, policyId, patch) {
+      const policy = await load(principal, policyId);
+      assertWritable(principal, policy);
+      if (patch.limits !== undefined) {
+        checkShape(
+          {
+            level: policy.level,
+            role: policy.role ?? undefined,
+            subjectId: policy.subjectId ?? undefined,
+            limits: patch.limits,
+          },
+          policy.tenantId,
+        );
+      }
+      const updated = await store.update(principal, policy, patch);
+      if (updated === undefined) throw policyNotFound();
+      return updated;
+    },
+    async delete(principal, policyId) {
+      const policy = await load(principal, policyId);
+      assertWritable(principal, policy);
+      if (!(await store.delete(principal, policy))) throw policyNotFound();
+    },
+    async myLimits(principal) {
+      if (principal.kind !== 'user') {
+        throw new ForbiddenError('The operator key has no limits of its own; it has no tenant.');
+      }
+      return store.myLimits(principal);
+    },
+  };
+}

@@ -1,0 +1,116 @@
+import type { MessageV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
+
+/** A model's price in USD per million tokens. */
+export interface ModelPrice {
+  readonly inputPerMTok: number;
+  readonly outputPerMTok: number;
+  readonly cachedInputPerMTok?: number | undefined;
+}
+
+/**
+ * Built-in list prices (USD per million tokens) of widely used models, matched by the longest
+ * prefix of the model id, so dated variants (`gpt-4o-2024-08-06`) find their family. The
+ * built-in `local` model has a nominal price so budgets can be tried out without a provider.
+ * Operators override or extend this table with `models.prices`.
+ */
+export const defaultPrices: Readonly<Record<string, ModelPrice>> = {
+  local: { inputPerMTok: 1, outputPerMTok: 2 },
+  'gpt-5': { inputPerMTok: 1.25, outputPerMTok: 10, cachedInputPerMTok: 0.125 },
+  'gpt-5-mini': { inputPerMTok: 0.25, outputPerMTok: 2, cachedInputPerMTok: 0.025 },
+  'gpt-5-nano': { inputPerMTok: 0.05, outputPerMTok: 0.4, cachedInputPerMTok: 0.005 },
+  'gpt-4.1': { inputPerMTok: 2, outputPerMTok: 8, cachedInputPerMTok: 0.5 },
+  'gpt-4.1-mini': { inputPerMTok: 0.4, outputPerMTok: 1.6, cachedInputPerMTok: 0.1 },
+  'gpt-4.1-nano': { inputPerMTok: 0.1, outputPerMTok: 0.4, cachedInputPerMTok: 0.025 },
+  'gpt-4o': { inputPerMTok: 2.5, outputPerMTok: 10, cachedInputPerMTok: 1.25 },
+  'gpt-4o-mini': { inputPerMTok: 0.15, outputPerMTok: 0.6, cachedInputPerMTok: 0.075 },
+  o3: { inputPerMTok: 2, outputPerMTok: 8, cachedInputPerMTok: 0.5 },
+  'o4-mini': { inputPerMTok: 1.1, outputPerMTok: 4.4, cachedInputPerMTok: 0.275 },
+  'claude-opus-4': { inputPerMTok: 15, outputPerMTok: 75, cachedInputPerMTok: 1.5 },
+  'claude-sonnet-4': { inputPerMTok: 3, outputPerMTok: 15, cachedInputPerMTok: 0.3 },
+  'claude-3-7-sonnet': { inputPerMTok: 3, outputPerMTok: 15, cachedInputPerMTok: 0.3 },
+  'claude-3-5-sonnet': { inputPerMTok: 3, outputPerMTok: 15, cachedInputPerMTok: 0.3 },
+  'claude-haiku-4-5': { inputPerMTok: 1, outputPerMTok: 5, cachedInputPerMTok: 0.1 },
+  'claude-3-5-haiku': { inputPerMTok: 0.8, outputPerMTok: 4, cachedInputPerMTok: 0.08 },
+};
+
+/** Token counts of one call. */
+export interface TokenCounts {
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly cachedInputTokens?: number | undefined;
+}
+
+/** Prices model calls in integer nano-USD. */
+export interface PriceTable {
+  priceOf(model: string): ModelPrice;
+  /** Cost of a call in nano-USD (rounded up: never under-charges). */
+  cost(model: string, tokens: TokenCounts): number;
+  /**
+   * The most a call can cost, in nano-USD: every byte of its input counted as a token (no
+   * tokenizer produces more tokens than UTF-8 bytes for text) plus `maxOutputTokens`.
+   */
+  worstCase(
+    model: string,
+    request: {
+      readonly messages: readonly MessageV1[];
+      readonly tools: readonly ToolDescriptionV1[];
+      readonly maxOutputTokens: number;
+    },
+  ): number;
+}
+
+/** Upper bound of the input tokens of a request: UTF-8 bytes plus a per-message overhead. */
+export function inputTokenBound(
+  messages: readonly MessageV1[],
+  tools: readonly ToolDescriptionV1[],
+): number {
+  let bytes = 0;
+  for (const message of messages) bytes += Buffer.byteLength(JSON.stringify(message.content)) + 8;
+  for (const tool of tools) bytes += Buffer.byteLength(JSON.stringify(tool)) + 8;
+  return bytes + 16;
+}
+
+/** Creates the {@link PriceTable}: configured prices first, then the defaults. */
+export function createPriceTable(options: {
+  readonly prices: Readonly<Record<string, ModelPrice>>;
+  readonly unknownModelPrice: ModelPrice;
+}): PriceTable {
+  const table = { ...defaultPrices, ...options.prices };
+  const keys = Object.keys(table).sort((a, b) => b.length - a.length);
+  const cache = new Map<string, ModelPrice>();
+  function priceOf(model: string): ModelPrice {
+    const cached = cache.get(model);
+    if (cached !== undefined) return cached;
+    const bare = model.includes(':') ? model.slice(model.indexOf(':') + 1) : model;
+    const key =
+      keys.find((candidate) => model.startsWith(candidate)) ??
+      keys.find((candidate) => bare.startsWith(candidate));
+    const price = key === undefined ? options.unknownModelPrice : (table[key] as ModelPrice);
+    cache.set(model, price);
+    return price;
+  }
+  // tokens × USD per million tokens × 1000 = nano-USD; rounding to pico-USD first removes
+  // binary floating-point noise (0.15 × 1000 is 150.00000000000003) before rounding up.
+  const nanos = (tokens: number, perMTok: number) =>
+    Math.ceil(Math.round(tokens * perMTok * 1_000_000) / 1000);
+  function cost(model: string, tokens: TokenCounts): number {
+    const price = priceOf(model);
+    const cached = Math.min(tokens.cachedInputTokens ?? 0, tokens.inputTokens);
+    return (
+      nanos(tokens.inputTokens - cached, price.inputPerMTok) +
+      nanos(cached, price.cachedInputPerMTok ?? price.inputPerMTok) +
+      nanos(tokens.outputTokens, price.outputPerMTok)
+    );
+  }
+  return {
+    priceOf,
+    cost,
+    worstCase(model, request) {
+      const price = priceOf(model);
+      return (
+        nanos(inputTokenBound(request.messages, request.tools), price.inputPerMTok) +
+        nanos(request.maxOutputTokens, price.outputPerMTok)
+      );
+    },
+  };
+}

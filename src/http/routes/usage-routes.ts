@@ -1,0 +1,175 @@
+import { z } from '@hono/zod-openapi';
+import {
+  type UsageDimension,
+  type UsageReport,
+  usageDimensions,
+} from '../../domain/guards/usage-service.ts';
+import type { BrigadeApp, RouteServices } from '../app-env.ts';
+import { authedRoute, jsonResponse } from '../route-helpers.ts';
+
+const groupBySchema = z
+  .string()
+  .max(200)
+  .default('day')
+  .transform((value, context) => {
+    const parts = value
+      .split(',')
+      .map((part) => part.trim())
+      .filter((part) => part !== '');
+    const unknown = parts.filter((part) => !usageDimensions.includes(part as UsageDimension));
+    if (unknown.length > 0) {
+      context.addIssue({
+        code: 'custom',
+        message: `Unknown dimension(s) ${unknown.join(', ')}; use ${usageDimensions.join(', ')}.`,
+      });
+      return z.NEVER;
+    }
+    return [...new Set(parts)] as UsageDimension[];
+  })
+  .openapi({
+    type: 'string',
+    description: `Comma-separated dimensions: ${usageDimensions.join(', ')} (day is tenant-local). Empty for totals only.`,
+    example: 'day,model',
+  });
+
+const usageQuerySchema = z.strictObject({
+  from: z.iso.datetime({ offset: true }).optional().openapi({
+    description: 'Start (inclusive); default 30 days before `to`.',
+  }),
+  to: z.iso
+    .datetime({ offset: true })
+    .optional()
+    .openapi({ description: 'End (exclusive); default now.' }),
+  groupBy: groupBySchema,
+  userId: z.uuid().optional().openapi({ description: "One user's usage (admins)." }),
+  tenantId: z.uuid().optional().openapi({ description: 'The operator names the tenant.' }),
+});
+
+const totalsShape = {
+  requests: z.int().openapi({ description: 'Model calls.' }),
+  errors: z.int(),
+  inputTokens: z.int(),
+  outputTokens: z.int(),
+  cachedTokens: z.int(),
+  costUsd: z.number(),
+};
+
+const usageReportSchema = z
+  .object({
+    from: z.iso.datetime(),
+    to: z.iso.datetime(),
+    groupBy: z.array(z.enum(usageDimensions)),
+    data: z.array(
+      z.object({
+        day: z.string().nullable().optional(),
+        user: z.string().nullable().optional(),
+        agent: z.string().nullable().optional(),
+        key: z.string().nullable().optional(),
+        model: z.string().nullable().optional(),
+        provider: z.string().nullable().optional(),
+        source: z.string().nullable().optional(),
+        ...totalsShape,
+      }),
+    ),
+    totals: z.object(totalsShape),
+  })
+  .openapi('UsageReport');
+
+const getUsage = authedRoute({
+  method: 'get',
+  path: '/v1/usage',
+  operationId: 'getUsage',
+  tags: ['Usage'],
+  summary: 'Model usage and cost: yours, or your tenant’s for admins, grouped as asked',
+  request: { query: usageQuerySchema },
+  responses: { 200: jsonResponse(usageReportSchema, 'The usage report.') },
+});
+
+const exportUsage = authedRoute({
+  method: 'get',
+  path: '/v1/usage/export',
+  operationId: 'exportUsage',
+  tags: ['Usage'],
+  summary: 'The same report as CSV',
+  request: { query: usageQuerySchema },
+  responses: {
+    200: {
+      description: 'CSV with a header row; one row per group, then a totals row.',
+      content: { 'text/csv': { schema: z.string() } },
+    },
+  },
+});
+
+function csvCell(value: string | number | null | undefined): string {
+  if (value === null || value === undefined) return '';
+  const text = String(value);
+  // Quote, and defuse spreadsheet formulas (a cell starting with = + - @ would be evaluated).
+  const safe = /^[=+\-@\t\r]/.test(text) && typeof value === 'string' ? `'${text}` : text;
+  return /[",\n\r']/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
+}
+
+function toCsv(report: UsageReport): string {
+  const columns = [
+    ...report.groupBy,
+    'requests',
+    'errors',
+    'inputTokens',
+    'outputTokens',
+    'cachedTokens',
+    'costUsd',
+  ] as const;
+  const lines = [columns.join(',')];
+  for (const row of report.data) {
+    lines.push(columns.map((column) => csvCell(row[column as keyof typeof row])).join(','));
+  }
+  lines.push(
+    columns
+      .map((column, index) =>
+        index === 0 && report.groupBy.length > 0
+          ? 'total'
+          : csvCell(report.totals[column as keyof typeof report.totals]),
+      )
+      .join(','),
+  );
+  return `${lines.join('\r\n')}\r\n`;
+}
+
+function toQuery(query: z.infer<typeof usageQuerySchema>) {
+  return {
+    from: query.from === undefined ? undefined : new Date(query.from),
+    to: query.to === undefined ? undefined : new Date(query.to),
+    groupBy: query.groupBy,
+    userId: query.userId,
+    tenantId: query.tenantId,
+  };
+}
+
+/** Registers `getUsage` and `exportUsage`. */
+export function registerUsageRoutes(app: BrigadeApp, services: RouteServices): void {
+  app.openapi(getUsage, async (context) => {
+    const report = await services.usage.report(
+      context.get('principal'),
+      toQuery(context.req.valid('query')),
+    );
+    return context.json(
+      {
+        ...report,
+        groupBy: [...report.groupBy],
+        data: [...report.data],
+        from: report.from.toISOString(),
+        to: report.to.toISOString(),
+      },
+      200,
+    );
+  });
+  app.openapi(exportUsage, async (context) => {
+    const report = await services.usage.report(
+      context.get('principal'),
+      toQuery(context.req.valid('query')),
+    );
+    return context.body(toCsv(report), 200, {
+      'content-type': 'text/csv; charset=utf-8',
+      'content-disposition': 'attachment; filename="usage.csv"',
+    });
+  });
+}

@@ -1,0 +1,237 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import { AppError } from '../../domain/errors.ts';
+import { nanosToUsd } from '../../domain/guards/policy-types.ts';
+import type { Database, ScopedDb } from '../postgres/database.ts';
+
+/** Who a metered call is for: every budget, quota and usage record is attributed to them. */
+export interface Spender {
+  readonly tenantId: string;
+  readonly userId: string;
+  readonly keyId?: string | null | undefined;
+  readonly agentId?: string | null | undefined;
+  readonly runId?: string | null | undefined;
+}
+
+/** A reservation held while a model call runs (undefined `id`: no budget binds the caller). */
+export interface Reservation {
+  readonly id: string | undefined;
+  readonly amount: number;
+}
+
+/** One usage record (a model call), amounts in nano-USD. */
+export interface UsageEntry {
+  readonly source: 'run' | 'api';
+  readonly route?: string | null | undefined;
+  readonly provider: string;
+  readonly model: string;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly cachedTokens?: number | undefined;
+  readonly estimated: boolean;
+  readonly cost: number;
+  readonly latencyMs: number;
+  readonly ttftMs: number | null;
+  readonly status: 'ok' | 'error' | 'cancelled';
+  readonly errorCode?: string | null | undefined;
+}
+
+interface Refusal {
+  readonly ok: false;
+  readonly policyId: string;
+  readonly level: string;
+  readonly limit: number;
+  readonly taken: number;
+  readonly period: string;
+  readonly resetsAt: string | null;
+}
+
+type ReserveResult = { readonly ok: true; readonly counters: unknown[] } | Refusal;
+
+function scopeOf(spender: Spender) {
+  return { tenantId: spender.tenantId, userId: spender.userId };
+}
+
+function secondsUntil(when: string | null): number {
+  if (when === null) return 60;
+  return Math.max(1, Math.ceil((new Date(when).getTime() - Date.now()) / 1000));
+}
+
+async function insertUsage(
+  db: ScopedDb,
+  record: { spender: Spender; entry: UsageEntry; reservationId: string | undefined },
+): Promise<void> {
+  const { spender, entry, reservationId } = record;
+  await db
+    .insertInto('brigade.usage_records')
+    .values({
+      tenant_id: spender.tenantId,
+      user_id: spender.userId,
+      key_id: spender.keyId ?? null,
+      agent_id: spender.agentId ?? null,
+      run_id: spender.runId ?? null,
+      source: entry.source,
+      route: entry.route ?? null,
+      provider: entry.provider,
+      model: entry.model,
+      input_tokens: entry.inputTokens,
+      output_tokens: entry.outputTokens,
+      cached_tokens: entry.cachedTokens ?? 0,
+      estimated: entry.estimated,
+      cost: entry.cost,
+      latency_ms: Math.round(entry.latencyMs),
+      ttft_ms: entry.ttftMs === null ? null : Math.round(entry.ttftMs),
+      status: entry.status,
+      error_code: entry.errorCode ?? null,
+      reservation_id: reservationId ?? null,
+    })
+    .execute();
+}
+
+/**
+ * Exact budgets and quotas (DESIGN.md invariant 7) on the counters of migration 0004, and the
+ * usage ledger. Every method is one scoped transaction.
+ */
+export function createBudgetStore(database: Database) {
+  return {
+    /**
+     * Reserves `amount` nano-USD against every budget binding the spender, or throws
+     * `budget_exceeded` naming the policy, what is left and when its period resets. Nothing
+     * is reserved when the call is refused.
+     */
+    async reserve(spender: Spender, amount: number, expiresAt: Date): Promise<Reservation> {
+      const id = randomUUID();
+      const row = await database.withScope(scopeOf(spender), async (db) => {
+        const result = await sql<{ res: ReserveResult; reservation_id: string | null }>`
+          with r as (
+            select brigade.reserve_limits('budget', ${amount}::bigint, false,
+                                          ${spender.keyId ?? null}::uuid,
+                                          ${spender.agentId ?? null}::uuid) as res),
+          ins as (
+            insert into brigade.budget_reservations
+              (id, tenant_id, user_id, run_id, amount, counters, expires_at)
+            select ${id}::uuid, ${spender.tenantId}::uuid, ${spender.userId}::uuid,
+                   ${spender.runId ?? null}::uuid, ${amount}::bigint, r.res -> 'counters',
+                   ${expiresAt}::timestamptz
+              from r
+             where (r.res ->> 'ok')::boolean and jsonb_array_length(r.res -> 'counters') > 0
+            returning id)
+          select r.res, (select id from ins) as reservation_id from r`.execute(db);
+        return result.rows[0];
+      });
+      const res = row?.res;
+      if (res === undefined) throw new Error('reserve_limits returned nothing');
+      if (!res.ok) {
+        const remaining = Math.max(0, Number(res.limit) - Number(res.taken));
+        throw new AppError(
+          'budget_exceeded',
+          `This call could cost up to $${nanosToUsd(amount).toFixed(6)}, more than the $${nanosToUsd(remaining).toFixed(6)} left of the ${res.period === 'rolling' ? 'rolling' : res.period + 'ly'} budget set by the ${res.level} policy.`,
+          {
+            details: {
+              policyId: res.policyId,
+              level: res.level,
+              period: res.period,
+              limitUsd: nanosToUsd(Number(res.limit)),
+              remainingUsd: nanosToUsd(remaining),
+              requiredUsd: nanosToUsd(amount),
+              resetsAt: res.resetsAt,
+            },
+          },
+        );
+      }
+      return { id: row?.reservation_id ?? undefined, amount };
+    },
+
+    /**
+     * Settles a reservation to the call's actual cost and writes its usage record, in one
+     * transaction. A reservation already resolved (taken over as orphaned while this process
+     * stalled) keeps its orphan charge, and no second record is written.
+     */
+    async settle(spender: Spender, reservation: Reservation, entry: UsageEntry): Promise<void> {
+      await database.withScope(scopeOf(spender), async (db) => {
+        if (reservation.id !== undefined) {
+          const resolved = await sql<{ ok: boolean }>`
+            select brigade.resolve_reservation(${reservation.id}::uuid, ${entry.cost}::bigint,
+                                               ${entry.cost === 0 ? 'released' : 'settled'}) as ok`.execute(
+            db,
+          );
+          if (resolved.rows[0]?.ok !== true) return;
+        }
+        await insertUsage(db, { spender, entry, reservationId: reservation.id });
+      });
+    },
+
+    /**
+     * Adds one unit to every binding quota of `kind` for today (tenant time zone), or throws
+     * `quota_exceeded` with the seconds until it resets.
+     */
+    async consumeQuota(spender: Spender, kind: 'runs' | 'tool_calls'): Promise<void> {
+      const res = await database.withScope(scopeOf(spender), async (db) => {
+        const result = await sql<{ res: ReserveResult }>`
+          select brigade.reserve_limits(${kind}, 1, true, ${spender.keyId ?? null}::uuid,
+                                        ${spender.agentId ?? null}::uuid) as res`.execute(db);
+        return result.rows[0]?.res;
+      });
+      if (res === undefined || res.ok) return;
+      const label = kind === 'runs' ? 'runs' : 'tool calls';
+      throw new AppError(
+        'quota_exceeded',
+        `The daily quota of ${res.limit} ${label} set by the ${res.level} policy is used up.`,
+        {
+          details: {
+            policyId: res.policyId,
+            level: res.level,
+            limit: Number(res.limit),
+            used: Number(res.taken),
+            resetsAt: res.resetsAt,
+            retryAfterSeconds: secondsUntil(res.resetsAt),
+          },
+        },
+      );
+    },
+
+    /**
+     * Resolves the open reservations of a run whose process died: the provider may have been
+     * paid, so each is charged its full reserved amount (never less than was spent) and an
+     * `orphaned` usage record says so. Returns how many were resolved.
+     */
+    async resolveRunReservations(spender: Spender & { runId: string }): Promise<number> {
+      return database.withScope(scopeOf(spender), (db) =>
+        resolveOrphans(db, sql`run_id = ${spender.runId}::uuid`),
+      );
+    },
+
+    /** Resolves reservations past their expiry in every tenant (the scheduler's sweep). */
+    async resolveExpired(limit = 100): Promise<number> {
+      return database.withScope({ scheduler: true }, (db) =>
+        resolveOrphans(db, sql`expires_at < now()`, limit),
+      );
+    },
+  };
+}
+
+async function resolveOrphans(
+  db: ScopedDb,
+  condition: ReturnType<typeof sql>,
+  limit = 100,
+): Promise<number> {
+  const result = await sql<{ id: string }>`
+    with open as (
+      select id, tenant_id, user_id, run_id, amount from brigade.budget_reservations
+       where status = 'reserved' and ${condition}
+       order by expires_at
+       limit ${limit}
+       for update skip locked),
+    resolved as (
+      select o.*, brigade.resolve_reservation(o.id, o.amount, 'orphaned') as done from open o)
+    insert into brigade.usage_records
+      (tenant_id, user_id, run_id, source, provider, model, cost, status, error_code, reservation_id)
+    select tenant_id, user_id, run_id, case when run_id is null then 'api' else 'run' end,
+           'unknown', 'unknown', amount, 'orphaned', 'process_lost', id
+      from resolved where done
+    returning reservation_id as id`.execute(db);
+  return result.rows.length;
+}
+
+/** The budget store's type. */
+export type BudgetStore = ReturnType<typeof createBudgetStore>;

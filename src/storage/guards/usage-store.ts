@@ -1,0 +1,89 @@
+import { type RawBuilder, sql } from 'kysely';
+import { nanosToUsd } from '../../domain/guards/policy-types.ts';
+import type {
+  UsageDimension,
+  UsageRow,
+  UsageStore,
+  UsageTotals,
+} from '../../domain/guards/usage-service.ts';
+import { scopeFor } from '../identity/scope-for.ts';
+import type { Database } from '../postgres/database.ts';
+
+/** The SQL expression of each dimension (`day` is the tenant-local calendar day). */
+const dimensionSql: Readonly<Record<UsageDimension, RawBuilder<unknown>>> = {
+  day: sql`to_char(u.created_at at time zone t.time_zone, 'YYYY-MM-DD')`,
+  user: sql`u.user_id::text`,
+  agent: sql`u.agent_id::text`,
+  key: sql`u.key_id::text`,
+  model: sql`u.model`,
+  provider: sql`u.provider`,
+  source: sql`u.source`,
+};
+
+interface TotalsRow {
+  requests: string;
+  errors: string;
+  input_tokens: string;
+  output_tokens: string;
+  cached_tokens: string;
+  cost: string;
+  [dimension: string]: string | null;
+}
+
+function toTotals(row: TotalsRow | undefined): UsageTotals {
+  return {
+    requests: Number(row?.requests ?? 0),
+    errors: Number(row?.errors ?? 0),
+    inputTokens: Number(row?.input_tokens ?? 0),
+    outputTokens: Number(row?.output_tokens ?? 0),
+    cachedTokens: Number(row?.cached_tokens ?? 0),
+    costUsd: nanosToUsd(Number(row?.cost ?? 0)),
+  };
+}
+
+const totalsSql = sql`count(*)::text as requests,
+  count(*) filter (where u.status <> 'ok')::text as errors,
+  coalesce(sum(u.input_tokens), 0)::text as input_tokens,
+  coalesce(sum(u.output_tokens), 0)::text as output_tokens,
+  coalesce(sum(u.cached_tokens), 0)::text as cached_tokens,
+  coalesce(sum(u.cost), 0)::text as cost`;
+
+/** The PostgreSQL {@link UsageStore}: one grouped query and one totals query. */
+export function createUsageStore(database: Database): UsageStore {
+  return {
+    report(principal, query) {
+      return database.withScope(scopeFor(principal, query.tenantId), async (db) => {
+        const where = sql`u.tenant_id = ${query.tenantId}::uuid
+          and u.created_at >= ${query.from}::timestamptz and u.created_at < ${query.to}::timestamptz
+          ${query.userId === undefined ? sql`` : sql`and u.user_id = ${query.userId}::uuid`}`;
+        const from = sql`brigade.usage_records u join brigade.tenants t on t.id = u.tenant_id`;
+        const dims = query.groupBy.map(
+          (dimension) => sql`${dimensionSql[dimension]} as ${sql.ref(dimension)}`,
+        );
+        const grouped =
+          dims.length === 0
+            ? { rows: [] as TotalsRow[] }
+            : await sql<TotalsRow>`
+                select ${sql.join(dims)}, ${totalsSql} from ${from} where ${where}
+                 group by ${sql.join(query.groupBy.map((_, index) => sql.lit(index + 1)))}
+                 order by ${sql.join(query.groupBy.map((_, index) => sql.lit(index + 1)))}
+                 limit 10000`.execute(db);
+        const totals =
+          await sql<TotalsRow>`select ${totalsSql} from ${from} where ${where}`.execute(db);
+        const data: UsageRow[] = grouped.rows.map((row) => ({
+          ...Object.fromEntries(
+            query.groupBy.map((dimension) => [dimension, row[dimension] ?? null]),
+          ),
+          ...toTotals(row),
+        }));
+        return {
+          from: query.from,
+          to: query.to,
+          groupBy: query.groupBy,
+          data,
+          totals: toTotals(totals.rows[0]),
+        };
+      });
+    },
+  };
+}
