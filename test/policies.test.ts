@@ -254,18 +254,91 @@ describe('budgets', () => {
 });
 
 describe('quotas', () => {
-  it('counts tool calls per day and tells the model when the quota is used up', async () => {
+  it('refuses runs beyond the daily run quota with 429 and Retry-After, counting nothing refused', async () => {
     const policy = await admin.post<Created>('/v1/policies', {
-      level: 'agent',
-      subjectId: agentId,
-      limits: { toolCallsPerDay: 0 },
+      level: 'api_key',
+      subjectId: memberKeyId,
+      limits: { runsPerDay: 2 },
     });
     expect(policy.status).toBe(201);
-    const limits = await member.get<{ quotas: { kind: string; limit: number; agentId: string }[] }>(
-      '/v1/me/limits',
+    const thread = await member.post<Created>('/v1/threads', {});
+    const base = `/v1/threads/${thread.body.id}/runs`;
+    const first = await member.post<Created>(base, { agentId, input: 'one' });
+    expect(first.status).toBe(201);
+    // Refused for another reason (the thread is busy): the quota is not spent.
+    await member.post(base, { agentId, input: 'busy', strategy: 'reject' });
+    await waitForRun(member, { threadId: thread.body.id, runId: first.body.id });
+    expect((await member.post(base, { agentId, input: 'two' })).status).toBe(201);
+    const third = await member.post<Problem & { resetsAt: string }>(base, {
+      agentId,
+      input: 'three',
+    });
+    expect(third.status).toBe(429);
+    expect(third.body.code).toBe('quota_exceeded');
+    expect(Number(third.headers.get('retry-after'))).toBeGreaterThan(0);
+    const limits = await member.get<{
+      quotas: { policyId: string; used: number; remaining: number }[];
+    }>('/v1/me/limits');
+    expect(limits.body.quotas.find((quota) => quota.policyId === policy.body.id)).toMatchObject({
+      used: 2,
+      remaining: 0,
+    });
+    // Another key of the same user is not bound by this key's policy.
+    const otherKey = await member.post<Created>(
+      `/v1/tenants/${tenantId}/users/${memberId}/api-keys`,
+      {
+        name: 'second',
+      },
     );
+    expect(otherKey.status).toBe(201);
+    const viaOther = apiClient(server.url, String(otherKey.body.secret));
+    expect((await viaOther.post(base, { agentId, input: 'other key' })).status).toBe(201);
+    await admin.request('DELETE', `/v1/policies/${policy.body.id}`);
+  });
+
+  it('counts tool calls per day and tells the model when the quota is used up', async () => {
+    const tooly = await admin.post<Created>('/v1/agents', {
+      name: 'tooly',
+      model: 'local',
+      tools: ['calculator'],
+    });
+    expect(tooly.status).toBe(201);
+    const policy = await admin.post<Created>('/v1/policies', {
+      level: 'agent',
+      subjectId: tooly.body.id,
+      limits: { toolCallsPerDay: 1 },
+    });
+    expect(policy.status).toBe(201);
+    const statuses: string[] = [];
+    for (let index = 0; index < 2; index += 1) {
+      const thread = await member.post<Created>('/v1/threads', {});
+      const created = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+        agentId: tooly.body.id,
+        input: 'call calculator {"expression":"2+2"}',
+      });
+      const done = await waitForRun(member, { threadId: thread.body.id, runId: created.body.id });
+      expect(done.status).toBe('completed');
+      // The run is over, so its event stream replays every event and ends.
+      const events = await member.get<string>(
+        `/v1/threads/${thread.body.id}/runs/${created.body.id}/events`,
+      );
+      const finished = String(events.body)
+        .split('\n\n')
+        .filter((block) => block.includes('event: tool-call-finished'))
+        .map((block) => JSON.parse(block.split('data: ')[1] ?? '{}') as { status?: string })[0];
+      statuses.push(finished?.status ?? 'missing');
+    }
+    expect(statuses).toEqual(['ok', 'error']);
+    const limits = await member.get<{
+      quotas: { kind: string; limit: number; agentId: string; used: number }[];
+    }>('/v1/me/limits');
     expect(limits.body.quotas).toContainEqual(
-      expect.objectContaining({ kind: 'toolCallsPerDay', limit: 0, agentId }),
+      expect.objectContaining({
+        kind: 'toolCallsPerDay',
+        limit: 1,
+        used: 1,
+        agentId: tooly.body.id,
+      }),
     );
     await admin.request('DELETE', `/v1/policies/${policy.body.id}`);
   });

@@ -166,28 +166,7 @@ export function createBudgetStore(database: Database) {
      * `quota_exceeded` with the seconds until it resets.
      */
     async consumeQuota(spender: Spender, kind: 'runs' | 'tool_calls'): Promise<void> {
-      const res = await database.withScope(scopeOf(spender), async (db) => {
-        const result = await sql<{ res: ReserveResult }>`
-          select brigade.reserve_limits(${kind}, 1, true, ${spender.keyId ?? null}::uuid,
-                                        ${spender.agentId ?? null}::uuid) as res`.execute(db);
-        return result.rows[0]?.res;
-      });
-      if (res === undefined || res.ok) return;
-      const label = kind === 'runs' ? 'runs' : 'tool calls';
-      throw new AppError(
-        'quota_exceeded',
-        `The daily quota of ${res.limit} ${label} set by the ${res.level} policy is used up.`,
-        {
-          details: {
-            policyId: res.policyId,
-            level: res.level,
-            limit: Number(res.limit),
-            used: Number(res.taken),
-            resetsAt: res.resetsAt,
-            retryAfterSeconds: secondsUntil(res.resetsAt),
-          },
-        },
-      );
+      await database.withScope(scopeOf(spender), (db) => consumeQuotaIn(db, spender, kind));
     },
 
     /**
@@ -208,6 +187,38 @@ export function createBudgetStore(database: Database) {
       );
     },
   };
+}
+
+/**
+ * Adds one unit to every binding quota of `kind` for today (tenant time zone) inside the
+ * caller's transaction, or throws `quota_exceeded` with the seconds until it resets (the
+ * caller's transaction then rolls back, and with it every counter this call touched).
+ */
+export async function consumeQuotaIn(
+  db: ScopedDb,
+  spender: Spender,
+  kind: 'runs' | 'tool_calls',
+): Promise<void> {
+  const result = await sql<{ res: ReserveResult }>`
+    select brigade.reserve_limits(${kind}, 1, true, ${spender.keyId ?? null}::uuid,
+                                  ${spender.agentId ?? null}::uuid) as res`.execute(db);
+  const res = result.rows[0]?.res;
+  if (res === undefined || res.ok) return;
+  const label = kind === 'runs' ? 'runs' : 'tool calls';
+  throw new AppError(
+    'quota_exceeded',
+    `The daily quota of ${res.limit} ${label} set by the ${res.level} policy is used up.`,
+    {
+      details: {
+        policyId: res.policyId,
+        level: res.level,
+        limit: Number(res.limit),
+        used: Number(res.taken),
+        resetsAt: res.resetsAt,
+        retryAfterSeconds: secondsUntil(res.resetsAt),
+      },
+    },
+  );
 }
 
 async function resolveOrphans(

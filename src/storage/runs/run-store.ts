@@ -4,6 +4,7 @@ import type { ThreadRunPorts } from '../../domain/agents/thread-service.ts';
 import { AppError, NotFoundError } from '../../domain/errors.ts';
 import type { UserPrincipal } from '../../domain/identity/principal.ts';
 import { loadThread } from '../agents/thread-store.ts';
+import { consumeQuotaIn } from '../guards/budget-store.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import { type Database, type ScopedDb, sqlLiteral } from '../postgres/database.ts';
 import type { RunsTable } from '../postgres/database-schema.ts';
@@ -246,6 +247,18 @@ export function createRunStore(
               staleAfterMs,
             });
           }
+          // The daily run quotas: counted in this transaction, so a refused or failed create
+          // counts nothing.
+          await consumeQuotaIn(
+            db,
+            {
+              tenantId: principal.tenantId,
+              userId: principal.userId,
+              keyId: principal.keyId ?? null,
+              agentId: input.agentId,
+            },
+            'runs',
+          );
           if (thread.busy_id !== null) {
             if (input.strategy === 'reject') {
               throw new AppError('thread_busy', 'The thread already has an active run.', {
@@ -267,8 +280,8 @@ export function createRunStore(
               : JSON.stringify([{ type: 'text', text: input.input }]);
           const inserted = await sql<Selectable<RunsTable>>`
           with r as (
-            insert into brigade.runs (tenant_id, user_id, thread_id, agent_id, strategy, priority)
-            values (${principal.tenantId}, ${principal.userId}, ${input.threadId}, ${input.agentId}, ${input.strategy}, ${input.priority})
+            insert into brigade.runs (tenant_id, user_id, thread_id, agent_id, strategy, priority, api_key_id)
+            values (${principal.tenantId}, ${principal.userId}, ${input.threadId}, ${input.agentId}, ${input.strategy}, ${input.priority}, ${principal.keyId ?? null})
             returning *),
           m as (
             insert into brigade.messages (tenant_id, user_id, thread_id, run_id, role, content, provenance)
