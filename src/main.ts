@@ -173,10 +173,24 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     maxConcurrentPerUser: config.runs.maxConcurrentPerUser,
   });
   activeRuns = () => scheduler.active;
+  // Reservations nobody settled by their expiry (a process died mid-call and no run resumed
+  // them, e.g. an API call) are resolved as orphaned: charged in full, never silently freed.
+  const sweep = setInterval(() => {
+    budgets
+      .resolveExpired()
+      .then((resolved) => {
+        if (resolved > 0) logger.warn({ resolved }, 'resolved expired budget reservations');
+      })
+      .catch((error: unknown) =>
+        logger.warn({ err: { message: (error as Error).message } }, 'reservation sweep failed'),
+      );
+  }, 30_000);
+  sweep.unref();
   try {
     await signals.start();
     await scheduler.start();
   } catch (error) {
+    clearInterval(sweep);
     await scheduler.stop(0).catch(() => undefined);
     await signals.stop().catch(() => undefined);
     await storage.close().catch(() => undefined);
@@ -266,6 +280,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
           await Promise.race([closed, grace]);
           if ('closeAllConnections' in current) current.closeAllConnections();
         }
+        clearInterval(sweep);
         await scheduler.stop(config.server.shutdownGraceMs);
         await signals.stop();
         redis?.disconnect();
