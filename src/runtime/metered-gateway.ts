@@ -1,7 +1,9 @@
+import type { Role } from '../domain/identity/permissions.ts';
 import type { GatewayRequest, ModelGateway } from '../gateway/model-gateway.ts';
 import type { PriceTable } from '../gateway/pricing.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import type { BudgetStore, Spender, UsageEntry } from '../storage/guards/budget-store.ts';
+import type { ModelCallLimits } from './model-call-limits.ts';
 
 /** Options for {@link createMeteredGateway}. */
 export interface MeteredGatewayOptions {
@@ -9,11 +11,13 @@ export interface MeteredGatewayOptions {
   readonly budgets: BudgetStore;
   readonly prices: PriceTable;
   readonly logger: { warn(object: object, message: string): void };
+  /** Tokens-per-minute and concurrent-model-call limits of policies. */
+  readonly limits?: ModelCallLimits | undefined;
 }
 
 /** A model call with the spender it is billed to. */
 export interface MeteredRequest extends GatewayRequest {
-  readonly spender: Spender;
+  readonly spender: Spender & { readonly role: Role | undefined };
   readonly source: 'run' | 'api';
   /** When the reservation counts as orphaned if nobody settled it (the caller's deadline). */
   readonly deadline: Date;
@@ -43,65 +47,82 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
   const { gateway, budgets, prices } = options;
   return {
     async generate(request) {
-      const worst = prices.worstCase(request.model, request);
-      const reservation = await budgets.reserve(
-        request.spender,
-        worst,
-        new Date(request.deadline.getTime() + orphanGraceMs),
-      );
-      const started = performance.now();
-      let firstTokenAt: number | undefined;
-      let streamedChars = 0;
-      const base = {
-        source: request.source,
-        provider: providerOf(request.model),
-        model: request.model,
-      };
-      let result: ModelResultV1;
-      try {
-        result = await gateway.generate({
-          ...request,
-          onTextDelta: (delta) => {
-            firstTokenAt ??= performance.now();
-            streamedChars += delta.length;
-            request.onTextDelta?.(delta);
-          },
-        });
-      } catch (error) {
-        const outputStarted = firstTokenAt !== undefined;
-        const entry: UsageEntry = {
-          ...base,
-          inputTokens: 0,
-          outputTokens: outputStarted ? streamedChars : 0,
-          estimated: true,
-          cost: outputStarted ? worst : 0,
-          latencyMs: performance.now() - started,
-          ttftMs: firstTokenAt === undefined ? null : firstTokenAt - started,
-          status: request.signal.aborted ? 'cancelled' : 'error',
-          errorCode: (error as { code?: string }).code ?? null,
-        };
-        await budgets
-          .settle(request.spender, reservation, entry)
-          .catch((settleError: unknown) =>
-            options.logger.warn(
-              { err: { message: (settleError as Error).message } },
-              'releasing a budget reservation failed; the sweep resolves it',
-            ),
-          );
-        throw error;
-      }
-      const cost = Math.min(worst, prices.cost(request.model, result.usage));
-      await budgets.settle(request.spender, reservation, {
-        ...base,
-        inputTokens: result.usage.inputTokens,
-        outputTokens: result.usage.outputTokens,
-        estimated: result.usage.estimated,
-        cost,
-        latencyMs: performance.now() - started,
-        ttftMs: firstTokenAt === undefined ? null : firstTokenAt - started,
-        status: 'ok',
+      // Runs wait for room under their rate limits; API callers are told to retry.
+      const permit = await options.limits?.acquire(request.spender, {
+        wait: request.source === 'run',
+        deadline: request.deadline,
+        signal: request.signal,
       });
-      return result;
+      let tokens = 0;
+      try {
+        const result = await metered(request);
+        tokens = result.usage.inputTokens + result.usage.outputTokens;
+        return result;
+      } finally {
+        permit?.release(tokens);
+      }
     },
   };
+
+  async function metered(request: MeteredRequest): Promise<ModelResultV1> {
+    const worst = prices.worstCase(request.model, request);
+    const reservation = await budgets.reserve(
+      request.spender,
+      worst,
+      new Date(request.deadline.getTime() + orphanGraceMs),
+    );
+    const started = performance.now();
+    let firstTokenAt: number | undefined;
+    let streamedChars = 0;
+    const base = {
+      source: request.source,
+      provider: providerOf(request.model),
+      model: request.model,
+    };
+    let result: ModelResultV1;
+    try {
+      result = await gateway.generate({
+        ...request,
+        onTextDelta: (delta) => {
+          firstTokenAt ??= performance.now();
+          streamedChars += delta.length;
+          request.onTextDelta?.(delta);
+        },
+      });
+    } catch (error) {
+      const outputStarted = firstTokenAt !== undefined;
+      const entry: UsageEntry = {
+        ...base,
+        inputTokens: 0,
+        outputTokens: outputStarted ? streamedChars : 0,
+        estimated: true,
+        cost: outputStarted ? worst : 0,
+        latencyMs: performance.now() - started,
+        ttftMs: firstTokenAt === undefined ? null : firstTokenAt - started,
+        status: request.signal.aborted ? 'cancelled' : 'error',
+        errorCode: (error as { code?: string }).code ?? null,
+      };
+      await budgets
+        .settle(request.spender, reservation, entry)
+        .catch((settleError: unknown) =>
+          options.logger.warn(
+            { err: { message: (settleError as Error).message } },
+            'releasing a budget reservation failed; the sweep resolves it',
+          ),
+        );
+      throw error;
+    }
+    const cost = Math.min(worst, prices.cost(request.model, result.usage));
+    await budgets.settle(request.spender, reservation, {
+      ...base,
+      inputTokens: result.usage.inputTokens,
+      outputTokens: result.usage.outputTokens,
+      estimated: result.usage.estimated,
+      cost,
+      latencyMs: performance.now() - started,
+      ttftMs: firstTokenAt === undefined ? null : firstTokenAt - started,
+      status: 'ok',
+    });
+    return result;
+  }
 }

@@ -5,6 +5,7 @@ import {
   RateLimiterRedis,
   RateLimiterRes,
 } from 'rate-limiter-flexible';
+import type { BindingLimit } from './policy-cache.ts';
 
 /** The outcome of counting one request against every limit that applies to it. */
 export interface LimitDecision {
@@ -14,17 +15,19 @@ export interface LimitDecision {
   readonly remaining: number;
   /** Seconds until the tightest window resets (for Retry-After when refused). */
   readonly resetSeconds: number;
-  /** Which limit refused the request, when one did. */
-  readonly scope: 'key' | 'user' | 'tenant' | undefined;
+  /** Which limit refused the request, when one did (`policy`: a policy's requestsPerMinute). */
+  readonly scope: 'key' | 'user' | 'tenant' | 'policy' | undefined;
+  /** The refusing policy, when a policy refused. */
+  readonly policyId?: string | undefined;
 }
 
 /** Counts requests per API key, user and tenant; the tightest limit wins. */
 export interface RequestLimiter {
-  consume(subject: {
-    tenantId: string;
-    userId: string;
-    keyId: string | undefined;
-  }): Promise<LimitDecision>;
+  consume(
+    subject: { tenantId: string; userId: string; keyId: string | undefined },
+    /** requestsPerMinute limits of the policies binding the subject. */
+    policies?: readonly BindingLimit[],
+  ): Promise<LimitDecision>;
   readonly windowSeconds: number;
 }
 
@@ -67,29 +70,62 @@ export function createRequestLimiter(options: RequestLimiterOptions): RequestLim
     user: { limiter: limiter('user', options.perUser), points: options.perUser },
     tenant: { limiter: limiter('tenant', options.perTenant), points: options.perTenant },
   };
-  async function count(scope: keyof typeof limiters, key: string) {
-    const { limiter: counter, points } = limiters[scope];
+  // One limiter per distinct policy limit (rate-limiter-flexible fixes points per limiter);
+  // counters are keyed by policy and subject, so equal limits never share a counter.
+  const policyLimiters = new Map<number, RateLimiterAbstract>();
+  function policyLimiter(points: number): RateLimiterAbstract {
+    let found = policyLimiters.get(points);
+    if (found === undefined) {
+      found = limiter(`policy:${points}`, points);
+      policyLimiters.set(points, found);
+    }
+    return found;
+  }
+  type Scope = LimitDecision['scope'] & string;
+  async function count(
+    scope: Scope,
+    counter: { limiter: RateLimiterAbstract; points: number; policyId?: string },
+    key: string,
+  ) {
+    const { points, policyId } = counter;
     try {
-      const result = await counter.consume(key);
-      return { scope, points, result, allowed: true };
+      const result = await counter.limiter.consume(key);
+      return { scope, points, policyId, result, allowed: true };
     } catch (rejection) {
       if (rejection instanceof RateLimiterRes)
-        return { scope, points, result: rejection, allowed: false };
+        return { scope, points, policyId, result: rejection, allowed: false };
       options.onStoreError(rejection);
       // Neither the store nor the insurance limiter answered: fail open for this request.
-      return { scope, points, result: new RateLimiterRes(points, 0, 0, false), allowed: true };
+      return {
+        scope,
+        points,
+        policyId,
+        result: new RateLimiterRes(points, 0, 0, false),
+        allowed: true,
+      };
     }
   }
   return {
     windowSeconds,
-    async consume(subject) {
+    async consume(subject, policies = []) {
       if (options.redis !== undefined && options.redis.status !== 'ready') {
         options.onStoreError(new Error(`Redis is ${options.redis.status}; limits are per process`));
       }
       const outcomes = await Promise.all([
-        ...(subject.keyId === undefined ? [] : [count('key', subject.keyId)]),
-        count('user', `${subject.tenantId}:${subject.userId}`),
-        count('tenant', subject.tenantId),
+        ...(subject.keyId === undefined ? [] : [count('key', limiters.key, subject.keyId)]),
+        count('user', limiters.user, `${subject.tenantId}:${subject.userId}`),
+        count('tenant', limiters.tenant, subject.tenantId),
+        ...policies.map((policy) =>
+          count(
+            'policy',
+            {
+              limiter: policyLimiter(policy.limit),
+              points: policy.limit,
+              policyId: policy.policyId,
+            },
+            `${policy.policyId}:${policy.counterKey}`,
+          ),
+        ),
       ]);
       const refused = outcomes.find((outcome) => !outcome.allowed);
       const tightest =
@@ -103,6 +139,7 @@ export function createRequestLimiter(options: RequestLimiterOptions): RequestLim
         remaining: Math.max(0, tightest.result.remainingPoints),
         resetSeconds: Math.max(1, Math.ceil(tightest.result.msBeforeNext / 1000)),
         scope: refused?.scope,
+        policyId: refused?.policyId,
       };
     },
   };

@@ -1,5 +1,6 @@
 import type { Message } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
+import type { Role } from '../domain/identity/permissions.ts';
 import type { CorePluginV1, MessageV1, ModelResultV1 } from '../plugin-api/index.ts';
 import { toAgent } from '../storage/agents/agent-store.ts';
 import { toMessage } from '../storage/agents/thread-store.ts';
@@ -75,13 +76,14 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
   /** Loads everything a run needs in one round trip (a single-statement scoped read). */
   async function load(claim: RunClaim) {
     const run = `(select r.* from brigade.runs r where r.id = ${sqlLiteral(claim.runId)}::uuid)`;
-    const [runs = [], agents = [], messages = [], steps = [], last = []] =
+    const [runs = [], agents = [], messages = [], steps = [], last = [], memberships = []] =
       await database.readScoped(claim, [
         `select * from ${run} r`,
         `select a.* from brigade.agents a where a.id = (select agent_id from ${run} r)`,
         `select m.* from brigade.messages m where m.thread_id = (select thread_id from ${run} r) order by m.seq`,
         `select step_key, output from brigade.run_steps where run_id = ${sqlLiteral(claim.runId)}::uuid`,
         `select coalesce(max(seq), 0) as seq from brigade.run_events where run_id = ${sqlLiteral(claim.runId)}::uuid`,
+        `select role from brigade.memberships where user_id = ${sqlLiteral(claim.userId)}::uuid`,
       ]);
     const runRow = runs[0];
     if (runRow === undefined) return undefined;
@@ -98,6 +100,8 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         steps.map((step) => [String(step['step_key']), step['output'] as unknown]),
       ),
       nextSeq: Number(last[0]?.['seq'] ?? 0) + 1,
+      // The user's current role: role-level policies bind by it.
+      role: memberships[0]?.['role'] as Role | undefined,
     };
   }
 
@@ -184,7 +188,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     async execute(claim, controller) {
       const loaded = await load(claim);
       if (loaded === undefined) return;
-      const { run, agent, history, checkpoints } = loaded;
+      const { run, agent, history, checkpoints, role } = loaded;
       const events = createEventWriter({
         database,
         claim,
@@ -285,6 +289,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
                 spender: {
                   tenantId: claim.tenantId,
                   userId: claim.userId,
+                  role,
                   keyId: run.apiKeyId,
                   agentId: agent.id,
                   runId: run.id,

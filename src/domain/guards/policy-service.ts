@@ -68,6 +68,20 @@ function checkShape(input: PolicyInput, tenantId: string | null): void {
     issues.push({ path: 'tenantId', message: `A '${input.level}' policy needs a tenant.` });
   if (!hasAnyLimit(input))
     issues.push({ path: 'limits', message: 'A policy sets at least one limit.' });
+  // Limits that cannot bind at a level are refused rather than silently ignored.
+  if (input.level === 'agent' && input.limits.requestsPerMinute !== undefined)
+    issues.push({
+      path: 'limits.requestsPerMinute',
+      message: 'API requests are not made by an agent; set this on a user, key, role or tenant.',
+    });
+  if (
+    (input.level === 'agent' || input.level === 'api_key') &&
+    input.limits.concurrentRuns !== undefined
+  )
+    issues.push({
+      path: 'limits.concurrentRuns',
+      message: 'Concurrent runs are capped per platform, tenant, role or user.',
+    });
   const budget = input.limits.budget;
   if (budget?.windowHours !== undefined && budget.period !== 'rolling')
     issues.push({
@@ -78,8 +92,13 @@ function checkShape(input: PolicyInput, tenantId: string | null): void {
 }
 
 /** Creates the {@link PolicyService}. */
-export function createPolicyService(options: { store: PolicyStore }): PolicyService {
+export function createPolicyService(options: {
+  store: PolicyStore;
+  /** Told after each change (the tenant id, or null for a platform policy), e.g. to drop caches. */
+  onChange?: (tenantId: string | null) => void;
+}): PolicyService {
   const { store } = options;
+  const changed = (tenantId: string | null) => options.onChange?.(tenantId);
 
   async function load(principal: Principal, policyId: string): Promise<Policy> {
     if (principal.kind === 'user') assertCan(principal, 'policy:read');
@@ -139,11 +158,13 @@ export function createPolicyService(options: { store: PolicyStore }): PolicyServ
           },
         ]);
       }
-      return store.create(principal, {
+      const created = await store.create(principal, {
         ...input,
         tenantId,
         managedBy: principal.kind === 'operator' ? 'operator' : 'tenant',
       });
+      changed(created.tenantId);
+      return created;
     },
     async list(principal, { tenantId }) {
       if (principal.kind === 'operator') return store.list(principal, tenantId ?? null);
@@ -169,12 +190,14 @@ export function createPolicyService(options: { store: PolicyStore }): PolicyServ
       }
       const updated = await store.update(principal, policy, patch);
       if (updated === undefined) throw policyNotFound();
+      changed(updated.tenantId);
       return updated;
     },
     async delete(principal, policyId) {
       const policy = await load(principal, policyId);
       assertWritable(principal, policy);
       if (!(await store.delete(principal, policy))) throw policyNotFound();
+      changed(policy.tenantId);
     },
     async myLimits(principal) {
       if (principal.kind !== 'user') {

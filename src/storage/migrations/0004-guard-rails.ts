@@ -57,6 +57,10 @@ create policy policies_write on brigade.policies for all
   with check (brigade.is_operator()
       or (tenant_id = (select brigade.current_tenant_id()) and brigade.is_tenant_admin()
           and managed_by = 'tenant'));
+-- The run scheduler reads concurrentRuns limits (and users' roles) to cap claims; both are
+-- limits, never content.
+create policy policies_scheduler on brigade.policies for select using (brigade.is_scheduler());
+create policy memberships_scheduler on brigade.memberships for select using (brigade.is_scheduler());
 grant select, insert, update, delete on brigade.policies to ${role};
 
 -- One counter per policy, kind, subject (the tenant, user, key or agent it binds) and period.
