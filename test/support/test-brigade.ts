@@ -52,12 +52,19 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-/** Starts Brigade on a fresh database and a free port, with `file` as its config file. */
+/**
+ * Starts Brigade on a fresh database (or on `extra.database`, shared with another server and
+ * then left in place by `stop()`) and a free port, with `file` as its config file.
+ */
 export async function startTestServer(
   file: Record<string, unknown> = {},
-  extra: { readonly env?: Record<string, string>; readonly cores?: readonly CorePluginV1[] } = {},
+  extra: {
+    readonly env?: Record<string, string>;
+    readonly cores?: readonly CorePluginV1[];
+    readonly database?: TestDatabase;
+  } = {},
 ): Promise<TestServer> {
-  const database = await createTestDatabase();
+  const database = extra.database ?? (await createTestDatabase());
   const config = loadConfig({
     file: {
       ...file,
@@ -82,7 +89,7 @@ export async function startTestServer(
     database,
     async stop() {
       await brigade.stop();
-      await database.drop();
+      if (extra.database === undefined) await database.drop();
     },
   };
 }

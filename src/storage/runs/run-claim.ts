@@ -35,6 +35,9 @@ export interface ClaimRunsOptions {
   readonly overrides?: RunCapOverrides | undefined;
 }
 
+/** Advisory lock key that serialises claims across processes (the ASCII of `brigclai`). */
+const claimLockKey = '7093848255832547689';
+
 function capsJson(caps: Readonly<Record<string, number>> | undefined): string {
   const valid: Record<string, number> = {};
   for (const [id, cap] of Object.entries(caps ?? {})) {
@@ -59,19 +62,22 @@ function capsJson(caps: Readonly<Record<string, number>> | undefined): string {
  * 4. The batch is taken by (tenant slot, age): the tenant with the fewest running goes first,
  *    and a batch of several alternates between tenants (round robin), not one tenant's FIFO.
  *
- * Concurrency: each claimer ranks from its own snapshot and then locks with
- * `FOR UPDATE SKIP LOCKED`; rows another claimer locked are skipped, and rows it already
- * committed fail the recheck of step 1. A claimer only takes rows that are within the caps by
- * its own snapshot, so two claimers racing cannot together exceed a cap as long as they rank a
- * tenant's candidates in the same order. They can rank them differently only when a run of
- * that tenant finished between their two snapshots and changed the users' turns; then the
- * tenant's (or user's) cap may be exceeded by a few runs until those finish. Stale claims
- * count as free (their process is presumed dead).
+ * Concurrency: claimers take a transaction-level advisory lock first, so claims (of every
+ * process) run one after another and each ranks with every earlier claim committed: the caps
+ * are exact. Ranking from a snapshot without it would let two claimers that rank a tenant's
+ * candidates differently (a run finished or arrived between their snapshots and changed the
+ * users' turns) together exceed a cap. The lock is held only for the claim statement (a few
+ * milliseconds); `FOR UPDATE SKIP LOCKED` still skips rows that a cancel, a finish or a
+ * requeue holds, and the recheck of step 1 drops rows that changed meanwhile. Stale claims
+ * count as free (their process is presumed dead). Call it inside a transaction: the lock is
+ * released at its end.
  */
 export async function claimRuns(db: ScopedDb, options: ClaimRunsOptions): Promise<ClaimedRun[]> {
   const stale = `${Math.ceil(options.staleAfterMs / 1000)} seconds`;
   const tenantCaps = capsJson(options.overrides?.perTenant);
   const userCaps = capsJson(options.overrides?.perUser);
+  // A separate statement: the claim below must take its snapshot after the lock is granted.
+  await sql`select pg_advisory_xact_lock(${claimLockKey}::bigint)`.execute(db);
   const result = await sql<{ run_id: string; tenant_id: string; user_id: string }>`
     with live as (
       select tenant_id, user_id from brigade.run_queue
