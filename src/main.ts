@@ -233,6 +233,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       audit: createAuditStore(storage.database),
       policies: createPolicyService({ store: createPolicyStore(storage.database) }),
       usage: createUsageService({ store: createUsageStore(storage.database) }),
+      chat: { gateway: metered, knows: (model) => gateway.knows(model) },
     },
     authenticator,
     limiter,

@@ -5,6 +5,7 @@ import type { PolicyService } from '../domain/guards/policy-service.ts';
 import type { UsageService } from '../domain/guards/usage-service.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
+import type { MeteredGateway } from '../runtime/metered-gateway.ts';
 import type { RunSignals } from '../runtime/run-signals.ts';
 import type { AuditStore } from '../storage/identity/audit-store.ts';
 import type { ApprovalStore } from '../storage/runs/approval-store.ts';
@@ -33,4 +34,9 @@ export interface RouteServices {
   readonly audit: AuditStore;
   readonly policies: PolicyService;
   readonly usage: UsageService;
+  /** The OpenAI-compatible API's model calls: metered, and the names the gateway knows. */
+  readonly chat: {
+    readonly gateway: MeteredGateway;
+    knows(model: string): boolean;
+  };
 }

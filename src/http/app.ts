@@ -9,12 +9,14 @@ import type { AppEnv, BrigadeApp, RouteServices } from './app-env.ts';
 import type { Authenticator } from './auth/authenticator.ts';
 import { docsPage } from './docs-page.ts';
 import { type ErrorLogger, renderProblem } from './error-response.ts';
+import { isOpenAiPath, renderOpenAiError } from './openai/openai-error.ts';
 import { registerAgentRoutes } from './routes/agent-routes.ts';
 import { registerApprovalRoutes } from './routes/approval-routes.ts';
 import { registerAuditRoutes } from './routes/audit-routes.ts';
 import { registerKeyRoutes } from './routes/key-routes.ts';
 import { registerMeRoutes } from './routes/me-routes.ts';
 import { registerOidcRoutes } from './routes/oidc-routes.ts';
+import { registerOpenAiRoutes } from './routes/openai-routes.ts';
 import { registerPolicyRoutes } from './routes/policy-routes.ts';
 import { registerRunRoutes } from './routes/run-routes.ts';
 import { registerTenantRoutes } from './routes/tenant-routes.ts';
@@ -83,12 +85,16 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
         throw toValidationError(result.target, result.error.issues as readonly ZodIssueLike[]);
     },
   });
-  app.onError((error, context) => renderProblem(context, error, options.logger));
+  // The OpenAI-compatible paths answer with OpenAI error objects; everything else problem+json.
+  const renderError = (context: Context, error: unknown) =>
+    isOpenAiPath(context.req.path)
+      ? renderOpenAiError(context, error, options.logger)
+      : renderProblem(context, error, options.logger);
+  app.onError((error, context) => renderError(context, error));
   app.notFound((context) =>
-    renderProblem(
+    renderError(
       context,
       new AppError('not_found', `No route for ${context.req.method} ${context.req.path}.`),
-      options.logger,
     ),
   );
 
@@ -144,7 +150,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
         RateLimit: `limit=${decision.limit}, remaining=${decision.remaining}, reset=${decision.resetSeconds}`,
       };
       if (!decision.allowed) {
-        const response = renderProblem(
+        const response = renderError(
           context,
           new AppError(
             'rate_limited',
@@ -153,7 +159,6 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
               details: { retryAfterSeconds: decision.resetSeconds, limitScope: decision.scope },
             },
           ),
-          options.logger,
         );
         for (const [name, value] of Object.entries(headers)) response.headers.set(name, value);
         return response;
@@ -187,6 +192,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerAuditRoutes(app, options.services);
   registerPolicyRoutes(app, options.services);
   registerUsageRoutes(app, options.services);
+  registerOpenAiRoutes(app, options.services);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',

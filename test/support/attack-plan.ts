@@ -75,6 +75,12 @@ const bodies: Record<string, (victim: WorldUser, tenant: WorldTenant) => unknown
     limits: { runsPerDay: 0 },
   }),
   updatePolicy: () => ({ limits: { runsPerDay: 0 } }),
+  // A cheap call of the built-in model: viewers are refused, others are not asserted.
+  createChatCompletion: () => ({
+    model: 'local',
+    messages: [{ role: 'user', content: 'hi' }],
+    max_tokens: 4,
+  }),
 };
 
 /** Reads every operation of the server's OpenAPI document. */
@@ -158,6 +164,8 @@ function selfExpectation(operation: Operation, attacker: WorldUser): Expectation
       return isPrivileged(attacker.role) ? 'allowed' : 'refused';
     case 'createThread':
       return writesThreads(attacker.role) ? 'allowed' : 'refused';
+    case 'createChatCompletion':
+      return writesThreads(attacker.role) ? 'unspecified' : 'refused';
     default:
       return 'unspecified';
   }

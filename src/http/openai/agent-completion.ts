@@ -1,0 +1,117 @@
+import type { Agent } from '../../domain/agents/agent-types.ts';
+import type { ThreadService } from '../../domain/agents/thread-service.ts';
+import { AppError, type ErrorCode, errorCodes } from '../../domain/errors.ts';
+import type { Principal } from '../../domain/identity/principal.ts';
+import type { ModelResultV1 } from '../../plugin-api/index.ts';
+import type { RouteServices } from '../app-env.ts';
+
+/** Finds one of the caller's tenant's agents by name; `agent_not_found` when there is none. */
+export async function findAgentByName(
+  services: Pick<RouteServices, 'agents'>,
+  principal: Principal,
+  name: string,
+): Promise<Agent> {
+  let after: string | undefined;
+  for (;;) {
+    const page = await services.agents.list(principal, { limit: 100, after });
+    const agent = page.data.find((candidate) => candidate.name === name);
+    if (agent !== undefined) return agent;
+    if (page.nextCursor === null) break;
+    after = page.nextCursor;
+  }
+  throw new AppError('agent_not_found', `The model 'agent:${name}' does not exist.`);
+}
+
+/** The thread and run an agent completion created, for response headers. */
+export interface AgentRunIds {
+  readonly threadId: string;
+  readonly runId: string;
+}
+
+function toErrorCode(code: unknown): ErrorCode {
+  return typeof code === 'string' && (errorCodes as readonly string[]).includes(code)
+    ? (code as ErrorCode)
+    : 'internal';
+}
+
+/**
+ * Runs a hosted agent as a chat completion: a new thread, a run with `input` (the agent's own
+ * instructions, tools and model apply), its `message-delta` events streamed to `onTextDelta`,
+ * and its final text and usage once it completes. The run is billed and limited like any run.
+ * An aborted `signal` cancels the run; a run that stops for a tool approval ends the completion
+ * with a `conflict` naming the thread and run (decide it through the approvals API).
+ */
+export async function runAgentCompletion(options: {
+  readonly services: Pick<RouteServices, 'threads' | 'eventHub'>;
+  readonly principal: Principal;
+  readonly agent: Agent;
+  readonly input: string;
+  readonly signal: AbortSignal;
+  readonly onStarted: (ids: AgentRunIds) => void;
+  readonly onTextDelta: (delta: string) => void;
+}): Promise<ModelResultV1> {
+  const { services, principal, agent } = options;
+  const threads: ThreadService = services.threads;
+  const thread = await threads.createThread(principal, {
+    title: `chat.completions agent:${agent.name}`,
+    metadata: { source: 'openai-api' },
+  });
+  const run = await threads.createRun(principal, thread.id, {
+    agentId: agent.id,
+    input: options.input,
+    strategy: 'reject',
+  });
+  options.onStarted({ threadId: thread.id, runId: run.id });
+  const subscription = services.eventHub.subscribe(run.id);
+  const cancel = () => {
+    threads.cancelRun(principal, thread.id, run.id).catch(() => undefined);
+  };
+  options.signal.addEventListener('abort', cancel, { once: true });
+  try {
+    let after = 0;
+    for (;;) {
+      options.signal.throwIfAborted();
+      const events = await threads.runEvents(principal, run, after);
+      for (const event of events) {
+        after = event.seq;
+        const data = event.data as Record<string, unknown>;
+        if (event.type === 'message-delta' && typeof data['text'] === 'string') {
+          options.onTextDelta(data['text']);
+        } else if (event.type === 'run-completed') {
+          const usage = data['usage'] as { inputTokens?: number; outputTokens?: number };
+          return {
+            text: typeof data['text'] === 'string' ? data['text'] : '',
+            toolCalls: [],
+            finishReason: 'stop',
+            usage: {
+              inputTokens: usage.inputTokens ?? 0,
+              outputTokens: usage.outputTokens ?? 0,
+              estimated: false,
+            },
+          };
+        } else if (event.type === 'approval-requested') {
+          throw new AppError(
+            'conflict',
+            `The agent waits for approval of a tool call (thread ${thread.id}, run ${run.id}).`,
+          );
+        } else if (
+          event.type === 'run-failed' ||
+          event.type === 'run-cancelled' ||
+          event.type === 'run-expired'
+        ) {
+          const code = event.type === 'run-failed' ? toErrorCode(data['errorCode']) : 'internal';
+          throw new AppError(
+            event.type === 'run-expired' ? 'request_timeout' : code,
+            typeof data['message'] === 'string' && code !== 'internal'
+              ? data['message']
+              : `The agent run ended: ${event.type}.`,
+          );
+        }
+      }
+      if (events.length === 0) await subscription.wait(1_000, options.signal);
+    }
+  } finally {
+    options.signal.removeEventListener('abort', cancel);
+    subscription.close();
+  }
+}

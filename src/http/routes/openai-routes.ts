@@ -1,0 +1,237 @@
+import { randomBytes } from 'node:crypto';
+import { createRoute, z } from '@hono/zod-openapi';
+import { asTenantUser } from '../../domain/agents/agent-service.ts';
+import { AppError } from '../../domain/errors.ts';
+import { assertCan } from '../../domain/identity/principal.ts';
+import type { ModelResultV1 } from '../../plugin-api/index.ts';
+import type { BrigadeApp, RouteServices } from '../app-env.ts';
+import { findAgentByName, runAgentCompletion } from '../openai/agent-completion.ts';
+import { streamChatCompletion } from '../openai/chat-completion-stream.ts';
+import {
+  textOf,
+  toFinishReason,
+  toGatewayMessages,
+  toGatewayTools,
+  toToolCalls,
+  toUsage,
+} from '../openai/chat-messages.ts';
+import { invalidRequest } from '../openai/openai-error.ts';
+import {
+  type ChatCompletionRequest,
+  chatCompletionRequestSchema,
+  chatCompletionSchema,
+  modelListSchema,
+  openAiErrorSchema,
+} from '../openai/openai-schemas.ts';
+import { jsonResponse } from '../route-helpers.ts';
+
+/** Output tokens a completion may produce when the request names no limit. */
+const defaultMaxOutputTokens = 4_096;
+/** How long a budget reservation of an API call is held before it counts as orphaned. */
+const callDeadlineMs = 10 * 60_000;
+
+const openAiError = (description: string) => jsonResponse(openAiErrorSchema, description);
+const openAiErrors = {
+  400: openAiError('Malformed request; `error.param` names the field.'),
+  401: openAiError('Missing or invalid API key (`invalid_api_key`).'),
+  403: openAiError('The key lacks the permission.'),
+  404: openAiError('Unknown model (`model_not_found`).'),
+  429: openAiError(
+    'Rate limited (`rate_limit_exceeded`, with Retry-After) or budget spent (`insufficient_quota`, with `x-should-retry: false`).',
+  ),
+  500: openAiError('Internal error.'),
+  502: openAiError('The model provider rejected the request.'),
+  503: openAiError('The model provider failed or is unreachable.'),
+} as const;
+
+const createChatCompletion = createRoute({
+  method: 'post',
+  path: '/v1/chat/completions',
+  operationId: 'createChatCompletion',
+  tags: ['OpenAI-compatible'],
+  summary: 'OpenAI-compatible chat completion (streaming or not) with a model or a hosted agent',
+  security: [{ bearerAuth: [] }],
+  request: {
+    body: {
+      required: true,
+      content: { 'application/json': { schema: chatCompletionRequestSchema } },
+    },
+  },
+  responses: {
+    200: {
+      description:
+        'A `chat.completion`, or with `stream: true` server-sent `chat.completion.chunk` events ending in `data: [DONE]`.',
+      content: {
+        'application/json': { schema: chatCompletionSchema },
+        'text/event-stream': { schema: z.string() },
+      },
+    },
+    ...openAiErrors,
+  },
+});
+
+const listModels = createRoute({
+  method: 'get',
+  path: '/v1/models',
+  operationId: 'listModels',
+  tags: ['OpenAI-compatible'],
+  summary: 'Models this key may name: `local` and the tenant’s agents as `agent:<name>`',
+  security: [{ bearerAuth: [] }],
+  responses: {
+    200: jsonResponse(modelListSchema, 'The models.'),
+    401: openAiErrors[401],
+    403: openAiErrors[403],
+    429: openAiErrors[429],
+  },
+});
+
+/** Refuses request fields the gateway cannot honour, naming the field. */
+function checkSupported(body: ChatCompletionRequest): void {
+  if (body.n !== undefined && body.n !== null && body.n !== 1)
+    throw invalidRequest('n', 'Only n = 1 is supported.');
+  if (body.response_format !== undefined && body.response_format.type !== 'text')
+    throw invalidRequest(
+      'response_format',
+      `response_format '${body.response_format.type}' is not supported yet; use 'text'.`,
+    );
+  const choice = body.tool_choice;
+  if (choice !== undefined && choice !== 'auto' && choice !== 'none')
+    throw invalidRequest('tool_choice', "Only tool_choice 'auto' and 'none' are supported.");
+}
+
+/** The model argument of the agent form, `agent:<name>`. */
+function agentName(model: string): string | undefined {
+  return model.startsWith('agent:') ? model.slice('agent:'.length) : undefined;
+}
+
+/** Registers `createChatCompletion` and `listModels`. */
+export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): void {
+  app.openapi(createChatCompletion, async (context) => {
+    const body = context.req.valid('json');
+    const principal = context.get('principal');
+    const user = asTenantUser(principal);
+    assertCan(user, 'thread:write');
+    checkSupported(body);
+    const name = agentName(body.model);
+    const messages = toGatewayMessages(body.messages);
+    const tools = toGatewayTools(body);
+    const maxOutputTokens = body.max_completion_tokens ?? body.max_tokens ?? defaultMaxOutputTokens;
+    const controller = new AbortController();
+    const clientSignal = context.req.raw.signal;
+    const onClientGone = () => controller.abort(new Error('client disconnected'));
+    clientSignal.addEventListener('abort', onClientGone, { once: true });
+    const headers: Record<string, string> = {};
+    let start: (onTextDelta: (delta: string) => void) => Promise<ModelResultV1>;
+    if (name !== undefined) {
+      const agent = await findAgentByName(services, principal, name);
+      if (tools.length > 0)
+        throw invalidRequest(
+          'tools',
+          'An agent brings its own tools; send none with agent:<name>.',
+        );
+      const last = body.messages.at(-1);
+      if (last?.role !== 'user')
+        throw invalidRequest(
+          'messages',
+          'With agent:<name> the last message must be the user’s input.',
+        );
+      start = (onTextDelta) =>
+        runAgentCompletion({
+          services,
+          principal,
+          agent,
+          input: textOf(last.content),
+          signal: controller.signal,
+          onStarted: (ids) => {
+            headers['x-brigade-thread-id'] = ids.threadId;
+            headers['x-brigade-run-id'] = ids.runId;
+          },
+          onTextDelta,
+        });
+    } else {
+      if (!services.chat.knows(body.model))
+        throw new AppError('unknown_model', `The model '${body.model}' does not exist.`);
+      start = (onTextDelta) =>
+        services.chat.gateway.generate({
+          model: body.model,
+          messages,
+          tools,
+          maxOutputTokens,
+          signal: controller.signal,
+          onTextDelta,
+          spender: {
+            tenantId: user.tenantId,
+            userId: user.userId,
+            keyId: user.keyId ?? null,
+            role: user.role,
+          },
+          source: 'api',
+          deadline: new Date(Date.now() + callDeadlineMs),
+        });
+    }
+    const identity = {
+      id: `chatcmpl-${randomBytes(12).toString('base64url')}`,
+      created: Math.floor(Date.now() / 1000),
+      model: body.model,
+    };
+    if (body.stream === true) {
+      return (await streamChatCompletion({
+        identity,
+        includeUsage: body.stream_options?.include_usage === true,
+        start,
+        abort: onClientGone,
+        headers,
+      })) as never;
+    }
+    try {
+      const result = await start(() => undefined);
+      const toolCalls = toToolCalls(result);
+      return context.json(
+        {
+          ...identity,
+          object: 'chat.completion' as const,
+          choices: [
+            {
+              index: 0,
+              message: {
+                role: 'assistant' as const,
+                content: result.text === '' && toolCalls.length > 0 ? null : result.text,
+                refusal: null,
+                ...(toolCalls.length === 0 ? {} : { tool_calls: toolCalls }),
+              },
+              finish_reason: toFinishReason(result.finishReason),
+              logprobs: null,
+            },
+          ],
+          usage: toUsage(result.usage),
+        },
+        200,
+        headers,
+      );
+    } finally {
+      clientSignal.removeEventListener('abort', onClientGone);
+    }
+  });
+
+  app.openapi(listModels, async (context) => {
+    const principal = context.get('principal');
+    const data: { id: string; object: 'model'; created: number; owned_by: string }[] = [
+      { id: 'local', object: 'model', created: 0, owned_by: 'brigade' },
+    ];
+    let after: string | undefined;
+    for (;;) {
+      const page = await services.agents.list(principal, { limit: 100, after });
+      for (const agent of page.data) {
+        data.push({
+          id: `agent:${agent.name}`,
+          object: 'model',
+          created: Math.floor(agent.createdAt.getTime() / 1000),
+          owned_by: 'tenant',
+        });
+      }
+      if (page.nextCursor === null) break;
+      after = page.nextCursor;
+    }
+    return context.json({ object: 'list' as const, data }, 200);
+  });
+}
