@@ -21,6 +21,8 @@ import type { CorePluginV1 } from './plugin-api/index.ts';
 import { createAgentValidator } from './runtime/agent-validator.ts';
 import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
 import { createMeteredGateway } from './runtime/metered-gateway.ts';
+import { createModelCallLimits } from './runtime/model-call-limits.ts';
+import { createPolicyCache } from './runtime/policy-cache.ts';
 import { createRequestLimiter } from './runtime/request-limiter.ts';
 import { createRunExecutor } from './runtime/run-executor.ts';
 import { createRunScheduler } from './runtime/run-scheduler.ts';
@@ -31,7 +33,7 @@ import { createAgentStore } from './storage/agents/agent-store.ts';
 import { createThreadStore } from './storage/agents/thread-store.ts';
 import { bootstrapOperatorKey } from './storage/bootstrap-operator-key.ts';
 import { createBudgetStore } from './storage/guards/budget-store.ts';
-import { createPolicyStore } from './storage/guards/policy-store.ts';
+import { createPolicyStore, loadTenantPolicies } from './storage/guards/policy-store.ts';
 import { createUsageStore } from './storage/guards/usage-store.ts';
 import { createAuditStore } from './storage/identity/audit-store.ts';
 import { createIdentityStore } from './storage/identity/identity-store.ts';
@@ -94,7 +96,29 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     localTokenDelayMs: config.models.local.tokenDelayMs,
     providers: config.providers,
   });
+  const redis =
+    config.redisUrl === undefined
+      ? undefined
+      : new Redis(config.redisUrl, {
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 1,
+          connectTimeout: 2_000,
+        });
+  let lastStoreWarning = 0;
+  const reportStoreError = (error: unknown) => {
+    // Logged at most every 30 s while Redis stays unreachable.
+    if (Date.now() - lastStoreWarning < 30_000) return;
+    lastStoreWarning = Date.now();
+    logger.warn(
+      { err: { message: error instanceof Error ? error.message : String(error) } },
+      'rate-limit store unavailable: limits are per process until it recovers',
+    );
+  };
+  redis?.on('error', reportStoreError);
   const budgets = createBudgetStore(storage.database);
+  const policyCache = createPolicyCache({
+    load: (tenantId) => loadTenantPolicies(storage.database, tenantId),
+  });
   const metered = createMeteredGateway({
     gateway,
     budgets,
@@ -103,6 +127,11 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       unknownModelPrice: config.models.unknownModelPrice,
     }),
     logger,
+    limits: createModelCallLimits({
+      policies: policyCache,
+      redis,
+      onStoreError: reportStoreError,
+    }),
   });
   const cores = new Map<string, CorePluginV1>([[toolLoopCore.id, toolLoopCore]]);
   for (const core of options.cores ?? []) {
@@ -191,30 +220,12 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     await scheduler.start();
   } catch (error) {
     clearInterval(sweep);
+    redis?.disconnect();
     await scheduler.stop(0).catch(() => undefined);
     await signals.stop().catch(() => undefined);
     await storage.close().catch(() => undefined);
     throw error;
   }
-  const redis =
-    config.redisUrl === undefined
-      ? undefined
-      : new Redis(config.redisUrl, {
-          enableOfflineQueue: false,
-          maxRetriesPerRequest: 1,
-          connectTimeout: 2_000,
-        });
-  let lastStoreWarning = 0;
-  const reportStoreError = (error: unknown) => {
-    // Logged at most every 30 s while Redis stays unreachable.
-    if (Date.now() - lastStoreWarning < 30_000) return;
-    lastStoreWarning = Date.now();
-    logger.warn(
-      { err: { message: error instanceof Error ? error.message : String(error) } },
-      'rate-limit store unavailable: limits are per process until it recovers',
-    );
-  };
-  redis?.on('error', reportStoreError);
   const limiter = createRequestLimiter({
     perKey: config.limits.requestsPerMinute.key,
     perUser: config.limits.requestsPerMinute.user,
@@ -231,12 +242,16 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       eventHub: signals,
       approvals,
       audit: createAuditStore(storage.database),
-      policies: createPolicyService({ store: createPolicyStore(storage.database) }),
+      policies: createPolicyService({
+        store: createPolicyStore(storage.database),
+        onChange: (tenantId) => policyCache.invalidate(tenantId),
+      }),
       usage: createUsageService({ store: createUsageStore(storage.database) }),
       chat: { gateway: metered, knows: (model) => gateway.knows(model) },
     },
     authenticator,
     limiter,
+    requestPolicies: (principal) => policyCache.binding(principal, 'requestsPerMinute'),
     logger,
     bodyLimitBytes: config.server.bodyLimitBytes,
     cors: config.server.cors,

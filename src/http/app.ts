@@ -4,6 +4,8 @@ import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { requestId } from 'hono/request-id';
 import { AppError, UnauthenticatedError, ValidationError } from '../domain/errors.ts';
+import type { UserPrincipal } from '../domain/identity/principal.ts';
+import type { BindingLimit } from '../runtime/policy-cache.ts';
 import type { RequestLimiter } from '../runtime/request-limiter.ts';
 import type { AppEnv, BrigadeApp, RouteServices } from './app-env.ts';
 import type { Authenticator } from './auth/authenticator.ts';
@@ -37,6 +39,10 @@ export interface CreateAppOptions {
   };
   /** Requests-per-minute limits for tenant users (the operator is not limited). */
   readonly limiter?: RequestLimiter | undefined;
+  /** requestsPerMinute limits of the policies binding a user (cached; see policy-cache.ts). */
+  readonly requestPolicies?:
+    | ((principal: UserPrincipal) => Promise<readonly BindingLimit[]>)
+    | undefined;
   /** Readiness probe: resolves when the database answers; false while draining. */
   readonly isReady: () => Promise<boolean>;
   readonly version: string;
@@ -144,7 +150,8 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
     const principal = await options.authenticator.authenticate(match[1]);
     context.set('principal', principal);
     if (options.limiter !== undefined && principal.kind === 'user') {
-      const decision = await options.limiter.consume(principal);
+      const policies = (await options.requestPolicies?.(principal)) ?? [];
+      const decision = await options.limiter.consume(principal, policies);
       const headers = {
         'RateLimit-Policy': `${decision.limit};w=${options.limiter.windowSeconds}`,
         RateLimit: `limit=${decision.limit}, remaining=${decision.remaining}, reset=${decision.resetSeconds}`,
@@ -156,7 +163,11 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
             'rate_limited',
             `Too many requests for this ${decision.scope ?? 'credential'}; retry in ${decision.resetSeconds} s.`,
             {
-              details: { retryAfterSeconds: decision.resetSeconds, limitScope: decision.scope },
+              details: {
+                retryAfterSeconds: decision.resetSeconds,
+                limitScope: decision.scope,
+                ...(decision.policyId === undefined ? {} : { policyId: decision.policyId }),
+              },
             },
           ),
         );

@@ -328,37 +328,3 @@ export function loadTenantPolicies(database: Database, tenantId: string): Promis
     return rows.map(toPolicy);
   });
 }
-
-/**
- * The concurrentRuns caps of every tenant and user with runs in the queue, as the run
- * scheduler's cap overrides: platform and tenant policies cap the tenant; role and user
- * policies cap each user. The tightest policy wins. One query in the scheduler scope.
- */
-export async function loadRunCaps(database: Database): Promise<{
-  perTenant: Record<string, number>;
-  perUser: Record<string, number>;
-}> {
-  return database.withScope({ scheduler: true }, async (db) => {
-    const result = await sql<{ kind: 'tenant' | 'user'; id: string; cap: number }>`
-      with waiting as (select distinct tenant_id, user_id from brigade.run_queue)
-      select 'tenant' as kind, w.tenant_id::text as id, min((p.limits ->> 'concurrentRuns')::int) as cap
-        from (select distinct tenant_id from waiting) w
-        join brigade.policies p
-          on (p.level = 'platform' or (p.level = 'tenant' and p.tenant_id = w.tenant_id))
-       where p.limits ? 'concurrentRuns'
-       group by w.tenant_id
-      union all
-      select 'user', w.user_id::text, min((p.limits ->> 'concurrentRuns')::int)
-        from waiting w
-        join brigade.memberships m on m.tenant_id = w.tenant_id and m.user_id = w.user_id
-        join brigade.policies p
-          on (p.tenant_id is null or p.tenant_id = w.tenant_id)
-         and ((p.level = 'role' and p.role = m.role) or (p.level = 'user' and p.subject_id = w.user_id))
-       where p.limits ? 'concurrentRuns'
-       group by w.user_id`.execute(db);
-    const perTenant: Record<string, number> = {};
-    const perUser: Record<string, number> = {};
-    for (const row of result.rows) (row.kind === 'tenant' ? perTenant : perUser)[row.id] = row.cap;
-    return { perTenant, perUser };
-  });
-}

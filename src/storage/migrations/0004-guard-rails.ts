@@ -149,6 +149,13 @@ create policy usage_records_insert on brigade.usage_records for insert
               or brigade.is_scheduler());
 grant select, insert on brigade.usage_records to ${role};
 
+-- The tighter of two concurrency caps where 0 (or null) means unlimited.
+create or replace function brigade.tightest_cap(a int, b int) returns int
+  language sql immutable parallel safe as $$
+  select case when coalesce(a, 0) = 0 then coalesce(b, 0)
+              when coalesce(b, 0) = 0 then a
+              else least(a, b) end $$;
+
 -- The start of the period containing now (tenant-local calendar), and when it ends.
 create or replace function brigade.limit_period(p_period text, p_tz text, p_window_hours int,
                                                 out period_start timestamptz, out resets_at timestamptz)

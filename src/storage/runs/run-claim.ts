@@ -84,14 +84,39 @@ export async function claimRuns(db: ScopedDb, options: ClaimRunsOptions): Promis
        where state = 'claimed' and heartbeat_at >= clock_timestamp() - ${stale}::interval),
     tenant_running as (select tenant_id, count(*)::int as n from live group by tenant_id),
     user_running as (select user_id, count(*)::int as n from live group by user_id),
+    -- concurrentRuns policies, read here so a change binds the next claim: platform and
+    -- tenant policies cap a tenant, role and user policies each user; the tightest wins.
+    waiting as (select distinct tenant_id, user_id from brigade.run_queue where state <> 'parked'),
+    tenant_policy as (
+      select w.tenant_id, min((p.limits ->> 'concurrentRuns')::int) as cap
+        from (select distinct tenant_id from waiting) w
+        join brigade.policies p
+          on p.level = 'platform' or (p.level = 'tenant' and p.tenant_id = w.tenant_id)
+       where p.limits ? 'concurrentRuns'
+       group by w.tenant_id),
+    user_policy as (
+      select w.user_id, min((p.limits ->> 'concurrentRuns')::int) as cap
+        from waiting w
+        join brigade.memberships m on m.tenant_id = w.tenant_id and m.user_id = w.user_id
+        join brigade.policies p
+          on (p.tenant_id is null or p.tenant_id = w.tenant_id)
+         and ((p.level = 'role' and p.role = m.role) or (p.level = 'user' and p.subject_id = w.user_id))
+       where p.limits ? 'concurrentRuns'
+       group by w.user_id),
     candidates as (
       select c.run_id, c.tenant_id, c.user_id, c.enqueued_at, c.priority = 'batch' as is_batch,
              coalesce(tr.n, 0) as tenant_running, coalesce(ur.n, 0) as user_running,
-             coalesce((${tenantCaps}::jsonb ->> c.tenant_id::text)::int, ${options.maxPerTenant}::int) as tenant_cap,
-             coalesce((${userCaps}::jsonb ->> c.user_id::text)::int, ${options.maxPerUser}::int) as user_cap
+             brigade.tightest_cap(
+               coalesce((${tenantCaps}::jsonb ->> c.tenant_id::text)::int, ${options.maxPerTenant}::int),
+               tp.cap) as tenant_cap,
+             brigade.tightest_cap(
+               coalesce((${userCaps}::jsonb ->> c.user_id::text)::int, ${options.maxPerUser}::int),
+               up.cap) as user_cap
         from brigade.run_queue c
         left join tenant_running tr on tr.tenant_id = c.tenant_id
         left join user_running ur on ur.user_id = c.user_id
+        left join tenant_policy tp on tp.tenant_id = c.tenant_id
+        left join user_policy up on up.user_id = c.user_id
        where (c.state = 'queued'
               or (c.state = 'claimed' and c.heartbeat_at < clock_timestamp() - ${stale}::interval))
          and not exists (
