@@ -342,6 +342,25 @@ describe('errors are OpenAI error objects with statuses clients handle', () => {
     expect(streamed.status).toBe(503);
   });
 
+  it('ends a stream that fails after its first byte with an error event', async () => {
+    mock.reset();
+    mock.setFaults({ resetAfterChunks: 2 });
+    const stream = await client(memberSecret).chat.completions.create({
+      model: 'mock:mock-model',
+      messages: [{ role: 'user', content: 'one two three four five six' }],
+      stream: true,
+    });
+    let text = '';
+    const failure = await failureOf(
+      (async () => {
+        for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+      })(),
+    );
+    mock.setFaults(undefined);
+    expect(text.length).toBeGreaterThan(0);
+    expect(failure.message).toContain('provider');
+  });
+
   it('refuses a spent budget with 429 insufficient_quota that clients do not retry', async () => {
     const spender = await seedUser(operator, { tenantId: tenantA, role: 'member' });
     const policy = await admin.post<Created>('/v1/policies', {

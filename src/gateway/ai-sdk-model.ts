@@ -187,13 +187,18 @@ export async function generateWithAiSdk(request: {
     },
   });
   let text = '';
-  for await (const part of result.fullStream) {
-    if (part.type === 'text-delta') {
-      text += part.text;
-      request.onTextDelta?.(part.text);
-    } else if (part.type === 'error') {
-      failure = part.error;
+  try {
+    for await (const part of result.fullStream) {
+      if (part.type === 'text-delta') {
+        text += part.text;
+        request.onTextDelta?.(part.text);
+      } else if (part.type === 'error') {
+        failure = part.error;
+      }
     }
+  } catch (error) {
+    // A stream broken mid-response (connection reset) throws here instead of an error part.
+    failure = error;
   }
   request.signal.throwIfAborted();
   if (failure !== undefined) throw toProviderError(failure);
