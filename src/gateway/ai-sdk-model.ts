@@ -127,28 +127,70 @@ function estimateTokens(value: unknown): number {
 }
 
 /** Maps a provider failure to an AppError with a stable code (never leaking the request). */
+/** Seconds from a Retry-After (or retry-after-ms) response header, when it is usable. */
+function retryAfterSeconds(headers: Record<string, string> | undefined): number | undefined {
+  if (headers === undefined) return undefined;
+  const ms = Number(headers['retry-after-ms']);
+  if (Number.isFinite(ms) && ms >= 0) return ms / 1000;
+  const value = headers['retry-after'];
+  if (value === undefined) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return seconds >= 0 ? Math.min(seconds, 3600) : undefined;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.min(Math.max(0, (date - Date.now()) / 1000), 3600);
+}
+
+const contextLengthPattern =
+  /context_length_exceeded|context length|too many tokens|prompt is too long/i;
+const contentFilterPattern = /content_filter|content_policy|content management policy/i;
+
+/**
+ * Maps a provider failure to an AppError with a stable code (never leaking the request). The
+ * `failure` detail tells the router how to react (retry, cool down, fall back).
+ */
 function toProviderError(error: unknown): AppError {
   if (error instanceof AppError) return error;
   if (APICallError.isInstance(error)) {
     const status = error.statusCode;
-    if (status === 429)
+    const body = typeof error.responseBody === 'string' ? error.responseBody.slice(0, 4096) : '';
+    if (status === 429) {
+      const retryAfter = retryAfterSeconds(error.responseHeaders);
       return new AppError(
         'provider_rate_limited',
         'The model provider is rate limiting requests.',
-        { cause: error },
+        {
+          cause: error,
+          details: {
+            failure: 'rate_limited',
+            ...(retryAfter === undefined ? {} : { retryAfterSeconds: retryAfter }),
+          },
+        },
       );
+    }
     if (status !== undefined && status >= 500)
       return new AppError('provider_unavailable', `The model provider failed (${status}).`, {
         cause: error,
+        details: { failure: 'server_error' },
+      });
+    if (status === 400 && contextLengthPattern.test(body))
+      return new AppError('provider_error', 'The prompt is longer than the model’s context.', {
+        cause: error,
+        details: { failure: 'context_length' },
+      });
+    if (status === 400 && contentFilterPattern.test(body))
+      return new AppError('provider_error', 'The provider’s content filter refused the request.', {
+        cause: error,
+        details: { failure: 'content_filter' },
       });
     return new AppError(
       'provider_error',
       `The model provider rejected the request${status === undefined ? '' : ` (${status})`}.`,
-      { cause: error },
+      { cause: error, details: { failure: 'client_error' } },
     );
   }
   return new AppError('provider_unavailable', 'The model provider could not be reached.', {
     cause: error,
+    details: { failure: 'server_error' },
   });
 }
 

@@ -3,25 +3,54 @@ import { AppError } from '../domain/errors.ts';
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
 import { createLanguageModel, generateWithAiSdk, type ProviderConfig } from './ai-sdk-model.ts';
 import { generateLocal } from './local-model.ts';
+import { createModelRouter, type DeploymentCall, type RouteAttempt } from './model-router.ts';
+import {
+  isRouteName,
+  type ModelRouteDefinition,
+  type RouteDeployment,
+  routeDefaults,
+} from './model-routes.ts';
 
 /** One model call as the runtime asks for it. */
 export interface GatewayRequest {
-  /** `local` (the built-in model) or `<provider>:<model id>`. */
+  /** `local` (the built-in model), `<provider>:<model id>`, or a model route's name. */
   readonly model: string;
   readonly messages: readonly MessageV1[];
   readonly tools: readonly ToolDescriptionV1[];
   readonly maxOutputTokens: number;
   readonly signal: AbortSignal;
   readonly onTextDelta?: ((delta: string) => void) | undefined;
+  /** The tenant whose model routes apply (they shadow platform routes of the same name). */
+  readonly tenantId?: string | undefined;
+  /** The caller's deadline; a route's own deadline applies too. */
+  readonly deadline?: Date | undefined;
+}
+
+/** A model call's result, and what served it. */
+export interface GatewayResult extends ModelResultV1 {
+  readonly served: {
+    /** The route that answered (null for a direct `local` call). */
+    readonly route: string | null;
+    /** The deployment's model that answered. */
+    readonly model: string;
+    readonly attempts: readonly RouteAttempt[];
+  };
 }
 
 /** Every model call passes the gateway (DESIGN.md invariant 5). */
 export interface ModelGateway {
-  /** True when `model` names something this gateway can call. */
+  /** True when `model` is `local`, a configured provider's model or a platform route. */
   knows(model: string): boolean;
+  /** As {@link knows}, with the tenant's own routes. */
+  knowsFor(model: string, tenantId: string): Promise<boolean>;
   /** Model names this gateway can call, for error messages and listings. */
   describe(): readonly string[];
-  generate(request: GatewayRequest): Promise<ModelResultV1>;
+  /**
+   * Every deployment a call to `model` may end up on (its route's and its fallbacks'), so a
+   * budget can reserve the most expensive; empty when `model` names nothing.
+   */
+  deployments(model: string, tenantId: string | undefined): Promise<readonly RouteDeployment[]>;
+  generate(request: GatewayRequest): Promise<GatewayResult>;
 }
 
 /** Options for {@link createModelGateway}. */
@@ -30,6 +59,12 @@ export interface ModelGatewayOptions {
   readonly localTokenDelayMs: number;
   /** Configured providers by name (keys already resolved from the environment). */
   readonly providers: Readonly<Record<string, ProviderConfig>>;
+  /** Routes from the config file, for every tenant. */
+  readonly platformRoutes?: readonly ModelRouteDefinition[] | undefined;
+  /** A tenant's own routes (cached by the caller). */
+  readonly tenantRoutes?:
+    | ((tenantId: string) => Promise<readonly ModelRouteDefinition[]>)
+    | undefined;
 }
 
 function split(model: string): { provider: string; modelId: string } | undefined {
@@ -39,12 +74,15 @@ function split(model: string): { provider: string; modelId: string } | undefined
 }
 
 /**
- * The model gateway: the built-in `local` model, and every configured provider through the
- * Vercel AI SDK. Routes, retries, fallbacks, breakers and metering arrive with issue #4 and
- * sit here, in front of every call.
+ * The model gateway: the built-in `local` model, every configured provider through the Vercel
+ * AI SDK, and model routes (platform routes from the config file, tenant routes over the
+ * API) with retries, breakers, cooldowns and fallbacks (model-router.ts). A direct
+ * `<provider>:<model>` call is an implicit route of one deployment with the default
+ * resilience settings, so it is retried and breaker-guarded too.
  */
 export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
   const models = new Map<string, LanguageModel>();
+  const platform = new Map((options.platformRoutes ?? []).map((route) => [route.name, route]));
   function languageModel(model: string): LanguageModel {
     const cached = models.get(model);
     if (cached !== undefined) return cached;
@@ -57,32 +95,97 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
     models.set(model, created);
     return created;
   }
+  function direct(model: string): boolean {
+    if (model === 'local') return true;
+    const parts = split(model);
+    return parts !== undefined && options.providers[parts.provider] !== undefined;
+  }
+  async function findRoute(
+    name: string,
+    tenantId: string | undefined,
+  ): Promise<ModelRouteDefinition | undefined> {
+    if (!isRouteName(name)) return undefined;
+    if (tenantId !== undefined && options.tenantRoutes !== undefined) {
+      const own = (await options.tenantRoutes(tenantId)).find((route) => route.name === name);
+      if (own !== undefined) return own;
+    }
+    return platform.get(name);
+  }
+  const router = createModelRouter({});
+  /** Calls one deployment with `request`'s messages, under the router's attempt signal. */
+  function callerFor(request: GatewayRequest): DeploymentCall {
+    return (model, signal, onTextDelta) =>
+      model === 'local'
+        ? generateLocal({
+            messages: request.messages,
+            tools: request.tools,
+            maxOutputTokens: request.maxOutputTokens,
+            signal,
+            onTextDelta,
+            tokenDelayMs: options.localTokenDelayMs,
+          })
+        : generateWithAiSdk({
+            model: languageModel(model),
+            messages: request.messages,
+            tools: request.tools,
+            maxOutputTokens: request.maxOutputTokens,
+            signal,
+            onTextDelta,
+          });
+  }
   return {
-    knows(model) {
-      if (model === 'local') return true;
-      const parts = split(model);
-      return parts !== undefined && options.providers[parts.provider] !== undefined;
+    knows: (model) => direct(model) || (isRouteName(model) && platform.has(model)),
+    async knowsFor(model, tenantId) {
+      return direct(model) || (await findRoute(model, tenantId)) !== undefined;
     },
-    describe: () => ['local', ...Object.keys(options.providers).map((name) => `${name}:<model>`)],
+    describe: () => [
+      'local',
+      ...Object.keys(options.providers).map((name) => `${name}:<model>`),
+      ...platform.keys(),
+    ],
+    async deployments(model, tenantId) {
+      if (direct(model)) return [{ model }];
+      const seen = new Set<string>();
+      const found: RouteDeployment[] = [];
+      const visit = async (name: string, depth: number) => {
+        if (seen.has(name) || depth > 5) return;
+        seen.add(name);
+        const route = await findRoute(name, tenantId);
+        if (route === undefined) return;
+        found.push(...route.deployments);
+        for (const fallback of route.fallbacks) await visit(fallback.route, depth + 1);
+      };
+      await visit(model, 0);
+      return found;
+    },
     async generate(request) {
+      const call = callerFor(request);
       if (request.model === 'local') {
-        return generateLocal({
-          messages: request.messages,
-          tools: request.tools,
-          maxOutputTokens: request.maxOutputTokens,
-          signal: request.signal,
-          onTextDelta: request.onTextDelta,
-          tokenDelayMs: options.localTokenDelayMs,
-        });
+        const result = await call('local', request.signal, (delta) => request.onTextDelta?.(delta));
+        return { ...result, served: { route: null, model: 'local', attempts: [] } };
       }
-      return generateWithAiSdk({
-        model: languageModel(request.model),
-        messages: request.messages,
-        tools: request.tools,
-        maxOutputTokens: request.maxOutputTokens,
+      const route = direct(request.model)
+        ? implicitRoute(request.model)
+        : await findRoute(request.model, request.tenantId);
+      if (route === undefined)
+        throw new AppError('unknown_model', `No model route or provider named '${request.model}'.`);
+      const routed = await router.generate(route, {
         signal: request.signal,
+        deadline: request.deadline,
         onTextDelta: request.onTextDelta,
+        scope: direct(request.model) ? 'direct' : (request.tenantId ?? 'platform'),
+        call,
+        resolve: (name) => findRoute(name, request.tenantId),
       });
+      return {
+        ...routed.result,
+        served: { route: routed.route, model: routed.model, attempts: routed.attempts },
+      };
     },
   };
+}
+
+/** A direct `<provider>:<model>` call: a route of one deployment with default resilience. */
+function implicitRoute(model: string): ModelRouteDefinition {
+  return { name: model, deployments: [{ model }], ...routeDefaults } as ModelRouteDefinition;
 }

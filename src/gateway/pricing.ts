@@ -43,8 +43,8 @@ export interface TokenCounts {
 /** Prices model calls in integer nano-USD. */
 export interface PriceTable {
   priceOf(model: string): ModelPrice;
-  /** Cost of a call in nano-USD (rounded up: never under-charges). */
-  cost(model: string, tokens: TokenCounts): number;
+  /** Cost of a call in nano-USD (rounded up: never under-charges); `price` overrides the table. */
+  cost(model: string, tokens: TokenCounts, price?: ModelPrice): number;
   /**
    * The most a call can cost, in nano-USD: every byte of its input counted as a token (no
    * tokenizer produces more tokens than UTF-8 bytes for text) plus `maxOutputTokens`.
@@ -56,6 +56,7 @@ export interface PriceTable {
       readonly tools: readonly ToolDescriptionV1[];
       readonly maxOutputTokens: number;
     },
+    price?: ModelPrice,
   ): number;
 }
 
@@ -93,8 +94,8 @@ export function createPriceTable(options: {
   // binary floating-point noise (0.15 × 1000 is 150.00000000000003) before rounding up.
   const nanos = (tokens: number, perMTok: number) =>
     Math.ceil(Math.round(tokens * perMTok * 1_000_000) / 1000);
-  function cost(model: string, tokens: TokenCounts): number {
-    const price = priceOf(model);
+  function cost(model: string, tokens: TokenCounts, override?: ModelPrice): number {
+    const price = override ?? priceOf(model);
     const cached = Math.min(tokens.cachedInputTokens ?? 0, tokens.inputTokens);
     return (
       nanos(tokens.inputTokens - cached, price.inputPerMTok) +
@@ -105,8 +106,8 @@ export function createPriceTable(options: {
   return {
     priceOf,
     cost,
-    worstCase(model, request) {
-      const price = priceOf(model);
+    worstCase(model, request, override) {
+      const price = override ?? priceOf(model);
       return (
         nanos(inputTokenBound(request.messages, request.tools), price.inputPerMTok) +
         nanos(request.maxOutputTokens, price.outputPerMTok)

@@ -11,8 +11,8 @@ export function createAgentValidator(options: {
   readonly cores: ReadonlyMap<string, CorePluginV1>;
 }): AgentValidator {
   return {
-    validate(input) {
-      if (input.model !== undefined && !options.gateway.knows(input.model)) {
+    async validate(input, tenantId) {
+      if (input.model !== undefined && !(await options.gateway.knowsFor(input.model, tenantId))) {
         throw new AppError(
           'unknown_model',
           `No model route or provider named '${input.model}'. Available: ${options.gateway.describe().join(', ')}.`,

@@ -1,5 +1,8 @@
+import { AppError } from '../domain/errors.ts';
 import type { Role } from '../domain/identity/permissions.ts';
-import type { GatewayRequest, ModelGateway } from '../gateway/model-gateway.ts';
+import type { GatewayRequest, GatewayResult, ModelGateway } from '../gateway/model-gateway.ts';
+import { type RouteAttempt, RouteFailedError } from '../gateway/model-router.ts';
+import { isRouteName } from '../gateway/model-routes.ts';
 import type { PriceTable } from '../gateway/pricing.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import type { BudgetStore, Spender, UsageEntry } from '../storage/guards/budget-store.ts';
@@ -65,7 +68,16 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
   };
 
   async function metered(request: MeteredRequest): Promise<ModelResultV1> {
-    const worst = prices.worstCase(request.model, request);
+    const tenantId = request.spender.tenantId;
+    const deployments = await gateway.deployments(request.model, tenantId);
+    if (deployments.length === 0)
+      throw new AppError('unknown_model', `No model route or provider named '${request.model}'.`);
+    // A routed call may end on any deployment of its route or fallbacks: reserve the dearest.
+    const worst = Math.max(
+      ...deployments.map((deployment) =>
+        prices.worstCase(deployment.model, request, deployment.price),
+      ),
+    );
     const reservation = await budgets.reserve(
       request.spender,
       worst,
@@ -74,15 +86,31 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     const started = performance.now();
     let firstTokenAt: number | undefined;
     let streamedChars = 0;
-    const base = {
-      source: request.source,
-      provider: providerOf(request.model),
-      model: request.model,
-    };
-    let result: ModelResultV1;
+    const route =
+      gateway.knows(request.model) && !isRouteName(request.model) ? null : request.model;
+    const failedAttempts = (attempts: readonly RouteAttempt[]): UsageEntry[] =>
+      attempts
+        .filter((attempt) => attempt.status === 'error' && !attempt.streamed)
+        .map((attempt) => ({
+          source: request.source,
+          route,
+          provider: providerOf(attempt.model),
+          model: attempt.model,
+          inputTokens: 0,
+          outputTokens: 0,
+          estimated: false,
+          cost: 0,
+          latencyMs: attempt.latencyMs,
+          ttftMs: null,
+          status: 'error',
+          errorCode: attempt.errorClass ?? null,
+        }));
+    let result: GatewayResult;
     try {
       result = await gateway.generate({
         ...request,
+        tenantId,
+        deadline: request.deadline,
         onTextDelta: (delta) => {
           firstTokenAt ??= performance.now();
           streamedChars += delta.length;
@@ -91,8 +119,13 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
       });
     } catch (error) {
       const outputStarted = firstTokenAt !== undefined;
+      const attempts = error instanceof RouteFailedError ? error.attempts : [];
+      const last = attempts[attempts.length - 1];
       const entry: UsageEntry = {
-        ...base,
+        source: request.source,
+        route,
+        provider: providerOf(last?.model ?? request.model),
+        model: last?.model ?? request.model,
         inputTokens: 0,
         outputTokens: outputStarted ? streamedChars : 0,
         estimated: true,
@@ -103,7 +136,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
         errorCode: (error as { code?: string }).code ?? null,
       };
       await budgets
-        .settle(request.spender, reservation, entry)
+        .settle(request.spender, reservation, entry, failedAttempts(attempts.slice(0, -1)))
         .catch((settleError: unknown) =>
           options.logger.warn(
             { err: { message: (settleError as Error).message } },
@@ -112,17 +145,27 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
         );
       throw error;
     }
-    const cost = Math.min(worst, prices.cost(request.model, result.usage));
-    await budgets.settle(request.spender, reservation, {
-      ...base,
-      inputTokens: result.usage.inputTokens,
-      outputTokens: result.usage.outputTokens,
-      estimated: result.usage.estimated,
-      cost,
-      latencyMs: performance.now() - started,
-      ttftMs: firstTokenAt === undefined ? null : firstTokenAt - started,
-      status: 'ok',
-    });
-    return result;
+    const { served, ...answer } = result;
+    const deployment = deployments.find((candidate) => candidate.model === served.model);
+    const cost = Math.min(worst, prices.cost(served.model, result.usage, deployment?.price));
+    await budgets.settle(
+      request.spender,
+      reservation,
+      {
+        source: request.source,
+        route,
+        provider: providerOf(served.model),
+        model: served.model,
+        inputTokens: result.usage.inputTokens,
+        outputTokens: result.usage.outputTokens,
+        estimated: result.usage.estimated,
+        cost,
+        latencyMs: performance.now() - started,
+        ttftMs: firstTokenAt === undefined ? null : firstTokenAt - started,
+        status: 'ok',
+      },
+      failedAttempts(served.attempts),
+    );
+    return answer;
   }
 }

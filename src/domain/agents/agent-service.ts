@@ -18,7 +18,8 @@ export interface AgentStore {
 
 /** Checks that the model and tools an agent names exist, before it is saved. */
 export interface AgentValidator {
-  validate(input: Partial<AgentInput>): void;
+  /** Throws when the input names a model (for `tenantId`), tool or core that does not exist. */
+  validate(input: Partial<AgentInput>, tenantId: string): Promise<void>;
 }
 
 /** Agent use cases. */
@@ -56,7 +57,7 @@ export function createAgentService(options: {
     async create(principal, input) {
       const user = asTenantUser(principal);
       assertCan(user, 'agent:manage');
-      validator.validate(input);
+      await validator.validate(input, user.tenantId);
       return store.create(user, input);
     },
     async list(principal, page) {
@@ -76,7 +77,7 @@ export function createAgentService(options: {
       const user = asTenantUser(principal);
       assertCan(user, 'agent:manage');
       if (!uuidPattern.test(agentId)) throw agentNotFound();
-      validator.validate(patch);
+      await validator.validate(patch, user.tenantId);
       const agent = await store.update(user, agentId, patch);
       if (agent === undefined) throw agentNotFound();
       return agent;

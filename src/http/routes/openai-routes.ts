@@ -149,7 +149,7 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
           onTextDelta,
         });
     } else {
-      if (!services.chat.knows(body.model))
+      if (!(await services.chat.knows(body.model, user.tenantId)))
         throw new AppError('unknown_model', `The model '${body.model}' does not exist.`);
       start = (onTextDelta) =>
         services.chat.gateway.generate({

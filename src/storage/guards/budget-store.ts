@@ -147,7 +147,13 @@ export function createBudgetStore(database: Database) {
      * transaction. A reservation already resolved (taken over as orphaned while this process
      * stalled) keeps its orphan charge, and no second record is written.
      */
-    async settle(spender: Spender, reservation: Reservation, entry: UsageEntry): Promise<void> {
+    async settle(
+      spender: Spender,
+      reservation: Reservation,
+      entry: UsageEntry,
+      /** Attempts that failed before the one that settled (routing retries), cost 0. */
+      failedAttempts: readonly UsageEntry[] = [],
+    ): Promise<void> {
       await database.withScope(scopeOf(spender), async (db) => {
         if (reservation.id !== undefined) {
           const resolved = await sql<{ ok: boolean }>`
@@ -157,6 +163,8 @@ export function createBudgetStore(database: Database) {
           );
           if (resolved.rows[0]?.ok !== true) return;
         }
+        for (const attempt of failedAttempts)
+          await insertUsage(db, { spender, entry: attempt, reservationId: reservation.id });
         await insertUsage(db, { spender, entry, reservationId: reservation.id });
       });
     },

@@ -1,0 +1,404 @@
+import {
+  BrokenCircuitError,
+  type CircuitBreakerPolicy,
+  CircuitState,
+  circuitBreaker,
+  handleWhen,
+  SamplingBreaker,
+} from 'cockatiel';
+import { AppError } from '../domain/errors.ts';
+import type { ModelResultV1 } from '../plugin-api/index.ts';
+import type {
+  FailureKind,
+  ModelRouteDefinition,
+  RouteDeployment,
+  RouteFallback,
+} from './model-routes.ts';
+
+/** How routing classifies an error: a failure kind, or one retrying cannot fix. */
+export type ErrorClass = FailureKind | 'client_error' | 'aborted';
+
+/** One attempt of a routed call, for metering and the caller's records. */
+export interface RouteAttempt {
+  readonly route: string;
+  readonly model: string;
+  readonly status: 'ok' | 'error';
+  readonly errorClass?: ErrorClass | undefined;
+  readonly latencyMs: number;
+  /** Whether any output reached the caller during this attempt. */
+  readonly streamed: boolean;
+}
+
+/** The outcome of a routed call. */
+export interface RoutedResult {
+  readonly result: ModelResultV1;
+  readonly route: string;
+  readonly model: string;
+  readonly attempts: readonly RouteAttempt[];
+}
+
+/** Thrown when a routed call fails for good; carries every attempt made. */
+export class RouteFailedError extends AppError {
+  readonly attempts: readonly RouteAttempt[];
+  constructor(cause: AppError, attempts: readonly RouteAttempt[]) {
+    super(cause.code, cause.message, {
+      cause,
+      ...(cause.details === undefined ? {} : { details: cause.details }),
+    });
+    this.name = 'RouteFailedError';
+    this.attempts = attempts;
+  }
+}
+
+/** Classifies an error of a deployment call (see `toProviderError` in ai-sdk-model.ts). */
+export function classifyError(error: unknown): { kind: ErrorClass; retryAfterMs?: number } {
+  if (error instanceof BrokenCircuitError) return { kind: 'server_error' };
+  if (!(error instanceof AppError)) return { kind: 'server_error' };
+  const details = error.details ?? {};
+  const retryAfterSeconds = details['retryAfterSeconds'];
+  const retryAfterMs =
+    typeof retryAfterSeconds === 'number' ? Math.max(0, retryAfterSeconds * 1000) : undefined;
+  const failure = details['failure'];
+  if (typeof failure === 'string') {
+    return {
+      kind: failure as ErrorClass,
+      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+    };
+  }
+  switch (error.code) {
+    case 'provider_rate_limited':
+      return { kind: 'rate_limited', ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
+    case 'provider_unavailable':
+      return { kind: 'server_error' };
+    case 'request_timeout':
+      return { kind: 'timeout' };
+    default:
+      return { kind: 'client_error' };
+  }
+}
+
+interface DeploymentState {
+  readonly breaker: CircuitBreakerPolicy;
+  inFlight: number;
+  /** Moving average of successful call latency (ms); undefined until the first success. */
+  latencyMs: number | undefined;
+  /** Not used before this time (a Retry-After it sent). */
+  coolUntil: number;
+  /** Start times of calls in the last minute (for `rpm`). */
+  readonly recent: number[];
+}
+
+/** Calls one deployment's model (the gateway's direct path). */
+export type DeploymentCall = (
+  model: string,
+  signal: AbortSignal,
+  onTextDelta: (delta: string) => void,
+) => Promise<ModelResultV1>;
+
+/** Options of {@link createModelRouter}. */
+export interface ModelRouterOptions {
+  /** For tests: the random source of weighted picks and jitter. */
+  readonly random?: () => number;
+  readonly now?: () => number;
+}
+
+/** Routes calls across deployments with retries, breakers, cooldowns and fallbacks. */
+export interface ModelRouter {
+  generate(
+    route: ModelRouteDefinition,
+    request: {
+      readonly signal: AbortSignal;
+      /** The caller's own deadline (a run's); the route's deadline applies too. */
+      readonly deadline?: Date | undefined;
+      readonly onTextDelta?: ((delta: string) => void) | undefined;
+      /** Distinguishes routes of different tenants with the same name. */
+      readonly scope: string;
+      /** Calls one deployment with this request. */
+      readonly call: DeploymentCall;
+      /** Finds a fallback route by name (the tenant's routes first, then the platform's). */
+      readonly resolve: (name: string) => Promise<ModelRouteDefinition | undefined>;
+    },
+  ): Promise<RoutedResult>;
+  /** Breaker state of every deployment this process has used, for metrics and tests. */
+  breakerStates(): Record<string, 'closed' | 'open' | 'half-open' | 'isolated'>;
+}
+
+const maxFallbackDepth = 5;
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Creates the {@link ModelRouter}. Per attempt it picks a healthy deployment by the route's
+ * strategy (breaker not open, not cooling down after a Retry-After, under its concurrency and
+ * rpm), calls it with the attempt timeout, and on a retryable failure tries again: at once on
+ * another healthy deployment, else after exponential backoff with full jitter (or the
+ * Retry-After, if longer). A route that fails for good hands over to the first fallback whose
+ * conditions name the failure. Nothing is retried once output reached the caller, and no call
+ * outlives the deadline.
+ */
+export function createModelRouter(options: ModelRouterOptions): ModelRouter {
+  const random = options.random ?? Math.random;
+  const now = options.now ?? Date.now;
+  const states = new Map<string, DeploymentState>();
+
+  function stateOf(key: string, route: ModelRouteDefinition): DeploymentState {
+    let state = states.get(key);
+    if (state === undefined) {
+      const breaker = circuitBreaker(
+        handleWhen((error) => {
+          const kind = classifyError(error).kind;
+          return kind === 'server_error' || kind === 'timeout';
+        }),
+        {
+          halfOpenAfter: route.breaker.halfOpenAfterMs,
+          breaker: new SamplingBreaker({
+            threshold: route.breaker.failureRate,
+            duration: route.breaker.windowMs,
+            minimumRps: route.breaker.minimumRps,
+          }),
+        },
+      );
+      state = { breaker, inFlight: 0, latencyMs: undefined, coolUntil: 0, recent: [] };
+      states.set(key, state);
+      if (states.size > 10_000) {
+        const oldest = states.keys().next().value;
+        if (oldest !== undefined) states.delete(oldest);
+      }
+    }
+    return state;
+  }
+
+  function available(deployment: RouteDeployment, state: DeploymentState): boolean {
+    const time = now();
+    while (state.recent.length > 0 && (state.recent[0] ?? 0) <= time - 60_000) state.recent.shift();
+    return (
+      state.breaker.state !== CircuitState.Open &&
+      state.breaker.state !== CircuitState.Isolated &&
+      state.coolUntil <= time &&
+      (deployment.maxConcurrency === undefined || state.inFlight < deployment.maxConcurrency) &&
+      (deployment.rpm === undefined || state.recent.length < deployment.rpm)
+    );
+  }
+
+  function pick(
+    route: ModelRouteDefinition,
+    candidates: readonly { deployment: RouteDeployment; state: DeploymentState }[],
+  ) {
+    if (candidates.length <= 1) return candidates[0];
+    switch (route.strategy) {
+      case 'least-busy':
+        return candidates.reduce((best, next) =>
+          next.state.inFlight < best.state.inFlight ? next : best,
+        );
+      case 'lowest-latency':
+        // An unmeasured deployment counts as fastest, so every one gets measured.
+        return candidates.reduce((best, next) =>
+          (next.state.latencyMs ?? 0) < (best.state.latencyMs ?? 0) ? next : best,
+        );
+      case 'weighted': {
+        const total = candidates.reduce((sum, next) => sum + (next.deployment.weight ?? 1), 0);
+        let point = random() * total;
+        for (const candidate of candidates) {
+          point -= candidate.deployment.weight ?? 1;
+          if (point < 0) return candidate;
+        }
+        return candidates[candidates.length - 1];
+      }
+    }
+  }
+
+  /** Tries one route; returns the result, or the last failure to hand to a fallback. */
+  async function tryRoute(
+    route: ModelRouteDefinition,
+    context: {
+      readonly scope: string;
+      readonly deadline: number;
+      readonly signal: AbortSignal;
+      readonly onTextDelta: ((delta: string) => void) | undefined;
+      readonly attempts: RouteAttempt[];
+      readonly call: DeploymentCall;
+    },
+  ): Promise<
+    | { ok: true; result: ModelResultV1; model: string }
+    | { ok: false; error: AppError; kind: ErrorClass }
+  > {
+    const deployments = route.deployments.map((deployment, index) => ({
+      deployment,
+      state: stateOf(`${context.scope}:${route.name}:${index}:${deployment.model}`, route),
+    }));
+    let lastError: AppError = new AppError(
+      'provider_unavailable',
+      `Every deployment of route '${route.name}' is unavailable.`,
+    );
+    let lastKind: ErrorClass = 'server_error';
+    let lastFailed: DeploymentState | undefined;
+    for (let attempt = 0; attempt < route.retries.maxAttempts; attempt += 1) {
+      let candidates = deployments.filter(({ deployment, state }) => available(deployment, state));
+      if (candidates.length === 0) {
+        // Everything is cooling down or full: wait for the first to free up, within the deadline.
+        const soonest = Math.min(
+          ...deployments.map(({ state }) =>
+            state.breaker.state === CircuitState.Open ? Number.POSITIVE_INFINITY : state.coolUntil,
+          ),
+        );
+        const wait = Math.max(50, soonest - now());
+        if (!Number.isFinite(soonest) || now() + wait >= context.deadline) break;
+        await sleep(wait, context.signal);
+        candidates = deployments.filter(({ deployment, state }) => available(deployment, state));
+        if (candidates.length === 0) continue;
+      }
+      // Prefer a deployment other than the one that just failed.
+      const others = candidates.filter(({ state }) => state !== lastFailed);
+      const chosen = pick(route, others.length > 0 ? others : candidates);
+      if (chosen === undefined) break;
+      const { deployment, state } = chosen;
+      const remaining = context.deadline - now();
+      if (remaining <= 0) break;
+      const attemptTimeout = AbortSignal.timeout(Math.min(route.attemptTimeoutMs, remaining));
+      const signal = AbortSignal.any([context.signal, attemptTimeout]);
+      let streamed = false;
+      const started = now();
+      state.inFlight += 1;
+      state.recent.push(started);
+      try {
+        const result = await state.breaker.execute(
+          () =>
+            context.call(deployment.model, signal, (delta) => {
+              streamed = true;
+              context.onTextDelta?.(delta);
+            }),
+          signal,
+        );
+        const latency = now() - started;
+        state.latencyMs =
+          state.latencyMs === undefined ? latency : 0.8 * state.latencyMs + 0.2 * latency;
+        context.attempts.push({
+          route: route.name,
+          model: deployment.model,
+          status: 'ok',
+          latencyMs: latency,
+          streamed,
+        });
+        return { ok: true, result, model: deployment.model };
+      } catch (error) {
+        context.signal.throwIfAborted();
+        const classified = attemptTimeout.aborted
+          ? { kind: 'timeout' as const }
+          : classifyError(error);
+        context.attempts.push({
+          route: route.name,
+          model: deployment.model,
+          status: 'error',
+          errorClass: classified.kind,
+          latencyMs: now() - started,
+          streamed,
+        });
+        lastError =
+          classified.kind === 'timeout'
+            ? new AppError(
+                'provider_unavailable',
+                `The model did not answer within ${Math.min(route.attemptTimeoutMs, remaining)} ms.`,
+              )
+            : error instanceof AppError
+              ? error
+              : new AppError('provider_unavailable', 'The model provider could not be reached.');
+        lastKind = classified.kind;
+        lastFailed = state;
+        // Output already reached the caller: a retry would repeat it. Fail cleanly instead.
+        if (streamed || classified.kind === 'client_error' || classified.kind === 'aborted')
+          return { ok: false, error: lastError, kind: 'client_error' };
+        if (classified.kind === 'context_length' || classified.kind === 'content_filter')
+          return { ok: false, error: lastError, kind: classified.kind };
+        if (classified.retryAfterMs !== undefined)
+          state.coolUntil = now() + classified.retryAfterMs;
+        const otherHealthy = deployments.some(
+          (other) => other.state !== state && available(other.deployment, other.state),
+        );
+        if (!otherHealthy && attempt + 1 < route.retries.maxAttempts) {
+          const ceiling = Math.min(
+            route.retries.maxDelayMs,
+            route.retries.baseDelayMs * 2 ** attempt,
+          );
+          const delay = Math.max(random() * ceiling, classified.retryAfterMs ?? 0);
+          if (now() + delay >= context.deadline) break;
+          await sleep(delay, context.signal);
+        }
+      } finally {
+        state.inFlight -= 1;
+      }
+    }
+    return { ok: false, error: lastError, kind: lastKind };
+  }
+
+  return {
+    async generate(first, request) {
+      const attempts: RouteAttempt[] = [];
+      const deadline = Math.min(
+        now() + first.deadlineMs,
+        request.deadline?.getTime() ?? Number.POSITIVE_INFINITY,
+      );
+      const visited = new Set<string>();
+      let route: ModelRouteDefinition | undefined = first;
+      let failure: { error: AppError; kind: ErrorClass } | undefined;
+      for (let depth = 0; route !== undefined && depth <= maxFallbackDepth; depth += 1) {
+        visited.add(route.name);
+        const outcome = await tryRoute(route, {
+          scope: request.scope,
+          deadline,
+          signal: request.signal,
+          onTextDelta: request.onTextDelta,
+          attempts,
+          call: request.call,
+        });
+        if (outcome.ok) {
+          return { result: outcome.result, route: route.name, model: outcome.model, attempts };
+        }
+        failure = outcome;
+        if (outcome.kind === 'client_error' || now() >= deadline) break;
+        const next: RouteFallback | undefined = route.fallbacks.find(
+          (fallback) =>
+            !visited.has(fallback.route) && fallback.on.includes(outcome.kind as FailureKind),
+        );
+        route = next === undefined ? undefined : await request.resolve(next.route);
+      }
+      const error =
+        failure?.error ?? new AppError('provider_unavailable', 'No deployment answered.');
+      // Every deployment down or the deadline passed: tell the client when to come back.
+      const retryAfterSeconds =
+        error.details?.['retryAfterSeconds'] ??
+        (error.code === 'provider_unavailable' || error.code === 'provider_rate_limited'
+          ? Math.max(1, Math.ceil(first.breaker.halfOpenAfterMs / 1000))
+          : undefined);
+      throw new RouteFailedError(
+        retryAfterSeconds === undefined || error.details?.['retryAfterSeconds'] !== undefined
+          ? error
+          : new AppError(error.code, error.message, {
+              details: { ...(error.details ?? {}), retryAfterSeconds },
+            }),
+        attempts,
+      );
+    },
+    breakerStates() {
+      const names = ['closed', 'open', 'half-open', 'isolated'] as const;
+      return Object.fromEntries(
+        [...states.entries()].map(([key, state]) => [key, names[state.breaker.state] ?? 'closed']),
+      );
+    },
+  };
+}
