@@ -5,6 +5,8 @@ import { Redis } from 'ioredis';
 import type { Config } from './config/index.ts';
 import { createAgentService } from './domain/agents/agent-service.ts';
 import { createThreadService } from './domain/agents/thread-service.ts';
+import { createAuditSigner } from './domain/audit/audit-signing.ts';
+import { createConsentService } from './domain/consent/consent-service.ts';
 import { createPolicyService } from './domain/guards/policy-service.ts';
 import { createUsageService } from './domain/guards/usage-service.ts';
 import { hashSecret } from './domain/identity/api-key-secret.ts';
@@ -17,8 +19,10 @@ import { createAuthenticator } from './http/auth/authenticator.ts';
 import { createJwtVerifier } from './http/auth/jwt-verifier.ts';
 import { accessLog } from './http/middleware/access-log.ts';
 import type { Logger } from './observability/index.ts';
+import { createMetrics, type Metrics } from './observability/metrics.ts';
 import type { CorePluginV1 } from './plugin-api/index.ts';
 import { createAgentValidator } from './runtime/agent-validator.ts';
+import { createAuditCheckpointer } from './runtime/audit-checkpointer.ts';
 import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
 import { createMeteredGateway } from './runtime/metered-gateway.ts';
 import { createModelCallLimits } from './runtime/model-call-limits.ts';
@@ -31,10 +35,13 @@ import { createHttpRequestTool } from './runtime/tools/http-request-tool.ts';
 import { builtInTools, validateToolInput } from './runtime/tools/tool-registry.ts';
 import { createAgentStore } from './storage/agents/agent-store.ts';
 import { createThreadStore } from './storage/agents/thread-store.ts';
+import { loadAuditSigningKey } from './storage/audit-signing-key.ts';
 import { bootstrapOperatorKey } from './storage/bootstrap-operator-key.ts';
+import { createConsentStore } from './storage/consent/consent-store.ts';
 import { createBudgetStore } from './storage/guards/budget-store.ts';
 import { createPolicyStore, loadTenantPolicies } from './storage/guards/policy-store.ts';
 import { createUsageStore } from './storage/guards/usage-store.ts';
+import { createAuditCheckpointStore } from './storage/identity/audit-checkpoint-store.ts';
 import { createAuditStore } from './storage/identity/audit-store.ts';
 import { createIdentityStore } from './storage/identity/identity-store.ts';
 import { openStorage, type Storage } from './storage/open-storage.ts';
@@ -50,6 +57,10 @@ export interface Brigade {
   readonly storage: Storage;
   /** The operator key generated at this start, if one was (print it once, never log it). */
   readonly generatedOperatorKey: string | undefined;
+  /** Prometheus metrics of this process (served at `/metrics`). */
+  readonly metrics: Metrics;
+  /** Signs audit checkpoints (also run every `audit.checkpoints.pollMs`). */
+  readonly auditCheckpointer: { runOnce(): Promise<number> };
   /** Starts listening; resolves with the bound URL. */
   listen(): Promise<string>;
   /**
@@ -72,13 +83,36 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   const { config, logger } = options;
   const storage = await openStorage({ config, logger });
   let generatedOperatorKey: string | undefined;
+  let signingKey: Awaited<ReturnType<typeof loadAuditSigningKey>>;
   try {
     if (config.operatorKey === undefined)
       generatedOperatorKey = await bootstrapOperatorKey(storage.ownerUrl);
+    signingKey = await loadAuditSigningKey({
+      configured: config.audit.signingKey,
+      keyFile: config.audit.signingKeyFile,
+    });
   } catch (error) {
     await storage.close().catch(() => undefined);
     throw error;
   }
+  const metrics = createMetrics();
+  const auditSigner = signingKey === undefined ? undefined : createAuditSigner(signingKey);
+  if (auditSigner === undefined)
+    logger.warn(
+      {},
+      'no audit signing key (BRIGADE_AUDIT_SIGNING_KEY): audit checkpoints are not written',
+    );
+  else logger.info({ keyId: auditSigner.publicKey.keyId }, 'audit checkpoints are signed');
+  const auditCheckpoints = createAuditCheckpointStore(storage.database, auditSigner);
+  const auditCheckpointer = createAuditCheckpointer({
+    store: auditCheckpoints,
+    due: {
+      everyEvents: config.audit.checkpoints.everyEvents,
+      intervalSeconds: config.audit.checkpoints.intervalSeconds,
+    },
+    pollMs: config.audit.checkpoints.pollMs,
+    logger,
+  });
   const store = createIdentityStore(storage.database);
   const identity = createIdentityService({ store });
   const authenticator = createAuthenticator({
@@ -192,6 +226,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       logger,
       signals,
       eventFlushMs,
+      metrics,
     }),
     logger,
     signals,
@@ -218,6 +253,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   try {
     await signals.start();
     await scheduler.start();
+    auditCheckpointer.start();
   } catch (error) {
     clearInterval(sweep);
     redis?.disconnect();
@@ -241,7 +277,9 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       threads,
       eventHub: signals,
       approvals,
-      audit: createAuditStore(storage.database),
+      audit: createAuditStore(storage.database, { verifier: auditSigner }),
+      auditCheckpoints,
+      consents: createConsentService({ store: createConsentStore(storage.database) }),
       policies: createPolicyService({
         store: createPolicyStore(storage.database),
         onChange: (tenantId) => policyCache.invalidate(tenantId),
@@ -256,6 +294,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     bodyLimitBytes: config.server.bodyLimitBytes,
     cors: config.server.cors,
     version,
+    metrics: { registry: metrics, token: config.metrics.token },
     isReady: async () => {
       if (draining) return false;
       await storage.database.pool.query('select 1');
@@ -268,6 +307,8 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     app,
     storage,
     generatedOperatorKey,
+    metrics,
+    auditCheckpointer,
     async listen() {
       const wrapped = accessLog(app, logger);
       return new Promise((resolve, reject) => {
@@ -297,6 +338,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
           if ('closeAllConnections' in current) current.closeAllConnections();
         }
         clearInterval(sweep);
+        await auditCheckpointer.stop();
         await scheduler.stop(config.server.shutdownGraceMs);
         await signals.stop();
         redis?.disconnect();

@@ -1,8 +1,15 @@
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { type Config, loadConfig, processEnvironment } from '../config/index.ts';
+import {
+  type AuditVerifier,
+  createAuditSigner,
+  createAuditVerifier,
+} from '../domain/audit/audit-signing.ts';
 import { createIdentityService } from '../domain/identity/identity-service.ts';
 import { createBrigade, version } from '../main.ts';
 import { createLogger, type Logger } from '../observability/index.ts';
+import { loadAuditSigningKey } from '../storage/audit-signing-key.ts';
 import { createAuditStore } from '../storage/identity/audit-store.ts';
 import { createIdentityStore } from '../storage/identity/identity-store.ts';
 import { openStorage } from '../storage/open-storage.ts';
@@ -26,7 +33,9 @@ Commands:
   keys create --tenant T --user U --name N [--scopes a,b] [--expires-at ISO]
   keys list --tenant T --user U
   keys revoke --tenant T --user U --key K
-  audit verify --tenant T       check the tenant's audit hash chain (exit 1 when broken)
+  audit verify --tenant T [--public-key FILE]
+                                check the tenant's audit hash chain and signed checkpoints
+                                (exit 1 when broken); the key defaults to the configured one
 
   T is a tenant id or slug, U a user id or e-mail.
 
@@ -67,6 +76,7 @@ const options = {
   key: { type: 'string' },
   port: { type: 'string' },
   fault: { type: 'string' },
+  'public-key': { type: 'string' },
 } as const;
 
 function parse(argv: readonly string[]) {
@@ -147,6 +157,26 @@ async function serveMockModel(
   });
 }
 
+/** The key checkpoints are checked with: `--public-key FILE`, else the configured signing key. */
+async function auditVerifier(
+  config: Config,
+  publicKeyFile: string | undefined,
+): Promise<AuditVerifier | undefined> {
+  if (publicKeyFile !== undefined) {
+    try {
+      return createAuditVerifier(await readFile(publicKeyFile, 'utf8'));
+    } catch (error) {
+      throw new UsageError(`--public-key: ${(error as Error).message}`);
+    }
+  }
+  const key = await loadAuditSigningKey({
+    configured: config.audit.signingKey,
+    keyFile: config.audit.signingKeyFile,
+    generate: false,
+  });
+  return key === undefined ? undefined : createAuditSigner(key);
+}
+
 /** Runs the CLI with `argv` (without node and script); returns the exit status. */
 export async function runCli(
   argv: readonly string[],
@@ -203,12 +233,16 @@ export async function runCli(
         const tenant = parsed.values.tenant;
         if (tenant === undefined) throw new UsageError('missing --tenant');
         const tenantId = await resolveTenant(identity, tenant);
-        const result = await createAuditStore(storage.database).verify(
+        const verifier = await auditVerifier(config, parsed.values['public-key']);
+        const result = await createAuditStore(storage.database, { verifier }).verify(
           { kind: 'operator' },
           tenantId,
         );
         if (parsed.values.json === true) io.out(JSON.stringify(result));
-        else if (result.ok) io.out(`audit chain intact: ${result.checked} events`);
+        else if (result.ok)
+          io.out(
+            `audit chain intact: ${result.checked} events, ${result.checkpoints.checked} signed checkpoints${result.publicKey === null ? '' : ` (key ${result.publicKey.keyId})`}`,
+          );
         else io.out(`audit chain broken at event ${result.firstBrokenSeq}: ${result.reason}`);
         return result.ok ? 0 : 1;
       }

@@ -153,6 +153,22 @@ const limitsSchema = z
   })
   .prefault({});
 
+const auditSchema = z
+  .strictObject({
+    /** Signed checkpoints of every tenant's audit chain (needs a signing key; see docs/observability.md). */
+    checkpoints: z
+      .strictObject({
+        /** A checkpoint is written once this many events are not covered by one. */
+        everyEvents: z.int().min(1).max(10_000_000).default(1_000),
+        /** ...or once the newest event is older than this and not covered, in seconds. */
+        intervalSeconds: z.int().min(1).max(86_400).default(300),
+        /** How often the background job looks for tenants that are due, in milliseconds. */
+        pollMs: z.int().min(100).max(3_600_000).default(10_000),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
 const logSchema = z
   .strictObject({
     level: z.enum(logLevels).default('info'),
@@ -174,6 +190,7 @@ export const configFileSchema = z.strictObject({
     .default({}),
   tools: toolsSchema,
   limits: limitsSchema,
+  audit: auditSchema,
   log: logSchema,
 });
 
@@ -200,6 +217,10 @@ export const environmentSchema = z.object({
     .pipe(z.int().min(0).max(65_535))
     .optional(),
   LOG_LEVEL: z.enum(logLevels).optional(),
+  /** Ed25519 private key signing audit checkpoints: PKCS#8 PEM or base64 of PKCS#8 DER. */
+  BRIGADE_AUDIT_SIGNING_KEY: z.string().min(40, 'must be a PKCS#8 Ed25519 key').optional(),
+  /** Bearer token that may read `/metrics` (besides the operator key). */
+  BRIGADE_METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
 });
 
 /** The parsed config file. */

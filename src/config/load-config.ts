@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { z } from 'zod';
 import { type ConfigFile, configFileSchema, environmentSchema } from './config-schema.ts';
 
@@ -29,6 +29,13 @@ export interface Config {
     >
   >;
   readonly log: ConfigFile['log'];
+  readonly audit: ConfigFile['audit'] & {
+    /** `BRIGADE_AUDIT_SIGNING_KEY` (secret: never log it). */
+    readonly signingKey: string | undefined;
+    /** Where the embedded mode keeps a generated key when none is set; undefined in server mode. */
+    readonly signingKeyFile: string | undefined;
+  };
+  readonly metrics: { readonly token: string | undefined };
   readonly redisUrl: string | undefined;
   readonly operatorKey: string | undefined;
   /** The file the configuration came from, or undefined when only defaults and env were used. */
@@ -173,6 +180,15 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     limits: file.limits,
     providers,
     log: { level: environment.LOG_LEVEL ?? file.log.level },
+    audit: {
+      ...file.audit,
+      signingKey: environment.BRIGADE_AUDIT_SIGNING_KEY,
+      signingKeyFile:
+        mode.kind === 'embedded'
+          ? resolve(dirname(mode.dataDir), 'audit-signing-key.pem')
+          : undefined,
+    },
+    metrics: { token: environment.BRIGADE_METRICS_TOKEN },
     redisUrl: environment.REDIS_URL,
     operatorKey: environment.BRIGADE_OPERATOR_KEY,
     configPath:

@@ -30,6 +30,8 @@ export const errorCodes = [
   'budget_exceeded',
   'quota_exceeded',
   'policy_not_found',
+  'consent_required',
+  'consent_not_found',
   'service_unavailable',
   'request_timeout',
   'internal',

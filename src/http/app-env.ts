@@ -1,12 +1,14 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { AgentService } from '../domain/agents/agent-service.ts';
 import type { ThreadService } from '../domain/agents/thread-service.ts';
+import type { ConsentService } from '../domain/consent/consent-service.ts';
 import type { PolicyService } from '../domain/guards/policy-service.ts';
 import type { UsageService } from '../domain/guards/usage-service.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
 import type { MeteredGateway } from '../runtime/metered-gateway.ts';
 import type { RunSignals } from '../runtime/run-signals.ts';
+import type { AuditCheckpointStore } from '../storage/identity/audit-checkpoint-store.ts';
 import type { AuditStore } from '../storage/identity/audit-store.ts';
 import type { ApprovalStore } from '../storage/runs/approval-store.ts';
 
@@ -32,6 +34,8 @@ export interface RouteServices {
   readonly eventHub: Pick<RunSignals, 'subscribe'>;
   readonly approvals: ApprovalStore;
   readonly audit: AuditStore;
+  readonly auditCheckpoints: AuditCheckpointStore;
+  readonly consents: ConsentService;
   readonly policies: PolicyService;
   readonly usage: UsageService;
   /** The OpenAI-compatible API's model calls: metered, and the names the gateway knows. */

@@ -5,18 +5,22 @@ import { cors } from 'hono/cors';
 import { requestId } from 'hono/request-id';
 import { AppError, UnauthenticatedError, ValidationError } from '../domain/errors.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import type { BindingLimit } from '../runtime/policy-cache.ts';
 import type { RequestLimiter } from '../runtime/request-limiter.ts';
 import type { AppEnv, BrigadeApp, RouteServices } from './app-env.ts';
 import type { Authenticator } from './auth/authenticator.ts';
 import { docsPage } from './docs-page.ts';
 import { type ErrorLogger, renderProblem } from './error-response.ts';
+import { httpMetrics } from './middleware/http-metrics.ts';
 import { isOpenAiPath, renderOpenAiError } from './openai/openai-error.ts';
 import { registerAgentRoutes } from './routes/agent-routes.ts';
 import { registerApprovalRoutes } from './routes/approval-routes.ts';
 import { registerAuditRoutes } from './routes/audit-routes.ts';
+import { registerConsentRoutes } from './routes/consent-routes.ts';
 import { registerKeyRoutes } from './routes/key-routes.ts';
 import { registerMeRoutes } from './routes/me-routes.ts';
+import { metricsPath, registerMetricsRoute } from './routes/metrics-routes.ts';
 import { registerOidcRoutes } from './routes/oidc-routes.ts';
 import { registerOpenAiRoutes } from './routes/openai-routes.ts';
 import { registerPolicyRoutes } from './routes/policy-routes.ts';
@@ -46,6 +50,8 @@ export interface CreateAppOptions {
   /** Readiness probe: resolves when the database answers; false while draining. */
   readonly isReady: () => Promise<boolean>;
   readonly version: string;
+  /** Prometheus metrics and the bearer token (besides the operator key) that may read them. */
+  readonly metrics?: { readonly registry: Metrics; readonly token: string | undefined } | undefined;
 }
 
 type ZodIssueLike = {
@@ -72,7 +78,15 @@ export function toValidationError(
   );
 }
 
-const publicPaths = new Set(['/healthz', '/readyz', '/openapi.json', '/docs']);
+// `/metrics` authenticates itself (metrics token or operator key); the audit key is public.
+const publicPaths = new Set([
+  '/healthz',
+  '/readyz',
+  '/openapi.json',
+  '/docs',
+  '/v1/audit/public-key',
+  metricsPath,
+]);
 const bodyMethods = new Set(['POST', 'PUT', 'PATCH']);
 
 function hasBody(context: Context): boolean {
@@ -104,6 +118,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
     ),
   );
 
+  if (options.metrics !== undefined) app.use('*', httpMetrics(options.metrics.registry));
   app.use('*', requestId({ headerName: 'X-Request-Id', limitLength: 128 }));
   if (options.cors.origins.length > 0) {
     app.use(
@@ -157,6 +172,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
         RateLimit: `limit=${decision.limit}, remaining=${decision.remaining}, reset=${decision.resetSeconds}`,
       };
       if (!decision.allowed) {
+        options.metrics?.registry.recordRateLimitRejection(decision.scope ?? 'credential');
         const response = renderError(
           context,
           new AppError(
@@ -201,6 +217,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerRunRoutes(app, options.services);
   registerApprovalRoutes(app, options.services);
   registerAuditRoutes(app, options.services);
+  registerConsentRoutes(app, options.services);
   registerPolicyRoutes(app, options.services);
   registerUsageRoutes(app, options.services);
   registerOpenAiRoutes(app, options.services);
@@ -221,5 +238,11 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
     },
   });
   app.get('/docs', (context) => context.html(docsPage));
+  if (options.metrics !== undefined)
+    registerMetricsRoute(app, {
+      metrics: options.metrics.registry,
+      authenticator: options.authenticator,
+      token: options.metrics.token,
+    });
   return app;
 }

@@ -49,6 +49,11 @@ export interface RunExecutorOptions {
   readonly toolOutputLimit?: number;
   readonly toolTimeoutMs?: number;
   readonly approvalTtlMs?: number;
+  /** Run outcomes and queue waits for `/metrics` (ids never become labels). */
+  readonly metrics?: {
+    recordRunOutcome(outcome: 'completed' | 'failed' | 'cancelled' | 'expired'): void;
+    observeQueueWait(seconds: number): void;
+  };
 }
 
 /** Executes one run to a terminal state (or until aborted for shutdown). */
@@ -154,6 +159,11 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           .execute();
       }
       if (updated !== undefined) {
+        options.metrics?.recordRunOutcome(outcome.status);
+        if (updated.first_claimed_at !== null)
+          options.metrics?.observeQueueWait(
+            (updated.first_claimed_at.getTime() - updated.created_at.getTime()) / 1000,
+          );
         const usage = { inputTokens: updated.input_tokens, outputTokens: updated.output_tokens };
         const type =
           outcome.status === 'completed'

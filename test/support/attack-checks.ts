@@ -225,7 +225,16 @@ async function checkTenant(context: CheckContext, tenant: WorldTenant): Promise<
       `${tenant.slug}: user ${user.id} changed to ${JSON.stringify(current)}`,
     );
     const credential = await checkKeys(context, tenant, user);
-    if (credential !== undefined) await checkParkedRun(context, { tenant, user, credential });
+    if (credential !== undefined) {
+      await checkParkedRun(context, { tenant, user, credential });
+      const consents = dataOf(await apiClient(url, credential).get('/v1/me/consents'));
+      note(
+        consents.length === 1 &&
+          consents[0]?.id === user.consentId &&
+          consents[0]['status'] === 'granted',
+        `${tenant.slug}: consents of ${user.id} changed: ${JSON.stringify(consents)}`,
+      );
+    }
   }
   const providerList = dataOf(await operator.get(`/v1/tenants/${tenant.id}/oidc-providers`));
   note(

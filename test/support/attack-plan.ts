@@ -39,6 +39,7 @@ const fillers: Record<string, (victim: WorldUser, tenant: WorldTenant) => readon
   threadId: (victim) => (victim.parked === undefined ? [] : [victim.parked.threadId]),
   runId: (victim) => (victim.parked === undefined ? [] : [victim.parked.runId]),
   approvalId: (victim) => (victim.parked === undefined ? [] : [victim.parked.approvalId]),
+  consentId: (victim) => [victim.consentId],
 };
 
 /** A valid, harmful request body per operation, so a refusal comes from authorization. */
@@ -75,6 +76,8 @@ const bodies: Record<string, (victim: WorldUser, tenant: WorldTenant) => unknown
     limits: { runsPerDay: 0 },
   }),
   updatePolicy: () => ({ limits: { runsPerDay: 0 } }),
+  // Consents are the caller's own: granting one is not an attack, so it is not asserted.
+  grantConsent: () => ({ purpose: 'content_capture', version: 'evil' }),
   // A cheap call of the built-in model: viewers are refused, others are not asserted.
   createChatCompletion: () => ({
     model: 'local',
@@ -123,7 +126,8 @@ function expectationFor(operation: Operation, attacker: WorldUser, victim: World
   const has = (name: string) => operation.params.includes(name);
   const mutating = operation.method !== 'get';
   const privileged = isPrivileged(attacker.role);
-  if (has('threadId') || has('runId') || has('approvalId')) return 'refused';
+  // Threads, runs, approvals and consents belong to their user alone (admins included).
+  if (has('threadId') || has('runId') || has('approvalId') || has('consentId')) return 'refused';
   if (has('userId')) {
     if (!privileged) return 'refused';
     if (mutating && attacker.role === 'admin' && victim.role === 'owner') return 'refused';
@@ -141,6 +145,8 @@ function expectationFor(operation: Operation, attacker: WorldUser, victim: World
       return 'refused';
     case 'listAuditEvents':
     case 'verifyAudit':
+    case 'listAuditCheckpoints':
+    case 'createAuditCheckpoint':
       return privileged ? 'allowed' : 'refused';
     case 'listUsers':
     case 'createUser':

@@ -74,6 +74,8 @@ export interface WorldUser {
   /** The secret this user attacks with. */
   readonly credential: string;
   readonly parked: ParkedRun | undefined;
+  /** A consent the user granted itself (every user has one). */
+  readonly consentId: string;
 }
 
 /** A tenant's OIDC provider; `signingKey` is its identity provider's private key (PEM kind). */
@@ -196,7 +198,23 @@ async function buildUser(
     keys.push({ id: key.id, secret: key.secret ?? '' });
   }
   const credential = keys[spec.credentialIndex % keys.length]?.secret ?? '';
-  return { tenantId, id: user.id, role: spec.role, displayName, keys, credential };
+  const consent = must(
+    await apiClient(context.url, credential).post<Created>('/v1/me/consents', {
+      purpose: 'long_term_memory',
+      version: '1',
+    }),
+    201,
+    'consent',
+  );
+  return {
+    tenantId,
+    id: user.id,
+    role: spec.role,
+    displayName,
+    keys,
+    credential,
+    consentId: consent.id,
+  };
 }
 
 async function buildProvider(
@@ -279,7 +297,7 @@ export async function buildTenant(
 /** Every id of the world that belongs to `user` (what it legitimately knows about itself). */
 export function ownIds(user: WorldUser): string[] {
   const parked = user.parked === undefined ? [] : Object.values(user.parked);
-  return [user.tenantId, user.id, ...user.keys.map((key) => key.id), ...parked];
+  return [user.tenantId, user.id, ...user.keys.map((key) => key.id), ...parked, user.consentId];
 }
 
 /** Every id of the world that belongs to `tenant`. */

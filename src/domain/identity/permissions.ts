@@ -23,6 +23,7 @@ export const actions = [
   'policy:read',
   'policy:manage',
   'usage:read-any',
+  'consent:manage-own',
 ] as const;
 
 /** An action that may be permitted to a role. */
@@ -51,6 +52,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'policy:read',
     'policy:manage',
     'usage:read-any',
+    'consent:manage-own',
   ],
   admin: [
     'tenant:read',
@@ -68,9 +70,17 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'policy:read',
     'policy:manage',
     'usage:read-any',
+    'consent:manage-own',
   ],
-  member: ['tenant:read', 'key:manage-own', 'agent:read', 'thread:read', 'thread:write'],
-  viewer: ['tenant:read', 'agent:read', 'thread:read'],
+  member: [
+    'tenant:read',
+    'key:manage-own',
+    'agent:read',
+    'thread:read',
+    'thread:write',
+    'consent:manage-own',
+  ],
+  viewer: ['tenant:read', 'agent:read', 'thread:read', 'consent:manage-own'],
 };
 
 /** True when `role` is at least as powerful as `other`. */

@@ -1,5 +1,5 @@
-import { z } from '@hono/zod-openapi';
-import { ForbiddenError, NotFoundError } from '../../domain/errors.ts';
+import { createRoute, z } from '@hono/zod-openapi';
+import { AppError, ForbiddenError, NotFoundError } from '../../domain/errors.ts';
 import { assertCan, type Principal } from '../../domain/identity/principal.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
 import { authedRoute, idParam, jsonResponse } from '../route-helpers.ts';
@@ -24,14 +24,88 @@ const auditEventSchema = z
   })
   .openapi('AuditEvent');
 
+const publicKeySchema = z
+  .object({
+    algorithm: z.literal('Ed25519'),
+    keyId: z.string(),
+    publicKeyPem: z.string().openapi({ description: 'SPKI PEM.' }),
+  })
+  .openapi('AuditPublicKey');
+
 const verificationSchema = z
   .object({
     ok: z.boolean(),
     checked: z.int(),
     firstBrokenSeq: z.int().nullable(),
     reason: z.string().nullable(),
+    checkpoints: z.object({ checked: z.int(), latestSeq: z.int().nullable() }),
+    publicKey: publicKeySchema.nullable(),
   })
   .openapi('AuditVerification');
+
+const checkpointSchema = z
+  .object({
+    tenantId: z.uuid(),
+    seq: z.int(),
+    hash: z.string().openapi({ description: 'Chain hash of event `seq`, hex.' }),
+    signedAt: z.iso.datetime(),
+    keyId: z.string(),
+    signature: z.string().openapi({
+      description:
+        'Ed25519 signature, base64, over the lines `brigade-audit-checkpoint-v1`, tenantId, seq, hash, signedAt, keyId joined by \\n.',
+    }),
+  })
+  .openapi('AuditCheckpoint');
+
+const getAuditPublicKey = createRoute({
+  method: 'get',
+  path: '/v1/audit/public-key',
+  operationId: 'getAuditPublicKey',
+  tags: ['Audit'],
+  summary: 'The public key audit checkpoints are signed with (public, no credentials)',
+  responses: {
+    200: jsonResponse(
+      z.object({ checkpointsEnabled: z.boolean(), publicKey: publicKeySchema.nullable() }),
+      'The key, or null when no signing key is configured.',
+    ),
+  },
+});
+
+const listAuditCheckpoints = authedRoute({
+  method: 'get',
+  path: '/v1/tenants/{tenantId}/audit/checkpoints',
+  operationId: 'listAuditCheckpoints',
+  tags: ['Audit'],
+  summary: "The tenant's signed audit checkpoints in sequence order (owners and admins)",
+  request: {
+    params: tenantParams,
+    query: z.strictObject({
+      after: z.coerce.number().int().min(0).default(0),
+      limit: z.coerce.number().int().min(1).max(500).default(100),
+    }),
+  },
+  responses: {
+    200: jsonResponse(
+      z.object({ data: z.array(checkpointSchema), nextCursor: z.string().nullable() }),
+      'Checkpoints.',
+    ),
+  },
+});
+
+const createAuditCheckpoint = authedRoute({
+  method: 'post',
+  path: '/v1/tenants/{tenantId}/audit/checkpoints',
+  operationId: 'createAuditCheckpoint',
+  tags: ['Audit'],
+  summary: 'Sign a checkpoint at the newest event now (owners and admins)',
+  request: { params: tenantParams },
+  responses: {
+    200: jsonResponse(
+      z.object({ checkpoint: checkpointSchema.nullable() }),
+      'The new checkpoint, or null when no event was added since the last one.',
+    ),
+  },
+});
 
 const listAuditEvents = authedRoute({
   method: 'get',
@@ -108,5 +182,54 @@ export function registerAuditRoutes(app: BrigadeApp, services: RouteServices): v
     const { tenantId } = context.req.valid('param');
     assertAuditor(context.get('principal'), tenantId);
     return context.json(await services.audit.verify(context.get('principal'), tenantId), 200);
+  });
+  app.openapi(getAuditPublicKey, (context) =>
+    context.json(
+      {
+        checkpointsEnabled: services.auditCheckpoints.enabled,
+        publicKey: services.auditCheckpoints.publicKey ?? null,
+      },
+      200,
+    ),
+  );
+  app.openapi(listAuditCheckpoints, async (context) => {
+    const { tenantId } = context.req.valid('param');
+    const { after, limit } = context.req.valid('query');
+    assertAuditor(context.get('principal'), tenantId);
+    const checkpoints = await services.auditCheckpoints.list(context.get('principal'), {
+      tenantId,
+      after,
+      limit: limit + 1,
+    });
+    const page = checkpoints.slice(0, limit);
+    return context.json(
+      {
+        data: page.map((checkpoint) => ({
+          ...checkpoint,
+          signedAt: checkpoint.signedAt.toISOString(),
+        })),
+        nextCursor: checkpoints.length > limit ? String(page.at(-1)?.seq ?? after) : null,
+      },
+      200,
+    );
+  });
+  app.openapi(createAuditCheckpoint, async (context) => {
+    const { tenantId } = context.req.valid('param');
+    const principal = context.get('principal');
+    assertAuditor(principal, tenantId);
+    if (!services.auditCheckpoints.enabled)
+      throw new AppError('conflict', 'No audit signing key is configured on this server.');
+    // The tenant must be visible to the caller (an operator may name any existing tenant).
+    await services.identity.getTenant(principal, tenantId);
+    const checkpoint = await services.auditCheckpoints.checkpoint(tenantId);
+    return context.json(
+      {
+        checkpoint:
+          checkpoint === undefined
+            ? null
+            : { ...checkpoint, signedAt: checkpoint.signedAt.toISOString() },
+      },
+      200,
+    );
   });
 }

@@ -4,6 +4,7 @@ import { agentsThreadsRunsMigration } from './0002-agents-threads-runs.ts';
 import { approvalsMigration } from './0003-approvals.ts';
 import { guardRailsMigration } from './0004-guard-rails.ts';
 import { fairQueueMigration } from './0005-fair-queue.ts';
+import { accountabilityMigration } from './0007-accountability.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -19,6 +20,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0003-approvals': fromSql(approvalsMigration),
     '0004-guard-rails': fromSql(guardRailsMigration),
     '0005-fair-queue': fromSql(fairQueueMigration),
+    '0007-accountability': fromSql(accountabilityMigration),
   };
 }
 

@@ -245,6 +245,33 @@ export interface AuditHeadsTable {
   hash: Buffer;
 }
 
+/** Row type of `brigade.audit_checkpoints` (signed (seq, hash) points of a tenant's chain). */
+export interface AuditCheckpointsTable {
+  tenant_id: string;
+  seq: ColumnType<string, string | number, never>;
+  hash: Buffer;
+  signed_at: Timestamp;
+  key_id: string;
+  signature: Buffer;
+}
+
+/** Row type of `brigade.consents` (per-user consent records). */
+export interface ConsentsTable {
+  tenant_id: string;
+  id: Generated<string>;
+  user_id: string;
+  purpose: string;
+  scope: Generated<string>;
+  version: string;
+  status: Generated<'granted' | 'revoked'>;
+  granted_at: Timestamp;
+  granted_by_kind: 'user' | 'operator';
+  granted_by_user_id: string | null;
+  revoked_at: Date | null;
+  revoked_by_kind: 'user' | 'operator' | null;
+  revoked_by_user_id: string | null;
+}
+
 /** Row type of `brigade.policies`. `limits` holds the stored limits (budget in nano-USD). */
 export interface PoliciesTable {
   id: Generated<string>;
@@ -314,6 +341,18 @@ export interface UsageRecordsTable {
   created_at: Timestamp;
 }
 
+/** Row type of `brigade.model_routes` (`definition` is a validated ModelRouteDefinition). */
+export interface ModelRoutesTable {
+  tenant_id: string;
+  id: Generated<string>;
+  name: string;
+  definition: Json;
+  version: Generated<number>;
+  created_by_user_id: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
 /** Every Brigade table, keyed as Kysely sees them (schema-qualified). */
 export interface DatabaseSchema {
   'brigade.tenants': TenantsTable;
@@ -324,6 +363,8 @@ export interface DatabaseSchema {
   'brigade.operator_keys': OperatorKeysTable;
   'brigade.audit_events': AuditEventsTable;
   'brigade.audit_heads': AuditHeadsTable;
+  'brigade.audit_checkpoints': AuditCheckpointsTable;
+  'brigade.consents': ConsentsTable;
   'brigade.agents': AgentsTable;
   'brigade.threads': ThreadsTable;
   'brigade.runs': RunsTable;
@@ -336,4 +377,5 @@ export interface DatabaseSchema {
   'brigade.limit_counters': LimitCountersTable;
   'brigade.budget_reservations': BudgetReservationsTable;
   'brigade.usage_records': UsageRecordsTable;
+  'brigade.model_routes': ModelRoutesTable;
 }

@@ -1,0 +1,182 @@
+import type { Selectable } from 'kysely';
+import type {
+  Consent,
+  ConsentActor,
+  ConsentPurpose,
+  ConsentStore,
+  ConsentSubject,
+} from '../../domain/consent/consent-types.ts';
+import type { Principal } from '../../domain/identity/principal.ts';
+import { writeAudit } from '../identity/audit-writer.ts';
+import { scopeFor } from '../identity/scope-for.ts';
+import type { Database, ScopedDb } from '../postgres/database.ts';
+import type { ConsentsTable } from '../postgres/database-schema.ts';
+
+type ConsentRow = Selectable<ConsentsTable>;
+
+function actorOf(principal: Principal): ConsentActor {
+  return principal.kind === 'user'
+    ? { kind: 'user', userId: principal.userId }
+    : { kind: 'operator', userId: null };
+}
+
+function toConsent(row: ConsentRow): Consent {
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    userId: row.user_id,
+    purpose: row.purpose as ConsentPurpose,
+    scope: row.scope,
+    version: row.version,
+    status: row.status,
+    grantedAt: row.granted_at,
+    grantedBy: { kind: row.granted_by_kind, userId: row.granted_by_user_id },
+    revokedAt: row.revoked_at,
+    revokedBy:
+      row.revoked_by_kind === null
+        ? null
+        : { kind: row.revoked_by_kind, userId: row.revoked_by_user_id },
+  };
+}
+
+/** Marks one granted consent revoked and audits it; undefined when no such consent is granted. */
+async function revokeRow(
+  db: ScopedDb,
+  options: {
+    principal: Principal;
+    subject: ConsentSubject;
+    where: { id: string } | { purpose: string; scope: string };
+    reason: string | undefined;
+  },
+): Promise<Consent | undefined> {
+  const { principal, subject, where, reason } = options;
+  const actor = actorOf(principal);
+  const row = await db
+    .updateTable('brigade.consents')
+    .set({
+      status: 'revoked',
+      revoked_at: new Date(),
+      revoked_by_kind: actor.kind,
+      revoked_by_user_id: actor.userId,
+    })
+    .where('tenant_id', '=', subject.tenantId)
+    .where('user_id', '=', subject.userId)
+    .where('status', '=', 'granted')
+    .$if('id' in where, (query) => query.where('id', '=', (where as { id: string }).id))
+    .$if('purpose' in where, (query) =>
+      query
+        .where('purpose', '=', (where as { purpose: string }).purpose)
+        .where('scope', '=', (where as { scope: string }).scope),
+    )
+    .returningAll()
+    .executeTakeFirst();
+  if (row === undefined) return undefined;
+  const consent = toConsent(row);
+  await writeAudit(db, {
+    tenantId: subject.tenantId,
+    principal,
+    record: {
+      action: 'consent.revoked',
+      targetType: 'consent',
+      targetId: consent.id,
+      outcome: 'success',
+      reason,
+      data: {
+        userId: consent.userId,
+        purpose: consent.purpose,
+        scope: consent.scope,
+        version: consent.version,
+      },
+    },
+  });
+  return consent;
+}
+
+/** The PostgreSQL {@link ConsentStore}: user-owned rows under row-level security. */
+export function createConsentStore(database: Database): ConsentStore {
+  return {
+    list(principal, subject, filter) {
+      return database.withScope(scopeFor(principal, subject.tenantId), async (db) => {
+        const rows = await db
+          .selectFrom('brigade.consents')
+          .selectAll()
+          .where('tenant_id', '=', subject.tenantId)
+          .where('user_id', '=', subject.userId)
+          .$if(filter.status !== undefined, (query) =>
+            query.where('status', '=', filter.status ?? 'granted'),
+          )
+          .orderBy('granted_at', 'desc')
+          .orderBy('id')
+          .limit(1000)
+          .execute();
+        return rows.map(toConsent);
+      });
+    },
+    grant(principal, subject, input) {
+      return database.withScope(scopeFor(principal, subject.tenantId), async (db) => {
+        await revokeRow(db, {
+          principal,
+          subject,
+          where: { purpose: input.purpose, scope: input.scope },
+          reason: 'superseded by a new grant',
+        });
+        const actor = actorOf(principal);
+        const row = await db
+          .insertInto('brigade.consents')
+          .values({
+            tenant_id: subject.tenantId,
+            user_id: subject.userId,
+            purpose: input.purpose,
+            scope: input.scope,
+            version: input.version,
+            granted_by_kind: actor.kind,
+            granted_by_user_id: actor.userId,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        const consent = toConsent(row);
+        await writeAudit(db, {
+          tenantId: subject.tenantId,
+          principal,
+          record: {
+            action: 'consent.granted',
+            targetType: 'consent',
+            targetId: consent.id,
+            outcome: 'success',
+            data: {
+              userId: consent.userId,
+              purpose: consent.purpose,
+              scope: consent.scope,
+              version: consent.version,
+            },
+          },
+        });
+        return consent;
+      });
+    },
+    revoke(principal, subject, consentId) {
+      return database.withScope(scopeFor(principal, subject.tenantId), (db) =>
+        revokeRow(db, { principal, subject, where: { id: consentId }, reason: undefined }),
+      );
+    },
+    findGranted(subject, purpose, scope) {
+      return database.withScope(
+        { tenantId: subject.tenantId, userId: subject.userId },
+        async (db) => {
+          const row = await db
+            .selectFrom('brigade.consents')
+            .selectAll()
+            .where('tenant_id', '=', subject.tenantId)
+            .where('user_id', '=', subject.userId)
+            .where('purpose', '=', purpose)
+            .where('status', '=', 'granted')
+            .where('scope', 'in', scope === '*' ? ['*'] : [scope, '*'])
+            .orderBy('granted_at', 'desc')
+            .limit(1)
+            .executeTakeFirst();
+          return row === undefined ? undefined : toConsent(row);
+        },
+      );
+    },
+  };
+}
