@@ -1,0 +1,152 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createConsentService } from '../src/domain/consent/consent-service.ts';
+import { AppError } from '../src/domain/errors.ts';
+import { createConsentStore } from '../src/storage/consent/consent-store.ts';
+import { type ApiClient, apiClient, seedTenant, seedUser } from './support/api-client.ts';
+import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
+
+/**
+ * Consent: users grant and revoke their own consents, every change is audited in the same
+ * transaction, admins read (never change) their users' consents, and `requireConsent` fails
+ * with `consent_required` until the user has granted the purpose.
+ */
+let server: TestServer;
+let operator: ApiClient;
+let tenantId: string;
+let member: { userId: string; client: ApiClient };
+let admin: { userId: string; client: ApiClient };
+
+interface ConsentBody {
+  id: string;
+  userId: string;
+  purpose: string;
+  scope: string;
+  version: string;
+  status: string;
+  grantedBy: { kind: string; userId: string | null };
+  revokedAt: string | null;
+  revokedBy: { kind: string; userId: string | null } | null;
+}
+
+beforeAll(async () => {
+  server = await startTestServer();
+  operator = apiClient(server.url, testOperatorKey);
+  tenantId = await seedTenant(operator, 'consent');
+  const seededMember = await seedUser(operator, { tenantId, role: 'member' });
+  const seededAdmin = await seedUser(operator, { tenantId, role: 'admin' });
+  member = { userId: seededMember.userId, client: apiClient(server.url, seededMember.secret) };
+  admin = { userId: seededAdmin.userId, client: apiClient(server.url, seededAdmin.secret) };
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe('consent', () => {
+  it('grants, supersedes and revokes a user’s own consent, auditing every change', async () => {
+    const granted = await member.client.post<ConsentBody>('/v1/me/consents', {
+      purpose: 'long_term_memory',
+      version: '2025-01',
+    });
+    expect(granted.status).toBe(201);
+    expect(granted.body).toMatchObject({
+      userId: member.userId,
+      purpose: 'long_term_memory',
+      scope: '*',
+      status: 'granted',
+      grantedBy: { kind: 'user', userId: member.userId },
+    });
+    const regranted = await member.client.post<ConsentBody>('/v1/me/consents', {
+      purpose: 'long_term_memory',
+      version: '2025-02',
+    });
+    expect(regranted.status).toBe(201);
+    const list = await member.client.get<{ data: ConsentBody[] }>('/v1/me/consents');
+    expect(list.body.data.map((consent) => [consent.version, consent.status])).toEqual([
+      ['2025-02', 'granted'],
+      ['2025-01', 'revoked'],
+    ]);
+    const revoked = await member.client.post<ConsentBody>(
+      `/v1/me/consents/${regranted.body.id}/revoke`,
+    );
+    expect(revoked.status).toBe(200);
+    expect(revoked.body).toMatchObject({
+      status: 'revoked',
+      revokedBy: { kind: 'user', userId: member.userId },
+    });
+    expect((await member.client.post(`/v1/me/consents/${regranted.body.id}/revoke`)).status).toBe(
+      404,
+    );
+    const events = await admin.client.get<{
+      data: { action: string; targetId: string; actorUserId: string; reason: string | null }[];
+    }>(`/v1/tenants/${tenantId}/audit-events?limit=500`);
+    const consentEvents = events.body.data.filter((event) => event.action.startsWith('consent.'));
+    expect(consentEvents.map((event) => [event.action, event.targetId])).toEqual([
+      ['consent.granted', granted.body.id],
+      ['consent.revoked', granted.body.id],
+      ['consent.granted', regranted.body.id],
+      ['consent.revoked', regranted.body.id],
+    ]);
+    expect(consentEvents[1]?.reason).toBe('superseded by a new grant');
+  });
+
+  it('refuses purposes outside the closed list', async () => {
+    for (const purpose of ['marketing', 'tool:', 'tool:Evil Name', 'content_capture ']) {
+      const response = await member.client.post('/v1/me/consents', { purpose, version: '1' });
+      expect(response.status, purpose).toBe(422);
+    }
+  });
+
+  it('lets admins read, but nobody else revoke, a user’s consents', async () => {
+    const granted = await member.client.post<ConsentBody>('/v1/me/consents', {
+      purpose: 'tool:http_request',
+      version: '1',
+    });
+    const read = await admin.client.get<{ data: ConsentBody[] }>(
+      `/v1/tenants/${tenantId}/users/${member.userId}/consents`,
+    );
+    expect(read.status).toBe(200);
+    expect(read.body.data.map((consent) => consent.id)).toContain(granted.body.id);
+    const attempt = await admin.client.post(`/v1/me/consents/${granted.body.id}/revoke`);
+    expect(attempt.status).toBe(404);
+    expect(
+      (await member.client.get(`/v1/tenants/${tenantId}/users/${admin.userId}/consents`)).status,
+    ).toBe(403);
+    const still = await member.client.get<{ data: ConsentBody[] }>(
+      '/v1/me/consents?status=granted',
+    );
+    expect(still.body.data.map((consent) => consent.id)).toContain(granted.body.id);
+  });
+
+  it('makes requireConsent fail with consent_required until the purpose is granted', async () => {
+    const consents = createConsentService({
+      store: createConsentStore(server.brigade.storage.database),
+    });
+    const subject = { tenantId, userId: admin.userId };
+    const refusal = await consents
+      .requireConsent(subject, 'content_capture')
+      .catch((error) => error);
+    expect(refusal).toBeInstanceOf(AppError);
+    expect((refusal as AppError).code).toBe('consent_required');
+    const scoped = await admin.client.post<ConsentBody>('/v1/me/consents', {
+      purpose: 'content_capture',
+      scope: 'agent-a',
+      version: '1',
+    });
+    expect((await consents.requireConsent(subject, 'content_capture', 'agent-a')).id).toBe(
+      scoped.body.id,
+    );
+    await expect(consents.requireConsent(subject, 'content_capture', 'agent-b')).rejects.toThrow(
+      /consent/,
+    );
+    await admin.client.post('/v1/me/consents', { purpose: 'content_capture', version: '1' });
+    await expect(
+      consents.requireConsent(subject, 'content_capture', 'agent-b'),
+    ).resolves.toMatchObject({ scope: '*' });
+    await admin.client.post(`/v1/me/consents/${scoped.body.id}/revoke`);
+    // Another user's grant never counts.
+    await expect(
+      consents.requireConsent({ tenantId, userId: member.userId }, 'content_capture'),
+    ).rejects.toThrow(/consent/);
+  });
+});
