@@ -3,6 +3,7 @@
  * stderr and one JSON object as the last line of stdout (see ../shared/BENCH.md).
  */
 const benches: Record<string, () => Promise<{ run: (quick: boolean) => Promise<object> }>> = {
+  fairness: () => import('./fairness.ts'),
   isolation: () => import('./isolation.ts'),
   runs: () => import('./runs.ts'),
   streams: () => import('./streams.ts'),

@@ -58,6 +58,12 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
   const running = new Map<string, { controller: AbortController; done: Promise<void> }>();
   let stopped = false;
   let wake: (() => void) | undefined;
+  /** A wake-up that arrived while the loop was claiming: claim again instead of sleeping. */
+  let wakeMissed = false;
+  const requestWake = () => {
+    if (wake === undefined) wakeMissed = true;
+    else wake();
+  };
   let loop: Promise<void> | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
 
@@ -89,7 +95,7 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
       })
       .finally(() => {
         running.delete(claimed.runId);
-        wake?.();
+        requestWake();
       });
     running.set(claimed.runId, { controller, done });
   }
@@ -103,6 +109,10 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
         } catch (error) {
           logger.warn({ err: { message: (error as Error).message } }, 'claiming runs failed');
         }
+      }
+      if (wakeMissed) {
+        wakeMissed = false;
+        continue;
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, pollIntervalMs);
@@ -133,7 +143,7 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
       return running.size;
     },
     async start() {
-      options.signals.onQueueChanged(() => wake?.());
+      options.signals.onQueueChanged(requestWake);
       options.signals.onCancelRequested((runId) => {
         running.get(runId)?.controller.abort('cancel' satisfies AbortReason);
       });

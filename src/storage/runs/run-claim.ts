@@ -103,8 +103,9 @@ export async function claimRuns(db: ScopedDb, options: ClaimRunsOptions): Promis
          and ((p.level = 'role' and p.role = m.role) or (p.level = 'user' and p.subject_id = w.user_id))
        where p.limits ? 'concurrentRuns'
        group by w.user_id),
-    candidates as (
-      select c.run_id, c.tenant_id, c.user_id, c.enqueued_at, c.priority = 'batch' as is_batch,
+    capped as (
+      select c.run_id, c.tenant_id, c.user_id, c.thread_id, c.enqueued_at,
+             c.priority = 'batch' as is_batch,
              coalesce(tr.n, 0) as tenant_running, coalesce(ur.n, 0) as user_running,
              brigade.tightest_cap(
                coalesce((${tenantCaps}::jsonb ->> c.tenant_id::text)::int, ${options.maxPerTenant}::int),
@@ -117,8 +118,13 @@ export async function claimRuns(db: ScopedDb, options: ClaimRunsOptions): Promis
         left join user_running ur on ur.user_id = c.user_id
         left join tenant_policy tp on tp.tenant_id = c.tenant_id
         left join user_policy up on up.user_id = c.user_id
-       where (c.state = 'queued'
-              or (c.state = 'claimed' and c.heartbeat_at < clock_timestamp() - ${stale}::interval))
+       where c.state = 'queued'
+          or (c.state = 'claimed' and c.heartbeat_at < clock_timestamp() - ${stale}::interval)),
+    -- Tenants and users at their cap drop out before the costlier thread check and ranking.
+    candidates as (
+      select * from capped c
+       where (c.tenant_cap = 0 or c.tenant_running < c.tenant_cap)
+         and (c.user_cap = 0 or c.user_running < c.user_cap)
          and not exists (
            select 1 from brigade.run_queue o
             where o.thread_id = c.thread_id and o.run_id <> c.run_id

@@ -1,0 +1,240 @@
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import type { DatabaseSchema } from '../src/storage/postgres/database-schema.ts';
+import { claimRuns } from '../src/storage/runs/run-claim.ts';
+import { call, seedAdmin, startBenchServer } from './bench-server.ts';
+import { cpuMs, machine, percentile, progress } from './support.ts';
+
+interface RunBody {
+  readonly id: string;
+  readonly status: string;
+  readonly queueWaitMs: number | null;
+}
+
+interface Tenant {
+  readonly key: string;
+  readonly agentId: string;
+  readonly threads: readonly string[];
+}
+
+const input = 'one two three four five six';
+const terminal = new Set(['completed', 'failed', 'cancelled', 'expired']);
+
+async function seedTenant(url: string, threads: number): Promise<Tenant> {
+  const key = await seedAdmin(url);
+  const agent = await call<{ id: string }>(`${url}/v1/agents`, {
+    method: 'POST',
+    key,
+    body: { name: 'bench' },
+  });
+  const created = await Promise.all(
+    Array.from({ length: threads }, () =>
+      call<{ id: string }>(`${url}/v1/threads`, { method: 'POST', key, body: {} }),
+    ),
+  );
+  return { key, agentId: agent.id, threads: created.map((thread) => thread.id) };
+}
+
+/** Submits one run every `intervalMs` for `durationMs`; returns the created runs (429s counted). */
+async function submit(
+  url: string,
+  options: { tenant: Tenant; intervalMs: number; durationMs: number },
+): Promise<{ runs: { threadId: string; runId: string }[]; refused: number }> {
+  const { tenant } = options;
+  const runs: { threadId: string; runId: string }[] = [];
+  const pending: Promise<void>[] = [];
+  let refused = 0;
+  const started = performance.now();
+  for (let index = 0; performance.now() - started < options.durationMs; index += 1) {
+    const threadId = tenant.threads[index % tenant.threads.length] ?? '';
+    pending.push(
+      fetch(`${url}/v1/threads/${threadId}/runs`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${tenant.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ agentId: tenant.agentId, input }),
+      }).then(async (response) => {
+        const body = (await response.json()) as { id?: string; code?: string };
+        if (response.status === 201 && body.id !== undefined)
+          runs.push({ threadId, runId: body.id });
+        else if (body.code === 'queue_full') refused += 1;
+        else throw new Error(`create run: ${response.status} ${JSON.stringify(body)}`);
+      }),
+    );
+    const next = started + (index + 1) * options.intervalMs;
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, next - performance.now())));
+  }
+  await Promise.all(pending);
+  return { runs, refused };
+}
+
+/** Waits for every run to end and returns their queue waits, ascending. */
+async function queueWaits(
+  url: string,
+  key: string,
+  runs: readonly { threadId: string; runId: string }[],
+): Promise<number[]> {
+  const waits: number[] = [];
+  for (const run of runs) {
+    for (;;) {
+      const body = await call<RunBody>(`${url}/v1/threads/${run.threadId}/runs/${run.runId}`, {
+        method: 'GET',
+        key,
+      });
+      if (terminal.has(body.status)) {
+        waits.push(body.queueWaitMs ?? 0);
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+  return waits.sort((a, b) => a - b);
+}
+
+/** The claim statement before fair queueing (oldest first), as the baseline. */
+const fifoClaim = `
+  update brigade.run_queue q set state = 'claimed', executor_id = 'bench', heartbeat_at = clock_timestamp()
+   where q.run_id in (
+     select c.run_id from brigade.run_queue c
+      where (c.state = 'queued' or c.heartbeat_at < clock_timestamp() - interval '10 seconds')
+        and not exists (select 1 from brigade.run_queue o
+          where o.thread_id = c.thread_id and o.run_id <> c.run_id
+            and (o.enqueued_at < c.enqueued_at
+                 or (o.state = 'claimed' and o.heartbeat_at >= clock_timestamp() - interval '10 seconds')))
+      order by c.enqueued_at for update skip locked limit 16)
+  returning q.run_id`;
+
+/**
+ * Server CPU per claimed run of the fair claim minus the FIFO claim, on the same synthetic
+ * backlog (1,000 entries of 51 tenants and 200 users, 40 running), in a transaction that is
+ * rolled back: each claim runs inside a savepoint that is undone, so every claim sees the
+ * same queue. CPU is read from /proc for the PostgreSQL backend.
+ */
+async function claimOverhead(ownerUrl: string, iterations: number) {
+  const db = new Kysely<DatabaseSchema>({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: ownerUrl, max: 1 }) }),
+  });
+  try {
+    return await db.connection().execute(async (connection) => {
+      const raw = async (text: string) => (await sql.raw(text).execute(connection)).rows;
+      const [backend] = (await raw('select pg_backend_pid() as pid')) as { pid: number }[];
+      const pid = backend?.pid ?? 0;
+      await raw('begin');
+      await raw(`
+        insert into brigade.run_queue (run_id, tenant_id, user_id, thread_id, state, executor_id,
+                                       heartbeat_at, priority, enqueued_at)
+        select gen_random_uuid(), ('00000000-0000-0000-0000-' || lpad((i % 51)::text, 12, '0'))::uuid,
+               ('00000000-0000-0000-0001-' || lpad((i % 200)::text, 12, '0'))::uuid, gen_random_uuid(),
+               case when i <= 40 then 'claimed' else 'queued' end,
+               case when i <= 40 then 'other' end, case when i <= 40 then clock_timestamp() end,
+               case when i % 5 = 0 then 'batch' else 'interactive' end,
+               clock_timestamp() - (i || ' milliseconds')::interval
+          from generate_series(1, 1000) i`);
+      const measure = async (claim: () => Promise<number>) => {
+        let claimed = 0;
+        const before = cpuMs([pid]);
+        const started = performance.now();
+        for (let index = 0; index < iterations; index += 1) {
+          await raw('savepoint s');
+          claimed += await claim();
+          await raw('rollback to savepoint s');
+        }
+        return {
+          cpuMsPerRun: (cpuMs([pid]) - before) / Math.max(1, claimed),
+          msPerClaim: (performance.now() - started) / iterations,
+        };
+      };
+      const fifo = await measure(async () => (await raw(fifoClaim)).length);
+      const fair = await measure(
+        async () =>
+          (
+            await claimRuns(connection, {
+              executorId: 'bench',
+              limit: 16,
+              staleAfterMs: 10_000,
+              maxPerTenant: 32,
+              maxPerUser: 8,
+            })
+          ).length,
+      );
+      await raw('rollback');
+      return { fifo, fair };
+    });
+  } finally {
+    await db.destroy();
+  }
+}
+
+/**
+ * A noisy tenant submits runs at 50× a quiet tenant's rate; the quiet tenant's p95 queue wait
+ * is compared with the same quiet load running alone (measured first, same server).
+ */
+export async function run(quick: boolean): Promise<object> {
+  const durationMs = quick ? 10_000 : 40_000;
+  const quietIntervalMs = 500;
+  const server = await startBenchServer({
+    runs: {
+      concurrency: 16,
+      pollIntervalMs: 50,
+      maxConcurrentPerTenant: 8,
+      maxConcurrentPerUser: 8,
+      maxQueuedPerTenant: 300,
+    },
+    models: { local: { tokenDelayMs: 20 } },
+  });
+  try {
+    // First, while the queue is empty: the live scheduler then claims nothing and waits little
+    // for the claim lock the measurement holds.
+    progress('claim statement: fair vs FIFO on a 1,000-entry backlog');
+    const overhead = await claimOverhead(server.brigade.storage.ownerUrl, quick ? 50 : 200);
+    const quiet = await seedTenant(server.url, 8);
+    const noisy = await seedTenant(server.url, 200);
+    progress(`alone: quiet tenant submits every ${quietIntervalMs} ms for ${durationMs} ms`);
+    const alone = await submit(server.url, {
+      tenant: quiet,
+      intervalMs: quietIntervalMs,
+      durationMs,
+    });
+    const aloneWaits = await queueWaits(server.url, quiet.key, alone.runs);
+    progress(`contended: noisy tenant submits every ${quietIntervalMs / 50} ms alongside`);
+    const [quietContended, noisyContended] = await Promise.all([
+      submit(server.url, { tenant: quiet, intervalMs: quietIntervalMs, durationMs }),
+      submit(server.url, { tenant: noisy, intervalMs: quietIntervalMs / 50, durationMs }),
+    ]);
+    const contendedWaits = await queueWaits(server.url, quiet.key, quietContended.runs);
+    progress(`noisy: ${noisyContended.runs.length} accepted, ${noisyContended.refused} queue_full`);
+    const noisySample = noisyContended.runs.filter((_, index) => index % 10 === 0);
+    const noisyWaits = await queueWaits(server.url, noisy.key, noisySample);
+    const aloneP95 = percentile(aloneWaits, 0.95);
+    const contendedP95 = percentile(contendedWaits, 0.95);
+    return {
+      bench: 'fairness',
+      metrics: {
+        quiet_p95_wait_ratio: round(contendedP95 / Math.max(1, aloneP95)),
+        quiet_p95_wait_ms: round(contendedP95),
+        quiet_p50_wait_ms: round(percentile(contendedWaits, 0.5)),
+        quiet_runs: contendedWaits.length,
+        noisy_p50_wait_ms: round(percentile(noisyWaits, 0.5)),
+        noisy_accepted: noisyContended.runs.length,
+        noisy_queue_full: noisyContended.refused,
+        overhead_cpu_ms_per_request: round(overhead.fair.cpuMsPerRun - overhead.fifo.cpuMsPerRun),
+        claim_ms_fair: round(overhead.fair.msPerClaim),
+      },
+      baseline: {
+        description:
+          'the quiet tenant alone (same server, same rate); the FIFO claim statement on the same backlog',
+        quiet_p95_wait_ms: round(aloneP95),
+        quiet_p50_wait_ms: round(percentile(aloneWaits, 0.5)),
+        claim_ms_fifo: round(overhead.fifo.msPerClaim),
+        claim_cpu_ms_per_run_fifo: round(overhead.fifo.cpuMsPerRun),
+      },
+      targets: { quiet_p95_wait_ratio: 1.25 },
+      machine: machine(),
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
+function round(value: number): number {
+  return Math.round(value * 100) / 100;
+}
