@@ -12,6 +12,7 @@ import { createUsageService } from './domain/guards/usage-service.ts';
 import { hashSecret } from './domain/identity/api-key-secret.ts';
 import { createIdentityService } from './domain/identity/identity-service.ts';
 import { createModelGateway } from './gateway/model-gateway.ts';
+import type { ModelRouteDefinition } from './gateway/model-routes.ts';
 import { createPriceTable } from './gateway/pricing.ts';
 import { createApp } from './http/app.ts';
 import type { BrigadeApp } from './http/app-env.ts';
@@ -26,6 +27,7 @@ import { createAuditCheckpointer } from './runtime/audit-checkpointer.ts';
 import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
 import { createMeteredGateway } from './runtime/metered-gateway.ts';
 import { createModelCallLimits } from './runtime/model-call-limits.ts';
+import { createModelRouteService } from './runtime/model-route-service.ts';
 import { createPolicyCache } from './runtime/policy-cache.ts';
 import { createRequestLimiter } from './runtime/request-limiter.ts';
 import { createRunExecutor } from './runtime/run-executor.ts';
@@ -45,6 +47,7 @@ import { createAuditCheckpointStore } from './storage/identity/audit-checkpoint-
 import { createAuditStore } from './storage/identity/audit-store.ts';
 import { createIdentityStore } from './storage/identity/identity-store.ts';
 import { openStorage, type Storage } from './storage/open-storage.ts';
+import { createModelRouteStore, loadTenantRoutes } from './storage/routes/model-route-store.ts';
 import { createApprovalStore } from './storage/runs/approval-store.ts';
 import { createRunStore } from './storage/runs/run-store.ts';
 
@@ -126,9 +129,21 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     touchIntervalMs: config.auth.keyLastUsedWriteIntervalMs,
     logger,
   });
+  // A tenant's routes, cached for 2 s (dropped at once after a change in this process).
+  const routeCache = new Map<string, { at: number; routes: Promise<ModelRouteDefinition[]> }>();
   const gateway = createModelGateway({
     localTokenDelayMs: config.models.local.tokenDelayMs,
     providers: config.providers,
+    platformRoutes: config.routes as readonly ModelRouteDefinition[],
+    tenantRoutes: (tenantId) => {
+      const cached = routeCache.get(tenantId);
+      if (cached !== undefined && Date.now() - cached.at < 2_000) return cached.routes;
+      const routes = loadTenantRoutes(storage.database, tenantId);
+      routeCache.set(tenantId, { at: Date.now(), routes });
+      routes.catch(() => routeCache.delete(tenantId));
+      if (routeCache.size > 10_000) routeCache.delete(routeCache.keys().next().value ?? '');
+      return routes;
+    },
   });
   const redis =
     config.redisUrl === undefined
@@ -161,6 +176,16 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       unknownModelPrice: config.models.unknownModelPrice,
     }),
     logger,
+    onUsage: (entry) =>
+      metrics.recordModelCall({
+        provider: entry.provider,
+        model: entry.model,
+        status: entry.status,
+        inputTokens: entry.inputTokens,
+        outputTokens: entry.outputTokens,
+        costUsd: entry.cost / 1_000_000_000,
+        latencyMs: entry.latencyMs,
+      }),
     limits: createModelCallLimits({
       policies: policyCache,
       redis,
@@ -280,12 +305,18 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       audit: createAuditStore(storage.database, { verifier: auditSigner }),
       auditCheckpoints,
       consents: createConsentService({ store: createConsentStore(storage.database) }),
+      modelRoutes: createModelRouteService({
+        store: createModelRouteStore(storage.database),
+        gateway,
+        platformRoutes: config.routes as readonly ModelRouteDefinition[],
+        onChange: (tenantId) => routeCache.delete(tenantId),
+      }),
       policies: createPolicyService({
         store: createPolicyStore(storage.database),
         onChange: (tenantId) => policyCache.invalidate(tenantId),
       }),
       usage: createUsageService({ store: createUsageStore(storage.database) }),
-      chat: { gateway: metered, knows: (model) => gateway.knows(model) },
+      chat: { gateway: metered, knows: (model, tenantId) => gateway.knowsFor(model, tenantId) },
     },
     authenticator,
     limiter,

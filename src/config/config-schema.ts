@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { modelRouteSchema } from '../gateway/route-schema.ts';
 
 /** Log levels accepted by `log.level` (pino's names). */
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -188,6 +189,15 @@ export const configFileSchema = z.strictObject({
     .record(z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'lower-case name'), providerSchema)
     .refine((value) => !('local' in value), 'the name local is reserved for the built-in model')
     .default({}),
+  /** Platform model routes: names every tenant can use as a model (tenants add their own over the API). */
+  routes: z
+    .array(modelRouteSchema)
+    .max(1_000)
+    .default([])
+    .refine(
+      (routes) => new Set(routes.map((route) => route.name)).size === routes.length,
+      'route names must be unique',
+    ),
   tools: toolsSchema,
   limits: limitsSchema,
   audit: auditSchema,

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { z } from 'zod';
+import { routeProblems } from '../gateway/route-schema.ts';
 import { type ConfigFile, configFileSchema, environmentSchema } from './config-schema.ts';
 
 /** Where the database lives: an embedded cluster Brigade starts, or an external server. */
@@ -22,6 +23,8 @@ export interface Config {
   readonly tools: ConfigFile['tools'];
   readonly limits: ConfigFile['limits'];
   /** Providers with their API keys resolved from the environment. */
+  /** Platform model routes. */
+  readonly routes: ConfigFile['routes'];
   readonly providers: Readonly<
     Record<
       string,
@@ -164,6 +167,25 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       return [name, { ...provider, apiKey }];
     }),
   );
+  file.routes.forEach((route, index) => {
+    route.deployments.forEach((deployment, at) => {
+      const provider = deployment.model.split(':')[0] ?? '';
+      if (deployment.model !== 'local' && file.providers[provider] === undefined)
+        providerIssues.push({
+          path: `routes.${index}.deployments.${at}.model`,
+          message: `no provider named '${provider}' is configured`,
+        });
+    });
+    for (const problem of routeProblems(route))
+      providerIssues.push({ path: `routes.${index}.${problem.path}`, message: problem.message });
+    route.fallbacks.forEach((fallback, at) => {
+      if (!file.routes.some((other) => other.name === fallback.route))
+        providerIssues.push({
+          path: `routes.${index}.fallbacks.${at}.route`,
+          message: `no route named '${fallback.route}'`,
+        });
+    });
+  });
   if (providerIssues.length > 0) throw new ConfigError(providerIssues);
   const { embedded: _embedded, ...database } = file.database;
   const config: Config = {
@@ -176,6 +198,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     auth: file.auth,
     runs: file.runs,
     models: file.models,
+    routes: file.routes,
     tools: file.tools,
     limits: file.limits,
     providers,

@@ -30,6 +30,7 @@ export const errorCodes = [
   'budget_exceeded',
   'quota_exceeded',
   'policy_not_found',
+  'model_route_not_found',
   'consent_required',
   'consent_not_found',
   'service_unavailable',

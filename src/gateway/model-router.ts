@@ -86,6 +86,9 @@ interface DeploymentState {
   coolUntil: number;
   /** Start times of calls in the last minute (for `rpm`). */
   readonly recent: number[];
+  /** When the breaker last opened; after `halfOpenAfterMs` one probe may go through. */
+  openedAt: number;
+  readonly halfOpenAfterMs: number;
 }
 
 /** Calls one deployment's model (the gateway's direct path). */
@@ -174,7 +177,19 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           }),
         },
       );
-      state = { breaker, inFlight: 0, latencyMs: undefined, coolUntil: 0, recent: [] };
+      const created: DeploymentState = {
+        breaker,
+        inFlight: 0,
+        latencyMs: undefined,
+        coolUntil: 0,
+        recent: [],
+        openedAt: 0,
+        halfOpenAfterMs: route.breaker.halfOpenAfterMs,
+      };
+      breaker.onBreak(() => {
+        created.openedAt = now();
+      });
+      state = created;
       states.set(key, state);
       if (states.size > 10_000) {
         const oldest = states.keys().next().value;
@@ -187,9 +202,15 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
   function available(deployment: RouteDeployment, state: DeploymentState): boolean {
     const time = now();
     while (state.recent.length > 0 && (state.recent[0] ?? 0) <= time - 60_000) state.recent.shift();
+    const breaker = state.breaker.state;
+    // Open: closed to traffic until `halfOpenAfterMs`, then one probe (cockatiel turns the
+    // breaker half-open when that call starts); half-open: only while no probe is in flight.
+    const breakerAllows =
+      breaker === CircuitState.Closed ||
+      (breaker === CircuitState.Open && time - state.openedAt >= state.halfOpenAfterMs) ||
+      (breaker === CircuitState.HalfOpen && state.inFlight === 0);
     return (
-      state.breaker.state !== CircuitState.Open &&
-      state.breaker.state !== CircuitState.Isolated &&
+      breakerAllows &&
       state.coolUntil <= time &&
       (deployment.maxConcurrency === undefined || state.inFlight < deployment.maxConcurrency) &&
       (deployment.rpm === undefined || state.recent.length < deployment.rpm)
@@ -254,7 +275,9 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
         // Everything is cooling down or full: wait for the first to free up, within the deadline.
         const soonest = Math.min(
           ...deployments.map(({ state }) =>
-            state.breaker.state === CircuitState.Open ? Number.POSITIVE_INFINITY : state.coolUntil,
+            state.breaker.state === CircuitState.Open
+              ? Math.max(state.coolUntil, state.openedAt + state.halfOpenAfterMs)
+              : state.coolUntil,
           ),
         );
         const wait = Math.max(50, soonest - now());

@@ -7,6 +7,7 @@ import type { UsageService } from '../domain/guards/usage-service.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
 import type { MeteredGateway } from '../runtime/metered-gateway.ts';
+import type { ModelRouteService } from '../runtime/model-route-service.ts';
 import type { RunSignals } from '../runtime/run-signals.ts';
 import type { AuditCheckpointStore } from '../storage/identity/audit-checkpoint-store.ts';
 import type { AuditStore } from '../storage/identity/audit-store.ts';
@@ -36,11 +37,13 @@ export interface RouteServices {
   readonly audit: AuditStore;
   readonly auditCheckpoints: AuditCheckpointStore;
   readonly consents: ConsentService;
+  readonly modelRoutes: ModelRouteService;
   readonly policies: PolicyService;
   readonly usage: UsageService;
   /** The OpenAI-compatible API's model calls: metered, and the names the gateway knows. */
   readonly chat: {
     readonly gateway: MeteredGateway;
-    knows(model: string): boolean;
+    /** Whether `model` names something the tenant can call (its routes included). */
+    knows(model: string, tenantId: string): Promise<boolean>;
   };
 }

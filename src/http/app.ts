@@ -21,6 +21,7 @@ import { registerConsentRoutes } from './routes/consent-routes.ts';
 import { registerKeyRoutes } from './routes/key-routes.ts';
 import { registerMeRoutes } from './routes/me-routes.ts';
 import { metricsPath, registerMetricsRoute } from './routes/metrics-routes.ts';
+import { registerModelRouteRoutes } from './routes/model-route-routes.ts';
 import { registerOidcRoutes } from './routes/oidc-routes.ts';
 import { registerOpenAiRoutes } from './routes/openai-routes.ts';
 import { registerPolicyRoutes } from './routes/policy-routes.ts';
@@ -219,6 +220,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerAuditRoutes(app, options.services);
   registerConsentRoutes(app, options.services);
   registerPolicyRoutes(app, options.services);
+  registerModelRouteRoutes(app, options.services);
   registerUsageRoutes(app, options.services);
   registerOpenAiRoutes(app, options.services);
 

@@ -16,6 +16,8 @@ export interface MeteredGatewayOptions {
   readonly logger: { warn(object: object, message: string): void };
   /** Tokens-per-minute and concurrent-model-call limits of policies. */
   readonly limits?: ModelCallLimits | undefined;
+  /** Told of every usage record written (metrics). */
+  readonly onUsage?: ((entry: UsageEntry) => void) | undefined;
 }
 
 /** A model call with the spender it is billed to. */
@@ -135,8 +137,10 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
         status: request.signal.aborted ? 'cancelled' : 'error',
         errorCode: (error as { code?: string }).code ?? null,
       };
+      const failed = failedAttempts(attempts.slice(0, -1));
+      for (const recorded of [...failed, entry]) options.onUsage?.(recorded);
       await budgets
-        .settle(request.spender, reservation, entry, failedAttempts(attempts.slice(0, -1)))
+        .settle(request.spender, reservation, entry, failed)
         .catch((settleError: unknown) =>
           options.logger.warn(
             { err: { message: (settleError as Error).message } },
@@ -148,24 +152,22 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     const { served, ...answer } = result;
     const deployment = deployments.find((candidate) => candidate.model === served.model);
     const cost = Math.min(worst, prices.cost(served.model, result.usage, deployment?.price));
-    await budgets.settle(
-      request.spender,
-      reservation,
-      {
-        source: request.source,
-        route,
-        provider: providerOf(served.model),
-        model: served.model,
-        inputTokens: result.usage.inputTokens,
-        outputTokens: result.usage.outputTokens,
-        estimated: result.usage.estimated,
-        cost,
-        latencyMs: performance.now() - started,
-        ttftMs: firstTokenAt === undefined ? null : firstTokenAt - started,
-        status: 'ok',
-      },
-      failedAttempts(served.attempts),
-    );
+    const settled: UsageEntry = {
+      source: request.source,
+      route,
+      provider: providerOf(served.model),
+      model: served.model,
+      inputTokens: result.usage.inputTokens,
+      outputTokens: result.usage.outputTokens,
+      estimated: result.usage.estimated,
+      cost,
+      latencyMs: performance.now() - started,
+      ttftMs: firstTokenAt === undefined ? null : firstTokenAt - started,
+      status: 'ok',
+    };
+    const failed = failedAttempts(served.attempts);
+    for (const recorded of [...failed, settled]) options.onUsage?.(recorded);
+    await budgets.settle(request.spender, reservation, settled, failed);
     return answer;
   }
 }

@@ -36,6 +36,7 @@ const fillers: Record<string, (victim: WorldUser, tenant: WorldTenant) => readon
   providerId: (_, tenant) => (tenant.provider === undefined ? [] : [tenant.provider.id]),
   agentId: (_, tenant) => [tenant.agentId],
   policyId: (_, tenant) => [tenant.policyId],
+  routeId: (_, tenant) => [tenant.routeId],
   threadId: (victim) => (victim.parked === undefined ? [] : [victim.parked.threadId]),
   runId: (victim) => (victim.parked === undefined ? [] : [victim.parked.runId]),
   approvalId: (victim) => (victim.parked === undefined ? [] : [victim.parked.approvalId]),
@@ -76,6 +77,12 @@ const bodies: Record<string, (victim: WorldUser, tenant: WorldTenant) => unknown
     limits: { runsPerDay: 0 },
   }),
   updatePolicy: () => ({ limits: { runsPerDay: 0 } }),
+  // Routes that would send the victim tenant's traffic elsewhere.
+  createModelRoute: () => ({
+    name: `evil-${randomBytes(4).toString('hex')}`,
+    deployments: [{ model: 'local' }],
+  }),
+  updateModelRoute: () => ({ deployments: [{ model: 'local', weight: 1000 }] }),
   // Consents are the caller's own: granting one is not an attack, so it is not asserted.
   grantConsent: () => ({ purpose: 'content_capture', version: 'evil' }),
   // A cheap call of the built-in model: viewers are refused, others are not asserted.
@@ -138,6 +145,8 @@ function expectationFor(operation: Operation, attacker: WorldUser, victim: World
   // Policies: owners and admins read and change their tenant's (those the operator set are
   // the operator's alone); members and viewers see only their own limits (getMyLimits).
   if (has('policyId')) return privileged ? 'allowed' : 'refused';
+  // Model routes: every member reads their tenant's (they are model names); admins change them.
+  if (has('routeId')) return mutating && !privileged ? 'refused' : 'allowed';
   switch (operation.operationId) {
     case 'getTenant':
       return 'allowed';
@@ -160,7 +169,11 @@ function expectationFor(operation: Operation, attacker: WorldUser, victim: World
 
 /** The oracle for operations without path parameters (they act on the caller's own tenant). */
 function selfExpectation(operation: Operation, attacker: WorldUser): Expectation {
-  if (operation.operationId === 'listPolicies' || operation.operationId === 'createPolicy')
+  if (
+    operation.operationId === 'listPolicies' ||
+    operation.operationId === 'createPolicy' ||
+    operation.operationId === 'createModelRoute'
+  )
     return isPrivileged(attacker.role) ? 'allowed' : 'refused';
   if (operation.method === 'get') return 'allowed';
   switch (operation.operationId) {

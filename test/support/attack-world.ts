@@ -93,6 +93,8 @@ export interface WorldTenant {
   readonly agentId: string;
   /** A policy the owner set on the tenant. */
   readonly policyId: string;
+  /** A model route the owner created. */
+  readonly routeId: string;
   readonly users: readonly WorldUser[];
   readonly provider: WorldProvider | undefined;
 }
@@ -275,6 +277,14 @@ export async function buildTenant(
     201,
     'policy',
   );
+  const route = must(
+    await apiClient(context.url, owner.credential).post<Created>('/v1/model-routes', {
+      name: 'house',
+      deployments: [{ model: 'local' }],
+    }),
+    201,
+    'model route',
+  );
   const provider = await buildProvider(context, { tenantId, slug, kind: spec.oidc });
   const withRuns = await Promise.all(
     users.map(async (user) => ({
@@ -289,6 +299,7 @@ export async function buildTenant(
     slug,
     agentId: agent.id,
     policyId: policy.id,
+    routeId: route.id,
     users: withRuns,
     provider,
   };
@@ -306,6 +317,7 @@ export function tenantIds(tenant: WorldTenant): string[] {
     tenant.id,
     tenant.agentId,
     tenant.policyId,
+    tenant.routeId,
     ...(tenant.provider === undefined ? [] : [tenant.provider.id]),
     ...tenant.users.flatMap(ownIds),
   ];

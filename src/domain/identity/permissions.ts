@@ -23,6 +23,7 @@ export const actions = [
   'policy:read',
   'policy:manage',
   'usage:read-any',
+  'route:manage',
   'consent:manage-own',
 ] as const;
 
@@ -52,6 +53,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'policy:read',
     'policy:manage',
     'usage:read-any',
+    'route:manage',
     'consent:manage-own',
   ],
   admin: [
@@ -70,6 +72,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'policy:read',
     'policy:manage',
     'usage:read-any',
+    'route:manage',
     'consent:manage-own',
   ],
   member: [

@@ -4,6 +4,7 @@ import { agentsThreadsRunsMigration } from './0002-agents-threads-runs.ts';
 import { approvalsMigration } from './0003-approvals.ts';
 import { guardRailsMigration } from './0004-guard-rails.ts';
 import { fairQueueMigration } from './0005-fair-queue.ts';
+import { modelRoutesMigration } from './0006-model-routes.ts';
 import { accountabilityMigration } from './0007-accountability.ts';
 import type { MigrationContext } from './migration-context.ts';
 
@@ -20,6 +21,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0003-approvals': fromSql(approvalsMigration),
     '0004-guard-rails': fromSql(guardRailsMigration),
     '0005-fair-queue': fromSql(fairQueueMigration),
+    '0006-model-routes': fromSql(modelRoutesMigration),
     '0007-accountability': fromSql(accountabilityMigration),
   };
 }

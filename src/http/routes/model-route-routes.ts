@@ -1,0 +1,148 @@
+import { z } from '@hono/zod-openapi';
+import { ValidationError } from '../../domain/errors.ts';
+import type { ModelRouteDefinition } from '../../gateway/model-routes.ts';
+import { modelRouteSchema } from '../../gateway/route-schema.ts';
+import type { ListedModelRoute } from '../../runtime/model-route-service.ts';
+import type { BrigadeApp, RouteServices } from '../app-env.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
+import { problemSchema } from '../schemas.ts';
+
+const params = z.object({ routeId: idParam('routeId') });
+
+// The schema is shared with the config file (plain zod), so it carries no OpenAPI names.
+const routeBody = modelRouteSchema.describe(
+  'A name callers use as a model. Deployments are `local` or `<provider>:<model id>` of a configured provider; fallbacks name other routes and the failures (rate_limited, server_error, timeout, context_length, content_filter) that hand over to them.',
+);
+
+const routeResponseSchema = modelRouteSchema.extend({
+  id: z.uuid().nullable().describe('Null for platform routes.'),
+  scope: z.enum(['tenant', 'platform']),
+  version: z.int().nullable(),
+  createdAt: z.iso.datetime().nullable(),
+  updatedAt: z.iso.datetime().nullable(),
+});
+
+const conflict = {
+  409: {
+    description: 'A route with this name exists already.',
+    content: { 'application/problem+json': { schema: problemSchema } },
+  },
+};
+
+const createModelRoute = authedRoute({
+  method: 'post',
+  path: '/v1/model-routes',
+  operationId: 'createModelRoute',
+  tags: ['Model routes'],
+  summary: 'Create a model route for your tenant (owners and admins)',
+  request: { body: jsonBody(routeBody) },
+  responses: { 201: jsonResponse(routeResponseSchema, 'The route.'), ...conflict },
+});
+const listModelRoutes = authedRoute({
+  method: 'get',
+  path: '/v1/model-routes',
+  operationId: 'listModelRoutes',
+  tags: ['Model routes'],
+  summary:
+    "Your tenant's routes, then the platform's (a tenant route shadows a platform route of the same name)",
+  responses: {
+    200: jsonResponse(z.object({ data: z.array(routeResponseSchema) }), 'Routes.'),
+  },
+});
+const getModelRoute = authedRoute({
+  method: 'get',
+  path: '/v1/model-routes/{routeId}',
+  operationId: 'getModelRoute',
+  tags: ['Model routes'],
+  summary: 'Get one of your tenant’s routes',
+  request: { params },
+  responses: { 200: jsonResponse(routeResponseSchema, 'The route.') },
+});
+const updateModelRoute = authedRoute({
+  method: 'patch',
+  path: '/v1/model-routes/{routeId}',
+  operationId: 'updateModelRoute',
+  tags: ['Model routes'],
+  summary: 'Change a route: the fields sent replace the stored ones (owners and admins)',
+  request: { params, body: jsonBody(modelRouteSchema.partial()) },
+  responses: { 200: jsonResponse(routeResponseSchema, 'The route.'), ...conflict },
+});
+const deleteModelRoute = authedRoute({
+  method: 'delete',
+  path: '/v1/model-routes/{routeId}',
+  operationId: 'deleteModelRoute',
+  tags: ['Model routes'],
+  summary: 'Delete a route; agents naming it fail with unknown_model until it exists again',
+  request: { params },
+  responses: { 204: { description: 'Deleted.' } },
+});
+
+function toResponse(route: ListedModelRoute) {
+  const definition = route.definition as ModelRouteDefinition & z.infer<typeof modelRouteSchema>;
+  if (route.scope === 'platform')
+    return {
+      ...definition,
+      id: null,
+      scope: 'platform' as const,
+      version: null,
+      createdAt: null,
+      updatedAt: null,
+    };
+  return {
+    ...definition,
+    id: route.id,
+    scope: 'tenant' as const,
+    version: route.version,
+    createdAt: route.createdAt.toISOString(),
+    updatedAt: route.updatedAt.toISOString(),
+  };
+}
+
+/** Registers the model route operations. */
+export function registerModelRouteRoutes(app: BrigadeApp, services: RouteServices): void {
+  app.openapi(createModelRoute, async (context) => {
+    const created = await services.modelRoutes.create(
+      context.get('principal'),
+      context.req.valid('json') as ModelRouteDefinition,
+    );
+    return context.json(toResponse({ ...created, scope: 'tenant' }), 201);
+  });
+  app.openapi(listModelRoutes, async (context) => {
+    const routes = await services.modelRoutes.list(context.get('principal'));
+    return context.json({ data: routes.map(toResponse) }, 200);
+  });
+  app.openapi(getModelRoute, async (context) => {
+    const route = await services.modelRoutes.get(
+      context.get('principal'),
+      context.req.valid('param').routeId,
+    );
+    return context.json(toResponse({ ...route, scope: 'tenant' }), 200);
+  });
+  app.openapi(updateModelRoute, async (context) => {
+    const principal = context.get('principal');
+    const { routeId } = context.req.valid('param');
+    const current = await services.modelRoutes.get(principal, routeId);
+    const patch = Object.fromEntries(
+      Object.entries(context.req.valid('json')).filter(([, value]) => value !== undefined),
+    );
+    // The merged definition is validated as a whole, like a new one.
+    const merged = modelRouteSchema.safeParse({ ...current.definition, ...patch });
+    if (!merged.success)
+      throw new ValidationError(
+        merged.error.issues.map((issue) => ({
+          path: ['body', ...issue.path.map(String)].join('.'),
+          message: issue.message,
+        })),
+      );
+    const updated = await services.modelRoutes.update(
+      principal,
+      routeId,
+      merged.data as ModelRouteDefinition,
+    );
+    return context.json(toResponse({ ...updated, scope: 'tenant' }), 200);
+  });
+  app.openapi(deleteModelRoute, async (context) => {
+    await services.modelRoutes.delete(context.get('principal'), context.req.valid('param').routeId);
+    return context.body(null, 204);
+  });
+}

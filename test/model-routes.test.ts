@@ -1,0 +1,246 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMockModelServer, type MockModelServer } from '../src/testing/index.ts';
+import {
+  type ApiClient,
+  apiClient,
+  type Created,
+  seedTenant,
+  seedUser,
+  waitForRun,
+} from './support/api-client.ts';
+import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
+
+/**
+ * Model routes through the public API, against two mock providers: `primary` (which the tests
+ * make fail) and `backup` (healthy). Calls go through `/v1/chat/completions` and through runs.
+ */
+let primary: MockModelServer;
+let backup: MockModelServer;
+let server: TestServer;
+let admin: ApiClient;
+let member: ApiClient;
+let memberSecret: string;
+
+type Problem = { code: string; errors?: { path: string }[] };
+
+async function complete(
+  model: string,
+  secret = memberSecret,
+): Promise<{ status: number; ms: number; body: Record<string, unknown> }> {
+  const started = Date.now();
+  const response = await fetch(`${server.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hello there' }] }),
+  });
+  const body = (await response.json()) as Record<string, unknown>;
+  return { status: response.status, ms: Date.now() - started, body };
+}
+
+beforeAll(async () => {
+  primary = await createMockModelServer({ apiKey: 'primary-key', seed: 7 });
+  backup = await createMockModelServer({ apiKey: 'backup-key' });
+  server = await startTestServer(
+    {
+      providers: {
+        primary: { type: 'openai-compatible', baseUrl: primary.url, apiKeyEnv: 'PRIMARY_KEY' },
+        backup: { type: 'openai-compatible', baseUrl: backup.url, apiKeyEnv: 'BACKUP_KEY' },
+      },
+      routes: [
+        {
+          name: 'resilient',
+          deployments: [{ model: 'primary:mock-model' }],
+          fallbacks: [{ route: 'spare', on: ['rate_limited', 'server_error', 'timeout'] }],
+          attemptTimeoutMs: 300,
+          retries: { maxAttempts: 2, baseDelayMs: 20, maxDelayMs: 100 },
+        },
+        { name: 'spare', deployments: [{ model: 'backup:mock-model' }] },
+      ],
+      limits: { requestsPerMinute: { key: 1_000_000, user: 1_000_000, tenant: 1_000_000 } },
+      runs: { pollIntervalMs: 50 },
+    },
+    { env: { PRIMARY_KEY: 'primary-key', BACKUP_KEY: 'backup-key' } },
+  );
+  const operator = apiClient(server.url, testOperatorKey);
+  const tenantId = await seedTenant(operator, 'routed');
+  admin = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'admin' })).secret);
+  memberSecret = (await seedUser(operator, { tenantId, role: 'member' })).secret;
+  member = apiClient(server.url, memberSecret);
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await primary?.close();
+  await backup?.close();
+});
+
+describe('model routes API', () => {
+  it('lets admins create, read, change and delete tenant routes; members read them', async () => {
+    const created = await admin.post<Created & { scope: string; version: number }>(
+      '/v1/model-routes',
+      {
+        name: 'chat',
+        strategy: 'least-busy',
+        deployments: [{ model: 'primary:mock-model' }, { model: 'backup:mock-model', weight: 2 }],
+        fallbacks: [{ route: 'spare', on: ['server_error'] }],
+      },
+    );
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ name: 'chat', scope: 'tenant', version: 1 });
+    const listed = await member.get<{ data: { name: string; scope: string }[] }>(
+      '/v1/model-routes',
+    );
+    expect(listed.body.data).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ name: 'chat', scope: 'tenant' }),
+        expect.objectContaining({ name: 'resilient', scope: 'platform' }),
+      ]),
+    );
+    expect(
+      (await member.post('/v1/model-routes', { name: 'x', deployments: [{ model: 'local' }] }))
+        .status,
+    ).toBe(403);
+    const changed = await admin.request<{ version: number; deployments: unknown[] }>(
+      'PATCH',
+      `/v1/model-routes/${created.body.id}`,
+      { deployments: [{ model: 'local' }] },
+    );
+    expect(changed.status).toBe(200);
+    expect(changed.body).toMatchObject({ version: 2, deployments: [{ model: 'local' }] });
+    // The route is a model name: an agent can use it, and so can the API.
+    expect((await complete('chat')).status).toBe(200);
+    expect((await admin.request('DELETE', `/v1/model-routes/${created.body.id}`)).status).toBe(204);
+    expect((await member.get<Problem>(`/v1/model-routes/${created.body.id}`)).body.code).toBe(
+      'model_route_not_found',
+    );
+    expect((await complete('chat')).status).toBe(404);
+  });
+
+  it('refuses routes naming unknown providers or routes, or falling back to themselves', async () => {
+    const response = await admin.post<Problem>('/v1/model-routes', {
+      name: 'broken',
+      deployments: [{ model: 'nowhere:model' }],
+      fallbacks: [
+        { route: 'missing', on: ['timeout'] },
+        { route: 'broken', on: ['timeout'] },
+      ],
+    });
+    expect(response.status).toBe(422);
+    expect(response.body.errors?.map((error) => error.path)).toEqual(
+      expect.arrayContaining(['deployments.0.model', 'fallbacks.0.route', 'fallbacks.1.route']),
+    );
+    const first = await admin.post<Created>('/v1/model-routes', {
+      name: 'twice',
+      deployments: [{ model: 'local' }],
+    });
+    expect(first.status).toBe(201);
+    const second = await admin.post('/v1/model-routes', {
+      name: 'twice',
+      deployments: [{ model: 'local' }],
+    });
+    expect(second.status).toBe(409);
+  });
+
+  it('runs an agent whose model is a route, and records the route and deployment in usage', async () => {
+    const agent = await admin.post<Created>('/v1/agents', { name: 'routed', model: 'resilient' });
+    expect(agent.status).toBe(201);
+    const thread = await member.post<Created>('/v1/threads', {});
+    const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId: agent.body.id,
+      input: 'hi',
+    });
+    const done = await waitForRun(member, { threadId: thread.body.id, runId: run.body.id });
+    expect(done.status).toBe('completed');
+    const usage = await member.get<{ data: { model: string }[] }>('/v1/usage?groupBy=model');
+    expect(usage.body.data.map((row) => row.model)).toContain('primary:mock-model');
+  });
+});
+
+describe('fault tolerance', () => {
+  it('answers at least 99.9% of 2,000 requests while the primary fails half of them', async () => {
+    primary.reset();
+    backup.reset();
+    primary.setFaults([
+      { failRate: 0.25, fault: { status: 503 } },
+      { failRate: 0.2, fault: { status: 429, retryAfterMs: 50 } },
+      { failRate: 0.07, fault: { hang: true } },
+    ]);
+    const total = 2_000;
+    let next = 0;
+    let ok = 0;
+    const worker = async () => {
+      while (next < total) {
+        next += 1;
+        if ((await complete('resilient')).status === 200) ok += 1;
+      }
+    };
+    await Promise.all(Array.from({ length: 32 }, worker));
+    primary.setFaults(undefined);
+    const failedOnPrimary = primary.calls.filter((call) => call.fault !== undefined).length;
+    expect(failedOnPrimary / primary.calls.length).toBeGreaterThan(0.3);
+    expect(backup.calls.length).toBeGreaterThan(0);
+    expect(ok / total).toBeGreaterThanOrEqual(0.999);
+  });
+
+  it('stops sending to a dead deployment once its breaker opens, and probes it back', async () => {
+    const route = await admin.post<Created>('/v1/model-routes', {
+      name: 'breaker',
+      deployments: [{ model: 'primary:mock-model' }, { model: 'backup:mock-model' }],
+      retries: { maxAttempts: 2, baseDelayMs: 0, maxDelayMs: 0 },
+      breaker: { failureRate: 0.5, windowMs: 5_000, minimumRps: 1, halfOpenAfterMs: 3_000 },
+    });
+    expect(route.status).toBe(201);
+    primary.reset();
+    backup.reset();
+    primary.setFaults({ status: 503 });
+    for (let index = 0; index < 40; index += 1)
+      expect((await complete('breaker')).status).toBe(200);
+    const deadCalls = primary.calls.length;
+    // Open: the next requests never reach the dead deployment.
+    for (let index = 0; index < 20; index += 1)
+      expect((await complete('breaker')).status).toBe(200);
+    expect(primary.calls.length).toBe(deadCalls);
+    // Half-open after 3 s: a probe reaches it; it is healthy again, so traffic returns.
+    primary.setFaults(undefined);
+    await new Promise((resolve) => setTimeout(resolve, 3_100));
+    for (let index = 0; index < 20; index += 1)
+      expect((await complete('breaker')).status).toBe(200);
+    expect(primary.calls.length).toBeGreaterThan(deadCalls + 1);
+  });
+
+  it('never lets a request outlive its route deadline, and says when to come back', async () => {
+    const route = await admin.post<Created>('/v1/model-routes', {
+      name: 'hurried',
+      deployments: [{ model: 'primary:mock-model' }],
+      attemptTimeoutMs: 400,
+      deadlineMs: 1_000,
+    });
+    expect(route.status).toBe(201);
+    primary.setFaults({ hang: true });
+    const outcome = await complete('hurried');
+    primary.setFaults(undefined);
+    expect(outcome.status).toBe(503);
+    // The deadline bounds the call; the slack is for a busy test machine, not for the gateway.
+    expect(outcome.ms).toBeLessThan(1_000 + 1_500);
+  });
+
+  it('waits out a Retry-After before trying the same deployment again', async () => {
+    const route = await admin.post<Created>('/v1/model-routes', {
+      name: 'patient',
+      deployments: [{ model: 'primary:mock-model' }],
+      retries: { maxAttempts: 2, baseDelayMs: 0, maxDelayMs: 0 },
+    });
+    expect(route.status).toBe(201);
+    primary.reset();
+    primary.setScript([
+      { text: 'slow down', fault: { status: 429, retryAfterMs: 700 } },
+      { text: 'now then' },
+    ]);
+    const outcome = await complete('patient');
+    primary.setScript(undefined);
+    expect(outcome.status).toBe(200);
+    const [first, second] = primary.calls;
+    expect(second).toBeDefined();
+    expect((second?.startedAt ?? 0) - (first?.startedAt ?? 0)).toBeGreaterThanOrEqual(700);
+  });
+});
