@@ -14,6 +14,7 @@ import { createIdentityService } from './domain/identity/identity-service.ts';
 import { createModelGateway } from './gateway/model-gateway.ts';
 import type { ModelRouteDefinition } from './gateway/model-routes.ts';
 import { createPriceTable } from './gateway/pricing.ts';
+import { createMemoryCacheStore, createRedisCacheStore } from './gateway/response-cache-store.ts';
 import { createApp } from './http/app.ts';
 import type { BrigadeApp } from './http/app-env.ts';
 import { createAuthenticator } from './http/auth/authenticator.ts';
@@ -24,6 +25,7 @@ import { createMetrics, type Metrics } from './observability/metrics.ts';
 import type { CorePluginV1 } from './plugin-api/index.ts';
 import { createAgentValidator } from './runtime/agent-validator.ts';
 import { createAuditCheckpointer } from './runtime/audit-checkpointer.ts';
+import { createCachingGateway } from './runtime/cached-gateway.ts';
 import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
 import { createMeteredGateway } from './runtime/metered-gateway.ts';
 import { createModelCallLimits } from './runtime/model-call-limits.ts';
@@ -33,11 +35,15 @@ import { createRequestLimiter } from './runtime/request-limiter.ts';
 import { createRunExecutor } from './runtime/run-executor.ts';
 import { createRunScheduler } from './runtime/run-scheduler.ts';
 import { createRunSignals } from './runtime/run-signals.ts';
+import { createCredentialService } from './runtime/credential-service.ts';
+import { createToolService } from './runtime/tool-service.ts';
 import { createHttpRequestTool } from './runtime/tools/http-request-tool.ts';
+import { createTenantHttpTool } from './runtime/tools/tenant-http-tool.ts';
 import { builtInTools, validateToolInput } from './runtime/tools/tool-registry.ts';
 import { createAgentStore } from './storage/agents/agent-store.ts';
 import { createThreadStore } from './storage/agents/thread-store.ts';
 import { loadAuditSigningKey } from './storage/audit-signing-key.ts';
+import { loadMasterKeys } from './storage/master-key.ts';
 import { bootstrapOperatorKey } from './storage/bootstrap-operator-key.ts';
 import { createConsentStore } from './storage/consent/consent-store.ts';
 import { createBudgetStore } from './storage/guards/budget-store.ts';
@@ -50,6 +56,8 @@ import { openStorage, type Storage } from './storage/open-storage.ts';
 import { createModelRouteStore, loadTenantRoutes } from './storage/routes/model-route-store.ts';
 import { createApprovalStore } from './storage/runs/approval-store.ts';
 import { createRunStore } from './storage/runs/run-store.ts';
+import { createCredentialStore } from './storage/tools/credential-store.ts';
+import { createToolStore } from './storage/tools/tool-store.ts';
 
 /** Brigade's version, reported by `/healthz` and the OpenAPI document. */
 export const version = '0.1.0';
@@ -87,12 +95,18 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   const storage = await openStorage({ config, logger });
   let generatedOperatorKey: string | undefined;
   let signingKey: Awaited<ReturnType<typeof loadAuditSigningKey>>;
+  let masterKeys: Awaited<ReturnType<typeof loadMasterKeys>>;
   try {
     if (config.operatorKey === undefined)
       generatedOperatorKey = await bootstrapOperatorKey(storage.ownerUrl);
     signingKey = await loadAuditSigningKey({
       configured: config.audit.signingKey,
       keyFile: config.audit.signingKeyFile,
+    });
+    masterKeys = await loadMasterKeys({
+      configured: config.vault.masterKey,
+      previous: config.vault.previousMasterKey,
+      keyFile: config.vault.masterKeyFile,
     });
   } catch (error) {
     await storage.close().catch(() => undefined);
@@ -199,10 +213,35 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     cores.set(core.id, core);
   }
   const tools = [...builtInTools, createHttpRequestTool(config.tools.httpRequest)];
+  if (masterKeys === undefined)
+    logger.warn({}, 'no vault master key (BRIGADE_MASTER_KEY): credentials cannot be stored');
+  const credentialStore = createCredentialStore({ database: storage.database, masterKeys });
+  const toolStore = createToolStore(storage.database);
+  const egress = {
+    allowedHosts: config.tools.tenantHttp.allowedHosts,
+    allowPrivateNetworks: config.tools.tenantHttp.allowPrivateNetworks,
+  };
   const agentStore = createAgentStore(storage.database);
   const agents = createAgentService({
     store: agentStore,
-    validator: createAgentValidator({ gateway, tools, cores }),
+    validator: createAgentValidator({
+      gateway,
+      tools,
+      cores,
+      tenantToolNames: (tenantId) => toolStore.names(tenantId),
+    }),
+  });
+  const toolService = createToolService({
+    store: toolStore,
+    builtIns: tools,
+    egress,
+    maxTimeoutMs: config.tools.tenantHttp.maxTimeoutMs,
+    maxResponseChars: config.tools.tenantHttp.maxResponseChars,
+    agentExists: (principal, agentId) =>
+      agents.get(principal, agentId).then(
+        () => true,
+        () => false,
+      ),
   });
   const signals = createRunSignals({
     connectionString: storage.runtimeConnection.url,
@@ -219,11 +258,13 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   const approvals = createApprovalStore({
     database: storage.database,
     signals,
-    validateArguments: (toolName, input) => {
+    validateArguments: async (toolName, input, tenantId) => {
       const tool = tools.find((candidate) => candidate.name === toolName);
-      return tool === undefined
+      if (tool !== undefined) return validateToolInput(tool.inputSchema, input);
+      const schema = await toolStore.schemaOf(tenantId, toolName);
+      return schema === undefined
         ? [`unknown tool '${toolName}'`]
-        : validateToolInput(tool.inputSchema, input);
+        : validateToolInput(schema, input);
     },
   });
   // Streaming deltas are written in batches; with many runs streaming at once the batches
@@ -247,6 +288,25 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
           runId: claim.runId,
         }),
       tools,
+      tenantTool: (definition) =>
+        createTenantHttpTool({
+          definition,
+          egress,
+          defaultTimeoutMs: config.tools.tenantHttp.maxTimeoutMs,
+          defaultMaxResponseChars: config.tools.tenantHttp.maxResponseChars,
+        }),
+      resolveCredential: (request) =>
+        credentialStore.available
+          ? credentialStore.resolveForCall({
+              tenantId: request.claim.tenantId,
+              userId: request.claim.userId,
+              actor: request.actor ?? { kind: 'operator' },
+              name: request.name,
+              toolName: request.toolName,
+              runId: request.claim.runId,
+            })
+          : Promise.resolve(undefined),
+      allowedLinkHosts: config.tools.outputGuard.allowedLinkHosts,
       cores,
       logger,
       signals,
@@ -305,6 +365,8 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       audit: createAuditStore(storage.database, { verifier: auditSigner }),
       auditCheckpoints,
       consents: createConsentService({ store: createConsentStore(storage.database) }),
+      tools: toolService,
+      credentials: createCredentialService({ store: credentialStore }),
       modelRoutes: createModelRouteService({
         store: createModelRouteStore(storage.database),
         gateway,
@@ -316,7 +378,27 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
         onChange: (tenantId) => policyCache.invalidate(tenantId),
       }),
       usage: createUsageService({ store: createUsageStore(storage.database) }),
-      chat: { gateway: metered, knows: (model, tenantId) => gateway.knowsFor(model, tenantId) },
+      chat: {
+        gateway: createCachingGateway({
+          metered,
+          gateway,
+          // In-process LRU (10,000 answers, 64 MiB), behind Redis when it is configured.
+          store:
+            redis === undefined
+              ? createMemoryCacheStore({ maxEntries: 10_000, maxBytes: 64 * 1024 * 1024 })
+              : createRedisCacheStore({
+                  redis,
+                  memory: createMemoryCacheStore({
+                    maxEntries: 10_000,
+                    maxBytes: 64 * 1024 * 1024,
+                  }),
+                  onError: reportStoreError,
+                }),
+          budgets,
+          logger,
+        }),
+        knows: (model, tenantId) => gateway.knowsFor(model, tenantId),
+      },
     },
     authenticator,
     limiter,

@@ -138,6 +138,29 @@ const toolsSchema = z
         timeoutMs: z.int().min(100).max(120_000).default(10_000),
       })
       .prefault({}),
+    /** HTTP tools tenant admins define over the API (`/v1/tools`). */
+    tenantHttp: z
+      .strictObject({
+        /** Hosts (`host` or `host:port`) tenant tools may call; empty allows any public host. */
+        allowedHosts: z.array(z.string().min(1)).default([]),
+        /**
+         * Allow private, loopback and link-local addresses (refused by default: a tool must not
+         * reach the internal network). For tests and single-machine setups only.
+         */
+        allowPrivateNetworks: z.boolean().default(false),
+        /** Largest timeout a tool definition may ask for, in milliseconds. */
+        maxTimeoutMs: z.int().min(100).max(120_000).default(30_000),
+        /** Largest response a tool definition may ask to keep, in characters. */
+        maxResponseChars: z.int().min(1).max(1_000_000).default(65_536),
+      })
+      .prefault({}),
+    /** The output guard on final assistant text (redaction, link and image blocking). */
+    outputGuard: z
+      .strictObject({
+        /** Hosts markdown links and images may point to; others are replaced. */
+        allowedLinkHosts: z.array(z.string().min(1)).default([]),
+      })
+      .prefault({}),
   })
   .prefault({});
 
@@ -231,6 +254,10 @@ export const environmentSchema = z.object({
   BRIGADE_AUDIT_SIGNING_KEY: z.string().min(40, 'must be a PKCS#8 Ed25519 key').optional(),
   /** Bearer token that may read `/metrics` (besides the operator key). */
   BRIGADE_METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
+  /** The credentials vault's master key: base64 of 32 random bytes (secret). */
+  BRIGADE_MASTER_KEY: z.string().min(40, 'must be base64 of 32 bytes').optional(),
+  /** The master key being rotated away from (set with the new BRIGADE_MASTER_KEY). */
+  BRIGADE_MASTER_KEY_PREVIOUS: z.string().min(40, 'must be base64 of 32 bytes').optional(),
 });
 
 /** The parsed config file. */

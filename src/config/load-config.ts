@@ -39,6 +39,13 @@ export interface Config {
     readonly signingKeyFile: string | undefined;
   };
   readonly metrics: { readonly token: string | undefined };
+  /** The credentials vault's master keys (secrets: never log them). */
+  readonly vault: {
+    readonly masterKey: string | undefined;
+    readonly previousMasterKey: string | undefined;
+    /** Where the embedded mode keeps a generated key when none is set; undefined in server mode. */
+    readonly masterKeyFile: string | undefined;
+  };
   readonly redisUrl: string | undefined;
   readonly operatorKey: string | undefined;
   /** The file the configuration came from, or undefined when only defaults and env were used. */
@@ -212,6 +219,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
           : undefined,
     },
     metrics: { token: environment.BRIGADE_METRICS_TOKEN },
+    vault: {
+      masterKey: environment.BRIGADE_MASTER_KEY,
+      previousMasterKey: environment.BRIGADE_MASTER_KEY_PREVIOUS,
+      masterKeyFile:
+        mode.kind === 'embedded' ? resolve(dirname(mode.dataDir), 'master-key') : undefined,
+    },
     redisUrl: environment.REDIS_URL,
     operatorKey: environment.BRIGADE_OPERATOR_KEY,
     configPath:

@@ -6,7 +6,7 @@ import type { PolicyService } from '../domain/guards/policy-service.ts';
 import type { UsageService } from '../domain/guards/usage-service.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
-import type { MeteredGateway } from '../runtime/metered-gateway.ts';
+import type { CachingGateway } from '../runtime/cached-gateway.ts';
 import type { ModelRouteService } from '../runtime/model-route-service.ts';
 import type { RunSignals } from '../runtime/run-signals.ts';
 import type { AuditCheckpointStore } from '../storage/identity/audit-checkpoint-store.ts';
@@ -42,7 +42,7 @@ export interface RouteServices {
   readonly usage: UsageService;
   /** The OpenAI-compatible API's model calls: metered, and the names the gateway knows. */
   readonly chat: {
-    readonly gateway: MeteredGateway;
+    readonly gateway: CachingGateway;
     /** Whether `model` names something the tenant can call (its routes included). */
     knows(model: string, tenantId: string): Promise<boolean>;
   };

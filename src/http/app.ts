@@ -18,6 +18,7 @@ import { registerAgentRoutes } from './routes/agent-routes.ts';
 import { registerApprovalRoutes } from './routes/approval-routes.ts';
 import { registerAuditRoutes } from './routes/audit-routes.ts';
 import { registerConsentRoutes } from './routes/consent-routes.ts';
+import { registerCredentialRoutes } from './routes/credential-routes.ts';
 import { registerKeyRoutes } from './routes/key-routes.ts';
 import { registerMeRoutes } from './routes/me-routes.ts';
 import { metricsPath, registerMetricsRoute } from './routes/metrics-routes.ts';
@@ -28,6 +29,7 @@ import { registerPolicyRoutes } from './routes/policy-routes.ts';
 import { registerRunRoutes } from './routes/run-routes.ts';
 import { registerTenantRoutes } from './routes/tenant-routes.ts';
 import { registerThreadRoutes } from './routes/thread-routes.ts';
+import { registerToolRoutes } from './routes/tool-routes.ts';
 import { registerUsageRoutes } from './routes/usage-routes.ts';
 import { registerUserRoutes } from './routes/user-routes.ts';
 
@@ -219,6 +221,8 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerApprovalRoutes(app, options.services);
   registerAuditRoutes(app, options.services);
   registerConsentRoutes(app, options.services);
+  registerToolRoutes(app, options.services);
+  registerCredentialRoutes(app, options.services);
   registerPolicyRoutes(app, options.services);
   registerModelRouteRoutes(app, options.services);
   registerUsageRoutes(app, options.services);

@@ -8,6 +8,8 @@ import type { ToolDefinition } from './tools/tool-registry.ts';
 export function createAgentValidator(options: {
   readonly gateway: ModelGateway;
   readonly tools: readonly ToolDefinition[];
+  /** Names of the tenant's own tools (HTTP tools its admins defined). */
+  readonly tenantToolNames?: (tenantId: string) => Promise<readonly string[]>;
   readonly cores: ReadonlyMap<string, CorePluginV1>;
 }): AgentValidator {
   return {
@@ -18,12 +20,16 @@ export function createAgentValidator(options: {
           `No model route or provider named '${input.model}'. Available: ${options.gateway.describe().join(', ')}.`,
         );
       }
-      const unknown = [...(input.tools ?? []), ...(input.approvalRequiredTools ?? [])].filter(
-        (name) => !options.tools.some((tool) => tool.name === name),
-      );
+      const named = [...(input.tools ?? []), ...(input.approvalRequiredTools ?? [])];
+      const tenantTools =
+        named.length === 0 || options.tenantToolNames === undefined
+          ? []
+          : await options.tenantToolNames(tenantId);
+      const available = [...options.tools.map((tool) => tool.name), ...tenantTools];
+      const unknown = named.filter((name) => !available.includes(name));
       if (unknown.length > 0) {
         throw new AppError('unknown_tool', `Unknown tools: ${unknown.join(', ')}.`, {
-          details: { available: options.tools.map((tool) => tool.name) },
+          details: { available },
         });
       }
       if (input.coreId !== undefined && !options.cores.has(input.coreId)) {

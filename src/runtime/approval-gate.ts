@@ -30,8 +30,8 @@ function canonicalJson(value: unknown): string {
 
 /** What the gate decided for one call. */
 export type GateResult =
-  | { readonly kind: 'approved'; readonly input: unknown }
-  | { readonly kind: 'refused'; readonly message: string };
+  | { readonly kind: 'approved'; readonly input: unknown; readonly approvalId?: string }
+  | { readonly kind: 'refused'; readonly message: string; readonly approvalId?: string };
 
 /**
  * The approval step of the tool gate. The first time a call that needs approval is reached,
@@ -48,6 +48,8 @@ export async function passApprovalGate(options: {
     readonly input: unknown;
   };
   readonly ttlMs: number;
+  /** Why approval is needed, shown to the user (defaults to the agent's approval list). */
+  readonly reason?: string;
 }): Promise<GateResult> {
   const { claim, events, call } = options;
   const result = await events.inTransaction(
@@ -59,16 +61,25 @@ export async function passApprovalGate(options: {
         .where('tool_call_id', '=', call.toolCallId)
         .executeTakeFirst();
       if (existing?.status === 'approved') {
-        return { kind: 'approved', input: existing.edited_arguments ?? existing.arguments };
+        return {
+          kind: 'approved',
+          input: existing.edited_arguments ?? existing.arguments,
+          approvalId: existing.id,
+        };
       }
       if (existing?.status === 'rejected') {
         return {
           kind: 'refused',
           message: `The user rejected this call${existing.decision_reason === null ? '' : `: ${existing.decision_reason}`}.`,
+          approvalId: existing.id,
         };
       }
       if (existing?.status === 'expired')
-        return { kind: 'refused', message: 'The approval request expired.' };
+        return {
+          kind: 'refused',
+          message: 'The approval request expired.',
+          approvalId: existing.id,
+        };
       let approvalId = existing?.id;
       if (approvalId === undefined) {
         const run = await db
@@ -88,7 +99,9 @@ export async function passApprovalGate(options: {
             tool_name: call.toolName,
             arguments: JSON.stringify(call.input),
             arguments_hash: hash,
-            reason: `The agent requires your approval for every '${call.toolName}' call.`,
+            reason:
+              options.reason ??
+              `The agent requires your approval for every '${call.toolName}' call.`,
             expires_at: new Date(Date.now() + options.ttlMs),
             decision: null,
             edited_arguments: null,

@@ -1,6 +1,8 @@
 import type { Message } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
 import type { Role } from '../domain/identity/permissions.ts';
+import type { UserPrincipal } from '../domain/identity/principal.ts';
+import type { HttpToolDefinition } from '../domain/tools/tool-types.ts';
 import type { CorePluginV1, MessageV1, ModelResultV1 } from '../plugin-api/index.ts';
 import { toAgent } from '../storage/agents/agent-store.ts';
 import { toMessage } from '../storage/agents/thread-store.ts';
@@ -10,6 +12,8 @@ import { RunParkedError } from './approval-gate.ts';
 import { createEventWriter, type EventWriter } from './event-writer.ts';
 import type { MeteredGateway } from './metered-gateway.ts';
 import { createStepRecorder } from './run-steps.ts';
+import { createOutputGuard, createStreamGuard } from './tools/output-guard.ts';
+import { spotlightMessages } from './tools/spotlight.ts';
 import type { ToolDefinition } from './tools/tool-registry.ts';
 
 /** Why an in-process run was aborted. */
@@ -39,6 +43,12 @@ export interface RunExecutorOptions {
   /** Resolves budget reservations a dead process left open for this run. */
   readonly resolveOrphans?: (claim: RunClaim) => Promise<number>;
   readonly tools: readonly ToolDefinition[];
+  /** Builds an executable tool from a tenant's HTTP tool definition. */
+  readonly tenantTool?: (definition: HttpToolDefinition) => ToolDefinition;
+  /** Decrypts a credential of the run's user for one tool call (the vault). */
+  readonly resolveCredential?: Parameters<typeof createStepRecorder>[0]['resolveCredential'];
+  /** Hosts markdown links and images in assistant text may point to (the output guard). */
+  readonly allowedLinkHosts?: readonly string[];
   readonly cores: ReadonlyMap<string, CorePluginV1>;
   readonly logger: ExecutorLogger;
   /** Wakes readers and schedulers after commits. */
@@ -73,6 +83,11 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     toolOutputLimit: options.toolOutputLimit ?? 64 * 1024,
     toolTimeoutMs: options.toolTimeoutMs ?? 30_000,
     approvalTtlMs: options.approvalTtlMs ?? 24 * 3_600_000,
+    ...(options.resolveCredential === undefined
+      ? {}
+      : { resolveCredential: options.resolveCredential }),
+    redact: (text, secrets) =>
+      createOutputGuard({ secrets: () => secrets, allowedLinkHosts: [] }).redact(text).text,
     ...(options.consumeToolQuota === undefined
       ? {}
       : { consumeToolQuota: options.consumeToolQuota }),
@@ -81,15 +96,25 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
   /** Loads everything a run needs in one round trip (a single-statement scoped read). */
   async function load(claim: RunClaim) {
     const run = `(select r.* from brigade.runs r where r.id = ${sqlLiteral(claim.runId)}::uuid)`;
-    const [runs = [], agents = [], messages = [], steps = [], last = [], memberships = []] =
-      await database.readScoped(claim, [
-        `select * from ${run} r`,
-        `select a.* from brigade.agents a where a.id = (select agent_id from ${run} r)`,
-        `select m.* from brigade.messages m where m.thread_id = (select thread_id from ${run} r) order by m.seq`,
-        `select step_key, output from brigade.run_steps where run_id = ${sqlLiteral(claim.runId)}::uuid`,
-        `select coalesce(max(seq), 0) as seq from brigade.run_events where run_id = ${sqlLiteral(claim.runId)}::uuid`,
-        `select role from brigade.memberships where user_id = ${sqlLiteral(claim.userId)}::uuid`,
-      ]);
+    const [
+      runs = [],
+      agents = [],
+      messages = [],
+      steps = [],
+      last = [],
+      memberships = [],
+      tenantTools = [],
+      blocks = [],
+    ] = await database.readScoped(claim, [
+      `select * from ${run} r`,
+      `select a.* from brigade.agents a where a.id = (select agent_id from ${run} r)`,
+      `select m.* from brigade.messages m where m.thread_id = (select thread_id from ${run} r) order by m.seq`,
+      `select step_key, output from brigade.run_steps where run_id = ${sqlLiteral(claim.runId)}::uuid`,
+      `select coalesce(max(seq), 0) as seq from brigade.run_events where run_id = ${sqlLiteral(claim.runId)}::uuid`,
+      `select role from brigade.memberships where user_id = ${sqlLiteral(claim.userId)}::uuid`,
+      'select name, definition from brigade.tools',
+      `select tool_name from brigade.tool_blocks where agent_id is null or agent_id = (select agent_id from ${run} r)`,
+    ]);
     const runRow = runs[0];
     if (runRow === undefined) return undefined;
     const loaded = toRun(runRow as unknown as Parameters<typeof toRun>[0]);
@@ -107,6 +132,14 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       nextSeq: Number(last[0]?.['seq'] ?? 0) + 1,
       // The user's current role: role-level policies bind by it.
       role: memberships[0]?.['role'] as Role | undefined,
+      tenantTools: tenantTools.map(
+        (row) =>
+          ({
+            ...(row['definition'] as HttpToolDefinition),
+            name: String(row['name']),
+          }) satisfies HttpToolDefinition,
+      ),
+      blocked: new Set(blocks.map((row) => String(row['tool_name']))),
     };
   }
 
@@ -199,6 +232,62 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       const loaded = await load(claim);
       if (loaded === undefined) return;
       const { run, agent, history, checkpoints, role } = loaded;
+      // Tenant tools shadow nothing: a built-in name wins (the API refuses such names anyway).
+      const runTools = [
+        ...options.tools,
+        ...(options.tenantTool === undefined
+          ? []
+          : loaded.tenantTools
+              .filter((definition) => !options.tools.some((tool) => tool.name === definition.name))
+              .map(options.tenantTool)),
+      ];
+      const secrets = new Set<string>();
+      const outputGuard = createOutputGuard({
+        secrets: () => secrets,
+        allowedLinkHosts: options.allowedLinkHosts ?? [],
+      });
+      const streamGuard = createStreamGuard(outputGuard);
+      const actor: UserPrincipal | undefined =
+        role === undefined
+          ? undefined
+          : {
+              kind: 'user',
+              tenantId: claim.tenantId,
+              userId: claim.userId,
+              role,
+              keyId: run.apiKeyId ?? undefined,
+              scopes: undefined,
+              authMethod: 'api_key',
+            };
+      /** The user's own words and the agent's instructions vs everything the run read. */
+      const sources = () => {
+        const textOf = (content: Message['content']) =>
+          content
+            .map((part) =>
+              part.type === 'text'
+                ? part.text
+                : part.type === 'tool-result'
+                  ? JSON.stringify(part.output)
+                  : JSON.stringify(part.input),
+            )
+            .join('\n');
+        return {
+          trusted: [
+            agent?.instructions ?? '',
+            ...history
+              .filter((message) => message.provenance === 'user')
+              .map((message) => textOf(message.content)),
+          ],
+          untrusted: [
+            ...history
+              .filter((message) => message.provenance !== 'user')
+              .map((message) => textOf(message.content)),
+            ...[...checkpoints.entries()]
+              .filter(([key]) => key.startsWith('tool:'))
+              .map(([, outcome]) => JSON.stringify(outcome)),
+          ],
+        };
+      };
       const events = createEventWriter({
         database,
         claim,
@@ -282,8 +371,16 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           maxSteps: agent.maxSteps,
           signal: controller.signal,
           emit: (event) => {
-            if (event.type === 'message-delta') events.delta(event.text);
-            else events.push(event.type, { step: event.step });
+            if (event.type === 'message-delta') {
+              const safe = streamGuard.push(event.text);
+              if (safe.length > 0) events.delta(safe);
+              return;
+            }
+            if (event.type === 'step-finished') {
+              const rest = streamGuard.flush();
+              if (rest.length > 0) events.delta(rest);
+            }
+            events.push(event.type, { step: event.step });
           },
           logger: {
             info: (message, fields) => logger.info({ runId: run.id, ...fields }, message),
@@ -307,7 +404,10 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
                 source: 'run',
                 deadline: new Date(deadline),
                 model: agent.model,
-                messages: request.messages,
+                // The built-in local model is no language model (it echoes); every other model
+                // gets untrusted content delimited and datamarked (invariant 8).
+                messages:
+                  agent.model === 'local' ? request.messages : spotlightMessages(request.messages),
                 tools: request.tools,
                 maxOutputTokens: agent.maxOutputTokens,
                 signal: controller.signal,
@@ -325,14 +425,38 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
             },
           },
           tools: {
-            available: options.tools
+            available: runTools
               .filter((tool) => agent.tools.includes(tool.name))
+              .filter((tool) => !loaded.blocked.has(tool.name))
               .map(({ name, description, inputSchema }) => ({ name, description, inputSchema })),
             call: (call) =>
-              callTool({ claim, agent, events, checkpoints, signal: controller.signal }, call),
+              callTool(
+                {
+                  claim,
+                  agent,
+                  events,
+                  checkpoints,
+                  signal: controller.signal,
+                  actor,
+                  tools: runTools,
+                  blocked: loaded.blocked,
+                  sources,
+                  secrets,
+                },
+                call,
+              ),
           },
         });
-        const finished = await finish(claim, { status: 'completed', text: result.text }, events);
+        const rest = streamGuard.flush();
+        if (rest.length > 0) events.delta(rest);
+        // The output guard: no secret and no link to a host not allowed leaves in the answer.
+        const guarded = outputGuard.guard(result.text);
+        if (guarded.redacted > 0 || guarded.blockedLinks > 0)
+          logger.warn(
+            { runId: run.id, redacted: guarded.redacted, blockedLinks: guarded.blockedLinks },
+            'output guard changed the answer',
+          );
+        const finished = await finish(claim, { status: 'completed', text: guarded.text }, events);
         if (finished === 'cancelled-late') {
           await finish(
             claim,

@@ -1,11 +1,25 @@
 import { sql } from 'kysely';
 import type { Agent } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
+import type { AuditRecord } from '../domain/identity/identity-types.ts';
+import type { UserPrincipal } from '../domain/identity/principal.ts';
 import type { ModelResultV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
-import { passApprovalGate } from './approval-gate.ts';
+import { writeAudit } from '../storage/identity/audit-writer.ts';
+import { argumentsHash, type GateResult, passApprovalGate } from './approval-gate.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
-import { type ToolDefinition, validateToolInput } from './tools/tool-registry.ts';
+import {
+  checkProvenance,
+  effectiveRules,
+  type ProvenanceFinding,
+  type ProvenanceSources,
+  provenanceReason,
+} from './tools/provenance-rules.ts';
+import {
+  type ToolCredentialsCapability,
+  type ToolDefinition,
+  validateToolInput,
+} from './tools/tool-registry.ts';
 
 /** Results of completed steps of a run, by step key (`model:N`, `tool:<callId>`). */
 export type Checkpoints = Map<string, unknown>;
@@ -17,6 +31,8 @@ export interface StepRecord {
   readonly kind: 'model' | 'tool';
   readonly output: unknown;
   readonly usage?: ModelResultV1['usage'];
+  /** An audit event committed with the checkpoint (tool calls), and who caused it. */
+  readonly audit?: { readonly actor: UserPrincipal | undefined; readonly record: AuditRecord };
 }
 
 /** What a tool call runs within: the run, its agent, its events and its completed steps. */
@@ -26,6 +42,16 @@ export interface ToolCallContext {
   readonly events: EventWriter;
   readonly checkpoints: Checkpoints;
   readonly signal: AbortSignal;
+  /** The run's user as the actor of audit events and the subject of role grants. */
+  readonly actor?: UserPrincipal | undefined;
+  /** The tools of this run's tenant (built-ins and tenant tools); defaults to the recorder's. */
+  readonly tools?: readonly ToolDefinition[] | undefined;
+  /** Tools switched off for this agent or tenant-wide (kill switches). */
+  readonly blocked?: ReadonlySet<string> | undefined;
+  /** Where argument values may come from (provenance rules). */
+  readonly sources?: (() => ProvenanceSources) | undefined;
+  /** Collects the vault secrets this run used, so the output guard can redact them. */
+  readonly secrets?: Set<string> | undefined;
 }
 
 /** One tool call as the model made it. */
@@ -56,6 +82,15 @@ export function createStepRecorder(options: {
   readonly approvalTtlMs: number;
   /** Counts a tool call against the daily tool-call quotas; throws `quota_exceeded`. */
   readonly consumeToolQuota?: (claim: RunClaim, agentId: string) => Promise<void>;
+  /** Decrypts a credential of the run's user for one call (the vault; audited there). */
+  readonly resolveCredential?: (request: {
+    readonly claim: RunClaim;
+    readonly actor: UserPrincipal | undefined;
+    readonly name: string;
+    readonly toolName: string;
+  }) => Promise<{ readonly secret: string } | undefined>;
+  /** Redacts secrets from tool output before it is kept or shown to the model. */
+  readonly redact?: (text: string, secrets: ReadonlySet<string>) => string;
 }): StepRecorder {
   const { toolOutputLimit, toolTimeoutMs } = options;
   async function saveStep(scope: RunClaim, step: StepRecord): Promise<void> {
@@ -75,6 +110,12 @@ export function createStepRecorder(options: {
                input_tokens = input_tokens + ${step.usage?.inputTokens ?? 0},
                output_tokens = output_tokens + ${step.usage?.outputTokens ?? 0}
          where id = ${scope.runId}`.execute(db);
+      if (step.audit !== undefined)
+        await writeAudit(db, {
+          tenantId: scope.tenantId,
+          principal: step.audit.actor,
+          record: step.audit.record,
+        });
     });
   }
 
@@ -90,6 +131,84 @@ export function createStepRecorder(options: {
     }
   }
 
+  /** Why a call may not run before its arguments are even looked at; undefined if it may. */
+  function refusal(
+    context: ToolCallContext,
+    call: ToolCallRequest,
+    tool: ToolDefinition | undefined,
+  ) {
+    if (tool === undefined)
+      return {
+        code: 'not_available',
+        message: `Tool '${call.toolName}' is not available to this agent.`,
+      };
+    if (context.blocked?.has(tool.name) === true)
+      return { code: 'disabled', message: `Tool '${tool.name}' is disabled by an administrator.` };
+    const role = context.actor?.role;
+    if (
+      tool.allowedRoles !== undefined &&
+      (role === undefined || !tool.allowedRoles.includes(role))
+    )
+      return { code: 'role_not_granted', message: `Your role may not use tool '${tool.name}'.` };
+    return undefined;
+  }
+
+  async function execute(
+    context: ToolCallContext,
+    call: { readonly tool: ToolDefinition; readonly input: unknown; readonly key: string },
+  ): Promise<ToolOutcomeV1> {
+    const { tool, input, key } = call;
+    const timeoutMs = Math.min(tool.timeoutMs ?? toolTimeoutMs, toolTimeoutMs);
+    const outputLimit = Math.min(tool.maxOutputChars ?? toolOutputLimit, toolOutputLimit);
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = AbortSignal.any([context.signal, timeout]);
+    const used = new Set<string>();
+    const resolveCredential = options.resolveCredential;
+    const credentials: ToolCredentialsCapability | undefined =
+      resolveCredential === undefined
+        ? undefined
+        : {
+            resolve: async (name) => {
+              const found = await resolveCredential({
+                claim: context.claim,
+                actor: context.actor,
+                name,
+                toolName: tool.name,
+              });
+              if (found !== undefined) {
+                used.add(found.secret);
+                context.secrets?.add(found.secret);
+              }
+              return found;
+            },
+          };
+    const clean = (text: string) => options.redact?.(text, used) ?? text;
+    try {
+      const output = await Promise.race([
+        tool.execute(input as Record<string, unknown>, {
+          idempotencyKey: `${context.claim.runId}:${key}`,
+          signal,
+          credentials,
+        }),
+        new Promise<never>((_, reject) =>
+          signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
+        ),
+      ]);
+      const json = clean(JSON.stringify(output) ?? 'null');
+      return json.length > outputLimit
+        ? { status: 'ok', output: { truncated: true, preview: json.slice(0, outputLimit) } }
+        : { status: 'ok', output: JSON.parse(json) as unknown };
+    } catch (error) {
+      context.signal.throwIfAborted();
+      return {
+        status: 'error',
+        message: timeout.aborted
+          ? `Tool timed out after ${timeoutMs} ms.`
+          : clean((error as Error).message),
+      };
+    }
+  }
+
   async function callTool(context: ToolCallContext, call: ToolCallRequest): Promise<ToolOutcomeV1> {
     const key = `tool:${call.toolCallId}`;
     const saved = context.checkpoints.get(key);
@@ -99,65 +218,57 @@ export function createStepRecorder(options: {
       toolName: call.toolName,
       input: call.input,
     });
+    const available = context.tools ?? options.tools;
     const tool = context.agent.tools.includes(call.toolName)
-      ? options.tools.find((candidate) => candidate.name === call.toolName)
+      ? available.find((candidate) => candidate.name === call.toolName)
       : undefined;
     let outcome: ToolOutcomeV1;
-    if (tool === undefined) {
-      outcome = {
-        status: 'error',
-        message: `Tool '${call.toolName}' is not available to this agent.`,
-      };
+    let gate: GateResult | undefined;
+    let findings: readonly ProvenanceFinding[] = [];
+    let auditOutcome = 'ok';
+    const refused = refusal(context, call, tool);
+    if (refused !== undefined || tool === undefined) {
+      outcome = { status: 'error', message: refused?.message ?? 'Tool not available.' };
+      auditOutcome = refused?.code ?? 'not_available';
     } else {
       const problems = validateToolInput(tool.inputSchema, call.input);
-      const gate =
-        problems.length === 0 && context.agent.approvalRequiredTools.includes(call.toolName)
-          ? await passApprovalGate({
-              claim: context.claim,
-              events: context.events,
-              call,
-              ttlMs: options.approvalTtlMs,
-            })
-          : ({ kind: 'approved', input: call.input } as const);
+      if (problems.length === 0) {
+        const rules = effectiveRules(tool);
+        findings =
+          rules.length === 0 || context.sources === undefined
+            ? []
+            : checkProvenance({
+                rules,
+                input: call.input as Record<string, unknown>,
+                sources: context.sources(),
+              });
+        const always = context.agent.approvalRequiredTools.includes(call.toolName);
+        gate =
+          always || findings.length > 0
+            ? await passApprovalGate({
+                claim: context.claim,
+                events: context.events,
+                call,
+                ttlMs: options.approvalTtlMs,
+                ...(always ? {} : { reason: provenanceReason(call.toolName, findings) }),
+              })
+            : { kind: 'approved', input: call.input };
+      }
       // Only a call that will run counts against the daily tool-call quota.
       const quota =
-        problems.length === 0 && gate.kind !== 'refused' ? await checkQuota(context) : undefined;
+        problems.length === 0 && gate?.kind !== 'refused' ? await checkQuota(context) : undefined;
       if (problems.length > 0) {
         outcome = { status: 'error', message: `Invalid arguments: ${problems.join('; ')}` };
-      } else if (gate.kind === 'refused') {
+        auditOutcome = 'invalid_arguments';
+      } else if (gate?.kind === 'refused') {
         outcome = { status: 'error', message: gate.message };
+        auditOutcome = 'rejected';
       } else if (quota !== undefined) {
         outcome = { status: 'error', message: quota };
+        auditOutcome = 'quota_exceeded';
       } else {
-        const timeout = AbortSignal.timeout(toolTimeoutMs);
-        const signal = AbortSignal.any([context.signal, timeout]);
-        try {
-          const output = await Promise.race([
-            tool.execute(gate.input as Record<string, unknown>, {
-              idempotencyKey: `${context.claim.runId}:${key}`,
-              signal,
-            }),
-            new Promise<never>((_, reject) =>
-              signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
-            ),
-          ]);
-          const json = JSON.stringify(output) ?? 'null';
-          outcome =
-            json.length > toolOutputLimit
-              ? {
-                  status: 'ok',
-                  output: { truncated: true, preview: json.slice(0, toolOutputLimit) },
-                }
-              : { status: 'ok', output };
-        } catch (error) {
-          context.signal.throwIfAborted();
-          outcome = {
-            status: 'error',
-            message: timeout.aborted
-              ? `Tool timed out after ${toolTimeoutMs} ms.`
-              : (error as Error).message,
-          };
-        }
+        outcome = await execute(context, { tool, input: gate?.input ?? call.input, key });
+        auditOutcome = outcome.status === 'ok' ? 'ok' : 'failed';
       }
     }
     context.events.push('tool-call-finished', {
@@ -165,7 +276,37 @@ export function createStepRecorder(options: {
       toolName: call.toolName,
       status: outcome.status,
     });
-    await saveStep(context.claim, { events: context.events, key, kind: 'tool', output: outcome });
+    const ran = auditOutcome === 'ok' || auditOutcome === 'failed';
+    await saveStep(context.claim, {
+      events: context.events,
+      key,
+      kind: 'tool',
+      output: outcome,
+      audit: {
+        actor: context.actor,
+        record: {
+          action: 'tool.called',
+          targetType: 'tool',
+          targetId: call.toolName,
+          outcome: auditOutcome === 'ok' ? 'success' : ran ? 'failure' : 'denied',
+          ...(ran ? {} : { reason: auditOutcome }),
+          data: {
+            runId: context.claim.runId,
+            toolCallId: call.toolCallId,
+            risk: tool?.risk ?? null,
+            argumentsHash: argumentsHash(gate?.kind === 'approved' ? gate.input : call.input),
+            provenance: {
+              untracedArguments: findings.map((finding) => finding.argument),
+              fromUntrustedContent: findings
+                .filter((finding) => finding.seenInUntrusted)
+                .map((finding) => finding.argument),
+            },
+            approvalId: gate?.approvalId ?? null,
+            outcome: auditOutcome,
+          },
+        },
+      },
+    });
     context.checkpoints.set(key, outcome);
     return outcome;
   }

@@ -25,6 +25,8 @@ export const actions = [
   'usage:read-any',
   'route:manage',
   'consent:manage-own',
+  'tool:manage',
+  'credential:manage-own',
 ] as const;
 
 /** An action that may be permitted to a role. */
@@ -55,6 +57,8 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'usage:read-any',
     'route:manage',
     'consent:manage-own',
+    'tool:manage',
+    'credential:manage-own',
   ],
   admin: [
     'tenant:read',
@@ -74,6 +78,8 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'usage:read-any',
     'route:manage',
     'consent:manage-own',
+    'tool:manage',
+    'credential:manage-own',
   ],
   member: [
     'tenant:read',
@@ -82,6 +88,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'thread:read',
     'thread:write',
     'consent:manage-own',
+    'credential:manage-own',
   ],
   viewer: ['tenant:read', 'agent:read', 'thread:read', 'consent:manage-own'],
 };

@@ -1,14 +1,40 @@
+import type { Role } from '../../domain/identity/permissions.ts';
+import type { ProvenanceRule, ToolRisk } from '../../domain/tools/tool-types.ts';
 import type { ToolDescriptionV1 } from '../../plugin-api/index.ts';
 import { evaluateExpression } from './calculator.ts';
+import { validateAgainstSchema } from './json-schema.ts';
+
+/**
+ * The credential capability the tool gate hands a tool for one call: bound to the run's own
+ * user (their credentials, then the tenant's shared ones), never a database handle.
+ */
+export interface ToolCredentialsCapability {
+  /** Decrypts the named credential for this call; undefined when the user has none. */
+  resolve(name: string): Promise<{ readonly secret: string } | undefined>;
+}
+
+/** What one execution of a tool receives. */
+export interface ToolExecutionContext {
+  /** Stable across retries of the same call (`runId:tool:<callId>`). */
+  readonly idempotencyKey: string;
+  readonly signal: AbortSignal;
+  readonly credentials?: ToolCredentialsCapability | undefined;
+}
 
 /** A tool the harness can execute, with its schema and risk class. */
 export interface ToolDefinition extends ToolDescriptionV1 {
-  readonly risk: 'read' | 'write' | 'egress' | 'sensitive';
+  readonly risk: ToolRisk;
+  /** `builtin` tools come with Brigade; `http` tools are defined by a tenant's admins. */
+  readonly kind?: 'builtin' | 'http' | undefined;
+  /** Roles that may call it; undefined means every role that may run agents. */
+  readonly allowedRoles?: readonly Role[] | undefined;
+  /** Arguments whose values must come from the user (see provenance-rules.ts). */
+  readonly provenanceRules?: readonly ProvenanceRule[] | undefined;
+  /** Per-tool timeout and output cap, when tighter than the run's defaults. */
+  readonly timeoutMs?: number | undefined;
+  readonly maxOutputChars?: number | undefined;
   /** Runs the tool; `idempotencyKey` is stable across retries of the same call. */
-  execute(
-    input: Record<string, unknown>,
-    context: { idempotencyKey: string; signal: AbortSignal },
-  ): Promise<unknown>;
+  execute(input: Record<string, unknown>, context: ToolExecutionContext): Promise<unknown>;
 }
 
 /** Built-in tools every agent may be given. */
@@ -51,41 +77,12 @@ export const builtInTools: readonly ToolDefinition[] = [
 ];
 
 /**
- * Checks `input` against the small JSON Schema subset built-in tools use (object with typed
- * properties, required, additionalProperties: false). Returns the problems; empty means valid.
+ * Checks `input` against the tool's JSON Schema (Ajv; see json-schema.ts). Returns the
+ * problems; empty means valid. Every tool — built-in or tenant-defined — is checked this way.
  */
 export function validateToolInput(
   schema: Readonly<Record<string, unknown>>,
   input: unknown,
 ): string[] {
-  if (input === null || typeof input !== 'object' || Array.isArray(input))
-    return ['arguments must be a JSON object'];
-  const record = input as Record<string, unknown>;
-  const properties = (schema['properties'] ?? {}) as Record<
-    string,
-    { type?: string; maxLength?: number }
-  >;
-  const problems: string[] = [];
-  for (const name of (schema['required'] ?? []) as string[]) {
-    if (!(name in record)) problems.push(`missing required argument '${name}'`);
-  }
-  for (const [name, value] of Object.entries(record)) {
-    const property = properties[name];
-    if (property === undefined) {
-      if (schema['additionalProperties'] === false) problems.push(`unknown argument '${name}'`);
-      continue;
-    }
-    if (property.type === 'string' && typeof value !== 'string')
-      problems.push(`'${name}' must be a string`);
-    if (property.type === 'number' && typeof value !== 'number')
-      problems.push(`'${name}' must be a number`);
-    if (
-      property.maxLength !== undefined &&
-      typeof value === 'string' &&
-      value.length > property.maxLength
-    ) {
-      problems.push(`'${name}' is longer than ${property.maxLength}`);
-    }
-  }
-  return problems;
+  return validateAgainstSchema(schema, input);
 }

@@ -6,6 +6,7 @@ import { guardRailsMigration } from './0004-guard-rails.ts';
 import { fairQueueMigration } from './0005-fair-queue.ts';
 import { modelRoutesMigration } from './0006-model-routes.ts';
 import { accountabilityMigration } from './0007-accountability.ts';
+import { toolsMigration } from './0009-tools.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -23,6 +24,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0005-fair-queue': fromSql(fairQueueMigration),
     '0006-model-routes': fromSql(modelRoutesMigration),
     '0007-accountability': fromSql(accountabilityMigration),
+    '0009-tools': fromSql(toolsMigration),
   };
 }
 

@@ -23,6 +23,11 @@ export interface DatabaseScope {
    * to count its queued runs when a run is created.
    */
   readonly tenantQueue?: boolean | undefined;
+  /**
+   * The tool gate executing a call for `userId`: may read the tenant's shared credentials
+   * (encrypted; decrypted only to authenticate that call).
+   */
+  readonly toolExecution?: boolean | undefined;
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -53,6 +58,7 @@ export function renderScopeStatement(scope: DatabaseScope): string {
     ['brigade.auth_issuer', scope.authIssuer ?? ''],
     ['brigade.scheduler', scope.scheduler === true ? 'on' : ''],
     ['brigade.tenant_queue', scope.tenantQueue === true ? 'on' : ''],
+    ['brigade.tool_execution', scope.toolExecution === true ? 'on' : ''],
   ];
   // Only non-empty values are sent: Brigade never sets these at session level, so every
   // setting not named here is empty for this transaction, which means "no scope".

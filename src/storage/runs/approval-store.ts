@@ -40,8 +40,12 @@ const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 /** Pending approvals of the user, and decisions on them (which resume the run). */
 export function createApprovalStore(options: {
   readonly database: Database;
-  /** Validates edited arguments for a tool; returns problems (empty = valid). */
-  readonly validateArguments: (toolName: string, input: unknown) => string[];
+  /** Validates edited arguments for a tool of the tenant; returns problems (empty = valid). */
+  readonly validateArguments: (
+    toolName: string,
+    input: unknown,
+    tenantId: string,
+  ) => string[] | Promise<string[]>;
   /** Told after commit, so the run resumes and its streams wake at once. */
   readonly signals: RunSignalSink;
 }) {
@@ -83,7 +87,11 @@ export function createApprovalStore(options: {
           );
         }
         if (decision.decision === 'edit') {
-          const problems = options.validateArguments(row.tool_name, decision.arguments);
+          const problems = await options.validateArguments(
+            row.tool_name,
+            decision.arguments,
+            row.tenant_id,
+          );
           if (problems.length > 0) {
             throw new AppError(
               'validation_failed',

@@ -1,0 +1,56 @@
+import { asTenantUser } from '../domain/agents/agent-service.ts';
+import { AppError, NotFoundError } from '../domain/errors.ts';
+import { assertCan, type Principal } from '../domain/identity/principal.ts';
+import type {
+  CredentialKind,
+  CredentialMetadata,
+  CredentialStore,
+} from '../storage/tools/credential-store.ts';
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function credentialNotFound(): NotFoundError {
+  return new NotFoundError('credential_not_found', 'Credential not found.');
+}
+
+/**
+ * The vault's API side: users keep their own credentials (`credential:manage-own`), owners and
+ * admins keep the tenant's shared ones (`tool:manage`). Only metadata ever comes back.
+ */
+export function createCredentialService(options: { readonly store: CredentialStore }) {
+  const { store } = options;
+  function ready(): void {
+    if (!store.available)
+      throw new AppError(
+        'vault_unavailable',
+        'The credentials vault has no master key; the operator must set BRIGADE_MASTER_KEY.',
+      );
+  }
+  function userFor(principal: Principal, shared: boolean) {
+    const user = asTenantUser(principal);
+    assertCan(user, shared ? 'tool:manage' : 'credential:manage-own');
+    return user;
+  }
+  return {
+    async put(
+      principal: Principal,
+      input: { name: string; kind: CredentialKind; secret: string },
+      shared: boolean,
+    ): Promise<CredentialMetadata> {
+      const user = userFor(principal, shared);
+      ready();
+      return store.put(user, { ...input, shared });
+    },
+    async list(principal: Principal, shared: boolean): Promise<CredentialMetadata[]> {
+      return store.list(userFor(principal, shared), shared);
+    },
+    async delete(principal: Principal, credentialId: string, shared: boolean): Promise<void> {
+      const user = userFor(principal, shared);
+      if (!uuidPattern.test(credentialId) || !(await store.delete(user, credentialId, shared)))
+        throw credentialNotFound();
+    },
+  };
+}
+
+/** The credential service's type. */
+export type CredentialService = ReturnType<typeof createCredentialService>;

@@ -1,0 +1,172 @@
+import { asTenantUser } from '../domain/agents/agent-service.ts';
+import type { ValidationIssue } from '../domain/errors.ts';
+import { AppError, ConflictError, NotFoundError, ValidationError } from '../domain/errors.ts';
+import { assertCan, type Principal, type UserPrincipal } from '../domain/identity/principal.ts';
+import type { HttpToolDefinition, StoredTool, ToolBlock } from '../domain/tools/tool-types.ts';
+import type { ToolStore } from '../storage/tools/tool-store.ts';
+import { type EgressPolicy, staticEgressProblems } from './tools/egress-guard.ts';
+import { schemaProblems } from './tools/json-schema.ts';
+import { templateArguments, templateProblems } from './tools/tenant-http-tool.ts';
+import type { ToolDefinition } from './tools/tool-registry.ts';
+
+/** A tool as listings show it: a built-in, or one of the tenant's HTTP tools. */
+export type ListedTool =
+  | (StoredTool & { readonly kind: 'http' })
+  | { readonly kind: 'builtin'; readonly tool: ToolDefinition };
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function toolNotFound(): NotFoundError {
+  return new NotFoundError('tool_not_found', 'Tool not found.');
+}
+
+/**
+ * Tenant tools and kill switches. Every member reads the tool list (agents name tools); owners
+ * and admins define HTTP tools and switch tools off. A definition is checked before it is
+ * saved, so a bad one fails at creation and not at run time: the name is free (not a
+ * built-in), the argument schema compiles (Ajv) and is an object schema, the URL template has
+ * a literal host that the egress policy allows, every placeholder and provenance rule names a
+ * schema property, and the timeout and response cap are within the platform's limits.
+ */
+export function createToolService(options: {
+  readonly store: ToolStore;
+  readonly builtIns: readonly ToolDefinition[];
+  readonly egress: EgressPolicy;
+  readonly maxTimeoutMs: number;
+  readonly maxResponseChars: number;
+  /** Whether an agent id names an agent of the caller's tenant. */
+  readonly agentExists: (principal: UserPrincipal, agentId: string) => Promise<boolean>;
+}) {
+  const { store } = options;
+
+  function check(definition: HttpToolDefinition): void {
+    const issues: ValidationIssue[] = [];
+    const add = (path: string, message: string) => issues.push({ path: `body.${path}`, message });
+    if (options.builtIns.some((tool) => tool.name === definition.name))
+      add('name', `'${definition.name}' is a built-in tool`);
+    for (const message of schemaProblems(definition.inputSchema)) add('inputSchema', message);
+    const template = templateProblems(definition.urlTemplate);
+    for (const message of template) add('urlTemplate', message);
+    if (template.length === 0) {
+      const sample = new URL(definition.urlTemplate.replace(/\{[A-Za-z_][A-Za-z0-9_]*\}/g, 'x'));
+      for (const message of staticEgressProblems(sample, options.egress))
+        add('urlTemplate', message);
+    }
+    const properties = Object.keys(
+      (definition.inputSchema['properties'] ?? {}) as Record<string, unknown>,
+    );
+    for (const name of templateArguments(definition.urlTemplate))
+      if (!properties.includes(name))
+        add('urlTemplate', `placeholder {${name}} is not a property of inputSchema`);
+    definition.provenanceRules?.forEach((rule, index) => {
+      if (!properties.includes(rule.argument))
+        add(
+          `provenanceRules.${index}.argument`,
+          `'${rule.argument}' is not a property of inputSchema`,
+        );
+    });
+    if (definition.auth?.scheme === 'header' && definition.auth.headerName === undefined)
+      add('auth.headerName', "required when scheme is 'header'");
+    if (definition.timeoutMs !== undefined && definition.timeoutMs > options.maxTimeoutMs)
+      add('timeoutMs', `at most ${options.maxTimeoutMs}`);
+    if (
+      definition.maxResponseChars !== undefined &&
+      definition.maxResponseChars > options.maxResponseChars
+    )
+      add('maxResponseChars', `at most ${options.maxResponseChars}`);
+    if (issues.length > 0) throw new ValidationError(issues);
+  }
+
+  async function assertNameFree(user: UserPrincipal, name: string, selfId?: string) {
+    const existing = await store.list(user);
+    if (existing.some((tool) => tool.definition.name === name && tool.id !== selfId))
+      throw new ConflictError(`A tool named '${name}' exists already.`);
+  }
+
+  async function load(principal: Principal, toolId: string) {
+    const user = asTenantUser(principal);
+    assertCan(user, 'agent:read');
+    if (!uuidPattern.test(toolId)) throw toolNotFound();
+    const tool = await store.get(user, toolId);
+    if (tool === undefined) throw toolNotFound();
+    return { user, tool };
+  }
+
+  return {
+    async create(principal: Principal, definition: HttpToolDefinition) {
+      const user = asTenantUser(principal);
+      assertCan(user, 'tool:manage');
+      check(definition);
+      await assertNameFree(user, definition.name);
+      return store.create(user, definition);
+    },
+    async list(principal: Principal): Promise<ListedTool[]> {
+      const user = asTenantUser(principal);
+      assertCan(user, 'agent:read');
+      const own = await store.list(user);
+      return [
+        ...options.builtIns.map((tool) => ({ kind: 'builtin' as const, tool })),
+        ...own.map((tool) => ({ ...tool, kind: 'http' as const })),
+      ];
+    },
+    async get(principal: Principal, toolId: string) {
+      return (await load(principal, toolId)).tool;
+    },
+    async update(principal: Principal, toolId: string, definition: HttpToolDefinition) {
+      const { user } = await load(principal, toolId);
+      assertCan(user, 'tool:manage');
+      check(definition);
+      await assertNameFree(user, definition.name, toolId);
+      const updated = await store.update(user, toolId, definition);
+      if (updated === undefined) throw toolNotFound();
+      return updated;
+    },
+    async delete(principal: Principal, toolId: string) {
+      const { user } = await load(principal, toolId);
+      assertCan(user, 'tool:manage');
+      if (!(await store.delete(user, toolId))) throw toolNotFound();
+    },
+    async disable(
+      principal: Principal,
+      input: { toolName: string; agentId?: string | undefined; reason?: string | undefined },
+    ): Promise<ToolBlock> {
+      const user = asTenantUser(principal);
+      assertCan(user, 'tool:manage');
+      const known =
+        options.builtIns.some((tool) => tool.name === input.toolName) ||
+        (await store.list(user)).some((tool) => tool.definition.name === input.toolName);
+      if (!known) throw new AppError('unknown_tool', `No tool named '${input.toolName}'.`);
+      if (
+        input.agentId !== undefined &&
+        (!uuidPattern.test(input.agentId) || !(await options.agentExists(user, input.agentId)))
+      )
+        throw new NotFoundError('agent_not_found', 'Agent not found.');
+      const existing = await store.listBlocks(user);
+      if (
+        existing.some(
+          (block) => block.toolName === input.toolName && block.agentId === (input.agentId ?? null),
+        )
+      )
+        throw new ConflictError('This tool is already disabled there.');
+      return store.createBlock(user, {
+        toolName: input.toolName,
+        agentId: input.agentId ?? null,
+        reason: input.reason ?? null,
+      });
+    },
+    async listBlocks(principal: Principal): Promise<ToolBlock[]> {
+      const user = asTenantUser(principal);
+      assertCan(user, 'agent:read');
+      return store.listBlocks(user);
+    },
+    async enable(principal: Principal, blockId: string): Promise<void> {
+      const user = asTenantUser(principal);
+      assertCan(user, 'tool:manage');
+      if (!uuidPattern.test(blockId) || !(await store.deleteBlock(user, blockId)))
+        throw new NotFoundError('not_found', 'Kill switch not found.');
+    },
+  };
+}
+
+/** The tool service's type. */
+export type ToolService = ReturnType<typeof createToolService>;

@@ -1,0 +1,102 @@
+import { lookup } from 'node:dns/promises';
+import { BlockList, isIP } from 'node:net';
+
+/** Where tools may send requests. */
+export interface EgressPolicy {
+  /**
+   * Hosts (`host` or `host:port`) explicitly allowed; when non-empty, every other host is
+   * refused. A host named here is trusted even if it resolves to a private address.
+   */
+  readonly allowedHosts: readonly string[];
+  /** Allow private, loopback, link-local and unique-local addresses for unlisted hosts. */
+  readonly allowPrivateNetworks: boolean;
+  /** Resolves a host name to its addresses (tests hand in a fake). */
+  readonly resolve?: (host: string) => Promise<readonly string[]>;
+}
+
+const privateRanges = new BlockList();
+for (const [network, prefix] of [
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['224.0.0.0', 4],
+  ['240.0.0.0', 4],
+] as const)
+  privateRanges.addSubnet(network, prefix, 'ipv4');
+for (const [network, prefix] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+  ['ff00::', 8],
+] as const)
+  privateRanges.addSubnet(network, prefix, 'ipv6');
+
+/** True for an address a tool must not reach unless allowed: private, loopback, link-local… */
+export function isPrivateAddress(address: string): boolean {
+  const family = isIP(address);
+  if (family === 4) return privateRanges.check(address, 'ipv4');
+  if (family === 6) {
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+    if (mapped?.[1] !== undefined) return privateRanges.check(mapped[1], 'ipv4');
+    return privateRanges.check(address, 'ipv6');
+  }
+  return true;
+}
+
+/** True when `url`'s host is on the list (`host` or `host:port`). */
+export function isListedHost(url: URL, hosts: readonly string[]): boolean {
+  return hosts.includes(url.host) || hosts.includes(url.hostname);
+}
+
+/**
+ * Problems with a URL a tool is about to call, without resolving it (checked when a tool is
+ * defined): http(s) only, no credentials in the URL, the host on the allow-list when there is
+ * one, and no literal private address unless allowed.
+ */
+export function staticEgressProblems(url: URL, policy: EgressPolicy): string[] {
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    return ['only http and https URLs are allowed'];
+  if (url.username !== '' || url.password !== '')
+    return ['URLs must not carry credentials; use auth with a named credential'];
+  if (isListedHost(url, policy.allowedHosts)) return [];
+  if (policy.allowedHosts.length > 0) return [`host ${url.host} is not on the allow-list`];
+  const literal = url.hostname.replace(/^\[|\]$/g, '');
+  if (
+    !policy.allowPrivateNetworks &&
+    (isIP(literal) !== 0 ? isPrivateAddress(literal) : /^localhost$|\.localhost$/i.test(literal))
+  )
+    return [`host ${url.host} is a private or loopback address`];
+  return [];
+}
+
+/**
+ * Refuses a call to `url` unless the policy allows it; resolves the host name and refuses it
+ * when any address is private (unless the host is listed or private networks are allowed).
+ * A DNS answer can change between this check and the connection: see docs/tools.md.
+ */
+export async function assertEgressAllowed(url: URL, policy: EgressPolicy): Promise<void> {
+  const problems = staticEgressProblems(url, policy);
+  if (problems.length > 0) throw new Error(problems.join('; '));
+  if (isListedHost(url, policy.allowedHosts) || policy.allowPrivateNetworks) return;
+  const literal = url.hostname.replace(/^\[|\]$/g, '');
+  const addresses =
+    isIP(literal) !== 0
+      ? [literal]
+      : await (policy.resolve ?? defaultResolve)(literal).catch(() => {
+          throw new Error(`host ${url.hostname} does not resolve`);
+        });
+  if (addresses.length === 0 || addresses.some(isPrivateAddress))
+    throw new Error(`host ${url.host} resolves to a private or loopback address`);
+}
+
+async function defaultResolve(host: string): Promise<readonly string[]> {
+  const answers = await lookup(host, { all: true, verbatim: true });
+  return answers.map((answer) => answer.address);
+}

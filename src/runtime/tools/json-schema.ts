@@ -1,0 +1,65 @@
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+
+/** Largest tool argument schema accepted, in characters of JSON. */
+export const maxSchemaChars = 32_768;
+
+const ajv = new Ajv({ allErrors: true, strict: false, validateSchema: true });
+const compiled = new Map<string, ValidateFunction>();
+
+function describe(error: ErrorObject): string {
+  const at = error.instancePath === '' ? 'arguments' : `'${error.instancePath.slice(1)}'`;
+  if (error.keyword === 'required')
+    return `missing required argument '${String(error.params['missingProperty'])}'`;
+  if (error.keyword === 'additionalProperties')
+    return `unknown argument '${String(error.params['additionalProperty'])}'`;
+  return `${at} ${error.message ?? 'is invalid'}`;
+}
+
+function compile(schema: Readonly<Record<string, unknown>>): ValidateFunction {
+  const key = JSON.stringify(schema);
+  let validate = compiled.get(key);
+  if (validate === undefined) {
+    validate = ajv.compile(schema);
+    compiled.set(key, validate);
+    // Bounded: tenant tools can be edited at will; compiled validators are cheap to rebuild.
+    if (compiled.size > 2_000) compiled.delete(compiled.keys().next().value ?? '');
+  }
+  return validate;
+}
+
+/**
+ * Problems with a tool's argument schema, for a definition an admin submits: it must be valid
+ * JSON Schema, an object schema, and reasonably small. Empty means usable.
+ */
+export function schemaProblems(schema: Readonly<Record<string, unknown>>): string[] {
+  if (JSON.stringify(schema).length > maxSchemaChars)
+    return [`the schema is larger than ${maxSchemaChars} characters`];
+  if (schema['type'] !== 'object') return ["the schema's type must be 'object'"];
+  try {
+    compile(schema);
+    return [];
+  } catch (error) {
+    return [(error as Error).message];
+  }
+}
+
+/**
+ * Validates tool arguments against their JSON Schema with Ajv (every keyword Ajv supports, not
+ * a subset). Returns the problems; empty means valid. A schema that does not compile makes
+ * every call invalid rather than letting it through.
+ */
+export function validateAgainstSchema(
+  schema: Readonly<Record<string, unknown>>,
+  input: unknown,
+): string[] {
+  if (input === null || typeof input !== 'object' || Array.isArray(input))
+    return ['arguments must be a JSON object'];
+  let validate: ValidateFunction;
+  try {
+    validate = compile(schema);
+  } catch {
+    return ["the tool's argument schema is invalid"];
+  }
+  if (validate(input)) return [];
+  return (validate.errors ?? []).map(describe);
+}

@@ -1,0 +1,154 @@
+/** Known shapes of credentials (Brigade keys and common providers'), replaced wherever they appear. */
+const secretPatterns: readonly RegExp[] = [
+  /\bbrg_[A-Za-z0-9_-]{20,}/g,
+  /\bsk-(?:proj-|ant-[a-z0-9]+-)?[A-Za-z0-9_-]{20,}/g,
+  /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g,
+  /\bgh[pousr]_[A-Za-z0-9]{30,}\b/g,
+  /\bgithub_pat_[A-Za-z0-9_]{30,}/g,
+  /\bxox[abposr]-[A-Za-z0-9-]{10,}/g,
+  /\bAIza[0-9A-Za-z_-]{35}\b/g,
+  /\bglpat-[A-Za-z0-9_-]{20,}/g,
+  /\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g,
+  /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g,
+];
+
+const bearerPattern = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/-]{16,}=*/gi;
+
+/** What the guard changed in one text. */
+export interface GuardResult {
+  readonly text: string;
+  readonly redacted: number;
+  readonly blockedLinks: number;
+}
+
+/** Options for {@link createOutputGuard}. */
+export interface OutputGuardOptions {
+  /** Exact secrets to redact (the vault secrets used by this run's tool calls). */
+  readonly secrets: () => Iterable<string>;
+  /** Hosts markdown links and images may point to. */
+  readonly allowedLinkHosts: readonly string[];
+}
+
+/** The output guard: redacts secrets and blocks links and images to hosts not allowed. */
+export interface OutputGuard {
+  guard(text: string): GuardResult;
+  /** Redacts secrets only (for tool output kept in the run). */
+  redact(text: string): { text: string; redacted: number };
+}
+
+function hostAllowed(target: string, hosts: readonly string[]): boolean {
+  const trimmed = target.trim().replace(/^<|>$/g, '');
+  // Relative links and in-page anchors stay on the client's own origin.
+  if (!/^[a-z][a-z0-9+.-]*:/i.test(trimmed) && !trimmed.startsWith('//')) return true;
+  try {
+    const url = new URL(trimmed.startsWith('//') ? `https:${trimmed}` : trimmed);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') return false;
+    return hosts.some(
+      (host) => url.hostname === host || url.host === host || url.hostname.endsWith(`.${host}`),
+    );
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Creates the {@link OutputGuard}. Before assistant text leaves (run events, the stored
+ * message), it redacts vault secrets, `brg_` keys and common API key shapes, and removes
+ * markdown images, links, reference definitions, autolinks and HTML images pointing to hosts
+ * that are not allowed: a rendered image URL is the classic zero-click exfiltration channel.
+ */
+export function createOutputGuard(options: OutputGuardOptions): OutputGuard {
+  function redact(text: string): { text: string; redacted: number } {
+    let redacted = 0;
+    let result = text;
+    for (const secret of options.secrets()) {
+      if (secret.length < 6) continue;
+      const parts = result.split(secret);
+      if (parts.length > 1) {
+        redacted += parts.length - 1;
+        result = parts.join('[redacted]');
+      }
+    }
+    for (const pattern of secretPatterns)
+      result = result.replace(pattern, () => {
+        redacted += 1;
+        return '[redacted]';
+      });
+    result = result.replace(bearerPattern, (_, scheme: string) => {
+      redacted += 1;
+      return `${scheme} [redacted]`;
+    });
+    return { text: result, redacted };
+  }
+
+  function guard(text: string): GuardResult {
+    const cleaned = redact(text);
+    let blockedLinks = 0;
+    const hosts = options.allowedLinkHosts;
+    const block = (replacement: string) => {
+      blockedLinks += 1;
+      return replacement;
+    };
+    const result = cleaned.text
+      .replace(
+        /!\[([^\]]*)\]\(\s*(<[^>]*>|[^)\s]*)[^)]*\)/g,
+        (match, alt: string, target: string) =>
+          hostAllowed(target, hosts)
+            ? match
+            : block(`[image removed${alt === '' ? '' : `: ${alt}`}]`),
+      )
+      .replace(
+        /\[([^\]]*)\]\(\s*(<[^>]*>|[^)\s]*)[^)]*\)/g,
+        (match, label: string, target: string) =>
+          hostAllowed(target, hosts) ? match : block(`${label} [link removed]`),
+      )
+      .replace(/^( {0,3}\[[^\]]+\]:)[ \t]*(\S+).*$/gm, (match, _label: string, target: string) =>
+        hostAllowed(target, hosts) ? match : block('[link removed]'),
+      )
+      .replace(/<((?:https?|ftp|data|javascript):[^>\s]*)>/gi, (match, target: string) =>
+        hostAllowed(target, hosts) ? match : block('[link removed]'),
+      )
+      .replace(/<img\b[^>]*>/gi, (match) => {
+        const source = /\bsrc\s*=\s*["']?([^"'\s>]+)/i.exec(match)?.[1] ?? '';
+        return hostAllowed(source, hosts) ? match : block('[image removed]');
+      });
+    return { text: result, redacted: cleaned.redacted, blockedLinks };
+  }
+
+  return { guard, redact };
+}
+
+/**
+ * Guards streamed text: it emits only what can no longer change when more arrives (up to the
+ * last whitespace, or up to the start of a line that may still be a link or image), guarded.
+ * `flush` guards and returns the rest.
+ */
+export function createStreamGuard(guard: OutputGuard): {
+  push(delta: string): string;
+  flush(): string;
+} {
+  let pending = '';
+  return {
+    push(delta) {
+      pending += delta;
+      const lineStart = pending.lastIndexOf('\n') + 1;
+      const line = pending.slice(lineStart);
+      let cut: number;
+      if (/[[<]|-----BEGIN|\b(?:Bearer|Basic)\s*$/i.test(line) && pending.length < 8_192)
+        cut = lineStart;
+      else {
+        const space = pending.search(/\s\S*$/);
+        cut = space === -1 ? 0 : space + 1;
+      }
+      if (cut === 0) return '';
+      const ready = pending.slice(0, cut);
+      pending = pending.slice(cut);
+      return guard.guard(ready).text;
+    },
+    flush() {
+      const rest = pending;
+      pending = '';
+      return rest.length === 0 ? '' : guard.guard(rest).text;
+    },
+  };
+}

@@ -1,0 +1,116 @@
+import type { HttpToolDefinition } from '../../domain/tools/tool-types.ts';
+import { assertEgressAllowed, type EgressPolicy } from './egress-guard.ts';
+import type { ToolDefinition } from './tool-registry.ts';
+
+const placeholder = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/** The argument names a URL template uses. */
+export function templateArguments(template: string): string[] {
+  return [...template.matchAll(placeholder)].map((match) => match[1] ?? '');
+}
+
+/**
+ * Problems with a URL template: it must be an absolute http(s) URL with a literal host (no
+ * placeholder in the scheme, host or port, so arguments can never choose where a call goes).
+ */
+export function templateProblems(template: string): string[] {
+  const origin = /^(https?:\/\/[^/?#]*)/i.exec(template)?.[1];
+  if (origin === undefined) return ['the URL template must start with http:// or https://'];
+  if (origin.includes('{')) return ['placeholders may not appear in the scheme, host or port'];
+  try {
+    new URL(template.replace(placeholder, 'x'));
+  } catch {
+    return ['the URL template is not a valid URL'];
+  }
+  return [];
+}
+
+/** Fills `{arg}` placeholders with URL-encoded argument values. */
+export function fillTemplate(template: string, input: Readonly<Record<string, unknown>>): URL {
+  const filled = template.replace(placeholder, (_, name: string) => {
+    const value = input[name];
+    return encodeURIComponent(
+      value === undefined || value === null
+        ? ''
+        : typeof value === 'string'
+          ? value
+          : JSON.stringify(value),
+    );
+  });
+  return new URL(filled);
+}
+
+function authHeaders(
+  auth: NonNullable<HttpToolDefinition['auth']>,
+  secret: string,
+): Record<string, string> {
+  if (auth.scheme === 'bearer') return { authorization: `Bearer ${secret}` };
+  if (auth.scheme === 'basic')
+    return { authorization: `Basic ${Buffer.from(secret, 'utf8').toString('base64')}` };
+  return { [(auth.headerName ?? 'x-api-key').toLowerCase()]: secret };
+}
+
+/**
+ * A tenant-defined HTTP tool as the gate executes it: the URL is filled from the arguments
+ * (URL-encoded, host fixed), the egress policy is checked (no private addresses unless
+ * allowed), the calling user's credential is attached from the vault capability the gate
+ * binds to the run's user, redirects are not followed and the response is capped.
+ */
+export function createTenantHttpTool(options: {
+  readonly definition: HttpToolDefinition;
+  readonly egress: EgressPolicy;
+  readonly defaultTimeoutMs: number;
+  readonly defaultMaxResponseChars: number;
+  readonly fetch?: typeof fetch;
+}): ToolDefinition {
+  const { definition } = options;
+  const request = options.fetch ?? fetch;
+  const inUrl = new Set(templateArguments(definition.urlTemplate));
+  const timeoutMs = definition.timeoutMs ?? options.defaultTimeoutMs;
+  const maxChars = definition.maxResponseChars ?? options.defaultMaxResponseChars;
+  return {
+    name: definition.name,
+    description: definition.description,
+    inputSchema: definition.inputSchema,
+    risk: definition.risk,
+    kind: 'http',
+    allowedRoles: definition.allowedRoles,
+    provenanceRules: definition.provenanceRules,
+    timeoutMs,
+    maxOutputChars: maxChars,
+    async execute(input, context) {
+      const url = fillTemplate(definition.urlTemplate, input);
+      await assertEgressAllowed(url, options.egress);
+      const headers: Record<string, string> = { 'idempotency-key': context.idempotencyKey };
+      if (definition.auth !== undefined) {
+        const credential = await context.credentials?.resolve(definition.auth.credential);
+        if (credential === undefined)
+          throw new Error(
+            `You have no credential named '${definition.auth.credential}'; add it under /v1/me/credentials.`,
+          );
+        Object.assign(headers, authHeaders(definition.auth, credential.secret));
+      }
+      const rest = Object.fromEntries(Object.entries(input).filter(([name]) => !inUrl.has(name)));
+      const withBody = definition.method !== 'GET' && definition.method !== 'DELETE';
+      if (withBody) headers['content-type'] = 'application/json';
+      const response = await request(url, {
+        method: definition.method,
+        redirect: 'manual',
+        headers,
+        ...(withBody ? { body: JSON.stringify(rest) } : {}),
+        signal: AbortSignal.any([context.signal, AbortSignal.timeout(timeoutMs)]),
+      });
+      const text = await response.text();
+      const body = text.length > maxChars ? `${text.slice(0, maxChars)}…` : text;
+      let parsed: unknown = body;
+      if ((response.headers.get('content-type') ?? '').includes('json') && body === text) {
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          // Keep the text.
+        }
+      }
+      return { status: response.status, body: parsed };
+    },
+  };
+}
