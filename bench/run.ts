@@ -4,6 +4,7 @@
  */
 const benches: Record<string, () => Promise<{ run: (quick: boolean) => Promise<object> }>> = {
   fairness: () => import('./fairness.ts'),
+  gateway: () => import('./gateway.ts'),
   isolation: () => import('./isolation.ts'),
   runs: () => import('./runs.ts'),
   streams: () => import('./streams.ts'),

@@ -274,7 +274,7 @@ describe('errors are OpenAI error objects with statuses clients handle', () => {
     expect(orphan.param).toBe('messages[0].tool_call_id');
     const format = await failureOf(
       openai.chat.completions.create({
-        model: 'local',
+        model: 'agent:helper',
         messages: [{ role: 'user', content: 'hi' }],
         response_format: { type: 'json_object' },
       }),

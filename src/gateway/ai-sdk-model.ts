@@ -3,15 +3,18 @@ import { createOpenAI } from '@ai-sdk/openai';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import {
   APICallError,
+  generateText,
   jsonSchema,
   type LanguageModel,
   type ModelMessage,
+  type OutputInterface,
   streamText,
   type ToolSet,
   tool,
 } from 'ai';
 import { AppError } from '../domain/errors.ts';
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
+import type { ResponseFormat } from './model-gateway.ts';
 
 /** A configured model provider (keys come from the environment, never the config file). */
 export interface ProviderConfig {
@@ -46,6 +49,8 @@ export function createLanguageModel(
         name,
         baseURL: config.baseUrl ?? 'http://127.0.0.1:11434/v1',
         includeUsage: true,
+        // json_schema response formats are passed on as json_schema (not degraded to json_object).
+        supportsStructuredOutputs: true,
         ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }),
         ...(headers === undefined ? {} : { headers }),
       }).chatModel(modelId);
@@ -195,9 +200,69 @@ function toProviderError(error: unknown): AppError {
 }
 
 /**
- * Calls a model through the AI SDK, streaming text deltas to `onTextDelta`. Retries are the
- * gateway's job, so the SDK's own are off. Usage missing from the provider is estimated and
- * marked `estimated`.
+ * The AI SDK output of a `response_format`: the provider is asked for JSON (with the schema,
+ * when given), and the text is passed through as it came. Validating it is the client's business;
+ * a gateway that threw on imperfect JSON would turn a paid answer into an error.
+ */
+function outputOf(format: ResponseFormat | undefined): OutputInterface<string, string> | undefined {
+  if (format === undefined || format.type === 'text') return undefined;
+  return {
+    name: 'json',
+    responseFormat: Promise.resolve({
+      type: 'json',
+      ...(format.schema === undefined ? {} : { schema: format.schema as never }),
+      ...(format.name === undefined ? {} : { name: format.name }),
+      ...(format.description === undefined ? {} : { description: format.description }),
+    }),
+    parseCompleteOutput: async ({ text }) => text,
+    parsePartialOutput: async () => undefined,
+    createElementStreamTransform: () => undefined,
+  };
+}
+
+function strictOf(format: ResponseFormat | undefined): boolean {
+  return format?.type === 'json' && format.strict === true;
+}
+
+type SdkFinishReason = 'stop' | 'length' | 'content-filter' | 'tool-calls' | 'error' | 'other';
+
+/** The usage, finish reason and tool calls of a finished call, as Brigade reports them. */
+function toResult(
+  request: { readonly messages: readonly MessageV1[] },
+  answer: {
+    readonly text: string;
+    readonly toolCalls: readonly { toolCallId: string; toolName: string; input: unknown }[];
+    readonly finishReason: string;
+    readonly usage: { inputTokens: number | undefined; outputTokens: number | undefined };
+  },
+): ModelResultV1 {
+  const { text, toolCalls, finishReason, usage } = answer;
+  const estimated = usage.inputTokens === undefined || usage.outputTokens === undefined;
+  return {
+    text,
+    toolCalls: toolCalls.map((call) => ({
+      toolCallId: call.toolCallId,
+      toolName: call.toolName,
+      input: call.input,
+    })),
+    finishReason: (
+      ['tool-calls', 'stop', 'length', 'content-filter', 'error'] as readonly string[]
+    ).includes(finishReason)
+      ? (finishReason as SdkFinishReason)
+      : 'other',
+    usage: {
+      inputTokens: usage.inputTokens ?? estimateTokens(request.messages),
+      outputTokens: usage.outputTokens ?? estimateTokens(text) + estimateTokens(toolCalls),
+      estimated,
+    },
+  };
+}
+
+/**
+ * Calls a model through the AI SDK. With `onTextDelta` the provider streams and every text
+ * delta is passed on; without it the call is not streamed (`generateText`: one JSON response,
+ * far less CPU than a stream of chunks through web streams). Retries are the gateway's job, so
+ * the SDK's own are off. Usage missing from the provider is estimated and marked `estimated`.
  */
 export async function generateWithAiSdk(request: {
   readonly model: LanguageModel;
@@ -206,24 +271,49 @@ export async function generateWithAiSdk(request: {
   readonly maxOutputTokens: number;
   readonly signal: AbortSignal;
   readonly onTextDelta?: ((delta: string) => void) | undefined;
+  readonly responseFormat?: ResponseFormat | undefined;
 }): Promise<ModelResultV1> {
-  let failure: unknown;
   const system = request.messages
     .filter((message) => message.role === 'system')
     .flatMap((message) =>
       message.content.flatMap((part) => (part.type === 'text' ? [part.text] : [])),
     )
     .join('\n\n');
-  const result = streamText({
+  const output = outputOf(request.responseFormat);
+  const call = {
     model: request.model,
     // Instructions go in `system`, never among the messages (where the AI SDK warns about
     // prompt injection, and where untrusted content could imitate them).
     ...(system.length === 0 ? {} : { system }),
     messages: toModelMessages(request.messages.filter((message) => message.role !== 'system')),
     ...(request.tools.length === 0 ? {} : { tools: toToolSet(request.tools) }),
+    ...(output === undefined
+      ? {}
+      : {
+          output,
+          // The client's `strict` (OpenAI's default is false; the SDK's would be true).
+          providerOptions: {
+            openai: { strictJsonSchema: strictOf(request.responseFormat) },
+            openaiCompatible: { strictJsonSchema: strictOf(request.responseFormat) },
+          },
+        }),
     maxOutputTokens: request.maxOutputTokens,
     abortSignal: request.signal,
     maxRetries: 0,
+  };
+  if (request.onTextDelta === undefined) {
+    let answer: Awaited<ReturnType<typeof generateText>>;
+    try {
+      answer = await generateText(call);
+    } catch (error) {
+      request.signal.throwIfAborted();
+      throw toProviderError(error);
+    }
+    return toResult(request, answer);
+  }
+  let failure: unknown;
+  const result = streamText({
+    ...call,
     onError: ({ error }) => {
       failure = error;
     },
@@ -233,7 +323,7 @@ export async function generateWithAiSdk(request: {
     for await (const part of result.fullStream) {
       if (part.type === 'text-delta') {
         text += part.text;
-        request.onTextDelta?.(part.text);
+        request.onTextDelta(part.text);
       } else if (part.type === 'error') {
         failure = part.error;
       }
@@ -249,26 +339,5 @@ export async function generateWithAiSdk(request: {
     result.finishReason,
     result.usage,
   ]);
-  const estimated = usage.inputTokens === undefined || usage.outputTokens === undefined;
-  return {
-    text,
-    toolCalls: toolCalls.map((call) => ({
-      toolCallId: call.toolCallId,
-      toolName: call.toolName,
-      input: call.input,
-    })),
-    finishReason:
-      finishReason === 'tool-calls' ||
-      finishReason === 'stop' ||
-      finishReason === 'length' ||
-      finishReason === 'content-filter' ||
-      finishReason === 'error'
-        ? finishReason
-        : 'other',
-    usage: {
-      inputTokens: usage.inputTokens ?? estimateTokens(request.messages),
-      outputTokens: usage.outputTokens ?? estimateTokens(text) + estimateTokens(toolCalls),
-      estimated,
-    },
-  };
+  return toResult(request, { text, toolCalls, finishReason, usage });
 }

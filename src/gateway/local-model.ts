@@ -1,4 +1,5 @@
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
+import type { ResponseFormat } from './model-gateway.ts';
 
 /** A request to the built-in local model. */
 export interface LocalModelRequest {
@@ -9,6 +10,53 @@ export interface LocalModelRequest {
   readonly onTextDelta?: ((delta: string) => void) | undefined;
   /** Pause between streamed tokens, in milliseconds (0 streams at once). */
   readonly tokenDelayMs: number;
+  /** JSON output: the answer becomes a JSON object (see {@link generateLocal}). */
+  readonly responseFormat?: ResponseFormat | undefined;
+}
+
+/**
+ * A value shaped like `schema` (a JSON Schema subset: `type`, `properties`, `items`, `enum`,
+ * `const`, `minimum`, `anyOf`/`oneOf`), with `answer` in every string. Depth-limited.
+ */
+function exampleOf(schema: unknown, answer: string, depth = 0): unknown {
+  if (typeof schema !== 'object' || schema === null || depth > 8) return answer;
+  const node = schema as Record<string, unknown>;
+  if ('const' in node) return node['const'];
+  const choices = node['enum'];
+  if (Array.isArray(choices) && choices.length > 0) return choices[0];
+  const alternatives = node['anyOf'] ?? node['oneOf'];
+  if (Array.isArray(alternatives) && alternatives.length > 0)
+    return exampleOf(alternatives[0], answer, depth + 1);
+  const declared = node['type'];
+  const type = Array.isArray(declared) ? declared[0] : declared;
+  switch (type) {
+    case 'object': {
+      const properties = node['properties'];
+      const entries =
+        typeof properties === 'object' && properties !== null ? Object.entries(properties) : [];
+      return Object.fromEntries(
+        entries.map(([name, property]) => [name, exampleOf(property, answer, depth + 1)]),
+      );
+    }
+    case 'array':
+      return [exampleOf(node['items'], answer, depth + 1)];
+    case 'integer':
+    case 'number':
+      return typeof node['minimum'] === 'number' ? node['minimum'] : 0;
+    case 'boolean':
+      return true;
+    case 'null':
+      return null;
+    default:
+      return answer;
+  }
+}
+
+/** The answer as the JSON text `format` asks for, or the answer itself for plain text. */
+function formatted(answer: string, format: ResponseFormat | undefined): string {
+  if (format === undefined || format.type === 'text') return answer;
+  if (format.schema === undefined) return JSON.stringify({ answer });
+  return JSON.stringify(exampleOf(format.schema, answer));
 }
 
 const toolCallPattern = /(?:^|\n)\s*call\s+([a-z][a-z0-9_]*)\s*(\{[\s\S]*\})?\s*$/i;
@@ -48,6 +96,10 @@ function delay(milliseconds: number, signal: AbortSignal): Promise<void> {
  * - a user message ending in `call <tool> {json}` makes it call that tool (if the agent has it);
  * - after a tool result it answers `<tool> returned: <output>`;
  * - otherwise it answers `You said: <the last user message>`.
+ * With a JSON `responseFormat` the answer is a JSON object instead: `{"answer": "You said: …"}`
+ * without a schema (`json_object`), or a value built from the schema (`json_schema`): every
+ * declared property present, strings holding the answer, numbers 0 (or their `minimum`),
+ * booleans true, arrays of one item, the first `enum` / `anyOf` choice. It is sent as one delta.
  * Tokens are whitespace-separated words; usage is counted exactly that way.
  */
 export async function generateLocal(request: LocalModelRequest): Promise<ModelResultV1> {
@@ -94,6 +146,19 @@ export async function generateLocal(request: LocalModelRequest): Promise<ModelRe
   } else {
     const lastUser = [...messages].reverse().find((message) => message.role === 'user');
     answer = `You said: ${textOf(lastUser)}`;
+  }
+  if (request.responseFormat !== undefined && request.responseFormat.type !== 'text') {
+    // A JSON answer is not truncated (that would break it), and is sent as one delta.
+    const json = formatted(answer, request.responseFormat);
+    if (request.tokenDelayMs > 0) await delay(request.tokenDelayMs, request.signal);
+    request.signal.throwIfAborted();
+    request.onTextDelta?.(json);
+    return {
+      text: json,
+      toolCalls: [],
+      finishReason: 'stop',
+      usage: { inputTokens, outputTokens: countTokens(json), estimated: false },
+    };
   }
   const words = answer.split(/(\s+)/).filter((piece) => piece.length > 0);
   let emitted = '';

@@ -25,8 +25,28 @@ export interface GatewayRequest {
   /** The caller's deadline; a route's own deadline applies too. */
   readonly deadline?: Date | undefined;
 }
+  /**
+   * False when the caller needs only the finished result (a non-streaming API call): providers
+   * are then called without streaming, which costs far less CPU. Default true.
+   */
+  readonly stream?: boolean | undefined;
+  /** Structured output: plain text (default) or a JSON object, optionally matching a schema. */
+  readonly responseFormat?: ResponseFormat | undefined;
 
 /** A model call's result, and what served it. */
+/** What shape of answer a call asks for (OpenAI's `response_format`). */
+export type ResponseFormat =
+  | { readonly type: 'text' }
+  | {
+      readonly type: 'json';
+      /** A JSON Schema the object should match (`json_schema`); absent for `json_object`. */
+      readonly schema?: Readonly<Record<string, unknown>> | undefined;
+      readonly name?: string | undefined;
+      readonly description?: string | undefined;
+      /** OpenAI's `strict` schema adherence (default false, as in OpenAI's API). */
+      readonly strict?: boolean | undefined;
+    };
+
 export interface GatewayResult extends ModelResultV1 {
   readonly served: {
     /** The route that answered (null for a direct `local` call). */
@@ -51,6 +71,8 @@ export interface ModelGateway {
    */
   deployments(model: string, tenantId: string | undefined): Promise<readonly RouteDeployment[]>;
   generate(request: GatewayRequest): Promise<GatewayResult>;
+  /** The route `model` names for the tenant (its own shadowing the platform's), if any. */
+  route(model: string, tenantId: string | undefined): Promise<ModelRouteDefinition | undefined>;
 }
 
 /** Options for {@link createModelGateway}. */
@@ -124,13 +146,15 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
             onTextDelta,
             tokenDelayMs: options.localTokenDelayMs,
           })
+            responseFormat: request.responseFormat,
         : generateWithAiSdk({
             model: languageModel(model),
             messages: request.messages,
             tools: request.tools,
             maxOutputTokens: request.maxOutputTokens,
             signal,
-            onTextDelta,
+            onTextDelta: request.stream === false ? undefined : onTextDelta,
+            responseFormat: request.responseFormat,
           });
   }
   return {
@@ -144,6 +168,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
       ...platform.keys(),
     ],
     async deployments(model, tenantId) {
+    route: (model, tenantId) => findRoute(model, tenantId),
       if (direct(model)) return [{ model }];
       const seen = new Set<string>();
       const found: RouteDeployment[] = [];

@@ -40,6 +40,18 @@ export interface RouteFallback {
 
 /** A model route: a name callers use instead of a model, with its resilience settings. */
 export interface ModelRouteDefinition {
+/**
+ * The response cache of a route (opt-in). Answers are cached per user; `scope: 'tenant'` shares
+ * them between the tenant's users. Routes are made by admins (tenant routes) or the operator
+ * (config file), so declaring the shared scope on a route is an admin's act.
+ */
+export interface RouteCache {
+  /** How long an answer is served from the cache, in seconds. */
+  readonly ttlSeconds: number;
+  /** `user` (default): one user's answers are never served to another; `tenant`: shared. */
+  readonly scope?: 'user' | 'tenant' | undefined;
+}
+
   readonly name: string;
   readonly strategy: RouteStrategy;
   readonly deployments: readonly RouteDeployment[];
@@ -65,6 +77,8 @@ export interface ModelRouteDefinition {
   };
 }
 
+  /** Response cache for OpenAI-compatible API calls (off when absent). */
+  readonly cache?: RouteCache | undefined;
 /** Defaults of the optional route settings. */
 export const routeDefaults = {
   strategy: 'weighted',

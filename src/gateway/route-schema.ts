@@ -62,6 +62,15 @@ export const modelRouteSchema = z.strictObject({
     .prefault({}),
 });
 
+  cache: z
+    .strictObject({
+      ttlSeconds: z
+        .int()
+        .min(1)
+        .max(7 * 86_400),
+      scope: z.enum(['user', 'tenant']).optional(),
+    })
+    .optional(),
 /** The parsed route (every setting filled in). */
 export type ModelRouteInput = z.infer<typeof modelRouteSchema>;
 

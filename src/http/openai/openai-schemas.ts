@@ -91,7 +91,8 @@ export const chatCompletionRequestSchema = z
     stream: z.boolean().nullable().optional(),
     stream_options: z.object({ include_usage: z.boolean().optional() }).nullable().optional(),
     response_format: responseFormatSchema.optional().openapi({
-      description: 'Only `text` for now; `json_object` and `json_schema` are refused with 400.',
+      description:
+        '`text`, `json_object` or `json_schema` (passed to the provider; the local model answers a JSON object). Not with `agent:<name>`.',
     }),
     user: z.string().max(1_000).optional().openapi({ description: 'Accepted and ignored.' }),
   })

@@ -3,6 +3,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { asTenantUser } from '../../domain/agents/agent-service.ts';
 import { AppError } from '../../domain/errors.ts';
 import { assertCan } from '../../domain/identity/principal.ts';
+import type { ResponseFormat } from '../../gateway/model-gateway.ts';
 import type { ModelResultV1 } from '../../plugin-api/index.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
 import { findAgentByName, runAgentCompletion } from '../openai/agent-completion.ts';
@@ -85,15 +86,34 @@ const listModels = createRoute({
   },
 });
 
+/** The gateway's response format for the request's `response_format`. */
+function responseFormatOf(body: ChatCompletionRequest): ResponseFormat | undefined {
+  const format = body.response_format;
+  if (format === undefined || format.type === 'text') return undefined;
+  if (format.type === 'json_object') return { type: 'json' };
+  const { name, description, schema, strict } = format.json_schema;
+  return {
+    type: 'json',
+    name,
+    strict: strict === true,
+    ...(description === undefined ? {} : { description }),
+    ...(schema === undefined ? {} : { schema }),
+  };
+}
+
+/** The request's cache directive: `Cache-Control: no-cache` or `x-brigade-cache: bypass`. */
+function bypassesCache(header: (name: string) => string | undefined): boolean {
+  const control = header('cache-control')?.toLowerCase() ?? '';
+  return (
+    /(^|,)\s*(no-cache|no-store)\s*(,|$)/.test(control) ||
+    header('x-brigade-cache')?.trim().toLowerCase() === 'bypass'
+  );
+}
+
 /** Refuses request fields the gateway cannot honour, naming the field. */
 function checkSupported(body: ChatCompletionRequest): void {
   if (body.n !== undefined && body.n !== null && body.n !== 1)
     throw invalidRequest('n', 'Only n = 1 is supported.');
-  if (body.response_format !== undefined && body.response_format.type !== 'text')
-    throw invalidRequest(
-      'response_format',
-      `response_format '${body.response_format.type}' is not supported yet; use 'text'.`,
-    );
   const choice = body.tool_choice;
   if (choice !== undefined && choice !== 'auto' && choice !== 'none')
     throw invalidRequest('tool_choice', "Only tool_choice 'auto' and 'none' are supported.");
@@ -135,6 +155,11 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
           'messages',
           'With agent:<name> the last message must be the user’s input.',
         );
+      if (body.response_format !== undefined && body.response_format.type !== 'text')
+        throw invalidRequest(
+          'response_format',
+          'An agent answers in text; response_format is only supported for models.',
+        );
       start = (onTextDelta) =>
         runAgentCompletion({
           services,
@@ -151,6 +176,9 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
     } else {
       if (!(await services.chat.knows(body.model, user.tenantId)))
         throw new AppError('unknown_model', `The model '${body.model}' does not exist.`);
+      const responseFormat = responseFormatOf(body);
+      const stream = body.stream === true;
+      const bypass = bypassesCache((name) => context.req.header(name));
       start = (onTextDelta) =>
         services.chat.gateway.generate({
           model: body.model,
@@ -159,6 +187,13 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
           maxOutputTokens,
           signal: controller.signal,
           onTextDelta,
+          // A non-streaming answer needs no deltas: the provider is called without streaming.
+          stream,
+          responseFormat,
+          ...(bypass ? { cache: 'bypass' as const } : {}),
+          onCacheOutcome: (outcome) => {
+            headers['x-brigade-cache'] = outcome;
+          },
           spender: {
             tenantId: user.tenantId,
             userId: user.userId,

@@ -1,0 +1,94 @@
+/**
+ * The processes of the gateway benchmark, each started as its own Node process so its CPU time
+ * can be read from /proc on its own: `mock` (the mock OpenAI model), `proxy <target>` (a bare
+ * node:http proxy, the floor) and `brigade <mock url>` (Brigade with its embedded PostgreSQL, a
+ * tenant, a key and a budget policy). Each prints one JSON line on stdout when ready and runs
+ * until it gets SIGTERM.
+ */
+import { Agent, createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createMockModelServer } from '../src/testing/index.ts';
+import { call, seedAdmin, startBenchServer } from './bench-server.ts';
+
+const [mode, target] = process.argv.slice(2);
+
+function ready(value: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify({ pid: process.pid, ...value })}\n`);
+}
+
+async function startMock(): Promise<() => Promise<void>> {
+  const mock = await createMockModelServer({ models: ['mock-model'] });
+  // The mock records every call; drop the records so memory stays flat over a long run.
+  const timer = setInterval(() => mock.reset(), 1_000);
+  ready({ url: mock.url });
+  return async () => {
+    clearInterval(timer);
+    await mock.close();
+  };
+}
+
+/** The floor: forwards every request to `target` over keep-alive connections, nothing else. */
+async function startProxy(base: string): Promise<() => Promise<void>> {
+  const upstream = new URL(base);
+  const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+  const server = createServer((incoming, outgoing) => {
+    const forwarded = httpRequest(
+      {
+        host: upstream.hostname,
+        port: upstream.port,
+        method: incoming.method,
+        path: `${upstream.pathname.replace(/\/v1$/, '')}${incoming.url ?? '/'}`,
+        headers: incoming.headers,
+        agent,
+      },
+      (answer) => {
+        outgoing.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(outgoing);
+      },
+    );
+    forwarded.on('error', () => {
+      outgoing.writeHead(502).end();
+    });
+    incoming.pipe(forwarded);
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  ready({ url: `http://127.0.0.1:${port}/v1` });
+  return async () => {
+    agent.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+}
+
+/** Brigade billing the route `bench` to the mock, for a tenant whose budget binds every call. */
+async function startBrigade(mockUrl: string): Promise<() => Promise<void>> {
+  const server = await startBenchServer({
+    providers: { mock: { type: 'openai-compatible', baseUrl: mockUrl } },
+    models: { prices: { 'mock:mock-model': { inputPerMTok: 1, outputPerMTok: 2 } } },
+    routes: [{ name: 'bench', deployments: [{ model: 'mock:mock-model' }] }],
+  });
+  const key = await seedAdmin(server.url);
+  // A budget that never runs out but binds every call, so reserve and settle really happen.
+  await call(`${server.url}/v1/policies`, {
+    method: 'POST',
+    key,
+    body: { level: 'tenant', limits: { budget: { amountUsd: 1_000_000, period: 'day' } } },
+  });
+  ready({ url: `${server.url}/v1`, key });
+  return () => server.stop();
+}
+
+const start =
+  mode === 'mock'
+    ? startMock()
+    : mode === 'proxy' && target !== undefined
+      ? startProxy(target)
+      : mode === 'brigade' && target !== undefined
+        ? startBrigade(target)
+        : Promise.reject(new Error('usage: gateway-child.ts mock | proxy <url> | brigade <url>'));
+
+const stop = await start;
+process.once('SIGTERM', () => {
+  void stop().finally(() => process.exit(0));
+});
