@@ -126,10 +126,10 @@ export async function runOnce(
   const messages = await client.get<{ data: { role: string; content: { text?: string }[] }[] }>(
     `/v1/threads/${ids.threadId}/messages`,
   );
-  const events = await client.request(
-    'GET',
-    `/v1/threads/${ids.threadId}/runs/${ids.runId}/events`,
-  );
+  // The event stream of a run that is not finished stays open: read it only once it ended.
+  const events = ['completed', 'failed', 'cancelled', 'expired'].includes(finished.status)
+    ? await client.request('GET', `/v1/threads/${ids.threadId}/runs/${ids.runId}/events`)
+    : { body: '' };
   return {
     ids,
     run: finished,

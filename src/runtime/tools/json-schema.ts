@@ -1,9 +1,16 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import formats from 'ajv-formats';
 
 /** Largest tool argument schema accepted, in characters of JSON. */
 export const maxSchemaChars = 32_768;
 
-const ajv = new Ajv({ allErrors: true, strict: false, validateSchema: true });
+const ajv = new Ajv({ allErrors: true, strict: false, validateSchema: true, logger: false });
+// `format` is checked (email, uri, date-time…): admin schemas rely on it for recipients and URLs.
+// ajv-formats is CommonJS: under NodeNext its default import is the module object.
+const addFormats = ((formats as unknown as { default?: unknown }).default ?? formats) as (
+  instance: Ajv,
+) => Ajv;
+addFormats(ajv);
 const compiled = new Map<string, ValidateFunction>();
 
 function describe(error: ErrorObject): string {
