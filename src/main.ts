@@ -22,11 +22,13 @@ import { createJwtVerifier } from './http/auth/jwt-verifier.ts';
 import { accessLog } from './http/middleware/access-log.ts';
 import type { Logger } from './observability/index.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
+import { createTracing } from './observability/tracing.ts';
 import type { CorePluginV1 } from './plugin-api/index.ts';
 import { createAgentValidator } from './runtime/agent-validator.ts';
 import { createAuditCheckpointer } from './runtime/audit-checkpointer.ts';
 import { createCachingGateway } from './runtime/cached-gateway.ts';
 import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
+import { createCredentialService } from './runtime/credential-service.ts';
 import { createMeteredGateway } from './runtime/metered-gateway.ts';
 import { createModelCallLimits } from './runtime/model-call-limits.ts';
 import { createModelRouteService } from './runtime/model-route-service.ts';
@@ -35,15 +37,14 @@ import { createRequestLimiter } from './runtime/request-limiter.ts';
 import { createRunExecutor } from './runtime/run-executor.ts';
 import { createRunScheduler } from './runtime/run-scheduler.ts';
 import { createRunSignals } from './runtime/run-signals.ts';
-import { createCredentialService } from './runtime/credential-service.ts';
 import { createToolService } from './runtime/tool-service.ts';
 import { createHttpRequestTool } from './runtime/tools/http-request-tool.ts';
 import { createTenantHttpTool } from './runtime/tools/tenant-http-tool.ts';
 import { builtInTools, validateToolInput } from './runtime/tools/tool-registry.ts';
+import { createWebhookWorker } from './runtime/webhooks/webhook-worker.ts';
 import { createAgentStore } from './storage/agents/agent-store.ts';
 import { createThreadStore } from './storage/agents/thread-store.ts';
 import { loadAuditSigningKey } from './storage/audit-signing-key.ts';
-import { loadMasterKeys } from './storage/master-key.ts';
 import { bootstrapOperatorKey } from './storage/bootstrap-operator-key.ts';
 import { createConsentStore } from './storage/consent/consent-store.ts';
 import { createBudgetStore } from './storage/guards/budget-store.ts';
@@ -52,12 +53,15 @@ import { createUsageStore } from './storage/guards/usage-store.ts';
 import { createAuditCheckpointStore } from './storage/identity/audit-checkpoint-store.ts';
 import { createAuditStore } from './storage/identity/audit-store.ts';
 import { createIdentityStore } from './storage/identity/identity-store.ts';
+import { loadMasterKeys } from './storage/master-key.ts';
 import { openStorage, type Storage } from './storage/open-storage.ts';
 import { createModelRouteStore, loadTenantRoutes } from './storage/routes/model-route-store.ts';
 import { createApprovalStore } from './storage/runs/approval-store.ts';
 import { createRunStore } from './storage/runs/run-store.ts';
 import { createCredentialStore } from './storage/tools/credential-store.ts';
 import { createToolStore } from './storage/tools/tool-store.ts';
+import { createSpanStore } from './storage/tracing/span-store.ts';
+import { createWebhookStore } from './storage/webhooks/webhook-store.ts';
 
 /** Brigade's version, reported by `/healthz` and the OpenAPI document. */
 export const version = '0.1.0';
@@ -178,7 +182,28 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     );
   };
   redis?.on('error', reportStoreError);
+  const spans = createSpanStore(storage.database);
+  const tracing = createTracing({
+    sampleRatio: config.tracing.sampleRatio,
+    otlpEndpoint: config.tracing.otlpEndpoint,
+    otlpHeaders: config.tracing.otlpHeaders,
+    userAttribute: config.tracing.userAttribute,
+    store: config.tracing.store ? (batch) => spans.write(batch) : undefined,
+    version,
+    onStoreError: (error) =>
+      logger.warn({ err: { message: (error as Error).message } }, 'writing spans failed'),
+  });
   const budgets = createBudgetStore(storage.database);
+  const webhookStore = createWebhookStore(storage.database);
+  const webhookWorker = createWebhookWorker({
+    store: webhookStore,
+    logger,
+    pollMs: config.webhooks.pollMs,
+    timeoutMs: config.webhooks.timeoutMs,
+    maxAttempts: config.webhooks.maxAttempts,
+    retryDelaysMs: config.webhooks.retryDelaysMs,
+    allowPrivateNetworks: config.webhooks.allowPrivateNetworks,
+  });
   const policyCache = createPolicyCache({
     load: (tenantId) => loadTenantPolicies(storage.database, tenantId),
   });
@@ -190,6 +215,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       unknownModelPrice: config.models.unknownModelPrice,
     }),
     logger,
+    onBudgetAlert: () => webhookWorker.wake(),
     onUsage: (entry) =>
       metrics.recordModelCall({
         provider: entry.provider,
@@ -333,14 +359,21 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       .catch((error: unknown) =>
         logger.warn({ err: { message: (error as Error).message } }, 'reservation sweep failed'),
       );
+    spans
+      .prune(config.tracing.retentionHours)
+      .catch((error: unknown) =>
+        logger.warn({ err: { message: (error as Error).message } }, 'pruning spans failed'),
+      );
   }, 30_000);
   sweep.unref();
+  webhookWorker.start();
   try {
     await signals.start();
     await scheduler.start();
     auditCheckpointer.start();
   } catch (error) {
     clearInterval(sweep);
+    await webhookWorker.stop();
     redis?.disconnect();
     await scheduler.stop(0).catch(() => undefined);
     await signals.stop().catch(() => undefined);
@@ -367,6 +400,8 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       consents: createConsentService({ store: createConsentStore(storage.database) }),
       tools: toolService,
       credentials: createCredentialService({ store: credentialStore }),
+      webhooks: webhookStore,
+      spans,
       modelRoutes: createModelRouteService({
         store: createModelRouteStore(storage.database),
         gateway,
@@ -402,6 +437,8 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     },
     authenticator,
     limiter,
+    webhooksAllowPrivateNetworks: config.webhooks.allowPrivateNetworks,
+    tracing,
     requestPolicies: (principal) => policyCache.binding(principal, 'requestsPerMinute'),
     logger,
     bodyLimitBytes: config.server.bodyLimitBytes,
@@ -452,7 +489,10 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
         }
         clearInterval(sweep);
         await auditCheckpointer.stop();
+        await webhookWorker.stop();
         await scheduler.stop(config.server.shutdownGraceMs);
+        // After the runs: their last spans are written before the database closes.
+        await tracing.shutdown().catch(() => undefined);
         await signals.stop();
         redis?.disconnect();
         await storage.close();

@@ -243,4 +243,25 @@ describe('fault tolerance', () => {
     expect(second).toBeDefined();
     expect((second?.startedAt ?? 0) - (first?.startedAt ?? 0)).toBeGreaterThanOrEqual(700);
   });
+
+  it('refuses a prompt beyond every deployment’s context before any provider is paid', async () => {
+    const route = await admin.post<Created>('/v1/model-routes', {
+      name: 'narrow',
+      deployments: [{ model: 'primary:mock-model', contextTokens: 100 }],
+    });
+    expect(route.status).toBe(201);
+    primary.reset();
+    const response = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${memberSecret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'narrow',
+        messages: [{ role: 'user', content: 'word '.repeat(400) }],
+      }),
+    });
+    const body = (await response.json()) as { error: { code: string; param: string } };
+    expect(response.status).toBe(400);
+    expect(body.error).toMatchObject({ code: 'context_length_exceeded', param: 'messages' });
+    expect(primary.calls).toHaveLength(0);
+  });
 });

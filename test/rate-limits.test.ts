@@ -1,8 +1,9 @@
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/index.ts';
 import { type Brigade, createBrigade } from '../src/main.ts';
 import { createLogger } from '../src/observability/index.ts';
-import { apiClient, seedTenant, seedUser } from './support/api-client.ts';
+import { apiClient, seedTenant, seedUser, waitForRun } from './support/api-client.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
 // biome-ignore lint/style/noProcessEnv: the shared-store test runs only where Redis is configured.
@@ -98,5 +99,75 @@ describe.runIf(redisUrl !== undefined)('request rate limits shared through Redis
     ];
     expect(responses.filter((response) => response.status === 200)).toHaveLength(5);
     expect(responses.at(-1)?.status).toBe(429);
+  });
+});
+
+describe.runIf(redisUrl !== undefined)('when Redis dies mid-run', () => {
+  let server: TestServer;
+  let proxy: Server;
+  const sockets = new Set<Socket>();
+  beforeAll(async () => {
+    // Brigade talks to Redis through this proxy, so the test can cut Redis off.
+    const target = new URL(redisUrl ?? 'redis://127.0.0.1:6379');
+    proxy = createServer((client) => {
+      const upstream = connect(Number(target.port || 6379), target.hostname);
+      sockets.add(client).add(upstream);
+      client.pipe(upstream).pipe(client);
+      const drop = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('error', drop).on('close', drop);
+      upstream.on('error', drop).on('close', drop);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = (proxy.address() as AddressInfo).port;
+    server = await startTestServer({}, { env: { REDIS_URL: `redis://127.0.0.1:${port}` } });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    proxy?.close();
+  });
+
+  it('keeps serving, limits fall back to per-process counters, budgets stay exact', async () => {
+    const operator = apiClient(server.url, testOperatorKey);
+    const tenantId = await seedTenant(operator, 'redis-dies');
+    const admin = await seedUser(operator, { tenantId, role: 'admin' });
+    const user = await seedUser(operator, { tenantId, role: 'member' });
+    const adminClient = apiClient(server.url, admin.secret);
+    const limit = await adminClient.post('/v1/policies', {
+      level: 'user',
+      subjectId: user.userId,
+      limits: { requestsPerMinute: 5 },
+    });
+    expect(limit.status).toBe(201);
+    expect((await hit(server.url, user.secret, 2)).map((response) => response.status)).toEqual([
+      200, 200,
+    ]);
+    // Redis goes away: the proxy stops accepting and every open connection is cut.
+    proxy.close();
+    for (const socket of sockets) socket.destroy();
+    // Per-process limits from here: the key gets its full limit again, then 429.
+    const after = (await hit(server.url, user.secret, 6)).map((response) => response.status);
+    expect(after.filter((status) => status === 200).length).toBeGreaterThanOrEqual(3);
+    expect(after.at(-1)).toBe(429);
+    // Budgets live in PostgreSQL: still exact. The local model costs $1/M in, $2/M out.
+    const agent = await adminClient.post<{ id: string }>('/v1/agents', {
+      name: 'solo',
+      model: 'local',
+    });
+    const policy = await adminClient.post('/v1/policies', {
+      level: 'user',
+      subjectId: admin.userId,
+      limits: { budget: { amountUsd: 0.000_001, period: 'day' } },
+    });
+    expect(policy.status).toBe(201);
+    const thread = await adminClient.post<{ id: string }>('/v1/threads', {});
+    const run = await adminClient.post<{ id: string }>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId: agent.body.id,
+      input: 'hello',
+    });
+    const done = await waitForRun(adminClient, { threadId: thread.body.id, runId: run.body.id });
+    expect(done.errorCode).toBe('budget_exceeded');
   });
 });

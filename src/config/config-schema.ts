@@ -193,6 +193,39 @@ const auditSchema = z
   })
   .prefault({});
 
+const webhooksSchema = z
+  .strictObject({
+    /** Allow webhook URLs on private, loopback and link-local addresses (tests; private networks). */
+    allowPrivateNetworks: z.boolean().default(false),
+    /** Time a receiver has to answer one delivery, in milliseconds. */
+    timeoutMs: z.int().min(100).max(60_000).default(5_000),
+    /** Attempts before a delivery is marked failed. */
+    maxAttempts: z.int().min(1).max(50).default(8),
+    /** Delays before retries, in milliseconds (the last repeats; ±20 % jitter). */
+    retryDelaysMs: z
+      .array(z.int().min(10).max(86_400_000))
+      .min(1)
+      .default([5_000, 30_000, 120_000, 600_000, 1_800_000, 3_600_000, 7_200_000]),
+    /** How often each process looks for due deliveries, in milliseconds. */
+    pollMs: z.int().min(50).max(60_000).default(1_000),
+  })
+  .prefault({});
+
+const tracingSchema = z
+  .strictObject({
+    /** Share of traces recorded (0–1), in the span store and the exporter alike. */
+    sampleRatio: z.number().min(0).max(1).default(1),
+    /** OTLP/HTTP traces endpoint of a collector (`http://collector:4318/v1/traces`). */
+    otlpEndpoint: z.url().optional(),
+    /** `id`: spans carry the user id; `pseudonym`: a hash of tenant and user instead. */
+    userAttribute: z.enum(['id', 'pseudonym']).default('id'),
+    /** Keep user spans in PostgreSQL so `getRunTrace` can show them. */
+    store: z.boolean().default(true),
+    /** Spans older than this are deleted from the span store, in hours. */
+    retentionHours: z.int().min(1).max(24 * 365).default(72),
+  })
+  .prefault({});
+
 const logSchema = z
   .strictObject({
     level: z.enum(logLevels).default('info'),
@@ -223,6 +256,8 @@ export const configFileSchema = z.strictObject({
     ),
   tools: toolsSchema,
   limits: limitsSchema,
+  webhooks: webhooksSchema,
+  tracing: tracingSchema,
   audit: auditSchema,
   log: logSchema,
 });
@@ -254,6 +289,11 @@ export const environmentSchema = z.object({
   BRIGADE_AUDIT_SIGNING_KEY: z.string().min(40, 'must be a PKCS#8 Ed25519 key').optional(),
   /** Bearer token that may read `/metrics` (besides the operator key). */
   BRIGADE_METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
+  /** Headers for the OTLP exporter, `name=value` pairs separated by commas (collector keys). */
+  BRIGADE_OTLP_HEADERS: z
+    .string()
+    .regex(/^[^=,]+=[^,]*(,[^=,]+=[^,]*)*$/, 'must be name=value pairs separated by commas')
+    .optional(),
   /** The credentials vault's master key: base64 of 32 random bytes (secret). */
   BRIGADE_MASTER_KEY: z.string().min(40, 'must be base64 of 32 bytes').optional(),
   /** The master key being rotated away from (set with the new BRIGADE_MASTER_KEY). */

@@ -25,6 +25,8 @@ export interface Config {
   /** Providers with their API keys resolved from the environment. */
   /** Platform model routes. */
   readonly routes: ConfigFile['routes'];
+  readonly webhooks: ConfigFile['webhooks'];
+  readonly tracing: ConfigFile['tracing'] & { readonly otlpHeaders: Readonly<Record<string, string>> };
   readonly providers: Readonly<
     Record<
       string,
@@ -208,6 +210,19 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     routes: file.routes,
     tools: file.tools,
     limits: file.limits,
+    webhooks: file.webhooks,
+    tracing: {
+      ...file.tracing,
+      otlpHeaders: Object.fromEntries(
+        (environment.BRIGADE_OTLP_HEADERS ?? '')
+          .split(',')
+          .filter((pair) => pair.includes('='))
+          .map((pair) => [
+            pair.slice(0, pair.indexOf('=')).trim(),
+            pair.slice(pair.indexOf('=') + 1).trim(),
+          ]),
+      ),
+    },
     providers,
     log: { level: environment.LOG_LEVEL ?? file.log.level },
     audit: {

@@ -31,6 +31,7 @@ export const errorCodes = [
   'quota_exceeded',
   'policy_not_found',
   'model_route_not_found',
+  'context_length_exceeded',
   'consent_required',
   'consent_not_found',
   'tool_not_found',

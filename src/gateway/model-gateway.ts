@@ -3,13 +3,14 @@ import { AppError } from '../domain/errors.ts';
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
 import { createLanguageModel, generateWithAiSdk, type ProviderConfig } from './ai-sdk-model.ts';
 import { generateLocal } from './local-model.ts';
-import { createModelRouter, type DeploymentCall, type RouteAttempt } from './model-router.ts';
+import { createModelRouter, type DeploymentCall } from './model-router.ts';
 import {
   isRouteName,
   type ModelRouteDefinition,
   type RouteDeployment,
   routeDefaults,
 } from './model-routes.ts';
+import type { RouteAttempt } from './route-failures.ts';
 
 /** One model call as the runtime asks for it. */
 export interface GatewayRequest {
@@ -24,7 +25,6 @@ export interface GatewayRequest {
   readonly tenantId?: string | undefined;
   /** The caller's deadline; a route's own deadline applies too. */
   readonly deadline?: Date | undefined;
-}
   /**
    * False when the caller needs only the finished result (a non-streaming API call): providers
    * are then called without streaming, which costs far less CPU. Default true.
@@ -32,8 +32,8 @@ export interface GatewayRequest {
   readonly stream?: boolean | undefined;
   /** Structured output: plain text (default) or a JSON object, optionally matching a schema. */
   readonly responseFormat?: ResponseFormat | undefined;
+}
 
-/** A model call's result, and what served it. */
 /** What shape of answer a call asks for (OpenAI's `response_format`). */
 export type ResponseFormat =
   | { readonly type: 'text' }
@@ -47,6 +47,7 @@ export type ResponseFormat =
       readonly strict?: boolean | undefined;
     };
 
+/** A model call's result, and what served it. */
 export interface GatewayResult extends ModelResultV1 {
   readonly served: {
     /** The route that answered (null for a direct `local` call). */
@@ -70,9 +71,9 @@ export interface ModelGateway {
    * budget can reserve the most expensive; empty when `model` names nothing.
    */
   deployments(model: string, tenantId: string | undefined): Promise<readonly RouteDeployment[]>;
-  generate(request: GatewayRequest): Promise<GatewayResult>;
   /** The route `model` names for the tenant (its own shadowing the platform's), if any. */
   route(model: string, tenantId: string | undefined): Promise<ModelRouteDefinition | undefined>;
+  generate(request: GatewayRequest): Promise<GatewayResult>;
 }
 
 /** Options for {@link createModelGateway}. */
@@ -145,8 +146,8 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
             signal,
             onTextDelta,
             tokenDelayMs: options.localTokenDelayMs,
-          })
             responseFormat: request.responseFormat,
+          })
         : generateWithAiSdk({
             model: languageModel(model),
             messages: request.messages,
@@ -167,8 +168,8 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
       ...Object.keys(options.providers).map((name) => `${name}:<model>`),
       ...platform.keys(),
     ],
-    async deployments(model, tenantId) {
     route: (model, tenantId) => findRoute(model, tenantId),
+    async deployments(model, tenantId) {
       if (direct(model)) return [{ model }];
       const seen = new Set<string>();
       const found: RouteDeployment[] = [];

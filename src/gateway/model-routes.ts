@@ -30,6 +30,8 @@ export interface RouteDeployment {
   readonly rpm?: number | undefined;
   /** Price override for this deployment. */
   readonly price?: ModelPrice | undefined;
+  /** Context window in tokens (overrides the built-in table). */
+  readonly contextTokens?: number | undefined;
 }
 
 /** A fallback: another route tried when this one fails for one of `on`. */
@@ -38,8 +40,6 @@ export interface RouteFallback {
   readonly on: readonly FailureKind[];
 }
 
-/** A model route: a name callers use instead of a model, with its resilience settings. */
-export interface ModelRouteDefinition {
 /**
  * The response cache of a route (opt-in). Answers are cached per user; `scope: 'tenant'` shares
  * them between the tenant's users. Routes are made by admins (tenant routes) or the operator
@@ -52,6 +52,8 @@ export interface RouteCache {
   readonly scope?: 'user' | 'tenant' | undefined;
 }
 
+/** A model route: a name callers use instead of a model, with its resilience settings. */
+export interface ModelRouteDefinition {
   readonly name: string;
   readonly strategy: RouteStrategy;
   readonly deployments: readonly RouteDeployment[];
@@ -75,10 +77,10 @@ export interface RouteCache {
     /** How long an open breaker waits before one probe (half-open). */
     readonly halfOpenAfterMs: number;
   };
-}
-
   /** Response cache for OpenAI-compatible API calls (off when absent). */
   readonly cache?: RouteCache | undefined;
+}
+
 /** Defaults of the optional route settings. */
 export const routeDefaults = {
   strategy: 'weighted',

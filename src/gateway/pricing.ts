@@ -33,6 +33,43 @@ export const defaultPrices: Readonly<Record<string, ModelPrice>> = {
   'claude-3-5-haiku': { inputPerMTok: 0.8, outputPerMTok: 4, cachedInputPerMTok: 0.08 },
 };
 
+/**
+ * Context windows (tokens) of widely used models, matched like prices. A deployment's
+ * `contextTokens` overrides it; a model in neither has no known window and is never refused.
+ */
+export const defaultContextWindows: Readonly<Record<string, number>> = {
+  local: 131_072,
+  'gpt-5': 400_000,
+  'gpt-4.1': 1_047_576,
+  'gpt-4o': 128_000,
+  o3: 200_000,
+  'o4-mini': 200_000,
+  'claude-opus-4': 200_000,
+  'claude-sonnet-4': 200_000,
+  'claude-3-7-sonnet': 200_000,
+  'claude-3-5-sonnet': 200_000,
+  'claude-haiku-4-5': 200_000,
+  'claude-3-5-haiku': 200_000,
+};
+
+/** The context window of `model`, when known (longest matching prefix, bare id too). */
+export function contextWindowOf(model: string): number | undefined {
+  const bare = model.includes(':') ? model.slice(model.indexOf(':') + 1) : model;
+  const keys = Object.keys(defaultContextWindows).sort((a, b) => b.length - a.length);
+  const key = keys.find((candidate) => model.startsWith(candidate) || bare.startsWith(candidate));
+  return key === undefined ? undefined : defaultContextWindows[key];
+}
+
+/**
+ * A lower bound of a request's input tokens: one token per 8 UTF-8 bytes. Real tokenizers
+ * produce more, so a request whose bound exceeds a context window certainly does not fit.
+ */
+export function inputTokenFloor(messages: readonly MessageV1[]): number {
+  let bytes = 0;
+  for (const message of messages) bytes += Buffer.byteLength(JSON.stringify(message.content));
+  return Math.floor(bytes / 8);
+}
+
 /** Token counts of one call. */
 export interface TokenCounts {
   readonly inputTokens: number;

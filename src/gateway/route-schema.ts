@@ -23,6 +23,8 @@ const deploymentSchema = z.strictObject({
   maxConcurrency: z.int().min(1).max(100_000).optional(),
   rpm: z.int().min(1).max(100_000_000).optional(),
   price: priceSchema.optional(),
+  /** The model's context window in tokens (overrides the built-in table). */
+  contextTokens: z.int().min(1).max(100_000_000).optional(),
 });
 
 /** A model route as a config file or an API request writes it (settings optional). */
@@ -60,8 +62,6 @@ export const modelRouteSchema = z.strictObject({
         .default(routeDefaults.breaker.halfOpenAfterMs),
     })
     .prefault({}),
-});
-
   cache: z
     .strictObject({
       ttlSeconds: z
@@ -71,6 +71,8 @@ export const modelRouteSchema = z.strictObject({
       scope: z.enum(['user', 'tenant']).optional(),
     })
     .optional(),
+});
+
 /** The parsed route (every setting filled in). */
 export type ModelRouteInput = z.infer<typeof modelRouteSchema>;
 

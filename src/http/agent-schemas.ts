@@ -26,6 +26,20 @@ const agentFields = {
     description:
       'Tools whose every call pauses the run until the user approves, rejects or edits it.',
   }),
+  degradation: z
+    .strictObject({
+      atBudgetPercent: z.int().min(1).max(100),
+      model: z.string().min(1).max(200),
+    })
+    .nullable()
+    .openapi({
+      description:
+        'Past `atBudgetPercent` % of any budget binding a run (used + reserved), its model calls go to `model` (a cheaper model or route).',
+    }),
+  onDeadline: z.enum(['fail', 'partial']).openapi({
+    description:
+      '`fail`: a run past its deadline expires. `partial`: it completes with the text streamed so far, marked incomplete.',
+  }),
   metadata: metadataSchema,
 };
 
@@ -41,6 +55,8 @@ export const createAgentSchema = z
     runTimeoutMs: agentFields.runTimeoutMs.default(120_000),
     maxOutputTokens: agentFields.maxOutputTokens.default(1024),
     approvalRequiredTools: agentFields.approvalRequiredTools.default([]),
+    degradation: agentFields.degradation.default(null),
+    onDeadline: agentFields.onDeadline.default('fail'),
     metadata: agentFields.metadata.default({}),
   })
   .openapi('CreateAgentRequest');
@@ -57,6 +73,8 @@ export const updateAgentSchema = z
     runTimeoutMs: agentFields.runTimeoutMs.optional(),
     maxOutputTokens: agentFields.maxOutputTokens.optional(),
     approvalRequiredTools: agentFields.approvalRequiredTools.optional(),
+    degradation: agentFields.degradation.optional(),
+    onDeadline: agentFields.onDeadline.optional(),
     metadata: agentFields.metadata.optional(),
   })
   .refine((value) => Object.keys(value).length > 0, 'at least one field is required')
@@ -76,6 +94,8 @@ export const agentSchema = z
     runTimeoutMs: z.int(),
     maxOutputTokens: z.int(),
     approvalRequiredTools: z.array(z.string()),
+    degradation: z.object({ atBudgetPercent: z.int(), model: z.string() }).nullable(),
+    onDeadline: z.enum(['fail', 'partial']),
     metadata: z.record(z.string(), z.unknown()),
     createdAt: z.iso.datetime(),
     updatedAt: z.iso.datetime(),
@@ -160,6 +180,13 @@ export const runSchema = z
     priority: z.enum(['interactive', 'batch']),
     errorCode: z.string().nullable(),
     errorMessage: z.string().nullable(),
+    incomplete: z
+      .object({ reason: z.string() })
+      .nullable()
+      .openapi({ description: 'Set when the answer is partial, e.g. the deadline came first.' }),
+    degraded: z.boolean().openapi({
+      description: "True when budget pressure moved the run to its agent's degradation model.",
+    }),
     usage: z.object({ inputTokens: z.int(), outputTokens: z.int() }),
     stepCount: z.int(),
     createdAt: z.iso.datetime(),
@@ -179,6 +206,7 @@ export const agentResponse = (agent: Agent) => ({
   ...agent,
   tools: [...agent.tools],
   approvalRequiredTools: [...agent.approvalRequiredTools],
+  degradation: agent.degradation === null ? null : { ...agent.degradation },
   metadata: { ...agent.metadata },
   createdAt: agent.createdAt.toISOString(),
   updatedAt: agent.updatedAt.toISOString(),
@@ -211,6 +239,8 @@ export const runResponse = (run: Run) => ({
   priority: run.priority,
   errorCode: run.errorCode,
   errorMessage: run.errorMessage,
+  incomplete: run.incompleteReason === null ? null : { reason: run.incompleteReason },
+  degraded: run.degraded,
   usage: { inputTokens: run.inputTokens, outputTokens: run.outputTokens },
   stepCount: run.stepCount,
   createdAt: run.createdAt.toISOString(),

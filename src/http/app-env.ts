@@ -7,11 +7,15 @@ import type { UsageService } from '../domain/guards/usage-service.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
 import type { CachingGateway } from '../runtime/cached-gateway.ts';
+import type { CredentialService } from '../runtime/credential-service.ts';
 import type { ModelRouteService } from '../runtime/model-route-service.ts';
 import type { RunSignals } from '../runtime/run-signals.ts';
+import type { ToolService } from '../runtime/tool-service.ts';
 import type { AuditCheckpointStore } from '../storage/identity/audit-checkpoint-store.ts';
 import type { AuditStore } from '../storage/identity/audit-store.ts';
 import type { ApprovalStore } from '../storage/runs/approval-store.ts';
+import type { SpanStore } from '../storage/tracing/span-store.ts';
+import type { WebhookStore } from '../storage/webhooks/webhook-store.ts';
 
 /** Per-request values middleware puts on the Hono context. */
 export interface AppVariables {
@@ -37,7 +41,13 @@ export interface RouteServices {
   readonly audit: AuditStore;
   readonly auditCheckpoints: AuditCheckpointStore;
   readonly consents: ConsentService;
+  /** Tenant tools and kill switches. */
+  readonly tools: ToolService;
+  /** The credentials vault (metadata only over the API). */
+  readonly credentials: CredentialService;
   readonly modelRoutes: ModelRouteService;
+  readonly webhooks: WebhookStore;
+  readonly spans: SpanStore;
   readonly policies: PolicyService;
   readonly usage: UsageService;
   /** The OpenAI-compatible API's model calls: metered, and the names the gateway knows. */

@@ -6,6 +6,7 @@ import { requestId } from 'hono/request-id';
 import { AppError, UnauthenticatedError, ValidationError } from '../domain/errors.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import type { Tracing } from '../observability/tracing.ts';
 import type { BindingLimit } from '../runtime/policy-cache.ts';
 import type { RequestLimiter } from '../runtime/request-limiter.ts';
 import type { AppEnv, BrigadeApp, RouteServices } from './app-env.ts';
@@ -13,6 +14,7 @@ import type { Authenticator } from './auth/authenticator.ts';
 import { docsPage } from './docs-page.ts';
 import { type ErrorLogger, renderProblem } from './error-response.ts';
 import { httpMetrics } from './middleware/http-metrics.ts';
+import { httpTracing } from './middleware/http-tracing.ts';
 import { isOpenAiPath, renderOpenAiError } from './openai/openai-error.ts';
 import { registerAgentRoutes } from './routes/agent-routes.ts';
 import { registerApprovalRoutes } from './routes/approval-routes.ts';
@@ -30,8 +32,10 @@ import { registerRunRoutes } from './routes/run-routes.ts';
 import { registerTenantRoutes } from './routes/tenant-routes.ts';
 import { registerThreadRoutes } from './routes/thread-routes.ts';
 import { registerToolRoutes } from './routes/tool-routes.ts';
+import { registerTraceRoutes } from './routes/trace-routes.ts';
 import { registerUsageRoutes } from './routes/usage-routes.ts';
 import { registerUserRoutes } from './routes/user-routes.ts';
+import { registerWebhookRoutes } from './routes/webhook-routes.ts';
 
 /** Options for {@link createApp}. */
 export interface CreateAppOptions {
@@ -50,6 +54,10 @@ export interface CreateAppOptions {
   readonly requestPolicies?:
     | ((principal: UserPrincipal) => Promise<readonly BindingLimit[]>)
     | undefined;
+  /** Request spans (and the trace ids on log lines inside them). */
+  readonly tracing?: Tracing | undefined;
+  /** Lets webhooks target private and loopback addresses (tests, private deployments). */
+  readonly webhooksAllowPrivateNetworks?: boolean | undefined;
   /** Readiness probe: resolves when the database answers; false while draining. */
   readonly isReady: () => Promise<boolean>;
   readonly version: string;
@@ -123,6 +131,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
 
   if (options.metrics !== undefined) app.use('*', httpMetrics(options.metrics.registry));
   app.use('*', requestId({ headerName: 'X-Request-Id', limitLength: 128 }));
+  if (options.tracing !== undefined) app.use('*', httpTracing(options.tracing));
   if (options.cors.origins.length > 0) {
     app.use(
       '*',
@@ -225,6 +234,10 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerCredentialRoutes(app, options.services);
   registerPolicyRoutes(app, options.services);
   registerModelRouteRoutes(app, options.services);
+  registerTraceRoutes(app, options.services);
+  registerWebhookRoutes(app, options.services, {
+    allowPrivateNetworks: options.webhooksAllowPrivateNetworks ?? false,
+  });
   registerUsageRoutes(app, options.services);
   registerOpenAiRoutes(app, options.services);
 

@@ -1,4 +1,5 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { activeTraceIds } from './tracing.ts';
 
 /** Paths pino replaces with `[redacted]` wherever they appear in a log object. */
 export const redactedPaths = [
@@ -36,6 +37,8 @@ export function createLogger(options: CreateLoggerOptions): Logger {
       redact: { paths: redactedPaths, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      // Every line logged inside a span names its trace and span.
+      mixin: () => activeTraceIds() ?? {},
     },
     options.destination ?? pino.destination({ sync: false }),
   );

@@ -20,6 +20,15 @@ export function createAgentValidator(options: {
           `No model route or provider named '${input.model}'. Available: ${options.gateway.describe().join(', ')}.`,
         );
       }
+      if (
+        input.degradation != null &&
+        !(await options.gateway.knowsFor(input.degradation.model, tenantId))
+      ) {
+        throw new AppError(
+          'unknown_model',
+          `No model route or provider named '${input.degradation.model}' (degradation.model).`,
+        );
+      }
       const named = [...(input.tools ?? []), ...(input.approvalRequiredTools ?? [])];
       const tenantTools =
         named.length === 0 || options.tenantToolNames === undefined

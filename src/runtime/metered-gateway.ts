@@ -1,9 +1,9 @@
 import { AppError } from '../domain/errors.ts';
 import type { Role } from '../domain/identity/permissions.ts';
 import type { GatewayRequest, GatewayResult, ModelGateway } from '../gateway/model-gateway.ts';
-import { type RouteAttempt, RouteFailedError } from '../gateway/model-router.ts';
 import { isRouteName } from '../gateway/model-routes.ts';
-import type { PriceTable } from '../gateway/pricing.ts';
+import { contextWindowOf, inputTokenFloor, type PriceTable } from '../gateway/pricing.ts';
+import { type RouteAttempt, RouteFailedError } from '../gateway/route-failures.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import type { BudgetStore, Spender, UsageEntry } from '../storage/guards/budget-store.ts';
 import type { ModelCallLimits } from './model-call-limits.ts';
@@ -18,6 +18,8 @@ export interface MeteredGatewayOptions {
   readonly limits?: ModelCallLimits | undefined;
   /** Told of every usage record written (metrics). */
   readonly onUsage?: ((entry: UsageEntry) => void) | undefined;
+  /** Told when a call made a budget cross an alert threshold (wakes the webhook worker). */
+  readonly onBudgetAlert?: (() => void) | undefined;
 }
 
 /** A model call with the spender it is billed to. */
@@ -26,11 +28,16 @@ export interface MeteredRequest extends GatewayRequest {
   readonly source: 'run' | 'api';
   /** When the reservation counts as orphaned if nobody settled it (the caller's deadline). */
   readonly deadline: Date;
+  /** Past `atPercent` % of a binding budget, call `model` instead (graceful degradation). */
+  readonly degrade?: { readonly atPercent: number; readonly model: string } | undefined;
 }
+
+/** A metered call's result; `degraded` when the degradation model answered. */
+export type MeteredResult = ModelResultV1 & { readonly degraded?: boolean };
 
 /** The gateway with budgets and metering in front of every call. */
 export interface MeteredGateway {
-  generate(request: MeteredRequest): Promise<ModelResultV1>;
+  generate(request: MeteredRequest): Promise<MeteredResult>;
 }
 
 function providerOf(model: string): string {
@@ -60,7 +67,15 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
       });
       let tokens = 0;
       try {
-        const result = await metered(request);
+        const degraded =
+          request.degrade !== undefined &&
+          (await budgets.utilization(request.spender)) * 100 >= request.degrade.atPercent;
+        const result = await metered(
+          degraded && request.degrade !== undefined
+            ? { ...request, model: request.degrade.model }
+            : request,
+        );
+        if (degraded) return { ...result, degraded: true };
         tokens = result.usage.inputTokens + result.usage.outputTokens;
         return result;
       } finally {
@@ -74,6 +89,17 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     const deployments = await gateway.deployments(request.model, tenantId);
     if (deployments.length === 0)
       throw new AppError('unknown_model', `No model route or provider named '${request.model}'.`);
+    // Refused before any provider is paid when no deployment's context can hold the prompt.
+    const windows = deployments.map(
+      (deployment) => deployment.contextTokens ?? contextWindowOf(deployment.model),
+    );
+    const floor = inputTokenFloor(request.messages);
+    if (windows.every((window) => window !== undefined && floor > window)) {
+      throw new AppError(
+        'context_length_exceeded',
+        `The prompt has at least ${floor} tokens, more than the context of every model of '${request.model}' (${Math.max(...(windows as number[]))} at most).`,
+      );
+    }
     // A routed call may end on any deployment of its route or fallbacks: reserve the dearest.
     const worst = Math.max(
       ...deployments.map((deployment) =>
@@ -140,7 +166,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
       const failed = failedAttempts(attempts.slice(0, -1));
       for (const recorded of [...failed, entry]) options.onUsage?.(recorded);
       await budgets
-        .settle(request.spender, reservation, entry, failed)
+        .settle(request.spender, reservation, { entry, failedAttempts: failed })
         .catch((settleError: unknown) =>
           options.logger.warn(
             { err: { message: (settleError as Error).message } },
@@ -167,7 +193,11 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     };
     const failed = failedAttempts(served.attempts);
     for (const recorded of [...failed, settled]) options.onUsage?.(recorded);
-    await budgets.settle(request.spender, reservation, settled, failed);
+    const crossed = await budgets.settle(request.spender, reservation, {
+      entry: settled,
+      failedAttempts: failed,
+    });
+    if (crossed > 0) options.onBudgetAlert?.();
     return answer;
   }
 }

@@ -150,6 +150,8 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       errorCode?: string;
       errorMessage?: string;
       text?: string;
+      /** Set when the answer is partial (the deadline came first). */
+      incompleteReason?: string;
     },
     events: EventWriter,
   ): Promise<'done' | 'cancelled-late'> {
@@ -162,6 +164,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           completed_at: now,
           error_code: outcome.errorCode ?? null,
           error_message: outcome.errorMessage ?? null,
+          incomplete_reason: outcome.incompleteReason ?? null,
         })
         .where('id', '=', claim.runId)
         .where('status', 'in', ['queued', 'running', 'requires_action'])
@@ -216,6 +219,9 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
                 ? {}
                 : { errorCode: outcome.errorCode, message: outcome.errorMessage }),
               ...(outcome.text === undefined ? {} : { text: outcome.text }),
+              ...(outcome.incompleteReason === undefined
+                ? {}
+                : { incomplete: { reason: outcome.incompleteReason } }),
             },
           },
         ]);
@@ -225,6 +231,17 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     });
     options.signals.queueChanged();
     return finished;
+  }
+
+  /** Records that a run's model calls went to its degradation model. */
+  async function markDegraded(claim: RunClaim): Promise<void> {
+    await database.withScope(claim, (db) =>
+      db
+        .updateTable('brigade.runs')
+        .set({ degraded: true })
+        .where('id', '=', claim.runId)
+        .execute(),
+    );
   }
 
   return {
@@ -348,6 +365,9 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         Math.max(0, deadline - Date.now()),
       );
       let modelCalls = 0;
+      // Text streamed by the model call in flight: the partial answer at a deadline.
+      let streamed = '';
+      let degraded = run.degraded;
       try {
         if (run.status === 'running' || run.startedAt !== null) {
           // Resumed: a model call the previous process had in flight left its reservation.
@@ -390,6 +410,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
             async generate(request) {
               const key = `model:${modelCalls}`;
               modelCalls += 1;
+              streamed = '';
               const saved = checkpoints.get(key);
               if (saved !== undefined) return saved as ModelResultV1;
               const result = await gateway.generate({
@@ -411,8 +432,28 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
                 tools: request.tools,
                 maxOutputTokens: agent.maxOutputTokens,
                 signal: controller.signal,
-                onTextDelta: request.onTextDelta,
+                onTextDelta: (delta) => {
+                  streamed += delta;
+                  request.onTextDelta?.(delta);
+                },
+                ...(agent.degradation === null
+                  ? {}
+                  : {
+                      degrade: {
+                        atPercent: agent.degradation.atBudgetPercent,
+                        model: agent.degradation.model,
+                      },
+                    }),
               });
+              streamed = '';
+              if (result.degraded === true && !degraded) {
+                degraded = true;
+                events.push('model-degraded', {
+                  model: agent.degradation?.model,
+                  reason: `past ${agent.degradation?.atBudgetPercent} % of a budget`,
+                });
+                await markDegraded(claim);
+              }
               await saveStep(claim, {
                 events,
                 key,
@@ -478,6 +519,12 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           await finish(
             claim,
             { status: 'cancelled', errorCode: 'cancelled', errorMessage: 'The run was cancelled.' },
+            events,
+          );
+        else if (reason === 'timeout' && agent.onDeadline === 'partial' && streamed.length > 0)
+          await finish(
+            claim,
+            { status: 'completed', text: streamed, incompleteReason: 'deadline' },
             events,
           );
         else if (reason === 'timeout')

@@ -76,6 +76,8 @@ export interface WorldUser {
   readonly parked: ParkedRun | undefined;
   /** A consent the user granted itself (every user has one). */
   readonly consentId: string;
+  /** A credential in the vault (every user but viewers has one). */
+  readonly credentialId: string | undefined;
 }
 
 /** A tenant's OIDC provider; `signingKey` is its identity provider's private key (PEM kind). */
@@ -95,6 +97,12 @@ export interface WorldTenant {
   readonly policyId: string;
   /** A model route the owner created. */
   readonly routeId: string;
+  /** An HTTP tool, a kill switch and a shared credential the owner created. */
+  readonly toolId: string;
+  readonly blockId: string;
+  readonly sharedCredentialId: string;
+  /** A webhook the owner subscribed. */
+  readonly webhookId: string;
   readonly users: readonly WorldUser[];
   readonly provider: WorldProvider | undefined;
 }
@@ -208,6 +216,17 @@ async function buildUser(
     201,
     'consent',
   );
+  const vaulted =
+    spec.role === 'viewer'
+      ? undefined
+      : must(
+          await apiClient(context.url, credential).post<Created>('/v1/me/credentials', {
+            name: 'service',
+            secret: `secret-of-${displayName}-000000`,
+          }),
+          201,
+          'credential',
+        );
   return {
     tenantId,
     id: user.id,
@@ -216,6 +235,7 @@ async function buildUser(
     keys,
     credential,
     consentId: consent.id,
+    credentialId: vaulted?.id,
   };
 }
 
@@ -285,6 +305,40 @@ export async function buildTenant(
     201,
     'model route',
   );
+  const webhook = must(
+    await apiClient(context.url, owner.credential).post<Created>('/v1/webhooks', {
+      url: `https://hooks.${slug}.example/brigade`,
+      events: ['budget.threshold'],
+    }),
+    201,
+    'webhook',
+  );
+  const ownerClient = apiClient(context.url, owner.credential);
+  const tool = must(
+    await ownerClient.post<Created>('/v1/tools', {
+      name: 'lookup',
+      description: 'Looks an item up.',
+      risk: 'read',
+      urlTemplate: `https://api.${slug}.example/items/{id}`,
+      inputSchema: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] },
+      auth: { credential: 'service', scheme: 'bearer' },
+    }),
+    201,
+    'tool',
+  );
+  const block = must(
+    await ownerClient.post<Created>('/v1/tool-blocks', { toolName: 'lookup', agentId: agent.id }),
+    201,
+    'tool block',
+  );
+  const shared = must(
+    await ownerClient.post<Created>('/v1/credentials', {
+      name: 'team',
+      secret: `shared-secret-of-${slug}-0000`,
+    }),
+    201,
+    'shared credential',
+  );
   const provider = await buildProvider(context, { tenantId, slug, kind: spec.oidc });
   const withRuns = await Promise.all(
     users.map(async (user) => ({
@@ -300,6 +354,10 @@ export async function buildTenant(
     agentId: agent.id,
     policyId: policy.id,
     routeId: route.id,
+    toolId: tool.id,
+    blockId: block.id,
+    sharedCredentialId: shared.id,
+    webhookId: webhook.id,
     users: withRuns,
     provider,
   };
@@ -308,7 +366,14 @@ export async function buildTenant(
 /** Every id of the world that belongs to `user` (what it legitimately knows about itself). */
 export function ownIds(user: WorldUser): string[] {
   const parked = user.parked === undefined ? [] : Object.values(user.parked);
-  return [user.tenantId, user.id, ...user.keys.map((key) => key.id), ...parked, user.consentId];
+  return [
+    user.tenantId,
+    user.id,
+    ...user.keys.map((key) => key.id),
+    ...parked,
+    user.consentId,
+    ...(user.credentialId === undefined ? [] : [user.credentialId]),
+  ];
 }
 
 /** Every id of the world that belongs to `tenant`. */
@@ -318,6 +383,10 @@ export function tenantIds(tenant: WorldTenant): string[] {
     tenant.agentId,
     tenant.policyId,
     tenant.routeId,
+    tenant.toolId,
+    tenant.blockId,
+    tenant.sharedCredentialId,
+    tenant.webhookId,
     ...(tenant.provider === undefined ? [] : [tenant.provider.id]),
     ...tenant.users.flatMap(ownIds),
   ];

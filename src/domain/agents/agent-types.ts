@@ -16,9 +16,20 @@ export interface Agent {
   readonly maxOutputTokens: number;
   /** Tools whose every call waits for the user's approval. */
   readonly approvalRequiredTools: readonly string[];
+  /** Past this share of a budget binding the run, model calls go to the cheaper `model`. */
+  readonly degradation: AgentDegradation | null;
+  /** At the run's deadline: fail (`expired`), or complete with the partial answer. */
+  readonly onDeadline: 'fail' | 'partial';
   readonly metadata: Readonly<Record<string, unknown>>;
   readonly createdAt: Date;
   readonly updatedAt: Date;
+}
+
+/** Graceful degradation of an agent as its budget runs out. */
+export interface AgentDegradation {
+  readonly atBudgetPercent: number;
+  /** A cheaper model or route. */
+  readonly model: string;
 }
 
 /** Fields an admin sets on an agent. */
@@ -80,6 +91,10 @@ export interface Run {
   readonly priority: RunPriority;
   /** The API key that created the run (null for a JWT login); usage is attributed to it. */
   readonly apiKeyId: string | null;
+  /** Why a completed run's answer is partial (`deadline`), else null. */
+  readonly incompleteReason: string | null;
+  /** Whether its model calls went to the agent's degradation model. */
+  readonly degraded: boolean;
   readonly errorCode: string | null;
   readonly errorMessage: string | null;
   readonly inputTokens: number;

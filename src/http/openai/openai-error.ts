@@ -30,6 +30,12 @@ const mapped: Partial<
   unauthenticated: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
   forbidden: { status: 403, type: 'permission_error', code: 'insufficient_permissions' },
   unknown_model: { status: 404, type: 'invalid_request_error', code: 'model_not_found' },
+  context_length_exceeded: {
+    status: 400,
+    type: 'invalid_request_error',
+    code: 'context_length_exceeded',
+    retry: false,
+  },
   agent_not_found: { status: 404, type: 'invalid_request_error', code: 'model_not_found' },
   rate_limited: { status: 429, type: 'rate_limit_error', code: 'rate_limit_exceeded' },
   quota_exceeded: { status: 429, type: 'rate_limit_error', code: 'rate_limit_exceeded' },
@@ -76,6 +82,7 @@ export function toOpenAiError(error: unknown): OpenAiError {
       .join('; ');
   }
   if (appError.code === 'unknown_model' || appError.code === 'agent_not_found') param = 'model';
+  if (appError.code === 'context_length_exceeded') param = 'messages';
   const retryAfter = appError.details?.['retryAfterSeconds'];
   if (typeof retryAfter === 'number') headers['retry-after'] = String(Math.ceil(retryAfter));
   if (rule?.retry === false) headers['x-should-retry'] = 'false';

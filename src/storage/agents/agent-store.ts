@@ -22,6 +22,11 @@ export function toAgent(row: Selectable<AgentsTable>): Agent {
     runTimeoutMs: row.run_timeout_ms,
     maxOutputTokens: row.max_output_tokens,
     approvalRequiredTools: row.approval_required_tools,
+    degradation:
+      row.degrade_at_percent === null || row.degrade_model === null
+        ? null
+        : { atBudgetPercent: row.degrade_at_percent, model: row.degrade_model },
+    onDeadline: row.on_deadline,
     metadata: row.metadata as Record<string, unknown>,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -43,6 +48,13 @@ function toColumns(input: Partial<AgentInput>) {
     ...(input.approvalRequiredTools === undefined
       ? {}
       : { approval_required_tools: [...input.approvalRequiredTools] }),
+    ...(input.degradation === undefined
+      ? {}
+      : {
+          degrade_at_percent: input.degradation?.atBudgetPercent ?? null,
+          degrade_model: input.degradation?.model ?? null,
+        }),
+    ...(input.onDeadline === undefined ? {} : { on_deadline: input.onDeadline }),
   };
 }
 
@@ -66,6 +78,9 @@ export function createAgentStore(database: Database): AgentStore {
             run_timeout_ms: input.runTimeoutMs,
             max_output_tokens: input.maxOutputTokens,
             approval_required_tools: [...input.approvalRequiredTools],
+            degrade_at_percent: input.degradation?.atBudgetPercent ?? null,
+            degrade_model: input.degradation?.model ?? null,
+            on_deadline: input.onDeadline,
             metadata: JSON.stringify(input.metadata),
             created_by_user_id: principal.userId,
             created_at: now,

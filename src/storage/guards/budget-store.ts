@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { AppError } from '../../domain/errors.ts';
 import { nanosToUsd } from '../../domain/guards/policy-types.ts';
-import type { Database, ScopedDb } from '../postgres/database.ts';
+import { type Database, type ScopedDb, sqlLiteral } from '../postgres/database.ts';
 
 /** Who a metered call is for: every budget, quota and usage record is attributed to them. */
 export interface Spender {
@@ -44,9 +44,18 @@ interface Refusal {
   readonly taken: number;
   readonly period: string;
   readonly resetsAt: string | null;
+  readonly subjectId?: string;
+  readonly periodStart?: string;
 }
 
 type ReserveResult = { readonly ok: true; readonly counters: unknown[] } | Refusal;
+
+const periodAdjective: Readonly<Record<string, string>> = {
+  day: 'daily',
+  week: 'weekly',
+  month: 'monthly',
+  rolling: 'rolling',
+};
 
 function scopeOf(spender: Spender) {
   return { tenantId: spender.tenantId, userId: spender.userId };
@@ -57,35 +66,34 @@ function secondsUntil(when: string | null): number {
   return Math.max(1, Math.ceil((new Date(when).getTime() - Date.now()) / 1000));
 }
 
-async function insertUsage(
-  db: ScopedDb,
-  record: { spender: Spender; entry: UsageEntry; reservationId: string | undefined },
-): Promise<void> {
-  const { spender, entry, reservationId } = record;
-  await db
-    .insertInto('brigade.usage_records')
-    .values({
-      tenant_id: spender.tenantId,
-      user_id: spender.userId,
-      key_id: spender.keyId ?? null,
-      agent_id: spender.agentId ?? null,
-      run_id: spender.runId ?? null,
-      source: entry.source,
-      route: entry.route ?? null,
-      provider: entry.provider,
-      model: entry.model,
-      input_tokens: entry.inputTokens,
-      output_tokens: entry.outputTokens,
-      cached_tokens: entry.cachedTokens ?? 0,
-      estimated: entry.estimated,
-      cost: entry.cost,
-      latency_ms: Math.round(entry.latencyMs),
-      ttft_ms: entry.ttftMs === null ? null : Math.round(entry.ttftMs),
-      status: entry.status,
-      error_code: entry.errorCode ?? null,
-      reservation_id: reservationId ?? null,
-    })
-    .execute();
+/** One usage record as a row of literals (typed, so a VALUES list needs no further casts). */
+function usageRow(spender: Spender, entry: UsageEntry, reservationId: string | undefined): string {
+  const text = (value: string | null | undefined) =>
+    value === null || value === undefined ? 'null::text' : `${sqlLiteral(value)}::text`;
+  const uuid = (value: string | null | undefined) =>
+    value === null || value === undefined ? 'null::uuid' : `${sqlLiteral(value)}::uuid`;
+  const int = (value: number) => `${sqlLiteral(Math.round(value))}::int`;
+  return `(${[
+    uuid(spender.tenantId),
+    uuid(spender.userId),
+    uuid(spender.keyId),
+    uuid(spender.agentId),
+    uuid(spender.runId),
+    text(entry.source),
+    text(entry.route),
+    text(entry.provider),
+    text(entry.model),
+    int(entry.inputTokens),
+    int(entry.outputTokens),
+    int(entry.cachedTokens ?? 0),
+    entry.estimated ? 'true' : 'false',
+    `${sqlLiteral(entry.cost)}::bigint`,
+    int(entry.latencyMs),
+    entry.ttftMs === null ? 'null::int' : int(entry.ttftMs),
+    text(entry.status),
+    text(entry.errorCode),
+    uuid(reservationId),
+  ].join(', ')})`;
 }
 
 /**
@@ -93,6 +101,27 @@ async function insertUsage(
  * usage ledger. Every method is one scoped transaction.
  */
 export function createBudgetStore(database: Database) {
+  /** A refused call means the budget is spent: its 100 % alert, once per period. */
+  async function recordExhausted(spender: Spender, refusal: Refusal): Promise<void> {
+    if (refusal.subjectId === undefined || refusal.periodStart === undefined) return;
+    if (refusal.period === 'rolling') return;
+    await database.withScope(scopeOf(spender), (db) =>
+      db
+        .insertInto('brigade.budget_alerts')
+        .values({
+          tenant_id: spender.tenantId,
+          policy_id: refusal.policyId,
+          subject_id: refusal.subjectId as string,
+          period_start: refusal.periodStart as string,
+          threshold: 100,
+          used: Number(refusal.taken),
+          limit_value: Number(refusal.limit),
+        })
+        .onConflict((conflict) => conflict.doNothing())
+        .execute(),
+    );
+  }
+
   return {
     /**
      * Reserves `amount` nano-USD against every budget binding the spender, or throws
@@ -101,31 +130,36 @@ export function createBudgetStore(database: Database) {
      */
     async reserve(spender: Spender, amount: number, expiresAt: Date): Promise<Reservation> {
       const id = randomUUID();
-      const row = await database.withScope(scopeOf(spender), async (db) => {
-        const result = await sql<{ res: ReserveResult; reservation_id: string | null }>`
-          with r as (
-            select brigade.reserve_limits('budget', ${amount}::bigint, false,
-                                          ${spender.keyId ?? null}::uuid,
-                                          ${spender.agentId ?? null}::uuid) as res),
-          ins as (
-            insert into brigade.budget_reservations
-              (id, tenant_id, user_id, run_id, amount, counters, expires_at)
-            select ${id}::uuid, ${spender.tenantId}::uuid, ${spender.userId}::uuid,
-                   ${spender.runId ?? null}::uuid, ${amount}::bigint, r.res -> 'counters',
-                   ${expiresAt}::timestamptz
-              from r
-             where (r.res ->> 'ok')::boolean and jsonb_array_length(r.res -> 'counters') > 0
-            returning id)
-          select r.res, (select id from ins) as reservation_id from r`.execute(db);
-        return result.rows[0];
-      });
+      // One round trip (BEGIN; scope; statement; COMMIT on the simple protocol) instead of
+      // three: every value is a number, a UUID or a timestamp, inlined as an escaped literal.
+      const literal = (value: string | number | null | undefined) =>
+        value === null || value === undefined ? 'null' : sqlLiteral(value);
+      const [rows = []] = await database.readScoped(scopeOf(spender), [
+        `with r as (
+           select brigade.reserve_limits('budget', ${literal(amount)}::bigint, false,
+                                         ${literal(spender.keyId)}::uuid,
+                                         ${literal(spender.agentId)}::uuid) as res),
+         ins as (
+           insert into brigade.budget_reservations
+             (id, tenant_id, user_id, run_id, amount, counters, expires_at)
+           select ${literal(id)}::uuid, ${literal(spender.tenantId)}::uuid,
+                  ${literal(spender.userId)}::uuid, ${literal(spender.runId)}::uuid,
+                  ${literal(amount)}::bigint, r.res -> 'counters',
+                  ${literal(expiresAt.toISOString())}::timestamptz
+             from r
+            where (r.res ->> 'ok')::boolean and jsonb_array_length(r.res -> 'counters') > 0
+           returning id)
+         select r.res, (select id from ins) as reservation_id from r`,
+      ]);
+      const row = rows[0] as { res: ReserveResult; reservation_id: string | null } | undefined;
       const res = row?.res;
       if (res === undefined) throw new Error('reserve_limits returned nothing');
       if (!res.ok) {
         const remaining = Math.max(0, Number(res.limit) - Number(res.taken));
+        await recordExhausted(spender, res).catch(() => undefined);
         throw new AppError(
           'budget_exceeded',
-          `This call could cost up to $${nanosToUsd(amount).toFixed(6)}, more than the $${nanosToUsd(remaining).toFixed(6)} left of the ${res.period === 'rolling' ? 'rolling' : res.period + 'ly'} budget set by the ${res.level} policy.`,
+          `This call could cost up to $${nanosToUsd(amount).toFixed(6)}, more than the $${nanosToUsd(remaining).toFixed(6)} left of the ${periodAdjective[res.period] ?? res.period} budget set by the ${res.level} policy.`,
           {
             details: {
               policyId: res.policyId,
@@ -150,22 +184,50 @@ export function createBudgetStore(database: Database) {
     async settle(
       spender: Spender,
       reservation: Reservation,
-      entry: UsageEntry,
-      /** Attempts that failed before the one that settled (routing retries), cost 0. */
-      failedAttempts: readonly UsageEntry[] = [],
-    ): Promise<void> {
-      await database.withScope(scopeOf(spender), async (db) => {
-        if (reservation.id !== undefined) {
-          const resolved = await sql<{ ok: boolean }>`
-            select brigade.resolve_reservation(${reservation.id}::uuid, ${entry.cost}::bigint,
-                                               ${entry.cost === 0 ? 'released' : 'settled'}) as ok`.execute(
-            db,
-          );
-          if (resolved.rows[0]?.ok !== true) return;
-        }
-        for (const attempt of failedAttempts)
-          await insertUsage(db, { spender, entry: attempt, reservationId: reservation.id });
-        await insertUsage(db, { spender, entry, reservationId: reservation.id });
+      usage: {
+        readonly entry: UsageEntry;
+        /** Attempts that failed before the one that settled (routing retries), cost 0. */
+        readonly failedAttempts?: readonly UsageEntry[];
+      },
+    ): Promise<number> {
+      const { entry, failedAttempts = [] } = usage;
+      // One round trip (simple protocol, values inlined as escaped literals) instead of five:
+      // resolve the reservation, remember in a transaction-local setting whether this call did
+      // it, record the budget thresholds it crossed and write the usage records only if so.
+      const id = reservation.id === undefined ? null : sqlLiteral(reservation.id);
+      const status = sqlLiteral(entry.cost === 0 ? 'released' : 'settled');
+      const settled = "current_setting('brigade.settling', true)::boolean";
+      const [, [crossed] = []] = await database.readScoped(scopeOf(spender), [
+        id === null
+          ? `select set_config('brigade.settling', 'true', true)`
+          : `select set_config('brigade.settling', coalesce(brigade.resolve_reservation(
+               ${id}::uuid, ${sqlLiteral(entry.cost)}::bigint, ${status}), false)::text, true)`,
+        // Thresholds (50/80/100 %) this cost crossed: recorded once, announced by the webhook
+        // worker. A CASE evaluates its subquery only when the reservation was resolved here.
+        id === null
+          ? 'select 0 as crossings'
+          : `select case when ${settled}
+               then (select count(*) from brigade.record_budget_crossings(${id}::uuid))
+               else 0 end::int as crossings`,
+        `insert into brigade.usage_records
+           (tenant_id, user_id, key_id, agent_id, run_id, source, route, provider, model,
+            input_tokens, output_tokens, cached_tokens, estimated, cost, latency_ms, ttft_ms,
+            status, error_code, reservation_id)
+         select * from (values ${[...failedAttempts, entry]
+           .map((recorded) => usageRow(spender, recorded, reservation.id))
+           .join(', ')}) as v
+          where ${settled}`,
+      ]);
+      return Number((crossed as { crossings?: number } | undefined)?.crossings ?? 0);
+    },
+
+    /** The largest share (0–1) used or reserved of any budget binding the spender now. */
+    async utilization(spender: Spender): Promise<number> {
+      return database.withScope(scopeOf(spender), async (db) => {
+        const result = await sql<{ share: number }>`
+          select brigade.budget_utilization(${spender.keyId ?? null}::uuid,
+                                            ${spender.agentId ?? null}::uuid) as share`.execute(db);
+        return Number(result.rows[0]?.share ?? 0);
       });
     },
 

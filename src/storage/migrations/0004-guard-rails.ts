@@ -270,7 +270,7 @@ begin
              and c.period_start = per.period_start;
           refused := jsonb_build_object('ok', false, 'policyId', b.policy_id, 'level', b.level,
             'limit', b.limit_value, 'taken', coalesce(taken, 0), 'period', b.period,
-            'resetsAt', per.resets_at);
+            'resetsAt', per.resets_at, 'subjectId', b.subject_id, 'periodStart', per.period_start);
           raise exception using errcode = 'BRG01';
         end if;
       end if;

@@ -7,6 +7,8 @@ import { fairQueueMigration } from './0005-fair-queue.ts';
 import { modelRoutesMigration } from './0006-model-routes.ts';
 import { accountabilityMigration } from './0007-accountability.ts';
 import { toolsMigration } from './0009-tools.ts';
+import { degradationWebhooksMigration } from './0010-degradation-webhooks.ts';
+import { spansMigration } from './0011-spans.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -25,6 +27,8 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0006-model-routes': fromSql(modelRoutesMigration),
     '0007-accountability': fromSql(accountabilityMigration),
     '0009-tools': fromSql(toolsMigration),
+    '0010-degradation-webhooks': fromSql(degradationWebhooksMigration),
+    '0011-spans': fromSql(spansMigration),
   };
 }
 

@@ -122,6 +122,9 @@ export interface AgentsTable {
   created_by_user_id: string | null;
   created_at: Timestamp;
   updated_at: Timestamp;
+  degrade_at_percent: Generated<number | null>;
+  degrade_model: Generated<string | null>;
+  on_deadline: Generated<'fail' | 'partial'>;
 }
 
 /** Row type of `brigade.threads`. */
@@ -162,6 +165,8 @@ export interface RunsTable {
   first_claimed_at: Date | null;
   /** The API key that created the run (null for a JWT login); usage is attributed to it. */
   api_key_id: Generated<string | null>;
+  incomplete_reason: Generated<string | null>;
+  degraded: Generated<boolean>;
 }
 
 /** Row type of `brigade.messages`. */
@@ -353,6 +358,49 @@ export interface ModelRoutesTable {
   updated_at: Timestamp;
 }
 
+/** Row type of `brigade.budget_alerts` (a threshold a budget crossed, once per period). */
+export interface BudgetAlertsTable {
+  tenant_id: string;
+  id: Generated<string>;
+  policy_id: string;
+  subject_id: string;
+  period_start: Timestamp;
+  threshold: 50 | 80 | 100;
+  used: ColumnType<string, string | number, string | number>;
+  limit_value: ColumnType<string, string | number, string | number>;
+  created_at: Timestamp;
+  announced_at: Date | null;
+}
+
+/** Row type of `brigade.webhook_endpoints`. */
+export interface WebhookEndpointsTable {
+  tenant_id: string;
+  id: Generated<string>;
+  url: string;
+  events: string[];
+  secret: string;
+  description: string | null;
+  enabled: Generated<boolean>;
+  created_by_user_id: string | null;
+  created_at: Timestamp;
+}
+
+/** Row type of `brigade.webhook_deliveries` (the outbox). */
+export interface WebhookDeliveriesTable {
+  tenant_id: string;
+  id: Generated<string>;
+  endpoint_id: string;
+  event_type: string;
+  payload: Json;
+  status: Generated<'pending' | 'delivered' | 'failed'>;
+  attempts: Generated<number>;
+  next_attempt_at: Timestamp;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: Timestamp;
+  delivered_at: Date | null;
+}
+
 /** Every Brigade table, keyed as Kysely sees them (schema-qualified). */
 export interface DatabaseSchema {
   'brigade.tenants': TenantsTable;
@@ -378,4 +426,7 @@ export interface DatabaseSchema {
   'brigade.budget_reservations': BudgetReservationsTable;
   'brigade.usage_records': UsageRecordsTable;
   'brigade.model_routes': ModelRoutesTable;
+  'brigade.budget_alerts': BudgetAlertsTable;
+  'brigade.webhook_endpoints': WebhookEndpointsTable;
+  'brigade.webhook_deliveries': WebhookDeliveriesTable;
 }

@@ -28,10 +28,12 @@ export interface Database {
    */
   withScope<T>(scope: DatabaseScope, work: (db: ScopedDb) => Promise<T>): Promise<T>;
   /**
-   * Runs read-only `statements` inside one scoped transaction in a single round trip (simple
-   * protocol: `BEGIN; set_config…; statement…; COMMIT`) and returns each statement's rows.
-   * Statements carry their values inline, so every value must be validated and escaped by the
-   * caller (use {@link sqlLiteral}); prefer {@link Database.withScope} for anything else.
+   * Runs `statements` inside one scoped transaction in a single round trip (simple protocol:
+   * `BEGIN; set_config…; statement…; COMMIT`) and returns each statement's rows; a failing
+   * statement rolls the whole transaction back. Made for reads and for hot-path writes whose
+   * values are numbers, UUIDs and timestamps (the budget reservation). Statements carry their
+   * values inline, so every value must be validated and escaped by the caller (use
+   * {@link sqlLiteral}); prefer {@link Database.withScope} for anything else.
    */
   readScoped(
     scope: DatabaseScope,

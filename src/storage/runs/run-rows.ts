@@ -22,6 +22,8 @@ export function toRun(row: Selectable<RunsTable>): Run {
     createdAt: row.created_at,
     firstClaimedAt: row.first_claimed_at ?? null,
     apiKeyId: row.api_key_id ?? null,
+    incompleteReason: row.incomplete_reason ?? null,
+    degraded: row.degraded ?? false,
     startedAt: row.started_at,
     completedAt: row.completed_at,
     deadlineAt: row.deadline_at,

@@ -1,0 +1,40 @@
+import type { MiddlewareHandler } from 'hono';
+import { matchedRoutes } from 'hono/route';
+import { SpanKind, SpanStatusCode, type Tracing } from '../../observability/tracing.ts';
+import type { AppEnv } from '../app-env.ts';
+
+/**
+ * One server span per request (`GET /v1/threads/{threadId}`), active while the request is
+ * handled so spans and log lines inside it join its trace. It carries the route template,
+ * status, request id, and once authenticated the caller's tenant and user.
+ */
+export function httpTracing(tracing: Tracing): MiddlewareHandler<AppEnv> {
+  return (context, next) =>
+    tracing.inSpan(
+      context.req.method,
+      {
+        kind: SpanKind.SERVER,
+        attributes: { 'http.request.method': context.req.method, 'url.path': context.req.path },
+      },
+      async (span) => {
+        await next();
+        const route =
+          matchedRoutes(context)
+            .filter((matched) => matched.method !== 'ALL')
+            .at(-1)?.path ?? 'unmatched';
+        span.updateName(`${context.req.method} ${route}`);
+        span.setAttributes({
+          'http.route': route,
+          'http.response.status_code': context.res.status,
+          'brigade.request.id': context.get('requestId') ?? '',
+        });
+        const principal = context.get('principal') as AppEnv['Variables']['principal'] | undefined;
+        if (principal?.kind === 'user') {
+          span.setAttributes(
+            tracing.subjectAttributes({ tenantId: principal.tenantId, userId: principal.userId }),
+          );
+        }
+        if (context.res.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      },
+    );
+}

@@ -1,0 +1,290 @@
+import { type Selectable, sql } from 'kysely';
+import type { UserPrincipal } from '../../domain/identity/principal.ts';
+import { writeAudit } from '../identity/audit-writer.ts';
+import { scopeFor } from '../identity/scope-for.ts';
+import type { Database } from '../postgres/database.ts';
+import type {
+  BudgetAlertsTable,
+  WebhookDeliveriesTable,
+  WebhookEndpointsTable,
+} from '../postgres/database-schema.ts';
+
+/** A webhook endpoint as the API shows it (never its secret after creation). */
+export interface WebhookEndpoint {
+  readonly id: string;
+  readonly url: string;
+  readonly events: readonly string[];
+  readonly description: string | null;
+  readonly enabled: boolean;
+  readonly createdAt: Date;
+}
+
+/** One queued or sent event of an endpoint. */
+export interface WebhookDelivery {
+  readonly id: string;
+  readonly endpointId: string;
+  readonly eventType: string;
+  readonly payload: unknown;
+  readonly status: 'pending' | 'delivered' | 'failed';
+  readonly attempts: number;
+  readonly nextAttemptAt: Date;
+  readonly lastStatus: number | null;
+  readonly lastError: string | null;
+  readonly createdAt: Date;
+  readonly deliveredAt: Date | null;
+}
+
+/** A budget threshold crossed. */
+export interface BudgetAlert {
+  readonly id: string;
+  readonly policyId: string;
+  readonly subjectId: string;
+  readonly periodStart: Date;
+  readonly threshold: number;
+  readonly usedUsd: number;
+  readonly limitUsd: number;
+  readonly createdAt: Date;
+}
+
+function toEndpoint(row: Selectable<WebhookEndpointsTable>): WebhookEndpoint {
+  return {
+    id: row.id,
+    url: row.url,
+    events: row.events,
+    description: row.description,
+    enabled: row.enabled,
+    createdAt: row.created_at,
+  };
+}
+
+function toDelivery(row: Selectable<WebhookDeliveriesTable>): WebhookDelivery {
+  return {
+    id: row.id,
+    endpointId: row.endpoint_id,
+    eventType: row.event_type,
+    payload: row.payload,
+    status: row.status,
+    attempts: row.attempts,
+    nextAttemptAt: row.next_attempt_at,
+    lastStatus: row.last_status,
+    lastError: row.last_error,
+    createdAt: row.created_at,
+    deliveredAt: row.delivered_at,
+  };
+}
+
+function toAlert(row: Selectable<BudgetAlertsTable>): BudgetAlert {
+  return {
+    id: row.id,
+    policyId: row.policy_id,
+    subjectId: row.subject_id,
+    periodStart: row.period_start,
+    threshold: row.threshold,
+    usedUsd: Number(row.used) / 1e9,
+    limitUsd: Number(row.limit_value) / 1e9,
+    createdAt: row.created_at,
+  };
+}
+
+/** A delivery the worker claimed, with where and how to send it. */
+export interface ClaimedDelivery {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly attempts: number;
+  readonly eventType: string;
+  readonly payload: unknown;
+  readonly url: string;
+  readonly secret: string;
+}
+
+/** Webhook endpoints (admins), the delivery outbox, and budget alerts. */
+export function createWebhookStore(database: Database) {
+  return {
+    create(
+      principal: UserPrincipal,
+      input: { url: string; events: readonly string[]; description: string | null; secret: string },
+    ): Promise<WebhookEndpoint> {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const row = await db
+          .insertInto('brigade.webhook_endpoints')
+          .values({
+            tenant_id: principal.tenantId,
+            url: input.url,
+            events: [...input.events],
+            description: input.description,
+            secret: input.secret,
+            created_by_user_id: principal.userId,
+            created_at: new Date(),
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await writeAudit(db, {
+          tenantId: principal.tenantId,
+          principal,
+          record: {
+            action: 'webhook.created',
+            targetType: 'webhook',
+            targetId: row.id,
+            outcome: 'success',
+            data: { url: input.url, events: input.events },
+          },
+        });
+        return toEndpoint(row);
+      });
+    },
+    list(principal: UserPrincipal): Promise<WebhookEndpoint[]> {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const rows = await db
+          .selectFrom('brigade.webhook_endpoints')
+          .selectAll()
+          .orderBy('created_at')
+          .execute();
+        return rows.map(toEndpoint);
+      });
+    },
+    delete(principal: UserPrincipal, endpointId: string): Promise<boolean> {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const deleted = await db
+          .deleteFrom('brigade.webhook_endpoints')
+          .where('id', '=', endpointId)
+          .executeTakeFirst();
+        if (deleted.numDeletedRows === 0n) return false;
+        await writeAudit(db, {
+          tenantId: principal.tenantId,
+          principal,
+          record: {
+            action: 'webhook.deleted',
+            targetType: 'webhook',
+            targetId: endpointId,
+            outcome: 'success',
+          },
+        });
+        return true;
+      });
+    },
+    deliveries(
+      principal: UserPrincipal,
+      endpointId: string,
+    ): Promise<WebhookDelivery[] | undefined> {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const endpoint = await db
+          .selectFrom('brigade.webhook_endpoints')
+          .select('id')
+          .where('id', '=', endpointId)
+          .executeTakeFirst();
+        if (endpoint === undefined) return undefined;
+        const rows = await db
+          .selectFrom('brigade.webhook_deliveries')
+          .selectAll()
+          .where('endpoint_id', '=', endpointId)
+          .orderBy('created_at', 'desc')
+          .limit(100)
+          .execute();
+        return rows.map(toDelivery);
+      });
+    },
+    alerts(principal: UserPrincipal): Promise<BudgetAlert[]> {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const rows = await db
+          .selectFrom('brigade.budget_alerts')
+          .selectAll()
+          .orderBy('created_at', 'desc')
+          .limit(200)
+          .execute();
+        return rows.map(toAlert);
+      });
+    },
+
+    /**
+     * Queues a webhook delivery per subscribed endpoint for every budget alert not announced
+     * yet, in every tenant (the worker's scheduler scope). Returns how many were queued.
+     */
+    announceAlerts(): Promise<number> {
+      return database.withScope({ scheduler: true }, async (db) => {
+        const result = await sql<{ n: number }>`
+          with due as (
+            select * from brigade.budget_alerts where announced_at is null
+             order by created_at limit 100 for update skip locked),
+          queued as (
+            insert into brigade.webhook_deliveries (tenant_id, endpoint_id, event_type, payload)
+            select d.tenant_id, e.id, 'budget.threshold',
+                   jsonb_build_object('alertId', d.id, 'policyId', d.policy_id,
+                                      'subjectId', d.subject_id, 'threshold', d.threshold,
+                                      'usedUsd', d.used::numeric / 1e9,
+                                      'limitUsd', d.limit_value::numeric / 1e9,
+                                      'periodStart', d.period_start)
+              from due d join brigade.webhook_endpoints e
+                on e.tenant_id = d.tenant_id and e.enabled and 'budget.threshold' = any(e.events)
+            returning 1),
+          marked as (
+            update brigade.budget_alerts a set announced_at = now()
+              from due where a.id = due.id and a.tenant_id = due.tenant_id returning 1)
+          select (select count(*) from queued)::int as n, (select count(*) from marked)`.execute(
+          db,
+        );
+        return result.rows[0]?.n ?? 0;
+      });
+    },
+
+    /**
+     * Claims up to `limit` due deliveries: each gets its next attempt time pushed out by
+     * `leaseMs` first, so a crash mid-send leaves it to be retried, not lost.
+     */
+    claim(limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
+      return database.withScope({ scheduler: true }, async (db) => {
+        const result = await sql<{
+          id: string;
+          tenant_id: string;
+          attempts: number;
+          event_type: string;
+          payload: unknown;
+          url: string;
+          secret: string;
+        }>`
+          update brigade.webhook_deliveries d
+             set attempts = d.attempts + 1,
+                 next_attempt_at = now() + ${`${leaseMs} milliseconds`}::interval
+            from brigade.webhook_endpoints e
+           where e.id = d.endpoint_id
+             and d.id in (select id from brigade.webhook_deliveries
+                           where status = 'pending' and next_attempt_at <= now()
+                           order by next_attempt_at limit ${limit} for update skip locked)
+          returning d.id, d.tenant_id, d.attempts, d.event_type, d.payload, e.url, e.secret`.execute(
+          db,
+        );
+        return result.rows.map((row) => ({
+          id: row.id,
+          tenantId: row.tenant_id,
+          attempts: row.attempts,
+          eventType: row.event_type,
+          payload: row.payload,
+          url: row.url,
+          secret: row.secret,
+        }));
+      });
+    },
+
+    /** Records an attempt's outcome: delivered, retried at `retryAt`, or failed for good. */
+    finish(
+      deliveryId: string,
+      outcome: { ok: boolean; status: number | null; error: string | null; retryAt: Date | null },
+    ): Promise<void> {
+      return database.withScope({ scheduler: true }, async (db) => {
+        await db
+          .updateTable('brigade.webhook_deliveries')
+          .set({
+            status: outcome.ok ? 'delivered' : outcome.retryAt === null ? 'failed' : 'pending',
+            last_status: outcome.status,
+            last_error: outcome.error,
+            ...(outcome.ok ? { delivered_at: new Date() } : {}),
+            ...(outcome.retryAt === null ? {} : { next_attempt_at: outcome.retryAt }),
+          })
+          .where('id', '=', deliveryId)
+          .execute();
+      });
+    },
+  };
+}
+
+/** The webhook store's type. */
+export type WebhookStore = ReturnType<typeof createWebhookStore>;
