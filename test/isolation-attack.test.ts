@@ -69,7 +69,10 @@ async function buildWorld(specs: readonly TenantSpec[]): Promise<World> {
 }
 
 beforeAll(async () => {
-  server = await startTestServer({ runs: { pollIntervalMs: 50 } });
+  server = await startTestServer(
+    { runs: { pollIntervalMs: 50 } },
+    { env: { BRIGADE_MASTER_KEY: randomBytes(32).toString('base64') } },
+  );
   operator = apiClient(server.url, testOperatorKey);
   operations = await loadOperations(server.url);
   identityKeys = [0, 1, 2].map(() => createIdentityProviderKey());
