@@ -524,7 +524,12 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         else if (reason === 'timeout' && agent.onDeadline === 'partial' && streamed.length > 0)
           await finish(
             claim,
-            { status: 'completed', text: streamed, incompleteReason: 'deadline' },
+            // The partial answer leaves through the output guard like a full one.
+            {
+              status: 'completed',
+              text: outputGuard.guard(streamed).text,
+              incompleteReason: 'deadline',
+            },
             events,
           );
         else if (reason === 'timeout')
