@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../src/cli/main.ts';
 import { parseMasterKey } from '../src/domain/tools/vault-crypto.ts';
 import { createCredentialStore } from '../src/storage/tools/credential-store.ts';
 import {
@@ -233,5 +234,25 @@ describe('the credentials vault', () => {
       masterKeys: { current: parseMasterKey(masterKey), previous: undefined },
     });
     await expect(resolveAs(stale)).rejects.toThrow(/neither BRIGADE_MASTER_KEY/);
+    // The operator's command does the same: brigade keys rotate-master.
+    const newest = newMasterKey();
+    const out: string[] = [];
+    const status = await runCli(
+      ['keys', 'rotate-master'],
+      { out: (line) => out.push(line), err: (line) => out.push(line) },
+      {
+        DATABASE_URL: server.database.url,
+        BRIGADE_MASTER_KEY: newest,
+        BRIGADE_MASTER_KEY_PREVIOUS: next,
+        LOG_LEVEL: 'silent',
+      },
+    );
+    expect(status, out.join('\n')).toBe(0);
+    expect(out.join('\n')).toMatch(/re-wrapped 1 of 1 tenant data keys/);
+    const rotated = createCredentialStore({
+      database,
+      masterKeys: { current: parseMasterKey(newest), previous: undefined },
+    });
+    expect((await resolveAs(rotated))?.secret).toBe(canaryA);
   });
 });

@@ -12,7 +12,9 @@ import { createLogger, type Logger } from '../observability/index.ts';
 import { loadAuditSigningKey } from '../storage/audit-signing-key.ts';
 import { createAuditStore } from '../storage/identity/audit-store.ts';
 import { createIdentityStore } from '../storage/identity/identity-store.ts';
+import { loadMasterKeys } from '../storage/master-key.ts';
 import { openStorage } from '../storage/open-storage.ts';
+import { createCredentialStore } from '../storage/tools/credential-store.ts';
 import { createMockModelServer, type MockFault } from '../testing/index.ts';
 import { resolveTenant, runAdminCommand } from './admin-commands.ts';
 import { type CliIo, describeFailure, UsageError } from './cli-output.ts';
@@ -33,6 +35,9 @@ Commands:
   keys create --tenant T --user U --name N [--scopes a,b] [--expires-at ISO]
   keys list --tenant T --user U
   keys revoke --tenant T --user U --key K
+  keys rotate-master            re-wrap every tenant's vault data key with BRIGADE_MASTER_KEY
+                                (set the old key as BRIGADE_MASTER_KEY_PREVIOUS; servers keep
+                                serving with both set; see docs/tools.md)
   audit verify --tenant T [--public-key FILE]
                                 check the tenant's audit hash chain and signed checkpoints
                                 (exit 1 when broken); the key defaults to the configured one
@@ -56,6 +61,7 @@ const knownCommands = [
   'keys create',
   'keys list',
   'keys revoke',
+  'keys rotate-master',
   'audit verify',
 ];
 
@@ -226,6 +232,26 @@ export async function runCli(
         if (parsed.values.json === true) io.out(JSON.stringify({ applied }));
         else
           io.out(applied.length === 0 ? 'database is up to date' : `applied ${applied.join(', ')}`);
+        return 0;
+      }
+      if (full === 'keys rotate-master') {
+        const masterKeys = await loadMasterKeys({
+          configured: config.vault.masterKey,
+          previous: config.vault.previousMasterKey,
+          keyFile: config.vault.masterKeyFile,
+          generate: false,
+        });
+        if (masterKeys === undefined) throw new UsageError('BRIGADE_MASTER_KEY is not set');
+        const result = await createCredentialStore({
+          database: storage.database,
+          masterKeys,
+        }).rotateMaster();
+        if (parsed.values.json === true)
+          io.out(JSON.stringify({ ...result, keyId: masterKeys.current.id }));
+        else
+          io.out(
+            `re-wrapped ${result.rewrapped} of ${result.total} tenant data keys with master key ${masterKeys.current.id}`,
+          );
         return 0;
       }
       const identity = createIdentityService({ store: createIdentityStore(storage.database) });
