@@ -216,6 +216,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     }),
     logger,
     onBudgetAlert: () => webhookWorker.wake(),
+    tracing,
     onUsage: (entry) =>
       metrics.recordModelCall({
         provider: entry.provider,
@@ -301,6 +302,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     database: storage.database,
     executor: createRunExecutor({
       database: storage.database,
+      tracing,
       gateway: metered,
       consumeToolQuota: (claim, agentId) =>
         budgets.consumeQuota(

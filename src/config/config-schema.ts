@@ -222,7 +222,11 @@ const tracingSchema = z
     /** Keep user spans in PostgreSQL so `getRunTrace` can show them. */
     store: z.boolean().default(true),
     /** Spans older than this are deleted from the span store, in hours. */
-    retentionHours: z.int().min(1).max(24 * 365).default(72),
+    retentionHours: z
+      .int()
+      .min(1)
+      .max(24 * 365)
+      .default(72),
   })
   .prefault({});
 

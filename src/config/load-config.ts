@@ -26,7 +26,9 @@ export interface Config {
   /** Platform model routes. */
   readonly routes: ConfigFile['routes'];
   readonly webhooks: ConfigFile['webhooks'];
-  readonly tracing: ConfigFile['tracing'] & { readonly otlpHeaders: Readonly<Record<string, string>> };
+  readonly tracing: ConfigFile['tracing'] & {
+    readonly otlpHeaders: Readonly<Record<string, string>>;
+  };
   readonly providers: Readonly<
     Record<
       string,

@@ -77,6 +77,11 @@ export interface Tracing {
 
 let contextManagerSet = false;
 
+/** The span active in this async context, if any (to add attributes learnt later). */
+export function activeSpan(): Span | undefined {
+  return trace.getActiveSpan();
+}
+
 /** Trace and span id of the active span, for log lines. */
 export function activeTraceIds(): { trace_id: string; span_id: string } | undefined {
   const span = trace.getActiveSpan();

@@ -4,6 +4,7 @@ import type { GatewayRequest, GatewayResult, ModelGateway } from '../gateway/mod
 import { isRouteName } from '../gateway/model-routes.ts';
 import { contextWindowOf, inputTokenFloor, type PriceTable } from '../gateway/pricing.ts';
 import { type RouteAttempt, RouteFailedError } from '../gateway/route-failures.ts';
+import { activeSpan, SpanKind, type Tracing } from '../observability/tracing.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import type { BudgetStore, Spender, UsageEntry } from '../storage/guards/budget-store.ts';
 import type { ModelCallLimits } from './model-call-limits.ts';
@@ -20,6 +21,8 @@ export interface MeteredGatewayOptions {
   readonly onUsage?: ((entry: UsageEntry) => void) | undefined;
   /** Told when a call made a budget cross an alert threshold (wakes the webhook worker). */
   readonly onBudgetAlert?: (() => void) | undefined;
+  /** One `chat <model>` span per call (GenAI semantic conventions). */
+  readonly tracing?: Tracing | undefined;
 }
 
 /** A model call with the spender it is billed to. */
@@ -58,31 +61,55 @@ const orphanGraceMs = 60_000;
 export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGateway {
   const { gateway, budgets, prices } = options;
   return {
-    async generate(request) {
-      // Runs wait for room under their rate limits; API callers are told to retry.
-      const permit = await options.limits?.acquire(request.spender, {
-        wait: request.source === 'run',
-        deadline: request.deadline,
-        signal: request.signal,
-      });
-      let tokens = 0;
-      try {
-        const degraded =
-          request.degrade !== undefined &&
-          (await budgets.utilization(request.spender)) * 100 >= request.degrade.atPercent;
-        const result = await metered(
-          degraded && request.degrade !== undefined
-            ? { ...request, model: request.degrade.model }
-            : request,
-        );
-        if (degraded) return { ...result, degraded: true };
-        tokens = result.usage.inputTokens + result.usage.outputTokens;
-        return result;
-      } finally {
-        permit?.release(tokens);
-      }
+    generate(request) {
+      const tracing = options.tracing;
+      if (tracing === undefined) return limitedAndMetered(request);
+      return tracing.inSpan(
+        `chat ${request.model}`,
+        {
+          kind: SpanKind.CLIENT,
+          attributes: {
+            ...tracing.subjectAttributes({
+              tenantId: request.spender.tenantId,
+              userId: request.spender.userId,
+              runId: request.spender.runId,
+            }),
+            'gen_ai.operation.name': 'chat',
+            'gen_ai.provider.name': providerOf(request.model),
+            'gen_ai.request.model': request.model,
+            'gen_ai.request.max_tokens': request.maxOutputTokens,
+            'brigade.source': request.source,
+          },
+        },
+        () => limitedAndMetered(request),
+      );
     },
   };
+
+  async function limitedAndMetered(request: MeteredRequest): Promise<MeteredResult> {
+    // Runs wait for room under their rate limits; API callers are told to retry.
+    const permit = await options.limits?.acquire(request.spender, {
+      wait: request.source === 'run',
+      deadline: request.deadline,
+      signal: request.signal,
+    });
+    let tokens = 0;
+    try {
+      const degraded =
+        request.degrade !== undefined &&
+        (await budgets.utilization(request.spender)) * 100 >= request.degrade.atPercent;
+      const result = await metered(
+        degraded && request.degrade !== undefined
+          ? { ...request, model: request.degrade.model }
+          : request,
+      );
+      tokens = result.usage.inputTokens + result.usage.outputTokens;
+      if (degraded) activeSpan()?.setAttribute('brigade.degraded', true);
+      return degraded ? { ...result, degraded: true } : result;
+    } finally {
+      permit?.release(tokens);
+    }
+  }
 
   async function metered(request: MeteredRequest): Promise<ModelResultV1> {
     const tenantId = request.spender.tenantId;
@@ -193,6 +220,14 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     };
     const failed = failedAttempts(served.attempts);
     for (const recorded of [...failed, settled]) options.onUsage?.(recorded);
+    activeSpan()?.setAttributes({
+      'gen_ai.response.model': served.model,
+      'gen_ai.usage.input_tokens': result.usage.inputTokens,
+      'gen_ai.usage.output_tokens': result.usage.outputTokens,
+      'brigade.cost_usd': cost / 1e9,
+      'brigade.attempts': served.attempts.length,
+      ...(route === null ? {} : { 'brigade.route': route }),
+    });
     const crossed = await budgets.settle(request.spender, reservation, {
       entry: settled,
       failedAttempts: failed,

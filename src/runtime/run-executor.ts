@@ -3,6 +3,7 @@ import { AppError } from '../domain/errors.ts';
 import type { Role } from '../domain/identity/permissions.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
 import type { HttpToolDefinition } from '../domain/tools/tool-types.ts';
+import { activeSpan, type Tracing } from '../observability/tracing.ts';
 import type { CorePluginV1, MessageV1, ModelResultV1 } from '../plugin-api/index.ts';
 import { toAgent } from '../storage/agents/agent-store.ts';
 import { toMessage } from '../storage/agents/thread-store.ts';
@@ -36,6 +37,8 @@ export interface ExecutorLogger {
 /** Options for {@link createRunExecutor}. */
 export interface RunExecutorOptions {
   readonly database: Database;
+  /** One `invoke_agent` span per execution, with model and tool spans inside. */
+  readonly tracing?: Tracing | undefined;
   /** Every model call: budgets reserved and settled, usage recorded. */
   readonly gateway: MeteredGateway;
   /** Counts a tool call against the daily tool-call quotas (throws `quota_exceeded`). */
@@ -91,6 +94,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     ...(options.consumeToolQuota === undefined
       ? {}
       : { consumeToolQuota: options.consumeToolQuota }),
+    tracing: options.tracing,
   });
 
   /** Loads everything a run needs in one round trip (a single-statement scoped read). */
@@ -245,317 +249,338 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
   }
 
   return {
-    async execute(claim, controller) {
-      const loaded = await load(claim);
-      if (loaded === undefined) return;
-      const { run, agent, history, checkpoints, role } = loaded;
-      // Tenant tools shadow nothing: a built-in name wins (the API refuses such names anyway).
-      const runTools = [
-        ...options.tools,
-        ...(options.tenantTool === undefined
-          ? []
-          : loaded.tenantTools
-              .filter((definition) => !options.tools.some((tool) => tool.name === definition.name))
-              .map(options.tenantTool)),
-      ];
-      const secrets = new Set<string>();
-      const outputGuard = createOutputGuard({
-        secrets: () => secrets,
-        allowedLinkHosts: options.allowedLinkHosts ?? [],
-      });
-      const streamGuard = createStreamGuard(outputGuard);
-      const actor: UserPrincipal | undefined =
-        role === undefined
-          ? undefined
-          : {
-              kind: 'user',
-              tenantId: claim.tenantId,
-              userId: claim.userId,
-              role,
-              keyId: run.apiKeyId ?? undefined,
-              scopes: undefined,
-              authMethod: 'api_key',
-            };
-      /** The user's own words and the agent's instructions vs everything the run read. */
-      const sources = () => {
-        const textOf = (content: Message['content']) =>
-          content
-            .map((part) =>
-              part.type === 'text'
-                ? part.text
-                : part.type === 'tool-result'
-                  ? JSON.stringify(part.output)
-                  : JSON.stringify(part.input),
-            )
-            .join('\n');
-        return {
-          trusted: [
-            agent?.instructions ?? '',
-            ...history
-              .filter((message) => message.provenance === 'user')
-              .map((message) => textOf(message.content)),
-          ],
-          untrusted: [
-            ...history
-              .filter((message) => message.provenance !== 'user')
-              .map((message) => textOf(message.content)),
-            ...[...checkpoints.entries()]
-              .filter(([key]) => key.startsWith('tool:'))
-              .map(([, outcome]) => JSON.stringify(outcome)),
-          ],
-        };
-      };
-      const events = createEventWriter({
-        database,
-        claim,
-        nextSeq: loaded.nextSeq,
-        sink: options.signals,
-        ...(options.eventFlushMs === undefined ? {} : { flushMs: options.eventFlushMs }),
-      });
-      if (run.status !== 'queued' && run.status !== 'running' && run.status !== 'requires_action') {
-        await database.withScope(claim, (db) =>
-          db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute(),
-        );
-        return;
-      }
-      if (agent === undefined) {
-        await finish(
-          claim,
-          {
-            status: 'failed',
-            errorCode: 'agent_not_found',
-            errorMessage: 'The agent was deleted.',
+    execute(claim, controller) {
+      const tracing = options.tracing;
+      if (tracing === undefined) return execute(claim, controller);
+      return tracing.inSpan(
+        'invoke_agent',
+        {
+          attributes: {
+            ...tracing.subjectAttributes(claim),
+            'gen_ai.operation.name': 'invoke_agent',
           },
-          events,
-        );
-        return;
-      }
-      const core = options.cores.get(agent.coreId);
-      if (core === undefined) {
-        await finish(
-          claim,
-          {
-            status: 'failed',
-            errorCode: 'core_not_found',
-            errorMessage: `No core named '${agent.coreId}'.`,
-          },
-          events,
-        );
-        return;
-      }
-      const now = Date.now();
-      const deadline = run.deadlineAt?.getTime() ?? now + agent.runTimeoutMs;
-      await events.inTransaction(async (db, append) => {
-        await db
-          .updateTable('brigade.runs')
-          .set({
-            status: 'running',
-            started_at: run.startedAt ?? new Date(now),
-            deadline_at: new Date(deadline),
-            pending_action: null,
-          })
-          .where('id', '=', claim.runId)
-          .execute();
-        await append([
-          { type: run.startedAt === null ? 'run-started' : 'run-resumed', data: { runId: run.id } },
-        ]);
-      });
-      const timer = setTimeout(
-        () => controller.abort('timeout' satisfies AbortReason),
-        Math.max(0, deadline - Date.now()),
+        },
+        () => execute(claim, controller),
       );
-      let modelCalls = 0;
-      // Text streamed by the model call in flight: the partial answer at a deadline.
-      let streamed = '';
-      let degraded = run.degraded;
-      try {
-        if (run.status === 'running' || run.startedAt !== null) {
-          // Resumed: a model call the previous process had in flight left its reservation.
-          const resolved = await options.resolveOrphans?.(claim);
-          if (resolved !== undefined && resolved > 0)
-            logger.warn({ runId: run.id, resolved }, 'resolved orphaned budget reservations');
-          const cancelled = await database.withScope(claim, (db) =>
-            db
-              .selectFrom('brigade.runs')
-              .select('cancel_requested_at')
-              .where('id', '=', claim.runId)
-              .executeTakeFirst(),
-          );
-          if (cancelled?.cancel_requested_at != null)
-            controller.abort('cancel' satisfies AbortReason);
-        }
-        const result = await core.run({
-          runId: run.id,
-          instructions: agent.instructions,
-          messages: history.map(toCoreMessage),
-          maxSteps: agent.maxSteps,
-          signal: controller.signal,
-          emit: (event) => {
-            if (event.type === 'message-delta') {
-              const safe = streamGuard.push(event.text);
-              if (safe.length > 0) events.delta(safe);
-              return;
-            }
-            if (event.type === 'step-finished') {
-              const rest = streamGuard.flush();
-              if (rest.length > 0) events.delta(rest);
-            }
-            events.push(event.type, { step: event.step });
-          },
-          logger: {
-            info: (message, fields) => logger.info({ runId: run.id, ...fields }, message),
-            warn: (message, fields) => logger.warn({ runId: run.id, ...fields }, message),
-          },
-          model: {
-            async generate(request) {
-              const key = `model:${modelCalls}`;
-              modelCalls += 1;
-              streamed = '';
-              const saved = checkpoints.get(key);
-              if (saved !== undefined) return saved as ModelResultV1;
-              const result = await gateway.generate({
-                spender: {
-                  tenantId: claim.tenantId,
-                  userId: claim.userId,
-                  role,
-                  keyId: run.apiKeyId,
-                  agentId: agent.id,
-                  runId: run.id,
-                },
-                source: 'run',
-                deadline: new Date(deadline),
-                model: agent.model,
-                // The built-in local model is no language model (it echoes); every other model
-                // gets untrusted content delimited and datamarked (invariant 8).
-                messages:
-                  agent.model === 'local' ? request.messages : spotlightMessages(request.messages),
-                tools: request.tools,
-                maxOutputTokens: agent.maxOutputTokens,
-                signal: controller.signal,
-                onTextDelta: (delta) => {
-                  streamed += delta;
-                  request.onTextDelta?.(delta);
-                },
-                ...(agent.degradation === null
-                  ? {}
-                  : {
-                      degrade: {
-                        atPercent: agent.degradation.atBudgetPercent,
-                        model: agent.degradation.model,
-                      },
-                    }),
-              });
-              streamed = '';
-              if (result.degraded === true && !degraded) {
-                degraded = true;
-                events.push('model-degraded', {
-                  model: agent.degradation?.model,
-                  reason: `past ${agent.degradation?.atBudgetPercent} % of a budget`,
-                });
-                await markDegraded(claim);
-              }
-              await saveStep(claim, {
-                events,
-                key,
-                kind: 'model',
-                output: result,
-                usage: result.usage,
-              });
-              checkpoints.set(key, result);
-              return result;
-            },
-          },
-          tools: {
-            available: runTools
-              .filter((tool) => agent.tools.includes(tool.name))
-              .filter((tool) => !loaded.blocked.has(tool.name))
-              .map(({ name, description, inputSchema }) => ({ name, description, inputSchema })),
-            call: (call) =>
-              callTool(
-                {
-                  claim,
-                  agent,
-                  events,
-                  checkpoints,
-                  signal: controller.signal,
-                  actor,
-                  tools: runTools,
-                  blocked: loaded.blocked,
-                  sources,
-                  secrets,
-                },
-                call,
-              ),
-          },
-        });
-        const rest = streamGuard.flush();
-        if (rest.length > 0) events.delta(rest);
-        // The output guard: no secret and no link to a host not allowed leaves in the answer.
-        const guarded = outputGuard.guard(result.text);
-        if (guarded.redacted > 0 || guarded.blockedLinks > 0)
-          logger.warn(
-            { runId: run.id, redacted: guarded.redacted, blockedLinks: guarded.blockedLinks },
-            'output guard changed the answer',
-          );
-        const finished = await finish(claim, { status: 'completed', text: guarded.text }, events);
-        if (finished === 'cancelled-late') {
-          await finish(
-            claim,
-            { status: 'cancelled', errorCode: 'cancelled', errorMessage: 'The run was cancelled.' },
-            events,
-          );
-        }
-      } catch (error) {
-        if (error instanceof RunParkedError) {
-          // Waiting for the user: the queue entry is parked, so the run holds no slot.
-          await events.flush();
-          return;
-        }
-        const reason = controller.signal.aborted
-          ? (controller.signal.reason as AbortReason)
-          : undefined;
-        if (reason === 'shutdown') throw error;
-        if (reason === 'cancel')
-          await finish(
-            claim,
-            { status: 'cancelled', errorCode: 'cancelled', errorMessage: 'The run was cancelled.' },
-            events,
-          );
-        else if (reason === 'timeout' && agent.onDeadline === 'partial' && streamed.length > 0)
-          await finish(
-            claim,
-            // The partial answer leaves through the output guard like a full one.
-            {
-              status: 'completed',
-              text: outputGuard.guard(streamed).text,
-              incompleteReason: 'deadline',
-            },
-            events,
-          );
-        else if (reason === 'timeout')
-          await finish(
-            claim,
-            {
-              status: 'expired',
-              errorCode: 'run_timeout',
-              errorMessage: `The run exceeded its ${agent.runTimeoutMs} ms timeout.`,
-            },
-            events,
-          );
-        else {
-          const code = error instanceof AppError ? error.code : 'core_error';
-          const message = error instanceof AppError ? error.message : 'The agent core failed.';
-          if (!(error instanceof AppError))
-            logger.error(
-              { runId: run.id, err: { message: (error as Error).message } },
-              'run failed',
-            );
-          await finish(claim, { status: 'failed', errorCode: code, errorMessage: message }, events);
-        }
-      } finally {
-        clearTimeout(timer);
-        events.close();
-      }
     },
   };
+
+  async function execute(claim: RunClaim, controller: AbortController): Promise<void> {
+    const loaded = await load(claim);
+    if (loaded === undefined) return;
+    const { run, agent, history, checkpoints, role } = loaded;
+    if (options.tracing !== undefined && agent !== undefined) {
+      const span = activeSpan();
+      span?.updateName(`invoke_agent ${agent.name}`);
+      span?.setAttributes({
+        'gen_ai.agent.id': agent.id,
+        'gen_ai.agent.name': agent.name,
+        'brigade.thread.id': run.threadId,
+      });
+    }
+    // Tenant tools shadow nothing: a built-in name wins (the API refuses such names anyway).
+    const runTools = [
+      ...options.tools,
+      ...(options.tenantTool === undefined
+        ? []
+        : loaded.tenantTools
+            .filter((definition) => !options.tools.some((tool) => tool.name === definition.name))
+            .map(options.tenantTool)),
+    ];
+    const secrets = new Set<string>();
+    const outputGuard = createOutputGuard({
+      secrets: () => secrets,
+      allowedLinkHosts: options.allowedLinkHosts ?? [],
+    });
+    const streamGuard = createStreamGuard(outputGuard);
+    const actor: UserPrincipal | undefined =
+      role === undefined
+        ? undefined
+        : {
+            kind: 'user',
+            tenantId: claim.tenantId,
+            userId: claim.userId,
+            role,
+            keyId: run.apiKeyId ?? undefined,
+            scopes: undefined,
+            authMethod: 'api_key',
+          };
+    /** The user's own words and the agent's instructions vs everything the run read. */
+    const sources = () => {
+      const textOf = (content: Message['content']) =>
+        content
+          .map((part) =>
+            part.type === 'text'
+              ? part.text
+              : part.type === 'tool-result'
+                ? JSON.stringify(part.output)
+                : JSON.stringify(part.input),
+          )
+          .join('\n');
+      return {
+        trusted: [
+          agent?.instructions ?? '',
+          ...history
+            .filter((message) => message.provenance === 'user')
+            .map((message) => textOf(message.content)),
+        ],
+        untrusted: [
+          ...history
+            .filter((message) => message.provenance !== 'user')
+            .map((message) => textOf(message.content)),
+          ...[...checkpoints.entries()]
+            .filter(([key]) => key.startsWith('tool:'))
+            .map(([, outcome]) => JSON.stringify(outcome)),
+        ],
+      };
+    };
+    const events = createEventWriter({
+      database,
+      claim,
+      nextSeq: loaded.nextSeq,
+      sink: options.signals,
+      ...(options.eventFlushMs === undefined ? {} : { flushMs: options.eventFlushMs }),
+    });
+    if (run.status !== 'queued' && run.status !== 'running' && run.status !== 'requires_action') {
+      await database.withScope(claim, (db) =>
+        db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute(),
+      );
+      return;
+    }
+    if (agent === undefined) {
+      await finish(
+        claim,
+        {
+          status: 'failed',
+          errorCode: 'agent_not_found',
+          errorMessage: 'The agent was deleted.',
+        },
+        events,
+      );
+      return;
+    }
+    const core = options.cores.get(agent.coreId);
+    if (core === undefined) {
+      await finish(
+        claim,
+        {
+          status: 'failed',
+          errorCode: 'core_not_found',
+          errorMessage: `No core named '${agent.coreId}'.`,
+        },
+        events,
+      );
+      return;
+    }
+    const now = Date.now();
+    const deadline = run.deadlineAt?.getTime() ?? now + agent.runTimeoutMs;
+    await events.inTransaction(async (db, append) => {
+      await db
+        .updateTable('brigade.runs')
+        .set({
+          status: 'running',
+          started_at: run.startedAt ?? new Date(now),
+          deadline_at: new Date(deadline),
+          pending_action: null,
+        })
+        .where('id', '=', claim.runId)
+        .execute();
+      await append([
+        { type: run.startedAt === null ? 'run-started' : 'run-resumed', data: { runId: run.id } },
+      ]);
+    });
+    const timer = setTimeout(
+      () => controller.abort('timeout' satisfies AbortReason),
+      Math.max(0, deadline - Date.now()),
+    );
+    let modelCalls = 0;
+    // Text streamed by the model call in flight: the partial answer at a deadline.
+    let streamed = '';
+    let degraded = run.degraded;
+    try {
+      if (run.status === 'running' || run.startedAt !== null) {
+        // Resumed: a model call the previous process had in flight left its reservation.
+        const resolved = await options.resolveOrphans?.(claim);
+        if (resolved !== undefined && resolved > 0)
+          logger.warn({ runId: run.id, resolved }, 'resolved orphaned budget reservations');
+        const cancelled = await database.withScope(claim, (db) =>
+          db
+            .selectFrom('brigade.runs')
+            .select('cancel_requested_at')
+            .where('id', '=', claim.runId)
+            .executeTakeFirst(),
+        );
+        if (cancelled?.cancel_requested_at != null)
+          controller.abort('cancel' satisfies AbortReason);
+      }
+      const result = await core.run({
+        runId: run.id,
+        instructions: agent.instructions,
+        messages: history.map(toCoreMessage),
+        maxSteps: agent.maxSteps,
+        signal: controller.signal,
+        emit: (event) => {
+          if (event.type === 'message-delta') {
+            const safe = streamGuard.push(event.text);
+            if (safe.length > 0) events.delta(safe);
+            return;
+          }
+          if (event.type === 'step-finished') {
+            const rest = streamGuard.flush();
+            if (rest.length > 0) events.delta(rest);
+          }
+          events.push(event.type, { step: event.step });
+        },
+        logger: {
+          info: (message, fields) => logger.info({ runId: run.id, ...fields }, message),
+          warn: (message, fields) => logger.warn({ runId: run.id, ...fields }, message),
+        },
+        model: {
+          async generate(request) {
+            const key = `model:${modelCalls}`;
+            modelCalls += 1;
+            streamed = '';
+            const saved = checkpoints.get(key);
+            if (saved !== undefined) return saved as ModelResultV1;
+            const result = await gateway.generate({
+              spender: {
+                tenantId: claim.tenantId,
+                userId: claim.userId,
+                role,
+                keyId: run.apiKeyId,
+                agentId: agent.id,
+                runId: run.id,
+              },
+              source: 'run',
+              deadline: new Date(deadline),
+              model: agent.model,
+              // The built-in local model is no language model (it echoes); every other model
+              // gets untrusted content delimited and datamarked (invariant 8).
+              messages:
+                agent.model === 'local' ? request.messages : spotlightMessages(request.messages),
+              tools: request.tools,
+              maxOutputTokens: agent.maxOutputTokens,
+              signal: controller.signal,
+              onTextDelta: (delta) => {
+                streamed += delta;
+                request.onTextDelta?.(delta);
+              },
+              ...(agent.degradation === null
+                ? {}
+                : {
+                    degrade: {
+                      atPercent: agent.degradation.atBudgetPercent,
+                      model: agent.degradation.model,
+                    },
+                  }),
+            });
+            streamed = '';
+            if (result.degraded === true && !degraded) {
+              degraded = true;
+              events.push('model-degraded', {
+                model: agent.degradation?.model,
+                reason: `past ${agent.degradation?.atBudgetPercent} % of a budget`,
+              });
+              await markDegraded(claim);
+            }
+            await saveStep(claim, {
+              events,
+              key,
+              kind: 'model',
+              output: result,
+              usage: result.usage,
+            });
+            checkpoints.set(key, result);
+            return result;
+          },
+        },
+        tools: {
+          available: runTools
+            .filter((tool) => agent.tools.includes(tool.name))
+            .filter((tool) => !loaded.blocked.has(tool.name))
+            .map(({ name, description, inputSchema }) => ({ name, description, inputSchema })),
+          call: (call) =>
+            callTool(
+              {
+                claim,
+                agent,
+                events,
+                checkpoints,
+                signal: controller.signal,
+                actor,
+                tools: runTools,
+                blocked: loaded.blocked,
+                sources,
+                secrets,
+              },
+              call,
+            ),
+        },
+      });
+      const rest = streamGuard.flush();
+      if (rest.length > 0) events.delta(rest);
+      // The output guard: no secret and no link to a host not allowed leaves in the answer.
+      const guarded = outputGuard.guard(result.text);
+      if (guarded.redacted > 0 || guarded.blockedLinks > 0)
+        logger.warn(
+          { runId: run.id, redacted: guarded.redacted, blockedLinks: guarded.blockedLinks },
+          'output guard changed the answer',
+        );
+      const finished = await finish(claim, { status: 'completed', text: guarded.text }, events);
+      if (finished === 'cancelled-late') {
+        await finish(
+          claim,
+          { status: 'cancelled', errorCode: 'cancelled', errorMessage: 'The run was cancelled.' },
+          events,
+        );
+      }
+    } catch (error) {
+      if (error instanceof RunParkedError) {
+        // Waiting for the user: the queue entry is parked, so the run holds no slot.
+        await events.flush();
+        return;
+      }
+      const reason = controller.signal.aborted
+        ? (controller.signal.reason as AbortReason)
+        : undefined;
+      if (reason === 'shutdown') throw error;
+      if (reason === 'cancel')
+        await finish(
+          claim,
+          { status: 'cancelled', errorCode: 'cancelled', errorMessage: 'The run was cancelled.' },
+          events,
+        );
+      else if (reason === 'timeout' && agent.onDeadline === 'partial' && streamed.length > 0)
+        await finish(
+          claim,
+          // The partial answer leaves through the output guard like a full one.
+          {
+            status: 'completed',
+            text: outputGuard.guard(streamed).text,
+            incompleteReason: 'deadline',
+          },
+          events,
+        );
+      else if (reason === 'timeout')
+        await finish(
+          claim,
+          {
+            status: 'expired',
+            errorCode: 'run_timeout',
+            errorMessage: `The run exceeded its ${agent.runTimeoutMs} ms timeout.`,
+          },
+          events,
+        );
+      else {
+        const code = error instanceof AppError ? error.code : 'core_error';
+        const message = error instanceof AppError ? error.message : 'The agent core failed.';
+        if (!(error instanceof AppError))
+          logger.error({ runId: run.id, err: { message: (error as Error).message } }, 'run failed');
+        await finish(claim, { status: 'failed', errorCode: code, errorMessage: message }, events);
+      }
+    } finally {
+      clearTimeout(timer);
+      events.close();
+    }
+  }
 }

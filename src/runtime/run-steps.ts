@@ -3,6 +3,7 @@ import type { Agent } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
 import type { AuditRecord } from '../domain/identity/identity-types.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
+import { SpanStatusCode, type Tracing } from '../observability/tracing.ts';
 import type { ModelResultV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
 import { writeAudit } from '../storage/identity/audit-writer.ts';
 import { argumentsHash, type GateResult, passApprovalGate } from './approval-gate.ts';
@@ -91,6 +92,8 @@ export function createStepRecorder(options: {
   }) => Promise<{ readonly secret: string } | undefined>;
   /** Redacts secrets from tool output before it is kept or shown to the model. */
   readonly redact?: (text: string, secrets: ReadonlySet<string>) => string;
+  /** One `execute_tool` span per call (GenAI semantic conventions). */
+  readonly tracing?: Tracing | undefined;
 }): StepRecorder {
   const { toolOutputLimit, toolTimeoutMs } = options;
   async function saveStep(scope: RunClaim, step: StepRecord): Promise<void> {
@@ -210,6 +213,33 @@ export function createStepRecorder(options: {
   }
 
   async function callTool(context: ToolCallContext, call: ToolCallRequest): Promise<ToolOutcomeV1> {
+    const tracing = options.tracing;
+    if (tracing === undefined || context.checkpoints.has(`tool:${call.toolCallId}`))
+      return callToolUntraced(context, call);
+    return tracing.inSpan(
+      `execute_tool ${call.toolName}`,
+      {
+        attributes: {
+          ...tracing.subjectAttributes(context.claim),
+          'gen_ai.operation.name': 'execute_tool',
+          'gen_ai.tool.name': call.toolName,
+          'gen_ai.tool.call.id': call.toolCallId,
+          'gen_ai.tool.type': 'function',
+        },
+      },
+      async (span) => {
+        const outcome = await callToolUntraced(context, call);
+        span.setAttribute('brigade.tool.outcome', outcome.status);
+        if (outcome.status === 'error') span.setStatus({ code: SpanStatusCode.ERROR });
+        return outcome;
+      },
+    );
+  }
+
+  async function callToolUntraced(
+    context: ToolCallContext,
+    call: ToolCallRequest,
+  ): Promise<ToolOutcomeV1> {
     const key = `tool:${call.toolCallId}`;
     const saved = context.checkpoints.get(key);
     if (saved !== undefined) return saved as ToolOutcomeV1;

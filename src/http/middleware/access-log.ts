@@ -21,6 +21,7 @@ export function accessLog(
           status: response.status,
           durationMs: Math.round((performance.now() - started) * 100) / 100,
           requestId: response.headers.get('x-request-id') ?? undefined,
+          trace_id: response.headers.get('x-trace-id') ?? undefined,
         },
         'request',
       );

@@ -14,7 +14,8 @@ export function httpTracing(tracing: Tracing): MiddlewareHandler<AppEnv> {
       context.req.method,
       {
         kind: SpanKind.SERVER,
-        attributes: { 'http.request.method': context.req.method, 'url.path': context.req.path },
+        // The route template, never the path: paths carry ids (pseudonymous mode hides users).
+        attributes: { 'http.request.method': context.req.method },
       },
       async (span) => {
         await next();
@@ -35,6 +36,12 @@ export function httpTracing(tracing: Tracing): MiddlewareHandler<AppEnv> {
           );
         }
         if (context.res.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+        // Clients can quote it to support; the access log line carries it too.
+        try {
+          context.res.headers.set('x-trace-id', span.spanContext().traceId);
+        } catch {
+          // A response with immutable headers goes out without it.
+        }
       },
     );
 }

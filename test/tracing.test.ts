@@ -1,0 +1,134 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ApiClient,
+  apiClient,
+  type Created,
+  seedTenant,
+  seedUser,
+  waitForRun,
+} from './support/api-client.ts';
+import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
+
+/**
+ * Traces through the public API: the built-in span store behind getRunTrace, and OTLP export
+ * to a collector (a small HTTP server standing in for one).
+ */
+let server: TestServer;
+let collector: Server;
+const exported: string[] = [];
+let owner: { userId: string; secret: string };
+let member: ApiClient;
+let other: ApiClient;
+let tenantId: string;
+let agentId: string;
+
+type Span = {
+  name: string;
+  spanId: string;
+  parentSpanId: string | null;
+  status: string;
+  attributes: Record<string, unknown>;
+};
+
+beforeAll(async () => {
+  collector = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => {
+      body += chunk.toString();
+    });
+    request.on('end', () => {
+      exported.push(body);
+      response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+  const port = (collector.address() as AddressInfo).port;
+  server = await startTestServer({
+    tracing: { otlpEndpoint: `http://127.0.0.1:${port}/v1/traces`, userAttribute: 'pseudonym' },
+    runs: { pollIntervalMs: 50 },
+  });
+  const operator = apiClient(server.url, testOperatorKey);
+  tenantId = await seedTenant(operator, 'traced');
+  const admin = apiClient(
+    server.url,
+    (await seedUser(operator, { tenantId, role: 'admin' })).secret,
+  );
+  owner = await seedUser(operator, { tenantId, role: 'member' });
+  member = apiClient(server.url, owner.secret);
+  other = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'member' })).secret);
+  const agent = await admin.post<Created>('/v1/agents', { name: 'traced', tools: ['calculator'] });
+  agentId = agent.body.id;
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await new Promise((resolve) => collector?.close(resolve));
+});
+
+describe('run traces', () => {
+  it('shows the run, its model calls and its tool call, each carrying tenant and run', async () => {
+    const thread = await member.post<Created>('/v1/threads', {});
+    const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId,
+      input: 'call calculator {"expression":"6*7"}',
+    });
+    expect(run.headers.get('x-trace-id')).toMatch(/^[0-9a-f]{32}$/);
+    const done = await waitForRun(member, { threadId: thread.body.id, runId: run.body.id });
+    expect(done.status).toBe('completed');
+    const path = `/v1/threads/${thread.body.id}/runs/${run.body.id}/trace`;
+    let spans: Span[] = [];
+    for (let attempt = 0; attempt < 100 && spans.length < 4; attempt += 1) {
+      spans = (await member.get<{ spans: Span[] }>(path)).body.spans;
+      if (spans.length < 4) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const names = spans.map((span) => span.name);
+    expect(names).toEqual(
+      expect.arrayContaining(['invoke_agent traced', 'chat local', 'execute_tool calculator']),
+    );
+    expect(names.filter((name) => name === 'chat local')).toHaveLength(2);
+    const root = spans.find((span) => span.name === 'invoke_agent traced');
+    for (const span of spans) {
+      expect(span.attributes['brigade.tenant.id']).toBe(tenantId);
+      expect(span.attributes['brigade.run.id']).toBe(run.body.id);
+      // Pseudonymous mode: no user id on spans, never the internal one either.
+      expect(JSON.stringify(span.attributes)).not.toContain(owner.userId);
+      expect(span.attributes['brigade.user.pseudonym']).toMatch(/^[0-9a-f]{32}$/);
+      if (span !== root) expect(span.parentSpanId).toBe(root?.spanId);
+    }
+    const chat = spans.find((span) => span.name === 'chat local');
+    expect(chat?.attributes).toMatchObject({
+      'gen_ai.operation.name': 'chat',
+      'gen_ai.provider.name': 'local',
+      'gen_ai.request.model': 'local',
+    });
+    expect(chat?.attributes['gen_ai.usage.output_tokens']).toBeGreaterThan(0);
+  });
+
+  it('shows a run’s trace to no one but its user', async () => {
+    const thread = await member.post<Created>('/v1/threads', {});
+    const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId,
+      input: 'hello',
+    });
+    await waitForRun(member, { threadId: thread.body.id, runId: run.body.id });
+    const response = await other.get(`/v1/threads/${thread.body.id}/runs/${run.body.id}/trace`);
+    expect(response.status).toBe(404);
+  });
+
+  it('exports spans over OTLP/HTTP without any user id', async () => {
+    // The batch processor exports every 5 s.
+    for (
+      let attempt = 0;
+      attempt < 150 && !exported.join('').includes('invoke_agent');
+      attempt += 1
+    )
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    const all = exported.join('\n');
+    expect(all.length).toBeGreaterThan(0);
+    expect(all).toContain('invoke_agent');
+    expect(all).not.toContain(owner.userId);
+    expect(all).not.toContain('brigade.user.internal_id');
+  });
+});
