@@ -198,13 +198,13 @@ export async function run(quick: boolean): Promise<object> {
     const mockOnly = () => [mock.pid];
     const floorProcesses = () => [mock.pid, proxy.pid];
     const brigadeProcesses = () => [mock.pid, ...processTree(brigade.pid)];
-    const c1Total = quick ? 500 : 3_000;
+    const c1Total = quick ? 300 : 3_000;
     const concurrency = 16;
-    const cTotal = quick ? 3_000 : 20_000;
+    const cTotal = quick ? 2_000 : 20_000;
 
     progress('warm-up');
     for (const target of [direct, floor, gateway])
-      await measure({ target, concurrency: 8, total: quick ? 500 : 2_000, processes: mockOnly });
+      await measure({ target, concurrency: 8, total: quick ? 300 : 2_000, processes: mockOnly });
 
     const directC1 = await measure({
       target: direct,
