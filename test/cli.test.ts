@@ -4,7 +4,7 @@ import { runCli } from '../src/cli/main.ts';
 import { loadConfig } from '../src/config/index.ts';
 import { type Brigade, createBrigade } from '../src/main.ts';
 import { createLogger } from '../src/observability/index.ts';
-import { apiClient } from './support/api-client.ts';
+import { apiClient, waitForRun } from './support/api-client.ts';
 import { createTestDatabase, type TestDatabase, testOperatorKey } from './support/test-brigade.ts';
 
 /** What one CLI invocation printed, and its exit status. */
@@ -16,6 +16,7 @@ interface CliRun {
 
 let database: TestDatabase;
 let brigade: Brigade | undefined;
+let serverUrl: string | undefined;
 
 async function cli(...argv: string[]): Promise<CliRun> {
   const out: string[] = [];
@@ -50,12 +51,14 @@ function expectOneLineFailure(run: CliRun, status: number, message: RegExp): voi
 
 /** Starts a server on the CLI's database so keys it minted can be tried over HTTP. */
 async function startServer(): Promise<string> {
+  if (serverUrl !== undefined) return serverUrl;
   const config = loadConfig({
     file: { server: { port: 0, shutdownGraceMs: 1000 } },
     env: { DATABASE_URL: database.url, BRIGADE_OPERATOR_KEY: testOperatorKey, LOG_LEVEL: 'silent' },
   });
   brigade = await createBrigade({ config, logger: createLogger({ level: 'silent' }) });
-  return brigade.listen();
+  serverUrl = await brigade.listen();
+  return serverUrl;
 }
 
 beforeAll(async () => {
@@ -177,6 +180,66 @@ describe('admin commands', () => {
     expect(revoked.err).toEqual([]);
     expect(revoked.out).toEqual([`revoked key ci (${key.id})`]);
     expect((await client.get('/v1/me')).status).toBe(401);
+  });
+});
+
+describe('brigade usage report', () => {
+  it("reports a tenant's usage as a table, JSON and CSV", async () => {
+    await cliJson('tenants', 'create', '--slug', 'metered');
+    await cliJson(
+      'users',
+      'create',
+      '--tenant',
+      'metered',
+      '--email',
+      'a@metered.test',
+      '--role',
+      'admin',
+    );
+    const key = await cliJson<{ secret: string }>(
+      'keys',
+      'create',
+      '--tenant',
+      'metered',
+      '--user',
+      'a@metered.test',
+      '--name',
+      'usage',
+    );
+    const url = await startServer();
+    const client = apiClient(url, key.secret);
+    const agent = await client.post<{ id: string }>('/v1/agents', { name: 'counted' });
+    const thread = await client.post<{ id: string }>('/v1/threads', {});
+    const run = await client.post<{ id: string }>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId: agent.body.id,
+      input: 'count these words please',
+    });
+    await waitForRun(client, { threadId: thread.body.id, runId: run.body.id });
+    const report = await cliJson<{ totals: { requests: number; costUsd: number } }>(
+      'usage',
+      'report',
+      '--tenant',
+      'metered',
+      '--group-by',
+      'model',
+    );
+    expect(report.totals.requests).toBe(1);
+    expect(report.totals.costUsd).toBeGreaterThan(0);
+    const csv = await cli('usage', 'report', '--tenant', 'metered', '--group-by', 'model', '--csv');
+    expect(csv.status).toBe(0);
+    expect(csv.out.join('\n')).toMatch(
+      /^model,requests,errors,inputTokens,outputTokens,cachedTokens,costUsd\r?\nlocal,1,0,/,
+    );
+    const table = await cli('usage', 'report', '--tenant', 'metered');
+    expect(table.out[0]).toMatch(/^DAY\s+REQUESTS/);
+  });
+
+  it('exits 2 with one line for an unknown dimension', async () => {
+    expectOneLineFailure(
+      await cli('usage', 'report', '--tenant', 'metered', '--group-by', 'colour'),
+      2,
+      /--group-by: unknown colour/,
+    );
   });
 });
 

@@ -18,6 +18,7 @@ import { createCredentialStore } from '../storage/tools/credential-store.ts';
 import { createMockModelServer, type MockFault } from '../testing/index.ts';
 import { resolveTenant, runAdminCommand } from './admin-commands.ts';
 import { type CliIo, describeFailure, UsageError } from './cli-output.ts';
+import { required, usageReport } from './usage-command.ts';
 
 const help = `brigade ${version}: a multi-tenant harness for LLM agents
 
@@ -38,6 +39,9 @@ Commands:
   keys rotate-master            re-wrap every tenant's vault data key with BRIGADE_MASTER_KEY
                                 (set the old key as BRIGADE_MASTER_KEY_PREVIOUS; servers keep
                                 serving with both set; see docs/tools.md)
+  usage report --tenant T [--from ISO] [--to ISO] [--group-by day,user,agent,key,model,provider,source]
+               [--user U] [--csv]
+                                model usage and cost of a tenant (default: the last 30 days by day)
   audit verify --tenant T [--public-key FILE]
                                 check the tenant's audit hash chain and signed checkpoints
                                 (exit 1 when broken); the key defaults to the configured one
@@ -63,6 +67,7 @@ const knownCommands = [
   'keys revoke',
   'keys rotate-master',
   'audit verify',
+  'usage report',
 ];
 
 const options = {
@@ -83,6 +88,10 @@ const options = {
   port: { type: 'string' },
   fault: { type: 'string' },
   'public-key': { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  'group-by': { type: 'string' },
+  csv: { type: 'boolean' },
 } as const;
 
 function parse(argv: readonly string[]) {
@@ -255,6 +264,15 @@ export async function runCli(
         return 0;
       }
       const identity = createIdentityService({ store: createIdentityStore(storage.database) });
+      if (full === 'usage report') {
+        await usageReport({
+          database: storage.database,
+          tenantId: await resolveTenant(identity, required(parsed.values.tenant, 'tenant')),
+          flags: parsed.values,
+          io,
+        });
+        return 0;
+      }
       if (full === 'audit verify') {
         const tenant = parsed.values.tenant;
         if (tenant === undefined) throw new UsageError('missing --tenant');

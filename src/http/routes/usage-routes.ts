@@ -108,7 +108,8 @@ function csvCell(value: string | number | null | undefined): string {
   return /[",\n\r']/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
 }
 
-function toCsv(report: UsageReport): string {
+/** Renders a usage report as CSV (a header row, one row per group, then a totals row). */
+export function toCsv(report: UsageReport): string {
   const columns = [
     ...report.groupBy,
     'requests',
