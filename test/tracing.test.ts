@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMockModelServer } from '../src/testing/index.ts';
 import {
   type ApiClient,
   apiClient,
@@ -23,6 +24,10 @@ let member: ApiClient;
 let other: ApiClient;
 let tenantId: string;
 let agentId: string;
+let remoteAgentId: string;
+let mock: Awaited<ReturnType<typeof createMockModelServer>>;
+/** A provider key that must never show up in a span. */
+const canary = `sk-canary-${'7'.repeat(24)}`;
 
 type Span = {
   name: string;
@@ -45,10 +50,17 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
   const port = (collector.address() as AddressInfo).port;
-  server = await startTestServer({
-    tracing: { otlpEndpoint: `http://127.0.0.1:${port}/v1/traces`, userAttribute: 'pseudonym' },
-    runs: { pollIntervalMs: 50 },
-  });
+  mock = await createMockModelServer({ apiKey: canary });
+  server = await startTestServer(
+    {
+      tracing: { otlpEndpoint: `http://127.0.0.1:${port}/v1/traces`, userAttribute: 'pseudonym' },
+      providers: {
+        mock: { type: 'openai-compatible', baseUrl: mock.url, apiKeyEnv: 'CANARY_KEY' },
+      },
+      runs: { pollIntervalMs: 50 },
+    },
+    { env: { CANARY_KEY: canary } },
+  );
   const operator = apiClient(server.url, testOperatorKey);
   tenantId = await seedTenant(operator, 'traced');
   const admin = apiClient(
@@ -60,10 +72,14 @@ beforeAll(async () => {
   other = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'member' })).secret);
   const agent = await admin.post<Created>('/v1/agents', { name: 'traced', tools: ['calculator'] });
   agentId = agent.body.id;
+  remoteAgentId = (
+    await admin.post<Created>('/v1/agents', { name: 'remote', model: 'mock:mock-model' })
+  ).body.id;
 });
 
 afterAll(async () => {
   await server?.stop();
+  await mock?.close();
   await new Promise((resolve) => collector?.close(resolve));
 });
 
@@ -117,11 +133,19 @@ describe('run traces', () => {
     expect(response.status).toBe(404);
   });
 
-  it('exports spans over OTLP/HTTP without any user id', async () => {
+  it('exports spans over OTLP/HTTP without any user id or secret', async () => {
+    const thread = await member.post<Created>('/v1/threads', {});
+    const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId: remoteAgentId,
+      input: 'hello provider',
+    });
+    expect(
+      (await waitForRun(member, { threadId: thread.body.id, runId: run.body.id })).status,
+    ).toBe('completed');
     // The batch processor exports every 5 s.
     for (
       let attempt = 0;
-      attempt < 150 && !exported.join('').includes('invoke_agent');
+      attempt < 150 && !exported.join('').includes('chat mock:mock-model');
       attempt += 1
     )
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -130,5 +154,9 @@ describe('run traces', () => {
     expect(all).toContain('invoke_agent');
     expect(all).not.toContain(owner.userId);
     expect(all).not.toContain('brigade.user.internal_id');
+    expect(all).toContain('chat mock:mock-model');
+    expect(all).not.toContain(canary);
+    const stored = await member.get(`/v1/threads/${thread.body.id}/runs/${run.body.id}/trace`);
+    expect(JSON.stringify(stored.body)).not.toContain(canary);
   });
 });
