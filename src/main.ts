@@ -27,6 +27,7 @@ import type { CorePluginV1 } from './plugin-api/index.ts';
 import { createAgentValidator } from './runtime/agent-validator.ts';
 import { createAuditCheckpointer } from './runtime/audit-checkpointer.ts';
 import { createCachingGateway } from './runtime/cached-gateway.ts';
+import { createContentCapturePolicy } from './runtime/content-capture.ts';
 import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
 import { createCredentialService } from './runtime/credential-service.ts';
 import { createMeteredGateway } from './runtime/metered-gateway.ts';
@@ -217,6 +218,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     logger,
     onBudgetAlert: () => webhookWorker.wake(),
     tracing,
+    captureContent: createContentCapturePolicy(storage.database),
     onUsage: (entry) =>
       metrics.recordModelCall({
         provider: entry.provider,

@@ -159,4 +159,57 @@ describe('run traces', () => {
     const stored = await member.get(`/v1/threads/${thread.body.id}/runs/${run.body.id}/trace`);
     expect(JSON.stringify(stored.body)).not.toContain(canary);
   });
+
+  it('puts redacted content on spans only when the tenant enabled it and the user consented', async () => {
+    const operator = apiClient(server.url, testOperatorKey);
+    const ownerClient = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId, role: 'owner' })).secret,
+    );
+    const writer = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId, role: 'member' })).secret,
+    );
+    const secretText = 'mail ada@example.org with key sk-proj-abcdefghijklmnopqrstuvwxyz123456';
+    async function chatSpan(client: ApiClient): Promise<Span | undefined> {
+      const thread = await client.post<Created>('/v1/threads', {});
+      const run = await client.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+        agentId,
+        input: secretText,
+      });
+      await waitForRun(client, { threadId: thread.body.id, runId: run.body.id });
+      const path = `/v1/threads/${thread.body.id}/runs/${run.body.id}/trace`;
+      for (let attempt = 0; attempt < 100; attempt += 1) {
+        const chat = (await client.get<{ spans: Span[] }>(path)).body.spans.find((span) =>
+          span.name.startsWith('chat'),
+        );
+        if (chat !== undefined) return chat;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      return undefined;
+    }
+    // Off by default.
+    expect((await chatSpan(member))?.attributes['gen_ai.input.messages']).toBeUndefined();
+    const enabled = await ownerClient.request('PATCH', `/v1/tenants/${tenantId}`, {
+      captureContent: true,
+    });
+    expect(enabled.status).toBe(200);
+    // The tenant turned it on, but this user has not consented (and nothing is cached for them).
+    const consenting = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId, role: 'member' })).secret,
+    );
+    const granted = await consenting.post('/v1/me/consents', {
+      purpose: 'content_capture',
+      version: '1',
+    });
+    expect(granted.status).toBe(201);
+    expect((await chatSpan(writer))?.attributes['gen_ai.input.messages']).toBeUndefined();
+    const captured = await chatSpan(consenting);
+    const input = String(captured?.attributes['gen_ai.input.messages']);
+    expect(input).toContain('mail [email] with key');
+    expect(input).not.toContain('ada@example.org');
+    expect(input).not.toContain('sk-proj-abcdefghijklmnopqrstuvwxyz123456');
+    expect(String(captured?.attributes['gen_ai.output.messages'])).not.toContain('ada@example.org');
+  });
 });

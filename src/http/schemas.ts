@@ -58,6 +58,10 @@ export const updateTenantSchema = z
       description: 'Operator only. A suspended tenant’s keys and sign-ins are refused.',
     }),
     timeZone: timeZoneSchema.optional(),
+    captureContent: z.boolean().optional().openapi({
+      description:
+        'Put prompt and response text (redacted) on spans of users who consented to content_capture. Off by default.',
+    }),
     metadata: metadataSchema.optional(),
   })
   .refine((value) => Object.keys(value).length > 0, 'at least one field is required')
@@ -70,6 +74,7 @@ export const tenantSchema = z
     name: z.string(),
     status: z.enum(['active', 'suspended']),
     timeZone: z.string(),
+    captureContent: z.boolean(),
     metadata: z.record(z.string(), z.unknown()),
     createdAt: z.iso.datetime(),
     updatedAt: z.iso.datetime(),

@@ -7,6 +7,7 @@ import { type RouteAttempt, RouteFailedError } from '../gateway/route-failures.t
 import { activeSpan, SpanKind, type Tracing } from '../observability/tracing.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import type { BudgetStore, Spender, UsageEntry } from '../storage/guards/budget-store.ts';
+import { messagesForSpan, redactContent } from './content-capture.ts';
 import type { ModelCallLimits } from './model-call-limits.ts';
 
 /** Options for {@link createMeteredGateway}. */
@@ -23,6 +24,8 @@ export interface MeteredGatewayOptions {
   readonly onBudgetAlert?: (() => void) | undefined;
   /** One `chat <model>` span per call (GenAI semantic conventions). */
   readonly tracing?: Tracing | undefined;
+  /** Whether a spender's prompt and response text may go on spans (always redacted). */
+  readonly captureContent?: ((subject: Spender) => Promise<boolean>) | undefined;
 }
 
 /** A model call with the spender it is billed to. */
@@ -104,7 +107,22 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
           : request,
       );
       tokens = result.usage.inputTokens + result.usage.outputTokens;
-      if (degraded) activeSpan()?.setAttribute('brigade.degraded', true);
+      const span = activeSpan();
+      if (degraded) span?.setAttribute('brigade.degraded', true);
+      if (
+        options.tracing !== undefined &&
+        span?.isRecording() === true &&
+        (await options.captureContent?.(request.spender)) === true
+      ) {
+        span.setAttributes({
+          'gen_ai.input.messages': messagesForSpan(request.messages),
+          'gen_ai.output.messages': redactContent(
+            JSON.stringify([
+              { role: 'assistant', parts: [{ type: 'text', content: result.text }] },
+            ]),
+          ),
+        });
+      }
       return degraded ? { ...result, degraded: true } : result;
     } finally {
       permit?.release(tokens);

@@ -27,6 +27,7 @@ export interface TenantPatch {
   readonly name?: string;
   readonly status?: 'active' | 'suspended';
   readonly timeZone?: string;
+  readonly captureContent?: boolean;
   readonly metadata?: Readonly<Record<string, unknown>>;
 }
 

@@ -7,6 +7,8 @@ export interface Tenant {
   readonly name: string;
   readonly status: 'active' | 'suspended';
   readonly timeZone: string;
+  /** Prompt and response text on the tenant's spans (users who consented only), redacted. */
+  readonly captureContent: boolean;
   readonly metadata: Readonly<Record<string, unknown>>;
   readonly createdAt: Date;
   readonly updatedAt: Date;

@@ -18,6 +18,7 @@ export function toTenant(row: Selectable<TenantsTable>): Tenant {
     name: row.name,
     status: row.status,
     timeZone: row.time_zone,
+    captureContent: row.capture_content,
     metadata: row.metadata as Json,
     createdAt: row.created_at,
     updatedAt: row.updated_at,

@@ -159,6 +159,9 @@ export function createTenantUserStore(database: Database): TenantUserStore {
             ...(patch.name === undefined ? {} : { name: patch.name }),
             ...(patch.status === undefined ? {} : { status: patch.status }),
             ...(patch.timeZone === undefined ? {} : { time_zone: patch.timeZone }),
+            ...(patch.captureContent === undefined
+              ? {}
+              : { capture_content: patch.captureContent }),
             ...(patch.metadata === undefined ? {} : { metadata: JSON.stringify(patch.metadata) }),
             updated_at: new Date(),
           })

@@ -8,6 +8,10 @@ import type { MigrationContext } from './migration-context.ts';
 export function spansMigration({ runtimeRole }: MigrationContext): string {
   const role = `"${runtimeRole}"`;
   return `
+-- Prompt and response text on a tenant's spans: off unless its owners turn it on (and then
+-- only for users who consented to content_capture).
+alter table brigade.tenants add column capture_content boolean not null default false;
+
 create table brigade.spans (
   tenant_id uuid not null references brigade.tenants (id) on delete cascade,
   trace_id text not null,

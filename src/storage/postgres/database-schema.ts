@@ -10,6 +10,7 @@ export interface TenantsTable {
   name: string;
   status: Generated<'active' | 'suspended'>;
   time_zone: Generated<string>;
+  capture_content: Generated<boolean>;
   metadata: Json;
   created_at: Timestamp;
   updated_at: Timestamp;

@@ -1,0 +1,65 @@
+import { sql } from 'kysely';
+import type { MessageV1 } from '../plugin-api/index.ts';
+import type { Database } from '../storage/postgres/database.ts';
+import { createOutputGuard } from './tools/output-guard.ts';
+
+const pii: readonly [RegExp, string][] = [
+  [/[\w.+-]+@[\w-]+(?:\.[\w-]+)+/g, '[email]'],
+  // Card and phone numbers: runs of 9+ digits, with spaces or dashes between groups.
+  [/\+?\d(?:[ -]?\d){8,}/g, '[number]'],
+];
+
+const guard = createOutputGuard({ secrets: () => new Set<string>(), allowedLinkHosts: [] });
+
+/** Captured content is always redacted: secrets and keys, e-mail addresses, long numbers. */
+export function redactContent(text: string, maxChars = 16_384): string {
+  let result = guard.redact(text).text;
+  for (const [pattern, replacement] of pii) result = result.replace(pattern, replacement);
+  return result.length > maxChars ? `${result.slice(0, maxChars)}…[truncated]` : result;
+}
+
+/** The text of messages as the GenAI conventions put them on a span (`gen_ai.input.messages`). */
+export function messagesForSpan(messages: readonly MessageV1[]): string {
+  return redactContent(
+    JSON.stringify(
+      messages.map((message) => ({
+        role: message.role,
+        parts: message.content.flatMap((part): Record<string, string>[] =>
+          part.type === 'text'
+            ? [{ type: 'text', content: part.text }]
+            : part.type === 'tool-call'
+              ? [{ type: 'tool_call', name: part.toolName }]
+              : [{ type: 'tool_call_response', name: part.toolName }],
+        ),
+      })),
+    ),
+  );
+}
+
+/**
+ * Whether a user's model calls may put their content on spans: the tenant turned capture on
+ * (`captureContent`) and the user granted `content_capture`. Cached per user for `ttlMs`.
+ */
+export function createContentCapturePolicy(database: Database, ttlMs = 5_000) {
+  const cache = new Map<string, { at: number; value: Promise<boolean> }>();
+  return (subject: { tenantId: string; userId: string }): Promise<boolean> => {
+    const key = `${subject.tenantId}:${subject.userId}`;
+    const cached = cache.get(key);
+    if (cached !== undefined && Date.now() - cached.at < ttlMs) return cached.value;
+    const value = database
+      .withScope({ tenantId: subject.tenantId, userId: subject.userId }, async (db) => {
+        const result = await sql<{ allowed: boolean }>`
+          select t.capture_content and exists (
+                   select 1 from brigade.consents c
+                    where c.tenant_id = t.id and c.user_id = ${subject.userId}::uuid
+                      and c.purpose = 'content_capture' and c.status = 'granted'
+                      and c.scope = '*') as allowed
+            from brigade.tenants t where t.id = ${subject.tenantId}::uuid`.execute(db);
+        return result.rows[0]?.allowed === true;
+      })
+      .catch(() => false);
+    cache.set(key, { at: Date.now(), value });
+    if (cache.size > 10_000) cache.delete(cache.keys().next().value ?? '');
+    return value;
+  };
+}
