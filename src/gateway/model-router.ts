@@ -218,16 +218,26 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
     for (let attempt = 0; attempt < route.retries.maxAttempts; attempt += 1) {
       let candidates = deployments.filter(({ deployment, state }) => available(deployment, state));
       if (candidates.length === 0) {
-        // Everything is cooling down or full: wait for the first to free up, within the deadline.
+        // Everything is cooling down (a Retry-After) or full: wait for the first to free up,
+        // within the deadline. Deployments behind an open breaker are not waited for: the
+        // route fails over to its fallbacks at once (or answers 503 with Retry-After).
         const soonest = Math.min(
           ...deployments.map(({ state }) =>
-            state.breaker.state === CircuitState.Open
-              ? Math.max(state.coolUntil, state.openedAt + state.halfOpenAfterMs)
+            state.breaker.state === CircuitState.Open ||
+            state.breaker.state === CircuitState.HalfOpen
+              ? Number.POSITIVE_INFINITY
               : state.coolUntil,
           ),
         );
         const wait = Math.max(50, soonest - now());
-        if (!Number.isFinite(soonest) || now() + wait >= context.deadline) break;
+        if (!Number.isFinite(soonest) || now() + wait >= context.deadline) {
+          lastError = new AppError(
+            'provider_unavailable',
+            `Every deployment of route '${route.name}' is unavailable (circuit open or cooling down).`,
+          );
+          lastKind = 'server_error';
+          break;
+        }
         await sleep(wait, context.signal);
         candidates = deployments.filter(({ deployment, state }) => available(deployment, state));
         if (candidates.length === 0) continue;
