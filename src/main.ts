@@ -30,6 +30,7 @@ import { createCachingGateway } from './runtime/cached-gateway.ts';
 import { createContentCapturePolicy } from './runtime/content-capture.ts';
 import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
 import { createCredentialService } from './runtime/credential-service.ts';
+import { createMcpServerService } from './runtime/mcp-server-service.ts';
 import { createMeteredGateway } from './runtime/metered-gateway.ts';
 import { createModelCallLimits } from './runtime/model-call-limits.ts';
 import { createModelRouteService } from './runtime/model-route-service.ts';
@@ -40,6 +41,7 @@ import { createRunScheduler } from './runtime/run-scheduler.ts';
 import { createRunSignals } from './runtime/run-signals.ts';
 import { createToolService } from './runtime/tool-service.ts';
 import { createHttpRequestTool } from './runtime/tools/http-request-tool.ts';
+import { createMcpToolProvider } from './runtime/tools/mcp-tools.ts';
 import { createTenantHttpTool } from './runtime/tools/tenant-http-tool.ts';
 import { builtInTools, validateToolInput } from './runtime/tools/tool-registry.ts';
 import { createWebhookWorker } from './runtime/webhooks/webhook-worker.ts';
@@ -60,6 +62,7 @@ import { createModelRouteStore, loadTenantRoutes } from './storage/routes/model-
 import { createApprovalStore } from './storage/runs/approval-store.ts';
 import { createRunStore } from './storage/runs/run-store.ts';
 import { createCredentialStore } from './storage/tools/credential-store.ts';
+import { createMcpServerStore } from './storage/tools/mcp-server-store.ts';
 import { createToolStore } from './storage/tools/tool-store.ts';
 import { createSpanStore } from './storage/tracing/span-store.ts';
 import { createWebhookStore } from './storage/webhooks/webhook-store.ts';
@@ -250,6 +253,28 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     allowedHosts: config.tools.tenantHttp.allowedHosts,
     allowPrivateNetworks: config.tools.tenantHttp.allowPrivateNetworks,
   };
+  const mcpServerStore = createMcpServerStore(storage.database);
+  const mcpTools = createMcpToolProvider({
+    servers: (claim) => mcpServerStore.listForRun(claim),
+    egress,
+    defaultTimeoutMs: config.tools.tenantHttp.maxTimeoutMs,
+    resolveCredential: (request) =>
+      credentialStore.available
+        ? credentialStore.resolveForCall({
+            tenantId: request.claim.tenantId,
+            userId: request.claim.userId,
+            actor: request.actor ?? { kind: 'operator' },
+            name: request.name,
+            toolName: request.toolName,
+            runId: request.claim.runId,
+          })
+        : Promise.resolve(undefined),
+    onListError: (server, error) =>
+      logger.warn(
+        { mcpServer: server.name, err: { message: error.message } },
+        'listing the tools of an MCP server failed',
+      ),
+  });
   const agentStore = createAgentStore(storage.database);
   const agents = createAgentService({
     store: agentStore,
@@ -258,6 +283,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       tools,
       cores,
       tenantToolNames: (tenantId) => toolStore.names(tenantId),
+      mcpServerNames: (tenantId) => mcpServerStore.names(tenantId),
     }),
   });
   const toolService = createToolService({
@@ -290,6 +316,12 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     validateArguments: async (toolName, input, tenantId) => {
       const tool = tools.find((candidate) => candidate.name === toolName);
       if (tool !== undefined) return validateToolInput(tool.inputSchema, input);
+      if (toolName.startsWith('mcp:')) {
+        const mcpSchema = mcpTools.schemaOf(tenantId, toolName);
+        return mcpSchema === undefined
+          ? [`the tool list of '${toolName}' is not loaded; retry after the run resumes`]
+          : validateToolInput(mcpSchema, input);
+      }
       const schema = await toolStore.schemaOf(tenantId, toolName);
       return schema === undefined
         ? [`unknown tool '${toolName}'`]
@@ -325,6 +357,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
           defaultTimeoutMs: config.tools.tenantHttp.maxTimeoutMs,
           defaultMaxResponseChars: config.tools.tenantHttp.maxResponseChars,
         }),
+      mcpTools: (request) => mcpTools.toolsFor(request),
       resolveCredential: (request) =>
         credentialStore.available
           ? credentialStore.resolveForCall({
@@ -403,6 +436,11 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       auditCheckpoints,
       consents: createConsentService({ store: createConsentStore(storage.database) }),
       tools: toolService,
+      mcpServers: createMcpServerService({
+        store: mcpServerStore,
+        egress,
+        onDelete: (tenantId, serverId) => mcpTools.forget(tenantId, serverId),
+      }),
       credentials: createCredentialService({ store: credentialStore }),
       webhooks: webhookStore,
       spans,

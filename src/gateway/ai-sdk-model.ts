@@ -57,6 +57,21 @@ export function createLanguageModel(
   }
 }
 
+/**
+ * A tool name providers accept: OpenAI and Anthropic allow only `[A-Za-z0-9_-]`, so
+ * `mcp:<server>:<tool>` goes out as `mcp__<server>__<tool>` (other characters become `_`).
+ * Valid names are unchanged.
+ */
+export function toProviderToolName(name: string): string {
+  return name.replace(/[^A-Za-z0-9_-]/g, (character) => (character === ':' ? '__' : '_'));
+}
+
+/** The offered tool a provider's tool name stands for (an exact name wins); else the name. */
+function fromProviderToolName(name: string, tools: readonly ToolDescriptionV1[]): string {
+  if (tools.some((candidate) => candidate.name === name)) return name;
+  return tools.find((candidate) => toProviderToolName(candidate.name) === name)?.name ?? name;
+}
+
 function toModelMessages(messages: readonly MessageV1[]): ModelMessage[] {
   return messages.map(toModelMessage);
 }
@@ -86,7 +101,7 @@ function toModelMessage(message: MessageV1): ModelMessage {
                 {
                   type: 'tool-call',
                   toolCallId: part.toolCallId,
-                  toolName: part.toolName,
+                  toolName: toProviderToolName(part.toolName),
                   input: part.input,
                 },
               ];
@@ -104,7 +119,7 @@ function toModelMessage(message: MessageV1): ModelMessage {
                 {
                   type: 'tool-result' as const,
                   toolCallId: part.toolCallId,
-                  toolName: part.toolName,
+                  toolName: toProviderToolName(part.toolName),
                   output: { type: 'json' as const, value: (part.output ?? null) as never },
                 },
               ]
@@ -118,7 +133,7 @@ function toModelMessage(message: MessageV1): ModelMessage {
 function toToolSet(tools: readonly ToolDescriptionV1[]): ToolSet {
   return Object.fromEntries(
     tools.map((description) => [
-      description.name,
+      toProviderToolName(description.name),
       tool({
         description: description.description,
         inputSchema: jsonSchema(description.inputSchema as never),
@@ -228,7 +243,10 @@ type SdkFinishReason = 'stop' | 'length' | 'content-filter' | 'tool-calls' | 'er
 
 /** The usage, finish reason and tool calls of a finished call, as Brigade reports them. */
 function toResult(
-  request: { readonly messages: readonly MessageV1[] },
+  request: {
+    readonly messages: readonly MessageV1[];
+    readonly tools: readonly ToolDescriptionV1[];
+  },
   answer: {
     readonly text: string;
     readonly toolCalls: readonly { toolCallId: string; toolName: string; input: unknown }[];
@@ -242,7 +260,7 @@ function toResult(
     text,
     toolCalls: toolCalls.map((call) => ({
       toolCallId: call.toolCallId,
-      toolName: call.toolName,
+      toolName: fromProviderToolName(call.toolName, request.tools),
       input: call.input,
     })),
     finishReason: (

@@ -59,7 +59,8 @@ function formatted(answer: string, format: ResponseFormat | undefined): string {
   return JSON.stringify(exampleOf(format.schema, answer));
 }
 
-const toolCallPattern = /(?:^|\n)\s*call\s+([a-z][a-z0-9_]*)\s*(\{[\s\S]*\})?\s*$/i;
+const toolCallPattern =
+  /(?:^|\n)\s*call\s+([a-z][a-z0-9_]*(?::[A-Za-z0-9_.-]+)*)\s*(\{[\s\S]*\})?\s*$/i;
 
 function textOf(message: MessageV1 | undefined): string {
   return (message?.content ?? [])

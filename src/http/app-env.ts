@@ -8,6 +8,7 @@ import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
 import type { CachingGateway } from '../runtime/cached-gateway.ts';
 import type { CredentialService } from '../runtime/credential-service.ts';
+import type { McpServerService } from '../runtime/mcp-server-service.ts';
 import type { ModelRouteService } from '../runtime/model-route-service.ts';
 import type { RunSignals } from '../runtime/run-signals.ts';
 import type { ToolService } from '../runtime/tool-service.ts';
@@ -45,6 +46,8 @@ export interface RouteServices {
   readonly tools: ToolService;
   /** The credentials vault (metadata only over the API). */
   readonly credentials: CredentialService;
+  /** The tenant's MCP servers. */
+  readonly mcpServers?: McpServerService;
   readonly modelRoutes: ModelRouteService;
   readonly webhooks: WebhookStore;
   readonly spans: SpanStore;

@@ -22,6 +22,7 @@ import { registerAuditRoutes } from './routes/audit-routes.ts';
 import { registerConsentRoutes } from './routes/consent-routes.ts';
 import { registerCredentialRoutes } from './routes/credential-routes.ts';
 import { registerKeyRoutes } from './routes/key-routes.ts';
+import { registerMcpRoutes } from './routes/mcp-routes.ts';
 import { registerMeRoutes } from './routes/me-routes.ts';
 import { metricsPath, registerMetricsRoute } from './routes/metrics-routes.ts';
 import { registerModelRouteRoutes } from './routes/model-route-routes.ts';
@@ -231,6 +232,8 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerAuditRoutes(app, options.services);
   registerConsentRoutes(app, options.services);
   registerToolRoutes(app, options.services);
+  if (options.services.mcpServers !== undefined)
+    registerMcpRoutes(app, options.services.mcpServers);
   registerCredentialRoutes(app, options.services);
   registerPolicyRoutes(app, options.services);
   registerModelRouteRoutes(app, options.services);

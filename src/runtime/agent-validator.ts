@@ -1,5 +1,6 @@
 import type { AgentValidator } from '../domain/agents/agent-service.ts';
 import { AppError } from '../domain/errors.ts';
+import { parseMcpToolName } from '../domain/tools/mcp-types.ts';
 import type { ModelGateway } from '../gateway/model-gateway.ts';
 import type { CorePluginV1 } from '../plugin-api/index.ts';
 import type { ToolDefinition } from './tools/tool-registry.ts';
@@ -10,6 +11,8 @@ export function createAgentValidator(options: {
   readonly tools: readonly ToolDefinition[];
   /** Names of the tenant's own tools (HTTP tools its admins defined). */
   readonly tenantToolNames?: (tenantId: string) => Promise<readonly string[]>;
+  /** Names of the tenant's MCP servers: `mcp:<server>:<tool>` names one of their tools. */
+  readonly mcpServerNames?: (tenantId: string) => Promise<readonly string[]>;
   readonly cores: ReadonlyMap<string, CorePluginV1>;
 }): AgentValidator {
   return {
@@ -35,7 +38,16 @@ export function createAgentValidator(options: {
           ? []
           : await options.tenantToolNames(tenantId);
       const available = [...options.tools.map((tool) => tool.name), ...tenantTools];
-      const unknown = named.filter((name) => !available.includes(name));
+      const mcpServers =
+        options.mcpServerNames === undefined ||
+        !named.some((name) => parseMcpToolName(name) !== undefined)
+          ? []
+          : await options.mcpServerNames(tenantId);
+      // An MCP tool is checked by its server; the server's tool list is read at run time.
+      const unknown = named.filter(
+        (name) =>
+          !available.includes(name) && !mcpServers.includes(parseMcpToolName(name)?.server ?? ''),
+      );
       if (unknown.length > 0) {
         throw new AppError('unknown_tool', `Unknown tools: ${unknown.join(', ')}.`, {
           details: { available },

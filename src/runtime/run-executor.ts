@@ -48,6 +48,15 @@ export interface RunExecutorOptions {
   readonly tools: readonly ToolDefinition[];
   /** Builds an executable tool from a tenant's HTTP tool definition. */
   readonly tenantTool?: (definition: HttpToolDefinition) => ToolDefinition;
+  /**
+   * Tools of the tenant's MCP servers for the `mcp:<server>:<tool>` names an agent lists (see
+   * tools/mcp-tools.ts); they pass the same gate as every other tool.
+   */
+  readonly mcpTools?: (request: {
+    readonly claim: RunClaim;
+    readonly actor: UserPrincipal | undefined;
+    readonly names: readonly string[];
+  }) => Promise<readonly ToolDefinition[]>;
   /** Decrypts a credential of the run's user for one tool call (the vault). */
   readonly resolveCredential?: Parameters<typeof createStepRecorder>[0]['resolveCredential'];
   /** Hosts markdown links and images in assistant text may point to (the output guard). */
@@ -279,7 +288,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       });
     }
     // Tenant tools shadow nothing: a built-in name wins (the API refuses such names anyway).
-    const runTools = [
+    const baseTools = [
       ...options.tools,
       ...(options.tenantTool === undefined
         ? []
@@ -287,12 +296,6 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
             .filter((definition) => !options.tools.some((tool) => tool.name === definition.name))
             .map(options.tenantTool)),
     ];
-    const secrets = new Set<string>();
-    const outputGuard = createOutputGuard({
-      secrets: () => secrets,
-      allowedLinkHosts: options.allowedLinkHosts ?? [],
-    });
-    const streamGuard = createStreamGuard(outputGuard);
     const actor: UserPrincipal | undefined =
       role === undefined
         ? undefined
@@ -305,6 +308,12 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
             scopes: undefined,
             authMethod: 'api_key',
           };
+    const secrets = new Set<string>();
+    const outputGuard = createOutputGuard({
+      secrets: () => secrets,
+      allowedLinkHosts: options.allowedLinkHosts ?? [],
+    });
+    const streamGuard = createStreamGuard(outputGuard);
     /** The user's own words and the agent's instructions vs everything the run read. */
     const sources = () => {
       const textOf = (content: Message['content']) =>
@@ -413,6 +422,14 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         if (cancelled?.cancel_requested_at != null)
           controller.abort('cancel' satisfies AbortReason);
       }
+      // MCP tools: the servers' tool lists (cached), read with the run's user's credential.
+      const mcpNames = agent.tools.filter((name) => name.startsWith('mcp:'));
+      const runTools = [
+        ...baseTools,
+        ...(options.mcpTools === undefined || mcpNames.length === 0
+          ? []
+          : await options.mcpTools({ claim, actor, names: mcpNames })),
+      ];
       const result = await core.run({
         runId: run.id,
         instructions: agent.instructions,

@@ -44,6 +44,7 @@ const fillers: Record<string, (victim: WorldUser, tenant: WorldTenant) => readon
   consentId: (victim) => [victim.consentId],
   toolId: (_, tenant) => [tenant.toolId],
   blockId: (_, tenant) => [tenant.blockId],
+  serverId: (_, tenant) => (tenant.mcpServerId === undefined ? [] : [tenant.mcpServerId]),
   // A user's own credential and the tenant's shared one.
   credentialId: (victim, tenant) => [
     ...(victim.credentialId === undefined ? [] : [victim.credentialId]),
@@ -104,6 +105,12 @@ const bodies: Record<string, (victim: WorldUser, tenant: WorldTenant) => unknown
   }),
   updateTool: () => ({ urlTemplate: 'https://evil.example/steal' }),
   disableTool: () => ({ toolName: 'calculator', reason: 'pwned' }),
+  // An MCP server that would receive the victim tenant's users' credentials.
+  createMcpServer: () => ({
+    name: `evil-${randomBytes(4).toString('hex')}`,
+    url: 'https://evil.example/mcp',
+    auth: { credential: 'service' },
+  }),
   // Credentials are the caller's own (not asserted); shared ones are the admins'.
   putCredential: () => ({ name: 'evil', secret: 'evil-secret-0000000000' }),
   putSharedCredential: () => ({ name: 'evil', secret: 'evil-secret-0000000000' }),
@@ -162,8 +169,9 @@ function expectationFor(operation: Operation, attacker: WorldUser, victim: World
     return operation.operationId === 'deleteSharedCredential' && privileged
       ? 'unspecified'
       : 'refused';
-  // Tools and kill switches: every member reads them; owners and admins change them.
-  if (has('toolId') || has('blockId')) return mutating && !privileged ? 'refused' : 'allowed';
+  // Tools, kill switches and MCP servers: every member reads them; owners and admins change them.
+  if (has('toolId') || has('blockId') || has('serverId'))
+    return mutating && !privileged ? 'refused' : 'allowed';
   if (has('userId')) {
     if (!privileged) return 'refused';
     if (mutating && attacker.role === 'admin' && victim.role === 'owner') return 'refused';
@@ -212,6 +220,7 @@ function selfExpectation(operation: Operation, attacker: WorldUser): Expectation
   switch (operation.operationId) {
     case 'createTool':
     case 'disableTool':
+    case 'createMcpServer':
     case 'putSharedCredential':
     case 'listSharedCredentials':
       return isPrivileged(attacker.role) ? 'allowed' : 'refused';

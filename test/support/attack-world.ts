@@ -1,6 +1,7 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import fc from 'fast-check';
 import { SignJWT } from 'jose';
+import pg from 'pg';
 import { type ApiClient, apiClient, type Created, seedTenant } from './api-client.ts';
 
 /** Tenant roles, most powerful first (the test's own copy, so it does not trust `src/`). */
@@ -103,6 +104,8 @@ export interface WorldTenant {
   readonly sharedCredentialId: string;
   /** A webhook the owner subscribed. */
   readonly webhookId: string;
+  /** An MCP server of the tenant (stored directly: registration needs a reachable server). */
+  readonly mcpServerId: string | undefined;
   readonly users: readonly WorldUser[];
   readonly provider: WorldProvider | undefined;
 }
@@ -183,6 +186,24 @@ interface BuildContext {
   readonly url: string;
   readonly operator: ApiClient;
   readonly identityKey: IdentityProviderKey;
+  /** The database as its owner, for objects the API cannot create offline (MCP servers). */
+  readonly ownerDatabaseUrl?: string;
+}
+
+/** Stores an MCP server of `tenantId` as the database owner; the API would probe its URL. */
+async function storeMcpServer(databaseUrl: string, tenantId: string, slug: string) {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const result = await client.query<{ id: string }>(
+      `insert into brigade.mcp_servers (tenant_id, name, url, auth, risk)
+       values ($1, 'tools', $2, '{"credential":"service"}', 'egress') returning id`,
+      [tenantId, `https://mcp.${slug}.example/mcp`],
+    );
+    return result.rows[0]?.id;
+  } finally {
+    await client.end();
+  }
 }
 
 async function buildUser(
@@ -340,6 +361,10 @@ export async function buildTenant(
     'shared credential',
   );
   const provider = await buildProvider(context, { tenantId, slug, kind: spec.oidc });
+  const mcpServerId =
+    context.ownerDatabaseUrl === undefined
+      ? undefined
+      : await storeMcpServer(context.ownerDatabaseUrl, tenantId, slug);
   const withRuns = await Promise.all(
     users.map(async (user) => ({
       ...user,
@@ -358,6 +383,7 @@ export async function buildTenant(
     blockId: block.id,
     sharedCredentialId: shared.id,
     webhookId: webhook.id,
+    mcpServerId,
     users: withRuns,
     provider,
   };
@@ -387,6 +413,7 @@ export function tenantIds(tenant: WorldTenant): string[] {
     tenant.blockId,
     tenant.sharedCredentialId,
     tenant.webhookId,
+    ...(tenant.mcpServerId === undefined ? [] : [tenant.mcpServerId]),
     ...(tenant.provider === undefined ? [] : [tenant.provider.id]),
     ...tenant.users.flatMap(ownIds),
   ];

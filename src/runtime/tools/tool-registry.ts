@@ -24,8 +24,11 @@ export interface ToolExecutionContext {
 /** A tool the harness can execute, with its schema and risk class. */
 export interface ToolDefinition extends ToolDescriptionV1 {
   readonly risk: ToolRisk;
-  /** `builtin` tools come with Brigade; `http` tools are defined by a tenant's admins. */
-  readonly kind?: 'builtin' | 'http' | undefined;
+  /**
+   * `builtin` tools come with Brigade; `http` tools are defined by a tenant's admins; `mcp`
+   * tools come from a tenant's MCP servers.
+   */
+  readonly kind?: 'builtin' | 'http' | 'mcp' | undefined;
   /** Roles that may call it; undefined means every role that may run agents. */
   readonly allowedRoles?: readonly Role[] | undefined;
   /** Arguments whose values must come from the user (see provenance-rules.ts). */

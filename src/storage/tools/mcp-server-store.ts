@@ -88,13 +88,10 @@ export function createMcpServerStore(database: Database) {
     },
     /** The tenant's servers as a run of `scope` sees them (the tool gate). */
     listForRun(scope: { readonly tenantId: string; readonly userId: string }) {
-      return database.withScope(
-        { tenantId: scope.tenantId, userId: scope.userId },
-        async (db) => {
-          const result = await sql<McpServerRow>`select * from brigade.mcp_servers`.execute(db);
-          return result.rows.map(toServer);
-        },
-      );
+      return database.withScope({ tenantId: scope.tenantId, userId: scope.userId }, async (db) => {
+        const result = await sql<McpServerRow>`select * from brigade.mcp_servers`.execute(db);
+        return result.rows.map(toServer);
+      });
     },
     /** The names of the tenant's servers (agent validation). */
     names(tenantId: string): Promise<string[]> {
