@@ -338,9 +338,9 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       database: storage.database,
       tracing,
       gateway: metered,
-      consumeToolQuota: (claim, agentId) =>
+      consumeToolQuota: (claim, { agentId, keyId }) =>
         budgets.consumeQuota(
-          { tenantId: claim.tenantId, userId: claim.userId, agentId },
+          { tenantId: claim.tenantId, userId: claim.userId, agentId, keyId },
           'tool_calls',
         ),
       resolveOrphans: (claim) =>

@@ -132,6 +132,18 @@ describe('model routes API', () => {
     expect(response.body.errors?.map((error) => error.path)).toEqual(
       expect.arrayContaining(['deployments.0.model', 'fallbacks.0.route', 'fallbacks.1.route']),
     );
+    const priced = await admin.post<Problem>('/v1/model-routes', {
+      name: 'free',
+      deployments: [
+        { model: 'primary:mock-model', price: { inputPerMTok: 0, outputPerMTok: 0 } },
+        { model: 'backup:mock-model', contextTokens: 10_000_000 },
+      ],
+    });
+    // Prices and context windows decide what budgets reserve: the operator's, not a tenant's.
+    expect(priced.status).toBe(422);
+    expect(priced.body.errors?.map((error) => error.path)).toEqual(
+      expect.arrayContaining(['deployments.0.price', 'deployments.1.contextTokens']),
+    );
     const first = await admin.post<Created>('/v1/model-routes', {
       name: 'twice',
       deployments: [{ model: 'local' }],
@@ -325,5 +337,38 @@ describe('fault tolerance', () => {
     expect(response.status).toBe(400);
     expect(body.error).toMatchObject({ code: 'context_length_exceeded', param: 'messages' });
     expect(primary.calls).toHaveLength(0);
+  });
+
+  it('does not open a breaker for callers who hang up', async () => {
+    const gateway = createModelGateway({
+      localTokenDelayMs: 0,
+      providers: {
+        primary: { type: 'openai-compatible', baseUrl: primary.url, apiKey: 'primary-key' },
+      },
+      platformRoutes: [
+        route({
+          name: 'touchy',
+          deployments: [{ model: 'primary:mock-model' }],
+          retries: { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 },
+          breaker: { failureRate: 0.5, windowMs: 10_000, minimumRps: 0.1, halfOpenAfterMs: 60_000 },
+        }),
+      ],
+    });
+    const call = (signal: AbortSignal) =>
+      gateway.generate({
+        model: 'touchy',
+        messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }], provenance: 'user' }],
+        tools: [],
+        maxOutputTokens: 16,
+        signal,
+      });
+    primary.reset();
+    primary.setFaults({ hang: true });
+    // Twenty callers give up after 30 ms: their own doing, not the deployment's.
+    for (let index = 0; index < 20; index += 1)
+      await call(AbortSignal.timeout(30)).catch(() => undefined);
+    primary.setFaults(undefined);
+    const answer = await call(new AbortController().signal);
+    expect(answer.served.model).toBe('primary:mock-model');
   });
 });

@@ -344,6 +344,38 @@ describe('quotas', () => {
   });
 });
 
+describe('quotas per API key', () => {
+  it('counts a run’s tool calls against the daily quota of the key that started it', async () => {
+    const seeded = await seedUser(operator, { tenantId, role: 'member' });
+    const client = apiClient(server.url, seeded.secret);
+    const agent = await admin.post<Created>('/v1/agents', {
+      name: 'keyed',
+      model: 'local',
+      tools: ['calculator'],
+    });
+    const policy = await admin.post('/v1/policies', {
+      level: 'api_key',
+      subjectId: seeded.keyId,
+      limits: { toolCallsPerDay: 1 },
+    });
+    expect(policy.status).toBe(201);
+    const outcomes: string[] = [];
+    for (let index = 0; index < 2; index += 1) {
+      const thread = await client.post<Created>('/v1/threads', {});
+      const created = await client.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+        agentId: agent.body.id,
+        input: 'call calculator {"expression":"1+1"}',
+      });
+      await waitForRun(client, { threadId: thread.body.id, runId: created.body.id });
+      const events = await client.get<string>(
+        `/v1/threads/${thread.body.id}/runs/${created.body.id}/events`,
+      );
+      outcomes.push(String(events.body).match(/"status":"(ok|error)"/)?.[1] ?? 'missing');
+    }
+    expect(outcomes).toEqual(['ok', 'error']);
+  });
+});
+
 describe('rate and concurrency limits', () => {
   it('refuses requests beyond a policy’s requests per minute with the policy named', async () => {
     const seeded = await seedUser(operator, { tenantId, role: 'member' });

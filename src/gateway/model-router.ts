@@ -21,6 +21,15 @@ import {
   RouteFailedError,
 } from './route-failures.ts';
 
+/** Wraps a failure that is the caller's doing, so the breaker does not count it. */
+class CallerFault extends Error {
+  readonly inner: unknown;
+  constructor(inner: unknown) {
+    super('the caller ended the call');
+    this.inner = inner;
+  }
+}
+
 interface DeploymentState {
   readonly breaker: CircuitBreakerPolicy;
   inFlight: number;
@@ -111,6 +120,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
     if (state === undefined) {
       const breaker = circuitBreaker(
         handleWhen((error) => {
+          if (error instanceof CallerFault) return false;
           const kind = classifyError(error).kind;
           return kind === 'server_error' || kind === 'timeout';
         }),
@@ -256,14 +266,24 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       state.inFlight += 1;
       state.recent.push(started);
       try {
-        const result = await state.breaker.execute(
-          () =>
-            context.call(deployment.model, signal, (delta) => {
+        const result = await state.breaker.execute(async () => {
+          try {
+            return await context.call(deployment.model, signal, (delta) => {
               streamed = true;
               context.onTextDelta?.(delta);
-            }),
-          signal,
-        );
+            });
+          } catch (error) {
+            // Not the deployment's fault, so not the breaker's business: the caller went away,
+            // or the call's own deadline (shorter than an attempt) ran out. Otherwise one
+            // tenant disconnecting on purpose could open a breaker every tenant shares.
+            if (
+              context.signal.aborted ||
+              (attemptTimeout.aborted && remaining < route.attemptTimeoutMs)
+            )
+              throw new CallerFault(error);
+            throw error;
+          }
+        }, signal);
         const latency = now() - started;
         state.latencyMs =
           state.latencyMs === undefined ? latency : 0.8 * state.latencyMs + 0.2 * latency;
@@ -275,8 +295,9 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           streamed,
         });
         return { ok: true, result, model: deployment.model };
-      } catch (error) {
+      } catch (thrown) {
         context.signal.throwIfAborted();
+        const error = thrown instanceof CallerFault ? thrown.inner : thrown;
         const classified = attemptTimeout.aborted
           ? { kind: 'timeout' as const }
           : classifyError(error);

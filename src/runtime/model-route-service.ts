@@ -38,6 +38,18 @@ export function createModelRouteService(options: {
   ): Promise<void> {
     const issues = routeProblems(definition);
     definition.deployments.forEach((deployment, index) => {
+      // Prices and context windows decide what budgets reserve: only the operator (platform
+      // routes in the config file) may set them, or a tenant could price its calls at zero.
+      if (deployment.price !== undefined)
+        issues.push({
+          path: `deployments.${index}.price`,
+          message: 'Prices are set by the platform operator, not on tenant routes.',
+        });
+      if (deployment.contextTokens !== undefined)
+        issues.push({
+          path: `deployments.${index}.contextTokens`,
+          message: 'Context windows are set by the platform operator, not on tenant routes.',
+        });
       if (!gateway.knows(deployment.model))
         issues.push({
           path: `deployments.${index}.model`,

@@ -42,7 +42,7 @@ export interface RunExecutorOptions {
   /** Every model call: budgets reserved and settled, usage recorded. */
   readonly gateway: MeteredGateway;
   /** Counts a tool call against the daily tool-call quotas (throws `quota_exceeded`). */
-  readonly consumeToolQuota?: (claim: RunClaim, agentId: string) => Promise<void>;
+  readonly consumeToolQuota?: Parameters<typeof createStepRecorder>[0]['consumeToolQuota'];
   /** Resolves budget reservations a dead process left open for this run. */
   readonly resolveOrphans?: (claim: RunClaim) => Promise<number>;
   readonly tools: readonly ToolDefinition[];
@@ -520,6 +520,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
             callTool(
               {
                 claim,
+                apiKeyId: run.apiKeyId,
                 agent,
                 events,
                 checkpoints,

@@ -39,6 +39,8 @@ export interface StepRecord {
 /** What a tool call runs within: the run, its agent, its events and its completed steps. */
 export interface ToolCallContext {
   readonly claim: RunClaim;
+  /** The API key that created the run: its daily tool-call quota counts the call. */
+  readonly apiKeyId?: string | null | undefined;
   readonly agent: Agent;
   readonly events: EventWriter;
   readonly checkpoints: Checkpoints;
@@ -82,7 +84,10 @@ export function createStepRecorder(options: {
   /** How long a pending approval stays decidable, in milliseconds. */
   readonly approvalTtlMs: number;
   /** Counts a tool call against the daily tool-call quotas; throws `quota_exceeded`. */
-  readonly consumeToolQuota?: (claim: RunClaim, agentId: string) => Promise<void>;
+  readonly consumeToolQuota?: (
+    claim: RunClaim,
+    binding: { readonly agentId: string; readonly keyId: string | null },
+  ) => Promise<void>;
   /** Decrypts a credential of the run's user for one call (the vault; audited there). */
   readonly resolveCredential?: (request: {
     readonly claim: RunClaim;
@@ -126,7 +131,10 @@ export function createStepRecorder(options: {
   async function checkQuota(context: ToolCallContext): Promise<string | undefined> {
     if (options.consumeToolQuota === undefined) return undefined;
     try {
-      await options.consumeToolQuota(context.claim, context.agent.id);
+      await options.consumeToolQuota(context.claim, {
+        agentId: context.agent.id,
+        keyId: context.apiKeyId ?? null,
+      });
       return undefined;
     } catch (error) {
       if (error instanceof AppError && error.code === 'quota_exceeded') return error.message;

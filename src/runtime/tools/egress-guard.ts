@@ -43,11 +43,53 @@ export function isPrivateAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 4) return privateRanges.check(address, 'ipv4');
   if (family === 6) {
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-    if (mapped?.[1] !== undefined) return privateRanges.check(mapped[1], 'ipv4');
+    const embedded = embeddedIpv4(address);
+    if (embedded !== undefined) return privateRanges.check(embedded, 'ipv4');
     return privateRanges.check(address, 'ipv6');
   }
   return true;
+}
+
+/** The eight 16-bit groups of an IPv6 address (dotted IPv4 tails folded in). */
+function hextets(address: string): number[] {
+  let text = address.toLowerCase();
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted !== null) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = '', tail] = text.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  const zeros = tail === undefined ? 0 : 8 - left.length - right.length;
+  return [...left, ...Array(zeros).fill('0'), ...right].map((group) => Number.parseInt(group, 16));
+}
+
+/**
+ * The IPv4 address an IPv6 address leads to, for the forms that embed one: IPv4-compatible
+ * (`::a.b.c.d`), IPv4-mapped (`::ffff:a.b.c.d`), NAT64 (`64:ff9b::/96`) and 6to4 (`2002::/16`).
+ */
+function embeddedIpv4(address: string): string | undefined {
+  const groups = hextets(address);
+  if (groups.length !== 8 || groups.some((group) => Number.isNaN(group))) return undefined;
+  const ipv4 = (high: number, low: number) =>
+    `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
+  const [g0, g1, g2, g3, g4, g5, g6, g7] = groups as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  if (g0 === 0x2002) return ipv4(g1, g2);
+  const zeroPrefix = g0 === 0 && g1 === 0 && g2 === 0 && g3 === 0 && g4 === 0;
+  if (zeroPrefix && (g5 === 0 || g5 === 0xffff) && !(g5 === 0 && g6 === 0)) return ipv4(g6, g7);
+  if (g0 === 0x64 && g1 === 0xff9b && g2 === 0 && g3 === 0 && g4 === 0 && g5 === 0)
+    return ipv4(g6, g7);
+  return undefined;
 }
 
 /** True when `url`'s host is on the list (`host` or `host:port`). */

@@ -29,6 +29,10 @@ export function templateProblems(template: string): string[] {
 export function fillTemplate(template: string, input: Readonly<Record<string, unknown>>): URL {
   const filled = template.replace(placeholder, (_, name: string) => {
     const value = input[name];
+    // `.` and `..` (in any spelling the URL parser folds) would climb out of the template's
+    // path on the fixed host.
+    if (typeof value === 'string' && /^(\.|%2e){1,2}$/i.test(value.trim()))
+      throw new Error(`Argument '${name}' may not be '.' or '..'.`);
     return encodeURIComponent(
       value === undefined || value === null
         ? ''

@@ -3,6 +3,9 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
+import { isPrivateAddress } from '../tools/egress-guard.ts';
+
+export { isPrivateAddress };
 
 /** A new endpoint signing secret (Standard Webhooks format: `whsec_` + base64). */
 export function newWebhookSecret(): string {
@@ -22,39 +25,6 @@ export function signWebhook(
     .update(`${message.id}.${message.timestamp}.${message.body}`)
     .digest('base64');
   return `v1,${signature}`;
-}
-
-function ipv4Private(address: string): boolean {
-  const [a = 0, b = 0] = address.split('.').map(Number);
-  return (
-    a === 0 ||
-    a === 10 ||
-    a === 127 ||
-    (a === 100 && b >= 64 && b <= 127) ||
-    (a === 169 && b === 254) ||
-    (a === 172 && b >= 16 && b <= 31) ||
-    (a === 192 && b === 168) ||
-    a >= 224
-  );
-}
-
-/** True for loopback, private, link-local, unique-local, multicast and unspecified addresses. */
-export function isPrivateAddress(address: string): boolean {
-  if (isIP(address) === 4) return ipv4Private(address);
-  const lower = address.toLowerCase();
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
-  if (mapped?.[1] !== undefined) return ipv4Private(mapped[1]);
-  return (
-    lower === '::' ||
-    lower === '::1' ||
-    lower.startsWith('fc') ||
-    lower.startsWith('fd') ||
-    lower.startsWith('fe8') ||
-    lower.startsWith('fe9') ||
-    lower.startsWith('fea') ||
-    lower.startsWith('feb') ||
-    lower.startsWith('ff')
-  );
 }
 
 /**
