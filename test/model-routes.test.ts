@@ -200,6 +200,9 @@ describe('fault tolerance', () => {
           fallbacks: [{ route: 'spare', on: ['rate_limited', 'server_error', 'timeout'] }],
           attemptTimeoutMs: 300,
           retries: { maxAttempts: 2, baseDelayMs: 20, maxDelayMs: 100 },
+          // Retries and fallbacks are under test here, not the breaker (tested below): at a
+          // 50 % failure rate a 0.5 threshold would sometimes open it and spare the primary.
+          breaker: { failureRate: 0.9 },
         }),
         route({ name: 'spare', deployments: [{ model: 'backup:mock-model' }] }),
       ],
