@@ -1,4 +1,5 @@
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
+import { delay } from './abortable-delay.ts';
 import type { ResponseFormat } from './model-gateway.ts';
 
 /** A request to the built-in local model. */
@@ -71,24 +72,6 @@ function textOf(message: MessageV1 | undefined): string {
 
 function countTokens(text: string): number {
   return text.split(/\s+/).filter((word) => word.length > 0).length;
-}
-
-function delay(milliseconds: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, milliseconds);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /**

@@ -7,6 +7,7 @@ import {
 } from 'cockatiel';
 import { AppError } from '../domain/errors.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
+import { delay } from './abortable-delay.ts';
 import type {
   FailureKind,
   ModelRouteDefinition,
@@ -82,24 +83,6 @@ export interface ModelRouter {
 }
 
 const maxFallbackDepth = 5;
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /**
  * Creates the {@link ModelRouter}. Per attempt it picks a healthy deployment by the route's
@@ -248,7 +231,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           lastKind = 'server_error';
           break;
         }
-        await sleep(wait, context.signal);
+        await delay(wait, context.signal);
         candidates = deployments.filter(({ deployment, state }) => available(deployment, state));
         if (candidates.length === 0) continue;
       }
@@ -335,9 +318,9 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
             route.retries.maxDelayMs,
             route.retries.baseDelayMs * 2 ** attempt,
           );
-          const delay = Math.max(random() * ceiling, classified.retryAfterMs ?? 0);
-          if (now() + delay >= context.deadline) break;
-          await sleep(delay, context.signal);
+          const backoff = Math.max(random() * ceiling, classified.retryAfterMs ?? 0);
+          if (now() + backoff >= context.deadline) break;
+          await delay(backoff, context.signal);
         }
       } finally {
         state.inFlight -= 1;

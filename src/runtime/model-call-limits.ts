@@ -5,6 +5,7 @@ import {
   RateLimiterRedis,
 } from 'rate-limiter-flexible';
 import { AppError } from '../domain/errors.ts';
+import { delay } from '../gateway/abortable-delay.ts';
 import type { BindingLimit, LimitSubject, PolicyCache } from './policy-cache.ts';
 
 /** A slot held by one model call; release it when the call ends. */
@@ -26,24 +27,6 @@ export interface ModelCallLimits {
 }
 
 const windowSeconds = 60;
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /**
  * Creates the {@link ModelCallLimits}. Tokens per minute are counted after each call (the
@@ -121,7 +104,7 @@ export function createModelCallLimits(options: {
         }
         // Woken early when a slot frees; re-checked either way.
         await Promise.race([
-          sleep(Math.min(retryMs, 1_000), signal),
+          delay(Math.min(retryMs, 1_000), signal),
           new Promise<void>((resolve) => waiters.add(resolve)),
         ]);
       }
