@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from '@hono/zod-openapi';
 import { asTenantUser } from '../../domain/agents/agent-service.ts';
 import { NotFoundError, ValidationError } from '../../domain/errors.ts';
@@ -146,7 +147,12 @@ export function registerWebhookRoutes(
     assertCan(user, 'policy:manage');
     const body = context.req.valid('json');
     const host = new URL(body.url).hostname.replace(/^\[|\]$/g, '');
-    if (!options.allowPrivateNetworks && (host === 'localhost' || isPrivateAddress(host))) {
+    // Literal addresses are checked here; names are checked on every delivery, against the
+    // address the connection actually resolves to.
+    if (
+      !options.allowPrivateNetworks &&
+      (host === 'localhost' || (isIP(host) !== 0 && isPrivateAddress(host)))
+    ) {
       throw new ValidationError([
         { path: 'body.url', message: 'Webhooks cannot target private or loopback addresses.' },
       ]);
