@@ -42,6 +42,7 @@ import { createRunSignals } from './runtime/run-signals.ts';
 import { createToolService } from './runtime/tool-service.ts';
 import { createHttpRequestTool } from './runtime/tools/http-request-tool.ts';
 import { createMcpToolProvider } from './runtime/tools/mcp-tools.ts';
+import { createOAuthTokenClient } from './runtime/tools/oauth-token-client.ts';
 import { createTenantHttpTool } from './runtime/tools/tenant-http-tool.ts';
 import { builtInTools, validateToolInput } from './runtime/tools/tool-registry.ts';
 import { createWebhookWorker } from './runtime/webhooks/webhook-worker.ts';
@@ -247,12 +248,17 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   const tools = [...builtInTools, createHttpRequestTool(config.tools.httpRequest)];
   if (masterKeys === undefined)
     logger.warn({}, 'no vault master key (BRIGADE_MASTER_KEY): credentials cannot be stored');
-  const credentialStore = createCredentialStore({ database: storage.database, masterKeys });
   const toolStore = createToolStore(storage.database);
   const egress = {
     allowedHosts: config.tools.tenantHttp.allowedHosts,
     allowPrivateNetworks: config.tools.tenantHttp.allowPrivateNetworks,
   };
+  const credentialStore = createCredentialStore({
+    database: storage.database,
+    masterKeys,
+    // OAuth token endpoints pass the same egress rules as the tools that use the tokens.
+    oauth: { refresh: createOAuthTokenClient({ egress }) },
+  });
   const mcpServerStore = createMcpServerStore(storage.database);
   const mcpTools = createMcpToolProvider({
     servers: (claim) => mcpServerStore.listForRun(claim),
@@ -441,7 +447,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
         egress,
         onDelete: (tenantId, serverId) => mcpTools.forget(tenantId, serverId),
       }),
-      credentials: createCredentialService({ store: credentialStore }),
+      credentials: createCredentialService({ store: credentialStore, egress }),
       webhooks: webhookStore,
       spans,
       modelRoutes: createModelRouteService({

@@ -19,6 +19,19 @@ export const redactedPaths = [
   '*.operatorKey',
   'connectionString',
   '*.connectionString',
+  // OAuth token material (RFC 6749 names and ours).
+  'accessToken',
+  '*.accessToken',
+  'refreshToken',
+  '*.refreshToken',
+  'clientSecret',
+  '*.clientSecret',
+  'access_token',
+  '*.access_token',
+  'refresh_token',
+  '*.refresh_token',
+  'client_secret',
+  '*.client_secret',
 ];
 
 /** Options for {@link createLogger}. */

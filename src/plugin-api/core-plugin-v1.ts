@@ -73,10 +73,18 @@ export interface ModelCapabilityV1 {
   }): Promise<ModelResultV1>;
 }
 
-/** The outcome of one tool call through the tool gate. */
+/**
+ * The outcome of one tool call through the tool gate. An error may carry a stable `code`
+ * (e.g. `credential_reauthorization_required`) and whether trying again later may succeed.
+ */
 export type ToolOutcomeV1 =
   | { readonly status: 'ok'; readonly output: unknown }
-  | { readonly status: 'error'; readonly message: string };
+  | {
+      readonly status: 'error';
+      readonly message: string;
+      readonly code?: string;
+      readonly retryable?: boolean;
+    };
 
 /** The tool capability: permission, validation, approval, timeout and audit happen behind it. */
 export interface ToolsCapabilityV1 {

@@ -1,11 +1,13 @@
 import { asTenantUser } from '../domain/agents/agent-service.ts';
-import { AppError, NotFoundError } from '../domain/errors.ts';
+import { AppError, NotFoundError, ValidationError } from '../domain/errors.ts';
 import { assertCan, type Principal } from '../domain/identity/principal.ts';
 import type {
-  CredentialKind,
+  CredentialInput,
   CredentialMetadata,
   CredentialStore,
 } from '../storage/tools/credential-store.ts';
+import type { EgressPolicy } from './tools/egress-guard.ts';
+import { assertTokenUrlAllowed, tokenUrlProblems } from './tools/oauth-token-client.ts';
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -13,11 +15,26 @@ function credentialNotFound(): NotFoundError {
   return new NotFoundError('credential_not_found', 'Credential not found.');
 }
 
+/** Refuses an OAuth token endpoint the tools' egress rules would refuse (422, `tokenUrl`). */
+async function checkTokenUrl(tokenUrl: string, egress: EgressPolicy): Promise<void> {
+  const problems = tokenUrlProblems(tokenUrl, egress);
+  if (problems.length === 0)
+    await assertTokenUrlAllowed(tokenUrl, egress).catch((error: unknown) => {
+      problems.push((error as Error).message);
+    });
+  if (problems.length > 0)
+    throw new ValidationError(problems.map((message) => ({ path: 'tokenUrl', message })));
+}
+
 /**
  * The vault's API side: users keep their own credentials (`credential:manage-own`), owners and
- * admins keep the tenant's shared ones (`tool:manage`). Only metadata ever comes back.
+ * admins keep the tenant's shared ones (`tool:manage`). Only metadata ever comes back. An
+ * OAuth credential's token endpoint must pass the tools' egress rules (`egress`).
  */
-export function createCredentialService(options: { readonly store: CredentialStore }) {
+export function createCredentialService(options: {
+  readonly store: CredentialStore;
+  readonly egress: EgressPolicy;
+}) {
   const { store } = options;
   function ready(): void {
     if (!store.available)
@@ -34,11 +51,12 @@ export function createCredentialService(options: { readonly store: CredentialSto
   return {
     async put(
       principal: Principal,
-      input: { name: string; kind: CredentialKind; secret: string },
+      input: CredentialInput & { readonly name: string },
       shared: boolean,
     ): Promise<CredentialMetadata> {
       const user = userFor(principal, shared);
       ready();
+      if (input.kind === 'oauth2') await checkTokenUrl(input.oauth.tokenUrl, options.egress);
       return store.put(user, { ...input, shared });
     },
     async list(principal: Principal, shared: boolean): Promise<CredentialMetadata[]> {

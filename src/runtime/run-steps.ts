@@ -3,6 +3,7 @@ import type { Agent } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
 import type { AuditRecord } from '../domain/identity/identity-types.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
+import { CredentialRefreshError } from '../domain/tools/oauth-types.ts';
 import { SpanStatusCode, type Tracing } from '../observability/tracing.ts';
 import type { ModelResultV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
 import { writeAudit } from '../storage/identity/audit-writer.ts';
@@ -211,12 +212,15 @@ export function createStepRecorder(options: {
         : { status: 'ok', output: JSON.parse(json) as unknown };
     } catch (error) {
       context.signal.throwIfAborted();
-      return {
-        status: 'error',
-        message: timeout.aborted
-          ? `Tool timed out after ${timeoutMs} ms.`
-          : clean((error as Error).message),
-      };
+      if (timeout.aborted)
+        return { status: 'error', message: `Tool timed out after ${timeoutMs} ms.` };
+      // A credential that could not be made usable (OAuth refresh): its stable code, and
+      // whether the call may succeed later.
+      const coded =
+        error instanceof CredentialRefreshError
+          ? { code: error.code, retryable: error.retryable }
+          : {};
+      return { status: 'error', message: clean((error as Error).message), ...coded };
     }
   }
 

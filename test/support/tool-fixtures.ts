@@ -6,7 +6,12 @@ import { loadConfig } from '../../src/config/index.ts';
 import { createBrigade } from '../../src/main.ts';
 import { createLogger } from '../../src/observability/index.ts';
 import { type ApiClient, waitForRun } from './api-client.ts';
-import { createTestDatabase, type TestServer, testOperatorKey } from './test-brigade.ts';
+import {
+  createTestDatabase,
+  type TestDatabase,
+  type TestServer,
+  testOperatorKey,
+} from './test-brigade.ts';
 
 /** A request the fake upstream API received. */
 export interface UpstreamRequest {
@@ -61,13 +66,15 @@ export function newMasterKey(): string {
 
 /**
  * Starts Brigade like `startTestServer`, with a vault master key, tenant HTTP tools allowed to
- * reach 127.0.0.1, and every log line captured.
+ * reach 127.0.0.1, and every log line captured. With `extra.database` it joins another
+ * server's database (a second process of the same deployment) and leaves it in place on stop.
  */
 export async function startLoggedServer(
   file: Record<string, unknown> = {},
   env: Record<string, string> = {},
+  extra: { readonly database?: TestDatabase } = {},
 ): Promise<LoggedServer> {
-  const database = await createTestDatabase();
+  const database = extra.database ?? (await createTestDatabase());
   const logs: string[] = [];
   const destination = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -101,7 +108,7 @@ export async function startLoggedServer(
     logs,
     async stop() {
       await brigade.stop();
-      await database.drop();
+      if (extra.database === undefined) await database.drop();
     },
   };
 }

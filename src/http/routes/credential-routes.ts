@@ -1,5 +1,6 @@
 import { z } from '@hono/zod-openapi';
-import type { CredentialMetadata } from '../../storage/tools/credential-store.ts';
+import { oauthClientAuthMethods } from '../../domain/tools/oauth-types.ts';
+import type { CredentialInput, CredentialMetadata } from '../../storage/tools/credential-store.ts';
 import { credentialKinds } from '../../storage/tools/credential-store.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
 import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
@@ -17,8 +18,34 @@ const credentialSchema = z
       .string()
       .openapi({ description: 'Last four characters (empty for secrets under 16 characters).' }),
     createdAt: z.iso.datetime(),
+    oauth2: z
+      .object({
+        expiresAt: z.iso.datetime().nullable(),
+        refreshedAt: z.iso.datetime().nullable(),
+        status: z.enum(['active', 'reauthorization_required']).openapi({
+          description:
+            '`reauthorization_required` once the token server refused the refresh token: put the credential again.',
+        }),
+        refreshFailedAt: z.iso.datetime().nullable(),
+      })
+      .optional()
+      .openapi({ description: 'Only for `oauth2` credentials: state, never a token.' }),
   })
   .openapi('Credential');
+
+const token = z.string().min(1).max(8_192);
+const oauthFields = [
+  'accessToken',
+  'refreshToken',
+  'expiresAt',
+  'expiresIn',
+  'tokenUrl',
+  'clientId',
+  'clientSecret',
+  'clientSecretCredential',
+  'clientAuthMethod',
+  'scope',
+] as const;
 
 const putCredentialSchema = z
   .strictObject({
@@ -31,20 +58,119 @@ const putCredentialSchema = z
       }),
     kind: z.enum(credentialKinds).default('bearer_token').openapi({
       description:
-        '`bearer_token` or `api_key` (sent as a bearer token or a header, as the tool says), `basic` (`user:password`).',
+        '`bearer_token` or `api_key` (sent as a bearer token or a header, as the tool says), `basic` (`user:password`), `oauth2` (an access token Brigade refreshes; sent as the tool says, normally `bearer`).',
     }),
-    secret: z.string().min(1).max(8_192).openapi({
+    secret: token.optional().openapi({
       description:
-        'Encrypted at rest (AES-256-GCM envelope); never returned, logged or shown to a model.',
+        'The secret of `bearer_token`, `api_key` and `basic`. Encrypted at rest (AES-256-GCM envelope); never returned, logged or shown to a model.',
+    }),
+    accessToken: token.optional().openapi({ description: '`oauth2`: the current access token.' }),
+    refreshToken: token.optional().openapi({ description: '`oauth2`: the refresh token.' }),
+    expiresAt: z.iso
+      .datetime({ offset: true })
+      .optional()
+      .openapi({ description: '`oauth2`: when the access token expires (or `expiresIn`).' }),
+    expiresIn: z
+      .int()
+      .min(0)
+      .max(10 * 365 * 86_400)
+      .optional()
+      .openapi({ description: '`oauth2`: seconds until the access token expires.' }),
+    tokenUrl: z.string().max(2_048).optional().openapi({
+      description:
+        '`oauth2`: the token endpoint; https (http only where private networks are allowed), checked like tool URLs.',
+    }),
+    clientId: z.string().min(1).max(512).optional().openapi({ description: '`oauth2`.' }),
+    clientSecret: token.optional().openapi({
+      description:
+        '`oauth2`: the client secret, sealed with the tokens (or `clientSecretCredential`).',
+    }),
+    clientSecretCredential: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/)
+      .optional()
+      .openapi({
+        description:
+          "`oauth2`: the name of the tenant's shared credential holding the client secret.",
+      }),
+    clientAuthMethod: z.enum(oauthClientAuthMethods).optional().openapi({
+      description:
+        '`oauth2`: how the client authenticates at the token endpoint (default `client_secret_basic`).',
+    }),
+    scope: z.string().min(1).max(1_024).optional().openapi({
+      description: '`oauth2`: the scope to ask for when refreshing.',
     }),
   })
+  .superRefine((body, context) => {
+    const issue = (path: string, message: string) =>
+      context.addIssue({ code: 'custom', path: [path], message });
+    if (body.kind !== 'oauth2') {
+      if (body.secret === undefined) issue('secret', 'required');
+      for (const field of oauthFields)
+        if (body[field] !== undefined) issue(field, 'only for oauth2 credentials');
+      return;
+    }
+    if (body.secret !== undefined) issue('secret', 'oauth2 credentials take accessToken');
+    for (const field of ['accessToken', 'refreshToken', 'tokenUrl', 'clientId'] as const)
+      if (body[field] === undefined) issue(field, 'required for oauth2 credentials');
+    if ((body.expiresAt === undefined) === (body.expiresIn === undefined))
+      issue('expiresAt', 'give exactly one of expiresAt and expiresIn');
+    if (body.clientSecret !== undefined && body.clientSecretCredential !== undefined)
+      issue('clientSecret', 'give clientSecret or clientSecretCredential, not both');
+  })
   .openapi('PutCredential');
+
+type PutCredentialBody = z.infer<typeof putCredentialSchema>;
+
+/** The vault's input from a validated body (an OAuth expiry in seconds becomes a time). */
+function toInput(body: PutCredentialBody): CredentialInput & { name: string } {
+  if (body.kind !== 'oauth2')
+    return { name: body.name, kind: body.kind, secret: body.secret ?? '' };
+  const expiresAt =
+    body.expiresAt === undefined
+      ? new Date(Date.now() + (body.expiresIn ?? 0) * 1000)
+      : new Date(body.expiresAt);
+  return {
+    name: body.name,
+    kind: 'oauth2',
+    expiresAt,
+    oauth: {
+      tokenUrl: body.tokenUrl ?? '',
+      clientId: body.clientId ?? '',
+      clientAuthMethod: body.clientAuthMethod ?? 'client_secret_basic',
+      ...(body.scope === undefined ? {} : { scope: body.scope }),
+      ...(body.clientSecretCredential === undefined
+        ? {}
+        : { clientSecretCredential: body.clientSecretCredential }),
+    },
+    secrets: {
+      accessToken: body.accessToken ?? '',
+      refreshToken: body.refreshToken ?? '',
+      ...(body.clientSecret === undefined ? {} : { clientSecret: body.clientSecret }),
+    },
+  };
+}
 
 const list = z.object({ data: z.array(credentialSchema) });
 const params = z.object({ credentialId: idParam('credentialId') });
 
 function toResponse(credential: CredentialMetadata) {
-  return { ...credential, createdAt: credential.createdAt.toISOString() };
+  const { oauth2, ...rest } = credential;
+  const iso = (date: Date | null) => date?.toISOString() ?? null;
+  return {
+    ...rest,
+    createdAt: credential.createdAt.toISOString(),
+    ...(oauth2 === undefined
+      ? {}
+      : {
+          oauth2: {
+            status: oauth2.status,
+            expiresAt: iso(oauth2.expiresAt),
+            refreshedAt: iso(oauth2.refreshedAt),
+            refreshFailedAt: iso(oauth2.refreshFailedAt),
+          },
+        }),
+  };
 }
 
 const routes = (shared: boolean) => {
@@ -59,7 +185,7 @@ const routes = (shared: boolean) => {
       path: base,
       operationId: shared ? 'putSharedCredential' : 'putCredential',
       tags,
-      summary: `Store a secret among ${whose}; one of the same name is replaced`,
+      summary: `Store a secret or OAuth 2.0 tokens among ${whose}; one of the same name is replaced`,
       request: { body: jsonBody(putCredentialSchema) },
       responses: {
         201: jsonResponse(credentialSchema, 'The credential (metadata only).'),
@@ -93,7 +219,7 @@ export function registerCredentialRoutes(app: BrigadeApp, services: RouteService
     app.openapi(route.put, async (context) => {
       const created = await services.credentials.put(
         context.get('principal'),
-        context.req.valid('json'),
+        toInput(context.req.valid('json')),
         shared,
       );
       return context.json(toResponse(created), 201);

@@ -10,6 +10,7 @@ import { toolsMigration } from './0009-tools.ts';
 import { degradationWebhooksMigration } from './0010-degradation-webhooks.ts';
 import { spansMigration } from './0011-spans.ts';
 import { mcpMigration } from './0012-mcp.ts';
+import { oauthCredentialsMigration } from './0013-oauth-credentials.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -31,6 +32,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0010-degradation-webhooks': fromSql(degradationWebhooksMigration),
     '0011-spans': fromSql(spansMigration),
     '0012-mcp': fromSql(mcpMigration),
+    '0013-oauth-credentials': fromSql(oauthCredentialsMigration),
   };
 }
 

@@ -2,25 +2,59 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Principal, UserPrincipal } from '../../domain/identity/principal.ts';
 import {
+  CredentialRefreshError,
+  type OAuthSecrets,
+  type OAuthSettings,
+  type OAuthTokenRefresher,
+} from '../../domain/tools/oauth-types.ts';
+import {
   credentialContext,
   describeSecret,
-  generateDataKey,
   type MasterKeys,
   masterKeyFor,
   open,
   seal,
   tenantKeyContext,
-  userKeyContext,
 } from '../../domain/tools/vault-crypto.ts';
 import { writeAudit } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
-import type { Database, ScopedDb } from '../postgres/database.ts';
+import type { Database } from '../postgres/database.ts';
+import {
+  createOAuthRefresher,
+  defaultRefreshSkewMs,
+  openOAuthSecrets,
+  reauthorizationRequired,
+  sealOAuthSecrets,
+} from './oauth-refresh.ts';
+import { createVaultKeys } from './vault-keys.ts';
 
-/** Kinds of secret the vault keeps; the kind says how a tool presents it. */
-export const credentialKinds = ['api_key', 'bearer_token', 'basic'] as const;
+/** Kinds of credential the vault keeps; the kind says how a tool presents it. */
+export const credentialKinds = ['api_key', 'bearer_token', 'basic', 'oauth2'] as const;
+
+/** Kinds whose secret is one string the user gives. */
+export const plainCredentialKinds = ['api_key', 'bearer_token', 'basic'] as const;
 
 /** A kind of credential. */
 export type CredentialKind = (typeof credentialKinds)[number];
+
+/** What a credential to store holds: one secret, or OAuth 2.0 tokens and their client. */
+export type CredentialInput =
+  | { readonly kind: (typeof plainCredentialKinds)[number]; readonly secret: string }
+  | {
+      readonly kind: 'oauth2';
+      readonly oauth: OAuthSettings;
+      readonly secrets: OAuthSecrets;
+      readonly expiresAt: Date;
+    };
+
+/** The state of an OAuth credential as listings show it: never a token. */
+export interface OAuthMetadata {
+  readonly expiresAt: Date | null;
+  readonly refreshedAt: Date | null;
+  /** `reauthorization_required` once the token server refused the refresh token. */
+  readonly status: 'active' | 'reauthorization_required';
+  readonly refreshFailedAt: Date | null;
+}
 
 /** What a listing shows of a credential: never the secret. */
 export interface CredentialMetadata {
@@ -29,9 +63,12 @@ export interface CredentialMetadata {
   readonly kind: CredentialKind;
   /** `user` for the caller's own, `tenant` for a tenant-shared one. */
   readonly scope: 'user' | 'tenant';
+  /** Of the secret; of the current access token for `oauth2`. */
   readonly fingerprint: string;
   readonly last4: string;
   readonly createdAt: Date;
+  /** Only for `oauth2` credentials. */
+  readonly oauth2?: OAuthMetadata;
 }
 
 /** A secret decrypted for one tool call, with the id to audit its use. */
@@ -40,6 +77,7 @@ export interface ResolvedCredential {
   readonly name: string;
   readonly kind: CredentialKind;
   readonly scope: 'user' | 'tenant';
+  /** The secret; the current access token of an `oauth2` credential. */
   readonly secret: string;
 }
 
@@ -52,9 +90,13 @@ interface CredentialRow {
   fingerprint: string;
   last4: string;
   created_at: Date;
+  expires_at: Date | null;
+  refreshed_at: Date | null;
+  refresh_failure: string | null;
+  refresh_failed_at: Date | null;
 }
 
-function toMetadata(row: CredentialRow): CredentialMetadata {
+function toMetadata(row: Omit<CredentialRow, 'ciphertext'>): CredentialMetadata {
   return {
     id: row.id,
     name: row.name,
@@ -63,10 +105,28 @@ function toMetadata(row: CredentialRow): CredentialMetadata {
     fingerprint: row.fingerprint,
     last4: row.last4,
     createdAt: row.created_at,
+    ...(row.kind === 'oauth2'
+      ? {
+          oauth2: {
+            expiresAt: row.expires_at,
+            refreshedAt: row.refreshed_at,
+            status: row.refresh_failure === null ? 'active' : 'reauthorization_required',
+            refreshFailedAt: row.refresh_failed_at,
+          },
+        }
+      : {}),
   };
 }
 
-const metadataColumns = sql.raw('id, user_id, name, kind, fingerprint, last4, created_at');
+const metadataColumns = sql.raw(
+  'id, user_id, name, kind, fingerprint, last4, created_at, expires_at, refreshed_at, refresh_failure, refresh_failed_at',
+);
+
+type Lookup =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'due'; readonly id: string; readonly name: string }
+  | { readonly kind: 'refused'; readonly name: string }
+  | { readonly kind: 'resolved'; readonly credential: ResolvedCredential };
 
 /**
  * The credentials vault on PostgreSQL: AES-256-GCM envelope encryption (master key → tenant
@@ -77,59 +137,35 @@ const metadataColumns = sql.raw('id, user_id, name, kind, fingerprint, last4, cr
 export function createCredentialStore(options: {
   readonly database: Database;
   readonly masterKeys: MasterKeys | undefined;
+  /** OAuth 2.0 refresh: the token client, the margin before expiry, the clock. */
+  readonly oauth?: {
+    readonly refresh: OAuthTokenRefresher;
+    readonly skewMs?: number;
+    readonly now?: () => number;
+  };
 }) {
   const { database } = options;
-
-  function keys(): MasterKeys {
-    if (options.masterKeys === undefined)
-      throw new Error('the credentials vault has no master key (set BRIGADE_MASTER_KEY)');
-    return options.masterKeys;
-  }
-
-  async function tenantKey(db: ScopedDb, tenantId: string): Promise<Buffer> {
-    const master = keys();
-    const read = () =>
-      sql<{ wrapped_key: Buffer; master_key_id: string }>`
-        select wrapped_key, master_key_id from brigade.vault_tenant_keys
-         where tenant_id = ${tenantId}`.execute(db);
-    let row = (await read()).rows[0];
-    if (row === undefined) {
-      const wrapped = seal(master.current.key, generateDataKey(), tenantKeyContext(tenantId));
-      await sql`
-        insert into brigade.vault_tenant_keys (tenant_id, wrapped_key, master_key_id)
-        values (${tenantId}, ${wrapped}, ${master.current.id})
-        on conflict (tenant_id) do nothing`.execute(db);
-      row = (await read()).rows[0];
-      if (row === undefined) throw new Error('tenant data key not visible in this scope');
-    }
-    return open(
-      masterKeyFor(master, row.master_key_id).key,
-      row.wrapped_key,
-      tenantKeyContext(tenantId),
-    );
-  }
-
-  async function userKey(db: ScopedDb, tenantId: string, userId: string): Promise<Buffer> {
-    const tenant = await tenantKey(db, tenantId);
-    const read = () =>
-      sql<{ wrapped_key: Buffer }>`
-        select wrapped_key from brigade.vault_user_keys
-         where tenant_id = ${tenantId} and user_id = ${userId}`.execute(db);
-    let row = (await read()).rows[0];
-    if (row === undefined) {
-      const wrapped = seal(tenant, generateDataKey(), userKeyContext(tenantId, userId));
-      await sql`
-        insert into brigade.vault_user_keys (tenant_id, user_id, wrapped_key)
-        values (${tenantId}, ${userId}, ${wrapped})
-        on conflict do nothing`.execute(db);
-      row = (await read()).rows[0];
-      if (row === undefined) throw new Error('user data key not visible in this scope');
-    }
-    return open(tenant, row.wrapped_key, userKeyContext(tenantId, userId));
-  }
+  const vaultKeys = createVaultKeys(options.masterKeys);
+  const { keys, tenantKey, userKey } = vaultKeys;
+  const refresher = createOAuthRefresher({
+    database,
+    vaultKeys,
+    refresh:
+      options.oauth?.refresh ??
+      (() =>
+        Promise.reject(
+          new CredentialRefreshError('credential_refresh_failed', 'no OAuth token client.'),
+        )),
+    skewMs: options.oauth?.skewMs ?? defaultRefreshSkewMs,
+    now: options.oauth?.now ?? Date.now,
+  });
 
   function decrypt(key: Buffer, tenantId: string, row: CredentialRow): ResolvedCredential {
-    const secret = open(key, row.ciphertext, credentialContext(tenantId, row.id)).toString('utf8');
+    const where = { tenantId, credentialId: row.id };
+    const secret =
+      row.kind === 'oauth2'
+        ? openOAuthSecrets(key, row.ciphertext, where).accessToken
+        : open(key, row.ciphertext, credentialContext(tenantId, row.id)).toString('utf8');
     const scope = row.user_id === null ? 'tenant' : 'user';
     return { id: row.id, name: row.name, kind: row.kind, scope, secret };
   }
@@ -146,12 +182,7 @@ export function createCredentialStore(options: {
      */
     put(
       principal: UserPrincipal,
-      input: {
-        readonly name: string;
-        readonly kind: CredentialKind;
-        readonly secret: string;
-        readonly shared: boolean;
-      },
+      input: CredentialInput & { readonly name: string; readonly shared: boolean },
     ): Promise<CredentialMetadata> {
       return database.withScope(scopeFor(principal), async (db) => {
         const { tenantId, userId } = principal;
@@ -165,17 +196,22 @@ export function createCredentialStore(options: {
              and ${input.shared ? sql`user_id is null` : sql`user_id = ${userId}`}
           returning id`.execute(db);
         const id = randomUUID();
-        const ciphertext = seal(
-          key,
-          Buffer.from(input.secret, 'utf8'),
-          credentialContext(tenantId, id),
+        const where = { tenantId, credentialId: id };
+        const ciphertext =
+          input.kind === 'oauth2'
+            ? sealOAuthSecrets(key, input.secrets, where)
+            : seal(key, Buffer.from(input.secret, 'utf8'), credentialContext(tenantId, id));
+        const { fingerprint, last4 } = describeSecret(
+          input.kind === 'oauth2' ? input.secrets.accessToken : input.secret,
         );
-        const { fingerprint, last4 } = describeSecret(input.secret);
+        const oauth = input.kind === 'oauth2' ? JSON.stringify(input.oauth) : null;
+        const expiresAt = input.kind === 'oauth2' ? input.expiresAt : null;
         const inserted = await sql<CredentialRow>`
           insert into brigade.credentials
-            (tenant_id, id, user_id, name, kind, ciphertext, fingerprint, last4, created_by_user_id)
+            (tenant_id, id, user_id, name, kind, ciphertext, fingerprint, last4, created_by_user_id,
+             oauth, expires_at)
           values (${tenantId}, ${id}, ${ownerId}, ${input.name}, ${input.kind}, ${ciphertext},
-                  ${fingerprint}, ${last4}, ${userId})
+                  ${fingerprint}, ${last4}, ${userId}, ${oauth}::jsonb, ${expiresAt})
           returning ${metadataColumns}`.execute(db);
         const row = inserted.rows[0];
         if (row === undefined) throw new Error('credential not stored');
@@ -235,7 +271,7 @@ export function createCredentialStore(options: {
      * tenant's shared one. Nobody else's: the scope is the run's user, and RLS hides every other
      * user's rows. Records a `credential.used` audit event in the same transaction.
      */
-    resolveForCall(options: {
+    async resolveForCall(options: {
       readonly tenantId: string;
       readonly userId: string;
       readonly actor: Principal;
@@ -243,38 +279,63 @@ export function createCredentialStore(options: {
       readonly toolName: string;
       readonly runId: string;
     }): Promise<ResolvedCredential | undefined> {
-      const { tenantId, userId, name } = options;
-      return database.withScope({ tenantId, userId, toolExecution: true }, async (db) => {
-        const rows = await sql<CredentialRow>`
-          select id, user_id, name, kind, ciphertext, fingerprint, last4, created_at
-            from brigade.credentials
-           where name = ${name} and (user_id = ${userId} or user_id is null)
-           order by user_id nulls last
-           limit 1`.execute(db);
-        const row = rows.rows[0];
-        if (row === undefined) return undefined;
-        const resolved =
-          row.user_id === null
-            ? decrypt(await tenantKey(db, tenantId), tenantId, row)
-            : decrypt(await userKey(db, tenantId, userId), tenantId, row);
-        await writeAudit(db, {
-          tenantId,
-          principal: options.actor,
-          record: {
-            action: 'credential.used',
-            targetType: 'credential',
-            targetId: row.id,
-            outcome: 'success',
-            data: {
-              name: row.name,
-              scope: resolved.scope,
-              tool: options.toolName,
-              runId: options.runId,
-            },
+      const { tenantId, userId } = options;
+      // An OAuth credential due for a refresh is refreshed (once, under its row lock) and read
+      // again; the second read uses the token it finds.
+      for (const pass of [0, 1]) {
+        const lookup = await database.withScope(
+          { tenantId, userId, toolExecution: true },
+          async (db): Promise<Lookup> => {
+            const rows = await sql<CredentialRow>`
+              select ${metadataColumns}, ciphertext from brigade.credentials
+               where name = ${options.name} and (user_id = ${userId} or user_id is null)
+               order by user_id nulls last
+               limit 1`.execute(db);
+            const row = rows.rows[0];
+            if (row === undefined) return { kind: 'none' };
+            if (row.kind === 'oauth2' && row.refresh_failure !== null)
+              return { kind: 'refused', name: row.name };
+            if (row.kind === 'oauth2' && pass === 0 && refresher.isDue(row.expires_at))
+              return { kind: 'due', id: row.id, name: row.name };
+            const credential =
+              row.user_id === null
+                ? decrypt(await tenantKey(db, tenantId), tenantId, row)
+                : decrypt(await userKey(db, tenantId, userId), tenantId, row);
+            await writeAudit(db, {
+              tenantId,
+              principal: options.actor,
+              record: {
+                action: 'credential.used',
+                targetType: 'credential',
+                targetId: row.id,
+                outcome: 'success',
+                data: {
+                  name: row.name,
+                  scope: credential.scope,
+                  tool: options.toolName,
+                  runId: options.runId,
+                },
+              },
+            });
+            return { kind: 'resolved', credential };
           },
-        });
-        return resolved;
-      });
+        );
+        if (lookup.kind === 'none') return undefined;
+        if (lookup.kind === 'resolved') return lookup.credential;
+        if (lookup.kind === 'refused') throw reauthorizationRequired(lookup.name);
+        await refresher
+          .refresh({ tenantId, userId, credentialId: lookup.id, actor: options.actor })
+          .catch((error: unknown) => {
+            if (!(error instanceof CredentialRefreshError)) throw error;
+            if (error.code === 'credential_reauthorization_required')
+              throw reauthorizationRequired(lookup.name);
+            throw new CredentialRefreshError(
+              error.code,
+              `refreshing the OAuth credential '${lookup.name}' failed: ${error.detail}`,
+            );
+          });
+      }
+      throw new Error('unreachable: the second pass always resolves');
     },
 
     /**
