@@ -223,7 +223,7 @@ describe('OAuth 2.0 credentials', () => {
     tokens.expiresIn = 3600;
   });
 
-  it('sends one refresh for 20 concurrent calls on two processes', async () => {
+  it('sends one refresh for 20 concurrent calls on two server instances', async () => {
     await putOAuth('carol');
     tokens.delayMs = 400;
     const carol = users.get('carol');
