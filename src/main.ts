@@ -41,6 +41,7 @@ import { createRunScheduler } from './runtime/run-scheduler.ts';
 import { createRunSignals } from './runtime/run-signals.ts';
 import { createToolService } from './runtime/tool-service.ts';
 import { createHttpRequestTool } from './runtime/tools/http-request-tool.ts';
+import { createMcpStdioPool } from './runtime/tools/mcp-stdio-pool.ts';
 import { createMcpToolProvider } from './runtime/tools/mcp-tools.ts';
 import { createOAuthTokenClient } from './runtime/tools/oauth-token-client.ts';
 import { createTenantHttpTool } from './runtime/tools/tenant-http-tool.ts';
@@ -260,9 +261,16 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     oauth: { refresh: createOAuthTokenClient({ egress }) },
   });
   const mcpServerStore = createMcpServerStore(storage.database);
+  // The operator's stdio MCP servers: one process per (tenant, user, server), closed on stop.
+  const mcpStdio = createMcpStdioPool({
+    servers: config.tools.mcpStdio.servers,
+    maxProcesses: config.tools.mcpStdio.maxProcesses,
+    logger,
+  });
   const mcpTools = createMcpToolProvider({
     servers: (claim) => mcpServerStore.listForRun(claim),
     egress,
+    stdio: mcpStdio,
     defaultTimeoutMs: config.tools.tenantHttp.maxTimeoutMs,
     resolveCredential: (request) =>
       credentialStore.available
@@ -419,6 +427,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     await webhookWorker.stop();
     redis?.disconnect();
     await scheduler.stop(0).catch(() => undefined);
+    await mcpStdio.closeAll();
     await signals.stop().catch(() => undefined);
     await storage.close().catch(() => undefined);
     throw error;
@@ -445,7 +454,11 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       mcpServers: createMcpServerService({
         store: mcpServerStore,
         egress,
-        onDelete: (tenantId, serverId) => mcpTools.forget(tenantId, serverId),
+        stdio: mcpStdio,
+        onDelete: (tenantId, serverId) => {
+          mcpTools.forget(tenantId, serverId);
+          mcpStdio.closeServer(tenantId, serverId);
+        },
       }),
       credentials: createCredentialService({ store: credentialStore, egress }),
       webhooks: webhookStore,
@@ -539,6 +552,8 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
         await auditCheckpointer.stop();
         await webhookWorker.stop();
         await scheduler.stop(config.server.shutdownGraceMs);
+        // After the runs, which may still call their stdio MCP servers.
+        await mcpStdio.closeAll();
         // After the runs: their last spans are written before the database closes.
         await tracing.shutdown().catch(() => undefined);
         await signals.stop();

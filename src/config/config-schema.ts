@@ -127,6 +127,36 @@ const providerSchema = z.strictObject({
   headers: z.record(z.string(), z.string()).optional(),
 });
 
+const environmentName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be an environment variable name');
+
+const mcpStdioServerSchema = z
+  .strictObject({
+    /** The executable (absolute, or found on the child's PATH); run without a shell. */
+    command: z.string().min(1).max(4_096),
+    args: z.array(z.string().max(4_096)).max(256).default([]),
+    /**
+     * The child's environment (never secrets: this file is not a vault). Nothing of Brigade's
+     * own environment is passed except PATH, which is added unless set here.
+     */
+    env: z.record(environmentName, z.string().max(32_768)).default({}),
+    /** Working directory of the process (relative to Brigade's). */
+    cwd: z.string().min(1).optional(),
+    /** Variable that carries the calling user's credential (the vault secret the server's `auth` names). */
+    credentialEnv: environmentName.optional(),
+    /** Time to start and list tools, and per tool call, in milliseconds. */
+    timeoutMs: z.int().min(100).max(600_000).default(30_000),
+    /** A process unused this long is stopped, in milliseconds. */
+    idleMs: z.int().min(100).max(86_400_000).default(300_000),
+    /** Processes of this server at once (one per tenant, user and registration). */
+    maxProcesses: z.int().min(1).max(10_000).default(16),
+  })
+  .refine(
+    (server) => server.credentialEnv === undefined || !(server.credentialEnv in server.env),
+    'credentialEnv must not also be set in env',
+  );
+
 const toolsSchema = z
   .strictObject({
     httpRequest: z
@@ -152,6 +182,22 @@ const toolsSchema = z
         maxTimeoutMs: z.int().min(100).max(120_000).default(30_000),
         /** Largest response a tool definition may ask to keep, in characters. */
         maxResponseChars: z.int().min(1).max(1_000_000).default(65_536),
+      })
+      .prefault({}),
+    /**
+     * Stdio MCP servers the operator allows (tenants' admins register them by name; they
+     * never choose a command). Each process serves one (tenant, user, server).
+     */
+    mcpStdio: z
+      .strictObject({
+        /** Processes of all stdio servers at once; the least recently used idle one is closed first. */
+        maxProcesses: z.int().min(1).max(10_000).default(64),
+        servers: z
+          .record(
+            z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'lower-case name'),
+            mcpStdioServerSchema,
+          )
+          .default({}),
       })
       .prefault({}),
     /** The output guard on final assistant text (redaction, link and image blocking). */

@@ -210,7 +210,23 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     runs: file.runs,
     models: file.models,
     routes: file.routes,
-    tools: file.tools,
+    tools: {
+      ...file.tools,
+      mcpStdio: {
+        ...file.tools.mcpStdio,
+        // A stdio server gets PATH from Brigade's environment (unless declared) and nothing else.
+        servers: Object.fromEntries(
+          Object.entries(file.tools.mcpStdio.servers).map(([name, server]) => [
+            name,
+            {
+              ...server,
+              env: { ...(env['PATH'] === undefined ? {} : { PATH: env['PATH'] }), ...server.env },
+              ...(server.cwd === undefined ? {} : { cwd: resolve(cwd, server.cwd) }),
+            },
+          ]),
+        ),
+      },
+    },
     limits: file.limits,
     webhooks: file.webhooks,
     tracing: {

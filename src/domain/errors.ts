@@ -20,6 +20,7 @@ export const errorCodes = [
   'run_not_active',
   'unknown_model',
   'unknown_tool',
+  'unknown_mcp_command',
   'approval_not_found',
   'provider_rate_limited',
   'provider_unavailable',

@@ -8,22 +8,31 @@ export interface McpServerAuth {
   readonly header?: string | undefined;
 }
 
-/** What an admin registers: a Streamable HTTP MCP server of the tenant. */
-export interface McpServerDefinition {
+/** How Brigade reaches an MCP server. */
+export type McpTransport = 'http' | 'stdio';
+
+/**
+ * What an admin registers: a Streamable HTTP MCP server at `url`, or one of the stdio servers
+ * the operator declared in the configuration (`command` names the declaration; tenants never
+ * choose what runs on the host).
+ */
+export type McpServerDefinition = {
   /** Lower-case name; agents name its tools `mcp:<name>:<tool>`. */
   readonly name: string;
-  readonly url: string;
   readonly auth?: McpServerAuth | undefined;
   /** The risk class of every tool of the server (default `egress`). */
   readonly risk: ToolRisk;
-}
+} & (
+  | { readonly transport: 'http'; readonly url: string }
+  | { readonly transport: 'stdio'; readonly command: string }
+);
 
 /** A registered MCP server. */
-export interface StoredMcpServer extends McpServerDefinition {
+export type StoredMcpServer = McpServerDefinition & {
   readonly id: string;
   readonly tenantId: string;
   readonly createdAt: Date;
-}
+};
 
 /** `mcp:<server>:<tool>`: how agents name an MCP server's tool. */
 export const mcpToolNamePattern = /^mcp:([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9_.-]{1,64})$/;

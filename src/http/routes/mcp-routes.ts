@@ -26,20 +26,49 @@ const auth = z
       "Each call carries the calling user's credential of this name (or the tenant's shared one).",
   });
 
+const transport = z.enum(['http', 'stdio']).openapi({
+  description:
+    '`http`: a Streamable HTTP server at `url`. `stdio`: a server the operator declared in the configuration, named by `command`.',
+});
+const command = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,31}$/)
+  .openapi({
+    description:
+      'Name of a stdio server declared by the operator (`tools.mcpStdio.servers`); never a command line.',
+    example: 'github',
+  });
+
 const serverBody = z
   .strictObject({
     name: z
       .string()
       .regex(/^[a-z][a-z0-9_-]{0,31}$/, 'lower-case letters, digits, _ and -')
       .openapi({ description: 'Agents name its tools `mcp:<name>:<tool>`.' }),
-    url: z.string().min(8).max(2_048).openapi({
-      description: 'The Streamable HTTP endpoint (http or https).',
+    transport: transport.default('http'),
+    url: z.string().min(8).max(2_048).optional().openapi({
+      description: 'The Streamable HTTP endpoint (http or https); only with `transport: http`.',
       example: 'https://mcp.example.com/mcp',
     }),
+    command: command.optional(),
     auth: auth.optional(),
     risk: z.enum(toolRisks).default('egress').openapi({
       description: 'Risk class of every tool of the server.',
     }),
+  })
+  .superRefine((body, context) => {
+    if (body.transport === 'http' && body.url === undefined)
+      context.addIssue({ code: 'custom', path: ['url'], message: 'required with transport http' });
+    if (body.transport === 'http' && body.command !== undefined)
+      context.addIssue({ code: 'custom', path: ['command'], message: 'only with transport stdio' });
+    if (body.transport === 'stdio' && body.command === undefined)
+      context.addIssue({
+        code: 'custom',
+        path: ['command'],
+        message: 'required with transport stdio',
+      });
+    if (body.transport === 'stdio' && body.url !== undefined)
+      context.addIssue({ code: 'custom', path: ['url'], message: 'only with transport http' });
   })
   .openapi('McpServerDefinition');
 
@@ -47,7 +76,9 @@ const serverResponse = z
   .object({
     id: z.uuid(),
     name: z.string(),
-    url: z.string(),
+    transport,
+    url: z.string().optional(),
+    command: z.string().optional(),
     auth: auth.optional(),
     risk: z.enum(toolRisks),
     createdAt: z.iso.datetime(),
@@ -61,7 +92,8 @@ const createMcpServer = authedRoute({
   path: '/v1/mcp-servers',
   operationId: 'createMcpServer',
   tags,
-  summary: 'Register a Streamable HTTP MCP server for your tenant (owners and admins)',
+  summary:
+    'Register an MCP server for your tenant: Streamable HTTP, or a stdio server the operator declared (owners and admins)',
   request: { body: jsonBody(serverBody) },
   responses: {
     201: jsonResponse(serverResponse, 'The server.'),
@@ -90,7 +122,8 @@ function toResponse(server: StoredMcpServer) {
   return {
     id: server.id,
     name: server.name,
-    url: server.url,
+    transport: server.transport,
+    ...(server.transport === 'stdio' ? { command: server.command } : { url: server.url }),
     ...(server.auth === undefined ? {} : { auth: server.auth }),
     risk: server.risk,
     createdAt: server.createdAt.toISOString(),
@@ -101,12 +134,17 @@ function toResponse(server: StoredMcpServer) {
 export function registerMcpRoutes(app: BrigadeApp, service: McpServerService): void {
   app.openapi(createMcpServer, async (context) => {
     const body = context.req.valid('json');
-    const created = await service.create(context.get('principal'), {
+    const common = {
       name: body.name,
-      url: body.url,
       risk: body.risk,
       ...(body.auth === undefined ? {} : { auth: body.auth }),
-    });
+    };
+    const created = await service.create(
+      context.get('principal'),
+      body.transport === 'stdio'
+        ? { ...common, transport: 'stdio', command: body.command ?? '' }
+        : { ...common, transport: 'http', url: body.url ?? '' },
+    );
     return context.json(toResponse(created), 201);
   });
   app.openapi(listMcpServers, async (context) => {

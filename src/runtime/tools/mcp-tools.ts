@@ -8,32 +8,11 @@ import {
 } from '../../domain/tools/mcp-types.ts';
 import type { RunClaim } from '../run-executor.ts';
 import { assertEgressAllowed, type EgressPolicy } from './egress-guard.ts';
+import { type McpSession, type McpToolInfo, sessionOf } from './mcp-session.ts';
+import type { McpStdioPool } from './mcp-stdio-pool.ts';
 import type { ToolDefinition } from './tool-registry.ts';
 
-/** One tool as an MCP server lists it. */
-export interface McpToolInfo {
-  readonly name: string;
-  readonly description?: string | undefined;
-  readonly inputSchema: Readonly<Record<string, unknown>>;
-}
-
-/** What a tool call returned: the server's content parts, and whether it reports an error. */
-export interface McpCallResult {
-  readonly isError: boolean;
-  readonly content: unknown;
-  readonly structuredContent?: unknown;
-}
-
-/** A connection to one MCP server (the SDK's `Client` behind a minimal interface). */
-export interface McpSession {
-  listTools(): Promise<McpToolInfo[]>;
-  callTool(
-    name: string,
-    input: Record<string, unknown>,
-    options: { readonly signal: AbortSignal; readonly timeoutMs: number },
-  ): Promise<McpCallResult>;
-  close(): Promise<void>;
-}
+export type { McpCallResult, McpSession, McpToolInfo } from './mcp-session.ts';
 
 /** Opens a session to an MCP server (tests may hand in a fake). */
 export type McpConnect = (options: {
@@ -52,37 +31,7 @@ export const connectStreamableHttp: McpConnect = async ({ url, headers, signal }
     requestInit: { headers: { ...headers }, redirect: 'manual' },
   });
   await client.connect(transport, { signal });
-  return {
-    async listTools() {
-      const tools: McpToolInfo[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = await client.listTools(cursor === undefined ? {} : { cursor }, { signal });
-        for (const tool of page.tools) {
-          // The gate's Ajv speaks the drafts it knows; a `$schema` naming another one would
-          // make the schema fail to compile (and every call be refused as invalid).
-          const { $schema: _dialect, ...inputSchema } = tool.inputSchema as Record<string, unknown>;
-          tools.push({ name: tool.name, description: tool.description, inputSchema });
-        }
-        cursor = page.nextCursor;
-      } while (cursor !== undefined && tools.length < 1_000);
-      return tools;
-    },
-    async callTool(name, input, options) {
-      const result = await client.callTool({ name, arguments: input }, undefined, {
-        signal: options.signal,
-        timeout: options.timeoutMs,
-      });
-      return {
-        isError: result.isError === true,
-        content: result.content,
-        ...(result.structuredContent === undefined
-          ? {}
-          : { structuredContent: result.structuredContent }),
-      };
-    },
-    close: () => client.close(),
-  };
+  return sessionOf(client);
 };
 
 /** The headers carrying `secret` as `auth` says. */
@@ -129,14 +78,11 @@ export async function probeMcpServer(options: {
 }): Promise<string | undefined> {
   try {
     await assertEgressAllowed(options.url, options.egress);
+    const signal = AbortSignal.timeout(options.timeoutMs ?? 10_000);
     await withSession(
       options.connect ?? connectStreamableHttp,
-      {
-        url: options.url,
-        headers: {},
-        signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
-      },
-      (session) => session.listTools(),
+      { url: options.url, headers: {}, signal },
+      (session) => session.listTools({ signal }),
     );
     return undefined;
   } catch (error) {
@@ -146,12 +92,17 @@ export async function probeMcpServer(options: {
   }
 }
 
+/** Decrypts a credential of the calling user by name (undefined: they have none). */
+type CredentialLookup = (name: string) => Promise<{ readonly secret: string } | undefined>;
+
 /**
  * The MCP tools of runs: for the `mcp:<server>:<tool>` names an agent lists, the server's tool
  * list (fetched with the run's user's credential, cached per server for `cacheMs`) becomes
  * tool definitions the gate runs like any other — schema (Ajv), risk class from the
- * registration, provenance rules, approvals, quotas and audit. Each call connects with the
- * calling user's own credential (from the gate's credential capability) and checks egress.
+ * registration, provenance rules, approvals, quotas and audit. Each call reaches the server
+ * with the calling user's own credential (from the gate's credential capability): over HTTP
+ * in a header (egress checked at every call), or for a stdio server by the user's own process
+ * from the pool, started with the credential in the variable the operator declared.
  */
 export function createMcpToolProvider(options: {
   readonly servers: (claim: RunClaim) => Promise<readonly StoredMcpServer[]>;
@@ -164,6 +115,8 @@ export function createMcpToolProvider(options: {
     readonly toolName: string;
   }) => Promise<{ readonly secret: string } | undefined>;
   readonly connect?: McpConnect;
+  /** The operator's stdio servers' processes; absent: stdio servers' tools are unavailable. */
+  readonly stdio?: McpStdioPool | undefined;
   readonly cacheMs?: number;
   readonly listTimeoutMs?: number;
   readonly defaultTimeoutMs: number;
@@ -178,17 +131,50 @@ export function createMcpToolProvider(options: {
     { readonly at: number; readonly server: string; readonly tools: McpToolInfo[] }
   >();
 
-  async function headersFor(
-    server: StoredMcpServer,
-    resolve: (name: string) => Promise<{ readonly secret: string } | undefined>,
-  ): Promise<Record<string, string>> {
-    if (server.auth === undefined) return {};
+  async function secretFor(server: StoredMcpServer, resolve: CredentialLookup) {
+    if (server.auth === undefined) return undefined;
     const credential = await resolve(server.auth.credential);
     if (credential === undefined)
       throw new Error(
         `You have no credential named '${server.auth.credential}'; add it under /v1/me/credentials.`,
       );
-    return mcpAuthHeaders(server.auth, credential.secret);
+    return credential.secret;
+  }
+
+  /** Runs `work` on a session with `server` as the claim's user, with their credential. */
+  async function useServer<T>(
+    server: StoredMcpServer,
+    request: { claim: RunClaim; resolve: CredentialLookup; signal: AbortSignal },
+    work: (session: McpSession) => Promise<T>,
+  ): Promise<T> {
+    if (server.transport === 'stdio') {
+      const pool = options.stdio;
+      if (pool?.declared(server.command) === undefined)
+        throw new Error(`The stdio MCP server '${server.command}' is no longer declared.`);
+      const secret = await secretFor(server, request.resolve);
+      return pool.withSession(
+        {
+          tenantId: server.tenantId,
+          userId: request.claim.userId,
+          serverId: server.id,
+          command: server.command,
+          secret,
+        },
+        work,
+      );
+    }
+    const url = new URL(server.url);
+    await assertEgressAllowed(url, options.egress);
+    const secret = await secretFor(server, request.resolve);
+    const headers =
+      server.auth === undefined || secret === undefined ? {} : mcpAuthHeaders(server.auth, secret);
+    return withSession(connect, { url, headers, signal: request.signal }, work);
+  }
+
+  function timeoutOf(server: StoredMcpServer): number {
+    return server.transport === 'stdio'
+      ? (options.stdio?.declared(server.command)?.timeoutMs ?? options.defaultTimeoutMs)
+      : options.defaultTimeoutMs;
   }
 
   async function toolsOf(
@@ -198,42 +184,41 @@ export function createMcpToolProvider(options: {
     const key = `${server.tenantId}:${server.id}`;
     const cached = cache.get(key);
     if (cached !== undefined && now() - cached.at < cacheMs) return cached.tools;
-    const url = new URL(server.url);
-    await assertEgressAllowed(url, options.egress);
-    const headers = await headersFor(server, (name) =>
-      options.resolveCredential({ ...request, name, toolName: `mcp:${server.name}` }),
+    const signal = AbortSignal.timeout(
+      server.transport === 'stdio' ? timeoutOf(server) : (options.listTimeoutMs ?? 10_000),
     );
-    const tools = await withSession(
-      connect,
-      { url, headers, signal: AbortSignal.timeout(options.listTimeoutMs ?? 10_000) },
-      (session) => session.listTools(),
+    const tools = await useServer(
+      server,
+      {
+        claim: request.claim,
+        signal,
+        resolve: (name) =>
+          options.resolveCredential({ ...request, name, toolName: `mcp:${server.name}` }),
+      },
+      (session) => session.listTools({ signal }),
     );
     cache.set(key, { at: now(), server: server.name, tools });
     return tools;
   }
 
-  function definition(server: StoredMcpServer, tool: McpToolInfo): ToolDefinition {
-    const url = new URL(server.url);
+  function definition(server: StoredMcpServer, tool: McpToolInfo, claim: RunClaim): ToolDefinition {
+    const timeoutMs = timeoutOf(server);
     return {
       name: `mcp:${server.name}:${tool.name}`,
       description: tool.description ?? `Tool ${tool.name} of MCP server ${server.name}.`,
       inputSchema: tool.inputSchema,
       risk: server.risk,
       kind: 'mcp',
-      timeoutMs: options.defaultTimeoutMs,
+      timeoutMs,
       async execute(input, context) {
-        await assertEgressAllowed(url, options.egress);
-        const headers = await headersFor(server, async (name) =>
-          context.credentials?.resolve(name),
-        );
-        const result = await withSession(
-          connect,
-          { url, headers, signal: context.signal },
-          (session) =>
-            session.callTool(tool.name, input, {
-              signal: context.signal,
-              timeoutMs: options.defaultTimeoutMs,
-            }),
+        const result = await useServer(
+          server,
+          {
+            claim,
+            signal: context.signal,
+            resolve: async (name) => context.credentials?.resolve(name),
+          },
+          (session) => session.callTool(tool.name, input, { signal: context.signal, timeoutMs }),
         );
         if (result.isError) throw new Error(errorText(result.content));
         return result.structuredContent === undefined
@@ -263,7 +248,7 @@ export function createMcpToolProvider(options: {
         try {
           const tools = await toolsOf(server, request);
           for (const tool of tools)
-            if (names.includes(tool.name)) result.push(definition(server, tool));
+            if (names.includes(tool.name)) result.push(definition(server, tool, request.claim));
         } catch (error) {
           // The server's tools are then "not available" to the gate; the model is told so.
           options.onListError?.(server, error as Error);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { AppError } from '../../domain/errors.ts';
 import { nanosToUsd } from '../../domain/guards/policy-types.ts';
-import { type Database, type ScopedDb, sqlLiteral } from '../postgres/database.ts';
+import type { Database, ScopedDb } from '../postgres/database.ts';
 
 /** Who a metered call is for: every budget, quota and usage record is attributed to them. */
 export interface Spender {
@@ -66,35 +66,37 @@ function secondsUntil(when: string | null): number {
   return Math.max(1, Math.ceil((new Date(when).getTime() - Date.now()) / 1000));
 }
 
-/** One usage record as a row of literals (typed, so a VALUES list needs no further casts). */
-function usageRow(spender: Spender, entry: UsageEntry, reservationId: string | undefined): string {
-  const text = (value: string | null | undefined) =>
-    value === null || value === undefined ? 'null::text' : `${sqlLiteral(value)}::text`;
-  const uuid = (value: string | null | undefined) =>
-    value === null || value === undefined ? 'null::uuid' : `${sqlLiteral(value)}::uuid`;
-  const int = (value: number) => `${sqlLiteral(Math.round(value))}::int`;
-  return `(${[
-    uuid(spender.tenantId),
-    uuid(spender.userId),
-    uuid(spender.keyId),
-    uuid(spender.agentId),
-    uuid(spender.runId),
-    text(entry.source),
-    text(entry.route),
-    text(entry.provider),
-    text(entry.model),
-    int(entry.inputTokens),
-    int(entry.outputTokens),
-    int(entry.cachedTokens ?? 0),
-    entry.estimated ? 'true' : 'false',
-    `${sqlLiteral(entry.cost)}::bigint`,
-    int(entry.latencyMs),
-    entry.ttftMs === null ? 'null::int' : int(entry.ttftMs),
-    text(entry.status),
-    text(entry.errorCode),
-    uuid(reservationId),
-  ].join(', ')})`;
+/** One usage record as brigade.settle_call's JSON (tenant, user and reservation are its own). */
+function usageRow(spender: Spender, entry: UsageEntry): Record<string, unknown> {
+  return {
+    key_id: spender.keyId ?? null,
+    agent_id: spender.agentId ?? null,
+    run_id: spender.runId ?? null,
+    source: entry.source,
+    route: entry.route ?? null,
+    provider: entry.provider,
+    model: entry.model,
+    input_tokens: Math.round(entry.inputTokens),
+    output_tokens: Math.round(entry.outputTokens),
+    cached_tokens: Math.round(entry.cachedTokens ?? 0),
+    estimated: entry.estimated,
+    cost: Math.round(entry.cost),
+    latency_ms: Math.round(entry.latencyMs),
+    ttft_ms: entry.ttftMs === null ? null : Math.round(entry.ttftMs),
+    status: entry.status,
+    error_code: entry.errorCode ?? null,
+  };
 }
+
+/** The prepared calls of migration 0014's budget functions. */
+const reserveStatement = {
+  name: 'brigade_reserve_call',
+  text: 'select res, reservation_id from brigade.reserve_call($1, $2, $3, $4, $5, $6, $7, $8)',
+};
+const settleStatement = {
+  name: 'brigade_settle_call',
+  text: 'select brigade.settle_call($1, $2, $3, $4, $5, $6) as crossed',
+};
 
 /**
  * Exact budgets and quotas (DESIGN.md invariant 7) on the counters of migration 0004, and the
@@ -130,26 +132,17 @@ export function createBudgetStore(database: Database) {
      */
     async reserve(spender: Spender, amount: number, expiresAt: Date): Promise<Reservation> {
       const id = randomUUID();
-      // One round trip (BEGIN; scope; statement; COMMIT on the simple protocol) instead of
-      // three: every value is a number, a UUID or a timestamp, inlined as an escaped literal.
-      const literal = (value: string | number | null | undefined) =>
-        value === null || value === undefined ? 'null' : sqlLiteral(value);
-      const [rows = []] = await database.readScoped(scopeOf(spender), [
-        `with r as (
-           select brigade.reserve_limits('budget', ${literal(amount)}::bigint, false,
-                                         ${literal(spender.keyId)}::uuid,
-                                         ${literal(spender.agentId)}::uuid) as res),
-         ins as (
-           insert into brigade.budget_reservations
-             (id, tenant_id, user_id, run_id, amount, counters, expires_at)
-           select ${literal(id)}::uuid, ${literal(spender.tenantId)}::uuid,
-                  ${literal(spender.userId)}::uuid, ${literal(spender.runId)}::uuid,
-                  ${literal(amount)}::bigint, r.res -> 'counters',
-                  ${literal(expiresAt.toISOString())}::timestamptz
-             from r
-            where (r.res ->> 'ok')::boolean and jsonb_array_length(r.res -> 'counters') > 0
-           returning id)
-         select r.res, (select id from ins) as reservation_id from r`,
+      // One prepared call of brigade.reserve_call (migration 0014): reserve_limits over every
+      // binding budget and, when one binds, the reservation row, under the spender's scope.
+      const rows = await database.callPrepared(reserveStatement, [
+        spender.tenantId,
+        spender.userId,
+        Math.round(amount),
+        spender.keyId ?? null,
+        spender.agentId ?? null,
+        id,
+        spender.runId ?? null,
+        expiresAt,
       ]);
       const row = rows[0] as { res: ReserveResult; reservation_id: string | null } | undefined;
       const res = row?.res;
@@ -191,33 +184,18 @@ export function createBudgetStore(database: Database) {
       },
     ): Promise<number> {
       const { entry, failedAttempts = [] } = usage;
-      // One round trip (simple protocol, values inlined as escaped literals) instead of five:
-      // resolve the reservation, remember in a transaction-local setting whether this call did
-      // it, record the budget thresholds it crossed and write the usage records only if so.
-      const id = reservation.id === undefined ? null : sqlLiteral(reservation.id);
-      const status = sqlLiteral(entry.cost === 0 ? 'released' : 'settled');
-      const settled = "current_setting('brigade.settling', true)::boolean";
-      const [, [crossed] = []] = await database.readScoped(scopeOf(spender), [
-        id === null
-          ? `select set_config('brigade.settling', 'true', true)`
-          : `select set_config('brigade.settling', coalesce(brigade.resolve_reservation(
-               ${id}::uuid, ${sqlLiteral(entry.cost)}::bigint, ${status}), false)::text, true)`,
-        // Thresholds (50/80/100 %) this cost crossed: recorded once, announced by the webhook
-        // worker. A CASE evaluates its subquery only when the reservation was resolved here.
-        id === null
-          ? 'select 0 as crossings'
-          : `select case when ${settled}
-               then (select count(*) from brigade.record_budget_crossings(${id}::uuid))
-               else 0 end::int as crossings`,
-        `insert into brigade.usage_records
-           (tenant_id, user_id, key_id, agent_id, run_id, source, route, provider, model,
-            input_tokens, output_tokens, cached_tokens, estimated, cost, latency_ms, ttft_ms,
-            status, error_code, reservation_id)
-         select * from (values ${[...failedAttempts, entry]
-           .map((recorded) => usageRow(spender, recorded, reservation.id))
-           .join(', ')}) as v
-          where ${settled}`,
+      // One prepared call of brigade.settle_call (migration 0014): resolve the reservation and,
+      // only if this call resolved it, record the budget thresholds crossed (50/80/100 %,
+      // announced by the webhook worker) and write the usage records.
+      const [row] = await database.callPrepared(settleStatement, [
+        spender.tenantId,
+        spender.userId,
+        reservation.id ?? null,
+        Math.round(entry.cost),
+        entry.cost === 0 ? 'released' : 'settled',
+        JSON.stringify([...failedAttempts, entry].map((recorded) => usageRow(spender, recorded))),
       ]);
+      const crossed = { crossings: row?.['crossed'] as number | undefined };
       return Number((crossed as { crossings?: number } | undefined)?.crossings ?? 0);
     },
 

@@ -3,12 +3,23 @@ import { sql } from 'kysely';
 import type { IdentityStore, NewApiKey } from '../../domain/identity/identity-ports.ts';
 import type { Role } from '../../domain/identity/permissions.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
-import { type Database, type ScopedDb, sqlLiteral } from '../postgres/database.ts';
+import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { ApiKeysTable, UsersTable } from '../postgres/database-schema.ts';
 import { writeAudit } from './audit-writer.ts';
 import { toApiKey, toOidcProvider, toUser } from './rows.ts';
 import { scopeFor, systemScope } from './scope-for.ts';
 import { toPage } from './tenant-user-store.ts';
+
+/** The prepared call of brigade.key_identity (migration 0014). */
+const keyIdentityStatement = {
+  name: 'brigade_key_identity',
+  text: 'select api_key, member from brigade.key_identity($1)',
+};
+
+/** A timestamp as `to_jsonb` renders it (an ISO 8601 string), or null. */
+function jsonDate(value: unknown): Date | null {
+  return typeof value === 'string' ? new Date(value) : null;
+}
 
 type KeyStore = Omit<
   IdentityStore,
@@ -128,25 +139,26 @@ export function createKeyStore(database: Database): KeyStore {
       });
     },
     async findKeyIdentity(keyHash) {
-      // One round trip on every authenticated request: the key row (visible only to whoever
-      // knows its hash) sets the tenant scope, under which its user and tenant are read.
-      const hex = keyHash.toString('hex');
-      const byHash = `(select k.user_id from brigade.api_keys k where k.key_hash = decode(${sqlLiteral(hex)}, 'hex'))`;
-      const [keys = [], users = []] = await database.readScoped({ authKeyHash: hex }, [
-        `select k.*, set_config('brigade.tenant_id', k.tenant_id::text, true) as scoped
-           from brigade.api_keys k where k.key_hash = decode(${sqlLiteral(hex)}, 'hex')`,
-        `select u.*, m.role, t.status as tenant_status
-           from brigade.users u
-           join brigade.memberships m on m.tenant_id = u.tenant_id and m.user_id = u.id
-           join brigade.tenants t on t.id = u.tenant_id
-          where u.id = ${byHash}`,
-      ]);
-      const keyRow = keys[0] as Selectable<ApiKeysTable> | undefined;
-      const userRow = users[0] as
-        | (Selectable<UsersTable> & { role: Role; tenant_status: 'active' | 'suspended' })
-        | undefined;
-      if (keyRow === undefined || userRow === undefined) return undefined;
-      return { key: toApiKey(keyRow), user: toUser(userRow), tenantStatus: userRow.tenant_status };
+      // One prepared call on every authenticated request: brigade.key_identity (migration 0014)
+      // reads the key row (visible only to whoever knows its hash), and under its tenant's
+      // scope its user, role and tenant status.
+      const [row] = await database.callPrepared(keyIdentityStatement, [keyHash.toString('hex')]);
+      if (row === undefined) return undefined;
+      const keyRow = row['api_key'] as Record<string, unknown>;
+      const userRow = row['member'] as Record<string, unknown>;
+      const key = toApiKey({
+        ...(keyRow as unknown as Selectable<ApiKeysTable>),
+        expires_at: jsonDate(keyRow['expires_at']),
+        last_used_at: jsonDate(keyRow['last_used_at']),
+        revoked_at: jsonDate(keyRow['revoked_at']),
+        created_at: jsonDate(keyRow['created_at']) as Date,
+      });
+      const user = toUser({
+        ...(userRow as unknown as Selectable<UsersTable> & { role: Role }),
+        created_at: jsonDate(userRow['created_at']) as Date,
+        updated_at: jsonDate(userRow['updated_at']) as Date,
+      });
+      return { key, user, tenantStatus: userRow['tenant_status'] as 'active' | 'suspended' };
     },
     async touchApiKey(tenantId, keyId, at) {
       await database.withScope(systemScope(tenantId), async (db) => {

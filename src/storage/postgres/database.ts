@@ -39,6 +39,16 @@ export interface Database {
     scope: DatabaseScope,
     statements: readonly string[],
   ): Promise<Record<string, unknown>[][]>;
+  /**
+   * Runs one statement as a named prepared statement (extended protocol, so its values are
+   * parameters and its plan is kept per connection) in its own implicit transaction. Made for
+   * the hot-path functions of migration 0014, which set their own row-level-security scope
+   * before they read or write; a statement that does not would run with no scope at all.
+   */
+  callPrepared(
+    statement: { readonly name: string; readonly text: string },
+    values: readonly unknown[],
+  ): Promise<Record<string, unknown>[]>;
   /** Closes the pool; in-flight transactions finish first. */
   close(): Promise<void>;
   /** The underlying pool, for health checks and tests. */
@@ -130,6 +140,14 @@ export function createDatabase(options: CreateDatabaseOptions): Database {
       } finally {
         client.release(broken);
       }
+    },
+    async callPrepared(statement, values) {
+      const result = await pool.query({
+        name: statement.name,
+        text: statement.text,
+        values: values as unknown[],
+      });
+      return result.rows as Record<string, unknown>[];
     },
     async close() {
       await db.destroy();

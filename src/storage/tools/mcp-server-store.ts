@@ -20,16 +20,29 @@ interface McpServerRow {
   created_at: Date;
 }
 
+/**
+ * Stdio servers are kept as `stdio://<declared name>` in the `url` column: a tenant's HTTP
+ * server can never have that scheme (only http and https pass the egress check), and no
+ * migration was needed for the second transport.
+ */
+const stdioPrefix = 'stdio://';
+
+function endpointOf(definition: McpServerDefinition): string {
+  return definition.transport === 'stdio' ? `${stdioPrefix}${definition.command}` : definition.url;
+}
+
 function toServer(row: McpServerRow): StoredMcpServer {
-  return {
+  const common = {
     id: row.id,
     tenantId: row.tenant_id,
     name: row.name,
-    url: row.url,
     ...(row.auth === null ? {} : { auth: row.auth }),
     risk: row.risk,
     createdAt: new Date(row.created_at),
   };
+  return row.url.startsWith(stdioPrefix)
+    ? { ...common, transport: 'stdio', command: row.url.slice(stdioPrefix.length) }
+    : { ...common, transport: 'http', url: row.url };
 }
 
 /** A tenant's MCP servers in PostgreSQL (RLS: the tenant reads, its admins write). */
@@ -39,7 +52,7 @@ export function createMcpServerStore(database: Database) {
       return database.withScope(scopeFor(principal), async (db) => {
         const result = await sql<McpServerRow>`
           insert into brigade.mcp_servers (tenant_id, name, url, auth, risk, created_by_user_id)
-          values (${principal.tenantId}, ${definition.name}, ${definition.url},
+          values (${principal.tenantId}, ${definition.name}, ${endpointOf(definition)},
                   ${definition.auth === undefined ? null : JSON.stringify(definition.auth)}::jsonb,
                   ${definition.risk}, ${principal.userId})
           returning *`.execute(db);
