@@ -32,6 +32,7 @@ import { registerPolicyRoutes } from './routes/policy-routes.ts';
 import { registerRunRoutes } from './routes/run-routes.ts';
 import { registerTenantRoutes } from './routes/tenant-routes.ts';
 import { registerThreadRoutes } from './routes/thread-routes.ts';
+import { registerToolImportRoutes } from './routes/tool-import-routes.ts';
 import { registerToolRoutes } from './routes/tool-routes.ts';
 import { registerTraceRoutes } from './routes/trace-routes.ts';
 import { registerUsageRoutes } from './routes/usage-routes.ts';
@@ -232,6 +233,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerAuditRoutes(app, options.services);
   registerConsentRoutes(app, options.services);
   registerToolRoutes(app, options.services);
+  registerToolImportRoutes(app, options.services);
   if (options.services.mcpServers !== undefined)
     registerMcpRoutes(app, options.services.mcpServers);
   registerCredentialRoutes(app, options.services);

@@ -6,8 +6,48 @@ import type { HttpToolDefinition, StoredTool, ToolBlock } from '../domain/tools/
 import type { ToolStore } from '../storage/tools/tool-store.ts';
 import { type EgressPolicy, staticEgressProblems } from './tools/egress-guard.ts';
 import { schemaProblems } from './tools/json-schema.ts';
+import {
+  type ImportProblem,
+  openApiImportLimits,
+  planOpenApiImport,
+  type SkippedOperation,
+} from './tools/openapi-import.ts';
+import type { OpenApiImportOptions } from './tools/openapi-operation.ts';
 import { templateArguments, templateProblems } from './tools/tenant-http-tool.ts';
 import type { ToolDefinition } from './tools/tool-registry.ts';
+
+/** What an OpenAPI import asks for. */
+export interface OpenApiImportInput {
+  readonly document: unknown;
+  readonly options: OpenApiImportOptions;
+  /** Plan and check only; nothing is written. */
+  readonly dryRun: boolean;
+  /** The HTTP layer's checks of a definition's shape (the schema createTool's body passes). */
+  readonly shapeProblems?: (definition: HttpToolDefinition) => readonly ValidationIssue[];
+}
+
+/** What an OpenAPI import did (or, on a dry run, would do). */
+export interface OpenApiImportResult {
+  /** The stored tools; empty on a dry run. */
+  readonly created: StoredTool[];
+  /** The definitions created (or that would be). */
+  readonly planned: HttpToolDefinition[];
+  readonly skipped: SkippedOperation[];
+}
+
+function documentSize(document: unknown): number {
+  try {
+    return JSON.stringify(document).length;
+  } catch {
+    const problem: ImportProblem = {
+      path: 'body.document',
+      message: 'the document is nested too deeply',
+      operationId: null,
+      code: 'invalid_document',
+    };
+    throw new ValidationError([problem]);
+  }
+}
 
 /** A tool as listings show it: a built-in, or one of the tenant's HTTP tools. */
 export type ListedTool =
@@ -39,7 +79,8 @@ export function createToolService(options: {
 }) {
   const { store } = options;
 
-  function check(definition: HttpToolDefinition): void {
+  /** Every problem with a definition (createTool, updateTool and each imported operation). */
+  function definitionProblems(definition: HttpToolDefinition): ValidationIssue[] {
     const issues: ValidationIssue[] = [];
     const add = (path: string, message: string) => issues.push({ path: `body.${path}`, message });
     if (options.builtIns.some((tool) => tool.name === definition.name))
@@ -74,6 +115,11 @@ export function createToolService(options: {
       definition.maxResponseChars > options.maxResponseChars
     )
       add('maxResponseChars', `at most ${options.maxResponseChars}`);
+    return issues;
+  }
+
+  function check(definition: HttpToolDefinition): void {
+    const issues = definitionProblems(definition);
     if (issues.length > 0) throw new ValidationError(issues);
   }
 
@@ -99,6 +145,69 @@ export function createToolService(options: {
       check(definition);
       await assertNameFree(user, definition.name);
       return store.create(user, definition);
+    },
+    /**
+     * Imports the operations of an OpenAPI document as HTTP tools, all or none: every planned
+     * definition passes the same checks as `create` (and its name must be free); any problem
+     * fails the whole import with one 422 listing each (`errors`, with `operationId` and
+     * `code`), and nothing is written. The tools are created in one transaction.
+     */
+    async importOpenApi(
+      principal: Principal,
+      input: OpenApiImportInput,
+    ): Promise<OpenApiImportResult> {
+      const user = asTenantUser(principal);
+      assertCan(user, 'tool:manage');
+      if (documentSize(input.document) > openApiImportLimits.maxDocumentChars)
+        throw new AppError(
+          'payload_too_large',
+          `The document is larger than ${openApiImportLimits.maxDocumentChars} characters of JSON.`,
+        );
+      const plan = planOpenApiImport(input.document, input.options);
+      const problems = [...plan.problems];
+      if (problems.length === 0) {
+        const taken = new Set((await store.list(user)).map((tool) => tool.definition.name));
+        for (const { definition, at, operationId } of plan.tools) {
+          const issues = [
+            ...(input.shapeProblems?.(definition) ?? []),
+            ...definitionProblems(definition),
+          ];
+          const naming = issues.filter((issue) => issue.path === 'body.name');
+          const other = issues.filter((issue) => issue.path !== 'body.name');
+          if (taken.has(definition.name))
+            naming.push({
+              path: 'body.name',
+              message: `a tool named '${definition.name}' exists already`,
+            });
+          const describe = (list: readonly ValidationIssue[]) =>
+            list
+              .map((issue) => `${issue.path.replace(/^body\./, '')}: ${issue.message}`)
+              .join('; ');
+          if (naming.length > 0)
+            problems.push({
+              path: at,
+              operationId,
+              code: 'name_conflict',
+              message: describe(naming),
+            });
+          if (other.length > 0)
+            problems.push({
+              path: at,
+              operationId,
+              code: 'invalid_definition',
+              message: describe(other),
+            });
+        }
+      }
+      if (problems.length > 0)
+        throw new AppError(
+          'validation_failed',
+          `The document cannot be imported (${problems.length} problem${problems.length === 1 ? '' : 's'}); nothing was created.`,
+          { details: { errors: problems, skipped: plan.skipped } },
+        );
+      const planned = plan.tools.map((tool) => tool.definition);
+      const created = input.dryRun ? [] : await store.createMany(user, plan.tools, 'openapi');
+      return { created, planned, skipped: plan.skipped };
     },
     async list(principal: Principal): Promise<ListedTool[]> {
       const user = asTenantUser(principal);

@@ -104,6 +104,14 @@ const bodies: Record<string, (victim: WorldUser, tenant: WorldTenant) => unknown
     inputSchema: { type: 'object', properties: { q: { type: 'string' } } },
   }),
   updateTool: () => ({ urlTemplate: 'https://evil.example/steal' }),
+  // The same, many at once from an OpenAPI document.
+  importOpenApiTools: () => ({
+    document: {
+      openapi: '3.1.0',
+      servers: [{ url: 'https://evil.example' }],
+      paths: { '/steal': { get: { operationId: `evil${randomBytes(4).toString('hex')}` } } },
+    },
+  }),
   disableTool: () => ({ toolName: 'calculator', reason: 'pwned' }),
   // An MCP server that would receive the victim tenant's users' credentials.
   createMcpServer: () => ({
@@ -219,6 +227,7 @@ function selfExpectation(operation: Operation, attacker: WorldUser): Expectation
     return isPrivileged(attacker.role) ? 'allowed' : 'refused';
   switch (operation.operationId) {
     case 'createTool':
+    case 'importOpenApiTools':
     case 'disableTool':
     case 'createMcpServer':
     case 'putSharedCredential':

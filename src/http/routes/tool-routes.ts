@@ -9,7 +9,8 @@ import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.t
 
 const toolName = z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'lower-case letters, digits and _');
 
-const definitionFields = {
+/** The fields of a tool definition (shared with the OpenAPI import). */
+export const definitionFields = {
   name: toolName,
   description: z.string().min(1).max(2_000),
   risk: z.enum(toolRisks).openapi({
@@ -64,9 +65,11 @@ const definitionFields = {
     }),
 };
 
-const toolBody = z.strictObject(definitionFields).openapi('ToolDefinition');
+/** A tool definition as createTool accepts it. */
+export const toolBody = z.strictObject(definitionFields).openapi('ToolDefinition');
 
-const toolResponse = z
+/** A tool as listings show it. */
+export const toolResponse = z
   .object({
     id: z.uuid().nullable().openapi({ description: 'Null for built-in tools.' }),
     kind: z.enum(['builtin', 'http']),
@@ -187,7 +190,8 @@ const enableTool = authedRoute({
   responses: { 204: { description: 'Removed.' } },
 });
 
-function toResponse(listed: ListedTool) {
+/** Renders a listed tool. */
+export function toResponse(listed: ListedTool) {
   if (listed.kind === 'builtin')
     return {
       id: null,

@@ -18,3 +18,31 @@ describe('fillTemplate', () => {
       ).toThrow(/may not be '\.' or '\.\.'/);
   });
 });
+
+describe('fillTemplate query pairs', () => {
+  const template = 'https://api.example.com/v1/pets?limit={limit}&tag={tag}&q=x{q}';
+
+  it('leaves out a query pair whose argument is absent instead of sending it empty', () => {
+    expect(fillTemplate(template, { limit: 5, q: 'y' }).href).toBe(
+      'https://api.example.com/v1/pets?limit=5&q=xy',
+    );
+    expect(fillTemplate('https://api.example.com/v1/pets?limit={limit}', {}).href).toBe(
+      'https://api.example.com/v1/pets',
+    );
+    expect(fillTemplate(template, { limit: null, tag: 'a b' }).href).toBe(
+      'https://api.example.com/v1/pets?tag=a%20b&q=x',
+    );
+  });
+
+  it('repeats a query pair for each element of an array argument', () => {
+    expect(fillTemplate(template, { tag: ['a&b', 'c'], q: '' }).href).toBe(
+      'https://api.example.com/v1/pets?tag=a%26b&tag=c&q=x',
+    );
+  });
+
+  it("accepts '.' and '..' as query values (they cannot climb out of the path)", () => {
+    expect(fillTemplate(template, { tag: '..', q: '.' }).href).toBe(
+      'https://api.example.com/v1/pets?tag=..&q=x.',
+    );
+  });
+});

@@ -25,23 +25,60 @@ export function templateProblems(template: string): string[] {
   return [];
 }
 
-/** Fills `{arg}` placeholders with URL-encoded argument values. */
+function encodeArgument(value: unknown): string {
+  return encodeURIComponent(
+    value === undefined || value === null
+      ? ''
+      : typeof value === 'string'
+        ? value
+        : JSON.stringify(value),
+  );
+}
+
+const wholePair = /^([^=]*)=\{([A-Za-z_][A-Za-z0-9_]*)\}$/;
+
+/**
+ * Fills one query pair. A pair that is exactly `key={arg}` is left out when the argument is
+ * absent (an optional query parameter is not sent as `key=`), and repeated for each element
+ * when the argument is an array (`key=a&key=b`, OpenAPI's default `form` style).
+ */
+function fillQueryPair(pair: string, input: Readonly<Record<string, unknown>>): string[] {
+  const whole = wholePair.exec(pair);
+  if (whole === null)
+    return [pair.replace(placeholder, (_, name: string) => encodeArgument(input[name]))];
+  const [, key = '', name = ''] = whole;
+  const value = input[name];
+  if (value === undefined || value === null) return [];
+  const values = Array.isArray(value) ? value : [value];
+  return values.map((item) => `${key}=${encodeArgument(item)}`);
+}
+
+/**
+ * Fills `{arg}` placeholders with URL-encoded argument values. In the path, `.` and `..` are
+ * refused; in the query, see {@link fillQueryPair}.
+ */
 export function fillTemplate(template: string, input: Readonly<Record<string, unknown>>): URL {
-  const filled = template.replace(placeholder, (_, name: string) => {
+  const hashAt = template.indexOf('#');
+  const beforeHash = hashAt < 0 ? template : template.slice(0, hashAt);
+  const queryAt = beforeHash.indexOf('?');
+  const path = queryAt < 0 ? beforeHash : beforeHash.slice(0, queryAt);
+  const filledPath = path.replace(placeholder, (_, name: string) => {
     const value = input[name];
     // `.` and `..` (in any spelling the URL parser folds) would climb out of the template's
     // path on the fixed host.
     if (typeof value === 'string' && /^(\.|%2e){1,2}$/i.test(value.trim()))
       throw new Error(`Argument '${name}' may not be '.' or '..'.`);
-    return encodeURIComponent(
-      value === undefined || value === null
-        ? ''
-        : typeof value === 'string'
-          ? value
-          : JSON.stringify(value),
-    );
+    return encodeArgument(value);
   });
-  return new URL(filled);
+  const pairs =
+    queryAt < 0
+      ? []
+      : beforeHash
+          .slice(queryAt + 1)
+          .split('&')
+          .flatMap((pair) => (pair === '' ? [] : fillQueryPair(pair, input)));
+  const query = pairs.length === 0 ? '' : `?${pairs.join('&')}`;
+  return new URL(`${filledPath}${query}`);
 }
 
 function authHeaders(

@@ -79,6 +79,36 @@ export function createToolStore(database: Database) {
         return toStoredTool(row);
       });
     },
+    /**
+     * Creates several tools in one transaction (an OpenAPI import): all or none. Each writes a
+     * `tool.created` audit event with its `source`; a name taken meanwhile fails them all.
+     */
+    createMany(
+      principal: UserPrincipal,
+      tools: readonly { readonly definition: HttpToolDefinition; readonly operationId: string }[],
+      source: string,
+    ): Promise<StoredTool[]> {
+      return database.withScope(scopeFor(principal), async (db) => {
+        const created: StoredTool[] = [];
+        for (const { definition, operationId } of tools) {
+          const result = await sql<ToolRow>`
+            insert into brigade.tools (tenant_id, name, definition, created_by_user_id)
+            values (${principal.tenantId}, ${definition.name}, ${JSON.stringify(definition)}::jsonb,
+                    ${principal.userId})
+            returning *`.execute(db);
+          const row = result.rows[0];
+          if (row === undefined) throw new Error('tool not stored');
+          await audit(db, principal, {
+            action: 'tool.created',
+            targetType: 'tool',
+            targetId: row.id,
+            data: { name: definition.name, risk: definition.risk, source, operationId },
+          });
+          created.push(toStoredTool(row));
+        }
+        return created;
+      });
+    },
     list(principal: UserPrincipal): Promise<StoredTool[]> {
       return database.withScope(scopeFor(principal), async (db) => {
         const result = await sql<ToolRow>`select * from brigade.tools order by name`.execute(db);
