@@ -1,7 +1,7 @@
 import type { Role } from '../../domain/identity/permissions.ts';
 import type { HttpToolDefinition, ToolAuth, ToolRisk } from '../../domain/tools/tool-types.ts';
 import { toolMethods } from '../../domain/tools/tool-types.ts';
-import type { RefResolver } from './openapi-refs.ts';
+import { normalizeSchema, type RefResolver } from './openapi-refs.ts';
 
 /** Options of an OpenAPI import that shape each generated tool. */
 export interface OpenApiImportOptions {
@@ -351,7 +351,9 @@ export function toToolDefinition(context: OperationContext): HttpToolDefinition 
   const query = into.query.length === 0 ? '' : `?${into.query.join('&')}`;
   const inputSchema: Record<string, unknown> = {
     type: 'object',
-    properties: Object.fromEntries(into.properties),
+    properties: Object.fromEntries(
+      [...into.properties].map(([name, schema]) => [name, normalizeSchema(schema)]),
+    ),
     ...(into.required.length === 0 ? {} : { required: [...new Set(into.required)] }),
     ...(additional === undefined ? {} : { additionalProperties: additional }),
   };

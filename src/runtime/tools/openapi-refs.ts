@@ -158,3 +158,39 @@ export function createRefResolver(document: unknown, limits: RefLimits = default
 
 /** The resolver's type. */
 export type RefResolver = ReturnType<typeof createRefResolver>;
+
+/**
+ * OpenAPI 3.0's schema dialect made compilable by Ajv: a boolean `exclusiveMaximum` or
+ * `exclusiveMinimum` (beside `maximum`/`minimum`) in the numeric form of later drafts, and
+ * `nullable` without a `type` dropped (null is allowed anyway); everything else as it is.
+ * Values of `default`, `enum` and `const` are data and names in `properties` are names.
+ */
+export function normalizeSchema(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(normalizeSchema);
+  if (!isRecord(schema)) return schema;
+  const result: Record<string, unknown> = Object.fromEntries(
+    Object.entries(schema).map(([key, value]) => {
+      if (dataKeys.has(key)) return [key, value];
+      if (schemaMapKeys.has(key) && isRecord(value))
+        return [
+          key,
+          Object.fromEntries(
+            Object.entries(value).map(([name, item]) => [name, normalizeSchema(item)]),
+          ),
+        ];
+      return [key, normalizeSchema(value)];
+    }),
+  );
+  for (const [exclusive, bound] of [
+    ['exclusiveMaximum', 'maximum'],
+    ['exclusiveMinimum', 'minimum'],
+  ] as const) {
+    if (typeof result[exclusive] !== 'boolean') continue;
+    if (result[exclusive] === true && typeof result[bound] === 'number') {
+      result[exclusive] = result[bound];
+      delete result[bound];
+    } else delete result[exclusive];
+  }
+  if (result['nullable'] !== undefined && result['type'] === undefined) delete result['nullable'];
+  return result;
+}
