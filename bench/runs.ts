@@ -53,6 +53,7 @@ async function measure(options: { concurrency: number; total: number; once: () =
   let next = 0;
   const pids = [process.pid, ...postgresPids()];
   const cpuBefore = cpuMs(pids);
+  const nodeBefore = cpuMs([process.pid]);
   const started = performance.now();
   await Promise.all(
     Array.from({ length: options.concurrency }, async () => {
@@ -71,6 +72,7 @@ async function measure(options: { concurrency: number; total: number; once: () =
     p50: percentile(latencies, 0.5),
     p99: percentile(latencies, 0.99),
     cpuMsPerRun: (cpuMs([...pids, ...postgresPids()]) - cpuBefore) / latencies.length,
+    nodeCpuMsPerRun: (cpuMs([process.pid]) - nodeBefore) / latencies.length,
   };
 }
 
@@ -115,6 +117,8 @@ export async function run(quick: boolean): Promise<object> {
         p50_ms_c1: round(c1.p50),
         p99_ms_c64: round(c64.p99),
         cpu_ms_per_run_c64: round(c64.cpuMsPerRun),
+        // Of which the Node process (server and benchmark client); the rest is PostgreSQL.
+        node_cpu_ms_per_run_c64: round(c64.nodeCpuMsPerRun),
       },
       baseline: {
         description:

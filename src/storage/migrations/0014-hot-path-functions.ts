@@ -1,9 +1,10 @@
 import type { MigrationContext } from './migration-context.ts';
 
 /**
- * Hot-path functions (issue 4's gateway benchmark): the three statements every metered model
- * call makes — authenticating its key, reserving its budget, settling it with its usage
- * record — as PL/pgSQL functions called through named prepared statements.
+ * Hot-path functions (the gateway and runs benchmarks): the three statements every metered
+ * model call makes — authenticating its key, reserving its budget, settling it with its usage
+ * record — and a stream's read of a run's events, as PL/pgSQL functions called through named
+ * prepared statements.
  *
  * Measured (bench/RESULTS.md, gateway): the same work sent as a multi-statement simple-protocol
  * message (`BEGIN; set_config…; statement…; COMMIT`) costs PostgreSQL 0.5–0.7 ms of CPU per
@@ -96,6 +97,23 @@ begin
   return crossed;
 end $$;
 
+-- A run's events after p_after (a stream's read), under the reading user's scope: the
+-- run_events policies decide what the user (or a tenant admin) sees.
+create function brigade.read_run_events(
+  p_tenant uuid, p_user uuid, p_admin boolean, p_run uuid, p_after bigint, p_limit int)
+  returns setof brigade.run_events language plpgsql volatile as $$
+begin
+  perform set_config('brigade.tenant_id', p_tenant::text, true),
+          set_config('brigade.user_id', p_user::text, true),
+          set_config('brigade.tenant_admin', case when p_admin then 'on' else '' end, true);
+  return query
+    select * from brigade.run_events
+     where run_id = p_run and seq > p_after order by seq limit p_limit;
+end $$;
+
+revoke all on function brigade.read_run_events(uuid, uuid, boolean, uuid, bigint, int) from public;
+grant execute on function brigade.read_run_events(uuid, uuid, boolean, uuid, bigint, int)
+  to ${role};
 revoke all on function brigade.key_identity(text) from public;
 revoke all on function brigade.reserve_call(uuid, uuid, bigint, uuid, uuid, uuid, uuid, timestamptz)
   from public;

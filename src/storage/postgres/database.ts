@@ -78,7 +78,51 @@ export function createPool(options: CreateDatabaseOptions): pg.Pool {
   pool.on('error', (error) => {
     options.logger.warn({ err: { message: error.message } }, 'idle database client failed');
   });
+  pool.on('connect', preparedStatements);
   return pool;
+}
+
+/** Distinct statements a connection keeps prepared; later ones run unnamed. */
+const maxPreparedPerConnection = 512;
+
+/**
+ * Makes every parameterised statement on `client` a named prepared statement, so PostgreSQL
+ * parses and plans it once per connection instead of on every execution. Measured (see
+ * bench/RESULTS.md): planning the row-level-security queries again each time was most of
+ * PostgreSQL's CPU per run. Only `query(text, values)` calls with values are named (what Kysely
+ * sends); simple-protocol text (scope statements, {@link Database.readScoped}) is left alone.
+ * The names are per connection and bounded, since generated statements (`in (…)` lists of
+ * varying length) differ in text.
+ */
+function preparedStatements(client: pg.PoolClient): void {
+  const names = new Map<string, string>();
+  /** Set when a table changed under a prepared statement (a migration by a newer version). */
+  let stale = false;
+  const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+  const prepared = (...args: unknown[]): unknown => {
+    const [text, values] = args;
+    if (
+      stale ||
+      typeof text !== 'string' ||
+      !Array.isArray(values) ||
+      values.length === 0 ||
+      args.length > 2
+    )
+      return query(...args);
+    let name = names.get(text);
+    if (name === undefined && names.size < maxPreparedPerConnection) {
+      name = `brigade_s${names.size}`;
+      names.set(text, name);
+    }
+    if (name === undefined) return query(text, values);
+    return query({ name, text, values }).catch((error: unknown) => {
+      // 0A000 "cached plan must not change result type": this connection stops preparing
+      // (its statement names stay taken); the failing statement's transaction fails once.
+      if ((error as { code?: string }).code === '0A000') stale = true;
+      throw error;
+    });
+  };
+  client.query = prepared as typeof client.query;
 }
 
 /** Creates the runtime {@link Database} on a pool of the runtime role. */

@@ -77,7 +77,10 @@ export async function claimRuns(db: ScopedDb, options: ClaimRunsOptions): Promis
   const tenantCaps = capsJson(options.overrides?.perTenant);
   const userCaps = capsJson(options.overrides?.perUser);
   // A separate statement: the claim below must take its snapshot after the lock is granted.
-  await sql`select pg_advisory_xact_lock(${claimLockKey}::bigint)`.execute(db);
+  // The claim is prepared per connection; a generic plan spares planning the whole statement
+  // again on every claim (it was the costliest statement of a run to plan).
+  await sql`select pg_advisory_xact_lock(${claimLockKey}::bigint),
+                   set_config('plan_cache_mode', 'force_generic_plan', true)`.execute(db);
   const result = await sql<{ run_id: string; tenant_id: string; user_id: string }>`
     with live as (
       select tenant_id, user_id from brigade.run_queue

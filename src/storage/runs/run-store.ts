@@ -6,7 +6,7 @@ import type { UserPrincipal } from '../../domain/identity/principal.ts';
 import { loadThread } from '../agents/thread-store.ts';
 import { consumeQuotaIn } from '../guards/budget-store.ts';
 import { scopeFor } from '../identity/scope-for.ts';
-import { type Database, type ScopedDb, sqlLiteral } from '../postgres/database.ts';
+import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { RunsTable } from '../postgres/database-schema.ts';
 import { type RunSignalSink, toRun, toRunEvent } from './run-rows.ts';
 
@@ -82,6 +82,12 @@ async function cancelActive(
       .execute();
   }
 }
+
+/** The prepared call of brigade.read_run_events (migration 0014). */
+const readEventsStatement = {
+  name: 'brigade_read_run_events',
+  text: 'select * from brigade.read_run_events($1, $2, $3, $4, $5, $6)',
+};
 
 /** Signals to send once the transaction has committed. */
 interface Signals {
@@ -329,10 +335,15 @@ export function createRunStore(
       });
     },
     async events(principal, { runId, afterSeq, limit }) {
-      // Streams read often: one round trip (scope, read and commit in one simple query).
-      const [rows = []] = await database.readScoped(scopeFor(principal), [
-        `select * from brigade.run_events where run_id = ${sqlLiteral(runId)}::uuid
-           and seq > ${sqlLiteral(afterSeq)} order by seq limit ${sqlLiteral(limit)}`,
+      // Streams read often: one prepared call of brigade.read_run_events (migration 0014),
+      // which sets the reader's scope itself.
+      const rows = await database.callPrepared(readEventsStatement, [
+        principal.tenantId,
+        principal.userId,
+        principal.role === 'owner' || principal.role === 'admin',
+        runId,
+        afterSeq,
+        limit,
       ]);
       return rows.map((row) => toRunEvent(row as unknown as Parameters<typeof toRunEvent>[0]));
     },
