@@ -1,5 +1,6 @@
+import type { RunEvent } from '../domain/agents/agent-types.ts';
 import type { Database, ScopedDb } from '../storage/postgres/database.ts';
-import type { RunSignalSink } from '../storage/runs/run-rows.ts';
+import type { CommittedEvents, RunSignalSink } from '../storage/runs/run-rows.ts';
 import { appendEvents } from '../storage/runs/run-store.ts';
 
 /** An event to append. */
@@ -46,6 +47,22 @@ export function createEventWriter(options: {
   let chain: Promise<void> = Promise.resolve();
   let held = false;
 
+  /** What a batch written from `firstSeq` committed, for this process's own streams. */
+  function committed(
+    firstSeq: number,
+    batch: readonly { type: string; data: Record<string, unknown> }[],
+  ): CommittedEvents {
+    const createdAt = new Date();
+    const events: RunEvent[] = batch.map((event, index) => ({
+      runId: claim.runId,
+      seq: firstSeq + index,
+      type: event.type,
+      data: event.data,
+      createdAt,
+    }));
+    return { userId: claim.userId, events };
+  }
+
   function take() {
     if (text.length > 0) {
       pending.push({ type: 'message-delta', data: { text } });
@@ -72,7 +89,7 @@ export function createEventWriter(options: {
         .then(() =>
           database.withScope(claim, (db) => appendEvents(db, { ...claim, firstSeq }, batch)),
         )
-        .then(() => sink.runChanged(claim.runId));
+        .then(() => sink.runChanged(claim.runId, committed(firstSeq, batch)));
     }
     return chain;
   }
@@ -107,14 +124,17 @@ export function createEventWriter(options: {
       }
       try {
         await chain.catch(() => undefined);
+        let written: CommittedEvents | undefined;
         const result = await database.withScope(claim, (db) =>
           work(db, async (events) => {
             const { batch, firstSeq } = take();
             seq += events.length;
-            await appendEvents(db, { ...claim, firstSeq }, [...batch, ...events]);
+            const all = [...batch, ...events];
+            await appendEvents(db, { ...claim, firstSeq }, all);
+            written = committed(firstSeq, all);
           }),
         );
-        sink.runChanged(claim.runId);
+        sink.runChanged(claim.runId, written);
         return result;
       } finally {
         held = false;

@@ -1,5 +1,7 @@
 import pg from 'pg';
+import type { RunEvent } from '../domain/agents/agent-types.ts';
 import {
+  type CommittedEvents,
   type RunSignalSink,
   runCancelChannel,
   runEventsChannel,
@@ -13,12 +15,21 @@ export interface RunSubscription {
    * `timeoutMs`, or on abort. Subscribing before reading means no wake-up is lost.
    */
   wait(timeoutMs: number, signal: AbortSignal): Promise<void>;
+  /**
+   * The events after `after` that this process committed since the stream last read, when
+   * they continue `after` without a gap and nothing else changed the run; undefined when the
+   * stream must read the database instead (another process or writer changed the run, a gap,
+   * more than the buffer holds arrived, or a wait timed out). Spares a stream of a run executing in this
+   * process the read-back of every batch it is woken for.
+   */
+  take(after: number): readonly RunEvent[] | undefined;
   close(): void;
 }
 
 /** Cross-process signals about runs: new events, queued work, cancel requests. */
 export interface RunSignals extends RunSignalSink {
-  subscribe(runId: string): RunSubscription;
+  /** `userId`: the reader, who must own the run (events are handed over only then). */
+  subscribe(runId: string, userId: string): RunSubscription;
   onQueueChanged(listener: () => void): void;
   onCancelRequested(listener: (runId: string) => void): void;
   start(): Promise<void>;
@@ -26,9 +37,17 @@ export interface RunSignals extends RunSignalSink {
 }
 
 interface Subscriber {
+  readonly userId: string;
   notified: boolean;
   wake: (() => void) | undefined;
+  /** Committed events not yet taken (bounded by {@link maxBuffered}). */
+  buffer: RunEvent[];
+  /** Set when a change came without its events: the next read goes to the database. */
+  mustRead: boolean;
 }
+
+/** Events a subscriber holds for a slow stream before it falls back to reading them back. */
+const maxBuffered = 1_000;
 
 const maxPayload = 7_000;
 
@@ -55,8 +74,16 @@ export function createRunSignals(options: {
   let timer: NodeJS.Timeout | undefined;
   let sending: Promise<void> = Promise.resolve();
 
-  function wakeRun(runId: string): void {
+  function wakeRun(runId: string, committed?: CommittedEvents): void {
     for (const subscriber of subscribers.get(runId) ?? []) {
+      if (
+        committed === undefined ||
+        committed.userId !== subscriber.userId ||
+        subscriber.buffer.length + committed.events.length > maxBuffered
+      ) {
+        subscriber.mustRead = true;
+        subscriber.buffer = [];
+      } else if (!subscriber.mustRead) subscriber.buffer.push(...committed.events);
       subscriber.notified = true;
       subscriber.wake?.();
     }
@@ -104,8 +131,8 @@ export function createRunSignals(options: {
   }
 
   return {
-    runChanged(runId) {
-      wakeRun(runId);
+    runChanged(runId, committed) {
+      wakeRun(runId, committed);
       enqueue(runEventsChannel, runId);
     },
     queueChanged() {
@@ -118,8 +145,15 @@ export function createRunSignals(options: {
     },
     onQueueChanged: (listener) => queueListeners.push(listener),
     onCancelRequested: (listener) => cancelListeners.push(listener),
-    subscribe(runId) {
-      const subscriber: Subscriber = { notified: false, wake: undefined };
+    subscribe(runId, userId) {
+      // A new subscriber reads the database first: events before it subscribed are not here.
+      const subscriber: Subscriber = {
+        userId,
+        notified: false,
+        wake: undefined,
+        buffer: [],
+        mustRead: true,
+      };
       let set = subscribers.get(runId);
       if (set === undefined) {
         set = new Set();
@@ -140,10 +174,28 @@ export function createRunSignals(options: {
               subscriber.notified = false;
               resolve();
             };
-            const waitTimer = setTimeout(done, timeoutMs);
+            const waitTimer = setTimeout(() => {
+              // Nothing came: read the database anyway, in case a signal was lost.
+              subscriber.mustRead = true;
+              done();
+            }, timeoutMs);
             signal.addEventListener('abort', done, { once: true });
             subscriber.wake = done;
           });
+        },
+        take(after) {
+          const { buffer } = subscriber;
+          subscriber.buffer = [];
+          if (subscriber.mustRead) {
+            subscriber.mustRead = false;
+            return undefined;
+          }
+          const fresh = buffer.filter((event) => event.seq > after);
+          // Nothing new since the last take, and nothing else changed: no need to read.
+          if (fresh.length === 0) return [];
+          for (const [index, event] of fresh.entries())
+            if (event.seq !== after + 1 + index) return undefined;
+          return fresh;
         },
         close() {
           subscriber.wake?.();
@@ -156,7 +208,12 @@ export function createRunSignals(options: {
     async start() {
       const created = new pg.Client({ connectionString: options.connectionString });
       created.on('error', options.onError);
-      created.on('notification', (message) => receive(message.channel, message.payload ?? ''));
+      created.on('notification', (message) => {
+        // This process's own NOTIFYs (sent on this connection) were delivered locally already,
+        // with their events; read back, they would only send its streams to the database.
+        if (message.processId === (created as unknown as { processID?: number }).processID) return;
+        receive(message.channel, message.payload ?? '');
+      });
       await created.connect();
       await created.query(
         `listen ${runEventsChannel}; listen ${runQueueChannel}; listen ${runCancelChannel}`,

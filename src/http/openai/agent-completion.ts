@@ -62,7 +62,10 @@ export async function runAgentCompletion(options: {
     strategy: 'reject',
   });
   options.onStarted({ threadId: thread.id, runId: run.id });
-  const subscription = services.eventHub.subscribe(run.id);
+  const subscription = services.eventHub.subscribe(
+    run.id,
+    principal.kind === 'user' ? principal.userId : '',
+  );
   const cancel = () => {
     threads.cancelRun(principal, thread.id, run.id).catch(() => undefined);
   };
@@ -71,7 +74,8 @@ export async function runAgentCompletion(options: {
     let after = 0;
     for (;;) {
       options.signal.throwIfAborted();
-      const events = await threads.runEvents(principal, run, after);
+      const events =
+        subscription.take(after) ?? (await threads.runEvents(principal, run, after));
       for (const event of events) {
         after = event.seq;
         const data = event.data as Record<string, unknown>;

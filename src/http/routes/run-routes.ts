@@ -99,10 +99,13 @@ function streamEvents(
       stream.write(': keep-alive\n\n').catch(() => aborted.abort());
     }, 15_000);
     let after = options.after;
-    const subscription = services.eventHub.subscribe(run.id);
+    const reader = principal.kind === 'user' ? principal.userId : '';
+    const subscription = services.eventHub.subscribe(run.id, reader);
     try {
       while (!aborted.signal.aborted) {
-        const events = await services.threads.runEvents(principal, run, after);
+        // Events this process committed arrive with their wake-up; anything else is read.
+        const events =
+          subscription.take(after) ?? (await services.threads.runEvents(principal, run, after));
         // A batch goes out in one write (one syscall, one chunk), with backpressure.
         let batch = '';
         let finished = false;

@@ -48,13 +48,23 @@ export const runQueueChannel = 'brigade_run_queue';
 /** NOTIFY channel asking the process executing a run to abort it (payload: run id). */
 export const runCancelChannel = 'brigade_run_cancel';
 
+/** Events one transaction committed for a run, in sequence order, and whose run it is. */
+export interface CommittedEvents {
+  readonly userId: string;
+  readonly events: readonly RunEvent[];
+}
+
 /**
  * Where stores report changes after their transaction commits: the runtime wakes local
  * readers at once and tells other processes with batched NOTIFYs (a NOTIFY inside every
  * writing transaction would serialise all their commits on PostgreSQL's notify lock).
  */
 export interface RunSignalSink {
-  runChanged(runId: string): void;
+  /**
+   * A run changed. `committed`: the events this process just committed for it, which local
+   * streams of the run's user may send without reading them back (see RunSubscription.take).
+   */
+  runChanged(runId: string, committed?: CommittedEvents): void;
   queueChanged(): void;
   cancelRequested(runId: string): void;
 }
