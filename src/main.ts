@@ -25,6 +25,7 @@ import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { createTracing } from './observability/tracing.ts';
 import type { CorePluginV1 } from './plugin-api/index.ts';
 import { createAgentValidator } from './runtime/agent-validator.ts';
+import { createApprovalExpirySweeper } from './runtime/approval-expiry-sweeper.ts';
 import { createAuditCheckpointer } from './runtime/audit-checkpointer.ts';
 import { createCachingGateway } from './runtime/cached-gateway.ts';
 import { createContentCapturePolicy } from './runtime/content-capture.ts';
@@ -61,6 +62,7 @@ import { createIdentityStore } from './storage/identity/identity-store.ts';
 import { loadMasterKeys } from './storage/master-key.ts';
 import { openStorage, type Storage } from './storage/open-storage.ts';
 import { createModelRouteStore, loadTenantRoutes } from './storage/routes/model-route-store.ts';
+import { createApprovalExpiryStore } from './storage/runs/approval-expiry.ts';
 import { createApprovalStore } from './storage/runs/approval-store.ts';
 import { createRunStore } from './storage/runs/run-store.ts';
 import { createCredentialStore } from './storage/tools/credential-store.ts';
@@ -342,6 +344,13 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
         : validateToolInput(schema, input);
     },
   });
+  // Approvals nobody decided in time: expired, audited, and their runs resumed (every process
+  // sweeps; skip-locked claims keep two from handling one run).
+  const approvalSweeper = createApprovalExpirySweeper({
+    store: createApprovalExpiryStore({ database: storage.database, signals }),
+    pollMs: config.runs.approvalSweepMs,
+    logger,
+  });
   // Streaming deltas are written in batches; with many runs streaming at once the batches
   // grow (up to 1 s) so event writes stay near 400 transactions a second per process.
   let activeRuns = (): number => 0;
@@ -384,6 +393,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
             })
           : Promise.resolve(undefined),
       allowedLinkHosts: config.tools.outputGuard.allowedLinkHosts,
+      approvalTtlMs: config.runs.approvalTtlSeconds * 1_000,
       cores,
       logger,
       signals,
@@ -422,8 +432,10 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     await signals.start();
     await scheduler.start();
     auditCheckpointer.start();
+    approvalSweeper.start();
   } catch (error) {
     clearInterval(sweep);
+    await approvalSweeper.stop();
     await webhookWorker.stop();
     redis?.disconnect();
     await scheduler.stop(0).catch(() => undefined);
@@ -549,6 +561,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
           if ('closeAllConnections' in current) current.closeAllConnections();
         }
         clearInterval(sweep);
+        await approvalSweeper.stop();
         await auditCheckpointer.stop();
         await webhookWorker.stop();
         await scheduler.stop(config.server.shutdownGraceMs);

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { argumentsHash } from '../src/domain/tools/arguments-hash.ts';
 import {
   type ApiClient,
   apiClient,
@@ -10,6 +11,8 @@ import {
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
 let server: TestServer;
+let tenantId: string;
+let admin: ApiClient;
 let member: ApiClient;
 let other: ApiClient;
 let agentId: string;
@@ -38,6 +41,27 @@ async function startCalculation(expression: string) {
   return { ids, approval };
 }
 
+interface AuditEvent {
+  action: string;
+  actorKind: string;
+  actorUserId: string | null;
+  targetId: string;
+  outcome: string;
+  reason: string | null;
+  data: Record<string, unknown>;
+}
+
+/** The `approval.decided` audit events of one approval, read through the audit API. */
+async function decisionsAudited(approvalId: string): Promise<AuditEvent[]> {
+  const log = await admin.get<{ data: AuditEvent[] }>(
+    `/v1/tenants/${tenantId}/audit-events?limit=500`,
+  );
+  expect(log.status).toBe(200);
+  return log.body.data.filter(
+    (event) => event.action === 'approval.decided' && event.targetId === approvalId,
+  );
+}
+
 async function answer(ids: { threadId: string }) {
   const messages = await member.get<{ data: { content: { text?: string }[] }[] }>(
     `/v1/threads/${ids.threadId}/messages`,
@@ -48,8 +72,8 @@ async function answer(ids: { threadId: string }) {
 beforeAll(async () => {
   server = await startTestServer({ runs: { pollIntervalMs: 50, concurrency: 1 } });
   const operator = apiClient(server.url, testOperatorKey);
-  const tenantId = await seedTenant(operator, 'approvals');
-  const admin = apiClient(
+  tenantId = await seedTenant(operator, 'approvals');
+  admin = apiClient(
     server.url,
     (await seedUser(operator, { tenantId, role: 'admin' })).secret,
   );
@@ -86,6 +110,20 @@ describe('approvals', () => {
     expect(decided.status).toBe(200);
     await waitForRun(member, ids, ['completed']);
     expect(await answer(ids)).toBe('calculator returned: {"result":42}');
+    const audited = await decisionsAudited(approval.id);
+    expect(audited).toHaveLength(1);
+    expect(audited[0]).toMatchObject({
+      actorKind: 'user',
+      outcome: 'success',
+      data: {
+        runId: ids.runId,
+        toolName: 'calculator',
+        status: 'approved',
+        argumentsHash: approval.argumentsHash,
+        edited: false,
+      },
+    });
+    expect(audited[0]?.data).not.toHaveProperty('editedArgumentsHash');
   });
 
   it('tells the model when the user rejects, and runs nothing', async () => {
@@ -96,6 +134,12 @@ describe('approvals', () => {
     });
     await waitForRun(member, ids, ['completed']);
     expect(await answer(ids)).toContain('The user rejected this call: not now');
+    const audited = await decisionsAudited(approval.id);
+    expect(audited).toHaveLength(1);
+    expect(audited[0]).toMatchObject({
+      reason: 'not now',
+      data: { status: 'rejected', edited: false },
+    });
   });
 
   it('runs the edited arguments, re-validated against the tool schema', async () => {
@@ -112,6 +156,17 @@ describe('approvals', () => {
     expect(edited.status).toBe(200);
     await waitForRun(member, ids, ['completed']);
     expect(await answer(ids)).toBe('calculator returned: {"result":100}');
+    // One decision audited (the refused edit changed nothing), with the hash of what ran
+    // instead of the arguments themselves.
+    const audited = await decisionsAudited(approval.id);
+    expect(audited).toHaveLength(1);
+    expect(audited[0]?.data).toMatchObject({
+      status: 'approved',
+      edited: true,
+      argumentsHash: approval.argumentsHash,
+      editedArgumentsHash: argumentsHash({ expression: '10*10' }),
+    });
+    expect(JSON.stringify(audited[0])).not.toContain('10*10');
   });
 
   it('refuses a decision bound to other arguments, a second decision, and other users', async () => {

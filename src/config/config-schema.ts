@@ -85,6 +85,17 @@ const runsSchema = z
     maxConcurrentPerUser: z.int().min(0).max(100_000).default(8),
     /** Queued (not yet started) runs one tenant may have; more are refused with 429 queue_full. 0 = unlimited. */
     maxQueuedPerTenant: z.int().min(0).max(10_000_000).default(1_000),
+    /**
+     * How long a tool call waits for its user's approval, in seconds (default 24 h). Past it the
+     * approval is `expired`: the call is refused (`approval_expired`) and the run goes on.
+     */
+    approvalTtlSeconds: z
+      .int()
+      .min(1)
+      .max(30 * 86_400)
+      .default(86_400),
+    /** How often each process looks for approvals past their expiry, in milliseconds. */
+    approvalSweepMs: z.int().min(50).max(600_000).default(10_000),
   })
   .prefault({});
 

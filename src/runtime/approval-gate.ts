@@ -1,4 +1,5 @@
-import { createHash } from 'node:crypto';
+import { argumentsHash } from '../domain/tools/arguments-hash.ts';
+import { expireApproval } from '../storage/runs/approval-expiry.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
 
@@ -12,32 +13,26 @@ export class RunParkedError extends Error {
   }
 }
 
-/** SHA-256 of the canonical JSON of tool arguments; an approval is bound to this hash. */
-export function argumentsHash(value: unknown): string {
-  return createHash('sha256').update(canonicalJson(value)).digest('hex');
-}
-
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).sort(([left], [right]) =>
-      left < right ? -1 : 1,
-    );
-    return `{${entries.map(([key, inner]) => `${JSON.stringify(key)}:${canonicalJson(inner)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
-}
-
 /** What the gate decided for one call. */
 export type GateResult =
   | { readonly kind: 'approved'; readonly input: unknown; readonly approvalId?: string }
-  | { readonly kind: 'refused'; readonly message: string; readonly approvalId?: string };
+  | {
+      readonly kind: 'refused';
+      readonly message: string;
+      /** `rejected` by the user, or `approval_expired`: nobody decided before the expiry. */
+      readonly code: 'rejected' | 'approval_expired';
+      readonly approvalId?: string;
+    };
+
+const expiredMessage =
+  'approval_expired: the approval request expired before the user decided; the call was not made.';
 
 /**
  * The approval step of the tool gate. The first time a call that needs approval is reached,
  * it records a pending approval showing the exact arguments, moves the run to
- * `requires_action`, parks its queue entry and throws {@link RunParkedError}. When the run
- * resumes after the decision, the same call (same id) finds the decision and proceeds.
+ * `requires_action`, parks its queue entry (with the approval's expiry as its wake-up time for
+ * the expiry sweep) and throws {@link RunParkedError}. When the run resumes after the decision
+ * or the expiry, the same call (same id) finds it and proceeds or is refused.
  */
 export async function passApprovalGate(options: {
   readonly claim: RunClaim;
@@ -59,6 +54,7 @@ export async function passApprovalGate(options: {
         .selectAll()
         .where('run_id', '=', claim.runId)
         .where('tool_call_id', '=', call.toolCallId)
+        .forUpdate()
         .executeTakeFirst();
       if (existing?.status === 'approved') {
         return {
@@ -70,6 +66,7 @@ export async function passApprovalGate(options: {
       if (existing?.status === 'rejected') {
         return {
           kind: 'refused',
+          code: 'rejected',
           message: `The user rejected this call${existing.decision_reason === null ? '' : `: ${existing.decision_reason}`}.`,
           approvalId: existing.id,
         };
@@ -77,11 +74,22 @@ export async function passApprovalGate(options: {
       if (existing?.status === 'expired')
         return {
           kind: 'refused',
-          message: 'The approval request expired.',
+          code: 'approval_expired',
+          message: expiredMessage,
           approvalId: existing.id,
         };
-      let approvalId = existing?.id;
-      if (approvalId === undefined) {
+      if (existing !== undefined && existing.expires_at.getTime() <= Date.now()) {
+        // Expired while the run was resumed for another decision: the sweep has not seen it.
+        await append([await expireApproval(db, existing)]);
+        return {
+          kind: 'refused',
+          code: 'approval_expired',
+          message: expiredMessage,
+          approvalId: existing.id,
+        };
+      }
+      let pending: Record<string, unknown>;
+      if (existing === undefined) {
         const run = await db
           .selectFrom('brigade.runs')
           .select('thread_id')
@@ -111,9 +119,8 @@ export async function passApprovalGate(options: {
           })
           .returning(['id', 'reason', 'expires_at'])
           .executeTakeFirstOrThrow();
-        approvalId = created.id;
-        const pending = {
-          approvalId,
+        pending = {
+          approvalId: created.id,
           toolCallId: call.toolCallId,
           toolName: call.toolName,
           arguments: call.input,
@@ -121,19 +128,34 @@ export async function passApprovalGate(options: {
           reason: created.reason,
           expiresAt: created.expires_at,
         };
-        await db
-          .updateTable('brigade.runs')
-          .set({ status: 'requires_action', pending_action: JSON.stringify(pending) })
-          .where('id', '=', claim.runId)
-          .execute();
         await append([{ type: 'approval-requested', data: pending }]);
+      } else {
+        pending = {
+          approvalId: existing.id,
+          toolCallId: existing.tool_call_id,
+          toolName: existing.tool_name,
+          arguments: existing.arguments,
+          argumentsHash: existing.arguments_hash,
+          reason: existing.reason,
+          expiresAt: existing.expires_at,
+        };
       }
       await db
+        .updateTable('brigade.runs')
+        .set({ status: 'requires_action', pending_action: JSON.stringify(pending) })
+        .where('id', '=', claim.runId)
+        .execute();
+      await db
         .updateTable('brigade.run_queue')
-        .set({ state: 'parked', executor_id: null, heartbeat_at: null })
+        .set({
+          state: 'parked',
+          executor_id: null,
+          heartbeat_at: null,
+          wake_at: pending['expiresAt'] as Date,
+        })
         .where('run_id', '=', claim.runId)
         .execute();
-      return { kind: 'parked', id: approvalId };
+      return { kind: 'parked', id: String(pending['approvalId']) };
     },
   );
   if (result.kind === 'parked') throw new RunParkedError(result.id);

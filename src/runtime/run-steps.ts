@@ -3,11 +3,12 @@ import type { Agent } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
 import type { AuditRecord } from '../domain/identity/identity-types.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
+import { argumentsHash } from '../domain/tools/arguments-hash.ts';
 import { CredentialRefreshError } from '../domain/tools/oauth-types.ts';
 import { SpanStatusCode, type Tracing } from '../observability/tracing.ts';
 import type { ModelResultV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
 import { writeAudit } from '../storage/identity/audit-writer.ts';
-import { argumentsHash, type GateResult, passApprovalGate } from './approval-gate.ts';
+import { type GateResult, passApprovalGate } from './approval-gate.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
 import {
@@ -304,7 +305,7 @@ export function createStepRecorder(options: {
         auditOutcome = 'invalid_arguments';
       } else if (gate?.kind === 'refused') {
         outcome = { status: 'error', message: gate.message };
-        auditOutcome = 'rejected';
+        auditOutcome = gate.code;
       } else if (quota !== undefined) {
         outcome = { status: 'error', message: quota };
         auditOutcome = 'quota_exceeded';

@@ -12,6 +12,7 @@ import { spansMigration } from './0011-spans.ts';
 import { mcpMigration } from './0012-mcp.ts';
 import { oauthCredentialsMigration } from './0013-oauth-credentials.ts';
 import { hotPathFunctionsMigration } from './0014-hot-path-functions.ts';
+import { approvalExpiryMigration } from './0015-approval-expiry.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -35,6 +36,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0012-mcp': fromSql(mcpMigration),
     '0013-oauth-credentials': fromSql(oauthCredentialsMigration),
     '0014-hot-path-functions': fromSql(hotPathFunctionsMigration),
+    '0015-approval-expiry': fromSql(approvalExpiryMigration),
   };
 }
 

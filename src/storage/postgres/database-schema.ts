@@ -231,6 +231,8 @@ export interface RunQueueTable {
   priority: Generated<'interactive' | 'batch'>;
   /** Set by the first claim; kept by takeovers and requeues. */
   first_claimed_at: Date | null;
+  /** A parked run: when its pending approval expires (the expiry sweep's cue). */
+  wake_at: Generated<Date | null>;
 }
 
 /** Row type of `brigade.approvals`. */

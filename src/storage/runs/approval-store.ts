@@ -1,8 +1,10 @@
 import { AppError, NotFoundError } from '../../domain/errors.ts';
 import type { UserPrincipal } from '../../domain/identity/principal.ts';
+import { argumentsHash } from '../../domain/tools/arguments-hash.ts';
 import { writeAudit } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import type { Database } from '../postgres/database.ts';
+import { expireApproval } from './approval-expiry.ts';
 import type { RunSignalSink } from './run-rows.ts';
 import { appendEvents } from './run-store.ts';
 
@@ -57,6 +59,8 @@ export function createApprovalStore(options: {
           .selectFrom('brigade.approvals')
           .selectAll()
           .where('status', '=', 'pending')
+          // Past its expiry it is no longer decidable (the expiry sweep marks it soon).
+          .where('expires_at', '>', new Date())
           .orderBy('created_at')
           .limit(500)
           .execute();
@@ -111,19 +115,27 @@ export function createApprovalStore(options: {
           : decision.decision === 'reject'
             ? 'rejected'
             : 'approved';
-        const updated = await db
-          .updateTable('brigade.approvals')
-          .set({
-            status,
-            decision: expired ? null : decision.decision,
-            edited_arguments:
-              decision.decision === 'edit' && !expired ? JSON.stringify(decision.arguments) : null,
-            decision_reason: decision.reason ?? null,
-            decided_at: now,
-          })
-          .where('id', '=', approvalId)
-          .returningAll()
-          .executeTakeFirstOrThrow();
+        // Too late: expired like the sweep would (audited as approval.expired), run resumed.
+        const expiredEvent = expired ? await expireApproval(db, row) : undefined;
+        const edited = decision.decision === 'edit' && !expired;
+        const updated = expired
+          ? await db
+              .selectFrom('brigade.approvals')
+              .selectAll()
+              .where('id', '=', approvalId)
+              .executeTakeFirstOrThrow()
+          : await db
+              .updateTable('brigade.approvals')
+              .set({
+                status,
+                decision: decision.decision,
+                edited_arguments: edited ? JSON.stringify(decision.arguments) : null,
+                decision_reason: decision.reason ?? null,
+                decided_at: now,
+              })
+              .where('id', '=', approvalId)
+              .returningAll()
+              .executeTakeFirstOrThrow();
         // Resume the run: its next claim finds this decision at the same tool call.
         const run = await db
           .selectFrom('brigade.runs')
@@ -138,7 +150,7 @@ export function createApprovalStore(options: {
           .execute();
         await db
           .updateTable('brigade.run_queue')
-          .set({ state: 'queued', executor_id: null, heartbeat_at: null })
+          .set({ state: 'queued', executor_id: null, heartbeat_at: null, wake_at: null })
           .where('run_id', '=', run.id)
           .execute();
         const last = await db
@@ -155,7 +167,7 @@ export function createApprovalStore(options: {
             firstSeq: Number(last?.seq ?? 0) + 1,
           },
           [
-            {
+            expiredEvent ?? {
               type: 'approval-decided',
               data: {
                 approvalId,
@@ -166,6 +178,7 @@ export function createApprovalStore(options: {
             },
           ],
         );
+        if (expired) return toApproval(updated);
         await writeAudit(db, {
           tenantId: principal.tenantId,
           principal,
@@ -180,7 +193,9 @@ export function createApprovalStore(options: {
               toolName: row.tool_name,
               status,
               argumentsHash: row.arguments_hash,
-              edited: decision.decision === 'edit',
+              edited,
+              // The hash of what will run instead (never the arguments themselves).
+              ...(edited ? { editedArgumentsHash: argumentsHash(decision.arguments) } : {}),
             },
           },
         });
