@@ -313,6 +313,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
         () => true,
         () => false,
       ),
+    mcpServerNames: (tenantId) => mcpServerStore.names(tenantId),
   });
   const signals = createRunSignals({
     connectionString: storage.runtimeConnection.url,

@@ -200,6 +200,53 @@ describe('MCP servers', () => {
     expect(mcp.calls.length).toBe(before);
   });
 
+  it('refuses an MCP tool behind a kill switch at run time, and offers it to no model', async () => {
+    expect(
+      (await alice.post('/v1/tool-blocks', { toolName: 'mcp:srv:echo', agentId })).status,
+    ).toBe(403);
+    const unknownServer = await admin.post('/v1/tool-blocks', { toolName: 'mcp:nosuch:echo' });
+    expect(unknownServer.status).toBe(422);
+    expect(unknownServer.body).toMatchObject({ code: 'unknown_tool' });
+    expect((await admin.post('/v1/tool-blocks', { toolName: 'mcp:srv:bad name' })).status).toBe(
+      422,
+    );
+    const block = await admin.post<Created>('/v1/tool-blocks', {
+      toolName: 'mcp:srv:echo',
+      reason: 'incident 42',
+    });
+    expect(block.status, JSON.stringify(block.body)).toBe(201);
+    expect(block.body).toMatchObject({ toolName: 'mcp:srv:echo', agentId: null });
+    const listed = await admin.get<{ data: { toolName: string }[] }>('/v1/tool-blocks');
+    expect(listed.body.data.map((item) => item.toolName)).toEqual(['mcp:srv:echo']);
+    const before = mcp.calls.length;
+    // The built-in model only calls offered tools: it is not offered, so nothing is called.
+    const local = await runOnce(alice, { agentId, input: 'call mcp:srv:echo {"text":"hi"}' });
+    expect(local.answer).toBe('You said: call mcp:srv:echo {"text":"hi"}');
+    // A provider model is not offered it either, and one that calls it anyway (by its exact
+    // name) is refused by the gate at run time: the server is never called.
+    const remote = await admin.post<Created>('/v1/agents', {
+      name: 'mcp-remote-blocked',
+      model: 'mock:mock-model',
+      tools: ['mcp:srv:echo'],
+    });
+    model.reset();
+    model.setScript([
+      { toolCalls: [{ name: 'mcp:srv:echo', arguments: { text: 'x' } }] },
+      { text: 'Gave up.' },
+    ]);
+    const forced = await runOnce(alice, { agentId: remote.body.id, input: 'echo x' });
+    expect(forced.run.status).toBe('completed');
+    const offered = (model.calls[0]?.body as { tools?: { function: { name: string } }[] }).tools;
+    expect((offered ?? []).map((tool) => tool.function.name)).not.toContain('mcp__srv__echo');
+    // The refusal is the tool's result the model saw (spotlighted: whitespace datamarked).
+    expect(JSON.stringify(model.calls[1]?.body)).toContain('isˆdisabledˆbyˆanˆadministrator');
+    expect(mcp.calls.length).toBe(before);
+    expect((await admin.request('DELETE', `/v1/tool-blocks/${block.body.id}`)).status).toBe(204);
+    const again = await runOnce(alice, { agentId, input: 'call mcp:srv:echo {"text":"back"}' });
+    expect(again.answer).toContain('back');
+    expect(mcp.calls.length).toBe(before + 1);
+  });
+
   it('keeps the server from other tenants', async () => {
     const listed = await otherAdmin.get<{ data: unknown[] }>('/v1/mcp-servers');
     expect(listed.body.data).toEqual([]);

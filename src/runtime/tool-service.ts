@@ -2,6 +2,7 @@ import { asTenantUser } from '../domain/agents/agent-service.ts';
 import type { ValidationIssue } from '../domain/errors.ts';
 import { AppError, ConflictError, NotFoundError, ValidationError } from '../domain/errors.ts';
 import { assertCan, type Principal, type UserPrincipal } from '../domain/identity/principal.ts';
+import { parseMcpToolName } from '../domain/tools/mcp-types.ts';
 import type { HttpToolDefinition, StoredTool, ToolBlock } from '../domain/tools/tool-types.ts';
 import type { ToolStore } from '../storage/tools/tool-store.ts';
 import { type EgressPolicy, staticEgressProblems } from './tools/egress-guard.ts';
@@ -76,6 +77,8 @@ export function createToolService(options: {
   readonly maxResponseChars: number;
   /** Whether an agent id names an agent of the caller's tenant. */
   readonly agentExists: (principal: UserPrincipal, agentId: string) => Promise<boolean>;
+  /** Names of the tenant's MCP servers: a kill switch may name `mcp:<server>:<tool>` of one. */
+  readonly mcpServerNames?: (tenantId: string) => Promise<readonly string[]>;
 }) {
   const { store } = options;
 
@@ -241,9 +244,14 @@ export function createToolService(options: {
     ): Promise<ToolBlock> {
       const user = asTenantUser(principal);
       assertCan(user, 'tool:manage');
+      // An MCP tool is known by its server (its tool list is read at run time, and a switch
+      // may be set before a tool appears).
+      const mcp = parseMcpToolName(input.toolName);
       const known =
-        options.builtIns.some((tool) => tool.name === input.toolName) ||
-        (await store.list(user)).some((tool) => tool.definition.name === input.toolName);
+        mcp === undefined
+          ? options.builtIns.some((tool) => tool.name === input.toolName) ||
+            (await store.list(user)).some((tool) => tool.definition.name === input.toolName)
+          : ((await options.mcpServerNames?.(user.tenantId)) ?? []).includes(mcp.server);
       if (!known) throw new AppError('unknown_tool', `No tool named '${input.toolName}'.`);
       if (
         input.agentId !== undefined &&

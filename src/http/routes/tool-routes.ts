@@ -8,6 +8,16 @@ import type { BrigadeApp, RouteServices } from '../app-env.ts';
 import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
 
 const toolName = z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'lower-case letters, digits and _');
+/** What a kill switch names: a built-in or HTTP tool, or `mcp:<server>:<tool>`. */
+const blockedToolName = z
+  .string()
+  .regex(
+    /^(?:[a-z][a-z0-9_]{0,63}|mcp:[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9_.-]{1,64})$/,
+    'a tool name, or mcp:<server>:<tool>',
+  )
+  .openapi({
+    description: 'A built-in or HTTP tool, or `mcp:<server>:<tool>` of one of your MCP servers.',
+  });
 
 /** The fields of a tool definition (shared with the OpenAPI import). */
 export const definitionFields = {
@@ -160,7 +170,7 @@ const disableTool = authedRoute({
     body: jsonBody(
       z
         .strictObject({
-          toolName,
+          toolName: blockedToolName,
           agentId: z
             .uuid()
             .optional()
