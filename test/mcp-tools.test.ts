@@ -236,7 +236,8 @@ describe('MCP servers', () => {
     ]);
     const forced = await runOnce(alice, { agentId: remote.body.id, input: 'echo x' });
     expect(forced.run.status).toBe('completed');
-    const offered = (model.calls[0]?.body as { tools?: { function: { name: string } }[] }).tools;
+    const first = model.calls[0]?.body as { tools?: { function: { name: string } }[] } | undefined;
+    const offered = first?.tools;
     expect((offered ?? []).map((tool) => tool.function.name)).not.toContain('mcp__srv__echo');
     // The refusal is the tool's result the model saw (spotlighted: whitespace datamarked).
     expect(JSON.stringify(model.calls[1]?.body)).toContain('isˆdisabledˆbyˆanˆadministrator');
