@@ -59,7 +59,6 @@ import { createUsageStore } from './storage/guards/usage-store.ts';
 import { createAuditCheckpointStore } from './storage/identity/audit-checkpoint-store.ts';
 import { createAuditStore } from './storage/identity/audit-store.ts';
 import { createIdentityStore } from './storage/identity/identity-store.ts';
-import { loadMasterKeys } from './storage/master-key.ts';
 import { openStorage, type Storage } from './storage/open-storage.ts';
 import { createModelRouteStore, loadTenantRoutes } from './storage/routes/model-route-store.ts';
 import { createApprovalExpiryStore } from './storage/runs/approval-expiry.ts';
@@ -69,6 +68,7 @@ import { createCredentialStore } from './storage/tools/credential-store.ts';
 import { createMcpServerStore } from './storage/tools/mcp-server-store.ts';
 import { createToolStore } from './storage/tools/tool-store.ts';
 import { createSpanStore } from './storage/tracing/span-store.ts';
+import { loadVaultKeySource } from './storage/vault-key-provider.ts';
 import { createWebhookStore } from './storage/webhooks/webhook-store.ts';
 
 /** Brigade's version, reported by `/healthz` and the OpenAPI document. */
@@ -107,7 +107,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   const storage = await openStorage({ config, logger });
   let generatedOperatorKey: string | undefined;
   let signingKey: Awaited<ReturnType<typeof loadAuditSigningKey>>;
-  let masterKeys: Awaited<ReturnType<typeof loadMasterKeys>>;
+  let vaultKeys: Awaited<ReturnType<typeof loadVaultKeySource>>;
   try {
     if (config.operatorKey === undefined)
       generatedOperatorKey = await bootstrapOperatorKey(storage.ownerUrl);
@@ -115,11 +115,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       configured: config.audit.signingKey,
       keyFile: config.audit.signingKeyFile,
     });
-    masterKeys = await loadMasterKeys({
-      configured: config.vault.masterKey,
-      previous: config.vault.previousMasterKey,
-      keyFile: config.vault.masterKeyFile,
-    });
+    vaultKeys = await loadVaultKeySource({ vault: config.vault });
   } catch (error) {
     await storage.close().catch(() => undefined);
     throw error;
@@ -249,8 +245,16 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     cores.set(core.id, core);
   }
   const tools = [...builtInTools, createHttpRequestTool(config.tools.httpRequest)];
-  if (masterKeys === undefined)
-    logger.warn({}, 'no vault master key (BRIGADE_MASTER_KEY): credentials cannot be stored');
+  if (vaultKeys === undefined)
+    logger.warn(
+      {},
+      'no vault master key (BRIGADE_MASTER_KEY or vault.keyProvider): credentials cannot be stored',
+    );
+  else
+    logger.info(
+      { source: vaultKeys.source, provider: vaultKeys.provider.id, masterKeyId: vaultKeys.keyId },
+      'credentials vault ready',
+    );
   const toolStore = createToolStore(storage.database);
   const egress = {
     allowedHosts: config.tools.tenantHttp.allowedHosts,
@@ -258,7 +262,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   };
   const credentialStore = createCredentialStore({
     database: storage.database,
-    masterKeys,
+    keyProvider: vaultKeys?.provider,
     // OAuth token endpoints pass the same egress rules as the tools that use the tokens.
     oauth: { refresh: createOAuthTokenClient({ egress }) },
   });
@@ -394,6 +398,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
             })
           : Promise.resolve(undefined),
       allowedLinkHosts: config.tools.outputGuard.allowedLinkHosts,
+      redactPii: config.tools.outputGuard.redactPii,
       approvalTtlMs: config.runs.approvalTtlSeconds * 1_000,
       cores,
       logger,
@@ -442,6 +447,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     await scheduler.stop(0).catch(() => undefined);
     await mcpStdio.closeAll();
     await signals.stop().catch(() => undefined);
+    await vaultKeys?.provider.close?.().catch(() => undefined);
     await storage.close().catch(() => undefined);
     throw error;
   }
@@ -572,6 +578,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
         await tracing.shutdown().catch(() => undefined);
         await signals.stop();
         redis?.disconnect();
+        await vaultKeys?.provider.close?.().catch(() => undefined);
         await storage.close();
         logger.flush();
       })();

@@ -12,9 +12,9 @@ import { createLogger, type Logger } from '../observability/index.ts';
 import { loadAuditSigningKey } from '../storage/audit-signing-key.ts';
 import { createAuditStore } from '../storage/identity/audit-store.ts';
 import { createIdentityStore } from '../storage/identity/identity-store.ts';
-import { loadMasterKeys } from '../storage/master-key.ts';
 import { openStorage } from '../storage/open-storage.ts';
 import { createCredentialStore } from '../storage/tools/credential-store.ts';
+import { loadVaultKeySource } from '../storage/vault-key-provider.ts';
 import { createMockModelServer, type MockFault } from '../testing/index.ts';
 import { resolveTenant, runAdminCommand } from './admin-commands.ts';
 import { type CliIo, describeFailure, UsageError } from './cli-output.ts';
@@ -244,22 +244,22 @@ export async function runCli(
         return 0;
       }
       if (full === 'keys rotate-master') {
-        const masterKeys = await loadMasterKeys({
-          configured: config.vault.masterKey,
-          previous: config.vault.previousMasterKey,
-          keyFile: config.vault.masterKeyFile,
-          generate: false,
-        });
-        if (masterKeys === undefined) throw new UsageError('BRIGADE_MASTER_KEY is not set');
-        const result = await createCredentialStore({
-          database: storage.database,
-          masterKeys,
-        }).rotateMaster();
-        if (parsed.values.json === true)
-          io.out(JSON.stringify({ ...result, keyId: masterKeys.current.id }));
+        const vaultKeys = await loadVaultKeySource({ vault: config.vault, generate: false });
+        if (vaultKeys === undefined)
+          throw new UsageError('no master key: set BRIGADE_MASTER_KEY or vault.keyProvider');
+        let result: Awaited<ReturnType<ReturnType<typeof createCredentialStore>['rotateMaster']>>;
+        try {
+          result = await createCredentialStore({
+            database: storage.database,
+            keyProvider: vaultKeys.provider,
+          }).rotateMaster();
+        } finally {
+          await vaultKeys.provider.close?.().catch(() => undefined);
+        }
+        if (parsed.values.json === true) io.out(JSON.stringify(result));
         else
           io.out(
-            `re-wrapped ${result.rewrapped} of ${result.total} tenant data keys with master key ${masterKeys.current.id}`,
+            `re-wrapped ${result.rewrapped} of ${result.total} tenant data keys with master key ${result.keyId}`,
           );
         return 0;
       }

@@ -168,6 +168,9 @@ const mcpStdioServerSchema = z
     'credentialEnv must not also be set in env',
   );
 
+/** Kinds of personal data the output guard can redact (as in runtime/tools/pii-redaction.ts). */
+const piiKinds = ['email', 'phone', 'iban', 'card', 'ssn'] as const;
+
 const toolsSchema = z
   .strictObject({
     httpRequest: z
@@ -216,6 +219,16 @@ const toolsSchema = z
       .strictObject({
         /** Hosts markdown links and images may point to; others are replaced. */
         allowedLinkHosts: z.array(z.string().min(1)).default([]),
+        /**
+         * Personal data replaced in answers with `[redacted:<kind>]`: a list of kinds, `true`
+         * (all) or `false` (none). Default: card numbers and US social security numbers.
+         */
+        redactPii: z
+          .union([z.boolean(), z.array(z.enum(piiKinds)).max(piiKinds.length)])
+          .transform((value) =>
+            value === true ? [...piiKinds] : value === false ? [] : [...new Set(value)],
+          )
+          .default(['card', 'ssn']),
       })
       .prefault({}),
   })
@@ -287,6 +300,24 @@ const tracingSchema = z
   })
   .prefault({});
 
+const vaultSchema = z
+  .strictObject({
+    /**
+     * A key-provider plugin (`KeyProviderV1`) that wraps the vault's tenant data keys instead
+     * of `BRIGADE_MASTER_KEY` (a KMS). Absent: the environment variable (or, embedded, the
+     * key file).
+     */
+    keyProvider: z
+      .strictObject({
+        /** A path (relative to the configuration file) or a package name; exports `createKeyProvider`. */
+        module: z.string().min(1).max(4_096),
+        /** Handed to `createKeyProvider` as is (not secrets: this file is not a vault). */
+        options: z.record(z.string(), z.unknown()).default({}),
+      })
+      .optional(),
+  })
+  .prefault({});
+
 const logSchema = z
   .strictObject({
     level: z.enum(logLevels).default('info'),
@@ -320,6 +351,7 @@ export const configFileSchema = z.strictObject({
   webhooks: webhooksSchema,
   tracing: tracingSchema,
   audit: auditSchema,
+  vault: vaultSchema,
   log: logSchema,
 });
 

@@ -49,6 +49,13 @@ export interface Config {
     readonly previousMasterKey: string | undefined;
     /** Where the embedded mode keeps a generated key when none is set; undefined in server mode. */
     readonly masterKeyFile: string | undefined;
+    /**
+     * The key-provider plugin replacing `BRIGADE_MASTER_KEY`: `module` is an absolute path
+     * (resolved against the configuration file's folder) or a package name.
+     */
+    readonly keyProvider:
+      | { readonly module: string; readonly options: Readonly<Record<string, unknown>> }
+      | undefined;
   };
   readonly redisUrl: string | undefined;
   readonly operatorKey: string | undefined;
@@ -197,6 +204,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
         });
     });
   });
+  if (file.vault.keyProvider !== undefined && environment.BRIGADE_MASTER_KEY !== undefined)
+    providerIssues.push({
+      path: 'vault.keyProvider',
+      message:
+        'BRIGADE_MASTER_KEY is set too: use one master key source (BRIGADE_MASTER_KEY_PREVIOUS may stay while migrating to the provider)',
+    });
   if (providerIssues.length > 0) throw new ConfigError(providerIssues);
   const { embedded: _embedded, ...database } = file.database;
   const config: Config = {
@@ -257,6 +270,15 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       previousMasterKey: environment.BRIGADE_MASTER_KEY_PREVIOUS,
       masterKeyFile:
         mode.kind === 'embedded' ? resolve(dirname(mode.dataDir), 'master-key') : undefined,
+      keyProvider:
+        file.vault.keyProvider === undefined
+          ? undefined
+          : {
+              module: /^\.{1,2}[\\/]/.test(file.vault.keyProvider.module)
+                ? resolve(dirname(path), file.vault.keyProvider.module)
+                : file.vault.keyProvider.module,
+              options: file.vault.keyProvider.options,
+            },
     },
     redisUrl: environment.REDIS_URL,
     operatorKey: environment.BRIGADE_OPERATOR_KEY,

@@ -13,3 +13,11 @@ export type {
   ToolOutcomeV1,
   ToolsCapabilityV1,
 } from './core-plugin-v1.ts';
+export type {
+  CreateKeyProviderV1,
+  KeyProviderFactoryOptionsV1,
+  KeyProviderV1,
+  UnwrapKeyRequestV1,
+  WrapKeyRequestV1,
+  WrappedKeyV1,
+} from './key-provider-v1.ts';

@@ -14,6 +14,7 @@ import { createEventWriter, type EventWriter } from './event-writer.ts';
 import type { MeteredGateway } from './metered-gateway.ts';
 import { createStepRecorder } from './run-steps.ts';
 import { createOutputGuard, createStreamGuard } from './tools/output-guard.ts';
+import type { PiiKind } from './tools/pii-redaction.ts';
 import { spotlightMessages } from './tools/spotlight.ts';
 import type { ToolDefinition } from './tools/tool-registry.ts';
 
@@ -61,6 +62,8 @@ export interface RunExecutorOptions {
   readonly resolveCredential?: Parameters<typeof createStepRecorder>[0]['resolveCredential'];
   /** Hosts markdown links and images in assistant text may point to (the output guard). */
   readonly allowedLinkHosts?: readonly string[];
+  /** Personal data the output guard redacts from answers (`tools.outputGuard.redactPii`). */
+  readonly redactPii?: readonly PiiKind[];
   readonly cores: ReadonlyMap<string, CorePluginV1>;
   readonly logger: ExecutorLogger;
   /** Wakes readers and schedulers after commits. */
@@ -312,6 +315,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     const outputGuard = createOutputGuard({
       secrets: () => secrets,
       allowedLinkHosts: options.allowedLinkHosts ?? [],
+      redactPii: options.redactPii ?? [],
     });
     const streamGuard = createStreamGuard(outputGuard);
     /** The user's own words and the agent's instructions vs everything the run read. */
@@ -539,9 +543,14 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       if (rest.length > 0) events.delta(rest);
       // The output guard: no secret and no link to a host not allowed leaves in the answer.
       const guarded = outputGuard.guard(result.text);
-      if (guarded.redacted > 0 || guarded.blockedLinks > 0)
+      if (guarded.redacted > 0 || guarded.redactedPii > 0 || guarded.blockedLinks > 0)
         logger.warn(
-          { runId: run.id, redacted: guarded.redacted, blockedLinks: guarded.blockedLinks },
+          {
+            runId: run.id,
+            redacted: guarded.redacted,
+            redactedPii: guarded.redactedPii,
+            blockedLinks: guarded.blockedLinks,
+          },
           'output guard changed the answer',
         );
       const finished = await finish(claim, { status: 'completed', text: guarded.text }, events);

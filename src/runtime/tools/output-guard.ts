@@ -1,3 +1,5 @@
+import { type PiiKind, piiTailStart, redactPii } from './pii-redaction.ts';
+
 /** Known shapes of credentials (Brigade keys and common providers'), replaced wherever they appear. */
 const secretPatterns: readonly RegExp[] = [
   /\bbrg_[A-Za-z0-9_-]{20,}/g,
@@ -17,7 +19,10 @@ const bearerPattern = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/-]{16,}=*/gi;
 /** What the guard changed in one text. */
 export interface GuardResult {
   readonly text: string;
+  /** Secrets and keys replaced. */
   readonly redacted: number;
+  /** Personal data replaced (`[redacted:<kind>]`). */
+  readonly redactedPii: number;
   readonly blockedLinks: number;
 }
 
@@ -27,12 +32,14 @@ export interface OutputGuardOptions {
   readonly secrets: () => Iterable<string>;
   /** Hosts markdown links and images may point to. */
   readonly allowedLinkHosts: readonly string[];
+  /** Personal data to redact from the answer (`tools.outputGuard.redactPii`); none when absent. */
+  readonly redactPii?: readonly PiiKind[];
 }
 
-/** The output guard: redacts secrets and blocks links and images to hosts not allowed. */
+/** The output guard: redacts secrets and personal data, blocks links and images to hosts not allowed. */
 export interface OutputGuard {
   guard(text: string): GuardResult;
-  /** Redacts secrets only (for tool output kept in the run). */
+  /** Redacts secrets only (for tool output kept in the run and read by the model). */
   redact(text: string): { text: string; redacted: number };
 }
 
@@ -53,7 +60,8 @@ function hostAllowed(target: string, hosts: readonly string[]): boolean {
 
 /**
  * Creates the {@link OutputGuard}. Before assistant text leaves (run events, the stored
- * message), it redacts vault secrets, `brg_` keys and common API key shapes, and removes
+ * message), it redacts vault secrets, `brg_` keys and common API key shapes, the personal data
+ * of the configured kinds (e-mail, phone, IBAN, card, SSN), and removes
  * markdown images, links, reference definitions, autolinks and HTML images pointing to hosts
  * that are not allowed: a rendered image URL is the classic zero-click exfiltration channel.
  */
@@ -82,7 +90,9 @@ export function createOutputGuard(options: OutputGuardOptions): OutputGuard {
   }
 
   function guard(text: string): GuardResult {
-    const cleaned = redact(text);
+    const secretsRemoved = redact(text);
+    const personal = redactPii(secretsRemoved.text, options.redactPii ?? []);
+    const cleaned = { text: personal.text, redacted: secretsRemoved.redacted };
     let blockedLinks = 0;
     const hosts = options.allowedLinkHosts;
     const block = (replacement: string) => {
@@ -112,7 +122,12 @@ export function createOutputGuard(options: OutputGuardOptions): OutputGuard {
         const source = /\bsrc\s*=\s*["']?([^"'\s>]+)/i.exec(match)?.[1] ?? '';
         return hostAllowed(source, hosts) ? match : block('[image removed]');
       });
-    return { text: result, redacted: cleaned.redacted, blockedLinks };
+    return {
+      text: result,
+      redacted: cleaned.redacted,
+      redactedPii: personal.redacted,
+      blockedLinks,
+    };
   }
 
   return { guard, redact };
@@ -120,8 +135,9 @@ export function createOutputGuard(options: OutputGuardOptions): OutputGuard {
 
 /**
  * Guards streamed text: it emits only what can no longer change when more arrives (up to the
- * last whitespace, or up to the start of a line that may still be a link or image), guarded.
- * `flush` guards and returns the rest.
+ * last whitespace, or up to the start of a line that may still be a link or image, or of a
+ * run of number-like words that more digits may still extend into a phone, card or IBAN
+ * number), guarded. `flush` guards and returns the rest.
  */
 export function createStreamGuard(guard: OutputGuard): {
   push(delta: string): string;
@@ -139,6 +155,9 @@ export function createStreamGuard(guard: OutputGuard): {
       else {
         const space = pending.search(/\s\S*$/);
         cut = space === -1 ? 0 : space + 1;
+        // The word after the cut may continue a number written in groups: hold the groups back.
+        if (cut > 0 && /^[0-9A-Z+(]?$/.test(pending.charAt(cut)) && pending.length < 8_192)
+          cut = piiTailStart(pending.slice(0, cut));
       }
       if (cut === 0) return '';
       const ready = pending.slice(0, cut);

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Principal, UserPrincipal } from '../../domain/identity/principal.ts';
 import {
@@ -11,14 +11,15 @@ import {
   credentialContext,
   describeSecret,
   type MasterKeys,
-  masterKeyFor,
   open,
   seal,
   tenantKeyContext,
 } from '../../domain/tools/vault-crypto.ts';
+import type { KeyProviderV1 } from '../../plugin-api/index.ts';
 import { writeAudit } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import type { Database } from '../postgres/database.ts';
+import { createLocalKeyProvider } from '../vault-key-provider.ts';
 import {
   createOAuthRefresher,
   defaultRefreshSkewMs,
@@ -136,7 +137,10 @@ type Lookup =
  */
 export function createCredentialStore(options: {
   readonly database: Database;
-  readonly masterKeys: MasterKeys | undefined;
+  /** Master keys this process holds (`BRIGADE_MASTER_KEY`); ignored when `keyProvider` is set. */
+  readonly masterKeys?: MasterKeys | undefined;
+  /** What wraps tenant data keys: a key-provider plugin, or the local provider over `masterKeys`. */
+  readonly keyProvider?: KeyProviderV1 | undefined;
   /** OAuth 2.0 refresh: the token client, the margin before expiry, the clock. */
   readonly oauth?: {
     readonly refresh: OAuthTokenRefresher;
@@ -145,7 +149,10 @@ export function createCredentialStore(options: {
   };
 }) {
   const { database } = options;
-  const vaultKeys = createVaultKeys(options.masterKeys);
+  const provider =
+    options.keyProvider ??
+    (options.masterKeys === undefined ? undefined : createLocalKeyProvider(options.masterKeys));
+  const vaultKeys = createVaultKeys(provider);
   const { keys, tenantKey, userKey } = vaultKeys;
   const refresher = createOAuthRefresher({
     database,
@@ -173,7 +180,7 @@ export function createCredentialStore(options: {
   return {
     /** Whether the vault can store and use secrets (a master key is configured). */
     get available(): boolean {
-      return options.masterKeys !== undefined;
+      return provider !== undefined;
     },
 
     /**
@@ -342,25 +349,35 @@ export function createCredentialStore(options: {
      * Re-wraps every tenant data key not wrapped by the current master key (operator scope).
      * Runs while servers keep serving: each process accepts both keys during the rotation.
      */
-    rotateMaster(): Promise<{ rewrapped: number; total: number }> {
+    async rotateMaster(): Promise<{ rewrapped: number; total: number; keyId: string }> {
       const master = keys();
+      // The id the provider wraps with now: every key wrapped by another one is re-wrapped.
+      const { keyId: currentId } = await master.wrapKey({
+        plaintext: new Uint8Array(randomBytes(32)),
+        context: 'brigade-key-provider-check',
+      });
       return database.withScope({ operator: true }, async (db) => {
         const rows = await sql<{ tenant_id: string; wrapped_key: Buffer; master_key_id: string }>`
           select tenant_id, wrapped_key, master_key_id from brigade.vault_tenant_keys
            for update`.execute(db);
         let rewrapped = 0;
         for (const row of rows.rows) {
-          if (row.master_key_id === master.current.id) continue;
+          if (row.master_key_id === currentId) continue;
           const context = tenantKeyContext(row.tenant_id);
-          const plain = open(masterKeyFor(master, row.master_key_id).key, row.wrapped_key, context);
+          const plaintext = await master.unwrapKey({
+            wrapped: new Uint8Array(row.wrapped_key),
+            keyId: row.master_key_id,
+            context,
+          });
+          const wrapped = await master.wrapKey({ plaintext, context });
           await sql`
             update brigade.vault_tenant_keys
-               set wrapped_key = ${seal(master.current.key, plain, context)},
-                   master_key_id = ${master.current.id}, rewrapped_at = now()
+               set wrapped_key = ${Buffer.from(wrapped.wrapped)},
+                   master_key_id = ${wrapped.keyId}, rewrapped_at = now()
              where tenant_id = ${row.tenant_id}`.execute(db);
           rewrapped += 1;
         }
-        return { rewrapped, total: rows.rows.length };
+        return { rewrapped, total: rows.rows.length, keyId: currentId };
       });
     },
   };
