@@ -71,7 +71,7 @@ export const definitionFields = {
     .optional()
     .openapi({
       description:
-        "Arguments whose value must appear in the user's own messages or in allowedValues (`*@example.com` suffixes allowed); otherwise the call waits for approval. Sensitive tools without rules apply one to every string argument.",
+        "Arguments whose value must appear in the user's own messages or in allowedValues (`*@example.com` suffixes allowed); otherwise the call waits for approval. Sensitive tools without rules apply one to every argument that can hold more than a boolean (strings, numbers, arrays, objects). Values must appear as a whole, not inside a longer word, number or address.",
     }),
 };
 
