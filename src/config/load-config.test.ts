@@ -76,6 +76,8 @@ describe('loadConfig defaults', () => {
       maxConcurrentPerTenant: 32,
       maxConcurrentPerUser: 8,
       maxQueuedPerTenant: 1_000,
+      approvalTtlSeconds: 86_400,
+      approvalSweepMs: 10_000,
     });
     expect(config.log).toEqual({ level: 'info' });
     expect(config.providers).toEqual({});
