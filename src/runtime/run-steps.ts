@@ -18,6 +18,7 @@ import {
   type ProvenanceSources,
   provenanceReason,
 } from './tools/provenance-rules.ts';
+import { sliceChars } from './tools/read-capped.ts';
 import {
   type ToolCredentialsCapability,
   type ToolDefinition,
@@ -209,7 +210,7 @@ export function createStepRecorder(options: {
       ]);
       const json = clean(JSON.stringify(output) ?? 'null');
       return json.length > outputLimit
-        ? { status: 'ok', output: { truncated: true, preview: json.slice(0, outputLimit) } }
+        ? { status: 'ok', output: { truncated: true, preview: sliceChars(json, outputLimit) } }
         : { status: 'ok', output: JSON.parse(json) as unknown };
     } catch (error) {
       context.signal.throwIfAborted();

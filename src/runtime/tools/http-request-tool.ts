@@ -1,3 +1,4 @@
+import { readCapped } from './read-capped.ts';
 import type { ToolDefinition } from './tool-registry.ts';
 
 /** Options for {@link createHttpRequestTool}. */
@@ -5,7 +6,7 @@ export interface HttpRequestToolOptions {
   /** Hosts (`host` or `host:port`) the tool may call; anything else is refused. */
   readonly allowedHosts: readonly string[];
   readonly allowedMethods: readonly string[];
-  /** Response bodies are cut to this many characters. */
+  /** Response bodies are read up to this many characters and cut there. */
   readonly maxResponseChars: number;
   readonly timeoutMs: number;
   readonly fetch?: typeof fetch;
@@ -14,7 +15,8 @@ export interface HttpRequestToolOptions {
 /**
  * The built-in `http_request` tool (risk class egress): calls only allow-listed hosts and
  * methods, sends the call's idempotency key as `Idempotency-Key` (so a receiver can dedupe a
- * call repeated after a crash), follows no redirects and caps the response size.
+ * call repeated after a crash), follows no redirects and reads at most `maxResponseChars` of
+ * the response (a longer body is cut, marked with `…`, and its connection closed).
  */
 export function createHttpRequestTool(options: HttpRequestToolOptions): ToolDefinition {
   const request = options.fetch ?? fetch;
@@ -45,6 +47,7 @@ export function createHttpRequestTool(options: HttpRequestToolOptions): ToolDefi
         throw new Error(`host ${url.host} is not on the allow-list`);
       }
       if (!methods.includes(method)) throw new Error(`method ${method} is not allowed`);
+      const done = new AbortController();
       const response = await request(url, {
         method,
         redirect: 'manual',
@@ -53,16 +56,20 @@ export function createHttpRequestTool(options: HttpRequestToolOptions): ToolDefi
           ...(input['body'] === undefined ? {} : { 'content-type': 'application/json' }),
         },
         ...(input['body'] === undefined ? {} : { body: String(input['body']) }),
-        signal: AbortSignal.any([context.signal, AbortSignal.timeout(options.timeoutMs)]),
+        signal: AbortSignal.any([
+          context.signal,
+          AbortSignal.timeout(options.timeoutMs),
+          done.signal,
+        ]),
       });
-      const text = await response.text();
-      return {
-        status: response.status,
-        body:
-          text.length > options.maxResponseChars
-            ? `${text.slice(0, options.maxResponseChars)}…`
-            : text,
-      };
+      // At most the cap is read; a longer body is cut there and its connection closed.
+      const { text, truncated } = await readCapped(response, {
+        maxChars: options.maxResponseChars,
+        abort: () => done.abort(),
+      });
+      return truncated
+        ? { status: response.status, body: `${text}…`, truncated: true }
+        : { status: response.status, body: text };
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { HttpToolDefinition } from '../../domain/tools/tool-types.ts';
 import { assertEgressAllowed, type EgressPolicy } from './egress-guard.ts';
+import { readCapped } from './read-capped.ts';
 import type { ToolDefinition } from './tool-registry.ts';
 
 const placeholder = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
@@ -95,7 +96,8 @@ function authHeaders(
  * A tenant-defined HTTP tool as the gate executes it: the URL is filled from the arguments
  * (URL-encoded, host fixed), the egress policy is checked (no private addresses unless
  * allowed), the calling user's credential is attached from the vault capability the gate
- * binds to the run's user, redirects are not followed and the response is capped.
+ * binds to the run's user, redirects are not followed and at most `maxResponseChars` of the
+ * response is read (a longer body is cut, marked with `…`, and its connection closed).
  */
 export function createTenantHttpTool(options: {
   readonly definition: HttpToolDefinition;
@@ -134,24 +136,30 @@ export function createTenantHttpTool(options: {
       const rest = Object.fromEntries(Object.entries(input).filter(([name]) => !inUrl.has(name)));
       const withBody = definition.method !== 'GET' && definition.method !== 'DELETE';
       if (withBody) headers['content-type'] = 'application/json';
+      const done = new AbortController();
       const response = await request(url, {
         method: definition.method,
         redirect: 'manual',
         headers,
         ...(withBody ? { body: JSON.stringify(rest) } : {}),
-        signal: AbortSignal.any([context.signal, AbortSignal.timeout(timeoutMs)]),
+        signal: AbortSignal.any([context.signal, AbortSignal.timeout(timeoutMs), done.signal]),
       });
-      const text = await response.text();
-      const body = text.length > maxChars ? `${text.slice(0, maxChars)}…` : text;
-      let parsed: unknown = body;
-      if ((response.headers.get('content-type') ?? '').includes('json') && body === text) {
+      // At most the cap is read; a longer body is cut there and its connection closed.
+      const { text, truncated } = await readCapped(response, {
+        maxChars,
+        abort: () => done.abort(),
+      });
+      let parsed: unknown = truncated ? `${text}…` : text;
+      if (!truncated && (response.headers.get('content-type') ?? '').includes('json')) {
         try {
           parsed = JSON.parse(text);
         } catch {
           // Keep the text.
         }
       }
-      return { status: response.status, body: parsed };
+      return truncated
+        ? { status: response.status, body: parsed, truncated: true }
+        : { status: response.status, body: parsed };
     },
   };
 }
