@@ -40,6 +40,7 @@ import { createRequestLimiter } from './runtime/request-limiter.ts';
 import { createRunExecutor } from './runtime/run-executor.ts';
 import { createRunScheduler } from './runtime/run-scheduler.ts';
 import { createRunSignals } from './runtime/run-signals.ts';
+import { createToolBlockCache } from './runtime/tool-block-cache.ts';
 import { createToolService } from './runtime/tool-service.ts';
 import { createHttpRequestTool } from './runtime/tools/http-request-tool.ts';
 import { createMcpStdioPool } from './runtime/tools/mcp-stdio-pool.ts';
@@ -47,6 +48,7 @@ import { createMcpToolProvider } from './runtime/tools/mcp-tools.ts';
 import { createOAuthTokenClient } from './runtime/tools/oauth-token-client.ts';
 import { createTenantHttpTool } from './runtime/tools/tenant-http-tool.ts';
 import { builtInTools, validateToolInput } from './runtime/tools/tool-registry.ts';
+import { createTtlCache } from './runtime/ttl-cache.ts';
 import { createWebhookWorker } from './runtime/webhooks/webhook-worker.ts';
 import { createAgentStore } from './storage/agents/agent-store.ts';
 import { createThreadStore } from './storage/agents/thread-store.ts';
@@ -152,20 +154,13 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     logger,
   });
   // A tenant's routes, cached for 2 s (dropped at once after a change in this process).
-  const routeCache = new Map<string, { at: number; routes: Promise<ModelRouteDefinition[]> }>();
+  const routeCache = createTtlCache<ModelRouteDefinition[]>({ ttlMs: 2_000 });
   const gateway = createModelGateway({
     localTokenDelayMs: config.models.local.tokenDelayMs,
     providers: config.providers,
     platformRoutes: config.routes as readonly ModelRouteDefinition[],
-    tenantRoutes: (tenantId) => {
-      const cached = routeCache.get(tenantId);
-      if (cached !== undefined && Date.now() - cached.at < 2_000) return cached.routes;
-      const routes = loadTenantRoutes(storage.database, tenantId);
-      routeCache.set(tenantId, { at: Date.now(), routes });
-      routes.catch(() => routeCache.delete(tenantId));
-      if (routeCache.size > 10_000) routeCache.delete(routeCache.keys().next().value ?? '');
-      return routes;
-    },
+    tenantRoutes: (tenantId) =>
+      routeCache.get(tenantId, () => loadTenantRoutes(storage.database, tenantId)),
   });
   const redis =
     config.redisUrl === undefined
@@ -256,6 +251,9 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       'credentials vault ready',
     );
   const toolStore = createToolStore(storage.database);
+  // Kill switches, checked before every tool call: cached per tenant for 2 s, dropped at once
+  // when this process sets or lifts one.
+  const toolBlocks = createToolBlockCache({ load: (tenantId) => toolStore.blocksOf(tenantId) });
   const egress = {
     allowedHosts: config.tools.tenantHttp.allowedHosts,
     allowPrivateNetworks: config.tools.tenantHttp.allowPrivateNetworks,
@@ -318,6 +316,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
         () => false,
       ),
     mcpServerNames: (tenantId) => mcpServerStore.names(tenantId),
+    onBlocksChanged: (tenantId) => toolBlocks.invalidate(tenantId),
   });
   const signals = createRunSignals({
     connectionString: storage.runtimeConnection.url,
@@ -386,6 +385,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
           defaultMaxResponseChars: config.tools.tenantHttp.maxResponseChars,
         }),
       mcpTools: (request) => mcpTools.toolsFor(request),
+      blockedTools: (subject) => toolBlocks.blockedFor(subject),
       resolveCredential: (request) =>
         credentialStore.available
           ? credentialStore.resolveForCall({
@@ -486,7 +486,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
         store: createModelRouteStore(storage.database),
         gateway,
         platformRoutes: config.routes as readonly ModelRouteDefinition[],
-        onChange: (tenantId) => routeCache.delete(tenantId),
+        onChange: (tenantId) => routeCache.invalidate(tenantId),
       }),
       policies: createPolicyService({
         store: createPolicyStore(storage.database),

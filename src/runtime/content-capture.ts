@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { MessageV1 } from '../plugin-api/index.ts';
 import type { Database } from '../storage/postgres/database.ts';
 import { createOutputGuard } from './tools/output-guard.ts';
+import { createTtlCache } from './ttl-cache.ts';
 
 const pii: readonly [RegExp, string][] = [
   [/[\w.+-]+@[\w-]+(?:\.[\w-]+)+/g, '[email]'],
@@ -41,25 +42,20 @@ export function messagesForSpan(messages: readonly MessageV1[]): string {
  * (`captureContent`) and the user granted `content_capture`. Cached per user for `ttlMs`.
  */
 export function createContentCapturePolicy(database: Database, ttlMs = 5_000) {
-  const cache = new Map<string, { at: number; value: Promise<boolean> }>();
-  return (subject: { tenantId: string; userId: string }): Promise<boolean> => {
-    const key = `${subject.tenantId}:${subject.userId}`;
-    const cached = cache.get(key);
-    if (cached !== undefined && Date.now() - cached.at < ttlMs) return cached.value;
-    const value = database
-      .withScope({ tenantId: subject.tenantId, userId: subject.userId }, async (db) => {
-        const result = await sql<{ allowed: boolean }>`
-          select t.capture_content and exists (
-                   select 1 from brigade.consents c
-                    where c.tenant_id = t.id and c.user_id = ${subject.userId}::uuid
-                      and c.purpose = 'content_capture' and c.status = 'granted'
-                      and c.scope = '*') as allowed
-            from brigade.tenants t where t.id = ${subject.tenantId}::uuid`.execute(db);
-        return result.rows[0]?.allowed === true;
-      })
-      .catch(() => false);
-    cache.set(key, { at: Date.now(), value });
-    if (cache.size > 10_000) cache.delete(cache.keys().next().value ?? '');
-    return value;
-  };
+  const cache = createTtlCache<boolean>({ ttlMs });
+  return (subject: { tenantId: string; userId: string }): Promise<boolean> =>
+    cache.get(`${subject.tenantId}:${subject.userId}`, () =>
+      database
+        .withScope({ tenantId: subject.tenantId, userId: subject.userId }, async (db) => {
+          const result = await sql<{ allowed: boolean }>`
+            select t.capture_content and exists (
+                     select 1 from brigade.consents c
+                      where c.tenant_id = t.id and c.user_id = ${subject.userId}::uuid
+                        and c.purpose = 'content_capture' and c.status = 'granted'
+                        and c.scope = '*') as allowed
+              from brigade.tenants t where t.id = ${subject.tenantId}::uuid`.execute(db);
+          return result.rows[0]?.allowed === true;
+        })
+        .catch(() => false),
+    );
 }

@@ -1,5 +1,6 @@
 import type { NumericLimitKind, Policy } from '../domain/guards/policy-types.ts';
 import type { Role } from '../domain/identity/permissions.ts';
+import { createTtlCache } from './ttl-cache.ts';
 
 /** Who a limit is checked for. */
 export interface LimitSubject {
@@ -35,21 +36,8 @@ export function createPolicyCache(options: {
   readonly load: (tenantId: string) => Promise<readonly Policy[]>;
   readonly ttlMs?: number;
 }): PolicyCache {
-  const ttlMs = options.ttlMs ?? 2_000;
-  const entries = new Map<string, { at: number; policies: Promise<readonly Policy[]> }>();
-  function policiesOf(tenantId: string): Promise<readonly Policy[]> {
-    const cached = entries.get(tenantId);
-    if (cached !== undefined && Date.now() - cached.at < ttlMs) return cached.policies;
-    const policies = options.load(tenantId);
-    entries.set(tenantId, { at: Date.now(), policies });
-    // A failed load is not cached: the next request tries again.
-    policies.catch(() => entries.delete(tenantId));
-    if (entries.size > 10_000) {
-      const oldest = entries.keys().next().value;
-      if (oldest !== undefined) entries.delete(oldest);
-    }
-    return policies;
-  }
+  const cache = createTtlCache<readonly Policy[]>({ ttlMs: options.ttlMs ?? 2_000 });
+  const policiesOf = (tenantId: string) => cache.get(tenantId, () => options.load(tenantId));
   return {
     async binding(subject, kind) {
       const policies = await policiesOf(subject.tenantId);
@@ -64,8 +52,7 @@ export function createPolicyCache(options: {
       return found;
     },
     invalidate(tenantId) {
-      if (tenantId === null) entries.clear();
-      else entries.delete(tenantId);
+      cache.invalidate(tenantId ?? undefined);
     },
   };
 }

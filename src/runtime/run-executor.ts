@@ -58,6 +58,16 @@ export interface RunExecutorOptions {
     readonly actor: UserPrincipal | undefined;
     readonly names: readonly string[];
   }) => Promise<readonly ToolDefinition[]>;
+  /**
+   * The kill switches in force now for an agent (a short-lived cache: see
+   * tool-block-cache.ts). The gate asks before every tool call, so a switch set while a run
+   * executes stops its next call; without it only the switches read when the run started or
+   * resumed apply.
+   */
+  readonly blockedTools?: (subject: {
+    readonly tenantId: string;
+    readonly agentId: string;
+  }) => Promise<ReadonlySet<string>>;
   /** Decrypts a credential of the run's user for one tool call (the vault). */
   readonly resolveCredential?: Parameters<typeof createStepRecorder>[0]['resolveCredential'];
   /** Hosts markdown links and images in assistant text may point to (the output guard). */
@@ -318,6 +328,15 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       redactPii: options.redactPii ?? [],
     });
     const streamGuard = createStreamGuard(outputGuard);
+    /**
+     * The switches read when the run started (fresh: the offered tools left them out) and
+     * those in force now: a switch set meanwhile applies to the next call; one lifted
+     * meanwhile applies when the run next starts or resumes (its tool was not offered anyway).
+     */
+    const blockedNow = async (agentId: string): Promise<ReadonlySet<string>> => {
+      const now = await options.blockedTools?.({ tenantId: claim.tenantId, agentId });
+      return now === undefined ? loaded.blocked : new Set([...loaded.blocked, ...now]);
+    };
     /** The user's own words and the agent's instructions vs everything the run read. */
     const sources = () => {
       const textOf = (content: Message['content']) =>
@@ -531,7 +550,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
                 signal: controller.signal,
                 actor,
                 tools: runTools,
-                blocked: loaded.blocked,
+                blocked: () => blockedNow(agent.id),
                 sources,
                 secrets,
               },

@@ -52,8 +52,11 @@ export interface ToolCallContext {
   readonly actor?: UserPrincipal | undefined;
   /** The tools of this run's tenant (built-ins and tenant tools); defaults to the recorder's. */
   readonly tools?: readonly ToolDefinition[] | undefined;
-  /** Tools switched off for this agent or tenant-wide (kill switches). */
-  readonly blocked?: ReadonlySet<string> | undefined;
+  /**
+   * The tools switched off for this agent or tenant-wide (kill switches), asked before every
+   * call so a switch set while the run executes stops its next call.
+   */
+  readonly blocked?: (() => Promise<ReadonlySet<string>>) | undefined;
   /** Where argument values may come from (provenance rules). */
   readonly sources?: (() => ProvenanceSources) | undefined;
   /** Collects the vault secrets this run used, so the output guard can redact them. */
@@ -146,7 +149,7 @@ export function createStepRecorder(options: {
   }
 
   /** Why a call may not run before its arguments are even looked at; undefined if it may. */
-  function refusal(
+  async function refusal(
     context: ToolCallContext,
     call: ToolCallRequest,
     tool: ToolDefinition | undefined,
@@ -156,7 +159,7 @@ export function createStepRecorder(options: {
         code: 'not_available',
         message: `Tool '${call.toolName}' is not available to this agent.`,
       };
-    if (context.blocked?.has(tool.name) === true)
+    if ((await context.blocked?.())?.has(tool.name) === true)
       return { code: 'disabled', message: `Tool '${tool.name}' is disabled by an administrator.` };
     const role = context.actor?.role;
     if (
@@ -270,7 +273,7 @@ export function createStepRecorder(options: {
     let gate: GateResult | undefined;
     let findings: readonly ProvenanceFinding[] = [];
     let auditOutcome = 'ok';
-    const refused = refusal(context, call, tool);
+    const refused = await refusal(context, call, tool);
     if (refused !== undefined || tool === undefined) {
       outcome = { status: 'error', message: refused?.message ?? 'Tool not available.' };
       auditOutcome = refused?.code ?? 'not_available';

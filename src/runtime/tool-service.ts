@@ -79,6 +79,8 @@ export function createToolService(options: {
   readonly agentExists: (principal: UserPrincipal, agentId: string) => Promise<boolean>;
   /** Names of the tenant's MCP servers: a kill switch may name `mcp:<server>:<tool>` of one. */
   readonly mcpServerNames?: (tenantId: string) => Promise<readonly string[]>;
+  /** Called after a kill switch of the tenant was set or lifted (drops cached switches). */
+  readonly onBlocksChanged?: (tenantId: string) => void;
 }) {
   const { store } = options;
 
@@ -265,11 +267,13 @@ export function createToolService(options: {
         )
       )
         throw new ConflictError('This tool is already disabled there.');
-      return store.createBlock(user, {
+      const block = await store.createBlock(user, {
         toolName: input.toolName,
         agentId: input.agentId ?? null,
         reason: input.reason ?? null,
       });
+      options.onBlocksChanged?.(user.tenantId);
+      return block;
     },
     async listBlocks(principal: Principal): Promise<ToolBlock[]> {
       const user = asTenantUser(principal);
@@ -281,6 +285,7 @@ export function createToolService(options: {
       assertCan(user, 'tool:manage');
       if (!uuidPattern.test(blockId) || !(await store.deleteBlock(user, blockId)))
         throw new NotFoundError('not_found', 'Kill switch not found.');
+      options.onBlocksChanged?.(user.tenantId);
     },
   };
 }

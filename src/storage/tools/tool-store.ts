@@ -216,6 +216,19 @@ export function createToolStore(database: Database) {
         return result.rows[0]?.definition.inputSchema;
       });
     },
+    /**
+     * Every kill switch of the tenant, as the tool gate checks them (one round trip; the
+     * gate caches the answer for a moment, see runtime/tool-block-cache.ts).
+     */
+    async blocksOf(tenantId: string): Promise<{ toolName: string; agentId: string | null }[]> {
+      const [rows = []] = await database.readScoped({ tenantId }, [
+        'select tool_name, agent_id from brigade.tool_blocks',
+      ]);
+      return rows.map((row) => ({
+        toolName: String(row['tool_name']),
+        agentId: row['agent_id'] == null ? null : String(row['agent_id']),
+      }));
+    },
     /** The names of the tenant's tools (agent validation). */
     names(tenantId: string): Promise<string[]> {
       return database.withScope({ tenantId }, async (db) => {
