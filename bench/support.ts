@@ -5,7 +5,8 @@ import { cpus } from 'node:os';
 export function cpuMs(pids: readonly number[]): number {
   const ticksPerSecond = 100;
   let ticks = 0;
-  for (const pid of pids) {
+  // Each process once: callers pass the processes at the start plus those alive at the end.
+  for (const pid of new Set(pids)) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
