@@ -59,7 +59,15 @@ export async function run(quick: boolean): Promise<object> {
   const server = await spawnServer({
     databaseUrl: url.toString(),
     config: {
-      runs: { concurrency: streams, pollIntervalMs: 100 },
+      // One user streams every run: the per-tenant and per-user caps (defaults 32 and 8) and
+      // the queue limit would measure the fair scheduler, not streaming, so they are lifted.
+      runs: {
+        concurrency: streams,
+        pollIntervalMs: 100,
+        maxConcurrentPerTenant: 0,
+        maxConcurrentPerUser: 0,
+        maxQueuedPerTenant: 0,
+      },
       models: { local: { tokenDelayMs } },
       database: { poolSize: 40 },
       limits: { requestsPerMinute: { key: 10_000_000, user: 10_000_000, tenant: 10_000_000 } },
