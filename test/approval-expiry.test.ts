@@ -112,9 +112,7 @@ describe('approval expiry', () => {
       decision: 'approve',
     });
     expect(late.status).toBe(409);
-    const events = await member.get<string>(
-      `/v1/threads/${ids.threadId}/runs/${ids.runId}/events`,
-    );
+    const events = await member.get<string>(`/v1/threads/${ids.threadId}/runs/${ids.runId}/events`);
     const text = String(events.body);
     expect(text).toContain('"status":"expired"');
     expect(text).toContain('run-completed');
@@ -180,7 +178,9 @@ describe('approval expiry', () => {
     await new Promise((resolve) => setTimeout(resolve, ttlSeconds * 1_000 + 500));
     const audit = await auditLog();
     expect(
-      audit.filter((event) => event.action === 'approval.expired' && event.targetId === approval?.id),
+      audit.filter(
+        (event) => event.action === 'approval.expired' && event.targetId === approval?.id,
+      ),
     ).toEqual([]);
   });
 });

@@ -73,10 +73,7 @@ beforeAll(async () => {
   server = await startTestServer({ runs: { pollIntervalMs: 50, concurrency: 1 } });
   const operator = apiClient(server.url, testOperatorKey);
   tenantId = await seedTenant(operator, 'approvals');
-  admin = apiClient(
-    server.url,
-    (await seedUser(operator, { tenantId, role: 'admin' })).secret,
-  );
+  admin = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'admin' })).secret);
   member = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'member' })).secret);
   other = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'member' })).secret);
   agentId = (

@@ -68,7 +68,10 @@ describe('a stream subscription hands over events this process committed', () =>
       fc.property(
         fc.array(
           fc.oneof(
-            fc.record({ kind: fc.constant('batch' as const), size: fc.integer({ min: 0, max: 5 }) }),
+            fc.record({
+              kind: fc.constant('batch' as const),
+              size: fc.integer({ min: 0, max: 5 }),
+            }),
             fc.record({ kind: fc.constant('foreign' as const) }),
             fc.record({ kind: fc.constant('skip' as const), size: fc.integer({ min: 1, max: 3 }) }),
             fc.record({ kind: fc.constant('take' as const) }),

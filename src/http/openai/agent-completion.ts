@@ -74,8 +74,7 @@ export async function runAgentCompletion(options: {
     let after = 0;
     for (;;) {
       options.signal.throwIfAborted();
-      const events =
-        subscription.take(after) ?? (await threads.runEvents(principal, run, after));
+      const events = subscription.take(after) ?? (await threads.runEvents(principal, run, after));
       for (const event of events) {
         after = event.seq;
         const data = event.data as Record<string, unknown>;
