@@ -1,4 +1,5 @@
 import type { ApprovalExpiryStore } from '../storage/runs/approval-expiry.ts';
+import { createPeriodicJob, type PeriodicJob } from './periodic-job.ts';
 
 /** Minimal logger the sweeper reports to. */
 export interface SweeperLogger {
@@ -7,14 +8,7 @@ export interface SweeperLogger {
 }
 
 /** The background job that expires approvals nobody decided in time. */
-export interface ApprovalExpirySweeper {
-  /** Starts polling every `pollMs`. */
-  start(): void;
-  /** One round; resolves with the number of runs it resumed. */
-  runOnce(): Promise<number>;
-  /** Stops polling and waits for a round in progress. */
-  stop(): Promise<void>;
-}
+export type ApprovalExpirySweeper = PeriodicJob;
 
 /**
  * Every `pollMs`, expires the pending approvals past their `expires_at` and resumes their
@@ -27,40 +21,16 @@ export function createApprovalExpirySweeper(options: {
   readonly logger: SweeperLogger;
 }): ApprovalExpirySweeper {
   const { store, logger } = options;
-  let timer: NodeJS.Timeout | undefined;
-  let round: Promise<number> | undefined;
-
-  const runOnce = () => {
-    round ??= store
-      .expireDue({
+  return createPeriodicJob({
+    pollMs: options.pollMs,
+    round: async () => {
+      const resumed = await store.expireDue({
         onError: (error, runId) =>
           logger.warn({ runId, err: { message: error.message } }, 'expiring an approval failed'),
-      })
-      .then((resumed) => {
-        if (resumed > 0) logger.info({ resumed }, 'expired approvals: runs resumed');
-        return resumed;
-      })
-      .finally(() => {
-        round = undefined;
       });
-    return round;
-  };
-
-  return {
-    start() {
-      if (timer !== undefined) return;
-      timer = setInterval(() => {
-        runOnce().catch((error: unknown) =>
-          logger.warn({ err: { message: (error as Error).message } }, 'approval expiry failed'),
-        );
-      }, options.pollMs);
-      timer.unref();
+      if (resumed > 0) logger.info({ resumed }, 'expired approvals: runs resumed');
+      return resumed;
     },
-    runOnce,
-    async stop() {
-      if (timer !== undefined) clearInterval(timer);
-      timer = undefined;
-      await round?.catch(() => undefined);
-    },
-  };
+    onError: (error) => logger.warn({ err: { message: error.message } }, 'approval expiry failed'),
+  });
 }

@@ -2,6 +2,7 @@ import type {
   AuditCheckpointStore,
   CheckpointDue,
 } from '../storage/identity/audit-checkpoint-store.ts';
+import { createPeriodicJob, type PeriodicJob } from './periodic-job.ts';
 
 /** Minimal logger the checkpointer reports to. */
 export interface CheckpointerLogger {
@@ -9,15 +10,8 @@ export interface CheckpointerLogger {
   error(object: object, message: string): void;
 }
 
-/** The background job that signs audit checkpoints. */
-export interface AuditCheckpointer {
-  /** Starts polling (no-op when the store has no signing key). */
-  start(): void;
-  /** Checkpoints every due tenant once; resolves with how many were signed. */
-  runOnce(): Promise<number>;
-  /** Stops polling and waits for a round in progress. */
-  stop(): Promise<void>;
-}
+/** The background job that signs audit checkpoints (`start` is a no-op without a signing key). */
+export type AuditCheckpointer = PeriodicJob;
 
 /**
  * Every `pollMs`, signs a checkpoint for each tenant with `due.everyEvents` uncovered events or
@@ -31,8 +25,6 @@ export function createAuditCheckpointer(options: {
   readonly logger: CheckpointerLogger;
 }): AuditCheckpointer {
   const { store, logger } = options;
-  let timer: NodeJS.Timeout | undefined;
-  let round: Promise<number> | undefined;
 
   async function checkpointDue(): Promise<number> {
     let signed = 0;
@@ -49,28 +41,16 @@ export function createAuditCheckpointer(options: {
     return signed;
   }
 
-  const runOnce = () => {
-    round ??= checkpointDue().finally(() => {
-      round = undefined;
-    });
-    return round;
-  };
-
+  const job = createPeriodicJob({
+    pollMs: options.pollMs,
+    round: checkpointDue,
+    onError: (error) =>
+      logger.warn({ err: { message: error.message } }, 'audit checkpoints failed'),
+  });
   return {
+    ...job,
     start() {
-      if (!store.enabled || timer !== undefined) return;
-      timer = setInterval(() => {
-        runOnce().catch((error: unknown) =>
-          logger.warn({ err: { message: (error as Error).message } }, 'audit checkpoints failed'),
-        );
-      }, options.pollMs);
-      timer.unref();
-    },
-    runOnce,
-    async stop() {
-      if (timer !== undefined) clearInterval(timer);
-      timer = undefined;
-      await round?.catch(() => undefined);
+      if (store.enabled) job.start();
     },
   };
 }
