@@ -43,8 +43,13 @@ function configFor(file: Record<string, unknown>, env: Record<string, string> = 
   });
 }
 
-/** Starts Brigade on the shared database; returns its URL. */
+/**
+ * Starts Brigade on the shared database; returns its URL. The servers started before it stop
+ * first: every server claims queued runs from the shared database, so one left running with
+ * other keys could execute the run under test and fail to unwrap the credential.
+ */
 async function start(file: Record<string, unknown>, env: Record<string, string> = {}) {
+  for (const earlier of running.splice(0)) await earlier.stop();
   const brigade = await createBrigade({
     config: configFor(file, env),
     logger: createLogger({ level: 'silent' }),
