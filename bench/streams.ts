@@ -18,13 +18,20 @@ function rssMb(pid: number): number {
   }
 }
 
-/** Reads one SSE response; returns ms to the first message-delta and whether it completed. */
+/**
+ * Reads one SSE response; returns ms to the first message-delta and, when it did not complete,
+ * why (the HTTP status and problem code, or the terminal event and its error code).
+ */
 async function consume(
   response: Response,
   started: number,
-): Promise<{ ttft: number; completed: boolean }> {
+): Promise<{ ttft: number; completed: boolean; failure?: string }> {
+  if (!response.ok) {
+    const body = (await response.json().catch(() => ({}))) as { code?: string };
+    return { ttft: Number.NaN, completed: false, failure: `http ${response.status} ${body.code}` };
+  }
   const reader = response.body?.getReader();
-  if (reader === undefined) return { ttft: Number.NaN, completed: false };
+  if (reader === undefined) return { ttft: Number.NaN, completed: false, failure: 'no body' };
   const decoder = new TextDecoder();
   let ttft = Number.NaN;
   let tail = '';
@@ -35,10 +42,20 @@ async function consume(
     if (Number.isNaN(ttft) && chunk.includes('event: message-delta'))
       ttft = performance.now() - started;
     if (chunk.includes('event: run-completed')) return { ttft, completed: true };
-    if (/event: run-(failed|cancelled|expired)/.test(chunk)) return { ttft, completed: false };
+    const terminal =
+      /event: (run-(?:failed|cancelled|expired))\ndata: .*?"(?:errorCode|code)":"([a-z_]+)"/.exec(
+        chunk,
+      );
+    if (terminal !== null || /event: run-(failed|cancelled|expired)/.test(chunk)) {
+      return {
+        ttft,
+        completed: false,
+        failure: `${terminal?.[1] ?? 'run ended'} ${terminal?.[2]}`,
+      };
+    }
     tail = chunk.slice(-64);
   }
-  return { ttft, completed: false };
+  return { ttft, completed: false, failure: 'stream closed early' };
 }
 
 /**
@@ -96,6 +113,11 @@ export async function run(quick: boolean): Promise<object> {
     const idleRss = rssMb(pid);
     progress(`${streams} threads ready, server RSS ${idleRss.toFixed(0)} MB; starting streams`);
     let errors = 0;
+    const failures = new Map<string, number>();
+    const failed = (why: string) => {
+      errors += 1;
+      failures.set(why, (failures.get(why) ?? 0) + 1);
+    };
     const ttfts: number[] = [];
     const started = performance.now();
     await Promise.all(
@@ -108,10 +130,10 @@ export async function run(quick: boolean): Promise<object> {
             body: JSON.stringify({ agentId: agent.body.id, input, stream: true }),
           });
           const result = await consume(response, begin);
-          if (!result.completed) errors += 1;
+          if (!result.completed) failed(result.failure ?? 'unknown');
           if (!Number.isNaN(result.ttft)) ttfts.push(result.ttft);
-        } catch {
-          errors += 1;
+        } catch (error) {
+          failed(`client ${error instanceof Error ? error.message : String(error)}`);
         }
       }),
     );
@@ -127,6 +149,7 @@ export async function run(quick: boolean): Promise<object> {
         ttft_added_p50_ms: Math.round(percentile(ttfts, 0.5) - tokenDelayMs),
         wall_s: Math.round(elapsed / 100) / 10,
       },
+      failures: Object.fromEntries(failures),
       baseline: {
         description:
           'the model itself: first token after tokenDelayMs, all tokens over tokens × tokenDelayMs',

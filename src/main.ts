@@ -31,6 +31,7 @@ import { createCachingGateway } from './runtime/cached-gateway.ts';
 import { createContentCapturePolicy } from './runtime/content-capture.ts';
 import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
 import { createCredentialService } from './runtime/credential-service.ts';
+import { createEventBatcher } from './runtime/event-batcher.ts';
 import { createMcpServerService } from './runtime/mcp-server-service.ts';
 import { createMeteredGateway } from './runtime/metered-gateway.ts';
 import { createModelCallLimits } from './runtime/model-call-limits.ts';
@@ -404,6 +405,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       logger,
       signals,
       eventFlushMs,
+      eventBatcher: createEventBatcher(storage.database),
       metrics,
     }),
     logger,

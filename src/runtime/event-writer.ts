@@ -2,6 +2,7 @@ import type { RunEvent } from '../domain/agents/agent-types.ts';
 import type { Database, ScopedDb } from '../storage/postgres/database.ts';
 import type { CommittedEvents, RunSignalSink } from '../storage/runs/run-rows.ts';
 import { appendEvents } from '../storage/runs/run-store.ts';
+import type { EventBatcher } from './event-batcher.ts';
 
 /** An event to append. */
 export interface RunEventInput {
@@ -37,6 +38,11 @@ export function createEventWriter(options: {
   readonly sink: RunSignalSink;
   /** Longest a buffered event waits before it is written, in milliseconds (read per batch). */
   readonly flushMs?: () => number;
+  /**
+   * Writes flushed batches together with other runs' (one transaction for many runs); without
+   * it each flush is a transaction of its own.
+   */
+  readonly batcher?: EventBatcher;
 }): EventWriter {
   const { database, claim, sink } = options;
   const flushMs = options.flushMs ?? (() => 50);
@@ -87,7 +93,9 @@ export function createEventWriter(options: {
       chain = chain
         .catch(() => undefined)
         .then(() =>
-          database.withScope(claim, (db) => appendEvents(db, { ...claim, firstSeq }, batch)),
+          options.batcher === undefined
+            ? database.withScope(claim, (db) => appendEvents(db, { ...claim, firstSeq }, batch))
+            : options.batcher.append({ run: { ...claim, firstSeq }, events: batch }),
         )
         .then(() => sink.runChanged(claim.runId, committed(firstSeq, batch)));
     }

@@ -10,6 +10,7 @@ import { toMessage } from '../storage/agents/thread-store.ts';
 import { type Database, sqlLiteral } from '../storage/postgres/database.ts';
 import { type RunSignalSink, toRun } from '../storage/runs/run-rows.ts';
 import { RunParkedError } from './approval-gate.ts';
+import type { EventBatcher } from './event-batcher.ts';
 import { createEventWriter, type EventWriter } from './event-writer.ts';
 import type { MeteredGateway } from './metered-gateway.ts';
 import { createStepRecorder } from './run-steps.ts';
@@ -80,6 +81,8 @@ export interface RunExecutorOptions {
   readonly signals: RunSignalSink;
   /** How long buffered events (deltas) may wait before a write; grows with load. */
   readonly eventFlushMs?: () => number;
+  /** Writes flushed events of all runs together (see event-batcher.ts). */
+  readonly eventBatcher?: EventBatcher;
   /** How long tool output may be, in characters of JSON, before it is cut. */
   readonly toolOutputLimit?: number;
   readonly toolTimeoutMs?: number;
@@ -372,6 +375,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       nextSeq: loaded.nextSeq,
       sink: options.signals,
       ...(options.eventFlushMs === undefined ? {} : { flushMs: options.eventFlushMs }),
+      ...(options.eventBatcher === undefined ? {} : { batcher: options.eventBatcher }),
     });
     if (run.status !== 'queued' && run.status !== 'running' && run.status !== 'requires_action') {
       await database.withScope(claim, (db) =>

@@ -1,7 +1,7 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { DatabaseSchema } from './database-schema.ts';
-import { type DatabaseScope, renderScopeStatement } from './scope.ts';
+import { type DatabaseScope, renderScopeStatement, renderScopeSwitch } from './scope.ts';
 
 /** Renders a value as an escaped SQL literal for {@link Database.readScoped}. */
 export function sqlLiteral(value: string | number): string {
@@ -39,6 +39,17 @@ export interface Database {
     scope: DatabaseScope,
     statements: readonly string[],
   ): Promise<Record<string, unknown>[][]>;
+  /**
+   * Runs the statements of several scopes in one transaction and a single round trip (simple
+   * protocol: `BEGIN; <scope 1>; statements…; <scope 2>; statements…; COMMIT`), each part
+   * under its own row-level-security scope, which replaces the previous part's entirely. Made
+   * for writes batched across runs (see runtime/event-batcher.ts); the same rules as
+   * {@link Database.readScoped} apply to the inline values. All or nothing: a failing statement
+   * rolls every part back.
+   */
+  writeScopes(
+    parts: readonly { readonly scope: DatabaseScope; readonly statements: readonly string[] }[],
+  ): Promise<void>;
   /**
    * Runs one statement as a named prepared statement (extended protocol, so its values are
    * parameters and its plan is kept per connection) in its own implicit transaction. Made for
@@ -177,6 +188,26 @@ export function createDatabase(options: CreateDatabaseOptions): Database {
         return results.slice(skip, skip + statements.length).map((result) => result.rows);
       } catch (error) {
         // A failed statement leaves the transaction aborted; end it before reuse.
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+        throw error;
+      } finally {
+        client.release(broken);
+      }
+    },
+    async writeScopes(parts) {
+      if (parts.length === 0) return;
+      const text = [
+        'BEGIN',
+        ...parts.flatMap((part) => [renderScopeSwitch(part.scope), ...part.statements]),
+        'COMMIT',
+      ].join(';\n');
+      const client = await pool.connect();
+      let broken = false;
+      try {
+        await client.query(text);
+      } catch (error) {
         await client.query('ROLLBACK').catch(() => {
           broken = true;
         });

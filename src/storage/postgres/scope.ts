@@ -49,7 +49,18 @@ function checked(value: string | undefined, pattern: RegExp, name: string): stri
  * scoped transaction costs a single round trip. Values are validated first and also escaped.
  */
 export function renderScopeStatement(scope: DatabaseScope): string {
-  const settings: Array<[string, string]> = [
+  const settings = scopeSettings(scope);
+  // Only non-empty settings are sent: set_config(…, true) is transaction-local and Brigade
+  // never sets brigade.* at session level (test/session-settings.test.ts scans the source for
+  // that), so every setting not named here is empty — "no scope" — in this transaction.
+  const calls = settings
+    .filter(([, value]) => value !== '')
+    .map(([name, value]) => `set_config('${name}', ${escapeLiteral(value)}, true)`);
+  return calls.length === 0 ? 'BEGIN' : `BEGIN; SELECT ${calls.join(', ')}`;
+}
+
+function scopeSettings(scope: DatabaseScope): Array<[string, string]> {
+  return [
     ['brigade.tenant_id', checked(scope.tenantId, uuidPattern, 'tenantId')],
     ['brigade.user_id', checked(scope.userId, uuidPattern, 'userId')],
     ['brigade.operator', scope.operator === true ? 'on' : ''],
@@ -60,13 +71,16 @@ export function renderScopeStatement(scope: DatabaseScope): string {
     ['brigade.tenant_queue', scope.tenantQueue === true ? 'on' : ''],
     ['brigade.tool_execution', scope.toolExecution === true ? 'on' : ''],
   ];
-  // Only non-empty values are sent: Brigade never sets these at session level, so every
-  // setting not named here is empty for this transaction, which means "no scope".
-  // Only non-empty settings are sent: set_config(…, true) is transaction-local and Brigade
-  // never sets brigade.* at session level (test/session-settings.test.ts scans the source for
-  // that), so every setting not named here is empty — "no scope" — in this transaction.
-  const calls = settings
-    .filter(([, value]) => value !== '')
-    .map(([name, value]) => `set_config('${name}', ${escapeLiteral(value)}, true)`);
-  return calls.length === 0 ? 'BEGIN' : `BEGIN; SELECT ${calls.join(', ')}`;
+}
+
+/**
+ * Renders a statement that replaces the whole scope of the current transaction with `scope`:
+ * every setting is sent, the empty ones as '' ("no scope"), so nothing of the previous scope
+ * survives. For transactions that write for several scopes in turn (batched event writes).
+ */
+export function renderScopeSwitch(scope: DatabaseScope): string {
+  const calls = scopeSettings(scope).map(
+    ([name, value]) => `set_config('${name}', ${escapeLiteral(value)}, true)`,
+  );
+  return `SELECT ${calls.join(', ')}`;
 }
