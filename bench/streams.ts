@@ -133,7 +133,9 @@ export async function run(quick: boolean): Promise<object> {
           if (!result.completed) failed(result.failure ?? 'unknown');
           if (!Number.isNaN(result.ttft)) ttfts.push(result.ttft);
         } catch (error) {
-          failed(`client ${error instanceof Error ? error.message : String(error)}`);
+          failed(
+            `client ${error instanceof Error ? `${error.message} ${(error.cause as Error | undefined)?.message ?? ''}` : String(error)}`,
+          );
         }
       }),
     );

@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type ServerType, serve } from '@hono/node-server';
+import { createAdaptorServer, type ServerType } from '@hono/node-server';
 import { Redis } from 'ioredis';
 import type { Config } from './config/index.ts';
 import { createAgentService } from './domain/agents/agent-service.ts';
@@ -544,14 +544,20 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     async listen() {
       const wrapped = accessLog(app, logger);
       return new Promise((resolve, reject) => {
-        const created = serve(
-          { fetch: wrapped, port: config.server.port, hostname: config.server.host },
-          (info: AddressInfo) => {
+        const created = createAdaptorServer({ fetch: wrapped });
+        created.once('error', reject);
+        created.listen(
+          {
+            port: config.server.port,
+            host: config.server.host,
+            backlog: config.server.listenBacklog,
+          },
+          () => {
+            const info = created.address() as AddressInfo;
             const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
             resolve(`http://${host}:${info.port}`);
           },
         );
-        created.once('error', reject);
         (created as Server).requestTimeout = config.server.requestTimeoutMs;
         server = created;
       });
