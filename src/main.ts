@@ -544,7 +544,8 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     async listen() {
       const wrapped = accessLog(app, logger);
       return new Promise((resolve, reject) => {
-        const created = createAdaptorServer({ fetch: wrapped });
+        // hostname: the host of requests that name none (HTTP/1.0 health checks send no Host).
+        const created = createAdaptorServer({ fetch: wrapped, hostname: config.server.host });
         created.once('error', reject);
         created.listen(
           {

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -153,6 +154,69 @@ describe('the event batcher', () => {
     }
   });
 
+  it('splits a write past its limit of runs, in order', async () => {
+    const batcher = createEventBatcher(database);
+    const batches = Array.from({ length: 501 }, (_, index) =>
+      batchFor(runs[index % runs.length]!, [{ type: 'message-delta', data: { text: `${index}` } }]),
+    );
+    await Promise.all(batches.map((batch) => batcher.append(batch)));
+    const rows = await owner.query<{ xmin: string; n: number }>(
+      `select e.xmin::text as xmin, count(*)::int as n from brigade.run_events e
+        join (select unnest($1::uuid[]) as run_id, unnest($2::int[]) as seq) b
+          on b.run_id = e.run_id and b.seq = e.seq
+        group by e.xmin order by min(e.created_at)`,
+      [batches.map((batch) => batch.run.runId), batches.map((batch) => batch.run.firstSeq)],
+    );
+    expect(rows.rows.map((row) => row.n)).toEqual([500, 1]);
+  });
+
+  it('fails every batch of a write the database could not take, without retrying each', async () => {
+    // Nothing listens on port 1: every connection is refused (ECONNREFUSED, not a row error).
+    const closed = createDatabase({
+      connectionString: 'postgres://brigade_app@127.0.0.1:1/brigade',
+      poolSize: 1,
+      statementTimeoutMs: 10_000,
+      logger: { warn: () => undefined },
+    });
+    const batcher = createEventBatcher(closed);
+    const outcomes = await Promise.allSettled(
+      runs.slice(0, 3).map((run) =>
+        batcher.append({
+          run: { ...run, firstSeq: run.nextSeq },
+          events: [{ type: 'message-delta', data: { text: 'lost' } }],
+        }),
+      ),
+    );
+    for (const outcome of outcomes) {
+      expect(outcome).toMatchObject({ status: 'rejected', reason: { code: 'ECONNREFUSED' } });
+    }
+    await closed.close();
+  });
+
+  it('refuses a row of one tenant written after switching to another tenant’s scope', async () => {
+    const victim = runs.at(-1)!;
+    const attacker = runs[0]!;
+    expect(victim.tenantId).not.toBe(attacker.tenantId);
+    const insert = `insert into brigade.run_events (tenant_id, user_id, run_id, seq, type, data)
+      values ('${victim.tenantId}', '${victim.userId}', '${victim.runId}', ${victim.nextSeq}, 'forged', '{}')`;
+    await expect(
+      database.writeScopes([
+        // The victim's own scope first, with every flag a later part must not inherit.
+        {
+          scope: {
+            tenantId: victim.tenantId,
+            userId: victim.userId,
+            tenantAdmin: true,
+            operator: true,
+          },
+          statements: ['select 1'],
+        },
+        { scope: { tenantId: attacker.tenantId, userId: attacker.userId }, statements: [insert] },
+      ]),
+    ).rejects.toMatchObject({ code: '42501' });
+    expect(await eventsFrom(victim, victim.nextSeq)).toEqual([]);
+  });
+
   it('leaves no scope on the pooled connection after a write', async () => {
     const batcher = createEventBatcher(database);
     await batcher.append(batchFor(runs[0]!, [{ type: 'message-delta', data: { text: 'x' } }]));
@@ -201,5 +265,24 @@ describe('the event batcher', () => {
       ),
       { numRuns: 25 },
     );
+  });
+});
+
+describe('the HTTP listener', () => {
+  it('answers an HTTP/1.0 request that names no host (health checks send none)', async () => {
+    const { hostname, port } = new URL(server.url);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect({ host: hostname, port: Number(port) }, () => {
+        socket.write('GET /healthz HTTP/1.0\r\n\r\n');
+      });
+      let text = '';
+      socket.on('data', (chunk) => {
+        text += chunk.toString();
+      });
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.[01] 200 /);
+    expect(answer).toContain('"status":"ok"');
   });
 });

@@ -22,15 +22,31 @@ export interface EventBatcher {
 
 interface Waiting {
   readonly batch: SerializedEventBatch;
-  readonly chars: number;
+  readonly bytes: number;
   resolve(): void;
   reject(error: unknown): void;
 }
 
-/** Characters of event data one write takes at most (the rest waits for the next write). */
-const maxWriteChars = 4 * 1024 * 1024;
+/**
+ * Bytes of SQL one write takes at most, estimated (the rest waits for the next write; a single
+ * larger batch goes alone).
+ */
+const maxWriteBytes = 8 * 1024 * 1024;
+/** Bytes of SQL text a row costs besides its data and type (ids, sequence, syntax). */
+const rowOverheadBytes = 160;
 /** Runs one write takes at most. */
 const maxWriteBatches = 500;
+
+/**
+ * Whether `error` is about the rows written (bad data: SQLSTATE class 22; a constraint: class
+ * 23; refused by row-level security: 42501) rather than the database or the connection.
+ */
+function isRowError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return (
+    typeof code === 'string' && (code.startsWith('22') || code.startsWith('23') || code === '42501')
+  );
+}
 
 /** Creates the process's {@link EventBatcher} on `database`. */
 export function createEventBatcher(database: Database): EventBatcher {
@@ -39,11 +55,11 @@ export function createEventBatcher(database: Database): EventBatcher {
 
   /** The next write: the batches waiting longest, within the limits (at least one). */
   function takeWrite(): Waiting[] {
-    let chars = 0;
+    let bytes = 0;
     let count = 0;
     for (const next of waiting) {
-      if (count === maxWriteBatches || (count > 0 && chars + next.chars > maxWriteChars)) break;
-      chars += next.chars;
+      if (count === maxWriteBatches || (count > 0 && bytes + next.bytes > maxWriteBytes)) break;
+      bytes += next.bytes;
       count += 1;
     }
     const write = waiting.slice(0, count);
@@ -61,17 +77,17 @@ export function createEventBatcher(database: Database): EventBatcher {
         );
         for (const item of write) item.resolve();
       } catch (error) {
-        if (write.length === 1) {
-          write[0]?.reject(error);
+        if (write.length === 1 || !isRowError(error)) {
+          // The database or the connection failed, not one run's rows: retrying run by run
+          // would only queue hundreds of transactions on a pool in trouble.
+          for (const item of write) item.reject(error);
           continue;
         }
-        // One run's rows must not fail the others': write them one by one, so each batch
-        // commits or fails on its own.
-        await Promise.all(
-          write.map((item) =>
-            appendEventBatches(database, [item.batch]).then(item.resolve, item.reject),
-          ),
-        );
+        // One run's rows must not fail the others': write them one by one (on one connection
+        // at a time), so each batch commits or fails on its own.
+        for (const item of write) {
+          await appendEventBatches(database, [item.batch]).then(item.resolve, item.reject);
+        }
       }
     }
   }
@@ -91,14 +107,16 @@ export function createEventBatcher(database: Database): EventBatcher {
   return {
     append({ run, events }) {
       if (events.length === 0) return Promise.resolve();
-      let chars = 0;
+      let bytes = 0;
       const serialized = events.map((event) => {
         const json = JSON.stringify(event.data);
-        chars += json.length + event.type.length;
+        // Escaping can double a character and UTF-8 takes up to three bytes per UTF-16 unit;
+        // an upper bound is cheaper than rendering the literal twice.
+        bytes += 6 * (json.length + event.type.length) + rowOverheadBytes;
         return { type: event.type, json };
       });
       return new Promise<void>((resolve, reject) => {
-        waiting.push({ batch: { run, events: serialized }, chars, resolve, reject });
+        waiting.push({ batch: { run, events: serialized }, bytes, resolve, reject });
         start();
       });
     },

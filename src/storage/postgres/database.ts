@@ -206,11 +206,21 @@ export function createDatabase(options: CreateDatabaseOptions): Database {
       const client = await pool.connect();
       let broken = false;
       try {
-        await client.query(text);
+        // A connection that dies silently must not hold every run's events (one write serves
+        // them all) until the kernel gives up on it: past the statement timeout the client
+        // stops waiting and the connection is discarded.
+        // (pg reads `query_timeout` from a query's config; its types do not list it.)
+        const query: pg.QueryConfig & { query_timeout: number } = {
+          text,
+          query_timeout: options.statementTimeoutMs + 5_000,
+        };
+        await client.query(query);
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => {
-          broken = true;
-        });
+        if (error instanceof Error && error.message === 'Query read timeout') broken = true;
+        else
+          await client.query('ROLLBACK').catch(() => {
+            broken = true;
+          });
         throw error;
       } finally {
         client.release(broken);
