@@ -30,11 +30,7 @@ const serverSchema = z
     shutdownGraceMs: z.int().min(0).max(600_000).default(10_000),
     /** Per-request timeout for ordinary (non-streaming) requests, in milliseconds. */
     requestTimeoutMs: z.int().min(100).max(600_000).default(30_000),
-    /**
-     * Connections the kernel may hold for the server before it accepts them (the listen
-     * backlog; Linux caps it at net.core.somaxconn). Node's default of 511 resets clients of a
-     * burst of connections while the event loop is busy.
-     */
+    /** Listen backlog (capped by net.core.somaxconn); Node's 511 reset bursts of clients. */
     listenBacklog: z.int().min(1).max(65_535).default(4096),
     cors: corsSchema,
   })

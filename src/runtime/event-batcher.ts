@@ -1,5 +1,8 @@
 import type { Database } from '../storage/postgres/database.ts';
-import { appendEventBatches, type SerializedEventBatch } from '../storage/runs/run-store.ts';
+import {
+  appendEventBatches,
+  type SerializedEventBatch,
+} from '../storage/runs/event-batch-store.ts';
 
 /** One run's events to append from `firstSeq` on. */
 export interface RunEventBatch {
