@@ -136,6 +136,37 @@ function preparedStatements(client: pg.PoolClient): void {
   client.query = prepared as typeof client.query;
 }
 
+/**
+ * Sends `text` (a simple-protocol script that opens and commits its own transaction) on one
+ * pooled connection and returns every statement's result. On failure the transaction is rolled
+ * back before the connection goes back to the pool, or the connection is discarded when that
+ * fails or the client stopped waiting (`queryTimeoutMs`, past which pg gives up on the answer).
+ */
+async function runScript(
+  pool: pg.Pool,
+  text: string,
+  queryTimeoutMs?: number,
+): Promise<pg.QueryResult<Record<string, unknown>>[]> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    // (pg reads `query_timeout` from a query's config; its types do not list it.)
+    const query: pg.QueryConfig & { query_timeout?: number } =
+      queryTimeoutMs === undefined ? { text } : { text, query_timeout: queryTimeoutMs };
+    return (await client.query(query)) as unknown as pg.QueryResult<Record<string, unknown>>[];
+  } catch (error) {
+    if (error instanceof Error && error.message === 'Query read timeout') broken = true;
+    // A failed statement leaves the transaction aborted; end it before reuse.
+    else
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
+
 /** Creates the runtime {@link Database} on a pool of the runtime role. */
 export function createDatabase(options: CreateDatabaseOptions): Database {
   const pool = createPool(options);
@@ -175,26 +206,11 @@ export function createDatabase(options: CreateDatabaseOptions): Database {
       });
     },
     async readScoped(scope, statements) {
-      const client = await pool.connect();
-      let broken = false;
-      try {
-        const head = renderScopeStatement(scope);
-        const text = [head, ...statements, 'COMMIT'].join(';\n');
-        const results = (await client.query(text)) as unknown as pg.QueryResult<
-          Record<string, unknown>
-        >[];
-        // results: BEGIN, [set_config when the scope sets anything], ...statements, COMMIT
-        const skip = head === 'BEGIN' ? 1 : 2;
-        return results.slice(skip, skip + statements.length).map((result) => result.rows);
-      } catch (error) {
-        // A failed statement leaves the transaction aborted; end it before reuse.
-        await client.query('ROLLBACK').catch(() => {
-          broken = true;
-        });
-        throw error;
-      } finally {
-        client.release(broken);
-      }
+      const head = renderScopeStatement(scope);
+      const results = await runScript(pool, [head, ...statements, 'COMMIT'].join(';\n'));
+      // results: BEGIN, [set_config when the scope sets anything], ...statements, COMMIT
+      const skip = head === 'BEGIN' ? 1 : 2;
+      return results.slice(skip, skip + statements.length).map((result) => result.rows);
     },
     async writeScopes(parts) {
       if (parts.length === 0) return;
@@ -203,28 +219,10 @@ export function createDatabase(options: CreateDatabaseOptions): Database {
         ...parts.flatMap((part) => [renderScopeSwitch(part.scope), ...part.statements]),
         'COMMIT',
       ].join(';\n');
-      const client = await pool.connect();
-      let broken = false;
-      try {
-        // A connection that dies silently must not hold every run's events (one write serves
-        // them all) until the kernel gives up on it: past the statement timeout the client
-        // stops waiting and the connection is discarded.
-        // (pg reads `query_timeout` from a query's config; its types do not list it.)
-        const query: pg.QueryConfig & { query_timeout: number } = {
-          text,
-          query_timeout: options.statementTimeoutMs + 5_000,
-        };
-        await client.query(query);
-      } catch (error) {
-        if (error instanceof Error && error.message === 'Query read timeout') broken = true;
-        else
-          await client.query('ROLLBACK').catch(() => {
-            broken = true;
-          });
-        throw error;
-      } finally {
-        client.release(broken);
-      }
+      // A connection that dies silently must not hold every run's events (one write serves
+      // them all) until the kernel gives up on it: past the statement timeout the client
+      // stops waiting and the connection is discarded.
+      await runScript(pool, text, options.statementTimeoutMs + 5_000);
     },
     async callPrepared(statement, values) {
       const result = await pool.query({

@@ -53,10 +53,13 @@ export function renderScopeStatement(scope: DatabaseScope): string {
   // Only non-empty settings are sent: set_config(…, true) is transaction-local and Brigade
   // never sets brigade.* at session level (test/session-settings.test.ts scans the source for
   // that), so every setting not named here is empty — "no scope" — in this transaction.
-  const calls = settings
-    .filter(([, value]) => value !== '')
-    .map(([name, value]) => `set_config('${name}', ${escapeLiteral(value)}, true)`);
+  const calls = settings.filter(([, value]) => value !== '').map(renderSetConfig);
   return calls.length === 0 ? 'BEGIN' : `BEGIN; SELECT ${calls.join(', ')}`;
+}
+
+/** `set_config(name, value, true)`: transaction-local, the value escaped. */
+function renderSetConfig([name, value]: [string, string]): string {
+  return `set_config('${name}', ${escapeLiteral(value)}, true)`;
 }
 
 function scopeSettings(scope: DatabaseScope): Array<[string, string]> {
@@ -79,8 +82,5 @@ function scopeSettings(scope: DatabaseScope): Array<[string, string]> {
  * survives. For transactions that write for several scopes in turn (batched event writes).
  */
 export function renderScopeSwitch(scope: DatabaseScope): string {
-  const calls = scopeSettings(scope).map(
-    ([name, value]) => `set_config('${name}', ${escapeLiteral(value)}, true)`,
-  );
-  return `SELECT ${calls.join(', ')}`;
+  return `SELECT ${scopeSettings(scope).map(renderSetConfig).join(', ')}`;
 }
