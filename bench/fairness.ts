@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect, sql } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { DatabaseSchema } from '../src/storage/postgres/database-schema.ts';
 import { claimRuns } from '../src/storage/runs/run-claim.ts';
@@ -103,6 +103,16 @@ const fifoClaim = `
       order by c.enqueued_at for update skip locked limit 16)
   returning q.run_id`;
 
+/** `callPrepared` on one connection (inside the measurement's transaction), for claimRuns. */
+function ownerCalls(connection: Kysely<DatabaseSchema>) {
+  return {
+    async callPrepared(statement: { readonly text: string }, values: readonly unknown[]) {
+      const result = await connection.executeQuery(CompiledQuery.raw(statement.text, [...values]));
+      return result.rows as Record<string, unknown>[];
+    },
+  };
+}
+
 /**
  * Server CPU per claimed run of the fair claim minus the FIFO claim, on the same synthetic
  * backlog (1,000 entries of 51 tenants and 200 users, 40 running), in a transaction that is
@@ -147,7 +157,7 @@ async function claimOverhead(ownerUrl: string, iterations: number) {
       const fair = await measure(
         async () =>
           (
-            await claimRuns(connection, {
+            await claimRuns(ownerCalls(connection), {
               executorId: 'bench',
               limit: 16,
               staleAfterMs: 10_000,

@@ -27,6 +27,21 @@ export interface EventWriter {
   inTransaction<T>(
     work: (db: ScopedDb, append: (events: readonly RunEventInput[]) => Promise<void>) => Promise<T>,
   ): Promise<T>;
+  /**
+   * Commits the buffered events plus `extra` through `write`, one call of a checkpoint
+   * function that writes them in the same transaction as its own rows (see
+   * storage/runs/run-checkpoints.ts). Ordering and waking as for {@link inTransaction}.
+   * `write` returns its value and the events it committed (which may differ from those it was
+   * given: data only the database knew), or no events when it wrote none; those stay buffered
+   * and are flushed later.
+   */
+  checkpoint<T>(
+    extra: readonly RunEventInput[],
+    write: (batch: {
+      readonly firstSeq: number;
+      readonly events: readonly RunEventInput[];
+    }) => Promise<{ readonly value: T; readonly committed?: readonly RunEventInput[] }>,
+  ): Promise<T>;
   close(): void;
 }
 
@@ -144,6 +159,30 @@ export function createEventWriter(options: {
         );
         sink.runChanged(claim.runId, written);
         return result;
+      } finally {
+        held = false;
+        if (pending.length > 0 || text.length > 0) schedule();
+      }
+    },
+    async checkpoint(extra, write) {
+      held = true;
+      if (timer !== undefined) {
+        clearTimeout(timer);
+        timer = undefined;
+      }
+      try {
+        await chain.catch(() => undefined);
+        const { batch, firstSeq } = take();
+        seq += extra.length;
+        const outcome = await write({ firstSeq, events: [...batch, ...extra] });
+        if (outcome.committed !== undefined)
+          sink.runChanged(claim.runId, committed(firstSeq, outcome.committed));
+        else if (seq === firstSeq + batch.length + extra.length) {
+          // Nothing was written and nobody numbered events since: the batch goes back.
+          pending = [...batch, ...pending];
+          seq = firstSeq;
+        }
+        return outcome.value;
       } finally {
         held = false;
         if (pending.length > 0 || text.length > 0) schedule();

@@ -8,6 +8,7 @@ import type { CorePluginV1, MessageV1, ModelResultV1 } from '../plugin-api/index
 import { toAgent } from '../storage/agents/agent-store.ts';
 import { toMessage } from '../storage/agents/thread-store.ts';
 import { type Database, sqlLiteral } from '../storage/postgres/database.ts';
+import { createRunCheckpoints } from '../storage/runs/run-checkpoints.ts';
 import { type RunSignalSink, toRun } from '../storage/runs/run-rows.ts';
 import { RunParkedError } from './approval-gate.ts';
 import type { EventBatcher } from './event-batcher.ts';
@@ -106,7 +107,9 @@ function toCoreMessage(message: Message): MessageV1 {
 /** Creates the {@link RunExecutor}: checkpointed model and tool steps, events, final state. */
 export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
   const { database, gateway, logger } = options;
+  const runCheckpoints = createRunCheckpoints(database);
   const { saveStep, callTool } = createStepRecorder({
+    checkpoints: runCheckpoints,
     tools: options.tools,
     toolOutputLimit: options.toolOutputLimit ?? 64 * 1024,
     toolTimeoutMs: options.toolTimeoutMs ?? 30_000,
@@ -184,82 +187,52 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     },
     events: EventWriter,
   ): Promise<'done' | 'cancelled-late'> {
-    const finished = await events.inTransaction(async (db, append) => {
-      const now = new Date();
-      const updated = await db
-        .updateTable('brigade.runs')
-        .set({
-          status: outcome.status,
-          completed_at: now,
-          error_code: outcome.errorCode ?? null,
-          error_message: outcome.errorMessage ?? null,
-          incomplete_reason: outcome.incompleteReason ?? null,
-        })
-        .where('id', '=', claim.runId)
-        .where('status', 'in', ['queued', 'running', 'requires_action'])
-        .$if(outcome.status === 'completed', (query) =>
-          query.where('cancel_requested_at', 'is', null),
-        )
-        .returningAll()
-        .executeTakeFirst();
-      if (updated === undefined && outcome.status === 'completed') {
-        // A cancel (or an interrupt/rollback) won the race against completion.
-        return 'cancelled-late' as const;
-      }
-      if (updated !== undefined && outcome.status === 'completed' && outcome.text !== undefined) {
-        await db
-          .insertInto('brigade.messages')
-          .values({
-            tenant_id: claim.tenantId,
-            user_id: claim.userId,
-            thread_id: updated.thread_id,
-            run_id: claim.runId,
-            role: 'assistant',
-            content: JSON.stringify([{ type: 'text', text: outcome.text }]),
-            provenance: 'assistant',
-            input_tokens: updated.input_tokens,
-            output_tokens: updated.output_tokens,
-            created_at: now,
-          })
-          .execute();
-      }
-      if (updated !== undefined) {
-        options.metrics?.recordRunOutcome(outcome.status);
-        if (updated.first_claimed_at !== null)
-          options.metrics?.observeQueueWait(
-            (updated.first_claimed_at.getTime() - updated.created_at.getTime()) / 1000,
-          );
-        const usage = { inputTokens: updated.input_tokens, outputTokens: updated.output_tokens };
-        const type =
-          outcome.status === 'completed'
-            ? 'run-completed'
-            : outcome.status === 'failed'
-              ? 'run-failed'
-              : outcome.status === 'cancelled'
-                ? 'run-cancelled'
-                : 'run-expired';
-        await append([
-          {
-            type,
-            data: {
-              status: outcome.status,
-              usage,
-              ...(outcome.errorCode === undefined
-                ? {}
-                : { errorCode: outcome.errorCode, message: outcome.errorMessage }),
-              ...(outcome.text === undefined ? {} : { text: outcome.text }),
-              ...(outcome.incompleteReason === undefined
-                ? {}
-                : { incomplete: { reason: outcome.incompleteReason } }),
-            },
-          },
-        ]);
-      }
-      await db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute();
-      return 'done' as const;
+    const type =
+      outcome.status === 'completed'
+        ? 'run-completed'
+        : outcome.status === 'failed'
+          ? 'run-failed'
+          : outcome.status === 'cancelled'
+            ? 'run-cancelled'
+            : 'run-expired';
+    const data = {
+      status: outcome.status,
+      ...(outcome.errorCode === undefined
+        ? {}
+        : { errorCode: outcome.errorCode, message: outcome.errorMessage }),
+      ...(outcome.text === undefined ? {} : { text: outcome.text }),
+      ...(outcome.incompleteReason === undefined
+        ? {}
+        : { incomplete: { reason: outcome.incompleteReason } }),
+    };
+    // One call: the status, the answer as a message, the events (the terminal one completed
+    // with the run's usage, which only the database knows after a resume) and the queue entry.
+    const ended = await events.checkpoint([], async (batch) => {
+      const run = await runCheckpoints.finish(claim, batch, {
+        ...outcome,
+        terminal: { type, data },
+      });
+      if (run === undefined) return { value: undefined };
+      const usage = { inputTokens: run.inputTokens, outputTokens: run.outputTokens };
+      return {
+        value: run,
+        committed: [...batch.events, { type, data: { ...data, usage } }],
+      };
     });
+    if (ended === undefined && outcome.status === 'completed') {
+      // A cancel (or an interrupt/rollback) won the race against completion.
+      options.signals.queueChanged();
+      return 'cancelled-late';
+    }
+    if (ended !== undefined) {
+      options.metrics?.recordRunOutcome(outcome.status);
+      if (ended.firstClaimedAt !== null)
+        options.metrics?.observeQueueWait(
+          (ended.firstClaimedAt.getTime() - ended.createdAt.getTime()) / 1000,
+        );
+    }
     options.signals.queueChanged();
-    return finished;
+    return 'done';
   }
 
   /** Records that a run's model calls went to its degradation model. */
@@ -410,21 +383,16 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     }
     const now = Date.now();
     const deadline = run.deadlineAt?.getTime() ?? now + agent.runTimeoutMs;
-    await events.inTransaction(async (db, append) => {
-      await db
-        .updateTable('brigade.runs')
-        .set({
-          status: 'running',
-          started_at: run.startedAt ?? new Date(now),
-          deadline_at: new Date(deadline),
-          pending_action: null,
-        })
-        .where('id', '=', claim.runId)
-        .execute();
-      await append([
-        { type: run.startedAt === null ? 'run-started' : 'run-resumed', data: { runId: run.id } },
-      ]);
-    });
+    await events.checkpoint(
+      [{ type: run.startedAt === null ? 'run-started' : 'run-resumed', data: { runId: run.id } }],
+      async (batch) => {
+        await runCheckpoints.start(claim, batch, {
+          startedAt: run.startedAt ?? new Date(now),
+          deadline: new Date(deadline),
+        });
+        return { value: undefined, committed: batch.events };
+      },
+    );
     const timer = setTimeout(
       () => controller.abort('timeout' satisfies AbortReason),
       Math.max(0, deadline - Date.now()),

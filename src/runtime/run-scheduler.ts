@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../storage/postgres/database.ts';
-import { claimRuns, type RunCapOverrides } from '../storage/runs/run-claim.ts';
+import { claimRuns } from '../storage/runs/run-claim.ts';
 import type { AbortReason, ExecutorLogger, RunClaim, RunExecutor } from './run-executor.ts';
 import type { RunSignals } from './run-signals.ts';
 
@@ -22,12 +22,6 @@ export interface RunSchedulerOptions {
   readonly maxConcurrentPerTenant?: number;
   /** Runs of one user executing at once across all processes; 0 or absent = unlimited. */
   readonly maxConcurrentPerUser?: number;
-  /**
-   * Per-tenant and per-user caps replacing the two defaults above (e.g. from limit policies'
-   * `concurrentRuns`). Called before every claim batch, so keep it cheap (cache, and refresh
-   * in the background); a throw skips that claim (fail closed) and is retried at the next poll.
-   */
-  readonly capOverrides?: () => RunCapOverrides | Promise<RunCapOverrides>;
 }
 
 /** Claims queued runs (and runs of dead processes) and executes them. */
@@ -68,17 +62,13 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
   let heartbeat: NodeJS.Timeout | undefined;
 
   async function claim(limit: number): Promise<RunClaim[]> {
-    const overrides = await options.capOverrides?.();
-    return database.withScope({ scheduler: true }, (db) =>
-      claimRuns(db, {
-        executorId,
-        limit,
-        staleAfterMs,
-        maxPerTenant: options.maxConcurrentPerTenant ?? 0,
-        maxPerUser: options.maxConcurrentPerUser ?? 0,
-        overrides,
-      }),
-    );
+    return claimRuns(database, {
+      executorId,
+      limit,
+      staleAfterMs,
+      maxPerTenant: options.maxConcurrentPerTenant ?? 0,
+      maxPerUser: options.maxConcurrentPerUser ?? 0,
+    });
   }
 
   function launch(claimed: RunClaim): void {

@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import type { Agent } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
 import type { AuditRecord } from '../domain/identity/identity-types.ts';
@@ -7,7 +6,7 @@ import { argumentsHash } from '../domain/tools/arguments-hash.ts';
 import { CredentialRefreshError } from '../domain/tools/oauth-types.ts';
 import { SpanStatusCode, type Tracing } from '../observability/tracing.ts';
 import type { ModelResultV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
-import { writeAudit } from '../storage/identity/audit-writer.ts';
+import type { RunCheckpoints } from '../storage/runs/run-checkpoints.ts';
 import { type GateResult, passApprovalGate } from './approval-gate.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
@@ -84,6 +83,8 @@ export interface StepRecorder {
  * idempotency key `runId:tool:<callId>`.
  */
 export function createStepRecorder(options: {
+  /** Where steps are checkpointed. */
+  readonly checkpoints: RunCheckpoints;
   readonly tools: readonly ToolDefinition[];
   readonly toolOutputLimit: number;
   readonly toolTimeoutMs: number;
@@ -108,28 +109,20 @@ export function createStepRecorder(options: {
 }): StepRecorder {
   const { toolOutputLimit, toolTimeoutMs } = options;
   async function saveStep(scope: RunClaim, step: StepRecord): Promise<void> {
-    // The step's buffered events commit with its checkpoint: one transaction per step.
-    await step.events.inTransaction(async (db, append) => {
-      await append([]);
-      // The checkpoint and the usage it adds: one statement.
-      await sql`
-        with step as (
-          insert into brigade.run_steps (tenant_id, user_id, run_id, step_key, kind, output)
-          values (${scope.tenantId}, ${scope.userId}, ${scope.runId}, ${step.key}, ${step.kind},
-                  ${JSON.stringify(step.output)}::jsonb)
-          on conflict do nothing
-          returning 1)
-        update brigade.runs
-           set step_count = step_count + (select count(*) from step),
-               input_tokens = input_tokens + ${step.usage?.inputTokens ?? 0},
-               output_tokens = output_tokens + ${step.usage?.outputTokens ?? 0}
-         where id = ${scope.runId}`.execute(db);
-      if (step.audit !== undefined)
-        await writeAudit(db, {
-          tenantId: scope.tenantId,
-          principal: step.audit.actor,
-          record: step.audit.record,
-        });
+    // The step's buffered events commit with its checkpoint, its usage and its audit event:
+    // one call, one round trip.
+    await step.events.checkpoint([], async (batch) => {
+      await options.checkpoints.saveStep(scope, batch, {
+        key: step.key,
+        kind: step.kind,
+        output: step.output,
+        usage: step.usage,
+        audit:
+          step.audit === undefined
+            ? undefined
+            : { principal: step.audit.actor, record: step.audit.record },
+      });
+      return { value: undefined, committed: batch.events };
     });
   }
 

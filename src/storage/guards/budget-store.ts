@@ -93,6 +93,10 @@ const reserveStatement = {
   name: 'brigade_reserve_call',
   text: 'select res, reservation_id from brigade.reserve_call($1, $2, $3, $4, $5, $6, $7, $8)',
 };
+const consumeQuotaStatement = {
+  name: 'brigade_consume_quota',
+  text: 'select brigade.consume_quota($1, $2, $3, $4, $5) as res',
+};
 const settleStatement = {
   name: 'brigade_settle_call',
   text: 'select brigade.settle_call($1, $2, $3, $4, $5, $6) as crossed',
@@ -214,7 +218,15 @@ export function createBudgetStore(database: Database) {
      * `quota_exceeded` with the seconds until it resets.
      */
     async consumeQuota(spender: Spender, kind: 'runs' | 'tool_calls'): Promise<void> {
-      await database.withScope(scopeOf(spender), (db) => consumeQuotaIn(db, spender, kind));
+      // One prepared call of brigade.consume_quota (migration 0016); all or nothing inside.
+      const [row] = await database.callPrepared(consumeQuotaStatement, [
+        spender.tenantId,
+        spender.userId,
+        kind,
+        spender.keyId ?? null,
+        spender.agentId ?? null,
+      ]);
+      refuseQuota(kind, row?.['res'] as ReserveResult | undefined);
     },
 
     /**
@@ -250,7 +262,11 @@ export async function consumeQuotaIn(
   const result = await sql<{ res: ReserveResult }>`
     select brigade.reserve_limits(${kind}, 1, true, ${spender.keyId ?? null}::uuid,
                                   ${spender.agentId ?? null}::uuid) as res`.execute(db);
-  const res = result.rows[0]?.res;
+  refuseQuota(kind, result.rows[0]?.res);
+}
+
+/** Throws `quota_exceeded` with the seconds until the quota resets when `res` refused. */
+function refuseQuota(kind: 'runs' | 'tool_calls', res: ReserveResult | undefined): void {
   if (res === undefined || res.ok) return;
   const label = kind === 'runs' ? 'runs' : 'tool calls';
   throw new AppError(

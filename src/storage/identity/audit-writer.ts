@@ -3,6 +3,25 @@ import type { AuditRecord } from '../../domain/identity/identity-types.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
 import type { ScopedDb } from '../postgres/database.ts';
 
+/** An audit event's columns that the writer sets (the chain trigger assigns the rest). */
+export function auditColumns(event: {
+  readonly principal: Principal | undefined;
+  readonly record: AuditRecord;
+}) {
+  const { principal, record } = event;
+  return {
+    actor_kind: principal === undefined ? ('system' as const) : principal.kind,
+    actor_user_id: principal?.kind === 'user' ? principal.userId : null,
+    actor_key_id: principal?.kind === 'user' ? (principal.keyId ?? null) : null,
+    action: record.action,
+    target_type: record.targetType,
+    target_id: record.targetId,
+    outcome: record.outcome,
+    reason: record.reason ?? null,
+    data: JSON.stringify(record.data ?? {}),
+  };
+}
+
 /**
  * Appends one audit event inside the caller's transaction. The trigger assigns the sequence
  * number and hash chain; the current scope must be `tenantId`, which this call ensures.
@@ -15,21 +34,10 @@ export async function writeAudit(
     readonly record: AuditRecord;
   },
 ): Promise<void> {
-  const { tenantId, principal, record } = event;
+  const { tenantId } = event;
   await sql`select set_config('brigade.tenant_id', ${tenantId}, true)`.execute(db);
   await db
     .insertInto('brigade.audit_events')
-    .values({
-      tenant_id: tenantId,
-      actor_kind: principal === undefined ? 'system' : principal.kind,
-      actor_user_id: principal?.kind === 'user' ? principal.userId : null,
-      actor_key_id: principal?.kind === 'user' ? (principal.keyId ?? null) : null,
-      action: record.action,
-      target_type: record.targetType,
-      target_id: record.targetId,
-      outcome: record.outcome,
-      reason: record.reason ?? null,
-      data: JSON.stringify(record.data ?? {}),
-    })
+    .values({ tenant_id: tenantId, ...auditColumns(event) })
     .execute();
 }

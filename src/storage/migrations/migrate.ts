@@ -13,6 +13,7 @@ import { mcpMigration } from './0012-mcp.ts';
 import { oauthCredentialsMigration } from './0013-oauth-credentials.ts';
 import { hotPathFunctionsMigration } from './0014-hot-path-functions.ts';
 import { approvalExpiryMigration } from './0015-approval-expiry.ts';
+import { runCheckpointFunctionsMigration } from './0016-run-checkpoint-functions.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -37,6 +38,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0013-oauth-credentials': fromSql(oauthCredentialsMigration),
     '0014-hot-path-functions': fromSql(hotPathFunctionsMigration),
     '0015-approval-expiry': fromSql(approvalExpiryMigration),
+    '0016-run-checkpoint-functions': fromSql(runCheckpointFunctionsMigration),
   };
 }
 

@@ -1,0 +1,150 @@
+import type { AuditRecord } from '../../domain/identity/identity-types.ts';
+import type { Principal } from '../../domain/identity/principal.ts';
+import { auditColumns } from '../identity/audit-writer.ts';
+import type { Database } from '../postgres/database.ts';
+
+/** The run a checkpoint belongs to, and whose it is (its row-level-security scope). */
+export interface CheckpointRun {
+  readonly tenantId: string;
+  readonly userId: string;
+  readonly runId: string;
+}
+
+/** Buffered events a checkpoint commits, numbered from `firstSeq`. */
+export interface CheckpointEvents {
+  readonly firstSeq: number;
+  readonly events: readonly { readonly type: string; readonly data: Record<string, unknown> }[];
+}
+
+// The functions of migration 0016, each one prepared call (one round trip, its own implicit
+// transaction).
+const startStatement = {
+  name: 'brigade_start_run',
+  text: 'select brigade.start_run($1, $2, $3, $4, $5, $6, $7)',
+};
+const saveStepStatement = {
+  name: 'brigade_save_step',
+  text: 'select brigade.save_step($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)',
+};
+const finishStatement = {
+  name: 'brigade_finish_run',
+  text: 'select brigade.finish_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) as finished',
+};
+
+/** A completed step: its key, its output and usage, and (tool calls) its audit event. */
+export interface StepCheckpoint {
+  readonly key: string;
+  readonly kind: 'model' | 'tool';
+  readonly output: unknown;
+  readonly usage?: { readonly inputTokens: number; readonly outputTokens: number } | undefined;
+  readonly audit?:
+    | { readonly principal: Principal | undefined; readonly record: AuditRecord }
+    | undefined;
+}
+
+/** How a run ends. */
+export interface RunEnding {
+  readonly status: 'completed' | 'failed' | 'cancelled' | 'expired';
+  readonly errorCode?: string | undefined;
+  readonly errorMessage?: string | undefined;
+  /** The answer, kept as the thread's assistant message when the run completed. */
+  readonly text?: string | undefined;
+  readonly incompleteReason?: string | undefined;
+}
+
+/** What a run that ended had used, and when it was created and first claimed. */
+export interface FinishedRun {
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly createdAt: Date;
+  readonly firstClaimedAt: Date | null;
+}
+
+/** A run's checkpoints, each one call of a function of migration 0016. */
+export interface RunCheckpoints {
+  /** Marks a claimed run running until `deadline` and commits its events. */
+  start(
+    run: CheckpointRun,
+    batch: CheckpointEvents,
+    times: { readonly startedAt: Date; readonly deadline: Date },
+  ): Promise<void>;
+  /**
+   * Checkpoints a completed step with the events buffered while it ran (and its audit event)
+   * in one transaction; a step saved before is kept (a resumed run replays it).
+   */
+  saveStep(run: CheckpointRun, batch: CheckpointEvents, step: StepCheckpoint): Promise<void>;
+  /**
+   * Ends a run unless it already ended (a completion also loses to a requested cancel): the
+   * answer becomes an assistant message, the buffered events and then `terminal` (its data
+   * completed with the run's `usage`) are committed, and the queue entry goes. Returns
+   * undefined, having written nothing, when the run did not move (see migration 0016 for the
+   * queue entry).
+   */
+  finish(
+    run: CheckpointRun,
+    batch: CheckpointEvents,
+    ending: RunEnding & {
+      readonly terminal: { readonly type: string; readonly data: Record<string, unknown> };
+    },
+  ): Promise<FinishedRun | undefined>;
+}
+
+/** Creates the {@link RunCheckpoints} on `database`. */
+export function createRunCheckpoints(database: Database): RunCheckpoints {
+  return {
+    async start(run, batch, times) {
+      await database.callPrepared(startStatement, [
+        run.tenantId,
+        run.userId,
+        run.runId,
+        batch.firstSeq,
+        JSON.stringify(batch.events),
+        times.startedAt,
+        times.deadline,
+      ]);
+    },
+    async saveStep(run, batch, step) {
+      const audit =
+        step.audit === undefined
+          ? null
+          : JSON.stringify({ ...auditColumns(step.audit), data: step.audit.record.data ?? {} });
+      await database.callPrepared(saveStepStatement, [
+        run.tenantId,
+        run.userId,
+        run.runId,
+        batch.firstSeq,
+        JSON.stringify(batch.events),
+        step.key,
+        step.kind,
+        JSON.stringify(step.output),
+        step.usage?.inputTokens ?? 0,
+        step.usage?.outputTokens ?? 0,
+        audit,
+      ]);
+    },
+    async finish(run, batch, ending) {
+      const [row] = await database.callPrepared(finishStatement, [
+        run.tenantId,
+        run.userId,
+        run.runId,
+        batch.firstSeq,
+        JSON.stringify(batch.events),
+        ending.status,
+        ending.errorCode ?? null,
+        ending.errorMessage ?? null,
+        ending.incompleteReason ?? null,
+        ending.text ?? null,
+        JSON.stringify(ending.terminal),
+      ]);
+      const finished = row?.['finished'] as Record<string, unknown> | null | undefined;
+      if (finished === null || finished === undefined) return undefined;
+      return {
+        inputTokens: Number(finished['inputTokens']),
+        outputTokens: Number(finished['outputTokens']),
+        createdAt: new Date(String(finished['createdAt'])),
+        firstClaimedAt:
+          finished['firstClaimedAt'] === null ? null : new Date(String(finished['firstClaimedAt'])),
+      };
+    },
+  };
+}
