@@ -48,7 +48,7 @@ interface Refusal {
   readonly periodStart?: string;
 }
 
-type ReserveResult = { readonly ok: true; readonly counters: unknown[] } | Refusal;
+export type ReserveResult = { readonly ok: true; readonly counters: unknown[] } | Refusal;
 
 const periodAdjective: Readonly<Record<string, string>> = {
   day: 'daily',
@@ -268,6 +268,12 @@ export async function consumeQuotaIn(
 /** Throws `quota_exceeded` with the seconds until the quota resets when `res` refused. */
 function refuseQuota(kind: 'runs' | 'tool_calls', res: ReserveResult | undefined): void {
   if (res === undefined || res.ok) return;
+  quotaRefusal(kind, res);
+}
+
+/** Throws `quota_exceeded` for the refusing verdict `res` of reserve_limits. */
+export function quotaRefusal(kind: 'runs' | 'tool_calls', res: ReserveResult): never {
+  if (res.ok) throw new Error('the verdict did not refuse');
   const label = kind === 'runs' ? 'runs' : 'tool calls';
   throw new AppError(
     'quota_exceeded',

@@ -227,6 +227,76 @@ end $$;
 revoke all on function brigade.claim_runs(text, int, interval, int, int) from public;
 grant execute on function brigade.claim_runs(text, int, interval, int, int) to ${role};
 
+-- Creates a run on p_thread in the common case, in one call: the same checks and writes as the
+-- transaction in src/storage/runs/run-store.ts (which it replaces unless the thread is busy and
+-- the strategy is not 'enqueue'). Under the creating user's scope plus tenant_queue (to count
+-- the tenant's queued runs). Refusals raise, so nothing is written:
+--   BRG11 the thread is not the caller's or does not exist; BRG12 no such agent;
+--   BRG13 the tenant's queue is full (detail: the queued count); BRG14 the thread has an active
+--   run and the strategy is not 'enqueue' (detail: its id; the caller takes the full path);
+--   BRG15 a daily runs quota is used up (detail: reserve_limits' verdict).
+-- Returns the new run.
+create function brigade.create_run(
+  p_tenant uuid, p_user uuid, p_admin boolean, p_key uuid, p_thread uuid, p_agent uuid,
+  p_strategy text, p_priority text, p_content jsonb, p_max_queued int)
+  returns setof brigade.runs language plpgsql volatile as $$
+declare
+  busy uuid;
+  agent_ok boolean;
+  queued int;
+  verdict jsonb;
+begin
+  perform set_config('brigade.tenant_id', p_tenant::text, true),
+          set_config('brigade.user_id', p_user::text, true),
+          set_config('brigade.tenant_admin', case when p_admin then 'on' else '' end, true),
+          set_config('brigade.tenant_queue', 'on', true);
+  select (select r.id from brigade.runs r
+           where r.thread_id = t.id and r.status in ('queued', 'running', 'requires_action')
+           limit 1),
+         exists (select 1 from brigade.agents a where a.id = p_agent),
+         (select count(*) from (select 1 from brigade.run_queue q
+           where q.tenant_id = p_tenant and q.state = 'queued' limit p_max_queued) d)::int
+    into busy, agent_ok, queued
+    from brigade.threads t where t.id = p_thread
+     for update of t;
+  if not found then raise exception 'thread not found' using errcode = 'BRG11'; end if;
+  if not agent_ok then raise exception 'agent not found' using errcode = 'BRG12'; end if;
+  if p_max_queued > 0 and queued >= p_max_queued then
+    raise exception 'queue full' using errcode = 'BRG13', detail = queued::text;
+  end if;
+  if busy is not null and p_strategy <> 'enqueue' then
+    raise exception 'thread busy' using errcode = 'BRG14', detail = busy::text;
+  end if;
+  verdict := brigade.reserve_limits('runs', 1, true, p_key, p_agent);
+  if not (verdict ->> 'ok')::boolean then
+    raise exception 'quota exceeded' using errcode = 'BRG15', detail = verdict::text;
+  end if;
+  return query
+    with r as (
+      insert into brigade.runs (tenant_id, user_id, thread_id, agent_id, strategy, priority,
+                                api_key_id)
+      values (p_tenant, p_user, p_thread, p_agent, p_strategy, p_priority, p_key)
+      returning *),
+    m as (
+      insert into brigade.messages (tenant_id, user_id, thread_id, run_id, role, content, provenance)
+      select r.tenant_id, r.user_id, r.thread_id, r.id, 'user', p_content, 'user'
+        from r where p_content is not null),
+    q as (
+      insert into brigade.run_queue (run_id, tenant_id, user_id, thread_id, priority)
+      select r.id, r.tenant_id, r.user_id, r.thread_id, r.priority from r),
+    e as (
+      insert into brigade.run_events (tenant_id, user_id, run_id, seq, type, data)
+      select r.tenant_id, r.user_id, r.id, 1, 'run-queued',
+             jsonb_build_object('runId', r.id, 'threadId', r.thread_id, 'agentId', r.agent_id)
+        from r)
+    select * from r;
+end $$;
+
+revoke all on function brigade.create_run(uuid, uuid, boolean, uuid, uuid, uuid, text, text, jsonb,
+  int) from public;
+grant execute on function brigade.create_run(uuid, uuid, boolean, uuid, uuid, uuid, text, text,
+  jsonb, int) to ${role};
+
 revoke all on function brigade.consume_quota(uuid, uuid, text, uuid, uuid) from public;
 grant execute on function brigade.consume_quota(uuid, uuid, text, uuid, uuid) to ${role};
 revoke all on function brigade.insert_run_events(uuid, uuid, uuid, int, jsonb) from public;

@@ -4,10 +4,11 @@ import type { ThreadRunPorts } from '../../domain/agents/thread-service.ts';
 import { AppError, NotFoundError } from '../../domain/errors.ts';
 import type { UserPrincipal } from '../../domain/identity/principal.ts';
 import { loadThread } from '../agents/thread-store.ts';
-import { consumeQuotaIn } from '../guards/budget-store.ts';
+import { consumeQuotaIn, quotaRefusal, type ReserveResult } from '../guards/budget-store.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { RunsTable } from '../postgres/database-schema.ts';
+import { queueFull, type RunAdmissionOptions } from './run-admission.ts';
 import { type RunSignalSink, toRun, toRunEvent } from './run-rows.ts';
 
 const activeStatuses = ['queued', 'running', 'requires_action'] as const;
@@ -89,6 +90,12 @@ const readEventsStatement = {
   text: 'select * from brigade.read_run_events($1, $2, $3, $4, $5, $6)',
 };
 
+/** The common-case create: one prepared call of brigade.create_run (migration 0016). */
+const createStatement = {
+  name: 'brigade_create_run',
+  text: 'select * from brigade.create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
+};
+
 /** Signals to send once the transaction has committed. */
 interface Signals {
   readonly changed: Set<string>;
@@ -144,56 +151,6 @@ async function cancelOne(
   run.signals.cancelled.add(run.id);
 }
 
-/** Admission limits of {@link createRunStore}. */
-export interface RunAdmissionOptions {
-  /** Queued (not yet claimed) runs one tenant may have; 0 = unlimited (`runs.maxQueuedPerTenant`). */
-  readonly maxQueuedPerTenant?: number | undefined;
-  /** A claim whose heartbeat is older than this no longer counts as running (`runs.staleAfterMs`). */
-  readonly staleAfterMs?: number | undefined;
-}
-
-/**
- * How long a client refused with `queue_full` should wait, in seconds: the time the tenant's
- * queue takes to drain by one run more than its excess. In-flight runs have run for `meanAgeMs`
- * on average, so a run takes about twice that, and `running` of them finish in parallel.
- * Clamped to 1–120 s; with nothing running (no worker up) it answers 5 s.
- */
-export function estimateRetryAfterSeconds(queue: {
-  readonly excess: number;
-  readonly running: number;
-  readonly meanAgeMs: number | null;
-}): number {
-  if (queue.running === 0 || queue.meanAgeMs === null) return 5;
-  const runMs = Math.max(100, 2 * queue.meanAgeMs);
-  const seconds = ((queue.excess + 1) * runMs) / queue.running / 1000;
-  return Math.min(120, Math.max(1, Math.ceil(seconds)));
-}
-
-/** Refuses a run beyond the tenant's queue limit, with a Retry-After estimated from its drain. */
-async function queueFull(
-  db: ScopedDb,
-  options: { tenantId: string; queued: number; limit: number; staleAfterMs: number },
-): Promise<AppError> {
-  const stale = `${Math.ceil(options.staleAfterMs / 1000)} seconds`;
-  const result = await sql<{ running: number; mean_age_ms: number | null }>`
-    select count(*)::int as running,
-           (extract(epoch from avg(clock_timestamp() - coalesce(q.first_claimed_at, q.heartbeat_at))) * 1000)::float8 as mean_age_ms
-      from brigade.run_queue q
-     where q.tenant_id = ${options.tenantId} and q.state = 'claimed'
-       and q.heartbeat_at >= clock_timestamp() - ${stale}::interval`.execute(db);
-  const row = result.rows[0];
-  const retryAfterSeconds = estimateRetryAfterSeconds({
-    excess: options.queued - options.limit,
-    running: row?.running ?? 0,
-    meanAgeMs: row?.mean_age_ms ?? null,
-  });
-  return new AppError(
-    'queue_full',
-    `Your organisation already has ${options.limit} queued runs; retry later.`,
-    { details: { retryAfterSeconds, maxQueuedRuns: options.limit } },
-  );
-}
-
 /**
  * The PostgreSQL {@link RunStore}. Creating a run counts the tenant's queued runs in the same
  * statement that locks the thread and refuses one beyond `maxQueuedPerTenant` (`queue_full`).
@@ -221,18 +178,22 @@ export function createRunStore(
     if (signals.changed.size > 0) sink.queueChanged();
     return result;
   }
-  return {
-    create(principal, input) {
-      return withSignals(
-        principal,
-        async (db, signals) => {
-          // One statement locks the thread and checks its active run, the agent and the depth of
-          // the tenant's queue (counted up to the limit; the tenant_queue scope shows its entries).
-          const found = await sql<{
-            busy_id: string | null;
-            agent_exists: boolean;
-            queued: number;
-          }>`
+  /**
+   * The full create: one transaction of several statements. Taken when the thread has an
+   * active run and the strategy is not 'enqueue' (reject, interrupt, rollback); the common
+   * case is one call of brigade.create_run (below), which makes the same checks.
+   */
+  function createInTransaction(principal: UserPrincipal, input: Parameters<RunStore['create']>[1]) {
+    return withSignals(
+      principal,
+      async (db, signals) => {
+        // One statement locks the thread and checks its active run, the agent and the depth of
+        // the tenant's queue (counted up to the limit; the tenant_queue scope shows its entries).
+        const found = await sql<{
+          busy_id: string | null;
+          agent_exists: boolean;
+          queued: number;
+        }>`
           select (select r.id from brigade.runs r
                    where r.thread_id = t.id and r.status in ('queued', 'running', 'requires_action')
                    limit 1) as busy_id,
@@ -242,49 +203,47 @@ export function createRunStore(
                    limit ${maxQueued}) d)::int as queued
             from brigade.threads t where t.id = ${input.threadId}
              for update of t`.execute(db);
-          const thread = found.rows[0];
-          if (thread === undefined) return undefined;
-          if (!thread.agent_exists) throw new NotFoundError('agent_not_found', 'Agent not found.');
-          if (maxQueued > 0 && thread.queued >= maxQueued) {
-            throw await queueFull(db, {
-              tenantId: principal.tenantId,
-              queued: thread.queued,
-              limit: maxQueued,
-              staleAfterMs,
+        const thread = found.rows[0];
+        if (thread === undefined) return undefined;
+        if (!thread.agent_exists) throw new NotFoundError('agent_not_found', 'Agent not found.');
+        if (maxQueued > 0 && thread.queued >= maxQueued) {
+          throw await queueFull(db, {
+            tenantId: principal.tenantId,
+            queued: thread.queued,
+            limit: maxQueued,
+            staleAfterMs,
+          });
+        }
+        // The daily run quotas: counted in this transaction, so a refused or failed create
+        // counts nothing.
+        await consumeQuotaIn(
+          db,
+          {
+            tenantId: principal.tenantId,
+            userId: principal.userId,
+            keyId: principal.keyId ?? null,
+            agentId: input.agentId,
+          },
+          'runs',
+        );
+        if (thread.busy_id !== null) {
+          if (input.strategy === 'reject') {
+            throw new AppError('thread_busy', 'The thread already has an active run.', {
+              details: { activeRunId: thread.busy_id },
             });
           }
-          // The daily run quotas: counted in this transaction, so a refused or failed create
-          // counts nothing.
-          await consumeQuotaIn(
-            db,
-            {
-              tenantId: principal.tenantId,
-              userId: principal.userId,
-              keyId: principal.keyId ?? null,
-              agentId: input.agentId,
-            },
-            'runs',
-          );
-          if (thread.busy_id !== null) {
-            if (input.strategy === 'reject') {
-              throw new AppError('thread_busy', 'The thread already has an active run.', {
-                details: { activeRunId: thread.busy_id },
-              });
-            }
-            if (input.strategy === 'interrupt' || input.strategy === 'rollback') {
-              await cancelActive(db, {
-                threadId: input.threadId,
-                rollback: input.strategy === 'rollback',
-                signals,
-              });
-            }
+          if (input.strategy === 'interrupt' || input.strategy === 'rollback') {
+            await cancelActive(db, {
+              threadId: input.threadId,
+              rollback: input.strategy === 'rollback',
+              signals,
+            });
           }
-          // The run, its input message, its queue entry and its first event: one statement.
-          const content =
-            input.input === undefined
-              ? null
-              : JSON.stringify([{ type: 'text', text: input.input }]);
-          const inserted = await sql<Selectable<RunsTable>>`
+        }
+        // The run, its input message, its queue entry and its first event: one statement.
+        const content =
+          input.input === undefined ? null : JSON.stringify([{ type: 'text', text: input.input }]);
+        const inserted = await sql<Selectable<RunsTable>>`
           with r as (
             insert into brigade.runs (tenant_id, user_id, thread_id, agent_id, strategy, priority, api_key_id)
             values (${principal.tenantId}, ${principal.userId}, ${input.threadId}, ${input.agentId}, ${input.strategy}, ${input.priority}, ${principal.keyId ?? null})
@@ -302,13 +261,55 @@ export function createRunStore(
                    jsonb_build_object('runId', id, 'threadId', thread_id, 'agentId', agent_id)
               from r)
           select * from r`.execute(db);
-          const row = inserted.rows[0];
-          if (row === undefined) throw new Error('run insert returned nothing');
-          signals.changed.add(row.id);
-          return toRun(row);
-        },
-        { tenantQueue: true },
-      );
+        const row = inserted.rows[0];
+        if (row === undefined) throw new Error('run insert returned nothing');
+        signals.changed.add(row.id);
+        return toRun(row);
+      },
+      { tenantQueue: true },
+    );
+  }
+
+  return {
+    async create(principal, input) {
+      const content =
+        input.input === undefined ? null : JSON.stringify([{ type: 'text', text: input.input }]);
+      let rows: Record<string, unknown>[];
+      try {
+        rows = await database.callPrepared(createStatement, [
+          principal.tenantId,
+          principal.userId,
+          principal.role === 'owner' || principal.role === 'admin',
+          principal.keyId ?? null,
+          input.threadId,
+          input.agentId,
+          input.strategy,
+          input.priority,
+          content,
+          maxQueued,
+        ]);
+      } catch (error) {
+        const { code, detail } = error as { code?: string; detail?: string };
+        if (code === 'BRG11') return undefined;
+        if (code === 'BRG12') throw new NotFoundError('agent_not_found', 'Agent not found.');
+        if (code === 'BRG13')
+          throw await database.withScope({ ...scopeFor(principal), tenantQueue: true }, (db) =>
+            queueFull(db, {
+              tenantId: principal.tenantId,
+              queued: Number(detail),
+              limit: maxQueued,
+              staleAfterMs,
+            }),
+          );
+        if (code === 'BRG14') return createInTransaction(principal, input);
+        if (code === 'BRG15') quotaRefusal('runs', JSON.parse(String(detail)) as ReserveResult);
+        throw error;
+      }
+      const row = rows[0] as Selectable<RunsTable> | undefined;
+      if (row === undefined) throw new Error('run insert returned nothing');
+      sink.runChanged(row.id);
+      sink.queueChanged();
+      return toRun(row);
     },
     get(principal, threadId, runId) {
       return database.withScope(scopeFor(principal), async (db) => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { estimateRetryAfterSeconds } from './run-store.ts';
+import { estimateRetryAfterSeconds } from './run-admission.ts';
 
 describe('estimateRetryAfterSeconds', () => {
   it('waits for one run to finish when the queue is exactly full', () => {
