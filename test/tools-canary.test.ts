@@ -192,7 +192,8 @@ describe('a canary secret against failing upstreams', () => {
       for (let attempt = 0; attempt < 100; attempt += 1) {
         const trace = await member.get<{ spans: Span[] }>(path);
         spans = trace.body.spans;
-        if (spans.some((span) => span.name.startsWith('execute_tool'))) {
+        // The run's root span ends last: once it is stored, so are its model and tool spans.
+        if (spans.some((span) => span.name.startsWith('invoke_agent'))) {
           responses.push(JSON.stringify(trace.body));
           break;
         }
