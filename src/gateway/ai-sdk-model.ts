@@ -67,7 +67,7 @@ export function toProviderToolName(name: string): string {
 }
 
 /** The offered tool a provider's tool name stands for (an exact name wins); else the name. */
-function fromProviderToolName(name: string, tools: readonly ToolDescriptionV1[]): string {
+export function fromProviderToolName(name: string, tools: readonly ToolDescriptionV1[]): string {
   if (tools.some((candidate) => candidate.name === name)) return name;
   return tools.find((candidate) => toProviderToolName(candidate.name) === name)?.name ?? name;
 }
@@ -146,7 +146,6 @@ function estimateTokens(value: unknown): number {
   return Math.ceil(JSON.stringify(value).length / 4);
 }
 
-/** Maps a provider failure to an AppError with a stable code (never leaking the request). */
 /** Seconds from a Retry-After (or retry-after-ms) response header, when it is usable. */
 function retryAfterSeconds(headers: Record<string, string> | undefined): number | undefined {
   if (headers === undefined) return undefined;
@@ -170,48 +169,61 @@ const contentFilterPattern = /content_filter|content_policy|content management p
  */
 function toProviderError(error: unknown): AppError {
   if (error instanceof AppError) return error;
-  if (APICallError.isInstance(error)) {
-    const status = error.statusCode;
-    const body = typeof error.responseBody === 'string' ? error.responseBody.slice(0, 4096) : '';
-    if (status === 429) {
-      const retryAfter = retryAfterSeconds(error.responseHeaders);
-      return new AppError(
-        'provider_rate_limited',
-        'The model provider is rate limiting requests.',
-        {
-          cause: error,
-          details: {
-            failure: 'rate_limited',
-            ...(retryAfter === undefined ? {} : { retryAfterSeconds: retryAfter }),
-          },
-        },
-      );
-    }
-    if (status !== undefined && status >= 500)
-      return new AppError('provider_unavailable', `The model provider failed (${status}).`, {
-        cause: error,
-        details: { failure: 'server_error' },
-      });
-    if (status === 400 && contextLengthPattern.test(body))
-      return new AppError('provider_error', 'The prompt is longer than the model’s context.', {
-        cause: error,
-        details: { failure: 'context_length' },
-      });
-    if (status === 400 && contentFilterPattern.test(body))
-      return new AppError('provider_error', 'The provider’s content filter refused the request.', {
-        cause: error,
-        details: { failure: 'content_filter' },
-      });
-    return new AppError(
-      'provider_error',
-      `The model provider rejected the request${status === undefined ? '' : ` (${status})`}.`,
-      { cause: error, details: { failure: 'client_error' } },
-    );
-  }
+  if (APICallError.isInstance(error))
+    return providerHttpError({
+      status: error.statusCode,
+      body: typeof error.responseBody === 'string' ? error.responseBody : '',
+      headers: error.responseHeaders,
+      cause: error,
+    });
   return new AppError('provider_unavailable', 'The model provider could not be reached.', {
     cause: error,
     details: { failure: 'server_error' },
   });
+}
+
+/**
+ * Maps a provider's HTTP error answer to an AppError with a stable code and the `failure`
+ * detail the router reacts to (never leaking the request).
+ */
+export function providerHttpError(answer: {
+  readonly status: number | undefined;
+  readonly body: string;
+  readonly headers: Record<string, string> | undefined;
+  readonly cause?: unknown;
+}): AppError {
+  const { status, cause } = answer;
+  const body = answer.body.slice(0, 4096);
+  if (status === 429) {
+    const retryAfter = retryAfterSeconds(answer.headers);
+    return new AppError('provider_rate_limited', 'The model provider is rate limiting requests.', {
+      cause,
+      details: {
+        failure: 'rate_limited',
+        ...(retryAfter === undefined ? {} : { retryAfterSeconds: retryAfter }),
+      },
+    });
+  }
+  if (status !== undefined && status >= 500)
+    return new AppError('provider_unavailable', `The model provider failed (${status}).`, {
+      cause,
+      details: { failure: 'server_error' },
+    });
+  if (status === 400 && contextLengthPattern.test(body))
+    return new AppError('provider_error', 'The prompt is longer than the model’s context.', {
+      cause,
+      details: { failure: 'context_length' },
+    });
+  if (status === 400 && contentFilterPattern.test(body))
+    return new AppError('provider_error', 'The provider’s content filter refused the request.', {
+      cause,
+      details: { failure: 'content_filter' },
+    });
+  return new AppError(
+    'provider_error',
+    `The model provider rejected the request${status === undefined ? '' : ` (${status})`}.`,
+    { cause, details: { failure: 'client_error' } },
+  );
 }
 
 /**
@@ -242,7 +254,7 @@ function strictOf(format: ResponseFormat | undefined): boolean {
 type SdkFinishReason = 'stop' | 'length' | 'content-filter' | 'tool-calls' | 'error' | 'other';
 
 /** The usage, finish reason and tool calls of a finished call, as Brigade reports them. */
-function toResult(
+export function toResult(
   request: {
     readonly messages: readonly MessageV1[];
     readonly tools: readonly ToolDescriptionV1[];

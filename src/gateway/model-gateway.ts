@@ -10,6 +10,7 @@ import {
   type RouteDeployment,
   routeDefaults,
 } from './model-routes.ts';
+import { createOpenAIChatCaller, type OpenAIChatCaller } from './openai-chat.ts';
 import type { RouteAttempt } from './route-failures.ts';
 
 /** One model call as the runtime asks for it. */
@@ -134,11 +135,37 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
     }
     return platform.get(name);
   }
+  const directCallers = new Map<string, OpenAIChatCaller>();
+  /**
+   * The direct (AI-SDK-free) caller of an OpenAI-compatible provider's model, for calls that do
+   * not stream; undefined for other providers.
+   */
+  function directCaller(model: string): { call: OpenAIChatCaller; modelId: string } | undefined {
+    const parts = split(model);
+    const provider = parts === undefined ? undefined : options.providers[parts.provider];
+    if (parts === undefined || provider?.type !== 'openai-compatible') return undefined;
+    let call = directCallers.get(parts.provider);
+    if (call === undefined) {
+      call = createOpenAIChatCaller(provider);
+      directCallers.set(parts.provider, call);
+    }
+    return { call, modelId: parts.modelId };
+  }
   const router = createModelRouter({});
   /** Calls one deployment with `request`'s messages, under the router's attempt signal. */
   function callerFor(request: GatewayRequest): DeploymentCall {
-    return (model, signal, onTextDelta) =>
-      model === 'local'
+    return (model, signal, onTextDelta) => {
+      const direct = request.stream === false ? directCaller(model) : undefined;
+      if (direct !== undefined)
+        return direct.call({
+          modelId: direct.modelId,
+          messages: request.messages,
+          tools: request.tools,
+          maxOutputTokens: request.maxOutputTokens,
+          signal,
+          responseFormat: request.responseFormat,
+        });
+      return model === 'local'
         ? generateLocal({
             messages: request.messages,
             tools: request.tools,
@@ -157,6 +184,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
             onTextDelta: request.stream === false ? undefined : onTextDelta,
             responseFormat: request.responseFormat,
           });
+    };
   }
   return {
     knows: (model) => direct(model) || (isRouteName(model) && platform.has(model)),

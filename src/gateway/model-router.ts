@@ -202,10 +202,8 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       deployment,
       state: stateOf(`${context.scope}:${route.name}:${index}:${deployment.model}`, route),
     }));
-    let lastError: AppError = new AppError(
-      'provider_unavailable',
-      `Every deployment of route '${route.name}' is unavailable.`,
-    );
+    // Built only when the route fails: an error (and its stack) per call is measurable CPU.
+    let lastError: AppError | undefined;
     let lastKind: ErrorClass = 'server_error';
     let lastFailed: DeploymentState | undefined;
     for (let attempt = 0; attempt < route.retries.maxAttempts; attempt += 1) {
@@ -326,7 +324,16 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
         state.inFlight -= 1;
       }
     }
-    return { ok: false, error: lastError, kind: lastKind };
+    return {
+      ok: false,
+      error:
+        lastError ??
+        new AppError(
+          'provider_unavailable',
+          `Every deployment of route '${route.name}' is unavailable.`,
+        ),
+      kind: lastKind,
+    };
   }
 
   return {
