@@ -125,6 +125,25 @@ export function createEventWriter(options: {
     }, flushMs());
   }
 
+  /**
+   * Runs `work` with timed flushes held back, after every earlier batch has settled; flushing
+   * resumes afterwards for whatever was buffered meanwhile.
+   */
+  async function whileHeld<T>(work: () => Promise<T>): Promise<T> {
+    held = true;
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+    try {
+      await chain.catch(() => undefined);
+      return await work();
+    } finally {
+      held = false;
+      if (pending.length > 0 || text.length > 0) schedule();
+    }
+  }
+
   return {
     delta(piece) {
       text += piece;
@@ -139,14 +158,8 @@ export function createEventWriter(options: {
       schedule();
     },
     flush,
-    async inTransaction(work) {
-      held = true;
-      if (timer !== undefined) {
-        clearTimeout(timer);
-        timer = undefined;
-      }
-      try {
-        await chain.catch(() => undefined);
+    inTransaction(work) {
+      return whileHeld(async () => {
         let written: CommittedEvents | undefined;
         const result = await database.withScope(claim, (db) =>
           work(db, async (events) => {
@@ -159,19 +172,10 @@ export function createEventWriter(options: {
         );
         sink.runChanged(claim.runId, written);
         return result;
-      } finally {
-        held = false;
-        if (pending.length > 0 || text.length > 0) schedule();
-      }
+      });
     },
-    async checkpoint(extra, write) {
-      held = true;
-      if (timer !== undefined) {
-        clearTimeout(timer);
-        timer = undefined;
-      }
-      try {
-        await chain.catch(() => undefined);
+    checkpoint(extra, write) {
+      return whileHeld(async () => {
         const { batch, firstSeq } = take();
         seq += extra.length;
         const outcome = await write({ firstSeq, events: [...batch, ...extra] });
@@ -183,10 +187,7 @@ export function createEventWriter(options: {
           seq = firstSeq;
         }
         return outcome.value;
-      } finally {
-        held = false;
-        if (pending.length > 0 || text.length > 0) schedule();
-      }
+      });
     },
     close() {
       if (timer !== undefined) clearTimeout(timer);
