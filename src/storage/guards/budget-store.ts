@@ -265,15 +265,12 @@ export async function consumeQuotaIn(
   refuseQuota(kind, result.rows[0]?.res);
 }
 
-/** Throws `quota_exceeded` with the seconds until the quota resets when `res` refused. */
-function refuseQuota(kind: 'runs' | 'tool_calls', res: ReserveResult | undefined): void {
+/**
+ * Throws `quota_exceeded`, with the seconds until the quota resets, when reserve_limits'
+ * verdict `res` refused; returns when it did not.
+ */
+export function refuseQuota(kind: 'runs' | 'tool_calls', res: ReserveResult | undefined): void {
   if (res === undefined || res.ok) return;
-  quotaRefusal(kind, res);
-}
-
-/** Throws `quota_exceeded` for the refusing verdict `res` of reserve_limits. */
-export function quotaRefusal(kind: 'runs' | 'tool_calls', res: ReserveResult): never {
-  if (res.ok) throw new Error('the verdict did not refuse');
   const label = kind === 'runs' ? 'runs' : 'tool calls';
   throw new AppError(
     'quota_exceeded',

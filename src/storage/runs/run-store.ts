@@ -4,7 +4,7 @@ import type { ThreadRunPorts } from '../../domain/agents/thread-service.ts';
 import { AppError, NotFoundError } from '../../domain/errors.ts';
 import type { UserPrincipal } from '../../domain/identity/principal.ts';
 import { loadThread } from '../agents/thread-store.ts';
-import { consumeQuotaIn, quotaRefusal, type ReserveResult } from '../guards/budget-store.ts';
+import { consumeQuotaIn, type ReserveResult, refuseQuota } from '../guards/budget-store.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { RunsTable } from '../postgres/database-schema.ts';
@@ -302,7 +302,7 @@ export function createRunStore(
             }),
           );
         if (code === 'BRG14') return createInTransaction(principal, input);
-        if (code === 'BRG15') quotaRefusal('runs', JSON.parse(String(detail)) as ReserveResult);
+        if (code === 'BRG15') refuseQuota('runs', JSON.parse(String(detail)) as ReserveResult);
         throw error;
       }
       const row = rows[0] as Selectable<RunsTable> | undefined;
