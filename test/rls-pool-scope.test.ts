@@ -33,6 +33,10 @@ const settingNames = [
 
 const noSettings = Object.fromEntries(settingNames.map((name) => [name, '']));
 
+const backendPid = { name: 'test_backend_pid', text: 'select pg_backend_pid() as pid' };
+/** A server-side error, as create_run's refusals (queue full, quota) are. */
+const refusal = { name: 'test_refusal', text: 'select 1 / $1::int as quotient' };
+
 let server: TestServer;
 let tenants: Tenant[];
 /** Runtime databases of pool size 1, 2 and 3 on the test database. */
@@ -297,6 +301,21 @@ describe('single-round-trip scoped reads', () => {
       'select distinct tenant_id from brigade.users',
     ]);
     expect(own).toEqual([{ tenant_id: tenants[1]!.id }]);
+  });
+});
+
+describe('prepared calls that refuse by raising', () => {
+  it('keep their connection: a refusal does not cost a new backend', async () => {
+    const single = databases[0]!;
+    const pidOf = async () =>
+      Number((await single.callPrepared(backendPid, []))[0]?.['pid'] ?? Number.NaN);
+    const before = await pidOf();
+    for (let attempt = 0; attempt < 5; attempt += 1) {
+      await expect(single.callPrepared(refusal, [0])).rejects.toMatchObject({ code: '22012' });
+    }
+    expect(await single.callPrepared(refusal, [1])).toEqual([{ quotient: 1 }]);
+    expect(await pidOf()).toBe(before);
+    expect(single.pool.totalCount).toBe(1);
   });
 });
 

@@ -225,12 +225,23 @@ export function createDatabase(options: CreateDatabaseOptions): Database {
       await runScript(pool, text, options.statementTimeoutMs + 5_000);
     },
     async callPrepared(statement, values) {
-      const result = await pool.query({
-        name: statement.name,
-        text: statement.text,
-        values: values as unknown[],
-      });
-      return result.rows as Record<string, unknown>[];
+      // Not pool.query: it destroys the connection on any error, and these calls refuse by
+      // raising (queue full, quota used up), so every refusal cost a new connection (a backend
+      // started and authenticated) under exactly the load that makes refusals common.
+      const client = await pool.connect();
+      try {
+        const result = await client.query({
+          name: statement.name,
+          text: statement.text,
+          values: values as unknown[],
+        });
+        client.release();
+        return result.rows as Record<string, unknown>[];
+      } catch (error) {
+        // An error the server reported leaves the connection usable; anything else may not.
+        client.release(error instanceof pg.DatabaseError ? undefined : (error as Error));
+        throw error;
+      }
     },
     async close() {
       await db.destroy();
