@@ -329,6 +329,8 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     runs: createRunStore(storage.database, signals, {
       maxQueuedPerTenant: config.runs.maxQueuedPerTenant,
       staleAfterMs: config.runs.staleAfterMs,
+      // A run created while this process has a free slot is claimed by its create.
+      arrivals: (owner) => scheduler.arrival(owner),
     }),
   });
   const approvals = createApprovalStore({
@@ -361,7 +363,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   let activeRuns = (): number => 0;
   const eventFlushMs = () => Math.min(1_000, Math.max(50, activeRuns() * 2.5));
   const scheduler = createRunScheduler({
-    database: storage.database,
+    database: storage.schedulerDatabase,
     executor: createRunExecutor({
       database: storage.database,
       tracing,

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Created } from './support/api-client.ts';
+import { apiClient, type Created, seedTenant, seedUser } from './support/api-client.ts';
 import {
   byCompletion,
   enqueue,
@@ -19,6 +19,7 @@ import {
   startTestServer,
   type TestDatabase,
   type TestServer,
+  testOperatorKey,
 } from './support/test-brigade.ts';
 
 /**
@@ -203,6 +204,35 @@ describe('fair scheduling', () => {
   });
 });
 
+/**
+ * Samples the claimed queue entries per tenant and per user until `stop`, which returns the most
+ * seen at once for each tenant and user id.
+ */
+function sampleClaims(owner: pg.Client) {
+  const maxima = new Map<string, number>();
+  let sampling = true;
+  const loop = (async () => {
+    while (sampling) {
+      const result = await owner.query<{ key: string; n: number }>(
+        `select coalesce(tenant_id::text, user_id::text) as key, count(*)::int as n
+           from brigade.run_queue where state = 'claimed'
+          group by grouping sets ((tenant_id), (user_id))`,
+      );
+      for (const row of result.rows) {
+        maxima.set(row.key, Math.max(maxima.get(row.key) ?? 0, row.n));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  })();
+  return {
+    async stop() {
+      sampling = false;
+      await loop;
+      return maxima;
+    },
+  };
+}
+
 describe('concurrency caps across processes', () => {
   let capDatabase: TestDatabase;
   let workers: SpawnedServer[] = [];
@@ -243,22 +273,7 @@ describe('concurrency caps across processes', () => {
   it('never runs more of one tenant or user at once than its cap, on two workers', async () => {
     const busy = await seedTenantUsers(capApi.url, { slug: 'busy', users: 3 });
     const small = await seedTenantUsers(capApi.url, { slug: 'small', users: 1 });
-    // Samples the claimed entries per tenant and per user while the runs execute.
-    const maxima = new Map<string, number>();
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        const result = await owner.query<{ key: string; n: number }>(
-          `select coalesce(tenant_id::text, user_id::text) as key, count(*)::int as n
-             from brigade.run_queue where state = 'claimed'
-            group by grouping sets ((tenant_id), (user_id))`,
-        );
-        for (const row of result.rows) {
-          maxima.set(row.key, Math.max(maxima.get(row.key) ?? 0, row.n));
-        }
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
-    })();
+    const sampler = sampleClaims(owner);
     const runs = (
       await Promise.all([
         ...busy.clients.map((client, index) =>
@@ -280,8 +295,7 @@ describe('concurrency caps across processes', () => {
       ])
     ).flat();
     const done = await finished(runs);
-    sampling = false;
-    await sampler;
+    const maxima = await sampler.stop();
     expect([...done.values()].every((run) => run.status === 'completed')).toBe(true);
     // The cap was reached (so it was tested) and never exceeded.
     expect(maxima.get(busy.tenantId)).toBe(3);
@@ -293,4 +307,168 @@ describe('concurrency caps across processes', () => {
     const busyRuns = [...done.values()].filter((run) => run.label.startsWith('busy'));
     expect(mostAtOnce(busyRuns)).toBeLessThanOrEqual(3);
   }, 60_000);
+
+  it('keeps the caps when the workers take the creates themselves and claim runs on arrival', async () => {
+    // Every create goes to a worker with free slots, so most runs are claimed by their create
+    // (claim_on_arrival), racing the other worker's creates and both schedulers' claims.
+    const operator = apiClient(workers[0]?.url ?? '', testOperatorKey);
+    const tenantId = await seedTenant(operator, 'arrivals');
+    const users = [];
+    for (const role of ['admin', 'member', 'member'])
+      users.push(await seedUser(operator, { tenantId, role }));
+    const admin = apiClient(workers[0]?.url ?? '', users[0]?.secret);
+    const agent = await admin.post<Created>('/v1/agents', { name: 'echo' });
+    expect(agent.status).toBe(201);
+    const sampler = sampleClaims(owner);
+    const runs = (
+      await Promise.all(
+        users.flatMap((user, index) =>
+          workers.map((worker, side) =>
+            enqueue({
+              client: apiClient(worker.url, user.secret),
+              agentId: agent.body.id,
+              threads: 2,
+              runsPerThread: 3,
+              label: `user-${index}-${side}`,
+            }),
+          ),
+        ),
+      )
+    ).flat();
+    const done = await finished(runs);
+    const maxima = await sampler.stop();
+    expect([...done.values()].every((run) => run.status === 'completed')).toBe(true);
+    expect(maxima.get(tenantId)).toBe(3);
+    for (const user of users) expect(maxima.get(user.userId) ?? 0).toBeLessThanOrEqual(2);
+    expect(mostAtOnce([...done.values()])).toBeLessThanOrEqual(3);
+  }, 60_000);
+});
+
+describe('claim on arrival (brigade.claim_on_arrival)', () => {
+  let arrivalDatabase: TestDatabase;
+  let arrivalApi: TestServer;
+  let owner: pg.Client;
+  let lockHolder: pg.Client;
+
+  beforeAll(async () => {
+    arrivalDatabase = await createTestDatabase();
+    // No executor: every create queues its run, and the test claims it as a create would.
+    arrivalApi = await startTestServer(
+      { ...unlimitedRequests, runs: { concurrency: 0, maxQueuedPerTenant: 0 } },
+      { database: arrivalDatabase },
+    );
+    owner = new pg.Client({ connectionString: arrivalDatabase.url });
+    lockHolder = new pg.Client({ connectionString: arrivalDatabase.url });
+    await owner.connect();
+    await lockHolder.connect();
+    // The owner is subject to row-level security too: see the queue and manage policies.
+    await owner.query(
+      `select set_config('brigade.scheduler', 'on', false), set_config('brigade.operator', 'on', false)`,
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    await owner?.end();
+    await lockHolder?.end();
+    await arrivalApi?.stop();
+    await arrivalDatabase?.drop();
+  });
+
+  async function arrive(runId: string, caps: { tenant?: number; user?: number } = {}) {
+    const result = await owner.query<{ outcome: string }>(
+      `select brigade.claim_on_arrival($1, 'test-executor', '10 seconds', $2, $3) as outcome`,
+      [runId, caps.tenant ?? 0, caps.user ?? 0],
+    );
+    return result.rows[0]?.outcome;
+  }
+
+  async function queueEntry(runId: string) {
+    const result = await owner.query<{
+      state: string;
+      executor_id: string | null;
+      claimed: boolean;
+    }>(
+      `select state, executor_id, first_claimed_at is not null as claimed
+         from brigade.run_queue where run_id = $1`,
+      [runId],
+    );
+    return result.rows[0];
+  }
+
+  async function tenantWithRuns(slug: string, threads: number, runsPerThread: number) {
+    const tenant = await seedTenantUsers(arrivalApi.url, { slug, users: 1 });
+    const runs = await enqueue({
+      client: tenant.admin,
+      agentId: tenant.agentId,
+      threads,
+      runsPerThread,
+      label: slug,
+    });
+    return { ...tenant, runs };
+  }
+
+  it('claims a tenant’s only queued run for the creating process', async () => {
+    const { runs } = await tenantWithRuns('sole', 1, 1);
+    const [run] = runs;
+    expect(await queueEntry(run?.runId ?? '')).toMatchObject({ state: 'queued', claimed: false });
+    expect(await arrive(run?.runId ?? '')).toBe('claimed');
+    expect(await queueEntry(run?.runId ?? '')).toEqual({
+      state: 'claimed',
+      executor_id: 'test-executor',
+      claimed: true,
+    });
+    // Claimed once: a second attempt finds nothing queued.
+    expect(await arrive(run?.runId ?? '')).toBe('queued');
+  });
+
+  it('leaves a run queued behind its tenant’s backlog or its thread’s earlier run', async () => {
+    const backlog = await tenantWithRuns('backlog', 2, 1);
+    for (const run of backlog.runs) expect(await arrive(run.runId)).toBe('queued');
+    const thread = await tenantWithRuns('thread', 1, 2);
+    const [earlier, later] = thread.runs;
+    expect(await arrive(earlier?.runId ?? '')).toBe('queued');
+    await owner.query(`delete from brigade.run_queue where run_id = $1`, [earlier?.runId]);
+    expect(await arrive(later?.runId ?? '')).toBe('claimed');
+    for (const run of backlog.runs) expect((await queueEntry(run.runId))?.state).toBe('queued');
+  });
+
+  it('answers capped when the tenant or the user is at a cap, counting only live claims', async () => {
+    const tenant = await tenantWithRuns('capped', 2, 1);
+    const [first, second] = tenant.runs;
+    // Make the first run the tenant's one live claim, then ask for the second.
+    await owner.query(
+      `update brigade.run_queue set state = 'claimed', executor_id = 'other', heartbeat_at = now()
+        where run_id = $1`,
+      [first?.runId],
+    );
+    expect(await arrive(second?.runId ?? '', { tenant: 1 })).toBe('capped');
+    expect(await arrive(second?.runId ?? '', { tenant: 2, user: 1 })).toBe('capped');
+    // A concurrentRuns policy caps like the configured default.
+    await owner.query(
+      `insert into brigade.policies (level, tenant_id, limits, managed_by)
+       values ('tenant', $1, '{"concurrentRuns": 1}'::jsonb, 'operator')`,
+      [tenant.tenantId],
+    );
+    expect(await arrive(second?.runId ?? '')).toBe('capped');
+    await owner.query(`delete from brigade.policies where tenant_id = $1`, [tenant.tenantId]);
+    // A stale claim (its process died) holds no slot.
+    await owner.query(
+      `update brigade.run_queue set heartbeat_at = now() - interval '1 minute' where run_id = $1`,
+      [first?.runId],
+    );
+    expect(await arrive(second?.runId ?? '', { tenant: 1 })).toBe('claimed');
+  });
+
+  it('queues the run when a claim holds the claim lock for longer than a moment', async () => {
+    const { runs } = await tenantWithRuns('locked', 1, 1);
+    const [run] = runs;
+    await lockHolder.query('select pg_advisory_lock(7093848255832547689)');
+    try {
+      expect(await arrive(run?.runId ?? '')).toBe('queued');
+      expect((await queueEntry(run?.runId ?? ''))?.state).toBe('queued');
+    } finally {
+      await lockHolder.query('select pg_advisory_unlock(7093848255832547689)');
+    }
+    expect(await arrive(run?.runId ?? '')).toBe('claimed');
+  });
 });

@@ -1,6 +1,7 @@
+import { AsyncResource } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../storage/postgres/database.ts';
-import { claimRuns } from '../storage/runs/run-claim.ts';
+import { type ArrivalSlot, claimRuns } from '../storage/runs/run-claim.ts';
 import type { AbortReason, ExecutorLogger, RunClaim, RunExecutor } from './run-executor.ts';
 import type { RunSignals } from './run-signals.ts';
 
@@ -34,6 +35,13 @@ export interface RunScheduler {
   stop(graceMs: number): Promise<void>;
   /** Runs executing in this process now. */
   readonly active: number;
+  /**
+   * Holds a free slot for a run of `owner` being created, so its create can claim it on
+   * arrival; undefined when every slot is taken, when this process alone already runs as many
+   * of the tenant's or user's runs as the default caps allow (the create could not claim), or
+   * when the scheduler is not running.
+   */
+  arrival(owner: { readonly tenantId: string; readonly userId: string }): ArrivalSlot | undefined;
 }
 
 /**
@@ -49,8 +57,14 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
   const pollIntervalMs = options.pollIntervalMs ?? 250;
   const staleAfterMs = options.staleAfterMs ?? 10_000;
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? Math.floor(staleAfterMs / 4);
-  const running = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  const running = new Map<
+    string,
+    { claim: RunClaim; controller: AbortController; done: Promise<void> }
+  >();
+  let started = false;
   let stopped = false;
+  /** Slots held by creates that may claim their run on arrival. */
+  let held = 0;
   let wake: (() => void) | undefined;
   /** A wake-up that arrived while the loop was claiming: claim again instead of sleeping. */
   let wakeMissed = false;
@@ -87,12 +101,47 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
         running.delete(claimed.runId);
         requestWake();
       });
-    running.set(claimed.runId, { controller, done });
+    running.set(claimed.runId, { claim: claimed, controller, done });
   }
+
+  /** Whether this process alone runs as many of the owner's runs as a default cap allows. */
+  function atLocalCap(owner: { readonly tenantId: string; readonly userId: string }): boolean {
+    const tenantCap = options.maxConcurrentPerTenant ?? 0;
+    const userCap = options.maxConcurrentPerUser ?? 0;
+    if (tenantCap === 0 && userCap === 0) return false;
+    let tenant = 0;
+    let user = 0;
+    for (const { claim } of running.values()) {
+      if (claim.tenantId === owner.tenantId) tenant += 1;
+      if (claim.userId === owner.userId) user += 1;
+    }
+    return (tenantCap > 0 && tenant >= tenantCap) || (userCap > 0 && user >= userCap);
+  }
+
+  /** Returns claims of this process to the queue (at shutdown), so another process takes them. */
+  async function handBack(runIds: readonly string[]): Promise<void> {
+    if (runIds.length === 0) return;
+    await database
+      .withScope({ scheduler: true }, (db) =>
+        db
+          .updateTable('brigade.run_queue')
+          .set({ state: 'queued', executor_id: null, heartbeat_at: null })
+          .where('run_id', 'in', runIds)
+          .where('executor_id', '=', executorId)
+          .execute(),
+      )
+      .catch(() => undefined);
+  }
+
+  /**
+   * Starts a run claimed on arrival outside the creating request's async context, so its spans
+   * and logs are not the request's.
+   */
+  const launchDetached = AsyncResource.bind((claimed: RunClaim) => launch(claimed));
 
   async function runLoop(): Promise<void> {
     while (!stopped) {
-      const free = options.concurrency - running.size;
+      const free = options.concurrency - running.size - held;
       if (free > 0) {
         try {
           for (const claimed of await claim(free)) launch(claimed);
@@ -132,7 +181,43 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
     get active() {
       return running.size;
     },
+    arrival(owner) {
+      if (!started || stopped) return undefined;
+      const atCap = atLocalCap(owner);
+      const common = {
+        atCap,
+        staleAfterMs,
+        maxPerTenant: options.maxConcurrentPerTenant ?? 0,
+        maxPerUser: options.maxConcurrentPerUser ?? 0,
+      };
+      if (atCap || options.concurrency - running.size - held <= 0)
+        return { ...common, executorId: null, launch: () => undefined, release: () => undefined };
+      held += 1;
+      let settled = false;
+      const settle = () => {
+        if (settled) return false;
+        settled = true;
+        held -= 1;
+        return true;
+      };
+      return {
+        ...common,
+        executorId,
+        launch(claimed) {
+          if (!settle()) return;
+          // Shutting down: the run goes back to the queue for another process.
+          if (stopped) void handBack([claimed.runId]);
+          else launchDetached(claimed);
+        },
+        release() {
+          // The loop skips claiming while every slot is taken or held: wake it if this was
+          // the slot it lacked.
+          if (settle() && options.concurrency - running.size - held === 1) requestWake();
+        },
+      };
+    },
     async start() {
+      started = true;
       options.signals.onQueueChanged(requestWake);
       options.signals.onCancelRequested((runId) => {
         running.get(runId)?.controller.abort('cancel' satisfies AbortReason);
@@ -160,19 +245,8 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
         entry.controller.abort('shutdown' satisfies AbortReason);
       await all;
       if (heartbeat !== undefined) clearInterval(heartbeat);
-      if (remaining.length > 0) {
-        // Hand unfinished runs back at once so another process resumes them without waiting.
-        await database
-          .withScope({ scheduler: true }, (db) =>
-            db
-              .updateTable('brigade.run_queue')
-              .set({ state: 'queued', executor_id: null, heartbeat_at: null })
-              .where('run_id', 'in', remaining)
-              .where('executor_id', '=', executorId)
-              .execute(),
-          )
-          .catch(() => undefined);
-      }
+      // Hand unfinished runs back at once so another process resumes them without waiting.
+      await handBack(remaining);
     },
   };
 }

@@ -27,6 +27,12 @@ export interface Storage {
   readonly ownerUrl: string;
   readonly embedded: EmbeddedServer | undefined;
   readonly appliedMigrations: readonly string[];
+  /**
+   * A small pool of its own for the run scheduler (claims, heartbeats): claims must not wait
+   * behind request traffic for a connection of the main pool, or an overloaded API would
+   * starve every tenant's queue (the fairness benchmark).
+   */
+  readonly schedulerDatabase: Database;
   /** How to open extra runtime-role connections (LISTEN). */
   readonly runtimeConnection: { readonly url: string };
   close(): Promise<void>;
@@ -181,6 +187,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
   });
   const owner = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: ownerPool }) });
   let database: Database | undefined;
+  let schedulerDatabase: Database | undefined;
   try {
     let appliedMigrations: readonly string[] = [];
     if (options.migrate ?? config.database.migrateOnStart) {
@@ -202,19 +209,30 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
     });
     const runtimeRole = await assertLeastPrivilege(database.pool);
     const opened = database;
+    schedulerDatabase = createDatabase({
+      connectionString: runtimeUrl,
+      poolSize: 2,
+      statementTimeoutMs: config.database.statementTimeoutMs,
+      logger,
+      applicationName: 'brigade-scheduler',
+    });
+    const scheduling = schedulerDatabase;
     return {
       database: opened,
+      schedulerDatabase: scheduling,
       runtimeRole,
       ownerUrl,
       embedded,
       appliedMigrations,
       runtimeConnection: { url: runtimeUrl },
       async close() {
+        await scheduling.close();
         await opened.close();
         await embedded?.stop();
       },
     };
   } catch (error) {
+    await schedulerDatabase?.close().catch(() => undefined);
     await database?.close().catch(() => undefined);
     await embedded?.stop().catch(() => undefined);
     throw error;

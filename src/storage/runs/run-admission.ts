@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { AppError } from '../../domain/errors.ts';
 import type { ScopedDb } from '../postgres/database.ts';
+import type { ArrivalSlot } from './run-claim.ts';
 
 /** Admission limits of the run store (`createRunStore`). */
 export interface RunAdmissionOptions {
@@ -8,6 +9,13 @@ export interface RunAdmissionOptions {
   readonly maxQueuedPerTenant?: number | undefined;
   /** A claim whose heartbeat is older than this no longer counts as running (`runs.staleAfterMs`). */
   readonly staleAfterMs?: number | undefined;
+  /**
+   * A free executor slot of this process for the run being created, so the create claims it on
+   * arrival (migration 0017); absent or undefined: the run is queued for the next claim.
+   */
+  readonly arrivals?:
+    | ((owner: { readonly tenantId: string; readonly userId: string }) => ArrivalSlot | undefined)
+    | undefined;
 }
 
 /**

@@ -69,3 +69,26 @@ export async function claimRuns(
     userId: String(row['claimed_user']),
   }));
 }
+
+/**
+ * What the run scheduler offers a run being created: a free executor slot of this process,
+ * held so the create can claim the run on arrival (`brigade.claim_on_arrival`, migration 0017),
+ * or none. Exactly one of `launch` and `release` is called.
+ */
+export interface ArrivalSlot {
+  /** Null when this process holds no slot for the run: it is queued. */
+  readonly executorId: string | null;
+  /**
+   * This process alone runs as many of the tenant's or user's runs as a default cap allows, so
+   * no process can claim the run before one of those finishes (which wakes the schedulers).
+   */
+  readonly atCap: boolean;
+  readonly staleAfterMs: number;
+  /** The scheduler's default caps, as passed to {@link claimRuns}. */
+  readonly maxPerTenant: number;
+  readonly maxPerUser: number;
+  /** The create claimed the run: execute it in this process. */
+  launch(claimed: ClaimedRun): void;
+  /** The run was queued, or not created: the slot is free again. */
+  release(): void;
+}

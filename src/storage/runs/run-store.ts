@@ -90,10 +90,14 @@ const readEventsStatement = {
   text: 'select * from brigade.read_run_events($1, $2, $3, $4, $5, $6)',
 };
 
-/** The common-case create: one prepared call of brigade.create_run (migration 0016). */
+/**
+ * The common-case create: one prepared call of brigade.create_run (migration 0016), and in the
+ * same statement (one transaction) brigade.claim_on_arrival (0017) for this process's free slot.
+ */
 const createStatement = {
   name: 'brigade_create_run',
-  text: 'select * from brigade.create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
+  text: `select r.*, brigade.claim_on_arrival(r.id, $11, $12::interval, $13, $14) as arrival
+           from brigade.create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) r`,
 };
 
 /** Signals to send once the transaction has committed. */
@@ -274,6 +278,7 @@ export function createRunStore(
     async create(principal, input) {
       const content =
         input.input === undefined ? null : JSON.stringify([{ type: 'text', text: input.input }]);
+      const slot = admission.arrivals?.(principal);
       let rows: Record<string, unknown>[];
       try {
         rows = await database.callPrepared(createStatement, [
@@ -287,8 +292,13 @@ export function createRunStore(
           input.priority,
           content,
           maxQueued,
+          slot?.executorId ?? null,
+          `${Math.ceil((slot?.staleAfterMs ?? staleAfterMs) / 1000)} seconds`,
+          slot?.maxPerTenant ?? 0,
+          slot?.maxPerUser ?? 0,
         ]);
       } catch (error) {
+        slot?.release();
         const { code, detail } = error as { code?: string; detail?: string };
         if (code === 'BRG11') return undefined;
         if (code === 'BRG12') throw new NotFoundError('agent_not_found', 'Agent not found.');
@@ -305,10 +315,22 @@ export function createRunStore(
         if (code === 'BRG15') refuseQuota('runs', JSON.parse(String(detail)) as ReserveResult);
         throw error;
       }
-      const row = rows[0] as Selectable<RunsTable> | undefined;
-      if (row === undefined) throw new Error('run insert returned nothing');
+      const row = rows[0] as
+        | (Selectable<RunsTable> & { arrival: 'claimed' | 'capped' | 'queued' })
+        | undefined;
+      if (row === undefined) {
+        slot?.release();
+        throw new Error('run insert returned nothing');
+      }
       sink.runChanged(row.id);
-      sink.queueChanged();
+      if (slot !== undefined && row.arrival === 'claimed') {
+        slot.launch({ runId: row.id, tenantId: row.tenant_id, userId: row.user_id });
+      } else {
+        slot?.release();
+        // A run whose tenant or user is at its cap waits for one of their runs to finish, and
+        // that wakes the schedulers: a wake-up now would only make them claim nothing.
+        if (row.arrival !== 'capped' && slot?.atCap !== true) sink.queueChanged();
+      }
       return toRun(row);
     },
     get(principal, threadId, runId) {
