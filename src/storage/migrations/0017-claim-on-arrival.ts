@@ -18,7 +18,11 @@ export function claimOnArrivalMigration({ runtimeRole }: MigrationContext): stri
   const role = `"${runtimeRole}"`;
   return `
 -- The concurrentRuns caps of a tenant and of one of its users, as claim_runs computes them:
--- the configured defaults (0 = unlimited) and the policies, the tightest winning.
+-- the configured defaults (0 = unlimited) and the policies, the tightest winning. claim_runs
+-- keeps its own set-based copy of these joins: calling this per waiting (tenant, user) pair
+-- made its claim three times slower on the fairness benchmark's backlog (12 -> 36 ms), so a
+-- change to how caps are read must be made in both (test/policies.test.ts caps claims by a
+-- concurrentRuns policy, test/fair-scheduling.test.ts caps arrivals by one).
 create function brigade.run_caps(
   p_tenant uuid, p_user uuid, p_max_tenant int, p_max_user int,
   out tenant_cap int, out user_cap int)
