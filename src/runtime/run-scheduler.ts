@@ -186,7 +186,6 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
       const atCap = atLocalCap(owner);
       const common = {
         atCap,
-        staleAfterMs,
         maxPerTenant: options.maxConcurrentPerTenant ?? 0,
         maxPerUser: options.maxConcurrentPerUser ?? 0,
       };

@@ -83,7 +83,6 @@ export interface ArrivalSlot {
    * no process can claim the run before one of those finishes (which wakes the schedulers).
    */
   readonly atCap: boolean;
-  readonly staleAfterMs: number;
   /** The scheduler's default caps, as passed to {@link claimRuns}. */
   readonly maxPerTenant: number;
   readonly maxPerUser: number;

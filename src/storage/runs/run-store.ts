@@ -293,7 +293,7 @@ export function createRunStore(
           content,
           maxQueued,
           slot?.executorId ?? null,
-          `${Math.ceil((slot?.staleAfterMs ?? staleAfterMs) / 1000)} seconds`,
+          `${Math.ceil(staleAfterMs / 1000)} seconds`,
           slot?.maxPerTenant ?? 0,
           slot?.maxPerUser ?? 0,
         ]);
