@@ -374,10 +374,14 @@ describe('claim on arrival (brigade.claim_on_arrival)', () => {
     await arrivalDatabase?.drop();
   });
 
-  async function arrive(runId: string, caps: { tenant?: number; user?: number } = {}) {
+  async function arrive(
+    runId: string,
+    caps: { tenant?: number; user?: number } = {},
+    executor: string | null = 'test-executor',
+  ) {
     const result = await owner.query<{ outcome: string }>(
-      `select brigade.claim_on_arrival($1, 'test-executor', '10 seconds', $2, $3) as outcome`,
-      [runId, caps.tenant ?? 0, caps.user ?? 0],
+      `select brigade.claim_on_arrival($1, $4, '10 seconds', $2, $3) as outcome`,
+      [runId, caps.tenant ?? 0, caps.user ?? 0, executor],
     );
     return result.rows[0]?.outcome;
   }
@@ -459,16 +463,71 @@ describe('claim on arrival (brigade.claim_on_arrival)', () => {
     expect(await arrive(second?.runId ?? '', { tenant: 1 })).toBe('claimed');
   });
 
-  it('queues the run when a claim holds the claim lock for longer than a moment', async () => {
-    const { runs } = await tenantWithRuns('locked', 1, 1);
+  it('answers capped behind a backlog too, so a create of a tenant at its cap wakes no scheduler', async () => {
+    // Creates that join a backlog used to answer queued, and each woke every scheduler into a
+    // claim over the whole backlog that could take nothing while the tenant was at its cap.
+    const tenant = await tenantWithRuns('backlog-capped', 3, 1);
+    const [running, waiting, latest] = tenant.runs;
+    await owner.query(
+      `update brigade.run_queue set state = 'claimed', executor_id = 'other', heartbeat_at = now()
+        where run_id = $1`,
+      [running?.runId],
+    );
+    expect(await arrive(latest?.runId ?? '', { tenant: 1 })).toBe('capped');
+    expect(await arrive(latest?.runId ?? '', { tenant: 1 }, null)).toBe('capped');
+    // Below the cap the backlog's order still holds: queued, and a claim elsewhere may take it.
+    expect(await arrive(latest?.runId ?? '', { tenant: 3 })).toBe('queued');
+    expect(await arrive(latest?.runId ?? '', { tenant: 3 }, null)).toBe('queued');
+    for (const run of [waiting, latest])
+      expect((await queueEntry(run?.runId ?? ''))?.state).toBe('queued');
+  });
+
+  it('queues the run when a claim holds its tenant’s claim lock for longer than a moment', async () => {
+    const { runs, tenantId } = await tenantWithRuns('locked', 1, 1);
     const [run] = runs;
-    await lockHolder.query('select pg_advisory_lock(7093848255832547689)');
+    await lockHolder.query(`select pg_advisory_lock(1651531, hashtext($1))`, [tenantId]);
     try {
       expect(await arrive(run?.runId ?? '')).toBe('queued');
       expect((await queueEntry(run?.runId ?? ''))?.state).toBe('queued');
     } finally {
-      await lockHolder.query('select pg_advisory_unlock(7093848255832547689)');
+      await lockHolder.query(`select pg_advisory_unlock(1651531, hashtext($1))`, [tenantId]);
     }
     expect(await arrive(run?.runId ?? '')).toBe('claimed');
+  });
+
+  it('claims on arrival while a claim for other tenants holds the schedulers’ lock', async () => {
+    // claim_runs holds the global lock and the locks of the tenants it claims for; an arrival
+    // of a tenant outside that set does not wait for it.
+    const { runs } = await tenantWithRuns('unlocked', 1, 1);
+    const [run] = runs;
+    await lockHolder.query('select pg_advisory_lock(7093848255832547689)');
+    try {
+      expect(await arrive(run?.runId ?? '')).toBe('claimed');
+    } finally {
+      await lockHolder.query('select pg_advisory_unlock(7093848255832547689)');
+    }
+  });
+
+  it('claims only for the tenants whose claim locks it holds', async () => {
+    // A claim that may take a tenant's entry first waits for that tenant's claim lock, which
+    // an arriving create of the tenant holds until it commits.
+    const busy = await tenantWithRuns('claim-busy', 1, 1);
+    await lockHolder.query('begin');
+    await lockHolder.query(`select pg_advisory_xact_lock(1651531, hashtext($1))`, [busy.tenantId]);
+    const claiming = owner.query<{ claimed_run: string }>(
+      `select claimed_run from brigade.claim_runs('test-claimer', 16, '10 seconds', 0, 0)`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Still waiting for the tenant's lock: the entry is not taken behind the arrival's back.
+    expect(
+      (
+        await lockHolder.query(`select state from brigade.run_queue where run_id = $1`, [
+          busy.runs[0]?.runId,
+        ])
+      ).rows[0]?.state,
+    ).toBe('queued');
+    await lockHolder.query('commit');
+    const claimed = (await claiming).rows.map((row) => row.claimed_run);
+    expect(claimed).toContain(busy.runs[0]?.runId);
   });
 });

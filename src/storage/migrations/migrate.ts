@@ -15,6 +15,7 @@ import { hotPathFunctionsMigration } from './0014-hot-path-functions.ts';
 import { approvalExpiryMigration } from './0015-approval-expiry.ts';
 import { runCheckpointFunctionsMigration } from './0016-run-checkpoint-functions.ts';
 import { claimOnArrivalMigration } from './0017-claim-on-arrival.ts';
+import { tenantClaimLocksMigration } from './0018-tenant-claim-locks.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -41,6 +42,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0015-approval-expiry': fromSql(approvalExpiryMigration),
     '0016-run-checkpoint-functions': fromSql(runCheckpointFunctionsMigration),
     '0017-claim-on-arrival': fromSql(claimOnArrivalMigration),
+    '0018-tenant-claim-locks': fromSql(tenantClaimLocksMigration),
   };
 }
 

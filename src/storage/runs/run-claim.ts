@@ -42,9 +42,11 @@ const claimStatement = {
  * 4. The batch is taken by (tenant slot, age): the tenant with the fewest running goes first,
  *    and a batch of several alternates between tenants (round robin), not one tenant's FIFO.
  *
- * Concurrency: claimers take a transaction-level advisory lock first, so claims (of every
- * process) run one after another and each ranks with every earlier claim committed: the caps
- * are exact. Ranking from a snapshot without it would let two claimers that rank a tenant's
+ * Concurrency: claimers take transaction-level advisory locks first — the schedulers' global
+ * lock, then the claim lock of each tenant the claim may take runs of (migration 0018; a
+ * create claiming its own run on arrival takes only its tenant's) — so the claims touching a
+ * tenant run one after another and each ranks with every earlier one committed: the caps
+ * (per tenant, and per user inside a tenant) are exact. Ranking from a snapshot without it would let two claimers that rank a tenant's
  * candidates differently (a run finished or arrived between their snapshots and changed the
  * users' turns) together exceed a cap. The lock is held only for the claim statement (a few
  * milliseconds); `FOR UPDATE SKIP LOCKED` still skips rows that a cancel, a finish or a
