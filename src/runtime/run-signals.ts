@@ -53,7 +53,7 @@ const maxPayload = 7_000;
 
 /**
  * One PostgreSQL connection per process LISTENs for run signals and sends this process's own
- * as batched NOTIFYs (at most one per channel every `batchMs`), outside any writing
+ * as batched NOTIFYs (one statement for every channel every `batchMs`), outside any writing
  * transaction. Payloads carry run ids only; readers read under their own RLS scope.
  */
 export function createRunSignals(options: {
@@ -93,28 +93,33 @@ export function createRunSignals(options: {
     timer = undefined;
     const connection = client;
     if (connection === undefined) return;
+    // Every channel's batch in one statement: one round trip per batch window, not one per
+    // channel and payload.
+    const values: string[] = [];
     for (const [channel, ids] of outgoing) {
       if (ids.size === 0) continue;
-      const payloads: string[] = [];
       let current = '';
       for (const id of ids) {
-        if (current.length + id.length + 1 > maxPayload) {
-          payloads.push(current);
+        if (current !== '' && current.length + id.length + 1 > maxPayload) {
+          values.push(channel, current);
           current = '';
         }
         current = current === '' ? id : `${current},${id}`;
       }
-      payloads.push(current);
+      values.push(channel, current);
       ids.clear();
-      for (const payload of payloads) {
-        sending = sending
-          .then(() => connection.query('select pg_notify($1, $2)', [channel, payload]))
-          .then(
-            () => undefined,
-            (error: Error) => options.onError(error),
-          );
-      }
     }
+    if (values.length === 0) return;
+    const calls = Array.from(
+      { length: values.length / 2 },
+      (_, index) => `pg_notify($${2 * index + 1}, $${2 * index + 2})`,
+    );
+    sending = sending
+      .then(() => connection.query(`select ${calls.join(', ')}`, values))
+      .then(
+        () => undefined,
+        (error: Error) => options.onError(error),
+      );
   }
 
   function enqueue(channel: string, id: string): void {

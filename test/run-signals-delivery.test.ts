@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRunSignals, type RunSignals } from '../src/runtime/run-signals.ts';
+import { createTestDatabase, type TestDatabase } from './support/test-brigade.ts';
+
+// Two processes' signals on one real PostgreSQL: what one sends in a batch window, the other
+// receives, every channel and every id, however many ids the batch holds.
+describe('run signals across processes', () => {
+  let database: TestDatabase;
+  let sender: RunSignals;
+  let receiver: RunSignals;
+  const errors: Error[] = [];
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const options = {
+      connectionString: database.url,
+      onError: (error: Error) => errors.push(error),
+    };
+    sender = createRunSignals(options);
+    receiver = createRunSignals(options);
+    await sender.start();
+    await receiver.start();
+  }, 60_000);
+
+  afterAll(async () => {
+    await sender?.stop();
+    await receiver?.stop();
+    await database?.drop();
+  });
+
+  it('delivers a batch of run changes, queue changes and cancels sent in one window', async () => {
+    const cancelled: string[] = [];
+    let queueWakes = 0;
+    receiver.onCancelRequested((runId) => cancelled.push(runId));
+    receiver.onQueueChanged(() => {
+      queueWakes += 1;
+    });
+    // More ids than one NOTIFY payload holds (7,000 characters): the batch is split.
+    const runIds = Array.from({ length: 400 }, (_, index) => crypto.randomUUID() + String(index));
+    const subscriptions = runIds.map((runId) => receiver.subscribe(runId, 'user-a'));
+    for (const subscription of subscriptions) subscription.take(0);
+    for (const runId of runIds) sender.runChanged(runId);
+    sender.queueChanged();
+    for (const runId of runIds.slice(0, 250)) sender.cancelRequested(runId);
+
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && (cancelled.length < 250 || queueWakes === 0))
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(new Set(cancelled)).toEqual(new Set(runIds.slice(0, 250)));
+    expect(queueWakes).toBeGreaterThan(0);
+    // Every subscription was woken: its next wait returns at once, not after its timeout.
+    const started = performance.now();
+    await Promise.all(
+      subscriptions.map((subscription) => subscription.wait(2_000, new AbortController().signal)),
+    );
+    expect(performance.now() - started).toBeLessThan(1_500);
+    for (const subscription of subscriptions) subscription.close();
+    expect(errors).toEqual([]);
+  });
+});
