@@ -1,6 +1,7 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { loadConfig, processEnvironment } from '../src/config/index.ts';
 import { type Brigade, createBrigade } from '../src/main.ts';
 import { createLogger } from '../src/observability/index.ts';
@@ -35,12 +36,38 @@ export async function startBenchServer(file: Record<string, unknown>): Promise<B
   });
   const brigade = await createBrigade({ config, logger: createLogger({ level: 'silent' }) });
   const url = await brigade.listen();
+  const statistics = env['BENCH_PG_STATS'] === '1' ? await functionStatistics(brigade) : undefined;
   return {
     url,
     brigade,
     async stop() {
+      await statistics?.report();
       await brigade.stop();
       if (directory !== undefined) await rm(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * With `BENCH_PG_STATS=1`: turns on PostgreSQL's function statistics and, when the server
+ * stops, prints (to stderr) where the database spent its time per function, for profiling.
+ */
+async function functionStatistics(brigade: Brigade) {
+  const client = new pg.Client({ connectionString: brigade.storage.ownerUrl });
+  await client.connect();
+  await client.query("alter system set track_functions = 'all'");
+  await client.query('select pg_reload_conf()');
+  await client.query('select pg_stat_reset()');
+  return {
+    async report() {
+      const { rows } = await client.query(
+        `select funcname, calls, round(total_time::numeric, 1) as total_ms,
+                round(self_time::numeric, 1) as self_ms,
+                round((self_time / greatest(calls, 1))::numeric, 3) as self_ms_per_call
+           from pg_stat_user_functions order by self_time desc limit 25`,
+      );
+      process.stderr.write(`${JSON.stringify(rows, null, 1)}\n`);
+      await client.end();
     },
   };
 }
