@@ -2,7 +2,13 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createMockModelServer, type MockModelServer } from '../src/testing/index.ts';
-import { type ApiClient, apiClient, type Created, waitForRun } from './support/api-client.ts';
+import {
+  type ApiClient,
+  apiClient,
+  type Created,
+  seedUser,
+  waitForRun,
+} from './support/api-client.ts';
 import {
   ledgerOf,
   nanosPerUsd,
@@ -16,6 +22,7 @@ import {
   startTestServer,
   type TestDatabase,
   type TestServer,
+  testOperatorKey,
 } from './support/test-brigade.ts';
 
 /*
@@ -208,6 +215,85 @@ describe('exact budgets across processes', () => {
     );
     expect(reservations.map((row) => [row.status, Number(row.count), Number(row.cost)])).toEqual([
       ['settled', k, k * callNanos],
+    ]);
+  }, 90_000);
+});
+
+describe('reservations and settlements committed in groups', () => {
+  it('keeps each member of a tenant to their own budget when their concurrent calls share batches', async () => {
+    // 48 concurrent chat completions on one process, two members of one tenant interleaved:
+    // the calls that wait for their tenant's batch in flight go out together (migration
+    // 0019), and each call in a batch must still see the earlier ones and its own user's scope.
+    const k = 6;
+    const perMember = 24;
+    const mock = await newMock();
+    mock.setScript(() => ({
+      text: 'ok',
+      usage: { promptTokens: 7, completionTokens: maxOutputTokens },
+      fault: { latencyMs: 20 },
+    }));
+    const database = await createTestDatabase();
+    databases.push(database);
+    const server = await start(database, pricedConfig(mock.url));
+    const first = await seedBudgetedMember(server.url, {
+      slug: 'grouped',
+      budgetNanos: k * callNanos,
+      maxOutputTokens,
+    });
+    const operator = apiClient(server.url, testOperatorKey);
+    const admin = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId: first.tenantId, role: 'admin' })).secret,
+    );
+    const other = await seedUser(operator, { tenantId: first.tenantId, role: 'member' });
+    const policy = await admin.post<Created>('/v1/policies', {
+      level: 'user',
+      subjectId: other.userId,
+      limits: { budget: { amountUsd: (2 * k * callNanos) / nanosPerUsd, period: 'day' } },
+    });
+    expect(policy.status).toBe(201);
+    const members = [
+      { client: apiClient(server.url, first.member.secret), affords: k, policyId: first.policyId },
+      { client: apiClient(server.url, other.secret), affords: 2 * k, policyId: policy.body.id },
+    ];
+
+    const answers = await Promise.all(
+      Array.from({ length: 2 * perMember }, (_, index) => {
+        const member = members[index % 2] as (typeof members)[number];
+        return member.client.post<{ error?: { code?: string } }>('/v1/chat/completions', {
+          model: 'mock:priced',
+          messages: [{ role: 'user', content: `call ${index}` }],
+          max_tokens: maxOutputTokens,
+        });
+      }),
+    );
+    const owner = await ownerOf(database);
+    for (const [index, member] of members.entries()) {
+      const mine = answers.filter((_, call) => call % 2 === index);
+      expect(mine.filter((answer) => answer.status === 200)).toHaveLength(member.affords);
+      const refused = mine.filter((answer) => answer.status !== 200);
+      expect(refused).toHaveLength(perMember - member.affords);
+      for (const answer of refused) {
+        expect(answer.status).toBe(429);
+        expect(answer.body.error?.code).toBe('insufficient_quota');
+      }
+      const budget = await budgetOf(member.client, member.policyId);
+      expect(toNanos(budget?.used ?? -1)).toBe(member.affords * callNanos);
+      expect(budget?.reserved).toBe(0);
+    }
+    expect(chatCalls(mock)).toHaveLength(3 * k);
+    const ledger = await ownerQuery<{ user_id: string; cost: string; records: string }>(
+      owner,
+      first.tenantId,
+      {
+        text: `select user_id, sum(cost) as cost, count(*) as records from brigade.usage_records
+                where tenant_id = $1 group by user_id order by count(*)`,
+        values: [first.tenantId],
+      },
+    );
+    expect(ledger.map((row) => [row.user_id, Number(row.cost), Number(row.records)])).toEqual([
+      [first.member.userId, k * callNanos, k],
+      [other.userId, 2 * k * callNanos, 2 * k],
     ]);
   }, 90_000);
 });

@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import { AppError } from '../../domain/errors.ts';
 import { nanosToUsd } from '../../domain/guards/policy-types.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
+import { createGroupCalls } from '../postgres/group-calls.ts';
 
 /** Who a metered call is for: every budget, quota and usage record is attributed to them. */
 export interface Spender {
@@ -101,12 +102,102 @@ const settleStatement = {
   name: 'brigade_settle_call',
   text: 'select brigade.settle_call($1, $2, $3, $4, $5, $6) as crossed',
 };
+/** The batched forms (migration 0019): several calls of one tenant in one transaction. */
+const reserveManyStatement = {
+  name: 'brigade_reserve_calls',
+  text: 'select ord, res, reservation_id from brigade.reserve_calls($1) order by ord',
+};
+const settleManyStatement = {
+  name: 'brigade_settle_calls',
+  text: 'select ord, crossed from brigade.settle_calls($1) order by ord',
+};
+
+/** Most calls one batched reservation or settlement carries. */
+const maxBatch = 64;
+
+interface ReserveCall {
+  readonly tenant: string;
+  readonly user: string;
+  readonly amount: number;
+  readonly key: string | null;
+  readonly agent: string | null;
+  readonly id: string;
+  readonly run: string | null;
+  readonly expires: Date;
+}
+
+interface SettleCall {
+  readonly tenant: string;
+  readonly user: string;
+  readonly reservation: string | null;
+  readonly cost: number;
+  readonly status: 'settled' | 'released';
+  readonly usage: readonly Record<string, unknown>[];
+}
+
+interface ReserveRow {
+  readonly res: ReserveResult;
+  readonly reservation_id: string | null;
+}
+
+/** Orders a batch by user, key and agent: the order its calls take counter locks in. */
+function bySpender(
+  left: { user: string; key?: string | null; agent?: string | null },
+  right: { user: string; key?: string | null; agent?: string | null },
+): number {
+  const keys = (call: typeof left) => `${call.user}/${call.key ?? ''}/${call.agent ?? ''}`;
+  const [a, b] = [keys(left), keys(right)];
+  return a < b ? -1 : a > b ? 1 : 0;
+}
 
 /**
  * Exact budgets and quotas (DESIGN.md invariant 7) on the counters of migration 0004, and the
  * usage ledger. Every method is one scoped transaction.
  */
 export function createBudgetStore(database: Database) {
+  // Group commit per tenant (migration 0019): calls that queue up while the tenant's previous
+  // batch is in flight go out together; a call with nothing in flight goes out at once.
+  const reservations = createGroupCalls<ReserveCall, ReserveRow | undefined>({
+    maxBatch,
+    compare: bySpender,
+    async one(call) {
+      const rows = await database.callPrepared(reserveStatement, [
+        call.tenant,
+        call.user,
+        call.amount,
+        call.key,
+        call.agent,
+        call.id,
+        call.run,
+        call.expires,
+      ]);
+      return rows[0] as ReserveRow | undefined;
+    },
+    async many(calls) {
+      const rows = await database.callPrepared(reserveManyStatement, [JSON.stringify(calls)]);
+      return rows as unknown as ReserveRow[];
+    },
+  });
+  const settlements = createGroupCalls<SettleCall, number>({
+    maxBatch,
+    compare: bySpender,
+    async one(call) {
+      const [row] = await database.callPrepared(settleStatement, [
+        call.tenant,
+        call.user,
+        call.reservation,
+        call.cost,
+        call.status,
+        JSON.stringify(call.usage),
+      ]);
+      return Number(row?.['crossed'] ?? 0);
+    },
+    async many(calls) {
+      const rows = await database.callPrepared(settleManyStatement, [JSON.stringify(calls)]);
+      return rows.map((row) => Number(row['crossed'] ?? 0));
+    },
+  });
+
   /** A refused call means the budget is spent: its 100 % alert, once per period. */
   async function recordExhausted(spender: Spender, refusal: Refusal): Promise<void> {
     if (refusal.subjectId === undefined || refusal.periodStart === undefined) return;
@@ -136,19 +227,19 @@ export function createBudgetStore(database: Database) {
      */
     async reserve(spender: Spender, amount: number, expiresAt: Date): Promise<Reservation> {
       const id = randomUUID();
-      // One prepared call of brigade.reserve_call (migration 0014): reserve_limits over every
-      // binding budget and, when one binds, the reservation row, under the spender's scope.
-      const rows = await database.callPrepared(reserveStatement, [
-        spender.tenantId,
-        spender.userId,
-        Math.round(amount),
-        spender.keyId ?? null,
-        spender.agentId ?? null,
+      // brigade.reserve_call (migration 0014), alone or in its tenant's batch (0019):
+      // reserve_limits over every binding budget and, when one binds, the reservation row,
+      // under the spender's scope.
+      const row = await reservations.call(spender.tenantId, {
+        tenant: spender.tenantId,
+        user: spender.userId,
+        amount: Math.round(amount),
+        key: spender.keyId ?? null,
+        agent: spender.agentId ?? null,
         id,
-        spender.runId ?? null,
-        expiresAt,
-      ]);
-      const row = rows[0] as { res: ReserveResult; reservation_id: string | null } | undefined;
+        run: spender.runId ?? null,
+        expires: expiresAt,
+      });
       const res = row?.res;
       if (res === undefined) throw new Error('reserve_limits returned nothing');
       if (!res.ok) {
@@ -188,19 +279,17 @@ export function createBudgetStore(database: Database) {
       },
     ): Promise<number> {
       const { entry, failedAttempts = [] } = usage;
-      // One prepared call of brigade.settle_call (migration 0014): resolve the reservation and,
-      // only if this call resolved it, record the budget thresholds crossed (50/80/100 %,
-      // announced by the webhook worker) and write the usage records.
-      const [row] = await database.callPrepared(settleStatement, [
-        spender.tenantId,
-        spender.userId,
-        reservation.id ?? null,
-        Math.round(entry.cost),
-        entry.cost === 0 ? 'released' : 'settled',
-        JSON.stringify([...failedAttempts, entry].map((recorded) => usageRow(spender, recorded))),
-      ]);
-      const crossed = { crossings: row?.['crossed'] as number | undefined };
-      return Number((crossed as { crossings?: number } | undefined)?.crossings ?? 0);
+      // brigade.settle_call (migration 0014), alone or in its tenant's batch (0019): resolve
+      // the reservation and, only if this call resolved it, record the budget thresholds
+      // crossed (50/80/100 %, announced by the webhook worker) and write the usage records.
+      return settlements.call(spender.tenantId, {
+        tenant: spender.tenantId,
+        user: spender.userId,
+        reservation: reservation.id ?? null,
+        cost: Math.round(entry.cost),
+        status: entry.cost === 0 ? 'released' : 'settled',
+        usage: [...failedAttempts, entry].map((recorded) => usageRow(spender, recorded)),
+      });
     },
 
     /** The largest share (0–1) used or reserved of any budget binding the spender now. */

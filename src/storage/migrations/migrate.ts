@@ -16,6 +16,7 @@ import { approvalExpiryMigration } from './0015-approval-expiry.ts';
 import { runCheckpointFunctionsMigration } from './0016-run-checkpoint-functions.ts';
 import { claimOnArrivalMigration } from './0017-claim-on-arrival.ts';
 import { tenantClaimLocksMigration } from './0018-tenant-claim-locks.ts';
+import { batchedBudgetCallsMigration } from './0019-batched-budget-calls.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -43,6 +44,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0016-run-checkpoint-functions': fromSql(runCheckpointFunctionsMigration),
     '0017-claim-on-arrival': fromSql(claimOnArrivalMigration),
     '0018-tenant-claim-locks': fromSql(tenantClaimLocksMigration),
+    '0019-batched-budget-calls': fromSql(batchedBudgetCallsMigration),
   };
 }
 
