@@ -508,6 +508,56 @@ describe('claim on arrival (brigade.claim_on_arrival)', () => {
     }
   });
 
+  it('does not wait for the claim lock of a tenant whose users or policy hold it at its cap', async () => {
+    // Such a tenant can get nothing from the claim, so the claim neither locks it (an arrival
+    // of it never delays the claim) nor spends one of its places on it.
+    async function capped(slug: string) {
+      const tenant = await tenantWithRuns(slug, 2, 1);
+      await owner.query(
+        `update brigade.run_queue set state = 'claimed', executor_id = 'other', heartbeat_at = now()
+          where run_id = $1`,
+        [tenant.runs[0]?.runId],
+      );
+      return tenant;
+    }
+    async function claimWhileLocked(tenantId: string, maxPerUser: number) {
+      await lockHolder.query('begin');
+      await owner.query(`set lock_timeout = '3s'`);
+      try {
+        await lockHolder.query(`select pg_advisory_xact_lock(1651531, hashtext($1))`, [tenantId]);
+        const claimed = await owner.query<{ claimed_run: string }>(
+          `select claimed_run from brigade.claim_runs('test-claimer', 16, '10 seconds', 0, $1)`,
+          [maxPerUser],
+        );
+        return claimed.rows.map((row) => row.claimed_run);
+      } finally {
+        await owner.query('reset lock_timeout');
+        await lockHolder.query('rollback');
+      }
+    }
+    // A tenant policy of one run, and the tenant runs one.
+    const byPolicy = await capped('policy-capped');
+    await owner.query(
+      `insert into brigade.policies (level, tenant_id, limits, managed_by)
+       values ('tenant', $1, '{"concurrentRuns": 1}'::jsonb, 'operator')`,
+      [byPolicy.tenantId],
+    );
+    const free = await tenantWithRuns('claim-free', 1, 1);
+    try {
+      const claimed = await claimWhileLocked(byPolicy.tenantId, 0);
+      expect(claimed).toContain(free.runs[0]?.runId);
+      expect(claimed).not.toContain(byPolicy.runs[1]?.runId);
+    } finally {
+      await owner.query(`delete from brigade.policies where tenant_id = $1`, [byPolicy.tenantId]);
+    }
+    // The default cap of one run per user, and the tenant's only user runs one.
+    const byUser = await capped('user-capped');
+    const other = await tenantWithRuns('claim-free-2', 1, 1);
+    const claimed = await claimWhileLocked(byUser.tenantId, 1);
+    expect(claimed).toContain(other.runs[0]?.runId);
+    expect(claimed).not.toContain(byUser.runs[1]?.runId);
+  });
+
   it('claims only for the tenants whose claim locks it holds', async () => {
     // A claim that may take a tenant's entry first waits for that tenant's claim lock, which
     // an arriving create of the tenant holds until it commits.
