@@ -5,6 +5,7 @@ import type { Role } from '../../domain/identity/permissions.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { ApiKeysTable, UsersTable } from '../postgres/database-schema.ts';
+import { createGroupCalls } from '../postgres/group-calls.ts';
 import { writeAudit } from './audit-writer.ts';
 import { toApiKey, toOidcProvider, toUser } from './rows.ts';
 import { scopeFor, systemScope } from './scope-for.ts';
@@ -15,6 +16,16 @@ const keyIdentityStatement = {
   name: 'brigade_key_identity',
   text: 'select api_key, member from brigade.key_identity($1)',
 };
+/** Several lookups in one call (migration 0020), for those that queue up under load. */
+const keyIdentitiesStatement = {
+  name: 'brigade_key_identities',
+  text: 'select ord, api_key, member from brigade.key_identities($1) order by ord',
+};
+
+interface IdentityRow {
+  readonly api_key: Record<string, unknown>;
+  readonly member: Record<string, unknown>;
+}
 
 /** A timestamp as `to_jsonb` renders it (an ISO 8601 string), or null. */
 function jsonDate(value: unknown): Date | null {
@@ -61,6 +72,23 @@ async function insertKey(
 
 /** The API key, OIDC provider, operator key and audit half of the identity store. */
 export function createKeyStore(database: Database): KeyStore {
+  // Lookups that arrive while one is in flight go out together, after it (one lane: the
+  // tenant is what the lookup finds out).
+  const lookups = createGroupCalls<string, IdentityRow | undefined>({
+    maxBatch: 64,
+    compare: () => 0,
+    async one(hash) {
+      const [row] = await database.callPrepared(keyIdentityStatement, [hash]);
+      return row as IdentityRow | undefined;
+    },
+    async many(hashes) {
+      const rows = (await database.callPrepared(keyIdentitiesStatement, [
+        hashes,
+      ])) as unknown as (IdentityRow & { ord: number })[];
+      const byPosition = new Map(rows.map((row) => [row.ord, row]));
+      return hashes.map((_, index) => byPosition.get(index + 1));
+    },
+  });
   return {
     async createApiKey(principal, tenantId, input) {
       return database.withScope(scopeFor(principal, tenantId), async (db) => {
@@ -141,8 +169,8 @@ export function createKeyStore(database: Database): KeyStore {
     async findKeyIdentity(keyHash) {
       // One prepared call on every authenticated request: brigade.key_identity (migration 0014)
       // reads the key row (visible only to whoever knows its hash), and under its tenant's
-      // scope its user, role and tenant status.
-      const [row] = await database.callPrepared(keyIdentityStatement, [keyHash.toString('hex')]);
+      // scope its user, role and tenant status; under load, several in one call (0020).
+      const row = await lookups.call('keys', keyHash.toString('hex'));
       if (row === undefined) return undefined;
       const keyRow = row['api_key'] as Record<string, unknown>;
       const userRow = row['member'] as Record<string, unknown>;

@@ -17,6 +17,7 @@ import { runCheckpointFunctionsMigration } from './0016-run-checkpoint-functions
 import { claimOnArrivalMigration } from './0017-claim-on-arrival.ts';
 import { tenantClaimLocksMigration } from './0018-tenant-claim-locks.ts';
 import { batchedBudgetCallsMigration } from './0019-batched-budget-calls.ts';
+import { batchedKeyLookupsMigration } from './0020-batched-key-lookups.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -45,6 +46,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0017-claim-on-arrival': fromSql(claimOnArrivalMigration),
     '0018-tenant-claim-locks': fromSql(tenantClaimLocksMigration),
     '0019-batched-budget-calls': fromSql(batchedBudgetCallsMigration),
+    '0020-batched-key-lookups': fromSql(batchedKeyLookupsMigration),
   };
 }
 
