@@ -70,6 +70,58 @@ describe('authentication', () => {
     expect((await client.get('/v1/me')).status).toBe(401);
   });
 
+  it('tells concurrent callers of several tenants apart when their key lookups share a batch', async () => {
+    // Under load the lookups waiting for one in flight go out as one database call (migration
+    // 0020); each must still answer for its own key only, and an unknown or revoked key
+    // in the batch must not take another caller's identity.
+    const otherTenant = await seedTenant(operator, 'acme-batch');
+    const callers = [
+      { ...(await seedUser(operator, { tenantId, role: 'member' })), tenantId },
+      {
+        ...(await seedUser(operator, { tenantId: otherTenant, role: 'admin' })),
+        tenantId: otherTenant,
+      },
+      {
+        ...(await seedUser(operator, { tenantId: otherTenant, role: 'viewer' })),
+        tenantId: otherTenant,
+      },
+    ];
+    const revoked = await seedUser(operator, { tenantId: otherTenant, role: 'member' });
+    await operator.request(
+      'DELETE',
+      `/v1/tenants/${otherTenant}/users/${revoked.userId}/api-keys/${revoked.keyId}`,
+    );
+    const requests = Array.from({ length: 60 }, (_, index) => {
+      const kind = index % 5;
+      if (kind === 3) return { expected: undefined, secret: `brg_${'B'.repeat(43)}` };
+      if (kind === 4) return { expected: undefined, secret: revoked.secret };
+      const caller = callers[kind] as (typeof callers)[number];
+      return { expected: caller, secret: caller.secret };
+    });
+    const answers = await Promise.all(
+      requests.map((request) =>
+        apiClient(server.url, request.secret).get<{
+          user: Created;
+          tenant: Created;
+          keyId: string;
+        }>('/v1/me'),
+      ),
+    );
+    answers.forEach((answer, index) => {
+      const expected = requests[index]?.expected;
+      if (expected === undefined) {
+        expect(answer.status).toBe(401);
+        return;
+      }
+      expect(answer.status).toBe(200);
+      expect(answer.body).toMatchObject({
+        user: { id: expected.userId },
+        tenant: { id: expected.tenantId },
+        keyId: expected.keyId,
+      });
+    });
+  });
+
   it('rejects an expired key', async () => {
     const member = await seedUser(operator, { tenantId, role: 'member' });
     const key = await operator.post<Created>(
@@ -238,6 +290,53 @@ describe('bad input', () => {
     expect(response.status).toBe(413);
     expect((await operator.get(`/v1/tenants?limit=100`)).body).not.toMatchObject({
       data: [{ slug: 'big' }],
+    });
+  });
+
+  it('counts a chunked body (no Content-Length) against the same limit', async () => {
+    // The limit is checked from Content-Length when there is one; a chunked body is counted
+    // as it streams, so leaving the header out gets around nothing.
+    async function chunked(body: string): Promise<{ status: number; text: string }> {
+      const { request } = await import('node:http');
+      return new Promise((resolve, reject) => {
+        const outgoing = request(
+          `${server.url}/v1/tenants`,
+          {
+            method: 'POST',
+            headers: {
+              authorization: `Bearer ${testOperatorKey}`,
+              'content-type': 'application/json',
+              'transfer-encoding': 'chunked',
+            },
+          },
+          (response) => {
+            let text = '';
+            response.setEncoding('utf8');
+            response.on('data', (chunk: string) => {
+              text += chunk;
+            });
+            response.on('end', () => resolve({ status: response.statusCode ?? 0, text }));
+          },
+        );
+        outgoing.on('error', reject);
+        for (let offset = 0; offset < body.length; offset += 64 * 1024)
+          outgoing.write(body.slice(offset, offset + 64 * 1024));
+        outgoing.end();
+      });
+    }
+    const big = await chunked(
+      JSON.stringify({
+        slug: 'big-chunked',
+        name: 'x',
+        metadata: { blob: 'x'.repeat(2 * 1024 * 1024) },
+      }),
+    );
+    expect(big.status).toBe(413);
+    expect(JSON.parse(big.text)).toMatchObject({ code: 'payload_too_large' });
+    const small = await chunked(JSON.stringify({ slug: 'small-chunked', name: 'x' }));
+    expect(small.status).toBe(201);
+    expect((await operator.get(`/v1/tenants?limit=100`)).body).not.toMatchObject({
+      data: expect.arrayContaining([expect.objectContaining({ slug: 'big-chunked' })]),
     });
   });
 

@@ -146,18 +146,26 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
       }),
     );
   }
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: options.bodyLimitBytes,
-      onError: () => {
-        throw new AppError(
-          'payload_too_large',
-          `The request body exceeds ${options.bodyLimitBytes} bytes.`,
-        );
-      },
-    }),
-  );
+  const tooLarge = () => {
+    throw new AppError(
+      'payload_too_large',
+      `The request body exceeds ${options.bodyLimitBytes} bytes.`,
+    );
+  };
+  const streamedBodyLimit = bodyLimit({ maxSize: options.bodyLimitBytes, onError: tooLarge });
+  app.use('*', async (context, next) => {
+    // A body with a Content-Length is checked by its header alone (Node's parser never reads
+    // past it), so the route can read it straight from the socket: Hono's bodyLimit reads
+    // `req.raw.body`, which makes @hono/node-server build a web Request and ReadableStream
+    // for every request (~5 % of the gateway's CPU). Chunked bodies are counted as they stream.
+    // A request with neither header has no body (RFC 9112 §6.3).
+    if (context.req.header('transfer-encoding') === undefined) {
+      const length = context.req.header('content-length');
+      if (length !== undefined && Number.parseInt(length, 10) > options.bodyLimitBytes) tooLarge();
+      return next();
+    }
+    return streamedBodyLimit(context, next);
+  });
   app.use('*', async (context, next) => {
     if (bodyMethods.has(context.req.method) && hasBody(context)) {
       const type =
