@@ -202,6 +202,53 @@ describe('fair scheduling', () => {
       await limited.stop();
     }
   });
+
+  it('estimates Retry-After from how fast the refusing tenant’s own queue drains', async () => {
+    // One running run that started 10 s ago: a run takes ~20 s, and the next free place in a
+    // full queue comes when it ends. Another tenant's many fresh claims must not count.
+    const limited = await startTestServer(
+      { ...unlimitedRequests, runs: { concurrency: 0, maxQueuedPerTenant: 3 } },
+      { database },
+    );
+    const owner = new pg.Client({ connectionString: database.url });
+    await owner.connect();
+    try {
+      await owner.query(`select set_config('brigade.scheduler', 'on', false)`);
+      const busy = await seedTenantUsers(limited.url, { slug: 'draining', users: 1 });
+      const crowd = await seedTenantUsers(limited.url, { slug: 'crowd', users: 1 });
+      const create = async (tenant: typeof busy) => {
+        const thread = await tenant.admin.post<Created>('/v1/threads', {});
+        return tenant.admin.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+          agentId: tenant.agentId,
+          input: runInput,
+        });
+      };
+      const first = await create(busy);
+      await owner.query(
+        `update brigade.run_queue set state = 'claimed', executor_id = 'elsewhere',
+                heartbeat_at = now(), first_claimed_at = now() - interval '10 seconds'
+          where run_id = $1`,
+        [first.body.id],
+      );
+      for (let index = 0; index < 3; index += 1) expect((await create(busy)).status).toBe(201);
+      for (let index = 0; index < 3; index += 1) {
+        const run = await create(crowd);
+        await owner.query(
+          `update brigade.run_queue set state = 'claimed', executor_id = 'elsewhere',
+                  heartbeat_at = now(), first_claimed_at = now() where run_id = $1`,
+          [run.body.id],
+        );
+      }
+      const refused = await create(busy);
+      expect(refused.status).toBe(429);
+      const retryAfter = Number(refused.headers.get('retry-after'));
+      expect(retryAfter).toBeGreaterThanOrEqual(19);
+      expect(retryAfter).toBeLessThanOrEqual(25);
+    } finally {
+      await owner.end();
+      await limited.stop();
+    }
+  });
 });
 
 /**

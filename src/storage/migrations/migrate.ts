@@ -18,6 +18,7 @@ import { claimOnArrivalMigration } from './0017-claim-on-arrival.ts';
 import { tenantClaimLocksMigration } from './0018-tenant-claim-locks.ts';
 import { batchedBudgetCallsMigration } from './0019-batched-budget-calls.ts';
 import { batchedKeyLookupsMigration } from './0020-batched-key-lookups.ts';
+import { queueDrainMigration } from './0021-queue-drain.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -47,6 +48,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0018-tenant-claim-locks': fromSql(tenantClaimLocksMigration),
     '0019-batched-budget-calls': fromSql(batchedBudgetCallsMigration),
     '0020-batched-key-lookups': fromSql(batchedKeyLookupsMigration),
+    '0021-queue-drain': fromSql(queueDrainMigration),
   };
 }
 

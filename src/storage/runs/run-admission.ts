@@ -35,7 +35,31 @@ export function estimateRetryAfterSeconds(queue: {
   return Math.min(120, Math.max(1, Math.ceil(seconds)));
 }
 
-/** Refuses a run beyond the tenant's queue limit, with a Retry-After estimated from its drain. */
+/** How fast a tenant's queue drains: its live claims and their mean age. */
+export interface QueueDrain {
+  readonly running: number;
+  readonly meanAgeMs: number | null;
+}
+
+/** The `queue_full` refusal, with a Retry-After estimated from the queue's drain. */
+export function queueFullError(options: {
+  readonly queued: number;
+  readonly limit: number;
+  readonly drain: QueueDrain;
+}): AppError {
+  const retryAfterSeconds = estimateRetryAfterSeconds({
+    excess: options.queued - options.limit,
+    running: options.drain.running,
+    meanAgeMs: options.drain.meanAgeMs,
+  });
+  return new AppError(
+    'queue_full',
+    `Your organisation already has ${options.limit} queued runs; retry later.`,
+    { details: { retryAfterSeconds, maxQueuedRuns: options.limit } },
+  );
+}
+
+/** Refuses a run beyond the tenant's queue limit, reading the drain in the caller's transaction. */
 export async function queueFull(
   db: ScopedDb,
   options: { tenantId: string; queued: number; limit: number; staleAfterMs: number },
@@ -48,14 +72,9 @@ export async function queueFull(
      where q.tenant_id = ${options.tenantId} and q.state = 'claimed'
        and q.heartbeat_at >= clock_timestamp() - ${stale}::interval`.execute(db);
   const row = result.rows[0];
-  const retryAfterSeconds = estimateRetryAfterSeconds({
-    excess: options.queued - options.limit,
-    running: row?.running ?? 0,
-    meanAgeMs: row?.mean_age_ms ?? null,
+  return queueFullError({
+    queued: options.queued,
+    limit: options.limit,
+    drain: { running: row?.running ?? 0, meanAgeMs: row?.mean_age_ms ?? null },
   });
-  return new AppError(
-    'queue_full',
-    `Your organisation already has ${options.limit} queued runs; retry later.`,
-    { details: { retryAfterSeconds, maxQueuedRuns: options.limit } },
-  );
 }
