@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { AppError } from '../../domain/errors.ts';
 import { nanosToUsd } from '../../domain/guards/policy-types.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
-import { createGroupCalls } from '../postgres/group-calls.ts';
+import { createBudgetCalls } from './budget-calls.ts';
 
 /** Who a metered call is for: every budget, quota and usage record is attributed to them. */
 export interface Spender {
@@ -89,114 +89,18 @@ function usageRow(spender: Spender, entry: UsageEntry): Record<string, unknown> 
   };
 }
 
-/** The prepared calls of migration 0014's budget functions. */
-const reserveStatement = {
-  name: 'brigade_reserve_call',
-  text: 'select res, reservation_id from brigade.reserve_call($1, $2, $3, $4, $5, $6, $7, $8)',
-};
+/** The prepared call of brigade.consume_quota (migration 0016). */
 const consumeQuotaStatement = {
   name: 'brigade_consume_quota',
   text: 'select brigade.consume_quota($1, $2, $3, $4, $5) as res',
 };
-const settleStatement = {
-  name: 'brigade_settle_call',
-  text: 'select brigade.settle_call($1, $2, $3, $4, $5, $6) as crossed',
-};
-/** The batched forms (migration 0019): several calls of one tenant in one transaction. */
-const reserveManyStatement = {
-  name: 'brigade_reserve_calls',
-  text: 'select ord, res, reservation_id from brigade.reserve_calls($1) order by ord',
-};
-const settleManyStatement = {
-  name: 'brigade_settle_calls',
-  text: 'select ord, crossed from brigade.settle_calls($1) order by ord',
-};
-
-/** Most calls one batched reservation or settlement carries. */
-const maxBatch = 64;
-
-interface ReserveCall {
-  readonly tenant: string;
-  readonly user: string;
-  readonly amount: number;
-  readonly key: string | null;
-  readonly agent: string | null;
-  readonly id: string;
-  readonly run: string | null;
-  readonly expires: Date;
-}
-
-interface SettleCall {
-  readonly tenant: string;
-  readonly user: string;
-  readonly reservation: string | null;
-  readonly cost: number;
-  readonly status: 'settled' | 'released';
-  readonly usage: readonly Record<string, unknown>[];
-}
-
-interface ReserveRow {
-  readonly res: ReserveResult;
-  readonly reservation_id: string | null;
-}
-
-/** Orders a batch by user, key and agent: the order its calls take counter locks in. */
-function bySpender(
-  left: { user: string; key?: string | null; agent?: string | null },
-  right: { user: string; key?: string | null; agent?: string | null },
-): number {
-  const keys = (call: typeof left) => `${call.user}/${call.key ?? ''}/${call.agent ?? ''}`;
-  const [a, b] = [keys(left), keys(right)];
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 
 /**
  * Exact budgets and quotas (DESIGN.md invariant 7) on the counters of migration 0004, and the
  * usage ledger. Every method is one scoped transaction.
  */
 export function createBudgetStore(database: Database) {
-  // Group commit per tenant (migration 0019): calls that queue up while the tenant's previous
-  // batch is in flight go out together; a call with nothing in flight goes out at once.
-  const reservations = createGroupCalls<ReserveCall, ReserveRow | undefined>({
-    maxBatch,
-    compare: bySpender,
-    async one(call) {
-      const rows = await database.callPrepared(reserveStatement, [
-        call.tenant,
-        call.user,
-        call.amount,
-        call.key,
-        call.agent,
-        call.id,
-        call.run,
-        call.expires,
-      ]);
-      return rows[0] as ReserveRow | undefined;
-    },
-    async many(calls) {
-      const rows = await database.callPrepared(reserveManyStatement, [JSON.stringify(calls)]);
-      return rows as unknown as ReserveRow[];
-    },
-  });
-  const settlements = createGroupCalls<SettleCall, number>({
-    maxBatch,
-    compare: bySpender,
-    async one(call) {
-      const [row] = await database.callPrepared(settleStatement, [
-        call.tenant,
-        call.user,
-        call.reservation,
-        call.cost,
-        call.status,
-        JSON.stringify(call.usage),
-      ]);
-      return Number(row?.['crossed'] ?? 0);
-    },
-    async many(calls) {
-      const rows = await database.callPrepared(settleManyStatement, [JSON.stringify(calls)]);
-      return rows.map((row) => Number(row['crossed'] ?? 0));
-    },
-  });
+  const calls = createBudgetCalls(database);
 
   /** A refused call means the budget is spent: its 100 % alert, once per period. */
   async function recordExhausted(spender: Spender, refusal: Refusal): Promise<void> {
@@ -230,7 +134,7 @@ export function createBudgetStore(database: Database) {
       // brigade.reserve_call (migration 0014), alone or in its tenant's batch (0019):
       // reserve_limits over every binding budget and, when one binds, the reservation row,
       // under the spender's scope.
-      const row = await reservations.call(spender.tenantId, {
+      const row = await calls.reserve({
         tenant: spender.tenantId,
         user: spender.userId,
         amount: Math.round(amount),
@@ -282,7 +186,7 @@ export function createBudgetStore(database: Database) {
       // brigade.settle_call (migration 0014), alone or in its tenant's batch (0019): resolve
       // the reservation and, only if this call resolved it, record the budget thresholds
       // crossed (50/80/100 %, announced by the webhook worker) and write the usage records.
-      return settlements.call(spender.tenantId, {
+      return calls.settle({
         tenant: spender.tenantId,
         user: spender.userId,
         reservation: reservation.id ?? null,

@@ -22,6 +22,9 @@ import type { MigrationContext } from './migration-context.ts';
  *   wake-up, since only a finishing run (which sends its own) frees the slot it needs. Before,
  *   each of a noisy tenant's creates woke every scheduler into a claim that took nothing.
  *
+ * `claim_runs` below is 0016's with three changes — the locks, the lock set, and the filter to
+ * the locked tenants after the ranking; its cap joins are still the copy 0017 describes.
+ *
  * No deadlock: a `claim_runs` waits for tenant locks only while holding the global lock, which
  * an arrival never takes, and an arrival holds one tenant lock and waits for nothing else.
  * Tenant locks use the two-key form (class 1651531, hashtext of the tenant id), so they never

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { AppError } from '../../domain/errors.ts';
-import type { ScopedDb } from '../postgres/database.ts';
+import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { ArrivalSlot } from './run-claim.ts';
 
 /** Admission limits of the run store (`createRunStore`). */
@@ -35,22 +35,32 @@ export function estimateRetryAfterSeconds(queue: {
   return Math.min(120, Math.max(1, Math.ceil(seconds)));
 }
 
-/** How fast a tenant's queue drains: its live claims and their mean age. */
-export interface QueueDrain {
-  readonly running: number;
-  readonly meanAgeMs: number | null;
+/** How fast a tenant's queue drains (its live claims and their mean age): migration 0021. */
+const queueDrainStatement = {
+  name: 'brigade_queue_drain',
+  text: 'select running, mean_age_ms from brigade.queue_drain($1, $2, $3::interval)',
+};
+
+/** Who was refused and by what limit, for {@link refuseQueueFull} and {@link queueFull}. */
+interface QueueFullInput {
+  readonly tenantId: string;
+  readonly userId: string;
+  /** Queued runs the create counted. */
+  readonly queued: number;
+  readonly limit: number;
+  readonly staleAfterMs: number;
+}
+
+function drainValues(options: QueueFullInput): [string, string, string] {
+  return [options.tenantId, options.userId, `${Math.ceil(options.staleAfterMs / 1000)} seconds`];
 }
 
 /** The `queue_full` refusal, with a Retry-After estimated from the queue's drain. */
-export function queueFullError(options: {
-  readonly queued: number;
-  readonly limit: number;
-  readonly drain: QueueDrain;
-}): AppError {
+function queueFullError(options: QueueFullInput, drain: Record<string, unknown> | undefined) {
   const retryAfterSeconds = estimateRetryAfterSeconds({
     excess: options.queued - options.limit,
-    running: options.drain.running,
-    meanAgeMs: options.drain.meanAgeMs,
+    running: Number(drain?.['running'] ?? 0),
+    meanAgeMs: (drain?.['mean_age_ms'] as number | null | undefined) ?? null,
   });
   return new AppError(
     'queue_full',
@@ -59,22 +69,24 @@ export function queueFullError(options: {
   );
 }
 
-/** Refuses a run beyond the tenant's queue limit, reading the drain in the caller's transaction. */
-export async function queueFull(
-  db: ScopedDb,
-  options: { tenantId: string; queued: number; limit: number; staleAfterMs: number },
+/**
+ * Refuses a run that `create_run` refused as beyond its tenant's queue limit: reads the drain
+ * with one prepared call, since refusals come in floods under exactly the overload that makes
+ * them common.
+ */
+export async function refuseQueueFull(
+  database: Pick<Database, 'callPrepared'>,
+  options: QueueFullInput,
 ): Promise<AppError> {
-  const stale = `${Math.ceil(options.staleAfterMs / 1000)} seconds`;
-  const result = await sql<{ running: number; mean_age_ms: number | null }>`
-    select count(*)::int as running,
-           (extract(epoch from avg(clock_timestamp() - coalesce(q.first_claimed_at, q.heartbeat_at))) * 1000)::float8 as mean_age_ms
-      from brigade.run_queue q
-     where q.tenant_id = ${options.tenantId} and q.state = 'claimed'
-       and q.heartbeat_at >= clock_timestamp() - ${stale}::interval`.execute(db);
-  const row = result.rows[0];
-  return queueFullError({
-    queued: options.queued,
-    limit: options.limit,
-    drain: { running: row?.running ?? 0, meanAgeMs: row?.mean_age_ms ?? null },
-  });
+  const [drain] = await database.callPrepared(queueDrainStatement, drainValues(options));
+  return queueFullError(options, drain);
+}
+
+/** Refuses a run beyond its tenant's queue limit, reading the drain in the caller's transaction. */
+export async function queueFull(db: ScopedDb, options: QueueFullInput): Promise<AppError> {
+  const [tenant, user, stale] = drainValues(options);
+  const result = await sql<Record<string, unknown>>`
+    select running, mean_age_ms
+      from brigade.queue_drain(${tenant}::uuid, ${user}::uuid, ${stale}::interval)`.execute(db);
+  return queueFullError(options, result.rows[0]);
 }

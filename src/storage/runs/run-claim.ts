@@ -46,13 +46,13 @@ const claimStatement = {
  * lock, then the claim lock of each tenant the claim may take runs of (migration 0018; a
  * create claiming its own run on arrival takes only its tenant's) — so the claims touching a
  * tenant run one after another and each ranks with every earlier one committed: the caps
- * (per tenant, and per user inside a tenant) are exact. Ranking from a snapshot without it would let two claimers that rank a tenant's
- * candidates differently (a run finished or arrived between their snapshots and changed the
- * users' turns) together exceed a cap. The lock is held only for the claim statement (a few
- * milliseconds); `FOR UPDATE SKIP LOCKED` still skips rows that a cancel, a finish or a
- * requeue holds, and the recheck of step 1 drops rows that changed meanwhile. Stale claims
- * count as free (their process is presumed dead). The lock is released when the call's
- * transaction ends.
+ * (per tenant, and per user inside a tenant) are exact. Ranking from a snapshot without them
+ * would let two claimers that rank a tenant's candidates differently (a run finished or
+ * arrived between their snapshots and changed the users' turns) together exceed a cap. The
+ * locks are held only for the claim statement (a few milliseconds); `FOR UPDATE SKIP LOCKED`
+ * still skips rows that a cancel, a finish or a requeue holds, and the recheck of step 1 drops
+ * rows that changed meanwhile. Stale claims count as free (their process is presumed dead).
+ * The locks are released when the call's transaction ends.
  */
 export async function claimRuns(
   database: Pick<Database, 'callPrepared'>,

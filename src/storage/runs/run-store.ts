@@ -8,7 +8,7 @@ import { consumeQuotaIn, type ReserveResult, refuseQuota } from '../guards/budge
 import { scopeFor } from '../identity/scope-for.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { RunsTable } from '../postgres/database-schema.ts';
-import { queueFull, queueFullError, type RunAdmissionOptions } from './run-admission.ts';
+import { queueFull, type RunAdmissionOptions, refuseQueueFull } from './run-admission.ts';
 import { type RunSignalSink, toRun, toRunEvent } from './run-rows.ts';
 
 const activeStatuses = ['queued', 'running', 'requires_action'] as const;
@@ -94,12 +94,6 @@ const readEventsStatement = {
  * The common-case create: one prepared call of brigade.create_run (migration 0016), and in the
  * same statement (one transaction) brigade.claim_on_arrival (0017) for this process's free slot.
  */
-/** How fast the tenant's queue drains, for a queue_full refusal's Retry-After (0021). */
-const queueDrainStatement = {
-  name: 'brigade_queue_drain',
-  text: 'select running, mean_age_ms from brigade.queue_drain($1, $2, $3::interval)',
-};
-
 const createStatement = {
   name: 'brigade_create_run',
   text: `select r.*, brigade.claim_on_arrival(r.id, $11, $12::interval, $13, $14) as arrival
@@ -219,6 +213,7 @@ export function createRunStore(
         if (maxQueued > 0 && thread.queued >= maxQueued) {
           throw await queueFull(db, {
             tenantId: principal.tenantId,
+            userId: principal.userId,
             queued: thread.queued,
             limit: maxQueued,
             staleAfterMs,
@@ -308,22 +303,14 @@ export function createRunStore(
         const { code, detail } = error as { code?: string; detail?: string };
         if (code === 'BRG11') return undefined;
         if (code === 'BRG12') throw new NotFoundError('agent_not_found', 'Agent not found.');
-        if (code === 'BRG13') {
-          // One prepared call (migration 0021): refusals come in floods, so each stays cheap.
-          const [drain] = await database.callPrepared(queueDrainStatement, [
-            principal.tenantId,
-            principal.userId,
-            `${Math.ceil(staleAfterMs / 1000)} seconds`,
-          ]);
-          throw queueFullError({
+        if (code === 'BRG13')
+          throw await refuseQueueFull(database, {
+            tenantId: principal.tenantId,
+            userId: principal.userId,
             queued: Number(detail),
             limit: maxQueued,
-            drain: {
-              running: Number(drain?.['running'] ?? 0),
-              meanAgeMs: (drain?.['mean_age_ms'] as number | null | undefined) ?? null,
-            },
+            staleAfterMs,
           });
-        }
         if (code === 'BRG14') return createInTransaction(principal, input);
         if (code === 'BRG15') refuseQuota('runs', JSON.parse(String(detail)) as ReserveResult);
         throw error;
