@@ -1,19 +1,17 @@
 import type { Message } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
-import type { Role } from '../domain/identity/permissions.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
 import type { HttpToolDefinition } from '../domain/tools/tool-types.ts';
 import { activeSpan, type Tracing } from '../observability/tracing.ts';
 import type { CorePluginV1, MessageV1, ModelResultV1 } from '../plugin-api/index.ts';
-import { toAgent } from '../storage/agents/agent-store.ts';
-import { toMessage } from '../storage/agents/thread-store.ts';
-import { type Database, sqlLiteral } from '../storage/postgres/database.ts';
+import type { Database } from '../storage/postgres/database.ts';
 import { createRunCheckpoints } from '../storage/runs/run-checkpoints.ts';
-import { type RunSignalSink, toRun } from '../storage/runs/run-rows.ts';
+import type { RunSignalSink } from '../storage/runs/run-rows.ts';
 import { RunParkedError } from './approval-gate.ts';
 import type { EventBatcher } from './event-batcher.ts';
 import { createEventWriter, type EventWriter } from './event-writer.ts';
 import type { MeteredGateway } from './metered-gateway.ts';
+import { loadRun } from './run-loader.ts';
 import { createStepRecorder } from './run-steps.ts';
 import { createOutputGuard, createStreamGuard } from './tools/output-guard.ts';
 import type { PiiKind } from './tools/pii-redaction.ts';
@@ -125,56 +123,6 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     tracing: options.tracing,
   });
 
-  /** Loads everything a run needs in one round trip (a single-statement scoped read). */
-  async function load(claim: RunClaim) {
-    const run = `(select r.* from brigade.runs r where r.id = ${sqlLiteral(claim.runId)}::uuid)`;
-    const [
-      runs = [],
-      agents = [],
-      messages = [],
-      steps = [],
-      last = [],
-      memberships = [],
-      tenantTools = [],
-      blocks = [],
-    ] = await database.readScoped(claim, [
-      `select * from ${run} r`,
-      `select a.* from brigade.agents a where a.id = (select agent_id from ${run} r)`,
-      `select m.* from brigade.messages m where m.thread_id = (select thread_id from ${run} r) order by m.seq`,
-      `select step_key, output from brigade.run_steps where run_id = ${sqlLiteral(claim.runId)}::uuid`,
-      `select coalesce(max(seq), 0) as seq from brigade.run_events where run_id = ${sqlLiteral(claim.runId)}::uuid`,
-      `select role from brigade.memberships where user_id = ${sqlLiteral(claim.userId)}::uuid`,
-      'select name, definition from brigade.tools',
-      `select tool_name from brigade.tool_blocks where agent_id is null or agent_id = (select agent_id from ${run} r)`,
-    ]);
-    const runRow = runs[0];
-    if (runRow === undefined) return undefined;
-    const loaded = toRun(runRow as unknown as Parameters<typeof toRun>[0]);
-    const agentRow = agents[0] as Parameters<typeof toAgent>[0] | undefined;
-    const history = messages
-      .map((row) => toMessage(row as unknown as Parameters<typeof toMessage>[0]))
-      .filter((message) => message.createdAt <= loaded.createdAt || message.runId === loaded.id);
-    return {
-      run: loaded,
-      agent: agentRow === undefined ? undefined : toAgent(agentRow),
-      history,
-      checkpoints: new Map(
-        steps.map((step) => [String(step['step_key']), step['output'] as unknown]),
-      ),
-      nextSeq: Number(last[0]?.['seq'] ?? 0) + 1,
-      // The user's current role: role-level policies bind by it.
-      role: memberships[0]?.['role'] as Role | undefined,
-      tenantTools: tenantTools.map(
-        (row) =>
-          ({
-            ...(row['definition'] as HttpToolDefinition),
-            name: String(row['name']),
-          }) satisfies HttpToolDefinition,
-      ),
-      blocked: new Set(blocks.map((row) => String(row['tool_name']))),
-    };
-  }
-
   async function finish(
     claim: RunClaim,
     outcome: {
@@ -264,7 +212,10 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
   };
 
   async function execute(claim: RunClaim, controller: AbortController): Promise<void> {
-    const loaded = await load(claim);
+    const loaded = await loadRun(database, claim, {
+      cores: [...options.cores.keys()],
+      now: new Date(),
+    });
     if (loaded === undefined) return;
     const { run, agent, history, checkpoints, role } = loaded;
     if (options.tracing !== undefined && agent !== undefined) {
@@ -381,18 +332,31 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       );
       return;
     }
-    const now = Date.now();
-    const deadline = run.deadlineAt?.getTime() ?? now + agent.runTimeoutMs;
-    await events.checkpoint(
-      [{ type: run.startedAt === null ? 'run-started' : 'run-resumed', data: { runId: run.id } }],
-      async (batch) => {
-        await runCheckpoints.start(claim, batch, {
-          startedAt: run.startedAt ?? new Date(now),
-          deadline: new Date(deadline),
-        });
-        return { value: undefined, committed: batch.events };
-      },
-    );
+    // The load started the run (its agent and core exist, checked above in the same way).
+    // A read-committed script: a cancel or a deleted agent committed between its reads and
+    // the start leaves the run unstarted, and it ends as such (or only loses its queue entry).
+    const { started } = loaded;
+    if (started === undefined) {
+      await finish(
+        claim,
+        { status: 'failed', errorCode: 'agent_not_found', errorMessage: 'The agent was deleted.' },
+        events,
+      );
+      return;
+    }
+    const deadline = started.deadline.getTime();
+    options.signals.runChanged(run.id, {
+      userId: claim.userId,
+      events: [
+        {
+          runId: run.id,
+          seq: started.seq,
+          type: started.type,
+          data: { runId: run.id },
+          createdAt: new Date(),
+        },
+      ],
+    });
     const timer = setTimeout(
       () => controller.abort('timeout' satisfies AbortReason),
       Math.max(0, deadline - Date.now()),

@@ -28,8 +28,13 @@ export interface RunSubscription {
 
 /** Cross-process signals about runs: new events, queued work, cancel requests. */
 export interface RunSignals extends RunSignalSink {
-  /** `userId`: the reader, who must own the run (events are handed over only then). */
-  subscribe(runId: string, userId: string): RunSubscription;
+  /**
+   * `userId`: the reader, who must own the run (events are handed over only then). `known`:
+   * the run's events the caller already has, from its first on, when it subscribes right
+   * after committing them (the run it just created); its first `take` then needs no read.
+   * A later event that does not continue them without a gap still makes the stream read.
+   */
+  subscribe(runId: string, userId: string, known?: readonly RunEvent[]): RunSubscription;
   onQueueChanged(listener: () => void): void;
   onCancelRequested(listener: (runId: string) => void): void;
   start(): Promise<void>;
@@ -150,14 +155,15 @@ export function createRunSignals(options: {
     },
     onQueueChanged: (listener) => queueListeners.push(listener),
     onCancelRequested: (listener) => cancelListeners.push(listener),
-    subscribe(runId, userId) {
-      // A new subscriber reads the database first: events before it subscribed are not here.
+    subscribe(runId, userId, known) {
+      // A new subscriber reads the database first (events before it subscribed are not here),
+      // unless the caller hands it the run's events so far.
       const subscriber: Subscriber = {
         userId,
         notified: false,
         wake: undefined,
-        buffer: [],
-        mustRead: true,
+        buffer: known === undefined ? [] : [...known],
+        mustRead: known === undefined,
       };
       let set = subscribers.get(runId);
       if (set === undefined) {

@@ -1,7 +1,7 @@
 import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
-import type { Run } from '../../domain/agents/agent-types.ts';
+import type { Run, RunEvent } from '../../domain/agents/agent-types.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
 import { createRunSchema, runResponse, runSchema } from '../agent-schemas.ts';
 import type { AppEnv, BrigadeApp, RouteServices } from '../app-env.ts';
@@ -89,7 +89,14 @@ const cancelRun = authedRoute({
 
 function streamEvents(
   context: Context<AppEnv>,
-  options: { services: RouteServices; principal: Principal; run: Run; after: number },
+  options: {
+    services: RouteServices;
+    principal: Principal;
+    run: Run;
+    after: number;
+    /** The run's events the caller knows from their first on (see RunSignals.subscribe). */
+    known?: readonly RunEvent[];
+  },
 ) {
   const { services, principal, run } = options;
   return streamSSE(context, async (stream) => {
@@ -100,7 +107,7 @@ function streamEvents(
     }, 15_000);
     let after = options.after;
     const reader = principal.kind === 'user' ? principal.userId : '';
-    const subscription = services.eventHub.subscribe(run.id, reader);
+    const subscription = services.eventHub.subscribe(run.id, reader, options.known);
     try {
       while (!aborted.signal.aborted) {
         // Events this process committed arrive with their wake-up; anything else is read.
@@ -148,7 +155,22 @@ export function registerRunRoutes(app: BrigadeApp, services: RouteServices): voi
     });
     if (body.stream) {
       context.status(201);
-      return streamEvents(context, { services, principal, run, after: 0 }) as never;
+      // The run was committed with its first event, run-queued (data in jsonb's key order),
+      // so the stream needs no read to begin with.
+      const queued: RunEvent = {
+        runId: run.id,
+        seq: 1,
+        type: 'run-queued',
+        data: { runId: run.id, agentId: run.agentId, threadId: run.threadId },
+        createdAt: run.createdAt,
+      };
+      return streamEvents(context, {
+        services,
+        principal,
+        run,
+        after: 0,
+        ...(principal.kind === 'user' ? { known: [queued] } : {}),
+      }) as never;
     }
     return context.json(runResponse(run), 201);
   });

@@ -19,6 +19,7 @@ import { tenantClaimLocksMigration } from './0018-tenant-claim-locks.ts';
 import { batchedBudgetCallsMigration } from './0019-batched-budget-calls.ts';
 import { batchedKeyLookupsMigration } from './0020-batched-key-lookups.ts';
 import { queueDrainMigration } from './0021-queue-drain.ts';
+import { startOnLoadMigration } from './0022-start-on-load.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -49,6 +50,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0019-batched-budget-calls': fromSql(batchedBudgetCallsMigration),
     '0020-batched-key-lookups': fromSql(batchedKeyLookupsMigration),
     '0021-queue-drain': fromSql(queueDrainMigration),
+    '0022-start-on-load': fromSql(startOnLoadMigration),
   };
 }
 

@@ -16,12 +16,8 @@ export interface CheckpointEvents {
   readonly events: readonly { readonly type: string; readonly data: Record<string, unknown> }[];
 }
 
-// The functions of migration 0016, each one prepared call (one round trip, its own implicit
+// Functions of migration 0016, each one prepared call (one round trip, its own implicit
 // transaction).
-const startStatement = {
-  name: 'brigade_start_run',
-  text: 'select brigade.start_run($1, $2, $3, $4, $5, $6, $7)',
-};
 const saveStepStatement = {
   name: 'brigade_save_step',
   text: 'select brigade.save_step($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)',
@@ -60,14 +56,11 @@ export interface FinishedRun {
   readonly firstClaimedAt: Date | null;
 }
 
-/** A run's checkpoints, each one call of a function of migration 0016. */
+/**
+ * A run's checkpoints, each one call of a function of migration 0016. (A run is started by
+ * the call that loads it: runtime/run-loader.ts.)
+ */
 export interface RunCheckpoints {
-  /** Marks a claimed run running until `deadline` and commits its events. */
-  start(
-    run: CheckpointRun,
-    batch: CheckpointEvents,
-    times: { readonly startedAt: Date; readonly deadline: Date },
-  ): Promise<void>;
   /**
    * Checkpoints a completed step with the events buffered while it ran (and its audit event)
    * in one transaction; a step saved before is kept (a resumed run replays it).
@@ -92,17 +85,6 @@ export interface RunCheckpoints {
 /** Creates the {@link RunCheckpoints} on `database`. */
 export function createRunCheckpoints(database: Database): RunCheckpoints {
   return {
-    async start(run, batch, times) {
-      await database.callPrepared(startStatement, [
-        run.tenantId,
-        run.userId,
-        run.runId,
-        batch.firstSeq,
-        JSON.stringify(batch.events),
-        times.startedAt,
-        times.deadline,
-      ]);
-    },
     async saveStep(run, batch, step) {
       const audit =
         step.audit === undefined

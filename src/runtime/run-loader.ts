@@ -1,0 +1,109 @@
+import type { Agent, Message, Run } from '../domain/agents/agent-types.ts';
+import type { Role } from '../domain/identity/permissions.ts';
+import type { HttpToolDefinition } from '../domain/tools/tool-types.ts';
+import { toAgent } from '../storage/agents/agent-store.ts';
+import { toMessage } from '../storage/agents/thread-store.ts';
+import { type Database, sqlLiteral } from '../storage/postgres/database.ts';
+import { toRun } from '../storage/runs/run-rows.ts';
+import type { RunClaim } from './run-executor.ts';
+
+/** How a load started the run (migration 0022): its start event and deadline. */
+export interface LoadStart {
+  readonly seq: number;
+  readonly type: 'run-started' | 'run-resumed';
+  readonly deadline: Date;
+}
+
+/** Everything a claimed run needs, read in one round trip. */
+export interface LoadedRun {
+  /** The run as it was claimed (before the start below). */
+  readonly run: Run;
+  readonly agent: Agent | undefined;
+  /** The thread's messages up to the run (and the run's own). */
+  readonly history: Message[];
+  /** Completed steps by key, replayed on resume. */
+  readonly checkpoints: Map<string, unknown>;
+  /** The seq of the run's next event (after the start event when there is one). */
+  readonly nextSeq: number;
+  /** The user's current role: role-level policies bind by it. */
+  readonly role: Role | undefined;
+  readonly tenantTools: HttpToolDefinition[];
+  /** Tools switched off for the agent or the tenant when the run was loaded. */
+  readonly blocked: Set<string>;
+  /**
+   * Set when the load also started the run: it is live, its agent exists and its core is one
+   * of `cores`. Unset otherwise, and nothing was written.
+   */
+  readonly started: LoadStart | undefined;
+}
+
+/**
+ * Loads a claimed run and starts it, in one round trip: a single-statement-per-read scoped
+ * script whose last statement is `brigade.start_loaded_run` (migration 0022), so the reads
+ * see the run as claimed and the start commits with them. Returns undefined when the run is
+ * gone (deleted with its thread).
+ */
+export async function loadRun(
+  database: Database,
+  claim: RunClaim,
+  options: { readonly cores: readonly string[]; readonly now: Date },
+): Promise<LoadedRun | undefined> {
+  const runId = `${sqlLiteral(claim.runId)}::uuid`;
+  const run = `(select r.* from brigade.runs r where r.id = ${runId})`;
+  const cores = `array[${options.cores.map((core) => sqlLiteral(core)).join(', ')}]::text[]`;
+  const [
+    runs = [],
+    agents = [],
+    messages = [],
+    steps = [],
+    last = [],
+    memberships = [],
+    tenantTools = [],
+    blocks = [],
+    starts = [],
+  ] = await database.readScoped(claim, [
+    `select * from ${run} r`,
+    `select a.* from brigade.agents a where a.id = (select agent_id from ${run} r)`,
+    `select m.* from brigade.messages m where m.thread_id = (select thread_id from ${run} r) order by m.seq`,
+    `select step_key, output from brigade.run_steps where run_id = ${runId}`,
+    `select coalesce(max(seq), 0) as seq from brigade.run_events where run_id = ${runId}`,
+    `select role from brigade.memberships where user_id = ${sqlLiteral(claim.userId)}::uuid`,
+    'select name, definition from brigade.tools',
+    `select tool_name from brigade.tool_blocks where agent_id is null or agent_id = (select agent_id from ${run} r)`,
+    `select brigade.start_loaded_run(${sqlLiteral(claim.tenantId)}::uuid, ${sqlLiteral(claim.userId)}::uuid, ${runId}, ${cores}, ${sqlLiteral(options.now.toISOString())}::timestamptz) as started`,
+  ]);
+  const runRow = runs[0];
+  if (runRow === undefined) return undefined;
+  const loaded = toRun(runRow as unknown as Parameters<typeof toRun>[0]);
+  const agentRow = agents[0] as Parameters<typeof toAgent>[0] | undefined;
+  const history = messages
+    .map((row) => toMessage(row as unknown as Parameters<typeof toMessage>[0]))
+    .filter((message) => message.createdAt <= loaded.createdAt || message.runId === loaded.id);
+  const start = starts[0]?.['started'] as
+    | { seq: number; type: LoadStart['type']; deadline: string }
+    | null
+    | undefined;
+  const started =
+    start === null || start === undefined
+      ? undefined
+      : { seq: Number(start.seq), type: start.type, deadline: new Date(start.deadline) };
+  return {
+    run: loaded,
+    agent: agentRow === undefined ? undefined : toAgent(agentRow),
+    history,
+    checkpoints: new Map(
+      steps.map((step) => [String(step['step_key']), step['output'] as unknown]),
+    ),
+    nextSeq: started === undefined ? Number(last[0]?.['seq'] ?? 0) + 1 : started.seq + 1,
+    role: memberships[0]?.['role'] as Role | undefined,
+    tenantTools: tenantTools.map(
+      (row) =>
+        ({
+          ...(row['definition'] as HttpToolDefinition),
+          name: String(row['name']),
+        }) satisfies HttpToolDefinition,
+    ),
+    blocked: new Set(blocks.map((row) => String(row['tool_name']))),
+    started,
+  };
+}
