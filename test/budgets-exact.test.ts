@@ -471,4 +471,45 @@ describe('sequential spending (property)', () => {
       { numRuns: 5, endOnFailure: true },
     );
   }, 60_000);
+
+  it("commits each model call's settlement in the transaction that checkpoints its step", async () => {
+    const owner = await ownerOf(server.database);
+    const seeded = await seedBudgetedMember(server.url, {
+      slug: 'settle-with-step',
+      budgetNanos: 10 * callNanos,
+      maxOutputTokens,
+    });
+    const member = apiClient(server.url, seeded.member.secret);
+    reported = [40];
+    const ids = await startRun(member, seeded.agentId);
+    const run = await waitForRun<RunBody>(member, ids);
+    expect(run.status).toBe('completed');
+    // Rows written by one transaction share its xmin: the model step, the usage record and
+    // the settled reservation were committed together (a crash cannot split them).
+    const rows = await ownerQuery<{ what: string; tx: string; detail: string }>(
+      owner,
+      seeded.tenantId,
+      {
+        text: `select 'step' as what, xmin::text as tx, kind as detail from brigade.run_steps
+                where run_id = $1
+               union all
+               select 'usage', xmin::text, cost::text from brigade.usage_records where run_id = $1
+               union all
+               select 'reservation', xmin::text, status from brigade.budget_reservations
+                where run_id = $1`,
+        values: [ids.runId],
+      },
+    );
+    const of = (what: string) => rows.filter((row) => row.what === what);
+    expect(of('step').map((row) => row.detail)).toEqual(['model']);
+    expect(of('usage').map((row) => row.detail)).toEqual([String(40 * nanosPerToken)]);
+    expect(of('reservation').map((row) => row.detail)).toEqual(['settled']);
+    expect(new Set(rows.map((row) => row.tx)).size).toBe(1);
+    expect(await ledgerOf(owner, seeded)).toEqual({
+      ledger: 40 * nanosPerToken,
+      used: 40 * nanosPerToken,
+      reserved: 0,
+      open: 0,
+    });
+  });
 });

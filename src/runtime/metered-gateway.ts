@@ -6,6 +6,7 @@ import { contextWindowOf, inputTokenFloor, type PriceTable } from '../gateway/pr
 import { type RouteAttempt, RouteFailedError } from '../gateway/route-failures.ts';
 import { activeSpan, SpanKind, type Tracing } from '../observability/tracing.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
+import type { SettleCall } from '../storage/guards/budget-calls.ts';
 import type { BudgetStore, Spender, UsageEntry } from '../storage/guards/budget-store.ts';
 import { messagesForSpan, redactContent } from './content-capture.ts';
 import type { ModelCallLimits } from './model-call-limits.ts';
@@ -36,10 +37,35 @@ export interface MeteredRequest extends GatewayRequest {
   readonly deadline: Date;
   /** Past `atPercent` % of a binding budget, call `model` instead (graceful degradation). */
   readonly degrade?: { readonly atPercent: number; readonly model: string } | undefined;
+  /**
+   * Leave a successful call's settlement to the caller, who commits it with its own write
+   * (a run's model step: migration 0023); the result carries it as `settlement`. Failed
+   * calls are still settled (released) here.
+   */
+  readonly deferSettlement?: boolean | undefined;
 }
 
-/** A metered call's result; `degraded` when the degradation model answered. */
-export type MeteredResult = ModelResultV1 & { readonly degraded?: boolean };
+/** A successful call's settlement, left to the caller to commit (see `deferSettlement`). */
+export interface PendingSettlement {
+  /** brigade.settle_call's arguments (see storage/guards/budget-store.ts). */
+  readonly call: SettleCall;
+  /** Tells the gateway the settlement committed, having crossed `crossed` alert thresholds. */
+  committed(crossed: number): void;
+  /**
+   * Settles on its own, for a caller whose write failed. Safe after a write that did commit
+   * (its answer lost): a reservation already resolved is left as it is, with no second record.
+   */
+  settleAlone(): Promise<void>;
+}
+
+/**
+ * A metered call's result; `degraded` when the degradation model answered, `settlement` when
+ * the caller asked to commit it.
+ */
+export type MeteredResult = ModelResultV1 & {
+  readonly degraded?: boolean;
+  readonly settlement?: PendingSettlement;
+};
 
 /** The gateway with budgets and metering in front of every call. */
 export interface MeteredGateway {
@@ -129,7 +155,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     }
   }
 
-  async function metered(request: MeteredRequest): Promise<ModelResultV1> {
+  async function metered(request: MeteredRequest): Promise<MeteredResult> {
     const tenantId = request.spender.tenantId;
     const deployments = await gateway.deployments(request.model, tenantId);
     if (deployments.length === 0)
@@ -246,11 +272,22 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
       'brigade.attempts': served.attempts.length,
       ...(route === null ? {} : { 'brigade.route': route }),
     });
-    const crossed = await budgets.settle(request.spender, reservation, {
-      entry: settled,
-      failedAttempts: failed,
-    });
-    if (crossed > 0) options.onBudgetAlert?.();
+    const usage = { entry: settled, failedAttempts: failed };
+    const committed = (crossed: number) => {
+      if (crossed > 0) options.onBudgetAlert?.();
+    };
+    if (request.deferSettlement === true) {
+      return {
+        ...answer,
+        settlement: {
+          call: budgets.settlement(request.spender, reservation, usage),
+          committed,
+          settleAlone: async () =>
+            committed(await budgets.settle(request.spender, reservation, usage)),
+        },
+      };
+    }
+    committed(await budgets.settle(request.spender, reservation, usage));
     return answer;
   }
 }

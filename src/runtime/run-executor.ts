@@ -437,6 +437,8 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
               tools: request.tools,
               maxOutputTokens: agent.maxOutputTokens,
               signal: controller.signal,
+              // Settled with the step's checkpoint below, in one transaction.
+              deferSettlement: true,
               onTextDelta: (delta) => {
                 streamed += delta;
                 request.onTextDelta?.(delta);
@@ -451,23 +453,28 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
                   }),
             });
             streamed = '';
-            if (result.degraded === true && !degraded) {
+            const { settlement, degraded: degradedCall, ...output } = result;
+            if (degradedCall === true && !degraded) {
               degraded = true;
               events.push('model-degraded', {
                 model: agent.degradation?.model,
                 reason: `past ${agent.degradation?.atBudgetPercent} % of a budget`,
               });
-              await markDegraded(claim);
+              await markDegraded(claim).catch(async (error: unknown) => {
+                await settlement?.settleAlone().catch(() => undefined);
+                throw error;
+              });
             }
             await saveStep(claim, {
               events,
               key,
               kind: 'model',
-              output: result,
+              output,
               usage: result.usage,
+              settlement,
             });
-            checkpoints.set(key, result);
-            return result;
+            checkpoints.set(key, output);
+            return output;
           },
         },
         tools: {

@@ -9,6 +9,7 @@ import type { ModelResultV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
 import type { RunCheckpoints } from '../storage/runs/run-checkpoints.ts';
 import { type GateResult, passApprovalGate } from './approval-gate.ts';
 import type { EventWriter } from './event-writer.ts';
+import type { PendingSettlement } from './metered-gateway.ts';
 import type { RunClaim } from './run-executor.ts';
 import {
   checkProvenance,
@@ -36,6 +37,8 @@ export interface StepRecord {
   readonly usage?: ModelResultV1['usage'];
   /** An audit event committed with the checkpoint (tool calls), and who caused it. */
   readonly audit?: { readonly actor: UserPrincipal | undefined; readonly record: AuditRecord };
+  /** The model call's settlement, committed with the checkpoint (model steps). */
+  readonly settlement?: PendingSettlement | undefined;
 }
 
 /** What a tool call runs within: the run, its agent, its events and its completed steps. */
@@ -111,19 +114,31 @@ export function createStepRecorder(options: {
   async function saveStep(scope: RunClaim, step: StepRecord): Promise<void> {
     // The step's buffered events commit with its checkpoint, its usage and its audit event:
     // one call, one round trip.
-    await step.events.checkpoint([], async (batch) => {
-      await options.checkpoints.saveStep(scope, batch, {
-        key: step.key,
-        kind: step.kind,
-        output: step.output,
-        usage: step.usage,
-        audit:
-          step.audit === undefined
-            ? undefined
-            : { principal: step.audit.actor, record: step.audit.record },
+    // A model step's settlement too: paid and recorded commit together (migration 0023).
+    const { settlement } = step;
+    let crossed: number;
+    try {
+      crossed = await step.events.checkpoint([], async (batch) => {
+        const value = await options.checkpoints.saveStep(scope, batch, {
+          key: step.key,
+          kind: step.kind,
+          output: step.output,
+          usage: step.usage,
+          audit:
+            step.audit === undefined
+              ? undefined
+              : { principal: step.audit.actor, record: step.audit.record },
+          settlement: settlement?.call,
+        });
+        return { value, committed: batch.events };
       });
-      return { value: undefined, committed: batch.events };
-    });
+    } catch (error) {
+      // The checkpoint failed (or its answer was lost): settle on its own, so the reservation
+      // is not held until the orphan sweep; one the checkpoint did settle is left as it is.
+      await settlement?.settleAlone().catch(() => undefined);
+      throw error;
+    }
+    settlement?.committed(crossed);
   }
 
   /** Undefined when the call may run, else the quota refusal the model is told about. */

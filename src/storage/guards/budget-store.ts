@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { AppError } from '../../domain/errors.ts';
 import { nanosToUsd } from '../../domain/guards/policy-types.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
-import { createBudgetCalls } from './budget-calls.ts';
+import { createBudgetCalls, type SettleCall } from './budget-calls.ts';
 
 /** Who a metered call is for: every budget, quota and usage record is attributed to them. */
 export interface Spender {
@@ -89,6 +89,25 @@ function usageRow(spender: Spender, entry: UsageEntry): Record<string, unknown> 
   };
 }
 
+/** What a settlement records: the call's usage and the failed attempts before it (cost 0). */
+export interface SettledUsage {
+  readonly entry: UsageEntry;
+  readonly failedAttempts?: readonly UsageEntry[];
+}
+
+/** brigade.settle_call's arguments for settling `reservation` to `usage`. */
+function settlementOf(spender: Spender, reservation: Reservation, usage: SettledUsage): SettleCall {
+  const { entry, failedAttempts = [] } = usage;
+  return {
+    tenant: spender.tenantId,
+    user: spender.userId,
+    reservation: reservation.id ?? null,
+    cost: Math.round(entry.cost),
+    status: entry.cost === 0 ? 'released' : 'settled',
+    usage: [...failedAttempts, entry].map((recorded) => usageRow(spender, recorded)),
+  };
+}
+
 /** The prepared call of brigade.consume_quota (migration 0016). */
 const consumeQuotaStatement = {
   name: 'brigade_consume_quota',
@@ -171,30 +190,21 @@ export function createBudgetStore(database: Database) {
     /**
      * Settles a reservation to the call's actual cost and writes its usage record, in one
      * transaction. A reservation already resolved (taken over as orphaned while this process
-     * stalled) keeps its orphan charge, and no second record is written.
+     * stalled) keeps its orphan charge, and no second record is written. Returns the budget
+     * alert thresholds the settlement crossed.
      */
-    async settle(
-      spender: Spender,
-      reservation: Reservation,
-      usage: {
-        readonly entry: UsageEntry;
-        /** Attempts that failed before the one that settled (routing retries), cost 0. */
-        readonly failedAttempts?: readonly UsageEntry[];
-      },
-    ): Promise<number> {
-      const { entry, failedAttempts = [] } = usage;
+    async settle(spender: Spender, reservation: Reservation, usage: SettledUsage): Promise<number> {
       // brigade.settle_call (migration 0014), alone or in its tenant's batch (0019): resolve
       // the reservation and, only if this call resolved it, record the budget thresholds
       // crossed (50/80/100 %, announced by the webhook worker) and write the usage records.
-      return calls.settle({
-        tenant: spender.tenantId,
-        user: spender.userId,
-        reservation: reservation.id ?? null,
-        cost: Math.round(entry.cost),
-        status: entry.cost === 0 ? 'released' : 'settled',
-        usage: [...failedAttempts, entry].map((recorded) => usageRow(spender, recorded)),
-      });
+      return calls.settle(settlementOf(spender, reservation, usage));
     },
+
+    /**
+     * The settlement {@link settle} would send, for a caller that commits it in a transaction
+     * of its own (a run's model step: migration 0023), with `settle` as its fallback.
+     */
+    settlement: settlementOf,
 
     /** The largest share (0–1) used or reserved of any budget binding the spender now. */
     async utilization(spender: Spender): Promise<number> {

@@ -20,6 +20,7 @@ import { batchedBudgetCallsMigration } from './0019-batched-budget-calls.ts';
 import { batchedKeyLookupsMigration } from './0020-batched-key-lookups.ts';
 import { queueDrainMigration } from './0021-queue-drain.ts';
 import { startOnLoadMigration } from './0022-start-on-load.ts';
+import { settleWithStepMigration } from './0023-settle-with-step.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -51,6 +52,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0020-batched-key-lookups': fromSql(batchedKeyLookupsMigration),
     '0021-queue-drain': fromSql(queueDrainMigration),
     '0022-start-on-load': fromSql(startOnLoadMigration),
+    '0023-settle-with-step': fromSql(settleWithStepMigration),
   };
 }
 

@@ -1,5 +1,6 @@
 import type { AuditRecord } from '../../domain/identity/identity-types.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
+import type { SettleCall } from '../guards/budget-calls.ts';
 import { auditColumns } from '../identity/audit-writer.ts';
 import type { Database } from '../postgres/database.ts';
 
@@ -22,6 +23,11 @@ const saveStepStatement = {
   name: 'brigade_save_step',
   text: 'select brigade.save_step($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)',
 };
+/** Migration 0023: a model step checkpointed and its call settled in one transaction. */
+const saveStepSettledStatement = {
+  name: 'brigade_save_step_settled',
+  text: 'select brigade.save_step_settled($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) as crossed',
+};
 const finishStatement = {
   name: 'brigade_finish_run',
   text: 'select brigade.finish_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) as finished',
@@ -36,6 +42,8 @@ export interface StepCheckpoint {
   readonly audit?:
     | { readonly principal: Principal | undefined; readonly record: AuditRecord }
     | undefined;
+  /** The model call's settlement, committed with the step (tenant and user are the run's). */
+  readonly settlement?: SettleCall | undefined;
 }
 
 /** How a run ends. */
@@ -63,9 +71,11 @@ export interface FinishedRun {
 export interface RunCheckpoints {
   /**
    * Checkpoints a completed step with the events buffered while it ran (and its audit event)
-   * in one transaction; a step saved before is kept (a resumed run replays it).
+   * in one transaction; a step saved before is kept (a resumed run replays it). With a
+   * settlement, the model call is settled in the same transaction; returns the budget alert
+   * thresholds it crossed (0 without one).
    */
-  saveStep(run: CheckpointRun, batch: CheckpointEvents, step: StepCheckpoint): Promise<void>;
+  saveStep(run: CheckpointRun, batch: CheckpointEvents, step: StepCheckpoint): Promise<number>;
   /**
    * Ends a run unless it already ended (a completion also loses to a requested cancel): the
    * answer becomes an assistant message, the buffered events and then `terminal` (its data
@@ -90,7 +100,7 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
         step.audit === undefined
           ? null
           : JSON.stringify({ ...auditColumns(step.audit), data: step.audit.record.data ?? {} });
-      await database.callPrepared(saveStepStatement, [
+      const values = [
         run.tenantId,
         run.userId,
         run.runId,
@@ -102,7 +112,17 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
         step.usage?.inputTokens ?? 0,
         step.usage?.outputTokens ?? 0,
         audit,
+      ];
+      if (step.settlement === undefined) {
+        await database.callPrepared(saveStepStatement, values);
+        return 0;
+      }
+      const { reservation, cost, status, usage } = step.settlement;
+      const [row] = await database.callPrepared(saveStepSettledStatement, [
+        ...values,
+        JSON.stringify({ reservation, cost, status, usage }),
       ]);
+      return Number(row?.['crossed'] ?? 0);
     },
     async finish(run, batch, ending) {
       const [row] = await database.callPrepared(finishStatement, [
