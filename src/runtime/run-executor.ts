@@ -3,19 +3,20 @@ import { AppError } from '../domain/errors.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
 import type { HttpToolDefinition } from '../domain/tools/tool-types.ts';
 import { activeSpan, type Tracing } from '../observability/tracing.ts';
-import type { CorePluginV1, MessageV1, ModelResultV1 } from '../plugin-api/index.ts';
+import type { CorePluginV1, MessageV1 } from '../plugin-api/index.ts';
 import type { Database } from '../storage/postgres/database.ts';
 import { createRunCheckpoints } from '../storage/runs/run-checkpoints.ts';
 import type { RunSignalSink } from '../storage/runs/run-rows.ts';
 import { RunParkedError } from './approval-gate.ts';
 import type { EventBatcher } from './event-batcher.ts';
-import { createEventWriter, type EventWriter } from './event-writer.ts';
+import { createEventWriter } from './event-writer.ts';
 import type { MeteredGateway } from './metered-gateway.ts';
-import { loadRun } from './run-loader.ts';
+import { cancelledOutcome, createRunFinisher, outcomeOfError } from './run-finish.ts';
+import { loadRun, provenanceSources } from './run-loader.ts';
+import { createRunModel } from './run-model.ts';
 import { createStepRecorder } from './run-steps.ts';
 import { createOutputGuard, createStreamGuard } from './tools/output-guard.ts';
 import type { PiiKind } from './tools/pii-redaction.ts';
-import { spotlightMessages } from './tools/spotlight.ts';
 import type { ToolDefinition } from './tools/tool-registry.ts';
 
 /** Why an in-process run was aborted. */
@@ -123,76 +124,11 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     tracing: options.tracing,
   });
 
-  async function finish(
-    claim: RunClaim,
-    outcome: {
-      status: 'completed' | 'failed' | 'cancelled' | 'expired';
-      errorCode?: string;
-      errorMessage?: string;
-      text?: string;
-      /** Set when the answer is partial (the deadline came first). */
-      incompleteReason?: string;
-    },
-    events: EventWriter,
-  ): Promise<'done' | 'cancelled-late'> {
-    const type =
-      outcome.status === 'completed'
-        ? 'run-completed'
-        : outcome.status === 'failed'
-          ? 'run-failed'
-          : outcome.status === 'cancelled'
-            ? 'run-cancelled'
-            : 'run-expired';
-    const data = {
-      status: outcome.status,
-      ...(outcome.errorCode === undefined
-        ? {}
-        : { errorCode: outcome.errorCode, message: outcome.errorMessage }),
-      ...(outcome.text === undefined ? {} : { text: outcome.text }),
-      ...(outcome.incompleteReason === undefined
-        ? {}
-        : { incomplete: { reason: outcome.incompleteReason } }),
-    };
-    // One call: the status, the answer as a message, the events (the terminal one completed
-    // with the run's usage, which only the database knows after a resume) and the queue entry.
-    const ended = await events.checkpoint([], async (batch) => {
-      const run = await runCheckpoints.finish(claim, batch, {
-        ...outcome,
-        terminal: { type, data },
-      });
-      if (run === undefined) return { value: undefined };
-      const usage = { inputTokens: run.inputTokens, outputTokens: run.outputTokens };
-      return {
-        value: run,
-        committed: [...batch.events, { type, data: { ...data, usage } }],
-      };
-    });
-    if (ended === undefined && outcome.status === 'completed') {
-      // A cancel (or an interrupt/rollback) won the race against completion.
-      options.signals.queueChanged();
-      return 'cancelled-late';
-    }
-    if (ended !== undefined) {
-      options.metrics?.recordRunOutcome(outcome.status);
-      if (ended.firstClaimedAt !== null)
-        options.metrics?.observeQueueWait(
-          (ended.firstClaimedAt.getTime() - ended.createdAt.getTime()) / 1000,
-        );
-    }
-    options.signals.queueChanged();
-    return 'done';
-  }
-
-  /** Records that a run's model calls went to its degradation model. */
-  async function markDegraded(claim: RunClaim): Promise<void> {
-    await database.withScope(claim, (db) =>
-      db
-        .updateTable('brigade.runs')
-        .set({ degraded: true })
-        .where('id', '=', claim.runId)
-        .execute(),
-    );
-  }
+  const finish = createRunFinisher({
+    checkpoints: runCheckpoints,
+    signals: options.signals,
+    metrics: options.metrics,
+  });
 
   return {
     execute(claim, controller) {
@@ -264,35 +200,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       const now = await options.blockedTools?.({ tenantId: claim.tenantId, agentId });
       return now === undefined ? loaded.blocked : new Set([...loaded.blocked, ...now]);
     };
-    /** The user's own words and the agent's instructions vs everything the run read. */
-    const sources = () => {
-      const textOf = (content: Message['content']) =>
-        content
-          .map((part) =>
-            part.type === 'text'
-              ? part.text
-              : part.type === 'tool-result'
-                ? JSON.stringify(part.output)
-                : JSON.stringify(part.input),
-          )
-          .join('\n');
-      return {
-        trusted: [
-          agent?.instructions ?? '',
-          ...history
-            .filter((message) => message.provenance === 'user')
-            .map((message) => textOf(message.content)),
-        ],
-        untrusted: [
-          ...history
-            .filter((message) => message.provenance !== 'user')
-            .map((message) => textOf(message.content)),
-          ...[...checkpoints.entries()]
-            .filter(([key]) => key.startsWith('tool:'))
-            .map(([, outcome]) => JSON.stringify(outcome)),
-        ],
-      };
-    };
+    const sources = () => provenanceSources(loaded);
     const events = createEventWriter({
       database,
       claim,
@@ -361,10 +269,19 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       () => controller.abort('timeout' satisfies AbortReason),
       Math.max(0, deadline - Date.now()),
     );
-    let modelCalls = 0;
-    // Text streamed by the model call in flight: the partial answer at a deadline.
-    let streamed = '';
-    let degraded = run.degraded;
+    const model = createRunModel({
+      database,
+      gateway,
+      saveStep,
+      claim,
+      run,
+      agent,
+      role,
+      deadline: new Date(deadline),
+      signal: controller.signal,
+      events,
+      checkpoints,
+    });
     try {
       if (run.status === 'running' || run.startedAt !== null) {
         // Resumed: a model call the previous process had in flight left its reservation.
@@ -411,72 +328,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           info: (message, fields) => logger.info({ runId: run.id, ...fields }, message),
           warn: (message, fields) => logger.warn({ runId: run.id, ...fields }, message),
         },
-        model: {
-          async generate(request) {
-            const key = `model:${modelCalls}`;
-            modelCalls += 1;
-            streamed = '';
-            const saved = checkpoints.get(key);
-            if (saved !== undefined) return saved as ModelResultV1;
-            const result = await gateway.generate({
-              spender: {
-                tenantId: claim.tenantId,
-                userId: claim.userId,
-                role,
-                keyId: run.apiKeyId,
-                agentId: agent.id,
-                runId: run.id,
-              },
-              source: 'run',
-              deadline: new Date(deadline),
-              model: agent.model,
-              // The built-in local model is no language model (it echoes); every other model
-              // gets untrusted content delimited and datamarked (invariant 8).
-              messages:
-                agent.model === 'local' ? request.messages : spotlightMessages(request.messages),
-              tools: request.tools,
-              maxOutputTokens: agent.maxOutputTokens,
-              signal: controller.signal,
-              // Settled with the step's checkpoint below, in one transaction.
-              deferSettlement: true,
-              onTextDelta: (delta) => {
-                streamed += delta;
-                request.onTextDelta?.(delta);
-              },
-              ...(agent.degradation === null
-                ? {}
-                : {
-                    degrade: {
-                      atPercent: agent.degradation.atBudgetPercent,
-                      model: agent.degradation.model,
-                    },
-                  }),
-            });
-            streamed = '';
-            const { settlement, degraded: degradedCall, ...output } = result;
-            if (degradedCall === true && !degraded) {
-              degraded = true;
-              events.push('model-degraded', {
-                model: agent.degradation?.model,
-                reason: `past ${agent.degradation?.atBudgetPercent} % of a budget`,
-              });
-              await markDegraded(claim).catch(async (error: unknown) => {
-                await settlement?.settleAlone().catch(() => undefined);
-                throw error;
-              });
-            }
-            await saveStep(claim, {
-              events,
-              key,
-              kind: 'model',
-              output,
-              usage: result.usage,
-              settlement,
-            });
-            checkpoints.set(key, output);
-            return output;
-          },
-        },
+        model: model.capability,
         tools: {
           available: runTools
             .filter((tool) => agent.tools.includes(tool.name))
@@ -516,13 +368,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           'output guard changed the answer',
         );
       const finished = await finish(claim, { status: 'completed', text: guarded.text }, events);
-      if (finished === 'cancelled-late') {
-        await finish(
-          claim,
-          { status: 'cancelled', errorCode: 'cancelled', errorMessage: 'The run was cancelled.' },
-          events,
-        );
-      }
+      if (finished === 'cancelled-late') await finish(claim, cancelledOutcome, events);
     } catch (error) {
       if (error instanceof RunParkedError) {
         // Waiting for the user: the queue entry is parked, so the run holds no slot.
@@ -533,40 +379,19 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         ? (controller.signal.reason as AbortReason)
         : undefined;
       if (reason === 'shutdown') throw error;
-      if (reason === 'cancel')
-        await finish(
-          claim,
-          { status: 'cancelled', errorCode: 'cancelled', errorMessage: 'The run was cancelled.' },
-          events,
-        );
-      else if (reason === 'timeout' && agent.onDeadline === 'partial' && streamed.length > 0)
-        await finish(
-          claim,
+      if (reason === undefined && !(error instanceof AppError))
+        logger.error({ runId: run.id, err: { message: (error as Error).message } }, 'run failed');
+      await finish(
+        claim,
+        outcomeOfError(error, {
+          reason,
+          agent,
+          streamed: model.streamed(),
           // The partial answer leaves through the output guard like a full one.
-          {
-            status: 'completed',
-            text: outputGuard.guard(streamed).text,
-            incompleteReason: 'deadline',
-          },
-          events,
-        );
-      else if (reason === 'timeout')
-        await finish(
-          claim,
-          {
-            status: 'expired',
-            errorCode: 'run_timeout',
-            errorMessage: `The run exceeded its ${agent.runTimeoutMs} ms timeout.`,
-          },
-          events,
-        );
-      else {
-        const code = error instanceof AppError ? error.code : 'core_error';
-        const message = error instanceof AppError ? error.message : 'The agent core failed.';
-        if (!(error instanceof AppError))
-          logger.error({ runId: run.id, err: { message: (error as Error).message } }, 'run failed');
-        await finish(claim, { status: 'failed', errorCode: code, errorMessage: message }, events);
-      }
+          guard: (text) => outputGuard.guard(text).text,
+        }),
+        events,
+      );
     } finally {
       clearTimeout(timer);
       events.close();

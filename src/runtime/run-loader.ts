@@ -6,6 +6,7 @@ import { toMessage } from '../storage/agents/thread-store.ts';
 import { type Database, sqlLiteral } from '../storage/postgres/database.ts';
 import { toRun } from '../storage/runs/run-rows.ts';
 import type { RunClaim } from './run-executor.ts';
+import type { ProvenanceSources } from './tools/provenance-rules.ts';
 
 /** How a load started the run (migration 0022): its start event and deadline. */
 export interface LoadStart {
@@ -105,5 +106,40 @@ export async function loadRun(
     ),
     blocked: new Set(blocks.map((row) => String(row['tool_name']))),
     started,
+  };
+}
+
+/**
+ * Where a run's tool arguments may come from (provenance rules): the user's own words and
+ * the agent's instructions are trusted; every other message and every tool output the run
+ * read so far is not. Read at each tool call, so outputs of earlier calls count.
+ */
+export function provenanceSources(loaded: LoadedRun): ProvenanceSources {
+  const textOf = (content: Message['content']) =>
+    content
+      .map((part) =>
+        part.type === 'text'
+          ? part.text
+          : part.type === 'tool-result'
+            ? JSON.stringify(part.output)
+            : JSON.stringify(part.input),
+      )
+      .join('\n');
+  const { history } = loaded;
+  return {
+    trusted: [
+      loaded.agent?.instructions ?? '',
+      ...history
+        .filter((message) => message.provenance === 'user')
+        .map((message) => textOf(message.content)),
+    ],
+    untrusted: [
+      ...history
+        .filter((message) => message.provenance !== 'user')
+        .map((message) => textOf(message.content)),
+      ...[...loaded.checkpoints.entries()]
+        .filter(([key]) => key.startsWith('tool:'))
+        .map(([, outcome]) => JSON.stringify(outcome)),
+    ],
   };
 }

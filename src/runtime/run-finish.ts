@@ -1,0 +1,113 @@
+import type { Agent } from '../domain/agents/agent-types.ts';
+import { AppError } from '../domain/errors.ts';
+import type { RunCheckpoints } from '../storage/runs/run-checkpoints.ts';
+import type { RunSignalSink } from '../storage/runs/run-rows.ts';
+import type { EventWriter } from './event-writer.ts';
+import type { AbortReason, RunClaim, RunExecutorOptions } from './run-executor.ts';
+
+/** How a run ends, as the executor decides it. */
+export interface RunOutcome {
+  readonly status: 'completed' | 'failed' | 'cancelled' | 'expired';
+  readonly errorCode?: string;
+  readonly errorMessage?: string;
+  readonly text?: string;
+  /** Set when the answer is partial (the deadline came first). */
+  readonly incompleteReason?: string;
+}
+
+/** A run cancelled by its user (or by an interrupting run). */
+export const cancelledOutcome: RunOutcome = {
+  status: 'cancelled',
+  errorCode: 'cancelled',
+  errorMessage: 'The run was cancelled.',
+};
+
+const terminalTypes = {
+  completed: 'run-completed',
+  failed: 'run-failed',
+  cancelled: 'run-cancelled',
+  expired: 'run-expired',
+} as const;
+
+/**
+ * Ends runs: one checkpoint call (the status, the answer as a message, the events with the
+ * terminal one completed by the run's usage, which only the database knows after a resume, and
+ * the queue entry), then the metrics and a wake-up of the schedulers. Answers
+ * `cancelled-late` when a completion lost the race against a cancel (or an interrupt or
+ * rollback); the caller then ends the run as cancelled.
+ */
+export function createRunFinisher(options: {
+  readonly checkpoints: RunCheckpoints;
+  readonly signals: RunSignalSink;
+  readonly metrics?: RunExecutorOptions['metrics'];
+}) {
+  return async function finish(
+    claim: RunClaim,
+    outcome: RunOutcome,
+    events: EventWriter,
+  ): Promise<'done' | 'cancelled-late'> {
+    const type = terminalTypes[outcome.status];
+    const data = {
+      status: outcome.status,
+      ...(outcome.errorCode === undefined
+        ? {}
+        : { errorCode: outcome.errorCode, message: outcome.errorMessage }),
+      ...(outcome.text === undefined ? {} : { text: outcome.text }),
+      ...(outcome.incompleteReason === undefined
+        ? {}
+        : { incomplete: { reason: outcome.incompleteReason } }),
+    };
+    const ended = await events.checkpoint([], async (batch) => {
+      const run = await options.checkpoints.finish(claim, batch, {
+        ...outcome,
+        terminal: { type, data },
+      });
+      if (run === undefined) return { value: undefined };
+      const usage = { inputTokens: run.inputTokens, outputTokens: run.outputTokens };
+      return {
+        value: run,
+        committed: [...batch.events, { type, data: { ...data, usage } }],
+      };
+    });
+    options.signals.queueChanged();
+    if (ended === undefined && outcome.status === 'completed') return 'cancelled-late';
+    if (ended !== undefined) {
+      options.metrics?.recordRunOutcome(outcome.status);
+      if (ended.firstClaimedAt !== null)
+        options.metrics?.observeQueueWait(
+          (ended.firstClaimedAt.getTime() - ended.createdAt.getTime()) / 1000,
+        );
+    }
+    return 'done';
+  };
+}
+
+/**
+ * How a run whose core threw ends: cancelled, its partial answer at the deadline (when the
+ * agent asks for it and text was streamed; `guard` is the output guard it leaves through),
+ * expired, or failed with the error's stable code (`core_error` for anything not an
+ * {@link AppError}, whose message stays in the log).
+ */
+export function outcomeOfError(
+  error: unknown,
+  context: {
+    readonly reason: Exclude<AbortReason, 'shutdown'> | undefined;
+    readonly agent: Pick<Agent, 'onDeadline' | 'runTimeoutMs'>;
+    readonly streamed: string;
+    readonly guard: (text: string) => string;
+  },
+): RunOutcome {
+  const { reason, agent, streamed } = context;
+  if (reason === 'cancel') return cancelledOutcome;
+  if (reason === 'timeout' && agent.onDeadline === 'partial' && streamed.length > 0)
+    return { status: 'completed', text: context.guard(streamed), incompleteReason: 'deadline' };
+  if (reason === 'timeout')
+    return {
+      status: 'expired',
+      errorCode: 'run_timeout',
+      errorMessage: `The run exceeded its ${agent.runTimeoutMs} ms timeout.`,
+    };
+  if (error instanceof AppError)
+    return { status: 'failed', errorCode: error.code, errorMessage: error.message };
+  return { status: 'failed', errorCode: 'core_error', errorMessage: 'The agent core failed.' };
+}

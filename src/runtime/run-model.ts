@@ -1,0 +1,119 @@
+import type { Agent, Run } from '../domain/agents/agent-types.ts';
+import type { Role } from '../domain/identity/permissions.ts';
+import type { ModelCapabilityV1, ModelResultV1 } from '../plugin-api/index.ts';
+import type { Database } from '../storage/postgres/database.ts';
+import type { EventWriter } from './event-writer.ts';
+import type { MeteredGateway } from './metered-gateway.ts';
+import type { RunClaim } from './run-executor.ts';
+import type { Checkpoints, StepRecorder } from './run-steps.ts';
+import { spotlightMessages } from './tools/spotlight.ts';
+
+/** A run's model capability, and the text its call in flight has streamed so far. */
+export interface RunModel {
+  readonly capability: ModelCapabilityV1;
+  /** Text streamed by the model call in flight: the partial answer at a deadline. */
+  streamed(): string;
+}
+
+/**
+ * The model a core reaches, for one run: every call goes through the metered gateway (limits,
+ * budget, degradation) and is checkpointed as step `model:N` with its events and settlement
+ * in one transaction (migrations 0016 and 0023); a resumed run gets its saved calls back
+ * instead of calling again.
+ */
+export function createRunModel(context: {
+  readonly database: Database;
+  readonly gateway: MeteredGateway;
+  readonly saveStep: StepRecorder['saveStep'];
+  readonly claim: RunClaim;
+  readonly run: Run;
+  readonly agent: Agent;
+  readonly role: Role | undefined;
+  readonly deadline: Date;
+  readonly signal: AbortSignal;
+  readonly events: EventWriter;
+  readonly checkpoints: Checkpoints;
+}): RunModel {
+  const { claim, run, agent, events, checkpoints } = context;
+  let modelCalls = 0;
+  let streamed = '';
+  let degraded = run.degraded;
+
+  /** Records that the run's model calls went to its degradation model. */
+  async function markDegraded(): Promise<void> {
+    await context.database.withScope(claim, (db) =>
+      db
+        .updateTable('brigade.runs')
+        .set({ degraded: true })
+        .where('id', '=', claim.runId)
+        .execute(),
+    );
+  }
+
+  const capability: ModelCapabilityV1 = {
+    async generate(request) {
+      const key = `model:${modelCalls}`;
+      modelCalls += 1;
+      streamed = '';
+      const saved = checkpoints.get(key);
+      if (saved !== undefined) return saved as ModelResultV1;
+      const result = await context.gateway.generate({
+        spender: {
+          tenantId: claim.tenantId,
+          userId: claim.userId,
+          role: context.role,
+          keyId: run.apiKeyId,
+          agentId: agent.id,
+          runId: run.id,
+        },
+        source: 'run',
+        deadline: context.deadline,
+        model: agent.model,
+        // The built-in local model is no language model (it echoes); every other model gets
+        // untrusted content delimited and datamarked (invariant 8).
+        messages: agent.model === 'local' ? request.messages : spotlightMessages(request.messages),
+        tools: request.tools,
+        maxOutputTokens: agent.maxOutputTokens,
+        signal: context.signal,
+        // Settled with the step's checkpoint below, in one transaction.
+        deferSettlement: true,
+        onTextDelta: (delta) => {
+          streamed += delta;
+          request.onTextDelta?.(delta);
+        },
+        ...(agent.degradation === null
+          ? {}
+          : {
+              degrade: {
+                atPercent: agent.degradation.atBudgetPercent,
+                model: agent.degradation.model,
+              },
+            }),
+      });
+      streamed = '';
+      const { settlement, degraded: degradedCall, ...output } = result;
+      if (degradedCall === true && !degraded) {
+        degraded = true;
+        events.push('model-degraded', {
+          model: agent.degradation?.model,
+          reason: `past ${agent.degradation?.atBudgetPercent} % of a budget`,
+        });
+        await markDegraded().catch(async (error: unknown) => {
+          await settlement?.settleAlone().catch(() => undefined);
+          throw error;
+        });
+      }
+      await context.saveStep(claim, {
+        events,
+        key,
+        kind: 'model',
+        output,
+        usage: result.usage,
+        settlement,
+      });
+      checkpoints.set(key, output);
+      return output;
+    },
+  };
+  return { capability, streamed: () => streamed };
+}
