@@ -121,3 +121,15 @@ function sorted(value: unknown): unknown {
 export function cacheKeyOf(parts: Record<string, unknown>): string {
   return createHash('sha256').update(stableJson(parts)).digest('hex');
 }
+
+/**
+ * The response cache of a process: an in-process LRU (10,000 answers, 64 MiB), behind Redis
+ * when Redis is configured (`onError` hears of its failures).
+ */
+export function createResponseCacheStore(
+  redis: RedisLike | undefined,
+  onError: (error: unknown) => void,
+): ResponseCacheStore {
+  const memory = createMemoryCacheStore({ maxEntries: 10_000, maxBytes: 64 * 1024 * 1024 });
+  return redis === undefined ? memory : createRedisCacheStore({ redis, memory, onError });
+}

@@ -1,0 +1,130 @@
+import type { composeTools } from './compose-tools.ts';
+import type { Config } from './config/index.ts';
+import { createThreadService } from './domain/agents/thread-service.ts';
+import type { Logger } from './observability/index.ts';
+import type { Metrics } from './observability/metrics.ts';
+import type { Tracing } from './observability/tracing.ts';
+import type { CorePluginV1 } from './plugin-api/index.ts';
+import { createApprovalExpirySweeper } from './runtime/approval-expiry-sweeper.ts';
+import { createEventBatcher } from './runtime/event-batcher.ts';
+import type { MeteredGateway } from './runtime/metered-gateway.ts';
+import { createRunExecutor } from './runtime/run-executor.ts';
+import { createRunScheduler } from './runtime/run-scheduler.ts';
+import { createRunSignals } from './runtime/run-signals.ts';
+import { createTenantHttpTool } from './runtime/tools/tenant-http-tool.ts';
+import { validateToolInput } from './runtime/tools/tool-registry.ts';
+import { createThreadStore } from './storage/agents/thread-store.ts';
+import type { BudgetStore } from './storage/guards/budget-store.ts';
+import type { Storage } from './storage/open-storage.ts';
+import { createApprovalExpiryStore } from './storage/runs/approval-expiry.ts';
+import { createApprovalStore } from './storage/runs/approval-store.ts';
+import { createRunStore } from './storage/runs/run-store.ts';
+
+/**
+ * Part of the composition root (main.ts): threads and runs — the cross-process run signals,
+ * the run store with claim on arrival, approvals and their expiry sweep, and the scheduler
+ * with its executor (checkpointed, metered model calls and gated tool calls).
+ */
+export function composeRuns(options: {
+  readonly config: Config;
+  readonly storage: Storage;
+  readonly logger: Logger;
+  readonly tracing: Tracing;
+  readonly metered: MeteredGateway;
+  readonly budgets: BudgetStore;
+  readonly toolRuntime: ReturnType<typeof composeTools>;
+  readonly cores: ReadonlyMap<string, CorePluginV1>;
+  readonly metrics: Metrics;
+}) {
+  const { config, storage, logger, tracing, metered, budgets, cores, metrics } = options;
+  const { tools, egress, toolStore, toolBlocks, mcpTools, resolveCredential } = options.toolRuntime;
+  const signals = createRunSignals({
+    connectionString: storage.runtimeConnection.url,
+    onError: (error) =>
+      logger.warn({ err: { message: error.message } }, 'run signal connection failed'),
+  });
+  const threads = createThreadService({
+    threads: createThreadStore(storage.database),
+    runs: createRunStore(storage.database, signals, {
+      maxQueuedPerTenant: config.runs.maxQueuedPerTenant,
+      staleAfterMs: config.runs.staleAfterMs,
+      // A run created while this process has a free slot is claimed by its create.
+      arrivals: (owner) => scheduler.arrival(owner),
+    }),
+  });
+  const approvals = createApprovalStore({
+    database: storage.database,
+    signals,
+    validateArguments: async (toolName, input, tenantId) => {
+      const tool = tools.find((candidate) => candidate.name === toolName);
+      if (tool !== undefined) return validateToolInput(tool.inputSchema, input);
+      if (toolName.startsWith('mcp:')) {
+        const mcpSchema = mcpTools.schemaOf(tenantId, toolName);
+        return mcpSchema === undefined
+          ? [`the tool list of '${toolName}' is not loaded; retry after the run resumes`]
+          : validateToolInput(mcpSchema, input);
+      }
+      const schema = await toolStore.schemaOf(tenantId, toolName);
+      return schema === undefined
+        ? [`unknown tool '${toolName}'`]
+        : validateToolInput(schema, input);
+    },
+  });
+  // Approvals nobody decided in time: expired, audited, and their runs resumed (every process
+  // sweeps; skip-locked claims keep two from handling one run).
+  const approvalSweeper = createApprovalExpirySweeper({
+    store: createApprovalExpiryStore({ database: storage.database, signals }),
+    pollMs: config.runs.approvalSweepMs,
+    logger,
+  });
+  // Streaming deltas are written in batches; with many runs streaming at once the batches
+  // grow (up to 1 s) so event writes stay near 400 transactions a second per process.
+  const eventFlushMs = () => Math.min(1_000, Math.max(50, scheduler.active * 2.5));
+  const scheduler = createRunScheduler({
+    database: storage.schedulerDatabase,
+    executor: createRunExecutor({
+      database: storage.database,
+      tracing,
+      gateway: metered,
+      consumeToolQuota: (claim, { agentId, keyId }) =>
+        budgets.consumeQuota(
+          { tenantId: claim.tenantId, userId: claim.userId, agentId, keyId },
+          'tool_calls',
+        ),
+      resolveOrphans: (claim) =>
+        budgets.resolveRunReservations({
+          tenantId: claim.tenantId,
+          userId: claim.userId,
+          runId: claim.runId,
+        }),
+      tools,
+      tenantTool: (definition) =>
+        createTenantHttpTool({
+          definition,
+          egress,
+          defaultTimeoutMs: config.tools.tenantHttp.maxTimeoutMs,
+          defaultMaxResponseChars: config.tools.tenantHttp.maxResponseChars,
+        }),
+      mcpTools: (request) => mcpTools.toolsFor(request),
+      blockedTools: (subject) => toolBlocks.blockedFor(subject),
+      resolveCredential,
+      allowedLinkHosts: config.tools.outputGuard.allowedLinkHosts,
+      redactPii: config.tools.outputGuard.redactPii,
+      approvalTtlMs: config.runs.approvalTtlSeconds * 1_000,
+      cores,
+      logger,
+      signals,
+      eventFlushMs,
+      eventBatcher: createEventBatcher(storage.database),
+      metrics,
+    }),
+    logger,
+    signals,
+    concurrency: config.runs.concurrency,
+    pollIntervalMs: config.runs.pollIntervalMs,
+    staleAfterMs: config.runs.staleAfterMs,
+    maxConcurrentPerTenant: config.runs.maxConcurrentPerTenant,
+    maxConcurrentPerUser: config.runs.maxConcurrentPerUser,
+  });
+  return { signals, threads, approvals, approvalSweeper, scheduler };
+}
