@@ -171,6 +171,16 @@ describe('runs', () => {
       event: 'run-completed',
       data: { text: 'You said: stream me' },
     });
+    // The stream began from the event its create committed, not a read-back: it must still be
+    // exactly what the run's stored events are, from the first on.
+    const runId = String(events[0]?.data['runId']);
+    const stored = await readSse(
+      await fetch(`${server.url}/v1/threads/${thread.body.id}/runs/${runId}/events?after=0`, {
+        headers: { authorization: `Bearer ${memberSecret}` },
+      }),
+    );
+    expect(events[0]?.event).toBe('run-queued');
+    expect(events).toEqual(stored);
   });
 
   it('enqueues a run on a busy thread and runs it after the active one', async () => {

@@ -3,6 +3,7 @@ import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { Run, RunEvent } from '../../domain/agents/agent-types.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
+import { queuedEvent } from '../../storage/runs/run-rows.ts';
 import { createRunSchema, runResponse, runSchema } from '../agent-schemas.ts';
 import type { AppEnv, BrigadeApp, RouteServices } from '../app-env.ts';
 import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
@@ -155,21 +156,13 @@ export function registerRunRoutes(app: BrigadeApp, services: RouteServices): voi
     });
     if (body.stream) {
       context.status(201);
-      // The run was committed with its first event, run-queued (data in jsonb's key order),
-      // so the stream needs no read to begin with.
-      const queued: RunEvent = {
-        runId: run.id,
-        seq: 1,
-        type: 'run-queued',
-        data: { runId: run.id, agentId: run.agentId, threadId: run.threadId },
-        createdAt: run.createdAt,
-      };
+      // The run was committed with its first event, so the stream needs no read to begin.
       return streamEvents(context, {
         services,
         principal,
         run,
         after: 0,
-        ...(principal.kind === 'user' ? { known: [queued] } : {}),
+        ...(principal.kind === 'user' ? { known: [queuedEvent(run)] } : {}),
       }) as never;
     }
     return context.json(runResponse(run), 201);

@@ -41,6 +41,20 @@ export function toRunEvent(row: Selectable<RunEventsTable>): RunEvent {
   };
 }
 
+/**
+ * A new run's first event, as both create paths commit it (`create_run`, migration 0016, and
+ * the transaction in run-store.ts): seq 1, `run-queued`, its data in jsonb's key order.
+ */
+export function queuedEvent(run: Run): RunEvent {
+  return {
+    runId: run.id,
+    seq: 1,
+    type: 'run-queued',
+    data: { runId: run.id, agentId: run.agentId, threadId: run.threadId },
+    createdAt: run.createdAt,
+  };
+}
+
 /** NOTIFY channel that wakes stream readers when a run has new events (payload: run id). */
 export const runEventsChannel = 'brigade_run_events';
 /** NOTIFY channel that wakes schedulers when a run was queued. */
