@@ -1,103 +1,30 @@
 import type { Message } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
-import type { HttpToolDefinition } from '../domain/tools/tool-types.ts';
-import { activeSpan, type Tracing } from '../observability/tracing.ts';
-import type { CorePluginV1, MessageV1 } from '../plugin-api/index.ts';
-import type { Database } from '../storage/postgres/database.ts';
-import { createRunCheckpoints } from '../storage/runs/run-checkpoints.ts';
-import type { RunSignalSink } from '../storage/runs/run-rows.ts';
+import { activeSpan } from '../observability/tracing.ts';
+import type { MessageV1 } from '../plugin-api/index.ts';
+import { createRunCheckpoints, type SuccessorClaim } from '../storage/runs/run-checkpoints.ts';
 import { RunParkedError } from './approval-gate.ts';
-import type { EventBatcher } from './event-batcher.ts';
 import { createEventWriter } from './event-writer.ts';
-import type { MeteredGateway } from './metered-gateway.ts';
+import type {
+  AbortReason,
+  RunClaim,
+  RunExecutor,
+  RunExecutorOptions,
+} from './run-executor-types.ts';
 import { cancelledOutcome, createRunFinisher, outcomeOfError } from './run-finish.ts';
 import { loadRun, provenanceSources } from './run-loader.ts';
 import { createRunModel } from './run-model.ts';
 import { createStepRecorder } from './run-steps.ts';
 import { createOutputGuard, createStreamGuard } from './tools/output-guard.ts';
-import type { PiiKind } from './tools/pii-redaction.ts';
-import type { ToolDefinition } from './tools/tool-registry.ts';
 
-/** Why an in-process run was aborted. */
-export type AbortReason = 'cancel' | 'timeout' | 'shutdown';
-
-/** A claimed run to execute. */
-export interface RunClaim {
-  readonly runId: string;
-  readonly tenantId: string;
-  readonly userId: string;
-}
-
-/** Minimal logger the executor writes to. */
-export interface ExecutorLogger {
-  info(object: object, message: string): void;
-  warn(object: object, message: string): void;
-  error(object: object, message: string): void;
-}
-
-/** Options for {@link createRunExecutor}. */
-export interface RunExecutorOptions {
-  readonly database: Database;
-  /** One `invoke_agent` span per execution, with model and tool spans inside. */
-  readonly tracing?: Tracing | undefined;
-  /** Every model call: budgets reserved and settled, usage recorded. */
-  readonly gateway: MeteredGateway;
-  /** Counts a tool call against the daily tool-call quotas (throws `quota_exceeded`). */
-  readonly consumeToolQuota?: Parameters<typeof createStepRecorder>[0]['consumeToolQuota'];
-  /** Resolves budget reservations a dead process left open for this run. */
-  readonly resolveOrphans?: (claim: RunClaim) => Promise<number>;
-  readonly tools: readonly ToolDefinition[];
-  /** Builds an executable tool from a tenant's HTTP tool definition. */
-  readonly tenantTool?: (definition: HttpToolDefinition) => ToolDefinition;
-  /**
-   * Tools of the tenant's MCP servers for the `mcp:<server>:<tool>` names an agent lists (see
-   * tools/mcp-tools.ts); they pass the same gate as every other tool.
-   */
-  readonly mcpTools?: (request: {
-    readonly claim: RunClaim;
-    readonly actor: UserPrincipal | undefined;
-    readonly names: readonly string[];
-  }) => Promise<readonly ToolDefinition[]>;
-  /**
-   * The kill switches in force now for an agent (a short-lived cache: see
-   * tool-block-cache.ts). The gate asks before every tool call, so a switch set while a run
-   * executes stops its next call; without it only the switches read when the run started or
-   * resumed apply.
-   */
-  readonly blockedTools?: (subject: {
-    readonly tenantId: string;
-    readonly agentId: string;
-  }) => Promise<ReadonlySet<string>>;
-  /** Decrypts a credential of the run's user for one tool call (the vault). */
-  readonly resolveCredential?: Parameters<typeof createStepRecorder>[0]['resolveCredential'];
-  /** Hosts markdown links and images in assistant text may point to (the output guard). */
-  readonly allowedLinkHosts?: readonly string[];
-  /** Personal data the output guard redacts from answers (`tools.outputGuard.redactPii`). */
-  readonly redactPii?: readonly PiiKind[];
-  readonly cores: ReadonlyMap<string, CorePluginV1>;
-  readonly logger: ExecutorLogger;
-  /** Wakes readers and schedulers after commits. */
-  readonly signals: RunSignalSink;
-  /** How long buffered events (deltas) may wait before a write; grows with load. */
-  readonly eventFlushMs?: () => number;
-  /** Writes flushed events of all runs together (see event-batcher.ts). */
-  readonly eventBatcher?: EventBatcher;
-  /** How long tool output may be, in characters of JSON, before it is cut. */
-  readonly toolOutputLimit?: number;
-  readonly toolTimeoutMs?: number;
-  readonly approvalTtlMs?: number;
-  /** Run outcomes and queue waits for `/metrics` (ids never become labels). */
-  readonly metrics?: {
-    recordRunOutcome(outcome: 'completed' | 'failed' | 'cancelled' | 'expired'): void;
-    observeQueueWait(seconds: number): void;
-  };
-}
-
-/** Executes one run to a terminal state (or until aborted for shutdown). */
-export interface RunExecutor {
-  execute(claim: RunClaim, controller: AbortController): Promise<void>;
-}
+export type {
+  AbortReason,
+  ExecutorLogger,
+  RunClaim,
+  RunExecutor,
+  RunExecutorOptions,
+} from './run-executor-types.ts';
 
 function toCoreMessage(message: Message): MessageV1 {
   return { role: message.role, content: message.content, provenance: message.provenance };
@@ -131,9 +58,9 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
   });
 
   return {
-    execute(claim, controller) {
+    execute(claim, controller, successors) {
       const tracing = options.tracing;
-      if (tracing === undefined) return execute(claim, controller);
+      if (tracing === undefined) return execute(claim, controller, successors);
       return tracing.inSpan(
         'invoke_agent',
         {
@@ -142,12 +69,16 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
             'gen_ai.operation.name': 'invoke_agent',
           },
         },
-        () => execute(claim, controller),
+        () => execute(claim, controller, successors),
       );
     },
   };
 
-  async function execute(claim: RunClaim, controller: AbortController): Promise<void> {
+  async function execute(
+    claim: RunClaim,
+    controller: AbortController,
+    successors: SuccessorClaim | undefined,
+  ): Promise<void> {
     const loaded = await loadRun(database, claim, {
       cores: [...options.cores.keys()],
       now: new Date(),
@@ -223,7 +154,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           errorCode: 'agent_not_found',
           errorMessage: 'The agent was deleted.',
         },
-        events,
+        { events, successors },
       );
       return;
     }
@@ -236,7 +167,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           errorCode: 'core_not_found',
           errorMessage: `No core named '${agent.coreId}'.`,
         },
-        events,
+        { events, successors },
       );
       return;
     }
@@ -248,7 +179,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       await finish(
         claim,
         { status: 'failed', errorCode: 'agent_not_found', errorMessage: 'The agent was deleted.' },
-        events,
+        { events, successors },
       );
       return;
     }
@@ -367,8 +298,13 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           },
           'output guard changed the answer',
         );
-      const finished = await finish(claim, { status: 'completed', text: guarded.text }, events);
-      if (finished === 'cancelled-late') await finish(claim, cancelledOutcome, events);
+      const finished = await finish(
+        claim,
+        { status: 'completed', text: guarded.text },
+        { events, successors },
+      );
+      if (finished === 'cancelled-late')
+        await finish(claim, cancelledOutcome, { events, successors });
     } catch (error) {
       if (error instanceof RunParkedError) {
         // Waiting for the user: the queue entry is parked, so the run holds no slot.
@@ -390,7 +326,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           // The partial answer leaves through the output guard like a full one.
           guard: (text) => outputGuard.guard(text).text,
         }),
-        events,
+        { events, successors },
       );
     } finally {
       clearTimeout(timer);

@@ -1,6 +1,6 @@
 import type { Agent } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
-import type { RunCheckpoints } from '../storage/runs/run-checkpoints.ts';
+import type { RunCheckpoints, SuccessorClaim } from '../storage/runs/run-checkpoints.ts';
 import type { RunSignalSink } from '../storage/runs/run-rows.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { AbortReason, RunClaim, RunExecutorOptions } from './run-executor.ts';
@@ -32,9 +32,10 @@ const terminalTypes = {
 /**
  * Ends runs: one checkpoint call (the status, the answer as a message, the events with the
  * terminal one completed by the run's usage, which only the database knows after a resume, and
- * the queue entry), then the metrics and a wake-up of the schedulers. Answers
- * `cancelled-late` when a completion lost the race against a cancel (or an interrupt or
- * rollback); the caller then ends the run as cancelled.
+ * the queue entry, and with `successors` the runs that take its slot: migration 0024), then the
+ * metrics and a wake-up of the schedulers (of the other processes only, when the finish
+ * claimed). Answers `cancelled-late` when a completion lost the race against a cancel (or an
+ * interrupt or rollback); the caller then ends the run as cancelled.
  */
 export function createRunFinisher(options: {
   readonly checkpoints: RunCheckpoints;
@@ -44,8 +45,20 @@ export function createRunFinisher(options: {
   return async function finish(
     claim: RunClaim,
     outcome: RunOutcome,
-    events: EventWriter,
+    context: { readonly events: EventWriter; readonly successors?: SuccessorClaim | undefined },
   ): Promise<'done' | 'cancelled-late'> {
+    const { events, successors } = context;
+    let claimedWithFinish = false;
+    const next: SuccessorClaim | undefined =
+      successors === undefined
+        ? undefined
+        : {
+            take: () => successors.take(),
+            done(claims) {
+              if (claims !== undefined) claimedWithFinish = true;
+              successors.done(claims);
+            },
+          };
     const type = terminalTypes[outcome.status];
     const data = {
       status: outcome.status,
@@ -61,6 +74,7 @@ export function createRunFinisher(options: {
       const run = await options.checkpoints.finish(claim, batch, {
         ...outcome,
         terminal: { type, data },
+        successors: next,
       });
       if (run === undefined) return { value: undefined };
       const usage = { inputTokens: run.inputTokens, outputTokens: run.outputTokens };
@@ -69,7 +83,8 @@ export function createRunFinisher(options: {
         committed: [...batch.events, { type, data: { ...data, usage } }],
       };
     });
-    options.signals.queueChanged();
+    // The freed slot: other processes may claim with it; this one already did, with the finish.
+    options.signals.queueChanged(claimedWithFinish ? { remoteOnly: true } : undefined);
     if (ended === undefined && outcome.status === 'completed') return 'cancelled-late';
     if (ended !== undefined) {
       options.metrics?.recordRunOutcome(outcome.status);

@@ -1,6 +1,7 @@
 import { AsyncResource } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../storage/postgres/database.ts';
+import type { SuccessorClaim } from '../storage/runs/run-checkpoints.ts';
 import { type ArrivalSlot, claimRuns } from '../storage/runs/run-claim.ts';
 import type { AbortReason, ExecutorLogger, RunClaim, RunExecutor } from './run-executor.ts';
 import type { RunSignals } from './run-signals.ts';
@@ -68,6 +69,10 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
   let wake: (() => void) | undefined;
   /** A wake-up that arrived while the loop was claiming: claim again instead of sleeping. */
   let wakeMissed = false;
+  /** A claim of this process is in flight: the loop's, or one with a run's finish. */
+  let claiming = false;
+  /** The loop skipped a claim while a finish claimed: it claims once that one is done. */
+  let claimDeferred = false;
   const requestWake = () => {
     if (wake === undefined) wakeMissed = true;
     else wake();
@@ -87,8 +92,36 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
 
   function launch(claimed: RunClaim): void {
     const controller = new AbortController();
+    // Unless another claim of this process is in flight, the run's finish claims the runs
+    // that take its slot (and the slots still free) in its own transaction; then no claim of
+    // this process needs to follow it. Claims of one process still go one at a time, so one
+    // claim serves every slot freed meanwhile.
+    let claimedWithFinish = false;
+    const successors: SuccessorClaim = {
+      take() {
+        const limit = options.concurrency - running.size - held + 1;
+        if (claiming || stopped || limit <= 0) return undefined;
+        claiming = true;
+        return {
+          executorId,
+          limit,
+          staleAfterMs,
+          maxPerTenant: options.maxConcurrentPerTenant ?? 0,
+          maxPerUser: options.maxConcurrentPerUser ?? 0,
+        };
+      },
+      done(claims) {
+        claiming = false;
+        if (claims !== undefined) claimedWithFinish = true;
+        for (const next of claims ?? []) launchDetached(next);
+        if (claimDeferred) {
+          claimDeferred = false;
+          requestWake();
+        }
+      },
+    };
     const done = executor
-      .execute(claimed, controller)
+      .execute(claimed, controller, successors)
       .catch((error: unknown) => {
         if (controller.signal.reason !== 'shutdown') {
           logger.error(
@@ -99,7 +132,7 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
       })
       .finally(() => {
         running.delete(claimed.runId);
-        requestWake();
+        if (!claimedWithFinish) requestWake();
       });
     running.set(claimed.runId, { claim: claimed, controller, done });
   }
@@ -142,11 +175,15 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
   async function runLoop(): Promise<void> {
     while (!stopped) {
       const free = options.concurrency - running.size - held;
-      if (free > 0) {
+      if (free > 0 && claiming) claimDeferred = true;
+      else if (free > 0) {
+        claiming = true;
         try {
           for (const claimed of await claim(free)) launch(claimed);
         } catch (error) {
           logger.warn({ err: { message: (error as Error).message } }, 'claiming runs failed');
+        } finally {
+          claiming = false;
         }
       }
       if (wakeMissed) {

@@ -145,8 +145,8 @@ export function createRunSignals(options: {
       wakeRun(runId, committed);
       enqueue(runEventsChannel, runId);
     },
-    queueChanged() {
-      for (const listener of queueListeners) listener();
+    queueChanged(changed) {
+      if (changed?.remoteOnly !== true) for (const listener of queueListeners) listener();
       enqueue(runQueueChannel, '*');
     },
     cancelRequested(runId) {

@@ -21,6 +21,7 @@ import { batchedKeyLookupsMigration } from './0020-batched-key-lookups.ts';
 import { queueDrainMigration } from './0021-queue-drain.ts';
 import { startOnLoadMigration } from './0022-start-on-load.ts';
 import { settleWithStepMigration } from './0023-settle-with-step.ts';
+import { claimWithFinishMigration } from './0024-claim-with-finish.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -53,6 +54,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0021-queue-drain': fromSql(queueDrainMigration),
     '0022-start-on-load': fromSql(startOnLoadMigration),
     '0023-settle-with-step': fromSql(settleWithStepMigration),
+    '0024-claim-with-finish': fromSql(claimWithFinishMigration),
   };
 }
 

@@ -3,6 +3,7 @@ import type { Principal } from '../../domain/identity/principal.ts';
 import type { SettleCall } from '../guards/budget-calls.ts';
 import { auditColumns } from '../identity/audit-writer.ts';
 import type { Database } from '../postgres/database.ts';
+import { type ClaimedRun, type ClaimRunsOptions, claimArguments } from './run-claim.ts';
 
 /** The run a checkpoint belongs to, and whose it is (its row-level-security scope). */
 export interface CheckpointRun {
@@ -32,6 +33,22 @@ const finishStatement = {
   name: 'brigade_finish_run',
   text: 'select brigade.finish_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) as finished',
 };
+/** Migration 0024: a run ended and the runs after it claimed in one transaction. */
+const finishClaimStatement = {
+  name: 'brigade_finish_run_claim',
+  text: 'select brigade.finish_run_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) as result',
+};
+
+/**
+ * The runs a finishing run's process claims with the finish (migration 0024). `take` is asked
+ * when the finish is sent: the claim's options (its `limit`: the slots free once the run ends),
+ * or undefined for a finish that claims nothing. After a take, `done` always follows: with the
+ * runs the claim took (possibly none) once the finish committed, or undefined when it failed.
+ */
+export interface SuccessorClaim {
+  take(): ClaimRunsOptions | undefined;
+  done(claims: readonly ClaimedRun[] | undefined): void;
+}
 
 /** A completed step: its key, its output and usage, and (tool calls) its audit event. */
 export interface StepCheckpoint {
@@ -88,6 +105,8 @@ export interface RunCheckpoints {
     batch: CheckpointEvents,
     ending: RunEnding & {
       readonly terminal: { readonly type: string; readonly data: Record<string, unknown> };
+      /** The runs the finish claims for this process (migration 0024). */
+      readonly successors?: SuccessorClaim | undefined;
     },
   ): Promise<FinishedRun | undefined>;
 }
@@ -125,7 +144,8 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
       return Number(row?.['crossed'] ?? 0);
     },
     async finish(run, batch, ending) {
-      const [row] = await database.callPrepared(finishStatement, [
+      const { successors } = ending;
+      const values = [
         run.tenantId,
         run.userId,
         run.runId,
@@ -137,8 +157,32 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
         ending.incompleteReason ?? null,
         ending.text ?? null,
         JSON.stringify(ending.terminal),
-      ]);
-      const finished = row?.['finished'] as Record<string, unknown> | null | undefined;
+      ];
+      let finished: Record<string, unknown> | null | undefined;
+      const claim = successors?.take();
+      if (successors === undefined || claim === undefined) {
+        const [row] = await database.callPrepared(finishStatement, values);
+        finished = row?.['finished'] as typeof finished;
+      } else {
+        let claims: ClaimedRun[] | undefined;
+        try {
+          const [row] = await database.callPrepared(finishClaimStatement, [
+            ...values,
+            ...claimArguments(claim),
+          ]);
+          const result = row?.['result'] as
+            | { finished: typeof finished; claims: [string, string, string][] }
+            | undefined;
+          finished = result?.finished;
+          claims = (result?.claims ?? []).map(([runId, tenantId, userId]) => ({
+            runId,
+            tenantId,
+            userId,
+          }));
+        } finally {
+          successors.done(claims);
+        }
+      }
       if (finished === null || finished === undefined) return undefined;
       return {
         inputTokens: Number(finished['inputTokens']),

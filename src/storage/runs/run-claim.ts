@@ -58,18 +58,23 @@ export async function claimRuns(
   database: Pick<Database, 'callPrepared'>,
   options: ClaimRunsOptions,
 ): Promise<ClaimedRun[]> {
-  const rows = await database.callPrepared(claimStatement, [
-    options.executorId,
-    options.limit,
-    `${Math.ceil(options.staleAfterMs / 1000)} seconds`,
-    options.maxPerTenant,
-    options.maxPerUser,
-  ]);
+  const rows = await database.callPrepared(claimStatement, claimArguments(options));
   return rows.map((row) => ({
     runId: String(row['claimed_run']),
     tenantId: String(row['claimed_tenant']),
     userId: String(row['claimed_user']),
   }));
+}
+
+/** `claim_runs`' arguments (also `finish_run_claim`'s last five, migration 0024). */
+export function claimArguments(options: ClaimRunsOptions): unknown[] {
+  return [
+    options.executorId,
+    options.limit,
+    `${Math.ceil(options.staleAfterMs / 1000)} seconds`,
+    options.maxPerTenant,
+    options.maxPerUser,
+  ];
 }
 
 /**

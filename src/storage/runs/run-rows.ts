@@ -79,6 +79,10 @@ export interface RunSignalSink {
    * streams of the run's user may send without reading them back (see RunSubscription.take).
    */
   runChanged(runId: string, committed?: CommittedEvents): void;
-  queueChanged(): void;
+  /**
+   * The queue changed: wakes the schedulers of every process, or with `remoteOnly` those of
+   * the other processes (this one already claimed what it could).
+   */
+  queueChanged(options?: { readonly remoteOnly?: boolean }): void;
   cancelRequested(runId: string): void;
 }
