@@ -2,7 +2,7 @@ import { generateLocal } from '../src/gateway/local-model.ts';
 import { toolLoopCore } from '../src/runtime/cores/tool-loop-core.ts';
 import { builtInTools } from '../src/runtime/tools/tool-registry.ts';
 import { call, seedAdmin, startBenchServer } from './bench-server.ts';
-import { cpuMs, machine, percentile, postgresPids, progress } from './support.ts';
+import { cpuMs, machine, percentile, postgresPids, profiled, progress } from './support.ts';
 
 const input = 'call calculator {"expression":"6*7"}';
 
@@ -106,7 +106,9 @@ export async function run(quick: boolean): Promise<object> {
     await measure({ concurrency: 4, total: 20, once });
     const c1 = await measure({ concurrency: 1, total: quick ? 30 : 150, once });
     progress(`c1: ${c1.perSecond.toFixed(1)} runs/s, p50 ${c1.p50.toFixed(1)} ms`);
-    const c64 = await measure({ concurrency: 64, total: quick ? 300 : 2000, once });
+    const c64 = await profiled('runs-c64', () =>
+      measure({ concurrency: 64, total: quick ? 300 : 2000, once }),
+    );
     progress(`c64: ${c64.perSecond.toFixed(1)} runs/s, p99 ${c64.p99.toFixed(1)} ms`);
     const direct = await measure({ concurrency: 1, total: 2000, once: baselineRun });
     return {

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { processEnvironment } from '../src/config/index.ts';
 
 /** Total CPU time (user + system) in milliseconds of the given processes, read from /proc. */
 export function cpuMs(pids: readonly number[]): number {
@@ -61,4 +62,28 @@ export function machine(): { cpus: number; node: string } {
 /** Logs progress to stderr (stdout is reserved for the JSON result). */
 export function progress(message: string): void {
   process.stderr.write(`${message}\n`);
+}
+
+/**
+ * Runs `phase`; with `BENCH_CPU_PROFILE=<directory>` set, writes a V8 CPU profile of this
+ * process during it to `<directory>/<name>.cpuprofile` (for finding where Node's time goes).
+ */
+export async function profiled<T>(name: string, phase: () => Promise<T>): Promise<T> {
+  const directory = processEnvironment()['BENCH_CPU_PROFILE'];
+  if (directory === undefined || directory === '') return phase();
+  const { Session } = await import('node:inspector/promises');
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 500 });
+  await session.post('Profiler.start');
+  try {
+    return await phase();
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    mkdirSync(directory, { recursive: true });
+    writeFileSync(`${directory}/${name}.cpuprofile`, JSON.stringify(profile));
+    session.disconnect();
+  }
 }
