@@ -1,3 +1,4 @@
+import { Agent, request as httpRequest } from 'node:http';
 import { generateLocal } from '../src/gateway/local-model.ts';
 import { toolLoopCore } from '../src/runtime/cores/tool-loop-core.ts';
 import { builtInTools } from '../src/runtime/tools/tool-registry.ts';
@@ -6,11 +7,43 @@ import { cpuMs, machine, percentile, postgresPids, profiled, progress } from './
 
 const input = 'call calculator {"expression":"6*7"}';
 
-/** Reads a create-and-stream response until the terminal event; returns its type. */
-async function streamToEnd(response: Response): Promise<string> {
-  const text = await response.text();
-  const terminal = /event: (run-completed|run-failed|run-cancelled|run-expired)/.exec(text);
-  return terminal?.[1] ?? 'none';
+/**
+ * Sends one create-and-stream request over a keep-alive `node:http` agent and reads the
+ * stream to its end; returns the terminal event's type. The load generator shares the server's
+ * process and cores, so it is kept cheap: `fetch()` costs several times as much per request
+ * (undici's web streams), which the server would pay for in throughput.
+ */
+function createAndStream(agent: Agent, url: URL, key: string, body: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(
+      {
+        agent,
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${key}`,
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+        },
+      },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => {
+          text += chunk;
+        });
+        response.on('end', () => {
+          const terminal = /event: (run-completed|run-failed|run-cancelled|run-expired)/.exec(text);
+          resolve(terminal?.[1] ?? `none (status ${response.statusCode})`);
+        });
+        response.on('error', reject);
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
+  });
 }
 
 /** Baseline: the same 3-step loop (model → tool → model) run in-process, with no harness. */
@@ -79,6 +112,7 @@ async function measure(options: { concurrency: number; total: number; once: () =
 /** Durable 3-step runs (model → tool → model) end to end through HTTP + SSE, at c=1 and c=64. */
 export async function run(quick: boolean): Promise<object> {
   const server = await startBenchServer({ runs: { concurrency: 64, pollIntervalMs: 50 } });
+  const clientAgent = new Agent({ keepAlive: true, maxSockets: 128 });
   try {
     const key = await seedAdmin(server.url);
     const agent = await call<{ id: string }>(`${server.url}/v1/agents`, {
@@ -92,14 +126,11 @@ export async function run(quick: boolean): Promise<object> {
       ),
     );
     let counter = 0;
+    const body = JSON.stringify({ agentId: agent.id, input, stream: true });
     const once = async () => {
       const thread = threads[counter++ % threads.length];
-      const response = await fetch(`${server.url}/v1/threads/${thread?.id}/runs`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ agentId: agent.id, input, stream: true }),
-      });
-      const outcome = await streamToEnd(response);
+      const url = new URL(`${server.url}/v1/threads/${thread?.id}/runs`);
+      const outcome = await createAndStream(clientAgent, url, key, body);
       if (outcome !== 'run-completed') throw new Error(`run ended with ${outcome}`);
     };
     progress('warm-up');
@@ -115,6 +146,8 @@ export async function run(quick: boolean): Promise<object> {
       bench: 'runs',
       metrics: {
         runs_per_s_c1: round(c1.perSecond),
+        cpu_ms_per_run_c1: round(c1.cpuMsPerRun),
+        node_cpu_ms_per_run_c1: round(c1.nodeCpuMsPerRun),
         runs_per_s_c64: round(c64.perSecond),
         p50_ms_c1: round(c1.p50),
         p99_ms_c64: round(c64.p99),
@@ -132,6 +165,7 @@ export async function run(quick: boolean): Promise<object> {
       machine: machine(),
     };
   } finally {
+    clientAgent.destroy();
     await server.stop();
   }
 }
