@@ -1,9 +1,11 @@
 import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
+import { createRequestLimiter } from '../src/runtime/request-limiter.ts';
+import { createBudgetStore } from '../src/storage/guards/budget-store.ts';
 import type { DatabaseSchema } from '../src/storage/postgres/database-schema.ts';
 import { claimRuns } from '../src/storage/runs/run-claim.ts';
-import { call, seedAdmin, startBenchServer } from './bench-server.ts';
-import { cpuMs, machine, percentile, progress } from './support.ts';
+import { type BenchServer, call, seedAdmin, startBenchServer } from './bench-server.ts';
+import { cpuMs, machine, percentile, postgresPids, progress } from './support.ts';
 
 interface RunBody {
   readonly id: string;
@@ -187,6 +189,81 @@ async function claimOverhead(ownerUrl: string, iterations: number) {
 }
 
 /**
+ * CPU per request of the guard rails a model call passes besides the scheduler: the request
+ * rate limiter (rate-limiter-flexible, in-process memory store as in embedded mode; three
+ * limits per request: key, user, tenant) and an exact budget's reserve and settle (one
+ * round trip each to PostgreSQL, with the usage record), for a tenant whose budget policy
+ * binds every call. CPU is this process's plus PostgreSQL's; the baseline is two bare
+ * prepared round trips on the same pool, so `budget` is what the budget adds to them.
+ */
+async function guardOverhead(server: BenchServer, iterations: number) {
+  const key = await seedAdmin(server.url);
+  await call(`${server.url}/v1/policies`, {
+    method: 'POST',
+    key,
+    body: { level: 'tenant', limits: { budget: { amountUsd: 1_000_000, period: 'day' } } },
+  });
+  const me = await call<{ tenant: { id: string }; user: { id: string } }>(`${server.url}/v1/me`, {
+    method: 'GET',
+    key,
+  });
+  const spender = { tenantId: me.tenant.id, userId: me.user.id };
+  const { database } = server.brigade.storage;
+  const cpuOf = async (work: () => Promise<void>) => {
+    const pids = [process.pid, ...postgresPids()];
+    const before = cpuMs(pids);
+    for (let index = 0; index < iterations; index += 1) await work();
+    return (cpuMs([...pids, ...postgresPids()]) - before) / iterations;
+  };
+  const limiter = createRequestLimiter({
+    perKey: 1_000_000_000,
+    perUser: 1_000_000_000,
+    perTenant: 1_000_000_000,
+    redis: undefined,
+    onStoreError: () => undefined,
+  });
+  const subject = { ...spender, keyId: 'bench' };
+  const budgets = createBudgetStore(database);
+  const bare = { name: 'bench_bare_round_trip', text: 'select $1::int as value' };
+  const usage = {
+    entry: {
+      source: 'api' as const,
+      provider: 'bench',
+      model: 'bench',
+      inputTokens: 10,
+      outputTokens: 10,
+      estimated: false,
+      cost: 30,
+      latencyMs: 1,
+      ttftMs: null,
+      status: 'ok' as const,
+    },
+  };
+  const pair = async () => {
+    const reservation = await budgets.reserve(spender, 1_000, new Date(Date.now() + 60_000));
+    if (reservation.id === undefined) throw new Error('the budget policy does not bind');
+    await budgets.settle(spender, reservation, usage);
+  };
+  // Warm both paths (prepared statements, JIT) before measuring.
+  for (let index = 0; index < 100; index += 1) {
+    await pair();
+    await database.callPrepared(bare, [index]);
+  }
+  // In-process only, and cheap: this process's CPU in microseconds, over more calls.
+  const limiterCalls = iterations * 10;
+  const limiterBefore = process.cpuUsage();
+  for (let index = 0; index < limiterCalls; index += 1) await limiter.consume(subject);
+  const limiterUsage = process.cpuUsage(limiterBefore);
+  const limiterMs = (limiterUsage.user + limiterUsage.system) / 1000 / limiterCalls;
+  const roundTrips = await cpuOf(async () => {
+    await database.callPrepared(bare, [1]);
+    await database.callPrepared(bare, [2]);
+  });
+  const budgetMs = await cpuOf(pair);
+  return { limiterMs, budgetMs, roundTrips };
+}
+
+/**
  * A noisy tenant submits runs at 50× a quiet tenant's rate; the quiet tenant's p95 queue wait
  * is compared with the same quiet load running alone (measured first, same server).
  */
@@ -210,6 +287,8 @@ export async function run(quick: boolean): Promise<object> {
     const { ownerUrl } = server.brigade.storage;
     const urls = { url: server.url, ownerUrl };
     const overhead = await claimOverhead(ownerUrl, quick ? 50 : 200);
+    progress('guard rails: limiter, budget reserve and settle');
+    const guards = await guardOverhead(server, quick ? 500 : 2_000);
     const quiet = await seedTenant(server.url, 8);
     const noisy = await seedTenant(server.url, 200);
     progress(`alone: quiet tenant submits every ${quietIntervalMs} ms for ${durationMs} ms`);
@@ -241,15 +320,19 @@ export async function run(quick: boolean): Promise<object> {
         noisy_accepted: noisyContended.runs.length,
         noisy_queue_full: noisyContended.refused,
         overhead_cpu_ms_per_request: round(overhead.fair.cpuMsPerRun - overhead.fifo.cpuMsPerRun),
+        limiter_cpu_ms_per_request: round3(guards.limiterMs),
+        budget_cpu_ms_per_request: round3(guards.budgetMs - guards.roundTrips),
         claim_ms_fair: round(overhead.fair.msPerClaim),
       },
       baseline: {
         description:
-          'the quiet tenant alone (same server, same rate); the FIFO claim statement on the same backlog',
+          'the quiet tenant alone (same server, same rate); the FIFO claim statement on the same backlog; two bare prepared round trips (what a budget reserve and settle add to)',
         quiet_p95_wait_ms: round(aloneP95),
         quiet_p50_wait_ms: round(percentile(aloneWaits, 0.5)),
         claim_ms_fifo: round(overhead.fifo.msPerClaim),
         claim_cpu_ms_per_run_fifo: round(overhead.fifo.cpuMsPerRun),
+        budget_cpu_ms_per_request_with_round_trips: round3(guards.budgetMs),
+        two_bare_round_trips_cpu_ms: round3(guards.roundTrips),
       },
       targets: { quiet_p95_wait_ratio: 1.25 },
       machine: machine(),
@@ -261,4 +344,8 @@ export async function run(quick: boolean): Promise<object> {
 
 function round(value: number): number {
   return Math.round(value * 100) / 100;
+}
+
+function round3(value: number): number {
+  return Math.round(value * 1000) / 1000;
 }

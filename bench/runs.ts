@@ -13,7 +13,12 @@ const input = 'call calculator {"expression":"6*7"}';
  * process and cores, so it is kept cheap: `fetch()` costs several times as much per request
  * (undici's web streams), which the server would pay for in throughput.
  */
-function createAndStream(agent: Agent, url: URL, key: string, body: string): Promise<string> {
+function createAndStream(
+  agent: Agent,
+  url: URL,
+  payload: { readonly key: string; readonly body: string },
+): Promise<string> {
+  const { key, body } = payload;
   return new Promise((resolve, reject) => {
     const request = httpRequest(
       {
@@ -130,7 +135,7 @@ export async function run(quick: boolean): Promise<object> {
     const once = async () => {
       const thread = threads[counter++ % threads.length];
       const url = new URL(`${server.url}/v1/threads/${thread?.id}/runs`);
-      const outcome = await createAndStream(clientAgent, url, key, body);
+      const outcome = await createAndStream(clientAgent, url, { key, body });
       if (outcome !== 'run-completed') throw new Error(`run ended with ${outcome}`);
     };
     progress('warm-up');
