@@ -73,6 +73,8 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
   let claiming = false;
   /** The loop skipped a claim while a finish claimed: it claims once that one is done. */
   let claimDeferred = false;
+  /** Runs a finish claimed after stop() began: handed back with the unfinished ones. */
+  const claimedWhileStopping: string[] = [];
   const requestWake = () => {
     if (wake === undefined) wakeMissed = true;
     else wake();
@@ -113,7 +115,12 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
       done(claims) {
         claiming = false;
         if (claims !== undefined) claimedWithFinish = true;
-        for (const next of claims ?? []) launchDetached(next);
+        for (const next of claims ?? []) {
+          // Stopping: the finishing run is one stop() waits for, so this lands before the
+          // hand-back, which returns the claim at once instead of after it goes stale.
+          if (stopped) claimedWhileStopping.push(next.runId);
+          else launchDetached(next);
+        }
         if (claimDeferred) {
           claimDeferred = false;
           requestWake();
@@ -282,7 +289,7 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
       await all;
       if (heartbeat !== undefined) clearInterval(heartbeat);
       // Hand unfinished runs back at once so another process resumes them without waiting.
-      await handBack(remaining);
+      await handBack([...remaining, ...claimedWhileStopping]);
     },
   };
 }
