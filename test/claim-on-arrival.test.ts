@@ -1,6 +1,11 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { enqueue, seedTenantUsers, unlimitedRequests } from './support/run-queue.ts';
+import {
+  enqueue,
+  ownerSeeingAll,
+  seedTenantUsers,
+  unlimitedRequests,
+} from './support/run-queue.ts';
 import {
   createTestDatabase,
   startTestServer,
@@ -27,14 +32,9 @@ describe('claim on arrival (brigade.claim_on_arrival)', () => {
       { ...unlimitedRequests, runs: { concurrency: 0, maxQueuedPerTenant: 0 } },
       { database: arrivalDatabase },
     );
-    owner = new pg.Client({ connectionString: arrivalDatabase.url });
+    owner = await ownerSeeingAll(arrivalDatabase.url);
     lockHolder = new pg.Client({ connectionString: arrivalDatabase.url });
-    await owner.connect();
     await lockHolder.connect();
-    // The owner is subject to row-level security too: see the queue and manage policies.
-    await owner.query(
-      `select set_config('brigade.scheduler', 'on', false), set_config('brigade.operator', 'on', false)`,
-    );
   }, 60_000);
 
   afterAll(async () => {

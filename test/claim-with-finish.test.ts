@@ -1,8 +1,9 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Created, waitForRun } from './support/api-client.ts';
 import {
   enqueue,
+  ownerSeeingAll,
   type RunBody,
   runInput,
   seedTenantUsers,
@@ -31,12 +32,7 @@ describe('claims with a run’s finish (brigade.finish_run_claim)', () => {
       { ...unlimitedRequests, runs: { concurrency: 0, maxQueuedPerTenant: 0 } },
       { database },
     );
-    owner = new pg.Client({ connectionString: database.url });
-    await owner.connect();
-    // The owner is subject to row-level security too: see every tenant's queue and runs.
-    await owner.query(
-      `select set_config('brigade.scheduler', 'on', false), set_config('brigade.operator', 'on', false)`,
-    );
+    owner = await ownerSeeingAll(database.url);
   }, 60_000);
 
   afterAll(async () => {
@@ -121,6 +117,25 @@ describe('claims with a run’s finish (brigade.finish_run_claim)', () => {
       { seq: 1, type: 'run-queued' },
       { seq: 2, type: 'run-failed' },
     ]);
+  });
+
+  it('claims other tenants’ runs too, though the finish ran in its own tenant’s scope', async () => {
+    const { tenantId, userId, first, second } = await threadOfTwo('finish-scope', 'proc-c');
+    const other = await seedTenantUsers(api.url, { slug: 'finish-scope-other', users: 1 });
+    const [foreign] = await enqueue({
+      client: other.admin,
+      agentId: other.agentId,
+      threads: 1,
+      runsPerThread: 1,
+      label: 'other',
+    });
+    const result = await finishWithClaim({ tenantId, userId, runId: first.runId }, 'proc-c', 4);
+    const claimed = (result?.claims ?? []).map(([runId]) => runId);
+    expect(claimed).toEqual(expect.arrayContaining([second.runId, foreign?.runId]));
+    expect(await queueEntry(foreign?.runId ?? '')).toEqual({
+      state: 'claimed',
+      executor_id: 'proc-c',
+    });
   });
 
   it('claims nothing with no free slot, and nothing for a run that had already ended', async () => {

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { expect } from 'vitest';
 import {
   type ApiClient,
@@ -8,6 +9,20 @@ import {
   terminalStatuses,
 } from './api-client.ts';
 import { testOperatorKey } from './test-brigade.ts';
+
+/**
+ * A connection as the database owner that sees every tenant's queue entries and runs and may
+ * manage policies: the owner is subject to row-level security too, so it takes the scheduler
+ * and operator scopes for its session.
+ */
+export async function ownerSeeingAll(databaseUrl: string): Promise<pg.Client> {
+  const owner = new pg.Client({ connectionString: databaseUrl });
+  await owner.connect();
+  await owner.query(
+    `select set_config('brigade.scheduler', 'on', false), set_config('brigade.operator', 'on', false)`,
+  );
+  return owner;
+}
 
 /** A run resource as the queue tests read it. */
 export interface RunBody {
