@@ -263,10 +263,14 @@ describe('quotas', () => {
     expect(policy.status).toBe(201);
     const thread = await member.post<Created>('/v1/threads', {});
     const base = `/v1/threads/${thread.body.id}/runs`;
+    // The first run's model call is slow, so its thread is surely busy for the next create.
+    mock.setFaults({ latencyMs: 500 });
     const first = await member.post<Created>(base, { agentId, input: 'one' });
     expect(first.status).toBe(201);
     // Refused for another reason (the thread is busy): the quota is not spent.
-    await member.post(base, { agentId, input: 'busy', strategy: 'reject' });
+    const busy = await member.post(base, { agentId, input: 'busy', strategy: 'reject' });
+    mock.setFaults(undefined);
+    expect(busy.status).toBe(409);
     await waitForRun(member, { threadId: thread.body.id, runId: first.body.id });
     expect((await member.post(base, { agentId, input: 'two' })).status).toBe(201);
     const third = await member.post<Problem & { resetsAt: string }>(base, {
