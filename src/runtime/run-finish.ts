@@ -33,9 +33,9 @@ const terminalTypes = {
  * Ends runs: one checkpoint call (the status, the answer as a message, the events with the
  * terminal one completed by the run's usage, which only the database knows after a resume, and
  * the queue entry, and with `successors` the runs that take its slot: migration 0024), then the
- * metrics and a wake-up of the schedulers (of the other processes only, when the finish
- * claimed). Answers `cancelled-late` when a completion lost the race against a cancel (or an
- * interrupt or rollback); the caller then ends the run as cancelled.
+ * metrics and a wake-up of the schedulers (of the other processes only, for a run the
+ * scheduler launched). Answers `cancelled-late` when a completion lost the race against a
+ * cancel (or an interrupt or rollback); the caller then ends the run as cancelled.
  */
 export function createRunFinisher(options: {
   readonly checkpoints: RunCheckpoints;
@@ -48,17 +48,6 @@ export function createRunFinisher(options: {
     context: { readonly events: EventWriter; readonly successors?: SuccessorClaim | undefined },
   ): Promise<'done' | 'cancelled-late'> {
     const { events, successors } = context;
-    let claimedWithFinish = false;
-    const next: SuccessorClaim | undefined =
-      successors === undefined
-        ? undefined
-        : {
-            take: () => successors.take(),
-            done(claims) {
-              if (claims !== undefined) claimedWithFinish = true;
-              successors.done(claims);
-            },
-          };
     const type = terminalTypes[outcome.status];
     const data = {
       status: outcome.status,
@@ -74,7 +63,7 @@ export function createRunFinisher(options: {
       const run = await options.checkpoints.finish(claim, batch, {
         ...outcome,
         terminal: { type, data },
-        successors: next,
+        successors,
       });
       if (run === undefined) return { value: undefined };
       const usage = { inputTokens: run.inputTokens, outputTokens: run.outputTokens };
@@ -83,8 +72,10 @@ export function createRunFinisher(options: {
         committed: [...batch.events, { type, data: { ...data, usage } }],
       };
     });
-    // The freed slot: other processes may claim with it; this one already did, with the finish.
-    options.signals.queueChanged(claimedWithFinish ? { remoteOnly: true } : undefined);
+    // The freed slot: other processes may claim with it. A run the scheduler launched (it
+    // passes `successors`) leaves this process's wake-up to the scheduler, which claims
+    // unless the finish already did.
+    options.signals.queueChanged(successors === undefined ? undefined : { remoteOnly: true });
     if (ended === undefined && outcome.status === 'completed') return 'cancelled-late';
     if (ended !== undefined) {
       options.metrics?.recordRunOutcome(outcome.status);
