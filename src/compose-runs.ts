@@ -1,12 +1,14 @@
 import type { composeTools } from './compose-tools.ts';
 import type { Config } from './config/index.ts';
 import { createThreadService } from './domain/agents/thread-service.ts';
+import type { ModelGateway } from './gateway/model-gateway.ts';
 import type { Logger } from './observability/index.ts';
 import type { Metrics } from './observability/metrics.ts';
 import type { Tracing } from './observability/tracing.ts';
 import type { CorePluginV1 } from './plugin-api/index.ts';
 import { createApprovalExpirySweeper } from './runtime/approval-expiry-sweeper.ts';
 import { createEventBatcher } from './runtime/event-batcher.ts';
+import { contextWindowFor } from './runtime/history-window.ts';
 import type { MeteredGateway } from './runtime/metered-gateway.ts';
 import { createRunExecutor } from './runtime/run-executor.ts';
 import { createRunScheduler } from './runtime/run-scheduler.ts';
@@ -31,6 +33,8 @@ export function composeRuns(options: {
   readonly logger: Logger;
   readonly tracing: Tracing;
   readonly metered: MeteredGateway;
+  /** The model gateway: the context windows of a run's model (the history window). */
+  readonly gateway: Pick<ModelGateway, 'deployments'>;
   readonly budgets: BudgetStore;
   readonly toolRuntime: ReturnType<typeof composeTools>;
   readonly cores: ReadonlyMap<string, CorePluginV1>;
@@ -86,6 +90,8 @@ export function composeRuns(options: {
       database: storage.database,
       tracing,
       gateway: metered,
+      contextWindow: async (model, tenantId) =>
+        contextWindowFor(await options.gateway.deployments(model, tenantId)),
       consumeToolQuota: (claim, { agentId, keyId }) =>
         budgets.consumeQuota(
           { tenantId: claim.tenantId, userId: claim.userId, agentId, keyId },

@@ -256,6 +256,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     logger,
     tracing,
     metered,
+    gateway,
     budgets,
     toolRuntime,
     cores,

@@ -40,6 +40,10 @@ const agentFields = {
     description:
       '`fail`: a run past its deadline expires. `partial`: it completes with the text streamed so far, marked incomplete.',
   }),
+  historyMessages: z.int().min(1).max(10_000).nullable().openapi({
+    description:
+      "How many of the thread's earlier messages each run sends to the model, the newest (the run's input always goes; a cut window starts at a user message). Null: every earlier message that fits the model's context window; older ones are left out when a long thread no longer fits.",
+  }),
   metadata: metadataSchema,
 };
 
@@ -57,6 +61,7 @@ export const createAgentSchema = z
     approvalRequiredTools: agentFields.approvalRequiredTools.default([]),
     degradation: agentFields.degradation.default(null),
     onDeadline: agentFields.onDeadline.default('fail'),
+    historyMessages: agentFields.historyMessages.default(null),
     metadata: agentFields.metadata.default({}),
   })
   .openapi('CreateAgentRequest');
@@ -75,6 +80,7 @@ export const updateAgentSchema = z
     approvalRequiredTools: agentFields.approvalRequiredTools.optional(),
     degradation: agentFields.degradation.optional(),
     onDeadline: agentFields.onDeadline.optional(),
+    historyMessages: agentFields.historyMessages.optional(),
     metadata: agentFields.metadata.optional(),
   })
   .refine((value) => Object.keys(value).length > 0, 'at least one field is required')
@@ -96,6 +102,7 @@ export const agentSchema = z
     approvalRequiredTools: z.array(z.string()),
     degradation: z.object({ atBudgetPercent: z.int(), model: z.string() }).nullable(),
     onDeadline: z.enum(['fail', 'partial']),
+    historyMessages: z.int().nullable(),
     metadata: z.record(z.string(), z.unknown()),
     createdAt: z.iso.datetime(),
     updatedAt: z.iso.datetime(),

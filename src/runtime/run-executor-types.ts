@@ -69,6 +69,12 @@ export interface RunExecutorOptions {
   /** Personal data the output guard redacts from answers (`tools.outputGuard.redactPii`). */
   readonly redactPii?: readonly PiiKind[];
   readonly cores: ReadonlyMap<string, CorePluginV1>;
+  /**
+   * The context window (tokens) a run's prompt on `model` must fit, when known: older messages
+   * of a long thread are then left out (see history-window.ts). Without it only the agent's
+   * `historyMessages` limit applies.
+   */
+  readonly contextWindow?: (model: string, tenantId: string) => Promise<number | undefined>;
   readonly logger: ExecutorLogger;
   /** Wakes readers and schedulers after commits. */
   readonly signals: RunSignalSink;

@@ -6,6 +6,7 @@ import type { MessageV1 } from '../plugin-api/index.ts';
 import { createRunCheckpoints, type SuccessorClaim } from '../storage/runs/run-checkpoints.ts';
 import { RunParkedError } from './approval-gate.ts';
 import { createEventWriter } from './event-writer.ts';
+import { windowHistory } from './history-window.ts';
 import type {
   AbortReason,
   RunClaim,
@@ -84,7 +85,9 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       now: new Date(),
     });
     if (loaded === undefined) return;
-    const { run, agent, history, checkpoints, role } = loaded;
+    const { run, agent, checkpoints, role } = loaded;
+    // What the model is sent: set from the history window before the core starts.
+    let history: MessageV1[] = [...loaded.earlier, ...loaded.own].map(toCoreMessage);
     if (options.tracing !== undefined && agent !== undefined) {
       const span = activeSpan();
       span?.updateName(`invoke_agent ${agent.name}`);
@@ -131,7 +134,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       const now = await options.blockedTools?.({ tenantId: claim.tenantId, agentId });
       return now === undefined ? loaded.blocked : new Set([...loaded.blocked, ...now]);
     };
-    const sources = () => provenanceSources(loaded);
+    const sources = () => provenanceSources(loaded, history);
     const events = createEventWriter({
       database,
       claim,
@@ -237,10 +240,25 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           ? []
           : await options.mcpTools({ claim, actor, names: mcpNames })),
       ];
+      const offered = runTools
+        .filter((tool) => agent.tools.includes(tool.name))
+        .filter((tool) => !loaded.blocked.has(tool.name))
+        .map(({ name, description, inputSchema }) => ({ name, description, inputSchema }));
+      const sent = windowHistory({
+        earlier: loaded.earlier.map(toCoreMessage),
+        own: loaded.own.map(toCoreMessage),
+        maxMessages: agent.historyMessages,
+        contextTokens: await options.contextWindow?.(agent.model, claim.tenantId),
+        outputTokens: agent.maxOutputTokens,
+        instructions: agent.instructions,
+        tools: offered,
+      });
+      history = sent.messages;
+      if (sent.dropped > 0) activeSpan()?.setAttribute('brigade.history.dropped', sent.dropped);
       const result = await core.run({
         runId: run.id,
         instructions: agent.instructions,
-        messages: history.map(toCoreMessage),
+        messages: history,
         maxSteps: agent.maxSteps,
         signal: controller.signal,
         emit: (event) => {
@@ -261,10 +279,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         },
         model: model.capability,
         tools: {
-          available: runTools
-            .filter((tool) => agent.tools.includes(tool.name))
-            .filter((tool) => !loaded.blocked.has(tool.name))
-            .map(({ name, description, inputSchema }) => ({ name, description, inputSchema })),
+          available: offered,
           call: (call) =>
             callTool(
               {

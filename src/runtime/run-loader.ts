@@ -1,6 +1,7 @@
 import type { Agent, Message, Run } from '../domain/agents/agent-types.ts';
 import type { Role } from '../domain/identity/permissions.ts';
 import type { HttpToolDefinition } from '../domain/tools/tool-types.ts';
+import type { MessageV1 } from '../plugin-api/index.ts';
 import { toAgent } from '../storage/agents/agent-store.ts';
 import { toMessage } from '../storage/agents/thread-store.ts';
 import { type Database, sqlLiteral } from '../storage/postgres/database.ts';
@@ -20,8 +21,15 @@ export interface LoadedRun {
   /** The run as it was claimed (before the start below). */
   readonly run: Run;
   readonly agent: Agent | undefined;
-  /** The thread's messages up to the run (and the run's own). */
-  readonly history: Message[];
+  /**
+   * The thread's messages before the run, oldest first: those of earlier runs (with their
+   * answers, even when they ended after this run was queued) and those of no run, created
+   * before it. With the agent's `historyMessages` limit, the newest limit + 1 of them (one
+   * more, so the window knows a cut happened).
+   */
+  readonly earlier: Message[];
+  /** The run's own messages (its input). */
+  readonly own: Message[];
   /** Completed steps by key, replayed on resume. */
   readonly checkpoints: Map<string, unknown>;
   /** The seq of the run's next event (after the start event when there is one). */
@@ -55,7 +63,8 @@ export async function loadRun(
   const [
     runs = [],
     agents = [],
-    messages = [],
+    own = [],
+    earlier = [],
     steps = [],
     last = [],
     memberships = [],
@@ -65,7 +74,14 @@ export async function loadRun(
   ] = await database.readScoped(claim, [
     `select * from ${run} r`,
     `select a.* from brigade.agents a where a.id = (select agent_id from ${run} r)`,
-    `select m.* from brigade.messages m where m.thread_id = (select thread_id from ${run} r) order by m.seq`,
+    `select m.* from brigade.messages m where m.run_id = ${runId} order by m.seq`,
+    // Earlier runs' messages go by their run's creation, so a run queued behind another
+    // sees that run's question and answer before its own input; later runs' are left out.
+    `select m.* from brigade.messages m left join brigade.runs mr on mr.id = m.run_id
+      where m.thread_id = (select thread_id from ${run} r) and m.run_id is distinct from ${runId}
+        and coalesce(mr.created_at, m.created_at) <= (select created_at from ${run} r)
+      order by coalesce(mr.created_at, m.created_at) desc, m.seq desc
+      limit (select a.history_messages + 1 from brigade.agents a where a.id = (select agent_id from ${run} r))`,
     `select step_key, output from brigade.run_steps where run_id = ${runId}`,
     `select coalesce(max(seq), 0) as seq from brigade.run_events where run_id = ${runId}`,
     `select role from brigade.memberships where user_id = ${sqlLiteral(claim.userId)}::uuid`,
@@ -77,9 +93,8 @@ export async function loadRun(
   if (runRow === undefined) return undefined;
   const loaded = toRun(runRow as unknown as Parameters<typeof toRun>[0]);
   const agentRow = agents[0] as Parameters<typeof toAgent>[0] | undefined;
-  const history = messages
-    .map((row) => toMessage(row as unknown as Parameters<typeof toMessage>[0]))
-    .filter((message) => message.createdAt <= loaded.createdAt || message.runId === loaded.id);
+  const messageOf = (row: Record<string, unknown>) =>
+    toMessage(row as unknown as Parameters<typeof toMessage>[0]);
   const start = starts[0]?.['started'] as
     | { seq: number; type: LoadStart['type']; deadline: string }
     | null
@@ -91,7 +106,8 @@ export async function loadRun(
   return {
     run: loaded,
     agent: agentRow === undefined ? undefined : toAgent(agentRow),
-    history,
+    earlier: earlier.map(messageOf).reverse(),
+    own: own.map(messageOf),
     checkpoints: new Map(
       steps.map((step) => [String(step['step_key']), step['output'] as unknown]),
     ),
@@ -112,10 +128,14 @@ export async function loadRun(
 /**
  * Where a run's tool arguments may come from (provenance rules): the user's own words and
  * the agent's instructions are trusted; every other message and every tool output the run
- * read so far is not. Read at each tool call, so outputs of earlier calls count.
+ * read so far is not. `history` is what the run sends the model (see history-window.ts).
+ * Read at each tool call, so outputs of earlier calls count.
  */
-export function provenanceSources(loaded: LoadedRun): ProvenanceSources {
-  const textOf = (content: Message['content']) =>
+export function provenanceSources(
+  loaded: LoadedRun,
+  history: readonly MessageV1[],
+): ProvenanceSources {
+  const textOf = (content: MessageV1['content']) =>
     content
       .map((part) =>
         part.type === 'text'
@@ -125,7 +145,6 @@ export function provenanceSources(loaded: LoadedRun): ProvenanceSources {
             : JSON.stringify(part.input),
       )
       .join('\n');
-  const { history } = loaded;
   return {
     trusted: [
       loaded.agent?.instructions ?? '',

@@ -20,6 +20,8 @@ export interface Agent {
   readonly degradation: AgentDegradation | null;
   /** At the run's deadline: fail (`expired`), or complete with the partial answer. */
   readonly onDeadline: 'fail' | 'partial';
+  /** How many of the thread's earlier messages a run sends to the model, newest (null: all that fit). */
+  readonly historyMessages: number | null;
   readonly metadata: Readonly<Record<string, unknown>>;
   readonly createdAt: Date;
   readonly updatedAt: Date;

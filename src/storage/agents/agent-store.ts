@@ -27,6 +27,7 @@ export function toAgent(row: Selectable<AgentsTable>): Agent {
         ? null
         : { atBudgetPercent: row.degrade_at_percent, model: row.degrade_model },
     onDeadline: row.on_deadline,
+    historyMessages: row.history_messages,
     metadata: row.metadata as Record<string, unknown>,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -55,6 +56,7 @@ function toColumns(input: Partial<AgentInput>) {
           degrade_model: input.degradation?.model ?? null,
         }),
     ...(input.onDeadline === undefined ? {} : { on_deadline: input.onDeadline }),
+    ...(input.historyMessages === undefined ? {} : { history_messages: input.historyMessages }),
   };
 }
 
@@ -81,6 +83,7 @@ export function createAgentStore(database: Database): AgentStore {
             degrade_at_percent: input.degradation?.atBudgetPercent ?? null,
             degrade_model: input.degradation?.model ?? null,
             on_deadline: input.onDeadline,
+            history_messages: input.historyMessages,
             metadata: JSON.stringify(input.metadata),
             created_by_user_id: principal.userId,
             created_at: now,

@@ -22,6 +22,7 @@ import { queueDrainMigration } from './0021-queue-drain.ts';
 import { startOnLoadMigration } from './0022-start-on-load.ts';
 import { settleWithStepMigration } from './0023-settle-with-step.ts';
 import { claimWithFinishMigration } from './0024-claim-with-finish.ts';
+import { agentHistoryWindowMigration } from './0025-agent-history-window.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -55,6 +56,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0022-start-on-load': fromSql(startOnLoadMigration),
     '0023-settle-with-step': fromSql(settleWithStepMigration),
     '0024-claim-with-finish': fromSql(claimWithFinishMigration),
+    '0025-agent-history-window': fromSql(agentHistoryWindowMigration),
   };
 }
 

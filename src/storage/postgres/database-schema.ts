@@ -136,6 +136,7 @@ export interface AgentsTable {
   degrade_at_percent: Generated<number | null>;
   degrade_model: Generated<string | null>;
   on_deadline: Generated<'fail' | 'partial'>;
+  history_messages: Generated<number | null>;
 }
 
 /** Row type of `brigade.threads`. */
