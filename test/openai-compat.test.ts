@@ -377,15 +377,3 @@ describe('errors are OpenAI error objects with statuses clients handle', () => {
     ]);
   });
 });
-
-describe('GET /v1/models', () => {
-  it("lists local and the key's tenant's agents (never another tenant's) to a valid key", async () => {
-    const models = await client(memberSecret).models.list();
-    const ids = models.data.map((model) => model.id);
-    expect(ids).toEqual(expect.arrayContaining(['local', 'agent:helper']));
-    expect(ids).not.toContain('agent:secret-b');
-    expect(models.data[0]).toMatchObject({ object: 'model', owned_by: 'brigade' });
-    const failure = await failureOf(client('brg_nope').models.list());
-    expect(failure).toBeInstanceOf(OpenAI.AuthenticationError);
-  });
-});

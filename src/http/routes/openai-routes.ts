@@ -76,7 +76,8 @@ const listModels = createRoute({
   path: '/v1/models',
   operationId: 'listModels',
   tags: ['OpenAI-compatible'],
-  summary: 'Models this key may name: `local` and the tenant’s agents as `agent:<name>`',
+  summary:
+    'Models this key may name: `local`, the tenant’s agents as `agent:<name>`, and the model routes (the tenant’s own and the platform’s)',
   security: [{ bearerAuth: [] }],
   responses: {
     200: jsonResponse(modelListSchema, 'The models.'),
@@ -266,6 +267,18 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
       }
       if (page.nextCursor === null) break;
       after = page.nextCursor;
+    }
+    // Model routes by name: the tenant's own, then the platform's it does not shadow.
+    const named = new Set<string>();
+    for (const route of await services.modelRoutes.list(principal)) {
+      if (named.has(route.definition.name)) continue;
+      named.add(route.definition.name);
+      data.push({
+        id: route.definition.name,
+        object: 'model',
+        created: route.scope === 'tenant' ? Math.floor(route.createdAt.getTime() / 1000) : 0,
+        owned_by: route.scope === 'tenant' ? 'tenant' : 'platform',
+      });
     }
     return context.json({ object: 'list' as const, data }, 200);
   });

@@ -1,0 +1,100 @@
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMockModelServer } from '../src/testing/index.ts';
+import { type ApiClient, apiClient, seedTenant, seedUser } from './support/api-client.ts';
+import { failureOf, openAiClient } from './support/openai-fixtures.ts';
+import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
+
+/**
+ * `GET /v1/models` through the official `openai` client: what a key may name as `model` —
+ * `local`, its tenant's agents as `agent:<name>`, and the model routes it can call (its
+ * tenant's own, and the platform's it does not shadow) — and nothing of another tenant.
+ */
+let mock: Awaited<ReturnType<typeof createMockModelServer>>;
+let server: TestServer;
+let adminA: ApiClient;
+let adminB: ApiClient;
+let memberSecret: string;
+
+beforeAll(async () => {
+  mock = await createMockModelServer({ apiKey: 'mock-secret-key' });
+  server = await startTestServer(
+    {
+      providers: {
+        mock: { type: 'openai-compatible', baseUrl: mock.url, apiKeyEnv: 'MOCK_API_KEY' },
+      },
+      routes: [
+        { name: 'shared-route', deployments: [{ model: 'mock:mock-model' }] },
+        { name: 'shadowed', deployments: [{ model: 'mock:mock-model' }] },
+      ],
+    },
+    { env: { MOCK_API_KEY: 'mock-secret-key' } },
+  );
+  const operator = apiClient(server.url, testOperatorKey);
+  const tenantA = await seedTenant(operator, 'models-a');
+  const tenantB = await seedTenant(operator, 'models-b');
+  adminA = apiClient(
+    server.url,
+    (await seedUser(operator, { tenantId: tenantA, role: 'admin' })).secret,
+  );
+  adminB = apiClient(
+    server.url,
+    (await seedUser(operator, { tenantId: tenantB, role: 'admin' })).secret,
+  );
+  memberSecret = (await seedUser(operator, { tenantId: tenantA, role: 'member' })).secret;
+  expect((await adminA.post('/v1/agents', { name: 'helper', model: 'local' })).status).toBe(201);
+  expect((await adminB.post('/v1/agents', { name: 'secret-b', model: 'local' })).status).toBe(201);
+  for (const [owner, name] of [
+    [adminA, 'team-route'],
+    [adminA, 'shadowed'],
+    [adminB, 'b-route'],
+  ] as const) {
+    const created = await owner.post('/v1/model-routes', {
+      name,
+      deployments: [{ model: 'mock:mock-model' }],
+    });
+    expect(created.status).toBe(201);
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await server?.stop();
+  await mock?.close();
+});
+
+describe('GET /v1/models', () => {
+  it("lists local, the key's tenant's agents and the routes it can call, never another tenant's", async () => {
+    const models = await openAiClient(server.url, memberSecret).models.list();
+    const ids = models.data.map((model) => model.id);
+    expect(ids).toEqual(
+      expect.arrayContaining(['local', 'agent:helper', 'shared-route', 'team-route', 'shadowed']),
+    );
+    expect(ids).not.toContain('agent:secret-b');
+    expect(ids).not.toContain('b-route');
+    expect(models.data[0]).toMatchObject({ id: 'local', object: 'model', owned_by: 'brigade' });
+    expect(models.data.find((model) => model.id === 'shared-route')).toMatchObject({
+      owned_by: 'platform',
+    });
+    // A tenant route shadows the platform route of its name, as it does when called.
+    expect(models.data.filter((model) => model.id === 'shadowed')).toEqual([
+      expect.objectContaining({ owned_by: 'tenant' }),
+    ]);
+  });
+
+  it('lists only names a completion accepts', async () => {
+    const client = openAiClient(server.url, memberSecret);
+    const models = await client.models.list();
+    for (const { id } of models.data.filter((model) => !model.id.startsWith('agent:'))) {
+      const completion = await client.chat.completions.create({
+        model: id,
+        messages: [{ role: 'user', content: 'hello' }],
+      });
+      expect(completion.choices[0]?.message.content?.length).toBeGreaterThan(0);
+    }
+  });
+
+  it('refuses an unknown key as OpenAI does', async () => {
+    const failure = await failureOf(openAiClient(server.url, 'brg_nope').models.list());
+    expect(failure).toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+});
