@@ -14,7 +14,7 @@ import {
 } from 'ai';
 import { AppError } from '../domain/errors.ts';
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
-import type { ResponseFormat } from './model-gateway.ts';
+import type { ResponseFormat, Sampling, ToolChoice } from './model-gateway.ts';
 
 /** A configured model provider (keys come from the environment, never the config file). */
 export interface ProviderConfig {
@@ -140,6 +140,20 @@ function toToolSet(tools: readonly ToolDescriptionV1[]): ToolSet {
       }),
     ]),
   );
+}
+
+/** Sampling settings under the AI SDK's names, only those given. */
+function sdkSampling(sampling: Sampling | undefined) {
+  if (sampling === undefined) return {};
+  const { temperature, topP, stop, seed, presencePenalty, frequencyPenalty } = sampling;
+  return {
+    ...(temperature === undefined ? {} : { temperature }),
+    ...(topP === undefined ? {} : { topP }),
+    ...(stop === undefined ? {} : { stopSequences: [...stop] }),
+    ...(seed === undefined ? {} : { seed }),
+    ...(presencePenalty === undefined ? {} : { presencePenalty }),
+    ...(frequencyPenalty === undefined ? {} : { frequencyPenalty }),
+  };
 }
 
 function estimateTokens(value: unknown): number {
@@ -302,6 +316,8 @@ export async function generateWithAiSdk(request: {
   readonly signal: AbortSignal;
   readonly onTextDelta?: ((delta: string) => void) | undefined;
   readonly responseFormat?: ResponseFormat | undefined;
+  readonly sampling?: Sampling | undefined;
+  readonly toolChoice?: ToolChoice | undefined;
 }): Promise<ModelResultV1> {
   const system = request.messages
     .filter((message) => message.role === 'system')
@@ -317,6 +333,18 @@ export async function generateWithAiSdk(request: {
     ...(system.length === 0 ? {} : { system }),
     messages: toModelMessages(request.messages.filter((message) => message.role !== 'system')),
     ...(request.tools.length === 0 ? {} : { tools: toToolSet(request.tools) }),
+    ...(request.toolChoice === undefined || request.tools.length === 0
+      ? {}
+      : {
+          toolChoice:
+            request.toolChoice === 'required'
+              ? ('required' as const)
+              : {
+                  type: 'tool' as const,
+                  toolName: toProviderToolName(request.toolChoice.toolName),
+                },
+        }),
+    ...sdkSampling(request.sampling),
     ...(output === undefined
       ? {}
       : {

@@ -1,6 +1,6 @@
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
 import { delay } from './abortable-delay.ts';
-import type { ResponseFormat } from './model-gateway.ts';
+import type { ResponseFormat, Sampling, ToolChoice } from './model-gateway.ts';
 
 /** A request to the built-in local model. */
 export interface LocalModelRequest {
@@ -13,6 +13,54 @@ export interface LocalModelRequest {
   readonly tokenDelayMs: number;
   /** JSON output: the answer becomes a JSON object (see {@link generateLocal}). */
   readonly responseFormat?: ResponseFormat | undefined;
+  /** Only `stop` applies: the model is deterministic. */
+  readonly sampling?: Sampling | undefined;
+  /** A tool call the model must make (see {@link generateLocal}). */
+  readonly toolChoice?: ToolChoice | undefined;
+}
+
+/** `text` up to the first of the `stop` sequences. */
+function beforeStop(text: string, stop: readonly string[] | undefined): string {
+  let end = text.length;
+  for (const sequence of stop ?? []) {
+    const at = sequence.length === 0 ? -1 : text.indexOf(sequence);
+    if (at >= 0) end = Math.min(end, at);
+  }
+  return text.slice(0, end);
+}
+
+/**
+ * The tool call the local model makes, if any: the one a `call <tool> {json}` user message asks
+ * for, or with a `toolChoice` always one — the named tool (the requested arguments when the
+ * message named it too, else arguments shaped like its schema from the last user message), or
+ * for `required` the requested tool or the first one offered.
+ */
+function toolCallOf(
+  request: LocalModelRequest,
+): { readonly toolName: string; readonly input: unknown } | undefined {
+  const last = request.messages[request.messages.length - 1];
+  const match = last?.role === 'user' ? toolCallPattern.exec(textOf(last)) : null;
+  const asked = match?.[1];
+  const requested =
+    asked !== undefined && request.tools.some((tool) => tool.name === asked) ? asked : undefined;
+  const choice = request.toolChoice;
+  const toolName =
+    choice === undefined
+      ? requested
+      : choice === 'required'
+        ? (requested ?? request.tools[0]?.name)
+        : choice.toolName;
+  const tool = request.tools.find((candidate) => candidate.name === toolName);
+  if (tool === undefined) return undefined;
+  if (tool.name === requested) {
+    try {
+      return { toolName: tool.name, input: match?.[2] === undefined ? {} : JSON.parse(match[2]) };
+    } catch {
+      return { toolName: tool.name, input: { raw: match?.[2] } };
+    }
+  }
+  const lastUser = [...request.messages].reverse().find((message) => message.role === 'user');
+  return { toolName: tool.name, input: exampleOf(tool.inputSchema, textOf(lastUser)) };
 }
 
 /**
@@ -80,6 +128,8 @@ function countTokens(text: string): number {
  * - a user message ending in `call <tool> {json}` makes it call that tool (if the agent has it);
  * - after a tool result it answers `<tool> returned: <output>`;
  * - otherwise it answers `You said: <the last user message>`.
+ * A `toolChoice` makes it call a tool every time (see `toolCallOf`); `stop` sequences end the
+ * answer before the first of them; other sampling settings change nothing.
  * With a JSON `responseFormat` the answer is a JSON object instead: `{"answer": "You said: …"}`
  * without a schema (`json_object`), or a value built from the schema (`json_schema`): every
  * declared property present, strings holding the answer, numbers 0 (or their `minimum`),
@@ -94,28 +144,20 @@ export async function generateLocal(request: LocalModelRequest): Promise<ModelRe
     (total, message) => total + countTokens(JSON.stringify(message.content)),
     0,
   );
-  if (last?.role === 'user') {
-    const match = toolCallPattern.exec(textOf(last));
-    const toolName = match?.[1];
-    if (toolName !== undefined && request.tools.some((tool) => tool.name === toolName)) {
-      let input: unknown = {};
-      try {
-        input = match?.[2] === undefined ? {} : JSON.parse(match[2]);
-      } catch {
-        input = { raw: match?.[2] };
-      }
-      const callIndex = messages.filter((message) => message.role === 'assistant').length;
-      return {
-        text: '',
-        toolCalls: [{ toolCallId: `call_${callIndex}_${toolName}`, toolName, input }],
-        finishReason: 'tool-calls',
-        usage: {
-          inputTokens,
-          outputTokens: 1 + countTokens(JSON.stringify(input)),
-          estimated: false,
-        },
-      };
-    }
+  const call = toolCallOf(request);
+  if (call !== undefined) {
+    const { toolName, input } = call;
+    const callIndex = messages.filter((message) => message.role === 'assistant').length;
+    return {
+      text: '',
+      toolCalls: [{ toolCallId: `call_${callIndex}_${toolName}`, toolName, input }],
+      finishReason: 'tool-calls',
+      usage: {
+        inputTokens,
+        outputTokens: 1 + countTokens(JSON.stringify(input)),
+        estimated: false,
+      },
+    };
   }
   let answer: string;
   if (last?.role === 'tool') {
@@ -131,6 +173,7 @@ export async function generateLocal(request: LocalModelRequest): Promise<ModelRe
     const lastUser = [...messages].reverse().find((message) => message.role === 'user');
     answer = `You said: ${textOf(lastUser)}`;
   }
+  answer = beforeStop(answer, request.sampling?.stop);
   if (request.responseFormat !== undefined && request.responseFormat.type !== 'text') {
     // A JSON answer is not truncated (that would break it), and is sent as one delta.
     const json = formatted(answer, request.responseFormat);

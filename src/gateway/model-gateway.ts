@@ -33,7 +33,29 @@ export interface GatewayRequest {
   readonly stream?: boolean | undefined;
   /** Structured output: plain text (default) or a JSON object, optionally matching a schema. */
   readonly responseFormat?: ResponseFormat | undefined;
+  /** Sampling settings for the provider (absent ones are the provider's defaults). */
+  readonly sampling?: Sampling | undefined;
+  /** Whether the model must call a tool (absent: it decides). */
+  readonly toolChoice?: ToolChoice | undefined;
 }
+
+/**
+ * Sampling settings, passed to the provider as given (OpenAI's `temperature`, `top_p`, `stop`,
+ * `seed`, `presence_penalty`, `frequency_penalty`). The built-in local model is deterministic:
+ * it honours only `stop`.
+ */
+export interface Sampling {
+  readonly temperature?: number | undefined;
+  readonly topP?: number | undefined;
+  /** Up to four sequences; the answer ends before the first one. */
+  readonly stop?: readonly string[] | undefined;
+  readonly seed?: number | undefined;
+  readonly presencePenalty?: number | undefined;
+  readonly frequencyPenalty?: number | undefined;
+}
+
+/** The model must call some tool (`required`), or the one named (one of the request's tools). */
+export type ToolChoice = 'required' | { readonly toolName: string };
 
 /** What shape of answer a call asks for (OpenAI's `response_format`). */
 export type ResponseFormat =
@@ -164,6 +186,8 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
           maxOutputTokens: request.maxOutputTokens,
           signal,
           responseFormat: request.responseFormat,
+          sampling: request.sampling,
+          toolChoice: request.toolChoice,
         });
       return model === 'local'
         ? generateLocal({
@@ -174,6 +198,8 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
             onTextDelta,
             tokenDelayMs: options.localTokenDelayMs,
             responseFormat: request.responseFormat,
+            sampling: request.sampling,
+            toolChoice: request.toolChoice,
           })
         : generateWithAiSdk({
             model: languageModel(model),
@@ -183,6 +209,8 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
             signal,
             onTextDelta: request.stream === false ? undefined : onTextDelta,
             responseFormat: request.responseFormat,
+            sampling: request.sampling,
+            toolChoice: request.toolChoice,
           });
     };
   }

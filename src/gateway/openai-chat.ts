@@ -9,7 +9,7 @@ import {
   toProviderToolName,
   toResult,
 } from './ai-sdk-model.ts';
-import type { ResponseFormat } from './model-gateway.ts';
+import type { ResponseFormat, Sampling, ToolChoice } from './model-gateway.ts';
 
 /** Largest provider answer read, in bytes (a chat completion is a few kilobytes). */
 const maxAnswerBytes = 32 * 1024 * 1024;
@@ -22,6 +22,8 @@ export type OpenAIChatCaller = (request: {
   readonly maxOutputTokens: number;
   readonly signal: AbortSignal;
   readonly responseFormat?: ResponseFormat | undefined;
+  readonly sampling?: Sampling | undefined;
+  readonly toolChoice?: ToolChoice | undefined;
 }) => Promise<ModelResultV1>;
 
 /**
@@ -126,6 +128,19 @@ function parseArguments(text: string): unknown {
   }
 }
 
+/** Sampling settings under their OpenAI names, only those given. */
+function samplingFields(sampling: Sampling): Record<string, unknown> {
+  const fields: Record<string, unknown> = {
+    temperature: sampling.temperature,
+    top_p: sampling.topP,
+    stop: sampling.stop === undefined ? undefined : [...sampling.stop],
+    seed: sampling.seed,
+    presence_penalty: sampling.presencePenalty,
+    frequency_penalty: sampling.frequencyPenalty,
+  };
+  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined));
+}
+
 /** The chat completion request the AI SDK's openai-compatible provider would send. */
 function chatRequest(request: Parameters<OpenAIChatCaller>[0]): Record<string, unknown> {
   const system = request.messages
@@ -140,10 +155,21 @@ function chatRequest(request: Parameters<OpenAIChatCaller>[0]): Record<string, u
     if (message.role !== 'system') messages.push(...toChatMessages(message));
   }
   const format = request.responseFormat;
+  const sampling = request.sampling;
+  const choice = request.toolChoice;
   return {
     model: request.modelId,
     messages,
     max_tokens: request.maxOutputTokens,
+    ...(sampling === undefined ? {} : samplingFields(sampling)),
+    ...(choice === undefined || request.tools.length === 0
+      ? {}
+      : {
+          tool_choice:
+            choice === 'required'
+              ? 'required'
+              : { type: 'function', function: { name: toProviderToolName(choice.toolName) } },
+        }),
     ...(request.tools.length === 0
       ? {}
       : {

@@ -70,6 +70,8 @@ export function createCachingGateway(options: CachingGatewayOptions): CachingGat
         tools: request.tools,
         maxOutputTokens: request.maxOutputTokens,
         responseFormat: request.responseFormat ?? { type: 'text' },
+        sampling: request.sampling ?? {},
+        toolChoice: request.toolChoice ?? 'auto',
       });
       const started = performance.now();
       const cached = await options.store.get(key).catch(() => undefined);

@@ -77,16 +77,27 @@ export const chatCompletionRequestSchema = z
         z.object({ type: z.literal('function'), function: z.object({ name: z.string() }) }),
       ])
       .optional()
-      .openapi({ description: '`auto` and `none` are supported.' }),
+      .openapi({
+        description:
+          '`auto` (default), `none` (no tools offered), `required` (the model must call one), or a named function it must call. Not with `agent:<name>`.',
+      }),
     max_tokens: z.int().min(1).max(1_000_000).nullable().optional(),
     max_completion_tokens: z.int().min(1).max(1_000_000).nullable().optional(),
-    temperature: z
-      .number()
-      .min(0)
-      .max(2)
+    temperature: z.number().min(0).max(2).nullable().optional(),
+    top_p: z.number().min(0).max(1).nullable().optional(),
+    stop: z
+      .union([z.string().min(1).max(200), z.array(z.string().min(1).max(200)).max(4)])
       .nullable()
       .optional()
-      .openapi({ description: 'Accepted and not passed on (yet).' }),
+      .openapi({ description: 'Up to four sequences; the answer ends before the first.' }),
+    seed: z
+      .int()
+      .min(-(2 ** 53) + 1)
+      .max(2 ** 53 - 1)
+      .nullable()
+      .optional(),
+    presence_penalty: z.number().min(-2).max(2).nullable().optional(),
+    frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
     n: z.int().min(1).max(128).nullable().optional().openapi({ description: 'Only 1.' }),
     stream: z.boolean().nullable().optional(),
     stream_options: z.object({ include_usage: z.boolean().optional() }).nullable().optional(),

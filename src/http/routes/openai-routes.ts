@@ -3,7 +3,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { asTenantUser } from '../../domain/agents/agent-service.ts';
 import { AppError } from '../../domain/errors.ts';
 import { assertCan } from '../../domain/identity/principal.ts';
-import type { ResponseFormat } from '../../gateway/model-gateway.ts';
+import type { ResponseFormat, Sampling, ToolChoice } from '../../gateway/model-gateway.ts';
 import type { ModelResultV1 } from '../../plugin-api/index.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
 import { findAgentByName, runAgentCompletion } from '../openai/agent-completion.ts';
@@ -115,9 +115,38 @@ function bypassesCache(header: (name: string) => string | undefined): boolean {
 function checkSupported(body: ChatCompletionRequest): void {
   if (body.n !== undefined && body.n !== null && body.n !== 1)
     throw invalidRequest('n', 'Only n = 1 is supported.');
+}
+
+/** The request's sampling settings (those given), for the provider. */
+function samplingOf(body: ChatCompletionRequest): Sampling | undefined {
+  const sampling: Sampling = {
+    ...(body.temperature == null ? {} : { temperature: body.temperature }),
+    ...(body.top_p == null ? {} : { topP: body.top_p }),
+    ...(body.stop == null ? {} : { stop: typeof body.stop === 'string' ? [body.stop] : body.stop }),
+    ...(body.seed == null ? {} : { seed: body.seed }),
+    ...(body.presence_penalty == null ? {} : { presencePenalty: body.presence_penalty }),
+    ...(body.frequency_penalty == null ? {} : { frequencyPenalty: body.frequency_penalty }),
+  };
+  return Object.keys(sampling).length === 0 ? undefined : sampling;
+}
+
+/** The request's `tool_choice` for the gateway: a named function must be one of its tools. */
+function toolChoiceOf(body: ChatCompletionRequest): ToolChoice | undefined {
   const choice = body.tool_choice;
-  if (choice !== undefined && choice !== 'auto' && choice !== 'none')
-    throw invalidRequest('tool_choice', "Only tool_choice 'auto' and 'none' are supported.");
+  if (choice === undefined || choice === 'auto' || choice === 'none') return undefined;
+  const offered = (body.tools ?? []).map((tool) => tool.function.name);
+  if (offered.length === 0)
+    throw invalidRequest(
+      'tool_choice',
+      'tool_choice requires tools: send the tools to choose from.',
+    );
+  if (choice === 'required') return 'required';
+  if (!offered.includes(choice.function.name))
+    throw invalidRequest(
+      'tool_choice',
+      `tool_choice names '${choice.function.name}', which is not one of the request's tools.`,
+    );
+  return { toolName: choice.function.name };
 }
 
 /** The model argument of the agent form, `agent:<name>`. */
@@ -156,6 +185,11 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
           'messages',
           'With agent:<name> the last message must be the user’s input.',
         );
+      if (body.tool_choice === 'required' || typeof body.tool_choice === 'object')
+        throw invalidRequest(
+          'tool_choice',
+          'An agent decides which of its tools to call; send tool_choice auto or none with agent:<name>.',
+        );
       if (body.response_format !== undefined && body.response_format.type !== 'text')
         throw invalidRequest(
           'response_format',
@@ -178,6 +212,8 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
       if (!(await services.chat.knows(body.model, user.tenantId)))
         throw new AppError('unknown_model', `The model '${body.model}' does not exist.`);
       const responseFormat = responseFormatOf(body);
+      const sampling = samplingOf(body);
+      const toolChoice = toolChoiceOf(body);
       const stream = body.stream === true;
       const bypass = bypassesCache((name) => context.req.header(name));
       start = (onTextDelta) =>
@@ -191,6 +227,8 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
           // A non-streaming answer needs no deltas: the provider is called without streaming.
           stream,
           responseFormat,
+          sampling,
+          toolChoice,
           ...(bypass ? { cache: 'bypass' as const } : {}),
           onCacheOutcome: (outcome) => {
             headers['x-brigade-cache'] = outcome;
