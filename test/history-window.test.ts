@@ -171,6 +171,62 @@ describe('the history a run sends', () => {
   });
 });
 
+describe('agent:<name> on the OpenAI-compatible API', () => {
+  it('sends the request’s earlier messages before its input', async () => {
+    await agent({ name: 'replayed', model: 'mock:mock-model', instructions: 'Be brief.' });
+    const completion = await member.post<{ choices: { message: { content: string } }[] }>(
+      '/v1/chat/completions',
+      {
+        model: 'agent:replayed',
+        messages: [
+          { role: 'system', content: 'Answer in French.' },
+          { role: 'user', content: 'earlier question' },
+          { role: 'assistant', content: 'earlier answer' },
+          { role: 'user', content: 'replayed now' },
+        ],
+      },
+    );
+    expect(completion.status).toBe(200);
+    expect(completion.body.choices[0]?.message.content).toBe('re: replayed now');
+    expect(sentFor('replayed now')).toEqual([
+      'user: earlier question',
+      'assistant: earlier answer',
+      'user: replayed now',
+    ]);
+    const call = mock.calls.find((candidate) =>
+      JSON.stringify(candidate.body).includes('replayed now'),
+    );
+    const system = (
+      call?.body as { messages: { role: string; content: unknown }[] } | undefined
+    )?.messages
+      .filter((message) => message.role === 'system')
+      .map((message) => textOf(message.content))
+      .join('\n');
+    expect(system).toContain('Be brief.');
+    expect(system).toContain('Answer in French.');
+  });
+
+  it('refuses tool calls among the earlier messages, naming the message', async () => {
+    const refused = await member.post<{ error: { param: string } }>('/v1/chat/completions', {
+      model: 'agent:replayed',
+      messages: [
+        { role: 'user', content: 'q' },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            { id: 'c1', type: 'function', function: { name: 'lookup', arguments: '{}' } },
+          ],
+        },
+        { role: 'tool', tool_call_id: 'c1', content: 'result' },
+        { role: 'user', content: 'refused now' },
+      ],
+    });
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.param).toBe('messages[1]');
+  });
+});
+
 describe('historyMessages on the agent API', () => {
   it('is validated, updated and cleared', async () => {
     for (const historyMessages of [0, 10_001, 2.5, '3']) {

@@ -11,13 +11,18 @@ import type {
   Thread,
 } from './agent-types.ts';
 
+/** A thread to create, optionally with the conversation so far (no run's messages). */
+export interface NewThread {
+  readonly title: string | null;
+  readonly metadata: Record<string, unknown>;
+  readonly messages?: readonly Pick<Message, 'role' | 'content' | 'provenance'>[] | undefined;
+}
+
 /** Persistence the thread and run use cases need (implemented in storage/). */
 export interface ThreadRunPorts {
   readonly threads: {
-    create(
-      principal: UserPrincipal,
-      input: { title: string | null; metadata: Record<string, unknown> },
-    ): Promise<Thread>;
+    /** Creates a thread, with `messages` (earlier conversation, in order) when given. */
+    create(principal: UserPrincipal, input: NewThread): Promise<Thread>;
     list(principal: UserPrincipal, page: PageRequest): Promise<Page<Thread>>;
     get(principal: UserPrincipal, threadId: string): Promise<Thread | undefined>;
     delete(principal: UserPrincipal, threadId: string): Promise<boolean>;
@@ -92,10 +97,8 @@ export function createThreadService(ports: ThreadRunPorts) {
     if (!uuidPattern.test(id)) throw error();
   };
   return {
-    createThread: (
-      principal: Principal,
-      input: { title: string | null; metadata: Record<string, unknown> },
-    ) => ports.threads.create(writer(principal), input),
+    createThread: (principal: Principal, input: NewThread) =>
+      ports.threads.create(writer(principal), input),
     listThreads: (principal: Principal, page: PageRequest) =>
       ports.threads.list(reader(principal), page),
     async getThread(principal: Principal, threadId: string): Promise<Thread> {

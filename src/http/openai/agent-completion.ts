@@ -2,7 +2,7 @@ import type { Agent } from '../../domain/agents/agent-types.ts';
 import type { ThreadService } from '../../domain/agents/thread-service.ts';
 import { AppError, type ErrorCode, errorCodes } from '../../domain/errors.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
-import type { ModelResultV1 } from '../../plugin-api/index.ts';
+import type { MessageV1, ModelResultV1 } from '../../plugin-api/index.ts';
 import type { RouteServices } from '../app-env.ts';
 
 /** Finds one of the caller's tenant's agents by name; `agent_not_found` when there is none. */
@@ -35,7 +35,7 @@ function toErrorCode(code: unknown): ErrorCode {
 }
 
 /**
- * Runs a hosted agent as a chat completion: a new thread, a run with `input` (the agent's own
+ * Runs a hosted agent as a chat completion: a new thread holding `history`, a run with `input` (the agent's own
  * instructions, tools and model apply), its `message-delta` events streamed to `onTextDelta`,
  * and its final text and usage once it completes. The run is billed and limited like any run.
  * An aborted `signal` cancels the run; a run that stops for a tool approval ends the completion
@@ -46,6 +46,8 @@ export async function runAgentCompletion(options: {
   readonly principal: Principal;
   readonly agent: Agent;
   readonly input: string;
+  /** The request's earlier messages, stored in the new thread before the input. */
+  readonly history: readonly MessageV1[];
   readonly signal: AbortSignal;
   readonly onStarted: (ids: AgentRunIds) => void;
   readonly onTextDelta: (delta: string) => void;
@@ -55,6 +57,7 @@ export async function runAgentCompletion(options: {
   const thread = await threads.createThread(principal, {
     title: `chat.completions agent:${agent.name}`,
     metadata: { source: 'openai-api' },
+    messages: options.history,
   });
   const run = await threads.createRun(principal, thread.id, {
     agentId: agent.id,

@@ -4,7 +4,7 @@ import { asTenantUser } from '../../domain/agents/agent-service.ts';
 import { AppError } from '../../domain/errors.ts';
 import { assertCan } from '../../domain/identity/principal.ts';
 import type { ResponseFormat, Sampling, ToolChoice } from '../../gateway/model-gateway.ts';
-import type { ModelResultV1 } from '../../plugin-api/index.ts';
+import type { MessageV1, ModelResultV1 } from '../../plugin-api/index.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
 import { findAgentByName, runAgentCompletion } from '../openai/agent-completion.ts';
 import { streamChatCompletion } from '../openai/chat-completion-stream.ts';
@@ -149,6 +149,23 @@ function toolChoiceOf(body: ChatCompletionRequest): ToolChoice | undefined {
   return { toolName: choice.function.name };
 }
 
+/**
+ * The earlier messages of an `agent:<name>` request as the new thread's conversation: system,
+ * developer, user and assistant text (the client's system text is the user's own words, so it
+ * is labelled as theirs). Tool calls and results are refused: the agent calls its own tools.
+ */
+function agentHistory(messages: readonly MessageV1[]): MessageV1[] {
+  const converted = messages.map((message, index) => {
+    if (message.role === 'tool' || message.content.some((part) => part.type !== 'text'))
+      throw invalidRequest(
+        `messages[${index}]`,
+        'With agent:<name> earlier messages may be system, developer, user or assistant text; the agent makes its own tool calls.',
+      );
+    return message.role === 'system' ? { ...message, provenance: 'user' as const } : message;
+  });
+  return converted.filter((message) => message.content.length > 0);
+}
+
 /** The model argument of the agent form, `agent:<name>`. */
 function agentName(model: string): string | undefined {
   return model.startsWith('agent:') ? model.slice('agent:'.length) : undefined;
@@ -195,12 +212,14 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
           'response_format',
           'An agent answers in text; response_format is only supported for models.',
         );
+      const history = agentHistory(messages.slice(0, -1));
       start = (onTextDelta) =>
         runAgentCompletion({
           services,
           principal,
           agent,
           input: textOf(last.content),
+          history,
           signal: controller.signal,
           onStarted: (ids) => {
             headers['x-brigade-thread-id'] = ids.threadId;

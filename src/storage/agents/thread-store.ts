@@ -67,6 +67,22 @@ export function createThreadStore(database: Database): ThreadStore {
           })
           .returningAll()
           .executeTakeFirstOrThrow();
+        const messages = input.messages ?? [];
+        if (messages.length > 0)
+          await db
+            .insertInto('brigade.messages')
+            .values(
+              messages.map((message) => ({
+                tenant_id: principal.tenantId,
+                user_id: principal.userId,
+                thread_id: row.id,
+                role: message.role,
+                content: JSON.stringify(message.content),
+                provenance: message.provenance,
+                created_at: now,
+              })),
+            )
+            .execute();
         return toThread(row);
       });
     },
