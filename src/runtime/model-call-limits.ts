@@ -6,6 +6,12 @@ import {
 } from 'rate-limiter-flexible';
 import { AppError } from '../domain/errors.ts';
 import { delay } from '../gateway/abortable-delay.ts';
+import {
+  type CallSlots,
+  createMemorySlots,
+  createRedisSlots,
+  type HeldSlots,
+} from './model-call-slots.ts';
 import type { BindingLimit, LimitSubject, PolicyCache } from './policy-cache.ts';
 
 /** A slot held by one model call; release it when the call ends. */
@@ -27,17 +33,22 @@ export interface ModelCallLimits {
 }
 
 const windowSeconds = 60;
+/** How often a call waiting for a concurrency slot looks again (a local release wakes it sooner). */
+const concurrencyRetryMs = 200;
 
 /**
  * Creates the {@link ModelCallLimits}. Tokens per minute are counted after each call (the
  * count is only known then) with rate-limiter-flexible, in Redis when configured so every
  * process shares them, else per process; a call starts only while the minute's count is
- * below the limit. Concurrent model calls are counted per process.
+ * below the limit. Concurrent model calls are counted in Redis too when configured (leased
+ * slots, see model-call-slots.ts), else per process.
  */
 export function createModelCallLimits(options: {
   readonly policies: PolicyCache;
   readonly redis: Redis | undefined;
   readonly onStoreError: (error: unknown) => void;
+  /** Where concurrent calls are counted (default: Redis when configured, else this process). */
+  readonly slots?: CallSlots;
 }): ModelCallLimits {
   const tokenLimiters = new Map<number, RateLimiterAbstract>();
   function tokenLimiter(points: number): RateLimiterAbstract {
@@ -60,7 +71,15 @@ export function createModelCallLimits(options: {
     }
     return found;
   }
-  const inFlight = new Map<string, number>();
+  const slots: CallSlots =
+    options.slots ??
+    (options.redis === undefined
+      ? createMemorySlots()
+      : createRedisSlots({
+          redis: options.redis,
+          fallback: createMemorySlots(),
+          onError: options.onStoreError,
+        }));
   const waiters = new Set<() => void>();
   const slotKey = (limit: BindingLimit) => `${limit.policyId}:${limit.counterKey}`;
 
@@ -86,13 +105,17 @@ export function createModelCallLimits(options: {
         options.policies.binding(subject, 'concurrentModelCalls'),
       ]);
       if (tokens.length === 0 && concurrency.length === 0) return { release: () => undefined };
+      const slotLimits = concurrency.map((limit) => ({ key: slotKey(limit), limit: limit.limit }));
+      let held: HeldSlots | undefined;
       for (;;) {
         const tokenMs = tokens.length === 0 ? 0 : await tokenWait(tokens);
-        const full = concurrency.find(
-          (limit) => (inFlight.get(slotKey(limit)) ?? 0) >= limit.limit,
-        );
-        if (tokenMs === 0 && full === undefined) break;
-        const retryMs = tokenMs > 0 ? tokenMs : 1_000;
+        if (tokenMs === 0) {
+          if (slotLimits.length === 0) break;
+          held = await slots.take(slotLimits);
+          if (held !== undefined) break;
+        }
+        // Slots held by other processes free without a signal here: look again soon.
+        const retryMs = tokenMs > 0 ? tokenMs : concurrencyRetryMs;
         if (!wait || Date.now() + Math.min(retryMs, 1_000) > deadline.getTime()) {
           throw new AppError(
             'rate_limited',
@@ -103,23 +126,21 @@ export function createModelCallLimits(options: {
           );
         }
         // Woken early when a slot frees; re-checked either way.
-        await Promise.race([
-          delay(Math.min(retryMs, 1_000), signal),
-          new Promise<void>((resolve) => waiters.add(resolve)),
-        ]);
+        let wake: () => void = () => undefined;
+        const woken = new Promise<void>((resolve) => {
+          wake = resolve;
+          waiters.add(resolve);
+        });
+        await Promise.race([delay(Math.min(retryMs, 1_000), signal), woken]).finally(() =>
+          waiters.delete(wake),
+        );
       }
-      for (const limit of concurrency)
-        inFlight.set(slotKey(limit), (inFlight.get(slotKey(limit)) ?? 0) + 1);
       let released = false;
       return {
         release(used) {
           if (released) return;
           released = true;
-          for (const limit of concurrency) {
-            const left = (inFlight.get(slotKey(limit)) ?? 1) - 1;
-            if (left <= 0) inFlight.delete(slotKey(limit));
-            else inFlight.set(slotKey(limit), left);
-          }
+          held?.release();
           for (const wake of waiters) wake();
           waiters.clear();
           if (used <= 0) return;
