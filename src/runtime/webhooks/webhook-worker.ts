@@ -42,15 +42,23 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
       if (claimed.length === 0) return;
       await Promise.all(
         claimed.map(async (delivery) => {
-          const outcome = await sendWebhook({
-            url: delivery.url,
-            secret: delivery.secret,
-            id: delivery.id,
-            type: delivery.eventType,
-            payload: delivery.payload,
-            timeoutMs: options.timeoutMs,
-            allowPrivateNetworks: options.allowPrivateNetworks,
-          });
+          const { secret } = delivery;
+          const outcome =
+            secret === undefined
+              ? {
+                  ok: false,
+                  status: null,
+                  error: 'the signing secret is sealed and this process cannot open it (vault key)',
+                }
+              : await sendWebhook({
+                  url: delivery.url,
+                  secret,
+                  id: delivery.id,
+                  type: delivery.eventType,
+                  payload: delivery.payload,
+                  timeoutMs: options.timeoutMs,
+                  allowPrivateNetworks: options.allowPrivateNetworks,
+                });
           const delays = options.retryDelaysMs;
           const delay = delays[Math.min(delivery.attempts - 1, delays.length - 1)] ?? 60_000;
           const retryAt =

@@ -23,6 +23,7 @@ import { startOnLoadMigration } from './0022-start-on-load.ts';
 import { settleWithStepMigration } from './0023-settle-with-step.ts';
 import { claimWithFinishMigration } from './0024-claim-with-finish.ts';
 import { agentHistoryWindowMigration } from './0025-agent-history-window.ts';
+import { sealedWebhookSecretsMigration } from './0026-sealed-webhook-secrets.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -57,6 +58,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0023-settle-with-step': fromSql(settleWithStepMigration),
     '0024-claim-with-finish': fromSql(claimWithFinishMigration),
     '0025-agent-history-window': fromSql(agentHistoryWindowMigration),
+    '0026-sealed-webhook-secrets': fromSql(sealedWebhookSecretsMigration),
   };
 }
 

@@ -107,7 +107,9 @@ export interface WebhookEndpointsTable {
   id: Generated<string>;
   url: string;
   events: string[];
-  secret: string;
+  /** Plain only when the process had no vault key (migration 0026). */
+  secret: string | null;
+  sealed_secret: Buffer | null;
   description: string | null;
   enabled: Generated<boolean>;
   created_by_user_id: string | null;

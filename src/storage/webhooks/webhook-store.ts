@@ -1,5 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { type Selectable, sql } from 'kysely';
 import type { UserPrincipal } from '../../domain/identity/principal.ts';
+import { open, seal } from '../../domain/tools/vault-crypto.ts';
+import type { KeyProviderV1 } from '../../plugin-api/index.ts';
 import { writeAudit } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import type { Database } from '../postgres/database.ts';
@@ -8,6 +11,7 @@ import type {
   WebhookDeliveriesTable,
   WebhookEndpointsTable,
 } from '../postgres/database-schema.ts';
+import { createVaultKeys } from '../tools/vault-keys.ts';
 
 /** A webhook endpoint as the API shows it (never its secret after creation). */
 export interface WebhookEndpoint {
@@ -94,25 +98,78 @@ export interface ClaimedDelivery {
   readonly eventType: string;
   readonly payload: unknown;
   readonly url: string;
-  readonly secret: string;
+  /** Undefined when it is sealed and this process has no vault key to open it. */
+  readonly secret: string | undefined;
 }
 
-/** Webhook endpoints (admins), the delivery outbox, and budget alerts. */
-export function createWebhookStore(database: Database) {
+/** The AAD of a sealed webhook secret: it opens only for its own tenant and endpoint. */
+const secretContext = (tenantId: string, endpointId: string) =>
+  `webhook-secret:${tenantId}:${endpointId}`;
+
+/**
+ * Webhook endpoints (admins), the delivery outbox, and budget alerts. With the vault's key
+ * provider, signing secrets are stored sealed with the tenant's data key; without one, plain.
+ */
+export function createWebhookStore(database: Database, keyProvider?: KeyProviderV1) {
+  const vault = keyProvider === undefined ? undefined : createVaultKeys(keyProvider);
+
+  /** The claimed rows' secrets, opened with their tenants' keys (one scope per tenant). */
+  async function openSecrets(
+    rows: readonly { tenant_id: string; endpoint_id: string; sealed_secret: Buffer | null }[],
+  ): Promise<Map<string, string>> {
+    const opened = new Map<string, string>();
+    const tenants = new Set(
+      rows.filter((row) => row.sealed_secret !== null).map((row) => row.tenant_id),
+    );
+    if (vault === undefined || tenants.size === 0) return opened;
+    for (const tenantId of tenants) {
+      // A tenant key that cannot be had (the key provider is down) leaves its secrets unopened:
+      // those deliveries fail this attempt and are retried.
+      const key = await database
+        .withScope({ tenantId }, (db) => vault.tenantKey(db, tenantId))
+        .catch(() => undefined);
+      if (key === undefined) continue;
+      for (const row of rows) {
+        if (row.tenant_id !== tenantId || row.sealed_secret === null) continue;
+        // A sealed secret that does not open here (copied from another endpoint, altered) is
+        // left unopened: its deliveries fail rather than be signed with the wrong secret.
+        try {
+          const context = secretContext(tenantId, row.endpoint_id);
+          opened.set(row.endpoint_id, open(key, row.sealed_secret, context).toString('utf8'));
+        } catch {
+          // Left out.
+        }
+      }
+    }
+    return opened;
+  }
+
   return {
     create(
       principal: UserPrincipal,
       input: { url: string; events: readonly string[]; description: string | null; secret: string },
     ): Promise<WebhookEndpoint> {
       return database.withScope(scopeFor(principal), async (db) => {
+        const id = randomUUID();
+        const key = vault === undefined ? undefined : await vault.tenantKey(db, principal.tenantId);
         const row = await db
           .insertInto('brigade.webhook_endpoints')
           .values({
             tenant_id: principal.tenantId,
+            id,
             url: input.url,
             events: [...input.events],
             description: input.description,
-            secret: input.secret,
+            ...(key === undefined
+              ? { secret: input.secret, sealed_secret: null }
+              : {
+                  secret: null,
+                  sealed_secret: seal(
+                    key,
+                    Buffer.from(input.secret, 'utf8'),
+                    secretContext(principal.tenantId, id),
+                  ),
+                }),
             created_by_user_id: principal.userId,
             created_at: new Date(),
           })
@@ -230,8 +287,8 @@ export function createWebhookStore(database: Database) {
      * Claims up to `limit` due deliveries: each gets its next attempt time pushed out by
      * `leaseMs` first, so a crash mid-send leaves it to be retried, not lost.
      */
-    claim(limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
-      return database.withScope({ scheduler: true }, async (db) => {
+    async claim(limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
+      const rows = await database.withScope({ scheduler: true }, async (db) => {
         const result = await sql<{
           id: string;
           tenant_id: string;
@@ -239,7 +296,9 @@ export function createWebhookStore(database: Database) {
           event_type: string;
           payload: unknown;
           url: string;
-          secret: string;
+          endpoint_id: string;
+          secret: string | null;
+          sealed_secret: Buffer | null;
         }>`
           update brigade.webhook_deliveries d
              set attempts = d.attempts + 1,
@@ -249,19 +308,20 @@ export function createWebhookStore(database: Database) {
              and d.id in (select id from brigade.webhook_deliveries
                            where status = 'pending' and next_attempt_at <= now()
                            order by next_attempt_at limit ${limit} for update skip locked)
-          returning d.id, d.tenant_id, d.attempts, d.event_type, d.payload, e.url, e.secret`.execute(
-          db,
-        );
-        return result.rows.map((row) => ({
-          id: row.id,
-          tenantId: row.tenant_id,
-          attempts: row.attempts,
-          eventType: row.event_type,
-          payload: row.payload,
-          url: row.url,
-          secret: row.secret,
-        }));
+          returning d.id, d.tenant_id, d.attempts, d.event_type, d.payload, e.url,
+                    e.id as endpoint_id, e.secret, e.sealed_secret`.execute(db);
+        return result.rows;
       });
+      const opened = await openSecrets(rows);
+      return rows.map((row) => ({
+        id: row.id,
+        tenantId: row.tenant_id,
+        attempts: row.attempts,
+        eventType: row.event_type,
+        payload: row.payload,
+        url: row.url,
+        secret: row.secret ?? opened.get(row.endpoint_id),
+      }));
     },
 
     /** Records an attempt's outcome: delivered, retried at `retryAt`, or failed for good. */
