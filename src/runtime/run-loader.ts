@@ -22,9 +22,9 @@ export interface LoadedRun {
   readonly run: Run;
   readonly agent: Agent | undefined;
   /**
-   * The thread's messages before the run, oldest first: those of earlier runs (with their
-   * answers, even when they ended after this run was queued) and those of no run, created
-   * before it. With the agent's `historyMessages` limit, the newest limit + 1 of them (one
+   * The thread's messages before the run: those of earlier runs (with their answers, even
+   * when they ended after this run was queued) and those of no run, created before it; in turn
+   * order ({@link inTurnOrder}). With the agent's `historyMessages` limit, the newest limit + 1 of them (one
    * more, so the window knows a cut happened).
    */
   readonly earlier: Message[];
@@ -44,6 +44,22 @@ export interface LoadedRun {
    * of `cores`. Unset otherwise, and nothing was written.
    */
   readonly started: LoadStart | undefined;
+}
+
+/**
+ * `messages` (in seq order) with each run's messages together, runs in the order their first
+ * message was written: a run queued behind another (enqueue) wrote its input before the other
+ * run's answer, and the model should see question and answer together. Stable otherwise.
+ */
+export function inTurnOrder(messages: readonly Message[]): Message[] {
+  const turnOf = new Map<string, number>();
+  const keyed = messages.map((message, index) => {
+    const group = message.runId ?? `message:${message.id}`;
+    if (!turnOf.has(group)) turnOf.set(group, index);
+    return { message, turn: turnOf.get(group) as number, index };
+  });
+  keyed.sort((left, right) => left.turn - right.turn || left.index - right.index);
+  return keyed.map((entry) => entry.message);
 }
 
 /**
@@ -75,12 +91,16 @@ export async function loadRun(
     `select * from ${run} r`,
     `select a.* from brigade.agents a where a.id = (select agent_id from ${run} r)`,
     `select m.* from brigade.messages m where m.run_id = ${runId} order by m.seq`,
-    // Earlier runs' messages go by their run's creation, so a run queued behind another
-    // sees that run's question and answer before its own input; later runs' are left out.
-    `select m.* from brigade.messages m left join brigade.runs mr on mr.id = m.run_id
+    // Messages of runs created after this one are left out (an indexed look-up of the few
+    // such runs, not a join per message), as are messages of no run written after it.
+    `select m.* from brigade.messages m
       where m.thread_id = (select thread_id from ${run} r) and m.run_id is distinct from ${runId}
-        and coalesce(mr.created_at, m.created_at) <= (select created_at from ${run} r)
-      order by coalesce(mr.created_at, m.created_at) desc, m.seq desc
+        and (m.run_id is not null or m.created_at <= (select created_at from ${run} r))
+        and (m.run_id is null or m.run_id <> all (array(
+              select lr.id from brigade.runs lr
+               where lr.thread_id = (select thread_id from ${run} r)
+                 and lr.created_at > (select created_at from ${run} r))))
+      order by m.seq desc
       limit (select a.history_messages + 1 from brigade.agents a where a.id = (select agent_id from ${run} r))`,
     `select step_key, output from brigade.run_steps where run_id = ${runId}`,
     `select coalesce(max(seq), 0) as seq from brigade.run_events where run_id = ${runId}`,
@@ -106,7 +126,7 @@ export async function loadRun(
   return {
     run: loaded,
     agent: agentRow === undefined ? undefined : toAgent(agentRow),
-    earlier: earlier.map(messageOf).reverse(),
+    earlier: inTurnOrder(earlier.map(messageOf).reverse()),
     own: own.map(messageOf),
     checkpoints: new Map(
       steps.map((step) => [String(step['step_key']), step['output'] as unknown]),
