@@ -79,8 +79,7 @@ export async function loadRun(
   const [
     runs = [],
     agents = [],
-    own = [],
-    earlier = [],
+    history = [],
     steps = [],
     last = [],
     memberships = [],
@@ -90,18 +89,8 @@ export async function loadRun(
   ] = await database.readScoped(claim, [
     `select * from ${run} r`,
     `select a.* from brigade.agents a where a.id = (select agent_id from ${run} r)`,
-    `select m.* from brigade.messages m where m.run_id = ${runId} order by m.seq`,
-    // Messages of runs created after this one are left out (an indexed look-up of the few
-    // such runs, not a join per message), as are messages of no run written after it.
-    `select m.* from brigade.messages m
-      where m.thread_id = (select thread_id from ${run} r) and m.run_id is distinct from ${runId}
-        and (m.run_id is not null or m.created_at <= (select created_at from ${run} r))
-        and (m.run_id is null or m.run_id <> all (array(
-              select lr.id from brigade.runs lr
-               where lr.thread_id = (select thread_id from ${run} r)
-                 and lr.created_at > (select created_at from ${run} r))))
-      order by m.seq desc
-      limit (select a.history_messages + 1 from brigade.agents a where a.id = (select agent_id from ${run} r))`,
+    // The run's own messages, then the earlier ones, newest first (migration 0027).
+    `select * from brigade.run_history(${runId})`,
     `select step_key, output from brigade.run_steps where run_id = ${runId}`,
     `select coalesce(max(seq), 0) as seq from brigade.run_events where run_id = ${runId}`,
     `select role from brigade.memberships where user_id = ${sqlLiteral(claim.userId)}::uuid`,
@@ -126,8 +115,13 @@ export async function loadRun(
   return {
     run: loaded,
     agent: agentRow === undefined ? undefined : toAgent(agentRow),
-    earlier: inTurnOrder(earlier.map(messageOf).reverse()),
-    own: own.map(messageOf),
+    earlier: inTurnOrder(
+      history
+        .map(messageOf)
+        .filter((message) => message.runId !== claim.runId)
+        .reverse(),
+    ),
+    own: history.map(messageOf).filter((message) => message.runId === claim.runId),
     checkpoints: new Map(
       steps.map((step) => [String(step['step_key']), step['output'] as unknown]),
     ),
