@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { processEnvironment } from '../src/config/index.ts';
 import { apiClient, seedTenant, seedUser } from '../test/support/api-client.ts';
@@ -73,7 +75,14 @@ export async function run(quick: boolean): Promise<object> {
   await admin.query(`create database ${name}`);
   const url = new URL(databaseUrl);
   url.pathname = `/${name}`;
+  // The server as `npm start` runs it: compiled first.
+  progress('compiling (npm run build)');
+  execFileSync('npm', ['run', '-s', 'build'], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    stdio: 'inherit',
+  });
   const server = await spawnServer({
+    compiled: true,
     databaseUrl: url.toString(),
     config: {
       // One user streams every run: the per-tenant and per-user caps (defaults 32 and 8) and
