@@ -25,6 +25,7 @@ import { claimWithFinishMigration } from './0024-claim-with-finish.ts';
 import { agentHistoryWindowMigration } from './0025-agent-history-window.ts';
 import { sealedWebhookSecretsMigration } from './0026-sealed-webhook-secrets.ts';
 import { runHistoryMigration } from './0027-run-history.ts';
+import { activeRunsByThreadMigration } from './0028-active-runs-by-thread.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -61,6 +62,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0025-agent-history-window': fromSql(agentHistoryWindowMigration),
     '0026-sealed-webhook-secrets': fromSql(sealedWebhookSecretsMigration),
     '0027-run-history': fromSql(runHistoryMigration),
+    '0028-active-runs-by-thread': fromSql(activeRunsByThreadMigration),
   };
 }
 
