@@ -20,6 +20,7 @@ import type { BudgetStore } from './storage/guards/budget-store.ts';
 import type { Storage } from './storage/open-storage.ts';
 import { createApprovalExpiryStore } from './storage/runs/approval-expiry.ts';
 import { createApprovalStore } from './storage/runs/approval-store.ts';
+import { createRunStepStore } from './storage/runs/run-step-store.ts';
 import { createRunStore } from './storage/runs/run-store.ts';
 
 /**
@@ -49,6 +50,7 @@ export function composeRuns(options: {
   });
   const threads = createThreadService({
     threads: createThreadStore(storage.database),
+    runSteps: createRunStepStore(storage.database),
     runs: createRunStore(storage.database, signals, {
       maxQueuedPerTenant: config.runs.maxQueuedPerTenant,
       staleAfterMs: config.runs.staleAfterMs,

@@ -30,6 +30,7 @@ import { registerOidcRoutes } from './routes/oidc-routes.ts';
 import { registerOpenAiRoutes } from './routes/openai-routes.ts';
 import { registerPolicyRoutes } from './routes/policy-routes.ts';
 import { registerRunRoutes } from './routes/run-routes.ts';
+import { registerRunStepRoutes } from './routes/run-step-routes.ts';
 import { registerTenantRoutes } from './routes/tenant-routes.ts';
 import { registerThreadRoutes } from './routes/thread-routes.ts';
 import { registerToolImportRoutes } from './routes/tool-import-routes.ts';
@@ -237,6 +238,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerAgentRoutes(app, options.services);
   registerThreadRoutes(app, options.services);
   registerRunRoutes(app, options.services);
+  registerRunStepRoutes(app, options.services);
   registerApprovalRoutes(app, options.services);
   registerAuditRoutes(app, options.services);
   registerConsentRoutes(app, options.services);

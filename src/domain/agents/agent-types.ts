@@ -111,6 +111,15 @@ export interface Run {
   readonly deadlineAt: Date | null;
 }
 
+/** A completed step of a run: a model call (`model:N`) or a tool call (`tool:<callId>`). */
+export interface RunStep {
+  readonly key: string;
+  readonly type: 'model' | 'tool';
+  /** The checkpoint: the model's result, or the tool's outcome. */
+  readonly output: unknown;
+  readonly createdAt: Date;
+}
+
 /** A persisted run event, as streamed over SSE. */
 export interface RunEvent {
   readonly runId: string;

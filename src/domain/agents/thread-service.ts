@@ -8,6 +8,7 @@ import type {
   Run,
   RunEvent,
   RunPriority,
+  RunStep,
   Thread,
 } from './agent-types.ts';
 
@@ -59,6 +60,10 @@ export interface ThreadRunPorts {
       threadId: string,
       runId: string,
     ): Promise<Run | undefined>;
+  };
+  readonly runSteps?: {
+    /** The run's completed steps in order; undefined when the run is not the caller's. */
+    list(principal: UserPrincipal, threadId: string, runId: string): Promise<RunStep[] | undefined>;
   };
 }
 
@@ -154,6 +159,14 @@ export function createThreadService(ports: ThreadRunPorts) {
       const runs = await ports.runs.list(user, threadId);
       if (runs === undefined) throw threadNotFound();
       return runs;
+    },
+    async listRunSteps(principal: Principal, threadId: string, runId: string): Promise<RunStep[]> {
+      const user = reader(principal);
+      checkId(threadId, threadNotFound);
+      checkId(runId, runNotFound);
+      const steps = await ports.runSteps?.list(user, threadId, runId);
+      if (steps === undefined) throw runNotFound();
+      return steps;
     },
     async runEvents(principal: Principal, run: Run, afterSeq: number): Promise<RunEvent[]> {
       return ports.runs.events(reader(principal), { runId: run.id, afterSeq, limit: 200 });
