@@ -1,6 +1,4 @@
 import { createHmac } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMockModelServer, type MockModelServer } from '../src/testing/index.ts';
 import {
@@ -12,6 +10,7 @@ import {
   waitForRun,
 } from './support/api-client.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
+import { startWebhookReceiver, until, type WebhookReceiver } from './support/webhook-receiver.ts';
 
 /**
  * Graceful degradation and budget alerts through the public API. One mock provider serves two
@@ -20,10 +19,7 @@ import { startTestServer, type TestServer, testOperatorKey } from './support/tes
  */
 let mock: MockModelServer;
 let server: TestServer;
-let receiver: Server;
-let receiverUrl: string;
-const received: { headers: IncomingMessage['headers']; body: string }[] = [];
-let failNext = 0;
+let receiver: WebhookReceiver;
 let admin: ApiClient;
 let operator: ApiClient;
 let tenantId: string;
@@ -48,32 +44,8 @@ async function runOnce(client: ApiClient, agentId: string, input = 'hello'): Pro
   return waitForRun<RunBody>(client, { threadId: thread.body.id, runId: created.body.id });
 }
 
-async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 beforeAll(async () => {
-  receiver = createServer((request, response) => {
-    let body = '';
-    request.on('data', (chunk: Buffer) => {
-      body += chunk.toString();
-    });
-    request.on('end', () => {
-      if (failNext > 0) {
-        failNext -= 1;
-        response.writeHead(500).end();
-        return;
-      }
-      received.push({ headers: request.headers, body });
-      response.writeHead(204).end();
-    });
-  });
-  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
+  receiver = await startWebhookReceiver();
   mock = await createMockModelServer({ apiKey: 'mock-key' });
   mock.setScript(() => ({
     text: 'ok',
@@ -103,7 +75,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.stop();
   await mock?.close();
-  await new Promise((resolve) => receiver?.close(resolve));
+  await receiver?.close();
 });
 
 describe('graceful degradation', () => {
@@ -195,7 +167,7 @@ describe('graceful degradation', () => {
 describe('budget alerts', () => {
   it('crosses 50, 80 and 100 % once each and sends signed webhooks, retrying a failed one', async () => {
     const hook = await admin.post<Created & { secret: string }>('/v1/webhooks', {
-      url: receiverUrl,
+      url: receiver.url,
       events: ['budget.threshold'],
     });
     expect(hook.status).toBe(201);
@@ -212,8 +184,8 @@ describe('budget alerts', () => {
       subjectId: seeded.userId,
       limits: { budget: { amountUsd: callCostUsd * 5, period: 'month' } },
     });
-    received.length = 0;
-    failNext = 1;
+    receiver.received.length = 0;
+    receiver.failNext(1);
     const statuses: string[] = [];
     for (let index = 0; index < 6; index += 1)
       statuses.push((await runOnce(member, agent.body.id)).status);
@@ -227,7 +199,7 @@ describe('budget alerts', () => {
     ]);
     type Event = { type: string; data: { threshold: number; policyId: string } };
     const mine = () =>
-      received
+      receiver.received
         .map((delivery) => ({ delivery, event: JSON.parse(delivery.body) as Event }))
         .filter(({ event }) => event.data.policyId === policy.body.id);
     await until(() => mine().length >= 3);
@@ -237,7 +209,7 @@ describe('budget alerts', () => {
       50, 80, 100,
     ]);
     // Standard Webhooks signature: HMAC-SHA256 of id.timestamp.body with the secret's bytes.
-    for (const delivery of received) {
+    for (const delivery of receiver.received) {
       const id = String(delivery.headers['webhook-id']);
       const timestamp = String(delivery.headers['webhook-timestamp']);
       const expected = createHmac('sha256', Buffer.from(hook.body.secret.slice(6), 'base64'))

@@ -1,30 +1,19 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient, type Created, seedTenant, seedUser } from './support/api-client.ts';
 import { ownerQuery } from './support/budget-fixtures.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
+import { startWebhookReceiver, until, type WebhookReceiver } from './support/webhook-receiver.ts';
 
 /**
  * Webhook signing secrets at rest: sealed with the tenant's vault key when the process has a
  * master key (and still signing deliveries correctly), plain only when it has none; a sealed
  * secret moved to another endpoint's row does not open there, so nothing is signed with it.
  */
-let receiver: Server;
-let receiverUrl: string;
-const received: { headers: IncomingMessage['headers']; body: string }[] = [];
+let receiver: WebhookReceiver;
 
 type Hook = Created & { secret: string };
-
-async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /** A server, an admin of a new tenant, and an owner connection to its database. */
 async function world(env: Record<string, string>, slug: string) {
@@ -49,22 +38,11 @@ interface Stored {
 }
 
 beforeAll(async () => {
-  receiver = createServer((request, response) => {
-    let body = '';
-    request.on('data', (chunk: Buffer) => {
-      body += chunk.toString();
-    });
-    request.on('end', () => {
-      received.push({ headers: request.headers, body });
-      response.writeHead(204).end();
-    });
-  });
-  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
+  receiver = await startWebhookReceiver();
 });
 
 afterAll(async () => {
-  await new Promise((resolve) => receiver?.close(resolve));
+  await receiver?.close();
 });
 
 describe('with a vault master key', () => {
@@ -90,7 +68,7 @@ describe('with a vault master key', () => {
 
   it('stores the secret sealed, and signs deliveries with it', async () => {
     const hook = await setup.admin.post<Hook>('/v1/webhooks', {
-      url: receiverUrl,
+      url: receiver.url,
       events: ['budget.threshold'],
     });
     expect(hook.status).toBe(201);
@@ -105,8 +83,12 @@ describe('with a vault master key', () => {
     expect(row?.sealed_secret?.includes(Buffer.from(hook.body.secret))).toBe(false);
 
     await queue(hook.body.id, 'sealed-delivery');
-    await until(() => received.some((delivery) => delivery.body.includes('sealed-delivery')));
-    const delivery = received.find((candidate) => candidate.body.includes('sealed-delivery'));
+    await until(() =>
+      receiver.received.some((delivery) => delivery.body.includes('sealed-delivery')),
+    );
+    const delivery = receiver.received.find((candidate) =>
+      candidate.body.includes('sealed-delivery'),
+    );
     const id = String(delivery?.headers['webhook-id']);
     const timestamp = String(delivery?.headers['webhook-timestamp']);
     const expected = createHmac('sha256', secretBytes)
@@ -118,7 +100,7 @@ describe('with a vault master key', () => {
   it('does not sign with a sealed secret moved to another endpoint', async () => {
     const [first, second] = await Promise.all(
       ['first', 'second'].map(() =>
-        setup.admin.post<Hook>('/v1/webhooks', { url: receiverUrl, events: ['budget.threshold'] }),
+        setup.admin.post<Hook>('/v1/webhooks', { url: receiver.url, events: ['budget.threshold'] }),
       ),
     );
     await ownerQuery(setup.owner, setup.tenantId, {
@@ -140,7 +122,9 @@ describe('with a vault master key', () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     expect(attempts[0]?.last_error).toMatch(/signing secret/);
-    expect(received.some((delivery) => delivery.body.includes('moved-secret'))).toBe(false);
+    expect(receiver.received.some((delivery) => delivery.body.includes('moved-secret'))).toBe(
+      false,
+    );
   });
 });
 
@@ -149,7 +133,7 @@ describe('without a vault master key', () => {
     const setup = await world({}, 'plain');
     try {
       const hook = await setup.admin.post<Hook>('/v1/webhooks', {
-        url: receiverUrl,
+        url: receiver.url,
         events: ['budget.threshold'],
       });
       const [row] = await ownerQuery<Stored>(setup.owner, setup.tenantId, {
