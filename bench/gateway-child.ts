@@ -1,6 +1,6 @@
 /**
  * The processes of the gateway benchmark, each started as its own Node process so its CPU time
- * can be read from /proc on its own: `mock` (the mock OpenAI model), `proxy <target>` (a bare
+ * can be read from /proc on its own: `mock [tools]` (the mock OpenAI model; with `tools`, scripted for a model → tool → model run), `proxy <target>` (a bare
  * node:http proxy, the floor) and `brigade <mock url>` (Brigade with its embedded PostgreSQL, a
  * tenant, a key and a budget policy). Each prints one JSON line on stdout when ready and runs
  * until it gets SIGTERM.
@@ -16,8 +16,22 @@ function ready(value: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify({ pid: process.pid, ...value })}\n`);
 }
 
-async function startMock(): Promise<() => Promise<void>> {
-  const mock = await createMockModelServer({ models: ['mock-model'] });
+/**
+ * The mock model; with `tools`, it answers as a 3-step run needs: a `calculator` call first,
+ * then, after the tool's result, a short text.
+ */
+async function startMock(tools: boolean): Promise<() => Promise<void>> {
+  const mock = await createMockModelServer({
+    models: ['mock-model'],
+    ...(tools
+      ? {
+          script: (request) =>
+            request.messages.at(-1)?.role === 'tool'
+              ? { text: 'The answer is 42.' }
+              : { toolCalls: [{ name: 'calculator', arguments: { expression: '6*7' } }] },
+        }
+      : {}),
+  });
   // The mock records every call; drop the records so memory stays flat over a long run.
   const timer = setInterval(() => mock.reset(), 1_000);
   ready({ url: mock.url });
@@ -81,12 +95,14 @@ async function startBrigade(mockUrl: string): Promise<() => Promise<void>> {
 
 const start =
   mode === 'mock'
-    ? startMock()
+    ? startMock(target === 'tools')
     : mode === 'proxy' && target !== undefined
       ? startProxy(target)
       : mode === 'brigade' && target !== undefined
         ? startBrigade(target)
-        : Promise.reject(new Error('usage: gateway-child.ts mock | proxy <url> | brigade <url>'));
+        : Promise.reject(
+            new Error('usage: gateway-child.ts mock [tools] | proxy <url> | brigade <url>'),
+          );
 
 const stop = await start;
 process.once('SIGTERM', () => {

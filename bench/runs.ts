@@ -3,6 +3,7 @@ import { generateLocal } from '../src/gateway/local-model.ts';
 import { toolLoopCore } from '../src/runtime/cores/tool-loop-core.ts';
 import { builtInTools } from '../src/runtime/tools/tool-registry.ts';
 import { call, seedAdmin, startBenchServer } from './bench-server.ts';
+import { startChild, stopChild } from './children.ts';
 import { cpuMs, machine, percentile, postgresPids, profiled, progress } from './support.ts';
 
 const input = 'call calculator {"expression":"6*7"}';
@@ -86,10 +87,16 @@ async function baselineRun(): Promise<void> {
   });
 }
 
-async function measure(options: { concurrency: number; total: number; once: () => Promise<void> }) {
+async function measure(options: {
+  concurrency: number;
+  total: number;
+  once: () => Promise<void>;
+  /** Other processes whose CPU counts (the mock provider). */
+  extraPids?: readonly number[];
+}) {
   const latencies: number[] = [];
   let next = 0;
-  const pids = [process.pid, ...postgresPids()];
+  const pids = [process.pid, ...postgresPids(), ...(options.extraPids ?? [])];
   const cpuBefore = cpuMs(pids);
   const nodeBefore = cpuMs([process.pid]);
   const started = performance.now();
@@ -114,51 +121,81 @@ async function measure(options: { concurrency: number; total: number; once: () =
   };
 }
 
-/** Durable 3-step runs (model → tool → model) end to end through HTTP + SSE, at c=1 and c=64. */
+/**
+ * Durable 3-step runs (model → tool → model) end to end through HTTP + SSE, at c=1 and c=64 with
+ * the model behind the mock provider at zero latency, and at c=64 with the built-in local model.
+ */
 export async function run(quick: boolean): Promise<object> {
-  const server = await startBenchServer({ runs: { concurrency: 64, pollIntervalMs: 50 } });
+  // The mock provider in a process of its own, for the phase whose model is a real provider
+  // call (OpenAI-compatible over HTTP, streamed through the AI SDK).
+  const mock = await startChild(['mock', 'tools']);
+  const server = await startBenchServer({
+    runs: { concurrency: 64, pollIntervalMs: 50 },
+    providers: { mock: { type: 'openai-compatible', baseUrl: mock.url } },
+  });
   const clientAgent = new Agent({ keepAlive: true, maxSockets: 128 });
   try {
     const key = await seedAdmin(server.url);
-    const agent = await call<{ id: string }>(`${server.url}/v1/agents`, {
-      method: 'POST',
-      key,
-      body: { name: 'bench', tools: ['calculator'] },
-    });
-    const threads = await Promise.all(
-      Array.from({ length: 64 }, () =>
-        call<{ id: string }>(`${server.url}/v1/threads`, { method: 'POST', key, body: {} }),
-      ),
-    );
-    let counter = 0;
-    const body = JSON.stringify({ agentId: agent.id, input, stream: true });
-    const once = async () => {
-      const thread = threads[counter++ % threads.length];
-      const url = new URL(`${server.url}/v1/threads/${thread?.id}/runs`);
-      const outcome = await createAndStream(clientAgent, url, { key, body });
-      if (outcome !== 'run-completed') throw new Error(`run ended with ${outcome}`);
+    /** An agent on `model` and 64 threads, and one create-and-stream run at a time. */
+    const workload = async (name: string, model: string) => {
+      const agent = await call<{ id: string }>(`${server.url}/v1/agents`, {
+        method: 'POST',
+        key,
+        body: { name, model, tools: ['calculator'] },
+      });
+      const threads = await Promise.all(
+        Array.from({ length: 64 }, () =>
+          call<{ id: string }>(`${server.url}/v1/threads`, { method: 'POST', key, body: {} }),
+        ),
+      );
+      let counter = 0;
+      const body = JSON.stringify({ agentId: agent.id, input, stream: true });
+      return async () => {
+        const thread = threads[counter++ % threads.length];
+        const url = new URL(`${server.url}/v1/threads/${thread?.id}/runs`);
+        const outcome = await createAndStream(clientAgent, url, { key, body });
+        if (outcome !== 'run-completed') throw new Error(`run ended with ${outcome}`);
+      };
     };
+    // The issue's workload: the model behind the mock provider at zero latency (OpenAI-compatible
+    // over HTTP, streamed); the same runs on the built-in local model are reported beside it.
+    const once = await workload('bench', 'mock:mock-model');
+    const onceLocal = await workload('bench-local', 'local');
+    const withMock = { extraPids: [mock.pid] };
     progress('warm-up');
-    await measure({ concurrency: 4, total: 20, once });
-    const c1 = await measure({ concurrency: 1, total: quick ? 30 : 150, once });
+    await measure({ concurrency: 4, total: 20, once, ...withMock });
+    const c1 = await measure({ concurrency: 1, total: quick ? 30 : 150, once, ...withMock });
     progress(`c1: ${c1.perSecond.toFixed(1)} runs/s, p50 ${c1.p50.toFixed(1)} ms`);
     const c64 = await profiled('runs-c64', () =>
-      measure({ concurrency: 64, total: quick ? 300 : 2000, once }),
+      measure({ concurrency: 64, total: quick ? 300 : 2000, once, ...withMock }),
     );
     progress(`c64: ${c64.perSecond.toFixed(1)} runs/s, p99 ${c64.p99.toFixed(1)} ms`);
+    await measure({ concurrency: 4, total: 20, once: onceLocal });
+    const c64Local = await profiled('runs-c64-local', () =>
+      measure({ concurrency: 64, total: quick ? 300 : 2000, once: onceLocal }),
+    );
+    progress(
+      `c64, local model: ${c64Local.perSecond.toFixed(1)} runs/s, p99 ${c64Local.p99.toFixed(1)} ms`,
+    );
     const direct = await measure({ concurrency: 1, total: 2000, once: baselineRun });
     return {
       bench: 'runs',
       metrics: {
         runs_per_s_c1: round(c1.perSecond),
+        // CPU of every process: Brigade and the load generator (one Node process), PostgreSQL,
+        // and the mock provider's process.
         cpu_ms_per_run_c1: round(c1.cpuMsPerRun),
         node_cpu_ms_per_run_c1: round(c1.nodeCpuMsPerRun),
         runs_per_s_c64: round(c64.perSecond),
         p50_ms_c1: round(c1.p50),
         p99_ms_c64: round(c64.p99),
         cpu_ms_per_run_c64: round(c64.cpuMsPerRun),
-        // Of which the Node process (server and benchmark client); the rest is PostgreSQL.
+        // Of which the Node process (server and benchmark client).
         node_cpu_ms_per_run_c64: round(c64.nodeCpuMsPerRun),
+        // The same runs with the built-in local model (no provider call).
+        runs_per_s_c64_local: round(c64Local.perSecond),
+        p99_ms_c64_local: round(c64Local.p99),
+        cpu_ms_per_run_c64_local: round(c64Local.cpuMsPerRun),
       },
       baseline: {
         description:
@@ -172,6 +209,7 @@ export async function run(quick: boolean): Promise<object> {
   } finally {
     clientAgent.destroy();
     await server.stop();
+    await stopChild(mock);
   }
 }
 
