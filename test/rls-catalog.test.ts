@@ -24,12 +24,19 @@ afterAll(async () => {
  * changed catalog and rolls back, so every case starts from the migrated schema again.
  */
 async function violationsAfter(statements: string): Promise<string[]> {
-  await owner.query('begin');
-  try {
-    await owner.query(statements);
-    return await findRlsViolations(owner, runtimeRole);
-  } finally {
-    await owner.query('rollback');
+  for (let attempt = 0; ; attempt += 1) {
+    await owner.query('begin');
+    try {
+      await owner.query(statements);
+      return await findRlsViolations(owner, runtimeRole);
+    } catch (error) {
+      // Roles are cluster-wide: a server of another test file starting at the same moment
+      // updates the runtime role's row too ("tuple concurrently updated"); try again.
+      if (attempt >= 8 || !/concurrently/.test((error as Error).message)) throw error;
+    } finally {
+      await owner.query('rollback');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 80));
   }
 }
 
