@@ -159,8 +159,8 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
   }
   const directCallers = new Map<string, OpenAIChatCaller>();
   /**
-   * The direct (AI-SDK-free) caller of an OpenAI-compatible provider's model, for calls that do
-   * not stream; undefined for other providers.
+   * The direct (AI-SDK-free) caller of an OpenAI-compatible provider's model, streaming or not;
+   * undefined for other providers (OpenAI and Anthropic go through the AI SDK).
    */
   function directCaller(model: string): { call: OpenAIChatCaller; modelId: string } | undefined {
     const parts = split(model);
@@ -177,7 +177,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
   /** Calls one deployment with `request`'s messages, under the router's attempt signal. */
   function callerFor(request: GatewayRequest): DeploymentCall {
     return (model, signal, onTextDelta) => {
-      const direct = request.stream === false ? directCaller(model) : undefined;
+      const direct = directCaller(model);
       if (direct !== undefined)
         return direct.call({
           modelId: direct.modelId,
@@ -185,6 +185,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
           tools: request.tools,
           maxOutputTokens: request.maxOutputTokens,
           signal,
+          onTextDelta: request.stream === false ? undefined : onTextDelta,
           responseFormat: request.responseFormat,
           sampling: request.sampling,
           toolChoice: request.toolChoice,

@@ -10,6 +10,7 @@ import {
   toResult,
 } from './ai-sdk-model.ts';
 import type { ResponseFormat, Sampling, ToolChoice } from './model-gateway.ts';
+import { readChatStream, type StreamedAnswer } from './openai-chat-stream.ts';
 
 /** Largest provider answer read, in bytes (a chat completion is a few kilobytes). */
 const maxAnswerBytes = 32 * 1024 * 1024;
@@ -24,6 +25,8 @@ export type OpenAIChatCaller = (request: {
   readonly responseFormat?: ResponseFormat | undefined;
   readonly sampling?: Sampling | undefined;
   readonly toolChoice?: ToolChoice | undefined;
+  /** Streams the answer (SSE), handing each text delta over as it arrives. */
+  readonly onTextDelta?: ((delta: string) => void) | undefined;
 }) => Promise<ModelResultV1>;
 
 /**
@@ -49,7 +52,58 @@ export function createOpenAIChatCaller(config: ProviderConfig): OpenAIChatCaller
     accept: 'application/json',
     ...(config.apiKey === undefined ? {} : { authorization: `Bearer ${config.apiKey}` }),
   };
+  /** The streaming call: SSE read as it arrives (see openai-chat-stream.ts). */
+  async function streamed(
+    request: Parameters<OpenAIChatCaller>[0],
+    onTextDelta: (delta: string) => void,
+  ): Promise<ModelResultV1> {
+    const body = JSON.stringify({
+      ...chatRequest(request),
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let incoming: http.IncomingMessage;
+    try {
+      incoming = await open({
+        url: base,
+        secure,
+        agent,
+        headers: { ...headers, accept: 'text/event-stream' },
+        body,
+        signal: request.signal,
+      });
+    } catch (error) {
+      request.signal.throwIfAborted();
+      throw new AppError('provider_unavailable', 'The model provider could not be reached.', {
+        cause: error,
+        details: { failure: 'server_error' },
+      });
+    }
+    const status = incoming.statusCode ?? 0;
+    if (status < 200 || status >= 300) {
+      const text = await readAll(incoming).catch(() => '');
+      throw providerHttpError({ status, body: text, headers: headersOf(incoming) });
+    }
+    let answer: StreamedAnswer;
+    try {
+      answer = await readChatStream(incoming, onTextDelta);
+    } catch (error) {
+      request.signal.throwIfAborted();
+      throw error;
+    }
+    return toResult(request, {
+      text: answer.text,
+      toolCalls: answer.toolCalls.map((call) => ({
+        toolCallId: call.id ?? `call_${randomUUID()}`,
+        toolName: call.name,
+        input: parseArguments(call.arguments),
+      })),
+      finishReason: finishReasons[answer.finishReason ?? ''] ?? 'other',
+      usage: { inputTokens: answer.usage.inputTokens, outputTokens: answer.usage.outputTokens },
+    });
+  }
   return async (request) => {
+    if (request.onTextDelta !== undefined) return streamed(request, request.onTextDelta);
     const body = JSON.stringify(chatRequest(request));
     let answer: { status: number; headers: Record<string, string>; text: string };
     try {
@@ -238,6 +292,54 @@ function toChatMessages(message: MessageV1): Record<string, unknown>[] {
         ]
       : [],
   );
+}
+
+/** A response's single-valued headers. */
+function headersOf(incoming: http.IncomingMessage): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(incoming.headers))
+    if (typeof value === 'string') headers[name] = value;
+  return headers;
+}
+
+/** The rest of a response's body as text (an error answer: small). */
+function readAll(incoming: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    incoming.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= maxAnswerBytes) chunks.push(chunk);
+    });
+    incoming.on('error', reject);
+    incoming.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+  });
+}
+
+/** One POST; resolves with the response once its headers are in (the body is the caller's). */
+function open(options: {
+  readonly url: URL;
+  readonly secure: boolean;
+  readonly agent: http.Agent;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+  readonly signal: AbortSignal;
+}): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const send = options.secure ? https.request : http.request;
+    const outgoing = send(
+      options.url,
+      {
+        method: 'POST',
+        agent: options.agent,
+        headers: { ...options.headers, 'content-length': String(Buffer.byteLength(options.body)) },
+        signal: options.signal,
+      },
+      resolve,
+    );
+    outgoing.on('error', reject);
+    outgoing.end(options.body);
+  });
 }
 
 /** One POST; resolves with the whole answer (up to {@link maxAnswerBytes}). */
