@@ -1,6 +1,6 @@
 /**
  * The processes of the gateway benchmark, each started as its own Node process so its CPU time
- * can be read from /proc on its own: `mock [tools]` (the mock OpenAI model; with `tools`, scripted for a model → tool → model run), `proxy <target>` (a bare
+ * can be read from /proc on its own: `mock [tools|slow]` (the mock OpenAI model; `tools`: scripted for a model → tool → model run; `slow`: 50 words over 10 s), `proxy <target>` (a bare
  * node:http proxy, the floor) and `brigade <mock url>` (Brigade with its embedded PostgreSQL, a
  * tenant, a key and a budget policy). Each prints one JSON line on stdout when ready and runs
  * until it gets SIGTERM.
@@ -20,15 +20,24 @@ function ready(value: Record<string, unknown>): void {
  * The mock model; with `tools`, it answers as a 3-step run needs: a `calculator` call first,
  * then, after the tool's result, a short text.
  */
-async function startMock(tools: boolean): Promise<() => Promise<void>> {
+async function startMock(variant: string | undefined): Promise<() => Promise<void>> {
   const mock = await createMockModelServer({
     models: ['mock-model'],
-    ...(tools
+    ...(variant === 'tools'
       ? {
           script: (request) =>
             request.messages.at(-1)?.role === 'tool'
               ? { text: 'The answer is 42.' }
               : { toolCalls: [{ name: 'calculator', arguments: { expression: '6*7' } }] },
+        }
+      : {}),
+    // `slow`: 50 words, one every 200 ms (the streams benchmark's model).
+    ...(variant === 'slow'
+      ? {
+          script: () => ({
+            text: Array.from({ length: 50 }, (_, index) => `w${index}`).join(' '),
+            fault: { tokenDelayMs: 200 },
+          }),
         }
       : {}),
   });
@@ -95,13 +104,13 @@ async function startBrigade(mockUrl: string): Promise<() => Promise<void>> {
 
 const start =
   mode === 'mock'
-    ? startMock(target === 'tools')
+    ? startMock(target)
     : mode === 'proxy' && target !== undefined
       ? startProxy(target)
       : mode === 'brigade' && target !== undefined
         ? startBrigade(target)
         : Promise.reject(
-            new Error('usage: gateway-child.ts mock [tools] | proxy <url> | brigade <url>'),
+            new Error('usage: gateway-child.ts mock [tools|slow] | proxy <url> | brigade <url>'),
           );
 
 const stop = await start;

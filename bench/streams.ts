@@ -5,8 +5,10 @@ import pg from 'pg';
 import { processEnvironment } from '../src/config/index.ts';
 import { apiClient, seedTenant, seedUser } from '../test/support/api-client.ts';
 import { spawnServer } from '../test/support/spawn-server.ts';
+import { startChild, stopChild } from './children.ts';
 import { machine, percentile, progress } from './support.ts';
 
+/** What the slow mock (`gateway-child.ts mock slow`) streams: 50 words, one every 200 ms. */
 const tokens = 50;
 const tokenDelayMs = 200;
 
@@ -61,9 +63,9 @@ async function consume(
 }
 
 /**
- * Many concurrent streaming runs from a slow model (the local model streaming 50 tokens over
- * 10 s), against a server in its own process: peak server RSS, errors, and time to first
- * token added over the model's own first-token delay.
+ * Many concurrent streaming runs from a slow model (the mock provider, in a process of its own,
+ * streaming 50 words over 10 s), against a server in its own process: peak server RSS, errors,
+ * and time to first token added over the model's own first-token delay.
  */
 export async function run(quick: boolean): Promise<object> {
   const streams = quick ? 200 : 2000;
@@ -81,10 +83,12 @@ export async function run(quick: boolean): Promise<object> {
     cwd: fileURLToPath(new URL('..', import.meta.url)),
     stdio: 'inherit',
   });
+  const mock = await startChild(['mock', 'slow']);
   const server = await spawnServer({
     compiled: true,
     databaseUrl: url.toString(),
     config: {
+      providers: { mock: { type: 'openai-compatible', baseUrl: mock.url } },
       // One user streams every run: the per-tenant and per-user caps (defaults 32 and 8) and
       // the queue limit would measure the fair scheduler, not streaming, so they are lifted.
       runs: {
@@ -94,7 +98,6 @@ export async function run(quick: boolean): Promise<object> {
         maxConcurrentPerUser: 0,
         maxQueuedPerTenant: 0,
       },
-      models: { local: { tokenDelayMs } },
       database: { poolSize: 40 },
       limits: { requestsPerMinute: { key: 10_000_000, user: 10_000_000, tenant: 10_000_000 } },
     },
@@ -111,6 +114,7 @@ export async function run(quick: boolean): Promise<object> {
     const client = apiClient(server.url, user.secret);
     const agent = await client.post<{ id: string }>('/v1/agents', {
       name: 'slow',
+      model: 'mock:mock-model',
       maxOutputTokens: tokens + 5,
       runTimeoutMs: 600_000,
     });
@@ -175,6 +179,7 @@ export async function run(quick: boolean): Promise<object> {
     clearInterval(sampler);
     server.child.kill('SIGTERM');
     await server.exited;
+    await stopChild(mock);
     await admin.query(`drop database if exists ${name} with (force)`).catch(() => undefined);
     await admin.end();
   }

@@ -12,6 +12,13 @@ import {
 import type { ResponseFormat, Sampling, ToolChoice } from './model-gateway.ts';
 import { readChatStream, type StreamedAnswer } from './openai-chat-stream.ts';
 
+/**
+ * Connections to a provider: kept alive, no cap on how many are open at once (a streamed answer
+ * holds its connection for as long as the model writes; a route's `maxConcurrency` is the cap),
+ * and up to 256 idle ones kept for reuse.
+ */
+const agentOptions = { keepAlive: true, maxFreeSockets: 256 } as const;
+
 /** Largest provider answer read, in bytes (a chat completion is a few kilobytes). */
 const maxAnswerBytes = 32 * 1024 * 1024;
 
@@ -43,9 +50,7 @@ export function createOpenAIChatCaller(config: ProviderConfig): OpenAIChatCaller
     `${(config.baseUrl ?? 'http://127.0.0.1:11434/v1').replace(/\/+$/, '')}/chat/completions`,
   );
   const secure = base.protocol === 'https:';
-  const agent = secure
-    ? new https.Agent({ keepAlive: true, maxSockets: 256 })
-    : new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const agent = secure ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
   const headers: Record<string, string> = {
     ...config.headers,
     'content-type': 'application/json',
