@@ -156,8 +156,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
         });
   let lastStoreWarning = 0;
   const reportStoreError = (error: unknown) => {
-    // Logged at most every 30 s while Redis stays unreachable.
-    if (Date.now() - lastStoreWarning < 30_000) return;
+    if (Date.now() - lastStoreWarning < 30_000) return; // at most every 30 s while Redis is down
     lastStoreWarning = Date.now();
     logger.warn(
       { err: { message: error instanceof Error ? error.message : String(error) } },

@@ -14,6 +14,7 @@ import {
 } from 'ai';
 import { AppError } from '../domain/errors.ts';
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
+import { fromProviderToolName, sdkCallSettings, toProviderToolName } from './call-settings.ts';
 import type { ResponseFormat, Sampling, ToolChoice } from './model-gateway.ts';
 
 /** A configured model provider (keys come from the environment, never the config file). */
@@ -55,21 +56,6 @@ export function createLanguageModel(
         ...(headers === undefined ? {} : { headers }),
       }).chatModel(modelId);
   }
-}
-
-/**
- * A tool name providers accept: OpenAI and Anthropic allow only `[A-Za-z0-9_-]`, so
- * `mcp:<server>:<tool>` goes out as `mcp__<server>__<tool>` (other characters become `_`).
- * Valid names are unchanged.
- */
-export function toProviderToolName(name: string): string {
-  return name.replace(/[^A-Za-z0-9_-]/g, (character) => (character === ':' ? '__' : '_'));
-}
-
-/** The offered tool a provider's tool name stands for (an exact name wins); else the name. */
-export function fromProviderToolName(name: string, tools: readonly ToolDescriptionV1[]): string {
-  if (tools.some((candidate) => candidate.name === name)) return name;
-  return tools.find((candidate) => toProviderToolName(candidate.name) === name)?.name ?? name;
 }
 
 function toModelMessages(messages: readonly MessageV1[]): ModelMessage[] {
@@ -140,20 +126,6 @@ function toToolSet(tools: readonly ToolDescriptionV1[]): ToolSet {
       }),
     ]),
   );
-}
-
-/** Sampling settings under the AI SDK's names, only those given. */
-function sdkSampling(sampling: Sampling | undefined) {
-  if (sampling === undefined) return {};
-  const { temperature, topP, stop, seed, presencePenalty, frequencyPenalty } = sampling;
-  return {
-    ...(temperature === undefined ? {} : { temperature }),
-    ...(topP === undefined ? {} : { topP }),
-    ...(stop === undefined ? {} : { stopSequences: [...stop] }),
-    ...(seed === undefined ? {} : { seed }),
-    ...(presencePenalty === undefined ? {} : { presencePenalty }),
-    ...(frequencyPenalty === undefined ? {} : { frequencyPenalty }),
-  };
 }
 
 function estimateTokens(value: unknown): number {
@@ -333,18 +305,7 @@ export async function generateWithAiSdk(request: {
     ...(system.length === 0 ? {} : { system }),
     messages: toModelMessages(request.messages.filter((message) => message.role !== 'system')),
     ...(request.tools.length === 0 ? {} : { tools: toToolSet(request.tools) }),
-    ...(request.toolChoice === undefined || request.tools.length === 0
-      ? {}
-      : {
-          toolChoice:
-            request.toolChoice === 'required'
-              ? ('required' as const)
-              : {
-                  type: 'tool' as const,
-                  toolName: toProviderToolName(request.toolChoice.toolName),
-                },
-        }),
-    ...sdkSampling(request.sampling),
+    ...sdkCallSettings(request),
     ...(output === undefined
       ? {}
       : {

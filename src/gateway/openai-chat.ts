@@ -3,12 +3,8 @@ import http from 'node:http';
 import https from 'node:https';
 import { AppError } from '../domain/errors.ts';
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
-import {
-  type ProviderConfig,
-  providerHttpError,
-  toProviderToolName,
-  toResult,
-} from './ai-sdk-model.ts';
+import { type ProviderConfig, providerHttpError, toResult } from './ai-sdk-model.ts';
+import { openAiCallSettings, toProviderToolName } from './call-settings.ts';
 import type { ResponseFormat, Sampling, ToolChoice } from './model-gateway.ts';
 import { readChatStream, type StreamedAnswer } from './openai-chat-stream.ts';
 
@@ -187,19 +183,6 @@ function parseArguments(text: string): unknown {
   }
 }
 
-/** Sampling settings under their OpenAI names, only those given. */
-function samplingFields(sampling: Sampling): Record<string, unknown> {
-  const fields: Record<string, unknown> = {
-    temperature: sampling.temperature,
-    top_p: sampling.topP,
-    stop: sampling.stop === undefined ? undefined : [...sampling.stop],
-    seed: sampling.seed,
-    presence_penalty: sampling.presencePenalty,
-    frequency_penalty: sampling.frequencyPenalty,
-  };
-  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined));
-}
-
 /** The chat completion request the AI SDK's openai-compatible provider would send. */
 function chatRequest(request: Parameters<OpenAIChatCaller>[0]): Record<string, unknown> {
   const system = request.messages
@@ -214,21 +197,11 @@ function chatRequest(request: Parameters<OpenAIChatCaller>[0]): Record<string, u
     if (message.role !== 'system') messages.push(...toChatMessages(message));
   }
   const format = request.responseFormat;
-  const sampling = request.sampling;
-  const choice = request.toolChoice;
   return {
     model: request.modelId,
     messages,
     max_tokens: request.maxOutputTokens,
-    ...(sampling === undefined ? {} : samplingFields(sampling)),
-    ...(choice === undefined || request.tools.length === 0
-      ? {}
-      : {
-          tool_choice:
-            choice === 'required'
-              ? 'required'
-              : { type: 'function', function: { name: toProviderToolName(choice.toolName) } },
-        }),
+    ...openAiCallSettings(request),
     ...(request.tools.length === 0
       ? {}
       : {
@@ -307,16 +280,27 @@ function headersOf(incoming: http.IncomingMessage): Record<string, string> {
   return headers;
 }
 
-/** The rest of a response's body as text (an error answer: small). */
+/**
+ * The rest of a response's body as text; fails when it is larger than {@link maxAnswerBytes}
+ * or the connection drops before its end.
+ */
 function readAll(incoming: http.IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     incoming.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size <= maxAnswerBytes) chunks.push(chunk);
+      if (size > maxAnswerBytes) {
+        incoming.destroy(new Error('the provider answer is too large'));
+        return;
+      }
+      chunks.push(chunk);
     });
     incoming.on('error', reject);
+    incoming.on('close', () => {
+      // A connection that dropped mid-answer (after 'end' this does nothing).
+      if (!incoming.complete) reject(new Error('the provider closed the answer early'));
+    });
     incoming.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
   });
 }
@@ -348,53 +332,10 @@ function open(options: {
 }
 
 /** One POST; resolves with the whole answer (up to {@link maxAnswerBytes}). */
-function post(options: {
-  readonly url: URL;
-  readonly secure: boolean;
-  readonly agent: http.Agent;
-  readonly headers: Record<string, string>;
-  readonly body: string;
-  readonly signal: AbortSignal;
-}): Promise<{ status: number; headers: Record<string, string>; text: string }> {
-  return new Promise((resolve, reject) => {
-    const send = options.secure ? https.request : http.request;
-    const outgoing = send(
-      options.url,
-      {
-        method: 'POST',
-        agent: options.agent,
-        headers: { ...options.headers, 'content-length': String(Buffer.byteLength(options.body)) },
-        signal: options.signal,
-      },
-      (incoming) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        incoming.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > maxAnswerBytes) {
-            incoming.destroy(new Error('the provider answer is too large'));
-            return;
-          }
-          chunks.push(chunk);
-        });
-        incoming.on('error', reject);
-        incoming.on('close', () => {
-          // A connection that dropped mid-answer (after 'end' this does nothing).
-          if (!incoming.complete) reject(new Error('the provider closed the answer early'));
-        });
-        incoming.on('end', () => {
-          const headers: Record<string, string> = {};
-          for (const [name, value] of Object.entries(incoming.headers))
-            if (typeof value === 'string') headers[name] = value;
-          resolve({
-            status: incoming.statusCode ?? 0,
-            headers,
-            text: Buffer.concat(chunks).toString('utf8'),
-          });
-        });
-      },
-    );
-    outgoing.on('error', reject);
-    outgoing.end(options.body);
-  });
+async function post(
+  options: Parameters<typeof open>[0],
+): Promise<{ status: number; headers: Record<string, string>; text: string }> {
+  const incoming = await open(options);
+  const text = await readAll(incoming);
+  return { status: incoming.statusCode ?? 0, headers: headersOf(incoming), text };
 }
