@@ -47,8 +47,6 @@ export function createModelCallLimits(options: {
   readonly policies: PolicyCache;
   readonly redis: Redis | undefined;
   readonly onStoreError: (error: unknown) => void;
-  /** Where concurrent calls are counted (default: Redis when configured, else this process). */
-  readonly slots?: CallSlots;
 }): ModelCallLimits {
   const tokenLimiters = new Map<number, RateLimiterAbstract>();
   function tokenLimiter(points: number): RateLimiterAbstract {
@@ -72,14 +70,13 @@ export function createModelCallLimits(options: {
     return found;
   }
   const slots: CallSlots =
-    options.slots ??
-    (options.redis === undefined
+    options.redis === undefined
       ? createMemorySlots()
       : createRedisSlots({
           redis: options.redis,
           fallback: createMemorySlots(),
           onError: options.onStoreError,
-        }));
+        });
   const waiters = new Set<() => void>();
   const slotKey = (limit: BindingLimit) => `${limit.policyId}:${limit.counterKey}`;
 
