@@ -32,6 +32,8 @@ export interface LimitCountersTable {
   limit_value: ColumnType<string, string | number, string | number>;
   used: ColumnType<string, string | number | undefined, string | number>;
   reserved: ColumnType<string, string | number | undefined, string | number>;
+  /** The user whose calls it counts (role, user and API-key policies); null: tenant-wide. */
+  user_id: ColumnType<string | null, never, never>;
   updated_at: Timestamp;
 }
 
