@@ -74,30 +74,27 @@ export async function loadRun(
   options: { readonly cores: readonly string[]; readonly now: Date },
 ): Promise<LoadedRun | undefined> {
   const runId = `${sqlLiteral(claim.runId)}::uuid`;
-  const run = `(select r.* from brigade.runs r where r.id = ${runId})`;
   const cores = `array[${options.cores.map((core) => sqlLiteral(core)).join(', ')}]::text[]`;
+  // Each read is a PL/pgSQL function (migrations 0027 and 0030), planned once per connection.
   const [
     runs = [],
     agents = [],
     history = [],
     steps = [],
-    last = [],
-    memberships = [],
+    contexts = [],
     tenantTools = [],
-    blocks = [],
     starts = [],
   ] = await database.readScoped(claim, [
-    `select * from ${run} r`,
-    `select a.* from brigade.agents a where a.id = (select agent_id from ${run} r)`,
+    `select * from brigade.load_run_row(${runId})`,
+    `select * from brigade.load_run_agent(${runId})`,
     // The run's own messages, then the earlier ones, newest first (migration 0027).
     `select * from brigade.run_history(${runId})`,
-    `select step_key, output from brigade.run_steps where run_id = ${runId}`,
-    `select coalesce(max(seq), 0) as seq from brigade.run_events where run_id = ${runId}`,
-    `select role from brigade.memberships where user_id = ${sqlLiteral(claim.userId)}::uuid`,
-    'select name, definition from brigade.tools',
-    `select tool_name from brigade.tool_blocks where agent_id is null or agent_id = (select agent_id from ${run} r)`,
+    `select * from brigade.load_run_steps(${runId})`,
+    `select * from brigade.load_run_context(${runId}, ${sqlLiteral(claim.userId)}::uuid)`,
+    'select * from brigade.load_tenant_tools()',
     `select brigade.start_loaded_run(${sqlLiteral(claim.tenantId)}::uuid, ${sqlLiteral(claim.userId)}::uuid, ${runId}, ${cores}, ${sqlLiteral(options.now.toISOString())}::timestamptz) as started`,
   ]);
+  const context = contexts[0];
   const runRow = runs[0];
   if (runRow === undefined) return undefined;
   const loaded = toRun(runRow as unknown as Parameters<typeof toRun>[0]);
@@ -125,16 +122,16 @@ export async function loadRun(
     checkpoints: new Map(
       steps.map((step) => [String(step['step_key']), step['output'] as unknown]),
     ),
-    nextSeq: started === undefined ? Number(last[0]?.['seq'] ?? 0) + 1 : started.seq + 1,
-    role: memberships[0]?.['role'] as Role | undefined,
+    nextSeq: started === undefined ? Number(context?.['last_seq'] ?? 0) + 1 : started.seq + 1,
+    role: (context?.['member_role'] ?? undefined) as Role | undefined,
     tenantTools: tenantTools.map(
       (row) =>
         ({
-          ...(row['definition'] as HttpToolDefinition),
-          name: String(row['name']),
+          ...(row['tool_definition'] as HttpToolDefinition),
+          name: String(row['tool_name']),
         }) satisfies HttpToolDefinition,
     ),
-    blocked: new Set(blocks.map((row) => String(row['tool_name']))),
+    blocked: new Set((context?.['blocked'] as string[] | undefined) ?? []),
     started,
   };
 }

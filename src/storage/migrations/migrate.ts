@@ -27,6 +27,7 @@ import { sealedWebhookSecretsMigration } from './0026-sealed-webhook-secrets.ts'
 import { runHistoryMigration } from './0027-run-history.ts';
 import { activeRunsByThreadMigration } from './0028-active-runs-by-thread.ts';
 import { userLimitCountersMigration } from './0029-user-limit-counters.ts';
+import { loadRunFunctionsMigration } from './0030-load-run-functions.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -65,6 +66,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0027-run-history': fromSql(runHistoryMigration),
     '0028-active-runs-by-thread': fromSql(activeRunsByThreadMigration),
     '0029-user-limit-counters': fromSql(userLimitCountersMigration),
+    '0030-load-run-functions': fromSql(loadRunFunctionsMigration),
   };
 }
 
