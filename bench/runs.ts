@@ -99,6 +99,7 @@ async function measure(options: {
   const pids = [process.pid, ...postgresPids(), ...(options.extraPids ?? [])];
   const cpuBefore = cpuMs(pids);
   const nodeBefore = cpuMs([process.pid]);
+  const extraBefore = cpuMs(options.extraPids ?? []);
   const started = performance.now();
   await Promise.all(
     Array.from({ length: options.concurrency }, async () => {
@@ -118,6 +119,7 @@ async function measure(options: {
     p99: percentile(latencies, 0.99),
     cpuMsPerRun: (cpuMs([...pids, ...postgresPids()]) - cpuBefore) / latencies.length,
     nodeCpuMsPerRun: (cpuMs([process.pid]) - nodeBefore) / latencies.length,
+    extraCpuMsPerRun: (cpuMs(options.extraPids ?? []) - extraBefore) / latencies.length,
   };
 }
 
@@ -192,6 +194,8 @@ export async function run(quick: boolean): Promise<object> {
         cpu_ms_per_run_c64: round(c64.cpuMsPerRun),
         // Of which the Node process (server and benchmark client).
         node_cpu_ms_per_run_c64: round(c64.nodeCpuMsPerRun),
+        // Of which the mock provider's process.
+        mock_cpu_ms_per_run_c64: round(c64.extraCpuMsPerRun),
         // The same runs with the built-in local model (no provider call).
         runs_per_s_c64_local: round(c64Local.perSecond),
         p99_ms_c64_local: round(c64Local.p99),

@@ -84,6 +84,13 @@ describe('listRunSteps', () => {
     expect(Date.parse(first?.createdAt ?? '')).toBeLessThanOrEqual(
       Date.parse(answer?.createdAt ?? ''),
     );
+    // The last step commits with the finish: the run's usage counts it too.
+    const run = await member.get<{ usage: { inputTokens: number } }>(
+      `/v1/threads/${threadId}/runs/${runId}`,
+    );
+    expect(run.body.usage.inputTokens).toBe(
+      (first?.model?.usage.inputTokens ?? 0) + (answer?.model?.usage.inputTokens ?? 0),
+    );
   });
 
   it('shows a refused tool call with its reason', async () => {

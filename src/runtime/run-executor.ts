@@ -56,6 +56,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     checkpoints: runCheckpoints,
     signals: options.signals,
     metrics: options.metrics,
+    saveStep,
   });
 
   return {
@@ -280,22 +281,25 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         model: model.capability,
         tools: {
           available: offered,
-          call: (call) =>
-            callTool(
-              {
-                claim,
-                apiKeyId: run.apiKeyId,
-                agent,
-                events,
-                checkpoints,
-                signal: controller.signal,
-                actor,
-                tools: runTools,
-                blocked: () => blockedNow(agent.id),
-                sources,
-                secrets,
-              },
-              call,
+          // The model step that asked for the call commits before anything of it runs.
+          call: async (call) =>
+            model.flush().then(() =>
+              callTool(
+                {
+                  claim,
+                  apiKeyId: run.apiKeyId,
+                  agent,
+                  events,
+                  checkpoints,
+                  signal: controller.signal,
+                  actor,
+                  tools: runTools,
+                  blocked: () => blockedNow(agent.id),
+                  sources,
+                  secrets,
+                },
+                call,
+              ),
             ),
         },
       });
@@ -313,25 +317,32 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           },
           'output guard changed the answer',
         );
+      // The last model step commits with the finish, in its transaction.
       const finished = await finish(
         claim,
         { status: 'completed', text: guarded.text },
-        { events, successors },
+        { events, successors, step: await model.takeForFinish() },
       );
       if (finished === 'cancelled-late')
         await finish(claim, cancelledOutcome, { events, successors });
     } catch (error) {
       if (error instanceof RunParkedError) {
         // Waiting for the user: the queue entry is parked, so the run holds no slot.
+        await model.flush().catch(() => undefined);
         await events.flush();
         return;
       }
       const reason = controller.signal.aborted
         ? (controller.signal.reason as AbortReason)
         : undefined;
-      if (reason === 'shutdown') throw error;
+      if (reason === 'shutdown') {
+        // Stopping: the steps done so far are kept, so the run resumes after them.
+        await model.flush().catch(() => undefined);
+        throw error;
+      }
       if (reason === undefined && !(error instanceof AppError))
         logger.error({ runId: run.id, err: { message: (error as Error).message } }, 'run failed');
+      const step = await model.takeForFinish().catch(() => undefined);
       await finish(
         claim,
         outcomeOfError(error, {
@@ -341,7 +352,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           // The partial answer leaves through the output guard like a full one.
           guard: (text) => outputGuard.guard(text).text,
         }),
-        { events, successors },
+        { events, successors, step },
       );
     } finally {
       clearTimeout(timer);

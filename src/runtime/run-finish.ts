@@ -4,6 +4,7 @@ import type { RunCheckpoints, SuccessorClaim } from '../storage/runs/run-checkpo
 import type { RunSignalSink } from '../storage/runs/run-rows.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { AbortReason, RunClaim, RunExecutorOptions } from './run-executor.ts';
+import type { StepRecord, StepRecorder } from './run-steps.ts';
 
 /** How a run ends, as the executor decides it. */
 export interface RunOutcome {
@@ -41,13 +42,20 @@ export function createRunFinisher(options: {
   readonly checkpoints: RunCheckpoints;
   readonly signals: RunSignalSink;
   readonly metrics?: RunExecutorOptions['metrics'];
+  /** Saves a step on its own: the fallback when a finish carrying it fails. */
+  readonly saveStep: StepRecorder['saveStep'];
 }) {
   return async function finish(
     claim: RunClaim,
     outcome: RunOutcome,
-    context: { readonly events: EventWriter; readonly successors?: SuccessorClaim | undefined },
+    context: {
+      readonly events: EventWriter;
+      readonly successors?: SuccessorClaim | undefined;
+      /** The run's last model step, not checkpointed yet: committed first, in the finish. */
+      readonly step?: StepRecord | undefined;
+    },
   ): Promise<'done' | 'cancelled-late'> {
-    const { events, successors } = context;
+    const { events, successors, step } = context;
     const type = terminalTypes[outcome.status];
     const data = {
       status: outcome.status,
@@ -59,19 +67,43 @@ export function createRunFinisher(options: {
         ? {}
         : { incomplete: { reason: outcome.incompleteReason } }),
     };
-    const ended = await events.checkpoint([], async (batch) => {
-      const run = await options.checkpoints.finish(claim, batch, {
-        ...outcome,
-        terminal: { type, data },
-        successors,
+    const carried =
+      step === undefined
+        ? undefined
+        : {
+            checkpoint: {
+              key: step.key,
+              kind: step.kind,
+              output: step.output,
+              usage: step.usage,
+              settlement: step.settlement?.call,
+            },
+            committed: (crossed: number) => step.settlement?.committed(crossed),
+          };
+    let ended: Awaited<ReturnType<RunCheckpoints['finish']>>;
+    try {
+      ended = await events.checkpoint([], async (batch) => {
+        const run = await options.checkpoints.finish(claim, batch, {
+          ...outcome,
+          terminal: { type, data },
+          successors,
+          step: carried,
+        });
+        // The run did not move (a cancel won): the step committed, the events did not (they
+        // go back to the writer for the finish that follows).
+        if (run === undefined) return { value: undefined };
+        const usage = { inputTokens: run.inputTokens, outputTokens: run.outputTokens };
+        return {
+          value: run,
+          committed: [...batch.events, { type, data: { ...data, usage } }],
+        };
       });
-      if (run === undefined) return { value: undefined };
-      const usage = { inputTokens: run.inputTokens, outputTokens: run.outputTokens };
-      return {
-        value: run,
-        committed: [...batch.events, { type, data: { ...data, usage } }],
-      };
-    });
+    } catch (error) {
+      // Nothing committed: the step is saved on its own (settled alone if that fails too),
+      // so the model call it paid for is not made again when the run resumes.
+      if (step !== undefined) await options.saveStep(claim, step).catch(() => undefined);
+      throw error;
+    }
     // The freed slot: other processes may claim with it. A run the scheduler launched (it
     // passes `successors`) leaves this process's wake-up to the scheduler, which claims
     // unless the finish already did.

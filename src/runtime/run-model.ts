@@ -5,7 +5,7 @@ import type { Database } from '../storage/postgres/database.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { MeteredGateway } from './metered-gateway.ts';
 import type { RunClaim } from './run-executor.ts';
-import type { Checkpoints, StepRecorder } from './run-steps.ts';
+import type { Checkpoints, StepRecord, StepRecorder } from './run-steps.ts';
 import { spotlightMessages } from './tools/spotlight.ts';
 
 /** A run's model capability, and the text its call in flight has streamed so far. */
@@ -13,6 +13,17 @@ export interface RunModel {
   readonly capability: ModelCapabilityV1;
   /** Text streamed by the model call in flight: the partial answer at a deadline. */
   streamed(): string;
+  /**
+   * Commits the model steps not checkpointed yet. Awaited before anything the core does next
+   * reaches the world (a tool call, another model call): no side effect ever follows a model
+   * answer that could be lost.
+   */
+  flush(): Promise<void>;
+  /**
+   * For the run's finish: the one step still to checkpoint, which the finish then commits in
+   * its own transaction (the step first); any other is committed here first.
+   */
+  takeForFinish(): Promise<StepRecord | undefined>;
 }
 
 /**
@@ -20,6 +31,11 @@ export interface RunModel {
  * budget, degradation) and is checkpointed as step `model:N` with its events and settlement
  * in one transaction (migrations 0016 and 0023); a resumed run gets its saved calls back
  * instead of calling again.
+ *
+ * A step is checkpointed when the core next reaches out ({@link RunModel.flush}: the next
+ * model or tool call), or with the run's finish when it was the last (one transaction and
+ * round trip fewer per run). Between the model's answer and that moment the core only
+ * computes; a crash there repeats the call on resume, as a crash during the call would.
  */
 export function createRunModel(context: {
   readonly database: Database;
@@ -38,6 +54,20 @@ export function createRunModel(context: {
   let modelCalls = 0;
   let streamed = '';
   let degraded = run.degraded;
+  let pending: StepRecord[] = [];
+  // The saves in flight, in order; every flush waits for all of them.
+  let flushing: Promise<void> = Promise.resolve();
+
+  function flush(): Promise<void> {
+    if (pending.length > 0) {
+      const steps = pending;
+      pending = [];
+      flushing = flushing.then(async () => {
+        for (const step of steps) await context.saveStep(claim, step);
+      });
+    }
+    return flushing;
+  }
 
   /** Records that the run's model calls went to its degradation model. */
   async function markDegraded(): Promise<void> {
@@ -52,6 +82,7 @@ export function createRunModel(context: {
 
   const capability: ModelCapabilityV1 = {
     async generate(request) {
+      await flush();
       const key = `model:${modelCalls}`;
       modelCalls += 1;
       streamed = '';
@@ -103,17 +134,19 @@ export function createRunModel(context: {
           throw error;
         });
       }
-      await context.saveStep(claim, {
-        events,
-        key,
-        kind: 'model',
-        output,
-        usage: result.usage,
-        settlement,
-      });
+      pending.push({ events, key, kind: 'model', output, usage: result.usage, settlement });
       checkpoints.set(key, output);
       return output;
     },
   };
-  return { capability, streamed: () => streamed };
+  return {
+    capability,
+    streamed: () => streamed,
+    flush,
+    async takeForFinish() {
+      if (pending.length > 1) await flush();
+      await flushing;
+      return pending.pop();
+    },
+  };
 }

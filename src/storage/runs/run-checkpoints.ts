@@ -40,6 +40,42 @@ const finishClaimStatement = {
 };
 
 /**
+ * A finish that first checkpoints the run's last step, in the same statement and so the same
+ * transaction: the CTE's row (the step saved, its call settled) exists before the finish in
+ * the select list runs. `stepCall` is the step's function and its 11 or 12 parameters, the
+ * finish's follow from $13.
+ */
+function finishAfterStep(step: string, finishCall: string, finishParameters: number) {
+  const finishArguments = Array.from({ length: finishParameters }, (_, index) => `$${index + 13}`);
+  return `with step as (${step})
+    select step.crossed, ${finishCall}(${finishArguments.join(', ')}) as result from step`;
+}
+const stepArguments = Array.from({ length: 11 }, (_, index) => `$${index + 1}`).join(', ');
+const stepCalls = {
+  settled: `select brigade.save_step_settled(${stepArguments}, $12) as crossed`,
+  // $12 (null) is sent in every variant so the finish's parameters start at $13.
+  plain: `select brigade.save_step(${stepArguments}) as saved, 0 as crossed, $12::jsonb as unused`,
+};
+const finishAfterStepStatements = {
+  settled: {
+    name: 'brigade_finish_after_settled_step',
+    text: finishAfterStep(stepCalls.settled, 'brigade.finish_run', 11),
+  },
+  plain: {
+    name: 'brigade_finish_after_step',
+    text: finishAfterStep(stepCalls.plain, 'brigade.finish_run', 11),
+  },
+  settledClaim: {
+    name: 'brigade_finish_claim_after_settled_step',
+    text: finishAfterStep(stepCalls.settled, 'brigade.finish_run_claim', 16),
+  },
+  plainClaim: {
+    name: 'brigade_finish_claim_after_step',
+    text: finishAfterStep(stepCalls.plain, 'brigade.finish_run_claim', 16),
+  },
+};
+
+/**
  * The runs a finishing run's process claims with the finish (migration 0024). `take` is asked
  * when the finish is sent: the claim's options (its `limit`: the slots free once the run ends),
  * or undefined for a finish that claims nothing. After a take, `done` always follows: with the
@@ -107,44 +143,63 @@ export interface RunCheckpoints {
       readonly terminal: { readonly type: string; readonly data: Record<string, unknown> };
       /** The runs the finish claims for this process (migration 0024). */
       readonly successors?: SuccessorClaim | undefined;
+      /**
+       * The run's last step, not checkpointed yet: saved (and its call settled) first, in the
+       * finish's transaction, even when the run did not move. `committed` gets the budget
+       * alert thresholds its settlement crossed once that transaction committed.
+       */
+      readonly step?:
+        | { readonly checkpoint: StepCheckpoint; readonly committed: (crossed: number) => void }
+        | undefined;
     },
   ): Promise<FinishedRun | undefined>;
 }
 
 /** Creates the {@link RunCheckpoints} on `database`. */
 export function createRunCheckpoints(database: Database): RunCheckpoints {
+  /** save_step's 11 arguments, then save_step_settled's settlement (or null). */
+  function stepValues(run: CheckpointRun, batch: CheckpointEvents, step: StepCheckpoint) {
+    const audit =
+      step.audit === undefined
+        ? null
+        : JSON.stringify({ ...auditColumns(step.audit), data: step.audit.record.data ?? {} });
+    const settlement =
+      step.settlement === undefined
+        ? null
+        : JSON.stringify({
+            reservation: step.settlement.reservation,
+            cost: step.settlement.cost,
+            status: step.settlement.status,
+            usage: step.settlement.usage,
+          });
+    return [
+      run.tenantId,
+      run.userId,
+      run.runId,
+      batch.firstSeq,
+      JSON.stringify(batch.events),
+      step.key,
+      step.kind,
+      JSON.stringify(step.output),
+      step.usage?.inputTokens ?? 0,
+      step.usage?.outputTokens ?? 0,
+      audit,
+      settlement,
+    ];
+  }
+
   return {
     async saveStep(run, batch, step) {
-      const audit =
-        step.audit === undefined
-          ? null
-          : JSON.stringify({ ...auditColumns(step.audit), data: step.audit.record.data ?? {} });
-      const values = [
-        run.tenantId,
-        run.userId,
-        run.runId,
-        batch.firstSeq,
-        JSON.stringify(batch.events),
-        step.key,
-        step.kind,
-        JSON.stringify(step.output),
-        step.usage?.inputTokens ?? 0,
-        step.usage?.outputTokens ?? 0,
-        audit,
-      ];
+      const values = stepValues(run, batch, step);
       if (step.settlement === undefined) {
-        await database.callPrepared(saveStepStatement, values);
+        await database.callPrepared(saveStepStatement, values.slice(0, 11));
         return 0;
       }
-      const { reservation, cost, status, usage } = step.settlement;
-      const [row] = await database.callPrepared(saveStepSettledStatement, [
-        ...values,
-        JSON.stringify({ reservation, cost, status, usage }),
-      ]);
+      const [row] = await database.callPrepared(saveStepSettledStatement, values);
       return Number(row?.['crossed'] ?? 0);
     },
     async finish(run, batch, ending) {
-      const { successors } = ending;
+      const { successors, step } = ending;
       const values = [
         run.tenantId,
         run.userId,
@@ -158,15 +213,38 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
         ending.text ?? null,
         JSON.stringify(ending.terminal),
       ];
+      // The step commits no events of its own: the finish commits the whole batch after it.
+      const before =
+        step === undefined
+          ? []
+          : stepValues(run, { firstSeq: batch.firstSeq, events: [] }, step.checkpoint);
+      const settled = step?.checkpoint.settlement !== undefined;
       let finished: Record<string, unknown> | null | undefined;
+      let crossed = 0;
       const claim = successors?.take();
       if (successors === undefined || claim === undefined) {
-        const [row] = await database.callPrepared(finishStatement, values);
-        finished = row?.['finished'] as typeof finished;
+        if (step === undefined) {
+          const [row] = await database.callPrepared(finishStatement, values);
+          finished = row?.['finished'] as typeof finished;
+        } else {
+          const statement = settled
+            ? finishAfterStepStatements.settled
+            : finishAfterStepStatements.plain;
+          const [row] = await database.callPrepared(statement, [...before, ...values]);
+          finished = row?.['result'] as typeof finished;
+          crossed = Number(row?.['crossed'] ?? 0);
+        }
       } else {
         let claims: ClaimedRun[] | undefined;
         try {
-          const [row] = await database.callPrepared(finishClaimStatement, [
+          const statement =
+            step === undefined
+              ? finishClaimStatement
+              : settled
+                ? finishAfterStepStatements.settledClaim
+                : finishAfterStepStatements.plainClaim;
+          const [row] = await database.callPrepared(statement, [
+            ...before,
             ...values,
             ...claimArguments(claim),
           ]);
@@ -174,6 +252,7 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
             | { finished: typeof finished; claims: [string, string, string][] }
             | undefined;
           finished = result?.finished;
+          crossed = Number(row?.['crossed'] ?? 0);
           claims = (result?.claims ?? []).map(([runId, tenantId, userId]) => ({
             runId,
             tenantId,
@@ -183,6 +262,7 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
           successors.done(claims);
         }
       }
+      step?.committed(crossed);
       if (finished === null || finished === undefined) return undefined;
       return {
         inputTokens: Number(finished['inputTokens']),
