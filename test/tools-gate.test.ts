@@ -186,6 +186,57 @@ describe('what the gate refuses at run time', () => {
     ]);
   });
 
+  it('lets parallel calls of one step run after its model step committed, one per quota unit', async () => {
+    const agent = await admin.post<Created>('/v1/agents', {
+      name: 'twice',
+      model: 'mock:mock-model',
+      tools: ['fine'],
+    });
+    const policy = await admin.post<Created>('/v1/policies', {
+      level: 'agent',
+      subjectId: agent.body.id,
+      limits: { toolCallsPerDay: 2 },
+    });
+    expect(policy.status).toBe(201);
+    const before = received.length;
+    model.reset();
+    model.setScript([
+      {
+        toolCalls: [
+          { name: 'fine', arguments: { q: 'a' } },
+          { name: 'fine', arguments: { q: 'b' } },
+          { name: 'fine', arguments: { q: 'c' } },
+        ],
+      },
+      { text: 'Done.' },
+    ]);
+    const result = await runOnce(member, { agentId: agent.body.id, input: 'three calls' });
+    expect(result.run.status).toBe('completed');
+    // Exactly two of the three concurrent calls counted and ran; the third was refused.
+    expect(received.length - before).toBe(2);
+    const steps = await member.get<{ data: { type: string; tool?: { status: string } }[] }>(
+      `/v1/threads/${result.ids.threadId}/runs/${result.ids.runId}/steps`,
+    );
+    expect(steps.body.data.map((step) => step.type)).toEqual([
+      'model',
+      'tool',
+      'tool',
+      'tool',
+      'model',
+    ]);
+    const statuses = steps.body.data.flatMap((step) => (step.tool ? [step.tool.status] : []));
+    expect(statuses.sort()).toEqual(['error', 'ok', 'ok']);
+    const calls = (await audit()).filter(
+      (event) => event.action === 'tool.called' && event.data['runId'] === result.ids.runId,
+    );
+    expect(calls.map((event) => event.reason ?? event.outcome).sort()).toEqual([
+      'quota_exceeded',
+      'success',
+      'success',
+    ]);
+    await admin.request('DELETE', `/v1/policies/${policy.body.id}`);
+  });
+
   it('keeps http_request to its allowed hosts and methods', async () => {
     const agent = await admin.post<Created>('/v1/agents', {
       name: 'fetcher',

@@ -281,25 +281,24 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         model: model.capability,
         tools: {
           available: offered,
-          // The model step that asked for the call commits before anything of it runs.
-          call: async (call) =>
-            model.flush().then(() =>
-              callTool(
-                {
-                  claim,
-                  apiKeyId: run.apiKeyId,
-                  agent,
-                  events,
-                  checkpoints,
-                  signal: controller.signal,
-                  actor,
-                  tools: runTools,
-                  blocked: () => blockedNow(agent.id),
-                  sources,
-                  secrets,
-                },
-                call,
-              ),
+          call: (call) =>
+            callTool(
+              {
+                claim,
+                apiKeyId: run.apiKeyId,
+                agent,
+                events,
+                checkpoints,
+                signal: controller.signal,
+                actor,
+                tools: runTools,
+                blocked: () => blockedNow(agent.id),
+                sources,
+                secrets,
+                // The model step that asked for the call commits before anything of it runs.
+                modelSteps: model,
+              },
+              call,
             ),
         },
       });

@@ -4,7 +4,8 @@ import type { RunCheckpoints, SuccessorClaim } from '../storage/runs/run-checkpo
 import type { RunSignalSink } from '../storage/runs/run-rows.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { AbortReason, RunClaim, RunExecutorOptions } from './run-executor.ts';
-import type { StepRecord, StepRecorder } from './run-steps.ts';
+import type { StepRecorder } from './run-steps.ts';
+import { type StepRecord, toCheckpoint } from './step-record.ts';
 
 /** How a run ends, as the executor decides it. */
 export interface RunOutcome {
@@ -71,13 +72,7 @@ export function createRunFinisher(options: {
       step === undefined
         ? undefined
         : {
-            checkpoint: {
-              key: step.key,
-              kind: step.kind,
-              output: step.output,
-              usage: step.usage,
-              settlement: step.settlement?.call,
-            },
+            checkpoint: toCheckpoint(step),
             committed: (crossed: number) => step.settlement?.committed(crossed),
           };
     let ended: Awaited<ReturnType<RunCheckpoints['finish']>>;

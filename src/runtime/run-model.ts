@@ -5,7 +5,8 @@ import type { Database } from '../storage/postgres/database.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { MeteredGateway } from './metered-gateway.ts';
 import type { RunClaim } from './run-executor.ts';
-import type { Checkpoints, StepRecord, StepRecorder } from './run-steps.ts';
+import type { Checkpoints, StepRecorder } from './run-steps.ts';
+import type { StepRecord } from './step-record.ts';
 import { spotlightMessages } from './tools/spotlight.ts';
 
 /** A run's model capability, and the text its call in flight has streamed so far. */
@@ -19,6 +20,12 @@ export interface RunModel {
    * answer that could be lost.
    */
   flush(): Promise<void>;
+  /**
+   * Commits the steps not checkpointed yet, the last of them through `merged` (which commits
+   * it together with something else, in one transaction) after the others; undefined, once
+   * every earlier commit is done, when there was none.
+   */
+  commitWith<T>(merged: (step: StepRecord) => Promise<T>): Promise<{ value: T } | undefined>;
   /**
    * For the run's finish: the one step still to checkpoint, which the finish then commits in
    * its own transaction (the step first); any other is committed here first.
@@ -143,6 +150,18 @@ export function createRunModel(context: {
     capability,
     streamed: () => streamed,
     flush,
+    commitWith(merged) {
+      const last = pending.pop();
+      if (last === undefined) return flushing.then(() => undefined);
+      const steps = pending;
+      pending = [];
+      const result = flushing.then(async () => {
+        for (const step of steps) await context.saveStep(claim, step);
+        return { value: await merged(last) };
+      });
+      flushing = result.then(() => undefined);
+      return result;
+    },
     async takeForFinish() {
       if (pending.length > 1) await flush();
       await flushing;

@@ -34,7 +34,11 @@ function settlement() {
 /** A recorder whose checkpoints are `saveStep` (the database's answer, or its failure). */
 function recorder(saveStep: RunCheckpoints['saveStep']) {
   const { saveStep: save } = createStepRecorder({
-    checkpoints: { saveStep, finish: async () => undefined },
+    checkpoints: {
+      saveStep,
+      saveStepThenConsumeQuota: async () => ({ crossed: 0, verdict: { ok: true } }),
+      finish: async () => undefined,
+    },
     tools: [],
     toolOutputLimit: 1000,
     toolTimeoutMs: 1000,

@@ -1,16 +1,17 @@
 import type { Agent } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
-import type { AuditRecord } from '../domain/identity/identity-types.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
 import { argumentsHash } from '../domain/tools/arguments-hash.ts';
 import { CredentialRefreshError } from '../domain/tools/oauth-types.ts';
 import { SpanStatusCode, type Tracing } from '../observability/tracing.ts';
-import type { ModelResultV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
+import type { ToolOutcomeV1 } from '../plugin-api/index.ts';
+import { type ReserveResult, refuseQuota } from '../storage/guards/budget-store.ts';
 import type { RunCheckpoints } from '../storage/runs/run-checkpoints.ts';
 import { type GateResult, passApprovalGate } from './approval-gate.ts';
 import type { EventWriter } from './event-writer.ts';
-import type { PendingSettlement } from './metered-gateway.ts';
 import type { RunClaim } from './run-executor.ts';
+import type { RunModel } from './run-model.ts';
+import { type StepRecord, saveStepWith } from './step-record.ts';
 import {
   checkProvenance,
   effectiveRules,
@@ -27,19 +28,6 @@ import {
 
 /** Results of completed steps of a run, by step key (`model:N`, `tool:<callId>`). */
 export type Checkpoints = Map<string, unknown>;
-
-/** A completed step to checkpoint, with the events buffered while it ran. */
-export interface StepRecord {
-  readonly events: EventWriter;
-  readonly key: string;
-  readonly kind: 'model' | 'tool';
-  readonly output: unknown;
-  readonly usage?: ModelResultV1['usage'];
-  /** An audit event committed with the checkpoint (tool calls), and who caused it. */
-  readonly audit?: { readonly actor: UserPrincipal | undefined; readonly record: AuditRecord };
-  /** The model call's settlement, committed with the checkpoint (model steps). */
-  readonly settlement?: PendingSettlement | undefined;
-}
 
 /** What a tool call runs within: the run, its agent, its events and its completed steps. */
 export interface ToolCallContext {
@@ -63,6 +51,11 @@ export interface ToolCallContext {
   readonly sources?: (() => ProvenanceSources) | undefined;
   /** Collects the vault secrets this run used, so the output guard can redact them. */
   readonly secrets?: Set<string> | undefined;
+  /**
+   * The run's model steps not committed yet (the one that asked for this call): committed
+   * before anything of the call runs, with its quota count when it has one.
+   */
+  readonly modelSteps?: Pick<RunModel, 'flush' | 'commitWith'> | undefined;
 }
 
 /** One tool call as the model made it. */
@@ -112,43 +105,31 @@ export function createStepRecorder(options: {
 }): StepRecorder {
   const { toolOutputLimit, toolTimeoutMs } = options;
   async function saveStep(scope: RunClaim, step: StepRecord): Promise<void> {
-    // The step's buffered events commit with its checkpoint, its usage and its audit event:
-    // one call, one round trip.
-    // A model step's settlement too: paid and recorded commit together (migration 0023).
-    const { settlement } = step;
-    let crossed: number;
-    try {
-      crossed = await step.events.checkpoint([], async (batch) => {
-        const value = await options.checkpoints.saveStep(scope, batch, {
-          key: step.key,
-          kind: step.kind,
-          output: step.output,
-          usage: step.usage,
-          audit:
-            step.audit === undefined
-              ? undefined
-              : { principal: step.audit.actor, record: step.audit.record },
-          settlement: settlement?.call,
-        });
-        return { value, committed: batch.events };
-      });
-    } catch (error) {
-      // The checkpoint failed (or its answer was lost): settle on its own, so the reservation
-      // is not held until the orphan sweep; one the checkpoint did settle is left as it is.
-      await settlement?.settleAlone().catch(() => undefined);
-      throw error;
-    }
-    settlement?.committed(crossed);
+    await saveStepWith(step, async (batch, checkpoint) => ({
+      crossed: await options.checkpoints.saveStep(scope, batch, checkpoint),
+      value: undefined,
+    }));
   }
 
   /** Undefined when the call may run, else the quota refusal the model is told about. */
   async function checkQuota(context: ToolCallContext): Promise<string | undefined> {
-    if (options.consumeToolQuota === undefined) return undefined;
+    const consume = options.consumeToolQuota;
+    if (consume === undefined) return undefined;
+    const binding = { agentId: context.agent.id, keyId: context.apiKeyId ?? null };
     try {
-      await options.consumeToolQuota(context.claim, {
-        agentId: context.agent.id,
-        keyId: context.apiKeyId ?? null,
-      });
+      // The model step that asked for the call commits with its count: one transaction.
+      const merged = await context.modelSteps?.commitWith((step) =>
+        saveStepWith(step, async (batch, checkpoint) => {
+          const { crossed, verdict } = await options.checkpoints.saveStepThenConsumeQuota(
+            context.claim,
+            batch,
+            { step: checkpoint, binding },
+          );
+          return { crossed, value: verdict };
+        }),
+      );
+      if (merged === undefined) await consume(context.claim, binding);
+      else refuseQuota('tool_calls', merged.value as ReserveResult | undefined);
       return undefined;
     } catch (error) {
       if (error instanceof AppError && error.code === 'quota_exceeded') return error.message;
@@ -298,6 +279,8 @@ export function createStepRecorder(options: {
                 sources: context.sources(),
               });
         const always = context.agent.approvalRequiredTools.includes(call.toolName);
+        // An approval request is written (and the run may park): the model step goes first.
+        if (always || findings.length > 0) await context.modelSteps?.flush();
         gate =
           always || findings.length > 0
             ? await passApprovalGate({
@@ -322,6 +305,7 @@ export function createStepRecorder(options: {
         outcome = { status: 'error', message: quota };
         auditOutcome = 'quota_exceeded';
       } else {
+        await context.modelSteps?.flush();
         outcome = await execute(context, { tool, input: gate?.input ?? call.input, key });
         auditOutcome = outcome.status === 'ok' ? 'ok' : 'failed';
       }
@@ -332,6 +316,7 @@ export function createStepRecorder(options: {
       status: outcome.status,
     });
     const ran = auditOutcome === 'ok' || auditOutcome === 'failed';
+    await context.modelSteps?.flush();
     await saveStep(context.claim, {
       events: context.events,
       key,

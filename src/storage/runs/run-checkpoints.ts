@@ -39,40 +39,31 @@ const finishClaimStatement = {
   text: 'select brigade.finish_run_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) as result',
 };
 
-/**
- * A finish that first checkpoints the run's last step, in the same statement and so the same
- * transaction: the CTE's row (the step saved, its call settled) exists before the finish in
- * the select list runs. `stepCall` is the step's function and its 11 or 12 parameters, the
- * finish's follow from $13.
- */
-function finishAfterStep(step: string, finishCall: string, finishParameters: number) {
-  const finishArguments = Array.from({ length: finishParameters }, (_, index) => `$${index + 13}`);
-  return `with step as (${step})
-    select step.crossed, ${finishCall}(${finishArguments.join(', ')}) as result from step`;
-}
-const stepArguments = Array.from({ length: 11 }, (_, index) => `$${index + 1}`).join(', ');
+const parameters = (first: number, count: number) =>
+  Array.from({ length: count }, (_, index) => `$${first + index}`).join(', ');
 const stepCalls = {
-  settled: `select brigade.save_step_settled(${stepArguments}, $12) as crossed`,
-  // $12 (null) is sent in every variant so the finish's parameters start at $13.
-  plain: `select brigade.save_step(${stepArguments}) as saved, 0 as crossed, $12::jsonb as unused`,
+  settled: `select brigade.save_step_settled(${parameters(1, 12)}) as crossed`,
+  // $12 (null) is sent in every variant so the next call's parameters start at $13.
+  plain: `select brigade.save_step(${parameters(1, 11)}) as saved, 0 as crossed, $12::jsonb as unused`,
 };
-const finishAfterStepStatements = {
-  settled: {
-    name: 'brigade_finish_after_settled_step',
-    text: finishAfterStep(stepCalls.settled, 'brigade.finish_run', 11),
-  },
-  plain: {
-    name: 'brigade_finish_after_step',
-    text: finishAfterStep(stepCalls.plain, 'brigade.finish_run', 11),
-  },
-  settledClaim: {
-    name: 'brigade_finish_claim_after_settled_step',
-    text: finishAfterStep(stepCalls.settled, 'brigade.finish_run_claim', 16),
-  },
-  plainClaim: {
-    name: 'brigade_finish_claim_after_step',
-    text: finishAfterStep(stepCalls.plain, 'brigade.finish_run_claim', 16),
-  },
+/**
+ * `then` after checkpointing a step, in one statement and so one transaction: the CTE's row
+ * (the step saved, its call settled) exists before the call in the select list runs. The
+ * step's function takes $1–$12 (see {@link stepCalls}); `then` takes its own from $13.
+ */
+function afterStep(name: string, then: string) {
+  const statement = (kind: keyof typeof stepCalls) => ({
+    name: `brigade_${name}_after_${kind}_step`,
+    text: `with step as (${stepCalls[kind]}) select step.crossed, ${then} as result from step`,
+  });
+  return { settled: statement('settled'), plain: statement('plain') };
+}
+const afterStepStatements = {
+  finish: afterStep('finish', `brigade.finish_run(${parameters(13, 11)})`),
+  finishClaim: afterStep('finish_claim', `brigade.finish_run_claim(${parameters(13, 16)})`),
+  // A tool call's daily quota (migration 0016), counted once the model step that asked for the
+  // call is saved.
+  quota: afterStep('quota', `brigade.consume_quota(${parameters(13, 5)})`),
 };
 
 /**
@@ -129,6 +120,20 @@ export interface RunCheckpoints {
    * thresholds it crossed (0 without one).
    */
   saveStep(run: CheckpointRun, batch: CheckpointEvents, step: StepCheckpoint): Promise<number>;
+  /**
+   * Checkpoints `step` (as {@link saveStep}), then counts one tool call against the daily
+   * tool-call quotas of the run's user, key and agent, in one transaction; returns the alert
+   * thresholds the step's settlement crossed and `consume_quota`'s verdict (nothing counted
+   * when it refuses; the step is saved either way).
+   */
+  saveStepThenConsumeQuota(
+    run: CheckpointRun,
+    batch: CheckpointEvents,
+    request: {
+      readonly step: StepCheckpoint;
+      readonly binding: { readonly keyId: string | null; readonly agentId: string };
+    },
+  ): Promise<{ readonly crossed: number; readonly verdict: unknown }>;
   /**
    * Ends a run unless it already ended (a completion also loses to a requested cancel): the
    * answer becomes an assistant message, the buffered events and then `terminal` (its data
@@ -198,6 +203,19 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
       const [row] = await database.callPrepared(saveStepSettledStatement, values);
       return Number(row?.['crossed'] ?? 0);
     },
+    async saveStepThenConsumeQuota(run, batch, { step, binding }) {
+      const statement =
+        afterStepStatements.quota[step.settlement === undefined ? 'plain' : 'settled'];
+      const [row] = await database.callPrepared(statement, [
+        ...stepValues(run, batch, step),
+        run.tenantId,
+        run.userId,
+        'tool_calls',
+        binding.keyId,
+        binding.agentId,
+      ]);
+      return { crossed: Number(row?.['crossed'] ?? 0), verdict: row?.['result'] };
+    },
     async finish(run, batch, ending) {
       const { successors, step } = ending;
       const values = [
@@ -227,9 +245,7 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
           const [row] = await database.callPrepared(finishStatement, values);
           finished = row?.['finished'] as typeof finished;
         } else {
-          const statement = settled
-            ? finishAfterStepStatements.settled
-            : finishAfterStepStatements.plain;
+          const statement = afterStepStatements.finish[settled ? 'settled' : 'plain'];
           const [row] = await database.callPrepared(statement, [...before, ...values]);
           finished = row?.['result'] as typeof finished;
           crossed = Number(row?.['crossed'] ?? 0);
@@ -240,9 +256,7 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
           const statement =
             step === undefined
               ? finishClaimStatement
-              : settled
-                ? finishAfterStepStatements.settledClaim
-                : finishAfterStepStatements.plainClaim;
+              : afterStepStatements.finishClaim[settled ? 'settled' : 'plain'];
           const [row] = await database.callPrepared(statement, [
             ...before,
             ...values,
