@@ -11,7 +11,7 @@ import {
   usdToNanos,
 } from '../../domain/guards/policy-types.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
-import { writeAudit } from '../identity/audit-writer.ts';
+import { writeAudit, writeAuditToEveryTenant } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { PoliciesTable } from '../postgres/database-schema.ts';
@@ -70,19 +70,16 @@ async function audit(
   event: { principal: Principal; policy: Policy; action: string; data: Record<string, unknown> },
 ): Promise<void> {
   const { principal, policy, action, data } = event;
-  // Platform policies belong to no tenant, so they have no tenant audit chain.
-  if (policy.tenantId === null) return;
-  await writeAudit(db, {
-    tenantId: policy.tenantId,
-    principal,
-    record: {
-      action,
-      targetType: 'policy',
-      targetId: policy.id,
-      outcome: 'success',
-      data: { level: policy.level, version: policy.version, ...data },
-    },
-  });
+  const record = {
+    action,
+    targetType: 'policy',
+    targetId: policy.id,
+    outcome: 'success' as const,
+    data: { level: policy.level, version: policy.version, ...data },
+  };
+  // A platform policy binds every tenant: its change goes into every tenant's chain.
+  if (policy.tenantId === null) await writeAuditToEveryTenant(db, { principal, record });
+  else await writeAudit(db, { tenantId: policy.tenantId, principal, record });
 }
 
 interface CounterRow {

@@ -41,3 +41,17 @@ export async function writeAudit(
     .values({ tenant_id: tenantId, ...auditColumns(event) })
     .execute();
 }
+
+/**
+ * Appends the same audit event to the chain of every tenant (migration 0031), inside the
+ * caller's transaction, which must be the operator's: for platform-wide changes, such as a
+ * platform policy, that bind every tenant.
+ */
+export async function writeAuditToEveryTenant(
+  db: ScopedDb,
+  event: { readonly principal: Principal | undefined; readonly record: AuditRecord },
+): Promise<void> {
+  const columns = auditColumns(event);
+  const payload = { ...columns, data: JSON.parse(columns.data) as unknown };
+  await sql`select brigade.audit_in_every_tenant(${JSON.stringify(payload)}::jsonb)`.execute(db);
+}
