@@ -1,5 +1,7 @@
 import type pg from 'pg';
-import { apiClient, type Created, seedTenant, seedUser } from './api-client.ts';
+import { expect } from 'vitest';
+import type { MockModelServer } from '../../src/testing/index.ts';
+import { type ApiClient, apiClient, type Created, seedTenant, seedUser } from './api-client.ts';
 import { testOperatorKey } from './test-brigade.ts';
 
 /** Nano-USD per USD, as budgets and the ledger count money. */
@@ -117,4 +119,54 @@ export async function seedBudgetedMember(
   });
   if (policy.status !== 201) throw new Error(`seed policy failed: ${JSON.stringify(policy.body)}`);
   return { tenantId, member, agentId: agent.body.id, policyId: policy.body.id };
+}
+
+/** Output tokens per call in the budget tests: one call's worst case is this × 1,000 nano-USD. */
+export const maxOutputTokens = 100;
+/** Nano-USD per output token at $1 per million tokens. */
+export const nanosPerToken = 1000;
+/** One call's worst case, in nano-USD. */
+export const callNanos = maxOutputTokens * nanosPerToken;
+
+export type RunBody = Created & { status: string; errorCode: string | null };
+export type RunIds = { readonly threadId: string; readonly runId: string };
+export type BudgetState = {
+  policyId: string;
+  limit: number;
+  used: number;
+  reserved: number;
+  remaining: number;
+};
+export type Usage = { totals: { requests: number; errors: number; costUsd: number } };
+
+/** USD to nano-USD. */
+export function toNanos(usd: number): number {
+  return Math.round(usd * nanosPerUsd);
+}
+
+/** The mock's chat-completion calls. */
+export function chatCalls(mock: MockModelServer) {
+  return mock.calls.filter((call) => call.path.endsWith('/chat/completions'));
+}
+
+/** Creates a thread and a run of `agentId` on it. */
+export async function startRun(client: ApiClient, agentId: string): Promise<RunIds> {
+  const thread = await client.post<Created>('/v1/threads', {});
+  expect(thread.status).toBe(201);
+  const run = await client.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+    agentId,
+    input: 'hello',
+  });
+  expect(run.status).toBe(201);
+  return { threadId: thread.body.id, runId: run.body.id };
+}
+
+/** The caller's state of one budget, from getMyLimits. */
+export async function budgetOf(
+  client: ApiClient,
+  policyId: string,
+): Promise<BudgetState | undefined> {
+  const limits = await client.get<{ budgets: BudgetState[] }>('/v1/me/limits');
+  expect(limits.status).toBe(200);
+  return limits.body.budgets.find((budget) => budget.policyId === policyId);
 }
