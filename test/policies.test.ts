@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMockModelServer } from '../src/testing/index.ts';
+import type { MockModelServer } from '../src/testing/index.ts';
 import {
   type ApiClient,
   apiClient,
@@ -8,14 +8,23 @@ import {
   seedUser,
   waitForRun,
 } from './support/api-client.ts';
-import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
+import {
+  callCostUsd,
+  outputTokens,
+  type PolicyWorld,
+  type Problem,
+  type RunBody,
+  startPolicyWorld,
+} from './support/policy-world.ts';
+import type { TestServer } from './support/test-brigade.ts';
 
 /**
- * Policies, budgets and quotas through the public API. The mock model answers every call with
- * exactly `maxOutputTokens` output tokens and the input priced at zero, so a call's worst case
- * and its actual cost are equal and a budget of k calls affords exactly k.
+ * Policies, budgets and quotas through the public API (see support/policy-world.ts: a budget
+ * of k calls affords exactly k). Key quotas and rate and concurrency limits are in
+ * policy-limits.test.ts.
  */
-let mock: Awaited<ReturnType<typeof createMockModelServer>>;
+let world: PolicyWorld;
+let mock: MockModelServer;
 let server: TestServer;
 let operator: ApiClient;
 let owner: ApiClient;
@@ -25,60 +34,16 @@ let memberId: string;
 let memberKeyId: string;
 let tenantId: string;
 let agentId: string;
-
-/** Output tokens per call, at $1 per million output tokens: $0.0001 per call. */
-const outputTokens = 100;
-const callCostUsd = 0.0001;
-
-type Problem = { code: string; detail: string; [key: string]: unknown };
-type RunBody = Created & { status: string; errorCode: string | null; errorMessage: string | null };
-
-async function run(client: ApiClient, input = 'hello'): Promise<RunBody> {
-  const thread = await client.post<Created>('/v1/threads', {});
-  const created = await client.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
-    agentId,
-    input,
-  });
-  expect(created.status).toBe(201);
-  return waitForRun<RunBody>(client, { threadId: thread.body.id, runId: created.body.id });
-}
+const run = (client: ApiClient, input?: string): Promise<RunBody> => world.run(client, input);
 
 beforeAll(async () => {
-  mock = await createMockModelServer({ apiKey: 'mock-secret-key' });
-  mock.setScript(() => ({
-    text: 'ok',
-    usage: { promptTokens: 7, completionTokens: outputTokens },
-  }));
-  server = await startTestServer(
-    {
-      providers: {
-        mock: { type: 'openai-compatible', baseUrl: mock.url, apiKeyEnv: 'MOCK_API_KEY' },
-      },
-      models: { prices: { 'mock:priced': { inputPerMTok: 0, outputPerMTok: 1 } } },
-      runs: { pollIntervalMs: 50 },
-    },
-    { env: { MOCK_API_KEY: 'mock-secret-key' } },
-  );
-  operator = apiClient(server.url, testOperatorKey);
-  tenantId = await seedTenant(operator, 'guarded');
-  owner = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'owner' })).secret);
-  admin = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'admin' })).secret);
-  const seeded = await seedUser(operator, { tenantId, role: 'member' });
-  member = apiClient(server.url, seeded.secret);
-  memberId = seeded.userId;
-  memberKeyId = seeded.keyId;
-  const agent = await admin.post<Created>('/v1/agents', {
-    name: 'priced',
-    model: 'mock:priced',
-    maxOutputTokens: outputTokens,
-  });
-  expect(agent.status).toBe(201);
-  agentId = agent.body.id;
+  world = await startPolicyWorld('guarded');
+  ({ mock, server, operator, owner, admin, member, memberId, memberKeyId, tenantId, agentId } =
+    world);
 });
 
 afterAll(async () => {
-  await server?.stop();
-  await mock?.close();
+  await world?.stop();
 });
 
 describe('policies', () => {
@@ -345,140 +310,5 @@ describe('quotas', () => {
       }),
     );
     await admin.request('DELETE', `/v1/policies/${policy.body.id}`);
-  });
-});
-
-describe('quotas per API key', () => {
-  it('counts a run’s tool calls against the daily quota of the key that started it', async () => {
-    const seeded = await seedUser(operator, { tenantId, role: 'member' });
-    const client = apiClient(server.url, seeded.secret);
-    const agent = await admin.post<Created>('/v1/agents', {
-      name: 'keyed',
-      model: 'local',
-      tools: ['calculator'],
-    });
-    const policy = await admin.post('/v1/policies', {
-      level: 'api_key',
-      subjectId: seeded.keyId,
-      limits: { toolCallsPerDay: 1 },
-    });
-    expect(policy.status).toBe(201);
-    const outcomes: string[] = [];
-    for (let index = 0; index < 2; index += 1) {
-      const thread = await client.post<Created>('/v1/threads', {});
-      const created = await client.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
-        agentId: agent.body.id,
-        input: 'call calculator {"expression":"1+1"}',
-      });
-      await waitForRun(client, { threadId: thread.body.id, runId: created.body.id });
-      const events = await client.get<string>(
-        `/v1/threads/${thread.body.id}/runs/${created.body.id}/events`,
-      );
-      outcomes.push(String(events.body).match(/"status":"(ok|error)"/)?.[1] ?? 'missing');
-    }
-    expect(outcomes).toEqual(['ok', 'error']);
-  });
-});
-
-describe('rate and concurrency limits', () => {
-  it('refuses requests beyond a policy’s requests per minute with the policy named', async () => {
-    const seeded = await seedUser(operator, { tenantId, role: 'member' });
-    const limited = apiClient(server.url, seeded.secret);
-    const policy = await admin.post<Created>('/v1/policies', {
-      level: 'user',
-      subjectId: seeded.userId,
-      limits: { requestsPerMinute: 3 },
-    });
-    expect(policy.status).toBe(201);
-    const statuses: number[] = [];
-    for (let index = 0; index < 4; index += 1) statuses.push((await limited.get('/v1/me')).status);
-    expect(statuses).toEqual([200, 200, 200, 429]);
-    const refused = await limited.get<Problem & { policyId: string }>('/v1/me');
-    expect(refused.body.code).toBe('rate_limited');
-    expect(refused.body.policyId).toBe(policy.body.id);
-    expect(refused.headers.get('ratelimit-policy')).toBe('3;w=60');
-    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
-    // Others in the tenant are not affected.
-    expect((await member.get('/v1/me')).status).toBe(200);
-    await admin.request('DELETE', `/v1/policies/${policy.body.id}`);
-  });
-
-  it('makes a run wait for room under tokens per minute, failing it at its deadline', async () => {
-    const seeded = await seedUser(operator, { tenantId, role: 'member' });
-    const limited = apiClient(server.url, seeded.secret);
-    const agent = await admin.post<Created>('/v1/agents', {
-      name: 'hasty',
-      model: 'mock:priced',
-      maxOutputTokens: outputTokens,
-      runTimeoutMs: 2_000,
-    });
-    const policy = await admin.post<Created>('/v1/policies', {
-      level: 'user',
-      subjectId: seeded.userId,
-      limits: { tokensPerMinute: 150 },
-    });
-    expect(policy.status).toBe(201);
-    const outcomes: (string | null)[] = [];
-    for (let index = 0; index < 3; index += 1) {
-      const thread = await limited.post<Created>('/v1/threads', {});
-      const created = await limited.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
-        agentId: agent.body.id,
-        input: 'hi',
-      });
-      const done = await waitForRun(limited, { threadId: thread.body.id, runId: created.body.id });
-      outcomes.push(done.status === 'completed' ? 'completed' : done.errorCode);
-    }
-    // 107 tokens per call: the second call starts below 150, the third finds the minute full.
-    expect(outcomes).toEqual(['completed', 'completed', 'rate_limited']);
-    await admin.request('DELETE', `/v1/policies/${policy.body.id}`);
-  });
-
-  it('caps a user’s concurrent runs across the scheduler by a concurrentRuns policy', async () => {
-    const seeded = await seedUser(operator, { tenantId, role: 'member' });
-    const limited = apiClient(server.url, seeded.secret);
-    const policy = await admin.post<Created>('/v1/policies', {
-      level: 'user',
-      subjectId: seeded.userId,
-      limits: { concurrentRuns: 1 },
-    });
-    expect(policy.status).toBe(201);
-    mock.setFaults({ latencyMs: 150 });
-    try {
-      const ids = await Promise.all(
-        [0, 1, 2].map(async () => {
-          const thread = await limited.post<Created>('/v1/threads', {});
-          const created = await limited.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
-            agentId,
-            input: 'hi',
-          });
-          return { threadId: thread.body.id, runId: created.body.id };
-        }),
-      );
-      type Timed = RunBody & { startedAt: string; completedAt: string };
-      const runs = await Promise.all(ids.map((id) => waitForRun<Timed>(limited, id)));
-      expect(runs.map((run) => run.status)).toEqual(['completed', 'completed', 'completed']);
-      const spans = runs
-        .map((run) => [Date.parse(run.startedAt), Date.parse(run.completedAt)] as const)
-        .sort((a, b) => a[0] - b[0]);
-      for (let index = 1; index < spans.length; index += 1) {
-        expect(spans[index]?.[0]).toBeGreaterThanOrEqual(spans[index - 1]?.[1] ?? Number.NaN);
-      }
-    } finally {
-      mock.setFaults(undefined);
-      await admin.request('DELETE', `/v1/policies/${policy.body.id}`);
-    }
-  });
-
-  it('refuses limits that cannot bind at a level', async () => {
-    const response = await admin.post<Problem & { errors: { path: string }[] }>('/v1/policies', {
-      level: 'agent',
-      subjectId: agentId,
-      limits: { requestsPerMinute: 5, concurrentRuns: 1 },
-    });
-    expect(response.status).toBe(422);
-    expect(response.body.errors.map((error) => error.path)).toEqual([
-      'limits.requestsPerMinute',
-      'limits.concurrentRuns',
-    ]);
   });
 });
