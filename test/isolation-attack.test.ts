@@ -17,14 +17,16 @@ import {
   unfillable,
 } from './support/attack-plan.ts';
 import {
-  buildTenant,
   createIdentityProviderKey,
   type IdentityProviderKey,
   inPool,
-  must,
   type Outcome,
   send as sendTo,
   signIdToken,
+} from './support/attack-tools.ts';
+import {
+  buildTenant,
+  must,
   type TenantSpec,
   type World,
   type WorldUser,

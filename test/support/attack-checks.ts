@@ -1,17 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { type ApiClient, apiClient, type Created } from './api-client.ts';
 import type { Attempt } from './attack-plan.ts';
-import {
-  inPool,
-  type Outcome,
-  ownIds,
-  send,
-  signIdToken,
-  tenantIds,
-  type World,
-  type WorldTenant,
-  type WorldUser,
-} from './attack-world.ts';
+import { inPool, type Outcome, send, signIdToken } from './attack-tools.ts';
+import { ownIds, tenantIds, type World, type WorldTenant, type WorldUser } from './attack-world.ts';
 
 /** Every `tenantId` value anywhere in a JSON document. */
 function tenantIdsIn(value: unknown): string[] {
