@@ -62,18 +62,38 @@ export function createRunModel(context: {
   let streamed = '';
   let degraded = run.degraded;
   let pending: StepRecord[] = [];
-  // The saves in flight, in order; every flush waits for all of them.
+  // The saves in flight, in order (never rejected, so no failure goes unhandled); the first
+  // failure is kept, and every later flush reports it: no tool call runs after a model step
+  // that could not be saved.
   let flushing: Promise<void> = Promise.resolve();
+  let failed: { readonly error: unknown } | undefined;
+  const track = (saving: Promise<unknown>) => {
+    flushing = saving.then(
+      () => undefined,
+      (error: unknown) => {
+        failed ??= { error };
+      },
+    );
+  };
+  const throwIfFailed = () => {
+    if (failed !== undefined) throw failed.error;
+  };
+  const saveAll = async (steps: readonly StepRecord[]) => {
+    if (failed !== undefined) {
+      // Not saved after a failure: their calls are settled on their own, not held.
+      for (const step of steps) await step.settlement?.settleAlone().catch(() => undefined);
+      throw failed.error;
+    }
+    for (const step of steps) await context.saveStep(claim, step);
+  };
 
   function flush(): Promise<void> {
     if (pending.length > 0) {
       const steps = pending;
       pending = [];
-      flushing = flushing.then(async () => {
-        for (const step of steps) await context.saveStep(claim, step);
-      });
+      track(flushing.then(() => saveAll(steps)));
     }
-    return flushing;
+    return flushing.then(throwIfFailed);
   }
 
   /** Records that the run's model calls went to its degradation model. */
@@ -152,19 +172,20 @@ export function createRunModel(context: {
     flush,
     commitWith(merged) {
       const last = pending.pop();
-      if (last === undefined) return flushing.then(() => undefined);
+      if (last === undefined) return flush().then(() => undefined);
       const steps = pending;
       pending = [];
       const result = flushing.then(async () => {
-        for (const step of steps) await context.saveStep(claim, step);
+        await saveAll(steps);
         return { value: await merged(last) };
       });
-      flushing = result.then(() => undefined);
+      track(result);
       return result;
     },
     async takeForFinish() {
-      if (pending.length > 1) await flush();
+      if (pending.length > 1 || failed !== undefined) await flush();
       await flushing;
+      throwIfFailed();
       return pending.pop();
     },
   };

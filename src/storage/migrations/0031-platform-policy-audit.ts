@@ -18,7 +18,7 @@ export function platformPolicyAuditMigration({ runtimeRole }: MigrationContext):
 create function brigade.audit_in_every_tenant(p_event jsonb)
   returns int language plpgsql volatile as $$
 declare
-  previous text := current_setting('brigade.tenant_id', true);
+  previous text := coalesce(current_setting('brigade.tenant_id', true), '');
   tenant uuid;
   written int := 0;
 begin
@@ -35,7 +35,7 @@ begin
             coalesce(p_event -> 'data', '{}'::jsonb));
     written := written + 1;
   end loop;
-  perform set_config('brigade.tenant_id', coalesce(previous, ''), true);
+  perform set_config('brigade.tenant_id', previous, true);
   return written;
 end $$;
 revoke all on function brigade.audit_in_every_tenant(jsonb) from public;
