@@ -5,7 +5,7 @@ import type { RunSignalSink } from '../storage/runs/run-rows.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { AbortReason, RunClaim, RunExecutorOptions } from './run-executor.ts';
 import type { StepRecorder } from './run-steps.ts';
-import { type StepRecord, toCheckpoint } from './step-record.ts';
+import { type SettledStepRecord, toSettledCheckpoint } from './step-record.ts';
 
 /** How a run ends, as the executor decides it. */
 export interface RunOutcome {
@@ -53,7 +53,7 @@ export function createRunFinisher(options: {
       readonly events: EventWriter;
       readonly successors?: SuccessorClaim | undefined;
       /** The run's last model step, not checkpointed yet: committed first, in the finish. */
-      readonly step?: StepRecord | undefined;
+      readonly step?: SettledStepRecord | undefined;
     },
   ): Promise<'done' | 'cancelled-late'> {
     const { events, successors, step } = context;
@@ -72,8 +72,8 @@ export function createRunFinisher(options: {
       step === undefined
         ? undefined
         : {
-            checkpoint: toCheckpoint(step),
-            committed: (crossed: number) => step.settlement?.committed(crossed),
+            checkpoint: toSettledCheckpoint(step),
+            committed: (crossed: number) => step.settlement.committed(crossed),
           };
     let ended: Awaited<ReturnType<RunCheckpoints['finish']>>;
     try {

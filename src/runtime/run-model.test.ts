@@ -21,6 +21,7 @@ function modelOf(
   saveStep: (step: StepRecord) => Promise<void>,
   /** Awaited by the nth model call before it answers. */
   answerAfter: (call: number) => Promise<void> = async () => undefined,
+  settled = true,
 ) {
   const alone: string[] = [];
   let calls = 0;
@@ -48,7 +49,7 @@ function modelOf(
         toolCalls: [],
         finishReason: 'stop',
         usage: { inputTokens: 1, outputTokens: 1 },
-        settlement,
+        ...(settled ? { settlement } : {}),
       } as unknown as Awaited<ReturnType<MeteredGateway['generate']>>;
     },
   };
@@ -97,6 +98,20 @@ describe('a run model step', () => {
     expect(saved).toEqual(['model:0']);
     expect((await model.takeForFinish())?.key).toBe('model:1');
     expect(saved).toEqual(['model:0']);
+  });
+
+  it('is saved at once when its call has no settlement to commit with it', async () => {
+    const saved: string[] = [];
+    const { model, generate } = modelOf(
+      async (step) => {
+        saved.push(step.key);
+      },
+      undefined,
+      false,
+    );
+    await generate();
+    expect(saved).toEqual(['model:0']);
+    expect(await model.takeForFinish()).toBeUndefined();
   });
 
   it('makes every flush wait for a commit another caller is making with it', async () => {

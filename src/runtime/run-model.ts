@@ -6,7 +6,7 @@ import type { EventWriter } from './event-writer.ts';
 import type { MeteredGateway } from './metered-gateway.ts';
 import type { RunClaim } from './run-executor.ts';
 import type { Checkpoints, StepRecorder } from './run-steps.ts';
-import type { StepRecord } from './step-record.ts';
+import type { SettledStepRecord, StepRecord } from './step-record.ts';
 import { spotlightMessages } from './tools/spotlight.ts';
 
 /** A run's model capability, and the text its call in flight has streamed so far. */
@@ -25,12 +25,12 @@ export interface RunModel {
    * it together with something else, in one transaction) after the others; undefined, once
    * every earlier commit is done, when there was none.
    */
-  commitWith<T>(merged: (step: StepRecord) => Promise<T>): Promise<{ value: T } | undefined>;
+  commitWith<T>(merged: (step: SettledStepRecord) => Promise<T>): Promise<{ value: T } | undefined>;
   /**
    * For the run's finish: the one step still to checkpoint, which the finish then commits in
    * its own transaction (the step first); any other is committed here first.
    */
-  takeForFinish(): Promise<StepRecord | undefined>;
+  takeForFinish(): Promise<SettledStepRecord | undefined>;
 }
 
 /**
@@ -61,7 +61,7 @@ export function createRunModel(context: {
   let modelCalls = 0;
   let streamed = '';
   let degraded = run.degraded;
-  let pending: StepRecord[] = [];
+  let pending: SettledStepRecord[] = [];
   // The saves in flight, in order (never rejected, so no failure goes unhandled); the first
   // failure is kept, and every later flush reports it: no tool call runs after a model step
   // that could not be saved.
@@ -161,7 +161,13 @@ export function createRunModel(context: {
           throw error;
         });
       }
-      pending.push({ events, key, kind: 'model', output, usage: result.usage, settlement });
+      const step: StepRecord = { events, key, kind: 'model', output, usage: result.usage };
+      if (settlement === undefined) {
+        // No call of a run comes without one (its settlement is deferred); if one did, it is
+        // saved now, after the steps before it, rather than with another call.
+        track(flushing.then(() => saveAll([step])));
+        await flushing.then(throwIfFailed);
+      } else pending.push({ ...step, settlement });
       checkpoints.set(key, output);
       return output;
     },

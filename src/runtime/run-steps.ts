@@ -11,7 +11,7 @@ import { type GateResult, passApprovalGate } from './approval-gate.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
 import type { RunModel } from './run-model.ts';
-import { type StepRecord, saveStepWith } from './step-record.ts';
+import { type StepRecord, saveStepWith, toSettledCheckpoint } from './step-record.ts';
 import {
   checkProvenance,
   effectiveRules,
@@ -119,11 +119,11 @@ export function createStepRecorder(options: {
     try {
       // The model step that asked for the call commits with its count: one transaction.
       const merged = await context.modelSteps?.commitWith((step) =>
-        saveStepWith(step, async (batch, checkpoint) => {
+        saveStepWith(step, async (batch) => {
           const { crossed, verdict } = await options.checkpoints.saveStepThenConsumeQuota(
             context.claim,
             batch,
-            { step: checkpoint, binding },
+            { step: toSettledCheckpoint(step), binding },
           );
           return { crossed, value: verdict };
         }),

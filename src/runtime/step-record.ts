@@ -1,7 +1,11 @@
 import type { AuditRecord } from '../domain/identity/identity-types.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
-import type { CheckpointEvents, StepCheckpoint } from '../storage/runs/run-checkpoints.ts';
+import type {
+  CheckpointEvents,
+  SettledStepCheckpoint,
+  StepCheckpoint,
+} from '../storage/runs/run-checkpoints.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { PendingSettlement } from './metered-gateway.ts';
 
@@ -31,6 +35,14 @@ export function toCheckpoint(step: StepRecord): StepCheckpoint {
         : { principal: step.audit.actor, record: step.audit.record },
     settlement: step.settlement?.call,
   };
+}
+
+/** A model step with its call's settlement: what a run may commit with another call. */
+export type SettledStepRecord = StepRecord & { readonly settlement: PendingSettlement };
+
+/** {@link toCheckpoint} of a settled model step. */
+export function toSettledCheckpoint(step: SettledStepRecord): SettledStepCheckpoint {
+  return { ...toCheckpoint(step), settlement: step.settlement.call };
 }
 
 /**

@@ -41,22 +41,17 @@ const finishClaimStatement = {
 
 const parameters = (first: number, count: number) =>
   Array.from({ length: count }, (_, index) => `$${first + index}`).join(', ');
-const stepCalls = {
-  settled: `select brigade.save_step_settled(${parameters(1, 12)}) as crossed`,
-  // $12 (null) is sent in every variant so the next call's parameters start at $13.
-  plain: `select brigade.save_step(${parameters(1, 11)}) as saved, 0 as crossed, $12::jsonb as unused`,
-};
 /**
- * `then` after checkpointing a step, in one statement and so one transaction: the CTE's row
- * (the step saved, its call settled) exists before the call in the select list runs. The
- * step's function takes $1–$12 (see {@link stepCalls}); `then` takes its own from $13.
+ * `then` after checkpointing a settled model step, in one statement and so one transaction:
+ * the CTE's row (the step saved, its call settled: `save_step_settled`, $1–$12) exists before
+ * the call in the select list runs; `then` takes its own parameters from $13.
  */
 function afterStep(name: string, then: string) {
-  const statement = (kind: keyof typeof stepCalls) => ({
-    name: `brigade_${name}_after_${kind}_step`,
-    text: `with step as (${stepCalls[kind]}) select step.crossed, ${then} as result from step`,
-  });
-  return { settled: statement('settled'), plain: statement('plain') };
+  return {
+    name: `brigade_${name}_after_step`,
+    text: `with step as (select brigade.save_step_settled(${parameters(1, 12)}) as crossed)
+      select step.crossed, ${then} as result from step`,
+  };
 }
 const afterStepStatements = {
   finish: afterStep('finish', `brigade.finish_run(${parameters(13, 11)})`),
@@ -89,6 +84,9 @@ export interface StepCheckpoint {
   /** The model call's settlement, committed with the step (tenant and user are the run's). */
   readonly settlement?: SettleCall | undefined;
 }
+
+/** A model step with its call's settlement: the only kind committed with another call. */
+export type SettledStepCheckpoint = StepCheckpoint & { readonly settlement: SettleCall };
 
 /** How a run ends. */
 export interface RunEnding {
@@ -130,7 +128,7 @@ export interface RunCheckpoints {
     run: CheckpointRun,
     batch: CheckpointEvents,
     request: {
-      readonly step: StepCheckpoint;
+      readonly step: SettledStepCheckpoint;
       readonly binding: { readonly keyId: string | null; readonly agentId: string };
     },
   ): Promise<{ readonly crossed: number; readonly verdict: unknown }>;
@@ -154,7 +152,10 @@ export interface RunCheckpoints {
        * alert thresholds its settlement crossed once that transaction committed.
        */
       readonly step?:
-        | { readonly checkpoint: StepCheckpoint; readonly committed: (crossed: number) => void }
+        | {
+            readonly checkpoint: SettledStepCheckpoint;
+            readonly committed: (crossed: number) => void;
+          }
         | undefined;
     },
   ): Promise<FinishedRun | undefined>;
@@ -204,9 +205,7 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
       return Number(row?.['crossed'] ?? 0);
     },
     async saveStepThenConsumeQuota(run, batch, { step, binding }) {
-      const statement =
-        afterStepStatements.quota[step.settlement === undefined ? 'plain' : 'settled'];
-      const [row] = await database.callPrepared(statement, [
+      const [row] = await database.callPrepared(afterStepStatements.quota, [
         ...stepValues(run, batch, step),
         run.tenantId,
         run.userId,
@@ -236,7 +235,6 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
         step === undefined
           ? []
           : stepValues(run, { firstSeq: batch.firstSeq, events: [] }, step.checkpoint);
-      const settled = step?.checkpoint.settlement !== undefined;
       let finished: Record<string, unknown> | null | undefined;
       let crossed = 0;
       const claim = successors?.take();
@@ -245,8 +243,10 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
           const [row] = await database.callPrepared(finishStatement, values);
           finished = row?.['finished'] as typeof finished;
         } else {
-          const statement = afterStepStatements.finish[settled ? 'settled' : 'plain'];
-          const [row] = await database.callPrepared(statement, [...before, ...values]);
+          const [row] = await database.callPrepared(afterStepStatements.finish, [
+            ...before,
+            ...values,
+          ]);
           finished = row?.['result'] as typeof finished;
           crossed = Number(row?.['crossed'] ?? 0);
         }
@@ -254,9 +254,7 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
         let claims: ClaimedRun[] | undefined;
         try {
           const statement =
-            step === undefined
-              ? finishClaimStatement
-              : afterStepStatements.finishClaim[settled ? 'settled' : 'plain'];
+            step === undefined ? finishClaimStatement : afterStepStatements.finishClaim;
           const [row] = await database.callPrepared(statement, [
             ...before,
             ...values,
