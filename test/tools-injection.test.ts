@@ -6,6 +6,7 @@ import {
   type Created,
   seedTenant,
   seedUser,
+  waitForRun,
 } from './support/api-client.ts';
 import { testOperatorKey } from './support/test-brigade.ts';
 import {
@@ -127,12 +128,13 @@ describe('prompt-injection defence', () => {
     expect(String(approval?.['reason'])).toMatch(/'to' comes from untrusted content/);
     // The user says no: nothing is sent and the model is told.
     await member.post(`/v1/approvals/${String(approval?.['id'])}/decision`, { decision: 'reject' });
-    const after = await runOnce(member, {
-      agentId,
-      input: 'noop',
-      statuses: ['completed', 'failed'],
-    }).catch(() => undefined);
-    void after;
+    // The run resumes with the refusal and ends; waiting for it also keeps its model call out
+    // of the next test's script.
+    const resumed = await waitForRun<{ status: string }>(member, result.ids, [
+      'completed',
+      'failed',
+    ]);
+    expect(resumed.status).toBe('completed');
     expect(sends()).toEqual([]);
   });
 
