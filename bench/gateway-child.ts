@@ -1,14 +1,16 @@
 /**
  * The processes of the gateway benchmark, each started as its own Node process so its CPU time
  * can be read from /proc on its own: `mock [tools|slow]` (the mock OpenAI model; `tools`: scripted for a model → tool → model run; `slow`: 50 words over 10 s), `proxy <target>` (a bare
- * node:http proxy, the floor) and `brigade <mock url>` (Brigade with its embedded PostgreSQL, a
- * tenant, a key and a budget policy). Each prints one JSON line on stdout when ready and runs
+ * node:http proxy, the floor), `brigade <mock url>` (Brigade with its embedded PostgreSQL, a
+ * tenant, a key and a budget policy) and `runs <mock url>` (Brigade as the runs benchmark
+ * configures it, with an admin key). Each prints one JSON line on stdout when ready and runs
  * until it gets SIGTERM.
  */
 import { Agent, createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createMockModelServer } from '../src/testing/index.ts';
 import { call, seedAdmin, startBenchServer } from './bench-server.ts';
+import { profileOnSignal } from './support.ts';
 
 const [mode, target] = process.argv.slice(2);
 
@@ -102,6 +104,22 @@ async function startBrigade(mockUrl: string): Promise<() => Promise<void>> {
   return () => server.stop();
 }
 
+/**
+ * Brigade as the runs benchmark drives it: durable runs on 64 slots, the mock provider as
+ * `mock`, and an admin key (the load generator runs in the benchmark's own process, as a
+ * remote client would, so it does not share Brigade's event loop).
+ */
+async function startRunsServer(mockUrl: string): Promise<() => Promise<void>> {
+  profileOnSignal('runs');
+  const server = await startBenchServer({
+    runs: { concurrency: 64, pollIntervalMs: 50 },
+    providers: { mock: { type: 'openai-compatible', baseUrl: mockUrl } },
+  });
+  const key = await seedAdmin(server.url);
+  ready({ url: server.url, key });
+  return () => server.stop();
+}
+
 const start =
   mode === 'mock'
     ? startMock(target)
@@ -109,9 +127,13 @@ const start =
       ? startProxy(target)
       : mode === 'brigade' && target !== undefined
         ? startBrigade(target)
-        : Promise.reject(
-            new Error('usage: gateway-child.ts mock [tools|slow] | proxy <url> | brigade <url>'),
-          );
+        : mode === 'runs' && target !== undefined
+          ? startRunsServer(target)
+          : Promise.reject(
+              new Error(
+                'usage: gateway-child.ts mock [tools|slow] | proxy <url> | brigade <url> | runs <url>',
+              ),
+            );
 
 const stop = await start;
 process.once('SIGTERM', () => {

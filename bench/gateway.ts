@@ -1,30 +1,7 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { loadavg } from 'node:os';
 import { startChild, stopChild } from './children.ts';
-import { cpuMs, machine, percentile, progress } from './support.ts';
-
-/** `root` and every process below it (the embedded PostgreSQL and its backends), from /proc. */
-function processTree(root: number): number[] {
-  const parents = new Map<number, number[]>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      parents.set(parent, [...(parents.get(parent) ?? []), Number(entry)]);
-    } catch {
-      // Gone.
-    }
-  }
-  const tree: number[] = [];
-  const visit = (pid: number) => {
-    tree.push(pid);
-    for (const child of parents.get(pid) ?? []) visit(child);
-  };
-  visit(root);
-  return tree;
-}
+import { cpuMs, machine, percentile, processTree, progress } from './support.ts';
 
 /** One request body: a short non-streaming completion. */
 const body = JSON.stringify({

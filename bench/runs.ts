@@ -2,9 +2,9 @@ import { Agent, request as httpRequest } from 'node:http';
 import { generateLocal } from '../src/gateway/local-model.ts';
 import { toolLoopCore } from '../src/runtime/cores/tool-loop-core.ts';
 import { builtInTools } from '../src/runtime/tools/tool-registry.ts';
-import { call, seedAdmin, startBenchServer } from './bench-server.ts';
+import { call } from './bench-server.ts';
 import { startChild, stopChild } from './children.ts';
-import { cpuMs, machine, percentile, postgresPids, profiled, progress } from './support.ts';
+import { cpuMs, machine, percentile, processTree, profiledIn, progress } from './support.ts';
 
 const input = 'call calculator {"expression":"6*7"}';
 
@@ -87,19 +87,32 @@ async function baselineRun(): Promise<void> {
   });
 }
 
+/** The processes whose CPU a measurement reads: this one (the load generator) and the rest. */
+interface Processes {
+  /** Brigade's Node process. */
+  readonly server: number;
+  /** The mock provider's process. */
+  readonly mock: number;
+  /** Every process: the load generator, the mock, Brigade and its PostgreSQL (read anew). */
+  all(): number[];
+}
+
 async function measure(options: {
   concurrency: number;
   total: number;
   once: () => Promise<void>;
-  /** Other processes whose CPU counts (the mock provider). */
-  extraPids?: readonly number[];
+  processes?: Processes;
 }) {
+  const { processes } = options;
   const latencies: number[] = [];
   let next = 0;
-  const pids = [process.pid, ...postgresPids(), ...(options.extraPids ?? [])];
-  const cpuBefore = cpuMs(pids);
-  const nodeBefore = cpuMs([process.pid]);
-  const extraBefore = cpuMs(options.extraPids ?? []);
+  const all = processes?.all() ?? [process.pid];
+  const before = {
+    all: cpuMs(all),
+    server: cpuMs(processes === undefined ? [] : [processes.server]),
+    client: cpuMs([process.pid]),
+    mock: cpuMs(processes === undefined ? [] : [processes.mock]),
+  };
   const started = performance.now();
   await Promise.all(
     Array.from({ length: options.concurrency }, async () => {
@@ -113,37 +126,50 @@ async function measure(options: {
   );
   const elapsed = performance.now() - started;
   latencies.sort((a, b) => a - b);
+  const per = (ms: number) => ms / latencies.length;
   return {
     perSecond: (latencies.length * 1000) / elapsed,
     p50: percentile(latencies, 0.5),
     p99: percentile(latencies, 0.99),
-    cpuMsPerRun: (cpuMs([...pids, ...postgresPids()]) - cpuBefore) / latencies.length,
-    nodeCpuMsPerRun: (cpuMs([process.pid]) - nodeBefore) / latencies.length,
-    extraCpuMsPerRun: (cpuMs(options.extraPids ?? []) - extraBefore) / latencies.length,
+    // Processes alive at the start plus those alive at the end (backends come and go).
+    cpuMsPerRun: per(cpuMs([...all, ...(processes?.all() ?? [])]) - before.all),
+    serverCpuMsPerRun: per(
+      cpuMs(processes === undefined ? [] : [processes.server]) - before.server,
+    ),
+    clientCpuMsPerRun: per(cpuMs([process.pid]) - before.client),
+    mockCpuMsPerRun: per(cpuMs(processes === undefined ? [] : [processes.mock]) - before.mock),
   };
 }
 
 /**
  * Durable 3-step runs (model → tool → model) end to end through HTTP + SSE, at c=1 and c=64 with
  * the model behind the mock provider at zero latency, and at c=64 with the built-in local model.
+ * Brigade runs in a process of its own (as `brigade serve` would), the mock provider in
+ * another, and the load generator here: a client in Brigade's process would take turns on its
+ * event loop, which a remote client does not.
  */
 export async function run(quick: boolean): Promise<object> {
-  // The mock provider in a process of its own, for the phase whose model is a real provider
-  // call (OpenAI-compatible over HTTP, streamed through the AI SDK).
   const mock = await startChild(['mock', 'tools']);
-  const server = await startBenchServer({
-    runs: { concurrency: 64, pollIntervalMs: 50 },
-    providers: { mock: { type: 'openai-compatible', baseUrl: mock.url } },
-  });
+  const server = await startChild(['runs', mock.url]);
+  const key = server.key ?? '';
+  const processes: Processes = {
+    server: server.pid,
+    mock: mock.pid,
+    all: () => [process.pid, mock.pid, ...processTree(server.pid)],
+  };
   const clientAgent = new Agent({ keepAlive: true, maxSockets: 128 });
   try {
-    const key = await seedAdmin(server.url);
-    /** An agent on `model` and 64 threads, and one create-and-stream run at a time. */
+    /**
+     * An agent on `model` and 64 threads, and one create-and-stream run at a time. The agent
+     * sends at most 20 earlier messages of a thread to the model (its history window), so every
+     * run does the same work however many ran on its thread before: without it, each thread's
+     * history grew by four messages a run and the figure fell with the number of runs measured.
+     */
     const workload = async (name: string, model: string) => {
       const agent = await call<{ id: string }>(`${server.url}/v1/agents`, {
         method: 'POST',
         key,
-        body: { name, model, tools: ['calculator'] },
+        body: { name, model, tools: ['calculator'], historyMessages: 20 },
       });
       const threads = await Promise.all(
         Array.from({ length: 64 }, () =>
@@ -163,18 +189,17 @@ export async function run(quick: boolean): Promise<object> {
     // over HTTP, streamed); the same runs on the built-in local model are reported beside it.
     const once = await workload('bench', 'mock:mock-model');
     const onceLocal = await workload('bench-local', 'local');
-    const withMock = { extraPids: [mock.pid] };
     progress('warm-up');
-    await measure({ concurrency: 4, total: 20, once, ...withMock });
-    const c1 = await measure({ concurrency: 1, total: quick ? 30 : 150, once, ...withMock });
+    await measure({ concurrency: 4, total: 20, once, processes });
+    const c1 = await measure({ concurrency: 1, total: quick ? 30 : 150, once, processes });
     progress(`c1: ${c1.perSecond.toFixed(1)} runs/s, p50 ${c1.p50.toFixed(1)} ms`);
-    const c64 = await profiled('runs-c64', () =>
-      measure({ concurrency: 64, total: quick ? 300 : 2000, once, ...withMock }),
+    const c64 = await profiledIn(server.pid, () =>
+      measure({ concurrency: 64, total: quick ? 300 : 2000, once, processes }),
     );
     progress(`c64: ${c64.perSecond.toFixed(1)} runs/s, p99 ${c64.p99.toFixed(1)} ms`);
-    await measure({ concurrency: 4, total: 20, once: onceLocal });
-    const c64Local = await profiled('runs-c64-local', () =>
-      measure({ concurrency: 64, total: quick ? 300 : 2000, once: onceLocal }),
+    await measure({ concurrency: 4, total: 20, once: onceLocal, processes });
+    const c64Local = await profiledIn(server.pid, () =>
+      measure({ concurrency: 64, total: quick ? 300 : 2000, once: onceLocal, processes }),
     );
     progress(
       `c64, local model: ${c64Local.perSecond.toFixed(1)} runs/s, p99 ${c64Local.p99.toFixed(1)} ms`,
@@ -184,18 +209,19 @@ export async function run(quick: boolean): Promise<object> {
       bench: 'runs',
       metrics: {
         runs_per_s_c1: round(c1.perSecond),
-        // CPU of every process: Brigade and the load generator (one Node process), PostgreSQL,
-        // and the mock provider's process.
+        // CPU of every process: the load generator, Brigade, its PostgreSQL and the mock.
         cpu_ms_per_run_c1: round(c1.cpuMsPerRun),
-        node_cpu_ms_per_run_c1: round(c1.nodeCpuMsPerRun),
+        node_cpu_ms_per_run_c1: round(c1.serverCpuMsPerRun),
         runs_per_s_c64: round(c64.perSecond),
         p50_ms_c1: round(c1.p50),
         p99_ms_c64: round(c64.p99),
         cpu_ms_per_run_c64: round(c64.cpuMsPerRun),
-        // Of which the Node process (server and benchmark client).
-        node_cpu_ms_per_run_c64: round(c64.nodeCpuMsPerRun),
+        // Of which Brigade's Node process.
+        node_cpu_ms_per_run_c64: round(c64.serverCpuMsPerRun),
+        // Of which the load generator (this process).
+        client_cpu_ms_per_run_c64: round(c64.clientCpuMsPerRun),
         // Of which the mock provider's process.
-        mock_cpu_ms_per_run_c64: round(c64.extraCpuMsPerRun),
+        mock_cpu_ms_per_run_c64: round(c64.mockCpuMsPerRun),
         // The same runs with the built-in local model (no provider call).
         runs_per_s_c64_local: round(c64Local.perSecond),
         p99_ms_c64_local: round(c64Local.p99),
@@ -212,7 +238,7 @@ export async function run(quick: boolean): Promise<object> {
     };
   } finally {
     clientAgent.destroy();
-    await server.stop();
+    await stopChild(server);
     await stopChild(mock);
   }
 }

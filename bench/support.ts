@@ -40,6 +40,28 @@ export function postgresPids(): number[] {
   return pids;
 }
 
+/** `root` and every process below it (the embedded PostgreSQL and its backends), from /proc. */
+export function processTree(root: number): number[] {
+  const parents = new Map<number, number[]>();
+  for (const entry of readdirSafe('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parents.set(parent, [...(parents.get(parent) ?? []), Number(entry)]);
+    } catch {
+      // Gone.
+    }
+  }
+  const tree: number[] = [];
+  const visit = (pid: number) => {
+    tree.push(pid);
+    for (const child of parents.get(pid) ?? []) visit(child);
+  };
+  visit(root);
+  return tree;
+}
+
 function readdirSafe(path: string): string[] {
   try {
     return readdirSync(path);
@@ -64,26 +86,49 @@ export function progress(message: string): void {
   process.stderr.write(`${message}\n`);
 }
 
-/**
- * Runs `phase`; with `BENCH_CPU_PROFILE=<directory>` set, writes a V8 CPU profile of this
- * process during it to `<directory>/<name>.cpuprofile` (for finding where Node's time goes).
- */
-export async function profiled<T>(name: string, phase: () => Promise<T>): Promise<T> {
+/** Directory for V8 CPU profiles of benchmark phases (`BENCH_CPU_PROFILE`), if set. */
+export function cpuProfileDirectory(): string | undefined {
   const directory = processEnvironment()['BENCH_CPU_PROFILE'];
-  if (directory === undefined || directory === '') return phase();
-  const { Session } = await import('node:inspector/promises');
-  const { mkdirSync, writeFileSync } = await import('node:fs');
-  const session = new Session();
-  session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 500 });
-  await session.post('Profiler.start');
+  return directory === undefined || directory === '' ? undefined : directory;
+}
+
+/**
+ * Runs `phase`; with `BENCH_CPU_PROFILE=<directory>` set, the benchmark process `pid` (started by
+ * `gateway-child.ts`, which toggles its profiler on SIGUSR2) writes a V8 CPU profile of itself
+ * during the phase to that directory (for finding where Node's time goes).
+ */
+export async function profiledIn<T>(pid: number, phase: () => Promise<T>): Promise<T> {
+  if (cpuProfileDirectory() === undefined) return phase();
+  process.kill(pid, 'SIGUSR2');
   try {
     return await phase();
   } finally {
-    const { profile } = await session.post('Profiler.stop');
-    mkdirSync(directory, { recursive: true });
-    writeFileSync(`${directory}/${name}.cpuprofile`, JSON.stringify(profile));
-    session.disconnect();
+    process.kill(pid, 'SIGUSR2');
   }
+}
+
+/** In a benchmark child: SIGUSR2 starts a V8 CPU profile, the next writes it (see profiledIn). */
+export function profileOnSignal(name: string): void {
+  const directory = cpuProfileDirectory();
+  if (directory === undefined) return;
+  let session: import('node:inspector/promises').Session | undefined;
+  let count = 0;
+  process.on('SIGUSR2', async () => {
+    const { Session } = await import('node:inspector/promises');
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    if (session === undefined) {
+      session = new Session();
+      session.connect();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.setSamplingInterval', { interval: 500 });
+      await session.post('Profiler.start');
+      return;
+    }
+    const { profile } = await session.post('Profiler.stop');
+    session.disconnect();
+    session = undefined;
+    count += 1;
+    mkdirSync(directory, { recursive: true });
+    writeFileSync(`${directory}/${name}-${count}.cpuprofile`, JSON.stringify(profile));
+  });
 }
