@@ -112,7 +112,9 @@ async function startBrigade(mockUrl: string): Promise<() => Promise<void>> {
 async function startRunsServer(mockUrl: string): Promise<() => Promise<void>> {
   profileOnSignal('runs');
   const server = await startBenchServer({
-    runs: { concurrency: 64, pollIntervalMs: 50 },
+    // The defaults a server starts with: 64 slots, a claim poll every 250 ms (finishing runs
+    // and new ones wake the scheduler; the poll only catches what a wake-up missed).
+    runs: { concurrency: 64 },
     providers: { mock: { type: 'openai-compatible', baseUrl: mockUrl } },
   });
   const key = await seedAdmin(server.url);
