@@ -45,6 +45,9 @@ export function composeRuns(options: {
   const { tools, egress, toolStore, toolBlocks, mcpTools, resolveCredential } = options.toolRuntime;
   const signals = createRunSignals({
     connectionString: storage.runtimeConnection.url,
+    // The embedded database has one server process (its data directory's lock refuses a
+    // second; the CLI's admin commands that share it touch no runs): nobody to signal.
+    crossProcess: storage.embedded === undefined,
     onError: (error) =>
       logger.warn({ err: { message: error.message } }, 'run signal connection failed'),
   });

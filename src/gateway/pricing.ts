@@ -60,14 +60,35 @@ export function contextWindowOf(model: string): number | undefined {
   return key === undefined ? undefined : defaultContextWindows[key];
 }
 
-/**
- * A lower bound of a request's input tokens: one token per 8 UTF-8 bytes. Real tokenizers
- * produce more, so a request whose bound exceeds a context window certainly does not fit.
- */
-export function inputTokenFloor(messages: readonly MessageV1[]): number {
-  let bytes = 0;
-  for (const message of messages) bytes += Buffer.byteLength(JSON.stringify(message.content));
-  return Math.floor(bytes / 8);
+/** What a request's input measures, for the context check and the budget's worst case. */
+export interface InputMeasure {
+  /**
+   * A lower bound of its input tokens: one token per 8 UTF-8 bytes of the messages' content.
+   * Real tokenizers produce more, so a request whose floor exceeds a context window certainly
+   * does not fit.
+   */
+  readonly floor: number;
+  /**
+   * An upper bound of its input tokens: UTF-8 bytes (no tokenizer produces more tokens than
+   * bytes for text) plus a per-message and per-tool overhead.
+   */
+  readonly bound: number;
+}
+
+/** Measures a request's input once (each message's content and each tool as JSON). */
+export function measureInput(
+  messages: readonly MessageV1[],
+  tools: readonly ToolDescriptionV1[],
+): InputMeasure {
+  let contentBytes = 0;
+  for (const message of messages)
+    contentBytes += Buffer.byteLength(JSON.stringify(message.content));
+  let toolBytes = 0;
+  for (const tool of tools) toolBytes += Buffer.byteLength(JSON.stringify(tool)) + 8;
+  return {
+    floor: Math.floor(contentBytes / 8),
+    bound: contentBytes + 8 * messages.length + toolBytes + 16,
+  };
 }
 
 /** Token counts of one call. */
@@ -83,29 +104,14 @@ export interface PriceTable {
   /** Cost of a call in nano-USD (rounded up: never under-charges); `price` overrides the table. */
   cost(model: string, tokens: TokenCounts, price?: ModelPrice): number;
   /**
-   * The most a call can cost, in nano-USD: every byte of its input counted as a token (no
-   * tokenizer produces more tokens than UTF-8 bytes for text) plus `maxOutputTokens`.
+   * The most a call can cost, in nano-USD: its input's upper bound (`measureInput`) plus
+   * `maxOutputTokens`.
    */
   worstCase(
     model: string,
-    request: {
-      readonly messages: readonly MessageV1[];
-      readonly tools: readonly ToolDescriptionV1[];
-      readonly maxOutputTokens: number;
-    },
+    request: { readonly input: InputMeasure; readonly maxOutputTokens: number },
     price?: ModelPrice,
   ): number;
-}
-
-/** Upper bound of the input tokens of a request: UTF-8 bytes plus a per-message overhead. */
-export function inputTokenBound(
-  messages: readonly MessageV1[],
-  tools: readonly ToolDescriptionV1[],
-): number {
-  let bytes = 0;
-  for (const message of messages) bytes += Buffer.byteLength(JSON.stringify(message.content)) + 8;
-  for (const tool of tools) bytes += Buffer.byteLength(JSON.stringify(tool)) + 8;
-  return bytes + 16;
 }
 
 /** Creates the {@link PriceTable}: configured prices first, then the defaults. */
@@ -146,7 +152,7 @@ export function createPriceTable(options: {
     worstCase(model, request, override) {
       const price = override ?? priceOf(model);
       return (
-        nanos(inputTokenBound(request.messages, request.tools), price.inputPerMTok) +
+        nanos(request.input.bound, price.inputPerMTok) +
         nanos(request.maxOutputTokens, price.outputPerMTok)
       );
     },

@@ -2,7 +2,7 @@ import { AppError } from '../domain/errors.ts';
 import type { Role } from '../domain/identity/permissions.ts';
 import type { GatewayRequest, GatewayResult, ModelGateway } from '../gateway/model-gateway.ts';
 import { isRouteName } from '../gateway/model-routes.ts';
-import { contextWindowOf, inputTokenFloor, type PriceTable } from '../gateway/pricing.ts';
+import { contextWindowOf, measureInput, type PriceTable } from '../gateway/pricing.ts';
 import { type RouteAttempt, RouteFailedError } from '../gateway/route-failures.ts';
 import { activeSpan, SpanKind, type Tracing } from '../observability/tracing.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
@@ -164,7 +164,8 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     const windows = deployments.map(
       (deployment) => deployment.contextTokens ?? contextWindowOf(deployment.model),
     );
-    const floor = inputTokenFloor(request.messages);
+    const input = measureInput(request.messages, request.tools);
+    const { floor } = input;
     if (windows.every((window) => window !== undefined && floor > window)) {
       throw new AppError(
         'context_length_exceeded',
@@ -174,7 +175,11 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     // A routed call may end on any deployment of its route or fallbacks: reserve the dearest.
     const worst = Math.max(
       ...deployments.map((deployment) =>
-        prices.worstCase(deployment.model, request, deployment.price),
+        prices.worstCase(
+          deployment.model,
+          { input, maxOutputTokens: request.maxOutputTokens },
+          deployment.price,
+        ),
       ),
     );
     const reservation = await budgets.reserve(

@@ -112,3 +112,34 @@ describe('a stream subscription hands over events this process committed', () =>
     );
   });
 });
+
+describe('signals of the only process serving a database (the embedded one)', () => {
+  it('start without a connection and deliver every signal in this process', async () => {
+    const errors: Error[] = [];
+    // An address nothing listens on: a connection attempt would fail and report it.
+    const hub = createRunSignals({
+      connectionString: 'postgres://brigade@127.0.0.1:1/none',
+      onError: (error) => errors.push(error),
+      crossProcess: false,
+      batchMs: 1,
+    });
+    await hub.start();
+    const queued: number[] = [];
+    const cancelled: string[] = [];
+    hub.onQueueChanged(() => queued.push(1));
+    hub.onCancelRequested((runId) => cancelled.push(runId));
+    const subscription = hub.subscribe('run-1', 'user-a', []);
+    hub.runChanged('run-1', { userId: 'user-a', events: events('run-1', 1, 2) });
+    hub.queueChanged();
+    hub.queueChanged({ remoteOnly: true });
+    hub.cancelRequested('run-2');
+    await subscription.wait(1_000, new AbortController().signal);
+    expect(subscription.take(0)?.map((event) => event.seq)).toEqual([1, 2]);
+    expect(queued).toEqual([1]);
+    expect(cancelled).toEqual(['run-2']);
+    await new Promise((resolve) => setTimeout(resolve, 20)); // past a batch window
+    await hub.stop();
+    expect(errors).toEqual([]);
+    subscription.close();
+  });
+});

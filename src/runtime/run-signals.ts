@@ -60,12 +60,19 @@ const maxPayload = 7_000;
  * One PostgreSQL connection per process LISTENs for run signals and sends this process's own
  * as batched NOTIFYs (one statement for every channel every `batchMs`), outside any writing
  * transaction. Payloads carry run ids only; readers read under their own RLS scope.
+ *
+ * With `crossProcess: false` (the embedded database, which one server process owns: its data
+ * directory's lock refuses a second) there is no other process to tell or hear from: signals
+ * are delivered in this process only, with no connection and no NOTIFY.
  */
 export function createRunSignals(options: {
   readonly connectionString: string;
   readonly onError: (error: Error) => void;
   readonly batchMs?: number;
+  /** False: this is the only process serving the database (default true). */
+  readonly crossProcess?: boolean;
 }): RunSignals {
+  const crossProcess = options.crossProcess ?? true;
   const batchMs = options.batchMs ?? 10;
   const subscribers = new Map<string, Set<Subscriber>>();
   const queueListeners: Array<() => void> = [];
@@ -128,6 +135,7 @@ export function createRunSignals(options: {
   }
 
   function enqueue(channel: string, id: string): void {
+    if (!crossProcess) return;
     outgoing.get(channel)?.add(id);
     timer ??= setTimeout(send, batchMs);
   }
@@ -217,6 +225,7 @@ export function createRunSignals(options: {
       };
     },
     async start() {
+      if (!crossProcess) return;
       const created = new pg.Client({ connectionString: options.connectionString });
       created.on('error', options.onError);
       created.on('notification', (message) => {
