@@ -240,7 +240,9 @@ async function guardOverhead(server: BenchServer, iterations: number) {
     },
   };
   const pair = async () => {
-    const reservation = await budgets.reserve(spender, 1_000, new Date(Date.now() + 60_000));
+    const reservation = await budgets.reserve(spender, 1_000, {
+      expiresAt: new Date(Date.now() + 60_000),
+    });
     if (reservation.id === undefined) throw new Error('the budget policy does not bind');
     await budgets.settle(spender, reservation, usage);
   };

@@ -7,7 +7,12 @@ import { type RouteAttempt, RouteFailedError } from '../gateway/route-failures.t
 import { activeSpan, SpanKind, type Tracing } from '../observability/tracing.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import type { SettleCall } from '../storage/guards/budget-calls.ts';
-import type { BudgetStore, Spender, UsageEntry } from '../storage/guards/budget-store.ts';
+import type {
+  BudgetStore,
+  ReserveVia,
+  Spender,
+  UsageEntry,
+} from '../storage/guards/budget-store.ts';
 import { messagesForSpan, redactContent } from './content-capture.ts';
 import type { ModelCallLimits } from './model-call-limits.ts';
 
@@ -43,6 +48,14 @@ export interface MeteredRequest extends GatewayRequest {
    * calls are still settled (released) here.
    */
   readonly deferSettlement?: boolean | undefined;
+  /**
+   * Sends the call's budget reservation together with the caller's own write (a run's tool
+   * step, checkpointed in the reservation's transaction). Not used when the call fails before
+   * it reserves; `beforeWait` is told first when the call is about to wait for a rate limit.
+   */
+  readonly reserveVia?: ReserveVia | undefined;
+  /** Told once, before the call waits for room under a rate limit (see `reserveVia`). */
+  readonly beforeWait?: (() => Promise<void>) | undefined;
 }
 
 /** A successful call's settlement, left to the caller to commit (see `deferSettlement`). */
@@ -121,6 +134,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
       wait: request.source === 'run',
       deadline: request.deadline,
       signal: request.signal,
+      beforeWait: request.beforeWait,
     });
     let tokens = 0;
     try {
@@ -182,11 +196,10 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
         ),
       ),
     );
-    const reservation = await budgets.reserve(
-      request.spender,
-      worst,
-      new Date(request.deadline.getTime() + orphanGraceMs),
-    );
+    const reservation = await budgets.reserve(request.spender, worst, {
+      expiresAt: new Date(request.deadline.getTime() + orphanGraceMs),
+      via: request.reserveVia,
+    });
     const started = performance.now();
     let firstTokenAt: number | undefined;
     let streamedChars = 0;

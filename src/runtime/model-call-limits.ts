@@ -28,7 +28,13 @@ export interface ModelCallLimits {
    */
   acquire(
     subject: LimitSubject,
-    options: { readonly wait: boolean; readonly deadline: Date; readonly signal: AbortSignal },
+    options: {
+      readonly wait: boolean;
+      readonly deadline: Date;
+      readonly signal: AbortSignal;
+      /** Awaited once, before the first wait (the caller commits what must not wait). */
+      readonly beforeWait?: (() => Promise<void>) | undefined;
+    },
   ): Promise<ModelCallPermit>;
 }
 
@@ -96,7 +102,7 @@ export function createModelCallLimits(options: {
   }
 
   return {
-    async acquire(subject, { wait, deadline, signal }) {
+    async acquire(subject, { wait, deadline, signal, beforeWait }) {
       const [tokens, concurrency] = await Promise.all([
         options.policies.binding(subject, 'tokensPerMinute'),
         options.policies.binding(subject, 'concurrentModelCalls'),
@@ -121,6 +127,11 @@ export function createModelCallLimits(options: {
               : 'The concurrent model call limit is reached.',
             { details: { retryAfterSeconds: Math.max(1, Math.ceil(retryMs / 1000)) } },
           );
+        }
+        if (beforeWait !== undefined) {
+          const told = beforeWait;
+          beforeWait = undefined;
+          await told();
         }
         // Woken early when a slot frees; re-checked either way.
         let wake: () => void = () => undefined;

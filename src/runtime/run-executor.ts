@@ -35,7 +35,7 @@ function toCoreMessage(message: Message): MessageV1 {
 export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
   const { database, gateway, logger } = options;
   const runCheckpoints = createRunCheckpoints(database);
-  const { saveStep, callTool } = createStepRecorder({
+  const { saveStep, saveStepThenReserve, callTool } = createStepRecorder({
     checkpoints: runCheckpoints,
     tools: options.tools,
     toolOutputLimit: options.toolOutputLimit ?? 64 * 1024,
@@ -208,6 +208,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       database,
       gateway,
       saveStep,
+      saveStepThenReserve,
       claim,
       run,
       agent,

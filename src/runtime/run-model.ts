@@ -1,9 +1,10 @@
 import type { Agent, Run } from '../domain/agents/agent-types.ts';
 import type { Role } from '../domain/identity/permissions.ts';
 import type { ModelCapabilityV1, ModelResultV1 } from '../plugin-api/index.ts';
+import type { ReserveVia } from '../storage/guards/budget-store.ts';
 import type { Database } from '../storage/postgres/database.ts';
 import type { EventWriter } from './event-writer.ts';
-import type { MeteredGateway } from './metered-gateway.ts';
+import type { MeteredGateway, MeteredResult } from './metered-gateway.ts';
 import type { RunClaim } from './run-executor.ts';
 import type { Checkpoints, StepRecorder } from './run-steps.ts';
 import type { SettledStepRecord, StepRecord } from './step-record.ts';
@@ -22,15 +23,55 @@ export interface RunModel {
   flush(): Promise<void>;
   /**
    * Commits the steps not checkpointed yet, the last of them through `merged` (which commits
-   * it together with something else, in one transaction) after the others; undefined, once
-   * every earlier commit is done, when there was none.
+   * it together with something else, in one transaction) after the others, when it is a
+   * settled model step; undefined, once every commit is done, when there was none.
    */
   commitWith<T>(merged: (step: SettledStepRecord) => Promise<T>): Promise<{ value: T } | undefined>;
   /**
-   * For the run's finish: the one step still to checkpoint, which the finish then commits in
-   * its own transaction (the step first); any other is committed here first.
+   * For the run's finish: the settled model step still to checkpoint, which the finish then
+   * commits in its own transaction (the step first); any other is committed here first.
    */
   takeForFinish(): Promise<SettledStepRecord | undefined>;
+  /**
+   * Holds a completed tool step, to be committed with the next thing the run sends: the next
+   * model call's budget reservation (one transaction, migration 0032), or a flush (another
+   * step, a tool call, an approval, the finish, a pause). A model call that fails before it
+   * reserves, or is about to wait for a rate limit, commits it on its own first; so does the
+   * end of the current turn of the event loop when the core has not called the model by then.
+   */
+  hold(step: StepRecord): Promise<void>;
+}
+
+/** A held tool step riding on a model call's reservation (see RunModel.hold). */
+interface CarriedStep {
+  readonly reserveVia: ReserveVia;
+  readonly alone: () => Promise<void>;
+}
+
+/**
+ * The model call's result once the carried step is committed: with the reservation, or on its
+ * own when the call failed before it reserved (then the call's failure is thrown, unless the
+ * step could not be committed either). A step that could not be committed fails the run here,
+ * before the answer is used; that answer's settlement is then released on its own.
+ */
+async function afterCarried(
+  called: Promise<MeteredResult>,
+  carried: CarriedStep,
+): Promise<MeteredResult> {
+  let result: MeteredResult;
+  try {
+    result = await called;
+  } catch (error) {
+    await carried.alone();
+    throw error;
+  }
+  try {
+    await carried.alone();
+  } catch (error) {
+    await result.settlement?.settleAlone().catch(() => undefined);
+    throw error;
+  }
+  return result;
 }
 
 /**
@@ -48,6 +89,7 @@ export function createRunModel(context: {
   readonly database: Database;
   readonly gateway: MeteredGateway;
   readonly saveStep: StepRecorder['saveStep'];
+  readonly saveStepThenReserve: StepRecorder['saveStepThenReserve'];
   readonly claim: RunClaim;
   readonly run: Run;
   readonly agent: Agent;
@@ -61,7 +103,7 @@ export function createRunModel(context: {
   let modelCalls = 0;
   let streamed = '';
   let degraded = run.degraded;
-  let pending: SettledStepRecord[] = [];
+  let pending: StepRecord[] = [];
   // The saves in flight, in order (never rejected, so no failure goes unhandled); the first
   // failure is kept, and every later flush reports it: no tool call runs after a model step
   // that could not be saved.
@@ -87,6 +129,33 @@ export function createRunModel(context: {
     for (const step of steps) await context.saveStep(claim, step);
   };
 
+  /**
+   * The held tool step, if the last step not committed yet is one, taken to ride on the next
+   * model call's reservation: `reserveVia` commits it with the reservation, `alone` on its own
+   * if that has not happened (both at most once; `alone` then waits for that commit and
+   * rejects with its failure).
+   */
+  function carryToolStep(): CarriedStep | undefined {
+    const last = pending.at(-1);
+    if (last === undefined || last.settlement !== undefined || failed !== undefined)
+      return undefined;
+    pending.pop();
+    let sent: Promise<unknown> | undefined;
+    const send = <T>(commit: () => Promise<T>): Promise<T> => {
+      const commitment = flushing.then(commit);
+      sent = commitment;
+      track(commitment);
+      return commitment;
+    };
+    return {
+      reserveVia: (call) =>
+        sent === undefined
+          ? send(() => context.saveStepThenReserve(claim, last, call))
+          : Promise.resolve(undefined),
+      alone: () => (sent ?? send(() => saveAll([last]))).then(() => undefined),
+    };
+  }
+
   function flush(): Promise<void> {
     if (pending.length > 0) {
       const steps = pending;
@@ -109,13 +178,17 @@ export function createRunModel(context: {
 
   const capability: ModelCapabilityV1 = {
     async generate(request) {
-      await flush();
       const key = `model:${modelCalls}`;
       modelCalls += 1;
       streamed = '';
       const saved = checkpoints.get(key);
-      if (saved !== undefined) return saved as ModelResultV1;
-      const result = await context.gateway.generate({
+      if (saved !== undefined) {
+        await flush();
+        return saved as ModelResultV1;
+      }
+      const carried = carryToolStep();
+      await flush();
+      const called = context.gateway.generate({
         spender: {
           tenantId: claim.tenantId,
           userId: claim.userId,
@@ -147,7 +220,11 @@ export function createRunModel(context: {
                 model: agent.degradation.model,
               },
             }),
+        ...(carried === undefined
+          ? {}
+          : { reserveVia: carried.reserveVia, beforeWait: carried.alone }),
       });
+      const result = carried === undefined ? await called : await afterCarried(called, carried);
       streamed = '';
       const { settlement, degraded: degradedCall, ...output } = result;
       if (degradedCall === true && !degraded) {
@@ -177,22 +254,35 @@ export function createRunModel(context: {
     streamed: () => streamed,
     flush,
     commitWith(merged) {
-      const last = pending.pop();
-      if (last === undefined) return flush().then(() => undefined);
+      const last = pending.at(-1);
+      if (last?.settlement === undefined) return flush().then(() => undefined);
+      pending.pop();
+      const settled = last as SettledStepRecord;
       const steps = pending;
       pending = [];
       const result = flushing.then(async () => {
         await saveAll(steps);
-        return { value: await merged(last) };
+        return { value: await merged(settled) };
       });
       track(result);
       return result;
     },
     async takeForFinish() {
-      if (pending.length > 1 || failed !== undefined) await flush();
+      if (pending.length > 1 || pending[0]?.settlement === undefined || failed !== undefined)
+        await flush();
       await flushing;
       throwIfFailed();
-      return pending.pop();
+      return pending.pop() as SettledStepRecord | undefined;
+    },
+    async hold(step) {
+      throwIfFailed();
+      pending.push(step);
+      // A core that goes straight on to its next model call (no I/O, no timer in between)
+      // reaches it before this fires; one that waits for anything first has the step saved
+      // on its own now, so a tool's effect is never left uncommitted while the core waits.
+      setImmediate(() => {
+        if (pending.includes(step)) flush().catch(() => undefined);
+      });
     },
   };
 }

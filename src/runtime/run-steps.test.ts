@@ -37,6 +37,7 @@ function recorder(saveStep: RunCheckpoints['saveStep']) {
     checkpoints: {
       saveStep,
       saveStepThenConsumeQuota: async () => ({ crossed: 0, verdict: { ok: true } }),
+      saveStepThenReserve: async () => undefined,
       finish: async () => undefined,
     },
     tools: [],

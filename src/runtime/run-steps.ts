@@ -1,3 +1,4 @@
+import pg from 'pg';
 import type { Agent } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
@@ -5,6 +6,7 @@ import { argumentsHash } from '../domain/tools/arguments-hash.ts';
 import { CredentialRefreshError } from '../domain/tools/oauth-types.ts';
 import { SpanStatusCode, type Tracing } from '../observability/tracing.ts';
 import type { ToolOutcomeV1 } from '../plugin-api/index.ts';
+import type { ReserveCall, ReserveRow } from '../storage/guards/budget-calls.ts';
 import { type ReserveResult, refuseQuota } from '../storage/guards/budget-store.ts';
 import type { RunCheckpoints } from '../storage/runs/run-checkpoints.ts';
 import { type GateResult, passApprovalGate } from './approval-gate.ts';
@@ -55,7 +57,7 @@ export interface ToolCallContext {
    * The run's model steps not committed yet (the one that asked for this call): committed
    * before anything of the call runs, with its quota count when it has one.
    */
-  readonly modelSteps?: Pick<RunModel, 'flush' | 'commitWith'> | undefined;
+  readonly modelSteps?: Pick<RunModel, 'flush' | 'commitWith' | 'hold'> | undefined;
 }
 
 /** One tool call as the model made it. */
@@ -68,6 +70,17 @@ export interface ToolCallRequest {
 /** Records checkpointed steps and runs tool calls through the tool gate. */
 export interface StepRecorder {
   saveStep(scope: RunClaim, step: StepRecord): Promise<void>;
+  /**
+   * Checkpoints a tool step and then sends the budget reservation of the run's next model
+   * call, in one transaction (migration 0032); when the database refused that statement (it
+   * rolled back whole), the step is saved alone and undefined returned (the reservation then
+   * goes out as usual).
+   */
+  saveStepThenReserve(
+    scope: RunClaim,
+    step: StepRecord,
+    reservation: ReserveCall,
+  ): Promise<ReserveRow | undefined>;
   callTool(context: ToolCallContext, call: ToolCallRequest): Promise<ToolOutcomeV1>;
 }
 
@@ -109,6 +122,28 @@ export function createStepRecorder(options: {
       crossed: await options.checkpoints.saveStep(scope, batch, checkpoint),
       value: undefined,
     }));
+  }
+
+  async function saveStepThenReserve(
+    scope: RunClaim,
+    step: StepRecord,
+    reservation: ReserveCall,
+  ): Promise<ReserveRow | undefined> {
+    return saveStepWith(step, async (batch, checkpoint) => {
+      try {
+        const row = await options.checkpoints.saveStepThenReserve(scope, batch, {
+          step: checkpoint,
+          reservation,
+        });
+        return { crossed: 0, value: row };
+      } catch (error) {
+        // Any other failure (the connection broke) leaves unknown whether it committed: the
+        // run fails, as a failed checkpoint alone would make it.
+        if (!(error instanceof pg.DatabaseError)) throw error;
+        await options.checkpoints.saveStep(scope, batch, checkpoint);
+        return { crossed: 0, value: undefined };
+      }
+    });
   }
 
   /** Undefined when the call may run, else the quota refusal the model is told about. */
@@ -317,7 +352,7 @@ export function createStepRecorder(options: {
     });
     const ran = auditOutcome === 'ok' || auditOutcome === 'failed';
     await context.modelSteps?.flush();
-    await saveStep(context.claim, {
+    const step: StepRecord = {
       events: context.events,
       key,
       kind: 'tool',
@@ -346,10 +381,14 @@ export function createStepRecorder(options: {
           },
         },
       },
-    });
+    };
+    // A run's tool step commits with the next thing the run sends (the next model call's
+    // budget reservation, another step, its finish; see RunModel.hold), which follows at once.
+    if (context.modelSteps === undefined) await saveStep(context.claim, step);
+    else await context.modelSteps.hold(step);
     context.checkpoints.set(key, outcome);
     return outcome;
   }
 
-  return { saveStep, callTool };
+  return { saveStep, saveStepThenReserve, callTool };
 }

@@ -3,7 +3,12 @@ import { sql } from 'kysely';
 import { AppError } from '../../domain/errors.ts';
 import { nanosToUsd } from '../../domain/guards/policy-types.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
-import { createBudgetCalls, type SettleCall } from './budget-calls.ts';
+import {
+  createBudgetCalls,
+  type ReserveCall,
+  type ReserveRow,
+  type SettleCall,
+} from './budget-calls.ts';
 
 /** Who a metered call is for: every budget, quota and usage record is attributed to them. */
 export interface Spender {
@@ -15,6 +20,13 @@ export interface Spender {
 }
 
 /** A reservation held while a model call runs (undefined `id`: no budget binds the caller). */
+/**
+ * Sends a reservation committed with the caller's own write, in one transaction (a run's tool
+ * step: migration 0032); undefined when it reserved nothing there, and the reservation is
+ * then sent as usual.
+ */
+export type ReserveVia = (call: ReserveCall) => Promise<ReserveRow | undefined>;
+
 export interface Reservation {
   readonly id: string | undefined;
   readonly amount: number;
@@ -148,12 +160,13 @@ export function createBudgetStore(database: Database) {
      * `budget_exceeded` naming the policy, what is left and when its period resets. Nothing
      * is reserved when the call is refused.
      */
-    async reserve(spender: Spender, amount: number, expiresAt: Date): Promise<Reservation> {
+    async reserve(
+      spender: Spender,
+      amount: number,
+      options: { readonly expiresAt: Date; readonly via?: ReserveVia | undefined },
+    ): Promise<Reservation> {
       const id = randomUUID();
-      // brigade.reserve_call (migration 0014), alone or in its tenant's batch (0019):
-      // reserve_limits over every binding budget and, when one binds, the reservation row,
-      // under the spender's scope.
-      const row = await calls.reserve({
+      const call: ReserveCall = {
         tenant: spender.tenantId,
         user: spender.userId,
         amount: Math.round(amount),
@@ -161,8 +174,12 @@ export function createBudgetStore(database: Database) {
         agent: spender.agentId ?? null,
         id,
         run: spender.runId ?? null,
-        expires: expiresAt,
-      });
+        expires: options.expiresAt,
+      };
+      // brigade.reserve_call (migration 0014), alone or in its tenant's batch (0019):
+      // reserve_limits over every binding budget and, when one binds, the reservation row,
+      // under the spender's scope; or the same call committed with the caller's own write.
+      const row = (await options.via?.(call)) ?? (await calls.reserve(call));
       const res = row?.res;
       if (res === undefined) throw new Error('reserve_limits returned nothing');
       if (!res.ok) {

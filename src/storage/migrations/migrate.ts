@@ -29,6 +29,7 @@ import { activeRunsByThreadMigration } from './0028-active-runs-by-thread.ts';
 import { userLimitCountersMigration } from './0029-user-limit-counters.ts';
 import { loadRunFunctionsMigration } from './0030-load-run-functions.ts';
 import { platformPolicyAuditMigration } from './0031-platform-policy-audit.ts';
+import { reserveAfterToolStepMigration } from './0032-reserve-after-tool-step.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -69,6 +70,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0029-user-limit-counters': fromSql(userLimitCountersMigration),
     '0030-load-run-functions': fromSql(loadRunFunctionsMigration),
     '0031-platform-policy-audit': fromSql(platformPolicyAuditMigration),
+    '0032-reserve-after-tool-step': fromSql(reserveAfterToolStepMigration),
   };
 }
 

@@ -1,6 +1,6 @@
 import type { AuditRecord } from '../../domain/identity/identity-types.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
-import type { SettleCall } from '../guards/budget-calls.ts';
+import type { ReserveCall, ReserveRow, SettleCall } from '../guards/budget-calls.ts';
 import { auditColumns } from '../identity/audit-writer.ts';
 import type { Database } from '../postgres/database.ts';
 import { type ClaimedRun, type ClaimRunsOptions, claimArguments } from './run-claim.ts';
@@ -37,6 +37,12 @@ const finishStatement = {
 const finishClaimStatement = {
   name: 'brigade_finish_run_claim',
   text: 'select brigade.finish_run_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) as result',
+};
+
+/** Migration 0032: a tool step checkpointed, then the next model call's budget reserved. */
+const reserveAfterStepStatement = {
+  name: 'brigade_reserve_call_after_step',
+  text: 'select res, reservation_id from brigade.reserve_call_after_step($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)',
 };
 
 const parameters = (first: number, count: number) =>
@@ -133,6 +139,16 @@ export interface RunCheckpoints {
     },
   ): Promise<{ readonly crossed: number; readonly verdict: unknown }>;
   /**
+   * Checkpoints `step` (a tool step: no settlement) as {@link saveStep}, then reserves the
+   * budget of the run's next model call (`reserve_call`), in one transaction; returns the
+   * reservation's row. The step is saved whatever the verdict.
+   */
+  saveStepThenReserve(
+    run: CheckpointRun,
+    batch: CheckpointEvents,
+    request: { readonly step: StepCheckpoint; readonly reservation: ReserveCall },
+  ): Promise<ReserveRow | undefined>;
+  /**
    * Ends a run unless it already ended (a completion also loses to a requested cancel): the
    * answer becomes an assistant message, the buffered events and then `terminal` (its data
    * completed with the run's `usage`) are committed, and the queue entry goes. Returns
@@ -214,6 +230,24 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
         binding.agentId,
       ]);
       return { crossed: Number(row?.['crossed'] ?? 0), verdict: row?.['result'] };
+    },
+    async saveStepThenReserve(run, batch, { step, reservation }) {
+      if (step.settlement !== undefined) throw new Error('a settled step is saved with its call');
+      if (
+        reservation.tenant !== run.tenantId ||
+        reservation.user !== run.userId ||
+        reservation.run !== run.runId
+      )
+        throw new Error("a step is saved only with its own run's reservation");
+      const [row] = await database.callPrepared(reserveAfterStepStatement, [
+        ...stepValues(run, batch, step).slice(0, 11),
+        reservation.amount,
+        reservation.key,
+        reservation.agent,
+        reservation.id,
+        reservation.expires,
+      ]);
+      return row as unknown as ReserveRow | undefined;
     },
     async finish(run, batch, ending) {
       const { successors, step } = ending;
