@@ -71,8 +71,8 @@ export interface ToolCallRequest {
 export interface StepRecorder {
   saveStep(scope: RunClaim, step: StepRecord): Promise<void>;
   /**
-   * Checkpoints a tool step and then sends the budget reservation of the run's next model
-   * call, in one transaction (migration 0032); when the database refused that statement (it
+   * Checkpoints a tool step with the budget reservation of the run's next model call, in one
+   * transaction (migration 0032); when the database refused that statement (it
    * rolled back whole), the step is saved alone and undefined returned (the reservation then
    * goes out as usual).
    */

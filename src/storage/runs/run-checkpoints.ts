@@ -39,7 +39,7 @@ const finishClaimStatement = {
   text: 'select brigade.finish_run_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) as result',
 };
 
-/** Migration 0032: a tool step checkpointed, then the next model call's budget reserved. */
+/** Migration 0032: the next model call's budget reserved and a tool step checkpointed. */
 const reserveAfterStepStatement = {
   name: 'brigade_reserve_call_after_step',
   text: 'select res, reservation_id from brigade.reserve_call_after_step($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)',
@@ -139,8 +139,8 @@ export interface RunCheckpoints {
     },
   ): Promise<{ readonly crossed: number; readonly verdict: unknown }>;
   /**
-   * Checkpoints `step` (a tool step: no settlement) as {@link saveStep}, then reserves the
-   * budget of the run's next model call (`reserve_call`), in one transaction; returns the
+   * Reserves the budget of the run's next model call (`reserve_call`) and checkpoints `step`
+   * (a tool step: no settlement) as {@link saveStep}, in one transaction; returns the
    * reservation's row. The step is saved whatever the verdict.
    */
   saveStepThenReserve(
