@@ -107,12 +107,14 @@ async function measure(options: {
   const latencies: number[] = [];
   let next = 0;
   const all = processes?.all() ?? [process.pid];
-  const before = {
-    all: cpuMs(all),
+  /** CPU so far of every process (those alive at the start and now), Brigade's, ours, the mock's. */
+  const read = () => ({
+    all: cpuMs([...all, ...(processes?.all() ?? [])]),
     server: cpuMs(processes === undefined ? [] : [processes.server]),
     client: cpuMs([process.pid]),
     mock: cpuMs(processes === undefined ? [] : [processes.mock]),
-  };
+  });
+  const before = read();
   const started = performance.now();
   await Promise.all(
     Array.from({ length: options.concurrency }, async () => {
@@ -126,18 +128,16 @@ async function measure(options: {
   );
   const elapsed = performance.now() - started;
   latencies.sort((a, b) => a - b);
-  const per = (ms: number) => ms / latencies.length;
+  const after = read();
+  const per = (key: keyof typeof after) => (after[key] - before[key]) / latencies.length;
   return {
     perSecond: (latencies.length * 1000) / elapsed,
     p50: percentile(latencies, 0.5),
     p99: percentile(latencies, 0.99),
-    // Processes alive at the start plus those alive at the end (backends come and go).
-    cpuMsPerRun: per(cpuMs([...all, ...(processes?.all() ?? [])]) - before.all),
-    serverCpuMsPerRun: per(
-      cpuMs(processes === undefined ? [] : [processes.server]) - before.server,
-    ),
-    clientCpuMsPerRun: per(cpuMs([process.pid]) - before.client),
-    mockCpuMsPerRun: per(cpuMs(processes === undefined ? [] : [processes.mock]) - before.mock),
+    cpuMsPerRun: per('all'),
+    serverCpuMsPerRun: per('server'),
+    clientCpuMsPerRun: per('client'),
+    mockCpuMsPerRun: per('mock'),
   };
 }
 
