@@ -278,7 +278,7 @@ describe('OAuth 2.0 credentials', () => {
     expect(new Set(secrets.map((secret) => secret?.secret))).toEqual(new Set([fresh]));
   });
 
-  it('authenticates with client_secret_post and a tenant-shared client secret', async () => {
+  it('authenticates a shared credential with client_secret_post and a tenant-shared client secret', async () => {
     const shared = keep(
       await as('admin').post('/v1/credentials', {
         name: 'oauth-client',
@@ -286,21 +286,51 @@ describe('OAuth 2.0 credentials', () => {
       }),
     );
     expect(shared.status).toBe(201);
-    await putOAuth('frank', {
-      clientId: 'brigade-post',
-      clientSecret: undefined,
-      clientSecretCredential: 'oauth-client',
-      clientAuthMethod: 'client_secret_post',
-    });
-    const result = await run('frank', 'frank1');
-    expect(result.run.status).toBe('completed');
-    const request = tokens.requests.at(-1);
-    expect(request?.authorization).toBeUndefined();
-    expect(request?.form).toMatchObject({
-      client_id: 'brigade-post',
-      client_secret: sharedClientSecret,
-    });
-    expect(authorizationsFor('frank1')).toHaveLength(1);
+    // A user's own credential names its token URL, so it cannot borrow the shared secret: it
+    // would send the secret wherever its owner pointed it.
+    const own = keep(
+      await as('frank').post('/v1/me/credentials', {
+        name: 'svc',
+        kind: 'oauth2',
+        accessToken: 'at-own',
+        refreshToken: 'rt-own',
+        expiresIn: 0,
+        tokenUrl: tokens.url,
+        clientId: 'brigade-post',
+        clientSecretCredential: 'oauth-client',
+      }),
+    );
+    expect(own.status).toBe(422);
+    expect(own.body).toMatchObject({ errors: [{ path: 'clientSecretCredential' }] });
+    // The tenant's shared OAuth credential may; frank has no `svc` of his own, so his run uses it.
+    const pair = tokens.authorize('frank');
+    const sharedOAuth = keep(
+      await as('admin').post<Created>('/v1/credentials', {
+        name: 'svc',
+        kind: 'oauth2',
+        accessToken: pair.accessToken,
+        refreshToken: pair.refreshToken,
+        expiresIn: 0,
+        tokenUrl: tokens.url,
+        clientId: 'brigade-post',
+        clientSecretCredential: 'oauth-client',
+        clientAuthMethod: 'client_secret_post',
+      }),
+    );
+    expect(sharedOAuth.status, JSON.stringify(sharedOAuth.body)).toBe(201);
+    try {
+      const result = await run('frank', 'frank1');
+      expect(result.run.status).toBe('completed');
+      const request = tokens.requests.at(-1);
+      expect(request?.authorization).toBeUndefined();
+      expect(request?.form).toMatchObject({
+        client_id: 'brigade-post',
+        client_secret: sharedClientSecret,
+      });
+      expect(authorizationsFor('frank1')).toHaveLength(1);
+    } finally {
+      await as('admin').request('DELETE', `/v1/credentials/${sharedOAuth.body.id}`);
+    }
   });
 
   it('gives MCP servers the current access token too (listing and calling)', async () => {

@@ -15,6 +15,7 @@ import { docsPage } from './docs-page.ts';
 import { type ErrorLogger, renderProblem } from './error-response.ts';
 import { httpMetrics } from './middleware/http-metrics.ts';
 import { httpTracing } from './middleware/http-tracing.ts';
+import { assertStorableJson } from './middleware/unstorable-text.ts';
 import { isOpenAiPath, renderOpenAiError } from './openai/openai-error.ts';
 import { registerAgentRoutes } from './routes/agent-routes.ts';
 import { registerApprovalRoutes } from './routes/approval-routes.ts';
@@ -220,6 +221,14 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
         // Some responses have immutable headers; the limit still applied.
       }
       return;
+    }
+    await next();
+  });
+
+  app.use('*', async (context, next) => {
+    // After authentication: an anonymous request never gets its body read.
+    if (bodyMethods.has(context.req.method) && hasBody(context)) {
+      assertStorableJson(await context.req.text());
     }
     await next();
   });

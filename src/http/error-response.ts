@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { AppError, type ErrorCode } from '../domain/errors.ts';
+import { AppError, type ErrorCode, ValidationError } from '../domain/errors.ts';
 
 /** The one table mapping error codes to HTTP statuses. */
 export const statusByCode: Readonly<Record<ErrorCode, ContentfulStatusCode>> = {
@@ -104,6 +104,13 @@ function fromDatabaseError(error: unknown): AppError | undefined {
     return new AppError('conflict', 'An object with the same unique value already exists.');
   if (code === '23503') return new AppError('not_found', 'A referenced object does not exist.');
   if (code === '42501') return new AppError('not_found', 'Not found.');
+  // A value PostgreSQL cannot take (a character it cannot store, text where a number or an id
+  // belongs, a number out of range): the boundary should have refused it, but it is the
+  // client's value all the same.
+  if (code === '22021' || code === '22P05' || code === '22P02' || code === '22003')
+    return new ValidationError([
+      { path: 'request', message: 'holds a value the database cannot store or compare' },
+    ]);
   // Overload, not a bug: every pooled connection stayed busy past the connect timeout.
   if (error instanceof Error && error.message.includes('timeout exceeded when trying to connect')) {
     return new AppError('service_unavailable', 'The server is overloaded; retry shortly.', {

@@ -7,20 +7,36 @@ const metadataSchema = z
   .refine((value) => JSON.stringify(value).length <= 16_384, 'must serialise to at most 16 KiB')
   .openapi({ description: 'Free-form JSON object, at most 16 KiB.' });
 
-/** Cursor pagination query of every list operation. */
-export const pageQuerySchema = z.strictObject({
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(100)
-    .default(50)
-    .openapi({ description: 'Page size (1–100).' }),
-  after: z
-    .string()
-    .max(100)
-    .optional()
-    .openapi({ description: 'Cursor: `nextCursor` of the previous page.' }),
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function pageQuery(cursor: { pattern: RegExp; description: string }) {
+  return z.strictObject({
+    limit: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(50)
+      .openapi({ description: 'Page size (1–100).' }),
+    after: z
+      .string()
+      .max(100)
+      .regex(cursor.pattern, 'must be the nextCursor of a previous page')
+      .optional()
+      .openapi({ description: cursor.description }),
+  });
+}
+
+/** Cursor pagination query of the list operations whose cursor is an id. */
+export const pageQuerySchema = pageQuery({
+  pattern: uuidPattern,
+  description: 'Cursor: `nextCursor` of the previous page.',
+});
+
+/** Cursor pagination query of a thread's messages (the cursor is a message `seq`). */
+export const seqPageQuerySchema = pageQuery({
+  pattern: /^\d{1,15}$/,
+  description: 'Cursor: `nextCursor` of the previous page (a message `seq`).',
 });
 
 /** Builds the schema of a page of `item`. */

@@ -56,7 +56,20 @@ export function createCredentialService(options: {
     ): Promise<CredentialMetadata> {
       const user = userFor(principal, shared);
       ready();
-      if (input.kind === 'oauth2') await checkTokenUrl(input.oauth.tokenUrl, options.egress);
+      if (input.kind === 'oauth2') {
+        // A user's own credential names its token URL, so it must not be able to make Brigade
+        // send the tenant's shared client secret there.
+        if (!shared && input.oauth.clientSecretCredential !== undefined) {
+          throw new ValidationError([
+            {
+              path: 'clientSecretCredential',
+              message:
+                "only a shared credential can use the tenant's shared client secret; give your own credential its clientSecret",
+            },
+          ]);
+        }
+        await checkTokenUrl(input.oauth.tokenUrl, options.egress);
+      }
       return store.put(user, { ...input, shared });
     },
     async list(principal: Principal, shared: boolean): Promise<CredentialMetadata[]> {

@@ -32,6 +32,7 @@ export function createConsentService(options: { readonly store: ConsentStore }) 
     listForUser(principal: Principal, subject: ConsentSubject): Promise<Consent[]> {
       if (
         !uuidPattern.test(subject.userId) ||
+        !uuidPattern.test(subject.tenantId) ||
         (principal.kind === 'user' && principal.tenantId !== subject.tenantId)
       )
         throw new NotFoundError('user_not_found', 'User not found.');

@@ -1,4 +1,5 @@
 import { ForbiddenError, NotFoundError, ValidationError } from '../errors.ts';
+import type { Role } from '../identity/permissions.ts';
 import { assertCan, type Principal, type UserPrincipal } from '../identity/principal.ts';
 import type { MyLimits, Policy, PolicyInput, PolicyLevel, PolicyPatch } from './policy-types.ts';
 
@@ -15,15 +16,18 @@ export interface PolicyStore {
   get(principal: Principal, policyId: string): Promise<Policy | undefined>;
   update(principal: Principal, policy: Policy, patch: PolicyPatch): Promise<Policy | undefined>;
   delete(principal: Principal, policy: Policy): Promise<boolean>;
-  /** True when the user, key or agent exists in the tenant (as the principal may see it). */
-  subjectExists(
+  /**
+   * The user a user- or key-level policy binds (the key's user) with their role; null for an
+   * agent; undefined when the subject does not exist in the tenant (as the principal may see it).
+   */
+  subjectUser(
     principal: Principal,
     subject: {
       readonly tenantId: string;
       readonly level: 'user' | 'api_key' | 'agent';
       readonly subjectId: string;
     },
-  ): Promise<boolean>;
+  ): Promise<{ readonly userId: string; readonly role: Role } | null | undefined>;
   /** Whether a tenant exists (operator only). */
   tenantExists(principal: Principal, tenantId: string): Promise<boolean>;
   myLimits(principal: UserPrincipal): Promise<MyLimits>;
@@ -115,7 +119,7 @@ export function createPolicyService(options: {
     return policy;
   }
 
-  function assertWritable(principal: Principal, policy: Policy): void {
+  async function assertWritable(principal: Principal, policy: Policy): Promise<void> {
     if (principal.kind === 'operator') return;
     assertCan(principal, 'policy:manage');
     if (policy.tenantId === null || policy.managedBy === 'operator') {
@@ -123,6 +127,49 @@ export function createPolicyService(options: {
         'This policy was set by the platform operator; only the operator can change it.',
       );
     }
+    await assertBindsBelow(principal, {
+      level: policy.level,
+      role: policy.role ?? undefined,
+      subjectId: policy.subjectId ?? undefined,
+      tenantId: policy.tenantId,
+      existing: true,
+    });
+  }
+
+  /**
+   * Checks that the subject of a tenant's user-, key- or agent-level policy exists, and that an
+   * admin writes no policy that binds an owner or the admin themselves (a role-level policy of
+   * `owner` or of their own role, a user or key policy on an owner or on themselves): only
+   * owners (and the operator) limit owners, and nobody but them lifts a limit set on an admin.
+   */
+  async function assertBindsBelow(
+    principal: Principal,
+    target: {
+      level: PolicyLevel;
+      role?: Role | undefined;
+      subjectId?: string | undefined;
+      tenantId: string | null;
+      /** A stored policy: its subject may be gone since (nothing then to protect). */
+      existing?: boolean;
+    },
+  ): Promise<void> {
+    const { level, subjectId, tenantId } = target;
+    if (tenantId === null) return;
+    const owner = principal.kind === 'operator' || principal.role === 'owner';
+    if (level === 'role' && !owner && (target.role === 'owner' || target.role === principal.role))
+      throw bindsAbove(target.role === 'owner' ? 'owners' : 'your own role');
+    if (subjectId === undefined || (level !== 'user' && level !== 'api_key' && level !== 'agent'))
+      return;
+    const bound = await store.subjectUser(principal, { tenantId, level, subjectId });
+    if (bound === undefined) {
+      if (target.existing === true) return;
+      throw new ValidationError([
+        { path: 'subjectId', message: `No ${level.replace('_', ' ')} with this id in the tenant.` },
+      ]);
+    }
+    if (bound === null || owner || principal.kind !== 'user') return;
+    if (bound.role === 'owner') throw bindsAbove('an owner');
+    if (bound.userId === principal.userId) throw bindsAbove('yourself');
   }
 
   return {
@@ -141,23 +188,7 @@ export function createPolicyService(options: {
         tenantId = principal.tenantId;
       }
       checkShape(input, tenantId);
-      if (
-        tenantId !== null &&
-        input.subjectId !== undefined &&
-        (input.level === 'user' || input.level === 'api_key' || input.level === 'agent') &&
-        !(await store.subjectExists(principal, {
-          tenantId,
-          level: input.level,
-          subjectId: input.subjectId,
-        }))
-      ) {
-        throw new ValidationError([
-          {
-            path: 'subjectId',
-            message: `No ${input.level.replace('_', ' ')} with this id in the tenant.`,
-          },
-        ]);
-      }
+      await assertBindsBelow(principal, { ...input, tenantId });
       const created = await store.create(principal, {
         ...input,
         tenantId,
@@ -176,7 +207,7 @@ export function createPolicyService(options: {
     get: load,
     async update(principal, policyId, patch) {
       const policy = await load(principal, policyId);
-      assertWritable(principal, policy);
+      await assertWritable(principal, policy);
       if (patch.limits !== undefined) {
         checkShape(
           {
@@ -195,7 +226,7 @@ export function createPolicyService(options: {
     },
     async delete(principal, policyId) {
       const policy = await load(principal, policyId);
-      assertWritable(principal, policy);
+      await assertWritable(principal, policy);
       if (!(await store.delete(principal, policy))) throw policyNotFound();
       changed(policy.tenantId);
     },
@@ -206,4 +237,8 @@ export function createPolicyService(options: {
       return store.myLimits(principal);
     },
   };
+}
+
+function bindsAbove(whom: string): ForbiddenError {
+  return new ForbiddenError(`Only an owner can set, change or remove a policy that binds ${whom}.`);
 }

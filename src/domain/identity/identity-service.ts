@@ -228,10 +228,9 @@ export function createIdentityService(options: {
         userId: target.userId,
         patch,
         check: (current, ownerCount) => {
+          // Only owners change an owner (their profile included) or make one.
           const touchesOwner = current.role === 'owner' || patch.role === 'owner';
-          if ((patch.role !== undefined || patch.status !== undefined) && touchesOwner) {
-            assertCan(principal, 'user:manage-owners');
-          }
+          if (touchesOwner && !(self && selfEditable)) assertCan(principal, 'user:manage-owners');
           const losesOwner =
             current.role === 'owner' &&
             ((patch.role !== undefined && patch.role !== 'owner') || patch.status === 'disabled');
@@ -282,6 +281,12 @@ export function createIdentityService(options: {
       if (current.revokedAt !== null && current.revokedAt.getTime() <= now().getTime()) {
         throw new ConflictError('A revoked key cannot be rotated; create a new key instead.');
       }
+      // A key in its rotation grace period has a successor already: rotating it again would
+      // fork a second line of keys that revoking the successor would not end.
+      if (current.revokedAt !== null) {
+        throw new ConflictError('This key was already rotated; rotate its successor instead.');
+      }
+      if (user.status !== 'active') throw new ConflictError('The user is disabled.');
       const { secret, input } = newKey(principal, user, {
         name: current.name,
         scopes: current.scopes ?? undefined,

@@ -67,7 +67,6 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'key:manage-own',
     'key:manage-any',
     'oidc:read',
-    'oidc:manage',
     'agent:read',
     'agent:manage',
     'thread:read',

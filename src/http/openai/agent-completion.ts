@@ -59,11 +59,18 @@ export async function runAgentCompletion(options: {
     metadata: { source: 'openai-api' },
     messages: options.history,
   });
-  const run = await threads.createRun(principal, thread.id, {
-    agentId: agent.id,
-    input: options.input,
-    strategy: 'reject',
-  });
+  // The thread exists only for this run: a run refused (quota, queue full, bad input) leaves
+  // no empty thread behind.
+  const run = await threads
+    .createRun(principal, thread.id, {
+      agentId: agent.id,
+      input: options.input,
+      strategy: 'reject',
+    })
+    .catch(async (error: unknown) => {
+      await threads.deleteThread(principal, thread.id).catch(() => undefined);
+      throw error;
+    });
   options.onStarted({ threadId: thread.id, runId: run.id });
   const subscription = services.eventHub.subscribe(
     run.id,

@@ -11,7 +11,7 @@ const createOidcProvider = authedRoute({
   path: base,
   operationId: 'createOidcProvider',
   tags: ['Identity'],
-  summary: 'Trust a JWT issuer for sign-in to this tenant (owners and admins)',
+  summary: 'Trust a JWT issuer for sign-in to this tenant (owners only)',
   request: { params: tenantParams, body: jsonBody(createOidcProviderSchema) },
   responses: { 201: jsonResponse(oidcProviderSchema, 'The provider.') },
 });
@@ -33,7 +33,7 @@ const deleteOidcProvider = authedRoute({
   path: `${base}/{providerId}`,
   operationId: 'deleteOidcProvider',
   tags: ['Identity'],
-  summary: 'Stop trusting an issuer',
+  summary: 'Stop trusting an issuer (owners only)',
   request: { params: tenantParams.extend({ providerId: idParam('providerId') }) },
   responses: { 204: { description: 'Deleted.' } },
 });

@@ -212,13 +212,19 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
           'response_format',
           'An agent answers in text; response_format is only supported for models.',
         );
+      const input = textOf(last.content);
+      if (input.length === 0 || input.length > 200_000)
+        throw invalidRequest(
+          'messages',
+          'With agent:<name> the last message is the run’s input: 1 to 200,000 characters.',
+        );
       const history = agentHistory(messages.slice(0, -1));
       start = (onTextDelta) =>
         runAgentCompletion({
           services,
           principal,
           agent,
-          input: textOf(last.content),
+          input,
           history,
           signal: controller.signal,
           onStarted: (ids) => {

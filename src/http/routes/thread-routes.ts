@@ -8,7 +8,7 @@ import {
 } from '../agent-schemas.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
 import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
-import { pageQuerySchema, pageSchema } from '../schemas.ts';
+import { pageQuerySchema, pageSchema, seqPageQuerySchema } from '../schemas.ts';
 
 const params = z.object({ threadId: idParam('threadId') });
 
@@ -54,7 +54,7 @@ const listMessages = authedRoute({
   operationId: 'listMessages',
   tags: ['Threads'],
   summary: 'List the messages of a thread in order (`after` is a message `seq`)',
-  request: { params, query: pageQuerySchema },
+  request: { params, query: seqPageQuerySchema },
   responses: { 200: jsonResponse(pageSchema(messageSchema, 'MessagePage'), 'A page of messages.') },
 });
 

@@ -192,21 +192,36 @@ export function createPolicyStore(database: Database): PolicyStore {
         return true;
       });
     },
-    subjectExists(principal, { tenantId, level, subjectId }) {
+    subjectUser(principal, { tenantId, level, subjectId }) {
       return database.withScope(scope(principal, tenantId), async (db) => {
-        const table =
+        if (level === 'agent') {
+          const agent = await db
+            .selectFrom('brigade.agents')
+            .select('id')
+            .where('tenant_id', '=', tenantId)
+            .where('id', '=', subjectId)
+            .executeTakeFirst();
+          return agent === undefined ? undefined : null;
+        }
+        const userId =
           level === 'user'
-            ? 'brigade.users'
-            : level === 'api_key'
-              ? 'brigade.api_keys'
-              : 'brigade.agents';
-        const row = await db
-          .selectFrom(table)
-          .select('id')
+            ? subjectId
+            : (
+                await db
+                  .selectFrom('brigade.api_keys')
+                  .select('user_id')
+                  .where('tenant_id', '=', tenantId)
+                  .where('id', '=', subjectId)
+                  .executeTakeFirst()
+              )?.user_id;
+        if (userId === undefined) return undefined;
+        const member = await db
+          .selectFrom('brigade.memberships')
+          .select(['user_id', 'role'])
           .where('tenant_id', '=', tenantId)
-          .where('id', '=', subjectId)
+          .where('user_id', '=', userId)
           .executeTakeFirst();
-        return row !== undefined;
+        return member === undefined ? undefined : { userId: member.user_id, role: member.role };
       });
     },
     tenantExists(principal, tenantId) {

@@ -82,9 +82,17 @@ export function createOAuthRefresher(options: {
   async function clientSecretOf(
     db: ScopedDb,
     tenantId: string,
-    settings: OAuthSettings,
+    credential: { readonly user_id: string | null; readonly oauth: OAuthSettings },
   ): Promise<string | undefined> {
+    const settings = credential.oauth;
     if (settings.clientSecretCredential === undefined) return undefined;
+    // A user's own credential chose its token URL: the shared secret never goes there (stored
+    // before this rule, such a credential is refused here rather than trusted).
+    if (credential.user_id !== null)
+      throw new CredentialRefreshError(
+        'credential_refresh_failed',
+        "a user's own credential cannot use the tenant's shared client secret.",
+      );
     const found = await sql<{ id: string; ciphertext: Buffer }>`
       select id, ciphertext from brigade.credentials
        where name = ${settings.clientSecretCredential} and user_id is null and kind <> 'oauth2'`.execute(
@@ -129,7 +137,7 @@ export function createOAuthRefresher(options: {
       grant = await options.refresh({
         settings: row.oauth,
         refreshToken: secrets.refreshToken,
-        clientSecret: secrets.clientSecret ?? (await clientSecretOf(db, tenantId, row.oauth)),
+        clientSecret: secrets.clientSecret ?? (await clientSecretOf(db, tenantId, row)),
       });
     } catch (error) {
       if (
