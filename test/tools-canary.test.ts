@@ -22,6 +22,9 @@ import { type LoggedServer, runOnce, startLoggedServer } from './support/tool-fi
  * audit event and no log line — while the upstreams did receive it.
  */
 const canary = `canary-trace-${'5'.repeat(24)}`;
+/** A `basic` credential whose password is the canary: upstreams echo it decoded, or encoded. */
+const basicSecret = `svc-user:${canary}`;
+const basicEncoded = Buffer.from(basicSecret).toString('base64');
 
 let server: LoggedServer;
 let collector: Server;
@@ -50,9 +53,17 @@ async function listen(target: Server): Promise<string> {
 /** A failing API: 500 with the credential headers it got in the error body. */
 function startFailingUpstream(): Promise<string> {
   upstream = createServer((request, response) => {
+    const authorization = request.headers.authorization ?? '';
     const headers = {
-      authorization: request.headers.authorization,
+      authorization,
       'x-api-key': request.headers['x-api-key'],
+      // As "wrong password X for user Y" errors do: the Basic credentials decoded, and bare.
+      ...(authorization.startsWith('Basic ')
+        ? {
+            decoded: Buffer.from(authorization.slice(6), 'base64').toString('utf8'),
+            encoded: authorization.slice(6),
+          }
+        : {}),
     };
     presented.push(JSON.stringify(headers));
     response.writeHead(500, { 'content-type': 'application/json' });
@@ -126,6 +137,7 @@ beforeAll(async () => {
   for (const [name, auth] of [
     ['bearer_fails', { credential: 'svc', scheme: 'bearer' }],
     ['header_fails', { credential: 'svc', scheme: 'header', headerName: 'x-api-key' }],
+    ['basic_fails', { credential: 'svc-basic', scheme: 'basic' }],
   ] as const) {
     const tool = keep(
       await admin.post('/v1/tools', {
@@ -146,6 +158,15 @@ beforeAll(async () => {
   expect(
     keep(await member.post('/v1/me/credentials', { name: 'svc', secret: canary })).status,
   ).toBe(201);
+  expect(
+    keep(
+      await member.post('/v1/me/credentials', {
+        name: 'svc-basic',
+        kind: 'basic',
+        secret: basicSecret,
+      }),
+    ).status,
+  ).toBe(201);
 }, 120_000);
 
 afterAll(async () => {
@@ -161,13 +182,14 @@ describe('a canary secret against failing upstreams', () => {
     const agent = keep(
       await admin.post<Created>('/v1/agents', {
         name: 'canary',
-        tools: ['bearer_fails', 'header_fails', 'mcp:boom:explode'],
+        tools: ['bearer_fails', 'header_fails', 'basic_fails', 'mcp:boom:explode'],
       }),
     );
     const runs = [];
     for (const input of [
       'call bearer_fails {"q":"a"}',
       'call header_fails {"q":"b"}',
+      'call basic_fails {"q":"d"}',
       'call mcp:boom:explode {"text":"c"}',
     ]) {
       const result = await runOnce(member, { agentId: agent.body.id, input });
@@ -176,12 +198,14 @@ describe('a canary secret against failing upstreams', () => {
       runs.push(result);
     }
     // The upstreams got the secret (so the echoes held it) ...
-    expect(presented.filter((text) => text.includes(canary))).toHaveLength(3);
+    expect(presented.filter((text) => text.includes(canary))).toHaveLength(4);
     // ... and the model and user saw the failures, redacted.
     expect(runs[0]?.answer).toContain('upstream exploded');
     expect(runs[1]?.answer).toContain('[redacted]');
-    expect(runs[2]?.answer).toContain('mcp:boom:explode failed');
+    expect(runs[2]?.answer).toContain('upstream exploded');
     expect(runs[2]?.answer).toContain('[redacted]');
+    expect(runs[3]?.answer).toContain('mcp:boom:explode failed');
+    expect(runs[3]?.answer).toContain('[redacted]');
 
     // Spans: the span store through getRunTrace, and everything exported over OTLP.
     type Span = { name: string; attributes: Record<string, unknown> };
@@ -201,7 +225,7 @@ describe('a canary secret against failing upstreams', () => {
       }
       stored.push(...spans);
     }
-    expect(stored.filter((span) => span.name.startsWith('execute_tool'))).toHaveLength(3);
+    expect(stored.filter((span) => span.name.startsWith('execute_tool'))).toHaveLength(4);
     const captured = stored.filter(
       (span) => span.attributes['gen_ai.input.messages'] !== undefined,
     );
@@ -214,15 +238,17 @@ describe('a canary secret against failing upstreams', () => {
     // The batch processor exports every 5 s.
     for (
       let attempt = 0;
-      attempt < 150 && exported.join('').split('execute_tool').length - 1 < 3;
+      attempt < 150 && exported.join('').split('execute_tool').length - 1 < 4;
       attempt += 1
     )
       await new Promise((resolve) => setTimeout(resolve, 100));
     const otlp = exported.join('\n');
-    expect(otlp.split('execute_tool').length - 1).toBeGreaterThanOrEqual(3);
+    expect(otlp.split('execute_tool').length - 1).toBeGreaterThanOrEqual(4);
     expect(otlp).toContain('gen_ai.input.messages');
-    expect(otlp).not.toContain(canary);
-    expect(JSON.stringify(stored)).not.toContain(canary);
+    for (const secret of [canary, basicEncoded]) {
+      expect(otlp).not.toContain(secret);
+      expect(JSON.stringify(stored)).not.toContain(secret);
+    }
 
     // The audit log (tool.called, credential.used) holds no secret either.
     const auditLog = keep(
@@ -235,5 +261,6 @@ describe('a canary secret against failing upstreams', () => {
     const everything = [...responses, ...server.logs].join('\n');
     expect(server.logs.length).toBeGreaterThan(0);
     expect(everything).not.toContain(canary);
+    expect(everything).not.toContain(basicEncoded);
   });
 });

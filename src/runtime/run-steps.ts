@@ -14,6 +14,7 @@ import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
 import type { RunModel } from './run-model.ts';
 import { type StepRecord, saveStepWith, toSettledCheckpoint } from './step-record.ts';
+import { secretForms } from './tools/output-guard.ts';
 import {
   checkProvenance,
   effectiveRules,
@@ -217,8 +218,10 @@ export function createStepRecorder(options: {
                 toolName: tool.name,
               });
               if (found !== undefined) {
-                used.add(found.secret);
-                context.secrets?.add(found.secret);
+                for (const form of secretForms(found.secret)) {
+                  used.add(form);
+                  context.secrets?.add(form);
+                }
               }
               return found;
             },

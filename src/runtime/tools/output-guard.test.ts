@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createOutputGuard, createStreamGuard } from './output-guard.ts';
+import { createOutputGuard, createStreamGuard, secretForms } from './output-guard.ts';
 import { piiKinds } from './pii-redaction.ts';
 
 const guard = createOutputGuard({
@@ -86,5 +86,26 @@ describe('the output guard on personal data', () => {
     expect(streamGuard.push('I paid 25 ')).toBe('I paid ');
     expect(streamGuard.push('euros yesterday')).toBe('25 euros ');
     expect(streamGuard.flush()).toBe('yesterday');
+  });
+});
+
+describe('secretForms', () => {
+  it('redacts a basic credential echoed whole, encoded, or as its password alone', () => {
+    const secret = 'svc-user:pa ss"word/42';
+    const guard = createOutputGuard({ secrets: () => secretForms(secret), allowedLinkHosts: [] });
+    const encoded = Buffer.from(secret).toString('base64');
+    for (const echo of [
+      secret,
+      encoded,
+      encoded.replace(/=+$/, ''),
+      Buffer.from(secret).toString('base64url'),
+      'pa ss"word/42',
+      Buffer.from('pa ss"word/42').toString('base64'),
+      encodeURIComponent('pa ss"word/42'),
+      JSON.stringify('pa ss"word/42').slice(1, -1),
+    ]) {
+      const { text } = guard.redact(`denied: ${echo} (try again)`);
+      expect(text, echo).toBe('denied: [redacted] (try again)');
+    }
   });
 });

@@ -59,6 +59,29 @@ function hostAllowed(target: string, hosts: readonly string[]): boolean {
 }
 
 /**
+ * The forms of a vault secret that can come back in a tool's output or a model's answer: the
+ * secret, its base64 and base64url encodings (what an HTTP `Basic` header carries), the
+ * password of a `user:password` secret, and its URL-encoded and JSON-escaped spellings. The
+ * guard redacts each (those shorter than six characters are left, as for the secret itself).
+ */
+export function secretForms(secret: string): string[] {
+  const colon = secret.indexOf(':');
+  const forms = new Set<string>();
+  for (const base of colon >= 0 ? [secret, secret.slice(colon + 1)] : [secret]) {
+    const bytes = Buffer.from(base, 'utf8');
+    forms.add(base);
+    forms.add(bytes.toString('base64'));
+    forms.add(bytes.toString('base64').replace(/=+$/, ''));
+    forms.add(bytes.toString('base64url'));
+  }
+  for (const form of [...forms]) {
+    forms.add(encodeURIComponent(form));
+    forms.add(JSON.stringify(form).slice(1, -1));
+  }
+  return [...forms];
+}
+
+/**
  * Creates the {@link OutputGuard}. Before assistant text leaves (run events, the stored
  * message), it redacts vault secrets, `brg_` keys and common API key shapes, the personal data
  * of the configured kinds (e-mail, phone, IBAN, card, SSN), and removes
