@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -300,13 +300,10 @@ describe('OIDC issuers shared by two tenants', () => {
 
   /**
    * Two tenants that trust the same issuer, audience and keys are indistinguishable to Brigade,
-   * so a token from that issuer may sign in to neither: either the second registration is
-   * refused, or the ambiguous token is. Today the tenant whose row PostgreSQL returns first
-   * wins, so an admin who registers a company's issuer before the company does captures its
-   * employees (JIT-provisioned as admins of the squatter's tenant).
-   *
-   * Known finding, reported with a proposed fix: `it.fails` keeps the suite green until it is
-   * fixed; turn it into `it` then.
+   * so a token from that issuer signs in to neither by itself: an owner who registers a
+   * company's issuer (before or after the company does) captures none of its employees. The
+   * client names its tenant with `X-Brigade-Tenant`, so the squatter cannot lock the company's
+   * users out either.
    */
   it('never resolves a token of an issuer two tenants trust to either of them', async () => {
     const key = identityKeys[0];
@@ -315,7 +312,7 @@ describe('OIDC issuers shared by two tenants', () => {
       const tag = randomBytes(3).toString('hex');
       const issuer = `https://corp-${tag}.idp.test`;
       const squatterTenant = await seedTenant(operator, `squatter-${tag}`);
-      const squatter = await seedUser(operator, { tenantId: squatterTenant, role: 'admin' });
+      const squatter = await seedUser(operator, { tenantId: squatterTenant, role: 'owner' });
       const victimTenant = await seedTenant(operator, `victim-${tag}`);
       const registrations = [
         { credential: squatter.secret, tenantId: squatterTenant, issuer, key },
@@ -343,6 +340,19 @@ describe('OIDC issuers shared by two tenants', () => {
         me.status,
         `squatter registered ${squatterFirst ? 'first' : 'second'}; the employee landed in ${where}'s tenant as ${landed?.user?.role}`,
       ).toBe(401);
+      const named = await send(token, {
+        method: 'get',
+        path: '/v1/me',
+        headers: { 'x-brigade-tenant': victimTenant },
+      });
+      expect(named.status).toBe(200);
+      expect(named.json).toMatchObject({ tenant: { id: victimTenant } });
+      const elsewhere = await send(token, {
+        method: 'get',
+        path: '/v1/me',
+        headers: { 'x-brigade-tenant': randomUUID() },
+      });
+      expect(elsewhere.status).toBe(401);
     }
   });
 });

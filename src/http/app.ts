@@ -143,7 +143,13 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
         origin: [...options.cors.origins],
         credentials: options.cors.credentials,
         maxAge: options.cors.maxAgeSeconds,
-        allowHeaders: ['Authorization', 'Content-Type', 'Last-Event-ID', 'X-Request-Id'],
+        allowHeaders: [
+          'Authorization',
+          'Content-Type',
+          'Last-Event-ID',
+          'X-Request-Id',
+          'X-Brigade-Tenant',
+        ],
         exposeHeaders: ['X-Request-Id', 'Retry-After'],
       }),
     );
@@ -186,7 +192,9 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
       throw new UnauthenticatedError(
         'Send an API key or token as "Authorization: Bearer <credential>".',
       );
-    const principal = await options.authenticator.authenticate(match[1]);
+    const principal = await options.authenticator.authenticate(match[1], {
+      tenantId: context.req.header('x-brigade-tenant')?.trim(),
+    });
     context.set('principal', principal);
     if (options.limiter !== undefined && principal.kind === 'user') {
       const policies = (await options.requestPolicies?.(principal)) ?? [];

@@ -14,7 +14,14 @@ import type { JwtVerifier } from './jwt-verifier.ts';
 
 /** Turns a bearer token into a {@link Principal}, or throws {@link UnauthenticatedError}. */
 export interface Authenticator {
-  authenticate(token: string): Promise<Principal>;
+  /**
+   * `tenantId` (the `X-Brigade-Tenant` header) restricts a JWT to that tenant's providers: it
+   * picks the tenant when several trust the token's issuer and audience.
+   */
+  authenticate(
+    token: string,
+    hint?: { readonly tenantId?: string | undefined },
+  ): Promise<Principal>;
 }
 
 /** Logger the authenticator reports background failures to. */
@@ -146,11 +153,15 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
    * issuer and audience (one may have copied the other's public registration), the token is
    * refused and both tenants' audit logs say why, rather than letting row order decide.
    */
-  async function authenticateJwt(token: string): Promise<Principal> {
+  async function authenticateJwt(
+    token: string,
+    tenantHint: string | undefined,
+  ): Promise<Principal> {
     const issuer = jwt.peekIssuer(token);
     if (issuer === undefined) throw new UnauthenticatedError();
     const accepted: { provider: OidcProvider; payload: JWTPayload; subject: string }[] = [];
     for (const provider of await store.findOidcProviders(issuer)) {
+      if (tenantHint !== undefined && provider.tenantId !== tenantHint) continue;
       try {
         const payload = await jwt.verify(provider, token);
         const subject = claimString(payload, provider.subjectClaim);
@@ -173,7 +184,9 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
           })
           .catch(() => undefined);
       }
-      throw new UnauthenticatedError();
+      throw new UnauthenticatedError(
+        'More than one organisation trusts this token’s issuer and audience; send X-Brigade-Tenant: <tenant id>.',
+      );
     }
     const tenantId = accepted[0]?.provider.tenantId;
     if (tenantId !== undefined && (await store.tenantStatus(tenantId)) !== 'active') {
@@ -214,11 +227,11 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   }
 
   return {
-    async authenticate(token) {
+    async authenticate(token, hint) {
       if (token.length === 0 || token.length > 8192) throw new UnauthenticatedError();
       const hash = hashSecret(token);
       if (await isOperator(token, hash)) return { kind: 'operator' };
-      if (token.split('.').length === 3) return authenticateJwt(token);
+      if (token.split('.').length === 3) return authenticateJwt(token, hint?.tenantId);
       return authenticateKey(token, hash);
     },
   };
