@@ -357,6 +357,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     requestPolicies: (principal) => policyCache.binding(principal, 'requestsPerMinute'),
     logger,
     bodyLimitBytes: config.server.bodyLimitBytes,
+    streamReauthMs: config.server.streamReauthMs,
     cors: config.server.cors,
     version,
     metrics: { registry: metrics, token: config.metrics.token },

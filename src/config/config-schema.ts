@@ -26,6 +26,8 @@ const serverSchema = z
       .min(1024)
       .max(64 * 1024 * 1024)
       .default(1024 * 1024),
+    /** How often an open event stream authenticates its credential again, in milliseconds. */
+    streamReauthMs: z.int().min(100).max(3_600_000).default(15_000),
     /** How long a graceful shutdown waits for in-flight requests, in milliseconds. */
     shutdownGraceMs: z.int().min(0).max(600_000).default(10_000),
     /** Per-request timeout for ordinary (non-streaming) requests, in milliseconds. */

@@ -22,6 +22,14 @@ import type { WebhookStore } from '../storage/webhooks/webhook-store.ts';
 export interface AppVariables {
   requestId: string;
   principal: Principal;
+  /**
+   * Authenticates the request's credential again: a long-lived response (an event stream)
+   * calls `check` every `everyMs`, so a revoked key or a suspended tenant ends it.
+   */
+  reauthentication: {
+    readonly everyMs: number;
+    readonly check: () => Promise<Principal>;
+  };
 }
 
 /** The Hono environment of Brigade's app. */

@@ -47,6 +47,8 @@ export interface CreateAppOptions {
   readonly authenticator: Authenticator;
   readonly logger: ErrorLogger;
   readonly bodyLimitBytes: number;
+  /** How often an open event stream authenticates its credential again (default 15 s). */
+  readonly streamReauthMs?: number | undefined;
   readonly cors: {
     readonly origins: readonly string[];
     readonly credentials: boolean;
@@ -192,10 +194,14 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
       throw new UnauthenticatedError(
         'Send an API key or token as "Authorization: Bearer <credential>".',
       );
-    const principal = await options.authenticator.authenticate(match[1], {
-      tenantId: context.req.header('x-brigade-tenant')?.trim(),
-    });
+    const credential = match[1];
+    const hint = { tenantId: context.req.header('x-brigade-tenant')?.trim() };
+    const principal = await options.authenticator.authenticate(credential, hint);
     context.set('principal', principal);
+    context.set('reauthentication', {
+      everyMs: options.streamReauthMs ?? 15_000,
+      check: () => options.authenticator.authenticate(credential, hint),
+    });
     if (options.limiter !== undefined && principal.kind === 'user') {
       const policies = (await options.requestPolicies?.(principal)) ?? [];
       const decision = await options.limiter.consume(principal, policies);

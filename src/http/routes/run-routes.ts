@@ -88,6 +88,19 @@ const cancelRun = authedRoute({
   },
 });
 
+/** Whether the stream's credential still authenticates as the same principal. */
+async function stillAuthorised(context: Context<AppEnv>, principal: Principal): Promise<boolean> {
+  try {
+    const now = await context.get('reauthentication').check();
+    if (now.kind !== principal.kind) return false;
+    return (
+      now.kind === 'operator' || (principal.kind === 'user' && now.userId === principal.userId)
+    );
+  } catch {
+    return false;
+  }
+}
+
 function streamEvents(
   context: Context<AppEnv>,
   options: {
@@ -107,6 +120,7 @@ function streamEvents(
       stream.write(': keep-alive\n\n').catch(() => aborted.abort());
     }, 15_000);
     let after = options.after;
+    let checkedAt = Date.now();
     const reader = principal.kind === 'user' ? principal.userId : '';
     const subscription = services.eventHub.subscribe(run.id, reader, options.known);
     try {
@@ -128,6 +142,19 @@ function streamEvents(
         }
         if (batch.length > 0) await stream.write(batch);
         if (finished) return;
+        // A key revoked, a user disabled or a tenant suspended ends open streams too.
+        if (Date.now() - checkedAt >= context.get('reauthentication').everyMs) {
+          checkedAt = Date.now();
+          if (!(await stillAuthorised(context, principal))) {
+            const data = JSON.stringify({
+              runId: run.id,
+              code: 'unauthenticated',
+              message: 'The credential of this stream is no longer valid.',
+            });
+            await stream.write(`event: error\ndata: ${data}\n\n`);
+            return;
+          }
+        }
         if (events.length === 0) await subscription.wait(1_000, aborted.signal);
       }
     } finally {

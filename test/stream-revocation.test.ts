@@ -1,0 +1,124 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ApiClient,
+  apiClient,
+  type Created,
+  seedTenant,
+  seedUser,
+  waitForRun,
+} from './support/api-client.ts';
+import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
+
+/**
+ * An open event stream is a long-lived use of a credential: revoking the key, disabling the
+ * user or suspending the tenant ends it (within `server.streamReauthMs`, 300 ms here) with an
+ * `error` event, and no run event after that reaches it.
+ */
+let server: TestServer;
+let operator: ApiClient;
+let tenantId: string;
+let admin: ApiClient;
+let agentId: string;
+
+beforeAll(async () => {
+  server = await startTestServer({
+    server: { streamReauthMs: 300 },
+    runs: { pollIntervalMs: 50 },
+  });
+  operator = apiClient(server.url, testOperatorKey);
+  tenantId = await seedTenant(operator, 'stream-revocation');
+  admin = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'admin' })).secret);
+  agentId = (
+    await admin.post<Created>('/v1/agents', {
+      name: 'careful',
+      tools: ['calculator'],
+      approvalRequiredTools: ['calculator'],
+    })
+  ).body.id;
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+/** A member's run waiting for approval, and its event stream opened with the member's key. */
+async function openStream() {
+  const user = await seedUser(operator, { tenantId, role: 'member' });
+  const member = apiClient(server.url, user.secret);
+  const thread = await member.post<Created>('/v1/threads', {});
+  const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+    agentId,
+    input: 'call calculator {"expression":"6*7"}',
+  });
+  const ids = { threadId: thread.body.id, runId: run.body.id };
+  await waitForRun(member, ids, ['requires_action']);
+  const response = await fetch(
+    `${server.url}/v1/threads/${ids.threadId}/runs/${ids.runId}/events`,
+    { headers: { authorization: `Bearer ${user.secret}` }, signal: AbortSignal.timeout(10_000) },
+  );
+  expect(response.status).toBe(200);
+  const reader = response.body?.getReader();
+  if (reader === undefined) throw new Error('no body');
+  let text = '';
+  const decoder = new TextDecoder();
+  /** Reads until the stream ends (true) or `ms` pass with it still open (false). */
+  const readToEnd = async (ms: number): Promise<boolean> => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      const chunk = await Promise.race([
+        reader.read(),
+        new Promise<'open'>((resolve) => setTimeout(() => resolve('open'), left)),
+      ]);
+      if (chunk === 'open') return false;
+      if (chunk.done) return true;
+      text += decoder.decode(chunk.value, { stream: true });
+    }
+  };
+  return { user, ids, readToEnd, text: () => text, cancel: () => reader.cancel() };
+}
+
+describe('an open event stream', () => {
+  it('stays open while its credential is valid', async () => {
+    const stream = await openStream();
+    expect(await stream.readToEnd(1_200)).toBe(false);
+    expect(stream.text()).toContain('event: approval-requested');
+    expect(stream.text()).not.toContain('event: error');
+    await stream.cancel();
+  });
+
+  it('ends once its key is revoked', async () => {
+    const stream = await openStream();
+    const revoked = await admin.request(
+      'DELETE',
+      `/v1/tenants/${tenantId}/users/${stream.user.userId}/api-keys/${stream.user.keyId}`,
+    );
+    expect(revoked.status).toBe(200);
+    expect(await stream.readToEnd(5_000)).toBe(true);
+    expect(stream.text()).toMatch(/event: error\ndata: \{[^\n]*"code":"unauthenticated"/);
+  });
+
+  it('ends once its user is disabled, or its tenant suspended', async () => {
+    const disabledUser = await openStream();
+    const disabled = await admin.request(
+      'PATCH',
+      `/v1/tenants/${tenantId}/users/${disabledUser.user.userId}`,
+      { status: 'disabled' },
+    );
+    expect(disabled.status).toBe(200);
+    expect(await disabledUser.readToEnd(5_000)).toBe(true);
+    expect(disabledUser.text()).toContain('"code":"unauthenticated"');
+
+    const suspended = await openStream();
+    expect(
+      (await operator.request('PATCH', `/v1/tenants/${tenantId}`, { status: 'suspended' })).status,
+    ).toBe(200);
+    try {
+      expect(await suspended.readToEnd(5_000)).toBe(true);
+      expect(suspended.text()).toContain('"code":"unauthenticated"');
+    } finally {
+      await operator.request('PATCH', `/v1/tenants/${tenantId}`, { status: 'active' });
+    }
+  });
+});
