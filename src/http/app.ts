@@ -152,7 +152,16 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
           'X-Request-Id',
           'X-Brigade-Tenant',
         ],
-        exposeHeaders: ['X-Request-Id', 'Retry-After'],
+        // What a browser client may read: ids to quote, limits to respect, where a run went.
+        exposeHeaders: [
+          'X-Request-Id',
+          'X-Trace-Id',
+          'Retry-After',
+          'RateLimit',
+          'RateLimit-Policy',
+          'X-Brigade-Thread-Id',
+          'X-Brigade-Run-Id',
+        ],
       }),
     );
   }
