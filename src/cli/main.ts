@@ -220,7 +220,11 @@ export async function runCli(
       await serveMockModel(parsed.values, io);
       return 0;
     }
-    const config = loadConfig({ configPath: parsed.values.config, env });
+    const config = loadConfig({
+      configPath: parsed.values.config,
+      env,
+      requireProviderKeys: command === 'serve',
+    });
     logger = createLogger({
       level: config.log.level,
       ...(command === 'serve' ? {} : { destination: process.stderr }),

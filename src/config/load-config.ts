@@ -96,6 +96,12 @@ export interface LoadConfigOptions {
   readonly cwd?: string;
   /** Parsed config file contents to use instead of reading a file (tests, the library). */
   readonly file?: unknown;
+  /**
+   * Whether every provider's `apiKeyEnv` must be set (default true). Commands that never call
+   * a model (migrations, keys, audit, usage) pass false, so an operator does not need every
+   * provider secret in their shell to run them.
+   */
+  readonly requireProviderKeys?: boolean;
 }
 
 function toIssues(prefix: string, error: z.ZodError): ConfigIssue[] {
@@ -170,7 +176,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const providers = Object.fromEntries(
     Object.entries(file.providers).map(([name, { apiKeyEnv, ...provider }]) => {
       const apiKey = apiKeyEnv === undefined ? undefined : env[apiKeyEnv];
-      if (apiKeyEnv !== undefined && (apiKey === undefined || apiKey === '')) {
+      const missing = apiKeyEnv !== undefined && (apiKey === undefined || apiKey === '');
+      if (missing && options.requireProviderKeys !== false) {
         providerIssues.push({
           path: `env.${apiKeyEnv}`,
           message: `not set (providers.${name}.apiKeyEnv names it)`,
