@@ -1,5 +1,20 @@
 import { z } from 'zod';
+import { parseSigningKey } from '../domain/audit/audit-signing.ts';
+import { parseMasterKey } from '../domain/tools/vault-crypto.ts';
 import { modelRouteSchema } from '../gateway/route-schema.ts';
+
+/** True when `parse` accepts the value (a secret: the message never repeats it). */
+const parses = (parse: (value: string) => unknown) => (value: string) => {
+  try {
+    parse(value);
+    return true;
+  } catch {
+    return false;
+  }
+};
+const masterKeySchema = z
+  .string()
+  .refine(parses(parseMasterKey), 'must be base64 of 32 random bytes (openssl rand -base64 32)');
 
 /** Log levels accepted by `log.level` (pino's names). */
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -383,7 +398,10 @@ export const environmentSchema = z.object({
     .optional(),
   LOG_LEVEL: z.enum(logLevels).optional(),
   /** Ed25519 private key signing audit checkpoints: PKCS#8 PEM or base64 of PKCS#8 DER. */
-  BRIGADE_AUDIT_SIGNING_KEY: z.string().min(40, 'must be a PKCS#8 Ed25519 key').optional(),
+  BRIGADE_AUDIT_SIGNING_KEY: z
+    .string()
+    .refine(parses(parseSigningKey), 'must be an Ed25519 private key, PKCS#8 PEM or base64 DER')
+    .optional(),
   /** Bearer token that may read `/metrics` (besides the operator key). */
   BRIGADE_METRICS_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   /** Headers for the OTLP exporter, `name=value` pairs separated by commas (collector keys). */
@@ -392,9 +410,9 @@ export const environmentSchema = z.object({
     .regex(/^[^=,]+=[^,]*(,[^=,]+=[^,]*)*$/, 'must be name=value pairs separated by commas')
     .optional(),
   /** The credentials vault's master key: base64 of 32 random bytes (secret). */
-  BRIGADE_MASTER_KEY: z.string().min(40, 'must be base64 of 32 bytes').optional(),
+  BRIGADE_MASTER_KEY: masterKeySchema.optional(),
   /** The master key being rotated away from (set with the new BRIGADE_MASTER_KEY). */
-  BRIGADE_MASTER_KEY_PREVIOUS: z.string().min(40, 'must be base64 of 32 bytes').optional(),
+  BRIGADE_MASTER_KEY_PREVIOUS: masterKeySchema.optional(),
 });
 
 /** The parsed config file. */

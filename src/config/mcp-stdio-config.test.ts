@@ -43,7 +43,7 @@ describe('tools.mcpStdio', () => {
           },
         },
       },
-      env: { PATH: '/usr/bin:/bin', BRIGADE_MASTER_KEY: 'k'.repeat(44) },
+      env: { PATH: '/usr/bin:/bin', BRIGADE_MASTER_KEY: Buffer.alloc(32, 1).toString('base64') },
       cwd: emptyDir,
     });
     const { servers, maxProcesses } = config.tools.mcpStdio;
