@@ -49,6 +49,7 @@ import { createAuditStore } from './storage/identity/audit-store.ts';
 import { createIdentityStore } from './storage/identity/identity-store.ts';
 import { openStorage, type Storage } from './storage/open-storage.ts';
 import { createModelRouteStore, loadTenantRoutes } from './storage/routes/model-route-store.ts';
+import { cancelRunsOf } from './storage/runs/run-cancellation.ts';
 import { createSpanStore } from './storage/tracing/span-store.ts';
 import { loadVaultKeySource } from './storage/vault-key-provider.ts';
 import { createWebhookStore } from './storage/webhooks/webhook-store.ts';
@@ -125,7 +126,10 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     logger,
   });
   const store = createIdentityStore(storage.database);
-  const identity = createIdentityService({ store });
+  const identity = createIdentityService({
+    store,
+    endAccess: (subject) => cancelRunsOf(storage.database, signals, subject),
+  });
   const authenticator = createAuthenticator({
     store,
     jwt: createJwtVerifier({

@@ -58,22 +58,24 @@ async function run(name: string, q: string, client = as(name)) {
   return result;
 }
 
+/** The body of an oauth2 credential `svc` with tokens of `name`, its access token expired. */
+function oauthBody(name: string, pair = tokens.authorize(name)) {
+  return {
+    name: 'svc',
+    kind: 'oauth2',
+    accessToken: pair.accessToken,
+    refreshToken: pair.refreshToken,
+    expiresIn: 0,
+    tokenUrl: tokens.url,
+    clientId: 'brigade',
+  };
+}
+
 /** Puts an oauth2 credential `svc` for `name` whose access token has expired. */
 async function putOAuth(name: string, extra: Record<string, unknown> = {}) {
   const pair = tokens.authorize(name);
-  const put = keep(
-    await as(name).post('/v1/me/credentials', {
-      name: 'svc',
-      kind: 'oauth2',
-      accessToken: pair.accessToken,
-      refreshToken: pair.refreshToken,
-      expiresIn: 0,
-      tokenUrl: tokens.url,
-      clientId: 'brigade',
-      clientSecret,
-      ...extra,
-    }),
-  );
+  const body = { ...oauthBody(name, pair), clientSecret, ...extra };
+  const put = keep(await as(name).post('/v1/me/credentials', body));
   expect(put.status, JSON.stringify(put.body)).toBe(201);
   return pair;
 }
@@ -279,39 +281,17 @@ describe('OAuth 2.0 credentials', () => {
   });
 
   it('authenticates a shared credential with client_secret_post and a tenant-shared client secret', async () => {
-    const shared = keep(
-      await as('admin').post('/v1/credentials', {
-        name: 'oauth-client',
-        secret: sharedClientSecret,
-      }),
-    );
-    expect(shared.status).toBe(201);
-    // A user's own credential names its token URL, so it cannot borrow the shared secret: it
-    // would send the secret wherever its owner pointed it.
-    const own = keep(
-      await as('frank').post('/v1/me/credentials', {
-        name: 'svc',
-        kind: 'oauth2',
-        accessToken: 'at-own',
-        refreshToken: 'rt-own',
-        expiresIn: 0,
-        tokenUrl: tokens.url,
-        clientId: 'brigade-post',
-        clientSecretCredential: 'oauth-client',
-      }),
-    );
-    expect(own.status).toBe(422);
-    expect(own.body).toMatchObject({ errors: [{ path: 'clientSecretCredential' }] });
+    const clientCredential = { name: 'oauth-client', secret: sharedClientSecret };
+    expect(keep(await as('admin').post('/v1/credentials', clientCredential)).status).toBe(201);
+    // A user's own credential names its token URL: it cannot borrow the shared secret (422).
+    const own = { ...oauthBody('frank'), clientSecretCredential: 'oauth-client' };
+    const refused = keep(await as('frank').post('/v1/me/credentials', own));
+    expect(refused.status).toBe(422);
+    expect(refused.body).toMatchObject({ errors: [{ path: 'clientSecretCredential' }] });
     // The tenant's shared OAuth credential may; frank has no `svc` of his own, so his run uses it.
-    const pair = tokens.authorize('frank');
     const sharedOAuth = keep(
       await as('admin').post<Created>('/v1/credentials', {
-        name: 'svc',
-        kind: 'oauth2',
-        accessToken: pair.accessToken,
-        refreshToken: pair.refreshToken,
-        expiresIn: 0,
-        tokenUrl: tokens.url,
+        ...oauthBody('frank'),
         clientId: 'brigade-post',
         clientSecretCredential: 'oauth-client',
         clientAuthMethod: 'client_secret_post',

@@ -90,6 +90,16 @@ function assertIds(...ids: string[]): void {
 export function createIdentityService(options: {
   readonly store: IdentityStore;
   readonly clock?: () => Date;
+  /**
+   * Ends the work a disabled user or a suspended tenant has under way (cancels their active
+   * runs). Called after the change commits, again on a repeated request, so a retry finishes
+   * what a failed call left.
+   */
+  readonly endAccess?: (subject: {
+    readonly tenantId: string;
+    readonly userId?: string;
+    readonly reason: string;
+  }) => Promise<unknown>;
 }): IdentityService {
   const { store } = options;
   const now = options.clock ?? (() => new Date());
@@ -183,6 +193,8 @@ export function createIdentityService(options: {
       assertCan(principal, 'tenant:update');
       const tenant = await store.updateTenant(principal, tenantId, patch);
       if (tenant === undefined) throw tenantNotFound();
+      if (patch.status === 'suspended')
+        await options.endAccess?.({ tenantId, reason: 'the organisation was suspended' });
       return tenant;
     },
     async createUser(principal, tenantId, input) {
@@ -247,6 +259,10 @@ export function createIdentityService(options: {
         },
       });
       if (user === undefined) throw userNotFound();
+      if (patch.status === 'disabled') {
+        const subject = { tenantId: target.tenantId, userId: target.userId };
+        await options.endAccess?.({ ...subject, reason: 'the user was disabled' });
+      }
       return user;
     },
     async createApiKey(principal, target, request) {

@@ -9,80 +9,20 @@ import { scopeFor } from '../identity/scope-for.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { RunsTable } from '../postgres/database-schema.ts';
 import { queueFull, type RunAdmissionOptions, refuseQueueFull } from './run-admission.ts';
+import {
+  activeStatuses,
+  appendEvents,
+  cancelActive,
+  cancelOne,
+  type Signals,
+  sendSignals,
+} from './run-cancellation.ts';
 import { type RunSignalSink, toRun, toRunEvent } from './run-rows.ts';
 
-const activeStatuses = ['queued', 'running', 'requires_action'] as const;
-
-/** Appends events to a run with consecutive sequence numbers, and wakes stream readers. */
-export async function appendEvents(
-  db: ScopedDb,
-  run: { tenantId: string; userId: string; runId: string; firstSeq: number },
-  events: readonly { type: string; data: Record<string, unknown> }[],
-): Promise<void> {
-  if (events.length === 0) return;
-  await db
-    .insertInto('brigade.run_events')
-    .values(
-      events.map((event, index) => ({
-        tenant_id: run.tenantId,
-        user_id: run.userId,
-        run_id: run.runId,
-        seq: run.firstSeq + index,
-        type: event.type,
-        data: JSON.stringify(event.data),
-        created_at: new Date(),
-      })),
-    )
-    .execute();
-}
-
-async function nextSeq(db: ScopedDb, runId: string): Promise<number> {
-  const row = await db
-    .selectFrom('brigade.run_events')
-    .select(sql<number>`coalesce(max(seq), 0) + 1`.as('next'))
-    .where('run_id', '=', runId)
-    .executeTakeFirst();
-  return Number(row?.next ?? 1);
-}
+export { appendEvents };
 
 /** Persistence of runs, their events and their queue entries (the domain's port). */
 export type RunStore = ThreadRunPorts['runs'];
-
-/**
- * Cancels the active runs of a thread inside the caller's transaction: queued ones at once,
- * running ones by request (their executor aborts and records the cancellation).
- */
-async function cancelActive(
-  db: ScopedDb,
-  options: { threadId: string; rollback: boolean; signals: Signals },
-): Promise<void> {
-  const { threadId, rollback } = options;
-  const active = await db
-    .selectFrom('brigade.runs')
-    .select(['id', 'tenant_id', 'user_id', 'status'])
-    .where('thread_id', '=', threadId)
-    .where('status', 'in', activeStatuses)
-    .forUpdate()
-    .execute();
-  for (const run of active) {
-    await cancelOne(db, {
-      id: run.id,
-      tenantId: run.tenant_id,
-      userId: run.user_id,
-      signals: options.signals,
-    });
-  }
-  if (rollback && active.length > 0) {
-    await db
-      .deleteFrom('brigade.messages')
-      .where(
-        'run_id',
-        'in',
-        active.map((run) => run.id),
-      )
-      .execute();
-  }
-}
 
 /** The prepared call of brigade.read_run_events (migration 0014). */
 const readEventsStatement = {
@@ -99,61 +39,6 @@ const createStatement = {
   text: `select r.*, brigade.claim_on_arrival(r.id, $11, $12::interval, $13, $14) as arrival
            from brigade.create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) r`,
 };
-
-/** Signals to send once the transaction has committed. */
-interface Signals {
-  readonly changed: Set<string>;
-  readonly cancelled: Set<string>;
-}
-
-async function cancelOne(
-  db: ScopedDb,
-  run: { id: string; tenantId: string; userId: string; signals: Signals },
-): Promise<void> {
-  // A queued run (or one parked for an approval) has no executor: cancel it here and now.
-  const unclaimed = await db
-    .deleteFrom('brigade.run_queue')
-    .where('run_id', '=', run.id)
-    .where('state', 'in', ['queued', 'parked'])
-    .executeTakeFirst();
-  const now = new Date();
-  if (unclaimed.numDeletedRows > 0n) {
-    await db
-      .updateTable('brigade.approvals')
-      .set({ status: 'expired', decided_at: now, decision_reason: 'run cancelled' })
-      .where('run_id', '=', run.id)
-      .where('status', '=', 'pending')
-      .execute();
-    await db
-      .updateTable('brigade.runs')
-      .set({
-        status: 'cancelled',
-        cancel_requested_at: now,
-        completed_at: now,
-        error_code: 'cancelled',
-      })
-      .where('id', '=', run.id)
-      .execute();
-    await appendEvents(
-      db,
-      {
-        tenantId: run.tenantId,
-        userId: run.userId,
-        runId: run.id,
-        firstSeq: await nextSeq(db, run.id),
-      },
-      [{ type: 'run-cancelled', data: { reason: 'cancelled before it started' } }],
-    );
-    run.signals.changed.add(run.id);
-    return;
-  }
-  await db
-    .updateTable('brigade.runs')
-    .set({ cancel_requested_at: sql<Date>`coalesce(cancel_requested_at, ${now})` })
-    .where('id', '=', run.id)
-    .execute();
-  run.signals.cancelled.add(run.id);
-}
 
 /**
  * The PostgreSQL {@link RunStore}. Creating a run counts the tenant's queued runs in the same
@@ -177,9 +62,7 @@ export function createRunStore(
     const signals: Signals = { changed: new Set(), cancelled: new Set() };
     const scope = { ...scopeFor(principal), ...(options.tenantQueue ? { tenantQueue: true } : {}) };
     const result = await database.withScope(scope, (db) => work(db, signals));
-    for (const runId of signals.cancelled) sink.cancelRequested(runId);
-    for (const runId of signals.changed) sink.runChanged(runId);
-    if (signals.changed.size > 0) sink.queueChanged();
+    sendSignals(sink, signals);
     return result;
   }
   /**

@@ -10,19 +10,23 @@ import {
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
 /**
- * An open event stream is a long-lived use of a credential: revoking the key, disabling the
- * user or suspending the tenant ends it (within `server.streamReauthMs`, 300 ms here) with an
- * `error` event, and no run event after that reaches it.
+ * Access ends everywhere at once. An open event stream is a long-lived use of a credential:
+ * revoking the key, disabling the user or suspending the tenant ends it (within
+ * `server.streamReauthMs`, 300 ms here) with an `error` event. Disabling a user or suspending a
+ * tenant also cancels the runs acting for them: waiting for an approval, or running.
  */
 let server: TestServer;
 let operator: ApiClient;
 let tenantId: string;
 let admin: ApiClient;
 let agentId: string;
+let talkerId: string;
 
 beforeAll(async () => {
   server = await startTestServer({
     server: { streamReauthMs: 300 },
+    // The local model streams one token every 20 ms: the talker's answer takes ~8 s.
+    models: { local: { tokenDelayMs: 20 } },
     runs: { pollIntervalMs: 50 },
   });
   operator = apiClient(server.url, testOperatorKey);
@@ -35,6 +39,8 @@ beforeAll(async () => {
       approvalRequiredTools: ['calculator'],
     })
   ).body.id;
+  talkerId = (await admin.post<Created>('/v1/agents', { name: 'talker', maxOutputTokens: 2000 }))
+    .body.id;
 });
 
 afterAll(async () => {
@@ -108,7 +114,8 @@ describe('an open event stream', () => {
     );
     expect(disabled.status).toBe(200);
     expect(await disabledUser.readToEnd(5_000)).toBe(true);
-    expect(disabledUser.text()).toContain('"code":"unauthenticated"');
+    // Its run was cancelled too: whichever comes first ends the stream.
+    expect(disabledUser.text()).toMatch(/"code":"unauthenticated"|event: run-cancelled/);
 
     const suspended = await openStream();
     expect(
@@ -116,9 +123,67 @@ describe('an open event stream', () => {
     ).toBe(200);
     try {
       expect(await suspended.readToEnd(5_000)).toBe(true);
-      expect(suspended.text()).toContain('"code":"unauthenticated"');
+      expect(suspended.text()).toMatch(/"code":"unauthenticated"|event: run-cancelled/);
     } finally {
       await operator.request('PATCH', `/v1/tenants/${tenantId}`, { status: 'active' });
     }
+  });
+});
+
+type RunBody = Created & { status: string; errorCode: string | null };
+const longInput = Array.from({ length: 400 }, (_, index) => `word${index}`).join(' ');
+
+/** A member with one run waiting for approval and one running (streaming a long answer). */
+async function busyMember() {
+  const user = await seedUser(operator, { tenantId, role: 'member' });
+  const member = apiClient(server.url, user.secret);
+  const start = async (agent: string, input: string, status: string) => {
+    const thread = await member.post<Created>('/v1/threads', {});
+    const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId: agent,
+      input,
+    });
+    const ids = { threadId: thread.body.id, runId: run.body.id };
+    await waitForRun(member, ids, [status]);
+    return ids;
+  };
+  const parked = await start(agentId, 'call calculator {"expression":"1+1"}', 'requires_action');
+  const running = await start(talkerId, longInput, 'running');
+  return { user, member, parked, running };
+}
+
+/** After access is restored, both runs are cancelled with `reason`, none completed. */
+async function expectCancelled(busy: Awaited<ReturnType<typeof busyMember>>, reason: string) {
+  for (const ids of [busy.parked, busy.running]) {
+    const run = await waitForRun<RunBody>(busy.member, ids, ['cancelled', 'completed', 'failed']);
+    expect(run.status).toBe('cancelled');
+  }
+  const cancelled = await fetch(
+    `${server.url}/v1/threads/${busy.parked.threadId}/runs/${busy.parked.runId}/events`,
+    { headers: { authorization: `Bearer ${busy.user.secret}` } },
+  );
+  const text = await cancelled.text();
+  expect(text).toContain('event: run-cancelled');
+  expect(text).toContain(reason);
+  const approvals = await busy.member.get<{ data: { runId: string }[] }>('/v1/approvals');
+  expect(approvals.body.data.filter((item) => item.runId === busy.parked.runId)).toEqual([]);
+}
+
+describe('runs acting for someone whose access ended', () => {
+  it('are cancelled when the user is disabled, waiting or running', async () => {
+    const busy = await busyMember();
+    const path = `/v1/tenants/${tenantId}/users/${busy.user.userId}`;
+    expect((await admin.request('PATCH', path, { status: 'disabled' })).status).toBe(200);
+    // Back in, to look: the runs did not wait for the user's return.
+    expect((await admin.request('PATCH', path, { status: 'active' })).status).toBe(200);
+    await expectCancelled(busy, 'the user was disabled');
+  });
+
+  it('are cancelled when the tenant is suspended', async () => {
+    const busy = await busyMember();
+    const path = `/v1/tenants/${tenantId}`;
+    expect((await operator.request('PATCH', path, { status: 'suspended' })).status).toBe(200);
+    expect((await operator.request('PATCH', path, { status: 'active' })).status).toBe(200);
+    await expectCancelled(busy, 'the organisation was suspended');
   });
 });
