@@ -247,6 +247,7 @@ describe('bad input', () => {
   it('exits 2 for an unknown command', async () => {
     expectOneLineFailure(await cli('frobnicate'), 2, /unknown command 'frobnicate'/);
     expectOneLineFailure(await cli('tenants', 'delete'), 2, /unknown command 'tenants delete'/);
+    expectOneLineFailure(await cli('tenants'), 2, /'tenants' needs a subcommand: create, list/);
   });
 
   it('exits 2 for an unknown option', async () => {

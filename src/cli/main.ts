@@ -51,7 +51,8 @@ Commands:
 Options:
   --config PATH                 configuration file (default ./brigade.config.json)
   --json                        machine-readable output
-  -h, --help                    this help
+  -h, --help, help              this help
+  --version                     the version
 `;
 
 const knownCommands = [
@@ -214,6 +215,11 @@ export async function runCli(
       ? command
       : `${command} ${subcommand ?? ''}`.trim();
     if (!knownCommands.includes(full)) {
+      const subcommands = knownCommands
+        .filter((known) => known.startsWith(`${command} `))
+        .map((known) => known.slice(command.length + 1));
+      if (subcommand === undefined && subcommands.length > 0)
+        throw new UsageError(`'${command}' needs a subcommand: ${subcommands.join(', ')}`);
       throw new UsageError(`unknown command '${full}'; run 'brigade help'`);
     }
     if (command === 'mock-model') {
