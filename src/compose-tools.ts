@@ -56,6 +56,7 @@ export function composeTools(options: {
     readonly actor: Parameters<typeof credentialStore.resolveForCall>[0]['actor'] | undefined;
     readonly name: string;
     readonly toolName: string;
+    readonly destination: URL | undefined;
   }) =>
     credentialStore.available
       ? credentialStore.resolveForCall({
@@ -65,6 +66,7 @@ export function composeTools(options: {
           name: request.name,
           toolName: request.toolName,
           runId: request.claim.runId,
+          destination: request.destination,
         })
       : Promise.resolve(undefined);
   const mcpServerStore = createMcpServerStore(storage.database);

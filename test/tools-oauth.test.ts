@@ -270,6 +270,7 @@ describe('OAuth 2.0 credentials', () => {
             name: 'svc',
             toolName: 'whoami',
             runId: 'race',
+            destination: undefined,
           }),
         ),
       ),

@@ -220,6 +220,7 @@ describe('the credentials vault', () => {
         actor: { kind: 'operator' },
         name: 'svc',
         toolName: 'whoami',
+        destination: undefined,
         runId: 'rotation-test',
       });
     expect((await resolveAs(rotating))?.secret).toBe(canaryA);

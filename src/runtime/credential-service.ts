@@ -51,7 +51,10 @@ export function createCredentialService(options: {
   return {
     async put(
       principal: Principal,
-      input: CredentialInput & { readonly name: string },
+      input: CredentialInput & {
+        readonly name: string;
+        readonly allowedHosts?: readonly string[] | undefined;
+      },
       shared: boolean,
     ): Promise<CredentialMetadata> {
       const user = userFor(principal, shared);

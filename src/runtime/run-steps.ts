@@ -111,6 +111,7 @@ export function createStepRecorder(options: {
     readonly actor: UserPrincipal | undefined;
     readonly name: string;
     readonly toolName: string;
+    readonly destination: URL | undefined;
   }) => Promise<{ readonly secret: string } | undefined>;
   /** Redacts secrets from tool output before it is kept or shown to the model. */
   readonly redact?: (text: string, secrets: ReadonlySet<string>) => string;
@@ -210,12 +211,13 @@ export function createStepRecorder(options: {
       resolveCredential === undefined
         ? undefined
         : {
-            resolve: async (name) => {
+            resolve: async (name, destination) => {
               const found = await resolveCredential({
                 claim: context.claim,
                 actor: context.actor,
                 name,
                 toolName: tool.name,
+                destination,
               });
               if (found !== undefined) {
                 for (const form of secretForms(found.secret)) {

@@ -55,7 +55,9 @@ export type OAuthTokenRefresher = (request: OAuthRefreshRequest) => Promise<OAut
 export type CredentialRefreshErrorCode =
   | 'credential_reauthorization_required'
   | 'credential_refresh_unavailable'
-  | 'credential_refresh_failed';
+  | 'credential_refresh_failed'
+  /** The credential names the hosts it may go to, and the call's destination is not one. */
+  | 'credential_host_not_allowed';
 
 /**
  * A credential could not be made usable for a tool call. The message is safe to show to the

@@ -18,6 +18,9 @@ const credentialSchema = z
       .string()
       .openapi({ description: 'Last four characters (empty for secrets under 16 characters).' }),
     createdAt: z.iso.datetime(),
+    allowedHosts: z.array(z.string()).nullable().openapi({
+      description: 'The only hosts the credential may be sent to; null: wherever tools send it.',
+    }),
     oauth2: z
       .object({
         expiresAt: z.iso.datetime().nullable(),
@@ -34,6 +37,9 @@ const credentialSchema = z
   .openapi('Credential');
 
 const token = z.string().min(1).max(8_192);
+/** `host` or `host:port`: a DNS name or IPv4 address, or a bracketed IPv6 address. */
+const hostPattern =
+  /^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*)(:\d{1,5})?$/;
 const oauthFields = [
   'accessToken',
   'refreshToken',
@@ -60,6 +66,22 @@ const putCredentialSchema = z
       description:
         '`bearer_token` or `api_key` (sent as a bearer token or a header, as the tool says), `basic` (`user:password`), `oauth2` (an access token Brigade refreshes; sent as the tool says, normally `bearer`).',
     }),
+    allowedHosts: z
+      .array(
+        z
+          .string()
+          .max(260)
+          .transform((host) => host.toLowerCase())
+          .pipe(z.string().regex(hostPattern, 'must be a host or host:port')),
+      )
+      .min(1)
+      .max(20)
+      .optional()
+      .openapi({
+        description:
+          'The only hosts (`host` or `host:port`) this credential may be sent to: a tool or MCP server calling any other host (or a local stdio server) fails with `credential_host_not_allowed` and never gets the secret. Absent: wherever the tenant’s tools that name it go (tools are defined by the tenant’s owners and admins).',
+        example: ['api.github.com'],
+      }),
     secret: token.optional().openapi({
       description:
         'The secret of `bearer_token`, `api_key` and `basic`. Encrypted at rest (AES-256-GCM envelope); never returned, logged or shown to a model.',
@@ -123,9 +145,12 @@ const putCredentialSchema = z
 type PutCredentialBody = z.infer<typeof putCredentialSchema>;
 
 /** The vault's input from a validated body (an OAuth expiry in seconds becomes a time). */
-function toInput(body: PutCredentialBody): CredentialInput & { name: string } {
+function toInput(
+  body: PutCredentialBody,
+): CredentialInput & { name: string; allowedHosts?: readonly string[] | undefined } {
+  const hosts = body.allowedHosts === undefined ? {} : { allowedHosts: body.allowedHosts };
   if (body.kind !== 'oauth2')
-    return { name: body.name, kind: body.kind, secret: body.secret ?? '' };
+    return { name: body.name, kind: body.kind, secret: body.secret ?? '', ...hosts };
   const expiresAt =
     body.expiresAt === undefined
       ? new Date(Date.now() + (body.expiresIn ?? 0) * 1000)
@@ -133,6 +158,7 @@ function toInput(body: PutCredentialBody): CredentialInput & { name: string } {
   return {
     name: body.name,
     kind: 'oauth2',
+    ...hosts,
     expiresAt,
     oauth: {
       tokenUrl: body.tokenUrl ?? '',
@@ -159,6 +185,7 @@ function toResponse(credential: CredentialMetadata) {
   const iso = (date: Date | null) => date?.toISOString() ?? null;
   return {
     ...rest,
+    allowedHosts: credential.allowedHosts === null ? null : [...credential.allowedHosts],
     createdAt: credential.createdAt.toISOString(),
     ...(oauth2 === undefined
       ? {}

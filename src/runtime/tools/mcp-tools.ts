@@ -93,7 +93,10 @@ export async function probeMcpServer(options: {
 }
 
 /** Decrypts a credential of the calling user by name (undefined: they have none). */
-type CredentialLookup = (name: string) => Promise<{ readonly secret: string } | undefined>;
+type CredentialLookup = (
+  name: string,
+  destination: URL | undefined,
+) => Promise<{ readonly secret: string } | undefined>;
 
 /**
  * The MCP tools of runs: for the `mcp:<server>:<tool>` names an agent lists, the server's tool
@@ -113,6 +116,7 @@ export function createMcpToolProvider(options: {
     readonly actor: UserPrincipal | undefined;
     readonly name: string;
     readonly toolName: string;
+    readonly destination: URL | undefined;
   }) => Promise<{ readonly secret: string } | undefined>;
   readonly connect?: McpConnect;
   /** The operator's stdio servers' processes; absent: stdio servers' tools are unavailable. */
@@ -133,7 +137,8 @@ export function createMcpToolProvider(options: {
 
   async function secretFor(server: StoredMcpServer, resolve: CredentialLookup) {
     if (server.auth === undefined) return undefined;
-    const credential = await resolve(server.auth.credential);
+    const destination = server.transport === 'stdio' ? undefined : new URL(server.url);
+    const credential = await resolve(server.auth.credential, destination);
     if (credential === undefined)
       throw new Error(
         `You have no credential named '${server.auth.credential}'; add it under /v1/me/credentials.`,
@@ -192,8 +197,13 @@ export function createMcpToolProvider(options: {
       {
         claim: request.claim,
         signal,
-        resolve: (name) =>
-          options.resolveCredential({ ...request, name, toolName: `mcp:${server.name}` }),
+        resolve: (name, destination) =>
+          options.resolveCredential({
+            ...request,
+            name,
+            toolName: `mcp:${server.name}`,
+            destination,
+          }),
       },
       (session) => session.listTools({ signal }),
     );
@@ -216,7 +226,7 @@ export function createMcpToolProvider(options: {
           {
             claim,
             signal: context.signal,
-            resolve: async (name) => context.credentials?.resolve(name),
+            resolve: async (name, destination) => context.credentials?.resolve(name, destination),
           },
           (session) => session.callTool(tool.name, input, { signal: context.signal, timeoutMs }),
         );

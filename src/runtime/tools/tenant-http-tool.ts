@@ -126,7 +126,7 @@ export function createTenantHttpTool(options: {
       await assertEgressAllowed(url, options.egress);
       const headers: Record<string, string> = { 'idempotency-key': context.idempotencyKey };
       if (definition.auth !== undefined) {
-        const credential = await context.credentials?.resolve(definition.auth.credential);
+        const credential = await context.credentials?.resolve(definition.auth.credential, url);
         if (credential === undefined)
           throw new Error(
             `You have no credential named '${definition.auth.credential}'; add it under /v1/me/credentials.`,

@@ -9,8 +9,15 @@ import { validateAgainstSchema } from './json-schema.ts';
  * user (their credentials, then the tenant's shared ones), never a database handle.
  */
 export interface ToolCredentialsCapability {
-  /** Decrypts the named credential for this call; undefined when the user has none. */
-  resolve(name: string): Promise<{ readonly secret: string } | undefined>;
+  /**
+   * Decrypts the named credential for this call, to be sent to `destination` (undefined: a
+   * local process); undefined when the user has none. A credential whose `allowedHosts` do not
+   * include the destination is refused (`credential_host_not_allowed`).
+   */
+  resolve(
+    name: string,
+    destination: URL | undefined,
+  ): Promise<{ readonly secret: string } | undefined>;
 }
 
 /** What one execution of a tool receives. */

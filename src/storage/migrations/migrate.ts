@@ -30,6 +30,7 @@ import { userLimitCountersMigration } from './0029-user-limit-counters.ts';
 import { loadRunFunctionsMigration } from './0030-load-run-functions.ts';
 import { platformPolicyAuditMigration } from './0031-platform-policy-audit.ts';
 import { reserveAfterToolStepMigration } from './0032-reserve-after-tool-step.ts';
+import { credentialAllowedHostsMigration } from './0033-credential-allowed-hosts.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -71,6 +72,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0030-load-run-functions': fromSql(loadRunFunctionsMigration),
     '0031-platform-policy-audit': fromSql(platformPolicyAuditMigration),
     '0032-reserve-after-tool-step': fromSql(reserveAfterToolStepMigration),
+    '0033-credential-allowed-hosts': fromSql(credentialAllowedHostsMigration),
   };
 }
 

@@ -3,8 +3,6 @@ import { sql } from 'kysely';
 import type { Principal, UserPrincipal } from '../../domain/identity/principal.ts';
 import {
   CredentialRefreshError,
-  type OAuthSecrets,
-  type OAuthSettings,
   type OAuthTokenRefresher,
 } from '../../domain/tools/oauth-types.ts';
 import {
@@ -21,6 +19,16 @@ import { scopeFor } from '../identity/scope-for.ts';
 import type { Database } from '../postgres/database.ts';
 import { createLocalKeyProvider } from '../vault-key-provider.ts';
 import {
+  barredDestination,
+  type CredentialInput,
+  type CredentialMetadata,
+  type CredentialRow,
+  type Lookup,
+  metadataColumns,
+  type ResolvedCredential,
+  toMetadata,
+} from './credential-rows.ts';
+import {
   createOAuthRefresher,
   defaultRefreshSkewMs,
   openOAuthSecrets,
@@ -29,105 +37,15 @@ import {
 } from './oauth-refresh.ts';
 import { createVaultKeys } from './vault-keys.ts';
 
-/** Kinds of credential the vault keeps; the kind says how a tool presents it. */
-export const credentialKinds = ['api_key', 'bearer_token', 'basic', 'oauth2'] as const;
-
-/** Kinds whose secret is one string the user gives. */
-export const plainCredentialKinds = ['api_key', 'bearer_token', 'basic'] as const;
-
-/** A kind of credential. */
-export type CredentialKind = (typeof credentialKinds)[number];
-
-/** What a credential to store holds: one secret, or OAuth 2.0 tokens and their client. */
-export type CredentialInput =
-  | { readonly kind: (typeof plainCredentialKinds)[number]; readonly secret: string }
-  | {
-      readonly kind: 'oauth2';
-      readonly oauth: OAuthSettings;
-      readonly secrets: OAuthSecrets;
-      readonly expiresAt: Date;
-    };
-
-/** The state of an OAuth credential as listings show it: never a token. */
-export interface OAuthMetadata {
-  readonly expiresAt: Date | null;
-  readonly refreshedAt: Date | null;
-  /** `reauthorization_required` once the token server refused the refresh token. */
-  readonly status: 'active' | 'reauthorization_required';
-  readonly refreshFailedAt: Date | null;
-}
-
-/** What a listing shows of a credential: never the secret. */
-export interface CredentialMetadata {
-  readonly id: string;
-  readonly name: string;
-  readonly kind: CredentialKind;
-  /** `user` for the caller's own, `tenant` for a tenant-shared one. */
-  readonly scope: 'user' | 'tenant';
-  /** Of the secret; of the current access token for `oauth2`. */
-  readonly fingerprint: string;
-  readonly last4: string;
-  readonly createdAt: Date;
-  /** Only for `oauth2` credentials. */
-  readonly oauth2?: OAuthMetadata;
-}
-
-/** A secret decrypted for one tool call, with the id to audit its use. */
-export interface ResolvedCredential {
-  readonly id: string;
-  readonly name: string;
-  readonly kind: CredentialKind;
-  readonly scope: 'user' | 'tenant';
-  /** The secret; the current access token of an `oauth2` credential. */
-  readonly secret: string;
-}
-
-interface CredentialRow {
-  id: string;
-  user_id: string | null;
-  name: string;
-  kind: CredentialKind;
-  ciphertext: Buffer;
-  fingerprint: string;
-  last4: string;
-  created_at: Date;
-  expires_at: Date | null;
-  refreshed_at: Date | null;
-  refresh_failure: string | null;
-  refresh_failed_at: Date | null;
-}
-
-function toMetadata(row: Omit<CredentialRow, 'ciphertext'>): CredentialMetadata {
-  return {
-    id: row.id,
-    name: row.name,
-    kind: row.kind,
-    scope: row.user_id === null ? 'tenant' : 'user',
-    fingerprint: row.fingerprint,
-    last4: row.last4,
-    createdAt: row.created_at,
-    ...(row.kind === 'oauth2'
-      ? {
-          oauth2: {
-            expiresAt: row.expires_at,
-            refreshedAt: row.refreshed_at,
-            status: row.refresh_failure === null ? 'active' : 'reauthorization_required',
-            refreshFailedAt: row.refresh_failed_at,
-          },
-        }
-      : {}),
-  };
-}
-
-const metadataColumns = sql.raw(
-  'id, user_id, name, kind, fingerprint, last4, created_at, expires_at, refreshed_at, refresh_failure, refresh_failed_at',
-);
-
-type Lookup =
-  | { readonly kind: 'none' }
-  | { readonly kind: 'due'; readonly id: string; readonly name: string }
-  | { readonly kind: 'refused'; readonly name: string }
-  | { readonly kind: 'resolved'; readonly credential: ResolvedCredential };
+export {
+  type CredentialInput,
+  type CredentialKind,
+  type CredentialMetadata,
+  credentialKinds,
+  type OAuthMetadata,
+  plainCredentialKinds,
+  type ResolvedCredential,
+} from './credential-rows.ts';
 
 /**
  * The credentials vault on PostgreSQL: AES-256-GCM envelope encryption (master key → tenant
@@ -189,7 +107,11 @@ export function createCredentialStore(options: {
      */
     put(
       principal: UserPrincipal,
-      input: CredentialInput & { readonly name: string; readonly shared: boolean },
+      input: CredentialInput & {
+        readonly name: string;
+        readonly shared: boolean;
+        readonly allowedHosts?: readonly string[] | undefined;
+      },
     ): Promise<CredentialMetadata> {
       return database.withScope(scopeFor(principal), async (db) => {
         const { tenantId, userId } = principal;
@@ -216,9 +138,10 @@ export function createCredentialStore(options: {
         const inserted = await sql<CredentialRow>`
           insert into brigade.credentials
             (tenant_id, id, user_id, name, kind, ciphertext, fingerprint, last4, created_by_user_id,
-             oauth, expires_at)
+             oauth, expires_at, allowed_hosts)
           values (${tenantId}, ${id}, ${ownerId}, ${input.name}, ${input.kind}, ${ciphertext},
-                  ${fingerprint}, ${last4}, ${userId}, ${oauth}::jsonb, ${expiresAt})
+                  ${fingerprint}, ${last4}, ${userId}, ${oauth}::jsonb, ${expiresAt},
+                  ${input.allowedHosts === undefined ? null : [...input.allowedHosts]}::text[])
           returning ${metadataColumns}`.execute(db);
         const row = inserted.rows[0];
         if (row === undefined) throw new Error('credential not stored');
@@ -285,6 +208,8 @@ export function createCredentialStore(options: {
       readonly name: string;
       readonly toolName: string;
       readonly runId: string;
+      /** Where the secret will be sent; undefined for a local (stdio) process. */
+      readonly destination: URL | undefined;
     }): Promise<ResolvedCredential | undefined> {
       const { tenantId, userId } = options;
       // An OAuth credential due for a refresh is refreshed (once, under its row lock) and read
@@ -300,6 +225,21 @@ export function createCredentialStore(options: {
                limit 1`.execute(db);
             const row = rows.rows[0];
             if (row === undefined) return { kind: 'none' };
+            const barred = barredDestination(row.allowed_hosts, options.destination);
+            if (barred !== undefined) {
+              await writeAudit(db, {
+                tenantId,
+                principal: options.actor,
+                record: {
+                  action: 'credential.used',
+                  targetType: 'credential',
+                  targetId: row.id,
+                  outcome: 'denied',
+                  data: { name: row.name, tool: options.toolName, runId: options.runId, barred },
+                },
+              });
+              return { kind: 'barred', name: row.name, destination: barred };
+            }
             if (row.kind === 'oauth2' && row.refresh_failure !== null)
               return { kind: 'refused', name: row.name };
             if (row.kind === 'oauth2' && pass === 0 && refresher.isDue(row.expires_at))
@@ -330,6 +270,11 @@ export function createCredentialStore(options: {
         if (lookup.kind === 'none') return undefined;
         if (lookup.kind === 'resolved') return lookup.credential;
         if (lookup.kind === 'refused') throw reauthorizationRequired(lookup.name);
+        if (lookup.kind === 'barred')
+          throw new CredentialRefreshError(
+            'credential_host_not_allowed',
+            `the credential '${lookup.name}' may not be sent to ${lookup.destination} (not among its allowedHosts).`,
+          );
         await refresher
           .refresh({ tenantId, userId, credentialId: lookup.id, actor: options.actor })
           .catch((error: unknown) => {
