@@ -225,19 +225,21 @@ export function createCredentialStore(options: {
                limit 1`.execute(db);
             const row = rows.rows[0];
             if (row === undefined) return { kind: 'none' };
-            const barred = barredDestination(row.allowed_hosts, options.destination);
-            if (barred !== undefined) {
-              await writeAudit(db, {
+            const used = (outcome: 'success' | 'denied', data: Record<string, unknown>) =>
+              writeAudit(db, {
                 tenantId,
                 principal: options.actor,
                 record: {
                   action: 'credential.used',
                   targetType: 'credential',
                   targetId: row.id,
-                  outcome: 'denied',
-                  data: { name: row.name, tool: options.toolName, runId: options.runId, barred },
+                  outcome,
+                  data: { name: row.name, tool: options.toolName, runId: options.runId, ...data },
                 },
               });
+            const barred = barredDestination(row.allowed_hosts, options.destination);
+            if (barred !== undefined) {
+              await used('denied', { barred });
               return { kind: 'barred', name: row.name, destination: barred };
             }
             if (row.kind === 'oauth2' && row.refresh_failure !== null)
@@ -248,22 +250,7 @@ export function createCredentialStore(options: {
               row.user_id === null
                 ? decrypt(await tenantKey(db, tenantId), tenantId, row)
                 : decrypt(await userKey(db, tenantId, userId), tenantId, row);
-            await writeAudit(db, {
-              tenantId,
-              principal: options.actor,
-              record: {
-                action: 'credential.used',
-                targetType: 'credential',
-                targetId: row.id,
-                outcome: 'success',
-                data: {
-                  name: row.name,
-                  scope: credential.scope,
-                  tool: options.toolName,
-                  runId: options.runId,
-                },
-              },
-            });
+            await used('success', { scope: credential.scope });
             return { kind: 'resolved', credential };
           },
         );
