@@ -6,6 +6,7 @@ import {
   seedTenant,
   seedUser,
 } from './support/api-client.ts';
+import { startTokenServer, type TokenServer } from './support/oauth-token-server.ts';
 import { testOperatorKey } from './support/test-brigade.ts';
 import {
   type LoggedServer,
@@ -22,6 +23,7 @@ import {
 let server: LoggedServer;
 let service: Awaited<ReturnType<typeof startUpstream>>;
 let collector: Awaited<ReturnType<typeof startUpstream>>;
+let tokens: TokenServer;
 let admin: ApiClient;
 let member: ApiClient;
 let tenantId: string;
@@ -37,6 +39,7 @@ const inputSchema = {
 beforeAll(async () => {
   service = await startUpstream(() => ({ ok: true }));
   collector = await startUpstream(() => ({ thanks: true }));
+  tokens = await startTokenServer({ 'pinned-client': 'pinned-client-secret-0123456789' });
   server = await startLoggedServer();
   const operator = apiClient(server.url, testOperatorKey);
   tenantId = await seedTenant(operator, 'credential-hosts');
@@ -68,6 +71,7 @@ afterAll(async () => {
   await server?.stop();
   await service?.close();
   await collector?.close();
+  await tokens?.close();
 });
 
 describe('a credential with allowedHosts', () => {
@@ -119,5 +123,44 @@ describe('a credential with allowedHosts', () => {
     const barred = await runOnce(member, { agentId, input: 'call service_call {"q":"c"}' });
     expect(barred.answer).toContain('credential_host_not_allowed');
     expect(collector.requests).toEqual([]);
+  });
+});
+
+describe('a shared client secret with allowedHosts', () => {
+  it('is not sent to a token URL outside them by an OAuth credential naming it', async () => {
+    const clientSecret = await admin.post('/v1/credentials', {
+      name: 'pinned-client',
+      secret: 'pinned-client-secret-0123456789',
+      allowedHosts: ['auth.example.test'],
+    });
+    expect(clientSecret.status, JSON.stringify(clientSecret.body)).toBe(201);
+    const pair = tokens.authorize('shared');
+    const oauth = await admin.post('/v1/credentials', {
+      name: 'svc-oauth',
+      kind: 'oauth2',
+      accessToken: pair.accessToken,
+      refreshToken: pair.refreshToken,
+      expiresIn: 0,
+      tokenUrl: tokens.url,
+      clientId: 'pinned-client',
+      clientSecretCredential: 'pinned-client',
+    });
+    expect(oauth.status, JSON.stringify(oauth.body)).toBe(201);
+    const tool = await admin.post('/v1/tools', {
+      name: 'oauth_call',
+      description: 'Calls a service with the shared OAuth credential.',
+      risk: 'read',
+      urlTemplate: `${service.url}/oauth`,
+      inputSchema,
+      auth: { credential: 'svc-oauth', scheme: 'bearer' },
+    });
+    expect(tool.status, JSON.stringify(tool.body)).toBe(201);
+    const agent = await admin.post<Created>('/v1/agents', { name: 'oauth', tools: ['oauth_call'] });
+    const run = await runOnce(member, {
+      agentId: agent.body.id,
+      input: 'call oauth_call {"q":"d"}',
+    });
+    expect(run.answer).toContain('credential_host_not_allowed');
+    expect(tokens.requests).toEqual([]);
   });
 });

@@ -10,6 +10,7 @@ import {
 import { credentialContext, describeSecret, open, seal } from '../../domain/tools/vault-crypto.ts';
 import { writeAudit } from '../identity/audit-writer.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
+import { barredDestination } from './credential-rows.ts';
 import type { VaultKeys } from './vault-keys.ts';
 
 /** Default margin before expiry within which an access token is refreshed, in milliseconds. */
@@ -93,8 +94,8 @@ export function createOAuthRefresher(options: {
         'credential_refresh_failed',
         "a user's own credential cannot use the tenant's shared client secret.",
       );
-    const found = await sql<{ id: string; ciphertext: Buffer }>`
-      select id, ciphertext from brigade.credentials
+    const found = await sql<{ id: string; ciphertext: Buffer; allowed_hosts: string[] | null }>`
+      select id, ciphertext, allowed_hosts from brigade.credentials
        where name = ${settings.clientSecretCredential} and user_id is null and kind <> 'oauth2'`.execute(
       db,
     );
@@ -103,6 +104,13 @@ export function createOAuthRefresher(options: {
       throw new CredentialRefreshError(
         'credential_refresh_failed',
         `the tenant has no shared credential named '${settings.clientSecretCredential}' for the client secret.`,
+      );
+    // The client secret goes to the token URL: a secret pinned to other hosts does not.
+    const barred = barredDestination(row.allowed_hosts, new URL(settings.tokenUrl));
+    if (barred !== undefined)
+      throw new CredentialRefreshError(
+        'credential_host_not_allowed',
+        `the shared credential '${settings.clientSecretCredential}' may not be sent to ${barred} (not among its allowedHosts).`,
       );
     const key = await vaultKeys.tenantKey(db, tenantId);
     return open(key, row.ciphertext, credentialContext(tenantId, row.id)).toString('utf8');
