@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ApiClient,
@@ -185,5 +186,66 @@ describe('runs acting for someone whose access ended', () => {
     expect((await operator.request('PATCH', path, { status: 'suspended' })).status).toBe(200);
     expect((await operator.request('PATCH', path, { status: 'active' })).status).toBe(200);
     await expectCancelled(busy, 'the organisation was suspended');
+  });
+});
+
+/** POSTs `body` to `path` with the last part held back until `meanwhile` has run. */
+function postSlowly(options: {
+  path: string;
+  secret: string;
+  body: string;
+  meanwhile: () => Promise<void>;
+}): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const outgoing = httpRequest(
+      `${server.url}${options.path}`,
+      {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${options.secret}`,
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(options.body),
+        },
+      },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => {
+          text += chunk;
+        });
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, text }));
+      },
+    );
+    outgoing.on('error', reject);
+    const split = options.body.length - 2;
+    outgoing.write(options.body.slice(0, split));
+    // The request is authenticated once its headers arrive; its body comes after the change.
+    setTimeout(() => {
+      options
+        .meanwhile()
+        .then(() => outgoing.end(options.body.slice(split)))
+        .catch(reject);
+    }, 300);
+  });
+}
+
+describe('a run created while access ends', () => {
+  it('is refused when the user was disabled after the request was authenticated', async () => {
+    const user = await seedUser(operator, { tenantId, role: 'member' });
+    const member = apiClient(server.url, user.secret);
+    const thread = await member.post<Created>('/v1/threads', {});
+    const path = `/v1/tenants/${tenantId}/users/${user.userId}`;
+    const created = await postSlowly({
+      path: `/v1/threads/${thread.body.id}/runs`,
+      secret: user.secret,
+      body: JSON.stringify({ agentId: talkerId, input: 'hello' }),
+      meanwhile: async () => {
+        expect((await admin.request('PATCH', path, { status: 'disabled' })).status).toBe(200);
+      },
+    });
+    expect(created.status, created.text).toBe(401);
+    expect((await admin.request('PATCH', path, { status: 'active' })).status).toBe(200);
+    const runs = await member.get<{ data: unknown[] }>(`/v1/threads/${thread.body.id}/runs`);
+    expect(runs.body.data).toEqual([]);
   });
 });

@@ -104,6 +104,12 @@ function fromDatabaseError(error: unknown): AppError | undefined {
     return new AppError('conflict', 'An object with the same unique value already exists.');
   if (code === '23503') return new AppError('not_found', 'A referenced object does not exist.');
   if (code === '42501') return new AppError('not_found', 'Not found.');
+  // A run created for a user disabled (or a tenant suspended) meanwhile (migration 0034).
+  if (code === 'BRG16')
+    return new AppError(
+      'unauthenticated',
+      'Your access has ended: the user is disabled or the organisation suspended.',
+    );
   // A value PostgreSQL cannot take (a character it cannot store, text where a number or an id
   // belongs, a number out of range): the boundary should have refused it, but it is the
   // client's value all the same.

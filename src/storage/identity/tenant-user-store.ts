@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type {
   IdentityStore,
   NewUser,
@@ -32,6 +32,16 @@ function selectUsers(db: Kysely<DatabaseSchema>) {
     )
     .selectAll('u')
     .select('m.role');
+}
+
+/**
+ * Waits for the run creations of a tenant or user in flight, and holds new ones until this
+ * transaction ends: its status change and the runs' access check (migration 0034) serialise.
+ */
+async function lockAccess(db: ScopedDb, kind: 'tenant' | 'user', id: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtext('brigade.access'), brigade.access_lock_key(${kind}, ${id}::uuid))`.execute(
+    db,
+  );
 }
 
 /** Loads one user with its role inside an open transaction. */
@@ -153,6 +163,7 @@ export function createTenantUserStore(database: Database): TenantUserStore {
     async updateTenant(principal, tenantId, patch) {
       if (!isUuid(tenantId)) return undefined;
       return database.withScope(scopeFor(principal, tenantId), async (db) => {
+        if (patch.status !== undefined) await lockAccess(db, 'tenant', tenantId);
         const row = await db
           .updateTable('brigade.tenants')
           .set({
@@ -228,6 +239,7 @@ export function createTenantUserStore(database: Database): TenantUserStore {
         const current = await loadUser(db, tenantId, userId);
         if (current === undefined) return undefined;
         check(current, members.filter((member) => member.role === 'owner').length);
+        if (patch.status !== undefined) await lockAccess(db, 'user', userId);
         const now = new Date();
         const { role, metadata, displayName, ...rest } = patch;
         await db

@@ -31,6 +31,7 @@ import { loadRunFunctionsMigration } from './0030-load-run-functions.ts';
 import { platformPolicyAuditMigration } from './0031-platform-policy-audit.ts';
 import { reserveAfterToolStepMigration } from './0032-reserve-after-tool-step.ts';
 import { credentialAllowedHostsMigration } from './0033-credential-allowed-hosts.ts';
+import { runsRequireAccessMigration } from './0034-runs-require-access.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -73,6 +74,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0031-platform-policy-audit': fromSql(platformPolicyAuditMigration),
     '0032-reserve-after-tool-step': fromSql(reserveAfterToolStepMigration),
     '0033-credential-allowed-hosts': fromSql(credentialAllowedHostsMigration),
+    '0034-runs-require-access': fromSql(runsRequireAccessMigration),
   };
 }
 
