@@ -106,6 +106,17 @@ describe('a NUL character or an unpaired surrogate in a JSON body', () => {
       );
   });
 
+  it('sees a lone surrogate behind an escaped backslash', async () => {
+    // JSON text "A\\uD800\uDC00B": a literal backslash-u-D800, then a lone low surrogate.
+    const response = await fetch(`${server.url}/v1/threads`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ownerSecret}`, 'content-type': 'application/json' },
+      body: '{"title":"A\\\\uD800\\uDC00B"}',
+    });
+    expect(response.status).toBe(422);
+    expect(await response.json()).toMatchObject({ errors: [{ path: 'body.title' }] });
+  });
+
   it('passes when escaped surrogates form a pair, and an escaped backslash is not an escape', async () => {
     const body = '{"title":"\\ud83d\\ude00 and \\\\u0000 literally"}';
     const response = await fetch(`${server.url}/v1/threads`, {

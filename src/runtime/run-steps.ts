@@ -112,7 +112,7 @@ export function createStepRecorder(options: {
     readonly name: string;
     readonly toolName: string;
     readonly destination: URL | undefined;
-  }) => Promise<{ readonly secret: string } | undefined>;
+  }) => Promise<{ readonly secret: string; readonly kind?: string } | undefined>;
   /** Redacts secrets from tool output before it is kept or shown to the model. */
   readonly redact?: (text: string, secrets: ReadonlySet<string>) => string;
   /** One `execute_tool` span per call (GenAI semantic conventions). */
@@ -220,7 +220,7 @@ export function createStepRecorder(options: {
                 destination,
               });
               if (found !== undefined) {
-                for (const form of secretForms(found.secret)) {
+                for (const form of secretForms(found.secret, found.kind)) {
                   used.add(form);
                   context.secrets?.add(form);
                 }

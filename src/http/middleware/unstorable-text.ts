@@ -2,12 +2,12 @@ import { ValidationError } from '../../domain/errors.ts';
 
 /**
  * JSON escapes that may decode to text PostgreSQL refuses to store (`text` rejects NUL,
- * `jsonb` rejects NUL and unpaired surrogates): `\u0000`, a high surrogate not followed by a
- * low one, a low surrogate not preceded by a high one. Over-inclusive on purpose (an escaped
- * backslash before `u0000` is plain text): a match only means the parsed body is walked.
+ * `jsonb` rejects NUL and unpaired surrogates): `\u0000` and any surrogate escape. Deliberately
+ * over-inclusive (a well-formed escaped pair, or an escaped backslash before `u0000`, is fine):
+ * a match only means the parsed body is walked, which decides. Matching pairs here instead
+ * was bypassable (an escaped backslash before a fake high surrogate hid a lone low one).
  */
-const suspect =
-  /\\u0000|\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}/;
+const suspect = /\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})/;
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const unstorable = (text: string): boolean => text.includes('\u0000') || loneSurrogate.test(text);
 

@@ -92,7 +92,10 @@ describe('the output guard on personal data', () => {
 describe('secretForms', () => {
   it('redacts a basic credential echoed whole, encoded, or as its password alone', () => {
     const secret = 'svc-user:pa ss"word/42';
-    const guard = createOutputGuard({ secrets: () => secretForms(secret), allowedLinkHosts: [] });
+    const guard = createOutputGuard({
+      secrets: () => secretForms(secret, 'basic'),
+      allowedLinkHosts: [],
+    });
     const encoded = Buffer.from(secret).toString('base64');
     for (const echo of [
       secret,
@@ -106,6 +109,20 @@ describe('secretForms', () => {
     ]) {
       const { text } = guard.redact(`denied: ${echo} (try again)`);
       expect(text, echo).toBe('denied: [redacted] (try again)');
+    }
+  });
+
+  it('leaves the words of an output alone: a short password, or a colon in another kind', () => {
+    const text = 'Keep your secret key secure. Docs: https://example.com/secret';
+    for (const [secret, kind] of [
+      ['svcuser:secret', 'basic'],
+      ['token:secret-and-more', 'bearer_token'],
+    ] as const) {
+      const guard = createOutputGuard({
+        secrets: () => secretForms(secret, kind),
+        allowedLinkHosts: [],
+      });
+      expect(guard.redact(text).text).toBe(text);
     }
   });
 });

@@ -60,14 +60,17 @@ function hostAllowed(target: string, hosts: readonly string[]): boolean {
 
 /**
  * The forms of a vault secret that can come back in a tool's output or a model's answer: the
- * secret, its base64 and base64url encodings (what an HTTP `Basic` header carries), the
- * password of a `user:password` secret, and its URL-encoded and JSON-escaped spellings. The
- * guard redacts each (those shorter than six characters are left, as for the secret itself).
+ * secret, its base64 and base64url encodings (what an HTTP `Basic` header carries), for a
+ * `basic` credential (`user:password`) the password alone when it has at least eight
+ * characters (a shorter one would blank common words out of every output), and the
+ * URL-encoded and JSON-escaped spellings of each. The guard redacts each (those shorter than
+ * six characters are left, as for the secret itself).
  */
-export function secretForms(secret: string): string[] {
+export function secretForms(secret: string, kind?: string): string[] {
   const colon = secret.indexOf(':');
+  const password = kind === 'basic' && colon >= 0 ? secret.slice(colon + 1) : '';
   const forms = new Set<string>();
-  for (const base of colon >= 0 ? [secret, secret.slice(colon + 1)] : [secret]) {
+  for (const base of password.length >= 8 ? [secret, password] : [secret]) {
     const bytes = Buffer.from(base, 'utf8');
     forms.add(base);
     forms.add(bytes.toString('base64'));
