@@ -1,4 +1,5 @@
 import { argumentsHash } from '../domain/tools/arguments-hash.ts';
+import { storableJson } from '../storage/postgres/storable.ts';
 import { expireApproval } from '../storage/runs/approval-expiry.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
@@ -105,7 +106,7 @@ export async function passApprovalGate(options: {
             run_id: claim.runId,
             tool_call_id: call.toolCallId,
             tool_name: call.toolName,
-            arguments: JSON.stringify(call.input),
+            arguments: storableJson(call.input) ?? 'null',
             arguments_hash: hash,
             reason:
               options.reason ??
@@ -142,7 +143,7 @@ export async function passApprovalGate(options: {
       }
       await db
         .updateTable('brigade.runs')
-        .set({ status: 'requires_action', pending_action: JSON.stringify(pending) })
+        .set({ status: 'requires_action', pending_action: storableJson(pending) ?? 'null' })
         .where('id', '=', claim.runId)
         .execute();
       await db

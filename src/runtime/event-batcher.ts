@@ -1,4 +1,5 @@
 import type { Database } from '../storage/postgres/database.ts';
+import { storableJson } from '../storage/postgres/storable.ts';
 import {
   appendEventBatches,
   type SerializedEventBatch,
@@ -112,7 +113,7 @@ export function createEventBatcher(database: Database): EventBatcher {
       if (events.length === 0) return Promise.resolve();
       let bytes = 0;
       const serialized = events.map((event) => {
-        const json = JSON.stringify(event.data);
+        const json = storableJson(event.data) ?? 'null';
         // Escaping can double a character and UTF-8 takes up to three bytes per UTF-16 unit;
         // an upper bound is cheaper than rendering the literal twice.
         bytes += 6 * (json.length + event.type.length) + rowOverheadBytes;

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Database, ScopedDb } from '../postgres/database.ts';
+import { storableJson } from '../postgres/storable.ts';
 import type { RunSignalSink } from './run-rows.ts';
 
 export const activeStatuses = ['queued', 'running', 'requires_action'] as const;
@@ -20,7 +21,7 @@ export async function appendEvents(
         run_id: run.runId,
         seq: run.firstSeq + index,
         type: event.type,
-        data: JSON.stringify(event.data),
+        data: storableJson(event.data) ?? 'null',
         created_at: new Date(),
       })),
     )

@@ -3,6 +3,7 @@ import type { Principal } from '../../domain/identity/principal.ts';
 import type { ReserveCall, ReserveRow, SettleCall } from '../guards/budget-calls.ts';
 import { auditColumns } from '../identity/audit-writer.ts';
 import type { Database } from '../postgres/database.ts';
+import { storableJson, storableText } from '../postgres/storable.ts';
 import { type ClaimedRun, type ClaimRunsOptions, claimArguments } from './run-claim.ts';
 
 /** The run a checkpoint belongs to, and whose it is (its row-level-security scope). */
@@ -199,10 +200,10 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
       run.userId,
       run.runId,
       batch.firstSeq,
-      JSON.stringify(batch.events),
+      storableJson(batch.events),
       step.key,
       step.kind,
-      JSON.stringify(step.output),
+      storableJson(step.output),
       step.usage?.inputTokens ?? 0,
       step.usage?.outputTokens ?? 0,
       audit,
@@ -256,13 +257,13 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
         run.userId,
         run.runId,
         batch.firstSeq,
-        JSON.stringify(batch.events),
+        storableJson(batch.events),
         ending.status,
         ending.errorCode ?? null,
-        ending.errorMessage ?? null,
+        ending.errorMessage === undefined ? null : storableText(ending.errorMessage),
         ending.incompleteReason ?? null,
-        ending.text ?? null,
-        JSON.stringify(ending.terminal),
+        ending.text === undefined ? null : storableText(ending.text),
+        storableJson(ending.terminal),
       ];
       // The step commits no events of its own: the finish commits the whole batch after it.
       const before =
