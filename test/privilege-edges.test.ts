@@ -87,7 +87,7 @@ describe('policies', () => {
     expect(policies.body.data).toEqual([]);
   });
 
-  it('an admin cannot lift, loosen or set a limit on themselves; an owner can', async () => {
+  it('an admin cannot lift, loosen or set a limit on themselves or another admin; an owner can', async () => {
     const onAdmin = await owner.client.post<Created>('/v1/policies', {
       level: 'user',
       subjectId: admin.userId,
@@ -106,6 +106,9 @@ describe('policies', () => {
       limits: budget,
     });
     expect(onOwnRole.status).toBe(403);
+    // Nor can a fellow admin lift it.
+    const otherAdmin = await seeded('admin');
+    expect((await otherAdmin.client.request('DELETE', path)).status).toBe(403);
     expect((await owner.client.request('DELETE', path)).status).toBe(204);
   });
 

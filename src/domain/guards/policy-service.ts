@@ -138,9 +138,10 @@ export function createPolicyService(options: {
 
   /**
    * Checks that the subject of a tenant's user-, key- or agent-level policy exists, and that an
-   * admin writes no policy that binds an owner or the admin themselves (a role-level policy of
-   * `owner` or of their own role, a user or key policy on an owner or on themselves): only
-   * owners (and the operator) limit owners, and nobody but them lifts a limit set on an admin.
+   * admin writes no policy that binds an owner or an admin (a role-level policy of `owner` or
+   * `admin`, a user or key policy on an owner or an admin, themselves included): only owners
+   * (and the operator) limit owners and admins, so no admin lifts a limit set on an admin.
+   * Tenant- and agent-level policies bind everyone alike and stay the admins' to manage.
    */
   async function assertBindsBelow(
     principal: Principal,
@@ -156,8 +157,8 @@ export function createPolicyService(options: {
     const { level, subjectId, tenantId } = target;
     if (tenantId === null) return;
     const owner = principal.kind === 'operator' || principal.role === 'owner';
-    if (level === 'role' && !owner && (target.role === 'owner' || target.role === principal.role))
-      throw bindsAbove(target.role === 'owner' ? 'owners' : 'your own role');
+    if (level === 'role' && !owner && (target.role === 'owner' || target.role === 'admin'))
+      throw bindsAbove(target.role === 'owner' ? 'owners' : 'admins');
     if (subjectId === undefined || (level !== 'user' && level !== 'api_key' && level !== 'agent'))
       return;
     const bound = await store.subjectUser(principal, { tenantId, level, subjectId });
@@ -169,7 +170,8 @@ export function createPolicyService(options: {
     }
     if (bound === null || owner || principal.kind !== 'user') return;
     if (bound.role === 'owner') throw bindsAbove('an owner');
-    if (bound.userId === principal.userId) throw bindsAbove('yourself');
+    if (bound.role === 'admin')
+      throw bindsAbove(bound.userId === principal.userId ? 'yourself' : 'an admin');
   }
 
   return {
