@@ -132,7 +132,8 @@ describe.runIf(redisUrl !== undefined)('when Redis dies mid-run', () => {
   it('keeps serving, limits fall back to per-process counters, budgets stay exact', async () => {
     const operator = apiClient(server.url, testOperatorKey);
     const tenantId = await seedTenant(operator, 'redis-dies');
-    const admin = await seedUser(operator, { tenantId, role: 'admin' });
+    // An owner: it limits itself below (admins may not write policies that bind an admin).
+    const admin = await seedUser(operator, { tenantId, role: 'owner' });
     const user = await seedUser(operator, { tenantId, role: 'member' });
     const adminClient = apiClient(server.url, admin.secret);
     const limit = await adminClient.post('/v1/policies', {
