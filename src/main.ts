@@ -1,9 +1,9 @@
 import { Redis } from 'ioredis';
+import { composeAuditCheckpoints } from './compose-audit.ts';
 import { composeRuns } from './compose-runs.ts';
 import { composeTools } from './compose-tools.ts';
 import type { Config } from './config/index.ts';
 import { createAgentService } from './domain/agents/agent-service.ts';
-import { createAuditSigner } from './domain/audit/audit-signing.ts';
 import { createConsentService } from './domain/consent/consent-service.ts';
 import { createPolicyService } from './domain/guards/policy-service.ts';
 import { createUsageService } from './domain/guards/usage-service.ts';
@@ -23,7 +23,6 @@ import { createMetrics, type Metrics } from './observability/metrics.ts';
 import { createTracing } from './observability/tracing.ts';
 import type { CorePluginV1 } from './plugin-api/index.ts';
 import { createAgentValidator } from './runtime/agent-validator.ts';
-import { createAuditCheckpointer } from './runtime/audit-checkpointer.ts';
 import { createCachingGateway } from './runtime/cached-gateway.ts';
 import { createContentCapturePolicy } from './runtime/content-capture.ts';
 import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
@@ -44,7 +43,6 @@ import { createConsentStore } from './storage/consent/consent-store.ts';
 import { createBudgetStore } from './storage/guards/budget-store.ts';
 import { createPolicyStore, loadTenantPolicies } from './storage/guards/policy-store.ts';
 import { createUsageStore } from './storage/guards/usage-store.ts';
-import { createAuditCheckpointStore } from './storage/identity/audit-checkpoint-store.ts';
 import { createAuditStore } from './storage/identity/audit-store.ts';
 import { createIdentityStore } from './storage/identity/identity-store.ts';
 import { openStorage, type Storage } from './storage/open-storage.ts';
@@ -108,21 +106,14 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     throw error;
   }
   const metrics = createMetrics();
-  const auditSigner = signingKey === undefined ? undefined : createAuditSigner(signingKey);
-  if (auditSigner === undefined)
-    logger.warn(
-      {},
-      'no audit signing key (BRIGADE_AUDIT_SIGNING_KEY): audit checkpoints are not written',
-    );
-  else logger.info({ keyId: auditSigner.publicKey.keyId }, 'audit checkpoints are signed');
-  const auditCheckpoints = createAuditCheckpointStore(storage.database, auditSigner);
-  const auditCheckpointer = createAuditCheckpointer({
-    store: auditCheckpoints,
-    due: {
-      everyEvents: config.audit.checkpoints.everyEvents,
-      intervalSeconds: config.audit.checkpoints.intervalSeconds,
-    },
-    pollMs: config.audit.checkpoints.pollMs,
+  const {
+    signer: auditSigner,
+    checkpoints: auditCheckpoints,
+    checkpointer: auditCheckpointer,
+  } = composeAuditCheckpoints({
+    database: storage.database,
+    signingKey,
+    config: config.audit.checkpoints,
     logger,
   });
   const store = createIdentityStore(storage.database);

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { z } from 'zod';
 import { routeProblems } from '../gateway/route-schema.ts';
-import { type ConfigFile, configFileSchema, environmentSchema } from './config-schema.ts';
+import { type ConfigFile, configFileSchema } from './config-schema.ts';
+import { environmentSchema } from './environment-schema.ts';
 
 /** Where the database lives: an embedded cluster Brigade starts, or an external server. */
 export type DatabaseMode =
