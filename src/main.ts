@@ -16,7 +16,7 @@ import { createResponseCacheStore } from './gateway/response-cache-store.ts';
 import { createApp } from './http/app.ts';
 import type { BrigadeApp } from './http/app-env.ts';
 import { createAuthenticator } from './http/auth/authenticator.ts';
-import { createJwtVerifier } from './http/auth/jwt-verifier.ts';
+import { createJwtVerifier, jwksUrlProblems } from './http/auth/jwt-verifier.ts';
 import { createHttpServer } from './http/http-server.ts';
 import type { Logger } from './observability/index.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
@@ -120,12 +120,14 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   const identity = createIdentityService({
     store,
     endAccess: (subject) => cancelRunsOf(storage.database, signals, subject),
+    jwksUrlProblems: (url) => jwksUrlProblems(new URL(url), config.auth.jwksAllowPrivateNetworks),
   });
   const authenticator = createAuthenticator({
     store,
     jwt: createJwtVerifier({
       jwksCacheMs: config.auth.jwksCacheMs,
       clockToleranceSeconds: config.auth.jwtClockToleranceSeconds,
+      allowPrivateNetworks: config.auth.jwksAllowPrivateNetworks,
     }),
     environmentOperatorKeyHash:
       config.operatorKey === undefined ? undefined : hashSecret(config.operatorKey),

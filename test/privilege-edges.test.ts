@@ -73,6 +73,24 @@ describe('OIDC providers', () => {
   });
 });
 
+describe('OIDC JWKS URLs', () => {
+  it('may not point into the deployment’s private network (loopback stays for development)', async () => {
+    const base = { name: 'jwks', issuer: 'https://jwks.privileges.test' };
+    const refused = await owner.client.post<{ errors: { path: string }[] }>(
+      `/v1/tenants/${tenantId}/oidc-providers`,
+      { ...base, audience: 'a', jwksUrl: 'https://10.20.30.40/.well-known/jwks.json' },
+    );
+    expect(refused.status).toBe(422);
+    expect(refused.body.errors[0]?.path).toBe('body.jwksUrl');
+    const local = await owner.client.post(`/v1/tenants/${tenantId}/oidc-providers`, {
+      ...base,
+      audience: 'b',
+      jwksUrl: 'http://127.0.0.1:9/jwks',
+    });
+    expect(local.status).toBe(201);
+  });
+});
+
 describe('policies', () => {
   it('an admin cannot limit owners, by role or by user or key', async () => {
     for (const body of [

@@ -72,6 +72,11 @@ const authSchema = z
     jwksCacheMs: z.int().min(0).max(86_400_000).default(600_000),
     /** Accepted clock skew when checking JWT `exp`/`nbf`, in seconds. */
     jwtClockToleranceSeconds: z.int().min(0).max(600).default(30),
+    /**
+     * Lets tenants' JWKS URLs reach private addresses (an identity provider on the internal
+     * network of a self-hosted deployment); loopback URLs are allowed either way.
+     */
+    jwksAllowPrivateNetworks: z.boolean().default(false),
   })
   .prefault({});
 

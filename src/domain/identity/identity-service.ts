@@ -100,6 +100,8 @@ export function createIdentityService(options: {
     readonly userId?: string;
     readonly reason: string;
   }) => Promise<unknown>;
+  /** What is wrong with a provider's JWKS URL (a private address, say); empty when nothing. */
+  readonly jwksUrlProblems?: (url: string) => readonly string[];
 }): IdentityService {
   const { store } = options;
   const now = options.clock ?? (() => new Date());
@@ -323,6 +325,12 @@ export function createIdentityService(options: {
     async createOidcProvider(principal, tenantId, input) {
       assertInTenant(principal, tenantId);
       assertCan(principal, 'oidc:manage');
+      const problems =
+        input.jwksUrl === undefined || input.jwksUrl === null
+          ? []
+          : (options.jwksUrlProblems?.(input.jwksUrl) ?? []);
+      if (problems.length > 0)
+        throw new ValidationError(problems.map((message) => ({ path: 'body.jwksUrl', message })));
       return store.createOidcProvider(principal, tenantId, input);
     },
     async listOidcProviders(principal, tenantId) {

@@ -1,5 +1,6 @@
 import {
   createRemoteJWKSet,
+  customFetch,
   decodeJwt,
   importSPKI,
   type JWTPayload,
@@ -7,6 +8,20 @@ import {
   jwtVerify,
 } from 'jose';
 import type { OidcProvider } from '../../domain/identity/identity-types.ts';
+import { assertEgressAllowed, staticEgressProblems } from '../../runtime/tools/egress-guard.ts';
+
+/** The loopback hosts a JWKS URL may name over http, for development (schemas.ts). */
+const loopbackHosts = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * What is wrong with a tenant's JWKS URL before anything is fetched: a literal private address
+ * (unless private networks are allowed). Loopback is allowed, as documented; host names are
+ * resolved and checked when the keys are fetched.
+ */
+export function jwksUrlProblems(url: URL, allowPrivateNetworks: boolean): string[] {
+  if (loopbackHosts.has(url.hostname)) return [];
+  return staticEgressProblems(url, { allowedHosts: [], allowPrivateNetworks });
+}
 
 /** Verifies a JWT against one tenant's OIDC provider; returns the payload or throws. */
 export interface JwtVerifier {
@@ -19,6 +34,10 @@ export interface JwtVerifier {
 export interface JwtVerifierOptions {
   readonly jwksCacheMs: number;
   readonly clockToleranceSeconds: number;
+  /** `auth.jwksAllowPrivateNetworks`: JWKS may be fetched from private addresses. */
+  readonly allowPrivateNetworks?: boolean;
+  /** Resolves a JWKS host to its addresses (tests); defaults to the system resolver. */
+  readonly resolve?: (host: string) => Promise<readonly string[]>;
 }
 
 /** The jose-based {@link JwtVerifier}; JWKS sets are cached per provider and URL. */
@@ -32,6 +51,18 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
         cacheMaxAge: options.jwksCacheMs,
         cooldownDuration: 30_000,
         timeoutDuration: 5_000,
+        // A tenant chooses the URL: its host is resolved and refused when private (no request
+        // into the deployment's network), then fetched without following redirects.
+        [customFetch]: async (resource, init) => {
+          const target = new URL(resource);
+          if (!loopbackHosts.has(target.hostname))
+            await assertEgressAllowed(target, {
+              allowedHosts: [],
+              allowPrivateNetworks: options.allowPrivateNetworks ?? false,
+              ...(options.resolve === undefined ? {} : { resolve: options.resolve }),
+            });
+          return fetch(resource, init);
+        },
       });
       keySets.set(cacheKey, keySet);
     }

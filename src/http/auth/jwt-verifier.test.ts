@@ -1,0 +1,81 @@
+import { generateKeyPair, SignJWT } from 'jose';
+import { describe, expect, it } from 'vitest';
+import type { OidcProvider } from '../../domain/identity/identity-types.ts';
+import { createJwtVerifier, jwksUrlProblems } from './jwt-verifier.ts';
+
+/** A tenant chooses its JWKS URL, so Brigade must not fetch it from inside its own network. */
+function provider(jwksUrl: string): OidcProvider {
+  return {
+    id: '00000000-0000-4000-8000-000000000001',
+    tenantId: '00000000-0000-4000-8000-000000000002',
+    name: 'idp',
+    issuer: 'https://idp.test',
+    audience: 'brigade',
+    jwksUrl,
+    publicKeysPem: null,
+    algorithms: ['ES256'],
+    subjectClaim: 'sub',
+    emailClaim: 'email',
+    nameClaim: 'name',
+    roleClaim: null,
+    roleMapping: {},
+    defaultRole: 'member',
+    jitProvisioning: false,
+    enabled: true,
+    createdAt: new Date(),
+    updatedAt: new Date(),
+  } as OidcProvider;
+}
+
+async function token(): Promise<string> {
+  const { privateKey } = await generateKeyPair('ES256');
+  return new SignJWT({ sub: 'someone' })
+    .setProtectedHeader({ alg: 'ES256' })
+    .setIssuer('https://idp.test')
+    .setAudience('brigade')
+    .setExpirationTime('5m')
+    .sign(privateKey);
+}
+
+describe('tenant JWKS URLs', () => {
+  it('refuse literal private addresses when created, and allow loopback for development', () => {
+    for (const url of [
+      'https://10.1.2.3/jwks',
+      'https://169.254.169.254/keys',
+      'https://[fd00::1]/k',
+    ])
+      expect(jwksUrlProblems(new URL(url), false), url).not.toEqual([]);
+    for (const url of ['http://127.0.0.1:8080/jwks', 'http://localhost/jwks', 'https://idp.test/k'])
+      expect(jwksUrlProblems(new URL(url), false), url).toEqual([]);
+    expect(jwksUrlProblems(new URL('https://10.1.2.3/jwks'), true)).toEqual([]);
+  });
+
+  it('are not fetched from a host that resolves to a private address', async () => {
+    const asked: string[] = [];
+    const verifier = createJwtVerifier({
+      jwksCacheMs: 1_000,
+      clockToleranceSeconds: 0,
+      resolve: async (host) => {
+        asked.push(host);
+        return ['10.0.0.7'];
+      },
+    });
+    await expect(
+      verifier.verify(provider('https://idp.internal.test/jwks'), await token()),
+    ).rejects.toThrow(/private or loopback/);
+    expect(asked).toEqual(['idp.internal.test']);
+  });
+
+  it('are fetched from such a host when private networks are allowed', async () => {
+    const verifier = createJwtVerifier({
+      jwksCacheMs: 1_000,
+      clockToleranceSeconds: 0,
+      allowPrivateNetworks: true,
+      resolve: async () => ['10.0.0.7'],
+    });
+    // Nothing listens there: the fetch itself fails, not the address check.
+    await expect(
+      verifier.verify(provider('https://idp.invalid/jwks'), await token()),
+    ).rejects.not.toThrow(/private or loopback/);
+  });
+});
