@@ -31,6 +31,19 @@ describe('bad input', () => {
     expect(await response.json()).toMatchObject({ code: 'invalid_json' });
   });
 
+  it('answers a method a path does not take with 405 and Allow, an unknown path with 404', async () => {
+    const wrong = await operator.request('PUT', '/v1/tenants');
+    expect(wrong.status).toBe(405);
+    expect(wrong.body).toMatchObject({ code: 'method_not_allowed' });
+    const headers = await fetch(`${server.url}/v1/tenants/${tenantId}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${testOperatorKey}` },
+    });
+    expect(headers.status).toBe(405);
+    expect(headers.headers.get('allow')?.split(', ').sort()).toEqual(['GET', 'PATCH']);
+    expect((await operator.get('/v1/no-such-thing')).status).toBe(404);
+  });
+
   it('lists every invalid and unknown field with its path in one 422', async () => {
     const response = await operator.post<{ code: string; errors: { path: string }[] }>(
       '/v1/tenants',

@@ -128,12 +128,31 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
       ? renderOpenAiError(context, error, options.logger)
       : renderProblem(context, error, options.logger);
   app.onError((error, context) => renderError(context, error));
-  app.notFound((context) =>
-    renderError(
+  // A path that exists under other methods is 405 with `Allow`, not 404 (RFC 9110 §15.5.6).
+  let routeMethods: { pattern: RegExp; method: string }[] | undefined;
+  app.notFound((context) => {
+    const { method, path } = context.req;
+    routeMethods ??= app.routes
+      .filter((route) => route.method !== 'ALL' && !route.path.includes('*'))
+      .map((route) => ({
+        pattern: new RegExp(`^${route.path.replace(/:[^/]+/g, '[^/]+')}/?$`),
+        method: route.method,
+      }));
+    const allowed = [
+      ...new Set(routeMethods.filter((route) => route.pattern.test(path)).map((r) => r.method)),
+    ];
+    if (allowed.length === 0 || allowed.includes(method))
+      return renderError(context, new AppError('not_found', `No route for ${method} ${path}.`));
+    const response = renderError(
       context,
-      new AppError('not_found', `No route for ${context.req.method} ${context.req.path}.`),
-    ),
-  );
+      new AppError(
+        'method_not_allowed',
+        `${method} is not allowed here; use ${allowed.join(', ')}.`,
+      ),
+    );
+    response.headers.set('Allow', allowed.join(', '));
+    return response;
+  });
 
   if (options.metrics !== undefined) app.use('*', httpMetrics(options.metrics.registry));
   app.use('*', requestId({ headerName: 'X-Request-Id', limitLength: 128 }));
