@@ -68,6 +68,7 @@ describe('loadConfig defaults', () => {
       keyLastUsedWriteIntervalMs: 60_000,
       jwksCacheMs: 600_000,
       jwtClockToleranceSeconds: 30,
+      jwksAllowPrivateNetworks: false,
     });
     expect(config.runs).toEqual({
       concurrency: 64,
