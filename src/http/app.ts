@@ -269,7 +269,11 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
 
   app.use('*', async (context, next) => {
     // After authentication: an anonymous request never gets its body read.
-    if (bodyMethods.has(context.req.method) && hasBody(context)) {
+    if (
+      !publicPaths.has(context.req.path) &&
+      bodyMethods.has(context.req.method) &&
+      hasBody(context)
+    ) {
       assertStorableJson(await context.req.text());
     }
     await next();

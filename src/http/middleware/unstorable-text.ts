@@ -1,4 +1,5 @@
 import { ValidationError } from '../../domain/errors.ts';
+import { isUnstorable } from '../../storage/postgres/storable.ts';
 
 /**
  * JSON escapes that may decode to text PostgreSQL refuses to store (`text` rejects NUL,
@@ -8,8 +9,6 @@ import { ValidationError } from '../../domain/errors.ts';
  * was bypassable (an escaped backslash before a fake high surrogate hid a lone low one).
  */
 const suspect = /\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})/;
-const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const unstorable = (text: string): boolean => text.includes('\u0000') || loneSurrogate.test(text);
 
 /**
  * The dotted path (from `body`) of the first string, value or key, in a parsed JSON body that
@@ -21,7 +20,7 @@ export function unstorableTextPath(value: unknown): string | undefined {
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
     const [item, path] = next;
     if (typeof item === 'string') {
-      if (unstorable(item)) return path;
+      if (isUnstorable(item)) return path;
     } else if (Array.isArray(item)) {
       for (let index = item.length - 1; index >= 0; index--)
         pending.push([item[index], `${path}.${index}`]);
@@ -29,7 +28,7 @@ export function unstorableTextPath(value: unknown): string | undefined {
       const entries = Object.entries(item);
       for (let index = entries.length - 1; index >= 0; index--) {
         const [key, child] = entries[index] as [string, unknown];
-        if (unstorable(key)) return `${path}.${JSON.stringify(key).slice(1, -1)}`;
+        if (isUnstorable(key)) return `${path}.${JSON.stringify(key).slice(1, -1)}`;
         pending.push([child, `${path}.${key}`]);
       }
     }

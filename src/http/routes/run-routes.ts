@@ -2,6 +2,7 @@ import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { Run, RunEvent } from '../../domain/agents/agent-types.ts';
+import { UnauthenticatedError } from '../../domain/errors.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
 import { queuedEvent } from '../../storage/runs/run-rows.ts';
 import { createRunSchema, runResponse, runSchema } from '../agent-schemas.ts';
@@ -88,7 +89,10 @@ const cancelRun = authedRoute({
   },
 });
 
-/** Whether the stream's credential still authenticates as the same principal. */
+/**
+ * Whether the stream's credential still authenticates as the same principal. Only a refusal
+ * ends the stream: a check that fails otherwise (the database busy) is tried again next time.
+ */
 async function stillAuthorised(context: Context<AppEnv>, principal: Principal): Promise<boolean> {
   try {
     const now = await context.get('reauthentication').check();
@@ -96,8 +100,8 @@ async function stillAuthorised(context: Context<AppEnv>, principal: Principal): 
     return (
       now.kind === 'operator' || (principal.kind === 'user' && now.userId === principal.userId)
     );
-  } catch {
-    return false;
+  } catch (error) {
+    return !(error instanceof UnauthenticatedError);
   }
 }
 

@@ -10,6 +10,12 @@
  */
 const unstorableEscape = /(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/g;
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const anyLoneSurrogate = new RegExp(loneSurrogate.source);
+
+/** True when `text` holds a character PostgreSQL refuses: NUL, or an unpaired surrogate. */
+export function isUnstorable(text: string): boolean {
+  return text.includes('\u0000') || anyLoneSurrogate.test(text);
+}
 
 /** `JSON.stringify(value)` as `jsonb` accepts it: NUL and unpaired surrogates become U+FFFD. */
 export function storableJson(value: unknown): string | undefined {
