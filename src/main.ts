@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { composeAuditCheckpoints } from './compose-audit.ts';
+import { composeDataRights } from './compose-data-rights.ts';
 import { composeRuns } from './compose-runs.ts';
 import { composeTools } from './compose-tools.ts';
 import type { Config } from './config/index.ts';
@@ -84,8 +85,7 @@ export interface CreateBrigadeOptions {
 
 /**
  * The composition root: config → storage → services → HTTP. The only place that wires, with
- * its two parts compose-tools.ts (tools, vault, MCP) and compose-runs.ts (threads, runs,
- * approvals, the scheduler).
+ * its parts in the compose-*.ts files beside it (tools, runs, audit, data rights).
  */
 export async function createBrigade(options: CreateBrigadeOptions): Promise<Brigade> {
   const { config, logger } = options;
@@ -302,6 +302,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     onStoreError: reportStoreError,
   });
   let draining = false;
+  const responseCache = createResponseCacheStore(redis, reportStoreError);
   const app = createApp({
     services: {
       identity,
@@ -312,6 +313,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       audit: createAuditStore(storage.database, { verifier: auditSigner }),
       auditCheckpoints,
       consents: createConsentService({ store: createConsentStore(storage.database) }),
+      dataRights: composeDataRights({ database: storage.database, signals, responseCache }),
       tools: toolService,
       mcpServers: createMcpServerService({
         store: mcpServerStore,
@@ -340,7 +342,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
         gateway: createCachingGateway({
           metered,
           gateway,
-          store: createResponseCacheStore(redis, reportStoreError),
+          store: responseCache,
           budgets,
           logger,
         }),

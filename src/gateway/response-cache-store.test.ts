@@ -1,6 +1,8 @@
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import {
   cacheKeyOf,
+  cacheKeyPrefix,
   createMemoryCacheStore,
   createRedisCacheStore,
   stableJson,
@@ -50,6 +52,12 @@ describe('createRedisCacheStore', () => {
       set: async () => {
         throw new Error('down');
       },
+      scan: async (): Promise<[string, string[]]> => {
+        throw new Error('down');
+      },
+      unlink: async () => {
+        throw new Error('down');
+      },
     };
     const store = createRedisCacheStore({
       redis: failing,
@@ -61,6 +69,58 @@ describe('createRedisCacheStore', () => {
     expect(await store.get('a')).toBe('A');
     expect(errors).toHaveLength(2);
   });
+});
+
+describe('purge', () => {
+  const alice = cacheKeyPrefix('t1', 'alice');
+  const bob = cacheKeyPrefix('t1', 'bob');
+
+  it('drops one user’s entries from the in-process cache and keeps everyone else’s', async () => {
+    const store = createMemoryCacheStore({ maxEntries: 100, maxBytes: 1_000_000 });
+    await store.set(`${alice}k1`, 'A1', 60);
+    await store.set(`${alice}k2`, 'A2', 60);
+    await store.set(`${bob}k1`, 'B1', 60);
+    await store.set(`${cacheKeyPrefix('t1', null)}k1`, 'S1', 60);
+    expect(await store.purge(alice)).toBe(2);
+    expect(await store.get(`${alice}k1`)).toBeUndefined();
+    expect(await store.get(`${bob}k1`)).toBe('B1');
+    expect(await store.get(`${cacheKeyPrefix('t1', null)}k1`)).toBe('S1');
+  });
+
+  it('reports a Redis failure to the erasure that asked for the purge', async () => {
+    const down = async () => {
+      throw new Error('down');
+    };
+    const store = createRedisCacheStore({
+      redis: { get: down, set: down, scan: down, unlink: down },
+      memory: createMemoryCacheStore({ maxEntries: 10, maxBytes: 1_000 }),
+    });
+    await expect(store.purge(alice)).rejects.toThrow('down');
+  });
+
+  it.runIf(process.env['REDIS_URL'] !== undefined)(
+    'drops one user’s entries from Redis too (glob characters in the prefix match literally)',
+    async () => {
+      const redis = new Redis(process.env['REDIS_URL'] ?? '');
+      const prefix = `brigade:test:${Math.random().toString(36).slice(2)}:`;
+      try {
+        const store = createRedisCacheStore({
+          redis,
+          memory: createMemoryCacheStore({ maxEntries: 10, maxBytes: 1_000_000 }),
+          prefix,
+        });
+        for (let index = 0; index < 1_500; index += 1) await store.set(`${alice}${index}`, 'A', 60);
+        await store.set(`${bob}k`, 'B', 60);
+        await store.set('t1/*/k', 'glob', 60);
+        expect(await store.purge(alice)).toBeGreaterThanOrEqual(1_500);
+        expect(await store.purge('t1/*/')).toBeGreaterThanOrEqual(1);
+        expect(await redis.get(`${prefix}${alice}1`)).toBeNull();
+        expect(await redis.get(`${prefix}${bob}k`)).toBe('B');
+      } finally {
+        redis.disconnect();
+      }
+    },
+  );
 });
 
 describe('cacheKeyOf', () => {

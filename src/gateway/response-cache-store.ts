@@ -10,12 +10,22 @@ export interface CachedAnswer {
 export interface ResponseCacheStore {
   get(key: string): Promise<string | undefined>;
   set(key: string, value: string, ttlSeconds: number): Promise<void>;
+  /** Drops every entry whose key starts with `prefix`; returns how many were dropped. */
+  purge(prefix: string): Promise<number>;
 }
 
 /** The part of an ioredis client the Redis store uses. */
 export interface RedisLike {
   get(key: string): Promise<string | null>;
   set(key: string, value: string, mode: 'EX', seconds: number): Promise<unknown>;
+  scan(
+    cursor: string,
+    match: 'MATCH',
+    pattern: string,
+    count: 'COUNT',
+    size: number,
+  ): Promise<[cursor: string, keys: string[]]>;
+  unlink(...keys: string[]): Promise<number>;
 }
 
 /** Limits of {@link createMemoryCacheStore}. */
@@ -65,6 +75,15 @@ export function createMemoryCacheStore(limits: MemoryCacheLimits): ResponseCache
         remove(oldest);
       }
     },
+    async purge(prefix) {
+      let dropped = 0;
+      for (const key of [...entries.keys()]) {
+        if (!key.startsWith(prefix)) continue;
+        remove(key);
+        dropped += 1;
+      }
+      return dropped;
+    },
   };
 }
 
@@ -99,7 +118,35 @@ export function createRedisCacheStore(options: {
         options.onError?.(error);
       }
     },
+    /**
+     * Unlike reads and writes, a purge reports Redis failures to its caller: an erasure must
+     * not claim to have dropped what it could not reach.
+     */
+    async purge(keyPrefix) {
+      let dropped = await options.memory.purge(keyPrefix);
+      const pattern = `${escapeGlob(prefix + keyPrefix)}*`;
+      let cursor = '0';
+      do {
+        const [next, keys] = await options.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        if (keys.length > 0) dropped += await options.redis.unlink(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+      return dropped;
+    },
   };
+}
+
+/** Escapes Redis glob characters, so a key prefix matches only itself. */
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (character) => `\\${character}`);
+}
+
+/**
+ * The prefix of every cache key of one user (or, with `userId` null, of a tenant's shared
+ * entries), so an erasure can drop that user's cached answers.
+ */
+export function cacheKeyPrefix(tenantId: string, userId: string | null): string {
+  return `${tenantId}/${userId ?? 'shared'}/`;
 }
 
 /** JSON with object keys sorted at every level, so equal requests give equal text. */

@@ -4,6 +4,7 @@ import type { ThreadService } from '../domain/agents/thread-service.ts';
 import type { ConsentService } from '../domain/consent/consent-service.ts';
 import type { PolicyService } from '../domain/guards/policy-service.ts';
 import type { UsageService } from '../domain/guards/usage-service.ts';
+import type { DataRightsService } from '../domain/identity/data-rights-service.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
 import type { CachingGateway } from '../runtime/cached-gateway.ts';
@@ -50,6 +51,7 @@ export interface RouteServices {
   readonly audit: AuditStore;
   readonly auditCheckpoints: AuditCheckpointStore;
   readonly consents: ConsentService;
+  readonly dataRights: DataRightsService;
   /** Tenant tools and kill switches. */
   readonly tools: ToolService;
   /** The credentials vault (metadata only over the API). */

@@ -22,6 +22,7 @@ import { registerApprovalRoutes } from './routes/approval-routes.ts';
 import { registerAuditRoutes } from './routes/audit-routes.ts';
 import { registerConsentRoutes } from './routes/consent-routes.ts';
 import { registerCredentialRoutes } from './routes/credential-routes.ts';
+import { registerDataRightsRoutes } from './routes/data-rights-routes.ts';
 import { registerKeyRoutes } from './routes/key-routes.ts';
 import { registerMcpRoutes } from './routes/mcp-routes.ts';
 import { registerMeRoutes } from './routes/me-routes.ts';
@@ -297,6 +298,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerApprovalRoutes(app, options.services);
   registerAuditRoutes(app, options.services);
   registerConsentRoutes(app, options.services);
+  registerDataRightsRoutes(app, options.services);
   registerToolRoutes(app, options.services);
   registerToolImportRoutes(app, options.services);
   if (options.services.mcpServers !== undefined)

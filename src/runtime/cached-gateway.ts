@@ -1,5 +1,9 @@
 import type { ModelGateway } from '../gateway/model-gateway.ts';
-import { cacheKeyOf, type ResponseCacheStore } from '../gateway/response-cache-store.ts';
+import {
+  cacheKeyOf,
+  cacheKeyPrefix,
+  type ResponseCacheStore,
+} from '../gateway/response-cache-store.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import type { BudgetStore, UsageEntry } from '../storage/guards/budget-store.ts';
 import type { MeteredGateway, MeteredRequest } from './metered-gateway.ts';
@@ -62,9 +66,10 @@ export function createCachingGateway(options: CachingGatewayOptions): CachingGat
         request.onCacheOutcome?.('bypass');
         return options.metered.generate(request);
       }
-      const key = cacheKeyOf({
+      const user = settings.scope === 'tenant' ? null : request.spender.userId;
+      const key = `${cacheKeyPrefix(request.spender.tenantId, user)}${cacheKeyOf({
         tenant: request.spender.tenantId,
-        user: settings.scope === 'tenant' ? null : request.spender.userId,
+        user,
         route: request.model,
         messages: request.messages,
         tools: request.tools,
@@ -72,7 +77,7 @@ export function createCachingGateway(options: CachingGatewayOptions): CachingGat
         responseFormat: request.responseFormat ?? { type: 'text' },
         sampling: request.sampling ?? {},
         toolChoice: request.toolChoice ?? 'auto',
-      });
+      })}`;
       const started = performance.now();
       const cached = await options.store.get(key).catch(() => undefined);
       if (cached !== undefined) {

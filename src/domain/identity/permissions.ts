@@ -27,6 +27,8 @@ export const actions = [
   'consent:manage-own',
   'tool:manage',
   'credential:manage-own',
+  'account:export-own',
+  'account:delete-own',
 ] as const;
 
 /** An action that may be permitted to a role. */
@@ -59,6 +61,8 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'consent:manage-own',
     'tool:manage',
     'credential:manage-own',
+    'account:export-own',
+    'account:delete-own',
   ],
   admin: [
     'tenant:read',
@@ -79,6 +83,8 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'consent:manage-own',
     'tool:manage',
     'credential:manage-own',
+    'account:export-own',
+    'account:delete-own',
   ],
   member: [
     'tenant:read',
@@ -88,8 +94,17 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'thread:write',
     'consent:manage-own',
     'credential:manage-own',
+    'account:export-own',
+    'account:delete-own',
   ],
-  viewer: ['tenant:read', 'agent:read', 'thread:read', 'consent:manage-own'],
+  viewer: [
+    'tenant:read',
+    'agent:read',
+    'thread:read',
+    'consent:manage-own',
+    'account:export-own',
+    'account:delete-own',
+  ],
 };
 
 /** True when `role` is at least as powerful as `other`. */

@@ -38,7 +38,7 @@ function selectUsers(db: Kysely<DatabaseSchema>) {
  * Waits for the run creations of a tenant or user in flight, and holds new ones until this
  * transaction ends: its status change and the runs' access check (migration 0034) serialise.
  */
-async function lockAccess(db: ScopedDb, kind: 'tenant' | 'user', id: string): Promise<void> {
+export async function lockAccess(db: ScopedDb, kind: 'tenant' | 'user', id: string): Promise<void> {
   await sql`select pg_advisory_xact_lock(hashtext('brigade.access'), brigade.access_lock_key(${kind}, ${id}::uuid))`.execute(
     db,
   );

@@ -20,7 +20,11 @@ export interface TraceSpan {
 /** The built-in span store (migration 0011): written in batches, read under RLS, pruned by age. */
 export function createSpanStore(database: Database) {
   return {
-    /** Writes finished spans (one statement per batch; duplicates are ignored). */
+    /**
+     * Writes finished spans (one statement per batch; duplicates are ignored). A span of a user
+     * who no longer exists is dropped: one still buffered when the user was deleted (or the
+     * deleting request's own) must not bring their data back.
+     */
     async write(spans: readonly StoredSpan[]): Promise<void> {
       if (spans.length === 0) return;
       await database.withScope({ scheduler: true }, async (db) => {
@@ -48,6 +52,9 @@ export function createSpanStore(database: Database) {
                           parent_span_id text, run_id uuid, name text, kind text,
                           started_at timestamptz, ended_at timestamptz, status text,
                           status_message text, attributes jsonb)
+           where s.user_id is null
+              or exists (select 1 from brigade.memberships m
+                          where m.tenant_id = s.tenant_id and m.user_id = s.user_id)
           on conflict do nothing`.execute(db);
       });
     },
