@@ -183,6 +183,9 @@ function expectationFor(operation: Operation, attacker: WorldUser, victim: World
   if (has('userId')) {
     if (!privileged) return 'refused';
     if (mutating && attacker.role === 'admin' && victim.role === 'owner') return 'refused';
+    // Deleting a user destroys their data: an admin deletes members and viewers only.
+    if (operation.operationId === 'deleteUser' && attacker.role === 'admin')
+      return victim.role === 'member' || victim.role === 'viewer' ? 'allowed' : 'refused';
     return 'allowed';
   }
   if (has('providerId')) return privileged ? 'allowed' : 'refused';

@@ -142,8 +142,13 @@ export function createDataRightsService(options: {
       const user = await store.beginErasure(request);
       if (user === undefined) throw userNotFound();
       await options.endAccess({ tenantId, userId, reason: 'the user was deleted' });
-      await store.erase(request);
+      // Before the erasure, so a failure here (Redis down) leaves a user a repeated request
+      // can still find and finish; the disabled user adds no entries meanwhile.
       await options.purgeCache({ tenantId, userId });
+      await store.erase(request);
+      // An answer a call in flight stored after the purge goes too (best effort: the user's
+      // id can no longer reach it).
+      await options.purgeCache({ tenantId, userId }).catch(() => undefined);
     },
   };
 }
