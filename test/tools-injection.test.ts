@@ -291,6 +291,8 @@ describe('prompt-injection defence', () => {
       ],
       [{ urlTemplate: 'file:///etc/passwd' }, /http/],
       [{ urlTemplate: `${upstream.url}/x/{nope}` }, /not a property/],
+      [{ urlTemplate: `${upstream.url}/x/{` }, /a placeholder must be \{name\}/],
+      [{ urlTemplate: `${upstream.url}/x/{q-1}?a={q}` }, /a placeholder must be \{name\}/],
       [{ name: 'calculator' }, /built-in/],
     ];
     for (const [patch, message] of cases) {

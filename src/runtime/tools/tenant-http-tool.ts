@@ -18,6 +18,11 @@ export function templateProblems(template: string): string[] {
   const origin = /^(https?:\/\/[^/?#]*)/i.exec(template)?.[1];
   if (origin === undefined) return ['the URL template must start with http:// or https://'];
   if (origin.includes('{')) return ['placeholders may not appear in the scheme, host or port'];
+  // A brace left once every {name} is taken out is a placeholder that is not one ("{", "{a-b}",
+  // "}"): it would reach the upstream verbatim instead of being filled.
+  if (/[{}]/.test(template.replace(placeholder, 'x'))) {
+    return ['a placeholder must be {name} (letters, digits and _, not starting with a digit)'];
+  }
   try {
     new URL(template.replace(placeholder, 'x'));
   } catch {
