@@ -166,11 +166,13 @@ describe('graceful degradation', () => {
 
 describe('budget alerts', () => {
   it('crosses 50, 80 and 100 % once each and sends signed webhooks, retrying a failed one', async () => {
-    const hook = await admin.post<Created & { secret: string }>('/v1/webhooks', {
+    const hook = await admin.post<Created & { secret: string; events: string[] }>('/v1/webhooks', {
       url: receiver.url,
-      events: ['budget.threshold'],
+      // Named twice, subscribed once: each crossing below is delivered once.
+      events: ['budget.threshold', 'budget.threshold'],
     });
     expect(hook.status).toBe(201);
+    expect(hook.body.events).toEqual(['budget.threshold']);
     expect(hook.body.secret).toMatch(/^whsec_/);
     const seeded = await seedUser(operator, { tenantId, role: 'member' });
     const member = apiClient(server.url, seeded.secret);

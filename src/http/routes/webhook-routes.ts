@@ -158,7 +158,9 @@ export function registerWebhookRoutes(
       ]);
     }
     const secret = newWebhookSecret();
-    const created = await services.webhooks.create(user, { ...body, secret });
+    // An event named twice is subscribed once (as a key's repeated scopes are).
+    const events = [...new Set(body.events)];
+    const created = await services.webhooks.create(user, { ...body, events, secret });
     return context.json({ ...webhookResponse(created), secret }, 201);
   });
   app.openapi(listWebhooks, async (context) => {
