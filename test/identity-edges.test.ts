@@ -128,6 +128,25 @@ describe('bad input', () => {
     expect(response.status).toBe(415);
   });
 
+  it('reads JSON as UTF-8 only: another declared charset is 415, utf-8 in any spelling is read', async () => {
+    const post = (contentType: string, slug: string) =>
+      fetch(`${server.url}/v1/tenants`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${testOperatorKey}`, 'content-type': contentType },
+        body: JSON.stringify({ slug, name: 'Charset' }),
+      });
+    for (const charset of ['utf-16', 'UTF-16LE', '"iso-8859-1"', 'latin1']) {
+      const response = await post(`application/json; charset=${charset}`, 'never-created');
+      expect(response.status, charset).toBe(415);
+      expect(await response.json()).toMatchObject({ code: 'unsupported_media_type' });
+    }
+    expect((await post('application/json; charset=UTF-8', 'charset-a')).status).toBe(201);
+    expect((await post('application/json;charset="utf8"', 'charset-b')).status).toBe(201);
+    expect((await operator.get('/v1/tenants?limit=100')).body).not.toMatchObject({
+      data: expect.arrayContaining([expect.objectContaining({ slug: 'never-created' })]),
+    });
+  });
+
   it('answers a duplicate slug with 409 conflict', async () => {
     const response = await operator.post('/v1/tenants', { slug: 'acme', name: 'Again' });
     expect(response.status).toBe(409);

@@ -207,10 +207,20 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   });
   app.use('*', async (context, next) => {
     if (bodyMethods.has(context.req.method) && hasBody(context)) {
-      const type =
-        (context.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+      const [media, ...parameters] = (context.req.header('content-type') ?? '').split(';');
+      const type = media?.trim().toLowerCase() ?? '';
       if (!/^application\/([\w.-]+\+)?json$/.test(type)) {
         throw new AppError('unsupported_media_type', 'Send the request body as application/json.');
+      }
+      // JSON is UTF-8 (RFC 8259 §8.1): a body declared in another charset would be misread.
+      const charset = parameters
+        .map((parameter) => /^\s*charset\s*=\s*"?([^";\s]*)"?\s*$/i.exec(parameter)?.[1])
+        .find((value) => value !== undefined);
+      if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+        throw new AppError(
+          'unsupported_media_type',
+          `Send the request body as UTF-8 JSON (charset=${charset.slice(0, 40)} is not supported).`,
+        );
       }
     }
     await next();
