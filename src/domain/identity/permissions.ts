@@ -27,6 +27,7 @@ export const actions = [
   'consent:manage-own',
   'tool:manage',
   'credential:manage-own',
+  'memory:manage-own',
 ] as const;
 
 /** An action that may be permitted to a role. */
@@ -59,6 +60,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'consent:manage-own',
     'tool:manage',
     'credential:manage-own',
+    'memory:manage-own',
   ],
   admin: [
     'tenant:read',
@@ -79,6 +81,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'consent:manage-own',
     'tool:manage',
     'credential:manage-own',
+    'memory:manage-own',
   ],
   member: [
     'tenant:read',
@@ -88,8 +91,9 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'thread:write',
     'consent:manage-own',
     'credential:manage-own',
+    'memory:manage-own',
   ],
-  viewer: ['tenant:read', 'agent:read', 'thread:read', 'consent:manage-own'],
+  viewer: ['tenant:read', 'agent:read', 'thread:read', 'consent:manage-own', 'memory:manage-own'],
 };
 
 /** True when `role` is at least as powerful as `other`. */
