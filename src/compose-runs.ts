@@ -1,6 +1,8 @@
 import type { composeTools } from './compose-tools.ts';
 import type { Config } from './config/index.ts';
 import { createThreadService } from './domain/agents/thread-service.ts';
+import { createConsentService } from './domain/consent/consent-service.ts';
+import { createMemoryService } from './domain/memory/memory-service.ts';
 import type { ModelGateway } from './gateway/model-gateway.ts';
 import type { Logger } from './observability/index.ts';
 import type { Metrics } from './observability/metrics.ts';
@@ -16,7 +18,9 @@ import { createRunSignals } from './runtime/run-signals.ts';
 import { createTenantHttpTool } from './runtime/tools/tenant-http-tool.ts';
 import { validateToolInput } from './runtime/tools/tool-registry.ts';
 import { createThreadStore } from './storage/agents/thread-store.ts';
+import { createConsentStore } from './storage/consent/consent-store.ts';
 import type { BudgetStore } from './storage/guards/budget-store.ts';
+import { createMemoryStore } from './storage/memory/memory-store.ts';
 import type { Storage } from './storage/open-storage.ts';
 import { createApprovalExpiryStore } from './storage/runs/approval-expiry.ts';
 import { createApprovalStore } from './storage/runs/approval-store.ts';
@@ -26,7 +30,8 @@ import { createRunStore } from './storage/runs/run-store.ts';
 /**
  * Part of the composition root (main.ts): threads and runs — the cross-process run signals,
  * the run store with claim on arrival, approvals and their expiry sweep, and the scheduler
- * with its executor (checkpointed, metered model calls and gated tool calls).
+ * with its executor (checkpointed, metered model calls, gated tool calls, and the memory cores
+ * keep, with the consents that long-term memory needs).
  */
 export function composeRuns(options: {
   readonly config: Config;
@@ -61,6 +66,9 @@ export function composeRuns(options: {
       arrivals: (owner) => scheduler.arrival(owner),
     }),
   });
+  const consents = createConsentService({ store: createConsentStore(storage.database) });
+  const memoryStore = createMemoryStore(storage.database);
+  const memories = createMemoryService({ store: memoryStore });
   const approvals = createApprovalStore({
     database: storage.database,
     signals,
@@ -123,6 +131,11 @@ export function composeRuns(options: {
       redactPii: config.tools.outputGuard.redactPii,
       approvalTtlMs: config.runs.approvalTtlSeconds * 1_000,
       cores,
+      memory: {
+        store: memoryStore,
+        requireLongTermConsent: (subject) => consents.requireConsent(subject, 'long_term_memory'),
+        maxEntriesPerUser: config.memory.maxEntriesPerUser,
+      },
       logger,
       signals,
       eventFlushMs,
@@ -137,5 +150,5 @@ export function composeRuns(options: {
     maxConcurrentPerTenant: config.runs.maxConcurrentPerTenant,
     maxConcurrentPerUser: config.runs.maxConcurrentPerUser,
   });
-  return { signals, threads, approvals, approvalSweeper, scheduler };
+  return { signals, threads, approvals, approvalSweeper, scheduler, consents, memories };
 }

@@ -5,7 +5,6 @@ import { composeRuns } from './compose-runs.ts';
 import { composeTools } from './compose-tools.ts';
 import type { Config } from './config/index.ts';
 import { createAgentService } from './domain/agents/agent-service.ts';
-import { createConsentService } from './domain/consent/consent-service.ts';
 import { createPolicyService } from './domain/guards/policy-service.ts';
 import { createUsageService } from './domain/guards/usage-service.ts';
 import { hashSecret } from './domain/identity/api-key-secret.ts';
@@ -40,7 +39,6 @@ import { createWebhookWorker } from './runtime/webhooks/webhook-worker.ts';
 import { createAgentStore } from './storage/agents/agent-store.ts';
 import { loadAuditSigningKey } from './storage/audit-signing-key.ts';
 import { bootstrapOperatorKey } from './storage/bootstrap-operator-key.ts';
-import { createConsentStore } from './storage/consent/consent-store.ts';
 import { createBudgetStore } from './storage/guards/budget-store.ts';
 import { createPolicyStore, loadTenantPolicies } from './storage/guards/policy-store.ts';
 import { createUsageStore } from './storage/guards/usage-store.ts';
@@ -246,18 +244,19 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     mcpServerNames: (tenantId) => mcpServerStore.names(tenantId),
     onBlocksChanged: (tenantId) => toolBlocks.invalidate(tenantId),
   });
-  const { signals, threads, approvals, approvalSweeper, scheduler } = composeRuns({
-    config,
-    storage,
-    logger,
-    tracing,
-    metered,
-    gateway,
-    budgets,
-    toolRuntime,
-    cores,
-    metrics,
-  });
+  const { signals, threads, approvals, approvalSweeper, scheduler, consents, memories } =
+    composeRuns({
+      config,
+      storage,
+      logger,
+      tracing,
+      metered,
+      gateway,
+      budgets,
+      toolRuntime,
+      cores,
+      metrics,
+    });
   // Reservations nobody settled by their expiry (a process died mid-call and no run resumed
   // them, e.g. an API call) are resolved as orphaned: charged in full, never silently freed.
   const sweep = setInterval(() => {
@@ -312,7 +311,8 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       approvals,
       audit: createAuditStore(storage.database, { verifier: auditSigner }),
       auditCheckpoints,
-      consents: createConsentService({ store: createConsentStore(storage.database) }),
+      consents,
+      memories,
       dataRights: composeDataRights({ database: storage.database, signals, responseCache }),
       tools: toolService,
       mcpServers: createMcpServerService({

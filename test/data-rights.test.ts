@@ -61,6 +61,21 @@ async function exportOf(client: ApiClient) {
   return response;
 }
 
+/** Stores a long-term memory entry for a user directly, as the cluster owner. */
+async function remember(userId: string, value: string): Promise<void> {
+  const client = new pg.Client({ connectionString: server.database.url });
+  await client.connect();
+  try {
+    await client.query(
+      `insert into brigade.memories (tenant_id, user_id, key, value)
+       values ($1, $2, 'favourite', $3::jsonb)`,
+      [tenantId, userId, JSON.stringify(value)],
+    );
+  } finally {
+    await client.end();
+  }
+}
+
 /** Rows of the user's left in each table, read as the cluster owner (no row-level security). */
 async function remnants(userId: string): Promise<Record<string, number>> {
   const client = new pg.Client({ connectionString: server.database.url });
@@ -81,6 +96,7 @@ async function remnants(userId: string): Promise<Record<string, number>> {
       'credentials',
       'vault_user_keys',
       'spans',
+      'memories',
       'usage_records',
     ]) {
       const column = table === 'users' ? 'id' : 'user_id';
@@ -130,6 +146,7 @@ describe('exportMyData', () => {
     await alice.client.post('/v1/me/consents', { purpose: 'content_capture', version: '1' });
     const credential = await alice.client.post('/v1/me/credentials', { name: 'svc', secret });
     expect(credential.status).toBe(201);
+    await remember(alice.userId, `${canary}-remembered`);
 
     const response = await exportOf(alice.client);
     expect(response.headers.get('content-type')).toMatch(/^application\/json/);
@@ -151,6 +168,9 @@ describe('exportMyData', () => {
     expect(section('credentials')).toEqual([expect.objectContaining({ name: 'svc' })]);
     expect(section('apiKeys')).toEqual([expect.objectContaining({ id: alice.keyId })]);
     expect(section('usageRecords').length).toBeGreaterThanOrEqual(1);
+    expect(section('memories')).toEqual([
+      expect.objectContaining({ key: 'favourite', value: `${canary}-remembered` }),
+    ]);
     const actions = section('auditEvents').map((event) => event['action']);
     expect(actions).toEqual(expect.arrayContaining(['consent.granted', 'user.data_exported']));
 
@@ -164,6 +184,7 @@ describe('exportMyData', () => {
     const bob = await seed('member');
     const canary = `bob-canary-${Date.now()}`;
     const ids = await completedRun(bob.client, canary);
+    await remember(bob.userId, canary);
     for (const client of [admin.client, owner.client, (await seed('member')).client]) {
       const text = JSON.stringify((await exportOf(client)).body);
       expect(text).not.toContain(canary);
@@ -211,6 +232,7 @@ describe('deleteUser', () => {
     const ids = await completedRun(erin.client, 'erin');
     await erin.client.post('/v1/me/consents', { purpose: 'content_capture', version: '1' });
     await erin.client.post('/v1/me/credentials', { name: 'svc', secret: 'erin-secret-value' });
+    await remember(erin.userId, 'erin remembers');
     const policy = await owner.client.post<Created>('/v1/policies', {
       level: 'user',
       subjectId: erin.userId,
@@ -251,6 +273,7 @@ describe('deleteUser', () => {
       credentials: 0,
       vault_user_keys: 0,
       spans: 0,
+      memories: 0,
       policies: 0,
     });
     expect(left['usage_records']).toBeGreaterThan(0);

@@ -108,6 +108,16 @@ const runsSchema = z
   })
   .prefault({});
 
+const memorySchema = z
+  .strictObject({
+    /**
+     * Memory entries one user may hold across thread and long-term memory; a core's write of
+     * one more fails with `memory_limit_exceeded`.
+     */
+    maxEntriesPerUser: z.int().min(1).max(1_000_000).default(1_000),
+  })
+  .prefault({});
+
 const priceSchema = z.strictObject({
   inputPerMTok: z.number().min(0).max(100_000),
   outputPerMTok: z.number().min(0).max(100_000),
@@ -340,6 +350,7 @@ export const configFileSchema = z.strictObject({
   database: databaseSchema,
   auth: authSchema,
   runs: runsSchema,
+  memory: memorySchema,
   models: modelsSchema,
   /** Model providers by name; agents name a model as `<provider>:<model id>`. */
   providers: z

@@ -80,6 +80,7 @@ describe('loadConfig defaults', () => {
       approvalTtlSeconds: 86_400,
       approvalSweepMs: 10_000,
     });
+    expect(config.memory).toEqual({ maxEntriesPerUser: 1_000 });
     expect(config.log).toEqual({ level: 'info' });
     expect(config.providers).toEqual({});
     expect(config.redisUrl).toBeUndefined();

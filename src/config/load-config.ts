@@ -20,6 +20,7 @@ export interface Config {
   readonly database: Omit<ConfigFile['database'], 'embedded'> & { readonly mode: DatabaseMode };
   readonly auth: ConfigFile['auth'];
   readonly runs: ConfigFile['runs'];
+  readonly memory: ConfigFile['memory'];
   readonly models: ConfigFile['models'];
   readonly tools: ConfigFile['tools'];
   readonly limits: ConfigFile['limits'];
@@ -229,6 +230,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     database: { ...database, mode },
     auth: file.auth,
     runs: file.runs,
+    memory: file.memory,
     models: file.models,
     routes: file.routes,
     tools: {

@@ -7,6 +7,7 @@ import type { UsageService } from '../domain/guards/usage-service.ts';
 import type { DataRightsService } from '../domain/identity/data-rights-service.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
+import type { MemoryService } from '../domain/memory/memory-service.ts';
 import type { CachingGateway } from '../runtime/cached-gateway.ts';
 import type { CredentialService } from '../runtime/credential-service.ts';
 import type { McpServerService } from '../runtime/mcp-server-service.ts';
@@ -52,6 +53,8 @@ export interface RouteServices {
   readonly auditCheckpoints: AuditCheckpointStore;
   readonly consents: ConsentService;
   readonly dataRights: DataRightsService;
+  /** What agents remember about the caller (list and erase). */
+  readonly memories: MemoryService;
   /** Tenant tools and kill switches. */
   readonly tools: ToolService;
   /** The credentials vault (metadata only over the API). */

@@ -26,6 +26,7 @@ import { registerDataRightsRoutes } from './routes/data-rights-routes.ts';
 import { registerKeyRoutes } from './routes/key-routes.ts';
 import { registerMcpRoutes } from './routes/mcp-routes.ts';
 import { registerMeRoutes } from './routes/me-routes.ts';
+import { registerMemoryRoutes } from './routes/memory-routes.ts';
 import { metricsPath, registerMetricsRoute } from './routes/metrics-routes.ts';
 import { registerModelRouteRoutes } from './routes/model-route-routes.ts';
 import { registerOidcRoutes } from './routes/oidc-routes.ts';
@@ -309,6 +310,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerAuditRoutes(app, options.services);
   registerConsentRoutes(app, options.services);
   registerDataRightsRoutes(app, options.services);
+  registerMemoryRoutes(app, options.services);
   registerToolRoutes(app, options.services);
   registerToolImportRoutes(app, options.services);
   if (options.services.mcpServers !== undefined)

@@ -109,6 +109,55 @@ export interface CoreLoggerV1 {
   warn(message: string, fields?: Readonly<Record<string, unknown>>): void;
 }
 
+/** A JSON value: what memory stores (no `undefined`, functions, `NaN` or class instances). */
+export type JsonValueV1 =
+  | null
+  | boolean
+  | number
+  | string
+  | readonly JsonValueV1[]
+  | { readonly [key: string]: JsonValueV1 };
+
+/** One memory entry as {@link MemoryNamespaceV1.list} returns it. */
+export interface MemoryEntryV1 {
+  readonly key: string;
+  readonly value: JsonValueV1;
+  /** When the entry was last written (ISO 8601). */
+  readonly updatedAt: string;
+}
+
+/**
+ * A key-value memory of the run's user, scoped by the harness (a core never names a user or a
+ * thread). Keys match `^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$` (else `memory_key_invalid`);
+ * a value is JSON of at most 16 KiB (else `memory_value_invalid` / `memory_value_too_large`);
+ * a user holds at most `memory.maxEntriesPerUser` entries across both namespaces (else
+ * `memory_limit_exceeded`). Reads are not checkpointed: a resumed run reads current values.
+ * Writes are idempotent (`set` of the same value, `delete`), so a replay after a crash is safe.
+ */
+export interface MemoryNamespaceV1 {
+  /** The value under `key`, or undefined when there is none. */
+  get(key: string): Promise<JsonValueV1 | undefined>;
+  /** Stores `value` under `key`, replacing any value there. */
+  set(key: string, value: JsonValueV1): Promise<void>;
+  /** Removes `key`; true when there was an entry. */
+  delete(key: string): Promise<boolean>;
+  /** Entries in key order, optionally those whose key starts with `prefix` (limit 1–1000, default 100). */
+  list(options?: {
+    readonly prefix?: string;
+    readonly limit?: number;
+  }): Promise<readonly MemoryEntryV1[]>;
+}
+
+/**
+ * The memory capability: `thread` is the run's thread's memory (deleted with the thread);
+ * `user` is the user's long-term memory, across threads, usable only while the user has
+ * granted the `long_term_memory` consent (else every call throws `consent_required`).
+ */
+export interface MemoryCapabilityV1 {
+  readonly thread: MemoryNamespaceV1;
+  readonly user: MemoryNamespaceV1;
+}
+
 /** Everything a core gets for one run. */
 export interface CoreContextV1 {
   readonly runId: string;
@@ -117,6 +166,13 @@ export interface CoreContextV1 {
   readonly maxSteps: number;
   readonly model: ModelCapabilityV1;
   readonly tools: ToolsCapabilityV1;
+  /**
+   * Thread and long-term memory of the run's user (see {@link MemoryCapabilityV1}). Brigade
+   * always provides it; it is optional in the type only so that contexts built by hand for a
+   * `core-v1` core before it existed (unit tests, benchmarks) stay valid, which keeps the
+   * addition within `core-v1`.
+   */
+  readonly memory?: MemoryCapabilityV1;
   emit(event: CoreEventV1): void;
   /** Aborted on cancel, interrupt or timeout; pass it on and stop promptly. */
   readonly signal: AbortSignal;

@@ -8,6 +8,7 @@ import type { SuccessorClaim } from '../storage/runs/run-checkpoints.ts';
 import type { RunSignalSink } from '../storage/runs/run-rows.ts';
 import type { EventBatcher } from './event-batcher.ts';
 import type { MeteredGateway } from './metered-gateway.ts';
+import type { RunMemoryOptions } from './run-memory.ts';
 import type { createStepRecorder } from './run-steps.ts';
 import type { PiiKind } from './tools/pii-redaction.ts';
 import type { ToolDefinition } from './tools/tool-registry.ts';
@@ -69,6 +70,8 @@ export interface RunExecutorOptions {
   /** Personal data the output guard redacts from answers (`tools.outputGuard.redactPii`). */
   readonly redactPii?: readonly PiiKind[];
   readonly cores: ReadonlyMap<string, CorePluginV1>;
+  /** Thread and long-term memory for cores (`context.memory`); without it cores get none. */
+  readonly memory?: RunMemoryOptions;
   /**
    * The context window (tokens) a run's prompt on `model` must fit, when known: older messages
    * of a long thread are then left out (see history-window.ts). Without it only the agent's

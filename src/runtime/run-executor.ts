@@ -15,6 +15,7 @@ import type {
 } from './run-executor-types.ts';
 import { cancelledOutcome, createRunFinisher, outcomeOfError } from './run-finish.ts';
 import { loadRun, provenanceSources } from './run-loader.ts';
+import { createRunMemory } from './run-memory.ts';
 import { createRunModel } from './run-model.ts';
 import { createStepRecorder } from './run-steps.ts';
 import { createOutputGuard, createStreamGuard } from './tools/output-guard.ts';
@@ -280,6 +281,17 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           warn: (message, fields) => logger.warn({ runId: run.id, ...fields }, message),
         },
         model: model.capability,
+        ...(options.memory === undefined
+          ? {}
+          : {
+              memory: createRunMemory({
+                memory: options.memory,
+                claim,
+                threadId: run.threadId,
+                commitPending: () => model.flush(),
+                signal: controller.signal,
+              }),
+            }),
         tools: {
           available: offered,
           call: (call) =>

@@ -225,6 +225,13 @@ async function checkTenant(context: CheckContext, tenant: WorldTenant): Promise<
           consents[0]['status'] === 'granted',
         `${tenant.slug}: consents of ${user.id} changed: ${JSON.stringify(consents)}`,
       );
+      if (user.memoryId !== undefined) {
+        const memories = dataOf(await apiClient(url, credential).get('/v1/me/memories'));
+        note(
+          memories.length === 1 && memories[0]?.id === user.memoryId,
+          `${tenant.slug}: memory of ${user.id} changed: ${JSON.stringify(memories)}`,
+        );
+      }
     }
   }
   const providerList = dataOf(await operator.get(`/v1/tenants/${tenant.id}/oidc-providers`));

@@ -42,6 +42,7 @@ const fillers: Record<string, (victim: WorldUser, tenant: WorldTenant) => readon
   runId: (victim) => (victim.parked === undefined ? [] : [victim.parked.runId]),
   approvalId: (victim) => (victim.parked === undefined ? [] : [victim.parked.approvalId]),
   consentId: (victim) => [victim.consentId],
+  memoryId: (victim) => (victim.memoryId === undefined ? [] : [victim.memoryId]),
   toolId: (_, tenant) => [tenant.toolId],
   blockId: (_, tenant) => [tenant.blockId],
   serverId: (_, tenant) => (tenant.mcpServerId === undefined ? [] : [tenant.mcpServerId]),
@@ -170,8 +171,9 @@ function expectationFor(operation: Operation, attacker: WorldUser, victim: World
   const has = (name: string) => operation.params.includes(name);
   const mutating = operation.method !== 'get';
   const privileged = isPrivileged(attacker.role);
-  // Threads, runs, approvals and consents belong to their user alone (admins included).
-  if (has('threadId') || has('runId') || has('approvalId') || has('consentId')) return 'refused';
+  // Threads, runs, approvals, consents and memories belong to their user alone (admins included).
+  if (has('threadId') || has('runId') || has('approvalId') || has('consentId') || has('memoryId'))
+    return 'refused';
   // A user's credentials are theirs alone; the tenant's shared ones are managed by admins.
   if (has('credentialId'))
     return operation.operationId === 'deleteSharedCredential' && privileged

@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import fc from 'fast-check';
-import pg from 'pg';
 import { type ApiClient, apiClient, type Created, seedTenant } from './api-client.ts';
+import { storeMcpServer, storeMemory } from './attack-rows.ts';
 import type { IdentityProviderKey } from './attack-tools.ts';
 
 /** Tenant roles, most powerful first (the test's own copy, so it does not trust `src/`). */
@@ -79,6 +79,8 @@ export interface WorldUser {
   readonly consentId: string;
   /** A credential in the vault (every user but viewers has one). */
   readonly credentialId: string | undefined;
+  /** A long-term memory entry (when the world was built with the owner's database URL). */
+  readonly memoryId: string | undefined;
 }
 
 /** A tenant's OIDC provider; `signingKey` is its identity provider's private key (PEM kind). */
@@ -162,22 +164,6 @@ interface BuildContext {
   readonly ownerDatabaseUrl?: string;
 }
 
-/** Stores an MCP server of `tenantId` as the database owner; the API would probe its URL. */
-async function storeMcpServer(databaseUrl: string, tenantId: string, slug: string) {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
-    const result = await client.query<{ id: string }>(
-      `insert into brigade.mcp_servers (tenant_id, name, url, auth, risk)
-       values ($1, 'tools', $2, '{"credential":"service"}', 'egress') returning id`,
-      [tenantId, `https://mcp.${slug}.example/mcp`],
-    );
-    return result.rows[0]?.id;
-  } finally {
-    await client.end();
-  }
-}
-
 async function buildUser(
   context: BuildContext,
   options: { tenantId: string; spec: UserSpec; displayName: string },
@@ -220,6 +206,10 @@ async function buildUser(
           201,
           'credential',
         );
+  const memoryId =
+    context.ownerDatabaseUrl === undefined
+      ? undefined
+      : await storeMemory(context.ownerDatabaseUrl, { tenantId, userId: user.id });
   return {
     tenantId,
     id: user.id,
@@ -229,6 +219,7 @@ async function buildUser(
     credential,
     consentId: consent.id,
     credentialId: vaulted?.id,
+    memoryId,
   };
 }
 
@@ -371,6 +362,7 @@ export function ownIds(user: WorldUser): string[] {
     ...parked,
     user.consentId,
     ...(user.credentialId === undefined ? [] : [user.credentialId]),
+    ...(user.memoryId === undefined ? [] : [user.memoryId]),
   ];
 }
 

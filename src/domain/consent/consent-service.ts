@@ -43,7 +43,11 @@ export function createConsentService(options: { readonly store: ConsentStore }) 
     grant(principal: Principal, input: GrantConsentInput): Promise<Consent> {
       return store.grant(principal, selfOf(principal), input);
     },
-    /** Revokes one of the caller's consents (404 for any other id, whoever owns it). */
+    /**
+     * Revokes one of the caller's consents (404 for any other id, whoever owns it). Revoking
+     * `long_term_memory` erases the caller's long-term memory in the same transaction (unless
+     * another granted one covering `*` remains): see docs/observability.md#memory.
+     */
     async revoke(principal: Principal, consentId: string): Promise<Consent> {
       const subject = selfOf(principal);
       const revoked = uuidPattern.test(consentId)

@@ -16,6 +16,7 @@ export const exportSections = [
   'runs',
   'runSteps',
   'approvals',
+  'memories',
   'usageRecords',
   'auditEvents',
 ] as const;

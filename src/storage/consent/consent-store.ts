@@ -39,7 +39,40 @@ function toConsent(row: ConsentRow): Consent {
   };
 }
 
-/** Marks one granted consent revoked and audits it; undefined when no such consent is granted. */
+/**
+ * Erases the user's long-term memory (`brigade.memories` without a thread) once no granted
+ * `long_term_memory` consent covers every scope (`*`, what the runtime asks for) any more;
+ * the number erased, or undefined when a covering consent remains. Thread memory stays: it
+ * needs no consent and goes with its thread.
+ */
+async function eraseLongTermMemory(
+  db: ScopedDb,
+  subject: ConsentSubject,
+): Promise<number | undefined> {
+  const covering = await db
+    .selectFrom('brigade.consents')
+    .select('id')
+    .where('tenant_id', '=', subject.tenantId)
+    .where('user_id', '=', subject.userId)
+    .where('purpose', '=', 'long_term_memory')
+    .where('status', '=', 'granted')
+    .where('scope', '=', '*')
+    .executeTakeFirst();
+  if (covering !== undefined) return undefined;
+  const erased = await db
+    .deleteFrom('brigade.memories')
+    .where('tenant_id', '=', subject.tenantId)
+    .where('user_id', '=', subject.userId)
+    .where('thread_id', 'is', null)
+    .executeTakeFirst();
+  return Number(erased.numDeletedRows);
+}
+
+/**
+ * Marks one granted consent revoked and audits it; undefined when no such consent is granted.
+ * With `eraseMemory` (a user's revocation, not a grant superseding its predecessor), revoking
+ * `long_term_memory` also erases the long-term memory it allowed, in the same transaction.
+ */
 async function revokeRow(
   db: ScopedDb,
   options: {
@@ -47,6 +80,7 @@ async function revokeRow(
     subject: ConsentSubject;
     where: { id: string } | { purpose: string; scope: string };
     reason: string | undefined;
+    eraseMemory?: boolean;
   },
 ): Promise<Consent | undefined> {
   const { principal, subject, where, reason } = options;
@@ -72,6 +106,10 @@ async function revokeRow(
     .executeTakeFirst();
   if (row === undefined) return undefined;
   const consent = toConsent(row);
+  const memoriesErased =
+    options.eraseMemory === true && consent.purpose === 'long_term_memory'
+      ? await eraseLongTermMemory(db, subject)
+      : undefined;
   await writeAudit(db, {
     tenantId: subject.tenantId,
     principal,
@@ -86,6 +124,7 @@ async function revokeRow(
         purpose: consent.purpose,
         scope: consent.scope,
         version: consent.version,
+        ...(memoriesErased === undefined ? {} : { memoriesErased }),
       },
     },
   });
@@ -156,7 +195,13 @@ export function createConsentStore(database: Database): ConsentStore {
     },
     revoke(principal, subject, consentId) {
       return database.withScope(scopeFor(principal, subject.tenantId), (db) =>
-        revokeRow(db, { principal, subject, where: { id: consentId }, reason: undefined }),
+        revokeRow(db, {
+          principal,
+          subject,
+          where: { id: consentId },
+          reason: undefined,
+          eraseMemory: true,
+        }),
       );
     },
     findGranted(subject, purpose, scope) {

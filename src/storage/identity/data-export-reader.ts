@@ -53,6 +53,7 @@ const sections: readonly SectionQuery[] = [
     keys: ['run_id', 'step_key'],
   },
   { section: 'approvals', table: 'brigade.approvals', omit: [], where: byUser, keys: ['id'] },
+  { section: 'memories', table: 'brigade.memories', omit: [], where: byUser, keys: ['id'] },
   {
     section: 'usageRecords',
     table: 'brigade.usage_records',

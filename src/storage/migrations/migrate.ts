@@ -32,6 +32,7 @@ import { platformPolicyAuditMigration } from './0031-platform-policy-audit.ts';
 import { reserveAfterToolStepMigration } from './0032-reserve-after-tool-step.ts';
 import { credentialAllowedHostsMigration } from './0033-credential-allowed-hosts.ts';
 import { runsRequireAccessMigration } from './0034-runs-require-access.ts';
+import { memoriesMigration } from './0035-memories.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -75,6 +76,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0032-reserve-after-tool-step': fromSql(reserveAfterToolStepMigration),
     '0033-credential-allowed-hosts': fromSql(credentialAllowedHostsMigration),
     '0034-runs-require-access': fromSql(runsRequireAccessMigration),
+    '0035-memories': fromSql(memoriesMigration),
   };
 }
 

@@ -291,6 +291,21 @@ export interface ConsentsTable {
   revoked_by_user_id: string | null;
 }
 
+/** Row type of `brigade.memories` (a core's thread and long-term memory of one user). */
+export interface MemoriesTable {
+  tenant_id: string;
+  id: Generated<string>;
+  user_id: string;
+  /** Null for the user's long-term memory. */
+  thread_id: string | null;
+  key: string;
+  value: Json;
+  /** The run that last wrote the entry. */
+  run_id: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
 /** Every Brigade table, keyed as Kysely sees them (schema-qualified). */
 export interface DatabaseSchema {
   'brigade.tenants': TenantsTable;
@@ -303,6 +318,7 @@ export interface DatabaseSchema {
   'brigade.audit_heads': AuditHeadsTable;
   'brigade.audit_checkpoints': AuditCheckpointsTable;
   'brigade.consents': ConsentsTable;
+  'brigade.memories': MemoriesTable;
   'brigade.agents': AgentsTable;
   'brigade.threads': ThreadsTable;
   'brigade.runs': RunsTable;

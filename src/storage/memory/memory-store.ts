@@ -1,0 +1,194 @@
+import { type ExpressionBuilder, type Selectable, sql } from 'kysely';
+import { AppError } from '../../domain/errors.ts';
+import type { UserPrincipal } from '../../domain/identity/principal.ts';
+import type {
+  MemoryEntry,
+  MemoryFilter,
+  MemoryStore,
+  MemorySubject,
+} from '../../domain/memory/memory-types.ts';
+import type { JsonValueV1 } from '../../plugin-api/index.ts';
+import { toPage } from '../identity/tenant-user-store.ts';
+import type { Database, ScopedDb } from '../postgres/database.ts';
+import type { DatabaseSchema, MemoriesTable } from '../postgres/database-schema.ts';
+
+type MemoryRow = Selectable<MemoriesTable>;
+
+function toEntry(row: MemoryRow): MemoryEntry {
+  return {
+    id: row.id,
+    scope: row.thread_id === null ? 'user' : 'thread',
+    threadId: row.thread_id,
+    key: row.key,
+    value: row.value as JsonValueV1,
+    runId: row.run_id,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+/** A subject's own scope: its user in its tenant (never an admin's view). */
+const scopeOf = (subject: { tenantId: string; userId: string }) => ({
+  tenantId: subject.tenantId,
+  userId: subject.userId,
+});
+
+/** Rows of one namespace: a thread's, or the user's long-term ones (no thread). */
+function inNamespace(db: ScopedDb, subject: MemorySubject) {
+  const query = db
+    .selectFrom('brigade.memories')
+    .where('tenant_id', '=', subject.tenantId)
+    .where('user_id', '=', subject.userId);
+  return subject.threadId === null
+    ? query.where('thread_id', 'is', null)
+    : query.where('thread_id', '=', subject.threadId);
+}
+
+/** The condition of a filter: a thread's rows, long-term or thread ones, or all of them. */
+function covers(filter: MemoryFilter) {
+  return (eb: ExpressionBuilder<DatabaseSchema, 'brigade.memories'>) =>
+    filter.threadId !== undefined
+      ? eb('thread_id', '=', filter.threadId)
+      : filter.scope === 'user'
+        ? eb('thread_id', 'is', null)
+        : filter.scope === 'thread'
+          ? eb('thread_id', 'is not', null)
+          : sql<boolean>`true`;
+}
+
+/**
+ * The PostgreSQL {@link MemoryStore}. Writes of one user serialise on a transaction-level
+ * advisory lock, so the entry cap holds under concurrent runs (count, then insert, in one
+ * locked transaction); reads take no lock.
+ */
+export function createMemoryStore(database: Database): MemoryStore {
+  return {
+    get(subject, key) {
+      return database.withScope(scopeOf(subject), async (db) => {
+        const row = await inNamespace(db, subject)
+          .selectAll()
+          .where('key', '=', key)
+          .executeTakeFirst();
+        return row === undefined ? undefined : toEntry(row);
+      });
+    },
+    set(subject, entry, maxEntries) {
+      return database.withScope(scopeOf(subject), async (db) => {
+        await sql`select pg_advisory_xact_lock(hashtext('brigade.memory'), hashtext(${subject.userId}))`.execute(
+          db,
+        );
+        const now = new Date();
+        const updated = await inNamespace(db, subject)
+          .where('key', '=', entry.key)
+          .select('id')
+          .executeTakeFirst();
+        if (updated !== undefined) {
+          await db
+            .updateTable('brigade.memories')
+            .set({ value: entry.json, run_id: entry.runId, updated_at: now })
+            .where('id', '=', updated.id)
+            .execute();
+          return;
+        }
+        const { count } = await db
+          .selectFrom('brigade.memories')
+          .select((eb) => eb.fn.countAll<string>().as('count'))
+          .where('tenant_id', '=', subject.tenantId)
+          .where('user_id', '=', subject.userId)
+          .executeTakeFirstOrThrow();
+        if (Number(count) >= maxEntries)
+          throw new AppError(
+            'memory_limit_exceeded',
+            `The user's memory is full (${maxEntries} entries across thread and long-term memory); delete entries first.`,
+            { details: { maxEntries } },
+          );
+        await db
+          .insertInto('brigade.memories')
+          .values({
+            tenant_id: subject.tenantId,
+            user_id: subject.userId,
+            thread_id: subject.threadId,
+            key: entry.key,
+            value: entry.json,
+            run_id: entry.runId,
+            created_at: now,
+            updated_at: now,
+          })
+          .execute();
+      });
+    },
+    delete(subject, key) {
+      return database.withScope(scopeOf(subject), async (db) => {
+        const deleted = await db
+          .deleteFrom('brigade.memories')
+          .where('tenant_id', '=', subject.tenantId)
+          .where('user_id', '=', subject.userId)
+          .where((eb) =>
+            subject.threadId === null
+              ? eb('thread_id', 'is', null)
+              : eb('thread_id', '=', subject.threadId),
+          )
+          .where('key', '=', key)
+          .executeTakeFirst();
+        return deleted.numDeletedRows > 0n;
+      });
+    },
+    list(subject, options) {
+      return database.withScope(scopeOf(subject), async (db) => {
+        const rows = await inNamespace(db, subject)
+          .selectAll()
+          .$if(options.prefix.length > 0, (query) =>
+            query.where(sql<boolean>`starts_with(key, ${options.prefix})`),
+          )
+          .orderBy('key')
+          .limit(options.limit)
+          .execute();
+        return rows.map(toEntry);
+      });
+    },
+    listOwn(principal, query) {
+      return database.withScope(ownScope(principal), async (db) => {
+        let select = db
+          .selectFrom('brigade.memories')
+          .selectAll()
+          .where('tenant_id', '=', principal.tenantId)
+          .where('user_id', '=', principal.userId)
+          .where(covers(query))
+          .orderBy('id')
+          .limit(query.limit + 1);
+        if (query.after !== undefined) select = select.where('id', '>', query.after);
+        return toPage((await select.execute()).map(toEntry), query.limit);
+      });
+    },
+    deleteOwn(principal, memoryId) {
+      return database.withScope(ownScope(principal), async (db) => {
+        const deleted = await db
+          .deleteFrom('brigade.memories')
+          .where('tenant_id', '=', principal.tenantId)
+          .where('user_id', '=', principal.userId)
+          .where('id', '=', memoryId)
+          .executeTakeFirst();
+        return deleted.numDeletedRows > 0n;
+      });
+    },
+    clearOwn(principal, filter) {
+      return database.withScope(ownScope(principal), async (db) => {
+        const deleted = await db
+          .deleteFrom('brigade.memories')
+          .where('tenant_id', '=', principal.tenantId)
+          .where('user_id', '=', principal.userId)
+          .where(covers(filter))
+          .executeTakeFirst();
+        return Number(deleted.numDeletedRows);
+      });
+    },
+  };
+}
+
+/**
+ * The caller's own scope, without the tenant-admin flag: memory is the user's alone, and the
+ * policy reads user_id only, so an admin's scope would show nothing more anyway.
+ */
+function ownScope(principal: UserPrincipal) {
+  return { tenantId: principal.tenantId, userId: principal.userId };
+}
