@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
+import { processEnvironment } from '../config/index.ts';
 import {
   cacheKeyOf,
   cacheKeyPrefix,
@@ -71,6 +72,8 @@ describe('createRedisCacheStore', () => {
   });
 });
 
+const redisUrl = processEnvironment()['REDIS_URL'];
+
 describe('purge', () => {
   const alice = cacheKeyPrefix('t1', 'alice');
   const bob = cacheKeyPrefix('t1', 'bob');
@@ -98,10 +101,10 @@ describe('purge', () => {
     await expect(store.purge(alice)).rejects.toThrow('down');
   });
 
-  it.runIf(process.env['REDIS_URL'] !== undefined)(
+  it.runIf(redisUrl !== undefined)(
     'drops one user’s entries from Redis too (glob characters in the prefix match literally)',
     async () => {
-      const redis = new Redis(process.env['REDIS_URL'] ?? '');
+      const redis = new Redis(redisUrl ?? '');
       const prefix = `brigade:test:${Math.random().toString(36).slice(2)}:`;
       try {
         const store = createRedisCacheStore({

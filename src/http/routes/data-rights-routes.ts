@@ -23,11 +23,9 @@ const exportSchema = z
     runs: z.array(item),
     runSteps: z.array(item),
     approvals: z.array(item),
-    memories: z
-      .array(item)
-      .openapi({
-        description: 'What agents remember about the user: thread and long-term memory.',
-      }),
+    memories: z.array(item).openapi({
+      description: 'What agents remember about the user: thread and long-term memory.',
+    }),
     usageRecords: z.array(item),
     auditEvents: z
       .array(item)
