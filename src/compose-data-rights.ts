@@ -10,7 +10,8 @@ import type { RunSignalSink } from './storage/runs/run-rows.ts';
 
 /**
  * The data subject's rights (export and erasure): the erasure cancels the user's runs wherever
- * they execute (`signals`) and drops their cached model answers (`responseCache`).
+ * they execute (`signals`) and drops their cached model answers and the tenant's shared ones
+ * (`responseCache`).
  */
 export function composeDataRights(options: {
   readonly database: Database;
@@ -21,6 +22,11 @@ export function composeDataRights(options: {
   return createDataRightsService({
     store: createDataRightsStore(database),
     endAccess: (subject) => cancelRunsOf(database, signals, subject),
-    purgeCache: ({ tenantId, userId }) => responseCache.purge(cacheKeyPrefix(tenantId, userId)),
+    // The tenant's shared answers go too: an entry there may be an answer to this user's
+    // prompt (whose it was is not recorded), and the cache is only an optimisation.
+    purgeCache: async ({ tenantId, userId }) => {
+      await responseCache.purge(cacheKeyPrefix(tenantId, userId));
+      await responseCache.purge(cacheKeyPrefix(tenantId, null));
+    },
   });
 }

@@ -372,3 +372,138 @@ describe('deleteUser', () => {
     expect(await remnants(judy.userId)).toMatchObject({ runs: 0, run_events: 0, run_queue: 0 });
   });
 });
+
+describe('data rights under races and edge cases', () => {
+  const activeOwners = async (tenant: string) => {
+    const client = new pg.Client({ connectionString: server.database.url });
+    await client.connect();
+    try {
+      const result = await client.query<{ count: string }>(
+        `select count(*) from brigade.memberships m
+           join brigade.users u on u.tenant_id = m.tenant_id and u.id = m.user_id
+          where m.tenant_id = $1 and m.role = 'owner' and u.status = 'active'`,
+        [tenant],
+      );
+      return Number(result.rows[0]?.count);
+    } finally {
+      await client.end();
+    }
+  };
+
+  it('never leaves a tenant without an active owner, whatever runs at the same time', async () => {
+    for (let attempt = 0; attempt < 4; attempt += 1) {
+      const tenant = await seedTenant(operator, `owners-race-${attempt}`);
+      const first = await seed('owner', tenant);
+      const second = await seed('owner', tenant);
+      const users = `/v1/tenants/${tenant}/users`;
+      const outcomes = await Promise.all([
+        second.client.request('DELETE', `${users}/${first.userId}`),
+        second.client.request('PATCH', `${users}/${second.userId}`, { role: 'admin' }),
+      ]);
+      expect(outcomes.map((outcome) => outcome.status).sort()).toContain(409);
+      expect(await activeOwners(tenant)).toBe(1);
+    }
+    // A disabled owner keeps no tenant owned: the last active one cannot step down.
+    const tenant = await seedTenant(operator, 'owners-disabled');
+    const first = await seed('owner', tenant);
+    const second = await seed('owner', tenant);
+    const users = `/v1/tenants/${tenant}/users`;
+    const disabled = await second.client.request('PATCH', `${users}/${first.userId}`, {
+      status: 'disabled',
+    });
+    expect(disabled.status).toBe(200);
+    const demoted = await second.client.request<Problem>('PATCH', `${users}/${second.userId}`, {
+      role: 'admin',
+    });
+    expect(demoted.status).toBe(409);
+    expect(await activeOwners(tenant)).toBe(1);
+  });
+
+  it('takes an upper-case spelling of one’s own id for oneself', async () => {
+    const tenant = await seedTenant(operator, 'rights-case');
+    const first = await seed('owner', tenant);
+    await seed('owner', tenant);
+    const narrow = await first.client.post<Created>(
+      `/v1/tenants/${tenant}/users/${first.userId}/api-keys`,
+      { name: 'no-self-delete', scopes: ['user:read', 'user:manage', 'user:manage-owners'] },
+    );
+    const client = apiClient(server.url, String(narrow.body.secret));
+    const upper = `/v1/tenants/${tenant}/users/${first.userId.toUpperCase()}`;
+    const refused = await client.request<Problem>('DELETE', upper);
+    expect(refused.status).toBe(403);
+    expect((await first.client.get('/v1/me')).status).toBe(200);
+  });
+
+  it('writes every section of an export, an empty one as []', async () => {
+    const fresh = await seed('viewer');
+    const body = (await exportOf(fresh.client)).body;
+    for (const section of [
+      'profile',
+      'apiKeys',
+      'consents',
+      'credentials',
+      'threads',
+      'messages',
+      'runs',
+      'runSteps',
+      'approvals',
+      'memories',
+      'usageRecords',
+      'auditEvents',
+    ]) {
+      expect(Array.isArray(body[section]), section).toBe(true);
+    }
+    expect(body['threads']).toEqual([]);
+    expect(body.complete).toBe(true);
+  });
+
+  it('drops the tenant’s shared cached answers with the user', async () => {
+    const shared = await admin.client.post('/v1/model-routes', {
+      name: 'shared-cache',
+      deployments: [{ model: 'local' }],
+      cache: { ttlSeconds: 600, scope: 'tenant' },
+    });
+    expect(shared.status).toBe(201);
+    const ask = (client: ApiClient) =>
+      client.post('/v1/chat/completions', {
+        model: 'shared-cache',
+        messages: [{ role: 'user', content: 'my name is Mallory Example' }],
+      });
+    const mallory = await seed('member');
+    const other = await seed('member');
+    expect((await ask(mallory.client)).headers.get('x-brigade-cache')).toBe('miss');
+    expect((await ask(other.client)).headers.get('x-brigade-cache')).toBe('hit');
+    expect(
+      (await admin.client.request('DELETE', `/v1/tenants/${tenantId}/users/${mallory.userId}`))
+        .status,
+    ).toBe(204);
+    expect((await ask(other.client)).headers.get('x-brigade-cache')).toBe('miss');
+  });
+});
+
+describe('an erasure the response cache cannot complete', () => {
+  it('answers 503 and changes nothing, so the user can ask again', async () => {
+    // Redis configured but unreachable: the purge cannot be done.
+    const broken = await startTestServer(
+      { models: { local: { tokenDelayMs: 0 } } },
+      { env: { REDIS_URL: 'redis://127.0.0.1:1' } },
+    );
+    try {
+      const brokenOperator = apiClient(broken.url, testOperatorKey);
+      const tenant = await seedTenant(brokenOperator, 'redis-down');
+      const user = await seedUser(brokenOperator, { tenantId: tenant, role: 'member' });
+      const client = apiClient(broken.url, user.secret);
+      const thread = await client.post<Created>('/v1/threads', { title: 'keep me' });
+      const refused = await client.request<Problem>(
+        'DELETE',
+        `/v1/tenants/${tenant}/users/${user.userId}`,
+      );
+      expect(refused.status).toBe(503);
+      expect(refused.body.code).toBe('service_unavailable');
+      expect((await client.get('/v1/me')).status).toBe(200);
+      expect((await client.get(`/v1/threads/${thread.body.id}`)).status).toBe(200);
+    } finally {
+      await broken.stop();
+    }
+  });
+});

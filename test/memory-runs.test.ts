@@ -69,6 +69,24 @@ const modelThenMemoryCore: CorePluginV1 = {
   },
 };
 
+/** Writes long-term memory in a loop until refused (the consent-revocation race). */
+const loopingCore: CorePluginV1 = {
+  specificationVersion: 'core-v1',
+  id: 'memory-loop',
+  async run(context) {
+    const memory = context.memory;
+    if (memory === undefined) throw new Error('no memory capability');
+    for (let index = 0; index < 5_000; index += 1) {
+      try {
+        await memory.user.set(`k${index % 3}`, index);
+      } catch (error) {
+        return { text: `refused: ${(error as { code?: string }).code}`, finishReason: 'stop' };
+      }
+    }
+    return { text: 'never refused', finishReason: 'stop' };
+  },
+};
+
 const maxEntries = 6;
 let server: TestServer;
 let operator: ApiClient;
@@ -77,7 +95,7 @@ let tenantId: string;
 beforeAll(async () => {
   server = await startTestServer(
     { runs: { pollIntervalMs: 50 }, memory: { maxEntriesPerUser: maxEntries } },
-    { cores: [memoryScriptCore, rememberingCore, modelThenMemoryCore] },
+    { cores: [memoryScriptCore, rememberingCore, modelThenMemoryCore, loopingCore] },
   );
   operator = apiClient(server.url, testOperatorKey);
   tenantId = await seedTenant(operator, 'memory-runs');
@@ -308,5 +326,45 @@ describe('memory of a core', () => {
       ),
       { numRuns: 20 },
     );
+  });
+});
+
+describe('memory under races and odd values', () => {
+  it('leaves no long-term memory behind a revocation that lands mid-write', async () => {
+    for (let attempt = 0; attempt < 6; attempt += 1) {
+      const user = await member({ consent: true });
+      const agent = await user.admin.post<Created>('/v1/agents', {
+        name: `loop-${Math.random().toString(36).slice(2, 10)}`,
+        coreId: 'memory-loop',
+      });
+      const run = await user.client.post<Created>(`/v1/threads/${user.threadId}/runs`, {
+        agentId: agent.body.id,
+        input: 'go',
+      });
+      for (let wait = 0; wait < 400; wait += 1) {
+        if ((await listAllMemories(user.client, '&scope=user')).length > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10 + attempt * 7));
+      const revoked = await user.client.post(`/v1/me/consents/${user.consentId}/revoke`);
+      expect(revoked.status).toBe(200);
+      const ended = await waitForRun(user.client, { threadId: user.threadId, runId: run.body.id });
+      expect(ended.status).toBe('completed');
+      expect(await listAllMemories(user.client, '&scope=user'), `attempt ${attempt}`).toEqual([]);
+    }
+  });
+
+  it('stores a small value whose numbers PostgreSQL spells out at length', async () => {
+    const user = await member({ consent: false });
+    const value = Array.from({ length: 2_300 }, () => 1e300);
+    const outcome = await runOps(user.client, user, [
+      { ns: 'thread', op: 'set', key: 'big-numbers', value },
+      { ns: 'thread', op: 'get', key: 'big-numbers' },
+    ]);
+    expect(outcome.status).toBe('completed');
+    const got = outcome.results?.[1] as { found: boolean; value: number[] } | undefined;
+    expect(got?.found).toBe(true);
+    expect(got?.value).toHaveLength(2_300);
+    expect(got?.value[0]).toBe(1e300);
   });
 });

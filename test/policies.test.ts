@@ -296,6 +296,12 @@ describe('quotas', () => {
       `/v1/policies/${policy.body.id}`,
     );
     expect(moved.body.subjectId).toBe(rotated.body.id);
+    // Rotations racing each other make one successor; the rest are told the key was rotated
+    // (else each would fork a line of keys, all but one unbound by the policy).
+    const racing = await Promise.all(
+      [1, 2, 3].map(() => member.post(`${keys}/${rotated.body.id}/rotate`, {})),
+    );
+    expect(racing.map((response) => response.status).sort()).toEqual([201, 409, 409]);
     await admin.request('DELETE', `/v1/policies/${policy.body.id}`);
   });
 

@@ -309,7 +309,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerApprovalRoutes(app, options.services);
   registerAuditRoutes(app, options.services);
   registerConsentRoutes(app, options.services);
-  registerDataRightsRoutes(app, options.services);
+  registerDataRightsRoutes(app, options.services, options.logger);
   registerMemoryRoutes(app, options.services);
   registerToolRoutes(app, options.services);
   registerToolImportRoutes(app, options.services);

@@ -1,4 +1,4 @@
-import { ConflictError, ForbiddenError, NotFoundError } from '../errors.ts';
+import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../errors.ts';
 import type { User } from './identity-types.ts';
 import { isRoleAtLeast } from './permissions.ts';
 import { assertCan, can, type Principal, type UserPrincipal } from './principal.ts';
@@ -46,14 +46,16 @@ export interface DataRightsStore {
   exportBatches(principal: UserPrincipal): AsyncIterable<ExportBatch>;
   /** Audits an export that is about to be sent. */
   recordExport(principal: UserPrincipal): Promise<void>;
+  /** Runs the request's check without changing anything; undefined when no such user. */
+  checkErasure(request: ErasureRequest): Promise<User | undefined>;
   /**
-   * First phase of an erasure: checks, disables the user (no new sign-in, no new run) and
-   * audits the request; undefined when no such user.
+   * First phase of an erasure: checks again (under locks), disables the user (no new sign-in,
+   * no new run) and audits the request; undefined when no such user.
    */
   beginErasure(request: ErasureRequest): Promise<User | undefined>;
   /**
-   * Second phase: deletes the user and everything that is theirs, and audits it; false when
-   * the user is already gone.
+   * Second phase: deletes the user and everything that is theirs, and audits it (without
+   * checking again: beginErasure decided); false when the user is already gone.
    */
   erase(request: ErasureRequest): Promise<boolean>;
 }
@@ -126,7 +128,10 @@ export function createDataRightsService(options: {
       return store.exportBatches(principal);
     },
     async deleteUser(principal, target, reason) {
-      const { tenantId, userId } = target;
+      // UUIDs in any case name the same row: compare them in one (an upper-case spelling of
+      // one's own id must not pass as someone else's, which needs other scopes).
+      const tenantId = target.tenantId.toLowerCase();
+      const userId = target.userId.toLowerCase();
       if (!uuidPattern.test(tenantId))
         throw new NotFoundError('tenant_not_found', 'Tenant not found.');
       if (principal.kind === 'user' && principal.tenantId !== tenantId) {
@@ -140,15 +145,21 @@ export function createDataRightsService(options: {
         assertCan(principal, 'user:manage');
       }
       const request = { principal, tenantId, userId, reason, check: erasureCheck(principal, self) };
-      const user = await store.beginErasure(request);
-      if (user === undefined) throw userNotFound();
+      if ((await store.checkErasure(request)) === undefined) throw userNotFound();
+      // Before anything changes, so a failure here (Redis down) leaves the user as they were,
+      // able to ask again (a user who erases themselves could not, once disabled).
+      await options.purgeCache({ tenantId, userId }).catch((error: unknown) => {
+        throw new AppError(
+          'service_unavailable',
+          'The response cache could not be cleared, so nothing was deleted; try again.',
+          { cause: error },
+        );
+      });
+      if ((await store.beginErasure(request)) === undefined) throw userNotFound();
       await options.endAccess({ tenantId, userId, reason: 'the user was deleted' });
-      // Before the erasure, so a failure here (Redis down) leaves a user a repeated request
-      // can still find and finish; the disabled user adds no entries meanwhile.
-      await options.purgeCache({ tenantId, userId });
       await store.erase(request);
-      // An answer a call in flight stored after the purge goes too (best effort: the user's
-      // id can no longer reach it).
+      // An answer a call in flight stored after the first purge goes too (best effort: no one
+      // can reach it any more, and it expires with its route's TTL).
       await options.purgeCache({ tenantId, userId }).catch(() => undefined);
     },
   };

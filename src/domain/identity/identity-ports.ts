@@ -96,7 +96,8 @@ export interface IdentityStore {
     readonly tenantId: string;
     readonly userId: string;
     readonly patch: UserPatch;
-    readonly check: (current: User, ownerCount: number) => void;
+    /** Throws to refuse; `activeOwners` counts the tenant's owners who are not disabled. */
+    readonly check: (current: User, activeOwners: number) => void;
   }): Promise<User | undefined>;
   createApiKey(principal: Principal, tenantId: string, input: NewApiKey): Promise<ApiKey>;
   listApiKeys(

@@ -79,7 +79,8 @@ function assertInTenant(principal: Principal, tenantId: string): void {
 }
 
 function isSelf(principal: Principal, target: UserRef): boolean {
-  return principal.kind === 'user' && principal.userId === target.userId;
+  // A UUID in upper case names the same user (PostgreSQL reads it so).
+  return principal.kind === 'user' && principal.userId === target.userId.toLowerCase();
 }
 
 function assertIds(...ids: string[]): void {
@@ -241,14 +242,15 @@ export function createIdentityService(options: {
         tenantId: target.tenantId,
         userId: target.userId,
         patch,
-        check: (current, ownerCount) => {
+        check: (current, activeOwners) => {
           // Only owners change an owner (their profile included) or make one.
           const touchesOwner = current.role === 'owner' || patch.role === 'owner';
           if (touchesOwner && !(self && selfEditable)) assertCan(principal, 'user:manage-owners');
           const losesOwner =
             current.role === 'owner' &&
+            current.status === 'active' &&
             ((patch.role !== undefined && patch.role !== 'owner') || patch.status === 'disabled');
-          if (losesOwner && ownerCount <= 1) {
+          if (losesOwner && activeOwners <= 1) {
             throw new ConflictError('A tenant must keep at least one active owner.');
           }
           if (

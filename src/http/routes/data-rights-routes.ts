@@ -1,7 +1,12 @@
 import { z } from '@hono/zod-openapi';
 import { stream } from 'hono/streaming';
-import type { ExportBatch, ExportSection } from '../../domain/identity/data-rights-service.ts';
+import {
+  type ExportBatch,
+  type ExportSection,
+  exportSections,
+} from '../../domain/identity/data-rights-service.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
+import type { ErrorLogger } from '../error-response.ts';
 import { authedRoute, idParam, jsonResponse } from '../route-helpers.ts';
 
 const item = z.record(z.string(), z.unknown());
@@ -71,32 +76,45 @@ const deleteUser = authedRoute({
   responses: { 204: { description: 'Deleted.' } },
 });
 
-/** Writes the export as one JSON document, a section at a time. */
+/**
+ * Writes the export as one JSON document, a section at a time: every section, in order, an
+ * empty one as `[]`. Stops reading the database when the client has gone (`aborted`).
+ */
 async function writeExport(
-  write: (text: string) => Promise<unknown>,
+  output: { write(text: string): Promise<unknown>; readonly aborted: boolean },
   head: Readonly<Record<string, unknown>>,
   batches: AsyncIterable<ExportBatch>,
 ): Promise<void> {
-  await write(JSON.stringify(head).slice(0, -1));
-  let section: ExportSection | undefined;
+  await output.write(JSON.stringify(head).slice(0, -1));
+  let opened = -1;
   let first = true;
-  const open = async (next: ExportSection) => {
-    await write(`${section === undefined ? '' : ']'},${JSON.stringify(next)}:[`);
-    section = next;
-    first = true;
+  const openThrough = async (section: ExportSection | undefined) => {
+    const last =
+      section === undefined ? exportSections.length - 1 : exportSections.indexOf(section);
+    while (opened < last) {
+      opened += 1;
+      await output.write(`${opened === 0 ? '' : ']'},${JSON.stringify(exportSections[opened])}:[`);
+      first = true;
+    }
   };
   for await (const batch of batches) {
-    if (batch.section !== section) await open(batch.section);
+    if (output.aborted) return;
+    await openThrough(batch.section);
     for (const entry of batch.items) {
-      await write(`${first ? '' : ','}${JSON.stringify(entry)}`);
+      await output.write(`${first ? '' : ','}${JSON.stringify(entry)}`);
       first = false;
     }
   }
-  await write(`${section === undefined ? '' : ']'},"complete":true}`);
+  await openThrough(undefined);
+  await output.write('],"complete":true}');
 }
 
 /** Registers the data subject's operations: export and erasure. */
-export function registerDataRightsRoutes(app: BrigadeApp, services: RouteServices): void {
+export function registerDataRightsRoutes(
+  app: BrigadeApp,
+  services: RouteServices,
+  logger: ErrorLogger,
+): void {
   app.openapi(exportMyData, async (context) => {
     const principal = context.get('principal');
     const batches = await services.dataRights.exportOwnData(principal);
@@ -114,9 +132,12 @@ export function registerDataRightsRoutes(app: BrigadeApp, services: RouteService
     );
     context.header('Cache-Control', 'no-store');
     // A stream is not one of the typed JSON responses the route declares (as for SSE).
-    return stream(context, async (output) => {
-      await writeExport((text) => output.write(text), head, batches);
-    }) as never;
+    return stream(
+      context,
+      (output) => writeExport(output, head, batches),
+      // Headers are sent: the client sees a document without `complete`, the log the cause.
+      async (error) => logger.error({ err: { message: error.message } }, 'data export failed'),
+    ) as never;
   });
   app.openapi(deleteUser, async (context) => {
     const { reason } = context.req.valid('query');

@@ -9,6 +9,7 @@ import type {
 import type { Principal } from '../../domain/identity/principal.ts';
 import { writeAudit } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
+import { lockUserMemory } from '../memory/memory-store.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { ConsentsTable } from '../postgres/database-schema.ts';
 
@@ -49,6 +50,9 @@ async function eraseLongTermMemory(
   db: ScopedDb,
   subject: ConsentSubject,
 ): Promise<number | undefined> {
+  // A memory write in flight finishes first (and is erased below); later ones see the
+  // revocation (memory-store.ts checks the consent again under this lock).
+  await lockUserMemory(db, subject.userId);
   const covering = await db
     .selectFrom('brigade.consents')
     .select('id')

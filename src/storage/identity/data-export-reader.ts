@@ -4,7 +4,7 @@ import type { UserPrincipal } from '../../domain/identity/principal.ts';
 import type { Database } from '../postgres/database.ts';
 import { scopeFor } from './scope-for.ts';
 
-/** Rows per read of a section: each page is its own short transaction. */
+/** Rows per read of a section (unless it says otherwise): each page is its own transaction. */
 const pageSize = 500;
 
 /** How one section of an export is read. */
@@ -17,6 +17,8 @@ interface SectionQuery {
   readonly where: (userId: string) => RawBuilder<unknown>;
   /** The keyset the section is paged by (an index's leading columns after tenant_id). */
   readonly keys: readonly string[];
+  /** Rows per page where one row may be large (a message holds up to 200,000 characters). */
+  readonly pageSize?: number;
 }
 
 const byUser = (userId: string) => sql`t.user_id = ${userId}`;
@@ -43,7 +45,14 @@ const sections: readonly SectionQuery[] = [
     keys: ['id'],
   },
   { section: 'threads', table: 'brigade.threads', omit: [], where: byUser, keys: ['id'] },
-  { section: 'messages', table: 'brigade.messages', omit: [], where: byUser, keys: ['id'] },
+  {
+    section: 'messages',
+    table: 'brigade.messages',
+    omit: [],
+    where: byUser,
+    keys: ['id'],
+    pageSize: 50,
+  },
   { section: 'runs', table: 'brigade.runs', omit: [], where: byUser, keys: ['id'] },
   {
     section: 'runSteps',
@@ -51,6 +60,7 @@ const sections: readonly SectionQuery[] = [
     omit: [],
     where: byUser,
     keys: ['run_id', 'step_key'],
+    pageSize: 50,
   },
   { section: 'approvals', table: 'brigade.approvals', omit: [], where: byUser, keys: ['id'] },
   { section: 'memories', table: 'brigade.memories', omit: [], where: byUser, keys: ['id'] },
@@ -104,7 +114,7 @@ async function readPage(
         from ${sql.table(query.table)} t
        where t.tenant_id = ${principal.tenantId} and ${query.where(principal.userId)} ${afterClause}
        order by ${sql.join(keyColumns)}
-       limit ${pageSize}`.execute(db);
+       limit ${query.pageSize ?? pageSize}`.execute(db);
     return result.rows;
   });
 }
@@ -120,7 +130,7 @@ async function* readSection(
     if (rows.length > 0)
       yield { section: query.section, items: rows.map((row) => camelCased(row.item)) };
     const last = rows.at(-1);
-    if (rows.length < pageSize || last === undefined) return;
+    if (rows.length < (query.pageSize ?? pageSize) || last === undefined) return;
     after = query.keys.map((_, index) => last[`k${index}`]);
   }
 }

@@ -6,7 +6,7 @@ import { type DatabaseScope, renderScopeSwitch } from '../postgres/scope.ts';
 import { writeAudit } from './audit-writer.ts';
 import { exportBatches } from './data-export-reader.ts';
 import { scopeFor, systemScope } from './scope-for.ts';
-import { loadUser, lockAccess } from './tenant-user-store.ts';
+import { loadUser, lockAccess, lockActiveOwners } from './tenant-user-store.ts';
 
 /** Replaces the scope of the open transaction (see `renderScopeSwitch`). */
 async function switchScope(db: ScopedDb, scope: DatabaseScope): Promise<void> {
@@ -14,25 +14,15 @@ async function switchScope(db: ScopedDb, scope: DatabaseScope): Promise<void> {
 }
 
 /**
- * Locks the tenant's memberships (so two concurrent erasures or demotions cannot remove every
- * owner), loads the target and runs the request's check; undefined when no such user.
+ * Locks the tenant's memberships (so concurrent erasures, demotions or disablings cannot
+ * remove every active owner), loads the target and runs the request's check; undefined when
+ * no such user.
  */
 async function checked(db: ScopedDb, request: ErasureRequest): Promise<User | undefined> {
   const { tenantId, userId } = request;
-  const members = await db
-    .selectFrom('brigade.memberships as m')
-    .innerJoin('brigade.users as u', (join) =>
-      join.onRef('u.tenant_id', '=', 'm.tenant_id').onRef('u.id', '=', 'm.user_id'),
-    )
-    .select(['m.user_id', 'm.role', 'u.status'])
-    .where('m.tenant_id', '=', tenantId)
-    .forUpdate()
-    .execute();
+  const activeOwners = await lockActiveOwners(db, tenantId);
   const target = await loadUser(db, tenantId, userId);
   if (target === undefined) return undefined;
-  const activeOwners = members.filter(
-    (member) => member.role === 'owner' && member.status === 'active',
-  ).length;
   request.check(target, activeOwners);
   // Run creations of this user in flight finish first; later ones see the new status.
   await lockAccess(db, 'user', userId);
@@ -111,6 +101,25 @@ export function createDataRightsStore(database: Database): DataRightsStore {
         }),
       );
     },
+    async checkErasure(request) {
+      const { tenantId, userId } = request;
+      return database.withScope(systemScope(tenantId), async (db) => {
+        const target = await loadUser(db, tenantId, userId);
+        if (target === undefined) return undefined;
+        const activeOwners = await db
+          .selectFrom('brigade.memberships as m')
+          .innerJoin('brigade.users as u', (join) =>
+            join.onRef('u.tenant_id', '=', 'm.tenant_id').onRef('u.id', '=', 'm.user_id'),
+          )
+          .select((eb) => eb.fn.countAll<string>().as('count'))
+          .where('m.tenant_id', '=', tenantId)
+          .where('m.role', '=', 'owner')
+          .where('u.status', '=', 'active')
+          .executeTakeFirstOrThrow();
+        request.check(target, Number(activeOwners.count));
+        return target;
+      });
+    },
     async beginErasure(request) {
       const { tenantId, userId, principal } = request;
       // The system's scope in the tenant: the service has decided the principal may do this
@@ -142,7 +151,9 @@ export function createDataRightsStore(database: Database): DataRightsStore {
     async erase(request) {
       const { tenantId, userId, principal } = request;
       const erased = await database.withScope(systemScope(tenantId), async (db) => {
-        const target = await checked(db, request);
+        // The decision was made (and the user disabled) by beginErasure: a change of role
+        // since then must not leave a disabled user half erased.
+        const target = await checked(db, { ...request, check: () => undefined });
         if (target === undefined) return false;
         const policies = await deleteRemnants(db, request);
         // Cascades to the memberships, keys, consents, vault keys, personal credentials and

@@ -1,5 +1,6 @@
 import type { Selectable } from 'kysely';
 import { sql } from 'kysely';
+import { ConflictError } from '../../domain/errors.ts';
 import type { IdentityStore, NewApiKey } from '../../domain/identity/identity-ports.ts';
 import type { Role } from '../../domain/identity/permissions.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
@@ -140,6 +141,20 @@ export function createKeyStore(database: Database): KeyStore {
     },
     async revokeApiKey({ principal, tenantId, userId, keyId, revokeAt, successor }) {
       return database.withScope(scopeFor(principal, tenantId), async (db) => {
+        // Rotations of one key serialise on its row: only the first makes a successor (the
+        // service's earlier check cannot see a rotation committing meanwhile).
+        if (successor !== undefined) {
+          const current = await db
+            .selectFrom('brigade.api_keys')
+            .select('revoked_at')
+            .where('tenant_id', '=', tenantId)
+            .where('user_id', '=', userId)
+            .where('id', '=', keyId)
+            .forUpdate()
+            .executeTakeFirst();
+          if (current !== undefined && current.revoked_at !== null)
+            throw new ConflictError('This key was already rotated; rotate its successor instead.');
+        }
         const row = await db
           .updateTable('brigade.api_keys')
           .set({ revoked_at: sql<Date>`least(coalesce(revoked_at, ${revokeAt}), ${revokeAt})` })

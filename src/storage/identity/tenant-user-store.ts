@@ -44,6 +44,24 @@ export async function lockAccess(db: ScopedDb, kind: 'tenant' | 'user', id: stri
   );
 }
 
+/**
+ * Locks the tenant's memberships and users (so two concurrent demotions, disablings or
+ * deletions cannot remove every owner) and counts its active owners: a disabled owner cannot
+ * sign in, so it does not keep a tenant owned.
+ */
+export async function lockActiveOwners(db: ScopedDb, tenantId: string): Promise<number> {
+  const members = await db
+    .selectFrom('brigade.memberships as m')
+    .innerJoin('brigade.users as u', (join) =>
+      join.onRef('u.tenant_id', '=', 'm.tenant_id').onRef('u.id', '=', 'm.user_id'),
+    )
+    .select(['m.role', 'u.status'])
+    .where('m.tenant_id', '=', tenantId)
+    .forUpdate()
+    .execute();
+  return members.filter((member) => member.role === 'owner' && member.status === 'active').length;
+}
+
 /** Loads one user with its role inside an open transaction. */
 export async function loadUser(
   db: ScopedDb,
@@ -229,16 +247,10 @@ export function createTenantUserStore(database: Database): TenantUserStore {
     },
     async updateUser({ principal, tenantId, userId, patch, check }) {
       return inTenant(principal, tenantId, async (db) => {
-        // Lock the tenant's memberships so two concurrent demotions cannot remove every owner.
-        const members = await db
-          .selectFrom('brigade.memberships')
-          .select(['user_id', 'role'])
-          .where('tenant_id', '=', tenantId)
-          .forUpdate()
-          .execute();
+        const activeOwners = await lockActiveOwners(db, tenantId);
         const current = await loadUser(db, tenantId, userId);
         if (current === undefined) return undefined;
-        check(current, members.filter((member) => member.role === 'owner').length);
+        check(current, activeOwners);
         if (patch.status !== undefined) await lockAccess(db, 'user', userId);
         const now = new Date();
         const { role, metadata, displayName, ...rest } = patch;

@@ -57,6 +57,39 @@ function covers(filter: MemoryFilter) {
 }
 
 /**
+ * Serialises the memory writes of one user, and a revocation of their `long_term_memory`
+ * consent with them (consent-store.ts), until the transaction ends.
+ */
+export async function lockUserMemory(db: ScopedDb, userId: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtext('brigade.memory'), hashtext(${userId}))`.execute(
+    db,
+  );
+}
+
+/**
+ * The consent check again, inside the locked write: the run checked it before, but a
+ * revocation may have committed since, and its erasure must not be outlived by this write.
+ */
+async function assertLongTermConsent(db: ScopedDb, subject: MemorySubject): Promise<void> {
+  const granted = await db
+    .selectFrom('brigade.consents')
+    .select('id')
+    .where('tenant_id', '=', subject.tenantId)
+    .where('user_id', '=', subject.userId)
+    .where('purpose', '=', 'long_term_memory')
+    .where('status', '=', 'granted')
+    .where('scope', '=', '*')
+    .executeTakeFirst();
+  if (granted === undefined) {
+    throw new AppError(
+      'consent_required',
+      "This needs the user's consent for 'long_term_memory'; grant it with POST /v1/me/consents.",
+      { details: { purpose: 'long_term_memory', scope: '*' } },
+    );
+  }
+}
+
+/**
  * The PostgreSQL {@link MemoryStore}. Writes of one user serialise on a transaction-level
  * advisory lock, so the entry cap holds under concurrent runs (count, then insert, in one
  * locked transaction); reads take no lock.
@@ -74,9 +107,8 @@ export function createMemoryStore(database: Database): MemoryStore {
     },
     set(subject, entry, maxEntries) {
       return database.withScope(scopeOf(subject), async (db) => {
-        await sql`select pg_advisory_xact_lock(hashtext('brigade.memory'), hashtext(${subject.userId}))`.execute(
-          db,
-        );
+        await lockUserMemory(db, subject.userId);
+        if (subject.threadId === null) await assertLongTermConsent(db, subject);
         const now = new Date();
         const updated = await inNamespace(db, subject)
           .where('key', '=', entry.key)

@@ -8,9 +8,10 @@ import type { MigrationContext } from './migration-context.ts';
  *
  * A key is unique per user and thread, and per user for long-term memory: two partial unique
  * indexes rather than `nulls not distinct`, which PostgreSQL 14 (still supported in server
- * mode) lacks. Values are checked by the runtime (16 KiB of JSON); the check here is the
- * backstop on PostgreSQL's own text form of `jsonb`, which spells `", "` and `": "`, so it
- * allows twice that.
+ * mode) lacks. Values are checked by the runtime (16 KiB of JSON); the check here is only a
+ * backstop against a runaway writer, on PostgreSQL's own text form of `jsonb`, which can be
+ * far longer than the JSON it came from (`", "` for `,`, and every digit of a number: `1e300`
+ * is 301 characters), so it allows 1 MiB.
  */
 export function memoriesMigration({ runtimeRole }: MigrationContext): string {
   const role = `"${runtimeRole}"`;
@@ -21,7 +22,7 @@ create table brigade.memories (
   user_id uuid not null,
   thread_id uuid,
   key text not null check (key ~ '^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$'),
-  value jsonb not null check (octet_length(value::text) <= 32768),
+  value jsonb not null check (octet_length(value::text) <= 1048576),
   run_id uuid,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),

@@ -89,7 +89,15 @@ export function createPool(options: CreateDatabaseOptions): pg.Pool {
   pool.on('error', (error) => {
     options.logger.warn({ err: { message: error.message } }, 'idle database client failed');
   });
-  pool.on('connect', preparedStatements);
+  pool.on('connect', (client) => {
+    preparedStatements(client);
+    // The pool listens for errors of idle clients only: a checked-out client whose backend
+    // dies (terminated, failover) would emit 'error' to no one and end the process. Its query
+    // in flight fails anyway, and the transaction releases it as broken.
+    client.on('error', (error) => {
+      options.logger.warn({ err: { message: error.message } }, 'database connection failed');
+    });
+  });
   return pool;
 }
 
