@@ -1,13 +1,12 @@
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ApiClient,
   apiClient,
   type Created,
   seedTenant,
-  seedUser,
   waitForRun,
 } from './support/api-client.ts';
+import { exportOf, rememberFor, remnantsOf, seedClient } from './support/data-rights-fixtures.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 import { newMasterKey } from './support/tool-fixtures.ts';
 
@@ -28,19 +27,13 @@ interface Problem {
   code: string;
 }
 
-interface Export {
-  format: string;
-  userId: string;
-  complete: boolean;
-  [section: string]: unknown;
-}
-
 type Item = Record<string, unknown>;
 
-async function seed(role: string, tenant = tenantId) {
-  const user = await seedUser(operator, { tenantId: tenant, role });
-  return { ...user, client: apiClient(server.url, user.secret) };
-}
+const seed = (role: string, tenant = tenantId) =>
+  seedClient({ operator, url: server.url }, { tenantId: tenant, role });
+const remember = (userId: string, value: string) =>
+  rememberFor(server.database.url, { tenantId, userId, value });
+const remnants = (userId: string) => remnantsOf(server.database.url, userId);
 
 /** A completed model → calculator → model run on a new thread of `client`'s; its ids. */
 async function completedRun(client: ApiClient, text: string) {
@@ -53,68 +46,6 @@ async function completedRun(client: ApiClient, text: string) {
   const done = await waitForRun(client, { threadId: thread.body.id, runId: run.body.id });
   expect(done.status).toBe('completed');
   return { threadId: thread.body.id, runId: run.body.id };
-}
-
-async function exportOf(client: ApiClient) {
-  const response = await client.get<Export>('/v1/me/export');
-  expect(response.status).toBe(200);
-  return response;
-}
-
-/** Stores a long-term memory entry for a user directly, as the cluster owner. */
-async function remember(userId: string, value: string): Promise<void> {
-  const client = new pg.Client({ connectionString: server.database.url });
-  await client.connect();
-  try {
-    await client.query(
-      `insert into brigade.memories (tenant_id, user_id, key, value)
-       values ($1, $2, 'favourite', $3::jsonb)`,
-      [tenantId, userId, JSON.stringify(value)],
-    );
-  } finally {
-    await client.end();
-  }
-}
-
-/** Rows of the user's left in each table, read as the cluster owner (no row-level security). */
-async function remnants(userId: string): Promise<Record<string, number>> {
-  const client = new pg.Client({ connectionString: server.database.url });
-  await client.connect();
-  try {
-    const counts: Record<string, number> = {};
-    for (const table of [
-      'users',
-      'memberships',
-      'api_keys',
-      'threads',
-      'messages',
-      'runs',
-      'run_events',
-      'run_steps',
-      'run_queue',
-      'consents',
-      'credentials',
-      'vault_user_keys',
-      'spans',
-      'memories',
-      'usage_records',
-    ]) {
-      const column = table === 'users' ? 'id' : 'user_id';
-      const result = await client.query<{ count: string }>(
-        `select count(*) from brigade.${table} where ${column} = $1`,
-        [userId],
-      );
-      counts[table] = Number(result.rows[0]?.count);
-    }
-    const policies = await client.query<{ count: string }>(
-      'select count(*) from brigade.policies where subject_id = $1',
-      [userId],
-    );
-    counts['policies'] = Number(policies.rows[0]?.count);
-    return counts;
-  } finally {
-    await client.end();
-  }
 }
 
 beforeAll(async () => {
@@ -370,140 +301,5 @@ describe('deleteUser', () => {
     await completedRun(kim.client, 'after the erasure');
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(await remnants(judy.userId)).toMatchObject({ runs: 0, run_events: 0, run_queue: 0 });
-  });
-});
-
-describe('data rights under races and edge cases', () => {
-  const activeOwners = async (tenant: string) => {
-    const client = new pg.Client({ connectionString: server.database.url });
-    await client.connect();
-    try {
-      const result = await client.query<{ count: string }>(
-        `select count(*) from brigade.memberships m
-           join brigade.users u on u.tenant_id = m.tenant_id and u.id = m.user_id
-          where m.tenant_id = $1 and m.role = 'owner' and u.status = 'active'`,
-        [tenant],
-      );
-      return Number(result.rows[0]?.count);
-    } finally {
-      await client.end();
-    }
-  };
-
-  it('never leaves a tenant without an active owner, whatever runs at the same time', async () => {
-    for (let attempt = 0; attempt < 4; attempt += 1) {
-      const tenant = await seedTenant(operator, `owners-race-${attempt}`);
-      const first = await seed('owner', tenant);
-      const second = await seed('owner', tenant);
-      const users = `/v1/tenants/${tenant}/users`;
-      const outcomes = await Promise.all([
-        second.client.request('DELETE', `${users}/${first.userId}`),
-        second.client.request('PATCH', `${users}/${second.userId}`, { role: 'admin' }),
-      ]);
-      expect(outcomes.map((outcome) => outcome.status).sort()).toContain(409);
-      expect(await activeOwners(tenant)).toBe(1);
-    }
-    // A disabled owner keeps no tenant owned: the last active one cannot step down.
-    const tenant = await seedTenant(operator, 'owners-disabled');
-    const first = await seed('owner', tenant);
-    const second = await seed('owner', tenant);
-    const users = `/v1/tenants/${tenant}/users`;
-    const disabled = await second.client.request('PATCH', `${users}/${first.userId}`, {
-      status: 'disabled',
-    });
-    expect(disabled.status).toBe(200);
-    const demoted = await second.client.request<Problem>('PATCH', `${users}/${second.userId}`, {
-      role: 'admin',
-    });
-    expect(demoted.status).toBe(409);
-    expect(await activeOwners(tenant)).toBe(1);
-  });
-
-  it('takes an upper-case spelling of one’s own id for oneself', async () => {
-    const tenant = await seedTenant(operator, 'rights-case');
-    const first = await seed('owner', tenant);
-    await seed('owner', tenant);
-    const narrow = await first.client.post<Created>(
-      `/v1/tenants/${tenant}/users/${first.userId}/api-keys`,
-      { name: 'no-self-delete', scopes: ['user:read', 'user:manage', 'user:manage-owners'] },
-    );
-    const client = apiClient(server.url, String(narrow.body.secret));
-    const upper = `/v1/tenants/${tenant}/users/${first.userId.toUpperCase()}`;
-    const refused = await client.request<Problem>('DELETE', upper);
-    expect(refused.status).toBe(403);
-    expect((await first.client.get('/v1/me')).status).toBe(200);
-  });
-
-  it('writes every section of an export, an empty one as []', async () => {
-    const fresh = await seed('viewer');
-    const body = (await exportOf(fresh.client)).body;
-    for (const section of [
-      'profile',
-      'apiKeys',
-      'consents',
-      'credentials',
-      'threads',
-      'messages',
-      'runs',
-      'runSteps',
-      'approvals',
-      'memories',
-      'usageRecords',
-      'auditEvents',
-    ]) {
-      expect(Array.isArray(body[section]), section).toBe(true);
-    }
-    expect(body['threads']).toEqual([]);
-    expect(body.complete).toBe(true);
-  });
-
-  it('drops the tenant’s shared cached answers with the user', async () => {
-    const shared = await admin.client.post('/v1/model-routes', {
-      name: 'shared-cache',
-      deployments: [{ model: 'local' }],
-      cache: { ttlSeconds: 600, scope: 'tenant' },
-    });
-    expect(shared.status).toBe(201);
-    const ask = (client: ApiClient) =>
-      client.post('/v1/chat/completions', {
-        model: 'shared-cache',
-        messages: [{ role: 'user', content: 'my name is Mallory Example' }],
-      });
-    const mallory = await seed('member');
-    const other = await seed('member');
-    expect((await ask(mallory.client)).headers.get('x-brigade-cache')).toBe('miss');
-    expect((await ask(other.client)).headers.get('x-brigade-cache')).toBe('hit');
-    expect(
-      (await admin.client.request('DELETE', `/v1/tenants/${tenantId}/users/${mallory.userId}`))
-        .status,
-    ).toBe(204);
-    expect((await ask(other.client)).headers.get('x-brigade-cache')).toBe('miss');
-  });
-});
-
-describe('an erasure the response cache cannot complete', () => {
-  it('answers 503 and changes nothing, so the user can ask again', async () => {
-    // Redis configured but unreachable: the purge cannot be done.
-    const broken = await startTestServer(
-      { models: { local: { tokenDelayMs: 0 } } },
-      { env: { REDIS_URL: 'redis://127.0.0.1:1' } },
-    );
-    try {
-      const brokenOperator = apiClient(broken.url, testOperatorKey);
-      const tenant = await seedTenant(brokenOperator, 'redis-down');
-      const user = await seedUser(brokenOperator, { tenantId: tenant, role: 'member' });
-      const client = apiClient(broken.url, user.secret);
-      const thread = await client.post<Created>('/v1/threads', { title: 'keep me' });
-      const refused = await client.request<Problem>(
-        'DELETE',
-        `/v1/tenants/${tenant}/users/${user.userId}`,
-      );
-      expect(refused.status).toBe(503);
-      expect(refused.body.code).toBe('service_unavailable');
-      expect((await client.get('/v1/me')).status).toBe(200);
-      expect((await client.get(`/v1/threads/${thread.body.id}`)).status).toBe(200);
-    } finally {
-      await broken.stop();
-    }
   });
 });

@@ -1,0 +1,159 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ApiClient,
+  apiClient,
+  type Created,
+  seedTenant,
+  seedUser,
+} from './support/api-client.ts';
+import { activeOwnersOf, exportOf, seedClient } from './support/data-rights-fixtures.ts';
+import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
+
+/**
+ * The data subject's rights at their edges: erasures racing demotions (a tenant always keeps
+ * an active owner), ids in another spelling, empty exports, the tenant's shared cache, and an
+ * erasure the response cache cannot complete.
+ */
+let server: TestServer;
+let operator: ApiClient;
+let tenantId: string;
+let admin: { userId: string; client: ApiClient };
+
+interface Problem {
+  code: string;
+}
+
+const seed = (role: string, tenant = tenantId) =>
+  seedClient({ operator, url: server.url }, { tenantId: tenant, role });
+
+beforeAll(async () => {
+  server = await startTestServer({ models: { local: { tokenDelayMs: 0 } } });
+  operator = apiClient(server.url, testOperatorKey);
+  tenantId = await seedTenant(operator, 'rights-edges');
+  admin = await seed('admin');
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe('data rights under races and edge cases', () => {
+  const activeOwners = (tenant: string) => activeOwnersOf(server.database.url, tenant);
+
+  it('never leaves a tenant without an active owner, whatever runs at the same time', async () => {
+    for (let attempt = 0; attempt < 4; attempt += 1) {
+      const tenant = await seedTenant(operator, `owners-race-${attempt}`);
+      const first = await seed('owner', tenant);
+      const second = await seed('owner', tenant);
+      const users = `/v1/tenants/${tenant}/users`;
+      const outcomes = await Promise.all([
+        second.client.request('DELETE', `${users}/${first.userId}`),
+        second.client.request('PATCH', `${users}/${second.userId}`, { role: 'admin' }),
+      ]);
+      expect(outcomes.map((outcome) => outcome.status).sort()).toContain(409);
+      expect(await activeOwners(tenant)).toBe(1);
+    }
+    // A disabled owner keeps no tenant owned: the last active one cannot step down.
+    const tenant = await seedTenant(operator, 'owners-disabled');
+    const first = await seed('owner', tenant);
+    const second = await seed('owner', tenant);
+    const users = `/v1/tenants/${tenant}/users`;
+    const disabled = await second.client.request('PATCH', `${users}/${first.userId}`, {
+      status: 'disabled',
+    });
+    expect(disabled.status).toBe(200);
+    const demoted = await second.client.request<Problem>('PATCH', `${users}/${second.userId}`, {
+      role: 'admin',
+    });
+    expect(demoted.status).toBe(409);
+    expect(await activeOwners(tenant)).toBe(1);
+  });
+
+  it('takes an upper-case spelling of one’s own id for oneself', async () => {
+    const tenant = await seedTenant(operator, 'rights-case');
+    const first = await seed('owner', tenant);
+    await seed('owner', tenant);
+    const narrow = await first.client.post<Created>(
+      `/v1/tenants/${tenant}/users/${first.userId}/api-keys`,
+      { name: 'no-self-delete', scopes: ['user:read', 'user:manage', 'user:manage-owners'] },
+    );
+    const client = apiClient(server.url, String(narrow.body.secret));
+    const upper = `/v1/tenants/${tenant}/users/${first.userId.toUpperCase()}`;
+    const refused = await client.request<Problem>('DELETE', upper);
+    expect(refused.status).toBe(403);
+    expect((await first.client.get('/v1/me')).status).toBe(200);
+  });
+
+  it('writes every section of an export, an empty one as []', async () => {
+    const fresh = await seed('viewer');
+    const body = (await exportOf(fresh.client)).body;
+    for (const section of [
+      'profile',
+      'apiKeys',
+      'consents',
+      'credentials',
+      'threads',
+      'messages',
+      'runs',
+      'runSteps',
+      'approvals',
+      'memories',
+      'usageRecords',
+      'auditEvents',
+    ]) {
+      expect(Array.isArray(body[section]), section).toBe(true);
+    }
+    expect(body['threads']).toEqual([]);
+    expect(body.complete).toBe(true);
+  });
+
+  it('drops the tenant’s shared cached answers with the user', async () => {
+    const shared = await admin.client.post('/v1/model-routes', {
+      name: 'shared-cache',
+      deployments: [{ model: 'local' }],
+      cache: { ttlSeconds: 600, scope: 'tenant' },
+    });
+    expect(shared.status).toBe(201);
+    const ask = (client: ApiClient) =>
+      client.post('/v1/chat/completions', {
+        model: 'shared-cache',
+        messages: [{ role: 'user', content: 'my name is Mallory Example' }],
+      });
+    const mallory = await seed('member');
+    const other = await seed('member');
+    expect((await ask(mallory.client)).headers.get('x-brigade-cache')).toBe('miss');
+    expect((await ask(other.client)).headers.get('x-brigade-cache')).toBe('hit');
+    expect(
+      (await admin.client.request('DELETE', `/v1/tenants/${tenantId}/users/${mallory.userId}`))
+        .status,
+    ).toBe(204);
+    expect((await ask(other.client)).headers.get('x-brigade-cache')).toBe('miss');
+  });
+});
+
+describe('an erasure the response cache cannot complete', () => {
+  it('answers 503 and changes nothing, so the user can ask again', async () => {
+    // Redis configured but unreachable: the purge cannot be done.
+    const broken = await startTestServer(
+      { models: { local: { tokenDelayMs: 0 } } },
+      { env: { REDIS_URL: 'redis://127.0.0.1:1' } },
+    );
+    try {
+      const brokenOperator = apiClient(broken.url, testOperatorKey);
+      const tenant = await seedTenant(brokenOperator, 'redis-down');
+      const user = await seedUser(brokenOperator, { tenantId: tenant, role: 'member' });
+      const client = apiClient(broken.url, user.secret);
+      const thread = await client.post<Created>('/v1/threads', { title: 'keep me' });
+      const refused = await client.request<Problem>(
+        'DELETE',
+        `/v1/tenants/${tenant}/users/${user.userId}`,
+      );
+      expect(refused.status).toBe(503);
+      expect(refused.body.code).toBe('service_unavailable');
+      expect((await client.get('/v1/me')).status).toBe(200);
+      expect((await client.get(`/v1/threads/${thread.body.id}`)).status).toBe(200);
+    } finally {
+      await broken.stop();
+    }
+  });
+});
