@@ -57,7 +57,9 @@ export async function lockActiveOwners(db: ScopedDb, tenantId: string): Promise<
     )
     .select(['m.role', 'u.status'])
     .where('m.tenant_id', '=', tenantId)
-    .forUpdate()
+    // Not FOR UPDATE: that would also hold up every insert whose foreign key checks a user
+    // row of the tenant (a new thread, key or consent) until this transaction ends.
+    .forNoKeyUpdate()
     .execute();
   return members.filter((member) => member.role === 'owner' && member.status === 'active').length;
 }
