@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportSections } from '../src/domain/identity/data-rights-service.ts';
 import {
   type ApiClient,
   apiClient,
@@ -87,20 +88,7 @@ describe('data rights under races and edge cases', () => {
   it('writes every section of an export, an empty one as []', async () => {
     const fresh = await seed('viewer');
     const body = (await exportOf(fresh.client)).body;
-    for (const section of [
-      'profile',
-      'apiKeys',
-      'consents',
-      'credentials',
-      'threads',
-      'messages',
-      'runs',
-      'runSteps',
-      'approvals',
-      'memories',
-      'usageRecords',
-      'auditEvents',
-    ]) {
+    for (const section of exportSections) {
       expect(Array.isArray(body[section]), section).toBe(true);
     }
     expect(body['threads']).toEqual([]);

@@ -9,7 +9,7 @@ import type {
 import type { Principal } from '../../domain/identity/principal.ts';
 import { writeAudit } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
-import { lockUserMemory } from '../memory/memory-store.ts';
+import { hasLongTermConsent, lockUserMemory } from '../memory/memory-store.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { ConsentsTable } from '../postgres/database-schema.ts';
 
@@ -53,16 +53,8 @@ async function eraseLongTermMemory(
   // A memory write in flight finishes first (and is erased below); later ones see the
   // revocation (memory-store.ts checks the consent again under this lock).
   await lockUserMemory(db, subject.userId);
-  const covering = await db
-    .selectFrom('brigade.consents')
-    .select('id')
-    .where('tenant_id', '=', subject.tenantId)
-    .where('user_id', '=', subject.userId)
-    .where('purpose', '=', 'long_term_memory')
-    .where('status', '=', 'granted')
-    .where('scope', '=', '*')
-    .executeTakeFirst();
-  if (covering !== undefined) return undefined;
+  // Another granted consent of scope `*` still covers the memory: keep it.
+  if (await hasLongTermConsent(db, subject)) return undefined;
   const erased = await db
     .deleteFrom('brigade.memories')
     .where('tenant_id', '=', subject.tenantId)

@@ -66,11 +66,11 @@ export async function lockUserMemory(db: ScopedDb, userId: string): Promise<void
   );
 }
 
-/**
- * The consent check again, inside the locked write: the run checked it before, but a
- * revocation may have committed since, and its erasure must not be outlived by this write.
- */
-async function assertLongTermConsent(db: ScopedDb, subject: MemorySubject): Promise<void> {
+/** Whether the user holds a granted `long_term_memory` consent of scope `*`. */
+export async function hasLongTermConsent(
+  db: ScopedDb,
+  subject: { readonly tenantId: string; readonly userId: string },
+): Promise<boolean> {
   const granted = await db
     .selectFrom('brigade.consents')
     .select('id')
@@ -80,7 +80,15 @@ async function assertLongTermConsent(db: ScopedDb, subject: MemorySubject): Prom
     .where('status', '=', 'granted')
     .where('scope', '=', '*')
     .executeTakeFirst();
-  if (granted === undefined) {
+  return granted !== undefined;
+}
+
+/**
+ * The consent check again, inside the locked write: the run checked it before, but a
+ * revocation may have committed since, and its erasure must not be outlived by this write.
+ */
+async function assertLongTermConsent(db: ScopedDb, subject: MemorySubject): Promise<void> {
+  if (!(await hasLongTermConsent(db, subject))) {
     throw new AppError(
       'consent_required',
       "This needs the user's consent for 'long_term_memory'; grant it with POST /v1/me/consents.",
