@@ -8,7 +8,6 @@ import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { ApiKeysTable, UsersTable } from '../postgres/database-schema.ts';
 import { createGroupCalls } from '../postgres/group-calls.ts';
 import { writeAudit } from './audit-writer.ts';
-import { moveKeyPolicies } from './key-policies.ts';
 import { toApiKey, toOidcProvider, toUser } from './rows.ts';
 import { scopeFor, systemScope } from './scope-for.ts';
 import { toPage } from './tenant-user-store.ts';
@@ -153,7 +152,9 @@ export function createKeyStore(database: Database): KeyStore {
             .forUpdate()
             .executeTakeFirst();
           if (current !== undefined && current.revoked_at !== null)
-            throw new ConflictError('This key was already rotated; rotate its successor instead.');
+            throw new ConflictError(
+              'This key was already rotated or revoked; rotate its successor, or create a new key.',
+            );
         }
         const row = await db
           .updateTable('brigade.api_keys')
@@ -164,29 +165,10 @@ export function createKeyStore(database: Database): KeyStore {
           .returningAll()
           .executeTakeFirst();
         if (row === undefined) return undefined;
-        let revoked = row;
-        let policiesMoved = 0;
         const created =
           successor === undefined
             ? undefined
             : await insertKey(db, { tenantId, input: successor, principal });
-        if (created !== undefined) {
-          const move = { tenantId, from: keyId, to: created.id };
-          policiesMoved = await moveKeyPolicies(db, {
-            ...move,
-            scope: scopeFor(principal, tenantId),
-          });
-          // Its policies went to the successor: a grace period would leave the old key unbound.
-          if (policiesMoved > 0) {
-            revoked = await db
-              .updateTable('brigade.api_keys')
-              .set({ revoked_at: new Date() })
-              .where('tenant_id', '=', tenantId)
-              .where('id', '=', keyId)
-              .returningAll()
-              .executeTakeFirstOrThrow();
-          }
-        }
         await writeAudit(db, {
           tenantId,
           principal,
@@ -195,15 +177,10 @@ export function createKeyStore(database: Database): KeyStore {
             targetType: 'api_key',
             targetId: keyId,
             outcome: 'success',
-            data: {
-              userId,
-              revokeAt: revoked.revoked_at,
-              successorId: created?.id ?? null,
-              ...(policiesMoved > 0 ? { policiesMoved } : {}),
-            },
+            data: { userId, revokeAt: row.revoked_at, successorId: created?.id ?? null },
           },
         });
-        return { revoked: toApiKey(revoked), successor: created };
+        return { revoked: toApiKey(row), successor: created };
       });
     },
     async findKeyIdentity(keyHash) {
