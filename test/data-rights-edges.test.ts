@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportSections } from '../src/domain/identity/data-rights-service.ts';
 import {
@@ -7,7 +8,12 @@ import {
   seedTenant,
   seedUser,
 } from './support/api-client.ts';
-import { activeOwnersOf, exportOf, seedClient } from './support/data-rights-fixtures.ts';
+import {
+  activeOwnersOf,
+  exportOf,
+  remnantsOf,
+  seedClient,
+} from './support/data-rights-fixtures.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
 /**
@@ -28,7 +34,10 @@ const seed = (role: string, tenant = tenantId) =>
   seedClient({ operator, url: server.url }, { tenantId: tenant, role });
 
 beforeAll(async () => {
-  server = await startTestServer({ models: { local: { tokenDelayMs: 0 } } });
+  server = await startTestServer({
+    models: { local: { tokenDelayMs: 20 } },
+    runs: { pollIntervalMs: 50 },
+  });
   operator = apiClient(server.url, testOperatorKey);
   tenantId = await seedTenant(operator, 'rights-edges');
   admin = await seed('admin');
@@ -116,6 +125,80 @@ describe('data rights under races and edge cases', () => {
         .status,
     ).toBe(204);
     expect((await ask(other.client)).headers.get('x-brigade-cache')).toBe('miss');
+  });
+});
+
+describe('erasing a user whose runs are executing', () => {
+  it('erases them every time, however the runs’ own transactions interleave', async () => {
+    const agent = await admin.client.post<Created>('/v1/agents', { name: 'busy', model: 'local' });
+    for (let attempt = 0; attempt < 4; attempt += 1) {
+      const busy = await seed('member');
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          const thread = await busy.client.post<Created>('/v1/threads', {});
+          const run = await busy.client.post(`/v1/threads/${thread.body.id}/runs`, {
+            agentId: agent.body.id,
+            input: 'x '.repeat(300),
+          });
+          expect(run.status).toBe(201);
+        }),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const deleted = await admin.client.request(
+        'DELETE',
+        `/v1/tenants/${tenantId}/users/${busy.userId}`,
+      );
+      expect(deleted.status, `attempt ${attempt}`).toBe(204);
+      expect(await remnantsOf(server.database.url, busy.userId)).toMatchObject({
+        users: 0,
+        threads: 0,
+        runs: 0,
+        run_queue: 0,
+      });
+    }
+  });
+
+  it('refuses to finish an erasure that would leave no active owner (re-enabled meanwhile)', async () => {
+    const tenant = await seedTenant(operator, 'erase-reenabled');
+    const first = await seed('owner', tenant);
+    const second = await seed('owner', tenant);
+    const agent = await first.client.post<Created>('/v1/agents', { name: 'slow', model: 'local' });
+    const thread = await second.client.post<Created>('/v1/threads', {});
+    await second.client.post(`/v1/threads/${thread.body.id}/runs`, {
+      agentId: agent.body.id,
+      input: 'x '.repeat(2_000),
+    });
+    // Hold the second owner's runs, so the erasure waits between disabling and deleting.
+    const holder = new pg.Client({ connectionString: server.database.url });
+    await holder.connect();
+    const users = `/v1/tenants/${tenant}/users`;
+    try {
+      await holder.query('begin');
+      await holder.query('select id from brigade.runs where user_id = $1 for update', [
+        second.userId,
+      ]);
+      const erasure = first.client.request<Problem>('DELETE', `${users}/${second.userId}`);
+      for (let wait = 0; wait < 200; wait += 1) {
+        const status = await holder.query<{ status: string }>(
+          'select status from brigade.users where id = $1',
+          [second.userId],
+        );
+        if (status.rows[0]?.status === 'disabled') break;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      expect(
+        (await first.client.request('PATCH', `${users}/${second.userId}`, { status: 'active' }))
+          .status,
+      ).toBe(200);
+      expect(
+        (await first.client.request('PATCH', `${users}/${first.userId}`, { role: 'admin' })).status,
+      ).toBe(200);
+      await holder.query('rollback');
+      expect((await erasure).status).toBe(409);
+    } finally {
+      await holder.end();
+    }
+    expect(await activeOwnersOf(server.database.url, tenant)).toBe(1);
   });
 });
 

@@ -142,6 +142,7 @@ describe('bad input', () => {
     }
     expect((await post('application/json; charset=UTF-8', 'charset-a')).status).toBe(201);
     expect((await post('application/json;charset="utf8"', 'charset-b')).status).toBe(201);
+    expect((await post('application/json; charset=us-ascii', 'charset-c')).status).toBe(201);
     expect((await operator.get('/v1/tenants?limit=100')).body).not.toMatchObject({
       data: expect.arrayContaining([expect.objectContaining({ slug: 'never-created' })]),
     });

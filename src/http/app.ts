@@ -217,7 +217,8 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
       const charset = parameters
         .map((parameter) => /^\s*charset\s*=\s*"?([^";\s]*)"?\s*$/i.exec(parameter)?.[1])
         .find((value) => value !== undefined);
-      if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+      // US-ASCII is a subset of UTF-8; an empty value says nothing.
+      if (charset !== undefined && !/^(utf-?8|us-ascii|ascii|)$/i.test(charset)) {
         throw new AppError(
           'unsupported_media_type',
           `Send the request body as UTF-8 JSON (charset=${charset.slice(0, 40)} is not supported).`,

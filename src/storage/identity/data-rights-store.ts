@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { ConflictError } from '../../domain/errors.ts';
 import type { DataRightsStore, ErasureRequest } from '../../domain/identity/data-rights-service.ts';
 import type { User } from '../../domain/identity/identity-types.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
@@ -42,10 +43,11 @@ function sweepSpans(database: Database, subject: { tenantId: string; userId: str
 }
 
 /**
- * Deletes what is the user's and has no foreign key to cascade from their row: the ids-only
- * queue entries of their runs and their spans (which may hold captured content), under the
- * scheduler's scope, and the policies that bind the user or one of their keys (the operator's
- * too: a policy binding nobody is left to nobody).
+ * Deletes the user's threads (and all that cascades from them), then what is the user's and
+ * has no foreign key to cascade from their row: the ids-only queue entries of their runs and
+ * their spans (which may hold captured content), under the scheduler's scope, and the policies
+ * that bind the user or one of their keys (the operator's too: a policy binding nobody is
+ * left to nobody).
  */
 async function deleteRemnants(db: ScopedDb, request: ErasureRequest): Promise<number> {
   const { tenantId, userId } = request;
@@ -57,6 +59,12 @@ async function deleteRemnants(db: ScopedDb, request: ErasureRequest): Promise<nu
       .where('user_id', '=', userId)
       .execute()
   ).map((row) => row.id);
+  // Their threads first, in their own scope (only it sees them), with the runs, messages,
+  // events, steps, approvals and thread memory that cascade from them: a run finishing
+  // meanwhile locks its run row, then its queue entry (finish_run), so this takes them in
+  // that order too — the other way round the two deadlock.
+  await switchScope(db, { tenantId, userId });
+  await db.deleteFrom('brigade.threads').where('user_id', '=', userId).execute();
   // The scheduler's right to delete spans, and the tenant admin's to see them (a DELETE with
   // a WHERE clause sees only the rows the SELECT policies show).
   await switchScope(db, { tenantId, tenantAdmin: true, scheduler: true });
@@ -81,6 +89,46 @@ async function deleteRemnants(db: ScopedDb, request: ErasureRequest): Promise<nu
     .executeTakeFirst();
   await switchScope(db, systemScope(tenantId));
   return Number(policies.numDeletedRows);
+}
+
+/**
+ * The erasure's one transaction. It does not check the request again (beginErasure decided,
+ * and disabled the user), except that the tenant keeps an active owner: someone may have
+ * re-enabled this owner and demoted the other meanwhile.
+ */
+async function eraseOnce(database: Database, request: ErasureRequest): Promise<boolean> {
+  const { tenantId, userId, principal } = request;
+  return database.withScope(systemScope(tenantId), async (db) => {
+    const target = await checked(db, { ...request, check: keepsAnOwner });
+    if (target === undefined) return false;
+    const policies = await deleteRemnants(db, request);
+    // Cascades to the memberships, keys, consents, vault keys, personal credentials and
+    // long-term memory.
+    await db
+      .deleteFrom('brigade.users')
+      .where('tenant_id', '=', tenantId)
+      .where('id', '=', userId)
+      .execute();
+    await writeAudit(db, {
+      tenantId,
+      principal,
+      record: {
+        action: 'user.deleted',
+        targetType: 'user',
+        targetId: userId,
+        outcome: 'success',
+        reason: request.reason,
+        data: { role: target.role, policiesDeleted: policies },
+      },
+    });
+    return true;
+  });
+}
+
+function keepsAnOwner(target: User, activeOwners: number): void {
+  if (target.role === 'owner' && target.status === 'active' && activeOwners <= 1) {
+    throw new ConflictError('A tenant must keep at least one active owner.');
+  }
 }
 
 /** The PostgreSQL {@link DataRightsStore}. */
@@ -149,34 +197,18 @@ export function createDataRightsStore(database: Database): DataRightsStore {
       });
     },
     async erase(request) {
-      const { tenantId, userId, principal } = request;
-      const erased = await database.withScope(systemScope(tenantId), async (db) => {
-        // The decision was made (and the user disabled) by beginErasure: a change of role
-        // since then must not leave a disabled user half erased.
-        const target = await checked(db, { ...request, check: () => undefined });
-        if (target === undefined) return false;
-        const policies = await deleteRemnants(db, request);
-        // Cascades to the memberships, keys, consents, vault keys, personal credentials and
-        // threads, and from the threads to their runs, messages, events, steps and approvals.
-        await db
-          .deleteFrom('brigade.users')
-          .where('tenant_id', '=', tenantId)
-          .where('id', '=', userId)
-          .execute();
-        await writeAudit(db, {
-          tenantId,
-          principal,
-          record: {
-            action: 'user.deleted',
-            targetType: 'user',
-            targetId: userId,
-            outcome: 'success',
-            reason: request.reason,
-            data: { role: target.role, policiesDeleted: policies },
-          },
-        });
-        return true;
-      });
+      let erased = false;
+      // A deadlock with a transaction of the user's runs (or a serialisation failure) rolls
+      // the whole erasure back; it is safe to try again at once.
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          erased = await eraseOnce(database, request);
+          break;
+        } catch (error) {
+          const code = (error as { code?: unknown }).code;
+          if (attempt >= 3 || (code !== '40P01' && code !== '40001')) throw error;
+        }
+      }
       // A span batch that checked the user's membership before the deletion committed may
       // have committed after the delete above: sweep once more (later batches drop them).
       if (erased) await sweepSpans(database, request);

@@ -45,9 +45,10 @@ export async function lockAccess(db: ScopedDb, kind: 'tenant' | 'user', id: stri
 }
 
 /**
- * Locks the tenant's memberships and users (so two concurrent demotions, disablings or
- * deletions cannot remove every owner) and counts its active owners: a disabled owner cannot
- * sign in, so it does not keep a tenant owned.
+ * Locks the tenant's owners (their memberships and user rows, so two concurrent demotions,
+ * disablings, re-enablings or erasures of owners serialise) and counts the active ones: a
+ * disabled owner cannot sign in, so it does not keep a tenant owned. Only owners' rows: a
+ * tenant of many members is not locked whole.
  */
 export async function lockActiveOwners(db: ScopedDb, tenantId: string): Promise<number> {
   const members = await db
@@ -57,6 +58,7 @@ export async function lockActiveOwners(db: ScopedDb, tenantId: string): Promise<
     )
     .select(['m.role', 'u.status'])
     .where('m.tenant_id', '=', tenantId)
+    .where('m.role', '=', 'owner')
     // Not FOR UPDATE: that would also hold up every insert whose foreign key checks a user
     // row of the tenant (a new thread, key or consent) until this transaction ends.
     .forNoKeyUpdate()
@@ -249,7 +251,11 @@ export function createTenantUserStore(database: Database): TenantUserStore {
     },
     async updateUser({ principal, tenantId, userId, patch, check }) {
       return inTenant(principal, tenantId, async (db) => {
-        const activeOwners = await lockActiveOwners(db, tenantId);
+        // Only a change of role or status can cost the tenant its last active owner.
+        const activeOwners =
+          patch.role !== undefined || patch.status !== undefined
+            ? await lockActiveOwners(db, tenantId)
+            : Number.POSITIVE_INFINITY;
         const current = await loadUser(db, tenantId, userId);
         if (current === undefined) return undefined;
         check(current, activeOwners);
