@@ -8,6 +8,7 @@ import {
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
 import type { ErrorLogger } from '../error-response.ts';
 import { authedRoute, idParam, jsonResponse } from '../route-helpers.ts';
+import { problemSchema } from '../schemas.ts';
 
 const item = z.record(z.string(), z.unknown());
 
@@ -73,7 +74,18 @@ const deleteUser = authedRoute({
         .openapi({ description: 'Why (recorded in the audit log).' }),
     }),
   },
-  responses: { 204: { description: 'Deleted.' } },
+  responses: {
+    204: { description: 'Deleted.' },
+    409: {
+      description: 'The user is the tenant’s last active owner.',
+      content: { 'application/problem+json': { schema: problemSchema } },
+    },
+    503: {
+      description:
+        'The response cache could not be cleared; nothing was deleted (`service_unavailable`).',
+      content: { 'application/problem+json': { schema: problemSchema } },
+    },
+  },
 });
 
 /**
