@@ -7,7 +7,7 @@ import { type DatabaseScope, renderScopeSwitch } from '../postgres/scope.ts';
 import { writeAudit } from './audit-writer.ts';
 import { exportBatches } from './data-export-reader.ts';
 import { scopeFor, systemScope } from './scope-for.ts';
-import { loadUser, lockAccess, lockActiveOwners } from './tenant-user-store.ts';
+import { activeOwnerCount, loadUser, lockAccess } from './tenant-user-store.ts';
 
 /** Replaces the scope of the open transaction (see `renderScopeSwitch`). */
 async function switchScope(db: ScopedDb, scope: DatabaseScope): Promise<void> {
@@ -15,13 +15,13 @@ async function switchScope(db: ScopedDb, scope: DatabaseScope): Promise<void> {
 }
 
 /**
- * Locks the tenant's memberships (so concurrent erasures, demotions or disablings cannot
- * remove every active owner), loads the target and runs the request's check; undefined when
- * no such user.
+ * Locks the tenant's owners (so concurrent erasures, demotions or disablings cannot remove
+ * every active owner), loads the target and runs the request's check; undefined when no such
+ * user.
  */
 async function checked(db: ScopedDb, request: ErasureRequest): Promise<User | undefined> {
   const { tenantId, userId } = request;
-  const activeOwners = await lockActiveOwners(db, tenantId);
+  const activeOwners = await activeOwnerCount(db, tenantId, { lock: true });
   const target = await loadUser(db, tenantId, userId);
   if (target === undefined) return undefined;
   request.check(target, activeOwners);
@@ -154,17 +154,7 @@ export function createDataRightsStore(database: Database): DataRightsStore {
       return database.withScope(systemScope(tenantId), async (db) => {
         const target = await loadUser(db, tenantId, userId);
         if (target === undefined) return undefined;
-        const activeOwners = await db
-          .selectFrom('brigade.memberships as m')
-          .innerJoin('brigade.users as u', (join) =>
-            join.onRef('u.tenant_id', '=', 'm.tenant_id').onRef('u.id', '=', 'm.user_id'),
-          )
-          .select((eb) => eb.fn.countAll<string>().as('count'))
-          .where('m.tenant_id', '=', tenantId)
-          .where('m.role', '=', 'owner')
-          .where('u.status', '=', 'active')
-          .executeTakeFirstOrThrow();
-        request.check(target, Number(activeOwners.count));
+        request.check(target, await activeOwnerCount(db, tenantId, { lock: false }));
         return target;
       });
     },

@@ -45,25 +45,27 @@ export async function lockAccess(db: ScopedDb, kind: 'tenant' | 'user', id: stri
 }
 
 /**
- * Locks the tenant's owners (their memberships and user rows, so two concurrent demotions,
- * disablings, re-enablings or erasures of owners serialise) and counts the active ones: a
- * disabled owner cannot sign in, so it does not keep a tenant owned. Only owners' rows: a
- * tenant of many members is not locked whole.
+ * Counts the tenant's active owners (a disabled owner cannot sign in, so it does not keep a
+ * tenant owned). With `lock`, locks the owners' membership and user rows too, so concurrent
+ * demotions, disablings, re-enablings and erasures of owners serialise: owners' rows only (a
+ * tenant of many members is not locked whole), and not FOR UPDATE, which would also hold up
+ * every insert whose foreign key checks one of those users (a new thread, key or consent).
  */
-export async function lockActiveOwners(db: ScopedDb, tenantId: string): Promise<number> {
-  const members = await db
+export async function activeOwnerCount(
+  db: ScopedDb,
+  tenantId: string,
+  options: { readonly lock: boolean },
+): Promise<number> {
+  const owners = db
     .selectFrom('brigade.memberships as m')
     .innerJoin('brigade.users as u', (join) =>
       join.onRef('u.tenant_id', '=', 'm.tenant_id').onRef('u.id', '=', 'm.user_id'),
     )
-    .select(['m.role', 'u.status'])
+    .select('u.status')
     .where('m.tenant_id', '=', tenantId)
-    .where('m.role', '=', 'owner')
-    // Not FOR UPDATE: that would also hold up every insert whose foreign key checks a user
-    // row of the tenant (a new thread, key or consent) until this transaction ends.
-    .forNoKeyUpdate()
-    .execute();
-  return members.filter((member) => member.role === 'owner' && member.status === 'active').length;
+    .where('m.role', '=', 'owner');
+  const rows = await (options.lock ? owners.forNoKeyUpdate() : owners).execute();
+  return rows.filter((owner) => owner.status === 'active').length;
 }
 
 /** Loads one user with its role inside an open transaction. */
@@ -254,7 +256,7 @@ export function createTenantUserStore(database: Database): TenantUserStore {
         // Only a change of role or status can cost the tenant its last active owner.
         const activeOwners =
           patch.role !== undefined || patch.status !== undefined
-            ? await lockActiveOwners(db, tenantId)
+            ? await activeOwnerCount(db, tenantId, { lock: true })
             : Number.POSITIVE_INFINITY;
         const current = await loadUser(db, tenantId, userId);
         if (current === undefined) return undefined;
