@@ -109,7 +109,7 @@ export function createDataRightsService(options: {
     readonly userId: string;
     readonly reason: string;
   }) => Promise<unknown>;
-  /** Drops the user's cached model answers. */
+  /** Drops the user's cached model answers (and the tenant's shared ones); throws on failure. */
   readonly purgeCache: (subject: {
     readonly tenantId: string;
     readonly userId: string;
