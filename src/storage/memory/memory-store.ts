@@ -33,15 +33,21 @@ const scopeOf = (subject: { tenantId: string; userId: string }) => ({
   userId: subject.userId,
 });
 
-/** Rows of one namespace: a thread's, or the user's long-term ones (no thread). */
+/** The rows of one namespace: a thread's, or the user's long-term ones (no thread). */
+function ofNamespace(subject: MemorySubject) {
+  return (eb: ExpressionBuilder<DatabaseSchema, 'brigade.memories'>) =>
+    eb.and([
+      eb('tenant_id', '=', subject.tenantId),
+      eb('user_id', '=', subject.userId),
+      subject.threadId === null
+        ? eb('thread_id', 'is', null)
+        : eb('thread_id', '=', subject.threadId),
+    ]);
+}
+
+/** Selects the rows of one namespace. */
 function inNamespace(db: ScopedDb, subject: MemorySubject) {
-  const query = db
-    .selectFrom('brigade.memories')
-    .where('tenant_id', '=', subject.tenantId)
-    .where('user_id', '=', subject.userId);
-  return subject.threadId === null
-    ? query.where('thread_id', 'is', null)
-    : query.where('thread_id', '=', subject.threadId);
+  return db.selectFrom('brigade.memories').where(ofNamespace(subject));
 }
 
 /** The condition of a filter: a thread's rows, long-term or thread ones, or all of them. */
@@ -161,13 +167,7 @@ export function createMemoryStore(database: Database): MemoryStore {
       return database.withScope(scopeOf(subject), async (db) => {
         const deleted = await db
           .deleteFrom('brigade.memories')
-          .where('tenant_id', '=', subject.tenantId)
-          .where('user_id', '=', subject.userId)
-          .where((eb) =>
-            subject.threadId === null
-              ? eb('thread_id', 'is', null)
-              : eb('thread_id', '=', subject.threadId),
-          )
+          .where(ofNamespace(subject))
           .where('key', '=', key)
           .executeTakeFirst();
         return deleted.numDeletedRows > 0n;
