@@ -20,6 +20,14 @@ import { startTestServer, type TestServer, testOperatorKey } from './support/tes
  * member's runs and API calls, the tenant's admin and another tenant's users never see or
  * erase it (404, never a hint that it exists). Bad queries are 422, never 500.
  */
+interface AuditEvent {
+  readonly action: string;
+  readonly targetId: string | null;
+  readonly data: Record<string, unknown>;
+  readonly actorKind: string;
+  readonly actorUserId: string | null;
+}
+
 let server: TestServer;
 let operator: ApiClient;
 
@@ -53,7 +61,7 @@ async function tenantWithAgent(slug: string) {
     name: 'script',
     coreId: 'memory-script',
   });
-  return { tenantId, agentId: agent.body.id };
+  return { tenantId, agentId: agent.body.id, owner };
 }
 
 beforeAll(async () => {
@@ -192,6 +200,42 @@ describe('a user’s memory over the API', () => {
     expect(clearedUser.body).toEqual({ deleted: 2 });
     expect((await user.client.request('DELETE', `/v1/threads/${page.threadId}`)).status).toBe(204);
     expect(await listAllMemories(user.client)).toEqual([]);
+
+    // Each erasure is audited, as the user's act, naming no key and no value.
+    const log = await tenant.owner.get<{ data: AuditEvent[] }>(
+      `/v1/tenants/${tenant.tenantId}/audit-events?limit=500`,
+    );
+    expect(log.status).toBe(200);
+    const erasures = log.body.data.filter((event) => event.action.startsWith('memory.'));
+    const me = (await user.client.get<{ user: { id: string } }>('/v1/me')).body.user.id;
+    expect(
+      erasures.map(({ action, targetId, data, actorKind, actorUserId }) => ({
+        action,
+        targetId,
+        data,
+        actor: [actorKind, actorUserId],
+      })),
+    ).toEqual([
+      {
+        action: 'memory.deleted',
+        targetId: one,
+        data: { scope: 'thread', threadId: second },
+        actor: ['user', me],
+      },
+      {
+        action: 'memory.cleared',
+        targetId: me,
+        data: { scope: null, threadId: second, deleted: 2 },
+        actor: ['user', me],
+      },
+      {
+        action: 'memory.cleared',
+        targetId: me,
+        data: { scope: 'user', threadId: null, deleted: 2 },
+        actor: ['user', me],
+      },
+    ]);
+    expect(JSON.stringify(erasures)).not.toMatch(/two-|"u1"|"u2"/);
   });
 
   it('refuses malformed queries with 422 problem documents, never 500', async () => {

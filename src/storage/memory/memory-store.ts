@@ -8,6 +8,7 @@ import type {
   MemorySubject,
 } from '../../domain/memory/memory-types.ts';
 import type { JsonValueV1 } from '../../plugin-api/index.ts';
+import { writeAudit } from '../identity/audit-writer.ts';
 import { toPage } from '../identity/tenant-user-store.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { DatabaseSchema, MemoriesTable } from '../postgres/database-schema.ts';
@@ -207,8 +208,25 @@ export function createMemoryStore(database: Database): MemoryStore {
           .where('tenant_id', '=', principal.tenantId)
           .where('user_id', '=', principal.userId)
           .where('id', '=', memoryId)
+          .returning('thread_id')
           .executeTakeFirst();
-        return deleted.numDeletedRows > 0n;
+        if (deleted === undefined) return false;
+        await writeAudit(db, {
+          tenantId: principal.tenantId,
+          principal,
+          record: {
+            action: 'memory.deleted',
+            targetType: 'memory',
+            targetId: memoryId,
+            outcome: 'success',
+            // Never the key or the value: the audit log outlives the memory it describes.
+            data: {
+              scope: deleted.thread_id === null ? 'user' : 'thread',
+              threadId: deleted.thread_id,
+            },
+          },
+        });
+        return true;
       });
     },
     clearOwn(principal, filter) {
@@ -219,7 +237,23 @@ export function createMemoryStore(database: Database): MemoryStore {
           .where('user_id', '=', principal.userId)
           .where(covers(filter))
           .executeTakeFirst();
-        return Number(deleted.numDeletedRows);
+        const count = Number(deleted.numDeletedRows);
+        await writeAudit(db, {
+          tenantId: principal.tenantId,
+          principal,
+          record: {
+            action: 'memory.cleared',
+            targetType: 'user',
+            targetId: principal.userId,
+            outcome: 'success',
+            data: {
+              scope: filter.scope ?? null,
+              threadId: filter.threadId ?? null,
+              deleted: count,
+            },
+          },
+        });
+        return count;
       });
     },
   };
