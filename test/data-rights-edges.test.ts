@@ -126,6 +126,44 @@ describe('data rights under races and edge cases', () => {
     ).toBe(204);
     expect((await ask(other.client)).headers.get('x-brigade-cache')).toBe('miss');
   });
+
+  it('has every other process drop its copies of the user’s cached answers', async () => {
+    const second = await startTestServer({}, { database: server.database });
+    try {
+      const route = await admin.client.post('/v1/model-routes', {
+        name: 'two-process-cache',
+        deployments: [{ model: 'local' }],
+        cache: { ttlSeconds: 600, scope: 'tenant' },
+      });
+      expect(route.status).toBe(201);
+      const eve = await seed('member');
+      const other = await seed('member');
+      const elsewhere = apiClient(second.url, other.secret);
+      const ask = (client: ApiClient) =>
+        client.post('/v1/chat/completions', {
+          model: 'two-process-cache',
+          messages: [{ role: 'user', content: 'my name is Eve Example' }],
+        });
+      // Eve's answer is cached in the second process's memory (its in-process store).
+      expect((await ask(apiClient(second.url, eve.secret))).headers.get('x-brigade-cache')).toBe(
+        'miss',
+      );
+      expect((await ask(elsewhere)).headers.get('x-brigade-cache')).toBe('hit');
+      // Erased through the first process: the second hears of it and drops its copy.
+      expect(
+        (await admin.client.request('DELETE', `/v1/tenants/${tenantId}/users/${eve.userId}`))
+          .status,
+      ).toBe(204);
+      let outcome: string | null = 'hit';
+      for (let tries = 0; tries < 50 && outcome === 'hit'; tries += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        outcome = (await ask(elsewhere)).headers.get('x-brigade-cache');
+      }
+      expect(outcome).toBe('miss');
+    } finally {
+      await second.stop();
+    }
+  });
 });
 
 describe('erasing a user whose runs are executing', () => {

@@ -12,6 +12,11 @@ export interface ResponseCacheStore {
   set(key: string, value: string, ttlSeconds: number): Promise<void>;
   /** Drops every entry whose key starts with `prefix`; returns how many were dropped. */
   purge(prefix: string): Promise<number>;
+  /**
+   * Drops them from this process's own memory only (another process purged the shared store
+   * and asks every process to forget its copies).
+   */
+  purgeLocal(prefix: string): Promise<number>;
 }
 
 /** The part of an ioredis client the Redis store uses. */
@@ -52,6 +57,15 @@ export function createMemoryCacheStore(limits: MemoryCacheLimits): ResponseCache
     entries.delete(key);
     bytes -= sizeOf(entry.value);
   };
+  async function purge(prefix: string): Promise<number> {
+    let dropped = 0;
+    for (const key of [...entries.keys()]) {
+      if (!key.startsWith(prefix)) continue;
+      remove(key);
+      dropped += 1;
+    }
+    return dropped;
+  }
   return {
     async get(key) {
       const entry = entries.get(key);
@@ -75,15 +89,9 @@ export function createMemoryCacheStore(limits: MemoryCacheLimits): ResponseCache
         remove(oldest);
       }
     },
-    async purge(prefix) {
-      let dropped = 0;
-      for (const key of [...entries.keys()]) {
-        if (!key.startsWith(prefix)) continue;
-        remove(key);
-        dropped += 1;
-      }
-      return dropped;
-    },
+    purge,
+    // Nothing here is shared with other processes: the local purge is the purge.
+    purgeLocal: purge,
   };
 }
 
@@ -132,6 +140,9 @@ export function createRedisCacheStore(options: {
         cursor = next;
       } while (cursor !== '0');
       return dropped;
+    },
+    purgeLocal(keyPrefix) {
+      return options.memory.purge(keyPrefix);
     },
   };
 }

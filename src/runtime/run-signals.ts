@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { RunEvent } from '../domain/agents/agent-types.ts';
 import {
   type CommittedEvents,
+  cachePurgeChannel,
   type RunSignalSink,
   runCancelChannel,
   runEventsChannel,
@@ -26,7 +27,10 @@ export interface RunSubscription {
   close(): void;
 }
 
-/** Cross-process signals about runs: new events, queued work, cancel requests. */
+/**
+ * Cross-process signals about runs (new events, queued work, cancel requests) and requests to
+ * drop cached answers.
+ */
 export interface RunSignals extends RunSignalSink {
   /**
    * `userId`: the reader, who must own the run (events are handed over only then). `known`:
@@ -37,6 +41,12 @@ export interface RunSignals extends RunSignalSink {
   subscribe(runId: string, userId: string, known?: readonly RunEvent[]): RunSubscription;
   onQueueChanged(listener: () => void): void;
   onCancelRequested(listener: (runId: string) => void): void;
+  /**
+   * Asks the other processes to drop their cached answers under a key prefix (best effort: a
+   * process not listening at that moment does not hear it; its copies expire with their TTL).
+   */
+  cachePurged(prefix: string): void;
+  onCachePurgeRequested(listener: (prefix: string) => void): void;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -77,10 +87,12 @@ export function createRunSignals(options: {
   const subscribers = new Map<string, Set<Subscriber>>();
   const queueListeners: Array<() => void> = [];
   const cancelListeners: Array<(runId: string) => void> = [];
+  const purgeListeners: Array<(prefix: string) => void> = [];
   const outgoing = new Map<string, Set<string>>([
     [runEventsChannel, new Set()],
     [runCancelChannel, new Set()],
     [runQueueChannel, new Set()],
+    [cachePurgeChannel, new Set()],
   ]);
   let client: pg.Client | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -146,6 +158,8 @@ export function createRunSignals(options: {
     if (channel === runQueueChannel) for (const listener of queueListeners) listener();
     if (channel === runCancelChannel)
       for (const id of ids) for (const listener of cancelListeners) listener(id);
+    if (channel === cachePurgeChannel)
+      for (const prefix of ids) for (const listener of purgeListeners) listener(prefix);
   }
 
   return {
@@ -163,6 +177,8 @@ export function createRunSignals(options: {
     },
     onQueueChanged: (listener) => queueListeners.push(listener),
     onCancelRequested: (listener) => cancelListeners.push(listener),
+    cachePurged: (prefix) => enqueue(cachePurgeChannel, prefix),
+    onCachePurgeRequested: (listener) => purgeListeners.push(listener),
     subscribe(runId, userId, known) {
       // A new subscriber reads the database first (events before it subscribed are not here),
       // unless the caller hands it the run's events so far.
@@ -236,7 +252,9 @@ export function createRunSignals(options: {
       });
       await created.connect();
       await created.query(
-        `listen ${runEventsChannel}; listen ${runQueueChannel}; listen ${runCancelChannel}`,
+        [runEventsChannel, runQueueChannel, runCancelChannel, cachePurgeChannel]
+          .map((channel) => `listen ${channel}`)
+          .join('; '),
       );
       client = created;
     },

@@ -61,6 +61,11 @@ export const runEventsChannel = 'brigade_run_events';
 export const runQueueChannel = 'brigade_run_queue';
 /** NOTIFY channel asking the process executing a run to abort it (payload: run id). */
 export const runCancelChannel = 'brigade_run_cancel';
+/**
+ * NOTIFY channel asking every process to drop its own copies of cached model answers (payload:
+ * a cache key prefix, `<tenant>/<user>/` or `<tenant>/shared/`): an erasure purged them here.
+ */
+export const cachePurgeChannel = 'brigade_cache_purge';
 
 /** Events one transaction committed for a run, in sequence order, and whose run it is. */
 export interface CommittedEvents {
