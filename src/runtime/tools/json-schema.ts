@@ -1,10 +1,35 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { RegExpEngine } from 'ajv/dist/types/index.js';
 import formats from 'ajv-formats';
+import { RE2JS } from 're2js';
 
 /** Largest tool argument schema accepted, in characters of JSON. */
 export const maxSchemaChars = 32_768;
 
-const ajv = new Ajv({ allErrors: true, strict: false, validateSchema: true, logger: false });
+/**
+ * `pattern` and `patternProperties` run on RE2 (re2js: linear time, no backtracking), never on
+ * the JavaScript engine: a schema is a tenant admin's (or an MCP server's) input, and a pattern
+ * such as `^(a+)+$` on V8's backtracking engine would stall the event loop for every tenant on
+ * an argument of 30 characters. RE2 refuses what it cannot match in linear time (back-references,
+ * look-around): such a schema does not compile, so a tool definition is refused with a 422.
+ */
+const re2: RegExpEngine = Object.assign(
+  (pattern: string, flags: string) => {
+    // Ajv passes `u` (unicode); RE2 is Unicode-aware already and takes no JavaScript flags.
+    void flags;
+    const compiled = RE2JS.compile(pattern);
+    return { test: (text: string) => compiled.test(text) };
+  },
+  { code: 'RE2JS.compile' },
+);
+
+const ajv = new Ajv({
+  allErrors: true,
+  strict: false,
+  validateSchema: true,
+  logger: false,
+  code: { regExp: re2 },
+});
 // `format` is checked (email, uri, date-time…): admin schemas rely on it for recipients and URLs.
 // ajv-formats is CommonJS: under NodeNext its default import is the module object.
 const addFormats = ((formats as unknown as { default?: unknown }).default ?? formats) as (

@@ -85,6 +85,25 @@ export function secretForms(secret: string, kind?: string): string[] {
 }
 
 /**
+ * `text` cut at a length cap, without a tail that begins one of `forms` (three characters or
+ * more): a cut through a secret the upstream echoed leaves its start, which whole-secret
+ * redaction would not recognise. The tail becomes `[redacted]`.
+ */
+export function withoutSecretTail(text: string, forms: readonly string[]): string {
+  let result = text;
+  for (const form of forms) {
+    if (form.length < 6) continue;
+    for (let length = Math.min(form.length - 1, result.length); length >= 3; length -= 1) {
+      if (result.endsWith(form.slice(0, length))) {
+        result = `${result.slice(0, -length)}[redacted]`;
+        break;
+      }
+    }
+  }
+  return result;
+}
+
+/**
  * Creates the {@link OutputGuard}. Before assistant text leaves (run events, the stored
  * message), it redacts vault secrets, `brg_` keys and common API key shapes, the personal data
  * of the configured kinds (e-mail, phone, IBAN, card, SSN), and removes

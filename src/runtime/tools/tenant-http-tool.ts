@@ -1,5 +1,6 @@
 import type { HttpToolDefinition } from '../../domain/tools/tool-types.ts';
 import { assertEgressAllowed, type EgressPolicy } from './egress-guard.ts';
+import { secretForms, withoutSecretTail } from './output-guard.ts';
 import { readCapped } from './read-capped.ts';
 import type { ToolDefinition } from './tool-registry.ts';
 
@@ -130,6 +131,7 @@ export function createTenantHttpTool(options: {
       const url = fillTemplate(definition.urlTemplate, input);
       await assertEgressAllowed(url, options.egress);
       const headers: Record<string, string> = { 'idempotency-key': context.idempotencyKey };
+      let secret: { readonly value: string; readonly kind: string | undefined } | undefined;
       if (definition.auth !== undefined) {
         const credential = await context.credentials?.resolve(definition.auth.credential, url);
         if (credential === undefined)
@@ -137,6 +139,7 @@ export function createTenantHttpTool(options: {
             `You have no credential named '${definition.auth.credential}'; add it under /v1/me/credentials.`,
           );
         Object.assign(headers, authHeaders(definition.auth, credential.secret));
+        secret = { value: credential.secret, kind: definition.auth.scheme };
       }
       const rest = Object.fromEntries(Object.entries(input).filter(([name]) => !inUrl.has(name)));
       const withBody = definition.method !== 'GET' && definition.method !== 'DELETE';
@@ -150,10 +153,13 @@ export function createTenantHttpTool(options: {
         signal: AbortSignal.any([context.signal, AbortSignal.timeout(timeoutMs), done.signal]),
       });
       // At most the cap is read; a longer body is cut there and its connection closed.
-      const { text, truncated } = await readCapped(response, {
-        maxChars,
-        abort: () => done.abort(),
-      });
+      const read = await readCapped(response, { maxChars, abort: () => done.abort() });
+      const { truncated } = read;
+      // Whole secrets are redacted later, with every other output; the cut is only here.
+      const text =
+        truncated && secret !== undefined
+          ? withoutSecretTail(read.text, secretForms(secret.value, secret.kind))
+          : read.text;
       let parsed: unknown = truncated ? `${text}…` : text;
       if (!truncated && (response.headers.get('content-type') ?? '').includes('json')) {
         try {
