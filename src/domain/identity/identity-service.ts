@@ -11,7 +11,7 @@ import type {
   UserPatch,
 } from './identity-ports.ts';
 import type { ApiKey, CreatedApiKey, OidcProvider, Tenant, User } from './identity-types.ts';
-import { type Action, isRoleAtLeast, rolePermissions } from './permissions.ts';
+import { type Action, isProtectedRole, isRoleAtLeast, rolePermissions } from './permissions.ts';
 import { assertCan, can, type Principal, permittedActions } from './principal.ts';
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -114,14 +114,18 @@ export function createIdentityService(options: {
     else if (!can(principal, 'key:manage-any')) throw userNotFound();
   }
 
-  /** Only an owner (or the operator) manages an owner's keys. */
+  /**
+   * Only an owner (or the operator) manages the keys of an owner or of another admin: an admin
+   * holding another admin's key could use it to lift a limit an owner set on admins.
+   */
   function assertOutranks(principal: Principal, user: User): void {
     if (
       principal.kind === 'user' &&
       principal.userId !== user.id &&
-      !isRoleAtLeast(principal.role, user.role)
+      isProtectedRole(user.role) &&
+      !can(principal, 'user:manage-owners')
     ) {
-      throw new ForbiddenError('You cannot manage credentials of a user with a higher role.');
+      throw new ForbiddenError('Only an owner can manage the credentials of an owner or an admin.');
     }
   }
 
@@ -231,7 +235,8 @@ export function createIdentityService(options: {
       const selfEditable = Object.keys(patch).every(
         (key) => key === 'displayName' || key === 'metadata',
       );
-      if (!(self && selfEditable)) {
+      if (self && selfEditable) assertCan(principal, 'profile:update-own');
+      else {
         if (!can(principal, 'user:manage')) {
           if (!self && !can(principal, 'user:read')) throw userNotFound();
           assertCan(principal, 'user:manage');
@@ -243,9 +248,11 @@ export function createIdentityService(options: {
         userId: target.userId,
         patch,
         check: (current, activeOwners) => {
-          // Only owners change an owner (their profile included) or make one.
-          const touchesOwner = current.role === 'owner' || patch.role === 'owner';
-          if (touchesOwner && !(self && selfEditable)) assertCan(principal, 'user:manage-owners');
+          // Only owners change an owner or an admin (role, status, profile) or make an owner:
+          // an admin who could demote another admin (or themselves) could then lift a limit an
+          // owner set on admins, or erase an admin.
+          const protectedUser = isProtectedRole(current.role) || patch.role === 'owner';
+          if (protectedUser && !(self && selfEditable)) assertCan(principal, 'user:manage-owners');
           const losesOwner =
             current.role === 'owner' &&
             current.status === 'active' &&
@@ -301,6 +308,10 @@ export function createIdentityService(options: {
       if (current.revokedAt !== null && current.revokedAt.getTime() <= now().getTime()) {
         throw new ConflictError('A revoked key cannot be rotated; create a new key instead.');
       }
+      // Its successor would take over a credential that no longer works, without its expiry.
+      if (current.expiresAt !== null && current.expiresAt.getTime() <= now().getTime()) {
+        throw new ConflictError('An expired key cannot be rotated; create a new key instead.');
+      }
       // A key in its rotation grace period has a successor already: rotating it again would
       // fork a second line of keys that revoking the successor would not end.
       if (current.revokedAt !== null) {
@@ -310,8 +321,7 @@ export function createIdentityService(options: {
       const { secret, input } = newKey(principal, user, {
         name: current.name,
         scopes: current.scopes ?? undefined,
-        expiresAt:
-          current.expiresAt !== null && current.expiresAt > now() ? current.expiresAt : undefined,
+        expiresAt: current.expiresAt ?? undefined,
         rotatedFromId: current.id,
       });
       const result = await store.revokeApiKey({

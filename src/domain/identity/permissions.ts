@@ -30,6 +30,7 @@ export const actions = [
   'memory:manage-own',
   'account:export-own',
   'account:delete-own',
+  'profile:update-own',
 ] as const;
 
 /** An action that may be permitted to a role. */
@@ -65,6 +66,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'memory:manage-own',
     'account:export-own',
     'account:delete-own',
+    'profile:update-own',
   ],
   admin: [
     'tenant:read',
@@ -88,6 +90,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'memory:manage-own',
     'account:export-own',
     'account:delete-own',
+    'profile:update-own',
   ],
   member: [
     'tenant:read',
@@ -100,6 +103,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'memory:manage-own',
     'account:export-own',
     'account:delete-own',
+    'profile:update-own',
   ],
   viewer: [
     'tenant:read',
@@ -109,8 +113,18 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'memory:manage-own',
     'account:export-own',
     'account:delete-own',
+    'profile:update-own',
   ],
 };
+
+/**
+ * Roles only an owner (or the operator) may change, whose keys only an owner may manage, and
+ * whom only an owner may erase or bind with a policy: owners, and admins (so no admin lifts a
+ * limit an owner set on admins, their own included).
+ */
+export function isProtectedRole(role: Role): boolean {
+  return role === 'owner' || role === 'admin';
+}
 
 /** True when `role` is at least as powerful as `other`. */
 export function isRoleAtLeast(role: Role, other: Role): boolean {

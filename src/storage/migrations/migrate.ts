@@ -33,6 +33,7 @@ import { reserveAfterToolStepMigration } from './0032-reserve-after-tool-step.ts
 import { credentialAllowedHostsMigration } from './0033-credential-allowed-hosts.ts';
 import { runsRequireAccessMigration } from './0034-runs-require-access.ts';
 import { memoriesMigration } from './0035-memories.ts';
+import { usersEditOwnProfileMigration } from './0036-users-edit-own-profile.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -77,6 +78,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0033-credential-allowed-hosts': fromSql(credentialAllowedHostsMigration),
     '0034-runs-require-access': fromSql(runsRequireAccessMigration),
     '0035-memories': fromSql(memoriesMigration),
+    '0036-users-edit-own-profile': fromSql(usersEditOwnProfileMigration),
   };
 }
 
