@@ -121,7 +121,8 @@ beforeAll(async () => {
   jwks = await startJwksServer([
     { ...(await exportJWK(pair.publicKey)), kid, alg: 'RS256', use: 'sig' },
   ]);
-  server = await startTestServer();
+  // The test's identity provider serves its keys on 127.0.0.1, a private address.
+  server = await startTestServer({ auth: { jwksAllowPrivateNetworks: true } });
   operator = apiClient(server.url, testOperatorKey);
   tenantA = await seedTenant(operator, 'oidc-a');
   tenantB = await seedTenant(operator, 'oidc-b');

@@ -74,7 +74,7 @@ describe('OIDC providers', () => {
 });
 
 describe('OIDC JWKS URLs', () => {
-  it('may not point into the deployment’s private network (loopback stays for development)', async () => {
+  it('may not point into the deployment’s private network, loopback included', async () => {
     const base = { name: 'jwks', issuer: 'https://jwks.privileges.test' };
     const refused = await owner.client.post<{ errors: { path: string }[] }>(
       `/v1/tenants/${tenantId}/oidc-providers`,
@@ -82,12 +82,14 @@ describe('OIDC JWKS URLs', () => {
     );
     expect(refused.status).toBe(422);
     expect(refused.body.errors[0]?.path).toBe('body.jwksUrl');
-    const local = await owner.client.post(`/v1/tenants/${tenantId}/oidc-providers`, {
-      ...base,
-      audience: 'b',
-      jwksUrl: 'http://127.0.0.1:9/jwks',
-    });
-    expect(local.status).toBe(201);
+    for (const jwksUrl of ['http://127.0.0.1:9/jwks', 'http://[::1]:9/jwks']) {
+      const local = await owner.client.post<{ errors: { path: string }[] }>(
+        `/v1/tenants/${tenantId}/oidc-providers`,
+        { ...base, audience: 'b', jwksUrl },
+      );
+      expect(local.status, jwksUrl).toBe(422);
+      expect(local.body.errors[0]?.path).toBe('body.jwksUrl');
+    }
   });
 });
 

@@ -234,7 +234,7 @@ async function buildProvider(
   const keys =
     kind === 'pem'
       ? { publicKeysPem: [context.identityKey.publicKeyPem] }
-      : { jwksUrl: 'http://127.0.0.1:1/jwks' };
+      : { jwksUrl: `https://keys.${slug}.idp.test/jwks` };
   const provider = must(
     await context.operator.post<Created>(`/v1/tenants/${tenantId}/oidc-providers`, {
       name: 'idp',

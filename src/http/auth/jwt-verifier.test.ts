@@ -38,16 +38,29 @@ async function token(): Promise<string> {
 }
 
 describe('tenant JWKS URLs', () => {
-  it('refuse literal private addresses when created, and allow loopback for development', () => {
+  it('refuse literal private and loopback addresses when created, unless private networks are allowed', () => {
     for (const url of [
       'https://10.1.2.3/jwks',
       'https://169.254.169.254/keys',
       'https://[fd00::1]/k',
+      'http://127.0.0.1:8080/jwks',
+      'http://[::1]/jwks',
     ])
       expect(jwksUrlProblems(new URL(url), false), url).not.toEqual([]);
-    for (const url of ['http://127.0.0.1:8080/jwks', 'http://localhost/jwks', 'https://idp.test/k'])
-      expect(jwksUrlProblems(new URL(url), false), url).toEqual([]);
-    expect(jwksUrlProblems(new URL('https://10.1.2.3/jwks'), true)).toEqual([]);
+    expect(jwksUrlProblems(new URL('https://idp.test/k'), false)).toEqual([]);
+    for (const url of ['https://10.1.2.3/jwks', 'http://127.0.0.1:8080/jwks'])
+      expect(jwksUrlProblems(new URL(url), true), url).toEqual([]);
+  });
+
+  it('are not fetched from localhost unless private networks are allowed', async () => {
+    const verifier = createJwtVerifier({
+      jwksCacheMs: 1_000,
+      clockToleranceSeconds: 0,
+      resolve: async () => ['127.0.0.1'],
+    });
+    await expect(
+      verifier.verify(provider('http://localhost:9/jwks'), await token()),
+    ).rejects.toThrow(/private or loopback/);
   });
 
   it('are not fetched from a host that resolves to a private address', async () => {

@@ -10,16 +10,13 @@ import {
 import type { OidcProvider } from '../../domain/identity/identity-types.ts';
 import { assertEgressAllowed, staticEgressProblems } from '../../runtime/tools/egress-guard.ts';
 
-/** The loopback hosts a JWKS URL may name over http, for development (schemas.ts). */
-const loopbackHosts = new Set(['localhost', '127.0.0.1', '[::1]']);
-
 /**
- * What is wrong with a tenant's JWKS URL before anything is fetched: a literal private address
- * (unless private networks are allowed). Loopback is allowed, as documented; host names are
- * resolved and checked when the keys are fetched.
+ * What is wrong with a tenant's JWKS URL before anything is fetched: a literal private or
+ * loopback address (unless private networks are allowed: loopback hosts the most sensitive
+ * listeners, Brigade's own and its sidecars'); host names are resolved and checked when the
+ * keys are fetched.
  */
 export function jwksUrlProblems(url: URL, allowPrivateNetworks: boolean): string[] {
-  if (loopbackHosts.has(url.hostname)) return [];
   return staticEgressProblems(url, { allowedHosts: [], allowPrivateNetworks });
 }
 
@@ -54,13 +51,11 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
         // A tenant chooses the URL: its host is resolved and refused when private (no request
         // into the deployment's network), then fetched without following redirects.
         [customFetch]: async (resource, init) => {
-          const target = new URL(resource);
-          if (!loopbackHosts.has(target.hostname))
-            await assertEgressAllowed(target, {
-              allowedHosts: [],
-              allowPrivateNetworks: options.allowPrivateNetworks ?? false,
-              ...(options.resolve === undefined ? {} : { resolve: options.resolve }),
-            });
+          await assertEgressAllowed(new URL(resource), {
+            allowedHosts: [],
+            allowPrivateNetworks: options.allowPrivateNetworks ?? false,
+            ...(options.resolve === undefined ? {} : { resolve: options.resolve }),
+          });
           return fetch(resource, init);
         },
       });
