@@ -1,12 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import {
   type CryptoKey,
   exportJWK,
   exportSPKI,
   generateKeyPair,
-  type JWK,
   type JWTPayload,
   SignJWT,
   UnsecuredJWT,
@@ -20,34 +17,8 @@ import {
   seedTenant,
   seedUser,
 } from './support/api-client.ts';
+import { type JwksServer, startJwksServer } from './support/jwks-server.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
-
-/** A local identity provider's key endpoint: serves one JWK set and counts fetches. */
-interface JwksServer {
-  readonly url: string;
-  readonly fetches: () => number;
-  close(): Promise<void>;
-}
-
-async function startJwksServer(keys: readonly JWK[]): Promise<JwksServer> {
-  let fetches = 0;
-  const http: Server = createServer((request, response) => {
-    if (request.url !== '/jwks') {
-      response.writeHead(404).end();
-      return;
-    }
-    fetches += 1;
-    response.writeHead(200, { 'content-type': 'application/json' });
-    response.end(JSON.stringify({ keys }));
-  });
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  const { port } = http.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/jwks`,
-    fetches: () => fetches,
-    close: () => new Promise((resolve) => http.close(() => resolve())),
-  };
-}
 
 /** What goes into one signed test token; every field but `claims` has a working default. */
 interface TokenSpec {
@@ -174,6 +145,23 @@ describe('sign-in with a JWKS provider', () => {
     const response = await me(token);
     expect(response.status).toBe(200);
     expect(response.body.user.role).toBe('member');
+  });
+
+  it('signs in, never with a 500, whatever role, e-mail or name claims the provider sends', async () => {
+    for (const groups of [['constructor'], '__proto__', 'toString', ['hasOwnProperty', 'x']]) {
+      const response = await me(await sign({ claims: { sub: freshSubject('proto'), groups } }));
+      expect({ groups, status: response.status }).toEqual({ groups, status: 200 });
+      expect(response.body.user.role).toBe('member');
+    }
+    const sub = freshSubject('long');
+    const name = `${'é'.repeat(199)}😀😀`;
+    const response = await me(
+      await sign({ claims: { sub, email: `${'a'.repeat(5_000)}@example.test`, name } }),
+    );
+    expect(response.status, JSON.stringify(response.body)).toBe(200);
+    expect(response.body.user.email).toBeNull();
+    const stored = (await usersOf(tenantA)).find((user) => user['externalSubject'] === sub);
+    expect(stored?.['displayName']).toBe(`${'é'.repeat(199)}😀`);
   });
 
   it('rejects forged, misdirected and stale tokens without provisioning anyone', async () => {

@@ -48,6 +48,20 @@ function claimString(payload: JWTPayload, claim: string): string | undefined {
   return typeof value === 'string' && value.length > 0 ? value : undefined;
 }
 
+/**
+ * The e-mail and display name a provider's token gives a new user, within what a user row
+ * holds: an e-mail longer than 320 characters is no address and is left out; a name is cut to
+ * 200 characters (whole code points). A sign-in never fails on either.
+ */
+function profileClaims(provider: OidcProvider, payload: JWTPayload) {
+  const email = claimString(payload, provider.emailClaim);
+  const name = claimString(payload, provider.nameClaim);
+  return {
+    email: email !== undefined && Array.from(email).length <= 320 ? email : null,
+    displayName: name === undefined ? null : Array.from(name).slice(0, 200).join(''),
+  };
+}
+
 /** The highest Brigade role the provider's `roleClaim` maps to (never owner). */
 function mappedRole(provider: OidcProvider, payload: JWTPayload): Role {
   if (provider.roleClaim === null) return provider.defaultRole;
@@ -55,7 +69,10 @@ function mappedRole(provider: OidcProvider, payload: JWTPayload): Role {
   const values = Array.isArray(raw) ? raw : [raw];
   const mapped = values
     .filter((value): value is string => typeof value === 'string')
-    .map((value) => provider.roleMapping[value])
+    // Own keys only: a claim of `constructor` or `__proto__` must not find Object's members.
+    .map((value) =>
+      Object.hasOwn(provider.roleMapping, value) ? provider.roleMapping[value] : undefined,
+    )
     .filter((role): role is 'admin' | 'member' | 'viewer' => role !== undefined);
   return (
     mapped.sort((left, right) => roles.indexOf(left) - roles.indexOf(right))[0] ??
@@ -206,8 +223,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       if (user === undefined && provider.jitProvisioning) {
         try {
           user = await store.provisionUser(provider, {
-            email: claimString(payload, provider.emailClaim) ?? null,
-            displayName: claimString(payload, provider.nameClaim) ?? null,
+            ...profileClaims(provider, payload),
             role: mappedRole(provider, payload),
             externalIssuer: provider.issuer,
             externalSubject: subject,
