@@ -137,6 +137,51 @@ async function ask(
   return { text: data.choices[0]?.message.content, cache: response.headers.get('x-brigade-cache') };
 }
 
+describe('a json_schema in the budget', () => {
+  it('counts the schema in the worst case a budget reserves: a huge one cannot ride free', async () => {
+    const operator = apiClient(server.url, testOperatorKey);
+    const tenantId = await seedTenant(operator, 'schema-budget');
+    const owner = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId, role: 'owner' })).secret,
+    );
+    const member = await seedUser(operator, { tenantId, role: 'member' });
+    // mock-model is priced nowhere: the unknown-model price, $10 per million input tokens.
+    const policy = await owner.post('/v1/policies', {
+      level: 'user',
+      subjectId: member.userId,
+      limits: { budget: { amountUsd: 0.05, period: 'day' } },
+    });
+    expect(policy.status).toBe(201);
+    const ask = (responseFormat?: object) =>
+      apiClient(server.url, member.secret).post<{ error?: { code: string } }>(
+        '/v1/chat/completions',
+        {
+          model: 'mock:mock-model',
+          max_tokens: 16,
+          messages: [{ role: 'user', content: 'hi' }],
+          ...(responseFormat === undefined ? {} : { response_format: responseFormat }),
+        },
+      );
+    expect((await ask()).status).toBe(200);
+    // ~80 KB of schema: some 80,000 tokens at most, $0.80 at that price.
+    const properties = Object.fromEntries(
+      Array.from({ length: 800 }, (_, index) => [
+        `field_${index}`,
+        { type: 'string', description: 'x'.repeat(80) },
+      ]),
+    );
+    const before = chatCalls().length;
+    const refused = await ask({
+      type: 'json_schema',
+      json_schema: { name: 'big', schema: { type: 'object', properties } },
+    });
+    expect(refused.status).toBe(429);
+    expect(refused.body.error?.code).toBe('insufficient_quota');
+    expect(chatCalls().length).toBe(before);
+  });
+});
+
 describe('response cache', () => {
   it('serves a user their own cached answer and never another user’s', async () => {
     const before = chatCalls().length;

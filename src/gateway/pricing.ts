@@ -8,8 +8,8 @@ export interface ModelPrice {
 }
 
 /**
- * Built-in list prices (USD per million tokens) of widely used models, matched by the longest
- * prefix of the model id, so dated variants (`gpt-4o-2024-08-06`) find their family. The
+ * Built-in list prices (USD per million tokens) of widely used models, matched by
+ * {@link keyCovers}, so dated variants (`gpt-4o-2024-08-06`) find their family. The
  * built-in `local` model has a nominal price so budgets can be tried out without a provider.
  * Operators override or extend this table with `models.prices`.
  */
@@ -52,11 +52,35 @@ export const defaultContextWindows: Readonly<Record<string, number>> = {
   'claude-3-5-haiku': 200_000,
 };
 
-/** The context window of `model`, when known (longest matching prefix, bare id too). */
-export function contextWindowOf(model: string): number | undefined {
+/**
+ * Whether a table `key` covers the model id `id`: the same id; a dated or pinned variant of it
+ * (`gpt-4o-2024-08-06`, `claude-sonnet-4-20250514`, `…-latest`: the key, `-`, then a digit or
+ * `latest`); or any id it begins, when the key itself ends in `:`, `/` or `-` (`"vllm:"`,
+ * `"meta-llama/"`: an operator's explicit prefix). Not a mere prefix: `o3-pro` is not `o3`,
+ * `gpt-5-pro` not `gpt-5` (both cost many times more), and provider `localai:` is not `local`.
+ */
+export function keyCovers(key: string, id: string): boolean {
+  if (id === key) return true;
+  if (!id.startsWith(key)) return false;
+  if (/[:/-]$/.test(key)) return true;
+  const rest = id.slice(key.length);
+  return /^-(\d|latest$)/.test(rest);
+}
+
+/** The most specific key of `keys` (sorted longest first) covering `model` or its bare id. */
+function findKey(keys: readonly string[], model: string): string | undefined {
   const bare = model.includes(':') ? model.slice(model.indexOf(':') + 1) : model;
-  const keys = Object.keys(defaultContextWindows).sort((a, b) => b.length - a.length);
-  const key = keys.find((candidate) => model.startsWith(candidate) || bare.startsWith(candidate));
+  return (
+    keys.find((candidate) => keyCovers(candidate, model)) ??
+    keys.find((candidate) => keyCovers(candidate, bare))
+  );
+}
+
+const windowKeys = Object.keys(defaultContextWindows).sort((a, b) => b.length - a.length);
+
+/** The context window of `model`, when known (matched like prices, {@link keyCovers}). */
+export function contextWindowOf(model: string): number | undefined {
+  const key = findKey(windowKeys, model);
   return key === undefined ? undefined : defaultContextWindows[key];
 }
 
@@ -75,19 +99,27 @@ export interface InputMeasure {
   readonly bound: number;
 }
 
-/** Measures a request's input once (each message's content and each tool as JSON). */
+/**
+ * Measures a request's input once: each message's content, each tool and the response format
+ * (a JSON schema, its name and description: the provider reads all of it as input), as JSON.
+ * `extra` is everything else the provider is sent as input besides the messages.
+ */
 export function measureInput(
   messages: readonly MessageV1[],
-  tools: readonly ToolDescriptionV1[],
+  extra: { readonly tools: readonly ToolDescriptionV1[]; readonly responseFormat?: unknown },
 ): InputMeasure {
   let contentBytes = 0;
   for (const message of messages)
     contentBytes += Buffer.byteLength(JSON.stringify(message.content));
   let toolBytes = 0;
-  for (const tool of tools) toolBytes += Buffer.byteLength(JSON.stringify(tool)) + 8;
+  for (const tool of extra.tools) toolBytes += Buffer.byteLength(JSON.stringify(tool)) + 8;
+  const formatBytes =
+    extra.responseFormat === undefined
+      ? 0
+      : Buffer.byteLength(JSON.stringify(extra.responseFormat)) + 8;
   return {
     floor: Math.floor(contentBytes / 8),
-    bound: contentBytes + 8 * messages.length + toolBytes + 16,
+    bound: contentBytes + 8 * messages.length + toolBytes + formatBytes + 16,
   };
 }
 
@@ -125,10 +157,7 @@ export function createPriceTable(options: {
   function priceOf(model: string): ModelPrice {
     const cached = cache.get(model);
     if (cached !== undefined) return cached;
-    const bare = model.includes(':') ? model.slice(model.indexOf(':') + 1) : model;
-    const key =
-      keys.find((candidate) => model.startsWith(candidate)) ??
-      keys.find((candidate) => bare.startsWith(candidate));
+    const key = findKey(keys, model);
     const price = key === undefined ? options.unknownModelPrice : (table[key] as ModelPrice);
     cache.set(model, price);
     return price;

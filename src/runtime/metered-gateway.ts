@@ -178,7 +178,10 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     const windows = deployments.map(
       (deployment) => deployment.contextTokens ?? contextWindowOf(deployment.model),
     );
-    const input = measureInput(request.messages, request.tools);
+    const input = measureInput(request.messages, {
+      tools: request.tools,
+      responseFormat: request.responseFormat,
+    });
     const { floor } = input;
     if (windows.every((window) => window !== undefined && floor > window)) {
       throw new AppError(
