@@ -110,7 +110,13 @@ describe('model routes API', () => {
       { deployments: [{ model: 'local' }] },
     );
     expect(changed.status).toBe(200);
-    expect(changed.body).toMatchObject({ version: 2, deployments: [{ model: 'local' }] });
+    // Only what was sent changes: the strategy and fallbacks stay.
+    expect(changed.body).toMatchObject({
+      version: 2,
+      deployments: [{ model: 'local' }],
+      strategy: 'least-busy',
+      fallbacks: [{ route: 'spare', on: ['server_error'] }],
+    });
     // The route is a model name: an agent can use it, and so can the API.
     expect((await complete('chat')).status).toBe(200);
     expect((await admin.request('DELETE', `/v1/model-routes/${created.body.id}`)).status).toBe(204);

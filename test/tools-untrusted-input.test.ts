@@ -103,6 +103,28 @@ describe('argument patterns from a tenant’s schema', () => {
   });
 });
 
+describe('changing a tool', () => {
+  it('changes only the fields sent: the method, timeout and schema stay', async () => {
+    const created = await admin.post<Created>('/v1/tools', {
+      ...toolBody('poster'),
+      method: 'POST',
+      timeoutMs: 4_000,
+    });
+    expect(created.status).toBe(201);
+    const changed = await admin.request('PATCH', `/v1/tools/${created.body.id}`, {
+      description: 'Posts, changed.',
+    });
+    expect(changed.status).toBe(200);
+    expect(changed.body).toMatchObject({
+      description: 'Posts, changed.',
+      method: 'POST',
+      timeoutMs: 4_000,
+      inputSchema: { type: 'object', properties: { q: { type: 'string' } } },
+      version: 2,
+    });
+  });
+});
+
 describe('a response cap that cuts through an echoed credential', () => {
   it('lets no start of the secret through, wherever the cut falls', async () => {
     expect((await member.post('/v1/me/credentials', { name: 'echoed', secret })).status).toBe(201);

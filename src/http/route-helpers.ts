@@ -1,4 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { ValidationError } from '../domain/errors.ts';
 import { problemSchema } from './schemas.ts';
 
 type RouteConfig = Parameters<typeof createRoute>[0];
@@ -44,3 +46,26 @@ export const idParam = (name: string) =>
     .string()
     .max(100)
     .openapi({ param: { name, in: 'path' }, format: 'uuid' });
+
+/**
+ * A PATCH merged over the stored definition and validated as a whole, like a new one. Only the
+ * fields the client sent replace stored ones: the body is read as sent, since zod 4's
+ * `.partial()` (the operation's declared body, validated already) still fills each field's
+ * `.default()`, which would reset every field left out.
+ */
+export async function mergePatch<T extends z.ZodType>(
+  context: Context,
+  stored: object,
+  schema: T,
+): Promise<z.infer<T>> {
+  const sent = (await context.req.json()) as Record<string, unknown>;
+  const merged = schema.safeParse({ ...stored, ...sent });
+  if (!merged.success)
+    throw new ValidationError(
+      merged.error.issues.map((issue) => ({
+        path: ['body', ...issue.path.map(String)].join('.'),
+        message: issue.message,
+      })),
+    );
+  return merged.data;
+}

@@ -1,10 +1,9 @@
 import { z } from '@hono/zod-openapi';
-import { ValidationError } from '../../domain/errors.ts';
 import type { ModelRouteDefinition } from '../../gateway/model-routes.ts';
 import { modelRouteSchema } from '../../gateway/route-schema.ts';
 import type { ListedModelRoute } from '../../runtime/model-route-service.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse, mergePatch } from '../route-helpers.ts';
 import { problemSchema } from '../schemas.ts';
 
 const params = z.object({ routeId: idParam('routeId') });
@@ -122,22 +121,11 @@ export function registerModelRouteRoutes(app: BrigadeApp, services: RouteService
     const principal = context.get('principal');
     const { routeId } = context.req.valid('param');
     const current = await services.modelRoutes.get(principal, routeId);
-    const patch = Object.fromEntries(
-      Object.entries(context.req.valid('json')).filter(([, value]) => value !== undefined),
-    );
-    // The merged definition is validated as a whole, like a new one.
-    const merged = modelRouteSchema.safeParse({ ...current.definition, ...patch });
-    if (!merged.success)
-      throw new ValidationError(
-        merged.error.issues.map((issue) => ({
-          path: ['body', ...issue.path.map(String)].join('.'),
-          message: issue.message,
-        })),
-      );
+    const merged = await mergePatch(context, current.definition, modelRouteSchema);
     const updated = await services.modelRoutes.update(
       principal,
       routeId,
-      merged.data as ModelRouteDefinition,
+      merged as ModelRouteDefinition,
     );
     return context.json(toResponse({ ...updated, scope: 'tenant' }), 200);
   });

@@ -1,11 +1,10 @@
 import { z } from '@hono/zod-openapi';
-import { ValidationError } from '../../domain/errors.ts';
 import { roles } from '../../domain/identity/permissions.ts';
 import type { HttpToolDefinition, StoredTool, ToolBlock } from '../../domain/tools/tool-types.ts';
 import { toolMethods, toolRisks } from '../../domain/tools/tool-types.ts';
 import type { ListedTool } from '../../runtime/tool-service.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse, mergePatch } from '../route-helpers.ts';
 
 const toolName = z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'lower-case letters, digits and _');
 /** What a kill switch names: a built-in or HTTP tool, or `mcp:<server>:<tool>`. */
@@ -254,22 +253,8 @@ export function registerToolRoutes(app: BrigadeApp, services: RouteServices): vo
     const principal = context.get('principal');
     const { toolId } = context.req.valid('param');
     const current = await services.tools.get(principal, toolId);
-    const patch = Object.fromEntries(
-      Object.entries(context.req.valid('json')).filter(([, value]) => value !== undefined),
-    );
-    const merged = toolBody.safeParse({ ...current.definition, ...patch });
-    if (!merged.success)
-      throw new ValidationError(
-        merged.error.issues.map((issue) => ({
-          path: ['body', ...issue.path.map(String)].join('.'),
-          message: issue.message,
-        })),
-      );
-    const updated = await services.tools.update(
-      principal,
-      toolId,
-      merged.data as HttpToolDefinition,
-    );
+    const merged = await mergePatch(context, current.definition, toolBody);
+    const updated = await services.tools.update(principal, toolId, merged as HttpToolDefinition);
     return context.json(http(updated), 200);
   });
   app.openapi(deleteTool, async (context) => {
