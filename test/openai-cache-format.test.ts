@@ -137,6 +137,42 @@ async function ask(
   return { text: data.choices[0]?.message.content, cache: response.headers.get('x-brigade-cache') };
 }
 
+describe('tool messages', () => {
+  it('hands a provider each tool message’s content exactly as the client sent it', async () => {
+    mock.reset();
+    for (const stream of [false, true]) {
+      const request = {
+        model: 'mock:mock-model',
+        messages: [
+          { role: 'user' as const, content: 'weather?' },
+          {
+            role: 'assistant' as const,
+            content: null,
+            tool_calls: [
+              {
+                id: 'c1',
+                type: 'function' as const,
+                function: { name: 'get_weather', arguments: '{}' },
+              },
+            ],
+          },
+          { role: 'tool' as const, tool_call_id: 'c1', content: '{"temp":20}' },
+        ],
+        tools: [{ type: 'function' as const, function: { name: 'get_weather', parameters: {} } }],
+      };
+      if (stream)
+        await collect(await client(first).chat.completions.create({ ...request, stream }));
+      else await client(first).chat.completions.create(request);
+    }
+    const sent = chatCalls().map(
+      (call) => (call.body as { messages: { role: string; content: unknown }[] }).messages,
+    );
+    expect(sent).toHaveLength(2);
+    for (const messages of sent)
+      expect(messages.find((message) => message.role === 'tool')?.content).toBe('{"temp":20}');
+  });
+});
+
 describe('a json_schema in the budget', () => {
   it('counts the schema in the worst case a budget reserves: a huge one cannot ride free', async () => {
     const operator = apiClient(server.url, testOperatorKey);

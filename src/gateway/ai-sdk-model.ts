@@ -106,7 +106,10 @@ function toModelMessage(message: MessageV1): ModelMessage {
                   type: 'tool-result' as const,
                   toolCallId: part.toolCallId,
                   toolName: toProviderToolName(part.toolName),
-                  output: { type: 'json' as const, value: (part.output ?? null) as never },
+                  output:
+                    typeof part.output === 'string'
+                      ? { type: 'text' as const, value: part.output }
+                      : { type: 'json' as const, value: (part.output ?? null) as never },
                 },
               ]
             : [],

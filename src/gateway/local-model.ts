@@ -1,6 +1,7 @@
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
 import { delay } from './abortable-delay.ts';
 import type { ResponseFormat, Sampling, ToolChoice } from './model-gateway.ts';
+import { toolResultText } from './tool-result-text.ts';
 
 /** A request to the built-in local model. */
 export interface LocalModelRequest {
@@ -164,7 +165,7 @@ export async function generateLocal(request: LocalModelRequest): Promise<ModelRe
     answer = last.content
       .map((part) =>
         part.type === 'tool-result'
-          ? `${part.toolName} ${part.isError === true ? 'failed' : 'returned'}: ${JSON.stringify(part.output)}`
+          ? `${part.toolName} ${part.isError === true ? 'failed' : 'returned'}: ${toolResultText(part.output)}`
           : '',
       )
       .filter((line) => line.length > 0)

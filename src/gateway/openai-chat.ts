@@ -7,6 +7,7 @@ import { type ProviderConfig, providerHttpError, toResult } from './ai-sdk-model
 import { openAiCallSettings, toProviderToolName } from './call-settings.ts';
 import type { ResponseFormat, Sampling, ToolChoice } from './model-gateway.ts';
 import { readChatStream, type StreamedAnswer } from './openai-chat-stream.ts';
+import { toolResultText } from './tool-result-text.ts';
 
 /**
  * Connections to a provider: kept alive, no cap on how many are open at once (a streamed answer
@@ -265,7 +266,7 @@ function toChatMessages(message: MessageV1): Record<string, unknown>[] {
           {
             role: 'tool',
             tool_call_id: part.toolCallId,
-            content: JSON.stringify(part.output ?? null),
+            content: toolResultText(part.output),
           },
         ]
       : [],
