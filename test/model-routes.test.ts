@@ -348,6 +348,24 @@ describe('fault tolerance', () => {
     expect(primary.calls).toHaveLength(0);
   });
 
+  it('answers a provider’s own context-length refusal as OpenAI does: 400 context_length_exceeded', async () => {
+    primary.reset();
+    primary.setFaults({
+      status: 400,
+      errorMessage: "This model's maximum context length is 8192 tokens (context_length_exceeded).",
+    });
+    try {
+      const outcome = await complete('primary:mock-model');
+      expect(outcome.status, JSON.stringify(outcome.body)).toBe(400);
+      expect(outcome.body['error']).toMatchObject({
+        type: 'invalid_request_error',
+        code: 'context_length_exceeded',
+      });
+    } finally {
+      primary.setFaults(undefined);
+    }
+  });
+
   it('does not open a breaker for callers who hang up', async () => {
     const gateway = createModelGateway({
       localTokenDelayMs: 0,

@@ -198,11 +198,17 @@ export function providerHttpError(answer: {
       cause,
       details: { failure: 'server_error' },
     });
+  // The client's mistake, answered as OpenAI does (400 context_length_exceeded), which agent
+  // frameworks recognise to trim their history.
   if (status === 400 && contextLengthPattern.test(body))
-    return new AppError('provider_error', 'The prompt is longer than the model’s context.', {
-      cause,
-      details: { failure: 'context_length' },
-    });
+    return new AppError(
+      'context_length_exceeded',
+      'The prompt is longer than the model’s context.',
+      {
+        cause,
+        details: { failure: 'context_length' },
+      },
+    );
   if (status === 400 && contentFilterPattern.test(body))
     return new AppError('provider_error', 'The provider’s content filter refused the request.', {
       cause,
