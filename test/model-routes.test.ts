@@ -350,10 +350,8 @@ describe('fault tolerance', () => {
 
   it('answers a provider’s own context-length refusal as OpenAI does: 400 context_length_exceeded', async () => {
     primary.reset();
-    primary.setFaults({
-      status: 400,
-      errorMessage: "This model's maximum context length is 8192 tokens (context_length_exceeded).",
-    });
+    const errorMessage = 'The maximum context length is 8192 tokens (context_length_exceeded).';
+    primary.setFaults({ status: 400, errorMessage });
     try {
       const outcome = await complete('primary:mock-model');
       expect(outcome.status, JSON.stringify(outcome.body)).toBe(400);
