@@ -256,7 +256,12 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
         signal: request.signal,
         deadline: request.deadline,
         onTextDelta: request.onTextDelta,
-        scope: direct(request.model) ? 'direct' : (request.tenantId ?? 'platform'),
+        // Breakers per tenant (direct calls included: one tenant's failing prompts must not
+        // open a breaker every tenant shares); caps and cooldowns per deployment of a platform
+        // route or a direct model, for every tenant together.
+        scope: request.tenantId ?? 'platform',
+        sharesCapacity: (candidate) =>
+          direct(candidate.name) || platform.get(candidate.name) === candidate,
         call,
         resolve: (name) => findRoute(name, request.tenantId),
       });

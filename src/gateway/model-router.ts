@@ -1,13 +1,8 @@
-import {
-  type CircuitBreakerPolicy,
-  CircuitState,
-  circuitBreaker,
-  handleWhen,
-  SamplingBreaker,
-} from 'cockatiel';
+import { CircuitState } from 'cockatiel';
 import { AppError } from '../domain/errors.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import { delay } from './abortable-delay.ts';
+import { CallerFault, createDeploymentStates, type DeploymentState } from './deployment-state.ts';
 import type {
   FailureKind,
   ModelRouteDefinition,
@@ -21,29 +16,6 @@ import {
   type RoutedResult,
   RouteFailedError,
 } from './route-failures.ts';
-
-/** Wraps a failure that is the caller's doing, so the breaker does not count it. */
-class CallerFault extends Error {
-  readonly inner: unknown;
-  constructor(inner: unknown) {
-    super('the caller ended the call');
-    this.inner = inner;
-  }
-}
-
-interface DeploymentState {
-  readonly breaker: CircuitBreakerPolicy;
-  inFlight: number;
-  /** Moving average of successful call latency (ms); undefined until the first success. */
-  latencyMs: number | undefined;
-  /** Not used before this time (a Retry-After it sent). */
-  coolUntil: number;
-  /** Start times of calls in the last minute (for `rpm`). */
-  readonly recent: number[];
-  /** When the breaker last opened; after `halfOpenAfterMs` one probe may go through. */
-  openedAt: number;
-  readonly halfOpenAfterMs: number;
-}
 
 export { classifyError, type ErrorClass, type RouteAttempt, type RoutedResult, RouteFailedError };
 
@@ -70,8 +42,16 @@ export interface ModelRouter {
       /** The caller's own deadline (a run's); the route's deadline applies too. */
       readonly deadline?: Date | undefined;
       readonly onTextDelta?: ((delta: string) => void) | undefined;
-      /** Distinguishes routes of different tenants with the same name. */
+      /**
+       * The caller's tenant (or `platform`): each has its own breakers, and its own routes of
+       * a name another tenant uses too.
+       */
       readonly scope: string;
+      /**
+       * Whether a route's deployments are shared by every tenant (a platform route, a direct
+       * `<provider>:<model>`): then their caps and cooldowns count every tenant's calls.
+       */
+      readonly sharesCapacity: (route: ModelRouteDefinition) => boolean;
       /** Calls one deployment with this request. */
       readonly call: DeploymentCall;
       /** Finds a fallback route by name (the tenant's routes first, then the platform's). */
@@ -96,63 +76,26 @@ const maxFallbackDepth = 5;
 export function createModelRouter(options: ModelRouterOptions): ModelRouter {
   const random = options.random ?? Math.random;
   const now = options.now ?? Date.now;
-  const states = new Map<string, DeploymentState>();
 
-  function stateOf(key: string, route: ModelRouteDefinition): DeploymentState {
-    let state = states.get(key);
-    if (state === undefined) {
-      const breaker = circuitBreaker(
-        handleWhen((error) => {
-          if (error instanceof CallerFault) return false;
-          const kind = classifyError(error).kind;
-          return kind === 'server_error' || kind === 'timeout';
-        }),
-        {
-          halfOpenAfter: route.breaker.halfOpenAfterMs,
-          breaker: new SamplingBreaker({
-            threshold: route.breaker.failureRate,
-            duration: route.breaker.windowMs,
-            minimumRps: route.breaker.minimumRps,
-          }),
-        },
-      );
-      const created: DeploymentState = {
-        breaker,
-        inFlight: 0,
-        latencyMs: undefined,
-        coolUntil: 0,
-        recent: [],
-        openedAt: 0,
-        halfOpenAfterMs: route.breaker.halfOpenAfterMs,
-      };
-      breaker.onBreak(() => {
-        created.openedAt = now();
-      });
-      state = created;
-      states.set(key, state);
-      if (states.size > 10_000) {
-        const oldest = states.keys().next().value;
-        if (oldest !== undefined) states.delete(oldest);
-      }
-    }
-    return state;
-  }
+  const { healthOf, capacityOf, healths } = createDeploymentStates(now);
 
   function available(deployment: RouteDeployment, state: DeploymentState): boolean {
     const time = now();
-    while (state.recent.length > 0 && (state.recent[0] ?? 0) <= time - 60_000) state.recent.shift();
-    const breaker = state.breaker.state;
+    const { capacity, health } = state;
+    while (capacity.recent.length > 0 && (capacity.recent[0] ?? 0) <= time - 60_000)
+      capacity.recent.shift();
+    const breaker = health.breaker.state;
     // Open: closed to traffic until `halfOpenAfterMs`, then one probe (cockatiel turns the
     // breaker half-open when that call starts); half-open: only while no probe is in flight.
     const breakerAllows =
       breaker === CircuitState.Closed ||
-      (breaker === CircuitState.Open && time - state.openedAt >= state.halfOpenAfterMs) ||
-      (breaker === CircuitState.HalfOpen && state.inFlight === 0);
+      (breaker === CircuitState.Open && time - health.openedAt >= health.halfOpenAfterMs) ||
+      (breaker === CircuitState.HalfOpen && health.inFlight === 0);
     return (
       breakerAllows &&
-      state.coolUntil <= time &&
-      (deployment.maxConcurrency === undefined || state.inFlight < deployment.maxConcurrency) &&
-      (deployment.rpm === undefined || state.recent.length < deployment.rpm)
+      capacity.coolUntil <= time &&
+      (deployment.maxConcurrency === undefined || capacity.inFlight < deployment.maxConcurrency) &&
+      (deployment.rpm === undefined || capacity.recent.length < deployment.rpm)
     );
   }
 
@@ -164,12 +107,12 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
     switch (route.strategy) {
       case 'least-busy':
         return candidates.reduce((best, next) =>
-          next.state.inFlight < best.state.inFlight ? next : best,
+          next.state.capacity.inFlight < best.state.capacity.inFlight ? next : best,
         );
       case 'lowest-latency':
         // An unmeasured deployment counts as fastest, so every one gets measured.
         return candidates.reduce((best, next) =>
-          (next.state.latencyMs ?? 0) < (best.state.latencyMs ?? 0) ? next : best,
+          (next.state.capacity.latencyMs ?? 0) < (best.state.capacity.latencyMs ?? 0) ? next : best,
         );
       case 'weighted': {
         const total = candidates.reduce((sum, next) => sum + (next.deployment.weight ?? 1), 0);
@@ -188,6 +131,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
     route: ModelRouteDefinition,
     context: {
       readonly scope: string;
+      readonly sharesCapacity: (route: ModelRouteDefinition) => boolean;
       readonly deadline: number;
       readonly signal: AbortSignal;
       readonly onTextDelta: ((delta: string) => void) | undefined;
@@ -200,7 +144,12 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
   > {
     const deployments = route.deployments.map((deployment, index) => ({
       deployment,
-      state: stateOf(`${context.scope}:${route.name}:${index}:${deployment.model}`, route),
+      state: {
+        health: healthOf(`${context.scope}:${route.name}:${index}:${deployment.model}`, route),
+        capacity: capacityOf(
+          `${context.sharesCapacity(route) ? '*' : context.scope}:${route.name}:${index}:${deployment.model}`,
+        ),
+      },
     }));
     // Built only when the route fails: an error (and its stack) per call is measurable CPU.
     let lastError: AppError | undefined;
@@ -214,10 +163,10 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
         // route fails over to its fallbacks at once (or answers 503 with Retry-After).
         const soonest = Math.min(
           ...deployments.map(({ state }) =>
-            state.breaker.state === CircuitState.Open ||
-            state.breaker.state === CircuitState.HalfOpen
+            state.health.breaker.state === CircuitState.Open ||
+            state.health.breaker.state === CircuitState.HalfOpen
               ? Number.POSITIVE_INFINITY
-              : state.coolUntil,
+              : state.capacity.coolUntil,
           ),
         );
         const wait = Math.max(50, soonest - now());
@@ -244,10 +193,11 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       const signal = AbortSignal.any([context.signal, attemptTimeout]);
       let streamed = false;
       const started = now();
-      state.inFlight += 1;
-      state.recent.push(started);
+      state.capacity.inFlight += 1;
+      state.health.inFlight += 1;
+      state.capacity.recent.push(started);
       try {
-        const result = await state.breaker.execute(async () => {
+        const result = await state.health.breaker.execute(async () => {
           try {
             return await context.call(deployment.model, signal, (delta) => {
               streamed = true;
@@ -266,8 +216,9 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           }
         }, signal);
         const latency = now() - started;
-        state.latencyMs =
-          state.latencyMs === undefined ? latency : 0.8 * state.latencyMs + 0.2 * latency;
+        const { capacity } = state;
+        capacity.latencyMs =
+          capacity.latencyMs === undefined ? latency : 0.8 * capacity.latencyMs + 0.2 * latency;
         context.attempts.push({
           route: route.name,
           model: deployment.model,
@@ -307,7 +258,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
         if (classified.kind === 'context_length' || classified.kind === 'content_filter')
           return { ok: false, error: lastError, kind: classified.kind };
         if (classified.retryAfterMs !== undefined)
-          state.coolUntil = now() + classified.retryAfterMs;
+          state.capacity.coolUntil = now() + classified.retryAfterMs;
         const otherHealthy = deployments.some(
           (other) => other.state !== state && available(other.deployment, other.state),
         );
@@ -321,7 +272,8 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           await delay(backoff, context.signal);
         }
       } finally {
-        state.inFlight -= 1;
+        state.capacity.inFlight -= 1;
+        state.health.inFlight -= 1;
       }
     }
     return {
@@ -350,6 +302,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
         visited.add(route.name);
         const outcome = await tryRoute(route, {
           scope: request.scope,
+          sharesCapacity: request.sharesCapacity,
           deadline,
           signal: request.signal,
           onTextDelta: request.onTextDelta,
@@ -387,7 +340,10 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
     breakerStates() {
       const names = ['closed', 'open', 'half-open', 'isolated'] as const;
       return Object.fromEntries(
-        [...states.entries()].map(([key, state]) => [key, names[state.breaker.state] ?? 'closed']),
+        [...healths.entries()].map(([key, health]) => [
+          key,
+          names[health.breaker.state] ?? 'closed',
+        ]),
       );
     },
   };
