@@ -301,6 +301,28 @@ describe('response cache', () => {
     expect(cache?.costUsd).toBe(0);
   });
 
+  it('serves no answer of a route’s old models after the route changed them', async () => {
+    const created = await admin.post<{ id: string }>('/v1/model-routes', {
+      name: 'changing',
+      deployments: [{ model: 'mock:mock-model' }],
+      cache: { ttlSeconds: 60 },
+    });
+    expect(created.status).toBe(201);
+    expect((await ask(first, 'changing', 'stale test')).cache).toBe('miss');
+    expect((await ask(first, 'changing', 'stale test')).cache).toBe('hit');
+    const changed = await admin.request('PATCH', `/v1/model-routes/${created.body.id}`, {
+      deployments: [{ model: 'local' }],
+    });
+    expect(changed.status).toBe(200);
+    // The gateway holds a tenant's routes for up to 2 s.
+    let answer = await ask(first, 'changing', 'stale test');
+    for (let tries = 0; tries < 30 && answer.cache === 'hit'; tries += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      answer = await ask(first, 'changing', 'stale test');
+    }
+    expect(answer).toEqual({ text: 'You said: stale test', cache: 'miss' });
+  });
+
   it('refuses an invalid cache setting on a route', async () => {
     const refused = await admin.post('/v1/model-routes', {
       name: 'bad-cache',
