@@ -57,7 +57,7 @@ export function composeRuns(options: {
       logger.warn({ err: { message: error.message } }, 'run signal connection failed'),
   });
   const threads = createThreadService({
-    threads: createThreadStore(storage.database),
+    threads: createThreadStore(storage.database, signals),
     runSteps: createRunStepStore(storage.database),
     runs: createRunStore(storage.database, signals, {
       maxQueuedPerTenant: config.runs.maxQueuedPerTenant,

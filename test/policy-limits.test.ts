@@ -105,7 +105,7 @@ describe('rate and concurrency limits', () => {
     const policy = await admin.post<Created>('/v1/policies', {
       level: 'user',
       subjectId: seeded.userId,
-      limits: { tokensPerMinute: 150 },
+      limits: { tokensPerMinute: 250 },
     });
     expect(policy.status).toBe(201);
     const outcomes: (string | null)[] = [];
@@ -118,8 +118,36 @@ describe('rate and concurrency limits', () => {
       const done = await waitForRun(limited, { threadId: thread.body.id, runId: created.body.id });
       outcomes.push(done.status === 'completed' ? 'completed' : done.errorCode);
     }
-    // 107 tokens per call: the second call starts below 150, the third finds the minute full.
+    // Each call is counted at its start as its input's floor plus its 100-token output limit,
+    // then as the 107 tokens it used: two fit in 250, the third finds too little left.
     expect(outcomes).toEqual(['completed', 'completed', 'rate_limited']);
+    await admin.request('DELETE', `/v1/policies/${policy.body.id}`);
+  });
+
+  it('counts calls made at once against tokens per minute: they cannot all pass one window', async () => {
+    const seeded = await seedUser(operator, { tenantId, role: 'member' });
+    const policy = await admin.post<Created>('/v1/policies', {
+      level: 'user',
+      subjectId: seeded.userId,
+      limits: { tokensPerMinute: 250 },
+    });
+    expect(policy.status).toBe(201);
+    const statuses = await Promise.all(
+      Array.from({ length: 6 }, async () => {
+        const response = await fetch(`${server.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${seeded.secret}`, 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model: 'mock:priced',
+            max_tokens: outputTokens,
+            messages: [{ role: 'user', content: 'hi' }],
+          }),
+        });
+        return response.status;
+      }),
+    );
+    expect(statuses.filter((status) => status === 200)).toHaveLength(2);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(4);
     await admin.request('DELETE', `/v1/policies/${policy.body.id}`);
   });
 

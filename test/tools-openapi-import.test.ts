@@ -332,9 +332,11 @@ describe('a document that cannot be imported', () => {
       headers: { authorization: `Bearer ${adminSecret}`, 'content-type': 'application/json' },
       body: `{"document":${document.slice(0, -1)},"x-deep":${deep}}}`,
     });
+    // Refused at the boundary, like any request body nested deeper than 100 levels.
     expect(response.status).toBe(422);
-    const problem = (await response.json()) as Problem;
-    expect(problem.errors.map((error) => error.code)).toEqual(['invalid_document']);
+    const problem = (await response.json()) as { code: string; errors: { path: string }[] };
+    expect(problem.code).toBe('validation_failed');
+    expect(problem.errors.map((error) => error.path)).toEqual(['body']);
   });
 
   it('names the refused host in the problem', async () => {

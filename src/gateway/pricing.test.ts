@@ -38,6 +38,9 @@ describe('model prices', () => {
       expect(table.priceOf(model), model).toEqual(unknownModelPrice);
     expect(contextWindowOf('localai:huge')).toBeUndefined();
     expect(contextWindowOf('openai:gpt-4o-2024-08-06')).toBe(128_000);
+    // Every priced family has its window.
+    for (const family of Object.keys(defaultPrices))
+      expect(contextWindowOf(family), family).toBeDefined();
   });
 
   it('cover a model only as itself, its variant or an explicit prefix (property)', () => {

@@ -40,8 +40,13 @@ export const defaultPrices: Readonly<Record<string, ModelPrice>> = {
 export const defaultContextWindows: Readonly<Record<string, number>> = {
   local: 131_072,
   'gpt-5': 400_000,
+  'gpt-5-mini': 400_000,
+  'gpt-5-nano': 400_000,
   'gpt-4.1': 1_047_576,
+  'gpt-4.1-mini': 1_047_576,
+  'gpt-4.1-nano': 1_047_576,
   'gpt-4o': 128_000,
+  'gpt-4o-mini': 128_000,
   o3: 200_000,
   'o4-mini': 200_000,
   'claude-opus-4': 200_000,

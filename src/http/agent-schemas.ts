@@ -1,9 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import type { Agent, Message, Run, Thread } from '../domain/agents/agent-types.ts';
-
-const metadataSchema = z
-  .record(z.string().max(100), z.unknown())
-  .refine((value) => JSON.stringify(value).length <= 16_384, 'must serialise to at most 16 KiB');
+import { metadataSchema } from './schemas.ts';
 
 const agentFields = {
   name: z
@@ -187,10 +184,10 @@ export const runSchema = z
     priority: z.enum(['interactive', 'batch']),
     errorCode: z.string().nullable(),
     errorMessage: z.string().nullable(),
-    incomplete: z
-      .object({ reason: z.string() })
-      .nullable()
-      .openapi({ description: 'Set when the answer is partial, e.g. the deadline came first.' }),
+    incomplete: z.object({ reason: z.string() }).nullable().openapi({
+      description:
+        'Set when the answer is partial: `reason` is `deadline` (the run’s deadline came first, with `timeoutBehavior: partial`), `max-steps` (the agent’s step limit), `length` (the output limit) or `content-filter`.',
+    }),
     degraded: z.boolean().openapi({
       description: "True when budget pressure moved the run to its agent's degradation model.",
     }),

@@ -15,7 +15,7 @@ import { docsPage } from './docs-page.ts';
 import { type ErrorLogger, renderProblem } from './error-response.ts';
 import { httpMetrics } from './middleware/http-metrics.ts';
 import { httpTracing } from './middleware/http-tracing.ts';
-import { assertStorableJson } from './middleware/unstorable-text.ts';
+import { assertShallowJson, assertStorableJson } from './middleware/unstorable-text.ts';
 import { isOpenAiPath, renderOpenAiError } from './openai/openai-error.ts';
 import { registerAgentRoutes } from './routes/agent-routes.ts';
 import { registerApprovalRoutes } from './routes/approval-routes.ts';
@@ -287,7 +287,9 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
       bodyMethods.has(context.req.method) &&
       hasBody(context)
     ) {
-      assertStorableJson(await context.req.text());
+      const text = await context.req.text();
+      assertShallowJson(text);
+      assertStorableJson(text);
     }
     await next();
   });

@@ -2,12 +2,14 @@ import { z } from '@hono/zod-openapi';
 import type { ApiKey, OidcProvider, Tenant, User } from '../domain/identity/identity-types.ts';
 import { actions, roles } from '../domain/identity/permissions.ts';
 
-const metadataSchema = z
+/** A free-form metadata object (tenants, users, agents, threads). */
+export const metadataSchema = z
   .record(z.string().max(100), z.unknown())
   .refine((value) => JSON.stringify(value).length <= 16_384, 'must serialise to at most 16 KiB')
   .openapi({ description: 'Free-form JSON object, at most 16 KiB.' });
 
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// No `i` flag: the OpenAPI document publishes the pattern's source, where a flag cannot go.
+const uuidPattern = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
 function pageQuery(cursor: { pattern: RegExp; description: string }) {
   return z.strictObject({

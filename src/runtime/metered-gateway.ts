@@ -135,6 +135,12 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
       deadline: request.deadline,
       signal: request.signal,
       beforeWait: request.beforeWait,
+      // Counted at the start, so calls made at once cannot all pass one window's limit.
+      expectedTokens: () =>
+        measureInput(request.messages, {
+          tools: request.tools,
+          responseFormat: request.responseFormat,
+        }).floor + request.maxOutputTokens,
     });
     let tokens = 0;
     try {

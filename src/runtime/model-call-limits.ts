@@ -34,6 +34,12 @@ export interface ModelCallLimits {
       readonly signal: AbortSignal;
       /** Awaited once, before the first wait (the caller commits what must not wait). */
       readonly beforeWait?: (() => Promise<void>) | undefined;
+      /**
+       * The tokens the call may use (its input's lower bound plus its output limit), counted
+       * against tokens-per-minute limits when it starts and corrected to what it used when
+       * it ends; asked only when such a limit binds.
+       */
+      readonly expectedTokens?: (() => number) | undefined;
     },
   ): Promise<ModelCallPermit>;
 }
@@ -86,23 +92,52 @@ export function createModelCallLimits(options: {
   const waiters = new Set<() => void>();
   const slotKey = (limit: BindingLimit) => `${limit.policyId}:${limit.counterKey}`;
 
-  /** Milliseconds until the tightest full token window frees, or 0 when all have room. */
-  async function tokenWait(limits: readonly BindingLimit[]): Promise<number> {
-    let wait = 0;
+  /**
+   * Takes `reserve` tokens from every limit's window (each capped at its limit, so a call
+   * larger than a whole window still goes once the window is empty): all or none. Returns 0
+   * when taken, else the milliseconds until the tightest window has room. A store that fails
+   * lets the call through (`onStoreError` hears of it).
+   */
+  async function takeTokens(
+    limits: readonly BindingLimit[],
+    reserve: number,
+  ): Promise<{ waitMs: number; taken: Map<BindingLimit, number> }> {
+    const taken = new Map<BindingLimit, number>();
+    let waitMs = 0;
     for (const limit of limits) {
+      const points = Math.max(1, Math.min(reserve, limit.limit));
       try {
-        const state = await tokenLimiter(limit.limit).get(slotKey(limit));
-        if (state !== null && state.consumedPoints >= limit.limit)
-          wait = Math.max(wait, state.msBeforeNext);
-      } catch (error) {
-        options.onStoreError(error);
+        await tokenLimiter(limit.limit).consume(slotKey(limit), points);
+        taken.set(limit, points);
+      } catch (refusal) {
+        if (refusal instanceof Error) {
+          options.onStoreError(refusal);
+          continue;
+        }
+        // A refused consume still counted its points: give them back.
+        adjust(limit, -points);
+        waitMs = Math.max(waitMs, (refusal as { msBeforeNext: number }).msBeforeNext, 1);
       }
     }
-    return wait;
+    if (waitMs > 0) {
+      for (const [limit, points] of taken) adjust(limit, -points);
+      taken.clear();
+    }
+    return { waitMs, taken };
+  }
+
+  /** Adds `points` to a limit's window (a negative number gives them back). */
+  function adjust(limit: BindingLimit, points: number): void {
+    if (points === 0) return;
+    const limiter = tokenLimiter(limit.limit);
+    (points > 0
+      ? limiter.penalty(slotKey(limit), points)
+      : limiter.reward(slotKey(limit), -points)
+    ).catch((error: unknown) => options.onStoreError(error));
   }
 
   return {
-    async acquire(subject, { wait, deadline, signal, beforeWait }) {
+    async acquire(subject, { wait, deadline, signal, beforeWait, expectedTokens }) {
       const [tokens, concurrency] = await Promise.all([
         options.policies.binding(subject, 'tokensPerMinute'),
         options.policies.binding(subject, 'concurrentModelCalls'),
@@ -110,12 +145,19 @@ export function createModelCallLimits(options: {
       if (tokens.length === 0 && concurrency.length === 0) return { release: () => undefined };
       const slotLimits = concurrency.map((limit) => ({ key: slotKey(limit), limit: limit.limit }));
       let held: HeldSlots | undefined;
+      const reserve = tokens.length === 0 ? 0 : Math.ceil(expectedTokens?.() ?? 1);
+      let reserved = new Map<BindingLimit, number>();
       for (;;) {
-        const tokenMs = tokens.length === 0 ? 0 : await tokenWait(tokens);
+        const took = tokens.length === 0 ? undefined : await takeTokens(tokens, reserve);
+        const tokenMs = took?.waitMs ?? 0;
         if (tokenMs === 0) {
+          reserved = took?.taken ?? reserved;
           if (slotLimits.length === 0) break;
           held = await slots.take(slotLimits);
           if (held !== undefined) break;
+          // No slot: the tokens go back while this call waits.
+          for (const [limit, points] of reserved) adjust(limit, -points);
+          reserved = new Map();
         }
         // Slots held by other processes free without a signal here: look again soon.
         const retryMs = tokenMs > 0 ? tokenMs : concurrencyRetryMs;
@@ -151,12 +193,8 @@ export function createModelCallLimits(options: {
           held?.release();
           for (const wake of waiters) wake();
           waiters.clear();
-          if (used <= 0) return;
-          for (const limit of tokens) {
-            tokenLimiter(limit.limit)
-              .penalty(slotKey(limit), used)
-              .catch((error: unknown) => options.onStoreError(error));
-          }
+          // What the call used replaces what it reserved.
+          for (const limit of tokens) adjust(limit, Math.max(0, used) - (reserved.get(limit) ?? 0));
         },
       };
     },

@@ -77,6 +77,19 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     },
   };
 
+  async function dropQueueEntry(claim: RunClaim): Promise<void> {
+    await database.withScope(claim, (db) =>
+      db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute(),
+    );
+  }
+
+  async function runExists(claim: RunClaim): Promise<boolean> {
+    const row = await database.withScope(claim, (db) =>
+      db.selectFrom('brigade.runs').select('id').where('id', '=', claim.runId).executeTakeFirst(),
+    );
+    return row !== undefined;
+  }
+
   async function execute(
     claim: RunClaim,
     controller: AbortController,
@@ -86,7 +99,8 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       cores: [...options.cores.keys()],
       now: new Date(),
     });
-    if (loaded === undefined) return;
+    // Gone (deleted with its thread): its queue entry must not be claimed again and again.
+    if (loaded === undefined) return dropQueueEntry(claim);
     const { run, agent, checkpoints, role } = loaded;
     // What the model is sent: set from the history window before the core starts.
     let history: MessageV1[] = [...loaded.earlier, ...loaded.own].map(toCoreMessage);
@@ -145,12 +159,8 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       ...(options.eventFlushMs === undefined ? {} : { flushMs: options.eventFlushMs }),
       ...(options.eventBatcher === undefined ? {} : { batcher: options.eventBatcher }),
     });
-    if (run.status !== 'queued' && run.status !== 'running' && run.status !== 'requires_action') {
-      await database.withScope(claim, (db) =>
-        db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute(),
-      );
-      return;
-    }
+    if (run.status !== 'queued' && run.status !== 'running' && run.status !== 'requires_action')
+      return dropQueueEntry(claim);
     if (agent === undefined) {
       await finish(
         claim,
@@ -332,7 +342,13 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       // The last model step commits with the finish, in its transaction.
       const finished = await finish(
         claim,
-        { status: 'completed', text: guarded.text },
+        {
+          status: 'completed',
+          text: guarded.text,
+          // A core that stopped short (its step limit, the output limit, a content filter)
+          // says so: the answer is marked incomplete, not passed off as a whole one.
+          ...(result.finishReason === 'stop' ? {} : { incompleteReason: result.finishReason }),
+        },
         { events, successors, step: await model.takeForFinish() },
       );
       if (finished === 'cancelled-late')
@@ -351,6 +367,12 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         // Stopping: the steps done so far are kept, so the run resumes after them.
         await model.flush().catch(() => undefined);
         throw error;
+      }
+      if (!(await runExists(claim))) {
+        // Deleted with its thread while it ran (the deletion asked it to stop): there is
+        // nothing left to record the outcome in, and nothing went wrong.
+        logger.info({ runId: run.id }, 'run deleted with its thread while it ran');
+        return dropQueueEntry(claim);
       }
       if (reason === undefined && !(error instanceof AppError))
         logger.error({ runId: run.id, err: { message: (error as Error).message } }, 'run failed');

@@ -48,6 +48,12 @@ const decisionSchema = z
     message: 'edit needs arguments',
     path: ['arguments'],
   })
+  // Replacement arguments sent with approve or reject would be ignored: whoever sent them
+  // believes the edited call runs, while the original one would.
+  .refine((value) => value.decision === 'edit' || value.arguments === undefined, {
+    message: 'arguments go with decision edit only',
+    path: ['arguments'],
+  })
   .openapi('ApprovalDecision');
 
 const listPendingApprovals = authedRoute({

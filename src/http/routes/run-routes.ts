@@ -2,7 +2,7 @@ import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { Run, RunEvent } from '../../domain/agents/agent-types.ts';
-import { UnauthenticatedError } from '../../domain/errors.ts';
+import { AppError, UnauthenticatedError, ValidationError } from '../../domain/errors.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
 import { queuedEvent } from '../../storage/runs/run-rows.ts';
 import { createRunSchema, runResponse, runSchema } from '../agent-schemas.ts';
@@ -105,6 +105,59 @@ async function stillAuthorised(context: Context<AppEnv>, principal: Principal): 
   }
 }
 
+/** How often an idle stream asks whether its run ended without it seeing the final event. */
+const statusCheckMs = 5_000;
+
+/** Whether a streamed run may still send events, ended, or is gone (its thread deleted). */
+async function runState(
+  services: RouteServices,
+  principal: Principal,
+  run: Run,
+): Promise<'active' | 'ended' | 'gone'> {
+  try {
+    const current = await services.threads.getRun(principal, run.threadId, run.id);
+    return ['queued', 'running', 'requires_action'].includes(current.status) ? 'active' : 'ended';
+  } catch (error) {
+    if (error instanceof AppError && ['run_not_found', 'thread_not_found'].includes(error.code))
+      return 'gone';
+    throw error;
+  }
+}
+
+/**
+ * Ends a stream whose run sends nothing more: an ended run's events after `after` (its final
+ * one may have committed just before the check), or, for a run deleted with its thread, an
+ * `error` event. A client reconnecting after the final event (an EventSource does) so gets an
+ * empty stream that closes, not keep-alives forever.
+ */
+async function finish(
+  stream: { write(text: string): Promise<unknown> },
+  options: {
+    services: RouteServices;
+    principal: Principal;
+    run: Run;
+    after: number;
+    state: 'ended' | 'gone';
+  },
+): Promise<void> {
+  const { services, principal, run, after } = options;
+  if (options.state === 'gone') {
+    const data = JSON.stringify({
+      runId: run.id,
+      code: 'run_not_found',
+      message: 'The run was deleted with its thread.',
+    });
+    await stream.write(`event: error\ndata: ${data}\n\n`);
+    return;
+  }
+  let batch = '';
+  for (const event of await services.threads.runEvents(principal, run, after)) {
+    const data = JSON.stringify({ runId: run.id, seq: event.seq, ...event.data });
+    batch += `id: ${event.seq}\nevent: ${event.type}\ndata: ${data}\n\n`;
+  }
+  if (batch.length > 0) await stream.write(batch);
+}
+
 function streamEvents(
   context: Context<AppEnv>,
   options: {
@@ -125,6 +178,8 @@ function streamEvents(
     }, 15_000);
     let after = options.after;
     let checkedAt = Date.now();
+    // At the first empty read, then every few seconds: has the run ended or gone?
+    let statusCheckedAt = 0;
     const reader = principal.kind === 'user' ? principal.userId : '';
     const subscription = services.eventHub.subscribe(run.id, reader, options.known);
     try {
@@ -159,7 +214,17 @@ function streamEvents(
             return;
           }
         }
-        if (events.length === 0) await subscription.wait(1_000, aborted.signal);
+        if (events.length === 0) {
+          if (Date.now() - statusCheckedAt >= statusCheckMs) {
+            statusCheckedAt = Date.now();
+            const state = await runState(services, principal, run);
+            if (state !== 'active') {
+              await finish(stream, { services, principal, run, after, state });
+              return;
+            }
+          }
+          await subscription.wait(1_000, aborted.signal);
+        }
       }
     } finally {
       clearInterval(keepAlive);
@@ -168,10 +233,20 @@ function streamEvents(
   });
 }
 
+/**
+ * Where a stream resumes: the `Last-Event-ID` header (what an EventSource sends when it
+ * reconnects), else `?after`, else the start. The header must be an event id as this API
+ * sends them, digits only (422 otherwise, as for `?after`): `1e3` or `-1` is not read as
+ * something else.
+ */
 function lastEventId(context: Context<AppEnv>, query: number | undefined): number {
   const header = context.req.header('last-event-id');
-  const fromHeader = header === undefined ? Number.NaN : Number.parseInt(header, 10);
-  return Number.isInteger(fromHeader) && fromHeader >= 0 ? fromHeader : (query ?? 0);
+  if (header === undefined || header === '') return query ?? 0;
+  if (!/^\d{1,15}$/.test(header))
+    throw new ValidationError([
+      { path: 'header.last-event-id', message: 'must be an event id: digits only, at most 15' },
+    ]);
+  return Number(header);
 }
 
 /** Registers the run operations, including SSE streaming. */

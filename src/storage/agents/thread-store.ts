@@ -6,6 +6,8 @@ import { scopeFor } from '../identity/scope-for.ts';
 import { toPage } from '../identity/tenant-user-store.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { MessagesTable, ThreadsTable } from '../postgres/database-schema.ts';
+import { activeStatuses } from '../runs/run-cancellation.ts';
+import type { RunSignalSink } from '../runs/run-rows.ts';
 
 /** Maps a threads row. */
 export function toThread(row: Selectable<ThreadsTable>): Thread {
@@ -50,7 +52,7 @@ export async function loadThread(db: ScopedDb, threadId: string): Promise<Thread
 export type ThreadStore = ThreadRunPorts['threads'];
 
 /** The PostgreSQL {@link ThreadStore}. */
-export function createThreadStore(database: Database): ThreadStore {
+export function createThreadStore(database: Database, signals?: RunSignalSink): ThreadStore {
   return {
     create(principal, input) {
       return database.withScope(scopeFor(principal), async (db) => {
@@ -100,15 +102,37 @@ export function createThreadStore(database: Database): ThreadStore {
     get(principal, threadId) {
       return database.withScope(scopeFor(principal), (db) => loadThread(db, threadId));
     },
-    delete(principal, threadId) {
-      return database.withScope(scopeFor(principal), async (db) => {
-        await db.deleteFrom('brigade.run_queue').where('thread_id', '=', threadId).execute();
-        const result = await db
-          .deleteFrom('brigade.threads')
+    /**
+     * Deletes a thread and everything under it. The thread's row is locked first, as a run's
+     * creation locks it: a run created meanwhile has committed (run and queue entry) before
+     * the queue entries go, so none is left behind to hold a slot forever. The runs that were
+     * active are then asked to stop wherever they execute (`signals`), after the commit.
+     */
+    async delete(principal, threadId) {
+      const active = await database.withScope(scopeFor(principal), async (db) => {
+        const locked = await db
+          .selectFrom('brigade.threads')
+          .select('id')
           .where('id', '=', threadId)
+          .forUpdate()
           .executeTakeFirst();
-        return result.numDeletedRows > 0n;
+        if (locked === undefined) return undefined;
+        const running = await db
+          .selectFrom('brigade.runs')
+          .select('id')
+          .where('thread_id', '=', threadId)
+          .where('status', 'in', activeStatuses)
+          .execute();
+        await db.deleteFrom('brigade.run_queue').where('thread_id', '=', threadId).execute();
+        await db.deleteFrom('brigade.threads').where('id', '=', threadId).execute();
+        return running.map((run) => run.id);
       });
+      if (active === undefined) return false;
+      for (const runId of active) {
+        signals?.cancelRequested(runId);
+        signals?.runChanged(runId);
+      }
+      return true;
     },
     listMessages(principal, threadId, page) {
       return database.withScope(scopeFor(principal), async (db) => {
