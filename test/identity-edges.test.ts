@@ -148,6 +148,28 @@ describe('bad input', () => {
     });
   });
 
+  it('refuses a time zone the database does not know, though Node knows it, on create and change', async () => {
+    for (const timeZone of ['US/Pacific-New', 'Canada/East-Saskatchewan', 'SystemV/EST5']) {
+      const created = await operator.post<{ errors: { path: string }[] }>('/v1/tenants', {
+        slug: 'odd-zone',
+        name: 'Odd',
+        timeZone,
+      });
+      expect({ timeZone, status: created.status }).toEqual({ timeZone, status: 422 });
+      expect(created.body.errors[0]?.path).toBe('body.timeZone');
+      const changed = await operator.request('PATCH', `/v1/tenants/${tenantId}`, { timeZone });
+      expect(changed.status).toBe(422);
+    }
+    expect(
+      (await operator.get<{ timeZone: string }>(`/v1/tenants/${tenantId}`)).body.timeZone,
+    ).toBe('UTC');
+    expect(
+      (await operator.request('PATCH', `/v1/tenants/${tenantId}`, { timeZone: 'Europe/Paris' }))
+        .status,
+    ).toBe(200);
+    await operator.request('PATCH', `/v1/tenants/${tenantId}`, { timeZone: 'UTC' });
+  });
+
   it('answers a duplicate slug with 409 conflict', async () => {
     const response = await operator.post('/v1/tenants', { slug: 'acme', name: 'Again' });
     expect(response.status).toBe(409);

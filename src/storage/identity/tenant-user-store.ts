@@ -1,4 +1,5 @@
 import { type Kysely, sql } from 'kysely';
+import { ValidationError } from '../../domain/errors.ts';
 import type {
   IdentityStore,
   NewUser,
@@ -32,6 +33,20 @@ function selectUsers(db: Kysely<DatabaseSchema>) {
     )
     .selectAll('u')
     .select('m.role');
+}
+
+/**
+ * Refuses (422) a time zone PostgreSQL does not know: usage days, budget periods and quotas are
+ * computed in the database (`at time zone`), whose list is not Node's (`US/Pacific-New` passes
+ * `Intl` and would make every report and model call of the tenant fail).
+ */
+async function assertKnownTimeZone(db: ScopedDb, zone: string): Promise<void> {
+  const { rows } = await sql<{ known: boolean }>`
+    select exists (select 1 from pg_timezone_names where name = ${zone}) as known`.execute(db);
+  if (rows[0]?.known !== true)
+    throw new ValidationError([
+      { path: 'body.timeZone', message: `'${zone}' is not a time zone this database knows` },
+    ]);
 }
 
 /**
@@ -135,6 +150,7 @@ export function createTenantUserStore(database: Database): TenantUserStore {
   return {
     async createTenant(principal, input) {
       return database.withScope(scopeFor(principal), async (db) => {
+        await assertKnownTimeZone(db, input.timeZone);
         const now = new Date();
         const row = await db
           .insertInto('brigade.tenants')
@@ -188,6 +204,7 @@ export function createTenantUserStore(database: Database): TenantUserStore {
       if (!isUuid(tenantId)) return undefined;
       return database.withScope(scopeFor(principal, tenantId), async (db) => {
         if (patch.status !== undefined) await lockAccess(db, 'tenant', tenantId);
+        if (patch.timeZone !== undefined) await assertKnownTimeZone(db, patch.timeZone);
         const row = await db
           .updateTable('brigade.tenants')
           .set({
