@@ -52,14 +52,33 @@ describe('an admin facing another admin', () => {
       limits: { budget: { amountUsd: 0.01, period: 'day' } },
     });
     expect(policy.status).toBe(201);
-    // The admin makes a second admin and tries to hold its key.
-    const sock = await admin.client.post<Created>(`/v1/tenants/${tenantId}/users`, {
+    // The admin may not make a second admin, nor promote a member whose key it minted.
+    const refused = await admin.client.post(`/v1/tenants/${tenantId}/users`, {
+      email: 'sock@bounds.test',
+      role: 'admin',
+    });
+    expect(refused.status).toBe(403);
+    const member = await admin.client.post<Created>(`/v1/tenants/${tenantId}/users`, {
+      email: 'member-sock@bounds.test',
+      role: 'member',
+    });
+    expect(member.status).toBe(201);
+    const memberKey = await admin.client.post(`${userPath(member.body.id)}/api-keys`, {
+      name: 'held',
+    });
+    expect(memberKey.status).toBe(201);
+    expect(
+      (await admin.client.request('PATCH', userPath(member.body.id), { role: 'admin' })).status,
+    ).toBe(403);
+    // An admin made by an owner: the first admin can neither mint nor list its keys.
+    const sock = await owner.client.post<Created>(`/v1/tenants/${tenantId}/users`, {
       email: 'sock@bounds.test',
       role: 'admin',
     });
     expect(sock.status).toBe(201);
     const minted = await admin.client.post(`${userPath(sock.body.id)}/api-keys`, { name: 'x' });
     expect(minted.status).toBe(403);
+    expect((await admin.client.get(`${userPath(sock.body.id)}/api-keys`)).status).toBe(403);
     // Had it got one another way (an owner minted it), it still cannot demote the admin.
     const sockKey = await owner.client.post<Created>(`${userPath(sock.body.id)}/api-keys`, {
       name: 'sock',
@@ -99,7 +118,7 @@ describe('an admin facing another admin', () => {
     expect((await other.client.get('/v1/me')).status).toBe(200);
   });
 
-  it('still manages members and viewers, and may make a member an admin (then no longer)', async () => {
+  it('still manages members and viewers, but makes no admin', async () => {
     const admin = await seed('admin');
     const member = await seed('member');
     expect(
@@ -108,10 +127,10 @@ describe('an admin facing another admin', () => {
     const key = await admin.client.post(`${userPath(member.userId)}/api-keys`, { name: 'ci' });
     expect(key.status).toBe(201);
     expect(
-      (await admin.client.request('PATCH', userPath(member.userId), { role: 'admin' })).status,
+      (await admin.client.request('PATCH', userPath(member.userId), { role: 'viewer' })).status,
     ).toBe(200);
     expect(
-      (await admin.client.request('PATCH', userPath(member.userId), { role: 'member' })).status,
+      (await admin.client.request('PATCH', userPath(member.userId), { role: 'admin' })).status,
     ).toBe(403);
   });
 

@@ -184,7 +184,14 @@ function expectationFor(operation: Operation, attacker: WorldUser, victim: World
     return mutating && !privileged ? 'refused' : 'allowed';
   if (has('userId')) {
     if (!privileged) return 'refused';
-    if (mutating && attacker.role === 'admin' && victim.role === 'owner') return 'refused';
+    // Owners and admins are an owner's to change, key and erase: never another admin's.
+    const protectedVictim = victim.role === 'owner' || victim.role === 'admin';
+    if (
+      attacker.role === 'admin' &&
+      protectedVictim &&
+      (mutating || operation.operationId === 'listApiKeys')
+    )
+      return 'refused';
     // Deleting a user destroys their data: an admin deletes members and viewers only.
     if (operation.operationId === 'deleteUser' && attacker.role === 'admin')
       return victim.role === 'member' || victim.role === 'viewer' ? 'allowed' : 'refused';

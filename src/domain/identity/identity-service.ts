@@ -207,7 +207,7 @@ export function createIdentityService(options: {
     async createUser(principal, tenantId, input) {
       assertInTenant(principal, tenantId);
       assertCan(principal, 'user:manage');
-      if (input.role === 'owner') assertCan(principal, 'user:manage-owners');
+      if (isProtectedRole(input.role)) assertCan(principal, 'user:manage-owners');
       if (
         principal.kind === 'operator' &&
         (await store.getTenant(principal, tenantId)) === undefined
@@ -248,10 +248,13 @@ export function createIdentityService(options: {
         userId: target.userId,
         patch,
         check: (current, activeOwners) => {
-          // Only owners change an owner or an admin (role, status, profile) or make an owner:
-          // an admin who could demote another admin (or themselves) could then lift a limit an
-          // owner set on admins, or erase an admin.
-          const protectedUser = isProtectedRole(current.role) || patch.role === 'owner';
+          // Only owners change an owner or an admin (role, status, profile) or make one: an
+          // admin who could demote another admin (or themselves) could then lift a limit an
+          // owner set on admins, or erase an admin; one who could promote a member whose key
+          // they minted would hold an admin's key.
+          const protectedUser =
+            isProtectedRole(current.role) ||
+            (patch.role !== undefined && isProtectedRole(patch.role));
           if (protectedUser && !(self && selfEditable)) assertCan(principal, 'user:manage-owners');
           const losesOwner =
             current.role === 'owner' &&
@@ -287,7 +290,7 @@ export function createIdentityService(options: {
     },
     async listApiKeys(principal, target, page) {
       assertManageKeys(principal, target);
-      await loadTarget(principal, target);
+      assertOutranks(principal, await loadTarget(principal, target));
       return store.listApiKeys(principal, target, page);
     },
     async revokeApiKey(principal, target) {
