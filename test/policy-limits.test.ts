@@ -124,6 +124,49 @@ describe('rate and concurrency limits', () => {
     await admin.request('DELETE', `/v1/policies/${policy.body.id}`);
   });
 
+  it('keeps a call’s tokens counted when its stream is cut off before the end', async () => {
+    const seeded = await seedUser(operator, { tenantId, role: 'member' });
+    const policy = await admin.post<Created>('/v1/policies', {
+      level: 'user',
+      subjectId: seeded.userId,
+      limits: { tokensPerMinute: 250 },
+    });
+    const call = (stream: boolean, signal?: AbortSignal) =>
+      fetch(`${server.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${seeded.secret}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'mock:priced',
+          max_tokens: outputTokens,
+          stream,
+          messages: [{ role: 'user', content: 'hi' }],
+        }),
+        ...(signal === undefined ? {} : { signal }),
+      });
+    mock.setScript(() => ({
+      text: 'word '.repeat(100),
+      usage: { completionTokens: outputTokens },
+    }));
+    mock.setFaults({ tokenDelayMs: 30 });
+    try {
+      const hangUp = new AbortController();
+      const streamed = await call(true, hangUp.signal);
+      await streamed.body?.getReader().read();
+      hangUp.abort();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    } finally {
+      mock.setFaults(undefined);
+      mock.setScript(() => ({
+        text: 'ok',
+        usage: { promptTokens: 7, completionTokens: outputTokens },
+      }));
+    }
+    // The cut-off call still counts its ~101 tokens: one more call fits in 250, not two.
+    expect((await call(false)).status).toBe(200);
+    expect((await call(false)).status).toBe(429);
+    await admin.request('DELETE', `/v1/policies/${policy.body.id}`);
+  });
+
   it('counts calls made at once against tokens per minute: they cannot all pass one window', async () => {
     const seeded = await seedUser(operator, { tenantId, role: 'member' });
     const policy = await admin.post<Created>('/v1/policies', {

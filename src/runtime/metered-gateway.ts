@@ -142,7 +142,9 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
           responseFormat: request.responseFormat,
         }).floor + request.maxOutputTokens,
     });
-    let tokens = 0;
+    // Unknown until the call returns: a call that failed or was cut off keeps the tokens
+    // counted at its start (it may have used them all).
+    let tokens: number | undefined;
     try {
       const degraded =
         request.degrade !== undefined &&

@@ -16,8 +16,11 @@ import type { BindingLimit, LimitSubject, PolicyCache } from './policy-cache.ts'
 
 /** A slot held by one model call; release it when the call ends. */
 export interface ModelCallPermit {
-  /** Counts the call's tokens against every tokens-per-minute limit, and frees its slots. */
-  release(tokens: number): void;
+  /**
+   * Frees the call's slots and replaces the tokens counted at its start by `tokens`, what it
+   * used; undefined (the call failed or was cut off) keeps the count it started with.
+   */
+  release(tokens: number | undefined): void;
 }
 
 /** Tokens-per-minute and concurrent-model-call limits from policies. */
@@ -126,6 +129,28 @@ export function createModelCallLimits(options: {
     return { waitMs, taken };
   }
 
+  /**
+   * Corrects a finished call's count by `points`: more tokens than it reserved count in the
+   * current window; fewer are given back only to the window that counted them (one that began
+   * before `reservedAt`), never into a later one, which would start below zero.
+   */
+  function correct(limit: BindingLimit, points: number, reservedAt: number): void {
+    if (points >= 0) {
+      adjust(limit, points);
+      return;
+    }
+    const limiter = tokenLimiter(limit.limit);
+    limiter
+      .get(slotKey(limit))
+      .then((window) => {
+        if (window === null) return;
+        const startedAt = Date.now() + window.msBeforeNext - windowSeconds * 1000;
+        if (startedAt > reservedAt) return;
+        adjust(limit, -Math.min(-points, window.consumedPoints));
+      })
+      .catch((error: unknown) => options.onStoreError(error));
+  }
+
   /** Adds `points` to a limit's window (a negative number gives them back). */
   function adjust(limit: BindingLimit, points: number): void {
     if (points === 0) return;
@@ -146,12 +171,14 @@ export function createModelCallLimits(options: {
       const slotLimits = concurrency.map((limit) => ({ key: slotKey(limit), limit: limit.limit }));
       let held: HeldSlots | undefined;
       const reserve = tokens.length === 0 ? 0 : Math.ceil(expectedTokens?.() ?? 1);
+      let reservedAt = Date.now();
       let reserved = new Map<BindingLimit, number>();
       for (;;) {
         const took = tokens.length === 0 ? undefined : await takeTokens(tokens, reserve);
         const tokenMs = took?.waitMs ?? 0;
         if (tokenMs === 0) {
           reserved = took?.taken ?? reserved;
+          reservedAt = Date.now();
           if (slotLimits.length === 0) break;
           held = await slots.take(slotLimits);
           if (held !== undefined) break;
@@ -194,7 +221,8 @@ export function createModelCallLimits(options: {
           for (const wake of waiters) wake();
           waiters.clear();
           // What the call used replaces what it reserved.
-          for (const limit of tokens) adjust(limit, Math.max(0, used) - (reserved.get(limit) ?? 0));
+          if (used === undefined) return;
+          for (const limit of tokens) correct(limit, used - (reserved.get(limit) ?? 0), reservedAt);
         },
       };
     },
