@@ -107,6 +107,40 @@ describe('a thread deleted under its runs', () => {
   });
 });
 
+describe('a thread deleted while its approval is decided', () => {
+  it('never deadlocks: every pair ends in success or a clean refusal', async () => {
+    const gated = await owner.post<Created>('/v1/agents', {
+      name: 'gated',
+      tools: ['calculator'],
+      approvalRequiredTools: ['calculator'],
+    });
+    const pairs = await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        const threadId = await newThread();
+        const run = await member.post<Created>(`/v1/threads/${threadId}/runs`, {
+          agentId: gated.body.id,
+          input: 'call calculator {"expression":"2+2"}',
+        });
+        await waitForRun(member, ids(threadId, run.body.id), ['requires_action']);
+        const pending = await member.get<{ data: { id: string; runId: string }[] }>(
+          '/v1/approvals',
+        );
+        const approval = pending.body.data.find((item) => item.runId === run.body.id);
+        return { threadId, approvalId: approval?.id ?? '' };
+      }),
+    );
+    const statuses = await Promise.all(
+      pairs.flatMap(({ threadId, approvalId }) => [
+        member
+          .post(`/v1/approvals/${approvalId}/decision`, { decision: 'approve' })
+          .then((response) => response.status),
+        member.request('DELETE', `/v1/threads/${threadId}`).then((response) => response.status),
+      ]),
+    );
+    for (const status of statuses) expect([200, 204, 404, 409]).toContain(status);
+  });
+});
+
 describe('resuming an event stream', () => {
   it('closes at once when resumed at or past a finished run’s last event', async () => {
     const threadId = await newThread();

@@ -127,6 +127,12 @@ function fromDatabaseError(error: unknown): AppError | undefined {
     return new ValidationError([
       { path: 'request', message: 'holds a value the database cannot store or compare' },
     ]);
+  // Two transactions that each waited for the other (PostgreSQL rolled one back whole), or a
+  // serialisation failure: nothing was written, and the same request succeeds when repeated.
+  if (code === '40P01' || code === '40001')
+    return new AppError('service_unavailable', 'A concurrent change got in the way; retry.', {
+      details: { retryAfterSeconds: 1 },
+    });
   // Overload, not a bug: every pooled connection stayed busy past the connect timeout.
   if (error instanceof Error && error.message.includes('timeout exceeded when trying to connect')) {
     return new AppError('service_unavailable', 'The server is overloaded; retry shortly.', {

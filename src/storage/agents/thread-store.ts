@@ -117,12 +117,25 @@ export function createThreadStore(database: Database, signals?: RunSignalSink): 
           .forUpdate()
           .executeTakeFirst();
         if (locked === undefined) return undefined;
-        const running = await db
-          .selectFrom('brigade.runs')
+        // Locked in the order a decision locks them (approval, run, queue entry), so deleting
+        // a thread and deciding one of its approvals cannot deadlock.
+        await db
+          .selectFrom('brigade.approvals')
           .select('id')
           .where('thread_id', '=', threadId)
-          .where('status', 'in', activeStatuses)
+          .orderBy('id')
+          .forUpdate()
           .execute();
+        const runs = await db
+          .selectFrom('brigade.runs')
+          .select(['id', 'status'])
+          .where('thread_id', '=', threadId)
+          .orderBy('id')
+          .forUpdate()
+          .execute();
+        const running = runs.filter((run) =>
+          (activeStatuses as readonly string[]).includes(run.status),
+        );
         await db.deleteFrom('brigade.run_queue').where('thread_id', '=', threadId).execute();
         await db.deleteFrom('brigade.threads').where('id', '=', threadId).execute();
         return running.map((run) => run.id);
