@@ -217,6 +217,36 @@ describe('request bodies', () => {
     }
   });
 
+  it('refuses JSON nested thousands deep inside a string field too, never 500', async () => {
+    const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+    const response = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${memberSecret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'local',
+        messages: [
+          { role: 'user', content: 'hi' },
+          {
+            role: 'assistant',
+            content: null,
+            tool_calls: [
+              { id: 'c1', type: 'function', function: { name: 'calculator', arguments: deep } },
+            ],
+          },
+          { role: 'tool', tool_call_id: 'c1', content: '4' },
+        ],
+      }),
+    });
+    expect(response.status).toBe(400);
+    // In a run's input, the local model hands such arguments to the tool gate, which refuses them.
+    const threadId = await newThread();
+    const run = await member.post<Created>(`/v1/threads/${threadId}/runs`, {
+      agentId,
+      input: `call calculator ${deep}`,
+    });
+    expect((await waitForRun(member, ids(threadId, run.body.id))).status).toBe('completed');
+  });
+
   it('publishes id cursor patterns that real cursors match', async () => {
     const document = (await (await fetch(`${server.url}/openapi.json`)).json()) as {
       paths: Record<

@@ -1,3 +1,4 @@
+import { parseBoundedJson } from '../domain/json-depth.ts';
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
 import { delay } from './abortable-delay.ts';
 import type { ResponseFormat, Sampling, ToolChoice } from './model-gateway.ts';
@@ -55,7 +56,10 @@ function toolCallOf(
   if (tool === undefined) return undefined;
   if (tool.name === requested) {
     try {
-      return { toolName: tool.name, input: match?.[2] === undefined ? {} : JSON.parse(match[2]) };
+      return {
+        toolName: tool.name,
+        input: match?.[2] === undefined ? {} : parseBoundedJson(match[2]),
+      };
     } catch {
       return { toolName: tool.name, input: { raw: match?.[2] } };
     }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { AppError } from '../domain/errors.ts';
+import { parseBoundedJson } from '../domain/json-depth.ts';
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
 import { type ProviderConfig, providerHttpError, toResult } from './ai-sdk-model.ts';
 import { openAiCallSettings, toProviderToolName } from './call-settings.ts';
@@ -178,7 +179,7 @@ const finishReasons: Record<string, string> = {
 /** Tool arguments as the model wrote them: JSON, or the raw text for the tool gate to refuse. */
 function parseArguments(text: string): unknown {
   try {
-    return JSON.parse(text === '' ? '{}' : text) as unknown;
+    return parseBoundedJson(text === '' ? '{}' : text);
   } catch {
     return text;
   }

@@ -1,4 +1,5 @@
 import { ValidationError } from '../../domain/errors.ts';
+import { jsonNestingExceeds, maxJsonDepth } from '../../domain/json-depth.ts';
 import { isUnstorable } from '../../storage/postgres/storable.ts';
 
 /**
@@ -56,31 +57,13 @@ export function assertStorableJson(text: string): void {
     ]);
 }
 
-/** Deepest nesting of arrays and objects a JSON request body may have. */
-export const maxJsonDepth = 100;
-
 /**
  * Refuses a JSON body nested deeper than {@link maxJsonDepth} with a 422, before anything
- * parses or walks it: the recursive code downstream (a size check's `JSON.stringify`, a cache
- * key's canonical form) would exhaust the stack on a 10 KB body of 5,000 nested arrays and
- * answer 500. One pass over the text, brackets inside strings skipped.
+ * parses or walks it (see {@link jsonNestingExceeds}).
  */
 export function assertShallowJson(text: string): void {
-  let depth = 0;
-  let inString = false;
-  for (let index = 0; index < text.length; index++) {
-    const code = text.charCodeAt(index);
-    if (inString) {
-      if (code === 0x5c)
-        index++; // a backslash escapes the next character
-      else if (code === 0x22) inString = false;
-    } else if (code === 0x22) inString = true;
-    else if (code === 0x7b || code === 0x5b) {
-      depth++;
-      if (depth > maxJsonDepth)
-        throw new ValidationError([
-          { path: 'body', message: `is nested deeper than ${maxJsonDepth} levels` },
-        ]);
-    } else if (code === 0x7d || code === 0x5d) depth--;
-  }
+  if (jsonNestingExceeds(text))
+    throw new ValidationError([
+      { path: 'body', message: `is nested deeper than ${maxJsonDepth} levels` },
+    ]);
 }

@@ -1,3 +1,4 @@
+import { parseBoundedJson } from '../../domain/json-depth.ts';
 import type {
   ContentPartV1,
   MessageV1,
@@ -15,7 +16,7 @@ export function textOf(content: ChatMessage['content']): string {
 
 function parseArguments(text: string, param: string): unknown {
   try {
-    return text.trim() === '' ? {} : JSON.parse(text);
+    return text.trim() === '' ? {} : parseBoundedJson(text);
   } catch {
     throw invalidRequest(param, `${param} is not valid JSON.`);
   }
