@@ -27,10 +27,12 @@ describe('model prices', () => {
   });
 
   it('never lend a cheaper family’s price to a different model or provider', () => {
+    expect(table.priceOf('openai:o3-pro')).toEqual(defaultPrices['o3-pro']);
+    expect(table.priceOf('openai:gpt-5-pro-2025-10-06')).toEqual(defaultPrices['gpt-5-pro']);
+    expect(table.priceOf('openai:gpt-4o-2024-05-13')).toEqual(defaultPrices['gpt-4o-2024-05-13']);
     for (const model of [
-      'openai:o3-pro',
-      'openai:gpt-5-pro',
-      'openai:o3-deep-research',
+      'openai:o3-pro-max',
+      'openai:gpt-5-codex',
       'localai:huge',
       'local-large',
       'gpt-4o-audio-preview',
