@@ -2,12 +2,14 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { RegExpEngine } from 'ajv/dist/types/index.js';
 import formats from 'ajv-formats';
 import { RE2JS } from 're2js';
+import { toRe2Pattern } from './re2-pattern.ts';
 
 /** Largest tool argument schema accepted, in characters of JSON. */
 export const maxSchemaChars = 32_768;
 
 /**
- * `pattern` and `patternProperties` run on RE2 (re2js: linear time, no backtracking), never on
+ * `pattern` and `patternProperties` run on RE2 (re2js: linear time, no backtracking; rewritten
+ * by `toRe2Pattern` to keep their JavaScript meaning), never on
  * the JavaScript engine: a schema is a tenant admin's (or an MCP server's) input, and a pattern
  * such as `^(a+)+$` on V8's backtracking engine would stall the event loop for every tenant on
  * an argument of 30 characters. RE2 refuses what it cannot match in linear time (back-references,
@@ -17,7 +19,7 @@ const re2: RegExpEngine = Object.assign(
   (pattern: string, flags: string) => {
     // Ajv passes `u` (unicode); RE2 is Unicode-aware already and takes no JavaScript flags.
     void flags;
-    const compiled = RE2JS.compile(pattern);
+    const compiled = RE2JS.compile(toRe2Pattern(pattern));
     return { test: (text: string) => compiled.test(text) };
   },
   { code: 'RE2JS.compile' },
