@@ -171,6 +171,24 @@ describe('a key’s scopes and a user’s own profile', () => {
   });
 });
 
+describe('refused sign-ins in the audit log', () => {
+  it('audits a revoked key once a minute, not once a request', async () => {
+    const owner = await seed('owner');
+    const member = await seed('member');
+    const keyPath = `${userPath(member.userId)}/api-keys/${member.keyId}`;
+    expect((await owner.client.request('DELETE', keyPath)).status).toBe(200);
+    for (let attempt = 0; attempt < 25; attempt += 1)
+      expect((await member.client.get('/v1/me')).status).toBe(401);
+    const log = await owner.client.get<{
+      data: { action: string; targetId: string; reason: string }[];
+    }>(`/v1/tenants/${tenantId}/audit-events?limit=500`);
+    const failures = log.body.data.filter(
+      (event) => event.action === 'auth.failed' && event.targetId === member.keyId,
+    );
+    expect(failures).toEqual([expect.objectContaining({ reason: 'key revoked' })]);
+  });
+});
+
 describe('rotating a key', () => {
   it('refuses an expired key with 409 and keeps a live key’s expiry on its successor', async () => {
     const member = await seed('member');

@@ -96,6 +96,9 @@ function userPrincipal(
   };
 }
 
+/** How often the same refused credential is audited again, per process. */
+const failureAuditIntervalMs = 60_000;
+
 /**
  * Creates the {@link Authenticator}: operator keys, `brg_` API keys (SHA-256 lookup under an
  * RLS policy that reveals only the presented key's row) and JWTs from a tenant's OIDC provider.
@@ -104,6 +107,8 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   const { store, jwt, logger } = options;
   const now = options.clock ?? (() => new Date());
   const lastTouched = new Map<string, number>();
+  /** Refused sign-ins audited lately: when, and how many repeats were left out since. */
+  const recentFailures = new Map<string, { at: number; repeats: number }>();
   const operatorCache = new Map<string, number>();
 
   /**
@@ -136,16 +141,40 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     });
   }
 
-  async function fail(tenantId: string, keyId: string, reason: string): Promise<never> {
+  /**
+   * Audits a refused sign-in, once a minute per process for the same credential and reason:
+   * the log is append-only, so a client retrying a revoked key in a loop must not grow it by
+   * a row a request. The next event says how many were left out (`data.repeats`).
+   */
+  async function auditFailure(
+    tenantId: string,
+    failure: { targetType: string; targetId: string; reason: string },
+  ): Promise<void> {
+    const key = `${tenantId}:${failure.targetId}:${failure.reason}`;
+    const time = now().getTime();
+    const seen = recentFailures.get(key);
+    if (seen !== undefined && time - seen.at < failureAuditIntervalMs) {
+      seen.repeats += 1;
+      return;
+    }
+    recentFailures.delete(key);
+    recentFailures.set(key, { at: time, repeats: 0 });
+    if (recentFailures.size > 10_000) {
+      const oldest = recentFailures.keys().next().value;
+      if (oldest !== undefined) recentFailures.delete(oldest);
+    }
     await store
       .recordAudit(tenantId, undefined, {
         action: 'auth.failed',
-        targetType: 'api_key',
-        targetId: keyId,
         outcome: 'denied',
-        reason,
+        ...failure,
+        ...(seen === undefined || seen.repeats === 0 ? {} : { data: { repeats: seen.repeats } }),
       })
       .catch(() => undefined);
+  }
+
+  async function fail(tenantId: string, keyId: string, reason: string): Promise<never> {
+    await auditFailure(tenantId, { targetType: 'api_key', targetId: keyId, reason });
     throw new UnauthenticatedError();
   }
 
@@ -190,16 +219,12 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     const tenants = new Set(accepted.map((entry) => entry.provider.tenantId));
     if (tenants.size > 1) {
       for (const tenantId of tenants) {
-        await store
-          .recordAudit(tenantId, undefined, {
-            action: 'auth.failed',
-            targetType: 'oidc_provider',
-            targetId:
-              accepted.find((entry) => entry.provider.tenantId === tenantId)?.provider.id ?? '',
-            outcome: 'denied',
-            reason: 'another tenant trusts the same issuer and audience; the token is ambiguous',
-          })
-          .catch(() => undefined);
+        await auditFailure(tenantId, {
+          targetType: 'oidc_provider',
+          targetId:
+            accepted.find((entry) => entry.provider.tenantId === tenantId)?.provider.id ?? '',
+          reason: 'another tenant trusts the same issuer and audience; the token is ambiguous',
+        });
       }
       throw new UnauthenticatedError(
         'More than one organisation trusts this token’s issuer and audience; send X-Brigade-Tenant: <tenant id>.',
@@ -207,15 +232,11 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     }
     const tenantId = accepted[0]?.provider.tenantId;
     if (tenantId !== undefined && (await store.tenantStatus(tenantId)) !== 'active') {
-      await store
-        .recordAudit(tenantId, undefined, {
-          action: 'auth.failed',
-          targetType: 'oidc_provider',
-          targetId: accepted[0]?.provider.id ?? '',
-          outcome: 'denied',
-          reason: 'tenant suspended',
-        })
-        .catch(() => undefined);
+      await auditFailure(tenantId, {
+        targetType: 'oidc_provider',
+        targetId: accepted[0]?.provider.id ?? '',
+        reason: 'tenant suspended',
+      });
       throw new UnauthenticatedError();
     }
     for (const { provider, payload, subject } of accepted) {
