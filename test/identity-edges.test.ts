@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ApiClient, apiClient, seedTenant, seedUser } from './support/api-client.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
@@ -214,6 +215,40 @@ describe('OpenAPI', () => {
   it('serves health and readiness without credentials', async () => {
     expect((await apiClient(server.url).get('/healthz')).status).toBe(200);
     expect((await apiClient(server.url).get('/readyz')).status).toBe(200);
+  });
+});
+
+describe('usage reports', () => {
+  it('say when there were more groups than a report lists, and still total every record', async () => {
+    const tenant = await seedTenant(operator, 'many-models');
+    const user = await seedUser(operator, { tenantId: tenant, role: 'owner' });
+    const database = new pg.Client({ connectionString: server.database.url });
+    await database.connect();
+    try {
+      await database.query(
+        `insert into brigade.usage_records
+           (tenant_id, user_id, source, provider, model, input_tokens, output_tokens,
+            cached_tokens, estimated, cost, status, created_at)
+         select $1, $2, 'api', 'mock', 'model-' || n, 1, 1, 0, false, 1, 'ok', now()
+           from generate_series(1, 10002) as n`,
+        [tenant, user.userId],
+      );
+    } finally {
+      await database.end();
+    }
+    const owner = apiClient(server.url, user.secret);
+    const report = await owner.get<{
+      data: unknown[];
+      truncated: boolean;
+      totals: { requests: number };
+    }>('/v1/usage?groupBy=model');
+    expect(report.status).toBe(200);
+    expect(report.body).toMatchObject({ truncated: true, totals: { requests: 10_002 } });
+    expect(report.body.data).toHaveLength(10_000);
+    const csv = await owner.request('GET', '/v1/usage/export?groupBy=model');
+    expect(csv.headers.get('x-brigade-truncated')).toBe('true');
+    const small = await owner.get<{ truncated: boolean }>('/v1/usage?groupBy=provider');
+    expect(small.body.truncated).toBe(false);
   });
 });
 

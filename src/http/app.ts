@@ -182,6 +182,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
           'RateLimit-Policy',
           'X-Brigade-Thread-Id',
           'X-Brigade-Run-Id',
+          'X-Brigade-Truncated',
         ],
       }),
     );

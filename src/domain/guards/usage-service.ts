@@ -46,6 +46,8 @@ export interface UsageReport {
   readonly groupBy: readonly UsageDimension[];
   readonly data: readonly UsageRow[];
   readonly totals: UsageTotals;
+  /** More groups than a report holds (10,000): `data` has the first; `totals` count all. */
+  readonly truncated: boolean;
 }
 
 /** Reads the usage ledger in a scope (RLS: users their own rows, admins their tenant's). */

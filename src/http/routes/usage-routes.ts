@@ -72,6 +72,10 @@ const usageReportSchema = z
       }),
     ),
     totals: z.object(totalsShape),
+    truncated: z.boolean().openapi({
+      description:
+        'True when there were more than 10,000 groups: `data` lists the first 10,000 (in group order), `totals` count every record. Narrow the range or group by fewer dimensions.',
+    }),
   })
   .openapi('UsageReport');
 
@@ -171,6 +175,8 @@ export function registerUsageRoutes(app: BrigadeApp, services: RouteServices): v
     return context.body(toCsv(report), 200, {
       'content-type': 'text/csv; charset=utf-8',
       'content-disposition': 'attachment; filename="usage.csv"',
+      // The CSV has no room for it: more than 10,000 groups, only the first are rows.
+      'x-brigade-truncated': String(report.truncated),
     });
   });
 }

@@ -48,6 +48,9 @@ const totalsSql = sql`count(*)::text as requests,
   coalesce(sum(u.cached_tokens), 0)::text as cached_tokens,
   coalesce(sum(u.cost), 0)::text as cost`;
 
+/** The most groups a report lists; `truncated` says there were more. */
+const maxGroups = 10_000;
+
 /** The PostgreSQL {@link UsageStore}: one grouped query and one totals query. */
 export function createUsageStore(database: Database): UsageStore {
   return {
@@ -67,10 +70,10 @@ export function createUsageStore(database: Database): UsageStore {
                 select ${sql.join(dims)}, ${totalsSql} from ${from} where ${where}
                  group by ${sql.join(query.groupBy.map((_, index) => sql.lit(index + 1)))}
                  order by ${sql.join(query.groupBy.map((_, index) => sql.lit(index + 1)))}
-                 limit 10000`.execute(db);
+                 limit ${sql.lit(maxGroups + 1)}`.execute(db);
         const totals =
           await sql<TotalsRow>`select ${totalsSql} from ${from} where ${where}`.execute(db);
-        const data: UsageRow[] = grouped.rows.map((row) => ({
+        const data: UsageRow[] = grouped.rows.slice(0, maxGroups).map((row) => ({
           ...Object.fromEntries(
             query.groupBy.map((dimension) => [dimension, row[dimension] ?? null]),
           ),
@@ -82,6 +85,7 @@ export function createUsageStore(database: Database): UsageStore {
           groupBy: query.groupBy,
           data,
           totals: toTotals(totals.rows[0]),
+          truncated: grouped.rows.length > maxGroups,
         };
       });
     },
