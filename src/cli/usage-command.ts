@@ -52,6 +52,10 @@ export async function usageReport(options: {
       userId: typeof user === 'string' ? user : undefined,
     },
   );
+  if (report.truncated)
+    io.error(
+      'brigade: more than 10,000 groups: only the first are listed (the totals count all); narrow --from/--to or --group-by',
+    );
   if (flags['csv'] === true) {
     io.out(toCsv(report).trimEnd());
     return;
