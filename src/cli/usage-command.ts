@@ -53,7 +53,7 @@ export async function usageReport(options: {
     },
   );
   if (report.truncated)
-    io.error(
+    io.err(
       'brigade: more than 10,000 groups: only the first are listed (the totals count all); narrow --from/--to or --group-by',
     );
   if (flags['csv'] === true) {
