@@ -166,6 +166,27 @@ describe('data rights under races and edge cases', () => {
   });
 });
 
+describe('the same erasure asked for at once', () => {
+  it('erases once: one 204, the others 404, one deletion_started', async () => {
+    const target = await seed('member');
+    const statuses = await Promise.all(
+      Array.from({ length: 5 }, (_, index) =>
+        admin.client
+          .request('DELETE', `/v1/tenants/${tenantId}/users/${target.userId}?reason=r${index}`)
+          .then((response) => response.status),
+      ),
+    );
+    expect(statuses.sort()).toEqual([204, 404, 404, 404, 404]);
+    const log = await admin.client.get<{ data: { action: string; targetId: string }[] }>(
+      `/v1/tenants/${tenantId}/audit-events?limit=500`,
+    );
+    const started = log.body.data.filter(
+      (event) => event.action === 'user.deletion_started' && event.targetId === target.userId,
+    );
+    expect(started).toHaveLength(1);
+  });
+});
+
 describe('erasing a user whose runs are executing', () => {
   it('erases them every time, however the runs’ own transactions interleave', async () => {
     const agent = await admin.client.post<Created>('/v1/agents', { name: 'busy', model: 'local' });

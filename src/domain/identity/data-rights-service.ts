@@ -116,6 +116,8 @@ export function createDataRightsService(options: {
   }) => Promise<unknown>;
 }): DataRightsService {
   const { store } = options;
+  /** Erasures this process is running, by `<tenant>/<user>`. */
+  const erasures = new Map<string, Promise<void>>();
   return {
     async exportOwnData(principal) {
       if (principal.kind !== 'user') {
@@ -145,22 +147,42 @@ export function createDataRightsService(options: {
         assertCan(principal, 'user:manage');
       }
       const request = { principal, tenantId, userId, reason, check: erasureCheck(principal, self) };
-      if ((await store.checkErasure(request)) === undefined) throw userNotFound();
-      // Before anything changes, so a failure here (Redis down) leaves the user as they were,
-      // able to ask again (a user who erases themselves could not, once disabled).
-      await options.purgeCache({ tenantId, userId }).catch((error: unknown) => {
-        throw new AppError(
-          'service_unavailable',
-          'The response cache could not be cleared, so nothing was deleted; try again.',
-          { cause: error },
-        );
-      });
-      if ((await store.beginErasure(request)) === undefined) throw userNotFound();
-      await options.endAccess({ tenantId, userId, reason: 'the user was deleted' });
-      await store.erase(request);
-      // An answer a call in flight stored after the first purge goes too (best effort: no one
-      // can reach it any more, and it expires with its route's TTL).
-      await options.purgeCache({ tenantId, userId }).catch(() => undefined);
+      // A second request for an erasure this process is running waits for it, then finds no
+      // one: one erasure, one `user.deletion_started`, one 204.
+      const key = `${tenantId}/${userId}`;
+      const running = erasures.get(key);
+      if (running !== undefined) {
+        await running.catch(() => undefined);
+        throw userNotFound();
+      }
+      const erasure = erase(request);
+      erasures.set(key, erasure);
+      try {
+        await erasure;
+      } finally {
+        erasures.delete(key);
+      }
     },
   };
+
+  async function erase(request: ErasureRequest): Promise<void> {
+    const { tenantId, userId } = request;
+    if ((await store.checkErasure(request)) === undefined) throw userNotFound();
+    // Before anything changes, so a failure here (Redis down) leaves the user as they were,
+    // able to ask again (a user who erases themselves could not, once disabled).
+    await options.purgeCache({ tenantId, userId }).catch((error: unknown) => {
+      throw new AppError(
+        'service_unavailable',
+        'The response cache could not be cleared, so nothing was deleted; try again.',
+        { cause: error },
+      );
+    });
+    if ((await store.beginErasure(request)) === undefined) throw userNotFound();
+    await options.endAccess({ tenantId, userId, reason: 'the user was deleted' });
+    // Erased meanwhile by another process: that request answered 204, this one finds no one.
+    if (!(await store.erase(request))) throw userNotFound();
+    // An answer a call in flight stored after the first purge goes too (best effort: no one
+    // can reach it any more, and it expires with its route's TTL).
+    await options.purgeCache({ tenantId, userId }).catch(() => undefined);
+  }
 }
