@@ -1,6 +1,8 @@
+import { sql } from 'kysely';
 import { argumentsHash } from '../domain/tools/arguments-hash.ts';
+import type { Database } from '../storage/postgres/database.ts';
 import { storableJson } from '../storage/postgres/storable.ts';
-import { expireApproval } from '../storage/runs/approval-expiry.ts';
+import { approvalExpiredReason, expireApproval } from '../storage/runs/approval-expiry.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
 
@@ -31,8 +33,8 @@ const expiredMessage =
 /**
  * The approval step of the tool gate. The first time a call that needs approval is reached,
  * it records a pending approval showing the exact arguments, moves the run to
- * `requires_action`, parks its queue entry (with the approval's expiry as its wake-up time for
- * the expiry sweep) and throws {@link RunParkedError}. When the run resumes after the decision
+ * `requires_action` and throws {@link RunParkedError}; the executor parks the queue entry
+ * once the step's other calls have finished ({@link parkOrRequeue}). When the run resumes after the decision
  * or the expiry, the same call (same id) finds it and proceeds or is refused.
  */
 export async function passApprovalGate(options: {
@@ -146,19 +148,128 @@ export async function passApprovalGate(options: {
         .set({ status: 'requires_action', pending_action: storableJson(pending) ?? 'null' })
         .where('id', '=', claim.runId)
         .execute();
+      // The queue entry stays this execution's until the calls still running beside this one
+      // have finished and been recorded: {@link parkOrRequeue} parks it then.
+      return { kind: 'parked', id: String(pending['approvalId']) };
+    },
+  );
+  if (result.kind === 'parked') throw new RunParkedError(result.id);
+  return result;
+}
+
+/**
+ * Ends an execution that stopped for an approval, after every call still running beside the
+ * parked one finished and was recorded: parks the queue entry (no slot held; the earliest
+ * pending approval's expiry wakes the expiry sweep), or, when every approval of the run was
+ * decided meanwhile (a decision does not requeue a run whose entry is still claimed), queues
+ * the run again at once. Until then no other process can claim the run and repeat a call whose
+ * result is not recorded yet. Locks the run, then the queue entry, as a decision does.
+ */
+export async function parkOrRequeue(
+  events: EventWriter,
+  claim: RunClaim,
+): Promise<'parked' | 'requeued'> {
+  return events.inTransaction(async (db, append) => {
+    await db
+      .selectFrom('brigade.runs')
+      .select('id')
+      .where('id', '=', claim.runId)
+      .forUpdate()
+      .execute();
+    // Decisions made while this execution held the entry were not announced by the decision
+    // (its event could have taken a number this execution held): announce them here.
+    const unannounced = await db
+      .selectFrom('brigade.approvals as a')
+      .select(['a.id', 'a.status', 'a.decision', 'a.decision_reason', 'a.tool_call_id'])
+      .where('a.run_id', '=', claim.runId)
+      .where('a.status', '<>', 'pending')
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom('brigade.run_events as e')
+              .select('e.seq')
+              .where('e.run_id', '=', claim.runId)
+              .where('e.type', '=', 'approval-decided')
+              .whereRef(sql`e.data->>'approvalId'`, '=', sql`a.id::text`),
+          ),
+        ),
+      )
+      .orderBy('a.decided_at')
+      .execute();
+    await append(
+      unannounced.map((approval) => ({
+        type: 'approval-decided',
+        data: {
+          approvalId: approval.id,
+          status: approval.status,
+          decision: approval.decision,
+          ...(approval.status === 'expired' ? { reason: approvalExpiredReason } : {}),
+          toolCallId: approval.tool_call_id,
+        },
+      })),
+    );
+    const pending = await db
+      .selectFrom('brigade.approvals')
+      .selectAll()
+      .where('run_id', '=', claim.runId)
+      .where('status', '=', 'pending')
+      .orderBy('expires_at')
+      .limit(1)
+      .executeTakeFirst();
+    if (pending !== undefined) {
+      // A decision meanwhile on another approval of the run showed it queued: it waits.
+      const action = {
+        approvalId: pending.id,
+        toolCallId: pending.tool_call_id,
+        toolName: pending.tool_name,
+        arguments: pending.arguments,
+        argumentsHash: pending.arguments_hash,
+        reason: pending.reason,
+        expiresAt: pending.expires_at,
+      };
+      await db
+        .updateTable('brigade.runs')
+        .set({ status: 'requires_action', pending_action: storableJson(action) ?? 'null' })
+        .where('id', '=', claim.runId)
+        .execute();
       await db
         .updateTable('brigade.run_queue')
         .set({
           state: 'parked',
           executor_id: null,
           heartbeat_at: null,
-          wake_at: pending['expiresAt'] as Date,
+          wake_at: pending.expires_at,
         })
         .where('run_id', '=', claim.runId)
         .execute();
-      return { kind: 'parked', id: String(pending['approvalId']) };
-    },
+      return 'parked';
+    }
+    await db
+      .updateTable('brigade.runs')
+      .set({ status: 'queued', pending_action: null })
+      .where('id', '=', claim.runId)
+      .where('status', '=', 'requires_action')
+      .execute();
+    await db
+      .updateTable('brigade.run_queue')
+      .set({ state: 'queued', executor_id: null, heartbeat_at: null, wake_at: null })
+      .where('run_id', '=', claim.runId)
+      .execute();
+    return 'requeued';
+  });
+}
+
+/** Deletes a run's queue entry (the run ended, or is gone). */
+export async function dropQueueEntry(database: Database, claim: RunClaim): Promise<void> {
+  await database.withScope(claim, (db) =>
+    db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute(),
   );
-  if (result.kind === 'parked') throw new RunParkedError(result.id);
-  return result;
+}
+
+/** Whether a claimed run still exists (deleting its thread deletes it). */
+export async function runExists(database: Database, claim: RunClaim): Promise<boolean> {
+  const row = await database.withScope(claim, (db) =>
+    db.selectFrom('brigade.runs').select('id').where('id', '=', claim.runId).executeTakeFirst(),
+  );
+  return row !== undefined;
 }

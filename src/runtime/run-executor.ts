@@ -4,7 +4,7 @@ import type { UserPrincipal } from '../domain/identity/principal.ts';
 import { activeSpan } from '../observability/tracing.ts';
 import type { MessageV1 } from '../plugin-api/index.ts';
 import { createRunCheckpoints, type SuccessorClaim } from '../storage/runs/run-checkpoints.ts';
-import { RunParkedError } from './approval-gate.ts';
+import { dropQueueEntry, parkOrRequeue, RunParkedError, runExists } from './approval-gate.ts';
 import { createEventWriter } from './event-writer.ts';
 import { windowHistory } from './history-window.ts';
 import type {
@@ -77,19 +77,6 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     },
   };
 
-  async function dropQueueEntry(claim: RunClaim): Promise<void> {
-    await database.withScope(claim, (db) =>
-      db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute(),
-    );
-  }
-
-  async function runExists(claim: RunClaim): Promise<boolean> {
-    const row = await database.withScope(claim, (db) =>
-      db.selectFrom('brigade.runs').select('id').where('id', '=', claim.runId).executeTakeFirst(),
-    );
-    return row !== undefined;
-  }
-
   async function execute(
     claim: RunClaim,
     controller: AbortController,
@@ -100,8 +87,16 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       now: new Date(),
     });
     // Gone (deleted with its thread): its queue entry must not be claimed again and again.
-    if (loaded === undefined) return dropQueueEntry(claim);
+    if (loaded === undefined) return dropQueueEntry(database, claim);
     const { run, agent, checkpoints, role } = loaded;
+    /** Tool calls of this execution still running. */
+    const toolCalls = new Set<Promise<unknown>>();
+    const track = <T>(call: Promise<T>): Promise<T> => {
+      toolCalls.add(call);
+      const done = () => toolCalls.delete(call);
+      call.then(done, done);
+      return call;
+    };
     // What the model is sent: set from the history window before the core starts.
     let history: MessageV1[] = [...loaded.earlier, ...loaded.own].map(toCoreMessage);
     if (options.tracing !== undefined && agent !== undefined) {
@@ -160,7 +155,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       ...(options.eventBatcher === undefined ? {} : { batcher: options.eventBatcher }),
     });
     if (run.status !== 'queued' && run.status !== 'running' && run.status !== 'requires_action')
-      return dropQueueEntry(claim);
+      return dropQueueEntry(database, claim);
     if (agent === undefined) {
       await finish(
         claim,
@@ -305,23 +300,25 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         tools: {
           available: offered,
           call: (call) =>
-            callTool(
-              {
-                claim,
-                apiKeyId: run.apiKeyId,
-                agent,
-                events,
-                checkpoints,
-                signal: controller.signal,
-                actor,
-                tools: runTools,
-                blocked: () => blockedNow(agent.id),
-                sources,
-                secrets,
-                // The model step that asked for the call commits before anything of it runs.
-                modelSteps: model,
-              },
-              call,
+            track(
+              callTool(
+                {
+                  claim,
+                  apiKeyId: run.apiKeyId,
+                  agent,
+                  events,
+                  checkpoints,
+                  signal: controller.signal,
+                  actor,
+                  tools: runTools,
+                  blocked: () => blockedNow(agent.id),
+                  sources,
+                  secrets,
+                  // The model step that asked for the call commits before anything of it runs.
+                  modelSteps: model,
+                },
+                call,
+              ),
             ),
         },
       });
@@ -355,9 +352,14 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         await finish(claim, cancelledOutcome, { events, successors });
     } catch (error) {
       if (error instanceof RunParkedError) {
-        // Waiting for the user: the queue entry is parked, so the run holds no slot.
+        // Waiting for the user. The step's other calls run on (a core gives up on them when one
+        // parks): they finish and are recorded first, so a resumed run never repeats one.
+        while (toolCalls.size > 0) await Promise.allSettled([...toolCalls]);
         await model.flush().catch(() => undefined);
         await events.flush();
+        // Then the queue entry is parked (no slot held), or queued again if every approval
+        // was decided meanwhile.
+        if ((await parkOrRequeue(events, claim)) === 'requeued') options.signals?.queueChanged();
         return;
       }
       const reason = controller.signal.aborted
@@ -368,11 +370,11 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         await model.flush().catch(() => undefined);
         throw error;
       }
-      if (!(await runExists(claim))) {
+      if (!(await runExists(database, claim))) {
         // Deleted with its thread while it ran (the deletion asked it to stop): there is
         // nothing left to record the outcome in, and nothing went wrong.
         logger.info({ runId: run.id }, 'run deleted with its thread while it ran');
-        return dropQueueEntry(claim);
+        return dropQueueEntry(database, claim);
       }
       if (reason === undefined && !(error instanceof AppError))
         logger.error({ runId: run.id, err: { message: (error as Error).message } }, 'run failed');

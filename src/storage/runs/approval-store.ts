@@ -148,11 +148,19 @@ export function createApprovalStore(options: {
           .set({ status: 'queued', pending_action: null, deadline_at: null })
           .where('id', '=', run.id)
           .execute();
-        await db
+        // Only a parked entry: one still claimed belongs to an execution finishing the calls
+        // beside the parked one, which queues the run itself when it sees every approval
+        // decided (requeued now, another process could repeat a call still running).
+        const requeued = await db
           .updateTable('brigade.run_queue')
           .set({ state: 'queued', executor_id: null, heartbeat_at: null, wake_at: null })
           .where('run_id', '=', run.id)
-          .execute();
+          .where('state', '=', 'parked')
+          .executeTakeFirst();
+        // An entry still claimed: its execution numbers the run's events as it writes them, so
+        // it announces the decision itself when it stops (an event written here could take a
+        // number it holds).
+        const announce = requeued.numUpdatedRows > 0n;
         const last = await db
           .selectFrom('brigade.run_events')
           .select((eb) => eb.fn.max('seq').as('seq'))
@@ -166,17 +174,19 @@ export function createApprovalStore(options: {
             runId: run.id,
             firstSeq: Number(last?.seq ?? 0) + 1,
           },
-          [
-            expiredEvent ?? {
-              type: 'approval-decided',
-              data: {
-                approvalId,
-                status,
-                decision: updated.decision,
-                toolCallId: row.tool_call_id,
-              },
-            },
-          ],
+          !announce
+            ? []
+            : [
+                expiredEvent ?? {
+                  type: 'approval-decided',
+                  data: {
+                    approvalId,
+                    status,
+                    decision: updated.decision,
+                    toolCallId: row.tool_call_id,
+                  },
+                },
+              ],
         );
         if (expired) return toApproval(updated);
         await writeAudit(db, {
