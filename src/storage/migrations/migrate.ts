@@ -34,6 +34,7 @@ import { credentialAllowedHostsMigration } from './0033-credential-allowed-hosts
 import { runsRequireAccessMigration } from './0034-runs-require-access.ts';
 import { memoriesMigration } from './0035-memories.ts';
 import { usersEditOwnProfileMigration } from './0036-users-edit-own-profile.ts';
+import { runCreatedAfterLockMigration } from './0037-run-created-after-lock.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -79,6 +80,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0034-runs-require-access': fromSql(runsRequireAccessMigration),
     '0035-memories': fromSql(memoriesMigration),
     '0036-users-edit-own-profile': fromSql(usersEditOwnProfileMigration),
+    '0037-run-created-after-lock': fromSql(runCreatedAfterLockMigration),
   };
 }
 
