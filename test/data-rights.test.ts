@@ -78,6 +78,14 @@ describe('exportMyData', () => {
     const credential = await alice.client.post('/v1/me/credentials', { name: 'svc', secret });
     expect(credential.status).toBe(201);
     await remember(alice.userId, `${canary}-remembered`);
+    // The run's trace spans are stored a moment after it ends.
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      const trace = await alice.client.get<{ spans: unknown[] }>(
+        `/v1/threads/${ids.threadId}/runs/${ids.runId}/trace`,
+      );
+      if (trace.body.spans?.length > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
 
     const response = await exportOf(alice.client);
     expect(response.headers.get('content-type')).toMatch(/^application\/json/);
@@ -102,6 +110,7 @@ describe('exportMyData', () => {
     expect(section('memories')).toEqual([
       expect.objectContaining({ key: 'favourite', value: `${canary}-remembered` }),
     ]);
+    expect(section('spans').some((span) => span['runId'] === ids.runId)).toBe(true);
     const actions = section('auditEvents').map((event) => event['action']);
     expect(actions).toEqual(expect.arrayContaining(['consent.granted', 'user.data_exported']));
 

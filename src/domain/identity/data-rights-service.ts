@@ -18,6 +18,7 @@ export const exportSections = [
   'approvals',
   'memories',
   'usageRecords',
+  'spans',
   'auditEvents',
 ] as const;
 

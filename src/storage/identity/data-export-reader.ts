@@ -71,6 +71,15 @@ const sections: readonly SectionQuery[] = [
     where: byUser,
     keys: ['id'],
   },
+  // The user's traces: with content capture on, the prompts and answers of their calls.
+  {
+    section: 'spans',
+    table: 'brigade.spans',
+    omit: [],
+    where: byUser,
+    keys: ['trace_id', 'span_id'],
+    pageSize: 100,
+  },
   {
     section: 'auditEvents',
     table: 'brigade.audit_events',
