@@ -1,6 +1,7 @@
-import { sql } from 'kysely';
+import { type Selectable, sql } from 'kysely';
 import { argumentsHash } from '../domain/tools/arguments-hash.ts';
-import type { Database } from '../storage/postgres/database.ts';
+import type { Database, ScopedDb } from '../storage/postgres/database.ts';
+import type { ApprovalsTable } from '../storage/postgres/database-schema.ts';
 import { storableJson } from '../storage/postgres/storable.ts';
 import { approvalExpiredReason, expireApproval } from '../storage/runs/approval-expiry.ts';
 import type { EventWriter } from './event-writer.ts';
@@ -29,6 +30,32 @@ export type GateResult =
 
 const expiredMessage =
   'approval_expired: the approval request expired before the user decided; the call was not made.';
+
+/** A pending approval as a run's `pendingAction` shows it. */
+function pendingAction(approval: Selectable<ApprovalsTable>): Record<string, unknown> {
+  return {
+    approvalId: approval.id,
+    toolCallId: approval.tool_call_id,
+    toolName: approval.tool_name,
+    arguments: approval.arguments,
+    argumentsHash: approval.arguments_hash,
+    reason: approval.reason,
+    expiresAt: approval.expires_at,
+  };
+}
+
+/** Moves the run to `requires_action`, showing `pending`. */
+async function requireAction(
+  db: ScopedDb,
+  claim: RunClaim,
+  pending: Record<string, unknown>,
+): Promise<void> {
+  await db
+    .updateTable('brigade.runs')
+    .set({ status: 'requires_action', pending_action: storableJson(pending) ?? 'null' })
+    .where('id', '=', claim.runId)
+    .execute();
+}
 
 /**
  * The approval step of the tool gate. The first time a call that needs approval is reached,
@@ -133,21 +160,9 @@ export async function passApprovalGate(options: {
         };
         await append([{ type: 'approval-requested', data: pending }]);
       } else {
-        pending = {
-          approvalId: existing.id,
-          toolCallId: existing.tool_call_id,
-          toolName: existing.tool_name,
-          arguments: existing.arguments,
-          argumentsHash: existing.arguments_hash,
-          reason: existing.reason,
-          expiresAt: existing.expires_at,
-        };
+        pending = pendingAction(existing);
       }
-      await db
-        .updateTable('brigade.runs')
-        .set({ status: 'requires_action', pending_action: storableJson(pending) ?? 'null' })
-        .where('id', '=', claim.runId)
-        .execute();
+      await requireAction(db, claim, pending);
       // The queue entry stays this execution's until the calls still running beside this one
       // have finished and been recorded: {@link parkOrRequeue} parks it then.
       return { kind: 'parked', id: String(pending['approvalId']) };
@@ -218,20 +233,7 @@ export async function parkOrRequeue(
       .executeTakeFirst();
     if (pending !== undefined) {
       // A decision meanwhile on another approval of the run showed it queued: it waits.
-      const action = {
-        approvalId: pending.id,
-        toolCallId: pending.tool_call_id,
-        toolName: pending.tool_name,
-        arguments: pending.arguments,
-        argumentsHash: pending.arguments_hash,
-        reason: pending.reason,
-        expiresAt: pending.expires_at,
-      };
-      await db
-        .updateTable('brigade.runs')
-        .set({ status: 'requires_action', pending_action: storableJson(action) ?? 'null' })
-        .where('id', '=', claim.runId)
-        .execute();
+      await requireAction(db, claim, pendingAction(pending));
       await db
         .updateTable('brigade.run_queue')
         .set({

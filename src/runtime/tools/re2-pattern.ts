@@ -3,7 +3,7 @@
  * them on RE2, whose syntax and classes differ in a few places. This rewrites a pattern so
  * RE2 gives it its JavaScript meaning: `\s` and `\S` are JavaScript's Unicode whitespace (RE2's
  * are ASCII), `.` excludes every JavaScript line terminator (RE2's excludes `\n` only),
- * `\uXXXX`, `\u{…}`, `\cX` and `\0` become `\x{…}`, and long Unicode property names
+ * `\u0041`-style escapes, `\u{…}`, `\cX` and `\0` become `\x{…}`, and long Unicode property names
  * (`\p{Letter}`, `\p{Script=Greek}`) become RE2's short ones. What RE2 cannot do in linear time
  * (back-references, look-around) is left for RE2 to refuse.
  */
@@ -76,7 +76,7 @@ function property(name: string): string {
   throw new PatternError(`unsupported property \\p{${name}}`);
 }
 
-/** The `\uXXXX` escape at `index` (after the backslash), as a code point and its length. */
+/** The `\u` escape (four hex digits or `{…}`) at `index`, as a code point and its length. */
 function unicodeEscape(pattern: string, index: number): { codePoint: number; length: number } {
   if (pattern[index + 1] === '{') {
     const end = pattern.indexOf('}', index + 2);
