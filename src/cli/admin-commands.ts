@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import { AppError } from '../domain/errors.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
-import { toValidationError } from '../http/app.ts';
+import { toValidationError } from '../http/error-response.ts';
 import {
   apiKeyResponse,
   createApiKeySchema,

@@ -3,7 +3,7 @@ import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { requestId } from 'hono/request-id';
-import { AppError, UnauthenticatedError, ValidationError } from '../domain/errors.ts';
+import { AppError, UnauthenticatedError } from '../domain/errors.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Tracing } from '../observability/tracing.ts';
@@ -12,7 +12,12 @@ import type { RequestLimiter } from '../runtime/request-limiter.ts';
 import type { AppEnv, BrigadeApp, RouteServices } from './app-env.ts';
 import type { Authenticator } from './auth/authenticator.ts';
 import { docsPage } from './docs-page.ts';
-import { type ErrorLogger, renderProblem } from './error-response.ts';
+import {
+  type ErrorLogger,
+  renderProblem,
+  toValidationError,
+  type ZodIssueLike,
+} from './error-response.ts';
 import { httpMetrics } from './middleware/http-metrics.ts';
 import { httpTracing } from './middleware/http-tracing.ts';
 import { assertShallowJson, assertStorableJson } from './middleware/unstorable-text.ts';
@@ -71,30 +76,6 @@ export interface CreateAppOptions {
   readonly version: string;
   /** Prometheus metrics and the bearer token (besides the operator key) that may read them. */
   readonly metrics?: { readonly registry: Metrics; readonly token: string | undefined } | undefined;
-}
-
-type ZodIssueLike = {
-  readonly path: readonly PropertyKey[];
-  readonly message: string;
-  readonly code?: string;
-  readonly keys?: readonly string[];
-};
-
-/** Converts zod issues into field-level {@link ValidationError} entries with dotted paths. */
-export function toValidationError(
-  target: string,
-  issues: readonly ZodIssueLike[],
-): ValidationError {
-  const prefix = target === 'json' ? 'body' : target;
-  return new ValidationError(
-    issues.flatMap((issue) => {
-      const base = [prefix, ...issue.path.map(String)].join('.');
-      if (issue.code === 'unrecognized_keys' && issue.keys !== undefined) {
-        return issue.keys.map((key) => ({ path: `${base}.${key}`, message: 'unknown field' }));
-      }
-      return [{ path: base, message: issue.message }];
-    }),
-  );
 }
 
 // `/metrics` authenticates itself (metrics token or operator key); the audit key is public.

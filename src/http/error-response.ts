@@ -201,3 +201,28 @@ export function renderProblem(context: Context, error: unknown, logger: ErrorLog
   if (typeof retryAfter === 'number') headers['retry-after'] = String(Math.ceil(retryAfter));
   return new Response(JSON.stringify(body), { status, headers });
 }
+
+/** The parts of a zod issue the API reports. */
+export type ZodIssueLike = {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+  readonly code?: string;
+  readonly keys?: readonly string[];
+};
+
+/** Converts zod issues into field-level {@link ValidationError} entries with dotted paths. */
+export function toValidationError(
+  target: string,
+  issues: readonly ZodIssueLike[],
+): ValidationError {
+  const prefix = target === 'json' ? 'body' : target;
+  return new ValidationError(
+    issues.flatMap((issue) => {
+      const base = [prefix, ...issue.path.map(String)].join('.');
+      if (issue.code === 'unrecognized_keys' && issue.keys !== undefined) {
+        return issue.keys.map((key) => ({ path: `${base}.${key}`, message: 'unknown field' }));
+      }
+      return [{ path: base, message: issue.message }];
+    }),
+  );
+}

@@ -1,6 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import { ValidationError } from '../domain/errors.ts';
+import { toValidationError } from './error-response.ts';
 import { problemSchema } from './schemas.ts';
 
 type RouteConfig = Parameters<typeof createRoute>[0];
@@ -60,12 +60,6 @@ export async function mergePatch<T extends z.ZodType>(
 ): Promise<z.infer<T>> {
   const sent = (await context.req.json()) as Record<string, unknown>;
   const merged = schema.safeParse({ ...stored, ...sent });
-  if (!merged.success)
-    throw new ValidationError(
-      merged.error.issues.map((issue) => ({
-        path: ['body', ...issue.path.map(String)].join('.'),
-        message: issue.message,
-      })),
-    );
+  if (!merged.success) throw toValidationError('body', merged.error.issues);
   return merged.data;
 }

@@ -1,6 +1,6 @@
 import { type Selectable, sql } from 'kysely';
 import { argumentsHash } from '../domain/tools/arguments-hash.ts';
-import type { Database, ScopedDb } from '../storage/postgres/database.ts';
+import type { ScopedDb } from '../storage/postgres/database.ts';
 import type { ApprovalsTable } from '../storage/postgres/database-schema.ts';
 import { storableJson } from '../storage/postgres/storable.ts';
 import { approvalExpiredReason, expireApproval } from '../storage/runs/approval-expiry.ts';
@@ -259,19 +259,4 @@ export async function parkOrRequeue(
       .execute();
     return 'requeued';
   });
-}
-
-/** Deletes a run's queue entry (the run ended, or is gone). */
-export async function dropQueueEntry(database: Database, claim: RunClaim): Promise<void> {
-  await database.withScope(claim, (db) =>
-    db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute(),
-  );
-}
-
-/** Whether a claimed run still exists (deleting its thread deletes it). */
-export async function runExists(database: Database, claim: RunClaim): Promise<boolean> {
-  const row = await database.withScope(claim, (db) =>
-    db.selectFrom('brigade.runs').select('id').where('id', '=', claim.runId).executeTakeFirst(),
-  );
-  return row !== undefined;
 }

@@ -48,8 +48,8 @@ const cacheable = new Set<ModelResultV1['finishReason']>(['stop', 'length', 'too
  * The opt-in response cache of model routes (issue 4 §3), for API calls only: a run's model
  * calls are checkpointed steps and are never answered from a cache. The key is the SHA-256 of
  * the tenant, the user (unless the route declares `scope: 'tenant'`), the route (its name, its
- * deployments and fallbacks) and the normalised request (messages, tools, output limit, response format), so one user's answer is
- * never served to another. A hit is replayed (as one delta when the caller streams), reserves
+ * deployments and fallbacks) and the normalised request (messages, tools, output limit,
+ * response format), so one user's answer is never served to another. A hit is replayed (as one delta when the caller streams), reserves
  * nothing, and is recorded as a usage record of provider `cache` with cost 0. Only answers that
  * completed are stored; a call that failed or was aborted stores nothing.
  */

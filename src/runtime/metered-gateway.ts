@@ -2,7 +2,12 @@ import { AppError } from '../domain/errors.ts';
 import type { Role } from '../domain/identity/permissions.ts';
 import type { GatewayRequest, GatewayResult, ModelGateway } from '../gateway/model-gateway.ts';
 import { isRouteName } from '../gateway/model-routes.ts';
-import { contextWindowOf, measureInput, type PriceTable } from '../gateway/pricing.ts';
+import {
+  contextWindowOf,
+  type InputMeasure,
+  measureInput,
+  type PriceTable,
+} from '../gateway/pricing.ts';
 import { type RouteAttempt, RouteFailedError } from '../gateway/route-failures.ts';
 import { activeSpan, SpanKind, type Tracing } from '../observability/tracing.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
@@ -129,6 +134,14 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
   };
 
   async function limitedAndMetered(request: MeteredRequest): Promise<MeteredResult> {
+    // Measured once, for the rate limit (when one binds) and the budget alike: a degraded
+    // call sends the same input to another model.
+    let input: InputMeasure | undefined;
+    const measure = () =>
+      (input ??= measureInput(request.messages, {
+        tools: request.tools,
+        responseFormat: request.responseFormat,
+      }));
     // Runs wait for room under their rate limits; API callers are told to retry.
     const permit = await options.limits?.acquire(request.spender, {
       wait: request.source === 'run',
@@ -136,11 +149,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
       signal: request.signal,
       beforeWait: request.beforeWait,
       // Counted at the start, so calls made at once cannot all pass one window's limit.
-      expectedTokens: () =>
-        measureInput(request.messages, {
-          tools: request.tools,
-          responseFormat: request.responseFormat,
-        }).floor + request.maxOutputTokens,
+      expectedTokens: () => measure().floor + request.maxOutputTokens,
     });
     // Unknown until the call returns: a call that failed or was cut off keeps the tokens
     // counted at its start (it may have used them all).
@@ -153,6 +162,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
         degraded && request.degrade !== undefined
           ? { ...request, model: request.degrade.model }
           : request,
+        measure(),
       );
       tokens = result.usage.inputTokens + result.usage.outputTokens;
       const span = activeSpan();
@@ -177,7 +187,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     }
   }
 
-  async function metered(request: MeteredRequest): Promise<MeteredResult> {
+  async function metered(request: MeteredRequest, input: InputMeasure): Promise<MeteredResult> {
     const tenantId = request.spender.tenantId;
     const deployments = await gateway.deployments(request.model, tenantId);
     if (deployments.length === 0)
@@ -186,10 +196,6 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     const windows = deployments.map(
       (deployment) => deployment.contextTokens ?? contextWindowOf(deployment.model),
     );
-    const input = measureInput(request.messages, {
-      tools: request.tools,
-      responseFormat: request.responseFormat,
-    });
     const { floor } = input;
     if (windows.every((window) => window !== undefined && floor > window)) {
       throw new AppError(

@@ -4,7 +4,8 @@ import type { UserPrincipal } from '../domain/identity/principal.ts';
 import { activeSpan } from '../observability/tracing.ts';
 import type { MessageV1 } from '../plugin-api/index.ts';
 import { createRunCheckpoints, type SuccessorClaim } from '../storage/runs/run-checkpoints.ts';
-import { dropQueueEntry, parkOrRequeue, RunParkedError, runExists } from './approval-gate.ts';
+import { dropQueueEntry, runExists } from '../storage/runs/run-claim.ts';
+import { parkOrRequeue, RunParkedError } from './approval-gate.ts';
 import { createEventWriter } from './event-writer.ts';
 import { windowHistory } from './history-window.ts';
 import type {

@@ -157,37 +157,36 @@ export function createApprovalStore(options: {
           .where('run_id', '=', run.id)
           .where('state', '=', 'parked')
           .executeTakeFirst();
-        // An entry still claimed: its execution numbers the run's events as it writes them, so
-        // it announces the decision itself when it stops (an event written here could take a
-        // number it holds).
-        const announce = requeued.numUpdatedRows > 0n;
-        const last = await db
-          .selectFrom('brigade.run_events')
-          .select((eb) => eb.fn.max('seq').as('seq'))
-          .where('run_id', '=', run.id)
-          .executeTakeFirst();
-        await appendEvents(
-          db,
-          {
-            tenantId: principal.tenantId,
-            userId: principal.userId,
-            runId: run.id,
-            firstSeq: Number(last?.seq ?? 0) + 1,
-          },
-          !announce
-            ? []
-            : [
-                expiredEvent ?? {
-                  type: 'approval-decided',
-                  data: {
-                    approvalId,
-                    status,
-                    decision: updated.decision,
-                    toolCallId: row.tool_call_id,
-                  },
+        // Announced here for a parked entry only: an execution still holding the entry numbers
+        // the run's events as it writes them, so it announces the decision itself when it
+        // stops (an event written here could take a number it holds).
+        if (requeued.numUpdatedRows > 0n) {
+          const last = await db
+            .selectFrom('brigade.run_events')
+            .select((eb) => eb.fn.max('seq').as('seq'))
+            .where('run_id', '=', run.id)
+            .executeTakeFirst();
+          await appendEvents(
+            db,
+            {
+              tenantId: principal.tenantId,
+              userId: principal.userId,
+              runId: run.id,
+              firstSeq: Number(last?.seq ?? 0) + 1,
+            },
+            [
+              expiredEvent ?? {
+                type: 'approval-decided',
+                data: {
+                  approvalId,
+                  status,
+                  decision: updated.decision,
+                  toolCallId: row.tool_call_id,
                 },
-              ],
-        );
+              },
+            ],
+          );
+        }
         if (expired) return toApproval(updated);
         await writeAudit(db, {
           tenantId: principal.tenantId,

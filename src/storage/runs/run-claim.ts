@@ -98,3 +98,18 @@ export interface ArrivalSlot {
   /** The run was queued, or not created: the slot is free again. */
   release(): void;
 }
+
+/** Deletes a run's queue entry (the run ended, or is gone). */
+export async function dropQueueEntry(database: Database, claim: ClaimedRun): Promise<void> {
+  await database.withScope(claim, (db) =>
+    db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute(),
+  );
+}
+
+/** Whether a claimed run still exists (deleting its thread deletes it). */
+export async function runExists(database: Database, claim: ClaimedRun): Promise<boolean> {
+  const row = await database.withScope(claim, (db) =>
+    db.selectFrom('brigade.runs').select('id').where('id', '=', claim.runId).executeTakeFirst(),
+  );
+  return row !== undefined;
+}
