@@ -263,18 +263,35 @@ export const oidcProviderSchema = z
   })
   .openapi('OidcProvider');
 
+/**
+ * An RFC 9457 problem document. Problem types add members of their own (RFC 9457 §3.2), so the
+ * object is open; the members several codes share are declared.
+ */
 export const problemSchema = z
-  .object({
+  .looseObject({
     type: z.string(),
     title: z.string(),
     status: z.int(),
-    code: z.string(),
+    code: z.string().openapi({ description: 'Stable error code; clients branch on it.' }),
     detail: z.string(),
     instance: z.string().optional(),
     requestId: z.string().optional(),
     errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    retryAfterSeconds: z.number().optional().openapi({
+      description:
+        'When to retry, also sent as `Retry-After` (`rate_limited`, `quota_exceeded`, `queue_full`, `service_unavailable`).',
+    }),
+    limitScope: z.string().optional().openapi({
+      description: '`rate_limited`: the limit that refused: `key`, `user`, `tenant` or `policy`.',
+    }),
+    policyId: z.string().optional().openapi({
+      description: 'The policy whose limit refused (`rate_limited`, `quota_exceeded`).',
+    }),
   })
-  .openapi('Problem');
+  .openapi('Problem', {
+    description:
+      'RFC 9457 problem details. Members not declared here may be added by a problem type; ignore those you do not know.',
+  });
 
 const iso = (date: Date | null): string | null => (date === null ? null : date.toISOString());
 

@@ -6,10 +6,11 @@ import {
   updateAgentSchema,
 } from '../agent-schemas.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse, problemResponse } from '../route-helpers.ts';
 import { pageQuerySchema, pageSchema } from '../schemas.ts';
 
 const params = z.object({ agentId: idParam('agentId') });
+const nameTaken = { 409: problemResponse('The tenant has an agent of this name already.') };
 
 const createAgent = authedRoute({
   method: 'post',
@@ -18,7 +19,7 @@ const createAgent = authedRoute({
   tags: ['Agents'],
   summary: 'Create an agent in your tenant (owners and admins)',
   request: { body: jsonBody(createAgentSchema) },
-  responses: { 201: jsonResponse(agentSchema, 'The agent.') },
+  responses: { 201: jsonResponse(agentSchema, 'The agent.'), ...nameTaken },
 });
 const listAgents = authedRoute({
   method: 'get',
@@ -45,7 +46,7 @@ const updateAgent = authedRoute({
   tags: ['Agents'],
   summary: 'Change an agent (owners and admins)',
   request: { params, body: jsonBody(updateAgentSchema) },
-  responses: { 200: jsonResponse(agentSchema, 'The agent.') },
+  responses: { 200: jsonResponse(agentSchema, 'The agent.'), ...nameTaken },
 });
 const deleteAgent = authedRoute({
   method: 'delete',

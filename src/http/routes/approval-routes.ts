@@ -4,7 +4,7 @@ import { AppError } from '../../domain/errors.ts';
 import { assertCan } from '../../domain/identity/principal.ts';
 import type { Approval } from '../../storage/runs/approval-store.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse, problemResponse } from '../route-helpers.ts';
 
 const approvalSchema = z
   .object({
@@ -79,7 +79,7 @@ const decideApproval = authedRoute({
   },
   responses: {
     200: jsonResponse(approvalSchema, 'The decided approval.'),
-    409: jsonResponse(z.object({}), 'Already decided, expired, or changed.'),
+    409: problemResponse('Already decided, expired, or changed (`approval_not_pending`).'),
   },
 });
 

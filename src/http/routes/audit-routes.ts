@@ -2,7 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { AppError, ForbiddenError, NotFoundError } from '../../domain/errors.ts';
 import { assertCan, type Principal } from '../../domain/identity/principal.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonResponse } from '../route-helpers.ts';
+import { authedRoute, idParam, jsonResponse, problemResponse } from '../route-helpers.ts';
 
 const tenantParams = z.object({ tenantId: idParam('tenantId') });
 
@@ -103,6 +103,9 @@ const createAuditCheckpoint = authedRoute({
     200: jsonResponse(
       z.object({ checkpoint: checkpointSchema.nullable() }),
       'The new checkpoint, or null when no event was added since the last one.',
+    ),
+    409: problemResponse(
+      'No audit signing key is configured on this server, or the chain does not verify (nothing was signed).',
     ),
   },
 });

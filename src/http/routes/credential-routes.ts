@@ -3,7 +3,7 @@ import { oauthClientAuthMethods } from '../../domain/tools/oauth-types.ts';
 import type { CredentialInput, CredentialMetadata } from '../../storage/tools/credential-store.ts';
 import { credentialKinds } from '../../storage/tools/credential-store.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse, problemResponse } from '../route-helpers.ts';
 
 const credentialSchema = z
   .object({
@@ -216,7 +216,10 @@ const routes = (shared: boolean) => {
       request: { body: jsonBody(putCredentialSchema) },
       responses: {
         201: jsonResponse(credentialSchema, 'The credential (metadata only).'),
-        503: jsonResponse(z.object({}), 'The vault has no master key.'),
+        503: problemResponse(
+          'The vault has no master key (`vault_unavailable`), or the server is overloaded (`service_unavailable`).',
+          { retry: true },
+        ),
       },
     }),
     list: authedRoute({

@@ -7,8 +7,7 @@ import {
 } from '../../domain/identity/data-rights-service.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
 import type { ErrorLogger } from '../error-response.ts';
-import { authedRoute, idParam, jsonResponse } from '../route-helpers.ts';
-import { problemSchema } from '../schemas.ts';
+import { authedRoute, idParam, jsonResponse, problemResponse } from '../route-helpers.ts';
 
 const item = z.record(z.string(), z.unknown());
 
@@ -76,15 +75,11 @@ const deleteUser = authedRoute({
   },
   responses: {
     204: { description: 'Deleted.' },
-    409: {
-      description: 'The user is the tenant’s last active owner.',
-      content: { 'application/problem+json': { schema: problemSchema } },
-    },
-    503: {
-      description:
-        'The response cache could not be cleared; nothing was deleted (`service_unavailable`).',
-      content: { 'application/problem+json': { schema: problemSchema } },
-    },
+    409: problemResponse('The user is the tenant’s last active owner.'),
+    503: problemResponse(
+      'The response cache could not be cleared, or the server is overloaded; nothing was deleted (`service_unavailable`).',
+      { retry: true },
+    ),
   },
 });
 

@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse, problemResponse } from '../route-helpers.ts';
 import {
   apiKeyResponse,
   apiKeySchema,
@@ -22,7 +22,10 @@ const createApiKey = authedRoute({
   tags: ['API keys'],
   summary: 'Create an API key for a user; the secret is returned once',
   request: { params: userParams, body: jsonBody(createApiKeySchema) },
-  responses: { 201: jsonResponse(createdApiKeySchema, 'The key with its secret.') },
+  responses: {
+    201: jsonResponse(createdApiKeySchema, 'The key with its secret.'),
+    409: problemResponse('The user is disabled.'),
+  },
 });
 
 const listApiKeys = authedRoute({
@@ -55,7 +58,12 @@ const rotateApiKey = authedRoute({
     params: keyParams,
     body: { required: false, content: { 'application/json': { schema: rotateApiKeySchema } } },
   },
-  responses: { 201: jsonResponse(createdApiKeySchema, 'The new key with its secret.') },
+  responses: {
+    201: jsonResponse(createdApiKeySchema, 'The new key with its secret.'),
+    409: problemResponse(
+      'The key is revoked, expired or already rotated (rotate its successor), or the user is disabled.',
+    ),
+  },
 });
 
 /** Registers the API key operations. */

@@ -3,7 +3,7 @@ import type { StoredMcpServer } from '../../domain/tools/mcp-types.ts';
 import { toolRisks } from '../../domain/tools/tool-types.ts';
 import type { McpServerService } from '../../runtime/mcp-server-service.ts';
 import type { BrigadeApp } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse, problemResponse } from '../route-helpers.ts';
 
 const auth = z
   .strictObject({
@@ -97,7 +97,7 @@ const createMcpServer = authedRoute({
   request: { body: jsonBody(serverBody) },
   responses: {
     201: jsonResponse(serverResponse, 'The server.'),
-    409: jsonResponse(z.object({}), 'A server with this name exists already.'),
+    409: problemResponse('A server with this name exists already.'),
   },
 });
 const listMcpServers = authedRoute({

@@ -3,8 +3,14 @@ import type { ModelRouteDefinition } from '../../gateway/model-routes.ts';
 import { modelRouteSchema } from '../../gateway/route-schema.ts';
 import type { ListedModelRoute } from '../../runtime/model-route-service.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse, mergePatch } from '../route-helpers.ts';
-import { problemSchema } from '../schemas.ts';
+import {
+  authedRoute,
+  idParam,
+  jsonBody,
+  jsonResponse,
+  mergePatch,
+  problemResponse,
+} from '../route-helpers.ts';
 
 const params = z.object({ routeId: idParam('routeId') });
 
@@ -21,12 +27,7 @@ const routeResponseSchema = modelRouteSchema.extend({
   updatedAt: z.iso.datetime().nullable(),
 });
 
-const conflict = {
-  409: {
-    description: 'A route with this name exists already.',
-    content: { 'application/problem+json': { schema: problemSchema } },
-  },
-};
+const conflict = { 409: problemResponse('A route with this name exists already.') };
 
 const createModelRoute = authedRoute({
   method: 'post',

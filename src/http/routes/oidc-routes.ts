@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse, problemResponse } from '../route-helpers.ts';
 import { createOidcProviderSchema, oidcProviderResponse, oidcProviderSchema } from '../schemas.ts';
 
 const tenantParams = z.object({ tenantId: idParam('tenantId') });
@@ -13,7 +13,10 @@ const createOidcProvider = authedRoute({
   tags: ['Identity'],
   summary: 'Trust a JWT issuer for sign-in to this tenant (owners only)',
   request: { params: tenantParams, body: jsonBody(createOidcProviderSchema) },
-  responses: { 201: jsonResponse(oidcProviderSchema, 'The provider.') },
+  responses: {
+    201: jsonResponse(oidcProviderSchema, 'The provider.'),
+    409: problemResponse('The tenant trusts this issuer for this audience already.'),
+  },
 });
 
 const listOidcProviders = authedRoute({

@@ -7,8 +7,7 @@ import {
 } from '../../domain/guards/policy-types.ts';
 import { roles } from '../../domain/identity/permissions.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
-import { problemSchema } from '../schemas.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse, problemResponse } from '../route-helpers.ts';
 
 const count = (description: string, min = 1) =>
   z.int().min(min).max(1_000_000_000).optional().openapi({ description });
@@ -135,10 +134,7 @@ const createPolicy = authedRoute({
   request: { body: jsonBody(createPolicySchema) },
   responses: {
     201: jsonResponse(policySchema, 'The policy.'),
-    409: {
-      description: 'A policy for this target exists already.',
-      content: { 'application/problem+json': { schema: problemSchema } },
-    },
+    409: problemResponse('A policy for this target exists already.'),
   },
 });
 const listPolicies = authedRoute({

@@ -7,7 +7,7 @@ import type { Principal } from '../../domain/identity/principal.ts';
 import { queuedEvent } from '../../storage/runs/run-rows.ts';
 import { createRunSchema, runResponse, runSchema } from '../agent-schemas.ts';
 import type { AppEnv, BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse, problemResponse } from '../route-helpers.ts';
 
 const threadParams = z.object({ threadId: idParam('threadId') });
 const runParams = threadParams.extend({ runId: idParam('runId') });
@@ -30,10 +30,12 @@ const createRun = authedRoute({
       ...jsonResponse(runSchema, 'The queued run.'),
       ...{ content: { ...jsonResponse(runSchema, '').content, ...sseResponse.content } },
     },
-    409: jsonResponse(z.object({}), 'The thread is busy (strategy reject).'),
-    429: jsonResponse(
-      z.object({}),
-      'Too many requests, or `queue_full`: your organisation has too many queued runs (retry after `Retry-After` seconds).',
+    409: problemResponse(
+      'The thread is busy (`thread_busy`, strategy `reject`); `activeRunId` names its active run.',
+    ),
+    429: problemResponse(
+      'Too many requests (`rate_limited`), the daily run quota is used up (`quota_exceeded`), or your organisation has too many queued runs (`queue_full`); retry after `Retry-After` seconds.',
+      { retry: true },
     ),
   },
 });
@@ -85,7 +87,7 @@ const cancelRun = authedRoute({
   request: { params: runParams },
   responses: {
     202: jsonResponse(runSchema, 'The run (cancelled, or cancelling).'),
-    409: jsonResponse(z.object({}), 'The run already ended.'),
+    409: problemResponse('The run already ended (`run_not_active`).'),
   },
 });
 

@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse, problemResponse } from '../route-helpers.ts';
 import {
   createTenantSchema,
   pageQuerySchema,
@@ -19,7 +19,7 @@ const createTenant = authedRoute({
   request: { body: jsonBody(createTenantSchema) },
   responses: {
     201: jsonResponse(tenantSchema, 'The tenant.'),
-    409: jsonResponse(z.object({}), 'The slug is taken.'),
+    409: problemResponse('The slug is taken.'),
   },
 });
 

@@ -54,6 +54,15 @@ const importBody = z
   })
   .openapi('ImportOpenApiTools');
 
+const skipped = z
+  .object({
+    operationId: z.string().nullable(),
+    method: z.string(),
+    path: z.string(),
+    reason: z.string(),
+  })
+  .openapi('SkippedOperation');
+
 const importProblem = problemSchema
   .extend({
     errors: z
@@ -66,17 +75,12 @@ const importProblem = problemSchema
         }),
       )
       .optional(),
+    skipped: z
+      .array(skipped)
+      .optional()
+      .openapi({ description: 'The operations the import would skip.' }),
   })
   .openapi('ImportProblem');
-
-const skipped = z
-  .object({
-    operationId: z.string().nullable(),
-    method: z.string(),
-    path: z.string(),
-    reason: z.string(),
-  })
-  .openapi('SkippedOperation');
 
 const importResult = z
   .object({

@@ -4,7 +4,14 @@ import type { HttpToolDefinition, StoredTool, ToolBlock } from '../../domain/too
 import { toolMethods, toolRisks } from '../../domain/tools/tool-types.ts';
 import type { ListedTool } from '../../runtime/tool-service.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse, mergePatch } from '../route-helpers.ts';
+import {
+  authedRoute,
+  idParam,
+  jsonBody,
+  jsonResponse,
+  mergePatch,
+  problemResponse,
+} from '../route-helpers.ts';
 
 const toolName = z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'lower-case letters, digits and _');
 /** What a kill switch names: a built-in or HTTP tool, or `mcp:<server>:<tool>`. */
@@ -112,7 +119,7 @@ const blockSchema = z
 const params = z.object({ toolId: idParam('toolId') });
 const tags = ['Tools'];
 const conflict = {
-  409: jsonResponse(z.object({}), 'A tool with this name exists already.'),
+  409: problemResponse('A tool with this name exists already.'),
 };
 
 const createTool = authedRoute({
@@ -179,7 +186,10 @@ const disableTool = authedRoute({
         .openapi('DisableTool'),
     ),
   },
-  responses: { 201: jsonResponse(blockSchema, 'The kill switch.'), ...conflict },
+  responses: {
+    201: jsonResponse(blockSchema, 'The kill switch.'),
+    409: problemResponse('The tool is disabled there already.'),
+  },
 });
 const listDisabledTools = authedRoute({
   method: 'get',

@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse, problemResponse } from '../route-helpers.ts';
 import {
   createUserSchema,
   pageQuerySchema,
@@ -20,7 +20,10 @@ const createUser = authedRoute({
   tags: ['Users'],
   summary: 'Add a user to a tenant with a role (owners and admins; only owners add owners)',
   request: { params: tenantParams, body: jsonBody(createUserSchema) },
-  responses: { 201: jsonResponse(userSchema, 'The user.') },
+  responses: {
+    201: jsonResponse(userSchema, 'The user.'),
+    409: problemResponse('A user of the tenant has this e-mail address already.'),
+  },
 });
 
 const listUsers = authedRoute({
@@ -50,7 +53,12 @@ const updateUser = authedRoute({
   tags: ['Users'],
   summary: 'Update a user: profile (yourself), role or status (owners and admins)',
   request: { params: userParams, body: jsonBody(updateUserSchema) },
-  responses: { 200: jsonResponse(userSchema, 'The updated user.') },
+  responses: {
+    200: jsonResponse(userSchema, 'The updated user.'),
+    409: problemResponse(
+      'The e-mail address is taken, or the change would leave the tenant without an active owner.',
+    ),
+  },
 });
 
 /** Registers the user and membership operations. */
