@@ -32,6 +32,10 @@ const exportSchema = z
       description: 'What agents remember about the user: thread and long-term memory.',
     }),
     usageRecords: z.array(item),
+    spans: z.array(item).openapi({
+      description:
+        'The stored trace spans of their calls (with content capture on, prompts and answers).',
+    }),
     auditEvents: z
       .array(item)
       .openapi({ description: 'Audit events the user caused or that concern them.' }),
