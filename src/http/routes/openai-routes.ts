@@ -37,12 +37,23 @@ const openAiErrors = {
   401: openAiError('Missing or invalid API key (`invalid_api_key`).'),
   403: openAiError('The key lacks the permission.'),
   404: openAiError('Unknown model (`model_not_found`).'),
+  409: openAiError(
+    'With `agent:<name>`: the run stopped for a tool call approval (`conflict`, naming the thread and run), or its memory is full.',
+  ),
+  413: openAiError('The request body is too large (`payload_too_large`).'),
+  415: openAiError('The request body is not JSON (`unsupported_media_type`).'),
+  422: openAiError(
+    'With `agent:<name>`: the run failed on the agent’s own definition (an unknown tool or MCP command, a memory key or value it may not store).',
+  ),
   429: openAiError(
     'Rate limited (`rate_limit_exceeded`, with Retry-After) or budget spent (`insufficient_quota`, with `x-should-retry: false`).',
   ),
   500: openAiError('Internal error.'),
   502: openAiError('The model provider rejected the request.'),
-  503: openAiError('The model provider failed or is unreachable.'),
+  503: openAiError(
+    'The model provider failed or is unreachable, or the server is overloaded (`service_unavailable`).',
+  ),
+  504: openAiError('With `agent:<name>`: the run reached its deadline (`request_timeout`).'),
 } as const;
 
 const createChatCompletion = createRoute({
@@ -84,6 +95,8 @@ const listModels = createRoute({
     401: openAiErrors[401],
     403: openAiErrors[403],
     429: openAiErrors[429],
+    500: openAiErrors[500],
+    503: openAiErrors[503],
   },
 });
 
