@@ -22,7 +22,6 @@ import { httpMetrics } from './middleware/http-metrics.ts';
 import { httpTracing } from './middleware/http-tracing.ts';
 import { assertShallowJson, assertStorableJson } from './middleware/unstorable-text.ts';
 import { isOpenAiPath, renderOpenAiError } from './openai/openai-error.ts';
-import { registerStandardErrors } from './route-helpers.ts';
 import { registerAgentRoutes } from './routes/agent-routes.ts';
 import { registerApprovalRoutes } from './routes/approval-routes.ts';
 import { registerAuditRoutes } from './routes/audit-routes.ts';
@@ -311,7 +310,6 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   registerUsageRoutes(app, options.services);
   registerOpenAiRoutes(app, options.services);
 
-  registerStandardErrors(app.openAPIRegistry);
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',
     scheme: 'bearer',

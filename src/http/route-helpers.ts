@@ -1,4 +1,4 @@
-import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { toValidationError } from './error-response.ts';
 import { problemSchema } from './schemas.ts';
@@ -25,65 +25,28 @@ export function problemResponse(description: string, options: { readonly retry?:
 }
 
 /**
- * The error responses every authenticated operation shares, published once under
- * `components.responses` (see {@link registerStandardErrors}) and referenced by each operation.
+ * The error responses every authenticated operation can return, declared inline in each
+ * operation (not as `components.responses` references: clients that read an operation's
+ * responses without resolving references still see every status and its media type).
  */
-const sharedErrors = {
-  MalformedJson: [400, problemResponse('Malformed JSON (`invalid_json`).')],
-  Unauthenticated: [401, problemResponse('Missing, unknown, expired or revoked credentials.')],
-  Forbidden: [403, problemResponse('The credential lacks the permission.')],
-  NotFound: [404, problemResponse('Not found, or not visible to this credential.')],
-  PayloadTooLarge: [413, problemResponse('Request body too large.')],
-  UnsupportedMediaType: [415, problemResponse('Request body is not JSON.')],
-  ValidationFailed: [422, problemResponse('Request failed validation; `errors` lists each field.')],
-  RateLimited: [
-    429,
-    problemResponse(
-      'Too many requests (`rate_limited`): a requests-per-minute limit of the key, user, tenant or a policy.',
-      { retry: true },
-    ),
-  ],
-  Internal: [
-    500,
-    problemResponse('Unexpected error (`internal`); only the request id is reported.'),
-  ],
-  ServiceUnavailable: [
-    503,
-    problemResponse(
-      'The server is overloaded or a concurrent change got in the way (`service_unavailable`); nothing was done, retry.',
-      { retry: true },
-    ),
-  ],
-} as const;
-
-const refTo = (name: keyof typeof sharedErrors) => ({ $ref: `#/components/responses/${name}` });
-
-/** Error responses every authenticated operation can return (references to shared ones). */
 export const standardErrors = {
-  400: refTo('MalformedJson'),
-  401: refTo('Unauthenticated'),
-  403: refTo('Forbidden'),
-  404: refTo('NotFound'),
-  413: refTo('PayloadTooLarge'),
-  415: refTo('UnsupportedMediaType'),
-  422: refTo('ValidationFailed'),
-  429: refTo('RateLimited'),
-  500: refTo('Internal'),
-  503: refTo('ServiceUnavailable'),
+  400: problemResponse('Malformed JSON (`invalid_json`).'),
+  401: problemResponse('Missing, unknown, expired or revoked credentials.'),
+  403: problemResponse('The credential lacks the permission.'),
+  404: problemResponse('Not found, or not visible to this credential.'),
+  413: problemResponse('Request body too large.'),
+  415: problemResponse('Request body is not JSON.'),
+  422: problemResponse('Request failed validation; `errors` lists each field.'),
+  429: problemResponse(
+    'Too many requests (`rate_limited`): a requests-per-minute limit of the key, user, tenant or a policy.',
+    { retry: true },
+  ),
+  500: problemResponse('Unexpected error (`internal`); only the request id is reported.'),
+  503: problemResponse(
+    'The server is overloaded or a concurrent change got in the way (`service_unavailable`); nothing was done, retry.',
+    { retry: true },
+  ),
 } as const;
-
-/** Publishes the responses {@link standardErrors} refers to in the app's OpenAPI document. */
-export function registerStandardErrors(registry: OpenAPIHono['openAPIRegistry']): void {
-  registry.register('Problem', problemSchema);
-  for (const [name, [, response]] of Object.entries(sharedErrors)) {
-    registry.registerComponent('responses', name, {
-      ...response,
-      content: {
-        'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } },
-      },
-    });
-  }
-}
 
 /** Declares an authenticated operation with the standard error responses. */
 export function authedRoute<const R extends RouteConfig>(config: R) {
