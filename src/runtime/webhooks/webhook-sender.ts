@@ -64,7 +64,12 @@ export interface DeliveryOutcome {
   readonly error: string | null;
 }
 
-/** POSTs a signed JSON event; 2xx is success, anything else (or no answer) a failure. */
+/**
+ * POSTs a signed JSON event; 2xx is success, anything else (or no answer) a failure. The
+ * status line is the answer: the receiver's body is not read (its connection is closed), and
+ * `timeoutMs` bounds the whole exchange from the lookup to the status line, so a receiver
+ * that trickles its headers or streams a body forever cannot hold the worker.
+ */
 export function sendWebhook(options: {
   readonly url: string;
   readonly secret: string;
@@ -92,34 +97,34 @@ export function sendWebhook(options: {
       resolve({ ok: false, status: null, error: 'refusing to deliver to a private address' });
       return;
     }
-    const request = send(
-      url,
-      {
-        method: 'POST',
-        lookup: guardedLookup(options.allowPrivateNetworks),
-        timeout: options.timeoutMs,
-        headers: {
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-          'user-agent': 'Brigade-Webhooks/1',
-          'webhook-id': options.id,
-          'webhook-timestamp': String(timestamp),
-          'webhook-signature': signWebhook(options.secret, { id: options.id, timestamp, body }),
-        },
+    const request = send(url, {
+      method: 'POST',
+      lookup: guardedLookup(options.allowPrivateNetworks),
+      headers: {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        'user-agent': 'Brigade-Webhooks/1',
+        'webhook-id': options.id,
+        'webhook-timestamp': String(timestamp),
+        'webhook-signature': signWebhook(options.secret, { id: options.id, timestamp, body }),
       },
-      (response) => {
-        const status = response.statusCode ?? 0;
-        const ok = status >= 200 && status < 300;
-        response.resume();
-        response.on('end', () => resolve({ ok, status, error: ok ? null : `HTTP ${status}` }));
-        response.on('error', (error) => resolve({ ok: false, status, error: error.message }));
-      },
+    });
+    const deadline = setTimeout(
+      () => request.destroy(new Error(`no answer within ${options.timeoutMs} ms`)),
+      options.timeoutMs,
     );
-    request.on('timeout', () =>
-      request.destroy(new Error(`no answer within ${options.timeoutMs} ms`)),
-    );
+    const settle = (outcome: DeliveryOutcome) => {
+      clearTimeout(deadline);
+      resolve(outcome);
+    };
+    request.on('response', (response) => {
+      const status = response.statusCode ?? 0;
+      const ok = status >= 200 && status < 300;
+      settle({ ok, status, error: ok ? null : `HTTP ${status}` });
+      response.destroy();
+    });
     request.on('error', (error) =>
-      resolve({ ok: false, status: null, error: error.message.slice(0, 200) }),
+      settle({ ok: false, status: null, error: error.message.slice(0, 200) }),
     );
     request.end(body);
   });

@@ -1,0 +1,132 @@
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ApiClient,
+  apiClient,
+  type Created,
+  seedTenant,
+  seedUser,
+} from './support/api-client.ts';
+import { ownerQuery } from './support/budget-fixtures.ts';
+import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
+import { startWebhookReceiver, until, type WebhookReceiver } from './support/webhook-receiver.ts';
+
+/**
+ * Webhook receivers a tenant's admin controls are hostile: one that sends its status line and
+ * then a body forever, or its headers a line at a time, must cost one attempt of at most
+ * `webhooks.timeoutMs`, never the delivery worker that every tenant's webhooks share.
+ */
+let server: TestServer;
+let owner: pg.Client;
+let calm: WebhookReceiver;
+let slow: Server;
+let slowRequests = 0;
+const timeoutMs = 500;
+
+interface Tenant {
+  readonly tenantId: string;
+  readonly admin: ApiClient;
+}
+
+async function tenant(operator: ApiClient, slug: string): Promise<Tenant> {
+  const tenantId = await seedTenant(operator, slug);
+  const admin = apiClient(
+    server.url,
+    (await seedUser(operator, { tenantId, role: 'admin' })).secret,
+  );
+  return { tenantId, admin };
+}
+
+/** Queues a delivery for `endpointId` as the worker's outbox would after a budget alert. */
+async function queue(tenantId: string, endpointId: string, marker: string): Promise<void> {
+  await ownerQuery(owner, tenantId, {
+    text: `insert into brigade.webhook_deliveries (tenant_id, endpoint_id, event_type, payload)
+           values ($1, $2, 'budget.threshold', $3)`,
+    values: [tenantId, endpointId, JSON.stringify({ marker })],
+  });
+}
+
+type Deliveries = { data: { status: string; attempts: number; lastError: string | null }[] };
+
+beforeAll(async () => {
+  calm = await startWebhookReceiver();
+  const trickles = new Set<NodeJS.Timeout>();
+  slow = createServer((request, response: ServerResponse) => {
+    slowRequests += 1;
+    request.resume();
+    const socket = response.socket;
+    if (request.url === '/headers' && socket !== null) {
+      // The status line, then a header line every 100 ms: never a complete head.
+      socket.write('HTTP/1.1 200 OK\r\n');
+      const timer = setInterval(() => socket.write('x-more: 1\r\n'), 100);
+      trickles.add(timer);
+      socket.on('close', () => clearInterval(timer));
+      return;
+    }
+    // A 200 with a body that never ends, a byte every 100 ms.
+    response.writeHead(200, { 'content-type': 'text/plain' });
+    const timer = setInterval(() => response.write('.'), 100);
+    trickles.add(timer);
+    response.on('close', () => clearInterval(timer));
+  });
+  slow.on('close', () => {
+    for (const timer of trickles) clearInterval(timer);
+  });
+  await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+  server = await startTestServer({
+    webhooks: { allowPrivateNetworks: true, retryDelaysMs: [60_000], pollMs: 100, timeoutMs },
+  });
+  owner = new pg.Client({ connectionString: server.database.url });
+  await owner.connect();
+});
+
+afterAll(async () => {
+  slow?.closeAllConnections();
+  await new Promise<void>((resolve) =>
+    slow === undefined ? resolve() : slow.close(() => resolve()),
+  );
+  await owner?.end();
+  await server?.stop();
+  await calm?.close();
+});
+
+describe('webhook receivers that never finish', () => {
+  it("bound each attempt and keep delivering other tenants' webhooks", async () => {
+    const operator = apiClient(server.url, testOperatorKey);
+    const hostile = await tenant(operator, 'trickler');
+    const victim = await tenant(operator, 'bystander');
+    const port = (slow.address() as AddressInfo).port;
+    const hooks: Created[] = [];
+    for (const path of ['/body', '/headers']) {
+      const hook = await hostile.admin.post<Created>('/v1/webhooks', {
+        url: `http://127.0.0.1:${port}${path}`,
+        events: ['budget.threshold'],
+      });
+      expect(hook.status).toBe(201);
+      hooks.push(hook.body);
+      await queue(hostile.tenantId, hook.body.id, `slow${path}`);
+    }
+    await until(() => slowRequests >= 2);
+
+    const fine = await victim.admin.post<Created>('/v1/webhooks', {
+      url: calm.url,
+      events: ['budget.threshold'],
+    });
+    await queue(victim.tenantId, fine.body.id, 'calm');
+    await until(() => calm.received.some((delivery) => delivery.body.includes('"calm"')), 10_000);
+
+    // The status line is the answer: a 200 whose body never ends is delivered; a head that
+    // never ends is a failed attempt after the timeout, to be retried.
+    const [bodyHook, headersHook] = hooks;
+    const outcome = async (hook: Created | undefined) =>
+      (await hostile.admin.get<Deliveries>(`/v1/webhooks/${hook?.id}/deliveries`)).body.data[0];
+    expect(await outcome(bodyHook)).toMatchObject({ status: 'delivered', attempts: 1 });
+    expect(await outcome(headersHook)).toMatchObject({
+      status: 'pending',
+      attempts: 1,
+      lastError: `no answer within ${timeoutMs} ms`,
+    });
+  });
+});
