@@ -99,6 +99,12 @@ beforeAll(async () => {
               args: ['-e', 'process.exit(3)'],
               timeoutMs: 5_000,
             },
+            single: {
+              command: process.execPath,
+              args: [script],
+              timeoutMs: 15_000,
+              maxProcesses: 1,
+            },
           },
         },
       },
@@ -151,6 +157,29 @@ describe('stdio MCP servers', () => {
     });
     expect(refused.status).toBe(422);
     expect(JSON.stringify(refused.body)).toContain('did not start');
+  });
+
+  it('starts no more processes for registrations than the server may have', async () => {
+    // Each registration starts the server once to list its tools: registrations at once must
+    // not start more processes than the operator allowed (here one).
+    const attempts = await Promise.all(
+      Array.from({ length: 5 }, (_, index) =>
+        admin.post<{ detail?: string }>('/v1/mcp-servers', {
+          name: `single-${index}`,
+          transport: 'stdio',
+          command: 'single',
+        }),
+      ),
+    );
+    const list = await admin.get<{ data: { id: string; name: string }[] }>('/v1/mcp-servers');
+    for (const entry of list.body.data.filter((item) => item.name.startsWith('single-')))
+      expect((await admin.request('DELETE', `/v1/mcp-servers/${entry.id}`)).status).toBe(204);
+    const refused = attempts.filter((attempt) => attempt.status !== 201);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const attempt of refused) {
+      expect(attempt.status).toBe(422);
+      expect(JSON.stringify(attempt.body)).toContain('busy');
+    }
   });
 
   it('refuses a credential for a server that declares no credential variable', async () => {

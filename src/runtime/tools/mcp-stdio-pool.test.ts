@@ -111,6 +111,40 @@ describe('the stdio MCP process pool', () => {
     expect(current.size).toBe(1);
   });
 
+  it('counts the processes of registration probes against the limits', async () => {
+    pool = createMcpStdioPool({
+      servers: { test: declaration({ maxProcesses: 2 }) },
+      maxProcesses: 10,
+    });
+    const current = pool;
+    // Probes at once: no more processes than the server's maximum are started.
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 6 }, () => current.probe('test')),
+    );
+    const refused = outcomes.filter((outcome) => outcome.status === 'rejected');
+    expect(outcomes.length - refused.length).toBe(2);
+    for (const outcome of refused) expect(String(outcome.reason)).toMatch(/busy/);
+    // A busy process and a probe fill the server's two places: another user is refused.
+    let release = () => {};
+    let started = () => {};
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const busy = current.withSession(
+      { tenantId: 't', userId: 'u1', serverId: 's', command: 'test', secret: 'a-secret' },
+      () =>
+        new Promise<void>((resolve) => {
+          release = resolve;
+          started();
+        }),
+    );
+    await running;
+    const probe = current.probe('test');
+    await expect(pidOf(current, 'u2')).rejects.toThrow(/busy/);
+    await probe;
+    release();
+    await busy;
+    expect((await current.probe('test')).length).toBeGreaterThan(0);
+  });
+
   it('starts a new process when the user’s credential changed', async () => {
     pool = createMcpStdioPool({ servers: { test: declaration() }, maxProcesses: 4 });
     const before = await pidOf(pool, 'u1', 'old-secret-value');

@@ -81,6 +81,8 @@ export function createMcpStdioPool(options: {
   const now = options.now ?? Date.now;
   const maxStderrBytes = options.maxStderrBytes ?? 16_384;
   const processes = new Map<string, PooledProcess>();
+  /** Registration checks running now, by declared name: their processes count as the pool's. */
+  const probing = new Map<string, number>();
   let closing = false;
 
   function declaration(command: string): McpStdioDeclaration {
@@ -181,9 +183,10 @@ export function createMcpStdioPool(options: {
   function makeRoom(command: string, max: number): void {
     const all = [...processes.values()];
     const own = all.filter((entry) => entry.command === command);
-    if (own.length >= max && !evictOne(own))
+    const probes = [...probing.values()].reduce((sum, count) => sum + count, 0);
+    if (own.length + (probing.get(command) ?? 0) >= max && !evictOne(own))
       throw new McpStdioError(`all ${max} processes of the MCP server '${command}' are busy`);
-    if (processes.size >= options.maxProcesses && !evictOne([...processes.values()]))
+    if (processes.size + probes >= options.maxProcesses && !evictOne([...processes.values()]))
       throw new McpStdioError('all stdio MCP server processes are busy; try again later');
   }
 
@@ -256,6 +259,11 @@ export function createMcpStdioPool(options: {
      * registration). Throws {@link McpStdioError} when it does not start or answer.
      */
     async probe(command: string): Promise<McpToolInfo[]> {
+      if (closing) throw new McpStdioError('Brigade is shutting down');
+      // A probe's process counts against the limits like a pooled one: registrations must not
+      // be a way to start any number of processes on the host.
+      makeRoom(command, declaration(command).maxProcesses);
+      probing.set(command, (probing.get(command) ?? 0) + 1);
       const started = spawnSession(command, undefined);
       try {
         await started.ready;
@@ -269,6 +277,9 @@ export function createMcpStdioPool(options: {
         );
       } finally {
         await started.session.close().catch(() => undefined);
+        const left = (probing.get(command) ?? 1) - 1;
+        if (left > 0) probing.set(command, left);
+        else probing.delete(command);
       }
     },
     /** Runs `work` on the owner's own process, starting it (again) when needed. */
