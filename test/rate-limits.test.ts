@@ -48,6 +48,43 @@ describe('request rate limits (per process)', () => {
   });
 });
 
+describe('requests another limit refused', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({
+      limits: { requestsPerMinute: { key: 2, user: 3, tenant: 5 } },
+    });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  const statuses = async (secret: string, times: number) =>
+    (await hit(server.url, secret, times)).map((response) => response.status);
+
+  it("do not use up the wider limits: a user over theirs leaves their tenant's to the others", async () => {
+    const operator = apiClient(server.url, testOperatorKey);
+    const tenantId = await seedTenant(operator, 'noisy-neighbour');
+    const noisy = await seedUser(operator, { tenantId, role: 'member' });
+    // The noisy key is served twice (its own limit), then refused by it eight times.
+    expect(await statuses(noisy.secret, 10)).toEqual([200, 200, ...Array(8).fill(429)]);
+    // Its user was served two requests of three: a second key of theirs gets the third.
+    const created = await operator.post<{ secret: string }>(
+      `/v1/tenants/${tenantId}/users/${noisy.userId}/api-keys`,
+      { name: 'second' },
+    );
+    expect(await statuses(created.body.secret, 3)).toEqual([200, 429, 429]);
+    // The tenant served three of five: another user gets the other two (their key's limit)...
+    const quiet = await seedUser(operator, { tenantId, role: 'member' });
+    expect(await statuses(quiet.secret, 2)).toEqual([200, 200]);
+    // ...and then the tenant's limit is spent for everyone.
+    const late = (
+      await hit(server.url, (await seedUser(operator, { tenantId, role: 'member' })).secret, 1)
+    )[0];
+    expect(await late?.json()).toMatchObject({ code: 'rate_limited', limitScope: 'tenant' });
+  });
+});
+
 describe('request rate limits when Redis is unreachable', () => {
   let server: TestServer;
   beforeAll(async () => {

@@ -88,12 +88,18 @@ export function createRequestLimiter(options: RequestLimiterOptions): RequestLim
     key: string,
   ) {
     const { points, policyId } = counter;
+    /** Gives the point back (a request another limit refused was not served). */
+    const refund = () =>
+      counter.limiter.reward(key, 1).then(
+        () => undefined,
+        (error: unknown) => options.onStoreError(error),
+      );
     try {
       const result = await counter.limiter.consume(key);
-      return { scope, points, policyId, result, allowed: true };
+      return { scope, points, policyId, result, allowed: true, refund };
     } catch (rejection) {
       if (rejection instanceof RateLimiterRes)
-        return { scope, points, policyId, result: rejection, allowed: false };
+        return { scope, points, policyId, result: rejection, allowed: false, refund: undefined };
       options.onStoreError(rejection);
       // Neither the store nor the insurance limiter answered: fail open for this request.
       return {
@@ -102,6 +108,7 @@ export function createRequestLimiter(options: RequestLimiterOptions): RequestLim
         policyId,
         result: new RateLimiterRes(points, 0, 0, false),
         allowed: true,
+        refund: undefined,
       };
     }
   }
@@ -128,6 +135,13 @@ export function createRequestLimiter(options: RequestLimiterOptions): RequestLim
         ),
       ]);
       const refused = outcomes.find((outcome) => !outcome.allowed);
+      // A refused request is not served, so it costs only the limits that refused it: counted
+      // against the wider ones too, one user over their own limit would use up their tenant's
+      // (and a key over its limit its user's), refusing everyone else.
+      if (refused !== undefined)
+        await Promise.all(
+          outcomes.map((outcome) => (outcome.allowed ? outcome.refund?.() : undefined)),
+        );
       const tightest =
         refused ??
         outcomes.reduce((low, outcome) =>
