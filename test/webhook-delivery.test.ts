@@ -23,6 +23,8 @@ let owner: pg.Client;
 let calm: WebhookReceiver;
 let slow: Server;
 let slowRequests = 0;
+let silent: Server;
+let silentRequests = 0;
 const timeoutMs = 500;
 
 interface Tenant {
@@ -75,6 +77,12 @@ beforeAll(async () => {
     for (const timer of trickles) clearInterval(timer);
   });
   await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+  // Takes every delivery and never answers.
+  silent = createServer((request) => {
+    silentRequests += 1;
+    request.resume();
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
   server = await startTestServer({
     webhooks: { allowPrivateNetworks: true, retryDelaysMs: [60_000], pollMs: 100, timeoutMs },
   });
@@ -84,6 +92,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   slow?.closeAllConnections();
+  silent?.closeAllConnections();
+  await new Promise<void>((resolve) =>
+    silent === undefined ? resolve() : silent.close(() => resolve()),
+  );
   await new Promise<void>((resolve) =>
     slow === undefined ? resolve() : slow.close(() => resolve()),
   );
@@ -128,5 +140,30 @@ describe('webhook receivers that never finish', () => {
       attempts: 1,
       lastError: `no answer within ${timeoutMs} ms`,
     });
+  });
+});
+
+describe('a tenant with a backlog of deliveries', () => {
+  it("does not hold up another tenant's webhooks behind it", async () => {
+    const operator = apiClient(server.url, testOperatorKey);
+    const flooder = await tenant(operator, 'flooder');
+    const waiting = await tenant(operator, 'waiting');
+    const port = (silent.address() as AddressInfo).port;
+    const hook = await flooder.admin.post<Created>('/v1/webhooks', {
+      url: `http://127.0.0.1:${port}/hooks`,
+      events: ['budget.threshold'],
+    });
+    // Thirty deliveries to a receiver that never answers: three claims of ten, each taking
+    // the whole timeout, if deliveries were sent oldest first whatever their tenant.
+    for (let index = 0; index < 30; index += 1)
+      await queue(flooder.tenantId, hook.body.id, `flood-${index}`);
+    const fine = await waiting.admin.post<Created>('/v1/webhooks', {
+      url: calm.url,
+      events: ['budget.threshold'],
+    });
+    await queue(waiting.tenantId, fine.body.id, 'waited');
+    await until(() => calm.received.some((delivery) => delivery.body.includes('"waited"')), 10_000);
+    // Sent in the first claim after it was queued (the one before may have taken ten).
+    expect(silentRequests).toBeLessThanOrEqual(20);
   });
 });

@@ -35,6 +35,7 @@ import { runsRequireAccessMigration } from './0034-runs-require-access.ts';
 import { memoriesMigration } from './0035-memories.ts';
 import { usersEditOwnProfileMigration } from './0036-users-edit-own-profile.ts';
 import { runCreatedAfterLockMigration } from './0037-run-created-after-lock.ts';
+import { webhookDeliveriesByTenantMigration } from './0038-webhook-deliveries-by-tenant.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -81,6 +82,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0035-memories': fromSql(memoriesMigration),
     '0036-users-edit-own-profile': fromSql(usersEditOwnProfileMigration),
     '0037-run-created-after-lock': fromSql(runCreatedAfterLockMigration),
+    '0038-webhook-deliveries-by-tenant': fromSql(webhookDeliveriesByTenantMigration),
   };
 }
 

@@ -285,7 +285,10 @@ export function createWebhookStore(database: Database, keyProvider?: KeyProvider
 
     /**
      * Claims up to `limit` due deliveries: each gets its next attempt time pushed out by
-     * `leaseMs` first, so a crash mid-send leaves it to be retried, not lost.
+     * `leaseMs` first, so a crash mid-send leaves it to be retried, not lost. Tenants take
+     * turns: every tenant's oldest due delivery comes before any tenant's second (then by due
+     * time), so a tenant with thousands of due deliveries to receivers that never answer holds
+     * another tenant's next delivery back by one claim at most, not by its whole backlog.
      */
     async claim(limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
       const rows = await database.withScope({ scheduler: true }, async (db) => {
@@ -305,9 +308,21 @@ export function createWebhookStore(database: Database, keyProvider?: KeyProvider
                  next_attempt_at = now() + ${`${leaseMs} milliseconds`}::interval
             from brigade.webhook_endpoints e
            where e.id = d.endpoint_id
-             and d.id in (select id from brigade.webhook_deliveries
-                           where status = 'pending' and next_attempt_at <= now()
-                           order by next_attempt_at limit ${limit} for update skip locked)
+             and d.id in (
+               select ranked.id from (
+                 select due.id, due.next_attempt_at,
+                        row_number() over (partition by due.tenant_id
+                                           order by due.next_attempt_at) as turn
+                   from (select distinct tenant_id from brigade.webhook_deliveries
+                          where status = 'pending' and next_attempt_at <= now()) tenants
+                  cross join lateral (
+                    select x.id, x.tenant_id, x.next_attempt_at
+                      from brigade.webhook_deliveries x
+                     where x.tenant_id = tenants.tenant_id and x.status = 'pending'
+                       and x.next_attempt_at <= now()
+                     order by x.next_attempt_at limit ${limit}
+                       for update skip locked) due) ranked
+                order by ranked.turn, ranked.next_attempt_at limit ${limit})
           returning d.id, d.tenant_id, d.attempts, d.event_type, d.payload, e.url,
                     e.id as endpoint_id, e.secret, e.sealed_secret`.execute(db);
         return result.rows;
