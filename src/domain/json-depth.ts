@@ -31,3 +31,20 @@ export function parseBoundedJson(text: string): unknown {
     throw new SyntaxError(`JSON nested deeper than ${maxJsonDepth} levels`);
   return JSON.parse(text) as unknown;
 }
+
+/**
+ * Whether an already parsed `value` nests arrays and objects deeper than `max`. It walks the
+ * value with a stack of its own, not by recursion, so it answers for any depth: for a value
+ * that arrived parsed (an MCP server's tool list, parsed by the SDK), before code that
+ * recurses over it (`JSON.stringify`, Ajv) runs out of stack.
+ */
+export function valueNestingExceeds(value: unknown, max = maxJsonDepth): boolean {
+  const pending: { readonly value: unknown; readonly depth: number }[] = [{ value, depth: 0 }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    if (next.value === null || typeof next.value !== 'object') continue;
+    const depth = next.depth + 1;
+    if (depth > max) return true;
+    for (const child of Object.values(next.value)) pending.push({ value: child, depth });
+  }
+  return false;
+}

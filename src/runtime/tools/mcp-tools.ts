@@ -1,6 +1,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { UserPrincipal } from '../../domain/identity/principal.ts';
+import { maxJsonDepth, valueNestingExceeds } from '../../domain/json-depth.ts';
 import {
   type McpServerAuth,
   parseMcpToolName,
@@ -257,8 +258,22 @@ export function createMcpToolProvider(options: {
         if (names.length === 0) continue;
         try {
           const tools = await toolsOf(server, request);
-          for (const tool of tools)
-            if (names.includes(tool.name)) result.push(definition(server, tool, request.claim));
+          for (const tool of tools) {
+            if (!names.includes(tool.name)) continue;
+            // A schema nested this deep (a few KB from a hostile or broken server) would
+            // exhaust the stack of everything that serialises the run's tools, failing every
+            // run of the agent: the tool is left out instead, like one the server does not list.
+            if (valueNestingExceeds(tool.inputSchema)) {
+              options.onListError?.(
+                server,
+                new Error(
+                  `the input schema of '${tool.name}' nests deeper than ${maxJsonDepth} levels; the tool is left out`,
+                ),
+              );
+              continue;
+            }
+            result.push(definition(server, tool, request.claim));
+          }
         } catch (error) {
           // The server's tools are then "not available" to the gate; the model is told so.
           options.onListError?.(server, error as Error);
