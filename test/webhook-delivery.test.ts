@@ -167,3 +167,42 @@ describe('a tenant with a backlog of deliveries', () => {
     expect(silentRequests).toBeLessThanOrEqual(20);
   });
 });
+
+describe('budget alerts while a backlog is being sent', () => {
+  it('are announced without waiting for the backlog to drain', async () => {
+    const operator = apiClient(server.url, testOperatorKey);
+    const flooder = await tenant(operator, 'flooder-two');
+    const waiting = await tenant(operator, 'alerted');
+    const port = (silent.address() as AddressInfo).port;
+    const hook = await flooder.admin.post<Created>('/v1/webhooks', {
+      url: `http://127.0.0.1:${port}/hooks`,
+      events: ['budget.threshold'],
+    });
+    const fine = await waiting.admin.post<Created>('/v1/webhooks', {
+      url: calm.url,
+      events: ['budget.threshold'],
+    });
+    const policy = await waiting.admin.post<Created>('/v1/policies', {
+      level: 'tenant',
+      limits: { budget: { amountUsd: 1, period: 'day' } },
+    });
+    expect([hook.status, fine.status, policy.status]).toEqual([201, 201, 201]);
+    const queued = silentRequests;
+    for (let index = 0; index < 30; index += 1)
+      await queue(flooder.tenantId, hook.body.id, `backlog-${index}`);
+    await until(() => silentRequests > queued);
+    // A budget alert of another tenant, recorded while the worker sends the backlog.
+    const before = silentRequests;
+    await ownerQuery(owner, waiting.tenantId, {
+      text: `insert into brigade.budget_alerts
+               (tenant_id, policy_id, subject_id, period_start, threshold, used, limit_value)
+             values ($1, $2, $1, date_trunc('day', now()), 80, 800000000, 1000000000)`,
+      values: [waiting.tenantId, policy.body.id],
+    });
+    await until(
+      () => calm.received.some((delivery) => delivery.body.includes(policy.body.id)),
+      10_000,
+    );
+    expect(silentRequests - before).toBeLessThanOrEqual(20);
+  });
+});

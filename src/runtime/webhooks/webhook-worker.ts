@@ -36,8 +36,11 @@ export function createWebhookWorker(options: WebhookWorkerOptions): WebhookWorke
   let again = false;
 
   async function tick(): Promise<void> {
-    await store.announceAlerts();
     for (;;) {
+      // Before every claim, not once a tick: a tick lasts while deliveries are due, and a
+      // backlog (one tenant's many endpoints to receivers that time out) must not keep other
+      // tenants' new alerts from being queued until it has drained.
+      await store.announceAlerts();
       const claimed = await store.claim(10, options.timeoutMs + 30_000);
       if (claimed.length === 0) return;
       await Promise.all(
