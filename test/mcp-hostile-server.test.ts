@@ -25,8 +25,35 @@ function deepSchema(levels: number): string {
   return `${open.repeat(levels)}{}${'}}'.repeat(levels)}`;
 }
 
+/** How much the `huge` tool's answer would carry (ten times the cap on one MCP response). */
+const hugeBytes = 40 * 1024 * 1024;
+
+/** Streams `{"jsonrpc":…,"result":{"content":[{"type":"text","text":"aaaa…"}]}}` of hugeBytes. */
+function streamHugeAnswer(
+  response: import('node:http').ServerResponse,
+  id: number | string,
+  sent: { bytes: number; finished: boolean },
+) {
+  response.writeHead(200, { 'content-type': 'application/json' });
+  response.write(
+    `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":{"content":[{"type":"text","text":"`,
+  );
+  const chunk = 'a'.repeat(64 * 1024);
+  const more = () => {
+    while (sent.bytes < hugeBytes && !response.destroyed) {
+      sent.bytes += chunk.length;
+      if (!response.write(chunk)) return void response.once('drain', more);
+    }
+    if (response.destroyed) return;
+    sent.finished = true;
+    response.end('"}]}}');
+  };
+  more();
+}
+
 async function startHostileMcpServer() {
   const calls: string[] = [];
+  const huge = { bytes: 0, finished: false };
   const http: Server = createServer((request, response) => {
     let body = '';
     request.on('data', (chunk: Buffer) => {
@@ -61,10 +88,12 @@ async function startHostileMcpServer() {
       if (message.method === 'tools/list')
         return answer(
           `{"tools":[{"name":"fine","inputSchema":{"type":"object"}},` +
+            `{"name":"huge","inputSchema":{"type":"object"}},` +
             `{"name":"deep","inputSchema":${deepSchema(depth)}}]}`,
         );
       if (message.method === 'tools/call') {
         calls.push(message.params?.name ?? '');
+        if (message.params?.name === 'huge') return streamHugeAnswer(response, message.id, huge);
         return answer('{"content":[{"type":"text","text":"fine answered"}]}');
       }
       return answer('{}');
@@ -75,6 +104,7 @@ async function startHostileMcpServer() {
   return {
     url: `http://127.0.0.1:${port}/mcp`,
     calls,
+    huge,
     close: () =>
       new Promise<void>((resolve) => {
         http.closeAllConnections();
@@ -128,5 +158,25 @@ describe('a hostile MCP server', () => {
     expect(deep.answer).not.toContain('returned');
     expect(mcp.calls).toEqual(['fine']);
     expect(server.logs.join('')).toContain("the input schema of 'deep' nests deeper than");
+  });
+
+  it('an answer past the cap on one MCP response fails the call, unread beyond the cap', async () => {
+    const agent = await admin.post<Created>('/v1/agents', {
+      name: 'exposed-huge',
+      tools: ['mcp:hostile:huge'],
+    });
+    expect(agent.status, JSON.stringify(agent.body)).toBe(201);
+    const huge = await runOnce(member, {
+      agentId: agent.body.id,
+      input: 'call mcp:hostile:huge {}',
+    });
+    // The tool failed; the run went on and the model was told why.
+    expect(huge.run).toMatchObject({ status: 'completed', errorCode: null });
+    expect(huge.answer).toContain('passed 4194304 bytes');
+    expect(huge.answer).not.toContain('aaaaaaaa');
+    // Brigade closed the connection: the server never got to send its whole answer.
+    await expect.poll(() => mcp.huge.bytes).toBeGreaterThan(0);
+    expect(mcp.huge.finished).toBe(false);
+    expect(mcp.huge.bytes).toBeLessThan(hugeBytes);
   });
 });

@@ -8,6 +8,7 @@ import {
   type StoredMcpServer,
 } from '../../domain/tools/mcp-types.ts';
 import type { RunClaim } from '../run-executor.ts';
+import { cappedFetch } from './capped-fetch.ts';
 import { assertEgressAllowed, type EgressPolicy } from './egress-guard.ts';
 import { type McpSession, type McpToolInfo, sessionOf } from './mcp-session.ts';
 import type { McpStdioPool } from './mcp-stdio-pool.ts';
@@ -22,14 +23,19 @@ export type McpConnect = (options: {
   readonly signal: AbortSignal;
 }) => Promise<McpSession>;
 
+/** The most one HTTP response of an MCP server may carry (as a stdio server's message). */
+export const maxMcpResponseBytes = 4 * 1024 * 1024;
+
 /**
  * Connects to a Streamable HTTP MCP server with the SDK: the headers go with every request,
- * redirects are not followed.
+ * redirects are not followed, and a response body (a JSON answer, or an event stream, which
+ * the SDK buffers event by event) fails past {@link maxMcpResponseBytes}.
  */
 export const connectStreamableHttp: McpConnect = async ({ url, headers, signal }) => {
   const client = new Client({ name: 'brigade', version: '0.1.0' });
   const transport = new StreamableHTTPClientTransport(url, {
     requestInit: { headers: { ...headers }, redirect: 'manual' },
+    fetch: cappedFetch(maxMcpResponseBytes),
   });
   await client.connect(transport, { signal });
   return sessionOf(client);
