@@ -35,7 +35,17 @@ describe('isPrivateAddress', () => {
   });
 
   it('refuses loopback, link-local, unique-local and unspecified IPv6', () => {
-    for (const address of ['::', '::1', 'fe80::1', 'fd12:3456::1', 'ff02::1'])
+    for (const address of [
+      '::',
+      '::1',
+      'fe80::1',
+      'fd12:3456::1',
+      'ff02::1',
+      'fec0::1',
+      '64:ff9b:1::a00:1',
+      '2001:0:4136:e378:8000:63bf:3fff:fdd2',
+      '100::1',
+    ])
       expect(isPrivateAddress(address), address).toBe(true);
   });
 });

@@ -32,8 +32,15 @@ for (const [network, prefix] of [
 for (const [network, prefix] of [
   ['::', 128],
   ['::1', 128],
+  // Local-use NAT64 (RFC 8215): the IPv4 address it leads to is the operator's to define.
+  ['64:ff9b:1::', 48],
+  ['100::', 64],
+  // Teredo: the IPv4 address it leads to is embedded obfuscated.
+  ['2001::', 32],
   ['fc00::', 7],
   ['fe80::', 10],
+  // Site-local (deprecated, still routed inside some networks).
+  ['fec0::', 10],
   ['ff00::', 8],
 ] as const)
   privateRanges.addSubnet(network, prefix, 'ipv6');
