@@ -12,6 +12,7 @@ import { cappedFetch } from './capped-fetch.ts';
 import { assertEgressAllowed, type EgressPolicy } from './egress-guard.ts';
 import { type McpSession, type McpToolInfo, sessionOf } from './mcp-session.ts';
 import type { McpStdioPool } from './mcp-stdio-pool.ts';
+import { sliceChars } from './read-capped.ts';
 import type { ToolDefinition } from './tool-registry.ts';
 
 export type { McpCallResult, McpSession, McpToolInfo } from './mcp-session.ts';
@@ -22,6 +23,9 @@ export type McpConnect = (options: {
   readonly headers: Readonly<Record<string, string>>;
   readonly signal: AbortSignal;
 }) => Promise<McpSession>;
+
+/** The longest description of an MCP tool a model is given (longer ones are cut). */
+export const maxMcpDescriptionChars = 2_000;
 
 /** The most one HTTP response of an MCP server may carry (as a stdio server's message). */
 export const maxMcpResponseBytes = 4 * 1024 * 1024;
@@ -222,7 +226,11 @@ export function createMcpToolProvider(options: {
     const timeoutMs = timeoutOf(server);
     return {
       name: `mcp:${server.name}:${tool.name}`,
-      description: tool.description ?? `Tool ${tool.name} of MCP server ${server.name}.`,
+      // As long as a tenant's own tool's may be: a server's text reaches every run's prompt.
+      description: sliceChars(
+        tool.description ?? `Tool ${tool.name} of MCP server ${server.name}.`,
+        maxMcpDescriptionChars,
+      ),
       inputSchema: tool.inputSchema,
       risk: server.risk,
       kind: 'mcp',
