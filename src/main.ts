@@ -171,7 +171,9 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       logger.warn({ err: { message: (error as Error).message } }, 'writing spans failed'),
   });
   const budgets = createBudgetStore(storage.database);
-  const webhookStore = createWebhookStore(storage.database, vaultKeys?.provider);
+  const webhookStore = createWebhookStore(storage.database, vaultKeys?.provider, {
+    maxPerTenant: config.webhooks.maxPerTenant,
+  });
   const webhookWorker = createWebhookWorker({
     store: webhookStore,
     logger,

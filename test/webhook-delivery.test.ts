@@ -206,3 +206,33 @@ describe('budget alerts while a backlog is being sent', () => {
     expect(silentRequests - before).toBeLessThanOrEqual(20);
   });
 });
+
+describe('webhooks per tenant', () => {
+  it('are capped at webhooks.maxPerTenant, also when created all at once', async () => {
+    const operator = apiClient(server.url, testOperatorKey);
+    const { admin } = await tenant(operator, 'many-hooks');
+    const attempts = await Promise.all(
+      Array.from({ length: 30 }, (_, index) =>
+        admin.post<Created & { code?: string }>('/v1/webhooks', {
+          url: `${calm.url}?n=${index}`,
+          events: ['budget.threshold'],
+        }),
+      ),
+    );
+    const created = attempts.filter((attempt) => attempt.status === 201);
+    const refused = attempts.filter((attempt) => attempt.status !== 201);
+    expect(created).toHaveLength(25);
+    expect(refused.map((attempt) => [attempt.status, attempt.body.code])).toEqual(
+      Array(5).fill([409, 'webhook_limit_exceeded']),
+    );
+    const listed = await admin.get<{ data: unknown[] }>('/v1/webhooks');
+    expect(listed.body.data).toHaveLength(25);
+    // Deleting one makes room for one.
+    expect((await admin.request('DELETE', `/v1/webhooks/${created[0]?.body.id}`)).status).toBe(204);
+    const again = await admin.post('/v1/webhooks', {
+      url: calm.url,
+      events: ['budget.threshold'],
+    });
+    expect(again.status).toBe(201);
+  });
+});

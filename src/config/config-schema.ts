@@ -297,6 +297,8 @@ const webhooksSchema = z
       .default([5_000, 30_000, 120_000, 600_000, 1_800_000, 3_600_000, 7_200_000]),
     /** How often each process looks for due deliveries, in milliseconds. */
     pollMs: z.int().min(50).max(60_000).default(1_000),
+    /** Webhooks one tenant may have (each event is delivered to every one of them). */
+    maxPerTenant: z.int().min(1).max(10_000).default(25),
   })
   .prefault({});
 

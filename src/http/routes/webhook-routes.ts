@@ -6,7 +6,7 @@ import { assertCan } from '../../domain/identity/principal.ts';
 import { isPrivateAddress, newWebhookSecret } from '../../runtime/webhooks/webhook-sender.ts';
 import type { WebhookEndpoint } from '../../storage/webhooks/webhook-store.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
+import { authedRoute, idParam, jsonBody, jsonResponse, problemResponse } from '../route-helpers.ts';
 
 /** Events a webhook can subscribe to. */
 export const webhookEvents = ['budget.threshold'] as const;
@@ -50,6 +50,9 @@ const createWebhook = authedRoute({
         }),
       }),
       'The webhook and its signing secret.',
+    ),
+    409: problemResponse(
+      'The tenant has `webhooks.maxPerTenant` webhooks already (`webhook_limit_exceeded`).',
     ),
   },
 });

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type Selectable, sql } from 'kysely';
+import { AppError } from '../../domain/errors.ts';
 import type { UserPrincipal } from '../../domain/identity/principal.ts';
 import { open, seal } from '../../domain/tools/vault-crypto.ts';
 import type { KeyProviderV1 } from '../../plugin-api/index.ts';
@@ -110,7 +111,11 @@ const secretContext = (tenantId: string, endpointId: string) =>
  * Webhook endpoints (admins), the delivery outbox, and budget alerts. With the vault's key
  * provider, signing secrets are stored sealed with the tenant's data key; without one, plain.
  */
-export function createWebhookStore(database: Database, keyProvider?: KeyProviderV1) {
+export function createWebhookStore(
+  database: Database,
+  keyProvider?: KeyProviderV1,
+  limits: { readonly maxPerTenant: number } = { maxPerTenant: 25 },
+) {
   const vault = keyProvider === undefined ? undefined : createVaultKeys(keyProvider);
 
   /** The claimed rows' secrets, opened with their tenants' keys (one scope per tenant). */
@@ -150,6 +155,21 @@ export function createWebhookStore(database: Database, keyProvider?: KeyProvider
       input: { url: string; events: readonly string[]; description: string | null; secret: string },
     ): Promise<WebhookEndpoint> {
       return database.withScope(scopeFor(principal), async (db) => {
+        // Two creations at once count each other: the tenant's creations take turns.
+        await sql`select pg_advisory_xact_lock(hashtext('brigade.webhooks'), hashtext(${principal.tenantId}::text))`.execute(
+          db,
+        );
+        const { count } = await db
+          .selectFrom('brigade.webhook_endpoints')
+          .select((eb) => eb.fn.countAll<string>().as('count'))
+          .where('tenant_id', '=', principal.tenantId)
+          .executeTakeFirstOrThrow();
+        if (Number(count) >= limits.maxPerTenant)
+          throw new AppError(
+            'webhook_limit_exceeded',
+            `The tenant has ${limits.maxPerTenant} webhooks, the most it may have; delete one first.`,
+            { details: { maxPerTenant: limits.maxPerTenant } },
+          );
         const id = randomUUID();
         const key = vault === undefined ? undefined : await vault.tenantKey(db, principal.tenantId);
         const row = await db
