@@ -15,7 +15,7 @@ import { createIdentityStore } from '../storage/identity/identity-store.ts';
 import { openStorage } from '../storage/open-storage.ts';
 import { createCredentialStore } from '../storage/tools/credential-store.ts';
 import { loadVaultKeySource } from '../storage/vault-key-provider.ts';
-import { createMockModelServer, type MockFault } from '../testing/index.ts';
+import { createMockModelServer, type MockFault, parseMockFaults } from '../testing/index.ts';
 import { resolveTenant, runAdminCommand } from './admin-commands.ts';
 import { type CliIo, describeFailure, UsageError } from './cli-output.ts';
 import { required, usageReport } from './usage-command.ts';
@@ -152,13 +152,14 @@ async function serveMockModel(
   const port = flags.port === undefined ? 0 : Number.parseInt(flags.port, 10);
   if (!Number.isInteger(port) || port < 0 || port > 65_535)
     throw new UsageError('--port must be a port number');
-  let faults: MockFault | undefined;
+  let faults: readonly MockFault[] | undefined;
   if (flags.fault !== undefined) {
-    try {
-      faults = JSON.parse(flags.fault) as MockFault;
-    } catch {
-      throw new UsageError('--fault must be JSON, e.g. {"failRate":0.5,"fault":{"status":503}}');
-    }
+    const parsed = parseMockFaults(flags.fault);
+    if (parsed instanceof Error)
+      throw new UsageError(
+        `--fault: ${parsed.message} (e.g. {"status":503} or {"failRate":0.5,"fault":{"status":503}})`,
+      );
+    faults = parsed;
   }
   const mock = await createMockModelServer({ port, ...(faults === undefined ? {} : { faults }) });
   io.out(`mock model listening on ${mock.url} (OpenAI chat completions; model "mock-model")`);

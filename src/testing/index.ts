@@ -1,4 +1,5 @@
 export { defaultMockReply } from './internal/default-mock-reply.ts';
+export { parseMockFaults } from './internal/mock-faults.ts';
 export type {
   MockAuthorization,
   MockCallOutcome,

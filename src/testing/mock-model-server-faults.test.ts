@@ -9,7 +9,7 @@ import {
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { MockModelServer } from './index.ts';
-import { createMockModelServer } from './index.ts';
+import { createMockModelServer, parseMockFaults } from './index.ts';
 import { clientFor, collect, hello, postChat, withServer } from './internal/openai-test-kit.ts';
 
 let server: MockModelServer;
@@ -52,6 +52,36 @@ describe('createMockModelServer fault injection', () => {
 
     const next = await client.chat.completions.create(hello);
     expect(next.choices[0]?.message.content).toBe('echo: hello there');
+  });
+
+  it('answers 400 naming the field for an x-mock-fault it cannot apply', async () => {
+    for (const [fault, message] of [
+      ['5', /must be an object/],
+      ['{"status":"503"}', /status: .*expected number/],
+      ['{"latncyMs":200}', /Unrecognized key: "latncyMs"/],
+      ['{"failRate":2,"fault":{"status":503}}', /failRate: /],
+    ] as const) {
+      const response = await postChat(
+        server,
+        { model: 'm', messages: [] },
+        { 'x-mock-fault': fault },
+      );
+      expect(response.status, fault).toBe(400);
+      const body = (await response.json()) as { error: { message: string } };
+      expect(body.error.message, fault).toMatch(message);
+    }
+  });
+
+  it('parses the faults the CLI takes, one or a list', () => {
+    expect(parseMockFaults('{"failRate":0.5,"fault":{"status":503}}')).toEqual([
+      { failRate: 0.5, fault: { status: 503 } },
+    ]);
+    expect(parseMockFaults('[{"latencyMs":5},{"reset":true}]')).toEqual([
+      { latencyMs: 5 },
+      { reset: true },
+    ]);
+    expect(String(parseMockFaults('[{"status":503},{"status":200}]'))).toMatch(/\[1\]\.status: /);
+    expect(String(parseMockFaults('{'))).toMatch(/must be JSON/);
   });
 
   it('lets a client with retries recover from a scripted 503', async () => {

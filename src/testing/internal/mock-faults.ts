@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { MockFault, MockFaultEffects } from './mock-model-types.ts';
 
 /** The request header through which a single request asks for a fault (a JSON {@link MockFault}). */
@@ -46,22 +47,66 @@ export function resolveFaults(
   return merged;
 }
 
+const faultEffectsSchema = z.strictObject({
+  latencyMs: z.number().min(0).optional(),
+  status: z.int().min(400).max(599).optional(),
+  retryAfterSeconds: z.number().min(0).optional(),
+  retryAfterMs: z.number().min(0).optional(),
+  errorMessage: z.string().optional(),
+  hang: z.boolean().optional(),
+  reset: z.boolean().optional(),
+  resetAfterChunks: z.int().min(0).optional(),
+  malformedChunk: z.boolean().optional(),
+  tokenDelayMs: z.number().min(0).optional(),
+});
+
+const probabilisticFaultSchema = z.strictObject({
+  failRate: z.number().min(0).max(1),
+  fault: faultEffectsSchema,
+});
+
+/** One fault: probabilistic when it has `failRate`, else effects applied to every request. */
+function parseFault(value: unknown, where: string): MockFault | Error {
+  const isObject = typeof value === 'object' && value !== null && !Array.isArray(value);
+  if (!isObject) return new Error(`${where}must be an object`);
+  const schema = 'failRate' in value ? probabilisticFaultSchema : faultEffectsSchema;
+  const result = schema.safeParse(value);
+  if (result.success) return result.data as MockFault;
+  const issue = result.error.issues[0];
+  const path = [where.replace(/: $/, ''), ...(issue?.path ?? []).map(String)].filter(Boolean);
+  return new Error(`${path.join('.')}${path.length > 0 ? ': ' : ''}${issue?.message ?? 'invalid'}`);
+}
+
 /**
- * Reads the `x-mock-fault` header: absent gives no faults, JSON that is an object (or array of
- * objects) gives those, anything else is an error the server reports as a 400.
+ * Checks a {@link MockFault} or a list of them written as JSON (the `x-mock-fault` header, the
+ * CLI's `--fault`): known fields with their types, an error status 400–599. A fault the server
+ * cannot apply would otherwise fail every request with a 500 of its own.
+ */
+export function parseMockFaults(text: string): readonly MockFault[] | Error {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return new Error('must be JSON: a fault object or an array of them');
+  }
+  const items = Array.isArray(parsed) ? parsed : [parsed];
+  const faults: MockFault[] = [];
+  for (const [index, item] of items.entries()) {
+    const fault = parseFault(item, Array.isArray(parsed) ? `[${index}]: ` : '');
+    if (fault instanceof Error) return fault;
+    faults.push(fault);
+  }
+  return faults;
+}
+
+/**
+ * Reads the `x-mock-fault` header: absent gives no faults, a valid fault (or array of them)
+ * gives those, anything else is an error the server reports as a 400.
  */
 export function parseFaultHeader(value: string | undefined): readonly MockFault[] | Error {
   if (value === undefined) return [];
-  try {
-    const parsed: unknown = JSON.parse(value);
-    const list: unknown[] = Array.isArray(parsed) ? parsed : [parsed];
-    if (list.every((item) => typeof item === 'object' && item !== null && !Array.isArray(item))) {
-      return list as MockFault[];
-    }
-  } catch {
-    // Reported below.
-  }
-  return new Error(`${faultHeader} must be a JSON object or an array of them`);
+  const faults = parseMockFaults(value);
+  return faults instanceof Error ? new Error(`${faultHeader}: ${faults.message}`) : faults;
 }
 
 /** An OpenAI-shaped error body: `{ error: { message, type, param, code } }`. */
