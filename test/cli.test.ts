@@ -295,15 +295,6 @@ describe('bad input', () => {
     );
   });
 
-  it('exits 2 for a mock-model fault it cannot apply, before listening', async () => {
-    expectOneLineFailure(
-      await cli('mock-model', '--port', '0', '--fault', '{"status":"503"}'),
-      2,
-      /^brigade: --fault: status: .*expected number/,
-    );
-    expectOneLineFailure(await cli('mock-model', '--fault', '5'), 2, /--fault: must be an object/);
-  });
-
   it('exits 1 for a duplicate slug', async () => {
     expectOneLineFailure(await cli('tenants', 'create', '--slug', 'acme'), 1, /conflict/);
   });

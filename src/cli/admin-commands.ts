@@ -66,6 +66,21 @@ async function resolveUser(
   }
 }
 
+/** Every row of a paged listing, page after page (the API's pages hold at most 100). */
+async function allPages<T>(
+  page: (
+    after: string | undefined,
+  ) => Promise<{ readonly data: readonly T[]; readonly nextCursor: string | null }>,
+): Promise<T[]> {
+  const rows: T[] = [];
+  for (let after: string | undefined; ; ) {
+    const current = await page(after);
+    rows.push(...current.data);
+    if (current.nextCursor === null) return rows;
+    after = current.nextCursor;
+  }
+}
+
 function emit(output: { io: CliIo; json: boolean }, value: object, human: () => void): void {
   if (output.json) output.io.out(JSON.stringify(value, null, 2));
   else human();
@@ -98,8 +113,9 @@ export async function runAdminCommand(options: {
       return;
     }
     case 'tenants list': {
-      const page = await identity.listTenants(operator, { limit: 100 });
-      const tenants = page.data.map(tenantResponse);
+      const tenants = (
+        await allPages((after) => identity.listTenants(operator, { limit: 100, after }))
+      ).map(tenantResponse);
       emit(output, tenants, () =>
         printTable(io, tenants, ['id', 'slug', 'name', 'status', 'createdAt']),
       );
@@ -120,9 +136,9 @@ export async function runAdminCommand(options: {
     }
     case 'users list': {
       const tenantId = await resolveTenant(identity, required(flags, 'tenant'));
-      const users = (await identity.listUsers(operator, tenantId, { limit: 100 })).data.map(
-        userResponse,
-      );
+      const users = (
+        await allPages((after) => identity.listUsers(operator, tenantId, { limit: 100, after }))
+      ).map(userResponse);
       emit(output, users, () =>
         printTable(io, users, ['id', 'email', 'displayName', 'role', 'status']),
       );
@@ -159,8 +175,10 @@ export async function runAdminCommand(options: {
       const tenantId = await resolveTenant(identity, required(flags, 'tenant'));
       const userId = await resolveUser(identity, tenantId, required(flags, 'user'));
       const keys = (
-        await identity.listApiKeys(operator, { tenantId, userId }, { limit: 100 })
-      ).data.map((key) => apiKeyResponse(key));
+        await allPages((after) =>
+          identity.listApiKeys(operator, { tenantId, userId }, { limit: 100, after }),
+        )
+      ).map((key) => apiKeyResponse(key));
       emit(output, keys, () =>
         printTable(io, keys, ['id', 'name', 'prefix', 'status', 'expiresAt', 'lastUsedAt']),
       );

@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../src/cli/main.ts';
+import { loadConfig } from '../src/config/index.ts';
+import { type Brigade, createBrigade } from '../src/main.ts';
+import { createLogger } from '../src/observability/index.ts';
+import { apiClient, seedTenant } from './support/api-client.ts';
+import { createTestDatabase, type TestDatabase, testOperatorKey } from './support/test-brigade.ts';
+
+let database: TestDatabase;
+let brigade: Brigade;
+let serverUrl: string;
+
+/** Runs the CLI on the test database; returns its exit status and what it printed. */
+async function cli(...argv: string[]): Promise<{ status: number; out: string[]; err: string[] }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const status = await runCli(
+    argv,
+    { out: (text) => out.push(text), err: (text) => err.push(text) },
+    { DATABASE_URL: database.url, LOG_LEVEL: 'silent' },
+  );
+  return { status, out, err };
+}
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  const config = loadConfig({
+    file: { server: { port: 0, shutdownGraceMs: 1000 } },
+    env: { DATABASE_URL: database.url, BRIGADE_OPERATOR_KEY: testOperatorKey, LOG_LEVEL: 'silent' },
+  });
+  brigade = await createBrigade({ config, logger: createLogger({ level: 'silent' }) });
+  serverUrl = await brigade.listen();
+});
+
+afterAll(async () => {
+  await brigade?.stop();
+  await database?.drop();
+});
+
+describe('brigade listings', () => {
+  it('lists every tenant, past the first page of 100', async () => {
+    const operator = apiClient(serverUrl, testOperatorKey);
+    for (let batch = 0; batch < 11; batch += 1)
+      await Promise.all(
+        Array.from({ length: 10 }, (_, index) => seedTenant(operator, `many-${batch}-${index}`)),
+      );
+    const run = await cli('tenants', 'list', '--json');
+    expect(run.err).toEqual([]);
+    expect(run.status).toBe(0);
+    const slugs = (JSON.parse(run.out.join('\n')) as { slug: string }[]).map((row) => row.slug);
+    expect(slugs.filter((slug) => slug.startsWith('many-'))).toHaveLength(110);
+    expect(new Set(slugs).size).toBe(slugs.length);
+  });
+});
+
+describe('brigade mock-model', () => {
+  it('exits 2 with one line for a fault it cannot apply, before listening', async () => {
+    for (const [fault, message] of [
+      ['{"status":"503"}', /^brigade: --fault: status: .*expected number/],
+      ['5', /^brigade: --fault: must be an object/],
+    ] as const) {
+      const run = await cli('mock-model', '--port', '0', '--fault', fault);
+      expect(run.status, fault).toBe(2);
+      expect(run.out).toEqual([]);
+      expect(run.err).toEqual([expect.stringMatching(message)]);
+    }
+  });
+});
