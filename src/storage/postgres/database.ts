@@ -86,7 +86,10 @@ export function createPool(options: CreateDatabaseOptions): pg.Pool {
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 10_000,
   });
+  // pool.end() resolves before its connections have closed, so an embedded server stopped
+  // right after can still terminate them: expected then, not worth a warning.
   pool.on('error', (error) => {
+    if (pool.ending) return;
     options.logger.warn({ err: { message: error.message } }, 'idle database client failed');
   });
   pool.on('connect', (client) => {
@@ -95,6 +98,7 @@ export function createPool(options: CreateDatabaseOptions): pg.Pool {
     // dies (terminated, failover) would emit 'error' to no one and end the process. Its query
     // in flight fails anyway, and the transaction releases it as broken.
     client.on('error', (error) => {
+      if (pool.ending) return;
       options.logger.warn({ err: { message: error.message } }, 'database connection failed');
     });
   });
@@ -253,6 +257,9 @@ export function createDatabase(options: CreateDatabaseOptions): Database {
     },
     async close() {
       await db.destroy();
+      // Kysely ends the pool only once it ran a query itself; the start-up checks use the
+      // pool directly, so a process that stops right after them would keep its connection.
+      if (!pool.ending) await pool.end();
     },
   };
 }
