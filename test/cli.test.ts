@@ -267,7 +267,7 @@ describe('bad input', () => {
     expectOneLineFailure(
       await cli('users', 'create', '--tenant', 'acme', '--role', 'superuser'),
       1,
-      /^brigade: invalid input: flags\.role: /,
+      /^brigade: invalid input: --role: /,
     );
   });
 
@@ -275,7 +275,7 @@ describe('bad input', () => {
     expectOneLineFailure(
       await cli('tenants', 'create', '--slug', 'Not A Slug'),
       1,
-      /invalid input: flags\.slug/,
+      /invalid input: --slug/,
     );
     expectOneLineFailure(
       await cli(
@@ -291,8 +291,10 @@ describe('bad input', () => {
         'tomorrow',
       ),
       1,
-      /invalid input: flags\.expiresAt/,
+      /invalid input: --expires-at/,
     );
+    const zone = await cli('tenants', 'create', '--slug', 'zoned', '--time-zone', 'Mars/Base');
+    expectOneLineFailure(zone, 1, /invalid input: --time-zone: /);
   });
 
   it('exits 1 for a duplicate slug', async () => {

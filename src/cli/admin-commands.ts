@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { AppError } from '../domain/errors.ts';
+import { AppError, ValidationError } from '../domain/errors.ts';
 import type { IdentityService } from '../domain/identity/identity-service.ts';
 import type { Principal } from '../domain/identity/principal.ts';
 import { toValidationError } from '../http/error-response.ts';
@@ -18,10 +18,24 @@ export type Flags = Readonly<Record<string, string | boolean | undefined>>;
 
 const operator: Principal = { kind: 'operator' };
 
+/** The command-line flag that sets a field of an API schema (`expiresAt` → `--expires-at`). */
+function flagFor(field: string): string {
+  if (field === 'displayName') return '--name';
+  return `--${field.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`;
+}
+
+/** Validates flags with the API's schema; problems name the flag that was typed. */
 function parse<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
   const result = schema.safeParse(input);
-  if (!result.success) throw toValidationError('flags', result.error.issues);
-  return result.data;
+  if (result.success) return result.data;
+  const { issues } = toValidationError('', result.error.issues);
+  throw new ValidationError(
+    issues.map((issue) => {
+      const [field = '', ...rest] = issue.path.split('.').filter((part) => part !== '');
+      const item = rest.length === 0 ? '' : ` (item ${rest.map((part) => Number(part) + 1)})`;
+      return { path: `${flagFor(field)}${item}`, message: issue.message };
+    }),
+  );
 }
 
 function required(flags: Flags, name: string): string {
