@@ -17,6 +17,26 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
+/**
+ * The reason a listener could not start, in the operator's terms: the address and the setting
+ * that chooses it (Node's `listen EADDRINUSE: address already in use` names neither).
+ */
+function describeListenError(error: Error, settings: Config['server']): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  const address = `${settings.host}:${settings.port}`;
+  const fix = 'set server.port or BRIGADE_PORT (0 picks a free port)';
+  if (code === 'EADDRINUSE')
+    return new Error(`cannot listen on ${address}: the port is in use; ${fix}`, { cause: error });
+  if (code === 'EACCES')
+    return new Error(`cannot listen on ${address}: permission denied; ${fix}`, { cause: error });
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND')
+    return new Error(
+      `cannot listen on ${address}: no such address on this machine; set server.host or BRIGADE_HOST`,
+      { cause: error },
+    );
+  return error;
+}
+
 /** Serves `app` on node:http (with the access log) as `config.server` says. */
 export function createHttpServer(options: {
   readonly app: BrigadeApp;
@@ -31,7 +51,7 @@ export function createHttpServer(options: {
       return new Promise((resolve, reject) => {
         // hostname: the host of requests that name none (HTTP/1.0 health checks send no Host).
         const created = createAdaptorServer({ fetch: wrapped, hostname: settings.host });
-        created.once('error', reject);
+        created.once('error', (error) => reject(describeListenError(error, settings)));
         created.listen(
           { port: settings.port, host: settings.host, backlog: settings.listenBacklog },
           () => {
