@@ -30,7 +30,7 @@ const serverSchema = z
     streamReauthMs: z.int().min(100).max(3_600_000).default(15_000),
     /** How long a graceful shutdown waits for in-flight requests, in milliseconds. */
     shutdownGraceMs: z.int().min(0).max(600_000).default(10_000),
-    /** Per-request timeout for ordinary (non-streaming) requests, in milliseconds. */
+    /** Time allowed to receive a whole request (Node's `requestTimeout`), in milliseconds. */
     requestTimeoutMs: z.int().min(100).max(600_000).default(30_000),
     /** Listen backlog (capped by net.core.somaxconn); Node's 511 reset bursts of clients. */
     listenBacklog: z.int().min(1).max(65_535).default(4096),
@@ -73,8 +73,8 @@ const authSchema = z
     /** Accepted clock skew when checking JWT `exp`/`nbf`, in seconds. */
     jwtClockToleranceSeconds: z.int().min(0).max(600).default(30),
     /**
-     * Lets tenants' JWKS URLs reach private addresses (an identity provider on the internal
-     * network of a self-hosted deployment); loopback URLs are allowed either way.
+     * Lets tenants' JWKS URLs reach private addresses, loopback included (an identity provider
+     * on the internal network of a self-hosted deployment, or on localhost in development).
      */
     jwksAllowPrivateNetworks: z.boolean().default(false),
   })
@@ -134,8 +134,9 @@ const modelsSchema = z
       })
       .prefault({}),
     /**
-     * Prices in USD per million tokens, by model id (`gpt-4o`) or `<provider>:<model id>`; the
-     * longest matching prefix wins. Overrides and extends the built-in table.
+     * Prices in USD per million tokens, by model id (`gpt-4o`) or `<provider>:<model id>`: a key
+     * covers the id, its dated variants, or every id it begins when it ends in `:`, `/` or `-`;
+     * the most specific wins (see gateway/pricing.ts). Overrides and extends the built-in table.
      */
     prices: z.record(z.string().min(1).max(200), priceSchema).default({}),
     /** Price of a model found in no table; budgets need one, so it errs on the expensive side. */
