@@ -53,6 +53,35 @@ describe('brigade listings', () => {
   });
 });
 
+describe('brigade usage report --user', () => {
+  it('takes an e-mail, as the help says, and names an unknown one', async () => {
+    const operator = apiClient(serverUrl, testOperatorKey);
+    const tenantId = await seedTenant(operator, 'usage-by-mail');
+    const created = await operator.post<{ id: string }>(`/v1/tenants/${tenantId}/users`, {
+      email: 'ada@usage.test',
+      role: 'member',
+    });
+    expect(created.status).toBe(201);
+    const byMail = await cli(
+      'usage',
+      'report',
+      '--tenant',
+      'usage-by-mail',
+      '--user',
+      'ADA@usage.test',
+      '--json',
+    );
+    expect(byMail.err).toEqual([]);
+    expect(byMail.status).toBe(0);
+    expect(JSON.parse(byMail.out.join('\n'))).toMatchObject({ totals: { requests: 0 } });
+    const unknown = await cli('usage', 'report', '--tenant', 'usage-by-mail', '--user', 'nobody');
+    expect(unknown.status).toBe(1);
+    expect(unknown.err).toEqual([
+      "brigade: user_not_found: no user with e-mail 'nobody' in this tenant",
+    ]);
+  });
+});
+
 describe('brigade mock-model', () => {
   it('exits 2 with one line for a fault it cannot apply, before listening', async () => {
     for (const [fault, message] of [

@@ -64,12 +64,14 @@ export async function resolveTenant(identity: IdentityService, reference: string
   throw new AppError('tenant_not_found', `no tenant with slug or id '${reference}'`);
 }
 
-async function resolveUser(
+/** A user of the tenant by id, or else by e-mail (case-insensitive); an e-mail must exist. */
+export async function resolveUser(
   identity: IdentityService,
   tenantId: string,
   reference: string,
 ): Promise<string> {
-  if (/^[0-9a-f-]{36}$/i.test(reference)) return reference;
+  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(reference))
+    return reference;
   for (let after: string | undefined; ; ) {
     const page = await identity.listUsers(operator, tenantId, { limit: 100, after });
     const found = page.data.find((user) => user.email?.toLowerCase() === reference.toLowerCase());

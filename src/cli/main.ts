@@ -16,7 +16,7 @@ import { openStorage } from '../storage/open-storage.ts';
 import { createCredentialStore } from '../storage/tools/credential-store.ts';
 import { loadVaultKeySource } from '../storage/vault-key-provider.ts';
 import { createMockModelServer, type MockFault, parseMockFaults } from '../testing/index.ts';
-import { resolveTenant, runAdminCommand } from './admin-commands.ts';
+import { resolveTenant, resolveUser, runAdminCommand } from './admin-commands.ts';
 import { type CliIo, describeFailure, UsageError } from './cli-output.ts';
 import { required, usageReport } from './usage-command.ts';
 
@@ -276,9 +276,12 @@ export async function runCli(
       }
       const identity = createIdentityService({ store: createIdentityStore(storage.database) });
       if (full === 'usage report') {
+        const tenantId = await resolveTenant(identity, required(parsed.values.tenant, 'tenant'));
+        const user = parsed.values.user;
         await usageReport({
           database: storage.database,
-          tenantId: await resolveTenant(identity, required(parsed.values.tenant, 'tenant')),
+          tenantId,
+          userId: user === undefined ? undefined : await resolveUser(identity, tenantId, user),
           flags: parsed.values,
           io,
         });

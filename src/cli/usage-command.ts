@@ -28,6 +28,8 @@ function date(value: string | boolean | undefined, name: string): Date | undefin
 export async function usageReport(options: {
   readonly database: Database;
   readonly tenantId: string;
+  /** `--user`, resolved to an id (the flag takes an id or an e-mail). */
+  readonly userId: string | undefined;
   readonly flags: Readonly<Record<string, string | boolean | undefined>>;
   readonly io: CliIo;
 }): Promise<void> {
@@ -41,7 +43,6 @@ export async function usageReport(options: {
     throw new UsageError(
       `--group-by: unknown ${unknown.join(', ')} (use ${usageDimensions.join(', ')})`,
     );
-  const user = flags['user'];
   const report = await createUsageService({ store: createUsageStore(options.database) }).report(
     { kind: 'operator' },
     {
@@ -49,7 +50,7 @@ export async function usageReport(options: {
       from: date(flags['from'], 'from'),
       to: date(flags['to'], 'to'),
       groupBy: groupBy as UsageDimension[],
-      userId: typeof user === 'string' ? user : undefined,
+      userId: options.userId,
     },
   );
   if (report.truncated)
