@@ -82,6 +82,19 @@ describe('brigade usage report --user', () => {
   });
 });
 
+describe('flag names in refusals', () => {
+  it('names the flag when the service refuses a value, not the API field', async () => {
+    const zone = await cli('tenants', 'create', '--slug', 'zoned', '--time-zone', 'US/Pacific-New');
+    expect(zone.status).toBe(1);
+    expect(zone.err).toEqual([expect.stringMatching(/^brigade: invalid input: --time-zone: /)]);
+    await cli('tenants', 'create', '--slug', 'expiring');
+    await cli('users', 'create', '--tenant', 'expiring', '--email', 'e@expiring.test');
+    const key = ['keys', 'create', '--tenant', 'expiring', '--user', 'e@expiring.test'];
+    const past = await cli(...key, '--name', 'old', '--expires-at', '2000-01-01T00:00:00Z');
+    expect(past.err).toEqual(['brigade: invalid input: --expires-at: must be in the future']);
+  });
+});
+
 describe('brigade mock-model', () => {
   it('exits 2 with one line for a fault it cannot apply, before listening', async () => {
     for (const [fault, message] of [

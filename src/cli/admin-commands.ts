@@ -24,18 +24,23 @@ function flagFor(field: string): string {
   return `--${field.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`;
 }
 
-/** Validates flags with the API's schema; problems name the flag that was typed. */
-function parse<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
-  const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  const { issues } = toValidationError('', result.error.issues);
-  throw new ValidationError(
-    issues.map((issue) => {
-      const [field = '', ...rest] = issue.path.split('.').filter((part) => part !== '');
+/** The same problems, each naming the flag that set the field (`body.expiresAt` → `--expires-at`). */
+function namingFlags(error: ValidationError): ValidationError {
+  return new ValidationError(
+    error.issues.map((issue) => {
+      const parts = issue.path.split('.').filter((part) => part !== '');
+      const [field = '', ...rest] = parts[0] === 'body' ? parts.slice(1) : parts;
       const item = rest.length === 0 ? '' : ` (item ${rest.map((part) => Number(part) + 1)})`;
       return { path: `${flagFor(field)}${item}`, message: issue.message };
     }),
   );
+}
+
+/** Validates flags with the API's schema ({@link runAdminCommand} names the flags). */
+function parse<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  throw toValidationError('body', result.error.issues);
 }
 
 function required(flags: Flags, name: string): string {
@@ -107,12 +112,25 @@ function emit(output: { io: CliIo; json: boolean }, value: object, human: () => 
  * `keys create|list|revoke`) as the platform operator, through the same services and
  * validation as the HTTP API.
  */
-export async function runAdminCommand(options: {
+export async function runAdminCommand(options: AdminCommandOptions): Promise<void> {
+  try {
+    await runCommand(options);
+  } catch (error) {
+    // The services' own checks (a time zone PostgreSQL lacks, an expiry in the past) name
+    // API fields too.
+    throw error instanceof ValidationError ? namingFlags(error) : error;
+  }
+}
+
+/** Options of {@link runAdminCommand}. */
+export interface AdminCommandOptions {
   readonly identity: IdentityService;
   readonly command: string;
   readonly flags: Flags;
   readonly io: CliIo;
-}): Promise<void> {
+}
+
+async function runCommand(options: AdminCommandOptions): Promise<void> {
   const { identity, command, flags, io } = options;
   const output = { io, json: flags['json'] === true };
   switch (command) {
