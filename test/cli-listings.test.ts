@@ -95,6 +95,23 @@ describe('flag names in refusals', () => {
   });
 });
 
+describe('bad command lines', () => {
+  it('refuses an argument no command takes instead of ignoring it', async () => {
+    for (const argv of [
+      ['tenants', 'create', 'acme'],
+      ['serve', '8080'],
+    ])
+      expect(await cli(...argv)).toEqual({
+        status: 2,
+        out: [],
+        err: [`brigade: unexpected argument '${argv.at(-1)}'; run 'brigade help'`],
+      });
+    expect((await cli('tenants', 'list', '--colour')).err).toEqual([
+      "brigade: unknown option '--colour'; run 'brigade help'",
+    ]);
+  });
+});
+
 describe('brigade mock-model', () => {
   it('exits 2 with one line for a fault it cannot apply, before listening', async () => {
     for (const [fault, message] of [

@@ -99,7 +99,14 @@ function parse(argv: readonly string[]) {
   try {
     return parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    // Node's message for an unknown option goes on about positionals after `--`, which no
+    // command takes.
+    const unknown = /^Unknown option '([^']+)'/.exec((error as Error).message);
+    throw new UsageError(
+      unknown === null
+        ? (error as Error).message
+        : `unknown option '${unknown[1]}'; run 'brigade help'`,
+    );
   }
 }
 
@@ -223,6 +230,9 @@ export async function runCli(
         throw new UsageError(`'${command}' needs a subcommand: ${subcommands.join(', ')}`);
       throw new UsageError(`unknown command '${full}'; run 'brigade help'`);
     }
+    const extra = parsed.positionals[full.split(' ').length];
+    if (extra !== undefined)
+      throw new UsageError(`unexpected argument '${extra}'; run 'brigade help'`);
     if (command === 'mock-model') {
       await serveMockModel(parsed.values, io);
       return 0;
