@@ -228,7 +228,9 @@ const toolsSchema = z
         maxProcesses: z.int().min(1).max(10_000).default(64),
         servers: z
           .record(
-            z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'lower-case name'),
+            z
+              .string()
+              .regex(/^[a-z][a-z0-9_-]{0,31}$/, 'a lower-case letter, then a-z, 0-9, _ or -'),
             mcpStdioServerSchema,
           )
           .default({}),
@@ -357,7 +359,12 @@ export const configFileSchema = z.strictObject({
   models: modelsSchema,
   /** Model providers by name; agents name a model as `<provider>:<model id>`. */
   providers: z
-    .record(z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'lower-case name'), providerSchema)
+    .record(
+      z
+        .string()
+        .regex(/^[a-z][a-z0-9-]{0,31}$/, 'a lower-case letter, then lower-case letters, digits, -'),
+      providerSchema,
+    )
     .refine((value) => !('local' in value), 'the name local is reserved for the built-in model')
     .default({}),
   /** Platform model routes: names every tenant can use as a model (tenants add their own over the API). */

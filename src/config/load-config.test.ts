@@ -130,6 +130,16 @@ describe('loadConfig validation', () => {
     }
   });
 
+  it('says why a name of a provider or stdio server is refused, not only that it is', () => {
+    const providers = { 'Open AI': { type: 'openai' } };
+    const tools = { mcpStdio: { servers: { Files: { command: 'files' } } } };
+    const error = configErrorOf(() => loadConfig({ file: { providers, tools }, env: {} }));
+    expect(error.issues.map(({ path, message }) => `${path}: ${message}`)).toEqual([
+      'providers.Open AI: invalid name: a lower-case letter, then lower-case letters, digits, -',
+      'tools.mcpStdio.servers.Files: invalid name: a lower-case letter, then a-z, 0-9, _ or -',
+    ]);
+  });
+
   it('accepts 0 (unlimited) for the run caps and queue limit, and rejects negative ones', () => {
     const unlimited = loadConfig({
       file: { runs: { maxConcurrentPerTenant: 0, maxConcurrentPerUser: 0, maxQueuedPerTenant: 0 } },

@@ -116,7 +116,14 @@ function toIssues(prefix: string, error: z.ZodError): ConfigIssue[] {
         message: 'unknown key',
       }));
     }
-    return [{ path: base === '' ? '(root)' : base, message: issue.message }];
+    // A record key that fails its pattern: zod says only "Invalid key in record".
+    const keyIssue =
+      issue.code === 'invalid_key' && 'issues' in issue && Array.isArray(issue.issues)
+        ? (issue.issues[0] as { message?: unknown } | undefined)
+        : undefined;
+    const message =
+      typeof keyIssue?.message === 'string' ? `invalid name: ${keyIssue.message}` : issue.message;
+    return [{ path: base === '' ? '(root)' : base, message }];
   });
 }
 
