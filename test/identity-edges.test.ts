@@ -171,10 +171,26 @@ describe('bad input', () => {
     await operator.request('PATCH', `/v1/tenants/${tenantId}`, { timeZone: 'UTC' });
   });
 
-  it('answers a duplicate slug with 409 conflict', async () => {
+  it('answers a duplicate slug or e-mail with 409 conflict naming the field', async () => {
     const response = await operator.post('/v1/tenants', { slug: 'acme', name: 'Again' });
     expect(response.status).toBe(409);
-    expect(response.body).toMatchObject({ code: 'conflict' });
+    expect(response.body).toMatchObject({
+      code: 'conflict',
+      field: 'slug',
+      detail: 'A tenant with this slug exists already.',
+    });
+    const users = `/v1/tenants/${tenantId}/users`;
+    expect((await operator.post(users, { email: 'twice@acme.test', role: 'member' })).status).toBe(
+      201,
+    );
+    // E-mails are unique whatever their case; the value is not echoed back.
+    const again = await operator.post(users, { email: 'TWICE@acme.test', role: 'member' });
+    expect(again.status).toBe(409);
+    expect(again.body).toMatchObject({
+      code: 'conflict',
+      field: 'email',
+      detail: 'The tenant has a user with this e-mail already.',
+    });
   });
 
   it('answers unknown routes and malformed ids with 404 problem documents', async () => {

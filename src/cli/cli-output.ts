@@ -1,5 +1,6 @@
 import { ConfigError } from '../config/index.ts';
 import { AppError, ValidationError } from '../domain/errors.ts';
+import { describeUniqueViolation } from '../storage/postgres/unique-violation.ts';
 
 /** Where the CLI writes; tests pass buffers. */
 export interface CliIo {
@@ -54,7 +55,7 @@ export function describeFailure(error: unknown): { message: string; status: numb
   if (error instanceof AppError) return { message: `${error.code}: ${error.message}`, status: 1 };
   const code = (error as { code?: unknown }).code;
   if (code === '23505')
-    return { message: 'conflict: an object with the same unique value already exists', status: 1 };
+    return { message: `conflict: ${describeUniqueViolation(error).message}`, status: 1 };
   if (code === 'ECONNREFUSED')
     return { message: 'cannot reach the database (connection refused)', status: 1 };
   const message = error instanceof Error ? error.message : String(error);

@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { AppError, type ErrorCode, ValidationError } from '../domain/errors.ts';
+import { describeUniqueViolation } from '../storage/postgres/unique-violation.ts';
 
 /** The one table mapping error codes to HTTP statuses. */
 export const statusByCode: Readonly<Record<ErrorCode, ContentfulStatusCode>> = {
@@ -112,8 +113,10 @@ export interface ErrorLogger {
 /** Maps PostgreSQL errors a client can cause (unique and foreign-key violations) to AppErrors. */
 function fromDatabaseError(error: unknown): AppError | undefined {
   const code = (error as { code?: unknown }).code;
-  if (code === '23505')
-    return new AppError('conflict', 'An object with the same unique value already exists.');
+  if (code === '23505') {
+    const { field, message } = describeUniqueViolation(error);
+    return new AppError('conflict', message, field === undefined ? {} : { details: { field } });
+  }
   if (code === '23503') return new AppError('not_found', 'A referenced object does not exist.');
   if (code === '42501') return new AppError('not_found', 'Not found.');
   // A run created for a user disabled (or a tenant suspended) meanwhile (migration 0034).
