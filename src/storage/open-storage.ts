@@ -11,6 +11,7 @@ import {
   type Database,
   type RoleFacts,
 } from './postgres/database.ts';
+import { revokeExcessPrivileges } from './postgres/privilege-check.ts';
 
 /** Logger shape the storage start-up needs. */
 export interface StorageStartLogger {
@@ -198,6 +199,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
         });
       }
       appliedMigrations = (await migrateToLatest(owner, { runtimeRole: runtimeRoleName })).applied;
+      await revokeExcessPrivileges(owner, runtimeRoleName);
       if (appliedMigrations.length > 0)
         logger.info({ applied: appliedMigrations }, 'migrations applied');
     }

@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { DatabaseSchema } from './database-schema.ts';
+import { findPrivilegeProblems } from './privilege-check.ts';
 import { type DatabaseScope, renderScopeStatement, renderScopeSwitch } from './scope.ts';
 
 /** Renders a value as an escaped SQL literal for {@link Database.readScoped}. */
@@ -303,7 +304,8 @@ export async function readRoleFacts(pool: pg.Pool): Promise<RoleFacts> {
 
 /**
  * Refuses to run on a runtime role that could bypass row-level security (fail closed,
- * DESIGN.md invariant 3).
+ * DESIGN.md invariant 3): a superuser, BYPASSRLS, owning anything, a member of a role that
+ * could, or holding privileges row-level security does not cover (see privilege-check.ts).
  */
 export async function assertLeastPrivilege(pool: pg.Pool): Promise<RoleFacts> {
   const facts = await readRoleFacts(pool);
@@ -311,9 +313,10 @@ export async function assertLeastPrivilege(pool: pg.Pool): Promise<RoleFacts> {
   if (facts.superuser) problems.push('is a superuser');
   if (facts.bypassRls) problems.push('has BYPASSRLS');
   if (facts.ownedObjects > 0) problems.push(`owns ${facts.ownedObjects} objects`);
+  problems.push(...(await findPrivilegeProblems(pool)));
   if (problems.length > 0) {
     throw new Error(
-      `the runtime database role "${facts.name}" ${problems.join(', ')}; row-level security would not hold. See docs/database.md.`,
+      `the runtime database role "${facts.name}" ${problems.join('; ')}; row-level security would not hold. See docs/database.md.`,
     );
   }
   return facts;
