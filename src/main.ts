@@ -1,4 +1,3 @@
-import { Redis } from 'ioredis';
 import { composeAuditCheckpoints } from './compose-audit.ts';
 import { composeDataRights } from './compose-data-rights.ts';
 import { composeRuns } from './compose-runs.ts';
@@ -32,6 +31,7 @@ import { createMeteredGateway } from './runtime/metered-gateway.ts';
 import { createModelCallLimits } from './runtime/model-call-limits.ts';
 import { createModelRouteService } from './runtime/model-route-service.ts';
 import { createPolicyCache } from './runtime/policy-cache.ts';
+import { createRedisClient } from './runtime/redis-client.ts';
 import { createRequestLimiter } from './runtime/request-limiter.ts';
 import { createToolService } from './runtime/tool-service.ts';
 import { createTtlCache } from './runtime/ttl-cache.ts';
@@ -141,14 +141,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     tenantRoutes: (tenantId) =>
       routeCache.get(tenantId, () => loadTenantRoutes(storage.database, tenantId)),
   });
-  const redis =
-    config.redisUrl === undefined
-      ? undefined
-      : new Redis(config.redisUrl, {
-          enableOfflineQueue: false,
-          maxRetriesPerRequest: 1,
-          connectTimeout: 2_000,
-        });
+  const redis = config.redisUrl === undefined ? undefined : createRedisClient(config.redisUrl);
   let lastStoreWarning = 0;
   const reportStoreError = (error: unknown) => {
     if (Date.now() - lastStoreWarning < 30_000) return; // at most every 30 s while Redis is down

@@ -209,3 +209,57 @@ describe.runIf(redisUrl !== undefined)('when Redis dies mid-run', () => {
     expect(done.errorCode).toBe('budget_exceeded');
   });
 });
+
+describe.runIf(redisUrl !== undefined)('when Redis stops answering', () => {
+  let server: TestServer;
+  let proxy: Server;
+  const sockets = new Set<Socket>();
+  beforeAll(async () => {
+    // The proxy keeps every connection open but can stop passing bytes: a Redis that accepts
+    // commands and never answers (stalled, paused, half-open after a failover).
+    const target = new URL(redisUrl ?? 'redis://127.0.0.1:6379');
+    proxy = createServer((client) => {
+      const upstream = connect(Number(target.port || 6379), target.hostname);
+      sockets.add(client).add(upstream);
+      client.pipe(upstream).pipe(client);
+      const drop = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('error', drop).on('close', drop);
+      upstream.on('error', drop).on('close', drop);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = (proxy.address() as AddressInfo).port;
+    server = await startTestServer(limits, {
+      env: { REDIS_URL: `redis://127.0.0.1:${port}${target.pathname}` },
+    });
+  });
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    await server?.stop();
+    proxy?.close();
+  });
+
+  it('answers within a second, counting per process, instead of waiting for Redis', async () => {
+    const operator = apiClient(server.url, testOperatorKey);
+    const tenantId = await seedTenant(operator, 'redis-stalls');
+    const user = await seedUser(operator, { tenantId, role: 'member' });
+    expect((await hit(server.url, user.secret, 1))[0]?.status).toBe(200);
+    for (const socket of sockets) socket.pause();
+    const started = Date.now();
+    const statuses = await Promise.all(
+      [0, 1].map(() =>
+        fetch(`${server.url}/v1/me`, {
+          headers: { authorization: `Bearer ${user.secret}` },
+          signal: AbortSignal.timeout(10_000),
+        }).then(
+          (response) => response.status,
+          (error: Error) => error.name,
+        ),
+      ),
+    );
+    expect(statuses).toEqual([200, 200]);
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+});
