@@ -159,7 +159,10 @@ describe.runIf(redisUrl !== undefined)('when Redis dies mid-run', () => {
     });
     await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
     const port = (proxy.address() as AddressInfo).port;
-    server = await startTestServer({}, { env: { REDIS_URL: `redis://127.0.0.1:${port}` } });
+    server = await startTestServer(
+      {},
+      { env: { REDIS_URL: `redis://127.0.0.1:${port}${target.pathname}` } },
+    );
   });
   afterAll(async () => {
     await server?.stop();
