@@ -22,6 +22,9 @@ export function composeDataRights(options: {
   // Another process's erasure purged the shared store (Redis) and its own memory: drop this
   // process's copies too.
   signals.onCachePurgeRequested((prefix) => void responseCache.purgeLocal(prefix));
+  // A purge requested while this process was not listening went unheard: drop every copy
+  // (the shared store still has what was not purged).
+  signals.onReconnected(() => void responseCache.purgeLocal(''));
   const purge = async (prefix: string) => {
     await responseCache.purge(prefix);
     signals.cachePurged(prefix);

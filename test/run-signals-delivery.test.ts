@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRunSignals, type RunSignals } from '../src/runtime/run-signals.ts';
 import { createTestDatabase, type TestDatabase } from './support/test-brigade.ts';
@@ -56,5 +57,68 @@ describe('run signals across processes', () => {
     expect(performance.now() - started).toBeLessThan(1_500);
     for (const subscription of subscriptions) subscription.close();
     expect(errors).toEqual([]);
+  });
+});
+
+describe('run signals after their connection is lost', () => {
+  let database: TestDatabase;
+  let sender: RunSignals;
+  let receiver: RunSignals;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const options = { connectionString: database.url, onError: () => undefined };
+    sender = createRunSignals(options);
+    receiver = createRunSignals(options);
+    await sender.start();
+    await receiver.start();
+  }, 60_000);
+
+  afterAll(async () => {
+    await sender?.stop();
+    await receiver?.stop();
+    await database?.drop();
+  });
+
+  /** Backend pids of the signal connections (both processes') on the test database. */
+  async function signalBackends(owner: pg.Client): Promise<number[]> {
+    const result = await owner.query<{ pid: number }>(
+      `select pid from pg_stat_activity
+        where datname = current_database() and application_name = 'brigade-signals'
+          and state = 'idle' order by pid`,
+    );
+    return result.rows.map((row) => row.pid);
+  }
+
+  it('listen again, say so, and deliver what is signalled next (a PostgreSQL restart, say)', async () => {
+    const reconnected: number[] = [];
+    receiver.onReconnected(() => reconnected.push(Date.now()));
+    const cancelled: string[] = [];
+    receiver.onCancelRequested((runId) => cancelled.push(runId));
+    const owner = new pg.Client({ connectionString: database.url });
+    await owner.connect();
+    try {
+      const before = await signalBackends(owner);
+      expect(before).toHaveLength(2);
+      await owner.query('select pg_terminate_backend(pid) from unnest($1::int[]) as pid', [before]);
+      // Both processes connect again on their own.
+      const deadline = Date.now() + 10_000;
+      let after: number[] = [];
+      while (Date.now() < deadline) {
+        after = await signalBackends(owner);
+        if (after.length === 2 && reconnected.length > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(after).toHaveLength(2);
+      expect(after.some((pid) => before.includes(pid))).toBe(false);
+      expect(reconnected).toHaveLength(1);
+    } finally {
+      await owner.end();
+    }
+    sender.cancelRequested('run-after-restart');
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && cancelled.length === 0)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(cancelled).toEqual(['run-after-restart']);
   });
 });

@@ -12,7 +12,7 @@ export interface RunSchedulerOptions {
   readonly executor: RunExecutor;
   readonly logger: ExecutorLogger;
   /** Cross-process wake-ups: queued work and cancel requests. */
-  readonly signals: Pick<RunSignals, 'onQueueChanged' | 'onCancelRequested'>;
+  readonly signals: Pick<RunSignals, 'onQueueChanged' | 'onCancelRequested' | 'onReconnected'>;
   readonly listenRole?: string | undefined;
   /** Runs this process executes at once. */
   readonly concurrency: number;
@@ -220,6 +220,24 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
     );
   }
 
+  /**
+   * After the signal connection was lost and is back: a cancel request (or a deletion) of a run
+   * executing here may have been signalled meanwhile and missed, so each run's row is read.
+   */
+  async function recheckCancels(): Promise<void> {
+    for (const [runId, entry] of running) {
+      const row = await database.withScope(entry.claim, (db) =>
+        db
+          .selectFrom('brigade.runs')
+          .select('cancel_requested_at')
+          .where('id', '=', runId)
+          .executeTakeFirst(),
+      );
+      if (row === undefined || row.cancel_requested_at !== null)
+        entry.controller.abort('cancel' satisfies AbortReason);
+    }
+  }
+
   return {
     executorId,
     get active() {
@@ -264,6 +282,11 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
       options.signals.onQueueChanged(requestWake);
       options.signals.onCancelRequested((runId) => {
         running.get(runId)?.controller.abort('cancel' satisfies AbortReason);
+      });
+      options.signals.onReconnected(() => {
+        recheckCancels().catch((error: unknown) =>
+          logger.warn({ err: { message: (error as Error).message } }, 'cancel recheck failed'),
+        );
       });
       heartbeat = setInterval(() => {
         beat().catch((error: unknown) =>

@@ -42,11 +42,19 @@ export interface RunSignals extends RunSignalSink {
   onQueueChanged(listener: () => void): void;
   onCancelRequested(listener: (runId: string) => void): void;
   /**
-   * Asks the other processes to drop their cached answers under a key prefix (best effort: a
-   * process not listening at that moment does not hear it; its copies expire with their TTL).
+   * Asks the other processes to drop their cached answers under a key prefix (a process not
+   * listening at that moment does not hear it, and is told to check again when it listens
+   * again: see {@link RunSignals.onReconnected}).
    */
   cachePurged(prefix: string): void;
   onCachePurgeRequested(listener: (prefix: string) => void): void;
+  /**
+   * Called when the connection that carries signals between processes was lost and is back
+   * (a PostgreSQL restart or failover, a terminated backend): signals sent meanwhile may have
+   * been missed, so a listener checks again what it depends on (a cancel request of a run it
+   * executes, say). Streams and the queue are woken anyway.
+   */
+  onReconnected(listener: () => void): void;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -65,6 +73,10 @@ interface Subscriber {
 const maxBuffered = 1_000;
 
 const maxPayload = 7_000;
+
+/** First and longest pause before connecting the signal connection again after a loss. */
+const minReconnectMs = 100;
+const maxReconnectMs = 5_000;
 
 /**
  * One PostgreSQL connection per process LISTENs for run signals and sends this process's own
@@ -88,6 +100,7 @@ export function createRunSignals(options: {
   const queueListeners: Array<() => void> = [];
   const cancelListeners: Array<(runId: string) => void> = [];
   const purgeListeners: Array<(prefix: string) => void> = [];
+  const reconnectListeners: Array<() => void> = [];
   const outgoing = new Map<string, Set<string>>([
     [runEventsChannel, new Set()],
     [runCancelChannel, new Set()],
@@ -97,6 +110,9 @@ export function createRunSignals(options: {
   let client: pg.Client | undefined;
   let timer: NodeJS.Timeout | undefined;
   let sending: Promise<void> = Promise.resolve();
+  let stopping = false;
+  let reconnectTimer: NodeJS.Timeout | undefined;
+  let reconnectMs = minReconnectMs;
 
   function wakeRun(runId: string, committed?: CommittedEvents): void {
     for (const subscriber of subscribers.get(runId) ?? []) {
@@ -120,8 +136,10 @@ export function createRunSignals(options: {
     // Every channel's batch in one statement: one round trip per batch window, not one per
     // channel and payload.
     const values: string[] = [];
+    const batch: [string, string[]][] = [];
     for (const [channel, ids] of outgoing) {
       if (ids.size === 0) continue;
+      batch.push([channel, [...ids]]);
       let current = '';
       for (const id of ids) {
         if (current !== '' && current.length + id.length + 1 > maxPayload) {
@@ -142,7 +160,13 @@ export function createRunSignals(options: {
       .then(() => connection.query(`select ${calls.join(', ')}`, values))
       .then(
         () => undefined,
-        (error: Error) => options.onError(error),
+        (error: Error) => {
+          options.onError(error);
+          // The connection failed, not the statement: send these again once it is back.
+          if (!(error instanceof pg.DatabaseError))
+            for (const [channel, ids] of batch)
+              for (const id of ids) outgoing.get(channel)?.add(id);
+        },
       );
   }
 
@@ -162,6 +186,75 @@ export function createRunSignals(options: {
       for (const prefix of ids) for (const listener of purgeListeners) listener(prefix);
   }
 
+  /** Connects, LISTENs, and goes on reconnecting whenever the connection is lost. */
+  async function connect(): Promise<pg.Client> {
+    const created = new pg.Client({
+      connectionString: options.connectionString,
+      application_name: 'brigade-signals',
+      connectionTimeoutMillis: 10_000,
+    });
+    const lost = (error?: Error) => {
+      if (error !== undefined) options.onError(error);
+      if (client !== created) return;
+      client = undefined;
+      created.end().catch(() => undefined);
+      scheduleReconnect();
+    };
+    created.on('error', lost);
+    created.on('end', () => lost());
+    created.on('notification', (message) => {
+      // This process's own NOTIFYs (sent on this connection) were delivered locally already,
+      // with their events; read back, they would only send its streams to the database.
+      if (message.processId === (created as unknown as { processID?: number }).processID) return;
+      receive(message.channel, message.payload ?? '');
+    });
+    try {
+      await created.connect();
+      await created.query(
+        [runEventsChannel, runQueueChannel, runCancelChannel, cachePurgeChannel]
+          .map((channel) => `listen ${channel}`)
+          .join('; '),
+      );
+    } catch (error) {
+      await created.end().catch(() => undefined);
+      throw error;
+    }
+    return created;
+  }
+
+  function scheduleReconnect(): void {
+    if (stopping || reconnectTimer !== undefined) return;
+    reconnectTimer = setTimeout(() => {
+      connect().then(
+        (created) => {
+          reconnectTimer = undefined;
+          if (stopping) {
+            void created.end().catch(() => undefined);
+            return;
+          }
+          client = created;
+          reconnectMs = minReconnectMs;
+          resync();
+        },
+        (error: Error) => {
+          reconnectTimer = undefined;
+          options.onError(error);
+          reconnectMs = Math.min(reconnectMs * 2, maxReconnectMs);
+          scheduleReconnect();
+        },
+      );
+    }, reconnectMs);
+    reconnectTimer.unref();
+  }
+
+  /** After a gap in listening: whatever was signalled meanwhile is looked at again. */
+  function resync(): void {
+    for (const runId of [...subscribers.keys()]) wakeRun(runId);
+    for (const listener of queueListeners) listener();
+    for (const listener of reconnectListeners) listener();
+    if ([...outgoing.values()].some((ids) => ids.size > 0)) timer ??= setTimeout(send, batchMs);
+  }
+
   return {
     runChanged(runId, committed) {
       wakeRun(runId, committed);
@@ -179,6 +272,7 @@ export function createRunSignals(options: {
     onCancelRequested: (listener) => cancelListeners.push(listener),
     cachePurged: (prefix) => enqueue(cachePurgeChannel, prefix),
     onCachePurgeRequested: (listener) => purgeListeners.push(listener),
+    onReconnected: (listener) => reconnectListeners.push(listener),
     subscribe(runId, userId, known) {
       // A new subscriber reads the database first (events before it subscribed are not here),
       // unless the caller hands it the run's events so far.
@@ -242,31 +336,22 @@ export function createRunSignals(options: {
     },
     async start() {
       if (!crossProcess) return;
-      const created = new pg.Client({ connectionString: options.connectionString });
-      created.on('error', options.onError);
-      created.on('notification', (message) => {
-        // This process's own NOTIFYs (sent on this connection) were delivered locally already,
-        // with their events; read back, they would only send its streams to the database.
-        if (message.processId === (created as unknown as { processID?: number }).processID) return;
-        receive(message.channel, message.payload ?? '');
-      });
-      await created.connect();
-      await created.query(
-        [runEventsChannel, runQueueChannel, runCancelChannel, cachePurgeChannel]
-          .map((channel) => `listen ${channel}`)
-          .join('; '),
-      );
-      client = created;
+      stopping = false;
+      client = await connect();
     },
     async stop() {
+      stopping = true;
+      if (reconnectTimer !== undefined) clearTimeout(reconnectTimer);
+      reconnectTimer = undefined;
       if (timer !== undefined) {
         clearTimeout(timer);
         send();
       }
       await sending;
       for (const set of subscribers.values()) for (const subscriber of set) subscriber.wake?.();
-      await client?.end().catch(() => undefined);
+      const connection = client;
       client = undefined;
+      await connection?.end().catch(() => undefined);
     },
   };
 }
