@@ -105,9 +105,46 @@ const titleByCode: Readonly<Record<ErrorCode, string>> = {
   internal: 'Internal error',
 };
 
-/** Logger the error renderer reports unexpected errors to. */
+/** Logger the error renderer reports unexpected errors (and an unavailable database) to. */
 export interface ErrorLogger {
   error(object: object, message: string): void;
+  warn?(object: object, message: string): void;
+}
+
+/** SQLSTATEs of a server that refuses new connections (too many, starting up, shutting down). */
+const refusedStates = new Set(['53300', '57P03', '08001', '08004']);
+/** SQLSTATEs of a connection the server ended under a request (restart, terminated backend). */
+const lostStates = new Set(['57P01', '57P02', '08003', '08006']);
+/** Socket errors of a database that cannot be reached, and of a connection cut under a request. */
+const unreachableCodes = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+const cutCodes = new Set(['ECONNRESET', 'EPIPE']);
+/** node-postgres's messages for a connection that never opened (the pool's and a client's). */
+const refusedMessages = ['timeout exceeded when trying to connect', 'due to connection timeout'];
+/** …and for one that ended under the request. */
+const lostMessages = ['Connection terminated', 'is not queryable'];
+
+/**
+ * An unavailable database (refused or lost connections) as a 503 with Retry-After: the client
+ * should retry, as during any outage, and nothing internal is shown. A connection lost under
+ * the request may have committed its work first, so that answer says to check.
+ */
+function fromUnavailableDatabase(error: unknown): AppError | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const code = (error as { code?: unknown }).code;
+  const refused =
+    (typeof code === 'string' && (refusedStates.has(code) || unreachableCodes.has(code))) ||
+    refusedMessages.some((message) => error.message.includes(message));
+  const lost =
+    (typeof code === 'string' && (lostStates.has(code) || cutCodes.has(code))) ||
+    lostMessages.some((message) => error.message.includes(message));
+  if (!refused && !lost) return undefined;
+  return new AppError(
+    'service_unavailable',
+    refused
+      ? 'The database is unavailable or overloaded; nothing was done, retry shortly.'
+      : 'The database connection was lost; retry shortly (a change may have been saved: check first).',
+    { cause: error, details: { retryAfterSeconds: refused ? 1 : 2 } },
+  );
 }
 
 /** Maps PostgreSQL errors a client can cause (unique and foreign-key violations) to AppErrors. */
@@ -138,13 +175,9 @@ function fromDatabaseError(error: unknown): AppError | undefined {
     return new AppError('service_unavailable', 'A concurrent change got in the way; retry.', {
       details: { retryAfterSeconds: 1 },
     });
-  // Overload, not a bug: every pooled connection stayed busy past the connect timeout.
-  if (error instanceof Error && error.message.includes('timeout exceeded when trying to connect')) {
-    return new AppError('service_unavailable', 'The server is overloaded; retry shortly.', {
-      details: { retryAfterSeconds: 1 },
-    });
-  }
-  return undefined;
+  // Overload or an outage, not a bug: every pooled connection stayed busy past the connect
+  // timeout, or the server refused or lost the connection.
+  return fromUnavailableDatabase(error);
 }
 
 /** Normalises anything thrown into an {@link AppError}; unknown errors become `internal`. */
@@ -173,6 +206,7 @@ export function renderProblem(context: Context, error: unknown, logger: ErrorLog
   const appError = toAppError(error);
   const status = statusByCode[appError.code];
   const requestId = context.get('requestId') as string | undefined;
+  logUnavailable(logger, appError, requestId);
   if (appError.code === 'internal') {
     const cause = appError.cause ?? error;
     logger.error(
@@ -205,6 +239,16 @@ export function renderProblem(context: Context, error: unknown, logger: ErrorLog
   const retryAfter = appError.details?.['retryAfterSeconds'];
   if (typeof retryAfter === 'number') headers['retry-after'] = String(Math.ceil(retryAfter));
   return new Response(JSON.stringify(body), { status, headers });
+}
+
+/** Reports a 503 caused by the database (its message only: never the SQL or a stack). */
+export function logUnavailable(
+  logger: ErrorLogger,
+  appError: AppError,
+  requestId: string | undefined,
+): void {
+  if (appError.code !== 'service_unavailable' || !(appError.cause instanceof Error)) return;
+  logger.warn?.({ err: { message: appError.cause.message }, requestId }, 'database unavailable');
 }
 
 /** The parts of a zod issue the API reports. */

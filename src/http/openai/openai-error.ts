@@ -1,6 +1,6 @@
 import type { Context } from 'hono';
 import { AppError, type ErrorCode, ValidationError } from '../../domain/errors.ts';
-import { type ErrorLogger, statusByCode, toAppError } from '../error-response.ts';
+import { type ErrorLogger, logUnavailable, statusByCode, toAppError } from '../error-response.ts';
 
 /** Paths whose errors are OpenAI-shaped error objects instead of problem+json. */
 export function isOpenAiPath(path: string): boolean {
@@ -104,6 +104,7 @@ export function toOpenAiError(error: unknown): OpenAiError {
 export function renderOpenAiError(context: Context, error: unknown, logger: ErrorLogger): Response {
   const appError = toAppError(error);
   const requestId = context.get('requestId') as string | undefined;
+  logUnavailable(logger, appError, requestId);
   if (appError.code === 'internal') {
     const cause = appError.cause ?? error;
     logger.error(
