@@ -3,7 +3,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import type pg from 'pg';
 import type { Config } from '../config/index.ts';
 import { type EmbeddedServer, startEmbeddedServer } from './embedded/embedded-server.ts';
-import { migrateToLatest } from './migrations/migrate.ts';
+import { migrateToLatest, pendingMigrations } from './migrations/migrate.ts';
 import {
   assertLeastPrivilege,
   createDatabase,
@@ -202,6 +202,12 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
       await revokeExcessPrivileges(owner, runtimeRoleName);
       if (appliedMigrations.length > 0)
         logger.info({ applied: appliedMigrations }, 'migrations applied');
+    } else {
+      const pending = await pendingMigrations(owner, { runtimeRole: runtimeRoleName });
+      if (pending.length > 0)
+        throw new Error(
+          `the database schema is behind this version of Brigade: ${pending.length} migration(s) not applied (the first: ${pending[0]}); run \`brigade migrate\` first, or start with database.migrateOnStart`,
+        );
     }
     database = createDatabase({
       connectionString: runtimeUrl,

@@ -106,6 +106,14 @@ export async function migrateToLatest(
   });
   const result: MigrationResultSet = await migrator.migrateToLatest();
   if (result.error !== undefined) {
+    const unknown = /previously executed migration (\S+) is missing/.exec(
+      (result.error as Error).message,
+    );
+    if (unknown !== null)
+      throw new Error(
+        `the database schema is newer than this version of Brigade (it has migration ${unknown[1]}, which this version does not know); run the newer version`,
+        { cause: result.error },
+      );
     const failed = result.results?.find((item) => item.status === 'Error');
     throw new Error(
       `migration ${failed?.migrationName ?? '(unknown)'} failed: ${(result.error as Error).message}`,
@@ -117,4 +125,23 @@ export async function migrateToLatest(
       .filter((item) => item.status === 'Success')
       .map((item) => item.migrationName),
   };
+}
+
+/**
+ * Names of the migrations this version knows that the database has not applied (read-only: a
+ * database without Brigade's schema has them all pending). A process that does not migrate
+ * refuses to start on such a database, where its statements would fail.
+ */
+export async function pendingMigrations(
+  ownerDb: Kysely<unknown>,
+  context: MigrationContext,
+): Promise<string[]> {
+  const migrator = new Migrator({
+    db: ownerDb,
+    provider: { getMigrations: async () => migrations(context) },
+    migrationTableSchema: 'brigade',
+  });
+  return (await migrator.getMigrations())
+    .filter((migration) => migration.executedAt === undefined)
+    .map((migration) => migration.name);
 }
