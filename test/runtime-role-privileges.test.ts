@@ -92,4 +92,27 @@ describe('a runtime role that already exists', () => {
       await client.end();
     }
   });
+
+  it('says what to do when the owner may not set its password (no CREATEROLE)', async () => {
+    const { role, database } = await preparedRole();
+    const owner = `${role}_owner`;
+    await clusterQuery(`create role ${owner} login password 'owner-password' nocreaterole`);
+    cleanups.unshift(() => clusterQuery(`drop role if exists ${owner}`));
+    await clusterQuery(`alter database ${database.name} owner to ${owner}`);
+    const url = new URL(database.url);
+    url.username = owner;
+    url.password = 'owner-password';
+    const failure = await startTestServer(
+      { database: { runtimeRole: role } },
+      { database: { ...database, url: url.toString() } },
+    ).then(
+      async (server) => {
+        await server.stop();
+        return 'started';
+      },
+      (error: Error) => error.message,
+    );
+    expect(failure).toContain(`cannot set the login password of the runtime role "${role}"`);
+    expect(failure).toContain('DATABASE_RUNTIME_URL');
+  });
 });

@@ -107,7 +107,12 @@ export async function ensureRuntimeRole(
   if (password !== undefined) {
     await retryConcurrentRoleUpdate(() =>
       sql`alter role ${role} login password ${sql.lit(password)}`.execute(owner),
-    );
+    ).catch((error: unknown) => {
+      throw new Error(
+        `cannot set the login password of the runtime role "${options.role}" (${(error as Error).message}): give the owner in DATABASE_URL CREATEROLE, or log the runtime role in yourself with DATABASE_RUNTIME_URL (docs/database.md)`,
+        { cause: error },
+      );
+    });
   }
 }
 
