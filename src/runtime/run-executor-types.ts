@@ -14,13 +14,19 @@ import type { PiiKind } from './tools/pii-redaction.ts';
 import type { ToolDefinition } from './tools/tool-registry.ts';
 
 /** Why an in-process run was aborted. */
-export type AbortReason = 'cancel' | 'timeout' | 'shutdown';
+/**
+ * Why a run's execution was aborted. `claim-lost`: its claim went stale and another process
+ * resumed the run (see run-scheduler.ts): this process stops without writing anything.
+ */
+export type AbortReason = 'cancel' | 'timeout' | 'shutdown' | 'claim-lost';
 
 /** A claimed run to execute. */
 export interface RunClaim {
   readonly runId: string;
   readonly tenantId: string;
   readonly userId: string;
+  /** The scheduler that claimed it: a failure is recorded only while it still holds the claim. */
+  readonly executorId?: string | undefined;
 }
 
 /** Minimal logger the executor writes to. */

@@ -1,10 +1,9 @@
-import type { Message } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
 import { activeSpan } from '../observability/tracing.ts';
 import type { MessageV1 } from '../plugin-api/index.ts';
 import { createRunCheckpoints, type SuccessorClaim } from '../storage/runs/run-checkpoints.ts';
-import { dropQueueEntry, runExists } from '../storage/runs/run-claim.ts';
+import { claimTakenOver, dropQueueEntry, runExists } from '../storage/runs/run-claim.ts';
 import { parkOrRequeue, RunParkedError } from './approval-gate.ts';
 import { createEventWriter } from './event-writer.ts';
 import { windowHistory } from './history-window.ts';
@@ -14,8 +13,13 @@ import type {
   RunExecutor,
   RunExecutorOptions,
 } from './run-executor-types.ts';
-import { cancelledOutcome, createRunFinisher, outcomeOfError } from './run-finish.ts';
-import { loadRun, provenanceSources } from './run-loader.ts';
+import {
+  abortReasonOf,
+  cancelledOutcome,
+  createRunFinisher,
+  outcomeOfError,
+} from './run-finish.ts';
+import { loadRun, provenanceSources, toCoreMessage } from './run-loader.ts';
 import { createRunMemory } from './run-memory.ts';
 import { createRunModel } from './run-model.ts';
 import { createStepRecorder } from './run-steps.ts';
@@ -28,10 +32,6 @@ export type {
   RunExecutor,
   RunExecutorOptions,
 } from './run-executor-types.ts';
-
-function toCoreMessage(message: Message): MessageV1 {
-  return { role: message.role, content: message.content, provenance: message.provenance };
-}
 
 /** Creates the {@link RunExecutor}: checkpointed model and tool steps, events, final state. */
 export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
@@ -363,17 +363,17 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         if ((await parkOrRequeue(events, claim)) === 'requeued') options.signals?.queueChanged();
         return;
       }
-      const reason = controller.signal.aborted
-        ? (controller.signal.reason as AbortReason)
-        : undefined;
+      const reason = abortReasonOf(controller.signal);
       if (reason === 'shutdown') {
         // Stopping: the steps done so far are kept, so the run resumes after them.
         await model.flush().catch(() => undefined);
         throw error;
       }
+      // Resumed by another process meanwhile (this one missed heartbeats): its outcome is theirs.
+      if (reason === 'claim-lost' || (await claimTakenOver(database, claim).catch(() => false)))
+        return logger.warn({ runId: run.id }, 'run resumed by another process; stopped here');
       if (!(await runExists(database, claim))) {
-        // Deleted with its thread while it ran (the deletion asked it to stop): there is
-        // nothing left to record the outcome in, and nothing went wrong.
+        // Deleted with its thread while it ran: no outcome to record, and nothing went wrong.
         logger.info({ runId: run.id }, 'run deleted with its thread while it ran');
         return dropQueueEntry(database, claim);
       }

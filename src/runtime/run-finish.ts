@@ -124,7 +124,7 @@ export function createRunFinisher(options: {
 export function outcomeOfError(
   error: unknown,
   context: {
-    readonly reason: Exclude<AbortReason, 'shutdown'> | undefined;
+    readonly reason: Exclude<AbortReason, 'shutdown' | 'claim-lost'> | undefined;
     readonly agent: Pick<Agent, 'onDeadline' | 'runTimeoutMs'>;
     readonly streamed: string;
     readonly guard: (text: string) => string;
@@ -143,4 +143,9 @@ export function outcomeOfError(
   if (error instanceof AppError)
     return { status: 'failed', errorCode: error.code, errorMessage: error.message };
   return { status: 'failed', errorCode: 'core_error', errorMessage: 'The agent core failed.' };
+}
+
+/** Why `signal` was aborted, if it was (the executor aborts only with an {@link AbortReason}). */
+export function abortReasonOf(signal: AbortSignal): AbortReason | undefined {
+  return signal.aborted ? (signal.reason as AbortReason) : undefined;
 }

@@ -173,3 +173,8 @@ export function provenanceSources(
     ],
   };
 }
+
+/** A stored message as a core sees it. */
+export function toCoreMessage(message: Message): MessageV1 {
+  return { role: message.role, content: message.content, provenance: message.provenance };
+}

@@ -2,7 +2,7 @@ import { AsyncResource } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../storage/postgres/database.ts';
 import type { SuccessorClaim } from '../storage/runs/run-checkpoints.ts';
-import { type ArrivalSlot, claimRuns } from '../storage/runs/run-claim.ts';
+import { type ArrivalSlot, claimRuns, claimTakenOver } from '../storage/runs/run-claim.ts';
 import type { AbortReason, ExecutorLogger, RunClaim, RunExecutor } from './run-executor.ts';
 import type { RunSignals } from './run-signals.ts';
 
@@ -93,6 +93,9 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
   }
 
   function launch(claimed: RunClaim): void {
+    // Its claim went stale while this process still executes it (heartbeats missed), and this
+    // process claimed it again: the execution here goes on, now under the fresh claim.
+    if (running.has(claimed.runId)) return;
     const controller = new AbortController();
     // Unless another claim of this process is in flight, the run's finish claims the runs
     // that take its slot (and the slots still free) in its own transaction; then no claim of
@@ -128,9 +131,9 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
       },
     };
     const done = executor
-      .execute(claimed, controller, successors)
+      .execute({ ...claimed, executorId }, controller, successors)
       .catch((error: unknown) => {
-        if (controller.signal.reason !== 'shutdown') {
+        if (controller.signal.reason !== 'shutdown' && controller.signal.reason !== 'claim-lost') {
           logger.error(
             { runId: claimed.runId, err: { message: (error as Error).message } },
             'run execution failed',
@@ -208,16 +211,34 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
     }
   }
 
+  /**
+   * Renews this process's claims. A run whose entry this process no longer holds went stale
+   * (heartbeats missed for `staleAfterMs`: a database outage that long, a stalled event loop)
+   * and was resumed by another process, or by this one anew: the old execution stops at once,
+   * writing nothing, instead of racing the new one to the run's outcome.
+   */
   async function beat(): Promise<void> {
     if (running.size === 0) return;
-    await database.withScope({ scheduler: true }, (db) =>
+    const runIds = [...running.keys()];
+    const renewed = await database.withScope({ scheduler: true }, (db) =>
       db
         .updateTable('brigade.run_queue')
         .set({ heartbeat_at: new Date() })
         .where('executor_id', '=', executorId)
-        .where('run_id', 'in', [...running.keys()])
+        .where('run_id', 'in', runIds)
+        .returning('run_id')
         .execute(),
     );
+    const renewedIds = new Set(renewed.map((row) => row.run_id));
+    for (const runId of runIds) {
+      const entry = running.get(runId);
+      if (entry === undefined || renewedIds.has(runId)) continue;
+      // Not renewed: ended meanwhile (finished, deleted), or held by another executor now.
+      const claim = { ...entry.claim, executorId };
+      if (!(await claimTakenOver(database, claim).catch(() => false))) continue;
+      logger.warn({ runId }, 'run resumed by another process; stopping it here');
+      entry.controller.abort('claim-lost' satisfies AbortReason);
+    }
   }
 
   /**

@@ -106,6 +106,29 @@ export async function dropQueueEntry(database: Database, claim: ClaimedRun): Pro
   );
 }
 
+/**
+ * Whether another process holds the run's queue entry now. A process whose claim went stale
+ * while it still executed the run (it missed heartbeats for `staleAfterMs`: a database outage
+ * that long, a stalled event loop) loses the run to whichever process resumed it, and must
+ * stop without recording an outcome, or a run another process is executing would end
+ * `failed`. False when the entry is gone (the run ended or was deleted) or the claim carries
+ * no executor id.
+ */
+export async function claimTakenOver(
+  database: Database,
+  claim: ClaimedRun & { readonly executorId?: string | undefined },
+): Promise<boolean> {
+  if (claim.executorId === undefined) return false;
+  const row = await database.withScope(claim, (db) =>
+    db
+      .selectFrom('brigade.run_queue')
+      .select('executor_id')
+      .where('run_id', '=', claim.runId)
+      .executeTakeFirst(),
+  );
+  return row !== undefined && row.executor_id !== claim.executorId;
+}
+
 /** Whether a claimed run still exists (deleting its thread deletes it). */
 export async function runExists(database: Database, claim: ClaimedRun): Promise<boolean> {
   const row = await database.withScope(claim, (db) =>
