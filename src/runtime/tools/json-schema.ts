@@ -25,19 +25,36 @@ const re2: RegExpEngine = Object.assign(
   { code: 'RE2JS.compile' },
 );
 
-const ajv = new Ajv({
-  allErrors: true,
-  strict: false,
-  validateSchema: true,
-  logger: false,
-  code: { regExp: re2 },
-});
-// `format` is checked (email, uri, date-time…): admin schemas rely on it for recipients and URLs.
 // ajv-formats is CommonJS: under NodeNext its default import is the module object.
 const addFormats = ((formats as unknown as { default?: unknown }).default ?? formats) as (
   instance: Ajv,
 ) => Ajv;
-addFormats(ajv);
+
+function createAjv(): Ajv {
+  const instance = new Ajv({
+    allErrors: true,
+    strict: false,
+    validateSchema: true,
+    logger: false,
+    code: { regExp: re2 },
+  });
+  // `format` is checked (email, uri, date-time…): admin schemas rely on it for recipients and URLs.
+  addFormats(instance);
+  return instance;
+}
+
+/**
+ * Schemas one Ajv instance compiles before a fresh instance replaces it. An Ajv instance keeps
+ * every schema it ever compiled (its own cache, keyed by the schema object, failed compiles
+ * included), each `pattern` it saw and every `$id`, and offers no safe way to forget them; the
+ * schemas are tenant admins' and MCP servers' input, so one instance for the process's life
+ * grew by every distinct one (~23 KB for one of 20 properties with patterns), without bound. The validators compiled by an instance
+ * keep it alive, so the instance and every validator it compiled are dropped together.
+ */
+const maxCompilesPerInstance = 2_000;
+let ajv = createAjv();
+let compiles = 0;
+/** The current instance's validators by schema JSON, least recently used first. */
 const compiled = new Map<string, ValidateFunction>();
 
 function describe(error: ErrorObject): string {
@@ -51,13 +68,20 @@ function describe(error: ErrorObject): string {
 
 function compile(schema: Readonly<Record<string, unknown>>): ValidateFunction {
   const key = JSON.stringify(schema);
-  let validate = compiled.get(key);
-  if (validate === undefined) {
-    validate = ajv.compile(schema);
-    compiled.set(key, validate);
-    // Bounded: tenant tools can be edited at will; compiled validators are cheap to rebuild.
-    if (compiled.size > 2_000) compiled.delete(compiled.keys().next().value ?? '');
+  const cached = compiled.get(key);
+  if (cached !== undefined) {
+    compiled.delete(key);
+    compiled.set(key, cached);
+    return cached;
   }
+  if (compiles >= maxCompilesPerInstance) {
+    ajv = createAjv();
+    compiles = 0;
+    compiled.clear();
+  }
+  compiles += 1;
+  const validate = ajv.compile(schema);
+  compiled.set(key, validate);
   return validate;
 }
 
