@@ -3,6 +3,7 @@ import { AppError } from '../domain/errors.ts';
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
 import { createLanguageModel, generateWithAiSdk, type ProviderConfig } from './ai-sdk-model.ts';
 import { generateLocal } from './local-model.ts';
+import { createLruMap } from './lru-map.ts';
 import { createModelRouter, type DeploymentCall } from './model-router.ts';
 import {
   isRouteName,
@@ -111,7 +112,16 @@ export interface ModelGatewayOptions {
   readonly tenantRoutes?:
     | ((tenantId: string) => Promise<readonly ModelRouteDefinition[]>)
     | undefined;
+  /** Creates the AI SDK model of a provider's model (tests); default `createLanguageModel`. */
+  readonly languageModel?: typeof createLanguageModel | undefined;
 }
+
+/**
+ * AI SDK models kept per process. The model id is the caller's (any `<provider>:<anything>`
+ * of up to 300 characters, from any member), so keeping one per distinct name ever asked for
+ * grew the heap by ~6 KB a name; a model object is cheap to create again.
+ */
+const maxCachedModels = 256;
 
 function split(model: string): { provider: string; modelId: string } | undefined {
   const index = model.indexOf(':');
@@ -127,7 +137,8 @@ function split(model: string): { provider: string; modelId: string } | undefined
  * resilience settings, so it is retried and breaker-guarded too.
  */
 export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
-  const models = new Map<string, LanguageModel>();
+  const models = createLruMap<LanguageModel>(maxCachedModels);
+  const newLanguageModel = options.languageModel ?? createLanguageModel;
   const platform = new Map((options.platformRoutes ?? []).map((route) => [route.name, route]));
   function languageModel(model: string): LanguageModel {
     const cached = models.get(model);
@@ -137,9 +148,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
     if (parts === undefined || provider === undefined) {
       throw new AppError('unknown_model', `No model route or provider named '${model}'.`);
     }
-    const created = createLanguageModel(parts.provider, provider, parts.modelId);
-    models.set(model, created);
-    return created;
+    return models.set(model, newLanguageModel(parts.provider, provider, parts.modelId));
   }
   function direct(model: string): boolean {
     if (model === 'local') return true;

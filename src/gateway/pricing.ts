@@ -1,4 +1,5 @@
 import type { MessageV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
+import { createLruMap } from './lru-map.ts';
 
 /** A model's price in USD per million tokens. */
 export interface ModelPrice {
@@ -188,14 +189,14 @@ export function createPriceTable(options: {
 }): PriceTable {
   const table = { ...defaultPrices, ...options.prices };
   const keys = Object.keys(table).sort((a, b) => b.length - a.length);
-  const cache = new Map<string, ModelPrice>();
+  // Keyed by model names callers choose (`<provider>:<anything>`): bounded, not one per name.
+  const cache = createLruMap<ModelPrice>(1_000);
   function priceOf(model: string): ModelPrice {
     const cached = cache.get(model);
     if (cached !== undefined) return cached;
     const key = findKey(keys, model);
     const price = key === undefined ? options.unknownModelPrice : (table[key] as ModelPrice);
-    cache.set(model, price);
-    return price;
+    return cache.set(model, price);
   }
   // tokens × USD per million tokens × 1000 = nano-USD; rounding to pico-USD first removes
   // binary floating-point noise (0.15 × 1000 is 150.00000000000003) before rounding up.
