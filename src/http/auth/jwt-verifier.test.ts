@@ -1,4 +1,6 @@
-import { generateKeyPair, SignJWT } from 'jose';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import type { OidcProvider } from '../../domain/identity/identity-types.ts';
 import { createJwtVerifier, jwksUrlProblems } from './jwt-verifier.ts';
@@ -90,5 +92,62 @@ describe('tenant JWKS URLs', () => {
     await expect(
       verifier.verify(provider('https://idp.invalid/jwks'), await token()),
     ).rejects.not.toThrow(/private or loopback/);
+  });
+});
+
+describe('JWKS key sets', () => {
+  /** A JWKS server on loopback: every path serves `body(path)`; `fetched` lists the paths asked. */
+  async function jwksServer(body: (path: string) => string) {
+    const fetched: string[] = [];
+    const server = createServer((request, response) => {
+      fetched.push(request.url ?? '');
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(body(request.url ?? ''));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    return { fetched, url: (path: string) => `http://127.0.0.1:${port}${path}`, server };
+  }
+
+  async function signer() {
+    const { privateKey, publicKey } = await generateKeyPair('ES256');
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' };
+    const sign = () =>
+      new SignJWT({ sub: 'someone' })
+        .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+        .setIssuer('https://idp.test')
+        .setAudience('brigade')
+        .setExpirationTime('5m')
+        .sign(privateKey);
+    return { jwks: JSON.stringify({ keys: [jwk] }), sign };
+  }
+
+  function providerOf(id: number, jwksUrl: string): OidcProvider {
+    return { ...provider(jwksUrl), id: `00000000-0000-4000-8000-${String(id).padStart(12, '0')}` };
+  }
+
+  it('are kept for a bounded number of providers, the least recently used dropped first', async () => {
+    const keys = await signer();
+    const jwks = await jwksServer(() => keys.jwks);
+    try {
+      const verifier = createJwtVerifier({
+        jwksCacheMs: 600_000,
+        clockToleranceSeconds: 0,
+        allowPrivateNetworks: true,
+        maxKeySets: 2,
+      });
+      const first = providerOf(0, jwks.url('/p0'));
+      await verifier.verify(first, await keys.sign());
+      await verifier.verify(first, await keys.sign());
+      expect(jwks.fetched).toEqual(['/p0']);
+      // Providers are created and deleted by tenant owners at will: each one used must not
+      // leave a key set behind for the process's life.
+      for (const id of [1, 2])
+        await verifier.verify(providerOf(id, jwks.url(`/p${id}`)), await keys.sign());
+      await verifier.verify(first, await keys.sign());
+      expect(jwks.fetched).toEqual(['/p0', '/p1', '/p2', '/p0']);
+    } finally {
+      jwks.server.close();
+    }
   });
 });

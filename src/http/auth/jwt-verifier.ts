@@ -8,6 +8,7 @@ import {
   jwtVerify,
 } from 'jose';
 import type { OidcProvider } from '../../domain/identity/identity-types.ts';
+import { createLruMap } from '../../gateway/lru-map.ts';
 import { assertEgressAllowed, staticEgressProblems } from '../../runtime/tools/egress-guard.ts';
 
 /**
@@ -35,11 +36,20 @@ export interface JwtVerifierOptions {
   readonly allowPrivateNetworks?: boolean;
   /** Resolves a JWKS host to its addresses (tests); defaults to the system resolver. */
   readonly resolve?: (host: string) => Promise<readonly string[]>;
+  /** Key sets kept, the least recently used dropped first (default {@link maxKeySets}). */
+  readonly maxKeySets?: number;
 }
+
+/**
+ * Key sets kept per process, the least recently used dropped first. A key set is cached per
+ * provider and URL, and providers are created, changed and deleted by tenant owners at will:
+ * one kept for every provider and URL ever used grew without bound.
+ */
+const maxKeySets = 10_000;
 
 /** The jose-based {@link JwtVerifier}; JWKS sets are cached per provider and URL. */
 export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
-  const keySets = new Map<string, JWTVerifyGetKey>();
+  const keySets = createLruMap<JWTVerifyGetKey>(options.maxKeySets ?? maxKeySets);
   function keySetFor(provider: OidcProvider, url: string): JWTVerifyGetKey {
     const cacheKey = `${provider.id}|${url}`;
     let keySet = keySets.get(cacheKey);
