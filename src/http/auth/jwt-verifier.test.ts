@@ -150,4 +150,27 @@ describe('JWKS key sets', () => {
       jwks.server.close();
     }
   });
+
+  it('are not read past a megabyte', async () => {
+    const keys = await signer();
+    const padding = JSON.stringify({ kty: 'oct', k: 'A'.repeat(1_000) });
+    const jwks = await jwksServer(() => {
+      const key = JSON.parse(keys.jwks).keys[0];
+      return JSON.stringify({
+        keys: [key, ...Array.from({ length: 1_100 }, () => JSON.parse(padding))],
+      });
+    });
+    try {
+      const verifier = createJwtVerifier({
+        jwksCacheMs: 600_000,
+        clockToleranceSeconds: 0,
+        allowPrivateNetworks: true,
+      });
+      await expect(
+        verifier.verify(providerOf(0, jwks.url('/big')), await keys.sign()),
+      ).rejects.toThrow(/larger than/);
+    } finally {
+      jwks.server.close();
+    }
+  });
 });

@@ -10,6 +10,7 @@ import {
 import type { OidcProvider } from '../../domain/identity/identity-types.ts';
 import { createLruMap } from '../../gateway/lru-map.ts';
 import { assertEgressAllowed, staticEgressProblems } from '../../runtime/tools/egress-guard.ts';
+import { readCapped } from '../../runtime/tools/read-capped.ts';
 
 /**
  * What is wrong with a tenant's JWKS URL before anything is fetched: a literal private or
@@ -47,6 +48,24 @@ export interface JwtVerifierOptions {
  */
 const maxKeySets = 10_000;
 
+/**
+ * Largest JWKS document read, in characters. The URL is a tenant's: a key set is a few KB,
+ * and a response of hundreds of MB would otherwise be buffered and parsed whole.
+ */
+export const maxJwksChars = 1_048_576;
+
+/**
+ * The JWKS response `response`, read up to {@link maxJwksChars}; a larger one is refused
+ * before it is parsed (a non-200 answer is handed on unread: jose refuses it).
+ */
+async function cappedJwks(response: Response): Promise<Response> {
+  if (response.status !== 200) return response;
+  const body = await readCapped(response, { maxChars: maxJwksChars });
+  if (body.truncated)
+    throw new Error(`the JWKS document is larger than ${maxJwksChars} characters`);
+  return new Response(body.text, { status: 200, headers: response.headers });
+}
+
 /** The jose-based {@link JwtVerifier}; JWKS sets are cached per provider and URL. */
 export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
   const keySets = createLruMap<JWTVerifyGetKey>(options.maxKeySets ?? maxKeySets);
@@ -66,7 +85,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
             allowPrivateNetworks: options.allowPrivateNetworks ?? false,
             ...(options.resolve === undefined ? {} : { resolve: options.resolve }),
           });
-          return fetch(resource, init);
+          return cappedJwks(await fetch(resource, init));
         },
       });
       keySets.set(cacheKey, keySet);
