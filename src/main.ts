@@ -26,6 +26,7 @@ import { createCachingGateway } from './runtime/cached-gateway.ts';
 import { createContentCapturePolicy } from './runtime/content-capture.ts';
 import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
 import { createCredentialService } from './runtime/credential-service.ts';
+import { createMaintenanceSweeper } from './runtime/maintenance-sweeper.ts';
 import { createMcpServerService } from './runtime/mcp-server-service.ts';
 import { createMeteredGateway } from './runtime/metered-gateway.ts';
 import { createModelCallLimits } from './runtime/model-call-limits.ts';
@@ -45,6 +46,7 @@ import { createUsageStore } from './storage/guards/usage-store.ts';
 import { createAuditStore } from './storage/identity/audit-store.ts';
 import { createIdentityStore } from './storage/identity/identity-store.ts';
 import { openStorage, type Storage } from './storage/open-storage.ts';
+import { createRetentionStore } from './storage/retention/retention-store.ts';
 import { createModelRouteStore, loadTenantRoutes } from './storage/routes/model-route-store.ts';
 import { cancelRunsOf } from './storage/runs/run-cancellation.ts';
 import { createSpanStore } from './storage/tracing/span-store.ts';
@@ -64,6 +66,8 @@ export interface Brigade {
   readonly metrics: Metrics;
   /** Signs audit checkpoints (also run every `audit.checkpoints.pollMs`). */
   readonly auditCheckpointer: { runOnce(): Promise<number> };
+  /** Expired reservations and rows past retention (also run every `retention.sweepMs`). */
+  readonly maintenance: { runOnce(): Promise<number> };
   /** Starts listening; resolves with the bound URL. */
   listen(): Promise<string>;
   /**
@@ -252,24 +256,17 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       cores,
       metrics,
     });
-  // Reservations nobody settled by their expiry (a process died mid-call and no run resumed
-  // them, e.g. an API call) are resolved as orphaned: charged in full, never silently freed.
-  const sweep = setInterval(() => {
-    budgets
-      .resolveExpired()
-      .then((resolved) => {
-        if (resolved > 0) logger.warn({ resolved }, 'resolved expired budget reservations');
-      })
-      .catch((error: unknown) =>
-        logger.warn({ err: { message: (error as Error).message } }, 'reservation sweep failed'),
-      );
-    spans
-      .prune(config.tracing.retentionHours)
-      .catch((error: unknown) =>
-        logger.warn({ err: { message: (error as Error).message } }, 'pruning spans failed'),
-      );
-  }, 30_000);
-  sweep.unref();
+  const maintenance = createMaintenanceSweeper({
+    pollMs: config.retention.sweepMs,
+    tasks: {
+      resolveExpiredReservations: () => budgets.resolveExpired(),
+      pruneSpans: () => spans.prune(config.tracing.retentionHours),
+      pruneRetained: (settings) => createRetentionStore(storage.database).prune(settings),
+    },
+    retention: config.retention,
+    logger,
+  });
+  maintenance.start();
   webhookWorker.start();
   try {
     await signals.start();
@@ -277,7 +274,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     auditCheckpointer.start();
     approvalSweeper.start();
   } catch (error) {
-    clearInterval(sweep);
+    await maintenance.stop();
     await approvalSweeper.stop();
     await webhookWorker.stop();
     redis?.disconnect();
@@ -369,12 +366,13 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     generatedOperatorKey,
     metrics,
     auditCheckpointer,
+    maintenance,
     listen: () => http.listen(),
     stop() {
       stopping ??= (async () => {
         draining = true;
         await http.close();
-        clearInterval(sweep);
+        await maintenance.stop();
         await approvalSweeper.stop();
         await auditCheckpointer.stop();
         await webhookWorker.stop();

@@ -342,6 +342,24 @@ const vaultSchema = z
   })
   .prefault({});
 
+/** How long bookkeeping rows are kept once they no longer matter (the maintenance sweep). */
+const retentionSchema = z
+  .strictObject({
+    /** How often each process resolves expired reservations and deletes what is past retention, in milliseconds. */
+    sweepMs: z.int().min(1_000).max(3_600_000).default(30_000),
+    /** Resolved budget reservations are deleted this many days after they were resolved. */
+    reservationDays: z.int().min(1).max(3_650).default(30),
+    /**
+     * Limit counters of past periods (and the announced budget alerts of those periods) are
+     * deleted this many days after the period began; at least 91, the longest rolling window
+     * being 90 days.
+     */
+    limitCounterDays: z.int().min(91).max(3_650).default(100),
+    /** Delivered and failed webhook deliveries are deleted this many days after they were queued. */
+    webhookDeliveryDays: z.int().min(1).max(3_650).default(30),
+  })
+  .prefault({});
+
 const logSchema = z
   .strictObject({
     level: z.enum(logLevels).default('info'),
@@ -380,6 +398,7 @@ export const configFileSchema = z.strictObject({
   limits: limitsSchema,
   webhooks: webhooksSchema,
   tracing: tracingSchema,
+  retention: retentionSchema,
   audit: auditSchema,
   vault: vaultSchema,
   log: logSchema,

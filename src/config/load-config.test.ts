@@ -81,6 +81,12 @@ describe('loadConfig defaults', () => {
       approvalSweepMs: 10_000,
     });
     expect(config.memory).toEqual({ maxEntriesPerUser: 1_000 });
+    expect(config.retention).toEqual({
+      sweepMs: 30_000,
+      reservationDays: 30,
+      limitCounterDays: 100,
+      webhookDeliveryDays: 30,
+    });
     expect(config.log).toEqual({ level: 'info' });
     expect(config.providers).toEqual({});
     expect(config.redisUrl).toBeUndefined();

@@ -28,6 +28,7 @@ export interface Config {
   /** Platform model routes. */
   readonly routes: ConfigFile['routes'];
   readonly webhooks: ConfigFile['webhooks'];
+  readonly retention: ConfigFile['retention'];
   readonly tracing: ConfigFile['tracing'] & {
     readonly otlpHeaders: Readonly<Record<string, string>>;
   };
@@ -259,6 +260,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     },
     limits: file.limits,
     webhooks: file.webhooks,
+    retention: file.retention,
     tracing: {
       ...file.tracing,
       otlpHeaders: Object.fromEntries(

@@ -36,6 +36,7 @@ import { memoriesMigration } from './0035-memories.ts';
 import { usersEditOwnProfileMigration } from './0036-users-edit-own-profile.ts';
 import { runCreatedAfterLockMigration } from './0037-run-created-after-lock.ts';
 import { webhookDeliveriesByTenantMigration } from './0038-webhook-deliveries-by-tenant.ts';
+import { retentionMigration } from './0039-retention.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -83,6 +84,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0036-users-edit-own-profile': fromSql(usersEditOwnProfileMigration),
     '0037-run-created-after-lock': fromSql(runCreatedAfterLockMigration),
     '0038-webhook-deliveries-by-tenant': fromSql(webhookDeliveriesByTenantMigration),
+    '0039-retention': fromSql(retentionMigration),
   };
 }
 
