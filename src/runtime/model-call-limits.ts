@@ -63,27 +63,25 @@ export function createModelCallLimits(options: {
   readonly redis: Redis | undefined;
   readonly onStoreError: (error: unknown) => void;
 }): ModelCallLimits {
-  const tokenLimiters = new Map<number, RateLimiterAbstract>();
-  function tokenLimiter(points: number): RateLimiterAbstract {
-    let found = tokenLimiters.get(points);
-    if (found === undefined) {
-      const keyPrefix = `brigade:tpm:${points}`;
-      const memory = new RateLimiterMemory({ points, duration: windowSeconds, keyPrefix });
-      found =
-        options.redis === undefined
-          ? memory
-          : new RateLimiterRedis({
-              storeClient: options.redis,
-              points,
-              duration: windowSeconds,
-              keyPrefix,
-              rejectIfRedisNotReady: true,
-              insuranceLimiter: memory,
-            });
-      tokenLimiters.set(points, found);
-    }
-    return found;
-  }
+  // One counter for every tokens-per-minute limit, whatever its size: rate-limiter-flexible
+  // fixes the points per limiter, so each limit is compared here. A limiter per distinct
+  // limit was kept for the process's life, and tenant admins choose the limits. Counters are
+  // keyed by policy and subject (`slotKey`), so equal limits never share one.
+  const tokenCounter: RateLimiterAbstract = (() => {
+    const keyPrefix = 'brigade:tpm';
+    const points = Number.MAX_SAFE_INTEGER;
+    const memory = new RateLimiterMemory({ points, duration: windowSeconds, keyPrefix });
+    return options.redis === undefined
+      ? memory
+      : new RateLimiterRedis({
+          storeClient: options.redis,
+          points,
+          duration: windowSeconds,
+          keyPrefix,
+          rejectIfRedisNotReady: true,
+          insuranceLimiter: memory,
+        });
+  })();
   const slots: CallSlots =
     options.redis === undefined
       ? createMemorySlots()
@@ -109,17 +107,18 @@ export function createModelCallLimits(options: {
     let waitMs = 0;
     for (const limit of limits) {
       const points = Math.max(1, Math.min(reserve, limit.limit));
+      let window: { consumedPoints: number; msBeforeNext: number };
       try {
-        await tokenLimiter(limit.limit).consume(slotKey(limit), points);
-        taken.set(limit, points);
-      } catch (refusal) {
-        if (refusal instanceof Error) {
-          options.onStoreError(refusal);
-          continue;
-        }
-        // A refused consume still counted its points: give them back.
+        window = await tokenCounter.consume(slotKey(limit), points);
+      } catch (error) {
+        options.onStoreError(error);
+        continue;
+      }
+      if (window.consumedPoints <= limit.limit) taken.set(limit, points);
+      else {
+        // Past the limit, the points were counted all the same: give them back.
         adjust(limit, -points);
-        waitMs = Math.max(waitMs, (refusal as { msBeforeNext: number }).msBeforeNext, 1);
+        waitMs = Math.max(waitMs, window.msBeforeNext, 1);
       }
     }
     if (waitMs > 0) {
@@ -139,8 +138,7 @@ export function createModelCallLimits(options: {
       adjust(limit, points);
       return;
     }
-    const limiter = tokenLimiter(limit.limit);
-    limiter
+    tokenCounter
       .get(slotKey(limit))
       .then((window) => {
         if (window === null) return;
@@ -154,10 +152,9 @@ export function createModelCallLimits(options: {
   /** Adds `points` to a limit's window (a negative number gives them back). */
   function adjust(limit: BindingLimit, points: number): void {
     if (points === 0) return;
-    const limiter = tokenLimiter(limit.limit);
     (points > 0
-      ? limiter.penalty(slotKey(limit), points)
-      : limiter.reward(slotKey(limit), -points)
+      ? tokenCounter.penalty(slotKey(limit), points)
+      : tokenCounter.reward(slotKey(limit), -points)
     ).catch((error: unknown) => options.onStoreError(error));
   }
 

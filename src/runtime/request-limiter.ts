@@ -70,17 +70,12 @@ export function createRequestLimiter(options: RequestLimiterOptions): RequestLim
     user: { limiter: limiter('user', options.perUser), points: options.perUser },
     tenant: { limiter: limiter('tenant', options.perTenant), points: options.perTenant },
   };
-  // One limiter per distinct policy limit (rate-limiter-flexible fixes points per limiter);
-  // counters are keyed by policy and subject, so equal limits never share a counter.
-  const policyLimiters = new Map<number, RateLimiterAbstract>();
-  function policyLimiter(points: number): RateLimiterAbstract {
-    let found = policyLimiters.get(points);
-    if (found === undefined) {
-      found = limiter(`policy:${points}`, points);
-      policyLimiters.set(points, found);
-    }
-    return found;
-  }
+  // Policy limits are counted by one limiter whatever their size: rate-limiter-flexible fixes
+  // the points per limiter, so the limit is compared here. A limiter per distinct limit
+  // (~1 KB each) was kept for the process's life, and tenant admins choose the limits: every
+  // new value a policy was given added one. Counters are keyed by policy and subject, so
+  // equal limits never share a counter, and a changed limit goes on counting its window.
+  const policyCounter = limiter('policy', Number.MAX_SAFE_INTEGER);
   type Scope = LimitDecision['scope'] & string;
   async function count(
     scope: Scope,
@@ -95,8 +90,17 @@ export function createRequestLimiter(options: RequestLimiterOptions): RequestLim
         (error: unknown) => options.onStoreError(error),
       );
     try {
-      const result = await counter.limiter.consume(key);
-      return { scope, points, policyId, result, allowed: true, refund };
+      const consumed = await counter.limiter.consume(key);
+      // The shared policy counter never refuses by itself: every count is compared with its
+      // own limit here (for the fixed limiters this agrees with their own verdict).
+      const result = new RateLimiterRes(
+        Math.max(0, points - consumed.consumedPoints),
+        consumed.msBeforeNext,
+        consumed.consumedPoints,
+        consumed.isFirstInDuration,
+      );
+      const allowed = consumed.consumedPoints <= points;
+      return { scope, points, policyId, result, allowed, refund: allowed ? refund : undefined };
     } catch (rejection) {
       if (rejection instanceof RateLimiterRes)
         return { scope, points, policyId, result: rejection, allowed: false, refund: undefined };
@@ -126,7 +130,7 @@ export function createRequestLimiter(options: RequestLimiterOptions): RequestLim
           count(
             'policy',
             {
-              limiter: policyLimiter(policy.limit),
+              limiter: policyCounter,
               points: policy.limit,
               policyId: policy.policyId,
             },
