@@ -144,6 +144,36 @@ describe('retention', () => {
     expect(limits.body.budgets.every((budget) => budget.used > 0)).toBe(true);
   });
 
+  it('deletes spans past tracing.retentionHours, and a backlog larger than a batch in one round', async () => {
+    // 25,000 spans that ended 100 hours ago (the default retention is 72), 5 recent ones, and
+    // 25,000 reservations resolved 31 days ago: more than one 10,000-row batch each.
+    await query(
+      `insert into brigade.spans (tenant_id, trace_id, span_id, user_id, name, kind, started_at,
+                                  ended_at, status)
+       select $1, 't' || n, 's' || n, $2, 'retention-test', 'client',
+              now() - make_interval(hours => case when n <= 5 then 1 else 100 end),
+              now() - make_interval(hours => case when n <= 5 then 1 else 100 end), 'ok'
+         from generate_series(1, 25005) as n`,
+      [tenantId, userId],
+    );
+    await query(
+      `insert into brigade.budget_reservations
+         (tenant_id, user_id, amount, counters, status, cost, expires_at, created_at, resolved_at)
+       select $1, $2, 1, '[]', 'settled', 1, now() - interval '31 days',
+              now() - interval '31 days', now() - interval '31 days'
+         from generate_series(1, 25000)`,
+      [tenantId, userId],
+    );
+    const kept = await countOf(
+      'brigade.budget_reservations',
+      "resolved_at > now() - interval '1 day'",
+    );
+    await server.brigade.maintenance.runOnce();
+    expect(await countOf('brigade.spans', "ended_at < now() - interval '72 hours'")).toBe(0);
+    expect(await countOf('brigade.spans', "name = 'retention-test'")).toBe(5);
+    expect(await countOf('brigade.budget_reservations')).toBe(kept);
+  });
+
   it('lets only the scheduler delete: a user scope deletes none of its own rows', async () => {
     const deleted = await server.brigade.storage.database.withScope(
       { tenantId, userId },

@@ -37,6 +37,7 @@ import { usersEditOwnProfileMigration } from './0036-users-edit-own-profile.ts';
 import { runCreatedAfterLockMigration } from './0037-run-created-after-lock.ts';
 import { webhookDeliveriesByTenantMigration } from './0038-webhook-deliveries-by-tenant.ts';
 import { retentionMigration } from './0039-retention.ts';
+import { spanPruningMigration } from './0040-span-pruning.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -85,6 +86,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0037-run-created-after-lock': fromSql(runCreatedAfterLockMigration),
     '0038-webhook-deliveries-by-tenant': fromSql(webhookDeliveriesByTenantMigration),
     '0039-retention': fromSql(retentionMigration),
+    '0040-span-pruning': fromSql(spanPruningMigration),
   };
 }
 

@@ -22,21 +22,41 @@ export interface RetentionResult {
   readonly webhookDeliveries: number;
 }
 
-/** Rows deleted per table and round: a backlog goes in several rounds, never in one long lock. */
+/** Rows deleted per statement (and transaction): a backlog never holds one long lock. */
 const batchSize = 10_000;
+/**
+ * Statements per table and round: up to a million rows a round, so a sweep keeps up with a
+ * busy deployment (one batch per 30 s round was ~333 rows/s, fewer than spans and
+ * reservations are written at a few hundred calls a second) and a backlog drains in a round
+ * or a few.
+ */
+const maxBatchesPerRound = 100;
 
 /**
- * Deletes up to {@link batchSize} rows of `table` matching `where`, in the scheduler's scope
- * (migration 0039 lets only it delete). Rows another process is deleting are skipped.
+ * Deletes the rows of `table` matching `where`, {@link batchSize} per statement until none are
+ * left (at most {@link maxBatchesPerRound} statements), in the scheduler's scope: its policies
+ * must let the scheduler read and delete them (no `for update`: the runtime role may not
+ * update spans). A row another process deleted meanwhile is skipped once its transaction
+ * commits. Returns how many were deleted.
  */
-async function prune(database: Database, table: string, where: RawBuilder<unknown>) {
-  return database.withScope({ scheduler: true }, async (db) => {
-    const result = await sql`
-      delete from ${sql.table(table)}
-       where ctid in (select ctid from ${sql.table(table)} where ${where}
-                       limit ${batchSize} for update skip locked)`.execute(db);
-    return Number(result.numAffectedRows ?? 0);
-  });
+export async function deleteInBatches(
+  database: Database,
+  table: string,
+  where: RawBuilder<unknown>,
+): Promise<number> {
+  let deleted = 0;
+  for (let batch = 0; batch < maxBatchesPerRound; batch += 1) {
+    const count = await database.withScope({ scheduler: true }, async (db) => {
+      const result = await sql`
+        delete from ${sql.table(table)}
+         where ctid in (select ctid from ${sql.table(table)} where ${where}
+                         limit ${batchSize})`.execute(db);
+      return Number(result.numAffectedRows ?? 0);
+    });
+    deleted += count;
+    if (count < batchSize) break;
+  }
+  return deleted;
 }
 
 /**
@@ -49,23 +69,23 @@ export function createRetentionStore(database: Database) {
   return {
     async prune(settings: RetentionSettings): Promise<RetentionResult> {
       const days = (count: number) => sql`now() - make_interval(days => ${count})`;
-      const reservations = await prune(
+      const reservations = await deleteInBatches(
         database,
         'brigade.budget_reservations',
         sql`status <> 'reserved' and resolved_at < ${days(settings.reservationDays)}`,
       );
-      const limitCounters = await prune(
+      const limitCounters = await deleteInBatches(
         database,
         'brigade.limit_counters',
         sql`period_start > '-infinity' and period_start < ${days(settings.limitCounterDays)}
             and reserved = 0`,
       );
-      const budgetAlerts = await prune(
+      const budgetAlerts = await deleteInBatches(
         database,
         'brigade.budget_alerts',
         sql`announced_at is not null and period_start < ${days(settings.limitCounterDays)}`,
       );
-      const webhookDeliveries = await prune(
+      const webhookDeliveries = await deleteInBatches(
         database,
         'brigade.webhook_deliveries',
         sql`status <> 'pending' and created_at < ${days(settings.webhookDeliveryDays)}`,

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { StoredSpan } from '../../observability/tracing.ts';
 import type { Database } from '../postgres/database.ts';
+import { deleteInBatches } from '../retention/retention-store.ts';
 
 /** A span as `getRunTrace` returns it. */
 export interface TraceSpan {
@@ -99,16 +100,16 @@ export function createSpanStore(database: Database) {
         );
       });
     },
-    /** Deletes spans that ended more than `retentionHours` ago; returns how many. */
-    async prune(retentionHours: number): Promise<number> {
-      return database.withScope({ scheduler: true }, async (db) => {
-        const result = await sql`
-          delete from brigade.spans
-           where ctid in (select ctid from brigade.spans
-                           where ended_at < now() - make_interval(hours => ${retentionHours})
-                           limit 10000)`.execute(db);
-        return Number(result.numAffectedRows ?? 0);
-      });
+    /**
+     * Deletes spans that ended more than `retentionHours` ago (a backlog in batches, up to a
+     * million a call); returns how many. The scheduler may read spans for it (migration 0040).
+     */
+    prune(retentionHours: number): Promise<number> {
+      return deleteInBatches(
+        database,
+        'brigade.spans',
+        sql`ended_at < now() - make_interval(hours => ${retentionHours})`,
+      );
     },
   };
 }
