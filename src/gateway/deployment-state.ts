@@ -1,4 +1,10 @@
-import { type CircuitBreakerPolicy, circuitBreaker, handleWhen, SamplingBreaker } from 'cockatiel';
+import {
+  type CircuitBreakerPolicy,
+  CircuitState,
+  circuitBreaker,
+  handleWhen,
+  SamplingBreaker,
+} from 'cockatiel';
 import type { ModelRouteDefinition } from './model-routes.ts';
 import { classifyError } from './route-failures.ts';
 
@@ -45,26 +51,64 @@ export interface DeploymentState {
   readonly health: Health;
 }
 
+/** Entries of each map (a tenant's breakers, a sharing scope's capacity) kept at most. */
+const maxEntries = 10_000;
+/** Least recently used entries looked at for an idle one to drop when a map is full. */
+const evictionScan = 32;
+
 /**
  * The router's per-deployment state in this process: a {@link Health} per tenant and route
- * deployment, a {@link Capacity} per sharing scope; both maps bounded.
+ * deployment, a {@link Capacity} per sharing scope; both maps bounded, least recently used
+ * first. Keys come from requests (any member's `<provider>:<anything>` is a deployment of its
+ * own), so a full map must not drop state that is in use: an evicted capacity forgot its calls
+ * in flight and its last minute's starts (a platform route's `maxConcurrency` and `rpm`, which
+ * protect the operator's provider account, counted from zero again), an evicted breaker forgot
+ * that it was open. The entry dropped is the least recently used idle one among the oldest
+ * {@link evictionScan}, else the oldest.
  */
 export function createDeploymentStates(now: () => number) {
   const healths = new Map<string, Health>();
   const capacities = new Map<string, Capacity>();
 
-  /** Keeps a map of per-deployment state bounded (the oldest entry goes). */
-  function remember<T>(map: Map<string, T>, key: string, value: T): T {
-    map.set(key, value);
-    if (map.size > 10_000) {
-      const oldest = map.keys().next().value;
-      if (oldest !== undefined) map.delete(oldest);
-    }
-    return value;
+  function recall<T>(map: Map<string, T>, key: string): T | undefined {
+    const known = map.get(key);
+    if (known === undefined) return undefined;
+    map.delete(key);
+    map.set(key, known);
+    return known;
   }
 
+  function remember<T>(
+    map: Map<string, T>,
+    entry: { readonly key: string; readonly value: T },
+    idle: (value: T) => boolean,
+  ): T {
+    map.set(entry.key, entry.value);
+    if (map.size <= maxEntries) return entry.value;
+    let victim: string | undefined;
+    let scanned = 0;
+    for (const [key, value] of map) {
+      victim ??= key;
+      if (idle(value)) {
+        victim = key;
+        break;
+      }
+      scanned += 1;
+      if (scanned >= evictionScan) break;
+    }
+    if (victim !== undefined) map.delete(victim);
+    return entry.value;
+  }
+
+  const idleHealth = (health: Health) =>
+    health.inFlight === 0 && health.breaker.state === CircuitState.Closed;
+  const idleCapacity = (capacity: Capacity) =>
+    capacity.inFlight === 0 &&
+    capacity.coolUntil <= now() &&
+    (capacity.recent.at(-1) ?? Number.NEGATIVE_INFINITY) <= now() - 60_000;
+
   function healthOf(key: string, route: ModelRouteDefinition): Health {
-    const known = healths.get(key);
+    const known = recall(healths, key);
     if (known !== undefined) return known;
     const breaker = circuitBreaker(
       handleWhen((error) => {
@@ -90,13 +134,17 @@ export function createDeploymentStates(now: () => number) {
     breaker.onBreak(() => {
       created.openedAt = now();
     });
-    return remember(healths, key, created);
+    return remember(healths, { key, value: created }, idleHealth);
   }
 
   function capacityOf(key: string): Capacity {
     return (
-      capacities.get(key) ??
-      remember(capacities, key, { inFlight: 0, latencyMs: undefined, coolUntil: 0, recent: [] })
+      recall(capacities, key) ??
+      remember(
+        capacities,
+        { key, value: { inFlight: 0, latencyMs: undefined, coolUntil: 0, recent: [] } },
+        idleCapacity,
+      )
     );
   }
   return { healthOf, capacityOf, healths };
