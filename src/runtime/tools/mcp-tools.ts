@@ -133,6 +133,14 @@ export function createMcpToolProvider(options: {
   /** The operator's stdio servers' processes; absent: stdio servers' tools are unavailable. */
   readonly stdio?: McpStdioPool | undefined;
   readonly cacheMs?: number;
+  /**
+   * Tool lists kept per process: the servers (default 1,000) and characters of JSON (default
+   * 32 Mi) at most, least recently used dropped first. Every tenant registers servers at will
+   * and a server lists up to 1,000 tools of any size: a list per server ever used, kept for
+   * the process's life (also after the server was deleted through another process), grew
+   * without bound. A dropped list is fetched again on its next use.
+   */
+  readonly cacheLimits?: { readonly maxServers?: number; readonly maxChars?: number };
   readonly listTimeoutMs?: number;
   readonly defaultTimeoutMs: number;
   readonly now?: () => number;
@@ -141,10 +149,43 @@ export function createMcpToolProvider(options: {
   const connect = options.connect ?? connectStreamableHttp;
   const cacheMs = options.cacheMs ?? 60_000;
   const now = options.now ?? Date.now;
+  /** Tool lists by `<tenant>:<server id>`, least recently used first (see {@link cacheLimits}). */
   const cache = new Map<
     string,
-    { readonly at: number; readonly server: string; readonly tools: McpToolInfo[] }
+    {
+      readonly at: number;
+      readonly server: string;
+      readonly tools: McpToolInfo[];
+      readonly chars: number;
+    }
   >();
+  let cachedChars = 0;
+  const maxEntries = options.cacheLimits?.maxServers ?? 1_000;
+  const maxChars = options.cacheLimits?.maxChars ?? 32 * 1024 * 1024;
+
+  function uncache(key: string): void {
+    const entry = cache.get(key);
+    if (entry === undefined) return;
+    cache.delete(key);
+    cachedChars -= entry.chars;
+  }
+
+  /**
+   * Keeps `tools` as the server's list, dropping the least recently used lists while more
+   * servers or characters of JSON than the limits are held. A list larger than the whole
+   * budget is not kept.
+   */
+  function remember(key: string, entry: { server: string; tools: McpToolInfo[] }): void {
+    uncache(key);
+    const chars = JSON.stringify(entry.tools).length;
+    if (chars > maxChars) return;
+    cache.set(key, { ...entry, at: now(), chars });
+    cachedChars += chars;
+    for (const oldest of cache.keys()) {
+      if (cache.size <= maxEntries && cachedChars <= maxChars) break;
+      uncache(oldest);
+    }
+  }
 
   async function secretFor(server: StoredMcpServer, resolve: CredentialLookup) {
     if (server.auth === undefined) return undefined;
@@ -199,7 +240,11 @@ export function createMcpToolProvider(options: {
   ): Promise<McpToolInfo[]> {
     const key = `${server.tenantId}:${server.id}`;
     const cached = cache.get(key);
-    if (cached !== undefined && now() - cached.at < cacheMs) return cached.tools;
+    if (cached !== undefined && now() - cached.at < cacheMs) {
+      cache.delete(key);
+      cache.set(key, cached);
+      return cached.tools;
+    }
     const signal = AbortSignal.timeout(
       server.transport === 'stdio' ? timeoutOf(server) : (options.listTimeoutMs ?? 10_000),
     );
@@ -218,7 +263,7 @@ export function createMcpToolProvider(options: {
       },
       (session) => session.listTools({ signal }),
     );
-    cache.set(key, { at: now(), server: server.name, tools });
+    remember(key, { server: server.name, tools });
     return tools;
   }
 
@@ -306,7 +351,7 @@ export function createMcpToolProvider(options: {
     },
     /** Forgets a server's cached tool list (deleted or changed). */
     forget(tenantId: string, serverId: string) {
-      cache.delete(`${tenantId}:${serverId}`);
+      uncache(`${tenantId}:${serverId}`);
     },
   };
 }
