@@ -45,6 +45,18 @@ export const connectStreamableHttp: McpConnect = async ({ url, headers, signal }
   return sessionOf(client);
 };
 
+/**
+ * The length of `value` as JSON; infinite when it cannot be serialised (a schema nested deep
+ * enough to exhaust the stack, as a hostile server may list: such a list is never cached).
+ */
+function jsonLength(value: unknown): number {
+  try {
+    return JSON.stringify(value).length;
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
 /** The headers carrying `secret` as `auth` says. */
 export function mcpAuthHeaders(auth: McpServerAuth, secret: string): Record<string, string> {
   return auth.header === undefined
@@ -177,7 +189,7 @@ export function createMcpToolProvider(options: {
    */
   function remember(key: string, entry: { server: string; tools: McpToolInfo[] }): void {
     uncache(key);
-    const chars = JSON.stringify(entry.tools).length;
+    const chars = jsonLength(entry.tools);
     if (chars > maxChars) return;
     cache.set(key, { ...entry, at: now(), chars });
     cachedChars += chars;
