@@ -1,48 +1,35 @@
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { schemaProblems, validateAgainstSchema } from './json-schema.ts';
 
-setFlagsFromString('--expose-gc');
-const collectGarbage = runInNewContext('gc') as () => void;
-
-/** A distinct object schema (its own property name and pattern). */
-function schemaNumber(index: number): Record<string, unknown> {
-  return {
-    type: 'object',
-    properties: { [`p${index}`]: { type: 'string', pattern: `^q${index}[a-z]*$` } },
-  };
-}
-
 describe('tool argument schemas', () => {
-  it('validate arguments against a compiled schema', () => {
-    const schema = { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] };
-    expect(schemaProblems(schema)).toEqual([]);
-    expect(validateAgainstSchema(schema, { n: 1 })).toEqual([]);
-    expect(validateAgainstSchema(schema, {})).toEqual(["missing required argument 'n'"]);
-  });
-
-  it('keep no schema once thousands of others were compiled after it', async () => {
-    // Tenant admins and MCP servers choose schemas: compiling one must not retain it forever.
-    const first = new WeakRef(schemaNumber(99_999));
-    expect(schemaProblems(first.deref() ?? {})).toEqual([]);
-    for (let index = 0; index < 2_100; index += 1)
-      expect(schemaProblems(schemaNumber(index))).toEqual([]);
-    // A WeakRef's target is kept for the job that created or read it.
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    collectGarbage();
-    expect(first.deref()).toBeUndefined();
-  });
-
-  it('keep validating with a schema compiled before the validators were renewed', () => {
-    const schema = { type: 'object', properties: { s: { type: 'string', maxLength: 2 } } };
-    expect(validateAgainstSchema(schema, { s: 'abc' })).toEqual([
-      "'s' must NOT have more than 2 characters",
+  it("stand alone: one tenant's $id neither blocks nor serves another's schema", () => {
+    const first = {
+      $id: 'https://schemas.example/tool',
+      type: 'object',
+      properties: { to: { $id: 'https://schemas.example/recipient', type: 'string' } },
+    };
+    // Another tenant's schema of the same $id, saying something else.
+    const second = { $id: 'https://schemas.example/tool', type: 'object', required: ['amount'] };
+    expect(schemaProblems(first)).toEqual([]);
+    expect(schemaProblems(second)).toEqual([]);
+    expect(validateAgainstSchema(first, { to: 'ada' })).toEqual([]);
+    expect(validateAgainstSchema(second, { to: 'ada' })).toEqual([
+      "missing required argument 'amount'",
     ]);
-    for (let index = 0; index < 2_100; index += 1) schemaProblems(schemaNumber(index + 5_000));
-    expect(validateAgainstSchema(schema, { s: 'abc' })).toEqual([
-      "'s' must NOT have more than 2 characters",
-    ]);
-    expect(validateAgainstSchema(schema, { s: 'ab' })).toEqual([]);
+    // A reference to a schema another tenant defined does not resolve to it.
+    const borrowing = {
+      type: 'object',
+      properties: { to: { $ref: 'https://schemas.example/recipient' } },
+    };
+    expect(schemaProblems(borrowing)).not.toEqual([]);
+    // A schema's references to itself still work.
+    const own = {
+      $id: 'https://schemas.example/own',
+      type: 'object',
+      properties: { to: { $ref: '#/$defs/name' } },
+      $defs: { name: { type: 'string' } },
+    };
+    expect(schemaProblems(own)).toEqual([]);
+    expect(validateAgainstSchema(own, { to: 1 })).toEqual(["'to' must be string"]);
   });
 });

@@ -37,6 +37,11 @@ function createAjv(): Ajv {
     validateSchema: true,
     logger: false,
     code: { regExp: re2 },
+    // Each schema stands alone: with Ajv's default, a schema's `$id` (and those inside it)
+    // joined the instance every tenant's schemas share, so one tenant's `$id` made another's
+    // schema of the same `$id` fail to compile (every call of that tool refused), and a
+    // `$ref` could resolve to another tenant's schema.
+    addUsedSchema: false,
   });
   // `format` is checked (email, uri, date-time…): admin schemas rely on it for recipients and URLs.
   addFormats(instance);
