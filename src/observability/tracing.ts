@@ -127,7 +127,15 @@ const kinds = ['internal', 'server', 'client', 'producer', 'consumer'] as const;
  * the store's business). Spans are written after they end, at most every second.
  */
 class SpanStoreProcessor implements SpanProcessor {
+  /**
+   * Spans waiting to be written (buffered or in a batch being written) at most: while the
+   * database is slower than the spans arrive, later ones are dropped (and counted) instead of
+   * queueing without bound, as OpenTelemetry's batch processor does.
+   */
+  static readonly maxQueued = 10_000;
   private buffer: StoredSpan[] = [];
+  private queued = 0;
+  private dropped = 0;
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
   private readonly write: (spans: readonly StoredSpan[]) => Promise<void>;
@@ -145,6 +153,11 @@ class SpanStoreProcessor implements SpanProcessor {
     const tenantId = attributes['brigade.tenant.id'];
     const userId = attributes[internalUserAttribute];
     if (typeof tenantId !== 'string' || typeof userId !== 'string') return;
+    if (this.queued >= SpanStoreProcessor.maxQueued) {
+      this.dropped += 1;
+      return;
+    }
+    this.queued += 1;
     const rest = withoutInternal(attributes);
     const status =
       span.status.code === SpanStatusCode.ERROR
@@ -183,8 +196,13 @@ class SpanStoreProcessor implements SpanProcessor {
     const batch = this.buffer;
     this.buffer = [];
     this.writing = this.writing.then(async () => {
+      if (this.dropped > 0) {
+        this.onError(new Error(`the span store fell behind: ${this.dropped} spans were dropped`));
+        this.dropped = 0;
+      }
       if (batch.length === 0) return;
       await this.write(batch).catch(this.onError);
+      this.queued -= batch.length;
     });
     return this.writing;
   }
