@@ -115,4 +115,28 @@ describe('a runtime role that already exists', () => {
     expect(failure).toContain(`cannot set the login password of the runtime role "${role}"`);
     expect(failure).toContain('DATABASE_RUNTIME_URL');
   });
+
+  it('is refused when DATABASE_RUNTIME_URL logs in as a role that is not it', async () => {
+    const { role, database } = await preparedRole();
+    // Migrate once, so the runtime role has its grants; then log in as someone else.
+    const first = await startTestServer({ database: { runtimeRole: role } }, { database });
+    await first.stop();
+    const stranger = `${role}_login`;
+    await clusterQuery(`create role ${stranger} login password 'stranger-password'`);
+    cleanups.unshift(() => clusterQuery(`drop role if exists ${stranger}`));
+    const runtimeUrl = new URL(database.url);
+    runtimeUrl.username = stranger;
+    runtimeUrl.password = 'stranger-password';
+    const failure = await startTestServer(
+      { database: { runtimeRole: role } },
+      { database, env: { DATABASE_RUNTIME_URL: runtimeUrl.toString() } },
+    ).then(
+      async (server) => {
+        await server.stop();
+        return 'started';
+      },
+      (error: Error) => error.message,
+    );
+    expect(failure).toContain(`logs in as "${stranger}", but database.runtimeRole is "${role}"`);
+  });
 });

@@ -221,6 +221,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<Storage>
       logger,
     });
     const runtimeRole = await assertLeastPrivilege(database.pool);
+    await assertRuntimeLogin(database.pool, runtimeRoleName);
     const opened = database;
     schedulerDatabase = createDatabase({
       connectionString: runtimeUrl,
@@ -272,4 +273,23 @@ export async function withOwnerDb<T>(
   } finally {
     await owner.destroy();
   }
+}
+
+/**
+ * The runtime connection must act as `database.runtimeRole` (or a role that inherits it): the
+ * migrations grant it the runtime's privileges and the row-level security policies are its.
+ * A `DATABASE_RUNTIME_URL` logging in as another role would otherwise start and then find
+ * nothing (every query refused, or answered as another role's).
+ */
+async function assertRuntimeLogin(pool: pg.Pool, role: string): Promise<void> {
+  const { rows } = await pool.query<{ login: string; inherits: boolean | null }>(
+    `select current_user as login,
+            (select pg_has_role(current_user, oid, 'USAGE') from pg_roles where rolname = $1) as inherits`,
+    [role],
+  );
+  const row = rows[0];
+  if (row === undefined || row.inherits === true) return;
+  throw new Error(
+    `the runtime database connection logs in as "${row.login}", but database.runtimeRole is "${role}"${row.inherits === null ? ' (no such role)' : ''}: the migrations grant the runtime's privileges to "${role}"; set database.runtimeRole to "${row.login}", or log in as "${role}" (docs/database.md)`,
+  );
 }
