@@ -182,6 +182,8 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
    */
   const launchDetached = AsyncResource.bind((claimed: RunClaim) => launch(claimed));
 
+  const claimFailures = throttledFailureLog(logger, 'claiming runs failed');
+
   async function runLoop(): Promise<void> {
     while (!stopped) {
       const free = options.concurrency - running.size - held;
@@ -190,8 +192,9 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
         claiming = true;
         try {
           for (const claimed of await claim(free)) launch(claimed);
+          claimFailures.succeeded();
         } catch (error) {
-          logger.warn({ err: { message: (error as Error).message } }, 'claiming runs failed');
+          claimFailures.failed(error);
         } finally {
           claiming = false;
         }
@@ -334,6 +337,33 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
       if (heartbeat !== undefined) clearInterval(heartbeat);
       // Hand unfinished runs back at once so another process resumes them without waiting.
       await handBack([...remaining, ...claimedWhileStopping]);
+    },
+  };
+}
+
+/**
+ * Logs a failure that repeats at every poll while the database is away (four a second) once,
+ * then at most every 30 s with how often it repeated, and once when it works again.
+ */
+export function throttledFailureLog(logger: ExecutorLogger, message: string) {
+  let since: number | undefined;
+  let repeats = 0;
+  return {
+    failed(error: unknown) {
+      const now = Date.now();
+      if (since !== undefined && now - since < 30_000) {
+        repeats += 1;
+        return;
+      }
+      logger.warn({ err: { message: (error as Error).message }, repeats }, message);
+      since = now;
+      repeats = 0;
+    },
+    succeeded() {
+      if (since === undefined) return;
+      logger.info({ repeats }, `${message} before; it works again`);
+      since = undefined;
+      repeats = 0;
     },
   };
 }
