@@ -36,7 +36,7 @@ export function composeTools(options: {
       { source: vaultKeys.source, provider: vaultKeys.provider.id, masterKeyId: vaultKeys.keyId },
       'credentials vault ready',
     );
-  const toolStore = createToolStore(storage.database);
+  const toolStore = createToolStore(storage.database, config.limits.perTenant);
   // Kill switches, checked before every tool call: cached per tenant for 2 s, dropped at once
   // when this process sets or lifts one.
   const toolBlocks = createToolBlockCache({ load: (tenantId) => toolStore.blocksOf(tenantId) });
@@ -69,7 +69,7 @@ export function composeTools(options: {
           destination: request.destination,
         })
       : Promise.resolve(undefined);
-  const mcpServerStore = createMcpServerStore(storage.database);
+  const mcpServerStore = createMcpServerStore(storage.database, config.limits.perTenant);
   // The operator's stdio MCP servers: one process per (tenant, user, server), closed on stop.
   const mcpStdio = createMcpStdioPool({
     servers: config.tools.mcpStdio.servers,

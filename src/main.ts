@@ -118,7 +118,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     config: config.audit.checkpoints,
     logger,
   });
-  const store = createIdentityStore(storage.database);
+  const store = createIdentityStore(storage.database, config.limits.perTenant);
   const identity = createIdentityService({
     store,
     endAccess: (subject) => cancelRunsOf(storage.database, signals, subject),
@@ -218,7 +218,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   }
   const toolRuntime = composeTools({ config, storage, vaultKeys, logger });
   const { tools, toolStore, toolBlocks, egress, mcpServerStore, mcpStdio, mcpTools } = toolRuntime;
-  const agentStore = createAgentStore(storage.database);
+  const agentStore = createAgentStore(storage.database, config.limits.perTenant);
   const agents = createAgentService({
     store: agentStore,
     validator: createAgentValidator({
@@ -320,13 +320,13 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       webhooks: webhookStore,
       spans,
       modelRoutes: createModelRouteService({
-        store: createModelRouteStore(storage.database),
+        store: createModelRouteStore(storage.database, config.limits.perTenant),
         gateway,
         platformRoutes: config.routes as readonly ModelRouteDefinition[],
         onChange: (tenantId) => routeCache.invalidate(tenantId),
       }),
       policies: createPolicyService({
-        store: createPolicyStore(storage.database),
+        store: createPolicyStore(storage.database, config.limits.perTenant),
         onChange: (tenantId) => policyCache.invalidate(tenantId),
       }),
       usage: createUsageService({ store: createUsageStore(storage.database) }),

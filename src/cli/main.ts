@@ -284,7 +284,9 @@ export async function runCli(
           );
         return 0;
       }
-      const identity = createIdentityService({ store: createIdentityStore(storage.database) });
+      const identity = createIdentityService({
+        store: createIdentityStore(storage.database, config.limits.perTenant),
+      });
       if (full === 'usage report') {
         const tenantId = await resolveTenant(identity, required(parsed.values.tenant, 'tenant'));
         const user = parsed.values.user;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { modelRouteSchema } from '../gateway/route-schema.ts';
+import { limitsSchema } from './limits-schema.ts';
 
 /** Log levels accepted by `log.level` (pino's names). */
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -251,19 +252,6 @@ const toolsSchema = z
             value === true ? [...piiKinds] : value === false ? [] : [...new Set(value)],
           )
           .default(['card', 'ssn']),
-      })
-      .prefault({}),
-  })
-  .prefault({});
-
-const limitsSchema = z
-  .strictObject({
-    /** Requests per minute, per API key, per user and per tenant; the tightest wins. */
-    requestsPerMinute: z
-      .strictObject({
-        key: z.int().min(1).max(10_000_000).default(600),
-        user: z.int().min(1).max(10_000_000).default(1_200),
-        tenant: z.int().min(1).max(10_000_000).default(6_000),
       })
       .prefault({}),
   })

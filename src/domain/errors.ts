@@ -43,6 +43,7 @@ export const errorCodes = [
   'memory_value_too_large',
   'memory_limit_exceeded',
   'webhook_limit_exceeded',
+  'resource_limit_exceeded',
   'vault_unavailable',
   'service_unavailable',
   'request_timeout',

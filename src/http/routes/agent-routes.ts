@@ -10,7 +10,11 @@ import { authedRoute, idParam, jsonBody, jsonResponse, problemResponse } from '.
 import { pageQuerySchema, pageSchema } from '../schemas.ts';
 
 const params = z.object({ agentId: idParam('agentId') });
-const nameTaken = { 409: problemResponse('The tenant has an agent of this name already.') };
+const nameTaken = {
+  409: problemResponse(
+    'The tenant has an agent of this name already, or `limits.perTenant.agents` agents (`resource_limit_exceeded`).',
+  ),
+};
 
 const createAgent = authedRoute({
   method: 'post',

@@ -24,7 +24,9 @@ const createApiKey = authedRoute({
   request: { params: userParams, body: jsonBody(createApiKeySchema) },
   responses: {
     201: jsonResponse(createdApiKeySchema, 'The key with its secret.'),
-    409: problemResponse('The user is disabled.'),
+    409: problemResponse(
+      'The user is disabled, or has `limits.perTenant.apiKeysPerUser` active keys (`resource_limit_exceeded`).',
+    ),
   },
 });
 

@@ -97,7 +97,9 @@ const createMcpServer = authedRoute({
   request: { body: jsonBody(serverBody) },
   responses: {
     201: jsonResponse(serverResponse, 'The server.'),
-    409: problemResponse('A server with this name exists already.'),
+    409: problemResponse(
+      'A server with this name exists already, or the tenant has `limits.perTenant.mcpServers` servers (`resource_limit_exceeded`).',
+    ),
   },
 });
 const listMcpServers = authedRoute({

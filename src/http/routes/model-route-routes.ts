@@ -27,7 +27,11 @@ const routeResponseSchema = modelRouteSchema.extend({
   updatedAt: z.iso.datetime().nullable(),
 });
 
-const conflict = { 409: problemResponse('A route with this name exists already.') };
+const conflict = {
+  409: problemResponse(
+    'A route with this name exists already, or the tenant has `limits.perTenant.modelRoutes` routes (`resource_limit_exceeded`).',
+  ),
+};
 
 const createModelRoute = authedRoute({
   method: 'post',

@@ -134,7 +134,9 @@ const createPolicy = authedRoute({
   request: { body: jsonBody(createPolicySchema) },
   responses: {
     201: jsonResponse(policySchema, 'The policy.'),
-    409: problemResponse('A policy for this target exists already.'),
+    409: problemResponse(
+      'A policy for this target exists already, or the tenant has `limits.perTenant.policies` policies (`resource_limit_exceeded`).',
+    ),
   },
 });
 const listPolicies = authedRoute({

@@ -3,7 +3,7 @@ import type { ValidationIssue } from '../../domain/errors.ts';
 import type { HttpToolDefinition } from '../../domain/tools/tool-types.ts';
 import { toolRisks } from '../../domain/tools/tool-types.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { authedRoute, jsonBody, jsonResponse } from '../route-helpers.ts';
+import { authedRoute, jsonBody, jsonResponse, problemResponse } from '../route-helpers.ts';
 import { problemSchema } from '../schemas.ts';
 import { definitionFields, toolBody, toolResponse, toResponse } from './tool-routes.ts';
 
@@ -106,6 +106,9 @@ const importOpenApiTools = authedRoute({
       description: 'The document or an operation cannot be imported; nothing was written.',
       content: { 'application/problem+json': { schema: importProblem } },
     },
+    409: problemResponse(
+      'A tool of a generated name exists already, or the tools would pass `limits.perTenant.tools` (`resource_limit_exceeded`); nothing was written.',
+    ),
   },
 });
 

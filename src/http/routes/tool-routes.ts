@@ -119,7 +119,9 @@ const blockSchema = z
 const params = z.object({ toolId: idParam('toolId') });
 const tags = ['Tools'];
 const conflict = {
-  409: problemResponse('A tool with this name exists already.'),
+  409: problemResponse(
+    'A tool with this name exists already, or the tenant has `limits.perTenant.tools` tools (`resource_limit_exceeded`).',
+  ),
 };
 
 const createTool = authedRoute({

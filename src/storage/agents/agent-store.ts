@@ -6,6 +6,7 @@ import { scopeFor } from '../identity/scope-for.ts';
 import { toPage } from '../identity/tenant-user-store.ts';
 import type { Database } from '../postgres/database.ts';
 import type { AgentsTable } from '../postgres/database-schema.ts';
+import { assertCapacity, type TenantCapacity } from '../postgres/tenant-capacity.ts';
 
 /** Maps an agents row. */
 export function toAgent(row: Selectable<AgentsTable>): Agent {
@@ -61,10 +62,16 @@ function toColumns(input: Partial<AgentInput>) {
 }
 
 /** The PostgreSQL {@link AgentStore}. */
-export function createAgentStore(database: Database): AgentStore {
+export function createAgentStore(database: Database, capacity?: TenantCapacity): AgentStore {
   return {
     create(principal, input) {
       return database.withScope(scopeFor(principal), async (db) => {
+        if (capacity !== undefined)
+          await assertCapacity(db, {
+            resource: 'agents',
+            tenantId: principal.tenantId,
+            max: capacity.agents,
+          });
         const now = new Date();
         const row = await db
           .insertInto('brigade.agents')

@@ -15,6 +15,7 @@ import { writeAudit, writeAuditToEveryTenant } from '../identity/audit-writer.ts
 import { scopeFor } from '../identity/scope-for.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { PoliciesTable } from '../postgres/database-schema.ts';
+import { assertCapacity, type TenantCapacity } from '../postgres/tenant-capacity.ts';
 
 /** Limits as stored: the budget in integer nano-USD, so PostgreSQL compares integers. */
 interface StoredLimits extends Omit<PolicyLimits, 'budget'> {
@@ -96,12 +97,18 @@ interface CounterRow {
 }
 
 /** The PostgreSQL {@link PolicyStore}. */
-export function createPolicyStore(database: Database): PolicyStore {
+export function createPolicyStore(database: Database, capacity?: TenantCapacity): PolicyStore {
   const scope = (principal: Principal, tenantId?: string | null) =>
     scopeFor(principal, tenantId ?? undefined);
   return {
     create(principal, input) {
       return database.withScope(scope(principal, input.tenantId), async (db) => {
+        if (capacity !== undefined && input.tenantId !== null)
+          await assertCapacity(db, {
+            resource: 'policies',
+            tenantId: input.tenantId,
+            max: capacity.policies,
+          });
         const now = new Date();
         const row = await db
           .insertInto('brigade.policies')

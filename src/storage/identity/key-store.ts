@@ -7,6 +7,7 @@ import type { Principal } from '../../domain/identity/principal.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { ApiKeysTable, UsersTable } from '../postgres/database-schema.ts';
 import { createGroupCalls } from '../postgres/group-calls.ts';
+import { assertCapacity, type TenantCapacity } from '../postgres/tenant-capacity.ts';
 import { writeAudit } from './audit-writer.ts';
 import { toApiKey, toOidcProvider, toUser } from './rows.ts';
 import { scopeFor, systemScope } from './scope-for.ts';
@@ -72,7 +73,7 @@ async function insertKey(
 }
 
 /** The API key, OIDC provider, operator key and audit half of the identity store. */
-export function createKeyStore(database: Database): KeyStore {
+export function createKeyStore(database: Database, capacity?: TenantCapacity): KeyStore {
   // Lookups that arrive while one is in flight go out together, after it (one lane: the
   // tenant is what the lookup finds out).
   const lookups = createGroupCalls<string, IdentityRow | undefined>({
@@ -93,6 +94,13 @@ export function createKeyStore(database: Database): KeyStore {
   return {
     async createApiKey(principal, tenantId, input) {
       return database.withScope(scopeFor(principal, tenantId), async (db) => {
+        if (capacity !== undefined)
+          await assertCapacity(db, {
+            resource: 'apiKeysPerUser',
+            tenantId,
+            userId: input.userId,
+            max: capacity.apiKeysPerUser,
+          });
         const key = await insertKey(db, { tenantId, input, principal });
         await writeAudit(db, {
           tenantId,

@@ -5,6 +5,7 @@ import { writeAudit } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import type { Database } from '../postgres/database.ts';
 import type { ModelRoutesTable } from '../postgres/database-schema.ts';
+import { assertCapacity, type TenantCapacity } from '../postgres/tenant-capacity.ts';
 
 /** A tenant's stored model route. */
 export interface StoredModelRoute {
@@ -28,10 +29,16 @@ function toRoute(row: Selectable<ModelRoutesTable>): StoredModelRoute {
 }
 
 /** Tenant model routes in PostgreSQL (RLS: the tenant reads, its admins write). */
-export function createModelRouteStore(database: Database) {
+export function createModelRouteStore(database: Database, capacity?: TenantCapacity) {
   return {
     create(principal: UserPrincipal, definition: ModelRouteDefinition): Promise<StoredModelRoute> {
       return database.withScope(scopeFor(principal), async (db) => {
+        if (capacity !== undefined)
+          await assertCapacity(db, {
+            resource: 'modelRoutes',
+            tenantId: principal.tenantId,
+            max: capacity.modelRoutes,
+          });
         const now = new Date();
         const row = await db
           .insertInto('brigade.model_routes')

@@ -9,6 +9,7 @@ import type { ToolRisk } from '../../domain/tools/tool-types.ts';
 import { writeAudit } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import type { Database } from '../postgres/database.ts';
+import { assertCapacity, type TenantCapacity } from '../postgres/tenant-capacity.ts';
 
 interface McpServerRow {
   id: string;
@@ -46,10 +47,16 @@ function toServer(row: McpServerRow): StoredMcpServer {
 }
 
 /** A tenant's MCP servers in PostgreSQL (RLS: the tenant reads, its admins write). */
-export function createMcpServerStore(database: Database) {
+export function createMcpServerStore(database: Database, capacity?: TenantCapacity) {
   return {
     create(principal: UserPrincipal, definition: McpServerDefinition): Promise<StoredMcpServer> {
       return database.withScope(scopeFor(principal), async (db) => {
+        if (capacity !== undefined)
+          await assertCapacity(db, {
+            resource: 'mcpServers',
+            tenantId: principal.tenantId,
+            max: capacity.mcpServers,
+          });
         const result = await sql<McpServerRow>`
           insert into brigade.mcp_servers (tenant_id, name, url, auth, risk, created_by_user_id)
           values (${principal.tenantId}, ${definition.name}, ${endpointOf(definition)},

@@ -4,6 +4,7 @@ import type { HttpToolDefinition, StoredTool, ToolBlock } from '../../domain/too
 import { writeAudit } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
+import { assertCapacity, type TenantCapacity } from '../postgres/tenant-capacity.ts';
 
 interface ToolRow {
   id: string;
@@ -59,10 +60,16 @@ async function audit(
 }
 
 /** Tenant tools and kill switches in PostgreSQL (RLS: the tenant reads, its admins write). */
-export function createToolStore(database: Database) {
+export function createToolStore(database: Database, capacity?: TenantCapacity) {
   return {
     create(principal: UserPrincipal, definition: HttpToolDefinition): Promise<StoredTool> {
       return database.withScope(scopeFor(principal), async (db) => {
+        if (capacity !== undefined)
+          await assertCapacity(db, {
+            resource: 'tools',
+            tenantId: principal.tenantId,
+            max: capacity.tools,
+          });
         const result = await sql<ToolRow>`
           insert into brigade.tools (tenant_id, name, definition, created_by_user_id)
           values (${principal.tenantId}, ${definition.name}, ${JSON.stringify(definition)}::jsonb,
@@ -89,6 +96,13 @@ export function createToolStore(database: Database) {
       source: string,
     ): Promise<StoredTool[]> {
       return database.withScope(scopeFor(principal), async (db) => {
+        if (capacity !== undefined)
+          await assertCapacity(db, {
+            resource: 'tools',
+            tenantId: principal.tenantId,
+            max: capacity.tools,
+            adding: tools.length,
+          });
         const created: StoredTool[] = [];
         for (const { definition, operationId } of tools) {
           const result = await sql<ToolRow>`
