@@ -183,6 +183,38 @@ describe.runIf(redisUrl !== undefined)('concurrentModelCalls across processes (R
     }
   });
 
+  it('gives back a slot whose taking timed out after Redis took it', async () => {
+    const redis = new Redis(redisUrl ?? '', { maxRetriesPerRequest: 1 });
+    const errors: unknown[] = [];
+    // Redis runs the script, and the reply is lost (ioredis' commandTimeout fired first).
+    const lostReply = {
+      eval: async (...args: Parameters<Redis['eval']>) => {
+        await redis.eval(...args);
+        throw new Error('Command timed out');
+      },
+      zrem: (...args: Parameters<Redis['zrem']>) => redis.zrem(...args),
+    } as unknown as Pick<Redis, 'eval' | 'zrem'>;
+    const key = `test:lost:${Date.now()}`;
+    const slots = createRedisSlots({
+      redis: lostReply,
+      fallback: createMemorySlots(),
+      onError: (error) => errors.push(error),
+    });
+    try {
+      const held = await slots.take([{ key, limit: 1 }]);
+      // Counted in this process instead, as when Redis fails.
+      expect(held).toBeDefined();
+      expect(errors).toHaveLength(1);
+      held?.release();
+      await redis.ping();
+      // Nothing is left held in Redis: another process can take the only slot at once.
+      expect(await redis.zcard(`brigade:slots:${key}`)).toBe(0);
+    } finally {
+      slots.close();
+      redis.disconnect();
+    }
+  });
+
   it('takes a slot under every limit or under none', async () => {
     const redis = new Redis(redisUrl ?? '', { maxRetriesPerRequest: 1 });
     const slots = createRedisSlots({

@@ -134,6 +134,10 @@ export function createRedisSlots(options: RedisSlotsOptions): CallSlots & { clos
         );
       } catch (error) {
         options.onError(error);
+        // The script may have run and only its reply was lost (a command timeout): give back
+        // what it may have taken, or the slot stays held for a whole lease with no call in it.
+        // Sent on the same connection after the script, so Redis runs it after the script.
+        for (const key of keys) options.redis.zrem(key, holder).catch(() => undefined);
         return options.fallback.take(limits);
       }
       if (Number(taken) !== 1) return undefined;
