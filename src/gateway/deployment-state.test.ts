@@ -31,4 +31,21 @@ describe("the router's deployment states", () => {
     for (let index = 0; index < 20_000; index += 1) states.capacityOf(`*:later:${index}`);
     expect(states.capacityOf('*:chat:0:openai:gpt-4o-mini')).not.toBe(platform);
   });
+
+  it('keep every entry in use, however many of them come before an idle one', () => {
+    const states = createDeploymentStates(() => 1_000_000);
+    // A platform deployment with calls in flight, then 40 more a member keeps busy with slow
+    // calls, then 10,000 model names of the member's own (found by review: only the 32 oldest
+    // were looked at for an idle entry, and the oldest went when none was idle).
+    const platform = states.capacityOf('platform:gpt');
+    platform.inFlight = 4;
+    for (let index = 0; index < 40; index += 1) states.capacityOf(`busy:${index}`).inFlight = 1;
+    for (let index = 0; index < 10_000; index += 1) states.capacityOf(`junk:${index}`);
+    expect(states.capacityOf('platform:gpt')).toBe(platform);
+    expect(platform.inFlight).toBe(4);
+    expect(states.capacityOf('busy:0').inFlight).toBe(1);
+    // And the breakers' map, full of open breakers' neighbours, stays at its size.
+    for (let index = 0; index < 10_500; index += 1) states.healthOf(`junk:${index}`, route);
+    expect(states.healths.size).toBe(10_000);
+  });
 });

@@ -53,8 +53,6 @@ export interface DeploymentState {
 
 /** Entries of each map (a tenant's breakers, a sharing scope's capacity) kept at most. */
 const maxEntries = 10_000;
-/** Least recently used entries looked at for an idle one to drop when a map is full. */
-const evictionScan = 32;
 
 /**
  * The router's per-deployment state in this process: a {@link Health} per tenant and route
@@ -63,8 +61,8 @@ const evictionScan = 32;
  * own), so a full map must not drop state that is in use: an evicted capacity forgot its calls
  * in flight and its last minute's starts (a platform route's `maxConcurrency` and `rpm`, which
  * protect the operator's provider account, counted from zero again), an evicted breaker forgot
- * that it was open. The entry dropped is the least recently used idle one among the oldest
- * {@link evictionScan}, else the oldest.
+ * that it was open. The entry dropped is the least recently used idle one; none is dropped
+ * while every entry is in use.
  */
 export function createDeploymentStates(now: () => number) {
   const healths = new Map<string, Health>();
@@ -85,18 +83,14 @@ export function createDeploymentStates(now: () => number) {
   ): T {
     map.set(entry.key, entry.value);
     if (map.size <= maxEntries) return entry.value;
-    let victim: string | undefined;
-    let scanned = 0;
+    // The least recently used idle entry goes. Entries in use are skipped however many there
+    // are: they are calls in flight (or breakers open, capacities cooling down), so the scan is
+    // as long as this process's concurrency at most, and the map outgrows maxEntries only by
+    // entries in use.
     for (const [key, value] of map) {
-      victim ??= key;
-      if (idle(value)) {
-        victim = key;
-        break;
-      }
-      scanned += 1;
-      if (scanned >= evictionScan) break;
+      if (map.size <= maxEntries) break;
+      if (key !== entry.key && idle(value)) map.delete(key);
     }
-    if (victim !== undefined) map.delete(victim);
     return entry.value;
   }
 

@@ -195,7 +195,8 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       const started = now();
       state.capacity.inFlight += 1;
       state.health.inFlight += 1;
-      state.capacity.recent.push(started);
+      // Starts are kept for an `rpm` only: a capacity without one is idle once its calls end.
+      if (deployment.rpm !== undefined) state.capacity.recent.push(started);
       try {
         const result = await state.health.breaker.execute(async () => {
           try {
