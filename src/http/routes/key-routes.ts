@@ -63,7 +63,7 @@ const rotateApiKey = authedRoute({
   responses: {
     201: jsonResponse(createdApiKeySchema, 'The new key with its secret.'),
     409: problemResponse(
-      'The key is revoked, expired or already rotated (rotate its successor), or the user is disabled.',
+      'The key is revoked, expired or already rotated (rotate its successor), or the user is disabled, or a grace period would give the user more than `limits.perTenant.apiKeysPerUser` working keys (`resource_limit_exceeded`).',
     ),
   },
 });

@@ -103,7 +103,7 @@ export function createPolicyStore(database: Database, capacity?: TenantCapacity)
   return {
     create(principal, input) {
       return database.withScope(scope(principal, input.tenantId), async (db) => {
-        if (capacity !== undefined && input.tenantId !== null)
+        if (capacity !== undefined && input.tenantId !== null && input.managedBy === 'tenant')
           await assertCapacity(db, {
             resource: 'policies',
             tenantId: input.tenantId,

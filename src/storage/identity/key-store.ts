@@ -163,6 +163,15 @@ export function createKeyStore(database: Database, capacity?: TenantCapacity): K
             throw new ConflictError(
               'This key was already rotated or revoked; rotate its successor, or create a new key.',
             );
+          // The successor is one more working key, unless the key it replaces stops at once.
+          if (capacity !== undefined && current !== undefined)
+            await assertCapacity(db, {
+              resource: 'apiKeysPerUser',
+              tenantId,
+              userId,
+              max: capacity.apiKeysPerUser,
+              ...(revokeAt.getTime() <= Date.now() ? { exceptId: keyId } : {}),
+            });
         }
         const row = await db
           .updateTable('brigade.api_keys')

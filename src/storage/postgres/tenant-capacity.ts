@@ -11,11 +11,13 @@ const counted = {
   tools: { table: 'tools', noun: 'tools', where: sql`true` },
   mcpServers: { table: 'mcp_servers', noun: 'MCP servers', where: sql`true` },
   modelRoutes: { table: 'model_routes', noun: 'model routes', where: sql`true` },
-  policies: { table: 'policies', noun: 'policies', where: sql`true` },
+  // The operator's policies on a tenant are not the tenant's to fill: only the admins' count.
+  policies: { table: 'policies', noun: 'policies', where: sql`managed_by = 'tenant'` },
   apiKeysPerUser: {
     table: 'api_keys',
     noun: 'active API keys',
-    where: sql`revoked_at is null and (expires_at is null or expires_at > now())`,
+    // A rotated key in its grace period still works: it counts until its revocation time.
+    where: sql`(revoked_at is null or revoked_at > now()) and (expires_at is null or expires_at > now())`,
   },
 } as const;
 
@@ -34,6 +36,8 @@ export interface CapacityCheck {
   readonly max: number;
   /** How many objects the caller is about to create (an OpenAPI import creates several). */
   readonly adding?: number;
+  /** An object not to count (a key being replaced by its successor at once). */
+  readonly exceptId?: string;
 }
 
 /**
@@ -49,9 +53,12 @@ export async function assertCapacity(db: ScopedDb, check: CapacityCheck): Promis
     db,
   );
   const byUser = check.userId === undefined ? sql`true` : sql`user_id = ${check.userId}::uuid`;
+  const except = check.exceptId === undefined ? sql`true` : sql`id <> ${check.exceptId}::uuid`;
   const result = await sql<{ count: string }>`
     select count(*) as count from ${sql.table(`brigade.${table}`)}
-     where tenant_id = ${check.tenantId}::uuid and ${byUser} and ${where}`.execute(db);
+     where tenant_id = ${check.tenantId}::uuid and ${byUser} and ${except} and ${where}`.execute(
+    db,
+  );
   const count = Number(result.rows[0]?.count ?? 0);
   const adding = check.adding ?? 1;
   if (count + adding <= check.max) return;

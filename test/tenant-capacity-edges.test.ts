@@ -9,7 +9,8 @@ import {
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
 /**
- * Review of `limits.perTenant` (dcfeb63): what a hostile tenant admin can do with the caps.
+ * `limits.perTenant` at its edges (found by review): the operator's policies are not the
+ * tenant's to fill, and a rotated key in its grace period is still a working key.
  */
 let server: TestServer;
 let operator: ApiClient;
@@ -29,7 +30,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-describe('limits.perTenant under review', () => {
+describe('limits.perTenant at its edges', () => {
   it('lets the operator set a tenant budget even when the tenant admin filled the policy cap', async () => {
     const tenantId = await seedTenant(operator, 'review-cap-policies');
     const admin = apiClient(
