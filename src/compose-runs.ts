@@ -51,7 +51,8 @@ export function composeRuns(options: {
   const signals = createRunSignals({
     connectionString: storage.runtimeConnection.url,
     // The embedded database has one server process (its data directory's lock refuses a
-    // second; the CLI's admin commands that share it touch no runs): nobody to signal.
+    // second; the CLI's admin commands that share it touch no runs, and `users delete`
+    // refuses to run beside it): nobody to signal.
     crossProcess: storage.embedded === undefined,
     onError: (error) =>
       logger.warn({ err: { message: error.message } }, 'run signal connection failed'),

@@ -19,6 +19,7 @@ import { createMockModelServer, type MockFault, parseMockFaults } from '../testi
 import { resolveTenant, resolveUser, runAdminCommand } from './admin-commands.ts';
 import { type CliIo, describeFailure, UsageError } from './cli-output.ts';
 import { required, usageReport } from './usage-command.ts';
+import { deleteUserCommand } from './user-erasure-command.ts';
 
 const help = `brigade ${version}: a multi-tenant harness for LLM agents
 
@@ -33,6 +34,9 @@ Commands:
   tenants list
   users create --tenant T [--email E] [--name N] [--role owner|admin|member|viewer]
   users list --tenant T
+  users delete --tenant T --user U --yes [--reason R]
+                                erase the user and everything that is theirs (irreversible:
+                                refused without --yes; usage records and audit events are kept)
   keys create --tenant T --user U --name N [--scopes a,b] [--expires-at ISO]
   keys list --tenant T --user U
   keys revoke --tenant T --user U --key K
@@ -63,6 +67,7 @@ const knownCommands = [
   'tenants list',
   'users create',
   'users list',
+  'users delete',
   'keys create',
   'keys list',
   'keys revoke',
@@ -93,6 +98,8 @@ const options = {
   to: { type: 'string' },
   'group-by': { type: 'string' },
   csv: { type: 'boolean' },
+  yes: { type: 'boolean' },
+  reason: { type: 'string' },
 } as const;
 
 function parse(argv: readonly string[]) {
@@ -297,6 +304,10 @@ export async function runCli(
           flags: parsed.values,
           io,
         });
+        return 0;
+      }
+      if (full === 'users delete') {
+        await deleteUserCommand({ config, storage, identity, flags: parsed.values, io, logger });
         return 0;
       }
       if (full === 'audit verify') {

@@ -13,7 +13,7 @@ export interface Export {
 /** A seeded user with a client presenting their key. */
 export async function seedClient(
   world: { readonly operator: ApiClient; readonly url: string },
-  options: { readonly tenantId: string; readonly role: string },
+  options: { readonly tenantId: string; readonly role: string; readonly email?: string },
 ) {
   const user = await seedUser(world.operator, options);
   return { ...user, client: apiClient(world.url, user.secret) };

@@ -57,7 +57,12 @@ export function dataDirOf(workspace: string): string {
 }
 
 export function spawnBrigade(workspace: string): BrigadeProcess {
-  const child = spawn(process.execPath, ['--import', tsxLoader, cliEntry, 'serve'], {
+  return spawnCli(workspace, ['serve']);
+}
+
+/** Spawns the real CLI with `argv` in `workspace` (embedded mode: no DATABASE_URL). */
+export function spawnCli(workspace: string, argv: readonly string[]): BrigadeProcess {
+  const child = spawn(process.execPath, ['--import', tsxLoader, cliEntry, ...argv], {
     cwd: workspace,
     env: childEnvironment(),
     stdio: ['ignore', 'pipe', 'pipe'],

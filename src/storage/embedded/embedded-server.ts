@@ -18,6 +18,12 @@ export interface EmbeddedServer {
   readonly port: number;
   /** Password the runtime role logs in with (generated once, kept beside the data directory). */
   readonly runtimePassword: string;
+  /**
+   * True when another live Brigade process runs this cluster and this one only connected to it
+   * (`shareRunning`): that server signals nothing across processes (no LISTEN), so it does
+   * not hear this process's run cancellations or cache purges.
+   */
+  readonly shared: boolean;
   /** Stops the cluster (fast shutdown); safe to call twice. */
   stop(): Promise<void>;
 }
@@ -215,7 +221,12 @@ export async function startEmbeddedServer(options: StartEmbeddedOptions): Promis
         `another Brigade process (its PostgreSQL has pid ${running.pid}) is using ${dataDir}; stop it first or set database.embedded.dataDir to another directory`,
       );
     }
-    return connectedServer({ port: running.port, credentials, stop: async () => undefined });
+    return connectedServer({
+      port: running.port,
+      credentials,
+      shared: true,
+      stop: async () => undefined,
+    });
   }
   if (running !== undefined) await stopOrphan(running, logger);
   let port: number;
@@ -265,12 +276,13 @@ export async function startEmbeddedServer(options: StartEmbeddedOptions): Promis
       { cause: error },
     );
   }
-  return connectedServer({ port, credentials, stop: () => server.stop() });
+  return connectedServer({ port, credentials, shared: false, stop: () => server.stop() });
 }
 
 function connectedServer(options: {
   readonly port: number;
   readonly credentials: StoredCredentials;
+  readonly shared: boolean;
   readonly stop: () => Promise<void>;
 }): EmbeddedServer {
   const { port, credentials } = options;
@@ -285,6 +297,7 @@ function connectedServer(options: {
     urlFor,
     port,
     runtimePassword: credentials.runtimePassword,
+    shared: options.shared,
     stop() {
       stopped ??= options.stop();
       return stopped;
