@@ -35,6 +35,10 @@ const countOf = async (table: string, where = 'true') =>
 beforeAll(async () => {
   server = await startTestServer({
     limits: { requestsPerMinute: { key: 1_000_000, user: 1_000_000, tenant: 1_000_000 } },
+    // The webhook worker announces unannounced alerts (announced_at = now()): polling at its
+    // 1 s default, it could announce the test's old unannounced alert before the sweep, which
+    // then deleted it too (seen under load: 1 alert left, not 2).
+    webhooks: { pollMs: 60_000 },
   });
   const operator = apiClient(server.url, testOperatorKey);
   tenantId = await seedTenant(operator, 'retention');
