@@ -47,7 +47,8 @@ export function composeRuns(options: {
   readonly metrics: Metrics;
 }) {
   const { config, storage, logger, tracing, metered, budgets, cores, metrics } = options;
-  const { tools, egress, toolStore, toolBlocks, mcpTools, resolveCredential } = options.toolRuntime;
+  const { tools, egress, toolStore, toolBlocks, mcpTools, resolveCredential, argumentsHasher } =
+    options.toolRuntime;
   const signals = createRunSignals({
     connectionString: storage.runtimeConnection.url,
     // The embedded database has one server process (its data directory's lock refuses a
@@ -73,6 +74,7 @@ export function composeRuns(options: {
   const approvals = createApprovalStore({
     database: storage.database,
     signals,
+    argumentsHasher,
     validateArguments: async (toolName, input, tenantId) => {
       const tool = tools.find((candidate) => candidate.name === toolName);
       if (tool !== undefined) return validateToolInput(tool.inputSchema, input);
@@ -131,6 +133,7 @@ export function composeRuns(options: {
       allowedLinkHosts: config.tools.outputGuard.allowedLinkHosts,
       redactPii: config.tools.outputGuard.redactPii,
       approvalTtlMs: config.runs.approvalTtlSeconds * 1_000,
+      argumentsHasher,
       cores,
       memory: {
         store: memoryStore,

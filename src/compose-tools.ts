@@ -8,6 +8,7 @@ import { createMcpToolProvider } from './runtime/tools/mcp-tools.ts';
 import { createOAuthTokenClient } from './runtime/tools/oauth-token-client.ts';
 import { builtInTools } from './runtime/tools/tool-registry.ts';
 import type { Storage } from './storage/open-storage.ts';
+import { createArgumentsHasher } from './storage/tools/arguments-hasher.ts';
 import { createCredentialStore } from './storage/tools/credential-store.ts';
 import { createMcpServerStore } from './storage/tools/mcp-server-store.ts';
 import { createToolStore } from './storage/tools/tool-store.ts';
@@ -16,7 +17,8 @@ import type { loadVaultKeySource } from './storage/vault-key-provider.ts';
 /**
  * Part of the composition root (main.ts): the tools runs may call and what they need — the
  * built-ins, tenant tools and their kill switches, the credentials vault, MCP servers (remote
- * and the operator's stdio ones) and the egress rules they all pass.
+ * and the operator's stdio ones), the egress rules they all pass, and the keyed hash of tool-call
+ * arguments the audit log and approvals show.
  */
 export function composeTools(options: {
   readonly config: Config;
@@ -29,13 +31,19 @@ export function composeTools(options: {
   if (vaultKeys === undefined)
     logger.warn(
       {},
-      'no vault master key (BRIGADE_MASTER_KEY or vault.keyProvider): credentials cannot be stored',
+      'no vault master key (BRIGADE_MASTER_KEY or vault.keyProvider): credentials cannot be stored, and tool-call argument hashes in the audit log are plain SHA-256 (not keyed)',
     );
   else
     logger.info(
       { source: vaultKeys.source, provider: vaultKeys.provider.id, masterKeyId: vaultKeys.keyId },
       'credentials vault ready',
     );
+  // Tool-call arguments are hashed (audit log, approvals) with a key per tenant derived from
+  // its vault data key; without a vault key, plain SHA-256.
+  const argumentsHasher = createArgumentsHasher({
+    database: storage.database,
+    keyProvider: vaultKeys?.provider,
+  });
   const toolStore = createToolStore(storage.database, config.limits.perTenant);
   // Kill switches, checked before every tool call: cached per tenant for 2 s, dropped at once
   // when this process sets or lifts one.
@@ -90,6 +98,7 @@ export function composeTools(options: {
   });
   return {
     tools,
+    argumentsHasher,
     toolStore,
     toolBlocks,
     egress,

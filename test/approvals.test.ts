@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { argumentsHash } from '../src/domain/tools/arguments-hash.ts';
+import { plainArgumentsHash } from '../src/domain/tools/arguments-hash.ts';
 import {
   type ApiClient,
   apiClient,
@@ -161,7 +161,7 @@ describe('approvals', () => {
       status: 'approved',
       edited: true,
       argumentsHash: approval.argumentsHash,
-      editedArgumentsHash: argumentsHash({ expression: '10*10' }),
+      editedArgumentsHash: plainArgumentsHash({ expression: '10*10' }),
     });
     expect(JSON.stringify(audited[0])).not.toContain('10*10');
   });

@@ -121,6 +121,14 @@ describe('runs on the embedded database (one process: signals stay in it)', {
     expect((await readEvents(stored)).map((event) => [event.id, event.type])).toEqual(
       events.map((event) => [event.id, event.type]),
     );
+    // With no configuration the tool call's arguments hash is keyed (the key is derived from
+    // the tenant's vault data key, wrapped by the generated .brigade/master-key).
+    const audit = await call<{ data: { action: string; data: Record<string, unknown> }[] }>(
+      `${base}/tenants/${tenant.id}/audit-events?limit=500`,
+      key,
+    );
+    const toolCalled = audit.data.find((event) => event.action === 'tool.called');
+    expect(toolCalled?.data['argumentsHash']).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
 
     // A slow answer, cancelled from another request once it streams.
     const second = await call<{ id: string }>(`${base}/threads`, key, { method: 'POST', body: {} });

@@ -116,6 +116,17 @@ async function callWith(world: { aliceSecret: string; agentId: string }, url: st
   return upstream.requests.at(-1)?.headers.authorization;
 }
 
+/** The arguments hashes of a tenant's `tool.called` events, read as the operator. */
+async function toolCallHashes(url: string, tenantId: string): Promise<unknown[]> {
+  const log = await apiClient(url, testOperatorKey).get<{
+    data: { action: string; data: Record<string, unknown> }[];
+  }>(`/v1/tenants/${tenantId}/audit-events?limit=500`);
+  expect(log.status).toBe(200);
+  return log.body.data
+    .filter((event) => event.action === 'tool.called')
+    .map((event) => event.data['argumentsHash']);
+}
+
 async function rotateWithCli(file: Record<string, unknown>, env: Record<string, string> = {}) {
   const configPath = join(workDir, `config-${randomBytes(4).toString('hex')}.json`);
   await writeFile(configPath, JSON.stringify(file));
@@ -158,11 +169,17 @@ describe('a key-provider plugin', () => {
     const both = vaultFile({ keys: { k1: ring.k1, k2: ring.k2 }, current: 'k2' });
     const second = await start(both);
     expect(await callWith(world, second.url)).toBe(`Bearer ${canary}`);
+    const hashBefore = await toolCallHashes(second.url, world.tenantId);
     const rotated = await rotateWithCli(both);
     expect(rotated.status, rotated.output).toBe(0);
     expect(rotated.output).toBe('re-wrapped 1 of 1 tenant data keys with master key test-kms/k2');
     const third = await start(vaultFile({ keys: { k2: ring.k2 }, current: 'k2' }));
     expect(await callWith(world, third.url)).toBe(`Bearer ${canary}`);
+    // The arguments hash is keyed through the plugin's data key, which a rotation re-wraps
+    // without changing: the same call hashes the same before and after.
+    const hashes = await toolCallHashes(third.url, world.tenantId);
+    expect(hashBefore[0]).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
+    expect(new Set(hashes)).toEqual(new Set([hashBefore[0]]));
     const again = await rotateWithCli(both);
     expect(again.output).toBe('re-wrapped 0 of 1 tenant data keys with master key test-kms/k2');
   }, 90_000);

@@ -1,9 +1,9 @@
 import { type Selectable, sql } from 'kysely';
-import { argumentsHash } from '../domain/tools/arguments-hash.ts';
 import type { ScopedDb } from '../storage/postgres/database.ts';
 import type { ApprovalsTable } from '../storage/postgres/database-schema.ts';
 import { storableJson } from '../storage/postgres/storable.ts';
 import { approvalExpiredReason, expireApproval } from '../storage/runs/approval-expiry.ts';
+import type { ArgumentsHasher } from '../storage/tools/arguments-hasher.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
 
@@ -73,6 +73,8 @@ export async function passApprovalGate(options: {
     readonly input: unknown;
   };
   readonly ttlMs: number;
+  /** Hashes the arguments the approval binds to (keyed per tenant when there is a vault key). */
+  readonly hasher: ArgumentsHasher;
   /** Why approval is needed, shown to the user (defaults to the agent's approval list). */
   readonly reason?: string;
 }): Promise<GateResult> {
@@ -125,7 +127,11 @@ export async function passApprovalGate(options: {
           .select('thread_id')
           .where('id', '=', claim.runId)
           .executeTakeFirstOrThrow();
-        const hash = argumentsHash(call.input);
+        const hash = await options.hasher.hash({
+          tenantId: claim.tenantId,
+          value: call.input,
+          db,
+        });
         const created = await db
           .insertInto('brigade.approvals')
           .values({

@@ -6,6 +6,7 @@ import type { CorePluginV1 } from '../plugin-api/index.ts';
 import type { Database } from '../storage/postgres/database.ts';
 import type { SuccessorClaim } from '../storage/runs/run-checkpoints.ts';
 import type { RunSignalSink } from '../storage/runs/run-rows.ts';
+import type { ArgumentsHasher } from '../storage/tools/arguments-hasher.ts';
 import type { EventBatcher } from './event-batcher.ts';
 import type { MeteredGateway } from './metered-gateway.ts';
 import type { RunMemoryOptions } from './run-memory.ts';
@@ -95,6 +96,11 @@ export interface RunExecutorOptions {
   readonly toolOutputLimit?: number;
   readonly toolTimeoutMs?: number;
   readonly approvalTtlMs?: number;
+  /**
+   * Hashes tool-call arguments for `tool.called` and approvals: keyed per tenant with a vault
+   * key (storage/tools/arguments-hasher.ts), plain SHA-256 without one.
+   */
+  readonly argumentsHasher: ArgumentsHasher;
   /** Run outcomes and queue waits for `/metrics` (ids never become labels). */
   readonly metrics?: {
     recordRunOutcome(outcome: 'completed' | 'failed' | 'cancelled' | 'expired'): void;

@@ -43,6 +43,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     toolOutputLimit: options.toolOutputLimit ?? 64 * 1024,
     toolTimeoutMs: options.toolTimeoutMs ?? 30_000,
     approvalTtlMs: options.approvalTtlMs ?? 24 * 3_600_000,
+    argumentsHasher: options.argumentsHasher,
     ...(options.resolveCredential === undefined
       ? {}
       : { resolveCredential: options.resolveCredential }),

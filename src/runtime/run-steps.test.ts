@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Database } from '../storage/postgres/database.ts';
 import type { RunCheckpoints } from '../storage/runs/run-checkpoints.ts';
+import { unkeyedArgumentsHasher } from '../storage/tools/arguments-hasher.ts';
 import { createEventWriter } from './event-writer.ts';
 import type { PendingSettlement } from './metered-gateway.ts';
 import { createStepRecorder } from './run-steps.ts';
@@ -44,6 +45,7 @@ function recorder(saveStep: RunCheckpoints['saveStep']) {
     toolOutputLimit: 1000,
     toolTimeoutMs: 1000,
     approvalTtlMs: 1000,
+    argumentsHasher: unkeyedArgumentsHasher,
   });
   const events = createEventWriter({
     database: {} as Database,

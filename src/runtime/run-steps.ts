@@ -2,18 +2,19 @@ import pg from 'pg';
 import type { Agent } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
-import { argumentsHash } from '../domain/tools/arguments-hash.ts';
 import { CredentialRefreshError } from '../domain/tools/oauth-types.ts';
 import { SpanStatusCode, type Tracing } from '../observability/tracing.ts';
 import type { ToolOutcomeV1 } from '../plugin-api/index.ts';
 import type { ReserveCall, ReserveRow } from '../storage/guards/budget-calls.ts';
 import { type ReserveResult, refuseQuota } from '../storage/guards/budget-store.ts';
 import type { RunCheckpoints } from '../storage/runs/run-checkpoints.ts';
+import type { ArgumentsHasher } from '../storage/tools/arguments-hasher.ts';
 import { type GateResult, passApprovalGate } from './approval-gate.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
 import type { RunModel } from './run-model.ts';
 import { type StepRecord, saveStepWith, toSettledCheckpoint } from './step-record.ts';
+import { toolCalledAudit } from './tool-call-audit.ts';
 import { secretForms } from './tools/output-guard.ts';
 import {
   checkProvenance,
@@ -100,6 +101,8 @@ export function createStepRecorder(options: {
   readonly toolTimeoutMs: number;
   /** How long a pending approval stays decidable, in milliseconds. */
   readonly approvalTtlMs: number;
+  /** Hashes arguments for `tool.called` and approvals (keyed per tenant with a vault key). */
+  readonly argumentsHasher: ArgumentsHasher;
   /** Counts a tool call against the daily tool-call quotas; throws `quota_exceeded`. */
   readonly consumeToolQuota?: (
     claim: RunClaim,
@@ -302,6 +305,9 @@ export function createStepRecorder(options: {
     let gate: GateResult | undefined;
     let findings: readonly ProvenanceFinding[] = [];
     let auditOutcome = 'ok';
+    let hashed: string | undefined;
+    const hashOf = (value: unknown) =>
+      options.argumentsHasher.hash({ tenantId: context.claim.tenantId, value });
     const refused = await refusal(context, call, tool);
     if (refused !== undefined || tool === undefined) {
       outcome = { status: 'error', message: refused?.message ?? 'Tool not available.' };
@@ -328,6 +334,7 @@ export function createStepRecorder(options: {
                 events: context.events,
                 call,
                 ttlMs: options.approvalTtlMs,
+                hasher: options.argumentsHasher,
                 ...(always ? {} : { reason: provenanceReason(call.toolName, findings) }),
               })
             : { kind: 'approved', input: call.input };
@@ -346,6 +353,9 @@ export function createStepRecorder(options: {
         auditOutcome = 'quota_exceeded';
       } else {
         await context.modelSteps?.flush();
+        // Hashed before the call runs: a key provider that fails then stops the call before
+        // the tool acts, not after it with its result left unrecorded.
+        hashed = await hashOf(gate?.input ?? call.input);
         outcome = await execute(context, { tool, input: gate?.input ?? call.input, key });
         auditOutcome = outcome.status === 'ok' ? 'ok' : 'failed';
       }
@@ -355,7 +365,6 @@ export function createStepRecorder(options: {
       toolName: call.toolName,
       status: outcome.status,
     });
-    const ran = auditOutcome === 'ok' || auditOutcome === 'failed';
     await context.modelSteps?.flush();
     const step: StepRecord = {
       events: context.events,
@@ -364,27 +373,16 @@ export function createStepRecorder(options: {
       output: outcome,
       audit: {
         actor: context.actor,
-        record: {
-          action: 'tool.called',
-          targetType: 'tool',
-          targetId: call.toolName,
-          outcome: auditOutcome === 'ok' ? 'success' : ran ? 'failure' : 'denied',
-          ...(ran ? {} : { reason: auditOutcome }),
-          data: {
-            runId: context.claim.runId,
-            toolCallId: call.toolCallId,
-            risk: tool?.risk ?? null,
-            argumentsHash: argumentsHash(gate?.kind === 'approved' ? gate.input : call.input),
-            provenance: {
-              untracedArguments: findings.map((finding) => finding.argument),
-              fromUntrustedContent: findings
-                .filter((finding) => finding.seenInUntrusted)
-                .map((finding) => finding.argument),
-            },
-            approvalId: gate?.approvalId ?? null,
-            outcome: auditOutcome,
-          },
-        },
+        record: toolCalledAudit({
+          runId: context.claim.runId,
+          call,
+          risk: tool?.risk ?? null,
+          argumentsHash:
+            hashed ?? (await hashOf(gate?.kind === 'approved' ? gate.input : call.input)),
+          findings,
+          approvalId: gate?.approvalId ?? null,
+          outcome: auditOutcome,
+        }),
       },
     };
     // A run's tool step commits with the next thing the run sends (the next model call's

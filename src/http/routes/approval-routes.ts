@@ -14,9 +14,10 @@ const approvalSchema = z
     toolCallId: z.string(),
     toolName: z.string(),
     arguments: z.unknown(),
-    argumentsHash: z
-      .string()
-      .openapi({ description: 'SHA-256 of the canonical JSON of `arguments`.' }),
+    argumentsHash: z.string().openapi({
+      description:
+        'Hash of the canonical JSON of `arguments`: `hmac-sha256:` and 64 hex digits, keyed per tenant (the key never leaves the server), or 64 hex digits, the plain SHA-256 of an approval requested before hashes were keyed or on a server without a vault key.',
+    }),
     reason: z.string(),
     status: z.enum(['pending', 'approved', 'rejected', 'expired']),
     decision: z.enum(['approve', 'reject', 'edit']).nullable(),
@@ -38,10 +39,11 @@ const decisionSchema = z
     reason: z.string().max(2000).optional(),
     argumentsHash: z
       .string()
-      .regex(/^[0-9a-f]{64}$/)
+      .regex(/^(hmac-sha256:)?[0-9a-f]{64}$/)
       .optional()
       .openapi({
-        description: 'The hash you reviewed; the decision is refused if the pending call changed.',
+        description:
+          "The hash you reviewed (the approval's `argumentsHash`), or the plain SHA-256 of the canonical JSON of its `arguments`; the decision is refused if the pending call changed.",
       }),
   })
   .refine((value) => value.decision !== 'edit' || value.arguments !== undefined, {

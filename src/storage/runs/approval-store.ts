@@ -1,9 +1,10 @@
 import { AppError, NotFoundError } from '../../domain/errors.ts';
 import type { UserPrincipal } from '../../domain/identity/principal.ts';
-import { argumentsHash } from '../../domain/tools/arguments-hash.ts';
+import { argumentsHashScheme, plainArgumentsHash } from '../../domain/tools/arguments-hash.ts';
 import { writeAudit } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import type { Database } from '../postgres/database.ts';
+import type { ArgumentsHasher } from '../tools/arguments-hasher.ts';
 import { expireApproval } from './approval-expiry.ts';
 import type { RunSignalSink } from './run-rows.ts';
 import { appendEvents } from './run-store.ts';
@@ -16,6 +17,10 @@ export interface Approval {
   readonly toolCallId: string;
   readonly toolName: string;
   readonly arguments: unknown;
+  /**
+   * `hmac-sha256:` and 64 hex digits (keyed per tenant), or 64 hex digits: the plain SHA-256
+   * of approvals requested before hashes were keyed, or on a server without a vault key.
+   */
   readonly argumentsHash: string;
   readonly reason: string;
   readonly status: 'pending' | 'approved' | 'rejected' | 'expired';
@@ -33,8 +38,27 @@ export interface ApprovalDecision {
   /** Replacement arguments (edit only); validated against the tool's schema. */
   readonly arguments?: unknown;
   readonly reason?: string | undefined;
-  /** The hash the user saw; when given, it must still match the pending call. */
+  /**
+   * The hash the user saw; when given, it must still match the pending call: the stored hash,
+   * or the plain SHA-256 of the pending arguments (which the deciding user sees anyway).
+   */
   readonly argumentsHash?: string | undefined;
+}
+
+/**
+ * True when `presented` binds to the pending call `row`: it is the hash stored with the
+ * approval (whichever scheme it was made with: approvals requested before hashes were keyed
+ * keep their plain SHA-256), or the plain SHA-256 of its arguments, which a client can compute
+ * itself (it is shown the arguments, so this tells it nothing new).
+ */
+function matchesPendingCall(
+  presented: string,
+  row: { readonly arguments_hash: string; readonly arguments: unknown },
+): boolean {
+  if (presented === row.arguments_hash) return true;
+  return (
+    argumentsHashScheme(presented) === 'sha256' && presented === plainArgumentsHash(row.arguments)
+  );
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -50,6 +74,8 @@ export function createApprovalStore(options: {
   ) => string[] | Promise<string[]>;
   /** Told after commit, so the run resumes and its streams wake at once. */
   readonly signals: RunSignalSink;
+  /** Hashes edited arguments for the audit (keyed per tenant with a vault key). */
+  readonly argumentsHasher: ArgumentsHasher;
 }) {
   const { database } = options;
   return {
@@ -84,7 +110,10 @@ export function createApprovalStore(options: {
         if (row === undefined) throw new NotFoundError('approval_not_found', 'Approval not found.');
         if (row.status !== 'pending')
           throw new AppError('approval_not_pending', `The approval is already ${row.status}.`);
-        if (decision.argumentsHash !== undefined && decision.argumentsHash !== row.arguments_hash) {
+        if (
+          decision.argumentsHash !== undefined &&
+          !matchesPendingCall(decision.argumentsHash, row)
+        ) {
           throw new AppError(
             'approval_not_pending',
             'The pending call no longer matches the arguments you reviewed.',
@@ -118,6 +147,13 @@ export function createApprovalStore(options: {
         // Too late: expired like the sweep would (audited as approval.expired), run resumed.
         const expiredEvent = expired ? await expireApproval(db, row) : undefined;
         const edited = decision.decision === 'edit' && !expired;
+        const editedHash = edited
+          ? await options.argumentsHasher.hash({
+              tenantId: row.tenant_id,
+              value: decision.arguments,
+              db,
+            })
+          : undefined;
         const updated = expired
           ? await db
               .selectFrom('brigade.approvals')
@@ -204,7 +240,7 @@ export function createApprovalStore(options: {
               argumentsHash: row.arguments_hash,
               edited,
               // The hash of what will run instead (never the arguments themselves).
-              ...(edited ? { editedArgumentsHash: argumentsHash(decision.arguments) } : {}),
+              ...(editedHash === undefined ? {} : { editedArgumentsHash: editedHash }),
             },
           },
         });
