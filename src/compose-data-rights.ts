@@ -6,17 +6,18 @@ import { cacheKeyPrefix, type ResponseCacheStore } from './gateway/response-cach
 import type { RunSignals } from './runtime/run-signals.ts';
 import { createDataRightsStore } from './storage/identity/data-rights-store.ts';
 import type { Database } from './storage/postgres/database.ts';
-import { cancelRunsOf } from './storage/runs/run-cancellation.ts';
 
 /**
- * The data subject's rights (export and erasure): the erasure cancels the user's runs wherever
- * they execute (`signals`) and drops their cached model answers and the tenant's shared ones
- * (`responseCache`, and every other process's copies of them, asked through `signals`).
+ * The data subject's rights (export and erasure): the erasure ends the user's access as
+ * disabling them does (`endAccess`: their runs cancelled and their stdio MCP server processes
+ * closed, wherever they are) and drops their cached model answers and the tenant's shared
+ * ones (`responseCache`, and every other process's copies of them, asked through `signals`).
  */
 export function composeDataRights(options: {
   readonly database: Database;
   readonly signals: RunSignals;
   readonly responseCache: ResponseCacheStore;
+  readonly endAccess: Parameters<typeof createDataRightsService>[0]['endAccess'];
 }): DataRightsService {
   const { database, signals, responseCache } = options;
   // Another process's erasure purged the shared store (Redis) and its own memory: drop this
@@ -31,7 +32,7 @@ export function composeDataRights(options: {
   };
   return createDataRightsService({
     store: createDataRightsStore(database),
-    endAccess: (subject) => cancelRunsOf(database, signals, subject),
+    endAccess: options.endAccess,
     // The tenant's shared answers go too: an entry there may be an answer to this user's
     // prompt (whose it was is not recorded), and the cache is only an optimisation.
     purgeCache: async ({ tenantId, userId }) => {

@@ -15,6 +15,7 @@ import type { MeteredGateway } from './runtime/metered-gateway.ts';
 import { createRunExecutor } from './runtime/run-executor.ts';
 import { createRunScheduler } from './runtime/run-scheduler.ts';
 import { createRunSignals } from './runtime/run-signals.ts';
+import { createMcpStdioCloser } from './runtime/tools/mcp-stdio-closer.ts';
 import { createTenantHttpTool } from './runtime/tools/tenant-http-tool.ts';
 import { validateToolInput } from './runtime/tools/tool-registry.ts';
 import { createThreadStore } from './storage/agents/thread-store.ts';
@@ -24,6 +25,7 @@ import { createMemoryStore } from './storage/memory/memory-store.ts';
 import type { Storage } from './storage/open-storage.ts';
 import { createApprovalExpiryStore } from './storage/runs/approval-expiry.ts';
 import { createApprovalStore } from './storage/runs/approval-store.ts';
+import { cancelRunsOf } from './storage/runs/run-cancellation.ts';
 import { createRunStepStore } from './storage/runs/run-step-store.ts';
 import { createRunStore } from './storage/runs/run-store.ts';
 
@@ -31,7 +33,10 @@ import { createRunStore } from './storage/runs/run-store.ts';
  * Part of the composition root (main.ts): threads and runs — the cross-process run signals,
  * the run store with claim on arrival, approvals and their expiry sweep, and the scheduler
  * with its executor (checkpointed, metered model calls, gated tool calls, and the memory cores
- * keep, with the consents that long-term memory needs).
+ * keep, with the consents that long-term memory needs). `endAccess` ends what a disabled or
+ * erased user (or a suspended tenant) has under way, in every process: their runs, then their
+ * stdio MCP server processes (`mcpStdioCloser`, which also closes those of a changed
+ * credential or a deleted registration).
  */
 export function composeRuns(options: {
   readonly config: Config;
@@ -47,8 +52,16 @@ export function composeRuns(options: {
   readonly metrics: Metrics;
 }) {
   const { config, storage, logger, tracing, metered, budgets, cores, metrics } = options;
-  const { tools, egress, toolStore, toolBlocks, mcpTools, resolveCredential, argumentsHasher } =
-    options.toolRuntime;
+  const {
+    tools,
+    egress,
+    toolStore,
+    toolBlocks,
+    mcpTools,
+    resolveCredential,
+    argumentsHasher,
+    mcpStdio,
+  } = options.toolRuntime;
   const signals = createRunSignals({
     connectionString: storage.runtimeConnection.url,
     // The embedded database has one server process (its data directory's lock refuses a
@@ -58,6 +71,25 @@ export function composeRuns(options: {
     onError: (error) =>
       logger.warn({ err: { message: error.message } }, 'run signal connection failed'),
   });
+  const mcpStdioCloser = createMcpStdioCloser({ pool: mcpStdio, signals });
+  const endAccess = async (subject: {
+    readonly tenantId: string;
+    readonly userId?: string;
+    readonly reason: string;
+  }) => {
+    try {
+      // Runs first: a run's cancel is signalled before the close (in order, on one connection),
+      // so no call of a cancelled run starts a process again after it.
+      return await cancelRunsOf(storage.database, signals, subject);
+    } finally {
+      mcpStdioCloser.close(
+        subject.userId === undefined
+          ? { tenantId: subject.tenantId }
+          : { tenantId: subject.tenantId, userId: subject.userId },
+        subject.reason,
+      );
+    }
+  };
   const threads = createThreadService({
     threads: createThreadStore(storage.database, signals),
     runSteps: createRunStepStore(storage.database),
@@ -154,5 +186,15 @@ export function composeRuns(options: {
     maxConcurrentPerTenant: config.runs.maxConcurrentPerTenant,
     maxConcurrentPerUser: config.runs.maxConcurrentPerUser,
   });
-  return { signals, threads, approvals, approvalSweeper, scheduler, consents, memories };
+  return {
+    signals,
+    threads,
+    approvals,
+    approvalSweeper,
+    scheduler,
+    consents,
+    memories,
+    endAccess,
+    mcpStdioCloser,
+  };
 }

@@ -48,7 +48,6 @@ import { createIdentityStore } from './storage/identity/identity-store.ts';
 import { openStorage, type Storage } from './storage/open-storage.ts';
 import { createRetentionStore } from './storage/retention/retention-store.ts';
 import { createModelRouteStore, loadTenantRoutes } from './storage/routes/model-route-store.ts';
-import { cancelRunsOf } from './storage/runs/run-cancellation.ts';
 import { createSpanStore } from './storage/tracing/span-store.ts';
 import { loadVaultKeySource } from './storage/vault-key-provider.ts';
 import { createWebhookStore } from './storage/webhooks/webhook-store.ts';
@@ -119,11 +118,6 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     logger,
   });
   const store = createIdentityStore(storage.database, config.limits.perTenant);
-  const identity = createIdentityService({
-    store,
-    endAccess: (subject) => cancelRunsOf(storage.database, signals, subject),
-    jwksUrlProblems: (url) => jwksUrlProblems(new URL(url), config.auth.jwksAllowPrivateNetworks),
-  });
   const authenticator = createAuthenticator({
     store,
     jwt: createJwtVerifier({
@@ -243,19 +237,25 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     mcpServerNames: (tenantId) => mcpServerStore.names(tenantId),
     onBlocksChanged: (tenantId) => toolBlocks.invalidate(tenantId),
   });
-  const { signals, threads, approvals, approvalSweeper, scheduler, consents, memories } =
-    composeRuns({
-      config,
-      storage,
-      logger,
-      tracing,
-      metered,
-      gateway,
-      budgets,
-      toolRuntime,
-      cores,
-      metrics,
-    });
+  const runtime = composeRuns({
+    config,
+    storage,
+    logger,
+    tracing,
+    metered,
+    gateway,
+    budgets,
+    toolRuntime,
+    cores,
+    metrics,
+  });
+  const { signals, threads, approvals, approvalSweeper, scheduler, consents, memories } = runtime;
+  const { endAccess, mcpStdioCloser: stdioCloser } = runtime;
+  const identity = createIdentityService({
+    store,
+    endAccess,
+    jwksUrlProblems: (url) => jwksUrlProblems(new URL(url), config.auth.jwksAllowPrivateNetworks),
+  });
   const maintenance = createMaintenanceSweeper({
     pollMs: config.retention.sweepMs,
     tasks: {
@@ -285,10 +285,11 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     await storage.close().catch(() => undefined);
     throw error;
   }
+  const { key: perKey, user: perUser, tenant: perTenant } = config.limits.requestsPerMinute;
   const limiter = createRequestLimiter({
-    perKey: config.limits.requestsPerMinute.key,
-    perUser: config.limits.requestsPerMinute.user,
-    perTenant: config.limits.requestsPerMinute.tenant,
+    perKey,
+    perUser,
+    perTenant,
     redis,
     onStoreError: reportStoreError,
   });
@@ -305,7 +306,12 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       auditCheckpoints,
       consents,
       memories,
-      dataRights: composeDataRights({ database: storage.database, signals, responseCache }),
+      dataRights: composeDataRights({
+        database: storage.database,
+        signals,
+        responseCache,
+        endAccess,
+      }),
       tools: toolService,
       mcpServers: createMcpServerService({
         store: mcpServerStore,
@@ -313,10 +319,15 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
         stdio: mcpStdio,
         onDelete: (tenantId, serverId) => {
           mcpTools.forget(tenantId, serverId);
-          mcpStdio.closeServer(tenantId, serverId);
+          stdioCloser.close({ tenantId, serverId }, 'deleted');
         },
       }),
-      credentials: createCredentialService({ store: toolRuntime.credentialStore, egress }),
+      credentials: createCredentialService({
+        store: toolRuntime.credentialStore,
+        egress,
+        onChange: ({ tenantId, userId, name }) =>
+          stdioCloser.close({ tenantId, userId, credential: name }, 'credential changed'),
+      }),
       webhooks: webhookStore,
       spans,
       modelRoutes: createModelRouteService({

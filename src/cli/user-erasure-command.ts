@@ -8,7 +8,9 @@ import { createResponseCacheStore } from '../gateway/response-cache-store.ts';
 import type { Logger } from '../observability/index.ts';
 import { createRedisClient } from '../runtime/redis-client.ts';
 import { createRunSignals } from '../runtime/run-signals.ts';
+import { encodeMcpStdioTarget } from '../runtime/tools/mcp-stdio-closer.ts';
 import type { Storage } from '../storage/open-storage.ts';
+import { cancelRunsOf } from '../storage/runs/run-cancellation.ts';
 import { resolveTenant, resolveUser } from './admin-commands.ts';
 import { type CliIo, UsageError } from './cli-output.ts';
 import { required } from './usage-command.ts';
@@ -107,6 +109,15 @@ async function erase(
       database: storage.database,
       signals,
       responseCache: createResponseCacheStore(redis, reportError),
+      // This process runs nothing: the servers cancel the user's runs and stop the stdio MCP
+      // processes started for them when they hear of it.
+      endAccess: async (subject) => {
+        try {
+          return await cancelRunsOf(storage.database, signals, subject);
+        } finally {
+          signals.mcpStdioClosed(encodeMcpStdioTarget(subject));
+        }
+      },
     });
     const { tenantId, userId, reason } = subject;
     await dataRights.deleteUser(operator, { tenantId, userId }, reason);

@@ -26,6 +26,14 @@ async function checkTokenUrl(tokenUrl: string, egress: EgressPolicy): Promise<vo
     throw new ValidationError(problems.map((message) => ({ path: 'tokenUrl', message })));
 }
 
+/** A credential that was stored (perhaps replacing one of its name) or deleted. */
+export interface ChangedCredential {
+  readonly tenantId: string;
+  /** Its owner; undefined: the tenant's shared one. */
+  readonly userId: string | undefined;
+  readonly name: string;
+}
+
 /**
  * The vault's API side: users keep their own credentials (`credential:manage-own`), owners and
  * admins keep the tenant's shared ones (`tool:manage`). Only metadata ever comes back. An
@@ -34,6 +42,11 @@ async function checkTokenUrl(tokenUrl: string, egress: EgressPolicy): Promise<vo
 export function createCredentialService(options: {
   readonly store: CredentialStore;
   readonly egress: EgressPolicy;
+  /**
+   * Called after a credential of a name was stored or deleted: what was started with its old
+   * value (stdio MCP server processes) is closed.
+   */
+  readonly onChange?: (credential: ChangedCredential) => void;
 }) {
   const { store } = options;
   function ready(): void {
@@ -73,15 +86,28 @@ export function createCredentialService(options: {
         }
         await checkTokenUrl(input.oauth.tokenUrl, options.egress);
       }
-      return store.put(user, { ...input, shared });
+      const stored = await store.put(user, { ...input, shared });
+      options.onChange?.({
+        tenantId: user.tenantId,
+        userId: shared ? undefined : user.userId,
+        name: stored.name,
+      });
+      return stored;
     },
     async list(principal: Principal, shared: boolean): Promise<CredentialMetadata[]> {
       return store.list(userFor(principal, shared), shared);
     },
     async delete(principal: Principal, credentialId: string, shared: boolean): Promise<void> {
       const user = userFor(principal, shared);
-      if (!uuidPattern.test(credentialId) || !(await store.delete(user, credentialId, shared)))
-        throw credentialNotFound();
+      const name = uuidPattern.test(credentialId)
+        ? await store.delete(user, credentialId, shared)
+        : undefined;
+      if (name === undefined) throw credentialNotFound();
+      options.onChange?.({
+        tenantId: user.tenantId,
+        userId: shared ? undefined : user.userId,
+        name,
+      });
     },
   };
 }

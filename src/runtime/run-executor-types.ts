@@ -59,6 +59,8 @@ export interface RunExecutorOptions {
     readonly claim: RunClaim;
     readonly actor: UserPrincipal | undefined;
     readonly names: readonly string[];
+    /** The run's: aborted when it is cancelled. */
+    readonly signal: AbortSignal;
   }) => Promise<readonly ToolDefinition[]>;
   /**
    * The kill switches in force now for an agent (a short-lived cache: see

@@ -248,7 +248,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         ...baseTools,
         ...(options.mcpTools === undefined || mcpNames.length === 0
           ? []
-          : await options.mcpTools({ claim, actor, names: mcpNames })),
+          : await options.mcpTools({ claim, actor, names: mcpNames, signal: controller.signal })),
       ];
       const offered = runTools
         .filter((tool) => agent.tools.includes(tool.name))

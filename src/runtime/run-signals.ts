@@ -3,6 +3,7 @@ import type { RunEvent } from '../domain/agents/agent-types.ts';
 import {
   type CommittedEvents,
   cachePurgeChannel,
+  mcpStdioCloseChannel,
   type RunSignalSink,
   runCancelChannel,
   runEventsChannel,
@@ -28,8 +29,8 @@ export interface RunSubscription {
 }
 
 /**
- * Cross-process signals about runs (new events, queued work, cancel requests) and requests to
- * drop cached answers.
+ * Cross-process signals about runs (new events, queued work, cancel requests), requests to
+ * drop cached answers and to close pooled stdio MCP server processes.
  */
 export interface RunSignals extends RunSignalSink {
   /**
@@ -48,6 +49,12 @@ export interface RunSignals extends RunSignalSink {
    */
   cachePurged(prefix: string): void;
   onCachePurgeRequested(listener: (prefix: string) => void): void;
+  /**
+   * Asks the other processes to close the stdio MCP server processes `target` names (an
+   * encoded target: see tools/mcp-stdio-closer.ts). Heard like {@link RunSignals.cachePurged}.
+   */
+  mcpStdioClosed(target: string): void;
+  onMcpStdioCloseRequested(listener: (target: string) => void): void;
   /**
    * Called when the connection that carries signals between processes was lost and is back
    * (a PostgreSQL restart or failover, a terminated backend): signals sent meanwhile may have
@@ -100,12 +107,14 @@ export function createRunSignals(options: {
   const queueListeners: Array<() => void> = [];
   const cancelListeners: Array<(runId: string) => void> = [];
   const purgeListeners: Array<(prefix: string) => void> = [];
+  const stdioCloseListeners: Array<(target: string) => void> = [];
   const reconnectListeners: Array<() => void> = [];
   const outgoing = new Map<string, Set<string>>([
     [runEventsChannel, new Set()],
     [runCancelChannel, new Set()],
     [runQueueChannel, new Set()],
     [cachePurgeChannel, new Set()],
+    [mcpStdioCloseChannel, new Set()],
   ]);
   let client: pg.Client | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -184,6 +193,8 @@ export function createRunSignals(options: {
       for (const id of ids) for (const listener of cancelListeners) listener(id);
     if (channel === cachePurgeChannel)
       for (const prefix of ids) for (const listener of purgeListeners) listener(prefix);
+    if (channel === mcpStdioCloseChannel)
+      for (const target of ids) for (const listener of stdioCloseListeners) listener(target);
   }
 
   /** Connects, LISTENs, and goes on reconnecting whenever the connection is lost. */
@@ -211,7 +222,13 @@ export function createRunSignals(options: {
     try {
       await created.connect();
       await created.query(
-        [runEventsChannel, runQueueChannel, runCancelChannel, cachePurgeChannel]
+        [
+          runEventsChannel,
+          runQueueChannel,
+          runCancelChannel,
+          cachePurgeChannel,
+          mcpStdioCloseChannel,
+        ]
           .map((channel) => `listen ${channel}`)
           .join('; '),
       );
@@ -272,6 +289,8 @@ export function createRunSignals(options: {
     onCancelRequested: (listener) => cancelListeners.push(listener),
     cachePurged: (prefix) => enqueue(cachePurgeChannel, prefix),
     onCachePurgeRequested: (listener) => purgeListeners.push(listener),
+    mcpStdioClosed: (target) => enqueue(mcpStdioCloseChannel, target),
+    onMcpStdioCloseRequested: (listener) => stdioCloseListeners.push(listener),
     onReconnected: (listener) => reconnectListeners.push(listener),
     subscribe(runId, userId, known) {
       // A new subscriber reads the database first (events before it subscribed are not here),

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -6,6 +7,7 @@ import {
   type McpStdioDeclaration,
   type McpStdioPool,
 } from './mcp-stdio-pool.ts';
+import type { McpStdioOwner } from './mcp-stdio-target.ts';
 
 const script = fileURLToPath(
   new URL('../../../test/support/mcp-stdio-server.mjs', import.meta.url),
@@ -51,9 +53,22 @@ async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boole
   return check();
 }
 
-async function pidOf(pool: McpStdioPool, userId: string, secret = `secret-of-${userId}`) {
+/** The pid of `userId`'s process (`owner.secret`: their secret; the rest: the owner's fields). */
+async function pidOf(
+  pool: McpStdioPool,
+  userId: string,
+  owner: Partial<McpStdioOwner> & { readonly secret?: string } = {},
+): Promise<number> {
+  const { secret = `secret-of-${userId}`, ...rest } = owner;
   return pool.withSession(
-    { tenantId: 't', userId, serverId: 's', command: 'test', secret },
+    {
+      tenantId: 't',
+      userId,
+      serverId: 's',
+      command: 'test',
+      readSecret: async () => secret,
+      ...rest,
+    },
     async (session) => {
       const result = await session.callTool(
         'pid',
@@ -96,7 +111,13 @@ describe('the stdio MCP process pool', () => {
     let started = () => {};
     const running = new Promise<void>((resolve) => (started = resolve));
     const busy = current.withSession(
-      { tenantId: 't', userId: 'u1', serverId: 's', command: 'test', secret: 'a-secret' },
+      {
+        tenantId: 't',
+        userId: 'u1',
+        serverId: 's',
+        command: 'test',
+        readSecret: async () => 'a-secret',
+      },
       () =>
         new Promise<void>((resolve) => {
           release = resolve;
@@ -129,7 +150,13 @@ describe('the stdio MCP process pool', () => {
     let started = () => {};
     const running = new Promise<void>((resolve) => (started = resolve));
     const busy = current.withSession(
-      { tenantId: 't', userId: 'u1', serverId: 's', command: 'test', secret: 'a-secret' },
+      {
+        tenantId: 't',
+        userId: 'u1',
+        serverId: 's',
+        command: 'test',
+        readSecret: async () => 'a-secret',
+      },
       () =>
         new Promise<void>((resolve) => {
           release = resolve;
@@ -147,8 +174,8 @@ describe('the stdio MCP process pool', () => {
 
   it('starts a new process when the user’s credential changed', async () => {
     pool = createMcpStdioPool({ servers: { test: declaration() }, maxProcesses: 4 });
-    const before = await pidOf(pool, 'u1', 'old-secret-value');
-    const after = await pidOf(pool, 'u1', 'new-secret-value');
+    const before = await pidOf(pool, 'u1', { secret: 'old-secret-value' });
+    const after = await pidOf(pool, 'u1', { secret: 'new-secret-value' });
     expect(after).not.toBe(before);
     expect(await waitUntil(() => !isAlive(before), 8_000)).toBe(true);
   });
@@ -165,7 +192,13 @@ describe('the stdio MCP process pool', () => {
     });
     await expect(
       pool.withSession(
-        { tenantId: 't', userId: 'u', serverId: 's', command: 'test', secret },
+        {
+          tenantId: 't',
+          userId: 'u',
+          serverId: 's',
+          command: 'test',
+          readSecret: async () => secret,
+        },
         async () => undefined,
       ),
     ).rejects.toThrow(/did not start/);
@@ -175,6 +208,162 @@ describe('the stdio MCP process pool', () => {
     expect(logged).toBeLessThanOrEqual(2_000);
     expect(logger.lines.some((line) => line.message.includes('over its cap'))).toBe(true);
     expect(JSON.stringify(logger.lines)).not.toContain(secret);
+  });
+
+  it('closes at once the processes a target names, and no others', async () => {
+    pool = createMcpStdioPool({ servers: { test: declaration() }, maxProcesses: 10 });
+    const started = async (userId: string, owner: Partial<McpStdioOwner>) =>
+      pidOf(pool as McpStdioPool, userId, owner);
+    const aliceOwn = await started('u1', { credential: 'github' });
+    const aliceOther = await started('u1', { credential: 'jira', serverId: 's2' });
+    const bob = await started('u2', { credential: 'github' });
+    const elsewhere = await started('u3', { tenantId: 't2', credential: 'github' });
+    // Alice's 'github' credential changed: only her process started with it ends.
+    expect(pool.close({ tenantId: 't', userId: 'u1', credential: 'github' }, 'changed')).toBe(1);
+    expect(await waitUntil(() => !isAlive(aliceOwn), 8_000)).toBe(true);
+    expect([aliceOther, bob, elsewhere].every(isAlive)).toBe(true);
+    // The tenant's shared 'github' changed: every user's process started with that name ends.
+    expect(pool.close({ tenantId: 't', credential: 'github' }, 'changed')).toBe(1);
+    expect(await waitUntil(() => !isAlive(bob), 8_000)).toBe(true);
+    // Alice was disabled: all of hers end; another tenant's user keeps theirs.
+    expect(pool.close({ tenantId: 'T', userId: 'U1' }, 'disabled')).toBe(1);
+    expect(await waitUntil(() => !isAlive(aliceOther), 8_000)).toBe(true);
+    expect(isAlive(elsewhere)).toBe(true);
+    // The next call starts a new process.
+    expect(await started('u1', { credential: 'github' })).not.toBe(aliceOwn);
+  });
+
+  it('ends a busy process at once when its user is disabled', async () => {
+    pool = createMcpStdioPool({ servers: { test: declaration() }, maxProcesses: 10 });
+    const pid = await pidOf(pool, 'u1');
+    const hanging = pool.withSession(
+      {
+        tenantId: 't',
+        userId: 'u1',
+        serverId: 's',
+        command: 'test',
+        readSecret: async () => 'secret-of-u1',
+      },
+      (session) =>
+        session
+          .callTool('pid', {}, { signal: new AbortController().signal, timeoutMs: 60_000 })
+          .then(() => new Promise(() => undefined)),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    pool.close({ tenantId: 't', userId: 'u1' }, 'disabled');
+    expect(await waitUntil(() => !isAlive(pid), 8_000)).toBe(true);
+    expect(pool.size).toBe(0);
+    void hanging.catch(() => undefined);
+  });
+
+  it('starts no process with a secret read before a close that names it', async () => {
+    pool = createMcpStdioPool({ servers: { test: declaration() }, maxProcesses: 10 });
+    const current = pool;
+    const values = ['old-secret-value', 'new-secret-value'];
+    let reads = 0;
+    const secretSeen = await current.withSession(
+      {
+        tenantId: 't',
+        userId: 'u1',
+        serverId: 's',
+        command: 'test',
+        credential: 'github',
+        readSecret: async () => {
+          const value = values[Math.min(reads, 1)];
+          reads += 1;
+          // The credential is replaced while the first read is under way.
+          if (reads === 1) current.close({ tenantId: 't', credential: 'github' }, 'changed');
+          return value;
+        },
+      },
+      async (session) => {
+        const result = await session.callTool(
+          'whoami',
+          {},
+          { signal: AbortSignal.timeout(10_000), timeoutMs: 10_000 },
+        );
+        return (result.content as { text: string }[])[0]?.text ?? '';
+      },
+    );
+    expect(reads).toBe(2);
+    expect(JSON.parse(secretSeen)).toEqual({
+      last4: 'alue',
+      sha: createHash('sha256').update('new-secret-value').digest('hex').slice(0, 12),
+    });
+    // A close that names someone else does not make the call read again.
+    let otherReads = 0;
+    await current.withSession(
+      {
+        tenantId: 't',
+        userId: 'u2',
+        serverId: 's',
+        command: 'test',
+        credential: 'github',
+        readSecret: async () => {
+          otherReads += 1;
+          current.close({ tenantId: 't', userId: 'u9' }, 'disabled');
+          return 'secret-of-u2';
+        },
+      },
+      async () => undefined,
+    );
+    expect(otherReads).toBe(1);
+  });
+
+  it('starts no process for a call whose run was cancelled', async () => {
+    pool = createMcpStdioPool({ servers: { test: declaration() }, maxProcesses: 10 });
+    const controller = new AbortController();
+    controller.abort('cancel');
+    await expect(
+      pool.withSession(
+        {
+          tenantId: 't',
+          userId: 'u1',
+          serverId: 's',
+          command: 'test',
+          readSecret: async () => 'x',
+        },
+        async () => 'reached',
+        controller.signal,
+      ),
+    ).rejects.toThrow(/cancelled/);
+    expect(pool.size).toBe(0);
+  });
+
+  it('recycles idle processes at once and busy ones when their call ends', async () => {
+    pool = createMcpStdioPool({ servers: { test: declaration() }, maxProcesses: 10 });
+    const current = pool;
+    const idle = await pidOf(current, 'u1');
+    let release = () => {};
+    let started = () => {};
+    const running = new Promise<void>((resolve) => (started = resolve));
+    let busyPid = 0;
+    const busy = current.withSession(
+      { tenantId: 't', userId: 'u2', serverId: 's', command: 'test', readSecret: async () => 'b' },
+      async (session) => {
+        const result = await session.callTool(
+          'pid',
+          {},
+          { signal: AbortSignal.timeout(10_000), timeoutMs: 10_000 },
+        );
+        busyPid = (
+          JSON.parse((result.content as { text: string }[])[0]?.text ?? '{}') as {
+            pid: number;
+          }
+        ).pid;
+        started();
+        await new Promise<void>((resolve) => (release = resolve));
+      },
+    );
+    await running;
+    current.recycle('reconnected');
+    expect(await waitUntil(() => !isAlive(idle), 8_000)).toBe(true);
+    expect(isAlive(busyPid)).toBe(true);
+    // A new call of the busy process's user gets a new process.
+    expect(await pidOf(current, 'u2', { secret: 'b' })).not.toBe(busyPid);
+    release();
+    await busy;
+    expect(await waitUntil(() => !isAlive(busyPid), 8_000)).toBe(true);
   });
 
   it('refuses a server nobody declared', async () => {

@@ -1,6 +1,13 @@
 import { createHash } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { type McpSession, type McpToolInfo, sessionOf } from './mcp-session.ts';
+import {
+  createCloseLog,
+  type McpStdioOwner,
+  type McpStdioProcessOwner,
+  type McpStdioTarget,
+  targetMatches,
+} from './mcp-stdio-target.ts';
 import { StdioProcessTransport } from './mcp-stdio-transport.ts';
 import { createOutputGuard } from './output-guard.ts';
 
@@ -27,22 +34,8 @@ export interface McpStdioLogger {
   warn(fields: Record<string, unknown>, message: string): void;
 }
 
-/** Who a pooled process belongs to: never shared between users. */
-export interface McpStdioOwner {
-  readonly tenantId: string;
-  readonly userId: string;
-  /** The tenant's registration of the server. */
-  readonly serverId: string;
-  /** The declared server's name. */
-  readonly command: string;
-  /** The calling user's credential for `credentialEnv`; undefined: none is passed. */
-  readonly secret: string | undefined;
-}
-
-interface PooledProcess {
+interface PooledProcess extends McpStdioProcessOwner {
   readonly key: string;
-  readonly tenantId: string;
-  readonly serverId: string;
   readonly command: string;
   readonly credentialHash: string;
   readonly transport: StdioProcessTransport;
@@ -61,6 +54,9 @@ export class McpStdioError extends Error {
 
 const maxStderrLineChars = 1_000;
 
+/** Times a call reads its secret again because a close matching it came meanwhile. */
+const maxSecretReads = 3;
+
 /**
  * The pool of stdio MCP server processes. A process belongs to one (tenant, user, server):
  * it is started with that user's credential in the declared variable and never serves
@@ -70,6 +66,12 @@ const maxStderrLineChars = 1_000;
  * A process that died is started again on its next use. Closing ends the process group.
  * Stderr goes to the logger line by line, redacted (the user's secret, known key shapes) and
  * capped at `maxStderrBytes` per process.
+ *
+ * `close(target)` ends the processes of a user whose access ended, or started with a
+ * credential that was replaced or deleted, at once (a call in flight on one fails). A call
+ * that was reading its secret while such a close came reads it again, so no process starts
+ * with a value read before the close; a call whose `signal` is aborted (its run cancelled)
+ * starts none.
  */
 export function createMcpStdioPool(options: {
   readonly servers: Readonly<Record<string, McpStdioDeclaration>>;
@@ -81,8 +83,11 @@ export function createMcpStdioPool(options: {
   const now = options.now ?? Date.now;
   const maxStderrBytes = options.maxStderrBytes ?? 16_384;
   const processes = new Map<string, PooledProcess>();
+  /** Processes left to end once their calls do ({@link recycle}): they count as the pool's. */
+  const draining = new Set<PooledProcess>();
   /** Registration checks running now, by declared name: their processes count as the pool's. */
   const probing = new Map<string, number>();
+  const closes = createCloseLog();
   let closing = false;
 
   function declaration(command: string): McpStdioDeclaration {
@@ -162,6 +167,7 @@ export function createMcpStdioPool(options: {
     if (entry.retired) return;
     entry.retired = true;
     clearTimeout(entry.idleTimer);
+    draining.delete(entry);
     if (processes.get(entry.key) === entry) processes.delete(entry.key);
     options.logger?.info(
       { mcpStdio: entry.command, pid: entry.transport.pid, reason },
@@ -184,17 +190,19 @@ export function createMcpStdioPool(options: {
     const all = [...processes.values()];
     const own = all.filter((entry) => entry.command === command);
     const probes = [...probing.values()].reduce((sum, count) => sum + count, 0);
-    if (own.length + (probing.get(command) ?? 0) >= max && !evictOne(own))
+    const drainingOwn = [...draining].filter((entry) => entry.command === command).length;
+    if (own.length + drainingOwn + (probing.get(command) ?? 0) >= max && !evictOne(own))
       throw new McpStdioError(`all ${max} processes of the MCP server '${command}' are busy`);
-    if (processes.size + probes >= options.maxProcesses && !evictOne([...processes.values()]))
+    const total = processes.size + draining.size + probes;
+    if (total >= options.maxProcesses && !evictOne([...processes.values()]))
       throw new McpStdioError('all stdio MCP server processes are busy; try again later');
   }
 
-  function acquire(owner: McpStdioOwner): PooledProcess {
+  function acquire(owner: McpStdioOwner, secret: string | undefined): PooledProcess {
     if (closing) throw new McpStdioError('Brigade is shutting down');
     const key = `${owner.tenantId}:${owner.userId}:${owner.serverId}`;
     const credentialHash = createHash('sha256')
-      .update(owner.secret ?? '')
+      .update(secret ?? '')
       .digest('hex');
     const existing = processes.get(key);
     if (existing !== undefined) {
@@ -204,12 +212,14 @@ export function createMcpStdioPool(options: {
     }
     const declared = declaration(owner.command);
     makeRoom(owner.command, declared.maxProcesses);
-    const started = spawnSession(owner.command, owner.secret);
+    const started = spawnSession(owner.command, secret);
     const entry: PooledProcess = {
       key,
       tenantId: owner.tenantId,
+      userId: owner.userId,
       serverId: owner.serverId,
       command: owner.command,
+      credential: owner.credential,
       credentialHash,
       transport: started.transport,
       session: started.session,
@@ -227,6 +237,7 @@ export function createMcpStdioPool(options: {
         );
       entry.retired = true;
       clearTimeout(entry.idleTimer);
+      draining.delete(entry);
       if (processes.get(key) === entry) processes.delete(key);
     };
     processes.set(key, entry);
@@ -237,6 +248,10 @@ export function createMcpStdioPool(options: {
     entry.inFlight -= 1;
     entry.lastUsed = now();
     if (entry.inFlight > 0 || entry.retired) return;
+    if (draining.has(entry)) {
+      retire(entry, 'recycled');
+      return;
+    }
     clearTimeout(entry.idleTimer);
     const { idleMs } = declaration(entry.command);
     entry.idleTimer = setTimeout(() => {
@@ -282,9 +297,31 @@ export function createMcpStdioPool(options: {
         else probing.delete(command);
       }
     },
-    /** Runs `work` on the owner's own process, starting it (again) when needed. */
-    async withSession<T>(owner: McpStdioOwner, work: (session: McpSession) => Promise<T>) {
-      const entry = acquire(owner);
+    /**
+     * Runs `work` on the owner's own process, starting it (again) when needed. Refused when
+     * `signal` is aborted before the process is reached (the run was cancelled: its user may
+     * have been disabled and their processes closed).
+     */
+    async withSession<T>(
+      owner: McpStdioOwner,
+      work: (session: McpSession) => Promise<T>,
+      signal?: AbortSignal,
+    ): Promise<T> {
+      let secret: string | undefined;
+      for (let reads = 1; ; reads += 1) {
+        const seen = closes.mark();
+        secret = await owner.readSecret?.();
+        // A close of this owner's processes came while the secret was read: the value may be
+        // the one it closed them for, so it is read again.
+        if (!closes.closedSince(seen, owner)) break;
+        if (reads === maxSecretReads)
+          throw new McpStdioError(
+            `the processes of the MCP server '${owner.command}' were closed while it started; try again`,
+          );
+      }
+      if (signal?.aborted === true)
+        throw new McpStdioError(`the call to the MCP server '${owner.command}' was cancelled`);
+      const entry = acquire(owner, secret);
       entry.inFlight += 1;
       clearTimeout(entry.idleTimer);
       try {
@@ -301,20 +338,45 @@ export function createMcpStdioPool(options: {
     timeoutOf(command: string): number {
       return declaration(command).timeoutMs;
     },
-    /** Closes every process of a tenant's registration (deleted: no user may call it again). */
-    closeServer(tenantId: string, serverId: string): void {
-      for (const entry of [...processes.values()])
-        if (entry.tenantId === tenantId && entry.serverId === serverId) retire(entry, 'deleted');
+    /**
+     * Closes every process `target` names now, busy ones included (their calls fail): a user
+     * disabled or erased, a tenant suspended, a credential replaced or deleted, a registration
+     * deleted. Returns how many were closed.
+     */
+    close(target: McpStdioTarget, reason: string): number {
+      closes.remember(target);
+      let closed = 0;
+      for (const entry of [...processes.values(), ...draining])
+        if (targetMatches(target, entry)) {
+          retire(entry, reason);
+          closed += 1;
+        }
+      return closed;
+    },
+    /**
+     * Closes every process, idle ones now and busy ones once their calls end; later calls start
+     * new ones. For when close requests may have been missed (the signal connection was lost).
+     */
+    recycle(reason: string): void {
+      closes.remember(undefined);
+      for (const entry of [...processes.values()]) {
+        if (entry.inFlight === 0) retire(entry, reason);
+        else {
+          processes.delete(entry.key);
+          draining.add(entry);
+        }
+      }
     },
     /** Processes alive now. */
     get size(): number {
-      return processes.size;
+      return processes.size + draining.size;
     },
     /** Closes every process (server shutdown); later uses are refused. */
     async closeAll(): Promise<void> {
       closing = true;
-      const entries = [...processes.values()];
+      const entries = [...processes.values(), ...draining];
       processes.clear();
+      draining.clear();
       await Promise.all(
         entries.map((entry) => {
           entry.retired = true;

@@ -220,16 +220,17 @@ export function createMcpToolProvider(options: {
       const pool = options.stdio;
       if (pool?.declared(server.command) === undefined)
         throw new Error(`The stdio MCP server '${server.command}' is no longer declared.`);
-      const secret = await secretFor(server, request.resolve);
       return pool.withSession(
         {
           tenantId: server.tenantId,
           userId: request.claim.userId,
           serverId: server.id,
           command: server.command,
-          secret,
+          credential: server.auth?.credential,
+          readSecret: () => secretFor(server, request.resolve),
         },
         work,
+        request.signal,
       );
     }
     const url = new URL(server.url);
@@ -248,7 +249,11 @@ export function createMcpToolProvider(options: {
 
   async function toolsOf(
     server: StoredMcpServer,
-    request: { claim: RunClaim; actor: UserPrincipal | undefined },
+    request: {
+      claim: RunClaim;
+      actor: UserPrincipal | undefined;
+      signal?: AbortSignal | undefined;
+    },
   ): Promise<McpToolInfo[]> {
     const key = `${server.tenantId}:${server.id}`;
     const cached = cache.get(key);
@@ -257,9 +262,11 @@ export function createMcpToolProvider(options: {
       cache.set(key, cached);
       return cached.tools;
     }
-    const signal = AbortSignal.timeout(
+    const timeout = AbortSignal.timeout(
       server.transport === 'stdio' ? timeoutOf(server) : (options.listTimeoutMs ?? 10_000),
     );
+    const signal =
+      request.signal === undefined ? timeout : AbortSignal.any([request.signal, timeout]);
     const tools = await useServer(
       server,
       {
@@ -267,7 +274,8 @@ export function createMcpToolProvider(options: {
         signal,
         resolve: (name, destination) =>
           options.resolveCredential({
-            ...request,
+            claim: request.claim,
+            actor: request.actor,
             name,
             toolName: `mcp:${server.name}`,
             destination,
@@ -316,6 +324,8 @@ export function createMcpToolProvider(options: {
       readonly claim: RunClaim;
       readonly actor: UserPrincipal | undefined;
       readonly names: readonly string[];
+      /** The run's: a cancelled run lists nothing (and starts no stdio process). */
+      readonly signal?: AbortSignal | undefined;
     }): Promise<ToolDefinition[]> {
       const wanted = request.names.flatMap((name) => {
         const parsed = parseMcpToolName(name);

@@ -66,6 +66,12 @@ export const runCancelChannel = 'brigade_run_cancel';
  * a cache key prefix, `<tenant>/<user>/` or `<tenant>/shared/`): an erasure purged them here.
  */
 export const cachePurgeChannel = 'brigade_cache_purge';
+/**
+ * NOTIFY channel asking every process to close the stdio MCP server processes it pools for a
+ * user whose access ended or a credential that changed (payload: a target,
+ * `<tenant>/<user>/<credential name>/<registration>`, absent parts empty).
+ */
+export const mcpStdioCloseChannel = 'brigade_mcp_stdio_close';
 
 /** Events one transaction committed for a run, in sequence order, and whose run it is. */
 export interface CommittedEvents {

@@ -171,8 +171,12 @@ export function createCredentialStore(options: {
       });
     },
 
-    /** Deletes one credential the caller may delete; false when none (or not visible). */
-    delete(principal: UserPrincipal, credentialId: string, shared: boolean): Promise<boolean> {
+    /** Deletes one credential the caller may delete: its name; undefined when none (or not visible). */
+    delete(
+      principal: UserPrincipal,
+      credentialId: string,
+      shared: boolean,
+    ): Promise<string | undefined> {
       return database.withScope(scopeFor(principal), async (db) => {
         const deleted = await sql<{ name: string }>`
           delete from brigade.credentials
@@ -180,7 +184,7 @@ export function createCredentialStore(options: {
              and ${shared ? sql`user_id is null` : sql`user_id = ${principal.userId}`}
           returning name`.execute(db);
         const row = deleted.rows[0];
-        if (row === undefined) return false;
+        if (row === undefined) return undefined;
         await writeAudit(db, {
           tenantId: principal.tenantId,
           principal,
@@ -192,7 +196,7 @@ export function createCredentialStore(options: {
             data: { name: row.name, scope: shared ? 'tenant' : 'user' },
           },
         });
-        return true;
+        return row.name;
       });
     },
 
