@@ -285,11 +285,10 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     await storage.close().catch(() => undefined);
     throw error;
   }
-  const { key: perKey, user: perUser, tenant: perTenant } = config.limits.requestsPerMinute;
   const limiter = createRequestLimiter({
-    perKey,
-    perUser,
-    perTenant,
+    perKey: config.limits.requestsPerMinute.key,
+    perUser: config.limits.requestsPerMinute.user,
+    perTenant: config.limits.requestsPerMinute.tenant,
     redis,
     onStoreError: reportStoreError,
   });
