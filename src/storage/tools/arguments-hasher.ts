@@ -66,6 +66,9 @@ export function createArgumentsHasher(options: {
         ? await database.withScope({ tenantId }, (scoped) => vault.tenantKey(scoped, tenantId))
         : await vault.tenantKey(db, tenantId);
     const key = deriveArgumentsHashKey(dataKey, tenantId);
+    // Read in the caller's transaction, the data key may have been created there and be rolled
+    // back with it: only a key read in a transaction of its own (committed) is cached.
+    if (db !== undefined) return key;
     cache.delete(tenantId);
     cache.set(tenantId, { key, expires: Date.now() + keyCacheMs });
     if (cache.size > keyCacheSize) cache.delete(cache.keys().next().value ?? '');
