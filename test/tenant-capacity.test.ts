@@ -79,6 +79,10 @@ describe('limits.perTenant', () => {
 
   it('refuses an OpenAPI import that would pass the tool cap, writing none of it', async () => {
     const document = petstore('http://127.0.0.1:9');
+    // The dry run tells the admin what the real import would: no room for it.
+    const dry = await admin.post<Refusal>('/v1/tools/import-openapi', { document, dryRun: true });
+    expect(dry.status, JSON.stringify(dry.body)).toBe(409);
+    expect(dry.body).toMatchObject({ code: 'resource_limit_exceeded', resource: 'tools' });
     const refused = await admin.post<Refusal>('/v1/tools/import-openapi', { document });
     expect(refused.status, JSON.stringify(refused.body)).toBe(409);
     expect(refused.body).toMatchObject({ code: 'resource_limit_exceeded', resource: 'tools' });

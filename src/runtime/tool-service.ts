@@ -211,6 +211,8 @@ export function createToolService(options: {
           { details: { errors: problems, skipped: plan.skipped } },
         );
       const planned = plan.tools.map((tool) => tool.definition);
+      // A dry run reports what the import would do, the tenant's tool cap included.
+      if (input.dryRun) await store.checkRoom(user, plan.tools.length);
       const created = input.dryRun ? [] : await store.createMany(user, plan.tools, 'openapi');
       return { created, planned, skipped: plan.skipped };
     },

@@ -123,6 +123,21 @@ export function createToolStore(database: Database, capacity?: TenantCapacity) {
         return created;
       });
     },
+    /**
+     * Refuses as {@link createMany} would when `adding` more tools would pass the tenant's cap
+     * (an import's dry run); writes nothing.
+     */
+    checkRoom(principal: UserPrincipal, adding: number): Promise<void> {
+      return database.withScope(scopeFor(principal), async (db) => {
+        if (capacity !== undefined)
+          await assertCapacity(db, {
+            resource: 'tools',
+            tenantId: principal.tenantId,
+            max: capacity.tools,
+            adding,
+          });
+      });
+    },
     list(principal: UserPrincipal): Promise<StoredTool[]> {
       return database.withScope(scopeFor(principal), async (db) => {
         const result = await sql<ToolRow>`select * from brigade.tools order by name`.execute(db);
