@@ -122,3 +122,64 @@ describe('run signals after their connection is lost', () => {
     expect(cancelled).toEqual(['run-after-restart']);
   });
 });
+
+describe('run signals with more waiting to be sent than a process keeps', () => {
+  let database: TestDatabase;
+  let sender: RunSignals;
+  let receiver: RunSignals;
+  const senderErrors: Error[] = [];
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const connectionString = database.url;
+    sender = createRunSignals({
+      connectionString,
+      onError: (error) => senderErrors.push(error),
+      maxOutgoing: 5,
+    });
+    receiver = createRunSignals({ connectionString, onError: () => undefined });
+    await sender.start();
+    await receiver.start();
+  }, 60_000);
+
+  afterAll(async () => {
+    await sender?.stop();
+    await receiver?.stop();
+    await database?.drop();
+  });
+
+  it('drop them for one resync, on which the others check everything again; later signals flow', async () => {
+    const resyncs: number[] = [];
+    const cancelled: string[] = [];
+    let queueWakes = 0;
+    receiver.onReconnected(() => resyncs.push(Date.now()));
+    receiver.onCancelRequested((runId) => cancelled.push(runId));
+    receiver.onQueueChanged(() => {
+      queueWakes += 1;
+    });
+    const subscription = receiver.subscribe('run-waiting', 'user-a');
+    subscription.take(0);
+    // Ten cancels in one batch window: past the five kept, all give way to one resync.
+    for (let index = 0; index < 10; index += 1) sender.cancelRequested(`run-${index}`);
+    const waitFor = async (done: () => boolean) => {
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline && !done()) await new Promise((r) => setTimeout(r, 20));
+    };
+    await waitFor(() => resyncs.length > 0);
+    expect(resyncs).toHaveLength(1);
+    expect(cancelled).toEqual([]);
+    // The resync wakes the receiver's queue and its streams, which then read the database.
+    expect(queueWakes).toBeGreaterThan(0);
+    await subscription.wait(2_000, new AbortController().signal);
+    expect(subscription.take(0)).toBeUndefined();
+    subscription.close();
+    expect(senderErrors.map((error) => error.message)).toEqual([
+      'more than 5 signals waited to be sent; they were dropped for one resync',
+    ]);
+    // What is signalled next is delivered as usual.
+    sender.cancelRequested('run-next');
+    await waitFor(() => cancelled.length > 0);
+    expect(cancelled).toEqual(['run-next']);
+    expect(resyncs).toHaveLength(1);
+  });
+});

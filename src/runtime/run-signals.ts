@@ -5,6 +5,7 @@ import {
   cachePurgeChannel,
   mcpStdioCloseChannel,
   type RunSignalSink,
+  resyncChannel,
   runCancelChannel,
   runEventsChannel,
   runQueueChannel,
@@ -56,10 +57,11 @@ export interface RunSignals extends RunSignalSink {
   mcpStdioClosed(target: string): void;
   onMcpStdioCloseRequested(listener: (target: string) => void): void;
   /**
-   * Called when the connection that carries signals between processes was lost and is back
-   * (a PostgreSQL restart or failover, a terminated backend): signals sent meanwhile may have
-   * been missed, so a listener checks again what it depends on (a cancel request of a run it
-   * executes, say). Streams and the queue are woken anyway.
+   * Called when signals may have been missed: the connection that carries them between
+   * processes was lost and is back (a PostgreSQL restart or failover, a terminated backend),
+   * or another process dropped signals it had no room to keep (see {@link maxOutgoing}). A
+   * listener checks again what it depends on (a cancel request of a run it executes, say).
+   * Streams and the queue are woken anyway.
    */
   onReconnected(listener: () => void): void;
   start(): Promise<void>;
@@ -81,6 +83,14 @@ const maxBuffered = 1_000;
 
 const maxPayload = 7_000;
 
+/**
+ * Signals a process keeps waiting to be sent (while its signal connection is down, say). Past
+ * this, they are dropped and one `brigade_resync` is sent instead when the connection is
+ * back, on which every other process checks again what it depends on, as after reconnecting:
+ * memory stays bounded and nothing is lost but a wake-up's precision.
+ */
+const defaultMaxOutgoing = 10_000;
+
 /** First and longest pause before connecting the signal connection again after a loss. */
 const minReconnectMs = 100;
 const maxReconnectMs = 5_000;
@@ -100,6 +110,8 @@ export function createRunSignals(options: {
   readonly batchMs?: number;
   /** False: this is the only process serving the database (default true). */
   readonly crossProcess?: boolean;
+  /** Signals kept waiting to be sent before they give way to one resync (tests lower it). */
+  readonly maxOutgoing?: number;
 }): RunSignals {
   const crossProcess = options.crossProcess ?? true;
   const batchMs = options.batchMs ?? 10;
@@ -122,6 +134,9 @@ export function createRunSignals(options: {
   let stopping = false;
   let reconnectTimer: NodeJS.Timeout | undefined;
   let reconnectMs = minReconnectMs;
+  const maxOutgoing = options.maxOutgoing ?? defaultMaxOutgoing;
+  /** Signals were dropped: a resync goes out with the next batch instead. */
+  let resyncPending = false;
 
   function wakeRun(runId: string, committed?: CommittedEvents): void {
     for (const subscriber of subscribers.get(runId) ?? []) {
@@ -146,6 +161,9 @@ export function createRunSignals(options: {
     // channel and payload.
     const values: string[] = [];
     const batch: [string, string[]][] = [];
+    const resync = resyncPending;
+    resyncPending = false;
+    if (resync) values.push(resyncChannel, '');
     for (const [channel, ids] of outgoing) {
       if (ids.size === 0) continue;
       batch.push([channel, [...ids]]);
@@ -172,16 +190,34 @@ export function createRunSignals(options: {
         (error: Error) => {
           options.onError(error);
           // The connection failed, not the statement: send these again once it is back.
-          if (!(error instanceof pg.DatabaseError))
-            for (const [channel, ids] of batch)
-              for (const id of ids) outgoing.get(channel)?.add(id);
+          if (!(error instanceof pg.DatabaseError)) {
+            if (resync) resyncPending = true;
+            for (const [channel, ids] of batch) for (const id of ids) keep(channel, id);
+          }
         },
       );
   }
 
+  /** Keeps a signal to send, or drops everything waiting for one resync when full. */
+  function keep(channel: string, id: string): void {
+    // Dropped signals are covered by the resync: it is heard after whatever they signalled.
+    if (resyncPending) return;
+    outgoing.get(channel)?.add(id);
+    let waiting = 0;
+    for (const ids of outgoing.values()) waiting += ids.size;
+    if (waiting <= maxOutgoing) return;
+    for (const ids of outgoing.values()) ids.clear();
+    resyncPending = true;
+    options.onError(
+      new Error(
+        `more than ${maxOutgoing} signals waited to be sent; they were dropped for one resync`,
+      ),
+    );
+  }
+
   function enqueue(channel: string, id: string): void {
     if (!crossProcess) return;
-    outgoing.get(channel)?.add(id);
+    keep(channel, id);
     timer ??= setTimeout(send, batchMs);
   }
 
@@ -195,6 +231,7 @@ export function createRunSignals(options: {
       for (const prefix of ids) for (const listener of purgeListeners) listener(prefix);
     if (channel === mcpStdioCloseChannel)
       for (const target of ids) for (const listener of stdioCloseListeners) listener(target);
+    if (channel === resyncChannel) resync();
   }
 
   /** Connects, LISTENs, and goes on reconnecting whenever the connection is lost. */
@@ -228,6 +265,7 @@ export function createRunSignals(options: {
           runCancelChannel,
           cachePurgeChannel,
           mcpStdioCloseChannel,
+          resyncChannel,
         ]
           .map((channel) => `listen ${channel}`)
           .join('; '),
@@ -264,12 +302,16 @@ export function createRunSignals(options: {
     reconnectTimer.unref();
   }
 
-  /** After a gap in listening: whatever was signalled meanwhile is looked at again. */
+  /**
+   * After a gap in listening, or another process's dropped signals: whatever was signalled
+   * meanwhile is looked at again.
+   */
   function resync(): void {
     for (const runId of [...subscribers.keys()]) wakeRun(runId);
     for (const listener of queueListeners) listener();
     for (const listener of reconnectListeners) listener();
-    if ([...outgoing.values()].some((ids) => ids.size > 0)) timer ??= setTimeout(send, batchMs);
+    if (resyncPending || [...outgoing.values()].some((ids) => ids.size > 0))
+      timer ??= setTimeout(send, batchMs);
   }
 
   return {

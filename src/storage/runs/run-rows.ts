@@ -72,6 +72,11 @@ export const cachePurgeChannel = 'brigade_cache_purge';
  * `<tenant>/<user>/<credential name>/<registration>`, absent parts empty).
  */
 export const mcpStdioCloseChannel = 'brigade_mcp_stdio_close';
+/**
+ * NOTIFY channel telling every process that signals it should have heard were dropped (a
+ * process had more waiting to send than it keeps): it checks again, as after reconnecting.
+ */
+export const resyncChannel = 'brigade_resync';
 
 /** Events one transaction committed for a run, in sequence order, and whose run it is. */
 export interface CommittedEvents {
