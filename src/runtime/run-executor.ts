@@ -264,6 +264,17 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         tools: offered,
       });
       history = sent.messages;
+      // One memory capability for the core and the built-in memory tools alike.
+      const memory =
+        options.memory === undefined
+          ? undefined
+          : createRunMemory({
+              memory: options.memory,
+              claim,
+              threadId: run.threadId,
+              commitPending: () => model.flush(),
+              signal: controller.signal,
+            });
       if (sent.dropped > 0) activeSpan()?.setAttribute('brigade.history.dropped', sent.dropped);
       const result = await core.run({
         runId: run.id,
@@ -288,17 +299,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
           warn: (message, fields) => logger.warn({ runId: run.id, ...fields }, message),
         },
         model: model.capability,
-        ...(options.memory === undefined
-          ? {}
-          : {
-              memory: createRunMemory({
-                memory: options.memory,
-                claim,
-                threadId: run.threadId,
-                commitPending: () => model.flush(),
-                signal: controller.signal,
-              }),
-            }),
+        ...(memory === undefined ? {} : { memory }),
         tools: {
           available: offered,
           call: (call) =>
@@ -318,6 +319,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
                   secrets,
                   // The model step that asked for the call commits before anything of it runs.
                   modelSteps: model,
+                  memory,
                 },
                 call,
               ),

@@ -4,7 +4,7 @@ import { AppError } from '../domain/errors.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
 import { CredentialRefreshError } from '../domain/tools/oauth-types.ts';
 import { SpanStatusCode, type Tracing } from '../observability/tracing.ts';
-import type { ToolOutcomeV1 } from '../plugin-api/index.ts';
+import type { MemoryCapabilityV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
 import type { ReserveCall, ReserveRow } from '../storage/guards/budget-calls.ts';
 import { type ReserveResult, refuseQuota } from '../storage/guards/budget-store.ts';
 import type { RunCheckpoints } from '../storage/runs/run-checkpoints.ts';
@@ -60,6 +60,8 @@ export interface ToolCallContext {
    * before anything of the call runs, with its quota count when it has one.
    */
   readonly modelSteps?: Pick<RunModel, 'flush' | 'commitWith' | 'hold'> | undefined;
+  /** The run's memory capability, for the built-in memory tools. */
+  readonly memory?: MemoryCapabilityV1 | undefined;
 }
 
 /** One tool call as the model made it. */
@@ -238,6 +240,7 @@ export function createStepRecorder(options: {
           idempotencyKey: `${context.claim.runId}:${key}`,
           signal,
           credentials,
+          memory: context.memory,
         }),
         new Promise<never>((_, reject) =>
           signal.addEventListener('abort', () => reject(signal.reason), { once: true }),

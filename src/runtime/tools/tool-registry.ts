@@ -1,8 +1,9 @@
 import type { Role } from '../../domain/identity/permissions.ts';
 import type { ProvenanceRule, ToolRisk } from '../../domain/tools/tool-types.ts';
-import type { ToolDescriptionV1 } from '../../plugin-api/index.ts';
+import type { MemoryCapabilityV1, ToolDescriptionV1 } from '../../plugin-api/index.ts';
 import { evaluateExpression } from './calculator.ts';
 import { validateAgainstSchema } from './json-schema.ts';
+import { memoryTools } from './memory-tools.ts';
 
 /**
  * The credential capability the tool gate hands a tool for one call: bound to the run's own
@@ -26,6 +27,8 @@ export interface ToolExecutionContext {
   readonly idempotencyKey: string;
   readonly signal: AbortSignal;
   readonly credentials?: ToolCredentialsCapability | undefined;
+  /** The run's memory (its user's, its thread's): what the built-in memory tools use. */
+  readonly memory?: MemoryCapabilityV1 | undefined;
 }
 
 /** A tool the harness can execute, with its schema and risk class. */
@@ -84,6 +87,7 @@ export const builtInTools: readonly ToolDefinition[] = [
       return { result: evaluateExpression(String(input['expression'])) };
     },
   },
+  ...memoryTools,
 ];
 
 /**
