@@ -19,7 +19,11 @@ async function complete(secret: string, model: string, content = 'hello') {
     headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
     body: JSON.stringify({ model, max_tokens: 8, messages: [{ role: 'user', content }] }),
   });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  return {
+    status: response.status,
+    retryAfter: response.headers.get('retry-after'),
+    body: (await response.json()) as Record<string, unknown>,
+  };
 }
 
 beforeAll(async () => {
@@ -56,11 +60,16 @@ afterAll(async () => {
 
 describe('a platform route’s deployment caps', () => {
   it('count every tenant’s calls: rpm 2 lets two calls through a minute, whoever makes them', async () => {
-    const statuses: number[] = [];
-    for (const secret of secrets) statuses.push((await complete(secret, 'capped')).status);
-    expect(statuses.slice(0, 2)).toEqual([200, 200]);
-    // The third tenant waits for room until the route's deadline, then hears when to retry.
-    expect(statuses[2]).toBe(503);
+    const answers = [];
+    for (const secret of secrets) answers.push(await complete(secret, 'capped'));
+    expect(answers.slice(0, 2).map((answer) => answer.status)).toEqual([200, 200]);
+    // No room before the route's deadline (the minute's first call must age out): the third
+    // tenant hears at once that the route is at capacity, and when room comes.
+    expect(answers[2]?.status).toBe(429);
+    expect(answers[2]?.body).toMatchObject({ error: { code: 'rate_limit_exceeded' } });
+    const retryAfter = Number(answers[2]?.retryAfter);
+    expect(retryAfter).toBeGreaterThanOrEqual(58);
+    expect(retryAfter).toBeLessThanOrEqual(60);
   });
 });
 

@@ -126,6 +126,76 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
     }
   }
 
+  /**
+   * The deployments of a route available now, after waiting, within the deadline and without
+   * using up an attempt, for a cooldown (a provider's Retry-After) or a free place under
+   * `maxConcurrency`/`rpm` to end. Deployments behind an open breaker are not waited for. A full
+   * route with a fallback on `rate_limited` hands over to it at once instead of waiting.
+   * Otherwise the failure, with how long until a deployment may take calls again.
+   */
+  async function awaitCandidates(
+    route: ModelRouteDefinition,
+    deployments: readonly { deployment: RouteDeployment; state: DeploymentState }[],
+    context: { readonly deadline: number; readonly signal: AbortSignal },
+  ): Promise<
+    | { deployment: RouteDeployment; state: DeploymentState }[]
+    | { error: AppError; kind: ErrorClass }
+  > {
+    const fallsOverWhenFull = route.fallbacks.some((fallback) =>
+      fallback.on.includes('rate_limited'),
+    );
+    for (;;) {
+      const candidates = deployments.filter(({ deployment, state }) =>
+        available(deployment, state),
+      );
+      if (candidates.length > 0) return candidates;
+      const time = now();
+      let soonest = Number.POSITIVE_INFINITY;
+      let reopens = Number.POSITIVE_INFINITY;
+      for (const { deployment, state } of deployments) {
+        const { breaker, openedAt, halfOpenAfterMs } = state.health;
+        if (breaker.state === CircuitState.Open || breaker.state === CircuitState.HalfOpen) {
+          reopens = Math.min(reopens, Math.max(openedAt + halfOpenAfterMs, time + 1_000));
+          continue;
+        }
+        const { capacity } = state;
+        let free = capacity.coolUntil;
+        // Full: a place frees when a call ends (looked at again shortly) or a minute after the
+        // oldest call start an `rpm` counts.
+        if (
+          deployment.maxConcurrency !== undefined &&
+          capacity.inFlight >= deployment.maxConcurrency
+        )
+          free = Math.max(free, time + 25);
+        if (deployment.rpm !== undefined && capacity.recent.length >= deployment.rpm)
+          free = Math.max(free, (capacity.recent[0] ?? time) + 60_000);
+        soonest = Math.min(soonest, free);
+      }
+      if (!Number.isFinite(soonest)) {
+        const seconds = Number.isFinite(reopens) ? Math.ceil((reopens - time) / 1_000) : 1;
+        return {
+          error: new AppError(
+            'provider_unavailable',
+            `Every deployment of route '${route.name}' is unavailable (circuit open).`,
+            { details: { retryAfterSeconds: Math.max(1, seconds) } },
+          ),
+          kind: 'server_error',
+        };
+      }
+      if (fallsOverWhenFull || soonest >= context.deadline) {
+        return {
+          error: new AppError(
+            'provider_rate_limited',
+            `Every deployment of route '${route.name}' is at its capacity or cooling down.`,
+            { details: { retryAfterSeconds: Math.max(1, Math.ceil((soonest - time) / 1_000)) } },
+          ),
+          kind: 'rate_limited',
+        };
+      }
+      await delay(Math.max(1, soonest - time), context.signal);
+    }
+  }
+
   /** Tries one route; returns the result, or the last failure to hand to a fallback. */
   async function tryRoute(
     route: ModelRouteDefinition,
@@ -156,32 +226,13 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
     let lastKind: ErrorClass = 'server_error';
     let lastFailed: DeploymentState | undefined;
     for (let attempt = 0; attempt < route.retries.maxAttempts; attempt += 1) {
-      let candidates = deployments.filter(({ deployment, state }) => available(deployment, state));
-      if (candidates.length === 0) {
-        // Everything is cooling down (a Retry-After) or full: wait for the first to free up,
-        // within the deadline. Deployments behind an open breaker are not waited for: the
-        // route fails over to its fallbacks at once (or answers 503 with Retry-After).
-        const soonest = Math.min(
-          ...deployments.map(({ state }) =>
-            state.health.breaker.state === CircuitState.Open ||
-            state.health.breaker.state === CircuitState.HalfOpen
-              ? Number.POSITIVE_INFINITY
-              : state.capacity.coolUntil,
-          ),
-        );
-        const wait = Math.max(50, soonest - now());
-        if (!Number.isFinite(soonest) || now() + wait >= context.deadline) {
-          lastError = new AppError(
-            'provider_unavailable',
-            `Every deployment of route '${route.name}' is unavailable (circuit open or cooling down).`,
-          );
-          lastKind = 'server_error';
-          break;
-        }
-        await delay(wait, context.signal);
-        candidates = deployments.filter(({ deployment, state }) => available(deployment, state));
-        if (candidates.length === 0) continue;
+      const waited = await awaitCandidates(route, deployments, context);
+      if (!Array.isArray(waited)) {
+        lastError = waited.error;
+        lastKind = waited.kind;
+        break;
       }
+      const candidates = waited;
       // Prefer a deployment other than the one that just failed.
       const others = candidates.filter(({ state }) => state !== lastFailed);
       const chosen = pick(route, others.length > 0 ? others : candidates);
@@ -324,10 +375,12 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       const error =
         failure?.error ?? new AppError('provider_unavailable', 'No deployment answered.');
       // Every deployment down or the deadline passed: tell the client when to come back.
+      // (A route whose deployments are all behind open breakers says when they may reopen;
+      // any other failure, a provider's 5xx or a timeout, is worth a retry in a second.)
       const retryAfterSeconds =
         error.details?.['retryAfterSeconds'] ??
         (error.code === 'provider_unavailable' || error.code === 'provider_rate_limited'
-          ? Math.max(1, Math.ceil(first.breaker.halfOpenAfterMs / 1000))
+          ? 1
           : undefined);
       throw new RouteFailedError(
         retryAfterSeconds === undefined || error.details?.['retryAfterSeconds'] !== undefined

@@ -113,11 +113,14 @@ export async function runAgentCompletion(options: {
           event.type === 'run-expired'
         ) {
           const code = event.type === 'run-failed' ? toErrorCode(data['errorCode']) : 'internal';
+          // Not to be retried by the client: a repeat is a new run that would call the model
+          // and the agent's tools again (their side effects included).
           throw new AppError(
             event.type === 'run-expired' ? 'request_timeout' : code,
             typeof data['message'] === 'string' && code !== 'internal'
               ? data['message']
               : `The agent run ended: ${event.type}.`,
+            { details: { retry: false } },
           );
         }
       }

@@ -52,6 +52,9 @@ const mapped: Partial<
   // The provider refused the request (4xx upstream): retrying the same request will not help.
   provider_error: { status: 502, type: 'server_error', code: 'provider_error', retry: false },
   provider_unavailable: { status: 503, type: 'server_error', code: 'provider_unavailable' },
+  // Official clients retry 409 too; on this path it means an agent run stopped for an approval,
+  // and a retry would start another run (and pay again) for the same request.
+  conflict: { status: 409, type: 'invalid_request_error', code: 'conflict', retry: false },
 };
 
 /** `body.messages.0.content` → `messages[0].content`, the way OpenAI names a parameter. */
@@ -85,7 +88,10 @@ export function toOpenAiError(error: unknown): OpenAiError {
   if (appError.code === 'context_length_exceeded') param = 'messages';
   const retryAfter = appError.details?.['retryAfterSeconds'];
   if (typeof retryAfter === 'number') headers['retry-after'] = String(Math.ceil(retryAfter));
-  if (rule?.retry === false) headers['x-should-retry'] = 'false';
+  // `retry: false` in an error's details: this request already did work a repeat would do
+  // again (an agent run that failed after it started, say), whatever the status says.
+  if (rule?.retry === false || appError.details?.['retry'] === false)
+    headers['x-should-retry'] = 'false';
   if (appError.code === 'unauthenticated') {
     headers['www-authenticate'] = 'Bearer realm="brigade", error="invalid_token"';
   }
