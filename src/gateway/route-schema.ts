@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import {
   failureKinds,
+  isRouteName,
   type ModelRouteDefinition,
   routeDefaults,
   routeNamePattern,
@@ -29,7 +30,10 @@ const deploymentSchema = z.strictObject({
 
 /** A model route as a config file or an API request writes it (settings optional). */
 export const modelRouteSchema = z.strictObject({
-  name: z.string().regex(routeNamePattern, 'lower-case letters, digits, . _ -; no colon'),
+  name: z
+    .string()
+    .regex(routeNamePattern, 'lower-case letters, digits, . _ -; no colon')
+    .refine(isRouteName, "'local' is the built-in model's name; a route cannot take it"),
   strategy: z.enum(routeStrategies).default(routeDefaults.strategy),
   deployments: z.array(deploymentSchema).min(1).max(32),
   fallbacks: z

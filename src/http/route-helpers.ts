@@ -75,10 +75,26 @@ export const idParam = (name: string) =>
     .openapi({ param: { name, in: 'path' }, format: 'uuid' });
 
 /**
+ * The declared body of a PATCH of objects `shape` describes: every field optional, and `null`
+ * for "remove this field" (JSON merge patch, RFC 7396; see {@link mergePatch}).
+ */
+export function patchBody(shape: z.ZodRawShape) {
+  return z.strictObject(
+    Object.fromEntries(
+      Object.entries(shape).map(([key, field]) => [
+        key,
+        (field as z.ZodType).nullable().optional(),
+      ]),
+    ),
+  );
+}
+
+/**
  * A PATCH merged over the stored definition and validated as a whole, like a new one. Only the
- * fields the client sent replace stored ones: the body is read as sent, since zod 4's
- * `.partial()` (the operation's declared body, validated already) still fills each field's
- * `.default()`, which would reset every field left out.
+ * fields the client sent replace stored ones, and a field sent as `null` is removed (its
+ * default, if it has one, applies again): a JSON merge patch at the top level. The body is read
+ * as sent, since zod 4's `.partial()` (the operation's declared body, validated already) still
+ * fills each field's `.default()`, which would reset every field left out.
  */
 export async function mergePatch<T extends z.ZodType>(
   context: Context,
@@ -86,7 +102,9 @@ export async function mergePatch<T extends z.ZodType>(
   schema: T,
 ): Promise<z.infer<T>> {
   const sent = (await context.req.json()) as Record<string, unknown>;
-  const merged = schema.safeParse({ ...stored, ...sent });
+  const patched: Record<string, unknown> = { ...stored, ...sent };
+  for (const [key, value] of Object.entries(sent)) if (value === null) delete patched[key];
+  const merged = schema.safeParse(patched);
   if (!merged.success) throw toValidationError('body', merged.error.issues);
   return merged.data;
 }

@@ -9,6 +9,7 @@ import {
   jsonBody,
   jsonResponse,
   mergePatch,
+  patchBody,
   problemResponse,
 } from '../route-helpers.ts';
 
@@ -67,8 +68,9 @@ const updateModelRoute = authedRoute({
   path: '/v1/model-routes/{routeId}',
   operationId: 'updateModelRoute',
   tags: ['Model routes'],
-  summary: 'Change a route: the fields sent replace the stored ones (owners and admins)',
-  request: { params, body: jsonBody(modelRouteSchema.partial()) },
+  summary:
+    'Change a route: the fields sent replace the stored ones, a field sent as null is removed (owners and admins)',
+  request: { params, body: jsonBody(patchBody(modelRouteSchema.shape)) },
   responses: { 200: jsonResponse(routeResponseSchema, 'The route.'), ...conflict },
 });
 const deleteModelRoute = authedRoute({

@@ -10,6 +10,7 @@ import {
   jsonBody,
   jsonResponse,
   mergePatch,
+  patchBody,
   problemResponse,
 } from '../route-helpers.ts';
 
@@ -156,7 +157,7 @@ const updateTool = authedRoute({
   operationId: 'updateTool',
   tags,
   summary: 'Change a tool: the fields sent replace the stored ones (owners and admins)',
-  request: { params, body: jsonBody(z.strictObject(definitionFields).partial()) },
+  request: { params, body: jsonBody(patchBody(definitionFields)) },
   responses: { 200: jsonResponse(toolResponse, 'The tool.'), ...conflict },
 });
 const deleteTool = authedRoute({
