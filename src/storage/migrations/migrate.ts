@@ -38,6 +38,7 @@ import { runCreatedAfterLockMigration } from './0037-run-created-after-lock.ts';
 import { webhookDeliveriesByTenantMigration } from './0038-webhook-deliveries-by-tenant.ts';
 import { retentionMigration } from './0039-retention.ts';
 import { spanPruningMigration } from './0040-span-pruning.ts';
+import { createRunAfterLockMigration } from './0041-create-run-after-lock.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -87,6 +88,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0038-webhook-deliveries-by-tenant': fromSql(webhookDeliveriesByTenantMigration),
     '0039-retention': fromSql(retentionMigration),
     '0040-span-pruning': fromSql(spanPruningMigration),
+    '0041-create-run-after-lock': fromSql(createRunAfterLockMigration),
   };
 }
 

@@ -74,8 +74,14 @@ export function createRunStore(
     return withSignals(
       principal,
       async (db, signals) => {
-        // One statement locks the thread and checks its active run, the agent and the depth of
-        // the tenant's queue (counted up to the limit; the tenant_queue scope shows its entries).
+        // The thread's lock first, then (on a snapshot taken after it, which sees a run a create
+        // that held the lock just committed) its active run, the agent and the depth of the
+        // tenant's queue (counted up to the limit; the tenant_queue scope shows its entries).
+        const locked = await sql`
+          select 1 from brigade.threads t where t.id = ${input.threadId} for update of t`.execute(
+          db,
+        );
+        if (locked.rows.length === 0) return undefined;
         const found = await sql<{
           busy_id: string | null;
           agent_exists: boolean;
@@ -88,8 +94,7 @@ export function createRunStore(
                  (select count(*) from (select 1 from brigade.run_queue q
                    where q.tenant_id = ${principal.tenantId} and q.state = 'queued'
                    limit ${maxQueued}) d)::int as queued
-            from brigade.threads t where t.id = ${input.threadId}
-             for update of t`.execute(db);
+            from brigade.threads t where t.id = ${input.threadId}`.execute(db);
         const thread = found.rows[0];
         if (thread === undefined) return undefined;
         if (!thread.agent_exists) throw new NotFoundError('agent_not_found', 'Agent not found.');
