@@ -8,7 +8,8 @@ import { startTestServer, type TestServer, testOperatorKey } from './support/tes
  * What `/v1/chat/completions` tells a client about retrying, as official clients read it: a
  * deployment at its `maxConcurrency` is waited for (or handed to a fallback), a passing provider
  * failure says "retry in a second" rather than the breaker's 10 s, and an agent run that
- * stopped or failed after it started is never run again by the client's own retries.
+ * stopped or failed after it started is never run again by the client's own retries. And a
+ * prompt is not sent to a deployment whose known context window it exceeds.
  */
 let mock: MockModelServer;
 let spare: MockModelServer;
@@ -39,6 +40,11 @@ beforeAll(async () => {
       },
       { name: 'spare', deployments: [{ model: 'spare:mock-model' }] },
       { name: 'once', deployments: [{ model: 'mock:mock-model' }], retries: { maxAttempts: 1 } },
+      {
+        name: 'small-then-big',
+        deployments: [{ model: 'mock:mock-model', contextTokens: 500 }],
+        fallbacks: [{ route: 'spare', on: ['context_length'] }],
+      },
     ],
     limits: { requestsPerMinute: { key: 1_000_000, user: 1_000_000, tenant: 1_000_000 } },
     runs: { pollIntervalMs: 50 },
@@ -116,6 +122,19 @@ describe('a provider failure with every breaker closed', () => {
     const failed = await complete('once', 'hello');
     expect(failed.status).toBe(503);
     expect(failed.retryAfter).toBe('1');
+  });
+});
+
+describe('a prompt larger than a deployment’s known context window', () => {
+  it('is not sent to it: the route fails over on context_length to one it fits', async () => {
+    const answer = await complete('small-then-big', 'word '.repeat(1_200));
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    expect(answer.body.choices?.[0]?.message.content).toBe('spare here');
+    expect(mock.calls).toHaveLength(0);
+    // A prompt it fits still goes to it.
+    expect((await complete('small-then-big', 'hello')).body.choices?.[0]?.message.content).toBe(
+      'quick answer',
+    );
   });
 });
 

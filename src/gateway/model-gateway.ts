@@ -38,6 +38,12 @@ export interface GatewayRequest {
   readonly sampling?: Sampling | undefined;
   /** Whether the model must call a tool (absent: it decides). */
   readonly toolChoice?: ToolChoice | undefined;
+  /**
+   * The prompt's size in tokens, at least (a lower bound): deployments whose known context
+   * window is smaller are skipped, so a prompt goes to a fallback it fits, not to a model
+   * bound to refuse it (and perhaps charge for it).
+   */
+  readonly inputTokensAtLeast?: number | undefined;
 }
 
 /**
@@ -273,6 +279,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
           direct(candidate.name) || platform.get(candidate.name) === candidate,
         call,
         resolve: (name) => findRoute(name, request.tenantId),
+        inputTokensAtLeast: request.inputTokensAtLeast,
       });
       return {
         ...routed.result,

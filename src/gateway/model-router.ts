@@ -1,7 +1,7 @@
-import { CircuitState } from 'cockatiel';
 import { AppError } from '../domain/errors.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import { delay } from './abortable-delay.ts';
+import { createAvailability } from './deployment-availability.ts';
 import { CallerFault, createDeploymentStates, type DeploymentState } from './deployment-state.ts';
 import type {
   FailureKind,
@@ -9,6 +9,7 @@ import type {
   RouteDeployment,
   RouteFallback,
 } from './model-routes.ts';
+import { contextWindowOf } from './pricing.ts';
 import {
   classifyError,
   type ErrorClass,
@@ -56,6 +57,8 @@ export interface ModelRouter {
       readonly call: DeploymentCall;
       /** Finds a fallback route by name (the tenant's routes first, then the platform's). */
       readonly resolve: (name: string) => Promise<ModelRouteDefinition | undefined>;
+      /** The prompt's size in tokens, at least: deployments known to be smaller are skipped. */
+      readonly inputTokensAtLeast?: number | undefined;
     },
   ): Promise<RoutedResult>;
   /** Breaker state of every deployment this process has used, for metrics and tests. */
@@ -78,26 +81,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
   const now = options.now ?? Date.now;
 
   const { healthOf, capacityOf, healths } = createDeploymentStates(now);
-
-  function available(deployment: RouteDeployment, state: DeploymentState): boolean {
-    const time = now();
-    const { capacity, health } = state;
-    while (capacity.recent.length > 0 && (capacity.recent[0] ?? 0) <= time - 60_000)
-      capacity.recent.shift();
-    const breaker = health.breaker.state;
-    // Open: closed to traffic until `halfOpenAfterMs`, then one probe (cockatiel turns the
-    // breaker half-open when that call starts); half-open: only while no probe is in flight.
-    const breakerAllows =
-      breaker === CircuitState.Closed ||
-      (breaker === CircuitState.Open && time - health.openedAt >= health.halfOpenAfterMs) ||
-      (breaker === CircuitState.HalfOpen && health.inFlight === 0);
-    return (
-      breakerAllows &&
-      capacity.coolUntil <= time &&
-      (deployment.maxConcurrency === undefined || capacity.inFlight < deployment.maxConcurrency) &&
-      (deployment.rpm === undefined || capacity.recent.length < deployment.rpm)
-    );
-  }
+  const { available, awaitCandidates } = createAvailability(now);
 
   function pick(
     route: ModelRouteDefinition,
@@ -126,76 +110,6 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
     }
   }
 
-  /**
-   * The deployments of a route available now, after waiting, within the deadline and without
-   * using up an attempt, for a cooldown (a provider's Retry-After) or a free place under
-   * `maxConcurrency`/`rpm` to end. Deployments behind an open breaker are not waited for. A full
-   * route with a fallback on `rate_limited` hands over to it at once instead of waiting.
-   * Otherwise the failure, with how long until a deployment may take calls again.
-   */
-  async function awaitCandidates(
-    route: ModelRouteDefinition,
-    deployments: readonly { deployment: RouteDeployment; state: DeploymentState }[],
-    context: { readonly deadline: number; readonly signal: AbortSignal },
-  ): Promise<
-    | { deployment: RouteDeployment; state: DeploymentState }[]
-    | { error: AppError; kind: ErrorClass }
-  > {
-    const fallsOverWhenFull = route.fallbacks.some((fallback) =>
-      fallback.on.includes('rate_limited'),
-    );
-    for (;;) {
-      const candidates = deployments.filter(({ deployment, state }) =>
-        available(deployment, state),
-      );
-      if (candidates.length > 0) return candidates;
-      const time = now();
-      let soonest = Number.POSITIVE_INFINITY;
-      let reopens = Number.POSITIVE_INFINITY;
-      for (const { deployment, state } of deployments) {
-        const { breaker, openedAt, halfOpenAfterMs } = state.health;
-        if (breaker.state === CircuitState.Open || breaker.state === CircuitState.HalfOpen) {
-          reopens = Math.min(reopens, Math.max(openedAt + halfOpenAfterMs, time + 1_000));
-          continue;
-        }
-        const { capacity } = state;
-        let free = capacity.coolUntil;
-        // Full: a place frees when a call ends (looked at again shortly) or a minute after the
-        // oldest call start an `rpm` counts.
-        if (
-          deployment.maxConcurrency !== undefined &&
-          capacity.inFlight >= deployment.maxConcurrency
-        )
-          free = Math.max(free, time + 25);
-        if (deployment.rpm !== undefined && capacity.recent.length >= deployment.rpm)
-          free = Math.max(free, (capacity.recent[0] ?? time) + 60_000);
-        soonest = Math.min(soonest, free);
-      }
-      if (!Number.isFinite(soonest)) {
-        const seconds = Number.isFinite(reopens) ? Math.ceil((reopens - time) / 1_000) : 1;
-        return {
-          error: new AppError(
-            'provider_unavailable',
-            `Every deployment of route '${route.name}' is unavailable (circuit open).`,
-            { details: { retryAfterSeconds: Math.max(1, seconds) } },
-          ),
-          kind: 'server_error',
-        };
-      }
-      if (fallsOverWhenFull || soonest >= context.deadline) {
-        return {
-          error: new AppError(
-            'provider_rate_limited',
-            `Every deployment of route '${route.name}' is at its capacity or cooling down.`,
-            { details: { retryAfterSeconds: Math.max(1, Math.ceil((soonest - time) / 1_000)) } },
-          ),
-          kind: 'rate_limited',
-        };
-      }
-      await delay(Math.max(1, soonest - time), context.signal);
-    }
-  }
-
   /** Tries one route; returns the result, or the last failure to hand to a fallback. */
   async function tryRoute(
     route: ModelRouteDefinition,
@@ -207,20 +121,39 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       readonly onTextDelta: ((delta: string) => void) | undefined;
       readonly attempts: RouteAttempt[];
       readonly call: DeploymentCall;
+      readonly inputTokensAtLeast?: number | undefined;
     },
   ): Promise<
     | { ok: true; result: ModelResultV1; model: string }
     | { ok: false; error: AppError; kind: ErrorClass }
   > {
-    const deployments = route.deployments.map((deployment, index) => ({
-      deployment,
-      state: {
-        health: healthOf(`${context.scope}:${route.name}:${index}:${deployment.model}`, route),
-        capacity: capacityOf(
-          `${context.sharesCapacity(route) ? '*' : context.scope}:${route.name}:${index}:${deployment.model}`,
+    // Deployments whose known context window cannot hold the prompt are not called: a route
+    // with none left fails as `context_length` (its fallbacks on that condition apply).
+    const floor = context.inputTokensAtLeast ?? 0;
+    const fitting = route.deployments.filter((deployment) => {
+      const window = deployment.contextTokens ?? contextWindowOf(deployment.model);
+      return window === undefined || floor <= window;
+    });
+    if (fitting.length === 0)
+      return {
+        ok: false,
+        error: new AppError(
+          'context_length_exceeded',
+          `The prompt has at least ${floor} tokens, more than the context of every model of route '${route.name}'.`,
         ),
-      },
-    }));
+        kind: 'context_length',
+      };
+    const deployments = route.deployments
+      .map((deployment, index) => ({
+        deployment,
+        state: {
+          health: healthOf(`${context.scope}:${route.name}:${index}:${deployment.model}`, route),
+          capacity: capacityOf(
+            `${context.sharesCapacity(route) ? '*' : context.scope}:${route.name}:${index}:${deployment.model}`,
+          ),
+        },
+      }))
+      .filter(({ deployment }) => fitting.includes(deployment));
     // Built only when the route fails: an error (and its stack) per call is measurable CPU.
     let lastError: AppError | undefined;
     let lastKind: ErrorClass = 'server_error';
@@ -360,6 +293,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           onTextDelta: request.onTextDelta,
           attempts,
           call: request.call,
+          inputTokensAtLeast: request.inputTokensAtLeast,
         });
         if (outcome.ok) {
           return { result: outcome.result, route: route.name, model: outcome.model, attempts };

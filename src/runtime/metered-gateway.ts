@@ -245,6 +245,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
         ...request,
         tenantId,
         deadline: request.deadline,
+        inputTokensAtLeast: floor,
         onTextDelta: (delta) => {
           firstTokenAt ??= performance.now();
           streamedChars += delta.length;

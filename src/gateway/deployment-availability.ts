@@ -1,0 +1,107 @@
+import { CircuitState } from 'cockatiel';
+import { AppError } from '../domain/errors.ts';
+import { delay } from './abortable-delay.ts';
+import type { DeploymentState } from './deployment-state.ts';
+import type { ModelRouteDefinition, RouteDeployment } from './model-routes.ts';
+import type { ErrorClass } from './route-failures.ts';
+
+/** A deployment of a route with its state (health and capacity). */
+export interface Candidate {
+  readonly deployment: RouteDeployment;
+  readonly state: DeploymentState;
+}
+
+/**
+ * Whether a route's deployments may take a call now (breaker, cooldown, `maxConcurrency`,
+ * `rpm`), and waiting until one may (see model-router.ts).
+ */
+export function createAvailability(now: () => number) {
+  function available(deployment: RouteDeployment, state: DeploymentState): boolean {
+    const time = now();
+    const { capacity, health } = state;
+    while (capacity.recent.length > 0 && (capacity.recent[0] ?? 0) <= time - 60_000)
+      capacity.recent.shift();
+    const breaker = health.breaker.state;
+    // Open: closed to traffic until `halfOpenAfterMs`, then one probe (cockatiel turns the
+    // breaker half-open when that call starts); half-open: only while no probe is in flight.
+    const breakerAllows =
+      breaker === CircuitState.Closed ||
+      (breaker === CircuitState.Open && time - health.openedAt >= health.halfOpenAfterMs) ||
+      (breaker === CircuitState.HalfOpen && health.inFlight === 0);
+    return (
+      breakerAllows &&
+      capacity.coolUntil <= time &&
+      (deployment.maxConcurrency === undefined || capacity.inFlight < deployment.maxConcurrency) &&
+      (deployment.rpm === undefined || capacity.recent.length < deployment.rpm)
+    );
+  }
+
+  /**
+   * The deployments of a route available now, after waiting, within the deadline and without
+   * using up an attempt, for a cooldown (a provider's Retry-After) or a free place under
+   * `maxConcurrency`/`rpm` to end. Deployments behind an open breaker are not waited for. A full
+   * route with a fallback on `rate_limited` hands over to it at once instead of waiting.
+   * Otherwise the failure, with how long until a deployment may take calls again.
+   */
+  async function awaitCandidates(
+    route: ModelRouteDefinition,
+    deployments: readonly Candidate[],
+    context: { readonly deadline: number; readonly signal: AbortSignal },
+  ): Promise<Candidate[] | { error: AppError; kind: ErrorClass }> {
+    const fallsOverWhenFull = route.fallbacks.some((fallback) =>
+      fallback.on.includes('rate_limited'),
+    );
+    for (;;) {
+      const candidates = deployments.filter(({ deployment, state }) =>
+        available(deployment, state),
+      );
+      if (candidates.length > 0) return candidates;
+      const time = now();
+      let soonest = Number.POSITIVE_INFINITY;
+      let reopens = Number.POSITIVE_INFINITY;
+      for (const { deployment, state } of deployments) {
+        const { breaker, openedAt, halfOpenAfterMs } = state.health;
+        if (breaker.state === CircuitState.Open || breaker.state === CircuitState.HalfOpen) {
+          reopens = Math.min(reopens, Math.max(openedAt + halfOpenAfterMs, time + 1_000));
+          continue;
+        }
+        const { capacity } = state;
+        let free = capacity.coolUntil;
+        // Full: a place frees when a call ends (looked at again shortly) or a minute after the
+        // oldest call start an `rpm` counts.
+        if (
+          deployment.maxConcurrency !== undefined &&
+          capacity.inFlight >= deployment.maxConcurrency
+        )
+          free = Math.max(free, time + 25);
+        if (deployment.rpm !== undefined && capacity.recent.length >= deployment.rpm)
+          free = Math.max(free, (capacity.recent[0] ?? time) + 60_000);
+        soonest = Math.min(soonest, free);
+      }
+      if (!Number.isFinite(soonest)) {
+        const seconds = Number.isFinite(reopens) ? Math.ceil((reopens - time) / 1_000) : 1;
+        return {
+          error: new AppError(
+            'provider_unavailable',
+            `Every deployment of route '${route.name}' is unavailable (circuit open).`,
+            { details: { retryAfterSeconds: Math.max(1, seconds) } },
+          ),
+          kind: 'server_error',
+        };
+      }
+      if (fallsOverWhenFull || soonest >= context.deadline) {
+        return {
+          error: new AppError(
+            'provider_rate_limited',
+            `Every deployment of route '${route.name}' is at its capacity or cooling down.`,
+            { details: { retryAfterSeconds: Math.max(1, Math.ceil((soonest - time) / 1_000)) } },
+          ),
+          kind: 'rate_limited',
+        };
+      }
+      await delay(Math.max(1, soonest - time), context.signal);
+    }
+  }
+
+  return { available, awaitCandidates };
+}
