@@ -122,12 +122,20 @@ export function toFinishReason(
   }
 }
 
-/** OpenAI `tool_calls` with JSON-string arguments. */
+/**
+ * OpenAI `tool_calls`: parsed arguments written as JSON, and arguments the provider wrote that
+ * are not JSON (an answer cut off mid-call, say) as it wrote them. The gateway hands those over
+ * as their text (the tool gate refuses them in runs), so a string input is that text, passed on
+ * rather than encoded a second time into a JSON string literal.
+ */
 export function toToolCalls(result: Pick<ModelResultV1, 'toolCalls'>) {
   return result.toolCalls.map((call) => ({
     id: call.toolCallId,
     type: 'function' as const,
-    function: { name: call.toolName, arguments: JSON.stringify(call.input ?? {}) },
+    function: {
+      name: call.toolName,
+      arguments: typeof call.input === 'string' ? call.input : JSON.stringify(call.input ?? {}),
+    },
   }));
 }
 

@@ -47,7 +47,8 @@ export function toWireCompletion(options: WireCompletionOptions): WireCompletion
     (call): WireToolCall => ({
       id: call.id ?? options.nextToolCallId(),
       name: call.name,
-      argumentsJson: JSON.stringify(call.arguments),
+      argumentsJson:
+        typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments),
     }),
   );
   const completionWords =

@@ -1,10 +1,14 @@
 /** Why a scripted completion stopped, as the OpenAI Chat Completions API spells it. */
 export type MockFinishReason = 'stop' | 'tool_calls' | 'length' | 'content_filter';
 
-/** One function call the mock model makes; `arguments` is sent as a JSON string. */
+/** One function call the mock model makes. */
 export interface MockToolCall {
   readonly name: string;
-  readonly arguments: Readonly<Record<string, unknown>>;
+  /**
+   * The arguments, sent as JSON; a string is sent as written (arguments that are not JSON, as
+   * in an answer cut off at its output limit).
+   */
+  readonly arguments: Readonly<Record<string, unknown>> | string;
   /** The tool-call id; `call_mock_<n>` (unique per server) when omitted. */
   readonly id?: string;
 }
