@@ -293,7 +293,8 @@ export async function generateWithAiSdk(request: {
   readonly model: LanguageModel;
   readonly messages: readonly MessageV1[];
   readonly tools: readonly ToolDescriptionV1[];
-  readonly maxOutputTokens: number;
+  /** The output limit sent; absent, the provider's own applies (the AI SDK's, for Anthropic). */
+  readonly maxOutputTokens: number | undefined;
   readonly signal: AbortSignal;
   readonly onTextDelta?: ((delta: string) => void) | undefined;
   readonly responseFormat?: ResponseFormat | undefined;
@@ -325,7 +326,7 @@ export async function generateWithAiSdk(request: {
             openaiCompatible: { strictJsonSchema: strictOf(request.responseFormat) },
           },
         }),
-    maxOutputTokens: request.maxOutputTokens,
+    ...(request.maxOutputTokens === undefined ? {} : { maxOutputTokens: request.maxOutputTokens }),
     abortSignal: request.signal,
     maxRetries: 0,
   };

@@ -124,7 +124,9 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
             'gen_ai.operation.name': 'chat',
             'gen_ai.provider.name': providerOf(request.model),
             'gen_ai.request.model': request.model,
-            'gen_ai.request.max_tokens': request.maxOutputTokens,
+            ...(request.maxOutputTokensAssumed === true
+              ? {}
+              : { 'gen_ai.request.max_tokens': request.maxOutputTokens }),
             'brigade.source': request.source,
           },
         },

@@ -26,7 +26,11 @@ import {
 } from '../openai/openai-schemas.ts';
 import { jsonResponse } from '../route-helpers.ts';
 
-/** Output tokens a completion may produce when the request names no limit. */
+/**
+ * Output tokens a completion is assumed to take when the request names no limit: the worst case
+ * of its rate limit and budget reservation, sent to the provider only when it requires a limit
+ * (Anthropic).
+ */
 const defaultMaxOutputTokens = 4_096;
 /** How long a budget reservation of an API call is held before it counts as orphaned. */
 const callDeadlineMs = 10 * 60_000;
@@ -195,7 +199,8 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
     const name = agentName(body.model);
     const messages = toGatewayMessages(body.messages);
     const tools = toGatewayTools(body);
-    const maxOutputTokens = body.max_completion_tokens ?? body.max_tokens ?? defaultMaxOutputTokens;
+    const requestedMaxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
+    const maxOutputTokens = requestedMaxTokens ?? defaultMaxOutputTokens;
     const controller = new AbortController();
     const clientSignal = context.req.raw.signal;
     const onClientGone = () => controller.abort(new Error('client disconnected'));
@@ -260,6 +265,7 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
           messages,
           tools,
           maxOutputTokens,
+          maxOutputTokensAssumed: requestedMaxTokens === undefined,
           signal: controller.signal,
           onTextDelta,
           // A non-streaming answer needs no deltas: the provider is called without streaming.
