@@ -6,9 +6,10 @@ import { failureOf, openAiClient } from './support/openai-fixtures.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
 /**
- * `GET /v1/models` through the official `openai` client: what a key may name as `model` —
- * `local`, its tenant's agents as `agent:<name>`, and the model routes it can call (its
- * tenant's own, and the platform's it does not shadow) — and nothing of another tenant.
+ * `GET /v1/models` and `GET /v1/models/{model}` through the official `openai` client: what a
+ * key may name as `model` — `local`, its tenant's agents as `agent:<name>`, and the model routes
+ * it can call (its tenant's own, and the platform's it does not shadow), and when retrieved by
+ * id a configured provider's models — and nothing of another tenant.
  */
 let mock: Awaited<ReturnType<typeof createMockModelServer>>;
 let server: TestServer;
@@ -95,6 +96,52 @@ describe('GET /v1/models', () => {
 
   it('refuses an unknown key as OpenAI does', async () => {
     const failure = await failureOf(openAiClient(server.url, 'brg_nope').models.list());
+    expect(failure).toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+});
+
+describe('GET /v1/models/{model}', () => {
+  it('retrieves every listed model as the list shows it', async () => {
+    const client = openAiClient(server.url, memberSecret);
+    const listed = (await client.models.list()).data;
+    expect(listed.length).toBeGreaterThan(4);
+    for (const model of listed) expect(await client.models.retrieve(model.id)).toEqual(model);
+  });
+
+  it('retrieves a configured provider’s model, its id with a colon and slashes', async () => {
+    const client = openAiClient(server.url, memberSecret);
+    const id = 'mock:meta-llama/Llama-3-8B';
+    // The official client sends the slash as %2F and the colon as it is.
+    expect(await client.models.retrieve(id)).toEqual({
+      id,
+      object: 'model',
+      created: 0,
+      owned_by: 'platform',
+    });
+    for (const path of ['mock:meta-llama/Llama-3-8B', 'mock%3Ameta-llama%2FLlama-3-8B']) {
+      const response = await fetch(`${server.url}/v1/models/${path}`, {
+        headers: { authorization: `Bearer ${memberSecret}` },
+      });
+      expect(response.status).toBe(200);
+      expect(((await response.json()) as { id: string }).id).toBe(id);
+    }
+    const agent = await fetch(`${server.url}/v1/models/agent%3Ahelper`, {
+      headers: { authorization: `Bearer ${memberSecret}` },
+    });
+    expect(((await agent.json()) as { id: string }).id).toBe('agent:helper');
+  });
+
+  it('answers 404 model_not_found for another tenant’s agent or route and unknown names', async () => {
+    const client = openAiClient(server.url, memberSecret);
+    for (const id of ['agent:secret-b', 'b-route', 'agent:ghost', 'no-such-route', 'nope:x/y']) {
+      const failure = await failureOf(client.models.retrieve(id));
+      expect(failure, id).toBeInstanceOf(OpenAI.NotFoundError);
+      expect(failure.code, id).toBe('model_not_found');
+    }
+  });
+
+  it('refuses an unknown key as OpenAI does', async () => {
+    const failure = await failureOf(openAiClient(server.url, 'brg_nope').models.retrieve('local'));
     expect(failure).toBeInstanceOf(OpenAI.AuthenticationError);
   });
 });

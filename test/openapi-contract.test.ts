@@ -289,6 +289,8 @@ describe('the public API as /openapi.json declares it', () => {
   it('answers the OpenAI-compatible API: models, completions, streams and agents', async () => {
     const { member } = world;
     expectStatus(await member.client.get('/v1/models'), 200, 'listModels');
+    expectStatus(await member.client.get('/v1/models/agent:helper'), 200, 'retrieveModel');
+    expectStatus(await member.client.get('/v1/models/nope'), 404, 'retrieveModel (unknown)');
     const ask = (model: string, extra: Record<string, unknown> = {}) =>
       member.client.post<string>('/v1/chat/completions', {
         model,

@@ -35,6 +35,7 @@ import { registerMemoryRoutes } from './routes/memory-routes.ts';
 import { metricsPath, registerMetricsRoute } from './routes/metrics-routes.ts';
 import { registerModelRouteRoutes } from './routes/model-route-routes.ts';
 import { registerOidcRoutes } from './routes/oidc-routes.ts';
+import { registerOpenAiModelRoutes } from './routes/openai-model-routes.ts';
 import { registerOpenAiRoutes } from './routes/openai-routes.ts';
 import { registerPolicyRoutes } from './routes/policy-routes.ts';
 import { registerRunRoutes } from './routes/run-routes.ts';
@@ -309,6 +310,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   });
   registerUsageRoutes(app, options.services);
   registerOpenAiRoutes(app, options.services);
+  registerOpenAiModelRoutes(app, options.services);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',

@@ -5,6 +5,11 @@ import type { Principal } from '../../domain/identity/principal.ts';
 import type { MessageV1, ModelResultV1 } from '../../plugin-api/index.ts';
 import type { RouteServices } from '../app-env.ts';
 
+/** The agent name of the agent form of a model, `agent:<name>`; undefined for other models. */
+export function agentName(model: string): string | undefined {
+  return model.startsWith('agent:') ? model.slice('agent:'.length) : undefined;
+}
+
 /** Finds one of the caller's tenant's agents by name; `agent_not_found` when there is none. */
 export async function findAgentByName(
   services: Pick<RouteServices, 'agents'>,

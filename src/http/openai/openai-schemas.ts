@@ -151,19 +151,22 @@ export const chatCompletionSchema = z
   })
   .openapi('ChatCompletion');
 
+/** One model a key may name: an entry of `GET /v1/models`, and `GET /v1/models/{model}`. */
+export const modelSchema = z
+  .object({
+    id: z.string(),
+    object: z.literal('model'),
+    created: z.int().openapi({ description: 'Unix seconds.' }),
+    owned_by: z.string().openapi({
+      description:
+        '`brigade` (`local`), `tenant` (an agent or a tenant route) or `platform` (a platform route or a provider model).',
+    }),
+  })
+  .openapi('Model');
+
 /** The answer of `GET /v1/models`. */
 export const modelListSchema = z
-  .object({
-    object: z.literal('list'),
-    data: z.array(
-      z.object({
-        id: z.string(),
-        object: z.literal('model'),
-        created: z.int().openapi({ description: 'Unix seconds.' }),
-        owned_by: z.string(),
-      }),
-    ),
-  })
+  .object({ object: z.literal('list'), data: z.array(modelSchema) })
   .openapi('ModelList');
 
 /** An OpenAI-shaped error document. */

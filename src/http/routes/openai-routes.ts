@@ -6,7 +6,7 @@ import { assertCan } from '../../domain/identity/principal.ts';
 import type { ResponseFormat, Sampling, ToolChoice } from '../../gateway/model-gateway.ts';
 import type { MessageV1, ModelResultV1 } from '../../plugin-api/index.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
-import { findAgentByName, runAgentCompletion } from '../openai/agent-completion.ts';
+import { agentName, findAgentByName, runAgentCompletion } from '../openai/agent-completion.ts';
 import { streamChatCompletion } from '../openai/chat-completion-stream.ts';
 import {
   textOf,
@@ -17,14 +17,12 @@ import {
   toUsage,
 } from '../openai/chat-messages.ts';
 import { invalidRequest } from '../openai/openai-error.ts';
+import { openAiErrors } from '../openai/openai-error-responses.ts';
 import {
   type ChatCompletionRequest,
   chatCompletionRequestSchema,
   chatCompletionSchema,
-  modelListSchema,
-  openAiErrorSchema,
 } from '../openai/openai-schemas.ts';
-import { jsonResponse } from '../route-helpers.ts';
 
 /**
  * Output tokens a completion is assumed to take when the request names no limit: the worst case
@@ -34,31 +32,6 @@ import { jsonResponse } from '../route-helpers.ts';
 const defaultMaxOutputTokens = 4_096;
 /** How long a budget reservation of an API call is held before it counts as orphaned. */
 const callDeadlineMs = 10 * 60_000;
-
-const openAiError = (description: string) => jsonResponse(openAiErrorSchema, description);
-const openAiErrors = {
-  400: openAiError('Malformed request; `error.param` names the field.'),
-  401: openAiError('Missing or invalid API key (`invalid_api_key`).'),
-  403: openAiError('The key lacks the permission.'),
-  404: openAiError('Unknown model (`model_not_found`).'),
-  409: openAiError(
-    'With `agent:<name>`: the run stopped for a tool call approval (`conflict`, naming the thread and run), or its memory is full.',
-  ),
-  413: openAiError('The request body is too large (`payload_too_large`).'),
-  415: openAiError('The request body is not JSON (`unsupported_media_type`).'),
-  422: openAiError(
-    'With `agent:<name>`: the run failed on the agent’s own definition (an unknown tool or MCP command, a memory key or value it may not store).',
-  ),
-  429: openAiError(
-    'Rate limited (`rate_limit_exceeded`, with Retry-After) or budget spent (`insufficient_quota`, with `x-should-retry: false`).',
-  ),
-  500: openAiError('Internal error.'),
-  502: openAiError('The model provider rejected the request.'),
-  503: openAiError(
-    'The model provider failed or is unreachable, or the server is overloaded (`service_unavailable`).',
-  ),
-  504: openAiError('With `agent:<name>`: the run reached its deadline (`request_timeout`).'),
-} as const;
 
 const createChatCompletion = createRoute({
   method: 'post',
@@ -83,24 +56,6 @@ const createChatCompletion = createRoute({
       },
     },
     ...openAiErrors,
-  },
-});
-
-const listModels = createRoute({
-  method: 'get',
-  path: '/v1/models',
-  operationId: 'listModels',
-  tags: ['OpenAI-compatible'],
-  summary:
-    'Models this key may name: `local`, the tenant’s agents as `agent:<name>`, and the model routes (the tenant’s own and the platform’s)',
-  security: [{ bearerAuth: [] }],
-  responses: {
-    200: jsonResponse(modelListSchema, 'The models.'),
-    401: openAiErrors[401],
-    403: openAiErrors[403],
-    429: openAiErrors[429],
-    500: openAiErrors[500],
-    503: openAiErrors[503],
   },
 });
 
@@ -183,12 +138,7 @@ function agentHistory(messages: readonly MessageV1[]): MessageV1[] {
   return converted.filter((message) => message.content.length > 0);
 }
 
-/** The model argument of the agent form, `agent:<name>`. */
-function agentName(model: string): string | undefined {
-  return model.startsWith('agent:') ? model.slice('agent:'.length) : undefined;
-}
-
-/** Registers `createChatCompletion` and `listModels`. */
+/** Registers `createChatCompletion` (the models' operations are in openai-model-routes.ts). */
 export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): void {
   app.openapi(createChatCompletion, async (context) => {
     const body = context.req.valid('json');
@@ -329,39 +279,5 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
     } finally {
       clientSignal.removeEventListener('abort', onClientGone);
     }
-  });
-
-  app.openapi(listModels, async (context) => {
-    const principal = context.get('principal');
-    const data: { id: string; object: 'model'; created: number; owned_by: string }[] = [
-      { id: 'local', object: 'model', created: 0, owned_by: 'brigade' },
-    ];
-    let after: string | undefined;
-    for (;;) {
-      const page = await services.agents.list(principal, { limit: 100, after });
-      for (const agent of page.data) {
-        data.push({
-          id: `agent:${agent.name}`,
-          object: 'model',
-          created: Math.floor(agent.createdAt.getTime() / 1000),
-          owned_by: 'tenant',
-        });
-      }
-      if (page.nextCursor === null) break;
-      after = page.nextCursor;
-    }
-    // Model routes by name: the tenant's own, then the platform's it does not shadow.
-    const named = new Set<string>();
-    for (const route of await services.modelRoutes.list(principal)) {
-      if (named.has(route.definition.name)) continue;
-      named.add(route.definition.name);
-      data.push({
-        id: route.definition.name,
-        object: 'model',
-        created: route.scope === 'tenant' ? Math.floor(route.createdAt.getTime() / 1000) : 0,
-        owned_by: route.scope === 'tenant' ? 'tenant' : 'platform',
-      });
-    }
-    return context.json({ object: 'list' as const, data }, 200);
   });
 }
