@@ -293,8 +293,7 @@ export async function generateWithAiSdk(request: {
   readonly model: LanguageModel;
   readonly messages: readonly MessageV1[];
   readonly tools: readonly ToolDescriptionV1[];
-  /** The output limit sent; absent, the provider's own applies (the AI SDK's, for Anthropic). */
-  readonly maxOutputTokens: number | undefined;
+  readonly maxOutputTokens: number;
   readonly signal: AbortSignal;
   readonly onTextDelta?: ((delta: string) => void) | undefined;
   readonly responseFormat?: ResponseFormat | undefined;
@@ -326,7 +325,7 @@ export async function generateWithAiSdk(request: {
             openaiCompatible: { strictJsonSchema: strictOf(request.responseFormat) },
           },
         }),
-    ...(request.maxOutputTokens === undefined ? {} : { maxOutputTokens: request.maxOutputTokens }),
+    maxOutputTokens: request.maxOutputTokens,
     abortSignal: request.signal,
     maxRetries: 0,
   };

@@ -20,16 +20,7 @@ export interface GatewayRequest {
   readonly model: string;
   readonly messages: readonly MessageV1[];
   readonly tools: readonly ToolDescriptionV1[];
-  /** Output tokens the answer may take: the provider's limit, and the worst case budgeted. */
   readonly maxOutputTokens: number;
-  /**
-   * True when the caller named no output limit and `maxOutputTokens` is only the worst case
-   * Brigade assumes (for rate limits and budget reservations): the provider is then sent no
-   * limit and applies its own, since a forced one can exceed a small model's context (vLLM and
-   * llama.cpp refuse prompt + max_tokens beyond it). Anthropic, which requires a limit, is still
-   * sent `maxOutputTokens`. Default false.
-   */
-  readonly maxOutputTokensAssumed?: boolean | undefined;
   readonly signal: AbortSignal;
   readonly onTextDelta?: ((delta: string) => void) | undefined;
   /** The tenant whose model routes apply (they shadow platform routes of the same name). */
@@ -198,16 +189,6 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
     return { call, modelId: parts.modelId };
   }
   const router = createModelRouter({});
-  /**
-   * The output limit to send to `model`'s provider: none when the caller named none (see
-   * `maxOutputTokensAssumed`), except to Anthropic, which requires one.
-   */
-  function sentLimit(request: GatewayRequest, model: string): number | undefined {
-    if (request.maxOutputTokensAssumed !== true) return request.maxOutputTokens;
-    const parts = split(model);
-    const type = parts === undefined ? undefined : options.providers[parts.provider]?.type;
-    return type === 'anthropic' ? request.maxOutputTokens : undefined;
-  }
   /** Calls one deployment with `request`'s messages, under the router's attempt signal. */
   function callerFor(request: GatewayRequest): DeploymentCall {
     return (model, signal, onTextDelta) => {
@@ -217,7 +198,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
           modelId: direct.modelId,
           messages: request.messages,
           tools: request.tools,
-          maxOutputTokens: sentLimit(request, model),
+          maxOutputTokens: request.maxOutputTokens,
           signal,
           onTextDelta: request.stream === false ? undefined : onTextDelta,
           responseFormat: request.responseFormat,
@@ -240,7 +221,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
             model: languageModel(model),
             messages: request.messages,
             tools: request.tools,
-            maxOutputTokens: sentLimit(request, model),
+            maxOutputTokens: request.maxOutputTokens,
             signal,
             onTextDelta: request.stream === false ? undefined : onTextDelta,
             responseFormat: request.responseFormat,

@@ -25,8 +25,7 @@ export type OpenAIChatCaller = (request: {
   readonly modelId: string;
   readonly messages: readonly MessageV1[];
   readonly tools: readonly ToolDescriptionV1[];
-  /** Sent as `max_tokens`; absent, none is sent and the provider applies its own limit. */
-  readonly maxOutputTokens: number | undefined;
+  readonly maxOutputTokens: number;
   readonly signal: AbortSignal;
   readonly responseFormat?: ResponseFormat | undefined;
   readonly sampling?: Sampling | undefined;
@@ -203,7 +202,7 @@ function chatRequest(request: Parameters<OpenAIChatCaller>[0]): Record<string, u
   return {
     model: request.modelId,
     messages,
-    ...(request.maxOutputTokens === undefined ? {} : { max_tokens: request.maxOutputTokens }),
+    max_tokens: request.maxOutputTokens,
     ...openAiCallSettings(request),
     ...(request.tools.length === 0
       ? {}

@@ -76,8 +76,7 @@ export function createCachingGateway(options: CachingGatewayOptions): CachingGat
         models: { deployments: route?.deployments, fallbacks: route?.fallbacks },
         messages: request.messages,
         tools: request.tools,
-        // No limit (the provider's own) is another request than an explicit one of the same size.
-        maxOutputTokens: request.maxOutputTokensAssumed === true ? null : request.maxOutputTokens,
+        maxOutputTokens: request.maxOutputTokens,
         responseFormat: request.responseFormat ?? { type: 'text' },
         sampling: request.sampling ?? {},
         toolChoice: request.toolChoice ?? 'auto',

@@ -124,9 +124,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
             'gen_ai.operation.name': 'chat',
             'gen_ai.provider.name': providerOf(request.model),
             'gen_ai.request.model': request.model,
-            ...(request.maxOutputTokensAssumed === true
-              ? {}
-              : { 'gen_ai.request.max_tokens': request.maxOutputTokens }),
+            'gen_ai.request.max_tokens': request.maxOutputTokens,
             'brigade.source': request.source,
           },
         },

@@ -81,17 +81,8 @@ export const chatCompletionRequestSchema = z
         description:
           '`auto` (default), `none` (no tools offered), `required` (the model must call one), or a named function it must call. Not with `agent:<name>`.',
       }),
-    max_tokens: z
-      .int()
-      .min(1)
-      .max(1_000_000)
-      .nullable()
-      .optional()
-      .openapi({ description: 'As `max_completion_tokens`, which wins when both are given.' }),
-    max_completion_tokens: z.int().min(1).max(1_000_000).nullable().optional().openapi({
-      description:
-        'The output limit, sent to the provider. Absent, none is sent (Anthropic, which requires one, gets 4096) and rate limits and the budget reservation assume 4096. Ignored with `agent:<name>` (the agent’s `maxOutputTokens` applies).',
-    }),
+    max_tokens: z.int().min(1).max(1_000_000).nullable().optional(),
+    max_completion_tokens: z.int().min(1).max(1_000_000).nullable().optional(),
     temperature: z.number().min(0).max(2).nullable().optional(),
     top_p: z.number().min(0).max(1).nullable().optional(),
     stop: z

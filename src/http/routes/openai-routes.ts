@@ -24,11 +24,7 @@ import {
   chatCompletionSchema,
 } from '../openai/openai-schemas.ts';
 
-/**
- * Output tokens a completion is assumed to take when the request names no limit: the worst case
- * of its rate limit and budget reservation, sent to the provider only when it requires a limit
- * (Anthropic).
- */
+/** Output tokens a completion may produce when the request names no limit. */
 const defaultMaxOutputTokens = 4_096;
 /** How long a budget reservation of an API call is held before it counts as orphaned. */
 const callDeadlineMs = 10 * 60_000;
@@ -149,8 +145,7 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
     const name = agentName(body.model);
     const messages = toGatewayMessages(body.messages);
     const tools = toGatewayTools(body);
-    const requestedMaxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
-    const maxOutputTokens = requestedMaxTokens ?? defaultMaxOutputTokens;
+    const maxOutputTokens = body.max_completion_tokens ?? body.max_tokens ?? defaultMaxOutputTokens;
     const controller = new AbortController();
     const clientSignal = context.req.raw.signal;
     const onClientGone = () => controller.abort(new Error('client disconnected'));
@@ -215,7 +210,6 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
           messages,
           tools,
           maxOutputTokens,
-          maxOutputTokensAssumed: requestedMaxTokens === undefined,
           signal: controller.signal,
           onTextDelta,
           // A non-streaming answer needs no deltas: the provider is called without streaming.
