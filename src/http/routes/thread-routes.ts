@@ -54,6 +54,8 @@ const listMessages = authedRoute({
   operationId: 'listMessages',
   tags: ['Threads'],
   summary: 'List the messages of a thread in order (`after` is a message `seq`)',
+  description:
+    "Messages are listed in the order they were written (`seq`): a run's input when the run is created, its answer when it completes. So a run queued behind another (strategy `enqueue`) shows its input before the earlier run's answer; each run's `runId` tells which exchange a message belongs to. What a run sends its model is its own history: the messages of the runs created before it, each input followed by its answer.",
   request: { params, query: seqPageQuerySchema },
   responses: { 200: jsonResponse(pageSchema(messageSchema, 'MessagePage'), 'A page of messages.') },
 });
