@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { creationCursorPattern } from '../domain/creation-cursor.ts';
 import type { ApiKey, OidcProvider, Tenant, User } from '../domain/identity/identity-types.ts';
 import { actions, roles } from '../domain/identity/permissions.ts';
 
@@ -39,6 +40,15 @@ export const pageQuerySchema = pageQuery({
 export const seqPageQuerySchema = pageQuery({
   pattern: /^\d{1,15}$/,
   description: 'Cursor: `nextCursor` of the previous page (a message `seq`).',
+});
+
+/**
+ * Cursor pagination query of the lists in creation order, oldest first (a thread's runs,
+ * pending approvals): the cursor holds the last item's creation time and id.
+ */
+export const creationPageQuerySchema = pageQuery({
+  pattern: creationCursorPattern,
+  description: 'Cursor: `nextCursor` of the previous page (opaque).',
 });
 
 /** Builds the schema of a page of `item`. */

@@ -50,7 +50,15 @@ export interface ThreadRunPorts {
       },
     ): Promise<Run | undefined>;
     get(principal: UserPrincipal, threadId: string, runId: string): Promise<Run | undefined>;
-    list(principal: UserPrincipal, threadId: string): Promise<Run[] | undefined>;
+    /**
+     * A page of the thread's runs in creation order, oldest first (`page.after`: a creation
+     * cursor, see domain/creation-cursor.ts); undefined when the thread is not the caller's.
+     */
+    list(
+      principal: UserPrincipal,
+      threadId: string,
+      page: PageRequest,
+    ): Promise<Page<Run> | undefined>;
     events(
       principal: UserPrincipal,
       query: { runId: string; afterSeq: number; limit: number },
@@ -153,10 +161,10 @@ export function createThreadService(ports: ThreadRunPorts) {
       if (run === undefined) throw runNotFound();
       return run;
     },
-    async listRuns(principal: Principal, threadId: string): Promise<Run[]> {
+    async listRuns(principal: Principal, threadId: string, page: PageRequest): Promise<Page<Run>> {
       const user = reader(principal);
       checkId(threadId, threadNotFound);
-      const runs = await ports.runs.list(user, threadId);
+      const runs = await ports.runs.list(user, threadId, page);
       if (runs === undefined) throw threadNotFound();
       return runs;
     },

@@ -5,6 +5,7 @@ import { assertCan } from '../../domain/identity/principal.ts';
 import type { Approval } from '../../storage/runs/approval-store.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
 import { authedRoute, idParam, jsonBody, jsonResponse, problemResponse } from '../route-helpers.ts';
+import { creationPageQuerySchema, pageSchema } from '../schemas.ts';
 
 const approvalSchema = z
   .object({
@@ -63,9 +64,13 @@ const listPendingApprovals = authedRoute({
   path: '/v1/approvals',
   operationId: 'listPendingApprovals',
   tags: ['Approvals'],
-  summary: 'Tool calls waiting for your decision, with their exact arguments',
+  summary: 'Tool calls waiting for your decision, with their exact arguments, oldest first',
+  request: { query: creationPageQuerySchema },
   responses: {
-    200: jsonResponse(z.object({ data: z.array(approvalSchema) }), 'Pending approvals.'),
+    200: jsonResponse(
+      pageSchema(approvalSchema, 'ApprovalPage'),
+      'A page of pending approvals, oldest first.',
+    ),
   },
 });
 
@@ -97,8 +102,8 @@ export function registerApprovalRoutes(app: BrigadeApp, services: RouteServices)
   app.openapi(listPendingApprovals, async (context) => {
     const user = asTenantUser(context.get('principal'));
     assertCan(user, 'thread:read');
-    const approvals = await services.approvals.listPending(user);
-    return context.json({ data: approvals.map(render) }, 200);
+    const page = await services.approvals.listPending(user, context.req.valid('query'));
+    return context.json({ data: page.data.map(render), nextCursor: page.nextCursor }, 200);
   });
   app.openapi(decideApproval, async (context) => {
     const user = asTenantUser(context.get('principal'));

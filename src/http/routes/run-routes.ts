@@ -8,6 +8,7 @@ import { queuedEvent } from '../../storage/runs/run-rows.ts';
 import { createRunSchema, runResponse, runSchema } from '../agent-schemas.ts';
 import type { AppEnv, BrigadeApp, RouteServices } from '../app-env.ts';
 import { authedRoute, idParam, jsonBody, jsonResponse, problemResponse } from '../route-helpers.ts';
+import { creationPageQuerySchema, pageSchema } from '../schemas.ts';
 
 const threadParams = z.object({ threadId: idParam('threadId') });
 const runParams = threadParams.extend({ runId: idParam('runId') });
@@ -44,10 +45,10 @@ const listRuns = authedRoute({
   path: '/v1/threads/{threadId}/runs',
   operationId: 'listRuns',
   tags: ['Runs'],
-  summary: 'List the runs of your thread',
-  request: { params: threadParams },
+  summary: 'List the runs of your thread, oldest first',
+  request: { params: threadParams, query: creationPageQuerySchema },
   responses: {
-    200: jsonResponse(z.object({ data: z.array(runSchema) }), 'The runs, oldest first.'),
+    200: jsonResponse(pageSchema(runSchema, 'RunPage'), 'A page of runs, oldest first.'),
   },
 });
 const getRun = authedRoute({
@@ -276,11 +277,12 @@ export function registerRunRoutes(app: BrigadeApp, services: RouteServices): voi
     return context.json(runResponse(run), 201);
   });
   app.openapi(listRuns, async (context) => {
-    const runs = await services.threads.listRuns(
+    const page = await services.threads.listRuns(
       context.get('principal'),
       context.req.valid('param').threadId,
+      context.req.valid('query'),
     );
-    return context.json({ data: runs.map(runResponse) }, 200);
+    return context.json({ data: page.data.map(runResponse), nextCursor: page.nextCursor }, 200);
   });
   app.openapi(getRun, async (context) => {
     const { threadId, runId } = context.req.valid('param');

@@ -1,8 +1,15 @@
 import { AppError, NotFoundError } from '../../domain/errors.ts';
+import type { Page, PageRequest } from '../../domain/identity/identity-ports.ts';
 import type { UserPrincipal } from '../../domain/identity/principal.ts';
 import { argumentsHashScheme, plainArgumentsHash } from '../../domain/tools/arguments-hash.ts';
 import { writeAudit } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
+import {
+  afterCreation,
+  creationMicros,
+  parseCreationCursor,
+  toCreationPage,
+} from '../postgres/creation-order.ts';
 import type { Database } from '../postgres/database.ts';
 import type { ArgumentsHasher } from '../tools/arguments-hasher.ts';
 import { expireApproval } from './approval-expiry.ts';
@@ -79,18 +86,25 @@ export function createApprovalStore(options: {
 }) {
   const { database } = options;
   return {
-    listPending(principal: UserPrincipal): Promise<Approval[]> {
+    /**
+     * A page of the user's pending approvals in creation order, oldest first (`page.after`: a
+     * creation cursor, see domain/creation-cursor.ts).
+     */
+    listPending(principal: UserPrincipal, page: PageRequest): Promise<Page<Approval>> {
+      const after = page.after === undefined ? undefined : parseCreationCursor(page.after);
       return database.withScope(scopeFor(principal), async (db) => {
-        const rows = await db
+        let query = db
           .selectFrom('brigade.approvals')
           .selectAll()
+          .select(creationMicros())
           .where('status', '=', 'pending')
           // Past its expiry it is no longer decidable (the expiry sweep marks it soon).
           .where('expires_at', '>', new Date())
           .orderBy('created_at')
-          .limit(500)
-          .execute();
-        return rows.map(toApproval);
+          .orderBy('id')
+          .limit(page.limit + 1);
+        if (after !== undefined) query = query.where(afterCreation(after));
+        return toCreationPage(await query.execute(), { limit: page.limit, map: toApproval });
       });
     },
     async decide(

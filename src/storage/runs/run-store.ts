@@ -6,6 +6,12 @@ import type { UserPrincipal } from '../../domain/identity/principal.ts';
 import { loadThread } from '../agents/thread-store.ts';
 import { consumeQuotaIn, type ReserveResult, refuseQuota } from '../guards/budget-store.ts';
 import { scopeFor } from '../identity/scope-for.ts';
+import {
+  afterCreation,
+  creationMicros,
+  parseCreationCursor,
+  toCreationPage,
+} from '../postgres/creation-order.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { RunsTable } from '../postgres/database-schema.ts';
 import { queueFull, type RunAdmissionOptions, refuseQueueFull } from './run-admission.ts';
@@ -232,17 +238,20 @@ export function createRunStore(
         return row === undefined ? undefined : toRun(row);
       });
     },
-    list(principal, threadId) {
+    list(principal, threadId, page) {
+      const after = page.after === undefined ? undefined : parseCreationCursor(page.after);
       return database.withScope(scopeFor(principal), async (db) => {
         if ((await loadThread(db, threadId)) === undefined) return undefined;
-        const rows = await db
+        let query = db
           .selectFrom('brigade.runs')
           .selectAll()
+          .select(creationMicros())
           .where('thread_id', '=', threadId)
           .orderBy('created_at')
-          .limit(1000)
-          .execute();
-        return rows.map(toRun);
+          .orderBy('id')
+          .limit(page.limit + 1);
+        if (after !== undefined) query = query.where(afterCreation(after));
+        return toCreationPage(await query.execute(), { limit: page.limit, map: toRun });
       });
     },
     async events(principal, { runId, afterSeq, limit }) {
