@@ -47,6 +47,10 @@ const fillers: Record<string, (victim: WorldUser, tenant: WorldTenant) => readon
   blockId: (_, tenant) => [tenant.blockId],
   serverId: (_, tenant) => (tenant.mcpServerId === undefined ? [] : [tenant.mcpServerId]),
   // A user's own credential and the tenant's shared one.
+  // Model names (`retrieveModel`) are the same in every tenant of this world (`agent:careful`,
+  // `house`), so a name cannot point at a victim's object: another tenant's agents and routes
+  // answering 404 is attacked in openai-models.test.ts, with names only the victim has.
+  model: () => [],
   credentialId: (victim, tenant) => [
     ...(victim.credentialId === undefined ? [] : [victim.credentialId]),
     tenant.sharedCredentialId,
