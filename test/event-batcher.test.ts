@@ -154,6 +154,29 @@ describe('the event batcher', () => {
     }
   });
 
+  it('keeps a run whose executor lost its claim from failing the runs written with it', async () => {
+    const batcher = createEventBatcher(database);
+    const [lost, ...others] = runs;
+    // The runs ended (their queue entries are gone): an executor claiming one holds nothing, and
+    // the claim fence refuses its batch (BRG17) before the write.
+    const outcomes = await Promise.allSettled([
+      batcher.append({
+        run: { ...lost!, firstSeq: lost!.nextSeq, executorId: 'a-process-that-lost-it' },
+        events: [{ type: 'message-delta', data: { text: 'too late' } }],
+      }),
+      ...others.map((run) =>
+        batcher.append(batchFor(run, [{ type: 'message-delta', data: { text: 'kept' } }])),
+      ),
+    ]);
+    expect(outcomes[0]).toMatchObject({ status: 'rejected', reason: { code: 'BRG17' } });
+    expect(outcomes.slice(1).every((outcome) => outcome.status === 'fulfilled')).toBe(true);
+    expect(await eventsFrom(lost!, lost!.nextSeq)).toEqual([]);
+    for (const run of others) {
+      const [last] = await eventsFrom(run, run.nextSeq - 1);
+      expect(last?.data).toEqual({ text: 'kept' });
+    }
+  });
+
   it('splits a write past its limit of runs, in order', async () => {
     const batcher = createEventBatcher(database);
     const batches = Array.from({ length: 501 }, (_, index) =>

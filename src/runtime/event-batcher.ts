@@ -4,6 +4,7 @@ import {
   appendEventBatches,
   type SerializedEventBatch,
 } from '../storage/runs/event-batch-store.ts';
+import { claimLostCode } from '../storage/runs/run-claim.ts';
 
 /** One run's events to append from `firstSeq` on. */
 export interface RunEventBatch {
@@ -43,12 +44,14 @@ const maxWriteBatches = 500;
 
 /**
  * Whether `error` is about the rows written (bad data: SQLSTATE class 22; a constraint: class
- * 23; refused by row-level security: 42501) rather than the database or the connection.
+ * 23; refused by row-level security: 42501; one run's claim lost: the claim fence's code)
+ * rather than the database or the connection.
  */
 function isRowError(error: unknown): boolean {
   const code = (error as { code?: unknown } | undefined)?.code;
   return (
-    typeof code === 'string' && (code.startsWith('22') || code.startsWith('23') || code === '42501')
+    typeof code === 'string' &&
+    (code.startsWith('22') || code.startsWith('23') || code === '42501' || code === claimLostCode)
   );
 }
 

@@ -1,5 +1,6 @@
 import type { RunEvent } from '../domain/agents/agent-types.ts';
 import type { Database, ScopedDb } from '../storage/postgres/database.ts';
+import { assertClaim, type HeldClaim, isClaimLost } from '../storage/runs/run-claim.ts';
 import type { CommittedEvents, RunSignalSink } from '../storage/runs/run-rows.ts';
 import { appendEvents } from '../storage/runs/run-store.ts';
 import type { EventBatcher } from './event-batcher.ts';
@@ -22,7 +23,10 @@ export interface EventWriter {
   /**
    * Runs `work` in one scoped transaction; `append` writes the buffered events plus the given
    * ones in it. Earlier batches commit first (so readers never see a gap), and no connection
-   * is held while waiting for them; readers are woken after the commit.
+   * is held while waiting for them; readers are woken after the commit. The claim fence runs
+   * in the transaction at the first `append`, or before the commit when `work` appends
+   * nothing: so it locks the run's row and queue entry after what `work` locked first (an
+   * approval, as a decision locks it, then the run), and a refusal rolls `work` back whole.
    */
   inTransaction<T>(
     work: (db: ScopedDb, append: (events: readonly RunEventInput[]) => Promise<void>) => Promise<T>,
@@ -45,11 +49,17 @@ export interface EventWriter {
   close(): void;
 }
 
-/** Creates an {@link EventWriter} for one run, numbering from `nextSeq`. */
+/**
+ * Creates an {@link EventWriter} for one run, numbering from `nextSeq`. Every write is fenced
+ * with the claim (migration 0042): once `claim.executorId` no longer holds the run's queue
+ * entry, writes are refused whole (`BRG17`), and `onClaimLost` is told at the first refusal.
+ */
 export function createEventWriter(options: {
   readonly database: Database;
-  readonly claim: { readonly runId: string; readonly tenantId: string; readonly userId: string };
+  readonly claim: HeldClaim;
   readonly nextSeq: number;
+  /** Called when a write was refused because the claim is lost (the execution should stop). */
+  readonly onClaimLost?: () => void;
   readonly sink: RunSignalSink;
   /** Longest a buffered event waits before it is written, in milliseconds (read per batch). */
   readonly flushMs?: () => number;
@@ -67,6 +77,14 @@ export function createEventWriter(options: {
   let timer: NodeJS.Timeout | undefined;
   let chain: Promise<void> = Promise.resolve();
   let held = false;
+
+  /** `write`, telling `onClaimLost` when the claim fence refused it. */
+  function fenced<T>(write: Promise<T>): Promise<T> {
+    return write.catch((error: unknown) => {
+      if (isClaimLost(error)) options.onClaimLost?.();
+      throw error;
+    });
+  }
 
   /** What a batch written from `firstSeq` committed, for this process's own streams. */
   function committed(
@@ -108,9 +126,14 @@ export function createEventWriter(options: {
       chain = chain
         .catch(() => undefined)
         .then(() =>
-          options.batcher === undefined
-            ? database.withScope(claim, (db) => appendEvents(db, { ...claim, firstSeq }, batch))
-            : options.batcher.append({ run: { ...claim, firstSeq }, events: batch }),
+          fenced(
+            options.batcher === undefined
+              ? database.withScope(claim, async (db) => {
+                  await assertClaim(db, claim);
+                  await appendEvents(db, { ...claim, firstSeq }, batch);
+                })
+              : options.batcher.append({ run: { ...claim, firstSeq }, events: batch }),
+          ),
         )
         .then(() => sink.runChanged(claim.runId, committed(firstSeq, batch)));
     }
@@ -161,13 +184,23 @@ export function createEventWriter(options: {
     inTransaction(work) {
       return whileHeld(async () => {
         let written: CommittedEvents | undefined;
-        const result = await database.withScope(claim, (db) =>
-          work(db, async (events) => {
-            const { batch, firstSeq } = take();
-            seq += events.length;
-            const all = [...batch, ...events];
-            await appendEvents(db, { ...claim, firstSeq }, all);
-            written = committed(firstSeq, all);
+        const result = await fenced(
+          database.withScope(claim, async (db) => {
+            let checked = false;
+            const check = async () => {
+              if (!checked) await assertClaim(db, claim);
+              checked = true;
+            };
+            const value = await work(db, async (events) => {
+              await check();
+              const { batch, firstSeq } = take();
+              seq += events.length;
+              const all = [...batch, ...events];
+              await appendEvents(db, { ...claim, firstSeq }, all);
+              written = committed(firstSeq, all);
+            });
+            await check();
+            return value;
           }),
         );
         sink.runChanged(claim.runId, written);
@@ -178,7 +211,7 @@ export function createEventWriter(options: {
       return whileHeld(async () => {
         const { batch, firstSeq } = take();
         seq += extra.length;
-        const outcome = await write({ firstSeq, events: [...batch, ...extra] });
+        const outcome = await fenced(write({ firstSeq, events: [...batch, ...extra] }));
         if (outcome.committed !== undefined)
           sink.runChanged(claim.runId, committed(firstSeq, outcome.committed));
         else if (seq === firstSeq + batch.length + extra.length) {

@@ -17,7 +17,8 @@ import type { ToolDefinition } from './tools/tool-registry.ts';
 /** Why an in-process run was aborted. */
 /**
  * Why a run's execution was aborted. `claim-lost`: its claim went stale and another process
- * resumed the run (see run-scheduler.ts): this process stops without writing anything.
+ * resumed the run (its heartbeat found out, see run-scheduler.ts, or the claim fence refused a
+ * write, see storage/runs/run-claim.ts): this process stops without writing anything.
  */
 export type AbortReason = 'cancel' | 'timeout' | 'shutdown' | 'claim-lost';
 
@@ -26,7 +27,10 @@ export interface RunClaim {
   readonly runId: string;
   readonly tenantId: string;
   readonly userId: string;
-  /** The scheduler that claimed it: a failure is recorded only while it still holds the claim. */
+  /**
+   * The scheduler that claimed it: every write of the execution is fenced with it (migration
+   * 0042), and a failure is recorded only while it still holds the claim. Undefined: not fenced.
+   */
   readonly executorId?: string | undefined;
 }
 

@@ -84,10 +84,8 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     controller: AbortController,
     successors: SuccessorClaim | undefined,
   ): Promise<void> {
-    const loaded = await loadRun(database, claim, {
-      cores: [...options.cores.keys()],
-      now: new Date(),
-    });
+    const cores = [...options.cores.keys()];
+    const loaded = await loadRun(database, claim, { cores, now: new Date() });
     // Gone (deleted with its thread): its queue entry must not be claimed again and again.
     if (loaded === undefined) return dropQueueEntry(database, claim);
     const { run, agent, checkpoints, role } = loaded;
@@ -153,6 +151,8 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       claim,
       nextSeq: loaded.nextSeq,
       sink: options.signals,
+      // A write refused by the claim fence: stop at once, as a lost heartbeat would.
+      onClaimLost: () => controller.abort('claim-lost' satisfies AbortReason),
       ...(options.eventFlushMs === undefined ? {} : { flushMs: options.eventFlushMs }),
       ...(options.eventBatcher === undefined ? {} : { batcher: options.eventBatcher }),
     });
@@ -372,9 +372,9 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         await model.flush().catch(() => undefined);
         throw error;
       }
-      // Resumed by another process meanwhile (this one missed heartbeats): its outcome is theirs.
+      // Resumed by another process (this one missed heartbeats): the outcome is theirs.
       if (reason === 'claim-lost' || (await claimTakenOver(database, claim).catch(() => false)))
-        return logger.warn({ runId: run.id }, 'run resumed by another process; stopped here');
+        return logger.warn({ runId: run.id }, 'run no longer claimed here; stopped');
       if (!(await runExists(database, claim))) {
         // Deleted with its thread while it ran: no outcome to record, and nothing went wrong.
         logger.info({ runId: run.id }, 'run deleted with its thread while it ran');

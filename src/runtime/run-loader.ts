@@ -66,7 +66,8 @@ export function inTurnOrder(messages: readonly Message[]): Message[] {
  * Loads a claimed run and starts it, in one round trip: a single-statement-per-read scoped
  * script whose last statement is `brigade.start_loaded_run` (migration 0022), so the reads
  * see the run as claimed and the start commits with them. Returns undefined when the run is
- * gone (deleted with its thread).
+ * gone (deleted with its thread). Rejects with `BRG17` (storage/runs/run-claim.ts,
+ * `isClaimLost`) when `claim.executorId` no longer holds the run's queue entry.
  */
 export async function loadRun(
   database: Database,
@@ -74,6 +75,10 @@ export async function loadRun(
   options: { readonly cores: readonly string[]; readonly now: Date },
 ): Promise<LoadedRun | undefined> {
   const runId = `${sqlLiteral(claim.runId)}::uuid`;
+  const tenantId = `${sqlLiteral(claim.tenantId)}::uuid`;
+  const userId = `${sqlLiteral(claim.userId)}::uuid`;
+  const executor =
+    claim.executorId === undefined ? 'null::text' : `${sqlLiteral(claim.executorId)}::text`;
   const cores = `array[${options.cores.map((core) => sqlLiteral(core)).join(', ')}]::text[]`;
   // Each read is a PL/pgSQL function (migrations 0027 and 0030), planned once per connection.
   const [
@@ -90,9 +95,12 @@ export async function loadRun(
     // The run's own messages, then the earlier ones, newest first (migration 0027).
     `select * from brigade.run_history(${runId})`,
     `select * from brigade.load_run_steps(${runId})`,
-    `select * from brigade.load_run_context(${runId}, ${sqlLiteral(claim.userId)}::uuid)`,
+    `select * from brigade.load_run_context(${runId}, ${userId})`,
     'select * from brigade.load_tenant_tools()',
-    `select brigade.start_loaded_run(${sqlLiteral(claim.tenantId)}::uuid, ${sqlLiteral(claim.userId)}::uuid, ${runId}, ${cores}, ${sqlLiteral(options.now.toISOString())}::timestamptz) as started`,
+    // Fenced with the claim (migration 0042): a load by an executor that lost it meanwhile
+    // raises BRG17 and starts nothing.
+    `select brigade.start_loaded_run(${tenantId}, ${userId}, ${runId}, ${cores}, ${sqlLiteral(options.now.toISOString())}::timestamptz) as started
+       from brigade.assert_claim(${tenantId}, ${userId}, ${runId}, ${executor}) as fence`,
   ]);
   const context = contexts[0];
   const runRow = runs[0];

@@ -2,7 +2,12 @@ import { AsyncResource } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../storage/postgres/database.ts';
 import type { SuccessorClaim } from '../storage/runs/run-checkpoints.ts';
-import { type ArrivalSlot, claimRuns, claimTakenOver } from '../storage/runs/run-claim.ts';
+import {
+  type ArrivalSlot,
+  claimRuns,
+  claimTakenOver,
+  isClaimLost,
+} from '../storage/runs/run-claim.ts';
 import type { AbortReason, ExecutorLogger, RunClaim, RunExecutor } from './run-executor.ts';
 import type { RunSignals } from './run-signals.ts';
 
@@ -133,12 +138,16 @@ export function createRunScheduler(options: RunSchedulerOptions): RunScheduler {
     const done = executor
       .execute({ ...claimed, executorId }, controller, successors)
       .catch((error: unknown) => {
-        if (controller.signal.reason !== 'shutdown' && controller.signal.reason !== 'claim-lost') {
+        const reason = controller.signal.reason;
+        if (reason === 'shutdown' || reason === 'claim-lost') return;
+        // The claim was lost before the run started (its load was fenced): nothing was written.
+        if (isClaimLost(error))
+          logger.warn({ runId: claimed.runId }, 'run no longer claimed here; stopped');
+        else
           logger.error(
             { runId: claimed.runId, err: { message: (error as Error).message } },
             'run execution failed',
           );
-        }
       })
       .finally(() => {
         running.delete(claimed.runId);

@@ -39,6 +39,7 @@ import { webhookDeliveriesByTenantMigration } from './0038-webhook-deliveries-by
 import { retentionMigration } from './0039-retention.ts';
 import { spanPruningMigration } from './0040-span-pruning.ts';
 import { createRunAfterLockMigration } from './0041-create-run-after-lock.ts';
+import { claimFenceMigration } from './0042-claim-fence.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -89,6 +90,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0039-retention': fromSql(retentionMigration),
     '0040-span-pruning': fromSql(spanPruningMigration),
     '0041-create-run-after-lock': fromSql(createRunAfterLockMigration),
+    '0042-claim-fence': fromSql(claimFenceMigration),
   };
 }
 

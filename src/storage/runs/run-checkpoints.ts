@@ -6,11 +6,17 @@ import type { Database } from '../postgres/database.ts';
 import { storableJson, storableText } from '../postgres/storable.ts';
 import { type ClaimedRun, type ClaimRunsOptions, claimArguments } from './run-claim.ts';
 
-/** The run a checkpoint belongs to, and whose it is (its row-level-security scope). */
+/**
+ * The run a checkpoint belongs to, whose it is (its row-level-security scope), and the
+ * executor that holds its claim: every checkpoint is fenced with it (migration 0042) and
+ * writes nothing once another executor holds the run's queue entry, or the entry is gone.
+ * Undefined for a run executed without a scheduler: not fenced.
+ */
 export interface CheckpointRun {
   readonly tenantId: string;
   readonly userId: string;
   readonly runId: string;
+  readonly executorId?: string | undefined;
 }
 
 /** Buffered events a checkpoint commits, numbered from `firstSeq`. */
@@ -19,53 +25,70 @@ export interface CheckpointEvents {
   readonly events: readonly { readonly type: string; readonly data: Record<string, unknown> }[];
 }
 
+const parameters = (first: number, count: number) =>
+  Array.from({ length: count }, (_, index) => `$${first + index}`).join(', ');
+
+/**
+ * The claim fence of a checkpoint statement whose run is $1–$3 and whose executor is `$n`
+ * (migration 0042), as the statement's FROM item: the function scan yields its one row before
+ * the select list (the write) is evaluated, so a refused checkpoint raises before it writes
+ * anything and with the fence's SQLSTATE, not with a conflict of what it would have written.
+ */
+const fence = (executor: number) => `brigade.assert_claim($1, $2, $3, $${executor}) as fence`;
+
+/** A fenced call of `call` with `count` arguments: `select <call>($1…$count) <as> from fence`. */
+function fenced(call: string, count: number, as: string) {
+  return `select ${call}(${parameters(1, count)}) ${as} from ${fence(count + 1)}`;
+}
+
 // Functions of migration 0016, each one prepared call (one round trip, its own implicit
-// transaction).
+// transaction), fenced with the claim (0042): the executor id is the last parameter.
 const saveStepStatement = {
   name: 'brigade_save_step',
-  text: 'select brigade.save_step($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)',
+  text: fenced('brigade.save_step', 11, ''),
 };
 /** Migration 0023: a model step checkpointed and its call settled in one transaction. */
 const saveStepSettledStatement = {
   name: 'brigade_save_step_settled',
-  text: 'select brigade.save_step_settled($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) as crossed',
+  text: fenced('brigade.save_step_settled', 12, 'as crossed'),
 };
 const finishStatement = {
   name: 'brigade_finish_run',
-  text: 'select brigade.finish_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) as finished',
+  text: fenced('brigade.finish_run', 11, 'as finished'),
 };
 /** Migration 0024: a run ended and the runs after it claimed in one transaction. */
 const finishClaimStatement = {
   name: 'brigade_finish_run_claim',
-  text: 'select brigade.finish_run_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) as result',
+  text: fenced('brigade.finish_run_claim', 16, 'as result'),
 };
 
 /** Migration 0032: the next model call's budget reserved and a tool step checkpointed. */
 const reserveAfterStepStatement = {
   name: 'brigade_reserve_call_after_step',
-  text: 'select res, reservation_id from brigade.reserve_call_after_step($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)',
+  text: `with reserved as (${fenced('brigade.reserve_call_after_step', 16, 'as r')})
+    select (r).res, (r).reservation_id from reserved`,
 };
 
-const parameters = (first: number, count: number) =>
-  Array.from({ length: count }, (_, index) => `$${first + index}`).join(', ');
 /**
- * `then` after checkpointing a settled model step, in one statement and so one transaction:
- * the CTE's row (the step saved, its call settled: `save_step_settled`, $1–$12) exists before
- * the call in the select list runs; `then` takes its own parameters from $13.
+ * `then` (with `count` parameters from $13) after checkpointing a settled model step, in one
+ * statement and so one transaction: the CTE's row (the step saved, its call settled:
+ * `save_step_settled`, $1–$12, once the fence passed) exists before the call in the select
+ * list runs; the executor id follows `then`'s parameters.
  */
-function afterStep(name: string, then: string) {
+function afterStep(name: string, then: string, count: number) {
   return {
     name: `brigade_${name}_after_step`,
-    text: `with step as (select brigade.save_step_settled(${parameters(1, 12)}) as crossed)
-      select step.crossed, ${then} as result from step`,
+    text: `with step as (select brigade.save_step_settled(${parameters(1, 12)}) as crossed
+        from ${fence(13 + count)})
+      select step.crossed, ${then}(${parameters(13, count)}) as result from step`,
   };
 }
 const afterStepStatements = {
-  finish: afterStep('finish', `brigade.finish_run(${parameters(13, 11)})`),
-  finishClaim: afterStep('finish_claim', `brigade.finish_run_claim(${parameters(13, 16)})`),
+  finish: afterStep('finish', 'brigade.finish_run', 11),
+  finishClaim: afterStep('finish_claim', 'brigade.finish_run_claim', 16),
   // A tool call's daily quota (migration 0016), counted once the model step that asked for the
   // call is saved.
-  quota: afterStep('quota', `brigade.consume_quota(${parameters(13, 5)})`),
+  quota: afterStep('quota', 'brigade.consume_quota', 5),
 };
 
 /**
@@ -114,8 +137,9 @@ export interface FinishedRun {
 }
 
 /**
- * A run's checkpoints, each one call of a function of migration 0016. (A run is started by
- * the call that loads it: runtime/run-loader.ts.)
+ * A run's checkpoints, each one call of a function of migration 0016, fenced with the run's
+ * claim (migration 0042: refused with `BRG17`, having written nothing, once the claim is lost;
+ * see run-claim.ts). (A run is started by the call that loads it: runtime/run-loader.ts.)
  */
 export interface RunCheckpoints {
   /**
@@ -180,6 +204,15 @@ export interface RunCheckpoints {
 
 /** Creates the {@link RunCheckpoints} on `database`. */
 export function createRunCheckpoints(database: Database): RunCheckpoints {
+  /** One fenced checkpoint statement: `values`, then the executor holding `run`'s claim. */
+  function call(
+    statement: { readonly name: string; readonly text: string },
+    run: CheckpointRun,
+    values: readonly unknown[],
+  ) {
+    return database.callPrepared(statement, [...values, run.executorId ?? null]);
+  }
+
   /** save_step's 11 arguments, then save_step_settled's settlement (or null). */
   function stepValues(run: CheckpointRun, batch: CheckpointEvents, step: StepCheckpoint) {
     const audit =
@@ -215,14 +248,14 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
     async saveStep(run, batch, step) {
       const values = stepValues(run, batch, step);
       if (step.settlement === undefined) {
-        await database.callPrepared(saveStepStatement, values.slice(0, 11));
+        await call(saveStepStatement, run, values.slice(0, 11));
         return 0;
       }
-      const [row] = await database.callPrepared(saveStepSettledStatement, values);
+      const [row] = await call(saveStepSettledStatement, run, values);
       return Number(row?.['crossed'] ?? 0);
     },
     async saveStepThenConsumeQuota(run, batch, { step, binding }) {
-      const [row] = await database.callPrepared(afterStepStatements.quota, [
+      const [row] = await call(afterStepStatements.quota, run, [
         ...stepValues(run, batch, step),
         run.tenantId,
         run.userId,
@@ -240,7 +273,7 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
         reservation.run !== run.runId
       )
         throw new Error("a step is saved only with its own run's reservation");
-      const [row] = await database.callPrepared(reserveAfterStepStatement, [
+      const [row] = await call(reserveAfterStepStatement, run, [
         ...stepValues(run, batch, step).slice(0, 11),
         reservation.amount,
         reservation.key,
@@ -275,13 +308,10 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
       const claim = successors?.take();
       if (successors === undefined || claim === undefined) {
         if (step === undefined) {
-          const [row] = await database.callPrepared(finishStatement, values);
+          const [row] = await call(finishStatement, run, values);
           finished = row?.['finished'] as typeof finished;
         } else {
-          const [row] = await database.callPrepared(afterStepStatements.finish, [
-            ...before,
-            ...values,
-          ]);
+          const [row] = await call(afterStepStatements.finish, run, [...before, ...values]);
           finished = row?.['result'] as typeof finished;
           crossed = Number(row?.['crossed'] ?? 0);
         }
@@ -290,7 +320,7 @@ export function createRunCheckpoints(database: Database): RunCheckpoints {
         try {
           const statement =
             step === undefined ? finishClaimStatement : afterStepStatements.finishClaim;
-          const [row] = await database.callPrepared(statement, [
+          const [row] = await call(statement, run, [
             ...before,
             ...values,
             ...claimArguments(claim),

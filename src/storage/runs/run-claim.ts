@@ -1,4 +1,5 @@
-import type { Database } from '../postgres/database.ts';
+import { sql } from 'kysely';
+import type { Database, ScopedDb } from '../postgres/database.ts';
 
 /** A queue entry one claim took: the run and whose it is. */
 export interface ClaimedRun {
@@ -99,11 +100,47 @@ export interface ArrivalSlot {
   release(): void;
 }
 
-/** Deletes a run's queue entry (the run ended, or is gone). */
-export async function dropQueueEntry(database: Database, claim: ClaimedRun): Promise<void> {
-  await database.withScope(claim, (db) =>
-    db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId).execute(),
+/**
+ * A claim as its execution holds it: the run, and the scheduler that claimed it (undefined for
+ * a run executed without one, whose writes are not fenced).
+ */
+export type HeldClaim = ClaimedRun & { readonly executorId?: string | undefined };
+
+/**
+ * SQLSTATE of `brigade.assert_claim` (migration 0042): the run's queue entry is gone or held by
+ * another executor, and the write that asked wrote nothing.
+ */
+export const claimLostCode = 'BRG17';
+
+/** Whether `error` is the claim fence's refusal ({@link claimLostCode}). */
+export function isClaimLost(error: unknown): boolean {
+  return (error as { code?: unknown } | undefined)?.code === claimLostCode;
+}
+
+/**
+ * The claim fence in a scoped transaction, before its writes: raises {@link claimLostCode}
+ * (and the transaction rolls back) unless the run's queue entry is still held by
+ * `claim.executorId`. Nothing is sent for a claim without an executor id.
+ */
+export async function assertClaim(db: ScopedDb, claim: HeldClaim): Promise<void> {
+  if (claim.executorId === undefined) return;
+  await sql`select brigade.assert_claim(${claim.tenantId}, ${claim.userId}, ${claim.runId}, ${claim.executorId})`.execute(
+    db,
   );
+}
+
+/**
+ * Deletes a run's queue entry (the run ended, or is gone): only while `claim.executorId`
+ * holds it, so an execution that lost its claim cannot drop the entry of the one that resumed
+ * the run.
+ */
+export async function dropQueueEntry(database: Database, claim: HeldClaim): Promise<void> {
+  await database.withScope(claim, (db) => {
+    const entry = db.deleteFrom('brigade.run_queue').where('run_id', '=', claim.runId);
+    return (
+      claim.executorId === undefined ? entry : entry.where('executor_id', '=', claim.executorId)
+    ).execute();
+  });
 }
 
 /**
@@ -114,10 +151,7 @@ export async function dropQueueEntry(database: Database, claim: ClaimedRun): Pro
  * `failed`. False when the entry is gone (the run ended or was deleted) or the claim carries
  * no executor id.
  */
-export async function claimTakenOver(
-  database: Database,
-  claim: ClaimedRun & { readonly executorId?: string | undefined },
-): Promise<boolean> {
+export async function claimTakenOver(database: Database, claim: HeldClaim): Promise<boolean> {
   if (claim.executorId === undefined) return false;
   const row = await database.withScope(claim, (db) =>
     db
