@@ -14,7 +14,6 @@ import type { createStepRecorder } from './run-steps.ts';
 import type { PiiKind } from './tools/pii-redaction.ts';
 import type { ToolDefinition } from './tools/tool-registry.ts';
 
-/** Why an in-process run was aborted. */
 /**
  * Why a run's execution was aborted. `claim-lost`: its claim went stale and another process
  * resumed the run (its heartbeat found out, see run-scheduler.ts, or the claim fence refused a
