@@ -262,7 +262,12 @@ describe('request bodies', () => {
     expect(patterns.length).toBeGreaterThan(3);
     const cursor = (await member.get<{ data: { id: string }[] }>('/v1/threads?limit=1')).body
       .data[0]?.id;
+    // Id cursors, `seq` numbers, and creation cursors (runs, approvals: microseconds and an id).
+    const samples = [cursor ?? '', '17', `1733500000123456_${cursor ?? ''}`];
     for (const pattern of patterns)
-      expect(new RegExp(pattern).test(cursor ?? '') || new RegExp(pattern).test('17')).toBe(true);
+      expect(
+        samples.some((sample) => new RegExp(pattern).test(sample)),
+        pattern,
+      ).toBe(true);
   });
 });
