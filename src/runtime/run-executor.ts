@@ -264,17 +264,15 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         tools: offered,
       });
       history = sent.messages;
-      // One memory capability for the core and the built-in memory tools alike.
       const memory =
-        options.memory === undefined
-          ? undefined
-          : createRunMemory({
-              memory: options.memory,
-              claim,
-              threadId: run.threadId,
-              commitPending: () => model.flush(),
-              signal: controller.signal,
-            });
+        options.memory &&
+        createRunMemory({
+          memory: options.memory,
+          claim,
+          threadId: run.threadId,
+          commitPending: () => model.flush(),
+          signal: controller.signal,
+        });
       if (sent.dropped > 0) activeSpan()?.setAttribute('brigade.history.dropped', sent.dropped);
       const result = await core.run({
         runId: run.id,
