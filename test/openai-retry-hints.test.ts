@@ -104,6 +104,19 @@ describe('a deployment at its maxConcurrency', () => {
     expect(mock.calls).toHaveLength(2);
   });
 
+  it('lets waiting calls through one at a time as places free, never two at once', async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 4 }, () => complete('single', 'slow please')),
+    );
+    expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200, 200]);
+    const spans = mock.calls
+      .map((call) => [call.startedAt, call.finishedAt ?? Number.POSITIVE_INFINITY] as const)
+      .sort((a, b) => a[0] - b[0]);
+    expect(spans).toHaveLength(4);
+    for (let index = 1; index < spans.length; index += 1)
+      expect(spans[index]?.[0]).toBeGreaterThanOrEqual(spans[index - 1]?.[1] ?? 0);
+  });
+
   it('hands the call to a fallback on rate_limited at once instead', async () => {
     const first = complete('single-or-spare', 'slow please');
     await new Promise((resolve) => setTimeout(resolve, 100));

@@ -1,7 +1,7 @@
 import { CircuitState } from 'cockatiel';
 import { AppError } from '../domain/errors.ts';
 import { delay } from './abortable-delay.ts';
-import type { DeploymentState } from './deployment-state.ts';
+import type { Capacity, DeploymentState } from './deployment-state.ts';
 import type { ModelRouteDefinition, RouteDeployment } from './model-routes.ts';
 import type { ErrorClass } from './route-failures.ts';
 
@@ -9,6 +9,48 @@ import type { ErrorClass } from './route-failures.ts';
 export interface Candidate {
   readonly deployment: RouteDeployment;
   readonly state: DeploymentState;
+}
+
+/**
+ * Resolves after `ms`, or as soon as a call on one of the `full` capacities ends (see
+ * {@link releasePlace}); rejects with the signal's reason when it aborts.
+ */
+function waitForPlace(
+  full: readonly Capacity[],
+  options: { readonly ms: number; readonly signal: AbortSignal },
+): Promise<void> {
+  const { signal } = options;
+  if (full.length === 0) return delay(options.ms, signal);
+  return new Promise((resolve, reject) => {
+    const finish = (error?: unknown) => {
+      clearTimeout(timer);
+      for (const capacity of full) capacity.waiting.delete(wake);
+      signal.removeEventListener('abort', onAbort);
+      if (error === undefined) resolve();
+      else reject(error);
+    };
+    const wake = () => finish();
+    const onAbort = () => finish(signal.reason);
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    const timer = setTimeout(wake, options.ms);
+    for (const capacity of full) capacity.waiting.add(wake);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * A call on `capacity` ended: one caller waiting for a place (the longest waiting) looks
+ * again. One, not all: the place is one, and the others' own wait ends within a second.
+ */
+export function releasePlace(capacity: Capacity): void {
+  capacity.inFlight -= 1;
+  for (const wake of capacity.waiting) {
+    wake();
+    return;
+  }
 }
 
 /**
@@ -59,6 +101,7 @@ export function createAvailability(now: () => number) {
       const time = now();
       let soonest = Number.POSITIVE_INFINITY;
       let reopens = Number.POSITIVE_INFINITY;
+      const full: Capacity[] = [];
       for (const { deployment, state } of deployments) {
         const { breaker, openedAt, halfOpenAfterMs } = state.health;
         if (breaker.state === CircuitState.Open || breaker.state === CircuitState.HalfOpen) {
@@ -67,13 +110,15 @@ export function createAvailability(now: () => number) {
         }
         const { capacity } = state;
         let free = capacity.coolUntil;
-        // Full: a place frees when a call ends (looked at again shortly) or a minute after the
-        // oldest call start an `rpm` counts.
+        // Full: a place frees when a call ends (any moment: the call that ends wakes a waiter)
+        // or a minute after the oldest call start an `rpm` counts.
         if (
           deployment.maxConcurrency !== undefined &&
           capacity.inFlight >= deployment.maxConcurrency
-        )
-          free = Math.max(free, time + 25);
+        ) {
+          free = Math.max(free, time + 1);
+          full.push(capacity);
+        }
         if (deployment.rpm !== undefined && capacity.recent.length >= deployment.rpm)
           free = Math.max(free, (capacity.recent[0] ?? time) + 60_000);
         soonest = Math.min(soonest, free);
@@ -99,7 +144,9 @@ export function createAvailability(now: () => number) {
           kind: 'rate_limited',
         };
       }
-      await delay(Math.max(1, soonest - time), context.signal);
+      // Woken by the end of a call on a full deployment, else looked at again within a second.
+      const wait = full.length === 0 ? soonest - time : Math.min(soonest - time, 1_000);
+      await waitForPlace(full, { ms: Math.max(1, wait), signal: context.signal });
     }
   }
 

@@ -31,6 +31,8 @@ export interface Capacity {
   coolUntil: number;
   /** Start times of calls in the last minute (for `rpm`). */
   readonly recent: number[];
+  /** Callers waiting for a place under `maxConcurrency` (each woken by a call's end). */
+  readonly waiting: Set<() => void>;
 }
 
 /**
@@ -98,6 +100,7 @@ export function createDeploymentStates(now: () => number) {
     health.inFlight === 0 && health.breaker.state === CircuitState.Closed;
   const idleCapacity = (capacity: Capacity) =>
     capacity.inFlight === 0 &&
+    capacity.waiting.size === 0 &&
     capacity.coolUntil <= now() &&
     (capacity.recent.at(-1) ?? Number.NEGATIVE_INFINITY) <= now() - 60_000;
 
@@ -136,7 +139,16 @@ export function createDeploymentStates(now: () => number) {
       recall(capacities, key) ??
       remember(
         capacities,
-        { key, value: { inFlight: 0, latencyMs: undefined, coolUntil: 0, recent: [] } },
+        {
+          key,
+          value: {
+            inFlight: 0,
+            latencyMs: undefined,
+            coolUntil: 0,
+            recent: [],
+            waiting: new Set(),
+          },
+        },
         idleCapacity,
       )
     );

@@ -1,7 +1,7 @@
 import { AppError } from '../domain/errors.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import { delay } from './abortable-delay.ts';
-import { createAvailability } from './deployment-availability.ts';
+import { createAvailability, releasePlace } from './deployment-availability.ts';
 import { CallerFault, createDeploymentStates, type DeploymentState } from './deployment-state.ts';
 import type {
   FailureKind,
@@ -257,7 +257,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           await delay(backoff, context.signal);
         }
       } finally {
-        state.capacity.inFlight -= 1;
+        releasePlace(state.capacity);
         state.health.inFlight -= 1;
       }
     }
