@@ -1,7 +1,7 @@
 import { AppError } from '../domain/errors.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import { delay } from './abortable-delay.ts';
-import { createAvailability, releasePlace } from './deployment-availability.ts';
+import { type Candidate, createAvailability, releasePlace } from './deployment-availability.ts';
 import { CallerFault, createDeploymentStates, type DeploymentState } from './deployment-state.ts';
 import type {
   FailureKind,
@@ -130,11 +130,25 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
     // Deployments whose known context window cannot hold the prompt are not called: a route
     // with none left fails as `context_length` (its fallbacks on that condition apply).
     const floor = context.inputTokensAtLeast ?? 0;
-    const fitting = route.deployments.filter((deployment) => {
+    const fits = (deployment: RouteDeployment) => {
+      if (floor === 0) return true;
       const window = deployment.contextTokens ?? contextWindowOf(deployment.model);
       return window === undefined || floor <= window;
+    };
+    const deployments: Candidate[] = [];
+    route.deployments.forEach((deployment, index) => {
+      if (!fits(deployment)) return;
+      deployments.push({
+        deployment,
+        state: {
+          health: healthOf(`${context.scope}:${route.name}:${index}:${deployment.model}`, route),
+          capacity: capacityOf(
+            `${context.sharesCapacity(route) ? '*' : context.scope}:${route.name}:${index}:${deployment.model}`,
+          ),
+        },
+      });
     });
-    if (fitting.length === 0)
+    if (deployments.length === 0)
       return {
         ok: false,
         error: new AppError(
@@ -143,23 +157,14 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
         ),
         kind: 'context_length',
       };
-    const deployments = route.deployments
-      .map((deployment, index) => ({
-        deployment,
-        state: {
-          health: healthOf(`${context.scope}:${route.name}:${index}:${deployment.model}`, route),
-          capacity: capacityOf(
-            `${context.sharesCapacity(route) ? '*' : context.scope}:${route.name}:${index}:${deployment.model}`,
-          ),
-        },
-      }))
-      .filter(({ deployment }) => fitting.includes(deployment));
     // Built only when the route fails: an error (and its stack) per call is measurable CPU.
     let lastError: AppError | undefined;
     let lastKind: ErrorClass = 'server_error';
     let lastFailed: DeploymentState | undefined;
     for (let attempt = 0; attempt < route.retries.maxAttempts; attempt += 1) {
-      const waited = await awaitCandidates(route, deployments, context);
+      // Waiting (an async step) only when nothing is available now: the common call takes none.
+      const ready = deployments.filter(({ deployment, state }) => available(deployment, state));
+      const waited = ready.length > 0 ? ready : await awaitCandidates(route, deployments, context);
       if (!Array.isArray(waited)) {
         lastError = waited.error;
         lastKind = waited.kind;
