@@ -12,6 +12,7 @@ import {
   routeDefaults,
 } from './model-routes.ts';
 import { createOpenAIChatCaller, type OpenAIChatCaller } from './openai-chat.ts';
+import { contextWindowOf } from './pricing.ts';
 import type { RouteAttempt } from './route-failures.ts';
 
 /** One model call as the runtime asks for it. */
@@ -44,6 +45,14 @@ export interface GatewayRequest {
    * bound to refuse it (and perhaps charge for it).
    */
   readonly inputTokensAtLeast?: number | undefined;
+  /**
+   * True when `maxOutputTokens` is Brigade's default rather than the caller's limit (an API
+   * call that set none): a deployment whose context window is known is then asked for no more
+   * than the prompt leaves of it by `inputTokensEstimate` (see {@link outputTokensFor}).
+   */
+  readonly fitOutputToContext?: boolean | undefined;
+  /** The prompt's estimated size in tokens (3 bytes of JSON a token: errs high). */
+  readonly inputTokensEstimate?: number | undefined;
 }
 
 /**
@@ -191,14 +200,16 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
   const router = createModelRouter({});
   /** Calls one deployment with `request`'s messages, under the router's attempt signal. */
   function callerFor(request: GatewayRequest): DeploymentCall {
-    return (model, signal, onTextDelta) => {
+    return (deployment, signal, onTextDelta) => {
+      const { model } = deployment;
+      const maxOutputTokens = outputTokensFor(request, deployment);
       const direct = directCaller(model);
       if (direct !== undefined)
         return direct.call({
           modelId: direct.modelId,
           messages: request.messages,
           tools: request.tools,
-          maxOutputTokens: request.maxOutputTokens,
+          maxOutputTokens,
           signal,
           onTextDelta: request.stream === false ? undefined : onTextDelta,
           responseFormat: request.responseFormat,
@@ -209,7 +220,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
         ? generateLocal({
             messages: request.messages,
             tools: request.tools,
-            maxOutputTokens: request.maxOutputTokens,
+            maxOutputTokens,
             signal,
             onTextDelta,
             tokenDelayMs: options.localTokenDelayMs,
@@ -221,7 +232,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
             model: languageModel(model),
             messages: request.messages,
             tools: request.tools,
-            maxOutputTokens: request.maxOutputTokens,
+            maxOutputTokens,
             signal,
             onTextDelta: request.stream === false ? undefined : onTextDelta,
             responseFormat: request.responseFormat,
@@ -259,7 +270,9 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
     async generate(request) {
       const call = callerFor(request);
       if (request.model === 'local') {
-        const result = await call('local', request.signal, (delta) => request.onTextDelta?.(delta));
+        const result = await call({ model: 'local' }, request.signal, (delta) =>
+          request.onTextDelta?.(delta),
+        );
         return { ...result, served: { route: null, model: 'local', attempts: [] } };
       }
       const route = direct(request.model)
@@ -292,4 +305,22 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
 /** A direct `<provider>:<model>` call: a route of one deployment with default resilience. */
 function implicitRoute(model: string): ModelRouteDefinition {
   return { name: model, deployments: [{ model }], ...routeDefaults } as ModelRouteDefinition;
+}
+
+/** The least output a fitted call asks for: a prompt leaving less is left to the provider to refuse. */
+const minimumFittedOutput = 256;
+
+/**
+ * The output limit sent to `deployment`: the request's, or — when it is only a default and the
+ * deployment's context window is known — what the estimated prompt leaves of that window (at
+ * least {@link minimumFittedOutput}). Servers of small models (vLLM, llama.cpp) refuse a
+ * prompt whose tokens plus `max_tokens` exceed their context; a limit the caller chose is sent
+ * as chosen. The budget's reservation still assumes the request's (larger) limit.
+ */
+export function outputTokensFor(request: GatewayRequest, deployment: RouteDeployment): number {
+  const estimate = request.inputTokensEstimate;
+  if (request.fitOutputToContext !== true || estimate === undefined) return request.maxOutputTokens;
+  const window = deployment.contextTokens ?? contextWindowOf(deployment.model);
+  if (window === undefined) return request.maxOutputTokens;
+  return Math.min(request.maxOutputTokens, Math.max(minimumFittedOutput, window - estimate));
 }

@@ -22,7 +22,7 @@ export { classifyError, type ErrorClass, type RouteAttempt, type RoutedResult, R
 
 /** Calls one deployment's model (the gateway's direct path). */
 export type DeploymentCall = (
-  model: string,
+  deployment: RouteDeployment,
   signal: AbortSignal,
   onTextDelta: (delta: string) => void,
 ) => Promise<ModelResultV1>;
@@ -189,7 +189,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       try {
         const result = await state.health.breaker.execute(async () => {
           try {
-            return await context.call(deployment.model, signal, (delta) => {
+            return await context.call(deployment, signal, (delta) => {
               streamed = true;
               context.onTextDelta?.(delta);
             });

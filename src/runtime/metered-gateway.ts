@@ -19,6 +19,7 @@ import type {
   UsageEntry,
 } from '../storage/guards/budget-store.ts';
 import { messagesForSpan, redactContent } from './content-capture.ts';
+import { bytesPerToken } from './history-window.ts';
 import type { ModelCallLimits } from './model-call-limits.ts';
 
 /** Options for {@link createMeteredGateway}. */
@@ -246,6 +247,9 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
         tenantId,
         deadline: request.deadline,
         inputTokensAtLeast: floor,
+        ...(request.fitOutputToContext === true
+          ? { inputTokensEstimate: Math.ceil(input.bound / bytesPerToken) }
+          : {}),
         onTextDelta: (delta) => {
           firstTokenAt ??= performance.now();
           streamedChars += delta.length;

@@ -210,6 +210,9 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
           messages,
           tools,
           maxOutputTokens,
+          // Brigade's default, not the client's: fitted to a small model's context.
+          fitOutputToContext:
+            body.max_completion_tokens === undefined && body.max_tokens === undefined,
           signal: controller.signal,
           onTextDelta,
           // A non-streaming answer needs no deltas: the provider is called without streaming.
