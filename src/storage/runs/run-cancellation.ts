@@ -51,6 +51,8 @@ export async function cancelActive(
     .select(['id', 'tenant_id', 'user_id', 'status'])
     .where('thread_id', '=', threadId)
     .where('status', 'in', activeStatuses)
+    // Locked in one order everywhere, so two cancellations of overlapping runs cannot deadlock.
+    .orderBy('id')
     .forUpdate()
     .execute();
   for (const run of active) {
@@ -164,6 +166,7 @@ export async function cancelRunsOf(
         .where('tenant_id', '=', tenantId)
         .where('user_id', '=', userId)
         .where('status', 'in', activeStatuses)
+        .orderBy('id')
         .forUpdate()
         .execute();
       for (const run of active)
