@@ -41,6 +41,9 @@ export function createMcpServerService(options: {
     } catch {
       throw new ValidationError([{ path: 'body.url', message: 'not a valid URL' }]);
     }
+    // A fragment is never sent: a URL with one names something other than what is called.
+    if (parsed.hash !== '' || url.includes('#'))
+      throw new ValidationError([{ path: 'body.url', message: 'may not have a #fragment' }]);
     const problems = staticEgressProblems(parsed, options.egress);
     if (problems.length > 0)
       throw new ValidationError(problems.map((message) => ({ path: 'body.url', message })));

@@ -36,7 +36,21 @@ const credentialSchema = z
   })
   .openapi('Credential');
 
-const token = z.string().min(1).max(8_192);
+function withoutControlCharacters(value: string): boolean {
+  for (let index = 0; index < value.length; index += 1) {
+    const code = value.charCodeAt(index);
+    if (code < 0x20 || code === 0x7f) return false;
+  }
+  return true;
+}
+
+const token = z
+  .string()
+  .min(1)
+  .max(8_192)
+  // Secrets travel in HTTP headers, where a line break or NUL is refused at call time (or
+  // would split the header): refused when stored instead.
+  .refine(withoutControlCharacters, 'may not contain control characters (line breaks, tabs)');
 /** `host` or `host:port`: a DNS name or IPv4 address, or a bracketed IPv6 address. */
 const hostPattern =
   /^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*)(:\d{1,5})?$/;
@@ -128,6 +142,8 @@ const putCredentialSchema = z
       context.addIssue({ code: 'custom', path: [path], message });
     if (body.kind !== 'oauth2') {
       if (body.secret === undefined) issue('secret', 'required');
+      if (body.kind === 'basic' && body.secret !== undefined && !body.secret.includes(':'))
+        issue('secret', "a basic credential is 'user:password' (with the colon)");
       for (const field of oauthFields)
         if (body[field] !== undefined) issue(field, 'only for oauth2 credentials');
       return;

@@ -36,6 +36,9 @@ function createAjv(): Ajv {
     strict: false,
     validateSchema: true,
     logger: false,
+    // Presence is own properties only: otherwise an optional argument named `toString` or
+    // `constructor` was "present" (Object.prototype's) and failed its type in every call.
+    ownProperties: true,
     code: { regExp: re2 },
     // Each schema stands alone: with Ajv's default, a schema's `$id` (and those inside it)
     // joined the instance every tenant's schemas share, so one tenant's `$id` made another's
@@ -98,6 +101,9 @@ export function schemaProblems(schema: Readonly<Record<string, unknown>>): strin
   if (JSON.stringify(schema).length > maxSchemaChars)
     return [`the schema is larger than ${maxSchemaChars} characters`];
   if (schema['type'] !== 'object') return ["the schema's type must be 'object'"];
+  // Ajv cannot tell a declared `__proto__` property from Object.prototype: refused outright.
+  if (JSON.stringify(schema).includes('"__proto__"'))
+    return ["'__proto__' may not be used as a property name"];
   try {
     compile(schema);
     return [];

@@ -110,8 +110,15 @@ export async function probeMcpServer(options: {
     return undefined;
   } catch (error) {
     const message = (error as Error).message;
+    // The SDK's HTTP errors carry the status as `code` (a 401 without WWW-Authenticate says
+    // only the body's text); its own UnauthorizedError says "Unauthorized".
+    const status = (error as { code?: unknown }).code;
+    if (status === 401 || status === 403) return undefined;
     if (/\b(401|403)\b|unauthori[sz]ed|forbidden/i.test(message)) return undefined;
-    return `the MCP server did not answer: ${message.slice(0, 200)}`;
+    // A reply that is not MCP fails the SDK's schema check, whose message is a JSON dump.
+    if (/^\s*[[{]/.test(message) || /invalid_union|invalid_type/.test(message))
+      return 'the endpoint answered, but not as an MCP server (its reply is not a JSON-RPC response of MCP)';
+    return `the MCP server did not answer: ${message.replace(/\s+/g, ' ').slice(0, 200)}`;
   }
 }
 

@@ -24,6 +24,9 @@ export function templateProblems(template: string): string[] {
   if (/[{}]/.test(template.replace(placeholder, 'x'))) {
     return ['a placeholder must be {name} (letters, digits and _, not starting with a digit)'];
   }
+  const hashAt = template.indexOf('#');
+  if (hashAt >= 0 && templateArguments(template.slice(hashAt)).length > 0)
+    return ['placeholders may not appear in the #fragment (it is never sent)'];
   try {
     new URL(template.replace(placeholder, 'x'));
   } catch {
@@ -42,6 +45,11 @@ function encodeArgument(value: unknown): string {
   );
 }
 
+/** An argument the caller gave (own properties only: `{constructor}` is not Object's). */
+function argument(input: Readonly<Record<string, unknown>>, name: string): unknown {
+  return Object.hasOwn(input, name) ? input[name] : undefined;
+}
+
 const wholePair = /^([^=]*)=\{([A-Za-z_][A-Za-z0-9_]*)\}$/;
 
 /**
@@ -52,9 +60,9 @@ const wholePair = /^([^=]*)=\{([A-Za-z_][A-Za-z0-9_]*)\}$/;
 function fillQueryPair(pair: string, input: Readonly<Record<string, unknown>>): string[] {
   const whole = wholePair.exec(pair);
   if (whole === null)
-    return [pair.replace(placeholder, (_, name: string) => encodeArgument(input[name]))];
+    return [pair.replace(placeholder, (_, name: string) => encodeArgument(argument(input, name)))];
   const [, key = '', name = ''] = whole;
-  const value = input[name];
+  const value = argument(input, name);
   if (value === undefined || value === null) return [];
   const values = Array.isArray(value) ? value : [value];
   return values.map((item) => `${key}=${encodeArgument(item)}`);
@@ -70,7 +78,7 @@ export function fillTemplate(template: string, input: Readonly<Record<string, un
   const queryAt = beforeHash.indexOf('?');
   const path = queryAt < 0 ? beforeHash : beforeHash.slice(0, queryAt);
   const filledPath = path.replace(placeholder, (_, name: string) => {
-    const value = input[name];
+    const value = argument(input, name);
     // `.` and `..` (in any spelling the URL parser folds) would climb out of the template's
     // path on the fixed host.
     if (typeof value === 'string' && /^(\.|%2e){1,2}$/i.test(value.trim()))
