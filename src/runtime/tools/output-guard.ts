@@ -144,16 +144,18 @@ export function createOutputGuard(options: OutputGuardOptions): OutputGuard {
       blockedLinks += 1;
       return replacement;
     };
+    // A link's target may hold parentheses, balanced one level deep, as Markdown allows
+    // (`javascript:alert(1)`): the whole link goes, not all but its last `)`.
     const result = cleaned.text
       .replace(
-        /!\[([^\]]*)\]\(\s*(<[^>]*>|[^)\s]*)[^)]*\)/g,
+        /!\[([^\]]*)\]\(\s*(<[^>]*>|(?:[^()\s]|\([^()\s]*\))*)[^)]*\)/g,
         (match, alt: string, target: string) =>
           hostAllowed(target, hosts)
             ? match
             : block(`[image removed${alt === '' ? '' : `: ${alt}`}]`),
       )
       .replace(
-        /\[([^\]]*)\]\(\s*(<[^>]*>|[^)\s]*)[^)]*\)/g,
+        /\[([^\]]*)\]\(\s*(<[^>]*>|(?:[^()\s]|\([^()\s]*\))*)[^)]*\)/g,
         (match, label: string, target: string) =>
           hostAllowed(target, hosts) ? match : block(`${label} [link removed]`),
       )
