@@ -2,7 +2,6 @@ import pg from 'pg';
 import type { Agent } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
-import { CredentialRefreshError } from '../domain/tools/oauth-types.ts';
 import { SpanStatusCode, type Tracing } from '../observability/tracing.ts';
 import type { MemoryCapabilityV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
 import type { ReserveCall, ReserveRow } from '../storage/guards/budget-calls.ts';
@@ -15,7 +14,7 @@ import type { RunClaim } from './run-executor.ts';
 import type { RunModel } from './run-model.ts';
 import { type StepRecord, saveStepWith, toSettledCheckpoint } from './step-record.ts';
 import { toolCalledAudit } from './tool-call-audit.ts';
-import { secretForms } from './tools/output-guard.ts';
+import { executeTool, type ToolExecutionOptions } from './tool-execution.ts';
 import {
   checkProvenance,
   effectiveRules,
@@ -23,12 +22,7 @@ import {
   type ProvenanceSources,
   provenanceReason,
 } from './tools/provenance-rules.ts';
-import { sliceChars } from './tools/read-capped.ts';
-import {
-  type ToolCredentialsCapability,
-  type ToolDefinition,
-  validateToolInput,
-} from './tools/tool-registry.ts';
+import { type ToolDefinition, validateToolInput } from './tools/tool-registry.ts';
 
 /** Results of completed steps of a run, by step key (`model:N`, `tool:<callId>`). */
 export type Checkpoints = Map<string, unknown>;
@@ -95,35 +89,24 @@ export interface StepRecorder {
  * so a resumed run replays it instead of repeating it (invariant 6); tools receive the
  * idempotency key `runId:tool:<callId>`.
  */
-export function createStepRecorder(options: {
-  /** Where steps are checkpointed. */
-  readonly checkpoints: RunCheckpoints;
-  readonly tools: readonly ToolDefinition[];
-  readonly toolOutputLimit: number;
-  readonly toolTimeoutMs: number;
-  /** How long a pending approval stays decidable, in milliseconds. */
-  readonly approvalTtlMs: number;
-  /** Hashes arguments for `tool.called` and approvals (keyed per tenant with a vault key). */
-  readonly argumentsHasher: ArgumentsHasher;
-  /** Counts a tool call against the daily tool-call quotas; throws `quota_exceeded`. */
-  readonly consumeToolQuota?: (
-    claim: RunClaim,
-    binding: { readonly agentId: string; readonly keyId: string | null },
-  ) => Promise<void>;
-  /** Decrypts a credential of the run's user for one call (the vault; audited there). */
-  readonly resolveCredential?: (request: {
-    readonly claim: RunClaim;
-    readonly actor: UserPrincipal | undefined;
-    readonly name: string;
-    readonly toolName: string;
-    readonly destination: URL | undefined;
-  }) => Promise<{ readonly secret: string; readonly kind?: string } | undefined>;
-  /** Redacts secrets from tool output before it is kept or shown to the model. */
-  readonly redact?: (text: string, secrets: ReadonlySet<string>) => string;
-  /** One `execute_tool` span per call (GenAI semantic conventions). */
-  readonly tracing?: Tracing | undefined;
-}): StepRecorder {
-  const { toolOutputLimit, toolTimeoutMs } = options;
+export function createStepRecorder(
+  options: ToolExecutionOptions & {
+    /** Where steps are checkpointed. */
+    readonly checkpoints: RunCheckpoints;
+    readonly tools: readonly ToolDefinition[];
+    /** How long a pending approval stays decidable, in milliseconds. */
+    readonly approvalTtlMs: number;
+    /** Hashes arguments for `tool.called` and approvals (keyed per tenant with a vault key). */
+    readonly argumentsHasher: ArgumentsHasher;
+    /** Counts a tool call against the daily tool-call quotas; throws `quota_exceeded`. */
+    readonly consumeToolQuota?: (
+      claim: RunClaim,
+      binding: { readonly agentId: string; readonly keyId: string | null },
+    ) => Promise<void>;
+    /** One `execute_tool` span per call (GenAI semantic conventions). */
+    readonly tracing?: Tracing | undefined;
+  },
+): StepRecorder {
   async function saveStep(scope: RunClaim, step: StepRecord): Promise<void> {
     await saveStepWith(step, async (batch, checkpoint) => ({
       crossed: await options.checkpoints.saveStep(scope, batch, checkpoint),
@@ -199,69 +182,6 @@ export function createStepRecorder(options: {
     )
       return { code: 'role_not_granted', message: `Your role may not use tool '${tool.name}'.` };
     return undefined;
-  }
-
-  async function execute(
-    context: ToolCallContext,
-    call: { readonly tool: ToolDefinition; readonly input: unknown; readonly key: string },
-  ): Promise<ToolOutcomeV1> {
-    const { tool, input, key } = call;
-    const timeoutMs = Math.min(tool.timeoutMs ?? toolTimeoutMs, toolTimeoutMs);
-    const outputLimit = Math.min(tool.maxOutputChars ?? toolOutputLimit, toolOutputLimit);
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = AbortSignal.any([context.signal, timeout]);
-    const used = new Set<string>();
-    const resolveCredential = options.resolveCredential;
-    const credentials: ToolCredentialsCapability | undefined =
-      resolveCredential === undefined
-        ? undefined
-        : {
-            resolve: async (name, destination) => {
-              const found = await resolveCredential({
-                claim: context.claim,
-                actor: context.actor,
-                name,
-                toolName: tool.name,
-                destination,
-              });
-              if (found !== undefined) {
-                for (const form of secretForms(found.secret, found.kind)) {
-                  used.add(form);
-                  context.secrets?.add(form);
-                }
-              }
-              return found;
-            },
-          };
-    const clean = (text: string) => options.redact?.(text, used) ?? text;
-    try {
-      const output = await Promise.race([
-        tool.execute(input as Record<string, unknown>, {
-          idempotencyKey: `${context.claim.runId}:${key}`,
-          signal,
-          credentials,
-          memory: context.memory,
-        }),
-        new Promise<never>((_, reject) =>
-          signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
-        ),
-      ]);
-      const json = clean(JSON.stringify(output) ?? 'null');
-      return json.length > outputLimit
-        ? { status: 'ok', output: { truncated: true, preview: sliceChars(json, outputLimit) } }
-        : { status: 'ok', output: JSON.parse(json) as unknown };
-    } catch (error) {
-      context.signal.throwIfAborted();
-      if (timeout.aborted)
-        return { status: 'error', message: `Tool timed out after ${timeoutMs} ms.` };
-      // A credential that could not be made usable (OAuth refresh): its stable code, and
-      // whether the call may succeed later.
-      const coded =
-        error instanceof CredentialRefreshError
-          ? { code: error.code, retryable: error.retryable }
-          : {};
-      return { status: 'error', message: clean((error as Error).message), ...coded };
-    }
   }
 
   async function callTool(context: ToolCallContext, call: ToolCallRequest): Promise<ToolOutcomeV1> {
@@ -359,8 +279,17 @@ export function createStepRecorder(options: {
         // Hashed before the call runs: a key provider that fails then stops the call before
         // the tool acts, not after it with its result left unrecorded.
         hashed = await hashOf(gate?.input ?? call.input);
-        outcome = await execute(context, { tool, input: gate?.input ?? call.input, key });
-        auditOutcome = outcome.status === 'ok' ? 'ok' : 'failed';
+        outcome = await executeTool(options, context, {
+          tool,
+          input: gate?.input ?? call.input,
+          key,
+        });
+        auditOutcome =
+          outcome.status === 'ok'
+            ? 'ok'
+            : outcome.code === 'consent_required'
+              ? 'consent_required'
+              : 'failed';
       }
     }
     context.events.push('tool-call-finished', {

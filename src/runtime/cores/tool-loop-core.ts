@@ -60,7 +60,10 @@ export const toolLoopCore: CorePluginV1 = {
               output:
                 outcome?.status === 'ok'
                   ? outcome.output
-                  : { error: outcome?.message ?? 'no result' },
+                  : {
+                      error: outcome?.message ?? 'no result',
+                      ...(outcome?.code === undefined ? {} : { code: outcome.code }),
+                    },
               isError: outcome?.status !== 'ok',
             },
           ],
