@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ApiClient,
@@ -10,12 +11,14 @@ import {
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
 /**
- * Features that need consent check it, through the public API: long-term memory's refusal
- * carries its code to the run's step.
+ * Features that need consent check it, through the public API: content capture honours a
+ * consent scoped to the agent, and long-term memory's refusal carries its code to the run's
+ * step.
  */
 let server: TestServer;
 let operator: ApiClient;
 let tenantId: string;
+let owner: ApiClient;
 let admin: ApiClient;
 let agentId: string;
 
@@ -28,6 +31,7 @@ beforeAll(async () => {
   server = await startTestServer({ runs: { pollIntervalMs: 50 } });
   operator = apiClient(server.url, testOperatorKey);
   tenantId = await seedTenant(operator, 'consent-gates');
+  owner = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'owner' })).secret);
   admin = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'admin' })).secret);
   const agent = await admin.post<Created>('/v1/agents', {
     name: 'consenting',
@@ -70,6 +74,12 @@ async function run(client: ApiClient, input: string, agent = agentId) {
   };
 }
 
+async function grant(client: ApiClient, purpose: string, scope = '*') {
+  const granted = await client.post<Created>('/v1/me/consents', { purpose, scope, version: '1' });
+  expect(granted.status, JSON.stringify(granted.body)).toBe(201);
+  return granted.body.id;
+}
+
 describe('long-term memory without consent', () => {
   it('gives the tool step the code consent_required, and the model sees it', async () => {
     const user = await member();
@@ -79,5 +89,39 @@ describe('long-term memory without consent', () => {
       error: { code: 'consent_required' },
     });
     expect(refused.answer).toMatch(/memory_save failed: .*consent_required/);
+  });
+});
+
+describe('content capture', () => {
+  type Span = { name: string; attributes: Record<string, unknown> };
+
+  async function chatSpan(client: ApiClient, input: string): Promise<Span | undefined> {
+    const { threadId, runId } = await run(client, input);
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      const trace = await client.get<{ spans: Span[] }>(
+        `/v1/threads/${threadId}/runs/${runId}/trace`,
+      );
+      const chat = trace.body.spans.find((span) => span.name.startsWith('chat'));
+      if (chat !== undefined) return chat;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return undefined;
+  }
+
+  it('captures for a consent scoped to the agent, and not for one scoped to another agent', async () => {
+    const enabled = await owner.request('PATCH', `/v1/tenants/${tenantId}`, {
+      captureContent: true,
+    });
+    expect(enabled.status).toBe(200);
+    const elsewhere = await member();
+    await grant(elsewhere, 'content_capture', randomUUID());
+    const notCaptured = await chatSpan(elsewhere, 'SCOPECANARY one');
+    expect(notCaptured).toBeDefined();
+    expect(notCaptured?.attributes['gen_ai.input.messages']).toBeUndefined();
+
+    const here = await member();
+    await grant(here, 'content_capture', agentId);
+    const captured = await chatSpan(here, 'SCOPECANARY two');
+    expect(String(captured?.attributes['gen_ai.input.messages'])).toContain('SCOPECANARY two');
   });
 });

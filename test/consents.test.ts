@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConsentService } from '../src/domain/consent/consent-service.ts';
 import { AppError } from '../src/domain/errors.ts';
@@ -97,6 +98,21 @@ describe('consent', () => {
     }
   });
 
+  it('refuses a scope that is neither * nor an agent id, and any but * for long-term memory', async () => {
+    for (const [purpose, scope] of [
+      ['content_capture', 'agent-a'],
+      ['tool:calculator', 'calculator'],
+      ['long_term_memory', randomUUID()],
+    ]) {
+      const response = await member.client.post('/v1/me/consents', {
+        purpose,
+        scope,
+        version: '1',
+      });
+      expect(response.status, `${purpose} ${scope}`).toBe(422);
+    }
+  });
+
   it('lets admins read, but nobody else revoke, a user’s consents', async () => {
     const granted = await member.client.post<ConsentBody>('/v1/me/consents', {
       purpose: 'tool:http_request',
@@ -128,20 +144,22 @@ describe('consent', () => {
       .catch((error) => error);
     expect(refusal).toBeInstanceOf(AppError);
     expect((refusal as AppError).code).toBe('consent_required');
+    const agentA = randomUUID();
+    const agentB = randomUUID();
     const scoped = await admin.client.post<ConsentBody>('/v1/me/consents', {
       purpose: 'content_capture',
-      scope: 'agent-a',
+      scope: agentA,
       version: '1',
     });
-    expect((await consents.requireConsent(subject, 'content_capture', 'agent-a')).id).toBe(
+    expect((await consents.requireConsent(subject, 'content_capture', agentA)).id).toBe(
       scoped.body.id,
     );
-    await expect(consents.requireConsent(subject, 'content_capture', 'agent-b')).rejects.toThrow(
+    await expect(consents.requireConsent(subject, 'content_capture', agentB)).rejects.toThrow(
       /consent/,
     );
     await admin.client.post('/v1/me/consents', { purpose: 'content_capture', version: '1' });
     await expect(
-      consents.requireConsent(subject, 'content_capture', 'agent-b'),
+      consents.requireConsent(subject, 'content_capture', agentB),
     ).resolves.toMatchObject({ scope: '*' });
     await admin.client.post(`/v1/me/consents/${scoped.body.id}/revoke`);
     // Another user's grant never counts.

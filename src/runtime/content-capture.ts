@@ -39,12 +39,19 @@ export function messagesForSpan(messages: readonly MessageV1[]): string {
 
 /**
  * Whether a user's model calls may put their content on spans: the tenant turned capture on
- * (`captureContent`) and the user granted `content_capture`. Cached per user for `ttlMs`.
+ * (`captureContent`) and the user granted `content_capture` for every agent (scope `*`) or for
+ * the agent the call is made for (scope = its id; a call outside a run, such as
+ * `/v1/chat/completions`, has no agent and needs `*`). Cached per user and agent for `ttlMs`.
  */
 export function createContentCapturePolicy(database: Database, ttlMs = 5_000) {
   const cache = createTtlCache<boolean>({ ttlMs });
-  return (subject: { tenantId: string; userId: string }): Promise<boolean> =>
-    cache.get(`${subject.tenantId}:${subject.userId}`, () =>
+  return (subject: {
+    readonly tenantId: string;
+    readonly userId: string;
+    readonly agentId?: string | null | undefined;
+  }): Promise<boolean> => {
+    const scopes = subject.agentId == null ? ['*'] : ['*', subject.agentId];
+    return cache.get(`${subject.tenantId}:${subject.userId}:${subject.agentId ?? '*'}`, () =>
       database
         .withScope({ tenantId: subject.tenantId, userId: subject.userId }, async (db) => {
           const result = await sql<{ allowed: boolean }>`
@@ -52,10 +59,11 @@ export function createContentCapturePolicy(database: Database, ttlMs = 5_000) {
                      select 1 from brigade.consents c
                       where c.tenant_id = t.id and c.user_id = ${subject.userId}::uuid
                         and c.purpose = 'content_capture' and c.status = 'granted'
-                        and c.scope = '*') as allowed
+                        and c.scope = any(${scopes}::text[])) as allowed
               from brigade.tenants t where t.id = ${subject.tenantId}::uuid`.execute(db);
           return result.rows[0]?.allowed === true;
         })
         .catch(() => false),
     );
+  };
 }

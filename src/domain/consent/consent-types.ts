@@ -13,6 +13,14 @@ export type ConsentPurpose = (typeof namedConsentPurposes)[number] | `tool:${str
 export const consentPurposePattern =
   /^(content_capture|long_term_memory|tool:[a-z][a-z0-9_]{0,63})$/;
 
+/**
+ * The scopes a consent may have: `*` (every agent) or one agent's id. A consent covers a use
+ * when its scope is `*` or the id of the agent acting (content capture, tools); long-term
+ * memory is shared by all of a user's agents, so only `*` is accepted for it.
+ */
+export const consentScopePattern =
+  /^(\*|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+
 /** True for a purpose of the closed list. */
 export function isConsentPurpose(value: string): value is ConsentPurpose {
   return consentPurposePattern.test(value);
@@ -36,7 +44,7 @@ export interface Consent {
   readonly tenantId: string;
   readonly userId: string;
   readonly purpose: ConsentPurpose;
-  /** What the consent covers within its purpose (`*` = everything, or e.g. an agent id). */
+  /** What the consent covers within its purpose: `*` (every agent) or one agent id. */
   readonly scope: string;
   /** Version of the terms the user agreed to. */
   readonly version: string;

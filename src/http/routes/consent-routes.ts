@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import type { Consent } from '../../domain/consent/consent-types.ts';
-import { consentPurposePattern } from '../../domain/consent/consent-types.ts';
+import { consentPurposePattern, consentScopePattern } from '../../domain/consent/consent-types.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
 import { authedRoute, idParam, jsonBody, jsonResponse } from '../route-helpers.ts';
 
@@ -31,13 +31,18 @@ const grantConsentSchema = z
       description: '`content_capture`, `long_term_memory` or `tool:<tool name>`.',
       example: 'long_term_memory',
     }),
-    scope: z.string().min(1).max(200).default('*').openapi({
-      description: 'What the consent covers within its purpose; `*` covers everything.',
+    scope: z.string().regex(consentScopePattern, '`*` or an agent id').default('*').openapi({
+      description:
+        'What the consent covers within its purpose: `*` (every agent) or one agent id. `long_term_memory` takes only `*` (long-term memory is shared by all of the user’s agents).',
     }),
     version: z.string().min(1).max(50).openapi({
       description: 'Version of the terms the user agreed to.',
       example: '2025-01',
     }),
+  })
+  .refine((input) => input.purpose !== 'long_term_memory' || input.scope === '*', {
+    path: ['scope'],
+    message: "must be '*' for long_term_memory (shared by every agent)",
   })
   .openapi('GrantConsent');
 
