@@ -167,6 +167,7 @@ export function composeRuns(options: {
       approvalTtlMs: config.runs.approvalTtlSeconds * 1_000,
       argumentsHasher,
       cores,
+      requireConsent: (subject, purpose, scope) => consents.requireConsent(subject, purpose, scope),
       memory: {
         store: memoryStore,
         requireLongTermConsent: (subject) => consents.requireConsent(subject, 'long_term_memory'),

@@ -113,6 +113,15 @@ describe('consent', () => {
     }
   });
 
+  it('accepts the purpose of an MCP tool', async () => {
+    const granted = await member.client.post<ConsentBody>('/v1/me/consents', {
+      purpose: 'tool:mcp:files:read_file.v2',
+      version: '1',
+    });
+    expect(granted.status, JSON.stringify(granted.body)).toBe(201);
+    expect(granted.body.purpose).toBe('tool:mcp:files:read_file.v2');
+  });
+
   it('lets admins read, but nobody else revoke, a user’s consents', async () => {
     const granted = await member.client.post<ConsentBody>('/v1/me/consents', {
       purpose: 'tool:http_request',

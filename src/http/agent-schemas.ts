@@ -23,6 +23,10 @@ const agentFields = {
     description:
       'Tools whose every call pauses the run until the user approves, rejects or edits it.',
   }),
+  consentRequiredTools: z.array(z.string().min(1).max(100)).max(64).openapi({
+    description:
+      "Tools whose calls need the calling user's consent `tool:<tool name>` (granted with scope `*` or this agent's id); without it the call fails with `consent_required` and nothing runs.",
+  }),
   degradation: z
     .strictObject({
       atBudgetPercent: z.int().min(1).max(100),
@@ -56,6 +60,7 @@ export const createAgentSchema = z
     runTimeoutMs: agentFields.runTimeoutMs.default(120_000),
     maxOutputTokens: agentFields.maxOutputTokens.default(1024),
     approvalRequiredTools: agentFields.approvalRequiredTools.default([]),
+    consentRequiredTools: agentFields.consentRequiredTools.default([]),
     degradation: agentFields.degradation.default(null),
     onDeadline: agentFields.onDeadline.default('fail'),
     historyMessages: agentFields.historyMessages.default(null),
@@ -75,6 +80,7 @@ export const updateAgentSchema = z
     runTimeoutMs: agentFields.runTimeoutMs.optional(),
     maxOutputTokens: agentFields.maxOutputTokens.optional(),
     approvalRequiredTools: agentFields.approvalRequiredTools.optional(),
+    consentRequiredTools: agentFields.consentRequiredTools.optional(),
     degradation: agentFields.degradation.optional(),
     onDeadline: agentFields.onDeadline.optional(),
     historyMessages: agentFields.historyMessages.optional(),
@@ -97,6 +103,7 @@ export const agentSchema = z
     runTimeoutMs: z.int(),
     maxOutputTokens: z.int(),
     approvalRequiredTools: z.array(z.string()),
+    consentRequiredTools: z.array(z.string()),
     degradation: z.object({ atBudgetPercent: z.int(), model: z.string() }).nullable(),
     onDeadline: z.enum(['fail', 'partial']),
     historyMessages: z.int().nullable(),
@@ -210,6 +217,7 @@ export const agentResponse = (agent: Agent) => ({
   ...agent,
   tools: [...agent.tools],
   approvalRequiredTools: [...agent.approvalRequiredTools],
+  consentRequiredTools: [...agent.consentRequiredTools],
   degradation: agent.degradation === null ? null : { ...agent.degradation },
   metadata: { ...agent.metadata },
   createdAt: agent.createdAt.toISOString(),

@@ -32,7 +32,11 @@ export function createAgentValidator(options: {
           `No model route or provider named '${input.degradation.model}' (degradation.model).`,
         );
       }
-      const named = [...(input.tools ?? []), ...(input.approvalRequiredTools ?? [])];
+      const named = [
+        ...(input.tools ?? []),
+        ...(input.approvalRequiredTools ?? []),
+        ...(input.consentRequiredTools ?? []),
+      ];
       const tenantTools =
         named.length === 0 || options.tenantToolNames === undefined
           ? []

@@ -84,6 +84,8 @@ export interface RunExecutorOptions {
   readonly cores: ReadonlyMap<string, CorePluginV1>;
   /** Thread and long-term memory for cores (`context.memory`); without it cores get none. */
   readonly memory?: RunMemoryOptions;
+  /** The tool gate's consent check (the consent service): tools that need consent. */
+  readonly requireConsent?: Parameters<typeof createStepRecorder>[0]['requireConsent'];
   /**
    * The context window (tokens) a run's prompt on `model` must fit, when known: older messages
    * of a long thread are then left out (see history-window.ts). Without it only the agent's

@@ -44,9 +44,8 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     toolTimeoutMs: options.toolTimeoutMs ?? 30_000,
     approvalTtlMs: options.approvalTtlMs ?? 24 * 3_600_000,
     argumentsHasher: options.argumentsHasher,
-    ...(options.resolveCredential === undefined
-      ? {}
-      : { resolveCredential: options.resolveCredential }),
+    resolveCredential: options.resolveCredential,
+    requireConsent: options.requireConsent,
     redact: (text, secrets) =>
       createOutputGuard({ secrets: () => secrets, allowedLinkHosts: [] }).redact(text).text,
     ...(options.consumeToolQuota === undefined

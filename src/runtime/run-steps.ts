@@ -14,6 +14,7 @@ import type { RunClaim } from './run-executor.ts';
 import type { RunModel } from './run-model.ts';
 import { type StepRecord, saveStepWith, toSettledCheckpoint } from './step-record.ts';
 import { toolCalledAudit } from './tool-call-audit.ts';
+import { missingConsent, type RequireConsent } from './tool-consent.ts';
 import { executeTool, type ToolExecutionOptions } from './tool-execution.ts';
 import {
   checkProvenance,
@@ -105,6 +106,11 @@ export function createStepRecorder(
     ) => Promise<void>;
     /** One `execute_tool` span per call (GenAI semantic conventions). */
     readonly tracing?: Tracing | undefined;
+    /**
+     * Throws `consent_required` unless the user granted `purpose` for `scope` (the agent's id)
+     * or for `*` (the consent service). Without it, tools that need consent are refused.
+     */
+    readonly requireConsent?: RequireConsent | undefined;
   },
 ): StepRecorder {
   async function saveStep(scope: RunClaim, step: StepRecord): Promise<void> {
@@ -181,7 +187,7 @@ export function createStepRecorder(
       (role === undefined || !tool.allowedRoles.includes(role))
     )
       return { code: 'role_not_granted', message: `Your role may not use tool '${tool.name}'.` };
-    return undefined;
+    return missingConsent({ requireConsent: options.requireConsent, context, tool });
   }
 
   async function callTool(context: ToolCallContext, call: ToolCallRequest): Promise<ToolOutcomeV1> {
@@ -233,8 +239,12 @@ export function createStepRecorder(
       options.argumentsHasher.hash({ tenantId: context.claim.tenantId, value });
     const refused = await refusal(context, call, tool);
     if (refused !== undefined || tool === undefined) {
-      outcome = { status: 'error', message: refused?.message ?? 'Tool not available.' };
       auditOutcome = refused?.code ?? 'not_available';
+      outcome = {
+        status: 'error',
+        message: refused?.message ?? 'Tool not available.',
+        code: auditOutcome,
+      };
     } else {
       const problems = validateToolInput(tool.inputSchema, call.input);
       if (problems.length === 0) {

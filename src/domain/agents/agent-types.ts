@@ -16,6 +16,11 @@ export interface Agent {
   readonly maxOutputTokens: number;
   /** Tools whose every call waits for the user's approval. */
   readonly approvalRequiredTools: readonly string[];
+  /**
+   * Tools whose calls need the calling user's `tool:<tool name>` consent, granted for every
+   * agent (`*`) or this one; refused with `consent_required` otherwise.
+   */
+  readonly consentRequiredTools: readonly string[];
   /** Past this share of a budget binding the run, model calls go to the cheaper `model`. */
   readonly degradation: AgentDegradation | null;
   /** At the run's deadline: fail (`expired`), or complete with the partial answer. */

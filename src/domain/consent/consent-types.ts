@@ -1,6 +1,9 @@
 import type { Principal } from '../identity/principal.ts';
 
-/** Purposes with a fixed name; a tool's purpose is `tool:<tool name>`. */
+/**
+ * Purposes with a fixed name; a tool's purpose is `tool:<tool name>` (a built-in or HTTP
+ * tool's name, or `mcp:<server>:<tool>`).
+ */
 export const namedConsentPurposes = ['content_capture', 'long_term_memory'] as const;
 
 /**
@@ -11,7 +14,12 @@ export type ConsentPurpose = (typeof namedConsentPurposes)[number] | `tool:${str
 
 /** The pattern every purpose matches (the same check is in the `consents` table). */
 export const consentPurposePattern =
-  /^(content_capture|long_term_memory|tool:[a-z][a-z0-9_]{0,63})$/;
+  /^(content_capture|long_term_memory|tool:[a-z][a-z0-9_]{0,63}|tool:mcp:[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9_.-]{1,64})$/;
+
+/** The consent purpose of a tool: `tool:` and the tool's name as agents name it. */
+export function toolConsentPurpose(toolName: string): ConsentPurpose {
+  return `tool:${toolName}`;
+}
 
 /**
  * The scopes a consent may have: `*` (every agent) or one agent's id. A consent covers a use

@@ -44,6 +44,8 @@ export interface HttpToolDefinition {
   readonly allowedRoles?: readonly Role[] | undefined;
   readonly timeoutMs?: number | undefined;
   readonly maxResponseChars?: number | undefined;
+  /** Every call needs the calling user's `tool:<name>` consent (for every agent or the caller). */
+  readonly requiresConsent?: boolean | undefined;
   readonly provenanceRules?: readonly ProvenanceRule[] | undefined;
 }
 

@@ -67,6 +67,10 @@ export const definitionFields = {
   }),
   timeoutMs: z.int().min(100).max(120_000).optional(),
   maxResponseChars: z.int().min(1).max(1_000_000).optional(),
+  requiresConsent: z.boolean().optional().openapi({
+    description:
+      "Every call needs the calling user's consent `tool:<name>` (granted with scope `*` or the calling agent's id); without it the call fails with `consent_required` and nothing is sent.",
+  }),
   provenanceRules: z
     .array(
       z.strictObject({
@@ -100,6 +104,7 @@ export const toolResponse = z
     allowedRoles: definitionFields.allowedRoles,
     timeoutMs: z.int().optional(),
     maxResponseChars: z.int().optional(),
+    requiresConsent: z.boolean().optional(),
     provenanceRules: definitionFields.provenanceRules,
     version: z.int().nullable(),
     createdAt: z.iso.datetime().nullable(),

@@ -133,6 +133,7 @@ export function createTenantHttpTool(options: {
     kind: 'http',
     allowedRoles: definition.allowedRoles,
     provenanceRules: definition.provenanceRules,
+    requiresConsent: definition.requiresConsent === true,
     timeoutMs,
     maxOutputChars: maxChars,
     async execute(input, context) {

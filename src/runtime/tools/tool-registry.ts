@@ -43,6 +43,11 @@ export interface ToolDefinition extends ToolDescriptionV1 {
   readonly allowedRoles?: readonly Role[] | undefined;
   /** Arguments whose values must come from the user (see provenance-rules.ts). */
   readonly provenanceRules?: readonly ProvenanceRule[] | undefined;
+  /**
+   * Every call needs the calling user's `tool:<name>` consent, granted for every agent (`*`)
+   * or the calling one; an agent can ask the same of any tool (`consentRequiredTools`).
+   */
+  readonly requiresConsent?: boolean | undefined;
   /** Per-tool timeout and output cap, when tighter than the run's defaults. */
   readonly timeoutMs?: number | undefined;
   readonly maxOutputChars?: number | undefined;

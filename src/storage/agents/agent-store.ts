@@ -23,6 +23,7 @@ export function toAgent(row: Selectable<AgentsTable>): Agent {
     runTimeoutMs: row.run_timeout_ms,
     maxOutputTokens: row.max_output_tokens,
     approvalRequiredTools: row.approval_required_tools,
+    consentRequiredTools: row.consent_required_tools,
     degradation:
       row.degrade_at_percent === null || row.degrade_model === null
         ? null
@@ -50,6 +51,9 @@ function toColumns(input: Partial<AgentInput>) {
     ...(input.approvalRequiredTools === undefined
       ? {}
       : { approval_required_tools: [...input.approvalRequiredTools] }),
+    ...(input.consentRequiredTools === undefined
+      ? {}
+      : { consent_required_tools: [...input.consentRequiredTools] }),
     ...(input.degradation === undefined
       ? {}
       : {
@@ -87,6 +91,7 @@ export function createAgentStore(database: Database, capacity?: TenantCapacity):
             run_timeout_ms: input.runTimeoutMs,
             max_output_tokens: input.maxOutputTokens,
             approval_required_tools: [...input.approvalRequiredTools],
+            consent_required_tools: [...input.consentRequiredTools],
             degrade_at_percent: input.degradation?.atBudgetPercent ?? null,
             degrade_model: input.degradation?.model ?? null,
             on_deadline: input.onDeadline,

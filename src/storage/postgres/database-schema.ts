@@ -129,6 +129,7 @@ export interface AgentsTable {
   run_timeout_ms: number;
   max_output_tokens: number;
   approval_required_tools: Generated<string[]>;
+  consent_required_tools: Generated<string[]>;
   metadata: Json;
   created_by_user_id: string | null;
   created_at: Timestamp;
