@@ -48,6 +48,7 @@ import { createIdentityStore } from './storage/identity/identity-store.ts';
 import { openStorage, type Storage } from './storage/open-storage.ts';
 import { createRetentionStore } from './storage/retention/retention-store.ts';
 import { createModelRouteStore, loadTenantRoutes } from './storage/routes/model-route-store.ts';
+import { loadRunQueueDepth } from './storage/runs/run-queue-depth.ts';
 import { createSpanStore } from './storage/tracing/span-store.ts';
 import { loadVaultKeySource } from './storage/vault-key-provider.ts';
 import { createWebhookStore } from './storage/webhooks/webhook-store.ts';
@@ -106,7 +107,6 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     await storage.close().catch(() => undefined);
     throw error;
   }
-  const metrics = createMetrics();
   const {
     signer: auditSigner,
     checkpoints: auditCheckpoints,
@@ -139,6 +139,8 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     tenantRoutes: (tenantId) =>
       routeCache.get(tenantId, () => loadTenantRoutes(storage.database, tenantId)),
   });
+  const queueDepth = () => loadRunQueueDepth(storage.database);
+  const metrics = createMetrics({ sources: { breakers: gateway.breakerStates, queueDepth } });
   const redis = config.redisUrl === undefined ? undefined : createRedisClient(config.redisUrl);
   let lastStoreWarning = 0;
   const reportStoreError = (error: unknown) => {

@@ -41,11 +41,25 @@ export interface Capacity {
  */
 export interface Health {
   readonly breaker: CircuitBreakerPolicy;
+  /** Which deployment the breaker guards, as metrics name it (no tenant). */
+  readonly subject: BreakerSubject | undefined;
   /** This tenant's calls in flight: a half-open breaker lets one probe through. */
   inFlight: number;
   /** When the breaker last opened; after `halfOpenAfterMs` one probe may go through. */
   openedAt: number;
   readonly halfOpenAfterMs: number;
+}
+
+/**
+ * A breaker's deployment without its tenant: the route's name, the deployment's place in it
+ * and its model, and whether the route is shared by every tenant (a platform route or a
+ * direct `<provider>:<model>`) or is one tenant's own.
+ */
+export interface BreakerSubject {
+  readonly route: string;
+  readonly deployment: number;
+  readonly model: string;
+  readonly shared: boolean;
 }
 
 export interface DeploymentState {
@@ -104,7 +118,7 @@ export function createDeploymentStates(now: () => number) {
     capacity.coolUntil <= now() &&
     (capacity.recent.at(-1) ?? Number.NEGATIVE_INFINITY) <= now() - 60_000;
 
-  function healthOf(key: string, route: ModelRouteDefinition): Health {
+  function healthOf(key: string, route: ModelRouteDefinition, subject?: BreakerSubject): Health {
     const known = recall(healths, key);
     if (known !== undefined) return known;
     const breaker = circuitBreaker(
@@ -124,6 +138,7 @@ export function createDeploymentStates(now: () => number) {
     );
     const created: Health = {
       breaker,
+      subject,
       inFlight: 0,
       openedAt: 0,
       halfOpenAfterMs: route.breaker.halfOpenAfterMs,

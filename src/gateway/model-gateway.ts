@@ -4,7 +4,7 @@ import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/
 import { createLanguageModel, generateWithAiSdk, type ProviderConfig } from './ai-sdk-model.ts';
 import { generateLocal } from './local-model.ts';
 import { createLruMap } from './lru-map.ts';
-import { createModelRouter, type DeploymentCall } from './model-router.ts';
+import { type BreakerSample, createModelRouter, type DeploymentCall } from './model-router.ts';
 import {
   isRouteName,
   type ModelRouteDefinition,
@@ -113,6 +113,8 @@ export interface ModelGateway {
   /** The route `model` names for the tenant (its own shadowing the platform's), if any. */
   route(model: string, tenantId: string | undefined): Promise<ModelRouteDefinition | undefined>;
   generate(request: GatewayRequest): Promise<GatewayResult>;
+  /** The state of every breaker of this process, with its deployment (no tenant): metrics. */
+  breakerStates(): readonly BreakerSample[];
 }
 
 /** Options for {@link createModelGateway}. */
@@ -299,6 +301,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
         served: { route: routed.route, model: routed.model, attempts: routed.attempts },
       };
     },
+    breakerStates: () => router.breakerStates(),
   };
 }
 

@@ -2,7 +2,12 @@ import { AppError } from '../domain/errors.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import { delay } from './abortable-delay.ts';
 import { type Candidate, createAvailability, releasePlace } from './deployment-availability.ts';
-import { CallerFault, createDeploymentStates, type DeploymentState } from './deployment-state.ts';
+import {
+  type BreakerSubject,
+  CallerFault,
+  createDeploymentStates,
+  type DeploymentState,
+} from './deployment-state.ts';
 import type {
   FailureKind,
   ModelRouteDefinition,
@@ -28,6 +33,11 @@ export type DeploymentCall = (
 ) => Promise<ModelResultV1>;
 
 /** Options of {@link createModelRouter}. */
+/** One breaker's state and the deployment it guards (see {@link ModelRouter.breakerStates}). */
+export type BreakerSample = BreakerSubject & {
+  readonly state: 'closed' | 'open' | 'half-open' | 'isolated';
+};
+
 export interface ModelRouterOptions {
   /** For tests: the random source of weighted picks and jitter. */
   readonly random?: () => number;
@@ -61,8 +71,11 @@ export interface ModelRouter {
       readonly inputTokensAtLeast?: number | undefined;
     },
   ): Promise<RoutedResult>;
-  /** Breaker state of every deployment this process has used, for metrics and tests. */
-  breakerStates(): Record<string, 'closed' | 'open' | 'half-open' | 'isolated'>;
+  /**
+   * The state of every breaker this process holds (one per tenant and deployment used lately),
+   * with its deployment but not its tenant: for metrics.
+   */
+  breakerStates(): readonly BreakerSample[];
 }
 
 const maxFallbackDepth = 5;
@@ -141,7 +154,12 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       deployments.push({
         deployment,
         state: {
-          health: healthOf(`${context.scope}:${route.name}:${index}:${deployment.model}`, route),
+          health: healthOf(`${context.scope}:${route.name}:${index}:${deployment.model}`, route, {
+            route: route.name,
+            deployment: index,
+            model: deployment.model,
+            shared: context.sharesCapacity(route),
+          }),
           capacity: capacityOf(
             `${context.sharesCapacity(route) ? '*' : context.scope}:${route.name}:${index}:${deployment.model}`,
           ),
@@ -332,11 +350,10 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
     },
     breakerStates() {
       const names = ['closed', 'open', 'half-open', 'isolated'] as const;
-      return Object.fromEntries(
-        [...healths.entries()].map(([key, health]) => [
-          key,
-          names[health.breaker.state] ?? 'closed',
-        ]),
+      return [...healths.values()].flatMap((health) =>
+        health.subject === undefined
+          ? []
+          : [{ ...health.subject, state: names[health.breaker.state] ?? 'closed' }],
       );
     },
   };

@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { registerStateGauges, type StateSources } from './state-gauges.ts';
 
 /** One model call as the gateway saw it; identifying users or tenants is deliberately absent. */
 export interface ModelCallSample {
@@ -64,10 +65,16 @@ function capped(max: number): (value: string) => string {
   };
 }
 
-/** Creates the metrics; `defaultMetrics` adds prom-client's process metrics (CPU, memory, GC, event loop). */
-export function createMetrics(options: { readonly defaultMetrics?: boolean } = {}): Metrics {
+/**
+ * Creates the metrics; `defaultMetrics` adds prom-client's process metrics (CPU, memory, GC,
+ * event loop); `sources` feed the gauges read at scrape time (breakers, queue depth).
+ */
+export function createMetrics(
+  options: { readonly defaultMetrics?: boolean; readonly sources?: StateSources } = {},
+): Metrics {
   const registry = new Registry();
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  registerStateGauges({ registry, sources: options.sources ?? {}, label: capped(200) });
   const httpRequests = new Counter({
     name: 'brigade_http_requests_total',
     help: 'HTTP requests by method, route template and status class.',
