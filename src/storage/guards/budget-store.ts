@@ -313,7 +313,7 @@ async function resolveOrphans(
   condition: ReturnType<typeof sql>,
   limit = 100,
 ): Promise<number> {
-  const result = await sql<{ id: string }>`
+  const result = await sql<{ count: number }>`
     with open as (
       select id, tenant_id, user_id, run_id, amount from brigade.budget_reservations
        where status = 'reserved' and ${condition}
@@ -321,14 +321,17 @@ async function resolveOrphans(
        limit ${limit}
        for update skip locked),
     resolved as (
-      select o.*, brigade.resolve_reservation(o.id, o.amount, 'orphaned') as done from open o)
-    insert into brigade.usage_records
-      (tenant_id, user_id, run_id, source, provider, model, cost, status, error_code, reservation_id)
-    select tenant_id, user_id, run_id, case when run_id is null then 'api' else 'run' end,
-           'unknown', 'unknown', amount, 'orphaned', 'process_lost', id
-      from resolved where done
-    returning reservation_id as id`.execute(db);
-  return result.rows.length;
+      select o.*, brigade.resolve_reservation(o.id, o.amount, 'orphaned') as done from open o),
+    -- No RETURNING: rows it returns must pass the table's read policy, which the scheduler's
+    -- scope (every tenant, no user) does not, and the whole sweep failed on it.
+    recorded as (
+      insert into brigade.usage_records
+        (tenant_id, user_id, run_id, source, provider, model, cost, status, error_code, reservation_id)
+      select tenant_id, user_id, run_id, case when run_id is null then 'api' else 'run' end,
+             'unknown', 'unknown', amount, 'orphaned', 'process_lost', id
+        from resolved where done)
+    select count(*)::int as count from resolved where done`.execute(db);
+  return result.rows[0]?.count ?? 0;
 }
 
 /** The budget store's type. */
