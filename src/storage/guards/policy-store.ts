@@ -164,6 +164,13 @@ export function createPolicyStore(database: Database, capacity?: TenantCapacity)
     },
     update(principal, policy, patch) {
       return database.withScope(scope(principal, policy.tenantId), async (db) => {
+        // Read again, locked: the period a concurrent change left is the one to carry from.
+        const before = await db
+          .selectFrom('brigade.policies')
+          .select('limits')
+          .where('id', '=', policy.id)
+          .forUpdate()
+          .executeTakeFirst();
         const row = await db
           .updateTable('brigade.policies')
           .set((eb) => ({
@@ -179,6 +186,16 @@ export function createPolicyStore(database: Database, capacity?: TenantCapacity)
           .executeTakeFirst();
         if (row === undefined) return undefined;
         const updated = toPolicy(row);
+        // A budget's spend carries into its new period's counter (migration 0050).
+        const oldPeriod =
+          before === undefined
+            ? undefined
+            : fromStored(before.limits as StoredLimits).budget?.period;
+        const newPeriod = updated.limits.budget?.period;
+        if (oldPeriod !== undefined && newPeriod !== undefined && oldPeriod !== newPeriod)
+          await sql`select brigade.carry_limit_counters(null, ${policy.id}::uuid, null, ${oldPeriod})`.execute(
+            db,
+          );
         await audit(db, {
           principal,
           policy: updated,

@@ -49,6 +49,17 @@ async function assertKnownTimeZone(db: ScopedDb, zone: string): Promise<void> {
     ]);
 }
 
+/** The tenant's time zone, its row locked: two changes of the zone carry counters in turn. */
+async function timeZoneOf(db: ScopedDb, tenantId: string): Promise<string | undefined> {
+  const row = await db
+    .selectFrom('brigade.tenants')
+    .select('time_zone')
+    .where('id', '=', tenantId)
+    .forUpdate()
+    .executeTakeFirst();
+  return row?.time_zone;
+}
+
 /**
  * Waits for the run creations of a tenant or user in flight, and holds new ones until this
  * transaction ends: its status change and the runs' access check (migration 0034) serialise.
@@ -205,6 +216,7 @@ export function createTenantUserStore(database: Database): TenantUserStore {
       return database.withScope(scopeFor(principal, tenantId), async (db) => {
         if (patch.status !== undefined) await lockAccess(db, 'tenant', tenantId);
         if (patch.timeZone !== undefined) await assertKnownTimeZone(db, patch.timeZone);
+        const oldZone = patch.timeZone === undefined ? undefined : await timeZoneOf(db, tenantId);
         const row = await db
           .updateTable('brigade.tenants')
           .set({
@@ -221,6 +233,11 @@ export function createTenantUserStore(database: Database): TenantUserStore {
           .returningAll()
           .executeTakeFirst();
         if (row === undefined) return undefined;
+        // Spend and quota of the current period carry into the new zone's (migration 0050).
+        if (oldZone !== undefined && oldZone !== row.time_zone)
+          await sql`select brigade.carry_limit_counters(${tenantId}::uuid, null, ${oldZone}, null)`.execute(
+            db,
+          );
         await writeAudit(db, {
           tenantId,
           principal,

@@ -1,0 +1,155 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMockModelServer, type MockModelServer } from '../src/testing/index.ts';
+import {
+  type ApiClient,
+  apiClient,
+  type Created,
+  seedTenant,
+  seedUser,
+} from './support/api-client.ts';
+import {
+  type BudgetState,
+  callNanos,
+  maxOutputTokens,
+  nanosPerUsd,
+  pricedConfig,
+  toNanos,
+} from './support/budget-fixtures.ts';
+import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
+
+/*
+ * A limit's period is the tenant's calendar (its time zone) or the policy's period; changing
+ * either must not hand out a fresh, empty period. An owner who changed the tenant's time zone
+ * used to get a new day under the operator's daily budget and run quota each time, and a
+ * budget changed from `day` to `month` forgot what the day had spent. Spend and quota carry
+ * into the new period (migration 0050). Every model call costs exactly `callNanos`.
+ */
+let mock: MockModelServer;
+let server: TestServer;
+let operator: ApiClient;
+
+beforeAll(async () => {
+  mock = await createMockModelServer({
+    script: () => ({ text: 'ok', usage: { promptTokens: 7, completionTokens: maxOutputTokens } }),
+  });
+  server = await startTestServer(pricedConfig(mock.url));
+  operator = apiClient(server.url, testOperatorKey);
+}, 120_000);
+
+afterAll(async () => {
+  await server?.stop();
+  await mock?.close();
+});
+
+async function call(client: ApiClient): Promise<number> {
+  const response = await client.post('/v1/chat/completions', {
+    model: 'mock:priced',
+    max_tokens: maxOutputTokens,
+    messages: [{ role: 'user', content: 'hello' }],
+  });
+  return response.status;
+}
+
+async function usedNanos(client: ApiClient, policyId: string): Promise<number> {
+  const limits = await client.get<{ budgets: BudgetState[] }>('/v1/me/limits');
+  const budget = limits.body.budgets.find((candidate) => candidate.policyId === policyId);
+  return toNanos(budget?.used ?? -1);
+}
+
+const zones = ['Asia/Tokyo', 'Pacific/Kiritimati', 'Etc/GMT+12', 'America/New_York'];
+
+describe("changing the tenant's time zone", () => {
+  it("does not give the owner a fresh day under the operator's daily budget", async () => {
+    const tenantId = await seedTenant(operator, 'zone-budget');
+    const owner = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId, role: 'owner' })).secret,
+    );
+    const policy = await operator.post<Created>('/v1/policies', {
+      tenantId,
+      level: 'tenant',
+      limits: { budget: { amountUsd: (3 * callNanos) / nanosPerUsd, period: 'day' } },
+    });
+    expect(policy.status, JSON.stringify(policy.body)).toBe(201);
+    for (let index = 0; index < 3; index += 1) expect(await call(owner)).toBe(200);
+    expect(await call(owner)).toBe(429);
+    for (const timeZone of zones) {
+      const changed = await owner.request('PATCH', `/v1/tenants/${tenantId}`, { timeZone });
+      expect(changed.status, JSON.stringify(changed.body)).toBe(200);
+      expect(await usedNanos(owner, policy.body.id)).toBeGreaterThanOrEqual(3 * callNanos);
+      expect(await call(owner)).toBe(429);
+    }
+  });
+
+  it('does not reset the daily run quota', async () => {
+    const tenantId = await seedTenant(operator, 'zone-quota');
+    const owner = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId, role: 'owner' })).secret,
+    );
+    const policy = await operator.post('/v1/policies', {
+      tenantId,
+      level: 'tenant',
+      limits: { runsPerDay: 2 },
+    });
+    expect(policy.status, JSON.stringify(policy.body)).toBe(201);
+    const agent = await owner.post<Created>('/v1/agents', { name: 'counted' });
+    const thread = await owner.post<Created>('/v1/threads', {});
+    const run = () =>
+      owner.post(`/v1/threads/${thread.body.id}/runs`, {
+        agentId: agent.body.id,
+        input: 'hi',
+        strategy: 'enqueue',
+      });
+    expect((await run()).status).toBe(201);
+    expect((await run()).status).toBe(201);
+    expect((await run()).status).toBe(429);
+    for (const timeZone of zones) {
+      await owner.request('PATCH', `/v1/tenants/${tenantId}`, { timeZone });
+      const refused = await run();
+      expect(refused.status, timeZone).toBe(429);
+      expect((refused.body as { code: string }).code).toBe('quota_exceeded');
+    }
+  });
+});
+
+describe("changing a budget's period", () => {
+  it('carries what was spent into the new period', async () => {
+    const tenantId = await seedTenant(operator, 'period-change');
+    const admin = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId, role: 'admin' })).secret,
+    );
+    const seeded = await seedUser(operator, { tenantId, role: 'member' });
+    const member = apiClient(server.url, seeded.secret);
+    const amountUsd = (3 * callNanos) / nanosPerUsd;
+    const policy = await admin.post<Created>('/v1/policies', {
+      level: 'user',
+      subjectId: seeded.userId,
+      limits: { budget: { amountUsd, period: 'day' } },
+    });
+    expect(policy.status, JSON.stringify(policy.body)).toBe(201);
+    expect(await call(member)).toBe(200);
+    expect(await call(member)).toBe(200);
+    const patch = (budget: Record<string, unknown>) =>
+      admin.request('PATCH', `/v1/policies/${policy.body.id}`, {
+        limits: { budget: { amountUsd, ...budget } },
+      });
+    expect((await patch({ period: 'month' })).status).toBe(200);
+    expect(await usedNanos(member, policy.body.id)).toBe(2 * callNanos);
+    expect(await call(member)).toBe(200);
+    expect(await call(member)).toBe(429);
+    for (const budget of [
+      { period: 'rolling', windowHours: 24 },
+      { period: 'day' },
+      { period: 'week' },
+    ]) {
+      expect((await patch(budget)).status).toBe(200);
+      expect(
+        await usedNanos(member, policy.body.id),
+        JSON.stringify(budget),
+      ).toBeGreaterThanOrEqual(3 * callNanos);
+      expect(await call(member), JSON.stringify(budget)).toBe(429);
+    }
+  });
+});
