@@ -139,7 +139,19 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   });
 
   if (options.metrics !== undefined) app.use('*', httpMetrics(options.metrics.registry));
-  app.use('*', requestId({ headerName: 'X-Request-Id', limitLength: 128 }));
+  const assignRequestId = requestId({ headerName: 'X-Request-Id', limitLength: 128 });
+  app.use('*', async (context, next) => {
+    await assignRequestId(context, next);
+    // An error's problem+json is a new response, without the header set before it: every
+    // response (and so every access-log line) carries the request id.
+    if (!context.res.headers.has('x-request-id')) {
+      try {
+        context.res.headers.set('X-Request-Id', context.get('requestId'));
+      } catch {
+        // A response with immutable headers goes out without it.
+      }
+    }
+  });
   if (options.tracing !== undefined) app.use('*', httpTracing(options.tracing));
   if (options.cors.origins.length > 0) {
     app.use(

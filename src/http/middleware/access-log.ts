@@ -1,9 +1,11 @@
 import type { Logger } from 'pino';
+import { redactSecretShapes } from '../../runtime/tools/output-guard.ts';
 import type { BrigadeApp } from '../app-env.ts';
 
 /**
  * Wraps the app's fetch handler with one access-log line per request: method, path (without
- * the query string, which may carry tokens), status, duration and request id. Never headers.
+ * the query string, which may carry tokens, and with credential-shaped segments redacted: a
+ * client may put a key in a path by mistake), status, duration and request id. Never headers.
  */
 export function accessLog(
   app: BrigadeApp,
@@ -13,7 +15,7 @@ export function accessLog(
     const started = performance.now();
     const response = await app.fetch(request);
     if (logger.isLevelEnabled('info')) {
-      const path = new URL(request.url).pathname;
+      const path = redactSecretShapes(new URL(request.url).pathname);
       logger.info(
         {
           method: request.method,

@@ -16,6 +16,17 @@ const secretPatterns: readonly RegExp[] = [
 
 const bearerPattern = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/-]{16,}=*/gi;
 
+/**
+ * `text` with every credential of a known shape (Brigade keys, common providers' keys, JWTs,
+ * private keys, `Bearer`/`Basic` credentials) replaced by `[redacted]`: what the output guard
+ * removes without knowing any secret, for text that goes to logs (request paths).
+ */
+export function redactSecretShapes(text: string): string {
+  let result = text;
+  for (const pattern of secretPatterns) result = result.replace(pattern, '[redacted]');
+  return result.replace(bearerPattern, (_, scheme: string) => `${scheme} [redacted]`);
+}
+
 /** What the guard changed in one text. */
 export interface GuardResult {
   readonly text: string;
