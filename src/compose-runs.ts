@@ -98,6 +98,8 @@ export function composeRuns(options: {
       staleAfterMs: config.runs.staleAfterMs,
       // A run created while this process has a free slot is claimed by its create.
       arrivals: (owner) => scheduler.arrival(owner),
+      // The creating request's span: the run's executions are its children.
+      traceParent: () => tracing.traceParent(),
     }),
   });
   const consents = createConsentService({ store: createConsentStore(storage.database) });

@@ -25,11 +25,13 @@ let other: ApiClient;
 let tenantId: string;
 let agentId: string;
 let remoteAgentId: string;
+let carefulAgentId: string;
 let mock: Awaited<ReturnType<typeof createMockModelServer>>;
 /** A provider key that must never show up in a span. */
 const canary = `sk-canary-${'7'.repeat(24)}`;
 
 type Span = {
+  traceId: string;
   name: string;
   spanId: string;
   parentSpanId: string | null;
@@ -75,7 +77,29 @@ beforeAll(async () => {
   remoteAgentId = (
     await admin.post<Created>('/v1/agents', { name: 'remote', model: 'mock:mock-model' })
   ).body.id;
+  carefulAgentId = (
+    await admin.post<Created>('/v1/agents', {
+      name: 'careful',
+      tools: ['calculator'],
+      approvalRequiredTools: ['calculator'],
+    })
+  ).body.id;
 });
+
+/** A run's trace through getRunTrace, read until `ready` holds (spans are written in batches). */
+async function traceOf(
+  ids: { readonly threadId: string; readonly runId: string },
+  ready: (spans: readonly Span[]) => boolean,
+): Promise<Span[]> {
+  const path = `/v1/threads/${ids.threadId}/runs/${ids.runId}/trace`;
+  let spans: Span[] = [];
+  for (let attempt = 0; attempt < 100; attempt += 1) {
+    spans = (await member.get<{ spans: Span[] }>(path)).body.spans;
+    if (ready(spans)) return spans;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return spans;
+}
 
 afterAll(async () => {
   await server?.stop();
@@ -84,42 +108,116 @@ afterAll(async () => {
 });
 
 describe('run traces', () => {
-  it('shows the run, its model calls and its tool call, each carrying tenant and run', async () => {
+  it('joins the creating request, the run, its model calls and its tool call in one trace', async () => {
     const thread = await member.post<Created>('/v1/threads', {});
     const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
       agentId,
       input: 'call calculator {"expression":"6*7"}',
     });
-    expect(run.headers.get('x-trace-id')).toMatch(/^[0-9a-f]{32}$/);
+    const traceId = run.headers.get('x-trace-id');
+    expect(traceId).toMatch(/^[0-9a-f]{32}$/);
     const done = await waitForRun(member, { threadId: thread.body.id, runId: run.body.id });
     expect(done.status).toBe('completed');
-    const path = `/v1/threads/${thread.body.id}/runs/${run.body.id}/trace`;
-    let spans: Span[] = [];
-    for (let attempt = 0; attempt < 100 && spans.length < 4; attempt += 1) {
-      spans = (await member.get<{ spans: Span[] }>(path)).body.spans;
-      if (spans.length < 4) await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    const names = spans.map((span) => span.name);
-    expect(names).toEqual(
-      expect.arrayContaining(['invoke_agent traced', 'chat local', 'execute_tool calculator']),
+    const spans = await traceOf({ threadId: thread.body.id, runId: run.body.id }, (found) =>
+      found.some((span) => span.name === 'invoke_agent traced'),
     );
-    expect(names.filter((name) => name === 'chat local')).toHaveLength(2);
+    const names = spans.map((span) => span.name);
+    expect(names.sort()).toEqual([
+      'POST /v1/threads/:threadId/runs',
+      'chat local',
+      'chat local',
+      'execute_tool calculator',
+      'invoke_agent traced',
+    ]);
+    const request = spans.find((span) => span.name.startsWith('POST'));
     const root = spans.find((span) => span.name === 'invoke_agent traced');
+    expect(request?.parentSpanId).toBeNull();
+    expect(root?.parentSpanId).toBe(request?.spanId);
     for (const span of spans) {
+      expect(span.traceId).toBe(traceId);
       expect(span.attributes['brigade.tenant.id']).toBe(tenantId);
+      expect(span.attributes['brigade.thread.id']).toBe(thread.body.id);
       expect(span.attributes['brigade.run.id']).toBe(run.body.id);
       // Pseudonymous mode: no user id on spans, never the internal one either.
       expect(JSON.stringify(span.attributes)).not.toContain(owner.userId);
       expect(span.attributes['brigade.user.pseudonym']).toMatch(/^[0-9a-f]{32}$/);
-      if (span !== root) expect(span.parentSpanId).toBe(root?.spanId);
+      if (span !== root && span !== request) expect(span.parentSpanId).toBe(root?.spanId);
     }
-    const chat = spans.find((span) => span.name === 'chat local');
-    expect(chat?.attributes).toMatchObject({
+    const chats = spans.filter((span) => span.name === 'chat local');
+    expect(chats[0]?.attributes).toMatchObject({
       'gen_ai.operation.name': 'chat',
       'gen_ai.provider.name': 'local',
       'gen_ai.request.model': 'local',
+      'brigade.attempts': 1,
     });
-    expect(chat?.attributes['gen_ai.usage.output_tokens']).toBeGreaterThan(0);
+    expect(chats.map((chat) => chat.attributes['brigade.step.key']).sort()).toEqual([
+      'model:0',
+      'model:1',
+    ]);
+    expect(chats[0]?.attributes['gen_ai.usage.output_tokens']).toBeGreaterThan(0);
+    const tool = spans.find((span) => span.name === 'execute_tool calculator');
+    expect(tool?.attributes['brigade.tool.outcome']).toBe('ok');
+    expect(tool?.attributes['brigade.step.key']).toBe(
+      `tool:${String(tool?.attributes['gen_ai.tool.call.id'])}`,
+    );
+    // A later request on the run (waitForRun's reads) names its thread and run too.
+    let read: { attributes: Record<string, unknown> } | undefined;
+    for (let attempt = 0; attempt < 100 && read === undefined; attempt += 1) {
+      const exported = await member.get<{
+        spans: { name: string; attributes: Record<string, unknown> }[];
+      }>('/v1/me/export');
+      read = exported.body.spans.find(
+        (span) =>
+          span.name === 'GET /v1/threads/:threadId/runs/:runId' &&
+          span.attributes['brigade.run.id'] === run.body.id,
+      );
+      if (read === undefined) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(read?.attributes['brigade.thread.id']).toBe(thread.body.id);
+  });
+
+  it('keeps a run resumed after an approval in the trace of the request that created it', async () => {
+    const thread = await member.post<Created>('/v1/threads', {});
+    const ids = { threadId: thread.body.id, runId: '' };
+    const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId: carefulAgentId,
+      input: 'call calculator {"expression":"6*7"}',
+    });
+    ids.runId = run.body.id;
+    await waitForRun(member, ids, ['requires_action']);
+    const pending = await member.get<{
+      data: { id: string; runId: string; argumentsHash: string }[];
+    }>('/v1/approvals');
+    const approval = pending.body.data.find((item) => item.runId === ids.runId);
+    const waiting = await traceOf(ids, (found) =>
+      found.some((span) => span.name === 'invoke_agent careful'),
+    );
+    const asked = waiting.find((span) => span.name === 'execute_tool calculator');
+    // It waits for the user: no error, and says so.
+    expect(asked?.attributes['brigade.tool.outcome']).toBe('approval_required');
+    expect(asked?.attributes['brigade.approval.id']).toBe(approval?.id);
+    expect(asked?.status).not.toBe('error');
+    const decided = await member.post(`/v1/approvals/${approval?.id}/decision`, {
+      decision: 'approve',
+      argumentsHash: approval?.argumentsHash,
+    });
+    expect(decided.status).toBe(200);
+    expect((await waitForRun(member, ids)).status).toBe('completed');
+    const spans = await traceOf(
+      ids,
+      (found) => found.filter((span) => span.name === 'invoke_agent careful').length === 2,
+    );
+    const request = spans.find((span) => span.name === 'POST /v1/threads/:threadId/runs');
+    const executions = spans.filter((span) => span.name === 'invoke_agent careful');
+    expect(executions).toHaveLength(2);
+    for (const execution of executions) {
+      expect(execution.traceId).toBe(run.headers.get('x-trace-id'));
+      expect(execution.parentSpanId).toBe(request?.spanId);
+    }
+    const outcomes = spans
+      .filter((span) => span.name === 'execute_tool calculator')
+      .map((span) => span.attributes['brigade.tool.outcome']);
+    expect(outcomes.sort()).toEqual(['approval_required', 'ok']);
   });
 
   it('shows a run’s trace to no one but its user', async () => {

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import {
   type Attributes,
+  type Context,
   context,
+  isSpanContextValid,
   type Span,
   SpanKind,
   SpanStatusCode,
@@ -66,12 +68,21 @@ export interface Tracing {
   readonly tracer: Tracer;
   /** The attributes every span of `subject` carries. */
   subjectAttributes(subject: SpanSubject): Attributes;
-  /** Runs `work` in a new active span; records an exception and ends the span either way. */
+  /**
+   * Runs `work` in a new active span; records an exception and ends the span either way. With
+   * `parent` (a W3C `traceparent`, see {@link Tracing.traceParent}) the span is that context's
+   * child, whatever span is active; an invalid or null one is ignored.
+   */
   inSpan<T>(
     name: string,
-    options: { kind?: SpanKind; attributes?: Attributes },
+    options: { kind?: SpanKind; attributes?: Attributes; parent?: string | null },
     work: (span: Span) => Promise<T>,
   ): Promise<T>;
+  /**
+   * The active span's context as a W3C `traceparent` (`00-<trace>-<span>-<flags>`), to start
+   * spans of work done later or elsewhere as its children; undefined when no span is active.
+   */
+  traceParent(): string | undefined;
   shutdown(): Promise<void>;
 }
 
@@ -89,6 +100,19 @@ export function activeTraceIds(): { trace_id: string; span_id: string } | undefi
   // Unsampled spans have ids too: they still tie a log line to its request.
   const { traceId, spanId } = span.spanContext();
   return { trace_id: traceId, span_id: spanId };
+}
+
+const traceParentPattern = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+/** The context whose span is the one `traceParent` names (remote), or undefined. */
+function contextOf(traceParent: string | null | undefined): Context | undefined {
+  const match = traceParent == null ? null : traceParentPattern.exec(traceParent);
+  if (match === null) return undefined;
+  const [, traceId = '', spanId = '', flags = '00'] = match;
+  const spanContext = { traceId, spanId, traceFlags: Number.parseInt(flags, 16), isRemote: true };
+  return isSpanContextValid(spanContext)
+    ? trace.setSpanContext(context.active(), spanContext)
+    : undefined;
 }
 
 const internalUserAttribute = 'brigade.user.internal_id';
@@ -264,10 +288,18 @@ export function createTracing(options: TracingOptions): Tracing {
         ...(subject.runId == null ? {} : { 'brigade.run.id': subject.runId }),
       };
     },
+    traceParent() {
+      const span = trace.getActiveSpan();
+      if (span === undefined) return undefined;
+      const { traceId, spanId, traceFlags } = span.spanContext();
+      if (!isSpanContextValid(span.spanContext())) return undefined;
+      return `00-${traceId}-${spanId}-${(traceFlags & 0xff).toString(16).padStart(2, '0')}`;
+    },
     inSpan(name, spanOptions, work) {
       return tracer.startActiveSpan(
         name,
         { kind: spanOptions.kind ?? SpanKind.INTERNAL, attributes: spanOptions.attributes ?? {} },
+        contextOf(spanOptions.parent) ?? context.active(),
         async (span) => {
           try {
             return await work(span);

@@ -62,6 +62,8 @@ export interface MeteredRequest extends GatewayRequest {
   readonly reserveVia?: ReserveVia | undefined;
   /** Told once, before the call waits for room under a rate limit (see `reserveVia`). */
   readonly beforeWait?: (() => Promise<void>) | undefined;
+  /** The run step this call is: its span carries the run's thread and the step's key. */
+  readonly runStep?: { readonly threadId: string; readonly key: string } | undefined;
 }
 
 /** A successful call's settlement, left to the caller to commit (see `deferSettlement`). */
@@ -121,7 +123,9 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
               tenantId: request.spender.tenantId,
               userId: request.spender.userId,
               runId: request.spender.runId,
+              threadId: request.runStep?.threadId,
             }),
+            ...(request.runStep === undefined ? {} : { 'brigade.step.key': request.runStep.key }),
             'gen_ai.operation.name': 'chat',
             'gen_ai.provider.name': providerOf(request.model),
             'gen_ai.request.model': request.model,
@@ -309,7 +313,8 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
       'gen_ai.usage.input_tokens': result.usage.inputTokens,
       'gen_ai.usage.output_tokens': result.usage.outputTokens,
       'brigade.cost_usd': cost / 1e9,
-      'brigade.attempts': served.attempts.length,
+      // Deployments tried, the one that answered included (a direct `local` call lists none).
+      'brigade.attempts': Math.max(1, served.attempts.length),
       ...(route === null ? {} : { 'brigade.route': route }),
     });
     const usage = { entry: settled, failedAttempts: failed };

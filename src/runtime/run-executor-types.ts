@@ -31,6 +31,8 @@ export interface RunClaim {
    * 0042), and a failure is recorded only while it still holds the claim. Undefined: not fenced.
    */
   readonly executorId?: string | undefined;
+  /** The run's thread, once its execution loaded it (spans carry it). */
+  readonly threadId?: string | undefined;
 }
 
 /** Minimal logger the executor writes to. */

@@ -19,9 +19,10 @@ import {
   createRunFinisher,
   outcomeOfError,
 } from './run-finish.ts';
-import { loadRun, provenanceSources, toCoreMessage } from './run-loader.ts';
+import { type LoadedRun, loadRun, provenanceSources, toCoreMessage } from './run-loader.ts';
 import { createRunMemory } from './run-memory.ts';
 import { createRunModel } from './run-model.ts';
+import { inRunSpan } from './run-spans.ts';
 import { createStepRecorder } from './run-steps.ts';
 import { createOutputGuard, createStreamGuard } from './tools/output-guard.ts';
 
@@ -62,31 +63,29 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
   });
 
   return {
-    execute(claim, controller, successors) {
-      const tracing = options.tracing;
-      if (tracing === undefined) return execute(claim, controller, successors);
-      return tracing.inSpan(
-        'invoke_agent',
-        {
-          attributes: {
-            ...tracing.subjectAttributes(claim),
-            'gen_ai.operation.name': 'invoke_agent',
-          },
-        },
-        () => execute(claim, controller, successors),
+    async execute(claim, controller, successors) {
+      const cores = [...options.cores.keys()];
+      const loaded = await loadRun(database, claim, { cores, now: new Date() });
+      // Gone (deleted with its thread): its queue entry must not be claimed again and again.
+      if (loaded === undefined) return dropQueueEntry(database, claim);
+      // The run's spans carry its thread as well.
+      const held: RunClaim = { ...claim, threadId: loaded.run.threadId };
+      const { tracing } = options;
+      if (tracing === undefined) return execute(held, loaded, { controller, successors });
+      return inRunSpan(tracing, { claim: held, loaded }, () =>
+        execute(held, loaded, { controller, successors }),
       );
     },
   };
 
   async function execute(
     claim: RunClaim,
-    controller: AbortController,
-    successors: SuccessorClaim | undefined,
+    loaded: LoadedRun,
+    {
+      controller,
+      successors,
+    }: { controller: AbortController; successors: SuccessorClaim | undefined },
   ): Promise<void> {
-    const cores = [...options.cores.keys()];
-    const loaded = await loadRun(database, claim, { cores, now: new Date() });
-    // Gone (deleted with its thread): its queue entry must not be claimed again and again.
-    if (loaded === undefined) return dropQueueEntry(database, claim);
     const { run, agent, checkpoints, role } = loaded;
     /** Tool calls of this execution still running. */
     const toolCalls = new Set<Promise<unknown>>();
@@ -98,15 +97,6 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     };
     // What the model is sent: set from the history window before the core starts.
     let history: MessageV1[] = [...loaded.earlier, ...loaded.own].map(toCoreMessage);
-    if (options.tracing !== undefined && agent !== undefined) {
-      const span = activeSpan();
-      span?.updateName(`invoke_agent ${agent.name}`);
-      span?.setAttributes({
-        'gen_ai.agent.id': agent.id,
-        'gen_ai.agent.name': agent.name,
-        'brigade.thread.id': run.threadId,
-      });
-    }
     // Tenant tools shadow nothing: a built-in name wins (the API refuses such names anyway).
     const baseTools = [
       ...options.tools,

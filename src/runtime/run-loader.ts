@@ -34,6 +34,8 @@ export interface LoadedRun {
   readonly checkpoints: Map<string, unknown>;
   /** The seq of the run's next event (after the start event when there is one). */
   readonly nextSeq: number;
+  /** The W3C traceparent of the request that created the run (migration 0045), or null. */
+  readonly traceParent: string | null;
   /** The user's current role: role-level policies bind by it. */
   readonly role: Role | undefined;
   readonly tenantTools: HttpToolDefinition[];
@@ -117,8 +119,10 @@ export async function loadRun(
     start === null || start === undefined
       ? undefined
       : { seq: Number(start.seq), type: start.type, deadline: new Date(start.deadline) };
+  const traceParent = runRow['trace_parent'];
   return {
     run: loaded,
+    traceParent: typeof traceParent === 'string' ? traceParent : null,
     agent: agentRow === undefined ? undefined : toAgent(agentRow),
     earlier: inTurnOrder(
       history

@@ -198,6 +198,7 @@ export function createRunModel(context: {
           runId: run.id,
         },
         source: 'run',
+        runStep: { threadId: run.threadId, key },
         deadline: context.deadline,
         model: agent.model,
         // The built-in local model is no language model (it echoes); every other model gets

@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { Agent } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
-import { SpanStatusCode, type Tracing } from '../observability/tracing.ts';
+import type { Tracing } from '../observability/tracing.ts';
 import type { MemoryCapabilityV1, ToolOutcomeV1 } from '../plugin-api/index.ts';
 import type { ReserveCall, ReserveRow } from '../storage/guards/budget-calls.ts';
 import { type ReserveResult, refuseQuota } from '../storage/guards/budget-store.ts';
@@ -12,6 +12,7 @@ import { type GateResult, passApprovalGate } from './approval-gate.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
 import type { RunModel } from './run-model.ts';
+import { inToolSpan } from './run-spans.ts';
 import { type StepRecord, saveStepWith, toSettledCheckpoint } from './step-record.ts';
 import { toolCalledAudit } from './tool-call-audit.ts';
 import { missingConsent, type RequireConsent } from './tool-consent.ts';
@@ -194,23 +195,8 @@ export function createStepRecorder(
     const tracing = options.tracing;
     if (tracing === undefined || context.checkpoints.has(`tool:${call.toolCallId}`))
       return callToolUntraced(context, call);
-    return tracing.inSpan(
-      `execute_tool ${call.toolName}`,
-      {
-        attributes: {
-          ...tracing.subjectAttributes(context.claim),
-          'gen_ai.operation.name': 'execute_tool',
-          'gen_ai.tool.name': call.toolName,
-          'gen_ai.tool.call.id': call.toolCallId,
-          'gen_ai.tool.type': 'function',
-        },
-      },
-      async (span) => {
-        const outcome = await callToolUntraced(context, call);
-        span.setAttribute('brigade.tool.outcome', outcome.status);
-        if (outcome.status === 'error') span.setStatus({ code: SpanStatusCode.ERROR });
-        return outcome;
-      },
+    return inToolSpan(tracing, { ...call, claim: context.claim }, () =>
+      callToolUntraced(context, call),
     );
   }
 

@@ -5,8 +5,9 @@ import type { AppEnv } from '../app-env.ts';
 
 /**
  * One server span per request (`GET /v1/threads/{threadId}`), active while the request is
- * handled so spans and log lines inside it join its trace. It carries the route template,
- * status, request id, and once authenticated the caller's tenant and user.
+ * handled so spans and log lines inside it join its trace (runs it creates join it too, see
+ * run-spans.ts). It carries the route template, status, request id, and once authenticated
+ * the caller's tenant and user, with the thread and run its path names.
  */
 export function httpTracing(tracing: Tracing): MiddlewareHandler<AppEnv> {
   return (context, next) =>
@@ -31,8 +32,17 @@ export function httpTracing(tracing: Tracing): MiddlewareHandler<AppEnv> {
         });
         const principal = context.get('principal') as AppEnv['Variables']['principal'] | undefined;
         if (principal?.kind === 'user') {
+          // The thread and run of the path, once the request succeeded: then they are the
+          // caller's own (a refused request names nothing it could not see).
+          const params: Partial<Record<string, string>> =
+            context.res.status < 400 ? context.req.param() : {};
           span.setAttributes(
-            tracing.subjectAttributes({ tenantId: principal.tenantId, userId: principal.userId }),
+            tracing.subjectAttributes({
+              tenantId: principal.tenantId,
+              userId: principal.userId,
+              threadId: params['threadId'],
+              runId: params['runId'],
+            }),
           );
         }
         if (context.res.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });

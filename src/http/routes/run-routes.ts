@@ -4,6 +4,7 @@ import { streamSSE } from 'hono/streaming';
 import type { Run, RunEvent } from '../../domain/agents/agent-types.ts';
 import { AppError, UnauthenticatedError, ValidationError } from '../../domain/errors.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
+import { activeSpan } from '../../observability/tracing.ts';
 import { queuedEvent } from '../../storage/runs/run-rows.ts';
 import { createRunSchema, runResponse, runSchema } from '../agent-schemas.ts';
 import type { AppEnv, BrigadeApp, RouteServices } from '../app-env.ts';
@@ -263,6 +264,8 @@ export function registerRunRoutes(app: BrigadeApp, services: RouteServices): voi
       strategy: body.strategy,
       priority: body.priority,
     });
+    // The request's span names the run it created (the run's own spans are its children).
+    activeSpan()?.setAttribute('brigade.run.id', run.id);
     if (body.stream) {
       context.status(201);
       // The run was committed with its first event, so the stream needs no read to begin.

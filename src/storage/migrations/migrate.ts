@@ -40,6 +40,7 @@ import { retentionMigration } from './0039-retention.ts';
 import { spanPruningMigration } from './0040-span-pruning.ts';
 import { createRunAfterLockMigration } from './0041-create-run-after-lock.ts';
 import { claimFenceMigration } from './0042-claim-fence.ts';
+import { runTraceParentMigration } from './0045-run-trace-parent.ts';
 import { toolConsentsMigration } from './0047-tool-consents.ts';
 import { carryLimitCountersMigration } from './0050-carry-limit-counters.ts';
 import type { MigrationContext } from './migration-context.ts';
@@ -93,6 +94,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0040-span-pruning': fromSql(spanPruningMigration),
     '0041-create-run-after-lock': fromSql(createRunAfterLockMigration),
     '0042-claim-fence': fromSql(claimFenceMigration),
+    '0045-run-trace-parent': fromSql(runTraceParentMigration),
     '0047-tool-consents': fromSql(toolConsentsMigration),
     '0050-carry-limit-counters': fromSql(carryLimitCountersMigration),
   };

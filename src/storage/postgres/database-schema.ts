@@ -180,6 +180,8 @@ export interface RunsTable {
   api_key_id: Generated<string | null>;
   incomplete_reason: Generated<string | null>;
   degraded: Generated<boolean>;
+  /** The W3C traceparent of the request that created the run (migration 0045). */
+  trace_parent: Generated<string | null>;
 }
 
 /** Row type of `brigade.messages`. */

@@ -16,6 +16,11 @@ export interface RunAdmissionOptions {
   readonly arrivals?:
     | ((owner: { readonly tenantId: string; readonly userId: string }) => ArrivalSlot | undefined)
     | undefined;
+  /**
+   * The creating request's trace context (a W3C `traceparent`), stored with the run so every
+   * execution of it joins that trace (migration 0045); undefined: none.
+   */
+  readonly traceParent?: (() => string | undefined) | undefined;
 }
 
 /**

@@ -43,7 +43,7 @@ const readEventsStatement = {
 const createStatement = {
   name: 'brigade_create_run',
   text: `select r.*, brigade.claim_on_arrival(r.id, $11, $12::interval, $13, $14) as arrival
-           from brigade.create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) r`,
+           from brigade.create_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $15) r`,
 };
 
 /**
@@ -59,6 +59,7 @@ export function createRunStore(
 ): RunStore {
   const maxQueued = admission.maxQueuedPerTenant ?? 0;
   const staleAfterMs = admission.staleAfterMs ?? 10_000;
+  const traceParent = () => admission.traceParent?.() ?? null;
   /** Runs `work` in a scoped transaction, then sends the signals it collected. */
   async function withSignals<T>(
     principal: UserPrincipal,
@@ -144,8 +145,8 @@ export function createRunStore(
           input.input === undefined ? null : JSON.stringify([{ type: 'text', text: input.input }]);
         const inserted = await sql<Selectable<RunsTable>>`
           with r as (
-            insert into brigade.runs (tenant_id, user_id, thread_id, agent_id, strategy, priority, api_key_id)
-            values (${principal.tenantId}, ${principal.userId}, ${input.threadId}, ${input.agentId}, ${input.strategy}, ${input.priority}, ${principal.keyId ?? null})
+            insert into brigade.runs (tenant_id, user_id, thread_id, agent_id, strategy, priority, api_key_id, trace_parent)
+            values (${principal.tenantId}, ${principal.userId}, ${input.threadId}, ${input.agentId}, ${input.strategy}, ${input.priority}, ${principal.keyId ?? null}, ${traceParent()})
             returning *),
           m as (
             insert into brigade.messages (tenant_id, user_id, thread_id, run_id, role, content, provenance)
@@ -191,6 +192,7 @@ export function createRunStore(
           `${Math.ceil(staleAfterMs / 1000)} seconds`,
           slot?.maxPerTenant ?? 0,
           slot?.maxPerUser ?? 0,
+          traceParent(),
         ]);
       } catch (error) {
         slot?.release();

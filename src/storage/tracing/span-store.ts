@@ -59,7 +59,11 @@ export function createSpanStore(database: Database) {
           on conflict do nothing`.execute(db);
       });
     },
-    /** The spans of a run's traces, oldest first (RLS: the run's user, or the tenant's admins). */
+    /**
+     * The spans of a run's traces, oldest first (RLS: the run's user, or the tenant's admins):
+     * every trace the run executed in (with the request that created it, whose child each
+     * execution is), not those of later requests that only name the run in their path.
+     */
     async runTrace(
       scope: { tenantId: string; userId: string; tenantAdmin: boolean },
       runId: string,
@@ -80,7 +84,8 @@ export function createSpanStore(database: Database) {
           select * from brigade.spans
            where tenant_id = ${scope.tenantId}::uuid
              and trace_id in (select trace_id from brigade.spans
-                               where tenant_id = ${scope.tenantId}::uuid and run_id = ${runId}::uuid)
+                               where tenant_id = ${scope.tenantId}::uuid and run_id = ${runId}::uuid
+                                 and kind <> 'server')
            order by started_at, span_id
            limit 5000`.execute(db);
         return rows.rows.map(
