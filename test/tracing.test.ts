@@ -311,3 +311,79 @@ describe('run traces', () => {
     expect(String(captured?.attributes['gen_ai.output.messages'])).not.toContain('ada@example.org');
   });
 });
+
+describe('captured content', () => {
+  it('goes with the thread that held it and with the consent that allowed it', async () => {
+    const operator = apiClient(server.url, testOperatorKey);
+    const ownerClient = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId, role: 'owner' })).secret,
+    );
+    expect(
+      (await ownerClient.request('PATCH', `/v1/tenants/${tenantId}`, { captureContent: true }))
+        .status,
+    ).toBe(200);
+    const user = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId, role: 'member' })).secret,
+    );
+    const consent = await user.post<Created>('/v1/me/consents', {
+      purpose: 'content_capture',
+      version: '1',
+    });
+    expect(consent.status).toBe(201);
+    const exported = async () => JSON.stringify((await user.get('/v1/me/export')).body);
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    async function converse(text: string) {
+      const thread = await user.post<Created>('/v1/threads', {});
+      const run = await user.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+        agentId,
+        input: text,
+      });
+      const ids = { threadId: thread.body.id, runId: run.body.id };
+      expect((await waitForRun(user, ids)).status).toBe('completed');
+      return ids;
+    }
+    async function capturedInTrace(ids: { threadId: string; runId: string }, text: string) {
+      const path = `/v1/threads/${ids.threadId}/runs/${ids.runId}/trace`;
+      for (let attempt = 0; attempt < 100; attempt += 1) {
+        const trace = await user.get<{ spans: Span[] }>(path);
+        const chat = trace.body.spans.find((span) => span.name.startsWith('chat'));
+        if (chat !== undefined && trace.body.spans.some((span) => span.name.startsWith('invoke')))
+          return String(chat.attributes['gen_ai.input.messages'] ?? '').includes(text);
+        await sleep(100);
+      }
+      throw new Error('the trace was never written');
+    }
+
+    // Stored, then the thread deleted: its runs' spans go with it.
+    const stored = await converse('my diagnosis is THREADCANARYONE please keep it');
+    expect(await capturedInTrace(stored, 'THREADCANARYONE')).toBe(true);
+    expect(await exported()).toContain('THREADCANARYONE');
+    expect((await user.request('DELETE', `/v1/threads/${stored.threadId}`)).status).toBe(204);
+    expect(await exported()).not.toContain('THREADCANARYONE');
+    // Deleted at once, while the run's spans are still on their way: they are not written.
+    const fresh = await converse('my diagnosis is THREADCANARYTWO please keep it');
+    expect((await user.request('DELETE', `/v1/threads/${fresh.threadId}`)).status).toBe(204);
+    await sleep(2_500);
+    const afterDeletion = await exported();
+    expect(afterDeletion).not.toContain('THREADCANARYTWO');
+    // (Usage records keep the run's id: they are the tenant's bill.)
+    expect(JSON.stringify(JSON.parse(afterDeletion).spans)).not.toContain(fresh.runId);
+
+    // Revoking the consent strips what it allowed from every stored span of the user.
+    const kept = await converse('my diagnosis is CONSENTCANARYONE please keep it');
+    expect(await capturedInTrace(kept, 'CONSENTCANARYONE')).toBe(true);
+    const revoked = await user.post(`/v1/me/consents/${consent.body.id}/revoke`, {});
+    expect(revoked.status).toBe(200);
+    expect(await capturedInTrace(kept, 'CONSENTCANARYONE')).toBe(false);
+    // A call right after the revocation (its process may still think capture is allowed for
+    // a few seconds) stores no content either.
+    const late = await converse('my diagnosis is CONSENTCANARYTWO please keep it');
+    expect(await capturedInTrace(late, 'CONSENTCANARYTWO')).toBe(false);
+    // (The messages themselves stay: they are the user's conversation, not a span.)
+    const spans = JSON.stringify(JSON.parse(await exported()).spans);
+    expect(spans).not.toContain('CONSENTCANARY');
+    expect(spans).not.toContain('gen_ai.input.messages');
+  });
+});

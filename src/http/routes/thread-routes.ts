@@ -44,7 +44,7 @@ const deleteThread = authedRoute({
   path: '/v1/threads/{threadId}',
   operationId: 'deleteThread',
   tags: ['Threads'],
-  summary: 'Delete a thread with its messages and runs',
+  summary: 'Delete a thread with its messages, runs and their stored trace spans',
   request: { params },
   responses: { 204: { description: 'Deleted.' } },
 });

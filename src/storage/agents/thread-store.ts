@@ -8,6 +8,7 @@ import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { MessagesTable, ThreadsTable } from '../postgres/database-schema.ts';
 import { activeStatuses } from '../runs/run-cancellation.ts';
 import type { RunSignalSink } from '../runs/run-rows.ts';
+import { deleteRunSpans } from '../tracing/span-store.ts';
 
 /** Maps a threads row. */
 export function toThread(row: Selectable<ThreadsTable>): Thread {
@@ -105,8 +106,10 @@ export function createThreadStore(database: Database, signals?: RunSignalSink): 
     /**
      * Deletes a thread and everything under it. The thread's row is locked first, as a run's
      * creation locks it: a run created meanwhile has committed (run and queue entry) before
-     * the queue entries go, so none is left behind to hold a slot forever. The runs that were
-     * active are then asked to stop wherever they execute (`signals`), after the commit.
+     * the queue entries go, so none is left behind to hold a slot forever. The runs' stored
+     * spans are deleted in the same transaction (spans still on their way are dropped when
+     * written: see the span store). The runs that were active are then asked to stop wherever
+     * they execute (`signals`), after the commit.
      */
     async delete(principal, threadId) {
       const active = await database.withScope(scopeFor(principal), async (db) => {
@@ -138,6 +141,12 @@ export function createThreadStore(database: Database, signals?: RunSignalSink): 
         );
         await db.deleteFrom('brigade.run_queue').where('thread_id', '=', threadId).execute();
         await db.deleteFrom('brigade.threads').where('id', '=', threadId).execute();
+        // The runs' spans go too: with content capture they hold the prompts and answers.
+        await deleteRunSpans(
+          db,
+          { tenantId: principal.tenantId, runIds: runs.map((run) => run.id) },
+          scopeFor(principal),
+        );
         return running.map((run) => run.id);
       });
       if (active === undefined) return false;

@@ -12,6 +12,7 @@ import { scopeFor } from '../identity/scope-for.ts';
 import { hasLongTermConsent, lockUserMemory } from '../memory/memory-store.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { ConsentsTable } from '../postgres/database-schema.ts';
+import { scrubCapturedContent } from '../tracing/span-store.ts';
 
 type ConsentRow = Selectable<ConsentsTable>;
 
@@ -65,9 +66,34 @@ async function eraseLongTermMemory(
 }
 
 /**
+ * Strips captured prompts and answers from the user's stored spans once no granted
+ * `content_capture` consent covers every scope (`*`, what capture asks for) any more; how
+ * many spans held some, or undefined when a covering consent remains. Spans still on their
+ * way are written without content (the span store checks the consent when it writes).
+ */
+async function scrubSpanContent(
+  db: ScopedDb,
+  subject: ConsentSubject,
+  principal: Principal,
+): Promise<number | undefined> {
+  const covering = await db
+    .selectFrom('brigade.consents')
+    .select('id')
+    .where('tenant_id', '=', subject.tenantId)
+    .where('user_id', '=', subject.userId)
+    .where('purpose', '=', 'content_capture')
+    .where('status', '=', 'granted')
+    .where('scope', '=', '*')
+    .executeTakeFirst();
+  if (covering !== undefined) return undefined;
+  return scrubCapturedContent(db, subject, scopeFor(principal, subject.tenantId));
+}
+
+/**
  * Marks one granted consent revoked and audits it; undefined when no such consent is granted.
  * With `eraseMemory` (a user's revocation, not a grant superseding its predecessor), revoking
- * `long_term_memory` also erases the long-term memory it allowed, in the same transaction.
+ * `long_term_memory` also erases the long-term memory it allowed, and revoking
+ * `content_capture` the content captured on the user's spans, in the same transaction.
  */
 async function revokeRow(
   db: ScopedDb,
@@ -106,6 +132,10 @@ async function revokeRow(
     options.eraseMemory === true && consent.purpose === 'long_term_memory'
       ? await eraseLongTermMemory(db, subject)
       : undefined;
+  const spansScrubbed =
+    options.eraseMemory === true && consent.purpose === 'content_capture'
+      ? await scrubSpanContent(db, subject, principal)
+      : undefined;
   await writeAudit(db, {
     tenantId: subject.tenantId,
     principal,
@@ -121,6 +151,7 @@ async function revokeRow(
         scope: consent.scope,
         version: consent.version,
         ...(memoriesErased === undefined ? {} : { memoriesErased }),
+        ...(spansScrubbed === undefined ? {} : { spansScrubbed }),
       },
     },
   });

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { StoredSpan } from '../../observability/tracing.ts';
-import type { Database } from '../postgres/database.ts';
+import type { Database, ScopedDb } from '../postgres/database.ts';
+import { type DatabaseScope, renderScopeSwitch } from '../postgres/scope.ts';
 import { deleteInBatches } from '../retention/retention-store.ts';
 
 /** A span as `getRunTrace` returns it. */
@@ -22,41 +23,33 @@ export interface TraceSpan {
 export function createSpanStore(database: Database) {
   return {
     /**
-     * Writes finished spans (one statement per batch; duplicates are ignored). A span of a user
-     * who no longer exists is dropped: one still buffered when the user was deleted (or the
-     * deleting request's own) must not bring their data back.
+     * Writes finished spans (one call of `brigade.write_spans` per batch, migration 0046;
+     * duplicates are ignored). Checked at write time, since spans arrive up to a second after
+     * they end: a span of a user who no longer exists, or of a run that no longer exists
+     * (deleted with its thread), is dropped — one still buffered then (or the deleting
+     * request's own) must not bring their data back — and captured content is kept only while
+     * the tenant captures and the user consents (`content_capture`).
      */
     async write(spans: readonly StoredSpan[]): Promise<void> {
       if (spans.length === 0) return;
       await database.withScope({ scheduler: true }, async (db) => {
-        await sql`
-          insert into brigade.spans
-            (tenant_id, trace_id, span_id, user_id, parent_span_id, run_id, name, kind,
-             started_at, ended_at, status, status_message, attributes)
-          select * from jsonb_to_recordset(${JSON.stringify(
-            spans.map((span) => ({
-              tenant_id: span.tenantId,
-              trace_id: span.traceId,
-              span_id: span.spanId,
-              user_id: span.userId,
-              parent_span_id: span.parentSpanId,
-              run_id: span.runId,
-              name: span.name,
-              kind: span.kind,
-              started_at: span.startedAt.toISOString(),
-              ended_at: span.endedAt.toISOString(),
-              status: span.status,
-              status_message: span.statusMessage,
-              attributes: span.attributes,
-            })),
-          )}::jsonb) as s(tenant_id uuid, trace_id text, span_id text, user_id uuid,
-                          parent_span_id text, run_id uuid, name text, kind text,
-                          started_at timestamptz, ended_at timestamptz, status text,
-                          status_message text, attributes jsonb)
-           where s.user_id is null
-              or exists (select 1 from brigade.memberships m
-                          where m.tenant_id = s.tenant_id and m.user_id = s.user_id)
-          on conflict do nothing`.execute(db);
+        await sql`select brigade.write_spans(${JSON.stringify(
+          spans.map((span) => ({
+            tenant_id: span.tenantId,
+            trace_id: span.traceId,
+            span_id: span.spanId,
+            user_id: span.userId,
+            parent_span_id: span.parentSpanId,
+            run_id: span.runId,
+            name: span.name,
+            kind: span.kind,
+            started_at: span.startedAt.toISOString(),
+            ended_at: span.endedAt.toISOString(),
+            status: span.status,
+            status_message: span.statusMessage,
+            attributes: span.attributes,
+          })),
+        )}::jsonb)`.execute(db);
       });
     },
     /**
@@ -117,6 +110,47 @@ export function createSpanStore(database: Database) {
       );
     },
   };
+}
+
+/** Span attributes that hold captured prompts and answers (content capture). */
+const capturedAttributes = ['gen_ai.input.messages', 'gen_ai.output.messages'];
+
+/**
+ * Deletes the stored spans of `runIds` in the open transaction (a thread's deletion, whose
+ * runs they were), then gives it back `scope`. Deleting spans is the scheduler's right (a
+ * DELETE sees only the rows the SELECT policies show: the scheduler's, migration 0040).
+ */
+export async function deleteRunSpans(
+  db: ScopedDb,
+  runs: { readonly tenantId: string; readonly runIds: readonly string[] },
+  scope: DatabaseScope,
+): Promise<void> {
+  if (runs.runIds.length === 0) return;
+  await sql.raw(renderScopeSwitch({ tenantId: runs.tenantId, scheduler: true })).execute(db);
+  await sql`delete from brigade.spans
+             where tenant_id = ${runs.tenantId}::uuid and run_id = any(${runs.runIds}::uuid[])`.execute(
+    db,
+  );
+  await sql.raw(renderScopeSwitch(scope)).execute(db);
+}
+
+/**
+ * Removes captured prompts and answers from the user's stored spans in the open transaction
+ * (the `content_capture` consent was revoked), then gives it back `scope`; how many spans
+ * held some. In the scheduler's scope, which alone may update spans (migration 0046).
+ */
+export async function scrubCapturedContent(
+  db: ScopedDb,
+  subject: { readonly tenantId: string; readonly userId: string },
+  scope: DatabaseScope,
+): Promise<number> {
+  await sql.raw(renderScopeSwitch({ tenantId: subject.tenantId, scheduler: true })).execute(db);
+  const scrubbed = await sql`
+    update brigade.spans set attributes = attributes - ${capturedAttributes}::text[]
+     where tenant_id = ${subject.tenantId}::uuid and user_id = ${subject.userId}::uuid
+       and attributes ?| ${capturedAttributes}::text[]`.execute(db);
+  await sql.raw(renderScopeSwitch(scope)).execute(db);
+  return Number(scrubbed.numAffectedRows ?? 0);
 }
 
 /** The span store's type. */
