@@ -53,7 +53,10 @@ export function checkCheckpoints(options: {
     if (!verifier.verify(fields, checkpoint.signature)) {
       failures.push({
         seq,
-        reason: `checkpoint ${seq} has an invalid signature (forged, or signed by key ${checkpoint.key_id} which is not ${verifier.publicKey.keyId})`,
+        reason:
+          checkpoint.key_id === verifier.publicKey.keyId
+            ? `checkpoint ${seq} has an invalid signature (forged, or the checkpoint was altered)`
+            : `checkpoint ${seq} has an invalid signature (signed by key ${checkpoint.key_id}, not the trusted key ${verifier.publicKey.keyId}: forged, or signed by another key)`,
       });
       return failures;
     }
