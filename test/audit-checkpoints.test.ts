@@ -202,12 +202,26 @@ describe('signed audit checkpoints', () => {
            for r in select * from brigade.audit_events
                      where tenant_id = '${tenantId}' and seq >= 2 order by seq loop
              update brigade.audit_events set prev_hash = prev,
-               hash = sha256(prev || convert_to(concat_ws('|',
-                 r.tenant_id::text, r.seq::text, r.id::text,
-                 to_char(r.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                 r.actor_kind, coalesce(r.actor_user_id::text, ''), coalesce(r.actor_key_id::text, ''),
-                 r.action, coalesce(r.target_type, ''), coalesce(r.target_id, ''), r.outcome,
-                 coalesce(r.reason, ''), r.data::text), 'UTF8'))
+               hash = sha256(prev || convert_to(concat_ws(chr(10), 'v2', ${[
+                 'r.tenant_id::text',
+                 'r.seq::text',
+                 'r.id::text',
+                 `to_char(r.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`,
+                 'r.actor_kind',
+                 'r.actor_user_id::text',
+                 'r.actor_key_id::text',
+                 'r.action',
+                 'r.target_type',
+                 'r.target_id',
+                 'r.outcome',
+                 'r.reason',
+                 'r.data::text',
+               ]
+                 .map(
+                   (field) =>
+                     `case when ${field} is null then '-' else octet_length(convert_to(${field}, 'UTF8'))::text || ':' || ${field} end`,
+                 )
+                 .join(', ')}), 'UTF8'))
               where tenant_id = r.tenant_id and seq = r.seq
               returning hash into prev;
            end loop;

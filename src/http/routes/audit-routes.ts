@@ -10,7 +10,10 @@ const auditEventSchema = z
   .object({
     seq: z.int(),
     id: z.uuid(),
-    occurredAt: z.iso.datetime(),
+    occurredAt: z.iso.datetime().openapi({
+      description:
+        'UTC with microseconds (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), exactly as the hash covers it.',
+    }),
     actorKind: z.enum(['operator', 'user', 'system']),
     actorUserId: z.uuid().nullable(),
     actorKeyId: z.uuid().nullable(),
@@ -21,6 +24,10 @@ const auditEventSchema = z
     reason: z.string().nullable(),
     data: z.record(z.string(), z.unknown()),
     hash: z.string().openapi({ description: 'SHA-256 of the previous hash and this record, hex.' }),
+    hashVersion: z.int().openapi({
+      description:
+        "The hash's encoding of the record: 1 for events written before migration 0043, 2 since (see docs/observability.md).",
+    }),
   })
   .openapi('AuditEvent');
 
@@ -171,11 +178,7 @@ export function registerAuditRoutes(app: BrigadeApp, services: RouteServices): v
     const page = events.slice(0, limit);
     return context.json(
       {
-        data: page.map((event) => ({
-          ...event,
-          data: { ...event.data },
-          occurredAt: event.occurredAt.toISOString(),
-        })),
+        data: page.map((event) => ({ ...event, data: { ...event.data } })),
         nextCursor: events.length > limit ? String(page.at(-1)?.seq ?? after) : null,
       },
       200,

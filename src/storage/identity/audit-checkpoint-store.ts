@@ -3,7 +3,7 @@ import type { AuditSigner } from '../../domain/audit/audit-signing.ts';
 import { AppError } from '../../domain/errors.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
 import type { Database } from '../postgres/database.ts';
-import { recomputedHash } from './audit-store.ts';
+import { recomputedHash } from './audit-hash.ts';
 import { scopeFor, systemScope } from './scope-for.ts';
 
 /** A signed checkpoint of a tenant's audit chain, as the API shows it. */
@@ -102,15 +102,22 @@ export function createAuditCheckpointStore(database: Database, signer: AuditSign
           .limit(1)
           .executeTakeFirst();
         const from = Number(last?.seq ?? 0);
-        const rows = await sql<{ seq: string; hash: Buffer; hash_ok: boolean; link: boolean }>`
-          select seq, hash, hash = ${recomputedHash} as hash_ok,
+        const rows = await sql<{
+          seq: string;
+          hash: Buffer;
+          hash_ok: boolean;
+          link: boolean;
+          version_ok: boolean;
+        }>`
+          select seq, hash, coalesce(hash = ${recomputedHash}, false) as hash_ok,
+                 hash_version >= coalesce(lag(hash_version) over (order by seq), 1) as version_ok,
                  prev_hash = coalesce(lag(hash) over (order by seq),
                                       ${last?.hash ?? Buffer.alloc(0)}::bytea) as link
             from brigade.audit_events
            where tenant_id = ${tenantId} and seq > ${from} order by seq`.execute(db);
         let expected = from + 1;
         for (const row of rows.rows) {
-          if (Number(row.seq) !== expected || !row.hash_ok || !row.link) {
+          if (Number(row.seq) !== expected || !row.hash_ok || !row.version_ok || !row.link) {
             throw new AppError(
               'conflict',
               `The audit chain does not verify at event ${expected}; no checkpoint was signed.`,

@@ -83,7 +83,7 @@ const sections: readonly SectionQuery[] = [
   {
     section: 'auditEvents',
     table: 'brigade.audit_events',
-    omit: ['hash', 'prev_hash'],
+    omit: ['hash', 'prev_hash', 'hash_version'],
     where: (userId) =>
       sql`(t.actor_user_id = ${userId} or (t.target_type = 'user' and t.target_id = ${userId}))`,
     keys: ['seq'],

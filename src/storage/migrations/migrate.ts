@@ -40,6 +40,7 @@ import { retentionMigration } from './0039-retention.ts';
 import { spanPruningMigration } from './0040-span-pruning.ts';
 import { createRunAfterLockMigration } from './0041-create-run-after-lock.ts';
 import { claimFenceMigration } from './0042-claim-fence.ts';
+import { auditHashV2Migration } from './0043-audit-hash-v2.ts';
 import { runTraceParentMigration } from './0045-run-trace-parent.ts';
 import { spanContentLifetimeMigration } from './0046-span-content-lifetime.ts';
 import { toolConsentsMigration } from './0047-tool-consents.ts';
@@ -95,6 +96,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0040-span-pruning': fromSql(spanPruningMigration),
     '0041-create-run-after-lock': fromSql(createRunAfterLockMigration),
     '0042-claim-fence': fromSql(claimFenceMigration),
+    '0043-audit-hash-v2': fromSql(auditHashV2Migration),
     '0045-run-trace-parent': fromSql(runTraceParentMigration),
     '0046-span-content-lifetime': fromSql(spanContentLifetimeMigration),
     '0047-tool-consents': fromSql(toolConsentsMigration),

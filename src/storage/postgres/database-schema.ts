@@ -113,6 +113,8 @@ export interface AuditEventsTable {
   data: Json;
   prev_hash: Generated<Buffer>;
   hash: Generated<Buffer>;
+  /** The hash's encoding (1 before migration 0043, 2 since); set by the trigger. */
+  hash_version: Generated<number>;
 }
 
 /** Row type of `brigade.agents`. */
