@@ -153,7 +153,16 @@ const verifyAudit = authedRoute({
   responses: { 200: jsonResponse(verificationSchema, 'The verification result.') },
 });
 
-function assertAuditor(principal: Principal, tenantId: string): void {
+/**
+ * Admits owners and admins of the tenant and the operator; 404 `tenant_not_found` for another
+ * tenant, and for a tenant that does not exist (the operator may name any tenant, so it is
+ * looked up: an unknown one must not pass as an empty, intact log).
+ */
+async function assertAuditor(
+  services: RouteServices,
+  principal: Principal,
+  tenantId: string,
+): Promise<void> {
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(tenantId)) {
     throw new NotFoundError('tenant_not_found', 'Tenant not found.');
   }
@@ -162,6 +171,7 @@ function assertAuditor(principal: Principal, tenantId: string): void {
   }
   if (principal.kind === 'user') assertCan(principal, 'audit:read');
   else if (principal.kind !== 'operator') throw new ForbiddenError();
+  else await services.identity.getTenant(principal, tenantId);
 }
 
 /** Registers the audit log operations. */
@@ -169,7 +179,7 @@ export function registerAuditRoutes(app: BrigadeApp, services: RouteServices): v
   app.openapi(listAuditEvents, async (context) => {
     const { tenantId } = context.req.valid('param');
     const { after, limit } = context.req.valid('query');
-    assertAuditor(context.get('principal'), tenantId);
+    await assertAuditor(services, context.get('principal'), tenantId);
     const events = await services.audit.list(context.get('principal'), {
       tenantId,
       after,
@@ -186,7 +196,7 @@ export function registerAuditRoutes(app: BrigadeApp, services: RouteServices): v
   });
   app.openapi(verifyAudit, async (context) => {
     const { tenantId } = context.req.valid('param');
-    assertAuditor(context.get('principal'), tenantId);
+    await assertAuditor(services, context.get('principal'), tenantId);
     return context.json(await services.audit.verify(context.get('principal'), tenantId), 200);
   });
   app.openapi(getAuditPublicKey, (context) =>
@@ -201,7 +211,7 @@ export function registerAuditRoutes(app: BrigadeApp, services: RouteServices): v
   app.openapi(listAuditCheckpoints, async (context) => {
     const { tenantId } = context.req.valid('param');
     const { after, limit } = context.req.valid('query');
-    assertAuditor(context.get('principal'), tenantId);
+    await assertAuditor(services, context.get('principal'), tenantId);
     const checkpoints = await services.auditCheckpoints.list(context.get('principal'), {
       tenantId,
       after,
@@ -222,11 +232,9 @@ export function registerAuditRoutes(app: BrigadeApp, services: RouteServices): v
   app.openapi(createAuditCheckpoint, async (context) => {
     const { tenantId } = context.req.valid('param');
     const principal = context.get('principal');
-    assertAuditor(principal, tenantId);
+    await assertAuditor(services, principal, tenantId);
     if (!services.auditCheckpoints.enabled)
       throw new AppError('conflict', 'No audit signing key is configured on this server.');
-    // The tenant must be visible to the caller (an operator may name any existing tenant).
-    await services.identity.getTenant(principal, tenantId);
     const checkpoint = await services.auditCheckpoints.checkpoint(tenantId);
     return context.json(
       {

@@ -4,6 +4,7 @@ import {
   type UsageReport,
   usageDimensions,
 } from '../../domain/guards/usage-service.ts';
+import type { Principal } from '../../domain/identity/principal.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
 import { authedRoute, jsonResponse } from '../route-helpers.ts';
 
@@ -149,13 +150,25 @@ function toQuery(query: z.infer<typeof usageQuerySchema>) {
   };
 }
 
+/**
+ * The report for the caller. The operator may name any tenant, so the tenant is looked up
+ * first: an unknown one is 404 `tenant_not_found` (as for a tenant's own users), not a report
+ * of zeros.
+ */
+async function reportFor(
+  services: RouteServices,
+  principal: Principal,
+  query: z.infer<typeof usageQuerySchema>,
+): Promise<UsageReport> {
+  if (principal.kind === 'operator' && query.tenantId !== undefined)
+    await services.identity.getTenant(principal, query.tenantId);
+  return services.usage.report(principal, toQuery(query));
+}
+
 /** Registers `getUsage` and `exportUsage`. */
 export function registerUsageRoutes(app: BrigadeApp, services: RouteServices): void {
   app.openapi(getUsage, async (context) => {
-    const report = await services.usage.report(
-      context.get('principal'),
-      toQuery(context.req.valid('query')),
-    );
+    const report = await reportFor(services, context.get('principal'), context.req.valid('query'));
     return context.json(
       {
         ...report,
@@ -168,10 +181,7 @@ export function registerUsageRoutes(app: BrigadeApp, services: RouteServices): v
     );
   });
   app.openapi(exportUsage, async (context) => {
-    const report = await services.usage.report(
-      context.get('principal'),
-      toQuery(context.req.valid('query')),
-    );
+    const report = await reportFor(services, context.get('principal'), context.req.valid('query'));
     return context.body(toCsv(report), 200, {
       'content-type': 'text/csv; charset=utf-8',
       'content-disposition': 'attachment; filename="usage.csv"',
