@@ -1,14 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ApiClient, apiClient, seedTenant } from './support/api-client.ts';
+import { runCli } from '../src/cli/main.ts';
+import { type ApiClient, apiClient, seedTenant, seedUser } from './support/api-client.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
 /**
  * The edges of the audit and usage operations: the operator naming a tenant that does not
- * exist.
+ * exist, cursors that are not decimal integers, and the CLI's exit status for a bad range.
  */
 let server: TestServer;
 let operator: ApiClient;
 let tenantId: string;
+let admin: ApiClient;
 
 const unknownTenant = '00000000-0000-4000-8000-000000000000';
 
@@ -16,6 +18,7 @@ beforeAll(async () => {
   server = await startTestServer();
   operator = apiClient(server.url, testOperatorKey);
   tenantId = await seedTenant(operator, 'audit-edges');
+  admin = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'admin' })).secret);
 });
 
 afterAll(async () => {
@@ -49,5 +52,45 @@ describe('the operator naming a tenant that does not exist', () => {
       expect(response.body.code).toBe('tenant_not_found');
     }
     expect((await operator.get(`/v1/usage?tenantId=${tenantId}`)).status).toBe(200);
+  });
+});
+
+describe('sequence-number cursors', () => {
+  it('accept only decimal integers', async () => {
+    for (const path of ['audit-events', 'audit/checkpoints']) {
+      for (const after of ['1e3', '0x10', '2.5', '', '-1', ' 1', '1000000000000000']) {
+        const response = await admin.get(
+          `/v1/tenants/${tenantId}/${path}?after=${encodeURIComponent(after)}`,
+        );
+        expect(response.status, `${path}?after=${after}`).toBe(422);
+      }
+      expect((await admin.get(`/v1/tenants/${tenantId}/${path}?after=1`)).status).toBe(200);
+    }
+    const page = await admin.get<{ data: { seq: number }[] }>(
+      `/v1/tenants/${tenantId}/audit-events?after=1&limit=1`,
+    );
+    expect(page.body.data.map((event) => event.seq)).toEqual([2]);
+  });
+});
+
+describe('brigade usage report', () => {
+  it('exits 2 for --from after --to, like every other invalid flag', async () => {
+    const err: string[] = [];
+    const status = await runCli(
+      [
+        'usage',
+        'report',
+        '--tenant',
+        'audit-edges',
+        '--from',
+        '2025-02-01T00:00:00Z',
+        '--to',
+        '2025-01-01T00:00:00Z',
+      ],
+      { out: () => undefined, err: (text) => err.push(text) },
+      { DATABASE_URL: server.database.url, LOG_LEVEL: 'silent' },
+    );
+    expect(status).toBe(2);
+    expect(err.join('\n')).toContain('--from');
   });
 });

@@ -1,3 +1,4 @@
+import { ValidationError } from '../domain/errors.ts';
 import {
   createUsageService,
   type UsageDimension,
@@ -43,16 +44,25 @@ export async function usageReport(options: {
     throw new UsageError(
       `--group-by: unknown ${unknown.join(', ')} (use ${usageDimensions.join(', ')})`,
     );
-  const report = await createUsageService({ store: createUsageStore(options.database) }).report(
-    { kind: 'operator' },
-    {
-      tenantId: options.tenantId,
-      from: date(flags['from'], 'from'),
-      to: date(flags['to'], 'to'),
-      groupBy: groupBy as UsageDimension[],
-      userId: options.userId,
-    },
-  );
+  const report = await createUsageService({ store: createUsageStore(options.database) })
+    .report(
+      { kind: 'operator' },
+      {
+        tenantId: options.tenantId,
+        from: date(flags['from'], 'from'),
+        to: date(flags['to'], 'to'),
+        groupBy: groupBy as UsageDimension[],
+        userId: options.userId,
+      },
+    )
+    .catch((error: unknown) => {
+      // The report's own checks (--from before --to, at most 366 days) are about the command
+      // line: exit 2, like every other invalid flag.
+      if (!(error instanceof ValidationError)) throw error;
+      throw new UsageError(
+        error.issues.map((issue) => `--${issue.path}: ${issue.message}`).join('; '),
+      );
+    });
   if (report.truncated)
     io.err(
       'brigade: more than 10,000 groups: only the first are listed (the totals count all); narrow --from/--to or --group-by',

@@ -6,6 +6,18 @@ import { authedRoute, idParam, jsonResponse, problemResponse } from '../route-he
 
 const tenantParams = z.object({ tenantId: idParam('tenantId') });
 
+/**
+ * A sequence-number cursor: decimal digits only (`1e3`, `0x10`, `2.5`, an empty value are 422),
+ * at most 15 of them so it stays an exact JavaScript number.
+ */
+const afterSeq = (description: string) =>
+  z
+    .string()
+    .regex(/^[0-9]{1,15}$/, 'Must be a decimal integer (digits only).')
+    .default('0')
+    .transform(Number)
+    .openapi({ type: 'string', pattern: '^[0-9]{1,15}$', description });
+
 const auditEventSchema = z
   .object({
     seq: z.int(),
@@ -87,7 +99,7 @@ const listAuditCheckpoints = authedRoute({
   request: {
     params: tenantParams,
     query: z.strictObject({
-      after: z.coerce.number().int().min(0).default(0),
+      after: afterSeq('Return checkpoints after this sequence number.'),
       limit: z.coerce.number().int().min(1).max(500).default(100),
     }),
   },
@@ -126,12 +138,7 @@ const listAuditEvents = authedRoute({
   request: {
     params: tenantParams,
     query: z.strictObject({
-      after: z.coerce
-        .number()
-        .int()
-        .min(0)
-        .default(0)
-        .openapi({ description: 'Return events after this sequence number.' }),
+      after: afterSeq('Return events after this sequence number.'),
       limit: z.coerce.number().int().min(1).max(500).default(100),
     }),
   },
