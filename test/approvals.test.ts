@@ -51,15 +51,16 @@ interface AuditEvent {
   data: Record<string, unknown>;
 }
 
-/** The `approval.decided` audit events of one approval, read through the audit API. */
-async function decisionsAudited(approvalId: string): Promise<AuditEvent[]> {
+/** The audit events with `action` (default `approval.decided`) and target, via the audit API. */
+async function decisionsAudited(
+  targetId: string,
+  action = 'approval.decided',
+): Promise<AuditEvent[]> {
   const log = await admin.get<{ data: AuditEvent[] }>(
     `/v1/tenants/${tenantId}/audit-events?limit=500`,
   );
   expect(log.status).toBe(200);
-  return log.body.data.filter(
-    (event) => event.action === 'approval.decided' && event.targetId === approvalId,
-  );
+  return log.body.data.filter((event) => event.action === action && event.targetId === targetId);
 }
 
 async function answer(ids: { threadId: string }) {
@@ -121,6 +122,36 @@ describe('approvals', () => {
       },
     });
     expect(audited[0]?.data).not.toHaveProperty('editedArgumentsHash');
+    // The request was audited too, with the policy version the call then ran under.
+    const requested = await decisionsAudited(approval.id, 'approval.requested');
+    expect(requested).toHaveLength(1);
+    expect(requested[0]).toMatchObject({
+      actorKind: 'user',
+      outcome: 'success',
+      data: {
+        runId: ids.runId,
+        toolName: 'calculator',
+        argumentsHash: approval.argumentsHash,
+        trigger: 'agent_requires_approval',
+      },
+    });
+    const policyVersion = requested[0]?.data['policyVersion'];
+    expect(policyVersion).toMatch(/^sha256:[0-9a-f]{64}$/);
+    const called = await decisionsAudited('calculator', 'tool.called');
+    const call = called.find((event) => event.data['approvalId'] === approval.id);
+    expect(call?.data).toMatchObject({ policyVersion, argumentsHash: approval.argumentsHash });
+    // Another agent that needs no approval gates the same tool under another policy.
+    const thread = await member.post<Created>('/v1/threads', {});
+    const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId: freeAgentId,
+      input: 'call calculator {"expression":"6*7"}',
+    });
+    await waitForRun(member, { threadId: thread.body.id, runId: run.body.id }, ['completed']);
+    const free = (await decisionsAudited('calculator', 'tool.called')).find(
+      (event) => event.data['runId'] === run.body.id,
+    );
+    expect(free?.data['policyVersion']).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(free?.data['policyVersion']).not.toBe(policyVersion);
   });
 
   it('tells the model when the user rejects, and runs nothing', async () => {
@@ -173,6 +204,16 @@ describe('approvals', () => {
       argumentsHash: '0'.repeat(64),
     });
     expect(stale.status).toBe(409);
+    // The refusal is audited (with the pending call's hash, not the one presented).
+    const refusals = await decisionsAudited(approval.id, 'approval.decision_refused');
+    expect(refusals).toHaveLength(1);
+    expect(refusals[0]).toMatchObject({
+      actorKind: 'user',
+      outcome: 'denied',
+      reason: 'arguments_mismatch',
+      data: { decision: 'approve', status: 'pending', argumentsHash: approval.argumentsHash },
+    });
+    expect(JSON.stringify(refusals[0])).not.toContain('0'.repeat(64));
     expect(
       (await other.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' })).status,
     ).toBe(404);
@@ -183,6 +224,11 @@ describe('approvals', () => {
     expect(
       (await member.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' })).status,
     ).toBe(409);
+    expect(
+      (await decisionsAudited(approval.id, 'approval.decision_refused')).map(
+        (event) => event.reason,
+      ),
+    ).toEqual(['arguments_mismatch', 'not_pending']);
     await waitForRun(member, ids, ['completed']);
   });
 

@@ -1,4 +1,6 @@
 import { type Selectable, sql } from 'kysely';
+import type { UserPrincipal } from '../domain/identity/principal.ts';
+import { writeAudit } from '../storage/identity/audit-writer.ts';
 import type { ScopedDb } from '../storage/postgres/database.ts';
 import type { ApprovalsTable } from '../storage/postgres/database-schema.ts';
 import { storableJson } from '../storage/postgres/storable.ts';
@@ -77,6 +79,15 @@ export async function passApprovalGate(options: {
   readonly hasher: ArgumentsHasher;
   /** Why approval is needed, shown to the user (defaults to the agent's approval list). */
   readonly reason?: string;
+  /** What the `approval.requested` audit event of a new request records beside the call. */
+  readonly audit?: {
+    /** The run's user (the event's actor; the system when undefined). */
+    readonly actor: UserPrincipal | undefined;
+    readonly policyVersion: string;
+    /** Why: the agent requires approval for every call, or a provenance rule failed. */
+    readonly trigger: 'agent_requires_approval' | 'provenance_rule';
+    readonly provenance: Readonly<Record<string, unknown>>;
+  };
 }): Promise<GateResult> {
   const { claim, events, call } = options;
   const result = await events.inTransaction(
@@ -165,6 +176,26 @@ export async function passApprovalGate(options: {
           expiresAt: created.expires_at,
         };
         await append([{ type: 'approval-requested', data: pending }]);
+        await writeAudit(db, {
+          tenantId: claim.tenantId,
+          principal: options.audit?.actor,
+          record: {
+            action: 'approval.requested',
+            targetType: 'approval',
+            targetId: created.id,
+            outcome: 'success',
+            data: {
+              runId: claim.runId,
+              toolCallId: call.toolCallId,
+              toolName: call.toolName,
+              argumentsHash: hash,
+              policyVersion: options.audit?.policyVersion ?? null,
+              trigger: options.audit?.trigger ?? null,
+              provenance: options.audit?.provenance ?? null,
+              expiresAt: created.expires_at.toISOString(),
+            },
+          },
+        });
       } else {
         pending = pendingAction(existing);
       }

@@ -8,22 +8,17 @@ import type { ReserveCall, ReserveRow } from '../storage/guards/budget-calls.ts'
 import { type ReserveResult, refuseQuota } from '../storage/guards/budget-store.ts';
 import type { RunCheckpoints } from '../storage/runs/run-checkpoints.ts';
 import type { ArgumentsHasher } from '../storage/tools/arguments-hasher.ts';
-import { type GateResult, passApprovalGate } from './approval-gate.ts';
+import type { GateResult } from './approval-gate.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
 import type { RunModel } from './run-model.ts';
 import { inToolSpan } from './run-spans.ts';
 import { type StepRecord, saveStepWith, toSettledCheckpoint } from './step-record.ts';
+import { gateToolCall } from './tool-approval-step.ts';
 import { toolCalledAudit } from './tool-call-audit.ts';
 import { missingConsent, type RequireConsent } from './tool-consent.ts';
 import { executeTool, type ToolExecutionOptions } from './tool-execution.ts';
-import {
-  checkProvenance,
-  effectiveRules,
-  type ProvenanceFinding,
-  type ProvenanceSources,
-  provenanceReason,
-} from './tools/provenance-rules.ts';
+import type { ProvenanceFinding, ProvenanceSources } from './tools/provenance-rules.ts';
 import { type ToolDefinition, validateToolInput } from './tools/tool-registry.ts';
 
 /** Results of completed steps of a run, by step key (`model:N`, `tool:<callId>`). */
@@ -234,29 +229,12 @@ export function createStepRecorder(
     } else {
       const problems = validateToolInput(tool.inputSchema, call.input);
       if (problems.length === 0) {
-        const rules = effectiveRules(tool);
-        findings =
-          rules.length === 0 || context.sources === undefined
-            ? []
-            : checkProvenance({
-                rules,
-                input: call.input as Record<string, unknown>,
-                sources: context.sources(),
-              });
-        const always = context.agent.approvalRequiredTools.includes(call.toolName);
-        // An approval request is written (and the run may park): the model step goes first.
-        if (always || findings.length > 0) await context.modelSteps?.flush();
-        gate =
-          always || findings.length > 0
-            ? await passApprovalGate({
-                claim: context.claim,
-                events: context.events,
-                call,
-                ttlMs: options.approvalTtlMs,
-                hasher: options.argumentsHasher,
-                ...(always ? {} : { reason: provenanceReason(call.toolName, findings) }),
-              })
-            : { kind: 'approved', input: call.input };
+        ({ findings, gate } = await gateToolCall({
+          context,
+          call,
+          tool,
+          approval: { ttlMs: options.approvalTtlMs, hasher: options.argumentsHasher },
+        }));
       }
       // Only a call that will run counts against the daily tool-call quota.
       const quota =
@@ -304,7 +282,8 @@ export function createStepRecorder(
         record: toolCalledAudit({
           runId: context.claim.runId,
           call,
-          risk: tool?.risk ?? null,
+          tool,
+          agent: context.agent,
           argumentsHash:
             hashed ?? (await hashOf(gate?.kind === 'approved' ? gate.input : call.input)),
           findings,

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { canonicalJson } from '../../domain/tools/arguments-hash.ts';
 import type { HttpToolDefinition } from '../../domain/tools/tool-types.ts';
 import { assertEgressAllowed, type EgressPolicy } from './egress-guard.ts';
 import { secretForms, withoutSecretTail } from './output-guard.ts';
@@ -136,6 +138,7 @@ export function createTenantHttpTool(options: {
     requiresConsent: definition.requiresConsent === true,
     timeoutMs,
     maxOutputChars: maxChars,
+    definitionDigest: createHash('sha256').update(canonicalJson(definition)).digest('hex'),
     async execute(input, context) {
       const url = fillTemplate(definition.urlTemplate, input);
       await assertEgressAllowed(url, options.egress);

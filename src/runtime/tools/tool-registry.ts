@@ -51,6 +51,11 @@ export interface ToolDefinition extends ToolDescriptionV1 {
   /** Per-tool timeout and output cap, when tighter than the run's defaults. */
   readonly timeoutMs?: number | undefined;
   readonly maxOutputChars?: number | undefined;
+  /**
+   * SHA-256 (hex) of the stored definition of a tenant tool, so that the policy version its
+   * calls are audited with changes with any edit of it (tool-call-audit.ts).
+   */
+  readonly definitionDigest?: string | undefined;
   /** Runs the tool; `idempotencyKey` is stable across retries of the same call. */
   execute(input: Record<string, unknown>, context: ToolExecutionContext): Promise<unknown>;
 }

@@ -114,7 +114,7 @@ export function createApprovalStore(options: {
     ): Promise<Approval> {
       if (!uuidPattern.test(approvalId))
         throw new NotFoundError('approval_not_found', 'Approval not found.');
-      const decided = await database.withScope(scopeFor(principal), async (db) => {
+      const result = await database.withScope(scopeFor(principal), async (db) => {
         const row = await db
           .selectFrom('brigade.approvals')
           .selectAll()
@@ -122,16 +122,39 @@ export function createApprovalStore(options: {
           .forUpdate()
           .executeTakeFirst();
         if (row === undefined) throw new NotFoundError('approval_not_found', 'Approval not found.');
-        if (row.status !== 'pending')
-          throw new AppError('approval_not_pending', `The approval is already ${row.status}.`);
-        if (
-          decision.argumentsHash !== undefined &&
-          !matchesPendingCall(decision.argumentsHash, row)
-        ) {
-          throw new AppError(
-            'approval_not_pending',
-            'The pending call no longer matches the arguments you reviewed.',
-          );
+        const refusal =
+          row.status !== 'pending'
+            ? { reason: 'not_pending', message: `The approval is already ${row.status}.` }
+            : decision.argumentsHash !== undefined &&
+                !matchesPendingCall(decision.argumentsHash, row)
+              ? {
+                  reason: 'arguments_mismatch',
+                  message: 'The pending call no longer matches the arguments you reviewed.',
+                }
+              : undefined;
+        if (refusal !== undefined) {
+          // Audited in this transaction, which changes nothing else; the error follows it.
+          await writeAudit(db, {
+            tenantId: principal.tenantId,
+            principal,
+            record: {
+              action: 'approval.decision_refused',
+              targetType: 'approval',
+              targetId: approvalId,
+              outcome: 'denied',
+              reason: refusal.reason,
+              data: {
+                runId: row.run_id,
+                toolName: row.tool_name,
+                decision: decision.decision,
+                status: row.status,
+                // The pending call's hash; never the one presented, which may be the plain
+                // SHA-256 of the arguments (docs/observability.md, arguments hashes).
+                argumentsHash: row.arguments_hash,
+              },
+            },
+          });
+          return { refused: new AppError('approval_not_pending', refusal.message) };
         }
         if (decision.decision === 'edit') {
           const problems = await options.validateArguments(
@@ -237,7 +260,7 @@ export function createApprovalStore(options: {
             ],
           );
         }
-        if (expired) return toApproval(updated);
+        if (expired) return { approval: toApproval(updated) };
         await writeAudit(db, {
           tenantId: principal.tenantId,
           principal,
@@ -258,8 +281,10 @@ export function createApprovalStore(options: {
             },
           },
         });
-        return toApproval(updated);
+        return { approval: toApproval(updated) };
       });
+      if ('refused' in result) throw result.refused;
+      const decided = result.approval;
       options.signals.runChanged(decided.runId);
       options.signals.queueChanged();
       return decided;
