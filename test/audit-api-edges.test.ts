@@ -94,3 +94,45 @@ describe('brigade usage report', () => {
     expect(err.join('\n')).toContain('--from');
   });
 });
+
+interface Listed {
+  action: string;
+  targetId: string | null;
+  data: Record<string, unknown>;
+}
+
+describe('update events', () => {
+  it('record the new values of status, role and settings, never free text', async () => {
+    const owner = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId, role: 'owner' })).secret,
+    );
+    const member = await seedUser(operator, { tenantId, role: 'member' });
+    const user = `/v1/tenants/${tenantId}/users/${member.userId}`;
+    expect((await admin.request('PATCH', user, { status: 'disabled' })).status).toBe(200);
+    expect((await admin.request('PATCH', user, { status: 'active' })).status).toBe(200);
+    expect(
+      (await admin.request('PATCH', user, { displayName: 'Jane Private', role: 'viewer' })).status,
+    ).toBe(200);
+    expect(
+      (await owner.request('PATCH', `/v1/tenants/${tenantId}`, { captureContent: true })).status,
+    ).toBe(200);
+    const log = await admin.get<{ data: Listed[] }>(
+      `/v1/tenants/${tenantId}/audit-events?limit=500`,
+    );
+    const about = (id: string) => log.body.data.filter((event) => event.targetId === id);
+    const userEvents = about(member.userId).filter((event) => event.action !== 'user.created');
+    expect(userEvents.map((event) => [event.action, event.data['changes']])).toEqual([
+      ['user.updated', { status: { from: 'active', to: 'disabled' } }],
+      ['user.updated', { status: { from: 'disabled', to: 'active' } }],
+      ['user.role_changed', { role: { from: 'member', to: 'viewer' } }],
+    ]);
+    expect(userEvents[2]?.data['fields']).toEqual(['displayName', 'role']);
+    expect(JSON.stringify(userEvents)).not.toContain('Jane Private');
+    const tenantEvent = about(tenantId).find((event) => event.action === 'tenant.updated');
+    expect(tenantEvent?.data).toMatchObject({
+      fields: ['captureContent'],
+      changes: { captureContent: { from: false, to: true } },
+    });
+  });
+});

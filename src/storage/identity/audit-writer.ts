@@ -55,3 +55,22 @@ export async function writeAuditToEveryTenant(
   const payload = { ...columns, data: JSON.parse(columns.data) as unknown };
   await sql`select brigade.audit_in_every_tenant(${JSON.stringify(payload)}::jsonb)`.execute(db);
 }
+
+/**
+ * What an update audit event records of the values it changed: `{field: {from, to}}` for each
+ * of `recorded` that the patch sets. Only settings and enumerations belong in `recorded`
+ * (status, role, a flag, a time zone): never a secret, free text or metadata, which the
+ * event names in `fields` without their values.
+ */
+export function auditedChanges<T extends object>(options: {
+  readonly before: T;
+  readonly patch: Partial<T>;
+  readonly recorded: readonly (keyof T & string)[];
+}): Record<string, { from: unknown; to: unknown }> {
+  const changes: Record<string, { from: unknown; to: unknown }> = {};
+  for (const field of options.recorded) {
+    const to = options.patch[field];
+    if (to !== undefined) changes[field] = { from: options.before[field], to };
+  }
+  return changes;
+}

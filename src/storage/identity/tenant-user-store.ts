@@ -11,7 +11,7 @@ import type { Principal } from '../../domain/identity/principal.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { DatabaseSchema } from '../postgres/database-schema.ts';
 import { isUuid } from '../postgres/scope.ts';
-import { writeAudit } from './audit-writer.ts';
+import { auditedChanges, writeAudit } from './audit-writer.ts';
 import { toTenant, toUser } from './rows.ts';
 import { scopeFor, systemScope } from './scope-for.ts';
 
@@ -47,17 +47,6 @@ async function assertKnownTimeZone(db: ScopedDb, zone: string): Promise<void> {
     throw new ValidationError([
       { path: 'body.timeZone', message: `'${zone}' is not a time zone this database knows` },
     ]);
-}
-
-/** The tenant's time zone, its row locked: two changes of the zone carry counters in turn. */
-async function timeZoneOf(db: ScopedDb, tenantId: string): Promise<string | undefined> {
-  const row = await db
-    .selectFrom('brigade.tenants')
-    .select('time_zone')
-    .where('id', '=', tenantId)
-    .forUpdate()
-    .executeTakeFirst();
-  return row?.time_zone;
 }
 
 /**
@@ -216,7 +205,13 @@ export function createTenantUserStore(database: Database): TenantUserStore {
       return database.withScope(scopeFor(principal, tenantId), async (db) => {
         if (patch.status !== undefined) await lockAccess(db, 'tenant', tenantId);
         if (patch.timeZone !== undefined) await assertKnownTimeZone(db, patch.timeZone);
-        const oldZone = patch.timeZone === undefined ? undefined : await timeZoneOf(db, tenantId);
+        const before = await db
+          .selectFrom('brigade.tenants')
+          .selectAll()
+          .where('id', '=', tenantId)
+          .forUpdate()
+          .executeTakeFirst();
+        if (before === undefined) return undefined;
         const row = await db
           .updateTable('brigade.tenants')
           .set({
@@ -234,8 +229,8 @@ export function createTenantUserStore(database: Database): TenantUserStore {
           .executeTakeFirst();
         if (row === undefined) return undefined;
         // Spend and quota of the current period carry into the new zone's (migration 0050).
-        if (oldZone !== undefined && oldZone !== row.time_zone)
-          await sql`select brigade.carry_limit_counters(${tenantId}::uuid, null, ${oldZone}, null)`.execute(
+        if (before.time_zone !== row.time_zone)
+          await sql`select brigade.carry_limit_counters(${tenantId}::uuid, null, ${before.time_zone}, null)`.execute(
             db,
           );
         await writeAudit(db, {
@@ -249,7 +244,14 @@ export function createTenantUserStore(database: Database): TenantUserStore {
             targetType: 'tenant',
             targetId: tenantId,
             outcome: 'success',
-            data: { fields: Object.keys(patch) },
+            data: {
+              fields: Object.keys(patch),
+              changes: auditedChanges({
+                before: toTenant(before),
+                patch,
+                recorded: ['status', 'timeZone', 'captureContent'],
+              }),
+            },
           },
         });
         return toTenant(row);
@@ -330,6 +332,11 @@ export function createTenantUserStore(database: Database): TenantUserStore {
             data: {
               fields: changed,
               ...(role === undefined ? {} : { from: current.role, to: role }),
+              changes: auditedChanges({
+                before: current,
+                patch,
+                recorded: ['role', 'status'],
+              }),
             },
           },
         });
