@@ -110,3 +110,27 @@ describe('request ids', () => {
     expect(response.headers.get('x-request-id')).toBe(body.requestId);
   });
 });
+
+describe('authentication challenges', () => {
+  it('carry no error code when the request had no bearer credential (RFC 6750 §3.1)', async () => {
+    for (const headers of [{}, { authorization: 'Basic dXNlcjpwYXNz' }]) {
+      for (const path of ['/v1/me', '/v1/models']) {
+        const response = await fetch(`${server.url}${path}`, { headers });
+        await response.text();
+        expect(response.status, path).toBe(401);
+        expect(response.headers.get('www-authenticate'), path).toBe('Bearer realm="brigade"');
+      }
+    }
+  });
+
+  it('say invalid_token when the bearer credential was refused', async () => {
+    for (const authorization of [`Bearer brg_${'A'.repeat(43)}`, 'Bearer a b']) {
+      const response = await fetch(`${server.url}/v1/me`, { headers: { authorization } });
+      await response.text();
+      expect(response.status).toBe(401);
+      expect(response.headers.get('www-authenticate')).toBe(
+        'Bearer realm="brigade", error="invalid_token"',
+      );
+    }
+  });
+});

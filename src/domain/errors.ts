@@ -91,11 +91,20 @@ export class ValidationError extends AppError {
   }
 }
 
-/** Thrown when the caller is not authenticated; carries the challenge for `WWW-Authenticate`. */
+/**
+ * Thrown when the caller is not authenticated. `credentialPresented` decides the
+ * `WWW-Authenticate` challenge: a request that carried no bearer credential gets a challenge
+ * without an error code (RFC 6750 §3.1), a bad credential `error="invalid_token"`.
+ */
 export class UnauthenticatedError extends AppError {
-  constructor(message = 'Missing or invalid credentials.') {
+  readonly credentialPresented: boolean;
+  constructor(
+    message = 'Missing or invalid credentials.',
+    options: { readonly credentialPresented?: boolean } = {},
+  ) {
     super('unauthenticated', message);
     this.name = 'UnauthenticatedError';
+    this.credentialPresented = options.credentialPresented ?? true;
   }
 }
 

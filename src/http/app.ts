@@ -229,6 +229,8 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
     if (match?.[1] === undefined)
       throw new UnauthenticatedError(
         'Send an API key or token as "Authorization: Bearer <credential>".',
+        // Another scheme (Basic...) carries nothing Brigade reads; a malformed Bearer is bad.
+        { credentialPresented: header !== undefined && /^\s*bearer\b/i.test(header) },
       );
     const credential = match[1];
     const hint = { tenantId: context.req.header('x-brigade-tenant')?.trim() };

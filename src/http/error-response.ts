@@ -1,7 +1,12 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { AppError, type ErrorCode, ValidationError } from '../domain/errors.ts';
+import {
+  AppError,
+  type ErrorCode,
+  UnauthenticatedError,
+  ValidationError,
+} from '../domain/errors.ts';
 import { describeUniqueViolation } from '../storage/postgres/unique-violation.ts';
 
 /** The one table mapping error codes to HTTP statuses. */
@@ -233,14 +238,22 @@ export function renderProblem(context: Context, error: unknown, logger: ErrorLog
     ...(appError.details ?? {}),
   };
   const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
-  if (appError.code === 'unauthenticated') {
-    headers['www-authenticate'] = 'Bearer realm="brigade", error="invalid_token"';
-  }
+  if (appError.code === 'unauthenticated') headers['www-authenticate'] = bearerChallenge(appError);
   // The unread rest of an oversized body must not be parsed as the next request.
   if (appError.code === 'payload_too_large') headers['connection'] = 'close';
   const retryAfter = appError.details?.['retryAfterSeconds'];
   if (typeof retryAfter === 'number') headers['retry-after'] = String(Math.ceil(retryAfter));
   return new Response(JSON.stringify(body), { status, headers });
+}
+
+/**
+ * The `WWW-Authenticate` value of a 401: no error code when the request carried no bearer
+ * credential (RFC 6750 §3.1), `invalid_token` when it carried one that was refused.
+ */
+export function bearerChallenge(appError: AppError): string {
+  return appError instanceof UnauthenticatedError && !appError.credentialPresented
+    ? 'Bearer realm="brigade"'
+    : 'Bearer realm="brigade", error="invalid_token"';
 }
 
 /** Reports a 503 caused by the database (its message only: never the SQL or a stack). */

@@ -1,6 +1,12 @@
 import type { Context } from 'hono';
 import { AppError, type ErrorCode, ValidationError } from '../../domain/errors.ts';
-import { type ErrorLogger, logUnavailable, statusByCode, toAppError } from '../error-response.ts';
+import {
+  bearerChallenge,
+  type ErrorLogger,
+  logUnavailable,
+  statusByCode,
+  toAppError,
+} from '../error-response.ts';
 
 /** Paths whose errors are OpenAI-shaped error objects instead of problem+json. */
 export function isOpenAiPath(path: string): boolean {
@@ -92,9 +98,7 @@ export function toOpenAiError(error: unknown): OpenAiError {
   // again (an agent run that failed after it started, say), whatever the status says.
   if (rule?.retry === false || appError.details?.['retry'] === false)
     headers['x-should-retry'] = 'false';
-  if (appError.code === 'unauthenticated') {
-    headers['www-authenticate'] = 'Bearer realm="brigade", error="invalid_token"';
-  }
+  if (appError.code === 'unauthenticated') headers['www-authenticate'] = bearerChallenge(appError);
   if (appError.code === 'payload_too_large') headers['connection'] = 'close';
   return {
     status,

@@ -33,6 +33,7 @@ export function registerMetricsRoute(
     if (credential === undefined)
       throw new UnauthenticatedError(
         'Send the metrics token or the operator key as a bearer token.',
+        { credentialPresented: header !== undefined && /^\s*bearer\b/i.test(header) },
       );
     const allowed =
       (options.token !== undefined && sameSecret(credential, options.token)) ||
