@@ -47,6 +47,9 @@ export const errorCodes = [
   'vault_unavailable',
   'service_unavailable',
   'request_timeout',
+  'bad_request',
+  'headers_too_large',
+  'request_too_slow',
   'internal',
 ] as const;
 

@@ -58,10 +58,14 @@ export const statusByCode: Readonly<Record<ErrorCode, ContentfulStatusCode>> = {
   vault_unavailable: 503,
   service_unavailable: 503,
   request_timeout: 504,
+  bad_request: 400,
+  headers_too_large: 431,
+  request_too_slow: 408,
   internal: 500,
 };
 
-const titleByCode: Readonly<Record<ErrorCode, string>> = {
+/** The problem document's `title` of each error code. */
+export const titleByCode: Readonly<Record<ErrorCode, string>> = {
   invalid_json: 'Malformed JSON',
   validation_failed: 'Validation failed',
   payload_too_large: 'Payload too large',
@@ -109,6 +113,9 @@ const titleByCode: Readonly<Record<ErrorCode, string>> = {
   vault_unavailable: 'Credentials vault unavailable',
   service_unavailable: 'Service unavailable',
   request_timeout: 'Request timed out',
+  bad_request: 'Bad request',
+  headers_too_large: 'Request header fields too large',
+  request_too_slow: 'Request not received in time',
   internal: 'Internal error',
 };
 

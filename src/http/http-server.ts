@@ -4,6 +4,7 @@ import { createAdaptorServer, type ServerType } from '@hono/node-server';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../observability/index.ts';
 import type { BrigadeApp } from './app-env.ts';
+import { answerClientError } from './client-error.ts';
 import { accessLog } from './middleware/access-log.ts';
 
 /** The HTTP listener of a Brigade process. */
@@ -52,6 +53,7 @@ export function createHttpServer(options: {
         // hostname: the host of requests that name none (HTTP/1.0 health checks send no Host).
         const created = createAdaptorServer({ fetch: wrapped, hostname: settings.host });
         created.once('error', (error) => reject(describeListenError(error, settings)));
+        created.on('clientError', answerClientError);
         created.listen(
           { port: settings.port, host: settings.host, backlog: settings.listenBacklog },
           () => {
