@@ -187,3 +187,40 @@ describe('requests Node’s parser refuses', () => {
     expect(raw.body).toMatchObject({ status: 400, code: 'bad_request' });
   });
 });
+
+describe('required request bodies', () => {
+  it('refuse every operation whose body is required when none is sent, with or without a Content-Type', async () => {
+    const document = (
+      await operator.get<{
+        paths: Record<
+          string,
+          Record<string, { operationId: string; requestBody?: { required?: boolean } }>
+        >;
+      }>('/openapi.json')
+    ).body;
+    const id = '00000000-0000-4000-8000-000000000000';
+    let checked = 0;
+    for (const [path, operations] of Object.entries(document.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        if (operation.requestBody?.required !== true) continue;
+        const url = `${server.url}${path.replace(/\{[^}]+\}/g, id)}`;
+        for (const headers of [{}, { 'content-type': 'application/json' }]) {
+          const response = await fetch(url, {
+            method: method.toUpperCase(),
+            headers: { authorization: `Bearer ${testOperatorKey}`, ...headers },
+          });
+          const body = (await response.json()) as { code?: string; error?: { code?: string } };
+          expect(response.status, `${operation.operationId} ${JSON.stringify(headers)}`).toBe(400);
+          expect(body.code ?? body.error?.code, operation.operationId).toBe('invalid_json');
+        }
+        checked += 1;
+      }
+    }
+    expect(checked).toBeGreaterThan(20);
+  });
+
+  it('still serve operations that take no body when none is sent', async () => {
+    const response = await operator.post(`/v1/tenants/${tenantId}/audit/verify`);
+    expect(response.status).toBe(200);
+  });
+});

@@ -101,7 +101,14 @@ function hasBody(context: Context): boolean {
 /** Builds the HTTP app: middleware, every route, the OpenAPI document and the error handler. */
 export function createApp(options: CreateAppOptions): BrigadeApp {
   const app: BrigadeApp = new OpenAPIHono<AppEnv>({
-    defaultHook: (result) => {
+    defaultHook: (result, context) => {
+      // A required body (every declared one: route-helpers' jsonBody) that was not sent:
+      // without a Content-Type the validator checks `{}`, which an all-optional schema passes.
+      if (result.target === 'json' && !hasBody(context))
+        throw new AppError(
+          'invalid_json',
+          'This operation takes a JSON request body (application/json); none was sent.',
+        );
       if (!result.success)
         throw toValidationError(result.target, result.error.issues as readonly ZodIssueLike[]);
     },
