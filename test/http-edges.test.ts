@@ -224,3 +224,36 @@ describe('required request bodies', () => {
     expect(response.status).toBe(200);
   });
 });
+
+describe('query parameters', () => {
+  it('are refused when the operation takes none, as unknown ones are on list operations', async () => {
+    const user = `/v1/tenants/${tenantId}/users/${member.userId}`;
+    const cases: [string, string, unknown?][] = [
+      ['GET', '/v1/me?foo=1'],
+      ['GET', `/v1/tenants/${tenantId}?foo=1`],
+      ['GET', `${user}?foo=1`],
+      ['POST', `/v1/tenants/${tenantId}/users?foo=1`, { email: 'query@edges.test' }],
+      ['POST', '/v1/tenants?foo=1', { slug: 'query-edges', name: 'q' }],
+      ['DELETE', `${user}/api-keys/${member.keyId}?foo=1`],
+      ['GET', `/v1/tenants?foo=1`],
+    ];
+    for (const [method, path, body] of cases) {
+      const response = await operator.request<{ code: string; errors: { path: string }[] }>(
+        method,
+        path,
+        body,
+      );
+      expect(response.status, `${method} ${path}`).toBe(422);
+      expect(response.body.errors, path).toEqual([{ path: 'query.foo', message: 'unknown field' }]);
+    }
+    // Nothing was done by the refused requests.
+    const keys = await operator.get<{ data: { id: string; revokedAt: string | null }[] }>(
+      `${user}/api-keys`,
+    );
+    expect(keys.body.data.find((key) => key.id === member.keyId)?.revokedAt).toBeNull();
+    const users = await operator.get<{ data: { email: string }[] }>(
+      `/v1/tenants/${tenantId}/users`,
+    );
+    expect(users.body.data.map((entry) => entry.email)).not.toContain('query@edges.test');
+  });
+});

@@ -154,7 +154,10 @@ describe('identity comes only from the credential', () => {
     const as = (method: string, path: string, body?: unknown) =>
       send(member.secret, { method, path, body, headers: forged });
 
-    const me = await as('get', `/v1/me?tenantId=${away}&userId=${victim.userId}`);
+    // Query parameters an operation does not declare are refused outright (like body fields).
+    const queried = await as('get', `/v1/me?tenantId=${away}&userId=${victim.userId}`);
+    expect(queried.status).toBe(422);
+    const me = await as('get', '/v1/me');
     expect(me.status).toBe(200);
     expect(me.json).toMatchObject({
       kind: 'user',

@@ -48,10 +48,18 @@ export const standardErrors = {
   ),
 } as const;
 
-/** Declares an authenticated operation with the standard error responses. */
+/** The query of an operation that declares none: no parameter, so any one sent is a 422. */
+const noQuery = z.strictObject({});
+
+/**
+ * Declares an authenticated operation with the standard error responses. An operation without
+ * a declared query refuses query parameters as list operations refuse unknown ones (422
+ * `validation_failed`, `query.<name>: unknown field`) instead of ignoring them.
+ */
 export function authedRoute<const R extends RouteConfig>(config: R) {
   return createRoute({
     ...config,
+    request: { query: noQuery, ...config.request },
     security: [{ bearerAuth: [] }],
     responses: { ...standardErrors, ...config.responses },
   } as R & { responses: R['responses'] & typeof standardErrors });
