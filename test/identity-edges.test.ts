@@ -228,6 +228,27 @@ describe('OpenAPI', () => {
     }
   });
 
+  it('declares no component nullable: only the fields that may be null (getMe’s tenant and user)', async () => {
+    const document = (
+      await apiClient(server.url).get<{
+        components: { schemas: Record<string, { type?: unknown }> };
+      }>('/openapi.json')
+    ).body;
+    const schemas = document.components.schemas;
+    const nullable = Object.entries(schemas)
+      .filter(([, schema]) => Array.isArray(schema.type) && schema.type.includes('null'))
+      .map(([name]) => name);
+    expect(nullable).toEqual([]);
+    expect(schemas['Tenant']?.type).toBe('object');
+    expect(schemas['User']?.type).toBe('object');
+    expect(schemas['Me']).toMatchObject({
+      properties: {
+        tenant: { anyOf: [{ $ref: '#/components/schemas/Tenant' }, { type: 'null' }] },
+        user: { anyOf: [{ $ref: '#/components/schemas/User' }, { type: 'null' }] },
+      },
+    });
+  });
+
   it('serves health and readiness without credentials', async () => {
     expect((await apiClient(server.url).get('/healthz')).status).toBe(200);
     expect((await apiClient(server.url).get('/readyz')).status).toBe(200);

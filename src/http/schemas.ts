@@ -195,11 +195,20 @@ export const createdApiKeySchema = apiKeySchema
   })
   .openapi('CreatedApiKey');
 
+/**
+ * `schema` or null, for a schema registered as an OpenAPI component. `.nullable()` there makes
+ * the generator declare the component itself nullable (`type: ["object", "null"]`) wherever it
+ * is used, whenever the nullable use is met first; a union stays `anyOf: [$ref, null]`.
+ */
+export function nullableComponent<T extends z.ZodType>(schema: T) {
+  return z.union([schema, z.null()]);
+}
+
 export const meSchema = z
   .object({
     kind: z.enum(['operator', 'user']),
-    tenant: tenantSchema.nullable(),
-    user: userSchema.nullable(),
+    tenant: nullableComponent(tenantSchema),
+    user: nullableComponent(userSchema),
     keyId: z.uuid().nullable(),
     authMethod: z.enum(['operator_key', 'api_key', 'jwt']),
     permissions: z.array(z.string()),

@@ -3,6 +3,7 @@ import { AppError, ForbiddenError, NotFoundError } from '../../domain/errors.ts'
 import { assertCan, type Principal } from '../../domain/identity/principal.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
 import { authedRoute, idParam, jsonResponse, problemResponse } from '../route-helpers.ts';
+import { nullableComponent } from '../schemas.ts';
 
 const tenantParams = z.object({ tenantId: idParam('tenantId') });
 
@@ -58,7 +59,7 @@ const verificationSchema = z
     firstBrokenSeq: z.int().nullable(),
     reason: z.string().nullable(),
     checkpoints: z.object({ checked: z.int(), latestSeq: z.int().nullable() }),
-    publicKey: publicKeySchema.nullable(),
+    publicKey: nullableComponent(publicKeySchema),
   })
   .openapi('AuditVerification');
 
@@ -84,7 +85,7 @@ const getAuditPublicKey = createRoute({
   summary: 'The public key audit checkpoints are signed with (public, no credentials)',
   responses: {
     200: jsonResponse(
-      z.object({ checkpointsEnabled: z.boolean(), publicKey: publicKeySchema.nullable() }),
+      z.object({ checkpointsEnabled: z.boolean(), publicKey: nullableComponent(publicKeySchema) }),
       'The key, or null when no signing key is configured.',
     ),
   },
@@ -120,7 +121,7 @@ const createAuditCheckpoint = authedRoute({
   request: { params: tenantParams },
   responses: {
     200: jsonResponse(
-      z.object({ checkpoint: checkpointSchema.nullable() }),
+      z.object({ checkpoint: nullableComponent(checkpointSchema) }),
       'The new checkpoint, or null when no event was added since the last one.',
     ),
     409: problemResponse(
