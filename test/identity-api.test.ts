@@ -211,6 +211,29 @@ describe('roles and permissions', () => {
     expect(response.status).toBe(403);
   });
 
+  it('lets a viewer list and revoke its own keys (one an admin minted for it included), not create them', async () => {
+    const viewer = await seedUser(operator, { tenantId, role: 'viewer' });
+    const admin = await seedUser(operator, { tenantId, role: 'admin' });
+    const keys = `/v1/tenants/${tenantId}/users/${viewer.userId}/api-keys`;
+    const minted = await apiClient(server.url, admin.secret).post<Created>(keys, { name: 'mine' });
+    expect(minted.status).toBe(201);
+    const client = apiClient(server.url, viewer.secret);
+    const listed = await client.get<{ data: Created[] }>(keys);
+    expect(listed.status).toBe(200);
+    expect(listed.body.data.map((key) => key.id).sort()).toEqual(
+      [viewer.keyId, minted.body.id].sort(),
+    );
+    expect((await client.request('DELETE', `${keys}/${minted.body.id}`)).status).toBe(200);
+    expect((await apiClient(server.url, minted.body.secret).get('/v1/me')).status).toBe(401);
+    expect((await client.post(keys, { name: 'new' })).status).toBe(403);
+    expect((await client.post(`${keys}/${viewer.keyId}/rotate`, {})).status).toBe(403);
+    // Still only their own: another user's keys are not even visible.
+    const other = `/v1/tenants/${tenantId}/users/${admin.userId}/api-keys`;
+    expect((await client.get(other)).status).toBe(404);
+    expect((await client.request('DELETE', `${other}/${admin.keyId}`)).status).toBe(404);
+    expect((await client.request('DELETE', `${keys}/${viewer.keyId}`)).status).toBe(200);
+  });
+
   it('refuses to demote the last owner', async () => {
     const solo = await seedTenant(operator, 'solo');
     const soloOwner = await seedUser(operator, { tenantId: solo, role: 'owner' });

@@ -107,11 +107,18 @@ export function createIdentityService(options: {
   const { store } = options;
   const now = options.clock ?? (() => new Date());
 
-  function assertManageKeys(principal: Principal, target: UserRef): void {
+  /** `review`: listing or revoking, which `key:review-own` allows on one's own keys. */
+  function assertManageKeys(
+    principal: Principal,
+    target: UserRef,
+    options: { readonly review?: boolean } = {},
+  ): void {
     assertInTenant(principal, target.tenantId);
     assertIds(target.userId);
-    if (isSelf(principal, target)) assertCan(principal, 'key:manage-own');
-    else if (!can(principal, 'key:manage-any')) throw userNotFound();
+    if (isSelf(principal, target)) {
+      if (options.review !== true || !can(principal, 'key:review-own'))
+        assertCan(principal, 'key:manage-own');
+    } else if (!can(principal, 'key:manage-any')) throw userNotFound();
   }
 
   /**
@@ -289,12 +296,12 @@ export function createIdentityService(options: {
       return { key, secret };
     },
     async listApiKeys(principal, target, page) {
-      assertManageKeys(principal, target);
+      assertManageKeys(principal, target, { review: true });
       assertOutranks(principal, await loadTarget(principal, target));
       return store.listApiKeys(principal, target, page);
     },
     async revokeApiKey(principal, target) {
-      assertManageKeys(principal, target);
+      assertManageKeys(principal, target, { review: true });
       assertIds(target.keyId);
       assertOutranks(principal, await loadTarget(principal, target));
       const result = await store.revokeApiKey({ principal, ...target, revokeAt: now() });

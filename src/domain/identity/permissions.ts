@@ -4,7 +4,12 @@ export const roles = ['owner', 'admin', 'member', 'viewer'] as const;
 /** A tenant role. */
 export type Role = (typeof roles)[number];
 
-/** Every action a permission check can ask about. API key scopes are drawn from this list. */
+/**
+ * Every action a permission check can ask about. API key scopes are drawn from this list.
+ * `key:manage-own` creates, rotates, lists and revokes one's own keys; `key:review-own` only
+ * lists and revokes them, and every role has it: whoever may mint a key for a user can act as
+ * them, and the user must be able to see such a key and end it.
+ */
 export const actions = [
   'tenant:read',
   'tenant:update',
@@ -12,6 +17,7 @@ export const actions = [
   'user:manage',
   'user:manage-owners',
   'key:manage-own',
+  'key:review-own',
   'key:manage-any',
   'oidc:read',
   'oidc:manage',
@@ -48,6 +54,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'user:manage',
     'user:manage-owners',
     'key:manage-own',
+    'key:review-own',
     'key:manage-any',
     'oidc:read',
     'oidc:manage',
@@ -73,6 +80,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
     'user:read',
     'user:manage',
     'key:manage-own',
+    'key:review-own',
     'key:manage-any',
     'oidc:read',
     'agent:read',
@@ -95,6 +103,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
   member: [
     'tenant:read',
     'key:manage-own',
+    'key:review-own',
     'agent:read',
     'thread:read',
     'thread:write',
@@ -107,6 +116,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Action[]>> = {
   ],
   viewer: [
     'tenant:read',
+    'key:review-own',
     'agent:read',
     'thread:read',
     'consent:manage-own',
