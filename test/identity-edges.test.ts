@@ -61,6 +61,28 @@ describe('bad input', () => {
     expect(paths).toEqual(['body.colour', 'body.name', 'body.slug', 'body.timeZone']);
   });
 
+  it('lists every problem of a new API key at once, each under its body path', async () => {
+    const member = await seedUser(operator, { tenantId, role: 'member' });
+    const keys = `/v1/tenants/${tenantId}/users/${member.userId}/api-keys`;
+    const response = await apiClient(server.url, member.secret).post<{
+      code: string;
+      errors: { path: string }[];
+    }>(keys, {
+      name: 'x',
+      scopes: ['thread:read', 'user:manage', 'audit:read'],
+      expiresAt: '2000-01-01T00:00:00Z',
+    });
+    expect(response.status).toBe(422);
+    expect(response.body.code).toBe('validation_failed');
+    expect(response.body.errors.map((error) => error.path).sort()).toEqual([
+      'body.expiresAt',
+      'body.scopes.1',
+      'body.scopes.2',
+    ]);
+    const listed = await operator.get<{ data: unknown[] }>(keys);
+    expect(listed.body.data).toHaveLength(1);
+  });
+
   it('rejects a body over the limit with 413 and writes nothing', async () => {
     const response = await operator.post('/v1/tenants', {
       slug: 'big',

@@ -156,18 +156,20 @@ export function createIdentityService(options: {
       (action) => creator === undefined || creator.includes(action),
     );
     const requested = request.scopes === undefined ? undefined : [...new Set(request.scopes)];
-    const excess = (requested ?? []).filter((scope) => !ceiling.includes(scope));
-    if (excess.length > 0) {
-      throw new ValidationError(
-        excess.map((scope) => ({
-          path: 'scopes',
-          message: `'${scope}' is not permitted to this user or credential`,
-        })),
-      );
-    }
-    if (request.expiresAt !== undefined && request.expiresAt.getTime() <= now().getTime()) {
-      throw new ValidationError([{ path: 'expiresAt', message: 'must be in the future' }]);
-    }
+    // Every problem at once, named as the schema's problems are (`body.<field>`).
+    const issues = (request.scopes ?? []).flatMap((scope, index) =>
+      ceiling.includes(scope)
+        ? []
+        : [
+            {
+              path: `body.scopes.${index}`,
+              message: `'${scope}' is not permitted to this user or credential`,
+            },
+          ],
+    );
+    if (request.expiresAt !== undefined && request.expiresAt.getTime() <= now().getTime())
+      issues.push({ path: 'body.expiresAt', message: 'must be in the future' });
+    if (issues.length > 0) throw new ValidationError(issues);
     const unrestricted = ceiling.length === rolePermissions[user.role].length;
     const scopes = requested ?? (unrestricted ? null : ceiling);
     const { secret, displayPrefix } = generateSecret(apiKeyPrefix);
