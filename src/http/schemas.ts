@@ -111,9 +111,12 @@ export const tenantSchema = z
 
 const roleSchema = z.enum(roles).openapi({ description: 'Role of the user in the tenant.' });
 
+/** A user's e-mail address, as the API and just-in-time provisioning accept it. */
+export const emailSchema = z.email().max(320);
+
 export const createUserSchema = z
   .strictObject({
-    email: z.email().max(320).nullable().default(null),
+    email: emailSchema.nullable().default(null),
     displayName: z.string().trim().min(1).max(200).nullable().default(null),
     role: roleSchema.default('member'),
     metadata: metadataSchema.default({}),
@@ -122,7 +125,7 @@ export const createUserSchema = z
 
 export const updateUserSchema = z
   .strictObject({
-    email: z.email().max(320).nullable().optional(),
+    email: emailSchema.nullable().optional(),
     displayName: z.string().trim().min(1).max(200).nullable().optional(),
     role: roleSchema.optional(),
     status: z.enum(['active', 'disabled']).optional(),

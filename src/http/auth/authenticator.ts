@@ -10,6 +10,8 @@ import type { IdentityStore } from '../../domain/identity/identity-ports.ts';
 import type { OidcProvider, User } from '../../domain/identity/identity-types.ts';
 import { type Role, roles } from '../../domain/identity/permissions.ts';
 import type { Principal, UserPrincipal } from '../../domain/identity/principal.ts';
+import { isUnstorable } from '../../storage/postgres/storable.ts';
+import { emailSchema } from '../schemas.ts';
 import type { JwtVerifier } from './jwt-verifier.ts';
 
 /** Turns a bearer token into a {@link Principal}, or throws {@link UnauthenticatedError}. */
@@ -49,16 +51,40 @@ function claimString(payload: JWTPayload, claim: string): string | undefined {
 }
 
 /**
- * The e-mail and display name a provider's token gives a new user, within what a user row
- * holds: an e-mail longer than 320 characters is no address and is left out; a name is cut to
- * 200 characters (whole code points). A sign-in never fails on either.
+ * Longest subject claim, in UTF-8 bytes, that identifies a user: with the issuer it must fit
+ * one entry of the unique index on (tenant, issuer, subject), about 2,700 bytes. OpenID
+ * Connect's `sub` is at most 255 ASCII characters; a custom subject claim gets more room.
+ */
+const maxSubjectBytes = 1024;
+
+/** Why a subject claim cannot identify a user; undefined when it can. */
+function subjectProblem(subject: string): string | undefined {
+  if (isUnstorable(subject))
+    return 'holds a NUL character or an unpaired UTF-16 surrogate, which no user can be stored under';
+  if (Buffer.byteLength(subject) > maxSubjectBytes)
+    return `is longer than ${maxSubjectBytes} bytes`;
+  return undefined;
+}
+
+/**
+ * The e-mail and display name a provider's token gives a new user, validated as the API
+ * validates the same fields: an e-mail the API would refuse (not an address, over 320
+ * characters, a NUL) is left out, and so is a name that is blank or holds a character
+ * PostgreSQL cannot store; a longer name is cut to 200 characters (whole code points). A
+ * sign-in never fails on either: the subject, not the profile, identifies the user.
  */
 function profileClaims(provider: OidcProvider, payload: JWTPayload) {
   const email = claimString(payload, provider.emailClaim);
-  const name = claimString(payload, provider.nameClaim);
+  const name = claimString(payload, provider.nameClaim)?.trim();
+  const displayName =
+    name === undefined || name.length === 0 || isUnstorable(name)
+      ? null
+      : Array.from(name).slice(0, 200).join('').trim();
+  const emailAccepted = email !== undefined && emailSchema.safeParse(email).success;
   return {
-    email: email !== undefined && Array.from(email).length <= 320 ? email : null,
-    displayName: name === undefined ? null : Array.from(name).slice(0, 200).join(''),
+    email: emailAccepted ? email : null,
+    emailRefused: email !== undefined && !emailAccepted,
+    displayName,
   };
 }
 
@@ -206,15 +232,21 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     const issuer = jwt.peekIssuer(token);
     if (issuer === undefined) throw new UnauthenticatedError();
     const accepted: { provider: OidcProvider; payload: JWTPayload; subject: string }[] = [];
+    /** Why a token a provider verified still signs in no one (its subject claim). */
+    let refusal: string | undefined;
     for (const provider of await store.findOidcProviders(issuer)) {
       if (tenantHint !== undefined && provider.tenantId !== tenantHint) continue;
+      let payload: JWTPayload;
       try {
-        const payload = await jwt.verify(provider, token);
-        const subject = claimString(payload, provider.subjectClaim);
-        if (subject !== undefined) accepted.push({ provider, payload, subject });
+        payload = await jwt.verify(provider, token);
       } catch {
-        // Not this provider's token.
+        continue; // Not this provider's token.
       }
+      const subject = claimString(payload, provider.subjectClaim);
+      const problem = subject === undefined ? undefined : subjectProblem(subject);
+      if (problem !== undefined)
+        refusal = `The token's subject claim ('${provider.subjectClaim.slice(0, 100)}') ${problem}.`;
+      else if (subject !== undefined) accepted.push({ provider, payload, subject });
     }
     const tenants = new Set(accepted.map((entry) => entry.provider.tenantId));
     if (tenants.size > 1) {
@@ -242,9 +274,15 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     for (const { provider, payload, subject } of accepted) {
       let user = await store.findUserBySubject(provider, subject);
       if (user === undefined && provider.jitProvisioning) {
+        const { emailRefused, ...profile } = profileClaims(provider, payload);
+        if (emailRefused)
+          logger.warn(
+            { tenantId: provider.tenantId, providerId: provider.id, claim: provider.emailClaim },
+            'a provisioned user got no e-mail: the claim is not an address the API accepts',
+          );
         try {
           user = await store.provisionUser(provider, {
-            ...profileClaims(provider, payload),
+            ...profile,
             role: mappedRole(provider, payload),
             externalIssuer: provider.issuer,
             externalSubject: subject,
@@ -260,7 +298,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       if (user.status !== 'active') throw new UnauthenticatedError();
       return userPrincipal(user, 'jwt');
     }
-    throw new UnauthenticatedError();
+    throw new UnauthenticatedError(refusal);
   }
 
   return {
