@@ -26,7 +26,7 @@ export type GateResult =
       readonly kind: 'refused';
       readonly message: string;
       /** `rejected` by the user, or `approval_expired`: nobody decided before the expiry. */
-      readonly code: 'rejected' | 'approval_expired';
+      readonly code: 'rejected' | 'approval_expired' | 'approval_outdated';
       readonly approvalId?: string;
     };
 
@@ -99,6 +99,19 @@ export async function passApprovalGate(options: {
         .where('tool_call_id', '=', call.toolCallId)
         .forUpdate()
         .executeTakeFirst();
+      if (
+        existing?.status === 'approved' &&
+        existing.policy_version !== null &&
+        options.audit !== undefined &&
+        existing.policy_version !== options.audit.policyVersion
+      ) {
+        return {
+          kind: 'refused',
+          code: 'approval_outdated',
+          message: `'${call.toolName}' (or the agent's rules for it) changed after this call was approved, so it was not run; call it again to ask for a new approval.`,
+          approvalId: existing.id,
+        };
+      }
       if (existing?.status === 'approved') {
         return {
           kind: 'approved',
@@ -163,6 +176,7 @@ export async function passApprovalGate(options: {
             decision_reason: null,
             decided_at: null,
             created_at: new Date(),
+            policy_version: options.audit?.policyVersion ?? null,
           })
           .returning(['id', 'reason', 'expires_at'])
           .executeTakeFirstOrThrow();

@@ -243,7 +243,7 @@ export function createStepRecorder(
         outcome = { status: 'error', message: `Invalid arguments: ${problems.join('; ')}` };
         auditOutcome = 'invalid_arguments';
       } else if (gate?.kind === 'refused') {
-        outcome = { status: 'error', message: gate.message };
+        outcome = { status: 'error', message: gate.message, code: gate.code };
         auditOutcome = gate.code;
       } else if (quota !== undefined) {
         outcome = { status: 'error', message: quota };

@@ -45,6 +45,7 @@ import { runTraceParentMigration } from './0045-run-trace-parent.ts';
 import { spanContentLifetimeMigration } from './0046-span-content-lifetime.ts';
 import { toolConsentsMigration } from './0047-tool-consents.ts';
 import { carryLimitCountersMigration } from './0050-carry-limit-counters.ts';
+import { approvalPolicyVersionMigration } from './0051-approval-policy-version.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -101,6 +102,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0046-span-content-lifetime': fromSql(spanContentLifetimeMigration),
     '0047-tool-consents': fromSql(toolConsentsMigration),
     '0050-carry-limit-counters': fromSql(carryLimitCountersMigration),
+    '0051-approval-policy-version': fromSql(() => approvalPolicyVersionMigration),
   };
 }
 

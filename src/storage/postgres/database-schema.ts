@@ -260,6 +260,8 @@ export interface ApprovalsTable {
   decided_at: Date | null;
   expires_at: Date;
   created_at: Timestamp;
+  /** The tool's policy version when the approval was requested (migration 0051). */
+  policy_version: string | null;
 }
 
 /** Row type of `brigade.audit_heads` (the last sequence number and hash per tenant). */

@@ -1,0 +1,120 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ApiClient,
+  apiClient,
+  type Created,
+  seedTenant,
+  seedUser,
+  waitForRun,
+} from './support/api-client.ts';
+import { testOperatorKey } from './support/test-brigade.ts';
+import {
+  type LoggedServer,
+  startLoggedServer,
+  startUpstream,
+  type UpstreamRequest,
+} from './support/tool-fixtures.ts';
+
+/**
+ * A user approves a call as it was shown: its tool, its arguments, and the tool's definition
+ * at that moment. An admin who edits the tool while the approval waits (another URL, say) must
+ * not have the user's approval carry out the edited call: the run resumes with the call
+ * refused (`approval_outdated`, nothing sent), and the model may ask again.
+ */
+let upstream: { url: string; requests: UpstreamRequest[]; close(): Promise<void> };
+let server: LoggedServer;
+let admin: ApiClient;
+let member: ApiClient;
+
+interface ApprovalBody {
+  id: string;
+  runId: string;
+  argumentsHash: string;
+}
+
+interface StepBody {
+  type: string;
+  tool?: { name: string | null; status: string; error?: { code: string | null } };
+}
+
+beforeAll(async () => {
+  upstream = await startUpstream(() => ({ ok: true }));
+  server = await startLoggedServer();
+  const operator = apiClient(server.url, testOperatorKey);
+  const tenantId = await seedTenant(operator, 'approval-binding');
+  admin = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'admin' })).secret);
+  member = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'member' })).secret);
+}, 120_000);
+
+afterAll(async () => {
+  await server?.stop();
+  await upstream?.close();
+});
+
+async function pendingCall(agentId: string) {
+  const thread = await member.post<Created>('/v1/threads', {});
+  const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+    agentId,
+    input: 'call transfer {"v":"x"}',
+  });
+  const ids = { threadId: thread.body.id, runId: run.body.id };
+  await waitForRun(member, ids, ['requires_action']);
+  const pending = await member.get<{ data: ApprovalBody[] }>('/v1/approvals');
+  const approval = pending.body.data.find((item) => item.runId === run.body.id);
+  if (approval === undefined) throw new Error('no pending approval');
+  return { ids, approval };
+}
+
+describe('an approval and the tool it was given for', () => {
+  it('refuses the approved call when the tool was edited meanwhile, and runs it otherwise', async () => {
+    const tool = await admin.post<Created>('/v1/tools', {
+      name: 'transfer',
+      description: 'Moves money.',
+      risk: 'write',
+      urlTemplate: `${upstream.url}/approved?v={v}`,
+      inputSchema: { type: 'object', properties: { v: { type: 'string' } } },
+    });
+    expect(tool.status, JSON.stringify(tool.body)).toBe(201);
+    const agent = await admin.post<Created>('/v1/agents', {
+      name: 'banker',
+      tools: ['transfer'],
+      approvalRequiredTools: ['transfer'],
+    });
+    expect(agent.status, JSON.stringify(agent.body)).toBe(201);
+
+    const before = upstream.requests.length;
+    const edited = await pendingCall(agent.body.id);
+    const patched = await admin.request('PATCH', `/v1/tools/${tool.body.id}`, {
+      urlTemplate: `${upstream.url}/changed?v={v}`,
+    });
+    expect(patched.status).toBe(200);
+    const decided = await member.post(`/v1/approvals/${edited.approval.id}/decision`, {
+      decision: 'approve',
+      argumentsHash: edited.approval.argumentsHash,
+    });
+    expect(decided.status).toBe(200);
+    const finished = await waitForRun(member, edited.ids, ['completed', 'failed']);
+    expect(finished.status).toBe('completed');
+    expect(upstream.requests.length).toBe(before);
+    const steps = await member.get<{ data: StepBody[] }>(
+      `/v1/threads/${edited.ids.threadId}/runs/${edited.ids.runId}/steps`,
+    );
+    const step = steps.body.data.find((candidate) => candidate.type === 'tool');
+    expect(step?.tool).toMatchObject({
+      name: 'transfer',
+      status: 'error',
+      error: { code: 'approval_outdated' },
+    });
+
+    // Unchanged since the request: the approval carries the call out.
+    const unchanged = await pendingCall(agent.body.id);
+    await member.post(`/v1/approvals/${unchanged.approval.id}/decision`, {
+      decision: 'approve',
+      argumentsHash: unchanged.approval.argumentsHash,
+    });
+    expect((await waitForRun(member, unchanged.ids, ['completed', 'failed'])).status).toBe(
+      'completed',
+    );
+    expect(upstream.requests.slice(before).map((request) => request.url)).toEqual(['/changed?v=x']);
+  });
+});
