@@ -30,10 +30,16 @@ export function violationsOf(options: {
   if (attempt.expectation === 'allowed' && status !== 200) found.push(`${label}: expected 200`);
   const sent = `${attempt.path} ${JSON.stringify(attempt.body ?? null)}`;
   const own = new Set(ownIds(attacker));
+  // The tenant's audit log names what its members did, parked runs' approval requests
+  // included (`approval.requested`: run, approval, tool, arguments hash — ids, no content), to
+  // the owners and admins who may read it; every other operation keeps them hidden.
+  const accountable = attempt.operation.operationId === 'listAuditEvents';
   const hidden = world.tenants.flatMap((tenant) =>
     tenant.id === attacker.tenantId && attempt.expectation !== 'refused'
       ? tenant.users.flatMap((user) =>
-          user.id === attacker.id || user.parked === undefined ? [] : Object.values(user.parked),
+          user.id === attacker.id || user.parked === undefined || accountable
+            ? []
+            : Object.values(user.parked),
         )
       : tenantIds(tenant).filter((id) => !own.has(id)),
   );

@@ -13,7 +13,7 @@ import type { MigrationContext } from './migration-context.ts';
  *   deleted, or with content captured just before a revocation, would still be written after
  *   it. `write_spans` checks at write time instead: spans of a run that no longer exists are
  *   dropped, and captured content is kept only while the tenant captures and the user's
- *   `content_capture` consent (scope `*`) is granted. It reads runs, tenants and consents in
+ *   `content_capture` consent is granted (scope `*`, or the run's agent). It reads runs, tenants and consents in
  *   each span owner's own scope (SECURITY INVOKER, as the checkpoint functions), one group of
  *   spans per user, then inserts in the scheduler's scope as before — one round trip a batch.
  */
@@ -30,6 +30,7 @@ declare
   owner record;
   alive uuid[] := '{}';
   capturing text[] := '{}';
+  capturing_runs uuid[] := '{}';
 begin
   for owner in
     select s.tenant_id, s.user_id,
@@ -48,12 +49,22 @@ begin
     end if;
     if owner.captured
        and exists (select 1 from brigade.tenants t
-                    where t.id = owner.tenant_id and t.capture_content)
-       and exists (select 1 from brigade.consents c
-                    where c.tenant_id = owner.tenant_id and c.user_id = owner.user_id
-                      and c.purpose = 'content_capture' and c.status = 'granted'
-                      and c.scope = '*') then
-      capturing := capturing || (owner.tenant_id::text || '/' || owner.user_id::text);
+                    where t.id = owner.tenant_id and t.capture_content) then
+      if exists (select 1 from brigade.consents c
+                  where c.tenant_id = owner.tenant_id and c.user_id = owner.user_id
+                    and c.purpose = 'content_capture' and c.status = 'granted'
+                    and c.scope = '*') then
+        capturing := capturing || (owner.tenant_id::text || '/' || owner.user_id::text);
+      elsif owner.runs is not null then
+        -- A consent scoped to an agent covers that agent's runs only.
+        capturing_runs := capturing_runs || array(
+          select r.id from brigade.runs r
+           where r.id = any(owner.runs)
+             and exists (select 1 from brigade.consents c
+                          where c.tenant_id = owner.tenant_id and c.user_id = owner.user_id
+                            and c.purpose = 'content_capture' and c.status = 'granted'
+                            and c.scope = r.agent_id::text));
+      end if;
     end if;
   end loop;
   perform set_config('brigade.tenant_id', '', true), set_config('brigade.user_id', '', true);
@@ -63,6 +74,7 @@ begin
   select s.tenant_id, s.trace_id, s.span_id, s.user_id, s.parent_span_id, s.run_id, s.name,
          s.kind, s.started_at, s.ended_at, s.status, s.status_message,
          case when (s.tenant_id::text || '/' || s.user_id::text) = any(capturing)
+                   or s.run_id = any(capturing_runs)
               then s.attributes
               else s.attributes - 'gen_ai.input.messages' - 'gen_ai.output.messages' end
     from jsonb_to_recordset(p_spans) as s(tenant_id uuid, trace_id text, span_id text,

@@ -44,6 +44,7 @@ declare
   saved_scheduler text := coalesce(current_setting('brigade.scheduler', true), '');
   saved_user text := coalesce(current_setting('brigade.user_id', true), '');
   g record;
+  counter_user text;
   carried int := 0;
 begin
   perform set_config('brigade.scheduler', 'on', true);
@@ -66,7 +67,8 @@ begin
                                     coalesce(p_old_zone, t.time_zone)) > now_period.period_start
      group by 1, 2, 3, 4, 5, 6
   loop
-    perform set_config('brigade.user_id', coalesce(g.user_id::text, ''), true);
+    counter_user := coalesce(g.user_id::text, '');
+    perform set_config('brigade.user_id', counter_user, true);
     insert into brigade.limit_counters as c
       (tenant_id, policy_id, kind, subject_id, period_start, limit_value, used)
     values (g.tenant_id, g.policy_id, g.kind, g.subject_id, g.target, g.limit_value, g.total)
