@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { UserPrincipal } from '../../domain/identity/principal.ts';
 import { maxJsonDepth, valueNestingExceeds } from '../../domain/json-depth.ts';
+import { canonicalJson } from '../../domain/tools/arguments-hash.ts';
 import {
   type McpServerAuth,
   parseMcpToolName,
@@ -307,6 +309,9 @@ export function createMcpToolProvider(options: {
       risk: server.risk,
       kind: 'mcp',
       timeoutMs,
+      // The whole registration (id, address or command, credential, risk): a server deleted
+      // and registered again under its name elsewhere is another tool to an approval.
+      definitionDigest: createHash('sha256').update(canonicalJson(server)).digest('hex'),
       async execute(input, context) {
         const result = await useServer(
           server,
