@@ -155,11 +155,14 @@ describe('consent', () => {
     expect((refusal as AppError).code).toBe('consent_required');
     const agentA = randomUUID();
     const agentB = randomUUID();
+    // An agent id in capitals is the same id: stored as ids are, in lower case.
     const scoped = await admin.client.post<ConsentBody>('/v1/me/consents', {
       purpose: 'content_capture',
-      scope: agentA,
+      scope: agentA.toUpperCase(),
       version: '1',
     });
+    expect(scoped.status).toBe(201);
+    expect(scoped.body.scope).toBe(agentA);
     expect((await consents.requireConsent(subject, 'content_capture', agentA)).id).toBe(
       scoped.body.id,
     );

@@ -27,7 +27,7 @@ export function toolConsentPurpose(toolName: string): ConsentPurpose {
  * memory is shared by all of a user's agents, so only `*` is accepted for it.
  */
 export const consentScopePattern =
-  /^(\*|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+  /^(\*|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
 
 /** True for a purpose of the closed list. */
 export function isConsentPurpose(value: string): value is ConsentPurpose {

@@ -31,10 +31,16 @@ const grantConsentSchema = z
       description: '`content_capture`, `long_term_memory` or `tool:<tool name>`.',
       example: 'long_term_memory',
     }),
-    scope: z.string().regex(consentScopePattern, '`*` or an agent id').default('*').openapi({
-      description:
-        'What the consent covers within its purpose: `*` (every agent) or one agent id. `long_term_memory` takes only `*` (long-term memory is shared by all of the user’s agents).',
-    }),
+    scope: z
+      .string()
+      .regex(consentScopePattern, '`*` or an agent id')
+      // Stored as ids are (lower case), so an agent id in capitals still matches its runs.
+      .transform((scope) => scope.toLowerCase())
+      .default('*')
+      .openapi({
+        description:
+          'What the consent covers within its purpose: `*` (every agent) or one agent id. `long_term_memory` takes only `*` (long-term memory is shared by all of the user’s agents).',
+      }),
     version: z.string().min(1).max(50).openapi({
       description: 'Version of the terms the user agreed to.',
       example: '2025-01',

@@ -31,6 +31,8 @@ declare
   alive uuid[] := '{}';
   capturing text[] := '{}';
   capturing_runs uuid[] := '{}';
+  saved_tenant text := coalesce(current_setting('brigade.tenant_id', true), '');
+  saved_user text := coalesce(current_setting('brigade.user_id', true), '');
 begin
   for owner in
     select s.tenant_id, s.user_id,
@@ -45,15 +47,19 @@ begin
     perform set_config('brigade.tenant_id', owner.tenant_id::text, true),
             set_config('brigade.user_id', owner.user_id::text, true);
     if owner.runs is not null then
-      alive := alive || array(select r.id from brigade.runs r where r.id = any(owner.runs));
+      -- Locked (KEY SHARE) until the spans are in: a thread's deletion, which locks its runs,
+      -- commits before (the runs are gone) or after (it deletes these spans too).
+      alive := alive || array(select r.id from brigade.runs r where r.id = any(owner.runs)
+                                 for key share);
     end if;
     if owner.captured
        and exists (select 1 from brigade.tenants t
                     where t.id = owner.tenant_id and t.capture_content) then
+      -- Consents locked (SHARE) likewise against a revocation's scrub.
       if exists (select 1 from brigade.consents c
                   where c.tenant_id = owner.tenant_id and c.user_id = owner.user_id
                     and c.purpose = 'content_capture' and c.status = 'granted'
-                    and c.scope = '*') then
+                    and c.scope = '*' for share) then
         capturing := capturing || (owner.tenant_id::text || '/' || owner.user_id::text);
       elsif owner.runs is not null then
         -- A consent scoped to an agent covers that agent's runs only.
@@ -63,14 +69,18 @@ begin
              and exists (select 1 from brigade.consents c
                           where c.tenant_id = owner.tenant_id and c.user_id = owner.user_id
                             and c.purpose = 'content_capture' and c.status = 'granted'
-                            and c.scope = r.agent_id::text));
+                            and c.scope = r.agent_id::text)
+           for key share of r);
       end if;
     end if;
   end loop;
-  perform set_config('brigade.tenant_id', '', true), set_config('brigade.user_id', '', true);
+  perform set_config('brigade.tenant_id', saved_tenant, true),
+          set_config('brigade.user_id', saved_user, true);
   insert into brigade.spans
     (tenant_id, trace_id, span_id, user_id, parent_span_id, run_id, name, kind,
      started_at, ended_at, status, status_message, attributes)
+  -- A span of a run that is gone (or that its owner's scope cannot see) is dropped: a deleted
+  -- thread leaves nothing that names its runs.
   select s.tenant_id, s.trace_id, s.span_id, s.user_id, s.parent_span_id, s.run_id, s.name,
          s.kind, s.started_at, s.ended_at, s.status, s.status_message,
          case when (s.tenant_id::text || '/' || s.user_id::text) = any(capturing)
