@@ -191,6 +191,10 @@ export const runSchema = z
     priority: z.enum(['interactive', 'batch']),
     errorCode: z.string().nullable(),
     errorMessage: z.string().nullable(),
+    errorDetails: z.record(z.string(), z.unknown()).nullable().openapi({
+      description:
+        'Structured details of a refusal that failed the run, else null. `budget_exceeded`: `policyId`, `level`, `period`, `limitUsd`, `remainingUsd` (what was left), `requiredUsd` (the refused call’s priced worst case) and `resetsAt` (when the period resets; for a rolling budget, when its oldest spending leaves the window). `quota_exceeded`: `policyId`, `level`, `limit`, `used`, `resetsAt`.',
+    }),
     incomplete: z.object({ reason: z.string() }).nullable().openapi({
       description:
         'Set when the answer is partial: `reason` is `deadline` (the run’s deadline came first, with `timeoutBehavior: partial`), `max-steps` (the agent’s step limit), `length` (the output limit) or `content-filter`.',
@@ -251,6 +255,7 @@ export const runResponse = (run: Run) => ({
   priority: run.priority,
   errorCode: run.errorCode,
   errorMessage: run.errorMessage,
+  errorDetails: run.errorDetails === null ? null : { ...run.errorDetails },
   incomplete: run.incompleteReason === null ? null : { reason: run.incompleteReason },
   degraded: run.degraded,
   usage: { inputTokens: run.inputTokens, outputTokens: run.outputTokens },

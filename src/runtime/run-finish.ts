@@ -1,5 +1,6 @@
 import type { Agent } from '../domain/agents/agent-types.ts';
 import { AppError } from '../domain/errors.ts';
+import { refusalDetails } from '../domain/guards/refusal-details.ts';
 import type { RunCheckpoints, SuccessorClaim } from '../storage/runs/run-checkpoints.ts';
 import type { RunSignalSink } from '../storage/runs/run-rows.ts';
 import type { EventWriter } from './event-writer.ts';
@@ -12,6 +13,8 @@ export interface RunOutcome {
   readonly status: 'completed' | 'failed' | 'cancelled' | 'expired';
   readonly errorCode?: string;
   readonly errorMessage?: string;
+  /** A refusal's structured details (budgets, quotas): the run's `errorDetails`. */
+  readonly errorDetails?: Readonly<Record<string, unknown>>;
   readonly text?: string;
   /** Set when the answer is partial (the deadline came first). */
   readonly incompleteReason?: string;
@@ -63,6 +66,7 @@ export function createRunFinisher(options: {
       ...(outcome.errorCode === undefined
         ? {}
         : { errorCode: outcome.errorCode, message: outcome.errorMessage }),
+      ...(outcome.errorDetails === undefined ? {} : { errorDetails: outcome.errorDetails }),
       ...(outcome.text === undefined ? {} : { text: outcome.text }),
       ...(outcome.incompleteReason === undefined
         ? {}
@@ -140,8 +144,15 @@ export function outcomeOfError(
       errorCode: 'run_timeout',
       errorMessage: `The run exceeded its ${agent.runTimeoutMs} ms timeout.`,
     };
-  if (error instanceof AppError)
-    return { status: 'failed', errorCode: error.code, errorMessage: error.message };
+  if (error instanceof AppError) {
+    const errorDetails = refusalDetails(error);
+    return {
+      status: 'failed',
+      errorCode: error.code,
+      errorMessage: error.message,
+      ...(errorDetails === undefined ? {} : { errorDetails }),
+    };
+  }
   return { status: 'failed', errorCode: 'core_error', errorMessage: 'The agent core failed.' };
 }
 

@@ -104,6 +104,8 @@ export interface Run {
   readonly degraded: boolean;
   readonly errorCode: string | null;
   readonly errorMessage: string | null;
+  /** A refusal's structured details (`budget_exceeded`, `quota_exceeded`), else null. */
+  readonly errorDetails: Readonly<Record<string, unknown>> | null;
   readonly inputTokens: number;
   readonly outputTokens: number;
   readonly stepCount: number;

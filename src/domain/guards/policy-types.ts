@@ -120,3 +120,13 @@ export function usdToNanos(usd: number): number {
 export function nanosToUsd(nanos: number): number {
   return nanos / nanosPerUsd;
 }
+
+/**
+ * A USD amount for a message: three significant digits (at least two decimals, at most nine:
+ * a nano-dollar), so a tiny amount left never reads as `$0.000000`.
+ */
+export function formatUsd(usd: number): string {
+  if (usd <= 0) return '$0';
+  const decimals = Math.min(9, Math.max(2, 2 - Math.floor(Math.log10(usd))));
+  return `$${usd.toFixed(decimals)}`;
+}

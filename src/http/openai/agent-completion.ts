@@ -39,6 +39,14 @@ function toErrorCode(code: unknown): ErrorCode {
     : 'internal';
 }
 
+/** A failed run's `errorDetails` (a budget or quota refusal's), to answer the caller with. */
+function refusalOf(type: string, data: Record<string, unknown>): Record<string, unknown> {
+  const details = data['errorDetails'];
+  return type === 'run-failed' && typeof details === 'object' && details !== null
+    ? (details as Record<string, unknown>)
+    : {};
+}
+
 /**
  * Runs a hosted agent as a chat completion: a new thread holding `history`, a run with `input` (the agent's own
  * instructions, tools and model apply), its `message-delta` events streamed to `onTextDelta`,
@@ -125,7 +133,7 @@ export async function runAgentCompletion(options: {
             typeof data['message'] === 'string' && code !== 'internal'
               ? data['message']
               : `The agent run ended: ${event.type}.`,
-            { details: { retry: false } },
+            { details: { ...refusalOf(event.type, data), retry: false } },
           );
         }
       }

@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import { AppError, type ErrorCode, ValidationError } from '../../domain/errors.ts';
+import { refusalDetails } from '../../domain/guards/refusal-details.ts';
 import {
   bearerChallenge,
   type ErrorLogger,
@@ -22,6 +23,8 @@ export interface OpenAiError {
       readonly type: string;
       readonly param: string | null;
       readonly code: string | null;
+      /** A refusal's structured details (budgets and quotas), beside OpenAI's four fields. */
+      readonly [detail: string]: unknown;
     };
   };
   readonly headers: Readonly<Record<string, string>>;
@@ -102,7 +105,15 @@ export function toOpenAiError(error: unknown): OpenAiError {
   if (appError.code === 'payload_too_large') headers['connection'] = 'close';
   return {
     status,
-    body: { error: { message, type, param, code: rule?.code ?? appError.code } },
+    body: {
+      error: {
+        message,
+        type,
+        param,
+        code: rule?.code ?? appError.code,
+        ...(refusalDetails(appError) ?? {}),
+      },
+    },
     headers,
   };
 }

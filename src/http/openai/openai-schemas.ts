@@ -168,6 +168,24 @@ export const openAiErrorSchema = z
       type: z.string(),
       param: z.string().nullable(),
       code: z.string().nullable(),
+      policyId: z.uuid().optional().openapi({
+        description: 'Budget and quota refusals: the policy that refused the call.',
+      }),
+      level: z.string().optional().openapi({ description: 'Refusals: that policy’s level.' }),
+      period: z.string().optional().openapi({ description: 'Budget refusals: its period.' }),
+      limitUsd: z.number().optional().openapi({ description: 'Budget refusals: its amount.' }),
+      remainingUsd: z
+        .number()
+        .optional()
+        .openapi({ description: 'Budget refusals: what was left of it.' }),
+      requiredUsd: z.number().optional().openapi({
+        description: 'Budget refusals: the refused call’s priced worst case.',
+      }),
+      limit: z.int().optional().openapi({ description: 'Quota refusals: the daily quota.' }),
+      used: z.int().optional().openapi({ description: 'Quota refusals: what was used of it.' }),
+      resetsAt: z.iso.datetime().nullable().optional().openapi({
+        description: 'Budget and quota refusals: when the period resets.',
+      }),
     }),
   })
   .openapi('OpenAIError');

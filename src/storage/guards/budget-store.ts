@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { AppError } from '../../domain/errors.ts';
-import { nanosToUsd } from '../../domain/guards/policy-types.ts';
+import { formatUsd, nanosToUsd } from '../../domain/guards/policy-types.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import {
   createBudgetCalls,
@@ -72,6 +72,11 @@ const periodAdjective: Readonly<Record<string, string>> = {
 
 function scopeOf(spender: Spender) {
   return { tenantId: spender.tenantId, userId: spender.userId };
+}
+
+/** A timestamp of reserve_limits' verdict (PostgreSQL's text form) in ISO 8601, UTC. */
+function isoOf(when: string | null): string | null {
+  return when === null ? null : new Date(when).toISOString();
 }
 
 function secondsUntil(when: string | null): number {
@@ -185,9 +190,11 @@ export function createBudgetStore(database: Database) {
       if (!res.ok) {
         const remaining = Math.max(0, Number(res.limit) - Number(res.taken));
         await recordExhausted(spender, res).catch(() => undefined);
+        const resetsAt = isoOf(res.resetsAt);
+        const resets = resetsAt === null ? '' : ` It resets at ${resetsAt}.`;
         throw new AppError(
           'budget_exceeded',
-          `This call could cost up to $${nanosToUsd(amount).toFixed(6)}, more than the $${nanosToUsd(remaining).toFixed(6)} left of the ${periodAdjective[res.period] ?? res.period} budget set by the ${res.level} policy.`,
+          `This call could cost up to ${formatUsd(nanosToUsd(amount))}, more than the ${formatUsd(nanosToUsd(remaining))} left of the ${periodAdjective[res.period] ?? res.period} budget set by the ${res.level} policy.${resets}`,
           {
             details: {
               policyId: res.policyId,
@@ -196,7 +203,7 @@ export function createBudgetStore(database: Database) {
               limitUsd: nanosToUsd(Number(res.limit)),
               remainingUsd: nanosToUsd(remaining),
               requiredUsd: nanosToUsd(amount),
-              resetsAt: res.resetsAt,
+              resetsAt,
             },
           },
         );
@@ -301,7 +308,7 @@ export function refuseQuota(kind: 'runs' | 'tool_calls', res: ReserveResult | un
         level: res.level,
         limit: Number(res.limit),
         used: Number(res.taken),
-        resetsAt: res.resetsAt,
+        resetsAt: isoOf(res.resetsAt),
         retryAfterSeconds: secondsUntil(res.resetsAt),
       },
     },

@@ -46,6 +46,7 @@ import { spanContentLifetimeMigration } from './0046-span-content-lifetime.ts';
 import { toolConsentsMigration } from './0047-tool-consents.ts';
 import { carryLimitCountersMigration } from './0050-carry-limit-counters.ts';
 import { approvalPolicyVersionMigration } from './0051-approval-policy-version.ts';
+import { runErrorDetailsMigration } from './0052-run-error-details.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -103,6 +104,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0047-tool-consents': fromSql(toolConsentsMigration),
     '0050-carry-limit-counters': fromSql(carryLimitCountersMigration),
     '0051-approval-policy-version': fromSql(() => approvalPolicyVersionMigration),
+    '0052-run-error-details': fromSql(runErrorDetailsMigration),
   };
 }
 

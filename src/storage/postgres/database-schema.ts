@@ -166,6 +166,8 @@ export interface RunsTable {
   strategy: 'reject' | 'enqueue' | 'interrupt' | 'rollback';
   error_code: string | null;
   error_message: string | null;
+  /** A refusal's structured details (migration 0052). */
+  error_details?: ColumnType<Record<string, unknown> | null, never, never>;
   input_tokens: Generated<number>;
   output_tokens: Generated<number>;
   step_count: Generated<number>;

@@ -15,6 +15,7 @@ export function toRun(row: Selectable<RunsTable>): Run {
     priority: row.priority,
     errorCode: row.error_code,
     errorMessage: row.error_message,
+    errorDetails: row.error_details ?? null,
     inputTokens: row.input_tokens,
     outputTokens: row.output_tokens,
     stepCount: row.step_count,

@@ -1,0 +1,115 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ApiClient,
+  apiClient,
+  type Created,
+  seedUser,
+  waitForRun,
+} from './support/api-client.ts';
+import { callCostUsd, type PolicyWorld, startPolicyWorld } from './support/policy-world.ts';
+
+/**
+ * What a budget refusal tells the caller (the amount left, what the call needed, when the
+ * period resets), in each of its forms: a run's failure, and the OpenAI-compatible API's error.
+ * Each test takes a member of its own, so their budgets do not meet.
+ */
+let world: PolicyWorld;
+
+beforeAll(async () => {
+  world = await startPolicyWorld('refusals');
+});
+
+afterAll(async () => {
+  await world?.stop();
+});
+
+/** A new member of the tenant with a daily user budget of `amountUsd`. */
+async function memberWithBudget(
+  amountUsd: number,
+): Promise<{ client: ApiClient; userId: string; policyId: string }> {
+  const seeded = await seedUser(world.operator, { tenantId: world.tenantId, role: 'member' });
+  const policy = await world.admin.post<Created>('/v1/policies', {
+    level: 'user',
+    subjectId: seeded.userId,
+    limits: { budget: { amountUsd, period: 'day' } },
+  });
+  expect(policy.status).toBe(201);
+  return {
+    client: apiClient(world.server.url, seeded.secret),
+    userId: seeded.userId,
+    policyId: policy.body.id,
+  };
+}
+
+type Details = {
+  policyId: string;
+  level: string;
+  remainingUsd: number;
+  requiredUsd: number;
+  resetsAt: string;
+};
+
+/** The refusal's details, as each form must carry them. */
+function expectDetails(details: Partial<Details> | null | undefined, policyId: string): void {
+  expect(details).toMatchObject({ policyId, level: 'user' });
+  expect(details?.remainingUsd).toBeCloseTo(1e-7, 15);
+  expect(details?.requiredUsd).toBeGreaterThanOrEqual(callCostUsd);
+  const resetsAt = new Date(details?.resetsAt ?? 0).getTime();
+  expect(resetsAt).toBeGreaterThan(Date.now());
+  expect(resetsAt).toBeLessThanOrEqual(Date.now() + 25 * 3_600_000);
+}
+
+describe('a budget refusal', () => {
+  it('fails the run with errorDetails in getRun and in the run-failed event, and a message that shows what is left', async () => {
+    const { client, policyId } = await memberWithBudget(1e-7);
+    const thread = await client.post<Created>('/v1/threads', {});
+    const created = await client.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId: world.agentId,
+      input: 'hello',
+    });
+    expect(created.status).toBe(201);
+    const run = await waitForRun<{
+      status: string;
+      errorCode: string | null;
+      errorMessage: string | null;
+      errorDetails: Partial<Details> | null;
+    }>(client, { threadId: thread.body.id, runId: created.body.id });
+    expect(run.status).toBe('failed');
+    expect(run.errorCode).toBe('budget_exceeded');
+    expectDetails(run.errorDetails, policyId);
+    // Not "$0.000000 left": enough digits to show the tenth of a micro-dollar.
+    expect(run.errorMessage).toContain('$0.000000100 left');
+    expect(run.errorMessage).toContain(`resets at ${run.errorDetails?.resetsAt}`);
+
+    const events = await client.get<string>(
+      `/v1/threads/${thread.body.id}/runs/${created.body.id}/events`,
+    );
+    const failed = String(events.body)
+      .split('\n\n')
+      .find((block) => block.includes('event: run-failed'));
+    const data = JSON.parse(failed?.split('data: ')[1] ?? '{}') as {
+      errorCode?: string;
+      errorDetails?: Partial<Details>;
+    };
+    expect(data.errorCode).toBe('budget_exceeded');
+    expectDetails(data.errorDetails, policyId);
+  });
+
+  it('answers the OpenAI-compatible API with the details as extra fields of the error object', async () => {
+    const { client, policyId } = await memberWithBudget(1e-7);
+    for (const model of ['mock:priced', 'agent:priced']) {
+      const refused = await client.post<{ error: Record<string, unknown> & Partial<Details> }>(
+        '/v1/chat/completions',
+        { model, messages: [{ role: 'user', content: 'hello' }] },
+      );
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get('x-should-retry')).toBe('false');
+      expect(refused.body.error).toMatchObject({
+        type: 'insufficient_quota',
+        code: 'insufficient_quota',
+        param: null,
+      });
+      expectDetails(refused.body.error, policyId);
+    }
+  });
+});
