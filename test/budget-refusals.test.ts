@@ -6,7 +6,12 @@ import {
   seedUser,
   waitForRun,
 } from './support/api-client.ts';
-import { callCostUsd, type PolicyWorld, startPolicyWorld } from './support/policy-world.ts';
+import {
+  callCostUsd,
+  outputTokens,
+  type PolicyWorld,
+  startPolicyWorld,
+} from './support/policy-world.ts';
 
 /**
  * What a budget refusal tells the caller (the amount left, what the call needed, when the
@@ -111,5 +116,49 @@ describe('a budget refusal', () => {
       });
       expectDetails(refused.body.error, policyId);
     }
+  });
+});
+
+describe('a budget alert on a refusal', () => {
+  type Alert = { policyId: string; threshold: number; usedUsd: number; limitUsd: number };
+  const alertsOf = async (policyId: string) =>
+    (await world.admin.get<{ data: Alert[] }>('/v1/budget-alerts')).body.data.filter(
+      (alert) => alert.policyId === policyId,
+    );
+
+  it('is not recorded when the refused call alone did not fit and nothing was spent', async () => {
+    const { client, policyId } = await memberWithBudget(callCostUsd / 2);
+    const refused = await client.post('/v1/chat/completions', {
+      model: 'mock:priced',
+      messages: [{ role: 'user', content: 'too dear' }],
+      max_tokens: outputTokens,
+    });
+    expect(refused.status).toBe(429);
+    expect(await alertsOf(policyId)).toEqual([]);
+  });
+
+  it('says 100 % when what was used has reached a limit lowered below it', async () => {
+    const { client, policyId } = await memberWithBudget(callCostUsd * 3);
+    const paid = await client.post('/v1/chat/completions', {
+      model: 'mock:priced',
+      messages: [{ role: 'user', content: 'spend' }],
+      max_tokens: outputTokens,
+    });
+    expect(paid.status).toBe(200);
+    expect(await alertsOf(policyId)).toEqual([]);
+    const lowered = await world.admin.request('PATCH', `/v1/policies/${policyId}`, {
+      limits: { budget: { amountUsd: callCostUsd / 2, period: 'day' } },
+    });
+    expect(lowered.status).toBe(200);
+    const refused = await client.post('/v1/chat/completions', {
+      model: 'mock:priced',
+      messages: [{ role: 'user', content: 'spend again' }],
+      max_tokens: outputTokens,
+    });
+    expect(refused.status).toBe(429);
+    const alerts = await alertsOf(policyId);
+    expect(alerts.map((alert) => alert.threshold)).toEqual([100]);
+    expect(alerts[0]?.usedUsd).toBeCloseTo(callCostUsd, 12);
+    expect(alerts[0]?.limitUsd).toBeCloseTo(callCostUsd / 2, 12);
   });
 });

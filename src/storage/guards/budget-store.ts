@@ -138,22 +138,46 @@ const consumeQuotaStatement = {
 export function createBudgetStore(database: Database) {
   const calls = createBudgetCalls(database);
 
-  /** A refused call means the budget is spent: its 100 % alert, once per period. */
+  /**
+   * A refused call whose budget is spent (what its period used has reached the limit: a limit
+   * lowered below it, an orphan charged) records the 100 % alert, once per period. A call
+   * refused because its own worst case does not fit records nothing: nothing more was spent,
+   * and an early 100 % would stand in for the real crossing, which then would not alert.
+   */
   async function recordExhausted(spender: Spender, refusal: Refusal): Promise<void> {
     if (refusal.subjectId === undefined || refusal.periodStart === undefined) return;
     if (refusal.period === 'rolling') return;
+    const limit = Number(refusal.limit);
     await database.withScope(scopeOf(spender), (db) =>
       db
         .insertInto('brigade.budget_alerts')
-        .values({
-          tenant_id: spender.tenantId,
-          policy_id: refusal.policyId,
-          subject_id: refusal.subjectId as string,
-          period_start: refusal.periodStart as string,
-          threshold: 100,
-          used: Number(refusal.taken),
-          limit_value: Number(refusal.limit),
-        })
+        .columns([
+          'tenant_id',
+          'policy_id',
+          'subject_id',
+          'period_start',
+          'threshold',
+          'used',
+          'limit_value',
+        ])
+        .expression(
+          db
+            .selectFrom('brigade.limit_counters')
+            .select([
+              'tenant_id',
+              'policy_id',
+              'subject_id',
+              'period_start',
+              sql.lit(100).as('threshold'),
+              'used',
+              sql.lit(limit).as('limit_value'),
+            ])
+            .where('policy_id', '=', refusal.policyId)
+            .where('kind', '=', 'budget')
+            .where('subject_id', '=', refusal.subjectId as string)
+            .where('period_start', '=', new Date(refusal.periodStart as string))
+            .where('used', '>=', String(limit)),
+        )
         .onConflict((conflict) => conflict.doNothing())
         .execute(),
     );
