@@ -162,3 +162,34 @@ describe('a budget alert on a refusal', () => {
     expect(alerts[0]?.limitUsd).toBeCloseTo(callCostUsd / 2, 12);
   });
 });
+
+describe('a budget amount', () => {
+  it('is refused with 422 below one nano-dollar, which it would be stored as 0', async () => {
+    const seeded = await seedUser(world.operator, { tenantId: world.tenantId, role: 'member' });
+    for (const amountUsd of [1e-12, 4e-10, 0]) {
+      const created = await world.admin.post<{ code: string; errors: { path: string }[] }>(
+        '/v1/policies',
+        {
+          level: 'user',
+          subjectId: seeded.userId,
+          limits: { budget: { amountUsd, period: 'day' } },
+        },
+      );
+      expect(created.status).toBe(422);
+      expect(created.body.errors[0]?.path).toBe('body.limits.budget.amountUsd');
+    }
+    const smallest = await world.admin.post<
+      Created & { limits: { budget: { amountUsd: number } } }
+    >('/v1/policies', {
+      level: 'user',
+      subjectId: seeded.userId,
+      limits: { budget: { amountUsd: 1e-9, period: 'day' } },
+    });
+    expect(smallest.status).toBe(201);
+    expect(smallest.body.limits.budget.amountUsd).toBe(1e-9);
+    const patched = await world.admin.request('PATCH', `/v1/policies/${smallest.body.id}`, {
+      limits: { budget: { amountUsd: 1e-12, period: 'day' } },
+    });
+    expect(patched.status).toBe(422);
+  });
+});

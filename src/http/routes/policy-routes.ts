@@ -2,6 +2,7 @@ import { z } from '@hono/zod-openapi';
 import {
   budgetPeriods,
   type CounterState,
+  nanosPerUsd,
   type Policy,
   policyLevels,
 } from '../../domain/guards/policy-types.ts';
@@ -16,9 +17,11 @@ const budgetSchema = z
   .strictObject({
     amountUsd: z
       .number()
-      .positive()
+      .min(1 / nanosPerUsd, 'Budgets are counted in nano-dollars: at least 0.000000001.')
       .max(1_000_000_000)
-      .openapi({ description: 'Money per period, in USD (counted in nano-dollars).' }),
+      .openapi({
+        description: 'Money per period, in USD (counted in nano-dollars, so at least 0.000000001).',
+      }),
     period: z.enum(budgetPeriods).openapi({
       description:
         "Calendar day, ISO week or month in the tenant's time zone, or a rolling window.",
