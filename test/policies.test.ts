@@ -298,6 +298,7 @@ describe('quotas', () => {
     });
     expect(policy.status).toBe(201);
     const statuses: string[] = [];
+    let steps = '';
     for (let index = 0; index < 2; index += 1) {
       const thread = await member.post<Created>('/v1/threads', {});
       const created = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
@@ -315,8 +316,17 @@ describe('quotas', () => {
         .filter((block) => block.includes('event: tool-call-finished'))
         .map((block) => JSON.parse(block.split('data: ')[1] ?? '{}') as { status?: string })[0];
       statuses.push(finished?.status ?? 'missing');
+      steps = `/v1/threads/${thread.body.id}/runs/${created.body.id}/steps`;
     }
     expect(statuses).toEqual(['ok', 'error']);
+    // The refused call's step says why, with the stable code.
+    const refused = await member.get<{
+      data: { type: string; tool?: { status: string; error?: { code: string | null } } }[];
+    }>(steps);
+    expect(refused.body.data.find((step) => step.type === 'tool')?.tool).toMatchObject({
+      status: 'error',
+      error: { code: 'quota_exceeded' },
+    });
     const limits = await member.get<{
       quotas: { kind: string; limit: number; agentId: string; used: number }[];
     }>('/v1/me/limits');

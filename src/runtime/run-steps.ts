@@ -246,7 +246,7 @@ export function createStepRecorder(
         outcome = { status: 'error', message: gate.message, code: gate.code };
         auditOutcome = gate.code;
       } else if (quota !== undefined) {
-        outcome = { status: 'error', message: quota };
+        outcome = { status: 'error', message: quota, code: 'quota_exceeded' };
         auditOutcome = 'quota_exceeded';
       } else {
         await context.modelSteps?.flush();
