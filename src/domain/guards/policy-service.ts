@@ -1,6 +1,11 @@
 import { ForbiddenError, NotFoundError, ValidationError } from '../errors.ts';
 import type { Role } from '../identity/permissions.ts';
 import { assertCan, type Principal, type UserPrincipal } from '../identity/principal.ts';
+import {
+  type ConfiguredLimit,
+  type MyLimitsReport,
+  withConfiguredLimits,
+} from './configured-limits.ts';
 import type { MyLimits, Policy, PolicyInput, PolicyLevel, PolicyPatch } from './policy-types.ts';
 
 /** Persistence of policies; every call runs in the principal's RLS scope. */
@@ -40,7 +45,8 @@ export interface PolicyService {
   get(principal: Principal, policyId: string): Promise<Policy>;
   update(principal: Principal, policyId: string, patch: PolicyPatch): Promise<Policy>;
   delete(principal: Principal, policyId: string): Promise<void>;
-  myLimits(principal: Principal): Promise<MyLimits>;
+  /** The limits binding the caller: the policies' and the configuration's, tightest first. */
+  myLimits(principal: Principal): Promise<MyLimitsReport>;
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -100,6 +106,8 @@ export function createPolicyService(options: {
   store: PolicyStore;
   /** Told after each change (the tenant id, or null for a platform policy), e.g. to drop caches. */
   onChange?: (tenantId: string | null) => void;
+  /** The configuration's limits, reported by getMyLimits beside the policies'. */
+  configured?: readonly ConfiguredLimit[];
 }): PolicyService {
   const { store } = options;
   const changed = (tenantId: string | null) => options.onChange?.(tenantId);
@@ -236,7 +244,10 @@ export function createPolicyService(options: {
       if (principal.kind !== 'user') {
         throw new ForbiddenError('The operator key has no limits of its own; it has no tenant.');
       }
-      return store.myLimits(principal);
+      return withConfiguredLimits(await store.myLimits(principal), {
+        configured: options.configured ?? [],
+        usesKey: principal.keyId !== undefined && principal.keyId !== null,
+      });
     },
   };
 }

@@ -107,8 +107,18 @@ const counterSchema = z
 
 const effectiveSchema = z.object({
   limit: z.int(),
-  policyId: z.uuid(),
-  level: z.enum(policyLevels),
+  source: z.enum(['policy', 'config']).openapi({
+    description:
+      "`policy`: set by the policy `policyId`; `config`: set by the server's configuration for every caller (`setting`), counted per `scope`.",
+  }),
+  policyId: z.uuid().nullable().openapi({ description: 'The policy (null for `config`).' }),
+  level: z.enum(policyLevels).nullable().openapi({ description: 'Its level (null for `config`).' }),
+  scope: z.enum(['key', 'user', 'tenant']).optional().openapi({
+    description: '`config`: what the limit counts: each API key, each user, or the whole tenant.',
+  }),
+  setting: z.string().optional().openapi({
+    description: '`config`: the configuration key, e.g. `limits.requestsPerMinute.key`.',
+  }),
 });
 
 const myLimitsSchema = z
@@ -122,7 +132,10 @@ const myLimitsSchema = z
         runsPerDay: effectiveSchema.optional(),
         toolCallsPerDay: effectiveSchema.optional(),
       })
-      .openapi({ description: 'The tightest limit of each kind and the policy it comes from.' }),
+      .openapi({
+        description:
+          "The tightest limit of each kind that binds you, the policies' and the server configuration's (request rates per key, user and tenant; concurrent runs per user and tenant), and where it comes from: the one enforced.",
+      }),
     budgets: z.array(counterSchema).openapi({ description: 'Amounts in USD.' }),
     quotas: z.array(counterSchema),
   })
