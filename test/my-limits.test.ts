@@ -113,3 +113,16 @@ describe('getMyLimits', () => {
     });
   });
 });
+
+describe('getMyLimits query parameters', () => {
+  it('refuses any with 422 instead of answering for the caller as if it were obeyed', async () => {
+    const { userId } = await newMember();
+    const asked = await admin.get<{ code: string; errors: { path: string }[] }>(
+      `/v1/me/limits?userId=${userId}`,
+    );
+    expect(asked.status).toBe(422);
+    expect(asked.body.code).toBe('validation_failed');
+    expect(asked.body.errors[0]?.path).toBe('query.userId');
+    expect((await admin.get('/v1/me/limits')).status).toBe(200);
+  });
+});

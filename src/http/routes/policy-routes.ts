@@ -201,6 +201,8 @@ const getMyLimits = authedRoute({
   operationId: 'getMyLimits',
   tags: ['Policies'],
   summary: 'The limits that bind you, and what is left of each budget and quota',
+  // No parameters: an unknown one (`?userId=`) is refused rather than silently ignored.
+  request: { query: z.strictObject({}) },
   responses: { 200: jsonResponse(myLimitsSchema, 'Your limits.') },
 });
 
