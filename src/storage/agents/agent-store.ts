@@ -1,6 +1,7 @@
 import type { Selectable } from 'kysely';
 import type { AgentStore } from '../../domain/agents/agent-service.ts';
 import type { Agent, AgentInput } from '../../domain/agents/agent-types.ts';
+import { deleteAgentPolicies } from '../guards/subject-policies.ts';
 import { writeAudit } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import { toPage } from '../identity/tenant-user-store.ts';
@@ -165,13 +166,22 @@ export function createAgentStore(database: Database, capacity?: TenantCapacity):
       });
     },
     delete(principal, agentId) {
-      return database.withScope(scopeFor(principal), async (db) => {
+      const scope = scopeFor(principal);
+      return database.withScope(scope, async (db) => {
         const result = await db
           .deleteFrom('brigade.agents')
           .where('tenant_id', '=', principal.tenantId)
           .where('id', '=', agentId)
           .executeTakeFirst();
         if (result.numDeletedRows === 0n) return false;
+        // Its policies go with it, in this transaction (counters before the audit head, as a
+        // policy's own deletion takes them).
+        const policiesDeleted = await deleteAgentPolicies(db, {
+          tenantId: principal.tenantId,
+          agentId,
+          principal,
+          restore: scope,
+        });
         await writeAudit(db, {
           tenantId: principal.tenantId,
           principal,
@@ -180,6 +190,7 @@ export function createAgentStore(database: Database, capacity?: TenantCapacity):
             targetType: 'agent',
             targetId: agentId,
             outcome: 'success',
+            data: { policiesDeleted },
           },
         });
         return true;
