@@ -224,7 +224,9 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
             tools: request.tools,
             maxOutputTokens,
             signal,
-            onTextDelta,
+            // As for providers: a non-streaming call shows no output before it ends, so one
+            // aborted meanwhile is released at no cost rather than charged as if output began.
+            onTextDelta: request.stream === false ? undefined : onTextDelta,
             tokenDelayMs: options.localTokenDelayMs,
             responseFormat: request.responseFormat,
             sampling: request.sampling,

@@ -62,6 +62,8 @@ export async function startTestServer(
     readonly env?: Record<string, string>;
     readonly cores?: readonly CorePluginV1[];
     readonly database?: TestDatabase;
+    /** The server's logger (default: silent). */
+    readonly logger?: ReturnType<typeof createLogger>;
   } = {},
 ): Promise<TestServer> {
   const database = extra.database ?? (await createTestDatabase());
@@ -79,7 +81,7 @@ export async function startTestServer(
   });
   const brigade = await createBrigade({
     config,
-    logger: createLogger({ level: 'silent' }),
+    logger: extra.logger ?? createLogger({ level: 'silent' }),
     ...(extra.cores === undefined ? {} : { cores: extra.cores }),
   });
   const url = await brigade.listen();
