@@ -88,4 +88,18 @@ describe('a client that disconnects from a non-streaming chat completion', () =>
     );
     expect(usage.body.totals).toMatchObject({ requests: 1, costUsd: 0 });
   });
+
+  it('is logged at debug level without a stack, not as an unhandled error', async () => {
+    const caller = await budgetedMember();
+    const gone = () =>
+      lines.filter((line) => line['msg'] === 'client disconnected before the response');
+    const before = gone().length;
+    await hangUpMidAnswer(caller);
+    for (let attempt = 0; attempt < 100 && gone().length === before; attempt += 1)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(gone()).toHaveLength(before + 1);
+    expect(gone().at(-1)).toMatchObject({ level: 'debug', path: '/v1/chat/completions' });
+    expect(gone().at(-1)).not.toHaveProperty('err');
+    expect(lines.filter((line) => line['level'] === 'error')).toEqual([]);
+  });
 });

@@ -11,6 +11,7 @@ import type { BindingLimit } from '../runtime/policy-cache.ts';
 import type { RequestLimiter } from '../runtime/request-limiter.ts';
 import type { AppEnv, BrigadeApp, RouteServices } from './app-env.ts';
 import type { Authenticator } from './auth/authenticator.ts';
+import { answerClientGone } from './client-gone.ts';
 import { docsPage } from './docs-page.ts';
 import {
   type ErrorLogger,
@@ -118,7 +119,13 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
     isOpenAiPath(context.req.path)
       ? renderOpenAiError(context, error, options.logger)
       : renderProblem(context, error, options.logger);
-  app.onError((error, context) => renderError(context, error));
+  app.onError(
+    (error, context) =>
+      answerClientGone(context, error, {
+        logger: options.logger,
+        render: () => renderError(context, error),
+      }) ?? renderError(context, error),
+  );
   // A path that exists under other methods is 405 with `Allow`, not 404 (RFC 9110 §15.5.6).
   let routeMethods: { pattern: RegExp; method: string }[] | undefined;
   app.notFound((context) => {

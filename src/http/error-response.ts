@@ -123,6 +123,7 @@ export const titleByCode: Readonly<Record<ErrorCode, string>> = {
 export interface ErrorLogger {
   error(object: object, message: string): void;
   warn?(object: object, message: string): void;
+  debug?(object: object, message: string): void;
 }
 
 /** SQLSTATEs of a server that refuses new connections (too many, starting up, shutting down). */

@@ -6,6 +6,7 @@ import { assertCan } from '../../domain/identity/principal.ts';
 import type { ResponseFormat, Sampling, ToolChoice } from '../../gateway/model-gateway.ts';
 import type { MessageV1, ModelResultV1 } from '../../plugin-api/index.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
+import { ClientGoneError } from '../client-gone.ts';
 import { agentName, findAgentByName, runAgentCompletion } from '../openai/agent-completion.ts';
 import { streamChatCompletion } from '../openai/chat-completion-stream.ts';
 import {
@@ -148,7 +149,7 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
     const maxOutputTokens = body.max_completion_tokens ?? body.max_tokens ?? defaultMaxOutputTokens;
     const controller = new AbortController();
     const clientSignal = context.req.raw.signal;
-    const onClientGone = () => controller.abort(new Error('client disconnected'));
+    const onClientGone = () => controller.abort(new ClientGoneError());
     clientSignal.addEventListener('abort', onClientGone, { once: true });
     const headers: Record<string, string> = {};
     let start: (onTextDelta: (delta: string) => void) => Promise<ModelResultV1>;
