@@ -4,7 +4,6 @@ import { composeRuns } from './compose-runs.ts';
 import { composeTools } from './compose-tools.ts';
 import type { Config } from './config/index.ts';
 import { createAgentService } from './domain/agents/agent-service.ts';
-import { configuredLimits } from './domain/guards/configured-limits.ts';
 import { createPolicyService } from './domain/guards/policy-service.ts';
 import { createUsageService } from './domain/guards/usage-service.ts';
 import { hashSecret } from './domain/identity/api-key-secret.ts';
@@ -341,7 +340,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       policies: createPolicyService({
         store: createPolicyStore(storage.database, config.limits.perTenant),
         onChange: (tenantId) => policyCache.invalidate(tenantId),
-        configured: configuredLimits({ ...config.limits, runs: config.runs }),
+        configured: { ...config.limits, runs: config.runs },
       }),
       usage: createUsageService({ store: createUsageStore(storage.database) }),
       chat: {

@@ -37,18 +37,24 @@ export interface MyLimitsReport extends Omit<MyLimits, 'limits'> {
   readonly limits: Partial<Record<NumericLimitKind, ReportedLimit>>;
 }
 
-/**
- * The configuration's limits from its settings (a concurrency cap of 0 means none): what the
- * request limiter and the run scheduler enforce whatever the policies say.
- */
-export function configuredLimits(settings: {
+/** The configuration's settings that limit every caller (`limits`, `runs`). */
+export interface ConfiguredSettings {
   readonly requestsPerMinute: {
     readonly key: number;
     readonly user: number;
     readonly tenant: number;
   };
-  readonly runs: { readonly maxConcurrentPerUser: number; readonly maxConcurrentPerTenant: number };
-}): ConfiguredLimit[] {
+  readonly runs: {
+    readonly maxConcurrentPerUser: number;
+    readonly maxConcurrentPerTenant: number;
+  };
+}
+
+/**
+ * The configuration's limits from its settings (a concurrency cap of 0 means none): what the
+ * request limiter and the run scheduler enforce whatever the policies say.
+ */
+export function configuredLimits(settings: ConfiguredSettings): ConfiguredLimit[] {
   const rpm = settings.requestsPerMinute;
   const runs = settings.runs;
   const limits: ConfiguredLimit[] = [

@@ -2,7 +2,8 @@ import { ForbiddenError, NotFoundError, ValidationError } from '../errors.ts';
 import type { Role } from '../identity/permissions.ts';
 import { assertCan, type Principal, type UserPrincipal } from '../identity/principal.ts';
 import {
-  type ConfiguredLimit,
+  type ConfiguredSettings,
+  configuredLimits,
   type MyLimitsReport,
   withConfiguredLimits,
 } from './configured-limits.ts';
@@ -106,10 +107,11 @@ export function createPolicyService(options: {
   store: PolicyStore;
   /** Told after each change (the tenant id, or null for a platform policy), e.g. to drop caches. */
   onChange?: (tenantId: string | null) => void;
-  /** The configuration's limits, reported by getMyLimits beside the policies'. */
-  configured?: readonly ConfiguredLimit[];
+  /** The configuration's limit settings, reported by getMyLimits beside the policies'. */
+  configured?: ConfiguredSettings;
 }): PolicyService {
   const { store } = options;
+  const configured = options.configured === undefined ? [] : configuredLimits(options.configured);
   const changed = (tenantId: string | null) => options.onChange?.(tenantId);
 
   async function load(principal: Principal, policyId: string): Promise<Policy> {
@@ -245,7 +247,7 @@ export function createPolicyService(options: {
         throw new ForbiddenError('The operator key has no limits of its own; it has no tenant.');
       }
       return withConfiguredLimits(await store.myLimits(principal), {
-        configured: options.configured ?? [],
+        configured,
         usesKey: principal.keyId !== undefined && principal.keyId !== null,
       });
     },
