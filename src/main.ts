@@ -32,7 +32,7 @@ import { createMeteredGateway } from './runtime/metered-gateway.ts';
 import { createModelCallLimits } from './runtime/model-call-limits.ts';
 import { createModelRouteService } from './runtime/model-route-service.ts';
 import { createPolicyCache } from './runtime/policy-cache.ts';
-import { createRedisClient } from './runtime/redis-client.ts';
+import { createRedisClient, storeErrorReporter } from './runtime/redis-client.ts';
 import { createRequestLimiter } from './runtime/request-limiter.ts';
 import { createToolService } from './runtime/tool-service.ts';
 import { createTtlCache } from './runtime/ttl-cache.ts';
@@ -142,15 +142,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   const queueDepth = () => loadRunQueueDepth(storage.database);
   const metrics = createMetrics({ sources: { breakers: gateway.breakerStates, queueDepth } });
   const redis = config.redisUrl === undefined ? undefined : createRedisClient(config.redisUrl);
-  let lastStoreWarning = 0;
-  const reportStoreError = (error: unknown) => {
-    if (Date.now() - lastStoreWarning < 30_000) return; // at most every 30 s while Redis is down
-    lastStoreWarning = Date.now();
-    logger.warn(
-      { err: { message: error instanceof Error ? error.message : String(error) } },
-      'rate-limit store unavailable: limits are per process until it recovers',
-    );
-  };
+  const reportStoreError = storeErrorReporter(logger);
   redis?.on('error', reportStoreError);
   const spans = createSpanStore(storage.database);
   const tracing = createTracing({

@@ -22,3 +22,21 @@ export function createRedisClient(url: string): Redis {
     commandTimeout: redisCommandTimeoutMs,
   });
 }
+
+/**
+ * Reports a failing Redis (rate-limit store, response cache) as a warning at most every 30 s
+ * while it is down: limits are then per process until it recovers.
+ */
+export function storeErrorReporter(logger: {
+  warn(object: object, message: string): void;
+}): (error: unknown) => void {
+  let lastWarning = 0;
+  return (error) => {
+    if (Date.now() - lastWarning < 30_000) return;
+    lastWarning = Date.now();
+    logger.warn(
+      { err: { message: error instanceof Error ? error.message : String(error) } },
+      'rate-limit store unavailable: limits are per process until it recovers',
+    );
+  };
+}
