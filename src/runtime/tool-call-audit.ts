@@ -17,6 +17,12 @@ export function toolPolicyVersion(
   tool: ToolDefinition,
   agent: { readonly approvalRequiredTools: readonly string[] },
 ): string {
+  const approvalRequired = agent.approvalRequiredTools.includes(tool.name);
+  // A definition is immutable: its two versions are computed once (every call of a tool, in
+  // every run, would otherwise serialise its schema and hash it again).
+  const known = versions.get(tool);
+  const cached = known?.[approvalRequired ? 1 : 0];
+  if (cached !== undefined) return cached;
   const policy = {
     name: tool.name,
     kind: tool.kind ?? 'builtin',
@@ -27,10 +33,17 @@ export function toolPolicyVersion(
     timeoutMs: tool.timeoutMs ?? null,
     maxOutputChars: tool.maxOutputChars ?? null,
     definitionDigest: tool.definitionDigest ?? null,
-    approvalRequired: agent.approvalRequiredTools.includes(tool.name),
+    approvalRequired,
   };
-  return `sha256:${createHash('sha256').update(canonicalJson(policy)).digest('hex')}`;
+  const version = `sha256:${createHash('sha256').update(canonicalJson(policy)).digest('hex')}`;
+  const pair = known ?? [undefined, undefined];
+  pair[approvalRequired ? 1 : 0] = version;
+  versions.set(tool, pair);
+  return version;
 }
+
+/** Policy versions by definition: [approval not required, required]. */
+const versions = new WeakMap<ToolDefinition, [string | undefined, string | undefined]>();
 
 /** Which arguments failed a provenance rule, and which of those came from untrusted content. */
 export function provenanceSummary(findings: readonly ProvenanceFinding[]) {

@@ -47,10 +47,16 @@ begin
     perform set_config('brigade.tenant_id', owner.tenant_id::text, true),
             set_config('brigade.user_id', owner.user_id::text, true);
     if owner.runs is not null then
-      -- Locked (KEY SHARE) until the spans are in: a thread's deletion, which locks its runs,
-      -- commits before (the runs are gone) or after (it deletes these spans too).
-      alive := alive || array(select r.id from brigade.runs r where r.id = any(owner.runs)
-                                 for key share);
+      if owner.captured then
+        -- Locked (KEY SHARE) until the spans are in: a thread's deletion, which locks its
+        -- runs, commits before (the runs are gone) or after (it deletes these spans too), so
+        -- no captured content outlives it. Spans without content (ids only) are not worth a
+        -- row lock on every run of the batch.
+        alive := alive || array(select r.id from brigade.runs r where r.id = any(owner.runs)
+                                   for key share);
+      else
+        alive := alive || array(select r.id from brigade.runs r where r.id = any(owner.runs));
+      end if;
     end if;
     if owner.captured
        and exists (select 1 from brigade.tenants t
