@@ -7,6 +7,7 @@ import {
   seedUser,
   waitForRun,
 } from './support/api-client.ts';
+import { startMcpAuthServer } from './support/mcp-auth-server.ts';
 import { testOperatorKey } from './support/test-brigade.ts';
 import {
   type LoggedServer,
@@ -51,11 +52,11 @@ afterAll(async () => {
   await upstream?.close();
 });
 
-async function pendingCall(agentId: string) {
+async function pendingCall(agentId: string, input = 'call transfer {"v":"x"}') {
   const thread = await member.post<Created>('/v1/threads', {});
   const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
     agentId,
-    input: 'call transfer {"v":"x"}',
+    input,
   });
   const ids = { threadId: thread.body.id, runId: run.body.id };
   await waitForRun(member, ids, ['requires_action']);
@@ -116,5 +117,47 @@ describe('an approval and the tool it was given for', () => {
       'completed',
     );
     expect(upstream.requests.slice(before).map((request) => request.url)).toEqual(['/changed?v=x']);
+  });
+
+  it('refuses the approved call of an MCP server registered again elsewhere under its name', async () => {
+    const first = await startMcpAuthServer();
+    const second = await startMcpAuthServer();
+    try {
+      const registered = await admin.post<Created>('/v1/mcp-servers', {
+        name: 'pinger',
+        url: first.url,
+      });
+      expect(registered.status, JSON.stringify(registered.body)).toBe(201);
+      const agent = await admin.post<Created>('/v1/agents', {
+        name: 'pinging',
+        tools: ['mcp:pinger:ping'],
+        approvalRequiredTools: ['mcp:pinger:ping'],
+      });
+      expect(agent.status, JSON.stringify(agent.body)).toBe(201);
+      const input = 'call mcp:pinger:ping {"text":"hi"}';
+      const moved = await pendingCall(agent.body.id, input);
+      expect((await admin.request('DELETE', `/v1/mcp-servers/${registered.body.id}`)).status).toBe(
+        204,
+      );
+      const again = await admin.post('/v1/mcp-servers', { name: 'pinger', url: second.url });
+      expect(again.status, JSON.stringify(again.body)).toBe(201);
+      await member.post(`/v1/approvals/${moved.approval.id}/decision`, {
+        decision: 'approve',
+        argumentsHash: moved.approval.argumentsHash,
+      });
+      expect((await waitForRun(member, moved.ids, ['completed', 'failed'])).status).toBe(
+        'completed',
+      );
+      const steps = await member.get<{ data: StepBody[] }>(
+        `/v1/threads/${moved.ids.threadId}/runs/${moved.ids.runId}/steps`,
+      );
+      expect(steps.body.data.find((step) => step.type === 'tool')?.tool).toMatchObject({
+        status: 'error',
+        error: { code: 'approval_outdated' },
+      });
+    } finally {
+      await first.close();
+      await second.close();
+    }
   });
 });
