@@ -104,6 +104,11 @@ describe('an open event stream', () => {
     expect(revoked.status).toBe(200);
     expect(await stream.readToEnd(5_000)).toBe(true);
     expect(stream.text()).toMatch(/event: error\ndata: \{[^\n]*"code":"unauthenticated"/);
+    // Every event has an id: the error's is the last event delivered, where a reconnect resumes.
+    const ids = [...stream.text().matchAll(/^id: (\d+)$/gm)].map((match) => Number(match[1]));
+    expect(ids.length).toBeGreaterThan(1);
+    expect(stream.text()).toMatch(new RegExp(`id: ${ids.at(-2)}\nevent: error\n`));
+    expect(ids.at(-1)).toBe(ids.at(-2));
   });
 
   it('ends once its user is disabled, or its tenant suspended', async () => {

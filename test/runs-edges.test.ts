@@ -100,6 +100,10 @@ describe('a thread deleted under its runs', () => {
     const { text } = await stream;
     expect(text).toContain('event: error');
     expect(text).toContain('run_not_found');
+    // Every event has an id: the error's is the last event delivered before it.
+    const eventIds = [...text.matchAll(/^id: (\d+)$/gm)].map((match) => Number(match[1]));
+    expect(text).toMatch(/id: \d+\nevent: error\n/);
+    expect(eventIds.at(-1)).toBe(Math.max(0, ...eventIds.slice(0, -1)));
     // The next run of this user (one slot) starts: the deleted one holds nothing.
     const next = await newThread();
     const again = await member.post<Created>(`/v1/threads/${next}/runs`, { agentId, input: 'hi' });

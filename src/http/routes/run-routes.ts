@@ -16,7 +16,7 @@ const runParams = threadParams.extend({ runId: idParam('runId') });
 const terminalEvents = new Set(['run-completed', 'run-failed', 'run-cancelled', 'run-expired']);
 const sseResponse = {
   description:
-    'Server-sent events: each has an `id` (its sequence number), an `event` type and JSON `data`.',
+    'Server-sent events: each has an `id` (its sequence number), an `event` type and JSON `data`. A stream that ends early (`event: error`: the credential no longer valid, or the run deleted) gives that event the id of the last event delivered, where a reconnect resumes.',
   content: { 'text/event-stream': { schema: z.string() } },
 };
 
@@ -129,6 +129,16 @@ async function runState(
 }
 
 /**
+ * An `error` event that ends a stream. It is not one of the run's stored events, so its id is
+ * the last event delivered (`after`): every event has an id, and a client that reconnects with
+ * it (an EventSource does, with `Last-Event-ID`) resumes after what it had, missing nothing and
+ * getting nothing twice.
+ */
+function errorEvent(after: number, data: string): string {
+  return `id: ${after}\nevent: error\ndata: ${data}\n\n`;
+}
+
+/**
  * Ends a stream whose run sends nothing more: an ended run's events after `after` (its final
  * one may have committed just before the check), or, for a run deleted with its thread, an
  * `error` event. A client reconnecting after the final event (an EventSource does) so gets an
@@ -151,7 +161,7 @@ async function finish(
       code: 'run_not_found',
       message: 'The run was deleted with its thread.',
     });
-    await stream.write(`event: error\ndata: ${data}\n\n`);
+    await stream.write(errorEvent(after, data));
     return;
   }
   let batch = '';
@@ -214,7 +224,7 @@ function streamEvents(
               code: 'unauthenticated',
               message: 'The credential of this stream is no longer valid.',
             });
-            await stream.write(`event: error\ndata: ${data}\n\n`);
+            await stream.write(errorEvent(after, data));
             return;
           }
         }
