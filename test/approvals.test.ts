@@ -168,6 +168,16 @@ describe('approvals', () => {
       reason: 'not now',
       data: { status: 'rejected', edited: false },
     });
+    const steps = await member.get<{ data: { type: string; tool?: Record<string, unknown> }[] }>(
+      `/v1/threads/${ids.threadId}/runs/${ids.runId}/steps`,
+    );
+    const tool = steps.body.data.find((step) => step.type === 'tool')?.tool;
+    expect(tool).toMatchObject({
+      status: 'error',
+      error: { code: 'rejected' },
+      approval: { id: approval.id, status: 'rejected' },
+    });
+    expect(tool?.['approval']).not.toHaveProperty('editedInput');
   });
 
   it('runs the edited arguments, re-validated against the tool schema', async () => {
@@ -195,6 +205,17 @@ describe('approvals', () => {
       editedArgumentsHash: plainArgumentsHash({ expression: '10*10' }),
     });
     expect(JSON.stringify(audited[0])).not.toContain('10*10');
+    // The run's steps show what the model asked for and what ran after the edit.
+    const steps = await member.get<{ data: { type: string; tool?: Record<string, unknown> }[] }>(
+      `/v1/threads/${ids.threadId}/runs/${ids.runId}/steps`,
+    );
+    const tool = steps.body.data.find((step) => step.type === 'tool')?.tool;
+    expect(tool).toMatchObject({
+      input: { expression: '2+2' },
+      status: 'ok',
+      approval: { id: approval.id, status: 'approved', editedInput: { expression: '10*10' } },
+    });
+    expect(JSON.stringify(tool?.['output'])).toContain('100');
   });
 
   it('refuses a decision bound to other arguments, a second decision, and other users', async () => {

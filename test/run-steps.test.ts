@@ -31,7 +31,7 @@ interface Step {
     input: unknown;
     status: string;
     output?: unknown;
-    error?: { message: string };
+    error?: { message: string; code: string | null };
   };
 }
 
@@ -99,6 +99,9 @@ describe('listRunSteps', () => {
     const tool = steps.body.data.find((step) => step.type === 'tool');
     expect(tool?.tool?.status).toBe('error');
     expect(tool?.tool?.error?.message.length).toBeGreaterThan(0);
+    // Arguments the schema refuses have their stable code, as the audit event's outcome.
+    expect(tool?.tool?.error?.code).toBe('invalid_arguments');
+    expect(tool?.tool).not.toHaveProperty('approval');
   });
 
   it('is the run owner’s alone: a colleague and an admin get 404, as for a run that does not exist', async () => {

@@ -240,7 +240,11 @@ export function createStepRecorder(
       const quota =
         problems.length === 0 && gate?.kind !== 'refused' ? await checkQuota(context) : undefined;
       if (problems.length > 0) {
-        outcome = { status: 'error', message: `Invalid arguments: ${problems.join('; ')}` };
+        outcome = {
+          status: 'error',
+          message: `Invalid arguments: ${problems.join('; ')}`,
+          code: 'invalid_arguments',
+        };
         auditOutcome = 'invalid_arguments';
       } else if (gate?.kind === 'refused') {
         outcome = { status: 'error', message: gate.message, code: gate.code };

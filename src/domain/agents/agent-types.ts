@@ -125,6 +125,16 @@ export interface RunStep {
   /** The checkpoint: the model's result, or the tool's outcome. */
   readonly output: unknown;
   readonly createdAt: Date;
+  /** A tool step's call, when it waited for the user's approval: how that was decided. */
+  readonly approval?: StepApproval;
+}
+
+/** The approval a tool step waited for: its decision, and the arguments an edit ran with. */
+export interface StepApproval {
+  readonly id: string;
+  readonly status: 'pending' | 'approved' | 'rejected' | 'expired';
+  /** Set when the user edited the call's arguments: what the tool ran with. */
+  readonly editedInput?: unknown;
 }
 
 /** A persisted run event, as streamed over SSE. */

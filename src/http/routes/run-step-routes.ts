@@ -32,6 +32,17 @@ const runStepSchema = z
         status: z.enum(['ok', 'error']),
         output: z.unknown().optional(),
         error: z.object({ message: z.string(), code: z.string().nullable() }).optional(),
+        approval: z
+          .object({
+            id: z.uuid(),
+            status: z.enum(['pending', 'approved', 'rejected', 'expired']),
+            editedInput: z.unknown().optional().openapi({
+              description:
+                'Set when the user edited the arguments: what the tool ran with (`input` stays what the model asked for).',
+            }),
+          })
+          .optional()
+          .openapi({ description: 'The approval the call waited for, when it needed one.' }),
       })
       .optional()
       .openapi({
@@ -95,6 +106,7 @@ function renderSteps(steps: readonly RunStep[]) {
         ...(outcome.status === 'ok'
           ? { output: outcome.output }
           : { error: { message: outcome.message, code: outcome.code ?? null } }),
+        ...(step.approval === undefined ? {} : { approval: step.approval }),
       },
     };
   });

@@ -23,14 +23,36 @@ export function createRunStepStore(database: Database): NonNullable<ThreadRunPor
           .orderBy('created_at')
           .orderBy('step_key')
           .execute();
-        return rows.map(
-          (row): RunStep => ({
+        // The approvals its tool calls waited for (a call asks again after an outdated
+        // approval: the last one decided it).
+        const approvals = await db
+          .selectFrom('brigade.approvals')
+          .select(['id', 'tool_call_id', 'status', 'decision', 'edited_arguments'])
+          .where('tenant_id', '=', principal.tenantId)
+          .where('run_id', '=', runId)
+          .orderBy('created_at')
+          .execute();
+        const byCall = new Map(approvals.map((row) => [`tool:${row.tool_call_id}`, row]));
+        return rows.map((row): RunStep => {
+          const approval = row.kind === 'tool' ? byCall.get(row.step_key) : undefined;
+          return {
             key: row.step_key,
             type: row.kind,
             output: row.output,
             createdAt: row.created_at,
-          }),
-        );
+            ...(approval === undefined
+              ? {}
+              : {
+                  approval: {
+                    id: approval.id,
+                    status: approval.status,
+                    ...(approval.decision === 'edit'
+                      ? { editedInput: approval.edited_arguments }
+                      : {}),
+                  },
+                }),
+          };
+        });
       });
     },
   };
