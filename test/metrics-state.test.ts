@@ -90,7 +90,15 @@ describe('/metrics state gauges', () => {
     });
     expect(run.status).toBe(201);
     await waitForRun(member, { threadId, runId: run.body.id }, ['requires_action']);
-    const text = await scrape();
+    // The run shows requires_action as its approval commits; its queue entry is parked once
+    // the execution has wound down (until then it holds its slot: claimed). The gauge is
+    // counted at most every 5 s, so a scrape may show the moment before.
+    let text = await scrape();
+    const deadline = Date.now() + 15_000;
+    while (!text.includes('brigade_run_queue_depth{state="parked"} 1') && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      text = await scrape();
+    }
     expect(text).toContain('# TYPE brigade_run_queue_depth gauge');
     expect(text).toContain('brigade_run_queue_depth{state="parked"} 1');
     expect(text).toContain('brigade_run_queue_depth{state="queued"} 0');
