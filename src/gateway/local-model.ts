@@ -41,8 +41,8 @@ function toolCallOf(
   request: LocalModelRequest,
 ): { readonly toolName: string; readonly input: unknown } | undefined {
   const last = request.messages[request.messages.length - 1];
-  const match = last?.role === 'user' ? toolCallPattern.exec(textOf(last)) : null;
-  const asked = match?.[1];
+  const match = last?.role === 'user' ? requestedCall(textOf(last)) : undefined;
+  const asked = match?.tool;
   const requested =
     asked !== undefined && request.tools.some((tool) => tool.name === asked) ? asked : undefined;
   const choice = request.toolChoice;
@@ -58,10 +58,10 @@ function toolCallOf(
     try {
       return {
         toolName: tool.name,
-        input: match?.[2] === undefined ? {} : parseBoundedJson(match[2]),
+        input: match?.json === undefined ? {} : parseBoundedJson(match.json),
       };
     } catch {
-      return { toolName: tool.name, input: { raw: match?.[2] } };
+      return { toolName: tool.name, input: { raw: match?.json } };
     }
   }
   const lastUser = [...request.messages].reverse().find((message) => message.role === 'user');
@@ -113,8 +113,27 @@ function formatted(answer: string, format: ResponseFormat | undefined): string {
   return JSON.stringify(exampleOf(format.schema, answer));
 }
 
-const toolCallPattern =
-  /(?:^|\n)\s*call\s+([a-z][a-z0-9_]*(?::[A-Za-z0-9_.-]+)*)\s*(\{[\s\S]*\})?\s*$/i;
+/** `call <tool>` as a word of its own: at the start or after white space. */
+const callWordPattern = /(?<=^|\s)call\s+([a-z][a-z0-9_]*(?::[A-Za-z0-9_.-]+)*)/gi;
+
+/**
+ * The call a (trimmed) user message ends with: `call <tool>` alone, or followed by a JSON
+ * object that closes the message (`please call calculator {"expression":"6*7"}`); the first
+ * such `call` wins, so a JSON argument may itself mention one. A scan, not one regular
+ * expression, so a long message with many `call`s costs linear time.
+ */
+function requestedCall(text: string): { tool: string; json?: string } | undefined {
+  for (const match of text.matchAll(callWordPattern)) {
+    let index = match.index + match[0].length;
+    while (index < text.length && /\s/.test(text.charAt(index))) index += 1;
+    const tool = match[1] ?? '';
+    if (index === text.length) return { tool };
+    if (text.charAt(index) === '{' && text.endsWith('}')) return { tool, json: text.slice(index) };
+    // Text after the tool's name that is not its arguments: not a call (a name followed
+    // directly by more letters matched a shorter name, which this refuses too).
+  }
+  return undefined;
+}
 
 function textOf(message: MessageV1 | undefined): string {
   return (message?.content ?? [])
@@ -130,7 +149,8 @@ function countTokens(text: string): number {
 /**
  * The built-in `local` model: offline, deterministic, no weights. It is not a language model;
  * it exists so Brigade can be demonstrated and tested with nothing installed:
- * - a user message ending in `call <tool> {json}` makes it call that tool (if the agent has it);
+ * - a user message ending in `call <tool> {json}` makes it call that tool (if the agent has it),
+ *   wherever the `call` starts (`please call calculator {"expression":"6*7"}`);
  * - after a tool result it answers `<tool> returned: <output>`;
  * - otherwise it answers `You said: <the last user message>`.
  * A `toolChoice` makes it call a tool every time (see `toolCallOf`); `stop` sequences end the
