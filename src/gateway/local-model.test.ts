@@ -10,7 +10,7 @@ const calculator = {
 
 function ask(text: string) {
   return generateLocal({
-    messages: [{ role: 'user', content: [{ type: 'text', text }] }],
+    messages: [{ role: 'user', provenance: 'user', content: [{ type: 'text', text }] }],
     tools: [calculator],
     maxOutputTokens: 4096,
     signal: new AbortController().signal,
