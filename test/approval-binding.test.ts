@@ -160,4 +160,65 @@ describe('an approval and the tool it was given for', () => {
       await second.close();
     }
   });
+
+  it('binds a call asked for before the agent stopped requiring approval: outdated when approved, refused when rejected', async () => {
+    const tool = await admin.post<Created>('/v1/tools', {
+      name: 'pay',
+      description: 'Pays.',
+      risk: 'write',
+      urlTemplate: `${upstream.url}/pay?v={v}`,
+      inputSchema: { type: 'object', properties: { v: { type: 'string' } } },
+    });
+    expect(tool.status, JSON.stringify(tool.body)).toBe(201);
+    const agent = await admin.post<Created>('/v1/agents', {
+      name: 'payer',
+      tools: ['pay'],
+      approvalRequiredTools: ['pay'],
+    });
+    expect(agent.status, JSON.stringify(agent.body)).toBe(201);
+    const before = upstream.requests.length;
+    const input = 'call pay {"v":"y"}';
+    const approved = await pendingCall(agent.body.id, input);
+    const rejected = await pendingCall(agent.body.id, input);
+    const relaxed = await admin.request('PATCH', `/v1/agents/${agent.body.id}`, {
+      approvalRequiredTools: [],
+    });
+    expect(relaxed.status).toBe(200);
+    await member.post(`/v1/approvals/${approved.approval.id}/decision`, {
+      decision: 'approve',
+      argumentsHash: approved.approval.argumentsHash,
+    });
+    await member.post(`/v1/approvals/${rejected.approval.id}/decision`, {
+      decision: 'reject',
+      reason: 'no',
+    });
+    const toolStep = async (ids: { threadId: string; runId: string }) => {
+      expect((await waitForRun(member, ids, ['completed', 'failed'])).status).toBe('completed');
+      const steps = await member.get<{ data: StepBody[] }>(
+        `/v1/threads/${ids.threadId}/runs/${ids.runId}/steps`,
+      );
+      return steps.body.data.find((step) => step.type === 'tool')?.tool;
+    };
+    // Approved under rules that changed: refused as outdated (the model may call again).
+    expect(await toolStep(approved.ids)).toMatchObject({
+      status: 'error',
+      error: { code: 'approval_outdated' },
+    });
+    // Rejected: the user's no stands, whatever the rules say now.
+    expect(await toolStep(rejected.ids)).toMatchObject({
+      status: 'error',
+      error: { code: 'rejected' },
+    });
+    expect(upstream.requests.length).toBe(before);
+    // A new call under the relaxed rules runs without asking.
+    const thread = await member.post<Created>('/v1/threads', {});
+    const free = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId: agent.body.id,
+      input,
+    });
+    expect(await toolStep({ threadId: thread.body.id, runId: free.body.id })).toMatchObject({
+      status: 'ok',
+    });
+    expect(upstream.requests.slice(before).map((request) => request.url)).toEqual(['/pay?v=y']);
+  });
 });

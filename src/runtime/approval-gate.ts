@@ -79,6 +79,12 @@ export async function passApprovalGate(options: {
   readonly hasher: ArgumentsHasher;
   /** Why approval is needed, shown to the user (defaults to the agent's approval list). */
   readonly reason?: string;
+  /**
+   * The call needs no approval under the rules now, but was asked for before they changed:
+   * only a decision already on record binds it (approved under another version: outdated;
+   * rejected: refused); without one it proceeds and nothing is requested.
+   */
+  readonly bindOnly?: boolean;
   /** What the `approval.requested` audit event of a new request records beside the call. */
   readonly audit?: {
     /** The run's user (the event's actor; the system when undefined). */
@@ -99,6 +105,8 @@ export async function passApprovalGate(options: {
         .where('tool_call_id', '=', call.toolCallId)
         .forUpdate()
         .executeTakeFirst();
+      if (existing === undefined && options.bindOnly === true)
+        return { kind: 'approved', input: call.input };
       if (
         existing?.status === 'approved' &&
         existing.policy_version !== null &&

@@ -24,6 +24,7 @@ import { createRunMemory } from './run-memory.ts';
 import { createRunModel } from './run-model.ts';
 import { inRunSpan } from './run-spans.ts';
 import { createStepRecorder } from './run-steps.ts';
+import { callsAskedBefore } from './tool-approval-step.ts';
 import { createOutputGuard, createStreamGuard } from './tools/output-guard.ts';
 
 export type {
@@ -87,6 +88,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
     }: { controller: AbortController; successors: SuccessorClaim | undefined },
   ): Promise<void> {
     const { run, agent, checkpoints, role } = loaded;
+    const askedBefore = callsAskedBefore(checkpoints);
     /** Tool calls of this execution still running. */
     const toolCalls = new Set<Promise<unknown>>();
     const track = <T>(call: Promise<T>): Promise<T> => {
@@ -307,6 +309,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
                   // The model step that asked for the call commits before anything of it runs.
                   modelSteps: model,
                   memory,
+                  askedBefore,
                 },
                 call,
               ),

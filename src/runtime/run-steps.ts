@@ -53,6 +53,8 @@ export interface ToolCallContext {
   readonly modelSteps?: Pick<RunModel, 'flush' | 'commitWith' | 'hold'> | undefined;
   /** The run's memory capability, for the built-in memory tools. */
   readonly memory?: MemoryCapabilityV1 | undefined;
+  /** Calls asked for before this execution, not carried out yet (see `callsAskedBefore`). */
+  readonly askedBefore?: ReadonlySet<string> | undefined;
 }
 
 /** One tool call as the model made it. */

@@ -1,3 +1,4 @@
+import type { ModelResultV1 } from '../plugin-api/index.ts';
 import type { ArgumentsHasher } from '../storage/tools/arguments-hasher.ts';
 import { type GateResult, passApprovalGate } from './approval-gate.ts';
 import type { ToolCallContext, ToolCallRequest } from './run-steps.ts';
@@ -33,7 +34,11 @@ export async function gateToolCall(options: {
           sources: context.sources(),
         });
   const always = context.agent.approvalRequiredTools.includes(call.toolName);
-  if (!always && findings.length === 0)
+  // A call asked for before this execution may have a decision on record even though the
+  // rules no longer ask for one (the agent's approval list or the tool edited meanwhile): it
+  // binds the call (a rejection stays a rejection), so the gate looks it up.
+  const askedBefore = context.askedBefore?.has(call.toolCallId) === true;
+  if (!always && findings.length === 0 && !askedBefore)
     return { findings, gate: { kind: 'approved', input: call.input } };
   // An approval request is written (and the run may park): the model step goes first.
   await context.modelSteps?.flush();
@@ -44,6 +49,7 @@ export async function gateToolCall(options: {
     ttlMs: options.approval.ttlMs,
     hasher: options.approval.hasher,
     ...(always ? {} : { reason: provenanceReason(call.toolName, findings) }),
+    bindOnly: !always && findings.length === 0,
     audit: {
       actor: context.actor,
       policyVersion: toolPolicyVersion(tool, context.agent),
@@ -52,4 +58,19 @@ export async function gateToolCall(options: {
     },
   });
   return { findings, gate };
+}
+
+/**
+ * The tool calls a run's model asked for in its checkpointed steps that have no outcome yet:
+ * when an execution starts, the calls it carries out for an earlier one (after an approval
+ * decision, or a crash), which a decision on record may bind.
+ */
+export function callsAskedBefore(checkpoints: ReadonlyMap<string, unknown>): ReadonlySet<string> {
+  const calls = new Set<string>();
+  for (const [key, value] of checkpoints) {
+    if (!key.startsWith('model:')) continue;
+    for (const call of (value as Partial<ModelResultV1>).toolCalls ?? [])
+      if (!checkpoints.has(`tool:${call.toolCallId}`)) calls.add(call.toolCallId);
+  }
+  return calls;
 }
