@@ -258,10 +258,16 @@ export function toResult(
     readonly text: string;
     readonly toolCalls: readonly { toolCallId: string; toolName: string; input: unknown }[];
     readonly finishReason: string;
-    readonly usage: { inputTokens: number | undefined; outputTokens: number | undefined };
+    readonly usage: {
+      inputTokens: number | undefined;
+      outputTokens: number | undefined;
+      /** Prompt tokens read from the provider's cache, when it says. */
+      cachedInputTokens?: number | undefined;
+    };
   },
 ): ModelResultV1 {
   const { text, toolCalls, finishReason, usage } = answer;
+  const cached = usage.cachedInputTokens;
   const estimated = usage.inputTokens === undefined || usage.outputTokens === undefined;
   return {
     text,
@@ -278,6 +284,9 @@ export function toResult(
     usage: {
       inputTokens: usage.inputTokens ?? estimateTokens(request.messages),
       outputTokens: usage.outputTokens ?? estimateTokens(text) + estimateTokens(toolCalls),
+      ...(cached !== undefined && Number.isInteger(cached) && cached > 0
+        ? { cachedInputTokens: Math.min(cached, usage.inputTokens ?? cached) }
+        : {}),
       estimated,
     },
   };
@@ -367,5 +376,14 @@ export async function generateWithAiSdk(request: {
     result.finishReason,
     result.usage,
   ]);
-  return toResult(request, { text, toolCalls, finishReason, usage });
+  return toResult(request, {
+    text,
+    toolCalls,
+    finishReason,
+    usage: {
+      inputTokens: usage.inputTokens,
+      outputTokens: usage.outputTokens,
+      cachedInputTokens: usage.inputTokenDetails?.cacheReadTokens ?? usage.cachedInputTokens,
+    },
+  });
 }

@@ -6,7 +6,11 @@ export interface StreamedAnswer {
   readonly text: string;
   readonly toolCalls: readonly { id: string | undefined; name: string; arguments: string }[];
   readonly finishReason: string | undefined;
-  readonly usage: { readonly inputTokens?: number; readonly outputTokens?: number };
+  readonly usage: {
+    readonly inputTokens?: number;
+    readonly outputTokens?: number;
+    readonly cachedInputTokens?: number;
+  };
 }
 
 /** One `chat.completion.chunk` as far as it is read here. */
@@ -23,7 +27,11 @@ interface Chunk {
     };
     readonly finish_reason?: string | null;
   }[];
-  readonly usage?: { readonly prompt_tokens?: number; readonly completion_tokens?: number } | null;
+  readonly usage?: {
+    readonly prompt_tokens?: number;
+    readonly completion_tokens?: number;
+    readonly prompt_tokens_details?: { readonly cached_tokens?: number } | null;
+  } | null;
 }
 
 /** Largest single SSE line accepted (a chunk is a few hundred bytes). */
@@ -87,6 +95,9 @@ export function readChatStream(
           ...(chunk.usage.completion_tokens === undefined
             ? {}
             : { outputTokens: chunk.usage.completion_tokens }),
+          ...(chunk.usage.prompt_tokens_details?.cached_tokens === undefined
+            ? {}
+            : { cachedInputTokens: chunk.usage.prompt_tokens_details.cached_tokens }),
         };
       const choice = chunk.choices?.[0];
       if (choice === undefined) return false;

@@ -102,7 +102,11 @@ export function createOpenAIChatCaller(config: ProviderConfig): OpenAIChatCaller
         input: parseArguments(call.arguments),
       })),
       finishReason: finishReasons[answer.finishReason ?? ''] ?? 'other',
-      usage: { inputTokens: answer.usage.inputTokens, outputTokens: answer.usage.outputTokens },
+      usage: {
+        inputTokens: answer.usage.inputTokens,
+        outputTokens: answer.usage.outputTokens,
+        cachedInputTokens: answer.usage.cachedInputTokens,
+      },
     });
   }
   return async (request) => {
@@ -149,6 +153,7 @@ export function createOpenAIChatCaller(config: ProviderConfig): OpenAIChatCaller
       usage: {
         inputTokens: parsed.usage?.prompt_tokens,
         outputTokens: parsed.usage?.completion_tokens,
+        cachedInputTokens: parsed.usage?.prompt_tokens_details?.cached_tokens,
       },
     });
   };
@@ -165,7 +170,11 @@ interface ChatCompletion {
     };
     readonly finish_reason?: string | null;
   }[];
-  readonly usage?: { readonly prompt_tokens?: number; readonly completion_tokens?: number };
+  readonly usage?: {
+    readonly prompt_tokens?: number;
+    readonly completion_tokens?: number;
+    readonly prompt_tokens_details?: { readonly cached_tokens?: number } | null;
+  };
 }
 
 const finishReasons: Record<string, string> = {

@@ -59,6 +59,8 @@ export interface ModelResultV1 {
   readonly usage: {
     readonly inputTokens: number;
     readonly outputTokens: number;
+    /** Of `inputTokens`, those the provider served from its prompt cache (billed less). */
+    readonly cachedInputTokens?: number;
     readonly estimated: boolean;
   };
 }

@@ -300,6 +300,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
       model: served.model,
       inputTokens: result.usage.inputTokens,
       outputTokens: result.usage.outputTokens,
+      cachedTokens: result.usage.cachedInputTokens ?? 0,
       estimated: result.usage.estimated,
       cost,
       latencyMs: performance.now() - started,

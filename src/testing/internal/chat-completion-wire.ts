@@ -25,6 +25,7 @@ export interface WireUsage {
   readonly prompt_tokens: number;
   readonly completion_tokens: number;
   readonly total_tokens: number;
+  readonly prompt_tokens_details?: { readonly cached_tokens: number };
 }
 
 /** Inputs of {@link toWireCompletion}. */
@@ -67,6 +68,9 @@ export function toWireCompletion(options: WireCompletionOptions): WireCompletion
       prompt_tokens: prompt,
       completion_tokens: completion,
       total_tokens: prompt + completion,
+      ...(reply.usage?.cachedTokens === undefined
+        ? {}
+        : { prompt_tokens_details: { cached_tokens: reply.usage.cachedTokens } }),
     },
   };
 }

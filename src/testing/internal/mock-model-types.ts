@@ -17,6 +17,8 @@ export interface MockToolCall {
 export interface MockUsage {
   readonly promptTokens?: number;
   readonly completionTokens?: number;
+  /** Prompt tokens served from the provider's prompt cache (`prompt_tokens_details`). */
+  readonly cachedTokens?: number;
 }
 
 /**
