@@ -8,6 +8,7 @@ import type { MeteredGateway, MeteredResult } from './metered-gateway.ts';
 import type { RunClaim } from './run-executor.ts';
 import type { Checkpoints, StepRecorder } from './run-steps.ts';
 import type { SettledStepRecord, StepRecord } from './step-record.ts';
+import { recordToolCallIds, uniqueToolCallIds } from './tool-call-ids.ts';
 import { spotlightMessages } from './tools/spotlight.ts';
 
 /** A run's model capability, and the text its call in flight has streamed so far. */
@@ -78,7 +79,8 @@ async function afterCarried(
  * The model a core reaches, for one run: every call goes through the metered gateway (limits,
  * budget, degradation) and is checkpointed as step `model:N` with its events and settlement
  * in one transaction (migrations 0016 and 0023); a resumed run gets its saved calls back
- * instead of calling again.
+ * instead of calling again. The tool-call ids of each answer are made unique within the run
+ * first (see uniqueToolCallIds), so everything keyed on them, checkpoint included, agrees.
  *
  * A step is checkpointed when the core next reaches out ({@link RunModel.flush}: the next
  * model or tool call), or with the run's finish when it was the last (one transaction and
@@ -104,6 +106,8 @@ export function createRunModel(context: {
   let streamed = '';
   let degraded = run.degraded;
   let pending: StepRecord[] = [];
+  /** The tool-call ids of the run's model steps so far (see uniqueToolCallIds). */
+  const toolCallIds = new Set<string>();
   // The saves in flight, in order (never rejected, so no failure goes unhandled); the first
   // failure is kept, and every later flush reports it: no tool call runs after a model step
   // that could not be saved.
@@ -178,13 +182,15 @@ export function createRunModel(context: {
 
   const capability: ModelCapabilityV1 = {
     async generate(request) {
-      const key = `model:${modelCalls}`;
+      const index = modelCalls;
+      const key = `model:${index}`;
       modelCalls += 1;
       streamed = '';
-      const saved = checkpoints.get(key);
+      const saved = checkpoints.get(key) as ModelResultV1 | undefined;
       if (saved !== undefined) {
+        recordToolCallIds(saved, toolCallIds);
         await flush();
-        return saved as ModelResultV1;
+        return saved;
       }
       const carried = carryToolStep();
       await flush();
@@ -227,7 +233,9 @@ export function createRunModel(context: {
       });
       const result = carried === undefined ? await called : await afterCarried(called, carried);
       streamed = '';
-      const { settlement, degraded: degradedCall, ...output } = result;
+      const { settlement, degraded: degradedCall, ...answer } = result;
+      // Before anything keys on them (checkpoints, approvals, idempotency keys, the history).
+      const output = uniqueToolCallIds(answer, { index, used: toolCallIds });
       if (degradedCall === true && !degraded) {
         degraded = true;
         events.push('model-degraded', {
