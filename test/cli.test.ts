@@ -228,7 +228,7 @@ describe('brigade usage report', () => {
     const csv = await cli('usage', 'report', '--tenant', 'metered', '--group-by', 'model', '--csv');
     expect(csv.status).toBe(0);
     expect(csv.out.join('\n')).toMatch(
-      /^model,requests,errors,inputTokens,outputTokens,cachedTokens,costUsd\r?\nlocal,1,0,/,
+      /^model,requests,errors,inputTokens,outputTokens,cachedTokens,costUsd,failedAttempts\r?\nlocal,1,0,/,
     );
     const table = await cli('usage', 'report', '--tenant', 'metered');
     expect(table.out[0]).toMatch(/^DAY\s+REQUESTS/);

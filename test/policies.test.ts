@@ -211,7 +211,7 @@ describe('budgets', () => {
     expect(csv.status).toBe(200);
     expect(csv.headers.get('content-type')).toContain('text/csv');
     expect(String(csv.body).split('\r\n')[0]).toBe(
-      'user,requests,errors,inputTokens,outputTokens,cachedTokens,costUsd',
+      'user,requests,errors,inputTokens,outputTokens,cachedTokens,costUsd,failedAttempts',
     );
     const bad = await member.get<Problem>('/v1/usage?groupBy=colour');
     expect(bad.status).toBe(422);

@@ -82,6 +82,7 @@ export async function usageReport(options: {
     'inputTokens',
     'outputTokens',
     'costUsd',
+    'failedAttempts',
   ];
   const totals: Record<string, unknown> = { ...report.totals };
   if (report.groupBy[0] !== undefined) totals[report.groupBy[0]] = 'total';

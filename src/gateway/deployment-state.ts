@@ -130,7 +130,9 @@ export function createDeploymentStates(now: () => number) {
       {
         halfOpenAfter: route.breaker.halfOpenAfterMs,
         breaker: new SamplingBreaker({
-          threshold: route.breaker.failureRate,
+          // cockatiel takes a rate below 1 (it opens above it); a route may say 1: open only
+          // when every call of the window failed.
+          threshold: Math.min(route.breaker.failureRate, 1 - 1e-9),
           duration: route.breaker.windowMs,
           minimumRps: route.breaker.minimumRps,
         }),

@@ -243,6 +243,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
           ttftMs: null,
           status: 'error',
           errorCode: attempt.errorClass ?? null,
+          kind: 'attempt',
         }));
     let result: GatewayResult;
     try {
@@ -277,6 +278,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
         ttftMs: firstTokenAt === undefined ? null : firstTokenAt - started,
         status: request.signal.aborted ? 'cancelled' : 'error',
         errorCode: (error as { code?: string }).code ?? null,
+        attempts: attempts.length,
       };
       const failed = failedAttempts(attempts.slice(0, -1));
       for (const recorded of [...failed, entry]) options.onUsage?.(recorded);
@@ -306,6 +308,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
       latencyMs: performance.now() - started,
       ttftMs: firstTokenAt === undefined ? null : firstTokenAt - started,
       status: 'ok',
+      attempts: Math.max(1, served.attempts.length),
     };
     const failed = failedAttempts(served.attempts);
     for (const recorded of [...failed, settled]) options.onUsage?.(recorded);

@@ -28,8 +28,12 @@ export interface UsageQuery {
 
 /** Totals of one group (or of the whole report). */
 export interface UsageTotals {
+  /** Model calls (a call that retried or fell back counts once). */
   readonly requests: number;
+  /** Calls that did not succeed (failed, cancelled, orphaned). */
   readonly errors: number;
+  /** Failed attempts before calls' answers or failures: retries and fallbacks. */
+  readonly failedAttempts: number;
   readonly inputTokens: number;
   readonly outputTokens: number;
   readonly cachedTokens: number;

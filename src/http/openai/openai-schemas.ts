@@ -116,12 +116,9 @@ const usageSchema = z.object({
   prompt_tokens: z.int(),
   completion_tokens: z.int(),
   total_tokens: z.int(),
-  prompt_tokens_details: z
-    .object({ cached_tokens: z.int() })
-    .optional()
-    .openapi({
-      description: 'Present when the provider served part of the prompt from its cache.',
-    }),
+  prompt_tokens_details: z.object({ cached_tokens: z.int() }).optional().openapi({
+    description: 'Present when the provider served part of the prompt from its cache.',
+  }),
 });
 
 /** The non-streaming answer of `POST /v1/chat/completions`. */

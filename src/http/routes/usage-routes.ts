@@ -47,8 +47,13 @@ const usageQuerySchema = z.strictObject({
 });
 
 const totalsShape = {
-  requests: z.int().openapi({ description: 'Model calls.' }),
-  errors: z.int(),
+  requests: z.int().openapi({
+    description: 'Model calls (a call that retried or fell back to another route counts once).',
+  }),
+  errors: z.int().openapi({ description: 'Calls that did not succeed.' }),
+  failedAttempts: z.int().openapi({
+    description: 'Failed attempts before calls answered or failed: retries and fallbacks.',
+  }),
   inputTokens: z.int(),
   outputTokens: z.int(),
   cachedTokens: z.int(),
@@ -123,6 +128,8 @@ export function toCsv(report: UsageReport): string {
     'outputTokens',
     'cachedTokens',
     'costUsd',
+    // Added last: a reader of the earlier columns by position is not misled.
+    'failedAttempts',
   ] as const;
   const lines = [columns.join(',')];
   for (const row of report.data) {

@@ -47,6 +47,10 @@ export interface UsageEntry {
   readonly ttftMs: number | null;
   readonly status: 'ok' | 'error' | 'cancelled';
   readonly errorCode?: string | null | undefined;
+  /** A failed attempt before the call's own record (default: the call's record). */
+  readonly kind?: 'call' | 'attempt' | undefined;
+  /** The call's deployments tried, the answering one included (calls only). */
+  readonly attempts?: number | undefined;
 }
 
 interface Refusal {
@@ -103,6 +107,8 @@ function usageRow(spender: Spender, entry: UsageEntry): Record<string, unknown> 
     ttft_ms: entry.ttftMs === null ? null : Math.round(entry.ttftMs),
     status: entry.status,
     error_code: entry.errorCode ?? null,
+    kind: entry.kind ?? 'call',
+    attempts: entry.kind === 'attempt' ? null : (entry.attempts ?? null),
   };
 }
 

@@ -23,6 +23,7 @@ const dimensionSql: Readonly<Record<UsageDimension, RawBuilder<unknown>>> = {
 interface TotalsRow {
   requests: string;
   errors: string;
+  failed_attempts: string;
   input_tokens: string;
   output_tokens: string;
   cached_tokens: string;
@@ -34,6 +35,7 @@ function toTotals(row: TotalsRow | undefined): UsageTotals {
   return {
     requests: Number(row?.requests ?? 0),
     errors: Number(row?.errors ?? 0),
+    failedAttempts: Number(row?.failed_attempts ?? 0),
     inputTokens: Number(row?.input_tokens ?? 0),
     outputTokens: Number(row?.output_tokens ?? 0),
     cachedTokens: Number(row?.cached_tokens ?? 0),
@@ -41,8 +43,11 @@ function toTotals(row: TotalsRow | undefined): UsageTotals {
   };
 }
 
-const totalsSql = sql`count(*)::text as requests,
-  count(*) filter (where u.status <> 'ok')::text as errors,
+// A call's failed attempts have records of their own (kind 'attempt', cost 0, no tokens):
+// they count as failed attempts, not as requests or errors.
+const totalsSql = sql`count(*) filter (where u.kind = 'call')::text as requests,
+  count(*) filter (where u.kind = 'call' and u.status <> 'ok')::text as errors,
+  count(*) filter (where u.kind = 'attempt')::text as failed_attempts,
   coalesce(sum(u.input_tokens), 0)::text as input_tokens,
   coalesce(sum(u.output_tokens), 0)::text as output_tokens,
   coalesce(sum(u.cached_tokens), 0)::text as cached_tokens,

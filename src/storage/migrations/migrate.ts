@@ -47,6 +47,7 @@ import { toolConsentsMigration } from './0047-tool-consents.ts';
 import { carryLimitCountersMigration } from './0050-carry-limit-counters.ts';
 import { approvalPolicyVersionMigration } from './0051-approval-policy-version.ts';
 import { runErrorDetailsMigration } from './0052-run-error-details.ts';
+import { usageCallsAndAttemptsMigration } from './0058-usage-calls-and-attempts.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -105,6 +106,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0050-carry-limit-counters': fromSql(carryLimitCountersMigration),
     '0051-approval-policy-version': fromSql(() => approvalPolicyVersionMigration),
     '0052-run-error-details': fromSql(runErrorDetailsMigration),
+    '0058-usage-calls-and-attempts': fromSql(usageCallsAndAttemptsMigration),
   };
 }
 

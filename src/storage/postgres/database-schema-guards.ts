@@ -73,6 +73,10 @@ export interface UsageRecordsTable {
   ttft_ms: number | null;
   status: 'ok' | 'error' | 'cancelled' | 'orphaned';
   error_code: string | null;
+  /** `call`: the call's own record; `attempt`: a failed attempt before it (migration 0058). */
+  kind: Generated<'call' | 'attempt'>;
+  /** A call's deployments tried (its answering one included); null on attempts and old rows. */
+  attempts: number | null;
   reservation_id: string | null;
   created_at: Timestamp;
 }
