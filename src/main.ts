@@ -177,6 +177,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     prices: createPriceTable({
       prices: config.models.prices,
       unknownModelPrice: config.models.unknownModelPrice,
+      platformRoutes: config.routes as readonly ModelRouteDefinition[],
     }),
     logger,
     onBudgetAlert: () => webhookWorker.wake(),

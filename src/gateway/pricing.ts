@@ -186,8 +186,18 @@ export interface PriceTable {
 export function createPriceTable(options: {
   readonly prices: Readonly<Record<string, ModelPrice>>;
   readonly unknownModelPrice: ModelPrice;
+  /** Platform routes: a deployment's `price` prices its model however it is reached. */
+  readonly platformRoutes?: readonly {
+    readonly deployments: readonly {
+      readonly model: string;
+      readonly price?: ModelPrice | undefined;
+    }[];
+  }[];
 }): PriceTable {
-  const table = { ...defaultPrices, ...options.prices };
+  const table = withDeploymentPrices(
+    { ...defaultPrices, ...options.prices },
+    options.platformRoutes ?? [],
+  );
   const keys = Object.keys(table).sort((a, b) => b.length - a.length);
   // Keyed by model names callers choose (`<provider>:<anything>`): bounded, not one per name.
   const cache = createLruMap<ModelPrice>(1_000);
@@ -222,4 +232,39 @@ export function createPriceTable(options: {
       );
     },
   };
+}
+
+/** The dearer of two prices, field by field (a missing cached price is the input price). */
+function dearer(left: ModelPrice, right: ModelPrice): ModelPrice {
+  return {
+    inputPerMTok: Math.max(left.inputPerMTok, right.inputPerMTok),
+    outputPerMTok: Math.max(left.outputPerMTok, right.outputPerMTok),
+    cachedInputPerMTok: Math.max(
+      left.cachedInputPerMTok ?? left.inputPerMTok,
+      right.cachedInputPerMTok ?? right.inputPerMTok,
+    ),
+  };
+}
+
+/**
+ * The table with the operator's per-deployment prices of platform routes added under their
+ * model's id (`<provider>:<model>`), so a direct call of that model, or a tenant route to it
+ * (tenant routes carry no price), costs what the operator set: otherwise a tenant could shadow
+ * the platform route with its own route to the same deployment and pay the table's price.
+ * Where several prices name one model (two routes, or the table's exact entry too), the dearer
+ * applies, field by field, so no way of reaching the model is cheaper than another.
+ */
+function withDeploymentPrices(
+  table: Record<string, ModelPrice>,
+  routes: NonNullable<Parameters<typeof createPriceTable>[0]['platformRoutes']>,
+): Record<string, ModelPrice> {
+  const merged = { ...table };
+  for (const route of routes)
+    for (const deployment of route.deployments) {
+      if (deployment.price === undefined) continue;
+      const known = merged[deployment.model];
+      merged[deployment.model] =
+        known === undefined ? deployment.price : dearer(known, deployment.price);
+    }
+  return merged;
 }
