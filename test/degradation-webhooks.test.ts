@@ -32,6 +32,8 @@ type RunBody = Created & {
   errorCode: string | null;
   degraded: boolean;
   incomplete: { reason: string } | null;
+  usage: { inputTokens: number; outputTokens: number };
+  stepCount: number;
 };
 
 async function runOnce(client: ApiClient, agentId: string, input = 'hello'): Promise<RunBody> {
@@ -148,12 +150,99 @@ describe('graceful degradation', () => {
       });
       expect(run.status).toBe('completed');
       expect(run.incomplete).toEqual({ reason: 'deadline' });
-      const messages = await member.get<{ data: { role: string; content: { text: string }[] }[] }>(
-        `/v1/threads/${thread.body.id}/messages`,
-      );
+      const messages = await member.get<{
+        data: {
+          role: string;
+          content: { text: string }[];
+          inputTokens: number | null;
+          outputTokens: number | null;
+        }[];
+      }>(`/v1/threads/${thread.body.id}/messages`);
       const answer = messages.body.data.find((message) => message.role === 'assistant');
       expect(answer?.content[0]?.text).toMatch(/^word0 word1/);
       expect(answer?.content[0]?.text).not.toContain('word39');
+      // The call cut off at the deadline was charged (its output streamed, estimated): the
+      // run's usage, its step and its message say what the ledger says.
+      const ledger = await member.get<{
+        totals: { requests: number; inputTokens: number; outputTokens: number };
+      }>('/v1/usage?groupBy=model');
+      expect(ledger.body.totals.requests).toBe(1);
+      expect(ledger.body.totals.outputTokens).toBeGreaterThan(0);
+      const charged = {
+        inputTokens: ledger.body.totals.inputTokens,
+        outputTokens: ledger.body.totals.outputTokens,
+      };
+      expect(run.usage).toEqual(charged);
+      expect(run.stepCount).toBe(1);
+      const steps = await member.get<{
+        data: { key: string; type: string; model?: { finishReason: string; usage: unknown } }[];
+      }>(`/v1/threads/${thread.body.id}/runs/${created.body.id}/steps`);
+      expect(steps.body.data).toEqual([
+        expect.objectContaining({
+          key: 'model:0',
+          type: 'model',
+          model: expect.objectContaining({
+            finishReason: 'other',
+            usage: { ...charged, estimated: true },
+          }),
+        }),
+      ]);
+      expect(answer).toMatchObject(charged);
+    } finally {
+      mock.setFaults(undefined);
+      mock.setScript(() => ({
+        text: 'ok',
+        usage: { promptTokens: 5, completionTokens: outputTokens },
+      }));
+    }
+  });
+  it('counts a call cut off by an expiry or a cancel in the run’s usage, as charged', async () => {
+    const agent = await admin.post<Created>('/v1/agents', {
+      name: 'strict',
+      model: 'mock:cheap',
+      runTimeoutMs: 1_000,
+    });
+    mock.setScript(() => ({
+      text: Array.from({ length: 40 }, (_, index) => `word${index}`).join(' '),
+    }));
+    mock.setFaults({ tokenDelayMs: 100 });
+    try {
+      const expiring = apiClient(
+        server.url,
+        (await seedUser(operator, { tenantId, role: 'member' })).secret,
+      );
+      const expired = await runOnce(expiring, agent.body.id, 'tell me everything');
+      expect(expired.status).toBe('expired');
+      const cancelling = apiClient(
+        server.url,
+        (await seedUser(operator, { tenantId, role: 'member' })).secret,
+      );
+      const first = mock.calls.length;
+      const thread = await cancelling.post<Created>('/v1/threads', {});
+      const created = await cancelling.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+        agentId: agent.body.id,
+        input: 'tell me everything',
+      });
+      await until(() => (mock.calls[first]?.eventsWritten ?? 0) > 2);
+      const ids = { threadId: thread.body.id, runId: created.body.id };
+      await cancelling.post(`/v1/threads/${ids.threadId}/runs/${ids.runId}/cancel`);
+      const cancelled = await waitForRun<RunBody>(cancelling, ids);
+      expect(cancelled.status).toBe('cancelled');
+      for (const [client, run] of [
+        [expiring, expired],
+        [cancelling, cancelled],
+      ] as const) {
+        const ledger = await client.get<{
+          totals: { requests: number; inputTokens: number; outputTokens: number };
+        }>('/v1/usage?groupBy=model');
+        expect(ledger.body.totals.requests).toBe(1);
+        expect(ledger.body.totals.outputTokens).toBeGreaterThan(0);
+        expect(run.usage).toEqual({
+          inputTokens: ledger.body.totals.inputTokens,
+          outputTokens: ledger.body.totals.outputTokens,
+        });
+        expect(run.stepCount).toBe(1);
+      }
     } finally {
       mock.setFaults(undefined);
       mock.setScript(() => ({

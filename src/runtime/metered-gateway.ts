@@ -64,6 +64,11 @@ export interface MeteredRequest extends GatewayRequest {
   readonly beforeWait?: (() => Promise<void>) | undefined;
   /** The run step this call is: its span carries the run's thread and the step's key. */
   readonly runStep?: { readonly threadId: string; readonly key: string } | undefined;
+  /**
+   * Told, before the failure is thrown, the usage a call that failed or was cut off after its
+   * output started is charged with (its usage record's tokens, estimated): a run counts it.
+   */
+  readonly onCharged?: ((usage: ModelResultV1['usage']) => void) | undefined;
 }
 
 /** A successful call's settlement, left to the caller to commit (see `deferSettlement`). */
@@ -282,6 +287,12 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
       };
       const failed = failedAttempts(attempts.slice(0, -1));
       for (const recorded of [...failed, entry]) options.onUsage?.(recorded);
+      if (outputStarted)
+        request.onCharged?.({
+          inputTokens: entry.inputTokens,
+          outputTokens: entry.outputTokens,
+          estimated: entry.estimated,
+        });
       await budgets
         .settle(request.spender, reservation, { entry, failedAttempts: failed })
         .catch((settleError: unknown) =>

@@ -6,7 +6,7 @@ import type { RunSignalSink } from '../storage/runs/run-rows.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { AbortReason, RunClaim, RunExecutorOptions } from './run-executor.ts';
 import type { StepRecorder } from './run-steps.ts';
-import { type SettledStepRecord, toSettledCheckpoint } from './step-record.ts';
+import { type StepRecord, toCheckpoint } from './step-record.ts';
 
 /** How a run ends, as the executor decides it. */
 export interface RunOutcome {
@@ -55,8 +55,11 @@ export function createRunFinisher(options: {
     context: {
       readonly events: EventWriter;
       readonly successors?: SuccessorClaim | undefined;
-      /** The run's last model step, not checkpointed yet: committed first, in the finish. */
-      readonly step?: SettledStepRecord | undefined;
+      /**
+       * The run's last model step, not checkpointed yet: committed first, in the finish (with
+       * its call's settlement, unless the call was settled already: one the end cut off).
+       */
+      readonly step?: StepRecord | undefined;
     },
   ): Promise<'done' | 'cancelled-late'> {
     const { events, successors, step } = context;
@@ -76,8 +79,8 @@ export function createRunFinisher(options: {
       step === undefined
         ? undefined
         : {
-            checkpoint: toSettledCheckpoint(step),
-            committed: (crossed: number) => step.settlement.committed(crossed),
+            checkpoint: toCheckpoint(step),
+            committed: (crossed: number) => step.settlement?.committed(crossed),
           };
     let ended: Awaited<ReturnType<RunCheckpoints['finish']>>;
     try {

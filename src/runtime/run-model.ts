@@ -29,10 +29,14 @@ export interface RunModel {
    */
   commitWith<T>(merged: (step: SettledStepRecord) => Promise<T>): Promise<{ value: T } | undefined>;
   /**
-   * For the run's finish: the settled model step still to checkpoint, which the finish then
-   * commits in its own transaction (the step first); any other is committed here first.
+   * For the run's finish: the step the finish commits in its own transaction (the step first),
+   * any other being committed here first. That is the model call the run's end cut off after
+   * its output started, when there is one (already charged: it carries the usage it was
+   * charged with, estimated, and the text it streamed, with finish reason `other`), so the
+   * run's usage and step count agree with the usage ledger; else the settled model step still
+   * to checkpoint.
    */
-  takeForFinish(): Promise<SettledStepRecord | undefined>;
+  takeForFinish(): Promise<StepRecord | undefined>;
   /**
    * Holds a completed tool step, to be committed with the next thing the run sends: the next
    * model call's budget reservation (one transaction, migration 0032), or a flush (another
@@ -108,6 +112,10 @@ export function createRunModel(context: {
   let pending: StepRecord[] = [];
   /** The tool-call ids of the run's model steps so far (see uniqueToolCallIds). */
   const toolCallIds = new Set<string>();
+  // The call in flight cut off after its output started (see takeForFinish); a core that goes
+  // on to another call leaves it out (checkpointed, a resumed run would get it back as an
+  // answer where the core got a failure).
+  let cutOff: StepRecord | undefined;
   // The saves in flight, in order (never rejected, so no failure goes unhandled); the first
   // failure is kept, and every later flush reports it: no tool call runs after a model step
   // that could not be saved.
@@ -186,6 +194,7 @@ export function createRunModel(context: {
       const key = `model:${index}`;
       modelCalls += 1;
       streamed = '';
+      cutOff = undefined;
       const saved = checkpoints.get(key) as ModelResultV1 | undefined;
       if (saved !== undefined) {
         recordToolCallIds(saved, toolCallIds);
@@ -218,6 +227,15 @@ export function createRunModel(context: {
         onTextDelta: (delta) => {
           streamed += delta;
           request.onTextDelta?.(delta);
+        },
+        onCharged: (usage) => {
+          const output: ModelResultV1 = {
+            text: streamed,
+            toolCalls: [],
+            finishReason: 'other',
+            usage,
+          };
+          cutOff = { events, key, kind: 'model', output, usage };
         },
         ...(agent.degradation === null
           ? {}
@@ -277,11 +295,18 @@ export function createRunModel(context: {
       return result;
     },
     async takeForFinish() {
-      if (pending.length > 1 || pending[0]?.settlement === undefined || failed !== undefined)
+      const cut = cutOff;
+      cutOff = undefined;
+      if (
+        cut !== undefined ||
+        pending.length > 1 ||
+        pending[0]?.settlement === undefined ||
+        failed !== undefined
+      )
         await flush();
       await flushing;
       throwIfFailed();
-      return pending.pop() as SettledStepRecord | undefined;
+      return cut ?? pending.pop();
     },
     async hold(step) {
       throwIfFailed();

@@ -22,7 +22,7 @@ const runStepSchema = z
       .optional()
       .openapi({
         description:
-          'A model call: why it stopped, its tokens and the tools it called. Its text is in the run’s events and the thread’s messages, where the output guard applies.',
+          'A model call: why it stopped, its tokens and the tools it called. Its text is in the run’s events and the thread’s messages, where the output guard applies. A call the run’s end (its deadline, a cancel, a failure) cut off after its output started shows `other`, with the tokens it was charged (`estimated`), as the usage ledger has them.',
       }),
     tool: z
       .object({

@@ -73,7 +73,9 @@ const reserveAfterStepStatement = {
  * `then` (with `count` parameters from $13) after checkpointing a settled model step, in one
  * statement and so one transaction: the CTE's row (the step saved, its call settled:
  * `save_step_settled`, $1–$12, once the fence passed) exists before the call in the select
- * list runs; the executor id follows `then`'s parameters.
+ * list runs; the executor id follows `then`'s parameters. A step without a settlement (a model
+ * call the run's end cut off, settled when it failed) passes null as $12: `settle_call` with
+ * no reservation and no usage records nothing and crosses nothing.
  */
 function afterStep(name: string, then: string, count: number) {
   return {
@@ -188,13 +190,14 @@ export interface RunCheckpoints {
       /** The runs the finish claims for this process (migration 0024). */
       readonly successors?: SuccessorClaim | undefined;
       /**
-       * The run's last step, not checkpointed yet: saved (and its call settled) first, in the
-       * finish's transaction, even when the run did not move. `committed` gets the budget
-       * alert thresholds its settlement crossed once that transaction committed.
+       * The run's last step, not checkpointed yet: saved (and its call settled, when it has a
+       * settlement) first, in the finish's transaction, even when the run did not move.
+       * `committed` gets the budget alert thresholds its settlement crossed (0 without one)
+       * once that transaction committed.
        */
       readonly step?:
         | {
-            readonly checkpoint: SettledStepCheckpoint;
+            readonly checkpoint: StepCheckpoint;
             readonly committed: (crossed: number) => void;
           }
         | undefined;
