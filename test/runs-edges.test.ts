@@ -196,6 +196,16 @@ describe('what a run and its approvals say', () => {
     expect(finished).toMatchObject({ status: 'completed', incomplete: { reason: 'max-steps' } });
   });
 
+  it('names the agent field that asks for a partial answer at the deadline', async () => {
+    const text = await (await fetch(`${server.url}/openapi.json`)).text();
+    const document = JSON.parse(text) as {
+      components: { schemas: { Run: { properties: { incomplete: unknown } } } };
+    };
+    const incomplete = JSON.stringify(document.components.schemas.Run.properties.incomplete);
+    expect(incomplete).toContain('`onDeadline: partial`');
+    expect(text).not.toContain('timeoutBehavior');
+  });
+
   it('refuses arguments with an approve or a reject (they would be ignored)', async () => {
     for (const decision of ['approve', 'reject']) {
       const refused = await member.post<{ code: string; errors: { path: string }[] }>(

@@ -197,7 +197,7 @@ export const runSchema = z
     }),
     incomplete: z.object({ reason: z.string() }).nullable().openapi({
       description:
-        'Set when the answer is partial: `reason` is `deadline` (the run’s deadline came first, with `timeoutBehavior: partial`), `max-steps` (the agent’s step limit), `length` (the output limit) or `content-filter`.',
+        'Set when the answer is partial: `reason` is `deadline` (the run’s deadline came first, with the agent’s `onDeadline: partial`), `max-steps` (the agent’s step limit), `length` (the output limit) or `content-filter`.',
     }),
     degraded: z.boolean().openapi({
       description: "True when budget pressure moved the run to its agent's degradation model.",
