@@ -180,6 +180,37 @@ describe('resuming an event stream', () => {
       expect(JSON.parse(refused.text)).toMatchObject({ code: 'validation_failed' });
     }
   });
+  it('declares Last-Event-ID as an optional header of streamRunEvents, digits only', async () => {
+    const document = (await (await fetch(`${server.url}/openapi.json`)).json()) as {
+      paths: Record<
+        string,
+        Record<
+          string,
+          {
+            operationId: string;
+            parameters?: {
+              name: string;
+              in: string;
+              required?: boolean;
+              schema?: { pattern?: string };
+            }[];
+          }
+        >
+      >;
+    };
+    const operation = document.paths['/v1/threads/{threadId}/runs/{runId}/events']?.['get'];
+    expect(operation?.operationId).toBe('streamRunEvents');
+    const header = operation?.parameters?.find((parameter) => parameter.in === 'header');
+    expect(header).toMatchObject({
+      name: 'Last-Event-ID',
+      required: false,
+      schema: { type: 'string', pattern: expect.any(String) },
+    });
+    const pattern = new RegExp(header?.schema?.pattern ?? '');
+    expect(['0', '17', '123456789012345'].every((value) => pattern.test(value))).toBe(true);
+    for (const value of ['1e3', '5.5', '-1', 'abc', '9999999999999999'])
+      expect({ value, matches: pattern.test(value) }).toEqual({ value, matches: false });
+  });
 });
 
 describe('what a run and its approvals say', () => {

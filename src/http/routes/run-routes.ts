@@ -78,6 +78,18 @@ const streamRunEvents = authedRoute({
         .openapi({ description: 'Resume after this event id (same as Last-Event-ID).' }),
     }),
   },
+  // Declared here, not in `request.headers`: `lastEventId` validates it, after the run is
+  // found (404 first), with an empty value read as absent.
+  parameters: [
+    {
+      name: 'Last-Event-ID',
+      in: 'header',
+      required: false,
+      description:
+        'Resume after this event id, as an EventSource sends it when it reconnects (same as `?after`, which it overrides; empty means absent). Digits only, else 422.',
+      schema: { type: 'string', pattern: '^\\d{1,15}$' },
+    },
+  ],
   responses: { 200: sseResponse },
 });
 const cancelRun = authedRoute({
