@@ -2,12 +2,14 @@ import { z } from '@hono/zod-openapi';
 import { creationCursorPattern } from '../domain/creation-cursor.ts';
 import type { ApiKey, OidcProvider, Tenant, User } from '../domain/identity/identity-types.ts';
 import { actions, roles } from '../domain/identity/permissions.ts';
+import { withoutProtoKeys } from './proto-keys.ts';
 
-/** A free-form metadata object (tenants, users, agents, threads). */
-export const metadataSchema = z
-  .record(z.string().max(100), z.unknown())
-  .refine((value) => JSON.stringify(value).length <= 16_384, 'must serialise to at most 16 KiB')
-  .openapi({ description: 'Free-form JSON object, at most 16 KiB.' });
+/** A free-form metadata object (tenants, users, agents, threads); no key `__proto__`. */
+export const metadataSchema = withoutProtoKeys(
+  z
+    .record(z.string().max(100), z.unknown())
+    .refine((value) => JSON.stringify(value).length <= 16_384, 'must serialise to at most 16 KiB'),
+).openapi({ description: 'Free-form JSON object, at most 16 KiB; no key may be `__proto__`.' });
 
 // No `i` flag: the OpenAPI document publishes the pattern's source, where a flag cannot go.
 const uuidPattern = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
@@ -251,7 +253,9 @@ export const createOidcProviderSchema = z
     emailClaim: z.string().min(1).max(100).default('email'),
     nameClaim: z.string().min(1).max(100).default('name'),
     roleClaim: z.string().min(1).max(100).nullable().default(null),
-    roleMapping: z.record(z.string(), z.enum(['admin', 'member', 'viewer'])).default({}),
+    roleMapping: withoutProtoKeys(
+      z.record(z.string(), z.enum(['admin', 'member', 'viewer'])),
+    ).default({}),
     defaultRole: z.enum(['admin', 'member', 'viewer']).default('member'),
     jitProvisioning: z.boolean().default(false),
     enabled: z.boolean().default(true),

@@ -4,6 +4,7 @@ import type { HttpToolDefinition, StoredTool, ToolBlock } from '../../domain/too
 import { toolMethods, toolRisks } from '../../domain/tools/tool-types.ts';
 import type { ListedTool } from '../../runtime/tool-service.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
+import { withoutProtoKeys } from '../proto-keys.ts';
 import {
   authedRoute,
   idParam,
@@ -39,8 +40,9 @@ export const definitionFields = {
       'Absolute http(s) URL with a literal host; `{arg}` placeholders are filled with URL-encoded argument values. Other arguments go in a JSON body (POST, PUT, PATCH).',
     example: 'https://api.example.com/v1/items/{id}',
   }),
-  inputSchema: z.record(z.string(), z.unknown()).openapi({
-    description: 'JSON Schema of the arguments (an object schema), validated with Ajv.',
+  inputSchema: withoutProtoKeys(z.record(z.string(), z.unknown())).openapi({
+    description:
+      'JSON Schema of the arguments (an object schema), validated with Ajv; no key may be `__proto__`.',
   }),
   auth: z
     .strictObject({
