@@ -325,7 +325,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       webhooks: webhookStore,
       spans,
       modelRoutes: createModelRouteService({
-        store: createModelRouteStore(storage.database, config.limits.perTenant),
+        store: createModelRouteStore(storage.database, config.limits.perTenant, config.routes),
         gateway,
         platformRoutes: config.routes as readonly ModelRouteDefinition[],
         onChange: (tenantId) => routeCache.invalidate(tenantId),

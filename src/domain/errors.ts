@@ -32,6 +32,7 @@ export const errorCodes = [
   'quota_exceeded',
   'policy_not_found',
   'model_route_not_found',
+  'route_in_use',
   'context_length_exceeded',
   'consent_required',
   'consent_not_found',

@@ -313,6 +313,9 @@ export const problemSchema = z
     policyId: z.string().optional().openapi({
       description: 'The policy whose limit refused (`rate_limited`, `quota_exceeded`).',
     }),
+    routes: z.array(z.string()).optional().openapi({
+      description: '`route_in_use`: the names of the tenant routes that fall back to the route.',
+    }),
   })
   .openapi('Problem', {
     description:

@@ -21,6 +21,8 @@ function routeNotFound(): NotFoundError {
  * Tenant model routes: admins manage them, every member reads them (they need the names).
  * A definition is checked before it is saved: every deployment names `local` or a configured
  * provider, every fallback names an existing route, and the timing settings are consistent.
+ * The store checks the fallbacks again as it writes, and keeps a route that other routes fall
+ * back to from being deleted or renamed (409 `route_in_use`).
  */
 export function createModelRouteService(options: {
   readonly store: ModelRouteStore;
@@ -56,16 +58,22 @@ export function createModelRouteService(options: {
           message: `No provider for '${deployment.model}'. Available: ${gateway.describe().join(', ')}.`,
         });
     });
-    for (const [index, fallback] of definition.fallbacks.entries()) {
-      if (fallback.route === 'local' || !(await gateway.knowsFor(fallback.route, user.tenantId)))
+    // The tenant's routes as stored (not the gateway's cache of them); the store checks the
+    // fallbacks again under lock, as it writes, against a concurrent delete or rename.
+    const others = (await store.list(user)).filter((route) => route.id !== selfId);
+    const names = new Set([
+      ...others.map((route) => route.definition.name),
+      ...options.platformRoutes.map((route) => route.name),
+    ]);
+    definition.fallbacks.forEach((fallback, index) => {
+      if (!names.has(fallback.route))
         issues.push({
           path: `fallbacks.${index}.route`,
           message: `No route named '${fallback.route}'.`,
         });
-    }
+    });
     if (issues.length > 0) throw new ValidationError(issues);
-    const existing = await store.list(user);
-    if (existing.some((route) => route.definition.name === definition.name && route.id !== selfId))
+    if (others.some((route) => route.definition.name === definition.name))
       throw new ConflictError(`A model route named '${definition.name}' exists already.`);
   }
 

@@ -192,6 +192,29 @@ export async function provokeConflicts(world: ContractWorld): Promise<string[]> 
         return a.patch(`/v1/tools/${other.id}`, { name: 'twin' });
       },
     ],
+    [
+      'deleteModelRoute (a fallback of another route)',
+      async () => {
+        const target = expectStatus(
+          await a.post<{ id: string }>('/v1/model-routes', {
+            name: 'spare-twin',
+            deployments: [{ model: 'local' }],
+          }),
+          201,
+          'fallback route',
+        );
+        expectStatus(
+          await a.post('/v1/model-routes', {
+            name: 'leaning',
+            deployments: [{ model: 'local' }],
+            fallbacks: [{ route: 'spare-twin', on: ['timeout'] }],
+          }),
+          201,
+          'route falling back',
+        );
+        return a.delete(`/v1/model-routes/${target.id}`);
+      },
+    ],
     ['rotateApiKey (revoked)', () => a.post(`${keys}/${revoked.id}/rotate`, {})],
     [
       'createApiKey (user disabled)',

@@ -34,6 +34,10 @@ const conflict = {
   ),
 };
 
+/** A route other tenant routes fall back to keeps its name, unless a platform route has it. */
+const inUse =
+  '`route_in_use`: other tenant routes fall back to this one (their names are in `routes`); remove it from their fallbacks first. A tenant route that shadows a platform route of the same name is not in use: the fallbacks then go to the platform route.';
+
 const createModelRoute = authedRoute({
   method: 'post',
   path: '/v1/model-routes',
@@ -71,16 +75,22 @@ const updateModelRoute = authedRoute({
   summary:
     'Change a route: the fields sent replace the stored ones, a field sent as null is removed (owners and admins)',
   request: { params, body: jsonBody(patchBody(modelRouteSchema.shape)) },
-  responses: { 200: jsonResponse(routeResponseSchema, 'The route.'), ...conflict },
+  responses: {
+    200: jsonResponse(routeResponseSchema, 'The route.'),
+    409: problemResponse(
+      `A route with the new name exists already (\`conflict\`), or the route is renamed while in use: ${inUse}`,
+    ),
+  },
 });
 const deleteModelRoute = authedRoute({
   method: 'delete',
   path: '/v1/model-routes/{routeId}',
   operationId: 'deleteModelRoute',
   tags: ['Model routes'],
-  summary: 'Delete a route; agents naming it fail with unknown_model until it exists again',
+  summary:
+    'Delete a route (owners and admins); agents naming it fail with unknown_model until it exists again',
   request: { params },
-  responses: { 204: { description: 'Deleted.' } },
+  responses: { 204: { description: 'Deleted.' }, 409: problemResponse(`Not deleted: ${inUse}`) },
 });
 
 function toResponse(route: ListedModelRoute) {

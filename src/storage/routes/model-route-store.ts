@@ -6,6 +6,7 @@ import { scopeFor } from '../identity/scope-for.ts';
 import type { Database } from '../postgres/database.ts';
 import type { ModelRoutesTable } from '../postgres/database-schema.ts';
 import { assertCapacity, type TenantCapacity } from '../postgres/tenant-capacity.ts';
+import { assertNotFallback, lockFallbackTargets } from './route-references.ts';
 
 /** A tenant's stored model route. */
 export interface StoredModelRoute {
@@ -28,8 +29,19 @@ function toRoute(row: Selectable<ModelRoutesTable>): StoredModelRoute {
   };
 }
 
-/** Tenant model routes in PostgreSQL (RLS: the tenant reads, its admins write). */
-export function createModelRouteStore(database: Database, capacity?: TenantCapacity) {
+/**
+ * Tenant model routes in PostgreSQL (RLS: the tenant reads, its admins write). Every write
+ * keeps the tenant's fallbacks whole in its own transaction: a route is saved only when each of
+ * its fallbacks names a route (422), and a route other routes fall back to is neither deleted
+ * nor renamed (409 `route_in_use`) unless a platform route of its name takes over.
+ * `platformRoutes` are the config file's: a fallback may name one, and one is never in use.
+ */
+export function createModelRouteStore(
+  database: Database,
+  capacity?: TenantCapacity,
+  platformRoutes: readonly { readonly name: string }[] = [],
+) {
+  const platformNames = new Set(platformRoutes.map((route) => route.name));
   return {
     create(principal: UserPrincipal, definition: ModelRouteDefinition): Promise<StoredModelRoute> {
       return database.withScope(scopeFor(principal), async (db) => {
@@ -39,6 +51,7 @@ export function createModelRouteStore(database: Database, capacity?: TenantCapac
             tenantId: principal.tenantId,
             max: capacity.modelRoutes,
           });
+        await lockFallbackTargets(db, definition, { platformNames });
         const now = new Date();
         const row = await db
           .insertInto('brigade.model_routes')
@@ -92,6 +105,11 @@ export function createModelRouteStore(database: Database, capacity?: TenantCapac
       definition: ModelRouteDefinition,
     ): Promise<StoredModelRoute | undefined> {
       return database.withScope(scopeFor(principal), async (db) => {
+        const { currentName } = await lockFallbackTargets(db, definition, {
+          routeId,
+          platformNames,
+        });
+        if (currentName === undefined) return undefined;
         const row = await db
           .updateTable('brigade.model_routes')
           .set((eb) => ({
@@ -104,6 +122,8 @@ export function createModelRouteStore(database: Database, capacity?: TenantCapac
           .returningAll()
           .executeTakeFirst();
         if (row === undefined) return undefined;
+        if (currentName !== definition.name)
+          await assertNotFallback(db, { id: routeId, name: currentName }, platformNames);
         await writeAudit(db, {
           tenantId: principal.tenantId,
           principal,
@@ -126,6 +146,7 @@ export function createModelRouteStore(database: Database, capacity?: TenantCapac
           .returning('name')
           .executeTakeFirst();
         if (deleted === undefined) return false;
+        await assertNotFallback(db, { id: routeId, name: deleted.name }, platformNames);
         await writeAudit(db, {
           tenantId: principal.tenantId,
           principal,
