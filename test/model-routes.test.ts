@@ -136,9 +136,12 @@ describe('model routes API', () => {
       ],
     });
     expect(response.status).toBe(422);
-    expect(response.body.errors?.map((error) => error.path)).toEqual(
-      expect.arrayContaining(['deployments.0.model', 'fallbacks.0.route', 'fallbacks.1.route']),
-    );
+    // One issue per problem, each path naming the body's field.
+    expect(response.body.errors?.map((error) => error.path).sort()).toEqual([
+      'body.deployments.0.model',
+      'body.fallbacks.0.route',
+      'body.fallbacks.1.route',
+    ]);
     const priced = await admin.post<Problem>('/v1/model-routes', {
       name: 'free',
       deployments: [
@@ -149,7 +152,7 @@ describe('model routes API', () => {
     // Prices and context windows decide what budgets reserve: the operator's, not a tenant's.
     expect(priced.status).toBe(422);
     expect(priced.body.errors?.map((error) => error.path)).toEqual(
-      expect.arrayContaining(['deployments.0.price', 'deployments.1.contextTokens']),
+      expect.arrayContaining(['body.deployments.0.price', 'body.deployments.1.contextTokens']),
     );
     const first = await admin.post<Created>('/v1/model-routes', {
       name: 'twice',

@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import {
   failureKinds,
-  isRouteName,
   type ModelRouteDefinition,
   routeDefaults,
   routeNamePattern,
@@ -28,18 +27,26 @@ const deploymentSchema = z.strictObject({
   contextTokens: z.int().min(1).max(100_000_000).optional(),
 });
 
+/** What {@link routeNamePattern} allows, as validation messages say it. */
+const routeNameRule =
+  'lower-case letters, digits, . _ -, up to 63 characters, starting with a letter or digit; no colon';
+
 /** A model route as a config file or an API request writes it (settings optional). */
 export const modelRouteSchema = z.strictObject({
+  // One message per problem: a name the pattern refuses is not also told it is `local`.
   name: z
     .string()
-    .regex(routeNamePattern, 'lower-case letters, digits, . _ -; no colon')
-    .refine(isRouteName, "'local' is the built-in model's name; a route cannot take it"),
+    .regex(routeNamePattern, routeNameRule)
+    .refine(
+      (name) => name !== 'local',
+      "'local' is the built-in model's name; a route cannot take it",
+    ),
   strategy: z.enum(routeStrategies).default(routeDefaults.strategy),
   deployments: z.array(deploymentSchema).min(1).max(32),
   fallbacks: z
     .array(
       z.strictObject({
-        route: z.string().regex(routeNamePattern),
+        route: z.string().regex(routeNamePattern, routeNameRule),
         on: z.array(z.enum(failureKinds)).min(1),
       }),
     )

@@ -38,23 +38,27 @@ export function createModelRouteService(options: {
     user: UserPrincipal,
     selfId?: string,
   ): Promise<void> {
-    const issues = routeProblems(definition);
+    // Paths name the request body's fields, as the schema's own issues do (`body.name`).
+    const issues = routeProblems(definition).map((issue) => ({
+      ...issue,
+      path: `body.${issue.path}`,
+    }));
     definition.deployments.forEach((deployment, index) => {
       // Prices and context windows decide what budgets reserve: only the operator (platform
       // routes in the config file) may set them, or a tenant could price its calls at zero.
       if (deployment.price !== undefined)
         issues.push({
-          path: `deployments.${index}.price`,
+          path: `body.deployments.${index}.price`,
           message: 'Prices are set by the platform operator, not on tenant routes.',
         });
       if (deployment.contextTokens !== undefined)
         issues.push({
-          path: `deployments.${index}.contextTokens`,
+          path: `body.deployments.${index}.contextTokens`,
           message: 'Context windows are set by the platform operator, not on tenant routes.',
         });
       if (!gateway.knows(deployment.model))
         issues.push({
-          path: `deployments.${index}.model`,
+          path: `body.deployments.${index}.model`,
           message: `No provider for '${deployment.model}'. Available: ${gateway.describe().join(', ')}.`,
         });
     });
@@ -66,9 +70,10 @@ export function createModelRouteService(options: {
       ...options.platformRoutes.map((route) => route.name),
     ]);
     definition.fallbacks.forEach((fallback, index) => {
-      if (!names.has(fallback.route))
+      // A fallback to the route itself has its own issue (routeProblems), not a second one.
+      if (fallback.route !== definition.name && !names.has(fallback.route))
         issues.push({
-          path: `fallbacks.${index}.route`,
+          path: `body.fallbacks.${index}.route`,
           message: `No route named '${fallback.route}'.`,
         });
     });
