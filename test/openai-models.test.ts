@@ -1,7 +1,13 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMockModelServer } from '../src/testing/index.ts';
-import { type ApiClient, apiClient, seedTenant, seedUser } from './support/api-client.ts';
+import {
+  type ApiClient,
+  apiClient,
+  type Created,
+  seedTenant,
+  seedUser,
+} from './support/api-client.ts';
 import { failureOf, openAiClient } from './support/openai-fixtures.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
@@ -16,6 +22,13 @@ let server: TestServer;
 let adminA: ApiClient;
 let adminB: ApiClient;
 let memberSecret: string;
+/** Secrets by what the key may do: a viewer's, and a member's keys with narrowed scopes. */
+const narrowed: Record<'viewer' | 'readOnly' | 'modelsOnly' | 'noThreadRead', string> = {
+  viewer: '',
+  readOnly: '',
+  modelsOnly: '',
+  noThreadRead: '',
+};
 
 beforeAll(async () => {
   mock = await createMockModelServer({ apiKey: 'mock-secret-key' });
@@ -42,7 +55,20 @@ beforeAll(async () => {
     server.url,
     (await seedUser(operator, { tenantId: tenantB, role: 'admin' })).secret,
   );
-  memberSecret = (await seedUser(operator, { tenantId: tenantA, role: 'member' })).secret;
+  const member = await seedUser(operator, { tenantId: tenantA, role: 'member' });
+  memberSecret = member.secret;
+  narrowed.viewer = (await seedUser(operator, { tenantId: tenantA, role: 'viewer' })).secret;
+  const scopedKey = async (scopes: string[]) => {
+    const key = await operator.post<Created>(
+      `/v1/tenants/${tenantA}/users/${member.userId}/api-keys`,
+      { name: scopes.join(' '), scopes },
+    );
+    expect(key.status).toBe(201);
+    return key.body.secret as string;
+  };
+  narrowed.readOnly = await scopedKey(['agent:read']);
+  narrowed.modelsOnly = await scopedKey(['thread:write']);
+  narrowed.noThreadRead = await scopedKey(['thread:write', 'agent:read']);
   expect((await adminA.post('/v1/agents', { name: 'helper', model: 'local' })).status).toBe(201);
   expect((await adminB.post('/v1/agents', { name: 'secret-b', model: 'local' })).status).toBe(201);
   for (const [owner, name] of [
@@ -143,5 +169,65 @@ describe('GET /v1/models/{model}', () => {
   it('refuses an unknown key as OpenAI does', async () => {
     const failure = await failureOf(openAiClient(server.url, 'brg_nope').models.retrieve('local'));
     expect(failure).toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+});
+
+describe('the models of a key that may not call them all', () => {
+  const everyKind = ['local', 'agent:helper', 'shared-route', 'team-route', 'mock:mock-model'];
+
+  it('are none for a viewer’s key, or one scoped to agent:read: an empty list, and 404s', async () => {
+    for (const secret of [narrowed.viewer, narrowed.readOnly]) {
+      const client = openAiClient(server.url, secret);
+      const models = await client.models.list();
+      expect(models.data).toEqual([]);
+      for (const id of everyKind) {
+        const failure = await failureOf(client.models.retrieve(id));
+        expect(failure, id).toBeInstanceOf(OpenAI.NotFoundError);
+        expect(failure.code, id).toBe('model_not_found');
+        // What the list left out, a completion refuses.
+        const refused = await failureOf(
+          client.chat.completions.create({
+            model: id,
+            messages: [{ role: 'user', content: 'hi' }],
+          }),
+        );
+        expect(refused, id).toBeInstanceOf(OpenAI.PermissionDeniedError);
+      }
+    }
+  });
+
+  it('leave out the agents for a key that may call models but not run agents', async () => {
+    for (const secret of [narrowed.modelsOnly, narrowed.noThreadRead]) {
+      const client = openAiClient(server.url, secret);
+      const ids = (await client.models.list()).data.map((model) => model.id);
+      expect(ids).toEqual(['local', 'shadowed', 'team-route', 'shared-route']);
+      for (const id of ids) {
+        expect((await client.models.retrieve(id)).id).toBe(id);
+        const answer = await client.chat.completions.create({
+          model: id,
+          messages: [{ role: 'user', content: 'hi' }],
+        });
+        expect(answer.choices[0]?.message.content?.length, id).toBeGreaterThan(0);
+      }
+      expect((await client.models.retrieve('mock:mock-model')).owned_by).toBe('platform');
+      const failure = await failureOf(client.models.retrieve('agent:helper'));
+      expect(failure.code).toBe('model_not_found');
+    }
+  });
+
+  it('refuse an agent completion before its run starts when the key could not follow it', async () => {
+    const threads = async () =>
+      (await apiClient(server.url, memberSecret).get<{ data: unknown[] }>('/v1/threads?limit=100'))
+        .body.data.length;
+    const before = await threads();
+    const refused = await failureOf(
+      openAiClient(server.url, narrowed.noThreadRead).chat.completions.create({
+        model: 'agent:helper',
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    );
+    expect(refused).toBeInstanceOf(OpenAI.PermissionDeniedError);
+    // No thread, no run: the agent did not run (nor cost anything) for a refused request.
+    expect(await threads()).toBe(before);
   });
 });

@@ -82,6 +82,14 @@ export function createModelRouteService(options: {
       throw new ConflictError(`A model route named '${definition.name}' exists already.`);
   }
 
+  async function listed(user: UserPrincipal): Promise<ListedModelRoute[]> {
+    const own = await store.list(user);
+    return [
+      ...own.map((route) => ({ ...route, scope: 'tenant' as const })),
+      ...options.platformRoutes.map((definition) => ({ scope: 'platform' as const, definition })),
+    ];
+  }
+
   async function load(principal: Principal, routeId: string) {
     const user = asTenantUser(principal);
     assertCan(user, 'agent:read');
@@ -103,11 +111,16 @@ export function createModelRouteService(options: {
     async list(principal: Principal): Promise<ListedModelRoute[]> {
       const user = asTenantUser(principal);
       assertCan(user, 'agent:read');
-      const own = await store.list(user);
-      return [
-        ...own.map((route) => ({ ...route, scope: 'tenant' as const })),
-        ...options.platformRoutes.map((definition) => ({ scope: 'platform' as const, definition })),
-      ];
+      return listed(user);
+    },
+    /**
+     * The routes as a caller of models sees them (the models API): what `list` answers, for a
+     * key that may call models (`thread:write`) whether or not it may read agents.
+     */
+    async listCallable(principal: Principal): Promise<ListedModelRoute[]> {
+      const user = asTenantUser(principal);
+      assertCan(user, 'thread:write');
+      return listed(user);
     },
     async get(principal: Principal, routeId: string) {
       return (await load(principal, routeId)).route;

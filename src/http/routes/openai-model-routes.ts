@@ -2,9 +2,10 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { asTenantUser } from '../../domain/agents/agent-service.ts';
 import type { Agent } from '../../domain/agents/agent-types.ts';
 import { AppError } from '../../domain/errors.ts';
-import { assertCan, type Principal } from '../../domain/identity/principal.ts';
+import type { Principal } from '../../domain/identity/principal.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
 import { agentName, findAgentByName } from '../openai/agent-completion.ts';
+import { modelAccess } from '../openai/model-access.ts';
 import { openAiErrors } from '../openai/openai-error-responses.ts';
 import { modelListSchema, modelSchema } from '../openai/openai-schemas.ts';
 import { jsonResponse } from '../route-helpers.ts';
@@ -29,7 +30,9 @@ const listModels = createRoute({
   operationId: 'listModels',
   tags: ['OpenAI-compatible'],
   summary:
-    'Models this key may name: `local`, the tenant’s agents as `agent:<name>`, and the model routes (the tenant’s own and the platform’s)',
+    'Models this key may call: `local`, the tenant’s agents as `agent:<name>`, and the model routes (the tenant’s own and the platform’s); none for a key that may not call models',
+  description:
+    'Lists only what `createChatCompletion` accepts from this key: `local` and the routes need `thread:write`, `agent:<name>` also `agent:read` and `thread:read`. A key without `thread:write` (a viewer’s, or one scoped to `agent:read`) gets an empty list.',
   security: [{ bearerAuth: [] }],
   responses: { 200: jsonResponse(modelListSchema, 'The models.'), ...readErrors },
 });
@@ -40,7 +43,9 @@ const retrieveModel = createRoute({
   operationId: 'retrieveModel',
   tags: ['OpenAI-compatible'],
   summary:
-    'One model this key may name, as `listModels` shows it; a configured provider’s `<provider>:<model id>` too',
+    'One model this key may call, as `listModels` shows it; a configured provider’s `<provider>:<model id>` too',
+  description:
+    'A model this key may not call (every model for a key without `thread:write`, agents for one without `agent:read` and `thread:read`) is `404 model_not_found`, like a name that exists nowhere.',
   security: [{ bearerAuth: [] }],
   request: {
     params: z.object({
@@ -90,26 +95,35 @@ async function findModel(
   id: string,
 ): Promise<ModelEntry> {
   const user = asTenantUser(principal);
-  assertCan(user, 'agent:read');
+  const access = modelAccess(user);
+  const unknown = new AppError('unknown_model', `The model '${id}' does not exist.`);
+  // A model this key may not call is not one of its models: 404, as for a name nowhere.
+  if (!access.models) throw unknown;
   if (id === 'local') return localEntry;
   const name = agentName(id);
-  if (name !== undefined) return agentEntry(await findAgentByName(services, principal, name));
-  const route = (await services.modelRoutes.list(principal)).find(
+  if (name !== undefined) {
+    if (!access.agents) throw unknown;
+    return agentEntry(await findAgentByName(services, principal, name));
+  }
+  const route = (await services.modelRoutes.listCallable(principal)).find(
     (candidate) => candidate.definition.name === id,
   );
   if (route !== undefined) return routeEntry(route);
   if (await services.chat.knows(id, user.tenantId))
     return { id, object: 'model', created: 0, owned_by: 'platform' };
-  throw new AppError('unknown_model', `The model '${id}' does not exist.`);
+  throw unknown;
 }
 
 /** Registers `listModels` and `retrieveModel`. */
 export function registerOpenAiModelRoutes(app: BrigadeApp, services: RouteServices): void {
   app.openapi(listModels, async (context) => {
     const principal = context.get('principal');
+    const access = modelAccess(asTenantUser(principal));
+    // Only what this key may call: nothing at all for a key that may not call models.
+    if (!access.models) return context.json({ object: 'list' as const, data: [] }, 200);
     const data: ModelEntry[] = [localEntry];
     let after: string | undefined;
-    for (;;) {
+    while (access.agents) {
       const page = await services.agents.list(principal, { limit: 100, after });
       data.push(...page.data.map(agentEntry));
       if (page.nextCursor === null) break;
@@ -117,7 +131,7 @@ export function registerOpenAiModelRoutes(app: BrigadeApp, services: RouteServic
     }
     // Model routes by name: the tenant's own, then the platform's it does not shadow.
     const named = new Set<string>();
-    for (const route of await services.modelRoutes.list(principal)) {
+    for (const route of await services.modelRoutes.listCallable(principal)) {
       if (named.has(route.definition.name)) continue;
       named.add(route.definition.name);
       data.push(routeEntry(route));

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { createRoute, z } from '@hono/zod-openapi';
 import { asTenantUser } from '../../domain/agents/agent-service.ts';
 import { AppError } from '../../domain/errors.ts';
-import { assertCan } from '../../domain/identity/principal.ts';
 import type { ResponseFormat, Sampling, ToolChoice } from '../../gateway/model-gateway.ts';
 import type { MessageV1, ModelResultV1 } from '../../plugin-api/index.ts';
 import type { BrigadeApp, RouteServices } from '../app-env.ts';
@@ -17,6 +16,7 @@ import {
   toToolCalls,
   toUsage,
 } from '../openai/chat-messages.ts';
+import { assertMayCall } from '../openai/model-access.ts';
 import { invalidRequest } from '../openai/openai-error.ts';
 import { openAiErrors } from '../openai/openai-error-responses.ts';
 import {
@@ -141,9 +141,9 @@ export function registerOpenAiRoutes(app: BrigadeApp, services: RouteServices): 
     const body = context.req.valid('json');
     const principal = context.get('principal');
     const user = asTenantUser(principal);
-    assertCan(user, 'thread:write');
-    checkSupported(body);
     const name = agentName(body.model);
+    assertMayCall(user, name !== undefined);
+    checkSupported(body);
     const messages = toGatewayMessages(body.messages);
     const tools = toGatewayTools(body);
     const maxOutputTokens = body.max_completion_tokens ?? body.max_tokens ?? defaultMaxOutputTokens;
