@@ -43,7 +43,7 @@ Commands:
   keys rotate-master            re-wrap every tenant's vault data key with BRIGADE_MASTER_KEY
                                 (set the old key as BRIGADE_MASTER_KEY_PREVIOUS; servers keep
                                 serving with both set; see docs/tools.md)
-  usage report --tenant T [--from ISO] [--to ISO] [--group-by day,user,agent,key,model,provider,source]
+  usage report --tenant T [--from ISO] [--to ISO] [--group-by day,user,agent,key,route,model,provider,source]
                [--user U] [--csv]
                                 model usage and cost of a tenant (default: the last 30 days by day)
   audit verify --tenant T [--public-key FILE]

@@ -158,7 +158,7 @@ export async function exerciseGuardRails(world: ContractWorld): Promise<void> {
     'listBudgetAlerts',
   );
   expect(alerts.data.length).toBeGreaterThan(0);
-  expectStatus(await admin.client.get('/v1/usage?groupBy=day,model,user'), 200, 'getUsage');
+  expectStatus(await admin.client.get('/v1/usage?groupBy=day,route,model,user'), 200, 'getUsage');
   const csv = await admin.client.get<string>('/v1/usage/export?groupBy=model');
   expect(expectStatus(csv, 200, 'exportUsage')).toContain('requests');
   expectStatus(await admin.client.delete(`/v1/webhooks/${webhook.id}`), 204, 'deleteWebhook');

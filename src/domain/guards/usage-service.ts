@@ -7,6 +7,7 @@ export const usageDimensions = [
   'user',
   'agent',
   'key',
+  'route',
   'model',
   'provider',
   'source',

@@ -71,7 +71,13 @@ const usageReportSchema = z
         user: z.string().nullable().optional(),
         agent: z.string().nullable().optional(),
         key: z.string().nullable().optional(),
-        model: z.string().nullable().optional(),
+        route: z.string().nullable().optional().openapi({
+          description:
+            'The model route the call named (a fallback’s attempts count under it); null for `local` and a direct `<provider>:<model>`.',
+        }),
+        model: z.string().nullable().optional().openapi({
+          description: 'The deployment that was called: `local` or `<provider>:<model>`.',
+        }),
         provider: z.string().nullable().optional(),
         source: z.string().nullable().optional(),
         ...totalsShape,

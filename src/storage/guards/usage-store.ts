@@ -15,6 +15,9 @@ const dimensionSql: Readonly<Record<UsageDimension, RawBuilder<unknown>>> = {
   user: sql`u.user_id::text`,
   agent: sql`u.agent_id::text`,
   key: sql`u.key_id::text`,
+  // The route the call named (its fallbacks' attempts and cache hits included); null when the
+  // call named `local` or a `<provider>:<model>` directly.
+  route: sql`u.route`,
   model: sql`u.model`,
   provider: sql`u.provider`,
   source: sql`u.source`,
