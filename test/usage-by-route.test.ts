@@ -32,6 +32,7 @@ interface Row {
   requests: number;
   errors: number;
   costUsd: number;
+  failedAttempts: number;
 }
 
 interface Report {
@@ -120,24 +121,26 @@ afterAll(async () => {
 
 describe('usage grouped by route', () => {
   it('counts each call under the route it named, and calls that named none under null', async () => {
-    // 7 API records (shaky's failed attempt and its fallback's answer are two) and the run's.
-    const report = await reportOf(member, 'groupBy=route,source', 8);
+    // 6 API calls (shaky's failed attempt is not a call of its own) and the run's.
+    const report = await reportOf(member, 'groupBy=route,source', 7);
     expect(report.groupBy).toEqual(['route', 'source']);
     expect(counts(report.data, 'route', 'source')).toEqual([
       ['house', 'api', 2, 0],
-      ['shaky', 'api', 2, 1],
+      ['shaky', 'api', 1, 0],
       ['team', 'api', 1, 0],
       ['team', 'run', 1, 0],
       [null, 'api', 2, 0],
     ]);
     expect(report.data.every((row) => row.costUsd > 0)).toBe(true);
+    expect(report.data.find((row) => row.route === 'shaky')?.failedAttempts).toBe(1);
   });
 
   it('breaks a route down by the deployments that answered it', async () => {
-    const report = await reportOf(member, 'groupBy=route,model', 8);
+    const report = await reportOf(member, 'groupBy=route,model', 7);
     expect(counts(report.data, 'route', 'model')).toEqual([
       ['house', 'mock:mock-model', 2, 0],
-      ['shaky', 'failing:mock-model', 1, 1],
+      // Its failed attempt only: no call answered there (failedAttempts 1).
+      ['shaky', 'failing:mock-model', 0, 0],
       ['shaky', 'mock:mock-model', 1, 0],
       ['team', 'other:mock-model', 2, 0],
       [null, 'local', 1, 0],
@@ -146,9 +149,9 @@ describe('usage grouped by route', () => {
   });
 
   it('shows members their own calls and admins the tenant’s, per user or for one', async () => {
-    const own = await reportOf(member, 'groupBy=route', 8);
+    const own = await reportOf(member, 'groupBy=route', 7);
     expect(own.data.find((row) => row.route === 'house')?.requests).toBe(2);
-    const tenant = await reportOf(admin, 'groupBy=route', 9);
+    const tenant = await reportOf(admin, 'groupBy=route', 8);
     expect(tenant.data.find((row) => row.route === 'house')?.requests).toBe(3);
     const one = await reportOf(admin, `groupBy=route,user&userId=${otherId}`, 1);
     expect(counts(one.data, 'route', 'user')).toEqual([['house', otherId, 1, 0]]);
@@ -160,18 +163,20 @@ describe('usage grouped by route', () => {
   });
 
   it('exports the route column as CSV, null as an empty cell', async () => {
-    await reportOf(member, 'groupBy=route', 8);
+    await reportOf(member, 'groupBy=route', 7);
     const csv = await member.get<string>('/v1/usage/export?groupBy=route');
     expect(csv.status).toBe(200);
     const lines = csv.body.trim().split('\r\n');
-    expect(lines[0]).toBe('route,requests,errors,inputTokens,outputTokens,cachedTokens,costUsd');
+    expect(lines[0]).toBe(
+      'route,requests,errors,inputTokens,outputTokens,cachedTokens,costUsd,failedAttempts',
+    );
     expect(lines.map((line) => line.split(',').slice(0, 3).join(','))).toEqual([
       'route,requests,errors',
       'house,2,0',
-      'shaky,2,1',
+      'shaky,1,0',
       'team,2,0',
       ',2,0',
-      'total,8,1',
+      'total,7,0',
     ]);
   });
 });
