@@ -8,8 +8,9 @@ import { startTestServer, type TestServer, testOperatorKey } from './support/tes
 /**
  * `/v1/chat/completions` without `max_tokens`: servers of small models (vLLM, llama.cpp)
  * refuse a prompt whose tokens plus `max_tokens` exceed their context, so Brigade's default
- * limit is fitted to what the prompt leaves of a deployment's known window. A limit the client
- * set is sent as set, and a deployment of unknown size gets the default.
+ * limit is fitted to what the prompt leaves of a deployment's known window, by its token count
+ * (exact for an OpenAI family, plus 25 % for other models). A limit the client set is sent as
+ * set, and a deployment of unknown size gets the default.
  */
 let mock: MockModelServer;
 let server: TestServer;
@@ -28,6 +29,10 @@ beforeAll(async () => {
       routes: [
         { name: 'small', deployments: [{ model: 'direct:mock-model', contextTokens: window }] },
         { name: 'small-sdk', deployments: [{ model: 'sdk:mock-model', contextTokens: window }] },
+        {
+          name: 'small-openai',
+          deployments: [{ model: 'direct:gpt-4o-mini', contextTokens: window }],
+        },
       ],
     },
     { env: { MOCK_API_KEY: 'mock-secret-key' } },
@@ -66,16 +71,20 @@ describe('the output limit sent to a provider', () => {
   it.each(['small', 'small-sdk'])(
     'leaves the prompt room in a small window when the client set no limit (%s)',
     async (model) => {
-      const prompt = 'word '.repeat(600); // 3,000 bytes: ~750 tokens of English, 1,000 at 3 bytes
-      await complete(model, prompt);
-      const limit = sentLimit();
-      expect(limit).toBeLessThanOrEqual(window - Buffer.byteLength(prompt) / 3);
-      expect(limit).toBeGreaterThanOrEqual(256);
+      // 3,000 bytes (1,000 tokens at 3 bytes a token): 608 tokens, 760 with the margin of a
+      // model counted approximately.
+      await complete(model, 'word '.repeat(600));
+      expect(sentLimit()).toBe(window - 760);
       await complete(model, 'hi');
       expect(sentLimit()).toBeGreaterThan(window - 100);
       expect(sentLimit()).toBeLessThan(window);
     },
   );
+
+  it('leaves an OpenAI model what its exact count leaves', async () => {
+    await complete('small-openai', 'word '.repeat(600));
+    expect(sentLimit()).toBe(window - 608);
+  });
 
   it('sends a limit the client chose as chosen, even past the window', async () => {
     await complete('small', 'word '.repeat(600), 3_000);
@@ -92,9 +101,8 @@ describe('the output limit sent to a provider', () => {
   });
 
   it('asks for at least 256 tokens when the estimate leaves less', async () => {
-    // ~1,900 tokens at 3 bytes each: under the window by the floor (1 token in 8 bytes), so
-    // the call is made, and the provider decides.
-    await complete('small', 'word '.repeat(1_140));
+    // 1,508 tokens, 1,885 with the margin: it fits, with less than 256 left.
+    await complete('small', 'word '.repeat(1_500));
     expect(sentLimit()).toBe(256);
   });
 });

@@ -14,8 +14,10 @@ import {
 } from 'ai';
 import { AppError } from '../domain/errors.ts';
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
-import { fromProviderToolName, sdkCallSettings, toProviderToolName } from './call-settings.ts';
+import { sdkCallSettings, toProviderToolName } from './call-settings.ts';
 import type { ResponseFormat, Sampling, ToolChoice } from './model-gateway.ts';
+import { type ResultRequest, toResult } from './model-result.ts';
+import type { Prompt, PromptTokens } from './token-count.ts';
 
 /** A configured model provider (keys come from the environment, never the config file). */
 export interface ProviderConfig {
@@ -131,10 +133,6 @@ function toToolSet(tools: readonly ToolDescriptionV1[]): ToolSet {
   );
 }
 
-function estimateTokens(value: unknown): number {
-  return Math.ceil(JSON.stringify(value).length / 4);
-}
-
 /** Seconds from a Retry-After (or retry-after-ms) response header, when it is usable. */
 function retryAfterSeconds(headers: Record<string, string> | undefined): number | undefined {
   if (headers === undefined) return undefined;
@@ -246,52 +244,6 @@ function strictOf(format: ResponseFormat | undefined): boolean {
   return format?.type === 'json' && format.strict === true;
 }
 
-type SdkFinishReason = 'stop' | 'length' | 'content-filter' | 'tool-calls' | 'error' | 'other';
-
-/** The usage, finish reason and tool calls of a finished call, as Brigade reports them. */
-export function toResult(
-  request: {
-    readonly messages: readonly MessageV1[];
-    readonly tools: readonly ToolDescriptionV1[];
-  },
-  answer: {
-    readonly text: string;
-    readonly toolCalls: readonly { toolCallId: string; toolName: string; input: unknown }[];
-    readonly finishReason: string;
-    readonly usage: {
-      inputTokens: number | undefined;
-      outputTokens: number | undefined;
-      /** Prompt tokens read from the provider's cache, when it says. */
-      cachedInputTokens?: number | undefined;
-    };
-  },
-): ModelResultV1 {
-  const { text, toolCalls, finishReason, usage } = answer;
-  const cached = usage.cachedInputTokens;
-  const estimated = usage.inputTokens === undefined || usage.outputTokens === undefined;
-  return {
-    text,
-    toolCalls: toolCalls.map((call) => ({
-      toolCallId: call.toolCallId,
-      toolName: fromProviderToolName(call.toolName, request.tools),
-      input: call.input,
-    })),
-    finishReason: (
-      ['tool-calls', 'stop', 'length', 'content-filter', 'error'] as readonly string[]
-    ).includes(finishReason)
-      ? (finishReason as SdkFinishReason)
-      : 'other',
-    usage: {
-      inputTokens: usage.inputTokens ?? estimateTokens(request.messages),
-      outputTokens: usage.outputTokens ?? estimateTokens(text) + estimateTokens(toolCalls),
-      ...(cached !== undefined && Number.isInteger(cached) && cached > 0
-        ? { cachedInputTokens: Math.min(cached, usage.inputTokens ?? cached) }
-        : {}),
-      estimated,
-    },
-  };
-}
-
 /**
  * Calls a model through the AI SDK. With `onTextDelta` the provider streams and every text
  * delta is passed on; without it the call is not streamed (`generateText`: one JSON response,
@@ -308,6 +260,8 @@ export async function generateWithAiSdk(request: {
   readonly responseFormat?: ResponseFormat | undefined;
   readonly sampling?: Sampling | undefined;
   readonly toolChoice?: ToolChoice | undefined;
+  /** The prompt's counts made already, for usage the provider leaves out. */
+  readonly promptTokens?: PromptTokens | undefined;
 }): Promise<ModelResultV1> {
   const system = request.messages
     .filter((message) => message.role === 'system')
@@ -346,7 +300,7 @@ export async function generateWithAiSdk(request: {
       request.signal.throwIfAborted();
       throw toProviderError(error);
     }
-    return toResult(request, answer);
+    return toResult(resultRequest(request), answer);
   }
   let failure: unknown;
   const result = streamText({
@@ -376,7 +330,7 @@ export async function generateWithAiSdk(request: {
     result.finishReason,
     result.usage,
   ]);
-  return toResult(request, {
+  return toResult(resultRequest(request), {
     text,
     toolCalls,
     finishReason,
@@ -386,4 +340,19 @@ export async function generateWithAiSdk(request: {
       cachedInputTokens: usage.inputTokenDetails?.cacheReadTokens ?? usage.cachedInputTokens,
     },
   });
+}
+
+function resultRequest(
+  request: Prompt & {
+    readonly model: LanguageModel;
+    readonly promptTokens?: PromptTokens | undefined;
+  },
+): ResultRequest {
+  return {
+    messages: request.messages,
+    tools: request.tools,
+    responseFormat: request.responseFormat,
+    modelId: typeof request.model === 'string' ? request.model : request.model.modelId,
+    promptTokens: request.promptTokens,
+  };
 }

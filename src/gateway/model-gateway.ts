@@ -2,6 +2,7 @@ import type { LanguageModel } from 'ai';
 import { AppError } from '../domain/errors.ts';
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
 import { createLanguageModel, generateWithAiSdk, type ProviderConfig } from './ai-sdk-model.ts';
+import { fitsContext, type PromptSize, promptTokensOn, windowOf } from './context-fit.ts';
 import { generateLocal } from './local-model.ts';
 import { createLruMap } from './lru-map.ts';
 import { type BreakerSample, createModelRouter, type DeploymentCall } from './model-router.ts';
@@ -12,7 +13,6 @@ import {
   routeDefaults,
 } from './model-routes.ts';
 import { createOpenAIChatCaller, type OpenAIChatCaller } from './openai-chat.ts';
-import { contextWindowOf } from './pricing.ts';
 import type { RouteAttempt } from './route-failures.ts';
 
 /** One model call as the runtime asks for it. */
@@ -40,19 +40,18 @@ export interface GatewayRequest {
   /** Whether the model must call a tool (absent: it decides). */
   readonly toolChoice?: ToolChoice | undefined;
   /**
-   * The prompt's size in tokens, at least (a lower bound): deployments whose known context
-   * window is smaller are skipped, so a prompt goes to a fallback it fits, not to a model
-   * bound to refuse it (and perhaps charge for it).
+   * The prompt's size (context-fit.ts), its token counts made where its byte bound did not
+   * settle a deployment's window: deployments that cannot hold it are skipped, so a prompt
+   * goes to a fallback it fits, not to a model bound to refuse it (and perhaps charge for it).
+   * Its counts also serve a provider's missing usage. Absent: no deployment is skipped.
    */
-  readonly inputTokensAtLeast?: number | undefined;
+  readonly promptSize?: PromptSize | undefined;
   /**
    * True when `maxOutputTokens` is Brigade's default rather than the caller's limit (an API
    * call that set none): a deployment whose context window is known is then asked for no more
-   * than the prompt leaves of it by `inputTokensEstimate` (see {@link outputTokensFor}).
+   * than the prompt leaves of it by `promptSize` (see {@link outputTokensFor}).
    */
   readonly fitOutputToContext?: boolean | undefined;
-  /** The prompt's estimated size in tokens (3 bytes of JSON a token: errs high). */
-  readonly inputTokensEstimate?: number | undefined;
 }
 
 /**
@@ -217,6 +216,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
           responseFormat: request.responseFormat,
           sampling: request.sampling,
           toolChoice: request.toolChoice,
+          promptTokens: request.promptSize?.tokens,
         });
       return model === 'local'
         ? generateLocal({
@@ -242,6 +242,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
             responseFormat: request.responseFormat,
             sampling: request.sampling,
             toolChoice: request.toolChoice,
+            promptTokens: request.promptSize?.tokens,
           });
     };
   }
@@ -284,6 +285,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
         : await findRoute(request.model, request.tenantId);
       if (route === undefined)
         throw new AppError('unknown_model', `No model route or provider named '${request.model}'.`);
+      const size = request.promptSize;
       const routed = await router.generate(route, {
         signal: request.signal,
         deadline: request.deadline,
@@ -296,7 +298,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
           direct(candidate.name) || platform.get(candidate.name) === candidate,
         call,
         resolve: (name) => findRoute(name, request.tenantId),
-        inputTokensAtLeast: request.inputTokensAtLeast,
+        fits: size === undefined ? undefined : (deployment) => fitsContext(size, deployment),
       });
       return {
         ...routed.result,
@@ -317,15 +319,17 @@ const minimumFittedOutput = 256;
 
 /**
  * The output limit sent to `deployment`: the request's, or — when it is only a default and the
- * deployment's context window is known — what the estimated prompt leaves of that window (at
- * least {@link minimumFittedOutput}). Servers of small models (vLLM, llama.cpp) refuse a
- * prompt whose tokens plus `max_tokens` exceed their context; a limit the caller chose is sent
- * as chosen. The budget's reservation still assumes the request's (larger) limit.
+ * deployment's context window is known — what the prompt leaves of that window by its token
+ * count (erring high: `promptTokensOn`), at least {@link minimumFittedOutput}. Servers of small
+ * models (vLLM, llama.cpp) refuse a prompt whose tokens plus `max_tokens` exceed their
+ * context; a limit the caller chose is sent as chosen. The budget's reservation still assumes
+ * the request's (larger) limit.
  */
 export function outputTokensFor(request: GatewayRequest, deployment: RouteDeployment): number {
-  const estimate = request.inputTokensEstimate;
-  if (request.fitOutputToContext !== true || estimate === undefined) return request.maxOutputTokens;
-  const window = deployment.contextTokens ?? contextWindowOf(deployment.model);
+  const size = request.promptSize;
+  if (request.fitOutputToContext !== true || size === undefined) return request.maxOutputTokens;
+  const window = windowOf(deployment);
   if (window === undefined) return request.maxOutputTokens;
-  return Math.min(request.maxOutputTokens, Math.max(minimumFittedOutput, window - estimate));
+  const prompt = promptTokensOn(size, deployment);
+  return Math.min(request.maxOutputTokens, Math.max(minimumFittedOutput, window - prompt));
 }

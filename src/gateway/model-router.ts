@@ -14,7 +14,6 @@ import type {
   RouteDeployment,
   RouteFallback,
 } from './model-routes.ts';
-import { contextWindowOf } from './pricing.ts';
 import {
   classifyError,
   type ErrorClass,
@@ -67,8 +66,11 @@ export interface ModelRouter {
       readonly call: DeploymentCall;
       /** Finds a fallback route by name (the tenant's routes first, then the platform's). */
       readonly resolve: (name: string) => Promise<ModelRouteDefinition | undefined>;
-      /** The prompt's size in tokens, at least: deployments known to be smaller are skipped. */
-      readonly inputTokensAtLeast?: number | undefined;
+      /**
+       * Whether a deployment's context can hold the prompt (see context-fit.ts): those that
+       * cannot are skipped. Absent: every deployment is tried.
+       */
+      readonly fits?: ((deployment: RouteDeployment) => boolean) | undefined;
     },
   ): Promise<RoutedResult>;
   /**
@@ -134,7 +136,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       readonly onTextDelta: ((delta: string) => void) | undefined;
       readonly attempts: RouteAttempt[];
       readonly call: DeploymentCall;
-      readonly inputTokensAtLeast?: number | undefined;
+      readonly fits?: ((deployment: RouteDeployment) => boolean) | undefined;
     },
   ): Promise<
     | { ok: true; result: ModelResultV1; model: string }
@@ -142,15 +144,9 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
   > {
     // Deployments whose known context window cannot hold the prompt are not called: a route
     // with none left fails as `context_length` (its fallbacks on that condition apply).
-    const floor = context.inputTokensAtLeast ?? 0;
-    const fits = (deployment: RouteDeployment) => {
-      if (floor === 0) return true;
-      const window = deployment.contextTokens ?? contextWindowOf(deployment.model);
-      return window === undefined || floor <= window;
-    };
     const deployments: Candidate[] = [];
     route.deployments.forEach((deployment, index) => {
-      if (!fits(deployment)) return;
+      if (context.fits !== undefined && !context.fits(deployment)) return;
       deployments.push({
         deployment,
         state: {
@@ -171,7 +167,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
         ok: false,
         error: new AppError(
           'context_length_exceeded',
-          `The prompt has at least ${floor} tokens, more than the context of every model of route '${route.name}'.`,
+          `The prompt is longer than the context of every model of route '${route.name}'.`,
         ),
         kind: 'context_length',
       };
@@ -316,7 +312,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           onTextDelta: request.onTextDelta,
           attempts,
           call: request.call,
-          inputTokensAtLeast: request.inputTokensAtLeast,
+          fits: request.fits,
         });
         if (outcome.ok) {
           return { result: outcome.result, route: route.name, model: outcome.model, attempts };

@@ -4,10 +4,12 @@ import https from 'node:https';
 import { AppError } from '../domain/errors.ts';
 import { parseBoundedJson } from '../domain/json-depth.ts';
 import type { MessageV1, ModelResultV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
-import { type ProviderConfig, providerHttpError, toResult } from './ai-sdk-model.ts';
+import { type ProviderConfig, providerHttpError } from './ai-sdk-model.ts';
 import { openAiCallSettings, toProviderToolName } from './call-settings.ts';
 import type { ResponseFormat, Sampling, ToolChoice } from './model-gateway.ts';
+import { toResult } from './model-result.ts';
 import { readChatStream, type StreamedAnswer } from './openai-chat-stream.ts';
+import type { PromptTokens } from './token-count.ts';
 import { toolResultText } from './tool-result-text.ts';
 
 /**
@@ -32,6 +34,8 @@ export type OpenAIChatCaller = (request: {
   readonly toolChoice?: ToolChoice | undefined;
   /** Streams the answer (SSE), handing each text delta over as it arrives. */
   readonly onTextDelta?: ((delta: string) => void) | undefined;
+  /** The prompt's counts made already, for usage the provider leaves out. */
+  readonly promptTokens?: PromptTokens | undefined;
 }) => Promise<ModelResultV1>;
 
 /**

@@ -120,17 +120,18 @@ export function contextWindowOf(model: string): number | undefined {
   return key === undefined ? undefined : defaultContextWindows[key];
 }
 
-/** What a request's input measures, for the context check and the budget's worst case. */
+/** What a request's input measures in bytes: the budget's worst case, the context check's first test. */
 export interface InputMeasure {
   /**
-   * A lower bound of its input tokens: one token per 8 UTF-8 bytes of the messages' content.
-   * Real tokenizers produce more, so a request whose floor exceeds a context window certainly
-   * does not fit.
+   * A rough low estimate of its input tokens for `tokensPerMinute`'s count at a call's start:
+   * one token per 8 UTF-8 bytes of the messages' content. Not a bound (a run of spaces is up to
+   * 128 bytes a token), so no prompt is refused by it; the context check counts tokens.
    */
   readonly floor: number;
   /**
    * An upper bound of its input tokens: UTF-8 bytes (no tokenizer produces more tokens than
-   * bytes for text) plus a per-message and per-tool overhead.
+   * bytes for text) plus a per-message and per-tool overhead. A prompt whose bound fits a
+   * context window needs no tokenizer.
    */
   readonly bound: number;
 }

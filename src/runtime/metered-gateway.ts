@@ -1,14 +1,16 @@
 import { AppError } from '../domain/errors.ts';
 import type { Role } from '../domain/identity/permissions.ts';
+import {
+  countWhereNeeded,
+  fitsContext,
+  type PromptSize,
+  windowOf,
+} from '../gateway/context-fit.ts';
 import type { GatewayRequest, GatewayResult, ModelGateway } from '../gateway/model-gateway.ts';
 import { isRouteName } from '../gateway/model-routes.ts';
-import {
-  contextWindowOf,
-  type InputMeasure,
-  measureInput,
-  type PriceTable,
-} from '../gateway/pricing.ts';
+import { type InputMeasure, measureInput, type PriceTable } from '../gateway/pricing.ts';
 import { type RouteAttempt, RouteFailedError } from '../gateway/route-failures.ts';
+import { countAnswerTokens, createPromptTokens, tokenizerOf } from '../gateway/token-count.ts';
 import { activeSpan, SpanKind, type Tracing } from '../observability/tracing.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import type { SettleCall } from '../storage/guards/budget-calls.ts';
@@ -19,7 +21,6 @@ import type {
   UsageEntry,
 } from '../storage/guards/budget-store.ts';
 import { messagesForSpan, redactContent } from './content-capture.ts';
-import { bytesPerToken } from './history-window.ts';
 import type { ModelCallLimits } from './model-call-limits.ts';
 
 /** Options for {@link createMeteredGateway}. */
@@ -202,15 +203,20 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     const deployments = await gateway.deployments(request.model, tenantId);
     if (deployments.length === 0)
       throw new AppError('unknown_model', `No model route or provider named '${request.model}'.`);
-    // Refused before any provider is paid when no deployment's context can hold the prompt.
-    const windows = deployments.map(
-      (deployment) => deployment.contextTokens ?? contextWindowOf(deployment.model),
+    // Refused before any provider is paid when no deployment's context can hold the prompt:
+    // by its byte bound where that settles it (most calls), else by its token count.
+    const size: PromptSize = { bound: input.bound, tokens: createPromptTokens(request) };
+    await countWhereNeeded(
+      size,
+      deployments,
+      request.fitOutputToContext === true ? request.maxOutputTokens : 0,
     );
-    const { floor } = input;
-    if (windows.every((window) => window !== undefined && floor > window)) {
+    if (!deployments.some((deployment) => fitsContext(size, deployment))) {
+      const largest = Math.max(...deployments.map((deployment) => windowOf(deployment) ?? 0));
+      const counted = tokenizerOf(deployments[0]?.model ?? request.model).encoding;
       throw new AppError(
         'context_length_exceeded',
-        `The prompt has at least ${floor} tokens, more than the context of every model of '${request.model}' (${Math.max(...(windows as number[]))} at most).`,
+        `The prompt has about ${size.tokens.counted(counted) ?? size.bound} tokens, more than the context of every model of '${request.model}' (${largest} at most).`,
       );
     }
     // A routed call may end on any deployment of its route or fallbacks: reserve the dearest.
@@ -229,7 +235,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     });
     const started = performance.now();
     let firstTokenAt: number | undefined;
-    let streamedChars = 0;
+    let streamedText = '';
     const route =
       gateway.knows(request.model) && !isRouteName(request.model) ? null : request.model;
     const failedAttempts = (attempts: readonly RouteAttempt[]): UsageEntry[] =>
@@ -256,13 +262,10 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
         ...request,
         tenantId,
         deadline: request.deadline,
-        inputTokensAtLeast: floor,
-        ...(request.fitOutputToContext === true
-          ? { inputTokensEstimate: Math.ceil(input.bound / bytesPerToken) }
-          : {}),
+        promptSize: size,
         onTextDelta: (delta) => {
           firstTokenAt ??= performance.now();
-          streamedChars += delta.length;
+          streamedText += delta;
           request.onTextDelta?.(delta);
         },
       });
@@ -270,13 +273,18 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
       const outputStarted = firstTokenAt !== undefined;
       const attempts = error instanceof RouteFailedError ? error.attempts : [];
       const last = attempts[attempts.length - 1];
+      const model = last?.model ?? request.model;
+      // Output began, so the provider bills the call: its tokens, counted (no usage came).
+      const counts = outputStarted
+        ? await countFailedCall(size, { model, streamedText }).catch(() => undefined)
+        : undefined;
       const entry: UsageEntry = {
         source: request.source,
         route,
-        provider: providerOf(last?.model ?? request.model),
-        model: last?.model ?? request.model,
-        inputTokens: 0,
-        outputTokens: outputStarted ? streamedChars : 0,
+        provider: providerOf(model),
+        model,
+        inputTokens: counts?.inputTokens ?? 0,
+        outputTokens: counts?.outputTokens ?? 0,
         estimated: true,
         cost: outputStarted ? worst : 0,
         latencyMs: performance.now() - started,
@@ -350,4 +358,16 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     committed(await budgets.settle(request.spender, reservation, usage));
     return answer;
   }
+}
+
+/** The estimated tokens of a call that failed after `streamedText` reached the caller. */
+async function countFailedCall(
+  size: PromptSize,
+  call: { readonly model: string; readonly streamedText: string },
+): Promise<{ inputTokens: number; outputTokens: number }> {
+  const { encoding } = tokenizerOf(call.model);
+  return {
+    inputTokens: await size.tokens.count(encoding),
+    outputTokens: await countAnswerTokens({ text: call.streamedText, toolCalls: [] }, encoding),
+  };
 }

@@ -142,6 +142,22 @@ describe('createMockModelServer fault injection', () => {
     await expect(collect(stream)).rejects.toBeInstanceOf(SyntaxError);
   });
 
+  it('leaves usage out of an answer and a stream when asked', async () => {
+    server.setFaults({ omitUsage: true });
+    const client = clientFor(server);
+    const answer = await client.chat.completions.create(hello);
+    expect(answer.choices[0]?.message.content).toBe('echo: hello there');
+    expect(answer.usage).toBeUndefined();
+    const stream = await client.chat.completions.create({
+      ...hello,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = await collect(stream);
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(chunks.every((chunk) => chunk.usage == null)).toBe(true);
+  });
+
   it('delays the first byte and every chunk when asked', async () => {
     server.setFaults({ latencyMs: 60, tokenDelayMs: 25 });
     const started = performance.now();

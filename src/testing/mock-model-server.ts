@@ -236,17 +236,21 @@ export async function createMockModelServer(
         return `call_mock_${toolCallCount}`;
       },
     });
+    const omitUsage = fault?.omitUsage === true;
     if (!chatRequest.stream) {
+      const body = completionBody(completion);
+      const { usage: _left, ...withoutUsage } = body;
       sendJson(exchange.response, {
         status: 200,
-        body: completionBody(completion),
+        body: omitUsage ? withoutUsage : body,
         headers: { 'x-request-id': exchange.requestId },
       });
       return;
     }
-    const includeUsage = isRecord(chatRequest.body['stream_options'])
-      ? chatRequest.body['stream_options']['include_usage'] === true
-      : false;
+    const includeUsage =
+      !omitUsage &&
+      isRecord(chatRequest.body['stream_options']) &&
+      chatRequest.body['stream_options']['include_usage'] === true;
     await streamReply(exchange, completionChunks(completion, includeUsage), fault ?? {});
   };
 

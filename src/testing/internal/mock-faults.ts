@@ -58,6 +58,7 @@ const faultEffectsSchema = z.strictObject({
   resetAfterChunks: z.int().min(0).optional(),
   malformedChunk: z.boolean().optional(),
   tokenDelayMs: z.number().min(0).optional(),
+  omitUsage: z.boolean().optional(),
 });
 
 const probabilisticFaultSchema = z.strictObject({

@@ -47,6 +47,11 @@ export interface MockFaultEffects {
   readonly malformedChunk?: boolean;
   /** Streaming only: milliseconds between consecutive `data:` events. */
   readonly tokenDelayMs?: number;
+  /**
+   * Leave `usage` out of the answer, as some OpenAI-compatible servers do: no `usage` field in
+   * a completion, no usage chunk in a stream (even with `stream_options.include_usage`).
+   */
+  readonly omitUsage?: boolean;
 }
 
 /** A fault that strikes each request with probability `failRate` (0–1), drawn from the seeded PRNG. */
