@@ -54,6 +54,14 @@ export function releasePlace(capacity: Capacity): void {
 }
 
 /**
+ * Whether a route hands a call over to a fallback (on `rate_limited`) at once when every
+ * deployment is full or cooling down after a provider's Retry-After, rather than wait.
+ */
+export function fallsOverWhenFull(route: ModelRouteDefinition): boolean {
+  return route.fallbacks.some((fallback) => fallback.on.includes('rate_limited'));
+}
+
+/**
  * Whether a route's deployments may take a call now (breaker, cooldown, `maxConcurrency`,
  * `rpm`), and waiting until one may (see model-router.ts).
  */
@@ -90,9 +98,6 @@ export function createAvailability(now: () => number) {
     deployments: readonly Candidate[],
     context: { readonly deadline: number; readonly signal: AbortSignal },
   ): Promise<Candidate[] | { error: AppError; kind: ErrorClass }> {
-    const fallsOverWhenFull = route.fallbacks.some((fallback) =>
-      fallback.on.includes('rate_limited'),
-    );
     for (;;) {
       const candidates = deployments.filter(({ deployment, state }) =>
         available(deployment, state),
@@ -134,7 +139,7 @@ export function createAvailability(now: () => number) {
           kind: 'server_error',
         };
       }
-      if (fallsOverWhenFull || soonest >= context.deadline) {
+      if (fallsOverWhenFull(route) || soonest >= context.deadline) {
         return {
           error: new AppError(
             'provider_rate_limited',

@@ -1,7 +1,12 @@
 import { AppError } from '../domain/errors.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import { delay } from './abortable-delay.ts';
-import { type Candidate, createAvailability, releasePlace } from './deployment-availability.ts';
+import {
+  type Candidate,
+  createAvailability,
+  fallsOverWhenFull,
+  releasePlace,
+} from './deployment-availability.ts';
 import {
   type BreakerSubject,
   CallerFault,
@@ -88,8 +93,9 @@ const maxFallbackDepth = 5;
  * rpm), calls it with the attempt timeout, and on a retryable failure tries again: at once on
  * another healthy deployment, else after exponential backoff with full jitter (or the
  * Retry-After, if longer). A route that fails for good hands over to the first fallback whose
- * conditions name the failure. Nothing is retried once output reached the caller, and no call
- * outlives the deadline.
+ * conditions name the failure; one whose deployments are all cooling down after a Retry-After
+ * (or full) hands over to a fallback on `rate_limited` at once, without waiting the cooldown
+ * out. Nothing is retried once output reached the caller, and no call outlives the deadline.
  */
 export function createModelRouter(options: ModelRouterOptions): ModelRouter {
   const random = options.random ?? Math.random;
@@ -140,7 +146,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
     },
   ): Promise<
     | { ok: true; result: ModelResultV1; model: string }
-    | { ok: false; error: AppError; kind: ErrorClass }
+    | { ok: false; error: AppError; kind: ErrorClass; coolingDown?: boolean }
   > {
     // Deployments whose known context window cannot hold the prompt are not called: a route
     // with none left fails as `context_length` (its fallbacks on that condition apply).
@@ -267,6 +273,9 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           (other) => other.state !== state && available(other.deployment, other.state),
         );
         if (!otherHealthy && attempt + 1 < route.retries.maxAttempts) {
+          // Every deployment is cooling down, full or behind an open breaker: a route with a
+          // fallback on `rate_limited` hands over now rather than sleep out a Retry-After.
+          if (state.capacity.coolUntil > now() && fallsOverWhenFull(route)) break;
           const ceiling = Math.min(
             route.retries.maxDelayMs,
             route.retries.baseDelayMs * 2 ** attempt,
@@ -289,6 +298,12 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           `Every deployment of route '${route.name}' is unavailable.`,
         ),
       kind: lastKind,
+      // A deployment that named a Retry-After is cooling down and none other is free: the
+      // route is as good as rate limited, whatever the failure's own kind (a 503 may cool too).
+      coolingDown:
+        lastFailed !== undefined &&
+        lastFailed.capacity.coolUntil > now() &&
+        !deployments.some(({ deployment, state }) => available(deployment, state)),
     };
   }
 
@@ -321,7 +336,9 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
         if (outcome.kind === 'client_error' || now() >= deadline) break;
         const next: RouteFallback | undefined = route.fallbacks.find(
           (fallback) =>
-            !visited.has(fallback.route) && fallback.on.includes(outcome.kind as FailureKind),
+            !visited.has(fallback.route) &&
+            (fallback.on.includes(outcome.kind as FailureKind) ||
+              (outcome.coolingDown === true && fallback.on.includes('rate_limited'))),
         );
         route = next === undefined ? undefined : await request.resolve(next.route);
       }
