@@ -48,6 +48,23 @@ beforeAll(async () => {
         deadlineMs: 3_000,
         attemptTimeoutMs: 3_000,
       },
+      {
+        name: 'failing-with-fallback',
+        deployments: [{ model: 'primary:m-failing-fb' }],
+        fallbacks: [{ route: 'spare', on: ['rate_limited'] }],
+        deadlineMs: 40_000,
+      },
+      {
+        name: 'failing-alone',
+        deployments: [{ model: 'primary:m-failing-alone' }],
+        retries: { maxAttempts: 2, baseDelayMs: 10, maxDelayMs: 20 },
+      },
+      {
+        name: 'failing-short',
+        deployments: [{ model: 'primary:m-failing-short' }],
+        deadlineMs: 1_000,
+        attemptTimeoutMs: 1_000,
+      },
     ],
     limits: { requestsPerMinute: { key: 1_000_000, user: 1_000_000, tenant: 1_000_000 } },
   });
@@ -131,5 +148,48 @@ describe('a 429 with Retry-After from the only deployment', () => {
     expect(outcome.status).toBe(429);
     expect(outcome.retryAfter).toBe('15');
     expect(callsTo('m-limited-short')).toHaveLength(1);
+  });
+});
+
+describe('a 5xx with Retry-After', () => {
+  it('hands the call to a fallback on rate_limited at once, as a 429 does', async () => {
+    faults.set('m-failing-fb', { status: 503, retryAfterSeconds: 15 });
+    const outcome = await complete('failing-with-fallback');
+    expect(outcome.status, JSON.stringify(outcome.body)).toBe(200);
+    expect(outcome.text).toBe('spare here');
+    expect(callsTo('m-failing-fb')).toHaveLength(1);
+  });
+
+  it('makes the retry of the deployment wait at least the Retry-After', async () => {
+    primary.setScript((request) =>
+      request.model === 'm-failing-alone' && callsTo('m-failing-alone').length === 1
+        ? { fault: { status: 503, retryAfterSeconds: 1 } }
+        : { text: 'primary here' },
+    );
+    const outcome = await complete('failing-alone');
+    expect(outcome.status, JSON.stringify(outcome.body)).toBe(200);
+    const [first, second] = callsTo('m-failing-alone');
+    expect((second?.startedAt ?? 0) - (first?.startedAt ?? 0)).toBeGreaterThanOrEqual(1_000);
+  });
+
+  it('honours retry-after-ms on a direct <provider>:<model> call', async () => {
+    primary.setScript((request) =>
+      request.model === 'm-direct' && callsTo('m-direct').length === 1
+        ? { fault: { status: 500, retryAfterMs: 1_200 } }
+        : { text: 'primary here' },
+    );
+    const outcome = await complete('primary:m-direct');
+    expect(outcome.status, JSON.stringify(outcome.body)).toBe(200);
+    const [first, second] = callsTo('m-direct');
+    expect((second?.startedAt ?? 0) - (first?.startedAt ?? 0)).toBeGreaterThanOrEqual(1_200);
+  });
+
+  it('fails at once, telling the client the provider’s time, when it outlasts the deadline', async () => {
+    faults.set('m-failing-short', { status: 500, retryAfterMs: 1_500 });
+    const outcome = await complete('failing-short');
+    expect(outcome.status).toBe(503);
+    expect(outcome.body.error?.code).toBe('provider_unavailable');
+    expect(outcome.retryAfter).toBe('2');
+    expect(callsTo('m-failing-short')).toHaveLength(1);
   });
 });

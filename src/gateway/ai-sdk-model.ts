@@ -181,20 +181,19 @@ export function providerHttpError(answer: {
 }): AppError {
   const { status, cause } = answer;
   const body = answer.body.slice(0, 4096);
-  if (status === 429) {
-    const retryAfter = retryAfterSeconds(answer.headers);
+  // A Retry-After counts on a 5xx as on a 429 (a 503 while a provider sheds load names one):
+  // the router cools the deployment down for that long, and the client is told the time.
+  const retryAfter = retryAfterSeconds(answer.headers);
+  const after = retryAfter === undefined ? {} : { retryAfterSeconds: retryAfter };
+  if (status === 429)
     return new AppError('provider_rate_limited', 'The model provider is rate limiting requests.', {
       cause,
-      details: {
-        failure: 'rate_limited',
-        ...(retryAfter === undefined ? {} : { retryAfterSeconds: retryAfter }),
-      },
+      details: { failure: 'rate_limited', ...after },
     });
-  }
   if (status !== undefined && status >= 500)
     return new AppError('provider_unavailable', `The model provider failed (${status}).`, {
       cause,
-      details: { failure: 'server_error' },
+      details: { failure: 'server_error', ...after },
     });
   // The client's mistake, answered as OpenAI does (400 context_length_exceeded), which agent
   // frameworks recognise to trim their history.

@@ -345,8 +345,9 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       const error =
         failure?.error ?? new AppError('provider_unavailable', 'No deployment answered.');
       // Every deployment down or the deadline passed: tell the client when to come back.
-      // (A route whose deployments are all behind open breakers says when they may reopen;
-      // any other failure, a provider's 5xx or a timeout, is worth a retry in a second.)
+      // (A route whose deployments are all behind open breakers says when they may reopen, a
+      // provider that named a Retry-After its time; any other failure, a provider's 5xx or a
+      // timeout, is worth a retry in a second.)
       const retryAfterSeconds =
         error.details?.['retryAfterSeconds'] ??
         (error.code === 'provider_unavailable' || error.code === 'provider_rate_limited'

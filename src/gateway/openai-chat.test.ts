@@ -137,7 +137,7 @@ describe('the direct OpenAI-compatible caller', () => {
     ]);
   });
 
-  it('maps 429 with Retry-After, 5xx and a reset connection to what the router reacts to', async () => {
+  it('maps 429 and 5xx with Retry-After and a reset connection to what the router reacts to', async () => {
     const request = {
       modelId: 'mock-model',
       messages: [user('hi')],
@@ -151,6 +151,11 @@ describe('the direct OpenAI-compatible caller', () => {
     expect(limited.details).toMatchObject({ failure: 'rate_limited', retryAfterSeconds: 7 });
     server.setFaults({ status: 503 });
     expect((await failure(call(request))).details).toMatchObject({ failure: 'server_error' });
+    server.setFaults({ status: 503, retryAfterMs: 1_500 });
+    expect((await failure(call(request))).details).toMatchObject({
+      failure: 'server_error',
+      retryAfterSeconds: 1.5,
+    });
     server.setFaults({ reset: true });
     const reset = await failure(call(request));
     expect(reset.code).toBe('provider_unavailable');
