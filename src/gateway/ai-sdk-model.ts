@@ -243,6 +243,15 @@ function strictOf(format: ResponseFormat | undefined): boolean {
   return format?.type === 'json' && format.strict === true;
 }
 
+/** Stream parts that are the model's output: the first one starts a streaming attempt's flow. */
+const outputParts: ReadonlySet<string> = new Set([
+  'text-delta',
+  'reasoning-delta',
+  'tool-input-start',
+  'tool-input-delta',
+  'tool-call',
+]);
+
 /**
  * Calls a model through the AI SDK. With `onTextDelta` the provider streams and every text
  * delta is passed on; without it the call is not streamed (`generateText`: one JSON response,
@@ -256,6 +265,8 @@ export async function generateWithAiSdk(request: {
   readonly maxOutputTokens: number;
   readonly signal: AbortSignal;
   readonly onTextDelta?: ((delta: string) => void) | undefined;
+  /** Streaming: told of every part from the first output (text, tool-call input, reasoning) on. */
+  readonly onProgress?: (() => void) | undefined;
   readonly responseFormat?: ResponseFormat | undefined;
   readonly sampling?: Sampling | undefined;
   readonly toolChoice?: ToolChoice | undefined;
@@ -304,13 +315,22 @@ export async function generateWithAiSdk(request: {
   let failure: unknown;
   const result = streamText({
     ...call,
+    // Every provider chunk as a part (`raw`) when someone watches the flow: a provider's
+    // finish and usage chunks are signs of life, though they make no part of their own
+    // until the stream ends.
+    includeRawChunks: request.onProgress !== undefined,
     onError: ({ error }) => {
       failure = error;
     },
   });
   let text = '';
+  let flowing = false;
   try {
     for await (const part of result.fullStream) {
+      // From the first output on, every part is a sign of life (raw chunks included).
+      if (!flowing && outputParts.has(part.type)) flowing = true;
+      if (flowing) request.onProgress?.();
+      if (part.type === 'raw') continue;
       if (part.type === 'text-delta') {
         text += part.text;
         request.onTextDelta(part.text);

@@ -54,6 +54,39 @@ export function releasePlace(capacity: Capacity): void {
 }
 
 /**
+ * The deployment a call goes to among `candidates` (all available), by the route's strategy:
+ * `least-busy` (fewest calls in flight), `lowest-latency` (moving average; an unmeasured
+ * deployment counts as fastest, so every one gets measured) or `weighted` (by `weight`, drawn
+ * with `random`).
+ */
+export function pickDeployment(
+  route: ModelRouteDefinition,
+  candidates: readonly Candidate[],
+  random: () => number,
+): Candidate | undefined {
+  if (candidates.length <= 1) return candidates[0];
+  switch (route.strategy) {
+    case 'least-busy':
+      return candidates.reduce((best, next) =>
+        next.state.capacity.inFlight < best.state.capacity.inFlight ? next : best,
+      );
+    case 'lowest-latency':
+      return candidates.reduce((best, next) =>
+        (next.state.capacity.latencyMs ?? 0) < (best.state.capacity.latencyMs ?? 0) ? next : best,
+      );
+    case 'weighted': {
+      const total = candidates.reduce((sum, next) => sum + (next.deployment.weight ?? 1), 0);
+      let point = random() * total;
+      for (const candidate of candidates) {
+        point -= candidate.deployment.weight ?? 1;
+        if (point < 0) return candidate;
+      }
+      return candidates[candidates.length - 1];
+    }
+  }
+}
+
+/**
  * Whether a route hands a call over to a fallback (on `rate_limited`) at once when every
  * deployment is full or cooling down after a provider's Retry-After, rather than wait.
  */

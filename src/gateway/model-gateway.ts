@@ -201,9 +201,12 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
   const router = createModelRouter({});
   /** Calls one deployment with `request`'s messages, under the router's attempt signal. */
   function callerFor(request: GatewayRequest): DeploymentCall {
-    return (deployment, signal, onTextDelta) => {
+    return (deployment, signal, output) => {
       const { model } = deployment;
       const maxOutputTokens = outputTokensFor(request, deployment);
+      // A non-streaming call (stream: false) gets neither: it shows no output before it ends.
+      const onTextDelta = request.stream === false ? undefined : output.onTextDelta;
+      const onProgress = request.stream === false ? undefined : output.onProgress;
       const direct = directCaller(model);
       if (direct !== undefined)
         return direct.call({
@@ -212,7 +215,8 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
           tools: request.tools,
           maxOutputTokens,
           signal,
-          onTextDelta: request.stream === false ? undefined : onTextDelta,
+          onTextDelta,
+          onProgress,
           responseFormat: request.responseFormat,
           sampling: request.sampling,
           toolChoice: request.toolChoice,
@@ -226,7 +230,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
             signal,
             // As for providers: a non-streaming call shows no output before it ends, so one
             // aborted meanwhile is released at no cost rather than charged as if output began.
-            onTextDelta: request.stream === false ? undefined : onTextDelta,
+            onTextDelta,
             tokenDelayMs: options.localTokenDelayMs,
             responseFormat: request.responseFormat,
             sampling: request.sampling,
@@ -238,7 +242,8 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
             tools: request.tools,
             maxOutputTokens,
             signal,
-            onTextDelta: request.stream === false ? undefined : onTextDelta,
+            onTextDelta,
+            onProgress,
             responseFormat: request.responseFormat,
             sampling: request.sampling,
             toolChoice: request.toolChoice,
@@ -275,9 +280,10 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
     async generate(request) {
       const call = callerFor(request);
       if (request.model === 'local') {
-        const result = await call({ model: 'local' }, request.signal, (delta) =>
-          request.onTextDelta?.(delta),
-        );
+        const result = await call({ model: 'local' }, request.signal, {
+          onTextDelta: (delta) => request.onTextDelta?.(delta),
+          onProgress: () => undefined,
+        });
         return { ...result, served: { route: null, model: 'local', attempts: [] } };
       }
       const route = direct(request.model)

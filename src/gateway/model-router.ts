@@ -1,10 +1,12 @@
 import { AppError } from '../domain/errors.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import { delay } from './abortable-delay.ts';
+import { startAttemptTimer } from './attempt-timer.ts';
 import {
   type Candidate,
   createAvailability,
   fallsOverWhenFull,
+  pickDeployment,
   releasePlace,
 } from './deployment-availability.ts';
 import {
@@ -29,11 +31,22 @@ import {
 
 export { classifyError, type ErrorClass, type RouteAttempt, type RoutedResult, RouteFailedError };
 
+/** Where a deployment call's streamed output goes (see {@link DeploymentCall}). */
+export interface AttemptOutput {
+  /** A text delta for the caller: output reached it, so the attempt is not retried. */
+  readonly onTextDelta: (delta: string) => void;
+  /**
+   * Any streamed output arrived (text, a tool call's fragment, reasoning): the attempt is
+   * alive, and its timeout bounds the gap to the next output rather than the whole answer.
+   */
+  readonly onProgress: () => void;
+}
+
 /** Calls one deployment's model (the gateway's direct path). */
 export type DeploymentCall = (
   deployment: RouteDeployment,
   signal: AbortSignal,
-  onTextDelta: (delta: string) => void,
+  output: AttemptOutput,
 ) => Promise<ModelResultV1>;
 
 /** Options of {@link createModelRouter}. */
@@ -104,33 +117,6 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
   const { healthOf, capacityOf, healths } = createDeploymentStates(now);
   const { available, awaitCandidates } = createAvailability(now);
 
-  function pick(
-    route: ModelRouteDefinition,
-    candidates: readonly { deployment: RouteDeployment; state: DeploymentState }[],
-  ) {
-    if (candidates.length <= 1) return candidates[0];
-    switch (route.strategy) {
-      case 'least-busy':
-        return candidates.reduce((best, next) =>
-          next.state.capacity.inFlight < best.state.capacity.inFlight ? next : best,
-        );
-      case 'lowest-latency':
-        // An unmeasured deployment counts as fastest, so every one gets measured.
-        return candidates.reduce((best, next) =>
-          (next.state.capacity.latencyMs ?? 0) < (best.state.capacity.latencyMs ?? 0) ? next : best,
-        );
-      case 'weighted': {
-        const total = candidates.reduce((sum, next) => sum + (next.deployment.weight ?? 1), 0);
-        let point = random() * total;
-        for (const candidate of candidates) {
-          point -= candidate.deployment.weight ?? 1;
-          if (point < 0) return candidate;
-        }
-        return candidates[candidates.length - 1];
-      }
-    }
-  }
-
   /** Tries one route; returns the result, or the last failure to hand to a fallback. */
   async function tryRoute(
     route: ModelRouteDefinition,
@@ -193,14 +179,28 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       const candidates = waited;
       // Prefer a deployment other than the one that just failed.
       const others = candidates.filter(({ state }) => state !== lastFailed);
-      const chosen = pick(route, others.length > 0 ? others : candidates);
+      const chosen = pickDeployment(route, others.length > 0 ? others : candidates, random);
       if (chosen === undefined) break;
       const { deployment, state } = chosen;
       const remaining = context.deadline - now();
       if (remaining <= 0) break;
-      const attemptTimeout = AbortSignal.timeout(Math.min(route.attemptTimeoutMs, remaining));
-      const signal = AbortSignal.any([context.signal, attemptTimeout]);
+      // The attempt timeout bounds the time to the first output, then (a streaming attempt)
+      // the gaps between outputs; the call's deadline bounds it in all.
+      const timer = startAttemptTimer({
+        timeoutMs: route.attemptTimeoutMs,
+        deadlineInMs: remaining,
+        now,
+      });
+      const signal = AbortSignal.any([context.signal, timer.signal]);
       let streamed = false;
+      const output: AttemptOutput = {
+        onTextDelta: (delta) => {
+          streamed = true;
+          timer.progress();
+          context.onTextDelta?.(delta);
+        },
+        onProgress: timer.progress,
+      };
       const started = now();
       state.capacity.inFlight += 1;
       state.health.inFlight += 1;
@@ -209,18 +209,12 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       try {
         const result = await state.health.breaker.execute(async () => {
           try {
-            return await context.call(deployment, signal, (delta) => {
-              streamed = true;
-              context.onTextDelta?.(delta);
-            });
+            return await context.call(deployment, signal, output);
           } catch (error) {
             // Not the deployment's fault, so not the breaker's business: the caller went away,
-            // or the call's own deadline (shorter than an attempt) ran out. Otherwise one
-            // tenant disconnecting on purpose could open a breaker every tenant shares.
-            if (
-              context.signal.aborted ||
-              (attemptTimeout.aborted && remaining < route.attemptTimeoutMs)
-            )
+            // or the call's own deadline ran out. Otherwise one tenant disconnecting on
+            // purpose could open a breaker every tenant shares.
+            if (context.signal.aborted || timer.cutoff() === 'deadline')
               throw new CallerFault(error);
             throw error;
           }
@@ -240,9 +234,9 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       } catch (thrown) {
         context.signal.throwIfAborted();
         const error = thrown instanceof CallerFault ? thrown.inner : thrown;
-        const classified = attemptTimeout.aborted
-          ? { kind: 'timeout' as const }
-          : classifyError(error);
+        const cutoff = timer.cutoff();
+        const classified =
+          cutoff === undefined ? classifyError(error) : { kind: 'timeout' as const };
         context.attempts.push({
           route: route.name,
           model: deployment.model,
@@ -255,7 +249,9 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           classified.kind === 'timeout'
             ? new AppError(
                 'provider_unavailable',
-                `The model did not answer within ${Math.min(route.attemptTimeoutMs, remaining)} ms.`,
+                cutoff === 'idle'
+                  ? `The model stopped answering for ${route.attemptTimeoutMs} ms (the route's attempt timeout).`
+                  : `The model did not answer within ${Math.min(route.attemptTimeoutMs, remaining)} ms.`,
               )
             : error instanceof AppError
               ? error
@@ -285,6 +281,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           await delay(backoff, context.signal);
         }
       } finally {
+        timer.stop();
         releasePlace(state.capacity);
         state.health.inFlight -= 1;
       }

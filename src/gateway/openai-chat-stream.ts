@@ -34,6 +34,21 @@ interface Chunk {
   } | null;
 }
 
+/**
+ * Whether a chunk's delta carries output: anything but its role (text, tool-call fragments, a
+ * reasoning model's `reasoning_content`), so a role-only first chunk, which some servers send
+ * before the model has produced anything, does not count as the first token.
+ */
+function carriesOutput(delta: object | undefined): boolean {
+  if (delta === undefined || delta === null) return false;
+  return Object.entries(delta).some(
+    ([key, value]) =>
+      key !== 'role' &&
+      ((typeof value === 'string' && value.length > 0) ||
+        (Array.isArray(value) && value.length > 0)),
+  );
+}
+
 /** Largest single SSE line accepted (a chunk is a few hundred bytes). */
 const maxLineBytes = 1024 * 1024;
 
@@ -48,19 +63,23 @@ function brokenStream(message: string, cause?: unknown): AppError {
  * Reads an OpenAI-compatible streaming answer (server-sent `chat.completion.chunk` events up to
  * `data: [DONE]`) from `incoming`: text deltas go to `onTextDelta` as they arrive, tool-call
  * fragments are put together by index, and the finish reason and usage (with
- * `stream_options.include_usage`) are kept. A chunk that is not JSON, an `error` chunk, an
+ * `stream_options.include_usage`) are kept; `onProgress` is told of every chunk from the first
+ * that carries output (see {@link carriesOutput}) on. A chunk that is not JSON, an `error` chunk, an
  * over-long line or a connection that drops before the end fail the call as
  * `provider_unavailable`, as the AI SDK's stream does.
  */
 export function readChatStream(
   incoming: IncomingMessage,
   onTextDelta: (delta: string) => void,
+  onProgress?: () => void,
 ): Promise<StreamedAnswer> {
   return new Promise((resolve, reject) => {
     let text = '';
     let finishReason: string | undefined;
     let usage: StreamedAnswer['usage'] = {};
     const calls: { id: string | undefined; name: string; arguments: string }[] = [];
+    /** Whether output began (see {@link carriesOutput}). */
+    let flowing = false;
     let pending = '';
     let settled = false;
     const fail = (error: AppError) => {
@@ -75,7 +94,10 @@ export function readChatStream(
       resolve({ text, toolCalls: calls, finishReason, usage });
     };
     const take = (payload: string): boolean => {
-      if (payload === '[DONE]') return true;
+      if (payload === '[DONE]') {
+        if (flowing) onProgress?.();
+        return true;
+      }
       let chunk: Chunk;
       try {
         chunk = JSON.parse(payload) as Chunk;
@@ -100,6 +122,9 @@ export function readChatStream(
             : { cachedInputTokens: chunk.usage.prompt_tokens_details.cached_tokens }),
         };
       const choice = chunk.choices?.[0];
+      if (!flowing && carriesOutput(choice?.delta)) flowing = true;
+      // Once output began every chunk is a sign of life (the finish and usage chunks too).
+      if (flowing) onProgress?.();
       if (choice === undefined) return false;
       if (choice.finish_reason != null) finishReason = choice.finish_reason;
       const content = choice.delta?.content;

@@ -36,6 +36,8 @@ export type OpenAIChatCaller = (request: {
   readonly onTextDelta?: ((delta: string) => void) | undefined;
   /** The prompt's counts made already, for usage the provider leaves out. */
   readonly promptTokens?: PromptTokens | undefined;
+  /** Streaming: told of every chunk from the first output (text, tool-call fragments, reasoning) on. */
+  readonly onProgress?: (() => void) | undefined;
 }) => Promise<ModelResultV1>;
 
 /**
@@ -93,7 +95,7 @@ export function createOpenAIChatCaller(config: ProviderConfig): OpenAIChatCaller
     }
     let answer: StreamedAnswer;
     try {
-      answer = await readChatStream(incoming, onTextDelta);
+      answer = await readChatStream(incoming, onTextDelta, request.onProgress);
     } catch (error) {
       request.signal.throwIfAborted();
       throw error;
