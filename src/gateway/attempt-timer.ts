@@ -1,4 +1,11 @@
 /**
+ * The least time (ms) of a call's deadline an attempt is started with: the least attempt
+ * timeout a route may have. With less left a provider request would be sent only to be
+ * abandoned (and perhaps billed), so the call ends as its deadline passed instead.
+ */
+export const minimumAttemptMs = 100;
+
+/**
  * Why an attempt was cut off: `attempt`, no output within the route's attempt timeout (for a
  * non-streaming call: no answer); `idle`, a streaming attempt's output stopped for that long;
  * `deadline`, the call's deadline passed.

@@ -1,6 +1,7 @@
 import { CircuitState } from 'cockatiel';
 import { AppError } from '../domain/errors.ts';
 import { delay } from './abortable-delay.ts';
+import { minimumAttemptMs } from './attempt-timer.ts';
 import type { Capacity, DeploymentState } from './deployment-state.ts';
 import type { ModelRouteDefinition, RouteDeployment } from './model-routes.ts';
 import type { ErrorClass } from './route-failures.ts';
@@ -123,8 +124,9 @@ export function createAvailability(now: () => number) {
    * The deployments of a route available now, after waiting, within the deadline and without
    * using up an attempt, for a cooldown (a provider's Retry-After) or a free place under
    * `maxConcurrency`/`rpm` to end. Deployments behind an open breaker are not waited for. A full
-   * route with a fallback on `rate_limited` hands over to it at once instead of waiting.
-   * Otherwise the failure, with how long until a deployment may take calls again.
+   * route with a fallback on `rate_limited` hands over to it at once instead of waiting; so
+   * does a route where no place can free while {@link minimumAttemptMs} of the deadline remain.
+   * Then the failure, with how long until a deployment may take calls again.
    */
   async function awaitCandidates(
     route: ModelRouteDefinition,
@@ -137,7 +139,10 @@ export function createAvailability(now: () => number) {
       );
       if (candidates.length > 0) return candidates;
       const time = now();
+      /** The earliest a deployment may take a call again. */
       let soonest = Number.POSITIVE_INFINITY;
+      /** When to look again unless a call's end wakes this caller first. */
+      let lookAgain = Number.POSITIVE_INFINITY;
       let reopens = Number.POSITIVE_INFINITY;
       const full: Capacity[] = [];
       for (const { deployment, state } of deployments) {
@@ -147,18 +152,20 @@ export function createAvailability(now: () => number) {
           continue;
         }
         const { capacity } = state;
+        // A cooldown ends, or a minute after the oldest call start an `rpm` counts.
         let free = capacity.coolUntil;
-        // Full: a place frees when a call ends (any moment: the call that ends wakes a waiter)
-        // or a minute after the oldest call start an `rpm` counts.
+        if (deployment.rpm !== undefined && capacity.recent.length >= deployment.rpm)
+          free = Math.max(free, (capacity.recent[0] ?? time) + 60_000);
+        // Full: a place frees when a call ends, any moment (the call that ends wakes a waiter;
+        // looked at again within a second all the same).
         if (
           deployment.maxConcurrency !== undefined &&
           capacity.inFlight >= deployment.maxConcurrency
         ) {
-          free = Math.max(free, time + 1);
           full.push(capacity);
-        }
-        if (deployment.rpm !== undefined && capacity.recent.length >= deployment.rpm)
-          free = Math.max(free, (capacity.recent[0] ?? time) + 60_000);
+          lookAgain = Math.min(lookAgain, Math.max(free, time + 1_000));
+          free = Math.max(free, time + 1);
+        } else lookAgain = Math.min(lookAgain, free);
         soonest = Math.min(soonest, free);
       }
       if (!Number.isFinite(soonest)) {
@@ -172,18 +179,21 @@ export function createAvailability(now: () => number) {
           kind: 'server_error',
         };
       }
-      if (fallsOverWhenFull(route) || soonest >= context.deadline) {
+      // A place that frees with less than an attempt's least time to go is of no use.
+      const usableUntil = context.deadline - minimumAttemptMs;
+      if (fallsOverWhenFull(route) || soonest > usableUntil) {
         return {
           error: new AppError(
             'provider_rate_limited',
-            `Every deployment of route '${route.name}' is at its capacity or cooling down.`,
+            `Every deployment of route '${route.name}' is at its capacity or cooling down${soonest > usableUntil ? ', past what the call has left of its deadline' : ''}.`,
             { details: { retryAfterSeconds: Math.max(1, Math.ceil((soonest - time) / 1_000)) } },
           ),
           kind: 'rate_limited',
         };
       }
-      // Woken by the end of a call on a full deployment, else looked at again within a second.
-      const wait = full.length === 0 ? soonest - time : Math.min(soonest - time, 1_000);
+      // Woken by the end of a call on a full deployment, else when a cooldown (or an `rpm`
+      // minute) ends, within a second, and never past the last moment an attempt is of use.
+      const wait = Math.min(lookAgain, usableUntil) - time;
       await waitForPlace(full, { ms: Math.max(1, wait), signal: context.signal });
     }
   }

@@ -1,7 +1,7 @@
 import { AppError } from '../domain/errors.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import { delay } from './abortable-delay.ts';
-import { startAttemptTimer } from './attempt-timer.ts';
+import { minimumAttemptMs, startAttemptTimer } from './attempt-timer.ts';
 import {
   type Candidate,
   createAvailability,
@@ -27,6 +27,7 @@ import {
   type RouteAttempt,
   type RoutedResult,
   RouteFailedError,
+  timeoutError,
 } from './route-failures.ts';
 
 export { classifyError, type ErrorClass, type RouteAttempt, type RoutedResult, RouteFailedError };
@@ -124,6 +125,8 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       readonly scope: string;
       readonly sharesCapacity: (route: ModelRouteDefinition) => boolean;
       readonly deadline: number;
+      /** The call's deadline in ms from its start (for messages). */
+      readonly deadlineMs: number;
       readonly signal: AbortSignal;
       readonly onTextDelta: ((delta: string) => void) | undefined;
       readonly attempts: RouteAttempt[];
@@ -163,6 +166,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
         ),
         kind: 'context_length',
       };
+    const timing = { attemptTimeoutMs: route.attemptTimeoutMs, deadlineMs: context.deadlineMs };
     // Built only when the route fails: an error (and its stack) per call is measurable CPU.
     let lastError: AppError | undefined;
     let lastKind: ErrorClass = 'server_error';
@@ -183,7 +187,15 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       if (chosen === undefined) break;
       const { deployment, state } = chosen;
       const remaining = context.deadline - now();
-      if (remaining <= 0) break;
+      if (remaining < minimumAttemptMs) {
+        // Too little left to be of use: the route fails with its last failure, or (none yet)
+        // as its deadline passed.
+        if (lastError === undefined) {
+          lastError = timeoutError({ ...timing, cutoff: 'too-late', streamed: false });
+          lastKind = 'timeout';
+        }
+        break;
+      }
       // The attempt timeout bounds the time to the first output, then (a streaming attempt)
       // the gaps between outputs; the call's deadline bounds it in all.
       const timer = startAttemptTimer({
@@ -246,13 +258,8 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           streamed,
         });
         lastError =
-          classified.kind === 'timeout'
-            ? new AppError(
-                'provider_unavailable',
-                cutoff === 'idle'
-                  ? `The model stopped answering for ${route.attemptTimeoutMs} ms (the route's attempt timeout).`
-                  : `The model did not answer within ${Math.min(route.attemptTimeoutMs, remaining)} ms.`,
-              )
+          cutoff !== undefined
+            ? timeoutError({ ...timing, cutoff, streamed })
             : error instanceof AppError
               ? error
               : new AppError('provider_unavailable', 'The model provider could not be reached.');
@@ -277,7 +284,8 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
             route.retries.baseDelayMs * 2 ** attempt,
           );
           const backoff = Math.max(random() * ceiling, classified.retryAfterMs ?? 0);
-          if (now() + backoff >= context.deadline) break;
+          // An attempt after the wait would have too little time: fail with this failure.
+          if (now() + backoff > context.deadline - minimumAttemptMs) break;
           await delay(backoff, context.signal);
         }
       } finally {
@@ -307,8 +315,9 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
   return {
     async generate(first, request) {
       const attempts: RouteAttempt[] = [];
+      const started = now();
       const deadline = Math.min(
-        now() + first.deadlineMs,
+        started + first.deadlineMs,
         request.deadline?.getTime() ?? Number.POSITIVE_INFINITY,
       );
       const visited = new Set<string>();
@@ -320,6 +329,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           scope: request.scope,
           sharesCapacity: request.sharesCapacity,
           deadline,
+          deadlineMs: deadline - started,
           signal: request.signal,
           onTextDelta: request.onTextDelta,
           attempts,
@@ -330,7 +340,8 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           return { result: outcome.result, route: route.name, model: outcome.model, attempts };
         }
         failure = outcome;
-        if (outcome.kind === 'client_error' || now() >= deadline) break;
+        // A fallback is not started with too little of the deadline left to be of use.
+        if (outcome.kind === 'client_error' || deadline - now() < minimumAttemptMs) break;
         const next: RouteFallback | undefined = route.fallbacks.find(
           (fallback) =>
             !visited.has(fallback.route) &&

@@ -1,6 +1,7 @@
 import { BrokenCircuitError } from 'cockatiel';
 import { AppError } from '../domain/errors.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
+import type { AttemptCutoff } from './attempt-timer.ts';
 import type { FailureKind } from './model-routes.ts';
 
 /** How routing classifies an error: a failure kind, or one retrying cannot fix. */
@@ -62,5 +63,45 @@ export function classifyError(error: unknown): { kind: ErrorClass; retryAfterMs?
       return { kind: 'timeout' };
     default:
       return { kind: 'client_error' };
+  }
+}
+
+/**
+ * The error of a call that ran out of time, naming the limit it hit: the route's attempt
+ * timeout (no answer, or a stream that stopped, for that long) or the call's deadline (while
+ * the model answered or not, or with too little of it left to start another attempt).
+ */
+export function timeoutError(timeout: {
+  readonly cutoff: AttemptCutoff | 'too-late';
+  readonly attemptTimeoutMs: number;
+  /** The call's deadline, in ms from its start. */
+  readonly deadlineMs: number;
+  /** Whether output reached the caller before the cut. */
+  readonly streamed: boolean;
+}): AppError {
+  const { attemptTimeoutMs, deadlineMs } = timeout;
+  switch (timeout.cutoff) {
+    case 'attempt':
+      return new AppError(
+        'provider_unavailable',
+        `The model did not answer within ${attemptTimeoutMs} ms (the route's attempt timeout).`,
+      );
+    case 'idle':
+      return new AppError(
+        'provider_unavailable',
+        `The model stopped answering for ${attemptTimeoutMs} ms (the route's attempt timeout).`,
+      );
+    case 'deadline':
+      return new AppError(
+        'provider_unavailable',
+        timeout.streamed
+          ? `The call's deadline (${deadlineMs} ms) passed while the model was answering.`
+          : `The model did not answer within the call's deadline (${deadlineMs} ms).`,
+      );
+    case 'too-late':
+      return new AppError(
+        'provider_unavailable',
+        `The call's deadline (${deadlineMs} ms) passed before a model could answer.`,
+      );
   }
 }
