@@ -83,6 +83,32 @@ describe('requests another limit refused', () => {
     )[0];
     expect(await late?.json()).toMatchObject({ code: 'rate_limited', limitScope: 'tenant' });
   });
+
+  it('do not use up the wider limits under a concurrent burst either', async () => {
+    const operator = apiClient(server.url, testOperatorKey);
+    const tenantId = await seedTenant(operator, 'noisy-burst');
+    const noisy = await seedUser(operator, { tenantId, role: 'member' });
+    // Forty at once: two served (the key's limit), the rest refused by the key alone. Counted
+    // all at once and refunded afterwards, the refused ones filled the user's and the tenant's
+    // counters meanwhile, and some were refused by those and kept there.
+    const burst = await Promise.all(
+      Array.from({ length: 40 }, () =>
+        fetch(`${server.url}/v1/me`, { headers: { authorization: `Bearer ${noisy.secret}` } }),
+      ),
+    );
+    const codes = burst.map((response) => response.status);
+    expect(codes.filter((status) => status === 200)).toHaveLength(2);
+    for (const response of burst.filter((candidate) => candidate.status === 429))
+      expect(await response.json()).toMatchObject({ limitScope: 'key' });
+    // Their user has one request left (three a minute), and the tenant three more (five).
+    const created = await operator.post<{ secret: string }>(
+      `/v1/tenants/${tenantId}/users/${noisy.userId}/api-keys`,
+      { name: 'second' },
+    );
+    expect(await statuses(created.body.secret, 2)).toEqual([200, 429]);
+    const quiet = await seedUser(operator, { tenantId, role: 'member' });
+    expect(await statuses(quiet.secret, 2)).toEqual([200, 200]);
+  });
 });
 
 describe('request rate limits when Redis is unreachable', () => {

@@ -122,26 +122,41 @@ export function createRequestLimiter(options: RequestLimiterOptions): RequestLim
       if (options.redis !== undefined && options.redis.status !== 'ready') {
         options.onStoreError(new Error(`Redis is ${options.redis.status}; limits are per process`));
       }
-      const outcomes = await Promise.all([
-        ...(subject.keyId === undefined ? [] : [count('key', limiters.key, subject.keyId)]),
-        count('user', limiters.user, `${subject.tenantId}:${subject.userId}`),
-        count('tenant', limiters.tenant, subject.tenantId),
-        ...policies.map((policy) =>
-          count(
-            'policy',
-            {
-              limiter: policyCounter,
-              points: policy.limit,
-              policyId: policy.policyId,
-            },
-            `${policy.policyId}:${policy.counterKey}`,
-          ),
-        ),
-      ]);
-      const refused = outcomes.find((outcome) => !outcome.allowed);
+      const byPolicy = (breadth: PolicyBreadth) =>
+        policies
+          .filter((policy) => breadthOf(policy) === breadth)
+          .map((policy) =>
+            count(
+              'policy',
+              { limiter: policyCounter, points: policy.limit, policyId: policy.policyId },
+              `${policy.policyId}:${policy.counterKey}`,
+            ),
+          );
       // A refused request is not served, so it costs only the limits that refused it: counted
       // against the wider ones too, one user over their own limit would use up their tenant's
-      // (and a key over its limit its user's), refusing everyone else.
+      // (and a key over its limit its user's), refusing everyone else. So the limits are
+      // counted from the narrowest to the widest, and a request refused by a narrow one never
+      // reaches the wider ones: counting them all at once and refunding afterwards let a burst
+      // of such requests fill the wider counters meanwhile, refusing others for good.
+      const stages = [
+        () => [
+          ...(subject.keyId === undefined ? [] : [count('key', limiters.key, subject.keyId)]),
+          ...byPolicy('key'),
+        ],
+        () => [
+          count('user', limiters.user, `${subject.tenantId}:${subject.userId}`),
+          ...byPolicy('user'),
+        ],
+        () => [count('tenant', limiters.tenant, subject.tenantId), ...byPolicy('shared')],
+      ];
+      const outcomes: Awaited<ReturnType<typeof count>>[] = [];
+      let refused: (typeof outcomes)[number] | undefined;
+      for (const stage of stages) {
+        const counted = await Promise.all(stage());
+        outcomes.push(...counted);
+        refused = counted.find((outcome) => !outcome.allowed);
+        if (refused !== undefined) break;
+      }
       if (refused !== undefined)
         await Promise.all(
           outcomes.map((outcome) => (outcome.allowed ? outcome.refund?.() : undefined)),
@@ -161,4 +176,13 @@ export function createRequestLimiter(options: RequestLimiterOptions): RequestLim
       };
     },
   };
+}
+
+/** How wide a policy's counter is: one key's, one user's, or shared by users (agent, tenant). */
+type PolicyBreadth = 'key' | 'user' | 'shared';
+
+function breadthOf(policy: BindingLimit): PolicyBreadth {
+  if (policy.counterKey.startsWith('k:')) return 'key';
+  if (policy.counterKey.startsWith('u:')) return 'user';
+  return 'shared';
 }
