@@ -161,3 +161,118 @@ describe("changing a budget's period", () => {
     }
   });
 });
+
+describe('a change while calls are in flight', () => {
+  it('moves an open reservation as a reservation: the call is charged its cost, not its worst case', async () => {
+    const tenantId = await seedTenant(operator, 'period-in-flight');
+    const admin = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId, role: 'admin' })).secret,
+    );
+    const seeded = await seedUser(operator, { tenantId, role: 'member' });
+    const member = apiClient(server.url, seeded.secret);
+    const amountUsd = (3 * callNanos) / nanosPerUsd;
+    const policy = await admin.post<Created>('/v1/policies', {
+      level: 'user',
+      subjectId: seeded.userId,
+      limits: { budget: { amountUsd, period: 'day' } },
+    });
+    expect(policy.status, JSON.stringify(policy.body)).toBe(201);
+    // One output token ($1 per million: 1,000 nano-USD) where maxOutputTokens were reserved.
+    mock.setScript(() => ({
+      text: 'ok',
+      usage: { promptTokens: 7, completionTokens: 1 },
+      fault: { latencyMs: 1_500 },
+    }));
+    try {
+      const inFlight = call(member);
+      const budget = async () =>
+        (await member.get<{ budgets: BudgetState[] }>('/v1/me/limits')).body.budgets.find(
+          (candidate) => candidate.policyId === policy.body.id,
+        );
+      const deadline = Date.now() + 5_000;
+      while (toNanos((await budget())?.reserved ?? 0) === 0 && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      for (const period of ['month', 'week']) {
+        const changed = await admin.request('PATCH', `/v1/policies/${policy.body.id}`, {
+          limits: { budget: { amountUsd, period } },
+        });
+        expect(changed.status).toBe(200);
+        // Still a reservation on the new period's counter, not spend.
+        expect(await budget()).toMatchObject({ used: 0, reserved: callNanos / nanosPerUsd });
+      }
+      expect(await inFlight).toBe(200);
+      // Settled where it was moved: its real cost used, nothing reserved, as the ledger says.
+      expect(await budget()).toMatchObject({ used: 1_000 / nanosPerUsd, reserved: 0 });
+      const ledger = await member.get<{ totals: { costUsd: number } }>('/v1/usage');
+      expect(toNanos(ledger.body.totals.costUsd)).toBe(1_000);
+    } finally {
+      mock.setScript(() => ({
+        text: 'ok',
+        usage: { promptTokens: 7, completionTokens: maxOutputTokens },
+      }));
+    }
+  });
+
+  it('answers every call and every zone or period change under traffic (no deadlock between them)', async () => {
+    const tenantId = await seedTenant(operator, 'zone-traffic');
+    const owner = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId, role: 'owner' })).secret,
+    );
+    const members = await Promise.all(
+      [0, 1, 2].map(async () => {
+        const seeded = await seedUser(operator, { tenantId, role: 'member' });
+        return { seeded, client: apiClient(server.url, seeded.secret) };
+      }),
+    );
+    // A tenant budget and a budget per member: every reservation holds two counters.
+    const plenty = (1_000 * callNanos) / nanosPerUsd;
+    expect(
+      (
+        await operator.post('/v1/policies', {
+          tenantId,
+          level: 'tenant',
+          limits: { budget: { amountUsd: plenty, period: 'day' } },
+        })
+      ).status,
+    ).toBe(201);
+    const userPolicies: string[] = [];
+    for (const { seeded } of members) {
+      const created = await owner.post<Created>('/v1/policies', {
+        level: 'user',
+        subjectId: seeded.userId,
+        limits: { budget: { amountUsd: plenty, period: 'day' } },
+      });
+      expect(created.status).toBe(201);
+      userPolicies.push(created.body.id);
+    }
+    let stop = false;
+    const statuses: number[] = [];
+    const traffic = members.map(async ({ client }) => {
+      while (!stop) statuses.push(await call(client));
+    });
+    const changes: number[] = [];
+    for (const [index, timeZone] of zones.entries()) {
+      const changed = await owner.request('PATCH', `/v1/tenants/${tenantId}`, { timeZone });
+      changes.push(changed.status);
+      // And a budget's period, changed under the same traffic.
+      const period = ['week', 'month', 'day'][index % 3];
+      const repriced = await owner.request('PATCH', `/v1/policies/${userPolicies[index % 3]}`, {
+        limits: { budget: { amountUsd: plenty, period } },
+      });
+      changes.push(repriced.status);
+    }
+    stop = true;
+    await Promise.all(traffic);
+    expect(
+      changes.every((status) => status === 200),
+      JSON.stringify(changes),
+    ).toBe(true);
+    expect(statuses.length).toBeGreaterThan(0);
+    expect(
+      statuses.every((status) => status === 200),
+      JSON.stringify(statuses),
+    ).toBe(true);
+  });
+});

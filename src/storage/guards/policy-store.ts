@@ -169,7 +169,7 @@ export function createPolicyStore(database: Database, capacity?: TenantCapacity)
           .selectFrom('brigade.policies')
           .select('limits')
           .where('id', '=', policy.id)
-          .forUpdate()
+          .forNoKeyUpdate()
           .executeTakeFirst();
         const row = await db
           .updateTable('brigade.policies')

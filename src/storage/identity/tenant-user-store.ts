@@ -209,7 +209,7 @@ export function createTenantUserStore(database: Database): TenantUserStore {
           .selectFrom('brigade.tenants')
           .selectAll()
           .where('id', '=', tenantId)
-          .forUpdate()
+          .forNoKeyUpdate()
           .executeTakeFirst();
         if (before === undefined) return undefined;
         const row = await db

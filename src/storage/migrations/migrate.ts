@@ -48,6 +48,7 @@ import { carryLimitCountersMigration } from './0050-carry-limit-counters.ts';
 import { approvalPolicyVersionMigration } from './0051-approval-policy-version.ts';
 import { runErrorDetailsMigration } from './0052-run-error-details.ts';
 import { usageCallsAndAttemptsMigration } from './0058-usage-calls-and-attempts.ts';
+import { limitCounterLockOrderMigration } from './0059-limit-counter-lock-order.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -107,6 +108,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0051-approval-policy-version': fromSql(() => approvalPolicyVersionMigration),
     '0052-run-error-details': fromSql(runErrorDetailsMigration),
     '0058-usage-calls-and-attempts': fromSql(usageCallsAndAttemptsMigration),
+    '0059-limit-counter-lock-order': fromSql(limitCounterLockOrderMigration),
   };
 }
 
