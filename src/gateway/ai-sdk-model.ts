@@ -133,17 +133,28 @@ function toToolSet(tools: readonly ToolDescriptionV1[]): ToolSet {
   );
 }
 
-/** Seconds from a Retry-After (or retry-after-ms) response header, when it is usable. */
+/** The longest wait a provider's Retry-After is taken for: an hour, whatever it says. */
+const maxRetryAfterSeconds = 3600;
+
+/**
+ * Seconds from a Retry-After (or retry-after-ms) response header, when it is usable: capped at
+ * an hour (a provider's header cools a shared deployment for every tenant), and a blank header
+ * is absent (`Number('')` is 0, which would hide the other header's time).
+ */
 function retryAfterSeconds(headers: Record<string, string> | undefined): number | undefined {
   if (headers === undefined) return undefined;
-  const ms = Number(headers['retry-after-ms']);
-  if (Number.isFinite(ms) && ms >= 0) return ms / 1000;
-  const value = headers['retry-after'];
-  if (value === undefined) return undefined;
+  const msText = headers['retry-after-ms']?.trim();
+  const ms = msText === undefined || msText === '' ? Number.NaN : Number(msText);
+  if (Number.isFinite(ms) && ms >= 0) return Math.min(ms / 1000, maxRetryAfterSeconds);
+  const value = headers['retry-after']?.trim();
+  if (value === undefined || value === '') return undefined;
   const seconds = Number(value);
-  if (Number.isFinite(seconds)) return seconds >= 0 ? Math.min(seconds, 3600) : undefined;
+  if (Number.isFinite(seconds))
+    return seconds >= 0 ? Math.min(seconds, maxRetryAfterSeconds) : undefined;
   const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.min(Math.max(0, (date - Date.now()) / 1000), 3600);
+  return Number.isNaN(date)
+    ? undefined
+    : Math.min(Math.max(0, (date - Date.now()) / 1000), maxRetryAfterSeconds);
 }
 
 const contextLengthPattern =
