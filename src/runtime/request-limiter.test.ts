@@ -56,4 +56,32 @@ describe('the request limiter', () => {
     // A limiter per distinct limit cost ~1 KB each: 20,000 of them ~20 MB.
     expect((await heapUsed()) - before).toBeLessThan(4 * 1024 * 1024);
   });
+
+  it('counts narrow limits first: a burst an agent limit refuses leaves the tenant to the others', async () => {
+    const requests = createRequestLimiter({
+      perKey: 1_000_000,
+      perUser: 1_000_000,
+      perTenant: 10,
+      redis: undefined,
+      onStoreError: (error) => {
+        throw error;
+      },
+    });
+    const agentLimit: BindingLimit = {
+      policyId: 'pa',
+      level: 'agent',
+      limit: 1,
+      counterKey: 'a:agent1',
+    };
+    const burst = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        requests.consume({ tenantId: 't1', userId: 'uA', keyId: 'kA' }, [agentLimit]),
+      ),
+    );
+    expect(burst.filter((decision) => decision.allowed)).toHaveLength(1);
+    expect(burst.every((decision) => decision.allowed || decision.scope === 'policy')).toBe(true);
+    // The tenant served one request of ten: another user has nine.
+    const other = await requests.consume({ tenantId: 't1', userId: 'uB', keyId: 'kB' }, []);
+    expect(other).toMatchObject({ allowed: true, remaining: 8 });
+  });
 });

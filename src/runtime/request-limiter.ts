@@ -147,7 +147,9 @@ export function createRequestLimiter(options: RequestLimiterOptions): RequestLim
           count('user', limiters.user, `${subject.tenantId}:${subject.userId}`),
           ...byPolicy('user'),
         ],
-        () => [count('tenant', limiters.tenant, subject.tenantId), ...byPolicy('shared')],
+        // An agent's limit is shared by its users but narrower than the tenant's.
+        () => byPolicy('agent'),
+        () => [count('tenant', limiters.tenant, subject.tenantId), ...byPolicy('tenant')],
       ];
       const outcomes: Awaited<ReturnType<typeof count>>[] = [];
       let refused: (typeof outcomes)[number] | undefined;
@@ -178,11 +180,12 @@ export function createRequestLimiter(options: RequestLimiterOptions): RequestLim
   };
 }
 
-/** How wide a policy's counter is: one key's, one user's, or shared by users (agent, tenant). */
-type PolicyBreadth = 'key' | 'user' | 'shared';
+/** How wide a policy's counter is: one key's, one user's, one agent's, or the tenant's. */
+type PolicyBreadth = 'key' | 'user' | 'agent' | 'tenant';
 
 function breadthOf(policy: BindingLimit): PolicyBreadth {
   if (policy.counterKey.startsWith('k:')) return 'key';
   if (policy.counterKey.startsWith('u:')) return 'user';
-  return 'shared';
+  if (policy.counterKey.startsWith('a:')) return 'agent';
+  return 'tenant';
 }
