@@ -350,13 +350,33 @@ async function resolveOrphans(
   condition: ReturnType<typeof sql>,
   limit = 100,
 ): Promise<number> {
+  // Counters before reservations, in the order every writer takes them (migration 0059): the
+  // candidates are read without a lock, all their counters locked in that order, and then
+  // resolve_reservation resolves each one still open (a settlement may have come first).
+  // Locking the reservations first (as this did) deadlocked with a late settlement or a
+  // time-zone change's carry over the same counters.
+  const candidates = await sql<{ id: string }>`
+    select id from brigade.budget_reservations
+     where status = 'reserved' and ${condition}
+     order by expires_at
+     limit ${limit}`.execute(db);
+  const ids = candidates.rows.map((row) => row.id);
+  if (ids.length === 0) return 0;
+  await sql`
+    select 1 from brigade.limit_counters c
+      join (select distinct k."policyId", k."subjectId", k."periodStart"
+              from brigade.budget_reservations r,
+                   jsonb_to_recordset(r.counters)
+                     as k("policyId" uuid, "subjectId" uuid, "periodStart" timestamptz)
+             where r.id = any(${ids}::uuid[])) k
+        on c.policy_id = k."policyId" and c.kind = 'budget' and c.subject_id = k."subjectId"
+       and c.period_start = k."periodStart"
+     order by c.policy_id, c.kind, c.subject_id, c.period_start
+       for update of c`.execute(db);
   const result = await sql<{ count: number }>`
     with open as (
       select id, tenant_id, user_id, run_id, amount from brigade.budget_reservations
-       where status = 'reserved' and ${condition}
-       order by expires_at
-       limit ${limit}
-       for update skip locked),
+       where status = 'reserved' and id = any(${ids}::uuid[])),
     resolved as (
       select o.*, brigade.resolve_reservation(o.id, o.amount, 'orphaned') as done from open o),
     -- No RETURNING: rows it returns must pass the table's read policy, which the scheduler's
