@@ -1,10 +1,12 @@
 import fc from 'fast-check';
+import { countTokens as o200k } from 'gpt-tokenizer/encoding/o200k_base';
 import { describe, expect, it } from 'vitest';
 import type { MessageV1, ToolDescriptionV1 } from '../plugin-api/index.ts';
 import { fitsContext, type PromptSize, promptTokensOn } from './context-fit.ts';
 import { measureInput } from './pricing.ts';
 import {
   countAnswerTokens,
+  countInPieces,
   countPromptTokens,
   createPromptTokens,
   type Prompt,
@@ -131,5 +133,39 @@ describe('whether a prompt fits a deployment', () => {
     expect(size.tokens.counted('o200k_base')).toBeUndefined();
     expect(fitsContext({ ...size, bound: 1_000 }, { model: 'p:m', contextTokens: 100 })).toBe(true);
     expect(promptTokensOn(size, { model: 'p:m' })).toBe(size.bound);
+  });
+});
+
+describe('counting long text', () => {
+  const whole = (text: string) => o200k(text, { disallowedSpecial: new Set<string>() });
+
+  it('counts text of words piece by piece exactly as in one go (property)', () => {
+    const word = fc.stringMatching(/^[A-Za-z0-9,.;'!?-]{1,12}$/);
+    const space = fc.constantFrom(' ', '  ', '\n', '\t', ' \n');
+    fc.assert(
+      fc.property(fc.array(fc.tuple(word, space), { minLength: 1, maxLength: 1_500 }), (parts) => {
+        const text = parts.map(([text, gap]) => text + gap).join('');
+        expect(countInPieces(text, whole)).toBe(whole(text));
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it('counts a long run without white space at most one token high per 128 characters', () => {
+    const base64 = Buffer.from(
+      Array.from({ length: 30_000 }, (_, index) => (index * 7) % 256),
+    ).toString('base64');
+    const counted = countInPieces(base64, whole);
+    expect(counted).toBeGreaterThanOrEqual(whole(base64));
+    expect(counted).toBeLessThanOrEqual(whole(base64) + Math.ceil(base64.length / 128));
+  });
+
+  it('counts hostile prompts in linear time: one letter 200,000 times, a CJK paragraph', async () => {
+    // In one go each took minutes (quadratic), blocking the event loop; the test's time-out
+    // stands guard.
+    for (const text of ['a'.repeat(200_000), '中文文本测试'.repeat(20_000)]) {
+      const counted = await countPromptTokens(prompt(text), 'o200k_base');
+      expect(counted).toBeGreaterThan(text.length / 128);
+    }
   });
 });
