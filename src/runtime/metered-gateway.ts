@@ -291,7 +291,8 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
         ttftMs: firstTokenAt === undefined ? null : firstTokenAt - started,
         status: request.signal.aborted ? 'cancelled' : 'error',
         errorCode: (error as { code?: string }).code ?? null,
-        attempts: attempts.length,
+        // A failure that is not the router's (the local model's, an abort) was one attempt.
+        attempts: error instanceof RouteFailedError ? attempts.length : 1,
       };
       const failed = failedAttempts(attempts.slice(0, -1));
       for (const recorded of [...failed, entry]) options.onUsage?.(recorded);
