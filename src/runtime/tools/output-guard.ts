@@ -74,8 +74,9 @@ function hostAllowed(target: string, hosts: readonly string[]): boolean {
  * secret, its base64 and base64url encodings (what an HTTP `Basic` header carries), for a
  * `basic` credential (`user:password`) the password alone when it has at least eight
  * characters (a shorter one would blank common words out of every output), and the
- * URL-encoded and JSON-escaped spellings of each. The guard redacts each (those shorter than
- * six characters are left, as for the secret itself).
+ * URL-encoded and JSON-escaped spellings of each, and those escaped once more (an output is
+ * redacted as JSON text). The guard redacts each (those shorter than six characters are left,
+ * as for the secret itself).
  */
 export function secretForms(secret: string, kind?: string): string[] {
   const colon = secret.indexOf(':');
@@ -92,6 +93,10 @@ export function secretForms(secret: string, kind?: string): string[] {
     forms.add(encodeURIComponent(form));
     forms.add(JSON.stringify(form).slice(1, -1));
   }
+  // A tool's output is redacted as JSON text, where a form echoed JSON-escaped (in a text
+  // body, or inside a JSON string) is escaped once more: `"` and `\` in a secret need that
+  // spelling too (the same as the others for a secret without them).
+  for (const form of [...forms]) forms.add(JSON.stringify(form).slice(1, -1));
   return [...forms];
 }
 
