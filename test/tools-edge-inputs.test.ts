@@ -100,6 +100,40 @@ describe('tool arguments named like built-in object properties', () => {
   });
 });
 
+describe('the header a credential is sent in', () => {
+  it('refuses headers HTTP or Brigade set, where the credential would be dropped or break calls', async () => {
+    for (const [index, headerName] of [
+      'Host',
+      'Content-Type',
+      'Idempotency-Key',
+      'Expect',
+      'Upgrade',
+      'Keep-Alive',
+      'Transfer-Encoding',
+    ].entries()) {
+      const refused = await admin.post<{ errors: { path: string }[] }>('/v1/tools', {
+        name: `hdr_${index}`,
+        description: 'x',
+        risk: 'read',
+        urlTemplate: `${upstream.url}/h`,
+        inputSchema: optional([]),
+        auth: { credential: 'svc', scheme: 'header', headerName },
+      });
+      expect(refused.status, headerName).toBe(422);
+      expect(refused.body.errors.map((error) => error.path)).toContain('body.auth.headerName');
+    }
+    const accepted = await admin.post('/v1/tools', {
+      name: 'hdr_ok',
+      description: 'x',
+      risk: 'read',
+      urlTemplate: `${upstream.url}/h`,
+      inputSchema: optional([]),
+      auth: { credential: 'svc', scheme: 'header', headerName: 'X-Api-Key' },
+    });
+    expect(accepted.status, JSON.stringify(accepted.body)).toBe(201);
+  });
+});
+
 describe('URLs with a fragment', () => {
   it('refuses a placeholder in the fragment of a URL template', async () => {
     const refused = await admin.post('/v1/tools', {

@@ -1,5 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { roles } from '../../domain/identity/permissions.ts';
+import { reservedHeaderNames } from '../../domain/tools/reserved-headers.ts';
 import type { HttpToolDefinition, StoredTool, ToolBlock } from '../../domain/tools/tool-types.ts';
 import { toolMethods, toolRisks } from '../../domain/tools/tool-types.ts';
 import type { ListedTool } from '../../runtime/tool-service.ts';
@@ -52,11 +53,8 @@ export const definitionFields = {
         .string()
         .regex(/^[A-Za-z0-9-]{1,64}$/)
         .refine(
-          (name) =>
-            !['host', 'content-length', 'transfer-encoding', 'connection'].includes(
-              name.toLowerCase(),
-            ),
-          'not allowed',
+          (name) => !reservedHeaderNames.has(name.toLowerCase()),
+          'not allowed: HTTP or Brigade sets this header',
         )
         .optional(),
     })

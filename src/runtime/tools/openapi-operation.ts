@@ -1,4 +1,5 @@
 import type { Role } from '../../domain/identity/permissions.ts';
+import { reservedHeaderNames } from '../../domain/tools/reserved-headers.ts';
 import type { HttpToolDefinition, ToolAuth, ToolRisk } from '../../domain/tools/tool-types.ts';
 import { toolMethods } from '../../domain/tools/tool-types.ts';
 import { normalizeSchema, type RefResolver } from './openapi-refs.ts';
@@ -71,7 +72,7 @@ export const riskByMethod: Readonly<Record<(typeof toolMethods)[number], ToolRis
   DELETE: 'sensitive',
 };
 
-const forbiddenHeaders = new Set(['host', 'content-length', 'transfer-encoding', 'connection']);
+const forbiddenHeaders = reservedHeaderNames;
 
 /** Whether a value is a plain JSON object. */
 export function isRecord(value: unknown): value is Record<string, unknown> {
