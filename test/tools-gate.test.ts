@@ -291,7 +291,14 @@ describe('tool definitions', () => {
       fc
         .tuple(fc.integer({ min: 16, max: 31 }), octet, octet)
         .map(([b, c, d]) => `172.${b}.${c}.${d}`),
-      fc.constantFrom('[::1]', '[fd00::1]', '[fe80::1]', '[::ffff:7f00:1]', 'localhost'),
+      fc.constantFrom(
+        '[::1]',
+        '[fd00::1]',
+        '[fe80::1]',
+        '[::ffff:7f00:1]',
+        '[::ffff:0:7f00:1]',
+        'localhost',
+      ),
     );
     await fc.assert(
       fc.asyncProperty(privateHost, async (host) => {

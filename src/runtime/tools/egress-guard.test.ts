@@ -20,6 +20,8 @@ describe('isPrivateAddress', () => {
           `::ffff:${hex(a, b)}:${hex(c, d)}`,
           `::${hex(a, b)}:${hex(c, d)}`,
           `64:ff9b::${hex(a, b)}:${hex(c, d)}`,
+          `::ffff:0:${a}.${b}.${c}.${d}`,
+          `::ffff:0:${hex(a, b)}:${hex(c, d)}`,
           `2002:${hex(a, b)}:${hex(c, d)}::1`,
           // How the WHATWG URL parser spells a bracketed host.
           new URL(`http://[::ffff:${a}.${b}.${c}.${d}]/`).hostname.slice(1, -1),
@@ -30,7 +32,13 @@ describe('isPrivateAddress', () => {
   });
 
   it('allows public addresses in every form', () => {
-    for (const address of ['8.8.8.8', '::ffff:8.8.8.8', '64:ff9b::808:808', '2606:4700::1111'])
+    for (const address of [
+      '8.8.8.8',
+      '::ffff:8.8.8.8',
+      '::ffff:0:8.8.8.8',
+      '64:ff9b::808:808',
+      '2606:4700::1111',
+    ])
       expect(isPrivateAddress(address), address).toBe(false);
   });
 

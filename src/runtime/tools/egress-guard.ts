@@ -74,7 +74,8 @@ function hextets(address: string): number[] {
 
 /**
  * The IPv4 address an IPv6 address leads to, for the forms that embed one: IPv4-compatible
- * (`::a.b.c.d`), IPv4-mapped (`::ffff:a.b.c.d`), NAT64 (`64:ff9b::/96`) and 6to4 (`2002::/16`).
+ * (`::a.b.c.d`), IPv4-mapped (`::ffff:a.b.c.d`), IPv4-translated (`::ffff:0:a.b.c.d`, RFC
+ * 2765), NAT64 (`64:ff9b::/96`) and 6to4 (`2002::/16`).
  */
 function embeddedIpv4(address: string): string | undefined {
   const groups = hextets(address);
@@ -94,6 +95,8 @@ function embeddedIpv4(address: string): string | undefined {
   if (g0 === 0x2002) return ipv4(g1, g2);
   const zeroPrefix = g0 === 0 && g1 === 0 && g2 === 0 && g3 === 0 && g4 === 0;
   if (zeroPrefix && (g5 === 0 || g5 === 0xffff) && !(g5 === 0 && g6 === 0)) return ipv4(g6, g7);
+  if (g0 === 0 && g1 === 0 && g2 === 0 && g3 === 0 && g4 === 0xffff && g5 === 0)
+    return ipv4(g6, g7);
   if (g0 === 0x64 && g1 === 0xff9b && g2 === 0 && g3 === 0 && g4 === 0 && g5 === 0)
     return ipv4(g6, g7);
   return undefined;
