@@ -240,6 +240,9 @@ describe('prompt-injection defence', () => {
     });
     expect(block.status).toBe(201);
     expect((await member.post('/v1/tool-blocks', { toolName: 'send_email' })).status).toBe(403);
+    // Nor may a member read them: a switch's reason may name an incident.
+    expect((await member.get('/v1/tool-blocks')).status).toBe(403);
+    expect((await admin.get('/v1/tool-blocks')).status).toBe(200);
     const before = upstream.requests.length;
     mock.setScript([{ toolCalls: [{ name: 'read_inbox', arguments: {} }] }, { text: 'Blocked.' }]);
     await runOnce(member, { agentId, input: 'Read my inbox.' });

@@ -279,7 +279,8 @@ export function createToolService(options: {
     },
     async listBlocks(principal: Principal): Promise<ToolBlock[]> {
       const user = asTenantUser(principal);
-      assertCan(user, 'agent:read');
+      // Owners and admins only, as the docs say: a switch's reason may name an incident.
+      assertCan(user, 'tool:manage');
       return store.listBlocks(user);
     },
     async enable(principal: Principal, blockId: string): Promise<void> {

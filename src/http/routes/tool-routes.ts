@@ -204,7 +204,7 @@ const listDisabledTools = authedRoute({
   path: '/v1/tool-blocks',
   operationId: 'listDisabledTools',
   tags,
-  summary: "Your tenant's kill switches",
+  summary: "Your tenant's kill switches (owners and admins)",
   responses: { 200: jsonResponse(z.object({ data: z.array(blockSchema) }), 'Kill switches.') },
 });
 const enableTool = authedRoute({
