@@ -378,6 +378,19 @@ describe('OAuth 2.0 credentials', () => {
     expect(authorizationsFor('erin2')).toHaveLength(1);
   });
 
+  it('refuses a refreshed token no header can carry, keeping the credential as it was', async () => {
+    await putOAuth('frank');
+    tokens.mode = 'header_breaking';
+    const result = await run('frank', 'crlf1');
+    tokens.mode = 'ok';
+    expect(result.answer).toContain('credential_refresh_failed');
+    const listed = keep(
+      await as('frank').get<{ data: { oauth2: Record<string, unknown> }[] }>('/v1/me/credentials'),
+    );
+    expect(listed.body.data[0]?.oauth2).toMatchObject({ refreshedAt: null });
+    expect(authorizationsFor('crlf1')).toHaveLength(0);
+  });
+
   it('audits refreshes and failures without token material', async () => {
     const audit = keep(
       await as('admin').get<{ data: { action: string }[] }>(

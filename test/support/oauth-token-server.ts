@@ -11,7 +11,7 @@ export interface TokenRequest {
 }
 
 /** How the mock answers refresh requests. */
-export type TokenServerMode = 'ok' | 'invalid_grant' | 'unavailable';
+export type TokenServerMode = 'ok' | 'invalid_grant' | 'unavailable' | 'header_breaking';
 
 /** A mock OAuth 2.0 token endpoint (RFC 6749 §6) with rotating, single-use refresh tokens. */
 export interface TokenServer {
@@ -106,7 +106,11 @@ export async function startTokenServer(
       valid.delete(refreshToken);
       const next = authorize(subject);
       return answer(200, {
-        access_token: next.accessToken,
+        // A token no HTTP header can carry (a broken or hostile server).
+        access_token:
+          state.mode === 'header_breaking'
+            ? `${next.accessToken}\r\nX-Injected: yes`
+            : next.accessToken,
         refresh_token: next.refreshToken,
         token_type: 'Bearer',
         expires_in: state.expiresIn,

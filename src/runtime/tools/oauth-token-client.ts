@@ -83,19 +83,28 @@ function errorCode(text: string | undefined): string | undefined {
   }
 }
 
+/**
+ * A token usable in an HTTP header: 1–8,192 characters, none a control character (a CR/LF in
+ * a token would be stored as valid and then fail every call it was sent with).
+ */
+function isUsableToken(value: unknown): value is string {
+  return (
+    typeof value === 'string' &&
+    value.length > 0 &&
+    value.length <= 8_192 &&
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses.
+    !/[\u0000-\u001f\u007f]/.test(value)
+  );
+}
+
 function parseGrant(text: string | undefined): OAuthTokenGrant | undefined {
   try {
     const parsed = JSON.parse(text ?? '') as Record<string, unknown>;
     const accessToken = parsed['access_token'];
     const refreshToken = parsed['refresh_token'];
     const expiresIn = Number(parsed['expires_in']);
-    if (typeof accessToken !== 'string' || accessToken.length === 0 || accessToken.length > 8_192)
-      return undefined;
-    if (
-      refreshToken !== undefined &&
-      (typeof refreshToken !== 'string' || refreshToken.length === 0 || refreshToken.length > 8_192)
-    )
-      return undefined;
+    if (!isUsableToken(accessToken)) return undefined;
+    if (refreshToken !== undefined && !isUsableToken(refreshToken)) return undefined;
     return {
       accessToken,
       ...(typeof refreshToken === 'string' ? { refreshToken } : {}),
