@@ -188,6 +188,23 @@ describe('registering MCP servers', () => {
 });
 
 describe('credential secrets', () => {
+  it('refuses allowedHosts with an impossible port or a host twice', async () => {
+    for (const allowedHosts of [['127.0.0.1:99999'], ['api.example.com:0'], ['a.test', 'a.test']]) {
+      const refused = await member.post('/v1/me/credentials', {
+        name: 'pinned',
+        secret: 'pinned-secret-1',
+        allowedHosts,
+      });
+      expect(refused.status, JSON.stringify(allowedHosts)).toBe(422);
+    }
+    const stored = await member.post('/v1/me/credentials', {
+      name: 'pinned',
+      secret: 'pinned-secret-1',
+      allowedHosts: ['api.example.com:65535', '[::1]:8080', 'b.test'],
+    });
+    expect(stored.status, JSON.stringify(stored.body)).toBe(201);
+  });
+
   it('refuses a basic secret without the colon of user:password', async () => {
     const refused = await member.post('/v1/me/credentials', {
       name: 'basicbad',

@@ -54,6 +54,11 @@ const token = z
 /** `host` or `host:port`: a DNS name or IPv4 address, or a bracketed IPv6 address. */
 const hostPattern =
   /^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*)(:\d{1,5})?$/;
+/** The port of a `host:port` entry, or undefined when it has none. */
+function portOf(host: string): number | undefined {
+  const match = /:(\d{1,5})$/.exec(host);
+  return match === null || host.endsWith(']') ? undefined : Number(match[1]);
+}
 const oauthFields = [
   'accessToken',
   'refreshToken',
@@ -86,10 +91,19 @@ const putCredentialSchema = z
           .string()
           .max(260)
           .transform((host) => host.toLowerCase())
-          .pipe(z.string().regex(hostPattern, 'must be a host or host:port')),
+          .pipe(
+            z
+              .string()
+              .regex(hostPattern, 'must be a host or host:port')
+              .refine((host) => {
+                const port = portOf(host);
+                return port === undefined || (port >= 1 && port <= 65_535);
+              }, 'the port must be 1–65535'),
+          ),
       )
       .min(1)
       .max(20)
+      .refine((hosts) => new Set(hosts).size === hosts.length, 'each host once')
       .optional()
       .openapi({
         description:
