@@ -245,6 +245,7 @@ function selfExpectation(operation: Operation, attacker: WorldUser): Expectation
     case 'createTool':
     case 'importOpenApiTools':
     case 'disableTool':
+    case 'listDisabledTools':
     case 'createMcpServer':
     case 'putSharedCredential':
     case 'listSharedCredentials':
