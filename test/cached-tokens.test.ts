@@ -1,7 +1,13 @@
 import type OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createMockModelServer, type MockModelServer } from '../src/testing/index.ts';
-import { type ApiClient, apiClient, seedTenant, seedUser } from './support/api-client.ts';
+import {
+  type ApiClient,
+  apiClient,
+  seedTenant,
+  seedUser,
+  usageWhen,
+} from './support/api-client.ts';
 import { openAiClient } from './support/openai-fixtures.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
@@ -54,6 +60,7 @@ beforeEach(() => {
 });
 
 interface UsageReport {
+  totals: { requests: number };
   data: { model: string; requests: number; cachedTokens: number; costUsd: number }[];
 }
 
@@ -80,15 +87,14 @@ describe('prompt tokens served from the provider’s cache', () => {
     expect(streamedUsage?.prompt_tokens_details?.cached_tokens).toBe(20);
 
     // Usage records are written in batches: wait for both.
-    let row: UsageReport['data'][number] | undefined;
-    const deadline = Date.now() + 10_000;
-    do {
-      const report = await member.get<UsageReport>('/v1/usage?groupBy=model');
-      expect(report.status).toBe(200);
-      row = report.body.data.find((candidate) => candidate.model === model);
-      if (row?.requests === 2) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    } while (Date.now() < deadline);
+    const rowOf = (report: UsageReport) =>
+      report.data.find((candidate) => candidate.model === model);
+    const report = await usageWhen<UsageReport>(
+      member,
+      'groupBy=model',
+      (current) => rowOf(current)?.requests === 2,
+    );
+    const row = rowOf(report);
     expect(row).toMatchObject({ requests: 2, cachedTokens: 40 });
     expect(row?.costUsd).toBeCloseTo(2 * 0.012, 9);
   });

@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMockModelServer, type MockModelServer } from '../src/testing/index.ts';
-import { type ApiClient, apiClient, seedTenant, seedUser } from './support/api-client.ts';
+import {
+  type ApiClient,
+  apiClient,
+  seedTenant,
+  seedUser,
+  usageWhen,
+} from './support/api-client.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
 /**
@@ -55,13 +61,12 @@ async function complete(model: string): Promise<void> {
 
 /** The member's total cost once `calls` calls are recorded (records are written in batches). */
 async function costAfter(calls: number): Promise<number> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const report = await member.get<{ totals: { requests: number; costUsd: number } }>('/v1/usage');
-    if (report.body.totals.requests >= calls || Date.now() > deadline)
-      return report.body.totals.costUsd;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const report = await usageWhen<{ totals: { requests: number; costUsd: number } }>(
+    member,
+    '',
+    (current) => current.totals.requests >= calls,
+  );
+  return report.totals.costUsd;
 }
 
 describe('a platform deployment’s price', () => {

@@ -6,6 +6,7 @@ import {
   type Created,
   seedTenant,
   seedUser,
+  usageWhen,
   waitForRun,
 } from './support/api-client.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
@@ -50,14 +51,8 @@ async function complete(client: ApiClient, model: string): Promise<void> {
 }
 
 /** The report once it counts `requests` records (each call's records are written as it ends). */
-async function reportOf(client: ApiClient, query: string, requests: number): Promise<Report> {
-  for (let attempt = 0; attempt < 100; attempt += 1) {
-    const report = await client.get<Report>(`/v1/usage?${query}`);
-    expect(report.status, JSON.stringify(report.body)).toBe(200);
-    if (report.body.totals.requests >= requests) return report.body;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`the usage of ${query} never reached ${requests} requests`);
+function reportOf(client: ApiClient, query: string, requests: number): Promise<Report> {
+  return usageWhen<Report>(client, query, (report) => report.totals.requests >= requests);
 }
 
 const counts = (rows: readonly Row[], ...keys: (keyof Row)[]) =>

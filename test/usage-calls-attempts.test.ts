@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMockModelServer, type MockModelServer } from '../src/testing/index.ts';
-import { type ApiClient, apiClient, seedTenant, seedUser } from './support/api-client.ts';
+import {
+  type ApiClient,
+  apiClient,
+  seedTenant,
+  seedUser,
+  usageWhen,
+} from './support/api-client.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
 /**
@@ -87,13 +93,12 @@ interface UsageRecord {
 
 /** The member's usage totals once `calls` calls are recorded (records are written in batches). */
 async function totalsAfter(calls: number): Promise<Totals> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const report = await member.get<{ totals: Totals }>('/v1/usage');
-    expect(report.status).toBe(200);
-    if (report.body.totals.requests >= calls || Date.now() > deadline) return report.body.totals;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const report = await usageWhen<{ totals: Totals }>(
+    member,
+    '',
+    (current) => current.totals.requests >= calls,
+  );
+  return report.totals;
 }
 
 describe('usage records of calls and their attempts', () => {

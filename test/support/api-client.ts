@@ -98,3 +98,23 @@ export async function waitForRun<
   }
   throw new Error(`run ${ids.runId} never reached ${statuses.join('|')}`);
 }
+
+/**
+ * `GET /v1/usage?<query>` as `client`, asked again until `ready` holds (usage records are
+ * written in batches, so a call just answered may not be counted yet), for 10 s at most; then
+ * the last report, for the test's assertions to show.
+ */
+export async function usageWhen<T extends { totals: { requests: number } }>(
+  client: ApiClient,
+  query: string,
+  ready: (report: T) => boolean,
+): Promise<T> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const report = await client.get<T>(`/v1/usage${query === '' ? '' : `?${query}`}`);
+    if (report.status !== 200)
+      throw new Error(`usage: ${report.status} ${JSON.stringify(report.body)}`);
+    if (ready(report.body) || Date.now() > deadline) return report.body;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
