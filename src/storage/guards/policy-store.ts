@@ -13,6 +13,7 @@ import {
 import type { Principal } from '../../domain/identity/principal.ts';
 import { writeAudit, writeAuditToEveryTenant } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
+import { retryingConflicts } from '../postgres/conflict-retry.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { PoliciesTable } from '../postgres/database-schema.ts';
 import { assertCapacity, type TenantCapacity } from '../postgres/tenant-capacity.ts';
@@ -163,47 +164,51 @@ export function createPolicyStore(database: Database, capacity?: TenantCapacity)
       });
     },
     update(principal, policy, patch) {
-      return database.withScope(scope(principal, policy.tenantId), async (db) => {
-        // Read again, locked: the period a concurrent change left is the one to carry from.
-        const before = await db
-          .selectFrom('brigade.policies')
-          .select('limits')
-          .where('id', '=', policy.id)
-          .forNoKeyUpdate()
-          .executeTakeFirst();
-        const row = await db
-          .updateTable('brigade.policies')
-          .set((eb) => ({
-            ...(patch.name === undefined ? {} : { name: patch.name }),
-            ...(patch.limits === undefined
-              ? {}
-              : { limits: JSON.stringify(toStored(patch.limits)) }),
-            version: eb('version', '+', 1),
-            updated_at: new Date(),
-          }))
-          .where('id', '=', policy.id)
-          .returningAll()
-          .executeTakeFirst();
-        if (row === undefined) return undefined;
-        const updated = toPolicy(row);
-        // A budget's spend carries into its new period's counter (migration 0050).
-        const oldPeriod =
-          before === undefined
-            ? undefined
-            : fromStored(before.limits as StoredLimits).budget?.period;
-        const newPeriod = updated.limits.budget?.period;
-        if (oldPeriod !== undefined && newPeriod !== undefined && oldPeriod !== newPeriod)
-          await sql`select brigade.carry_limit_counters(null, ${policy.id}::uuid, null, ${oldPeriod})`.execute(
-            db,
-          );
-        await audit(db, {
-          principal,
-          policy: updated,
-          action: 'policy.updated',
-          data: patch.limits === undefined ? {} : { limits: patch.limits },
-        });
-        return updated;
-      });
+      // A period change's carry can deadlock with a batch of budget calls (see
+      // retryingConflicts); the loser of the two is made again.
+      return retryingConflicts(() =>
+        database.withScope(scope(principal, policy.tenantId), async (db) => {
+          // Read again, locked: the period a concurrent change left is the one to carry from.
+          const before = await db
+            .selectFrom('brigade.policies')
+            .select('limits')
+            .where('id', '=', policy.id)
+            .forNoKeyUpdate()
+            .executeTakeFirst();
+          const row = await db
+            .updateTable('brigade.policies')
+            .set((eb) => ({
+              ...(patch.name === undefined ? {} : { name: patch.name }),
+              ...(patch.limits === undefined
+                ? {}
+                : { limits: JSON.stringify(toStored(patch.limits)) }),
+              version: eb('version', '+', 1),
+              updated_at: new Date(),
+            }))
+            .where('id', '=', policy.id)
+            .returningAll()
+            .executeTakeFirst();
+          if (row === undefined) return undefined;
+          const updated = toPolicy(row);
+          // A budget's spend carries into its new period's counter (migration 0050).
+          const oldPeriod =
+            before === undefined
+              ? undefined
+              : fromStored(before.limits as StoredLimits).budget?.period;
+          const newPeriod = updated.limits.budget?.period;
+          if (oldPeriod !== undefined && newPeriod !== undefined && oldPeriod !== newPeriod)
+            await sql`select brigade.carry_limit_counters(null, ${policy.id}::uuid, null, ${oldPeriod})`.execute(
+              db,
+            );
+          await audit(db, {
+            principal,
+            policy: updated,
+            action: 'policy.updated',
+            data: patch.limits === undefined ? {} : { limits: patch.limits },
+          });
+          return updated;
+        }),
+      );
     },
     delete(principal, policy) {
       return database.withScope(scope(principal, policy.tenantId), async (db) => {

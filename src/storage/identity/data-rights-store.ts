@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { ConflictError } from '../../domain/errors.ts';
 import type { DataRightsStore, ErasureRequest } from '../../domain/identity/data-rights-service.ts';
 import type { User } from '../../domain/identity/identity-types.ts';
+import { retryingConflicts } from '../postgres/conflict-retry.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import { type DatabaseScope, renderScopeSwitch } from '../postgres/scope.ts';
 import { writeAudit } from './audit-writer.ts';
@@ -187,18 +188,9 @@ export function createDataRightsStore(database: Database): DataRightsStore {
       });
     },
     async erase(request) {
-      let erased = false;
       // A deadlock with a transaction of the user's runs (or a serialisation failure) rolls
-      // the whole erasure back; it is safe to try again at once.
-      for (let attempt = 1; ; attempt += 1) {
-        try {
-          erased = await eraseOnce(database, request);
-          break;
-        } catch (error) {
-          const code = (error as { code?: unknown }).code;
-          if (attempt >= 3 || (code !== '40P01' && code !== '40001')) throw error;
-        }
-      }
+      // the whole erasure back; it is safe to try again.
+      const erased = await retryingConflicts(() => eraseOnce(database, request));
       // A span batch that checked the user's membership before the deletion committed may
       // have committed after the delete above: sweep once more (later batches drop them).
       if (erased) await sweepSpans(database, request);

@@ -8,6 +8,7 @@ import type {
 } from '../../domain/identity/identity-ports.ts';
 import type { User } from '../../domain/identity/identity-types.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
+import { retryingConflicts } from '../postgres/conflict-retry.ts';
 import type { Database, ScopedDb } from '../postgres/database.ts';
 import type { DatabaseSchema } from '../postgres/database-schema.ts';
 import { isUuid } from '../postgres/scope.ts';
@@ -202,60 +203,64 @@ export function createTenantUserStore(database: Database): TenantUserStore {
     },
     async updateTenant(principal, tenantId, patch) {
       if (!isUuid(tenantId)) return undefined;
-      return database.withScope(scopeFor(principal, tenantId), async (db) => {
-        if (patch.status !== undefined) await lockAccess(db, 'tenant', tenantId);
-        if (patch.timeZone !== undefined) await assertKnownTimeZone(db, patch.timeZone);
-        const before = await db
-          .selectFrom('brigade.tenants')
-          .selectAll()
-          .where('id', '=', tenantId)
-          .forNoKeyUpdate()
-          .executeTakeFirst();
-        if (before === undefined) return undefined;
-        const row = await db
-          .updateTable('brigade.tenants')
-          .set({
-            ...(patch.name === undefined ? {} : { name: patch.name }),
-            ...(patch.status === undefined ? {} : { status: patch.status }),
-            ...(patch.timeZone === undefined ? {} : { time_zone: patch.timeZone }),
-            ...(patch.captureContent === undefined
-              ? {}
-              : { capture_content: patch.captureContent }),
-            ...(patch.metadata === undefined ? {} : { metadata: JSON.stringify(patch.metadata) }),
-            updated_at: new Date(),
-          })
-          .where('id', '=', tenantId)
-          .returningAll()
-          .executeTakeFirst();
-        if (row === undefined) return undefined;
-        // Spend and quota of the current period carry into the new zone's (migration 0050).
-        if (before.time_zone !== row.time_zone)
-          await sql`select brigade.carry_limit_counters(${tenantId}::uuid, null, ${before.time_zone}, null)`.execute(
-            db,
-          );
-        await writeAudit(db, {
-          tenantId,
-          principal,
-          record: {
-            action:
-              patch.status === undefined
-                ? 'tenant.updated'
-                : `tenant.${patch.status === 'suspended' ? 'suspended' : 'reactivated'}`,
-            targetType: 'tenant',
-            targetId: tenantId,
-            outcome: 'success',
-            data: {
-              fields: Object.keys(patch),
-              changes: auditedChanges({
-                before: toTenant(before),
-                patch,
-                recorded: ['status', 'timeZone', 'captureContent'],
-              }),
+      // A time-zone change's carry can deadlock with a batch of budget calls (see
+      // retryingConflicts); the loser of the two is made again.
+      return retryingConflicts(() =>
+        database.withScope(scopeFor(principal, tenantId), async (db) => {
+          if (patch.status !== undefined) await lockAccess(db, 'tenant', tenantId);
+          if (patch.timeZone !== undefined) await assertKnownTimeZone(db, patch.timeZone);
+          const before = await db
+            .selectFrom('brigade.tenants')
+            .selectAll()
+            .where('id', '=', tenantId)
+            .forNoKeyUpdate()
+            .executeTakeFirst();
+          if (before === undefined) return undefined;
+          const row = await db
+            .updateTable('brigade.tenants')
+            .set({
+              ...(patch.name === undefined ? {} : { name: patch.name }),
+              ...(patch.status === undefined ? {} : { status: patch.status }),
+              ...(patch.timeZone === undefined ? {} : { time_zone: patch.timeZone }),
+              ...(patch.captureContent === undefined
+                ? {}
+                : { capture_content: patch.captureContent }),
+              ...(patch.metadata === undefined ? {} : { metadata: JSON.stringify(patch.metadata) }),
+              updated_at: new Date(),
+            })
+            .where('id', '=', tenantId)
+            .returningAll()
+            .executeTakeFirst();
+          if (row === undefined) return undefined;
+          // Spend and quota of the current period carry into the new zone's (migration 0050).
+          if (before.time_zone !== row.time_zone)
+            await sql`select brigade.carry_limit_counters(${tenantId}::uuid, null, ${before.time_zone}, null)`.execute(
+              db,
+            );
+          await writeAudit(db, {
+            tenantId,
+            principal,
+            record: {
+              action:
+                patch.status === undefined
+                  ? 'tenant.updated'
+                  : `tenant.${patch.status === 'suspended' ? 'suspended' : 'reactivated'}`,
+              targetType: 'tenant',
+              targetId: tenantId,
+              outcome: 'success',
+              data: {
+                fields: Object.keys(patch),
+                changes: auditedChanges({
+                  before: toTenant(before),
+                  patch,
+                  recorded: ['status', 'timeZone', 'captureContent'],
+                }),
+              },
             },
-          },
-        });
-        return toTenant(row);
-      });
+          });
+          return toTenant(row);
+        }),
+      );
     },
     async createUser(principal, tenantId, input) {
       return inTenant(principal, tenantId, async (db) => {
