@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
 import { createDatabase } from './database.ts';
 
@@ -29,5 +30,39 @@ describe('createDatabase', () => {
     expect(await database.withScope({}, async () => 'done')).toBe('done');
     await database.close();
     expect(database.pool.ended).toBe(true);
+  });
+
+  it('makes a prepared call again when PostgreSQL rolled it back to break a deadlock', async () => {
+    // A settlement alone meeting a time-zone change's carry the other way round: the
+    // provider was paid, so the call must not fail for a conflict PostgreSQL undid whole.
+    const database = createDatabase({
+      connectionString: inject('clusterUrl'),
+      poolSize: 1,
+      statementTimeoutMs: 10_000,
+      logger: { warn: () => undefined },
+    });
+    const other = new pg.Client({ connectionString: inject('clusterUrl') });
+    await other.connect();
+    const [first, second] = [7_340_001, 7_340_002];
+    try {
+      await other.query('begin');
+      await other.query('select pg_advisory_xact_lock($1)', [second]);
+      // Takes the first lock, then waits for the second...
+      const call = database.callPrepared(
+        {
+          name: 'deadlock_retry_test',
+          text: 'select pg_advisory_xact_lock($1::bigint), pg_advisory_xact_lock($2::bigint), 1 as done',
+        },
+        [first, second],
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // ...while this waits for the first: the call, waiting longer, is rolled back.
+      await other.query('select pg_advisory_xact_lock($1)', [first]);
+      await other.query('commit');
+      expect(await call).toEqual([expect.objectContaining({ done: 1 })]);
+    } finally {
+      await other.end();
+      await database.close();
+    }
   });
 });

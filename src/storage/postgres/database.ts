@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
+import { retryingConflicts } from './conflict-retry.ts';
 import type { DatabaseSchema } from './database-schema.ts';
 import { findPrivilegeProblems } from './privilege-check.ts';
 import { type DatabaseScope, renderScopeStatement, renderScopeSwitch } from './scope.ts';
@@ -184,6 +185,29 @@ async function runScript(
 export function createDatabase(options: CreateDatabaseOptions): Database {
   const pool = createPool(options);
   const db = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) });
+  async function callPreparedOnce(
+    statement: { readonly name: string; readonly text: string },
+    values: readonly unknown[],
+  ): Promise<Record<string, unknown>[]> {
+    // Not pool.query: it destroys the connection on any error, and these calls refuse by
+    // raising (queue full, quota used up), so every refusal cost a new connection (a backend
+    // started and authenticated) under exactly the load that makes refusals common.
+    const client = await pool.connect();
+    try {
+      const result = await client.query({
+        name: statement.name,
+        text: statement.text,
+        values: values as unknown[],
+      });
+      client.release();
+      return result.rows as Record<string, unknown>[];
+    } catch (error) {
+      // An error the server reported leaves the connection usable; anything else may not.
+      client.release(error instanceof pg.DatabaseError ? undefined : (error as Error));
+      throw error;
+    }
+  }
+
   return {
     pool,
     async withScope(scope, work) {
@@ -237,24 +261,12 @@ export function createDatabase(options: CreateDatabaseOptions): Database {
       // stops waiting and the connection is discarded.
       await runScript(pool, text, options.statementTimeoutMs + 5_000);
     },
-    async callPrepared(statement, values) {
-      // Not pool.query: it destroys the connection on any error, and these calls refuse by
-      // raising (queue full, quota used up), so every refusal cost a new connection (a backend
-      // started and authenticated) under exactly the load that makes refusals common.
-      const client = await pool.connect();
-      try {
-        const result = await client.query({
-          name: statement.name,
-          text: statement.text,
-          values: values as unknown[],
-        });
-        client.release();
-        return result.rows as Record<string, unknown>[];
-      } catch (error) {
-        // An error the server reported leaves the connection usable; anything else may not.
-        client.release(error instanceof pg.DatabaseError ? undefined : (error as Error));
-        throw error;
-      }
+    callPrepared(statement, values) {
+      // One statement in a transaction of its own: one PostgreSQL rolled back for a deadlock
+      // or a serialisation failure wrote nothing, so it is made again. (A budget settlement
+      // that lost a deadlock with a tenant's time-zone change failed a call already paid for;
+      // a run's checkpoint, the run.)
+      return retryingConflicts(() => callPreparedOnce(statement, values));
     },
     async close() {
       await db.destroy();

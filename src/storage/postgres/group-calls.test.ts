@@ -9,13 +9,7 @@ interface Item {
 }
 
 /** A fake database: records what went out and answers each call with value × 10. */
-function recorder(
-  options: {
-    failMany?: () => Error | undefined;
-    failOne?: (value: number) => Error | undefined;
-    maxBatch?: number;
-  } = {},
-) {
+function recorder(options: { failMany?: () => Error | undefined; maxBatch?: number } = {}) {
   const sent: { lane: string; values: number[] }[] = [];
   const inFlight = new Map<string, number>();
   let mostInFlight = 0;
@@ -30,12 +24,7 @@ function recorder(
   const calls = createGroupCalls<Item, number>({
     maxBatch: options.maxBatch ?? 8,
     compare: (left, right) => left.value - right.value,
-    one: (item) =>
-      track(item.lane, [item.value], () => {
-        const failure = options.failOne?.(item.value);
-        if (failure !== undefined) throw failure;
-        return item.value * 10;
-      }),
+    one: (item) => track(item.lane, [item.value], () => item.value * 10),
     many: (items) =>
       track(
         items[0]?.lane ?? '',
@@ -100,27 +89,6 @@ describe('group calls', () => {
     );
     expect(results).toEqual([10, 20, 30]);
     expect(sent.map((batch) => batch.values)).toEqual([[1], [2, 3], [2], [3]]);
-  });
-
-  it('makes a call alone again when the server broke a deadlock by rolling it back', async () => {
-    // A settlement alone whose counters a time-zone change's carry moved meanwhile, say: the
-    // provider was paid, so the call must not fail for a conflict PostgreSQL undid whole.
-    const deadlock = Object.assign(new pg.DatabaseError('deadlock detected', 0, 'error'), {
-      code: '40P01',
-    });
-    let failures = 2;
-    const { calls, sent } = recorder({
-      failOne: (value) => (value === 1 && failures-- > 0 ? deadlock : undefined),
-    });
-    expect(await calls.call('a', { lane: 'a', value: 1 })).toBe(10);
-    expect(sent.map((batch) => batch.values)).toEqual([[1], [1], [1]]);
-    // Any other refusal is the call's answer at once.
-    const unique = Object.assign(new pg.DatabaseError('duplicate key', 0, 'error'), {
-      code: '23505',
-    });
-    const other = recorder({ failOne: () => unique });
-    await expect(other.calls.call('a', { lane: 'a', value: 2 })).rejects.toBe(unique);
-    expect(other.sent).toHaveLength(1);
   });
 
   it('fails every call of a batch whose connection broke, and retries none', async () => {

@@ -1,5 +1,4 @@
 import pg from 'pg';
-import { retryingConflicts } from './conflict-retry.ts';
 
 /** Options of {@link createGroupCalls}. */
 export interface GroupCallOptions<I, O> {
@@ -33,22 +32,16 @@ interface Pending<I, O> {
  *
  * A batch the server refused (a deadlock with another process's batch, any error it
  * reported) was rolled back whole, so its calls are made again one by one and each gets its
- * own answer; a call alone that PostgreSQL rolled back for a deadlock or a serialisation
- * failure is made again, up to three times in all. Any other failure (the connection broke:
- * whether it committed is unknown) is every call's failure, as it would have been for a call
- * made alone.
+ * own answer. Any other failure (the connection broke: whether it committed is unknown) is
+ * every call's failure, as it would have been for a call made alone.
  */
 export function createGroupCalls<I, O>(options: GroupCallOptions<I, O>): GroupCalls<I, O> {
   const lanes = new Map<string, Pending<I, O>[]>();
 
-  // A call alone is one statement: one PostgreSQL rolled back for a deadlock (with a carry of
-  // budget counters, say) wrote nothing, and is made again.
-  const one = (item: I) => retryingConflicts(() => options.one(item));
-
   async function send(batch: Pending<I, O>[]): Promise<void> {
     if (batch.length === 1) {
       const [only] = batch as [Pending<I, O>];
-      await one(only.item).then(only.resolve, only.reject);
+      await options.one(only.item).then(only.resolve, only.reject);
       return;
     }
     batch.sort((left, right) => options.compare(left.item, right.item));
@@ -61,7 +54,7 @@ export function createGroupCalls<I, O>(options: GroupCallOptions<I, O>): GroupCa
         return;
       }
       await Promise.all(
-        batch.map((pending) => one(pending.item).then(pending.resolve, pending.reject)),
+        batch.map((pending) => options.one(pending.item).then(pending.resolve, pending.reject)),
       );
       return;
     }
