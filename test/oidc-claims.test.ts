@@ -1,7 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { type CryptoKey, exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ApiClient, apiClient, type Created, seedTenant } from './support/api-client.ts';
+import { createLogger } from '../src/observability/index.ts';
+import {
+  type ApiClient,
+  apiClient,
+  type Created,
+  seedTenant,
+  seedUser,
+} from './support/api-client.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
 /**
@@ -17,6 +24,7 @@ let server: TestServer;
 let operator: ApiClient;
 let tenantId: string;
 let key: CryptoKey;
+const lines: Record<string, unknown>[] = [];
 
 interface Me {
   user: { id: string; email: string | null; displayName: string | null };
@@ -46,7 +54,11 @@ async function subjects(): Promise<unknown[]> {
 beforeAll(async () => {
   const pair = await generateKeyPair('ES256', { extractable: true });
   key = pair.privateKey;
-  server = await startTestServer();
+  const logger = createLogger({
+    level: 'warn',
+    destination: { write: (line: string) => lines.push(JSON.parse(line)) },
+  });
+  server = await startTestServer({}, { logger });
   operator = apiClient(server.url, testOperatorKey);
   tenantId = await seedTenant(operator, 'claims');
   const provider = await operator.post(`/v1/tenants/${tenantId}/oidc-providers`, {
@@ -80,6 +92,33 @@ describe('profile claims of a new user', () => {
     }
     const valid = await signIn({ sub: fresh('mail'), email: 'valid@example.test' });
     expect(valid.body.user.email).toBe('valid@example.test');
+  });
+
+  it('leave out an e-mail another user of the tenant has, in any case, and sign the user in', async () => {
+    const taken = `${fresh('taken')}@example.test`;
+    await seedUser(operator, { tenantId, role: 'viewer', email: taken });
+    for (const email of [taken, taken.toUpperCase()]) {
+      const response = await signIn({ sub: fresh('dup'), email });
+      expect(response.status, JSON.stringify(response.body)).toBe(200);
+      expect(response.body.user.email).toBeNull();
+    }
+    const warnings = lines.filter((line) => String(line['msg']).includes('got no e-mail'));
+    expect(warnings.length).toBeGreaterThanOrEqual(2);
+    expect(JSON.stringify(warnings)).not.toContain(taken.split('@')[0]);
+    expect(JSON.stringify(warnings)).not.toContain(taken.toUpperCase().split('@')[0]);
+  });
+
+  it('make one user of concurrent first sign-ins of a subject whose e-mail is taken', async () => {
+    const taken = `${fresh('race')}@example.test`;
+    await seedUser(operator, { tenantId, role: 'viewer', email: taken });
+    const sub = fresh('race');
+    const token = await sign({ sub, email: taken });
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, () => apiClient(server.url, token).get<Me>('/v1/me')),
+    );
+    expect(answers.map((answer) => answer.status)).toEqual(Array(6).fill(200));
+    expect(new Set(answers.map((answer) => answer.body.user.id)).size).toBe(1);
+    expect((await subjects()).filter((subject) => subject === sub)).toHaveLength(1);
   });
 
   it('leave out a blank name or one holding a NUL, and trim the rest', async () => {

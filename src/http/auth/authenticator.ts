@@ -6,11 +6,12 @@ import {
   looksLikeApiKey,
   operatorKeyPrefix,
 } from '../../domain/identity/api-key-secret.ts';
-import type { IdentityStore } from '../../domain/identity/identity-ports.ts';
+import type { IdentityStore, NewUser } from '../../domain/identity/identity-ports.ts';
 import type { OidcProvider, User } from '../../domain/identity/identity-types.ts';
 import { type Role, roles } from '../../domain/identity/permissions.ts';
 import type { Principal, UserPrincipal } from '../../domain/identity/principal.ts';
 import { isUnstorable } from '../../storage/postgres/storable.ts';
+import { describeUniqueViolation } from '../../storage/postgres/unique-violation.ts';
 import { emailSchema } from '../schemas.ts';
 import type { JwtVerifier } from './jwt-verifier.ts';
 
@@ -122,6 +123,9 @@ function userPrincipal(
   };
 }
 
+/** A new user's e-mail claim is another user's address already (users_email_key). */
+class EmailTakenError extends Error {}
+
 /** How often the same refused credential is audited again, per process. */
 const failureAuditIntervalMs = 60_000;
 
@@ -220,6 +224,57 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   }
 
   /**
+   * Inserts a new user for a subject; when a concurrent first sign-in of the same subject
+   * inserted it first (a unique violation), that user is returned instead.
+   */
+  async function insertOrFind(
+    provider: OidcProvider,
+    input: NewUser & { readonly externalSubject: string },
+  ): Promise<User | undefined> {
+    try {
+      return await store.provisionUser(provider, input);
+    } catch (error) {
+      if ((error as { code?: string }).code !== '23505') throw error;
+      const user = await store.findUserBySubject(provider, input.externalSubject);
+      if (user !== undefined || describeUniqueViolation(error).field !== 'email') return user;
+      throw new EmailTakenError();
+    }
+  }
+
+  /**
+   * Provisions the user a verified token names (just-in-time). Its profile claims never fail
+   * the sign-in: an e-mail the API would refuse, or one another user of the tenant has
+   * already (in any case), is left out with a warning that names the provider, never the
+   * address.
+   */
+  async function provision(
+    provider: OidcProvider,
+    token: { readonly payload: JWTPayload; readonly subject: string },
+  ): Promise<User | undefined> {
+    const { emailRefused, ...profile } = profileClaims(provider, token.payload);
+    const warn = (why: string) =>
+      logger.warn(
+        { tenantId: provider.tenantId, providerId: provider.id, claim: provider.emailClaim },
+        `a provisioned user got no e-mail: ${why}`,
+      );
+    if (emailRefused) warn('the claim is not an address the API accepts');
+    const input = {
+      ...profile,
+      role: mappedRole(provider, token.payload),
+      externalIssuer: provider.issuer,
+      externalSubject: token.subject,
+      metadata: {},
+    };
+    try {
+      return await insertOrFind(provider, input);
+    } catch (error) {
+      if (!(error instanceof EmailTakenError)) throw error;
+      warn('another user of the tenant has this address');
+      return insertOrFind(provider, { ...input, email: null });
+    }
+  }
+
+  /**
    * Verifies a JWT against every enabled provider registered for its issuer. It signs in only
    * when the providers that accept it all belong to one tenant: if two tenants trust the same
    * issuer and audience (one may have copied the other's public registration), the token is
@@ -273,27 +328,8 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     }
     for (const { provider, payload, subject } of accepted) {
       let user = await store.findUserBySubject(provider, subject);
-      if (user === undefined && provider.jitProvisioning) {
-        const { emailRefused, ...profile } = profileClaims(provider, payload);
-        if (emailRefused)
-          logger.warn(
-            { tenantId: provider.tenantId, providerId: provider.id, claim: provider.emailClaim },
-            'a provisioned user got no e-mail: the claim is not an address the API accepts',
-          );
-        try {
-          user = await store.provisionUser(provider, {
-            ...profile,
-            role: mappedRole(provider, payload),
-            externalIssuer: provider.issuer,
-            externalSubject: subject,
-            metadata: {},
-          });
-        } catch (error) {
-          // A concurrent first sign-in of the same subject provisioned the user already.
-          if ((error as { code?: string }).code !== '23505') throw error;
-          user = await store.findUserBySubject(provider, subject);
-        }
-      }
+      if (user === undefined && provider.jitProvisioning)
+        user = await provision(provider, { payload, subject });
       if (user === undefined) continue;
       if (user.status !== 'active') throw new UnauthenticatedError();
       return userPrincipal(user, 'jwt');
