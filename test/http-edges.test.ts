@@ -225,6 +225,80 @@ describe('required request bodies', () => {
   });
 });
 
+describe('request bodies that are not UTF-8', () => {
+  /** `{"name":"` + bytes + `"}`: C3 28 is a broken two-byte sequence, FF FE never UTF-8. */
+  const badBody = (bytes: number[]) =>
+    Buffer.concat([Buffer.from('{"name":"a'), Buffer.from(bytes), Buffer.from('"}')]);
+
+  it('are refused with 400 invalid_json on every operation that takes one, OpenAI paths included', async () => {
+    const document = (
+      await operator.get<{
+        paths: Record<string, Record<string, { operationId: string; requestBody?: unknown }>>;
+      }>('/openapi.json')
+    ).body;
+    const id = '00000000-0000-4000-8000-000000000000';
+    let checked = 0;
+    for (const [path, operations] of Object.entries(document.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        if (operation.requestBody === undefined) continue;
+        const response = await fetch(`${server.url}${path.replace(/\{[^}]+\}/g, id)}`, {
+          method: method.toUpperCase(),
+          headers: {
+            authorization: `Bearer ${testOperatorKey}`,
+            'content-type': 'application/json',
+          },
+          body: badBody([0xc3, 0x28]),
+        });
+        const body = (await response.json()) as {
+          code?: string;
+          detail?: string;
+          error?: { code?: string; message?: string };
+        };
+        expect(response.status, operation.operationId).toBe(400);
+        expect(body.code ?? body.error?.code, operation.operationId).toBe('invalid_json');
+        expect(body.detail ?? body.error?.message, operation.operationId).toContain('UTF-8');
+        checked += 1;
+      }
+    }
+    expect(checked).toBeGreaterThan(20);
+  });
+
+  it('write nothing, and a body holding U+FFFD itself as UTF-8 is still accepted', async () => {
+    const users = `/v1/tenants/${tenantId}/users`;
+    const before = (await operator.get<{ data: unknown[] }>(`${users}?limit=100`)).body.data;
+    for (const [path, bytes] of [
+      [users, [0xc3, 0x28]],
+      ['/v1/tenants', [0xff, 0xfe]],
+      [users, [0xed, 0xa0, 0x80]], // an encoded surrogate, not UTF-8
+    ] as const) {
+      const body = Buffer.concat([
+        Buffer.from(path === users ? '{"displayName":"a' : '{"slug":"utf8-bad","name":"a'),
+        Buffer.from(bytes),
+        Buffer.from('"}'),
+      ]);
+      const response = await fetch(`${server.url}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${testOperatorKey}`, 'content-type': 'application/json' },
+        body,
+      });
+      expect(response.status, path).toBe(400);
+      expect(response.headers.get('content-type')).toBe('application/problem+json');
+      expect(await response.json()).toMatchObject({ code: 'invalid_json' });
+    }
+    expect((await operator.get<{ data: unknown[] }>(`${users}?limit=100`)).body.data).toEqual(
+      before,
+    );
+    expect(JSON.stringify((await operator.get('/v1/tenants?limit=100')).body)).not.toContain(
+      'utf8-bad',
+    );
+    const replacement = await operator.post<{ displayName: string }>(users, {
+      displayName: 'a\uFFFDb',
+    });
+    expect(replacement.status).toBe(201);
+    expect(replacement.body.displayName).toBe('a\uFFFDb');
+  });
+});
+
 describe('query parameters', () => {
   it('are refused when the operation takes none, as unknown ones are on list operations', async () => {
     const user = `/v1/tenants/${tenantId}/users/${member.userId}`;

@@ -22,6 +22,7 @@ import {
 import { httpMetrics } from './middleware/http-metrics.ts';
 import { httpTracing } from './middleware/http-tracing.ts';
 import { assertShallowJson, assertStorableJson } from './middleware/unstorable-text.ts';
+import { readUtf8Body } from './middleware/utf8-body.ts';
 import { isOpenAiPath, renderOpenAiError } from './openai/openai-error.ts';
 import { registerAgentRoutes } from './routes/agent-routes.ts';
 import { registerApprovalRoutes } from './routes/approval-routes.ts';
@@ -298,7 +299,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
       bodyMethods.has(context.req.method) &&
       hasBody(context)
     ) {
-      const text = await context.req.text();
+      const text = await readUtf8Body(context.req);
       assertShallowJson(text);
       assertStorableJson(text);
     }

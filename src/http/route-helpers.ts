@@ -30,7 +30,9 @@ export function problemResponse(description: string, options: { readonly retry?:
  * responses without resolving references still see every status and its media type).
  */
 export const standardErrors = {
-  400: problemResponse('Malformed JSON, or no body where one is required (`invalid_json`).'),
+  400: problemResponse(
+    'Malformed JSON, a body that is not UTF-8, or no body where one is required (`invalid_json`).',
+  ),
   401: problemResponse('Missing, unknown, expired or revoked credentials.'),
   403: problemResponse('The credential lacks the permission.'),
   404: problemResponse('Not found, or not visible to this credential.'),
