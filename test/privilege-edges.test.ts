@@ -47,6 +47,7 @@ describe('OIDC providers', () => {
         .publicKey.export({ type: 'spki', format: 'pem' })
         .toString(),
     ],
+    algorithms: ['ES256'],
   });
 
   it('are managed by owners only: an admin who could add a key could sign in as anyone', async () => {

@@ -2,6 +2,7 @@ import { z } from '@hono/zod-openapi';
 import { creationCursorPattern } from '../domain/creation-cursor.ts';
 import type { ApiKey, OidcProvider, Tenant, User } from '../domain/identity/identity-types.ts';
 import { actions, roles } from '../domain/identity/permissions.ts';
+import { algorithmsProblem, oidcAlgorithms, parsePublicKeyPem } from './oidc-keys.ts';
 import { withoutProtoKeys } from './proto-keys.ts';
 
 /** A free-form metadata object (tenants, users, agents, threads); no key `__proto__`. */
@@ -231,24 +232,24 @@ export const createOidcProviderSchema = z
     issuer: z.string().min(1).max(2048),
     audience: z.string().min(1).max(2048),
     jwksUrl: httpsOrLoopback.optional(),
-    publicKeysPem: z.array(z.string().includes('BEGIN PUBLIC KEY')).min(1).max(10).optional(),
-    algorithms: z
+    publicKeysPem: z
       .array(
-        z.enum([
-          'RS256',
-          'RS384',
-          'RS512',
-          'PS256',
-          'PS384',
-          'PS512',
-          'ES256',
-          'ES384',
-          'ES512',
-          'EdDSA',
-        ]),
+        z
+          .string()
+          .trim()
+          .superRefine((pem, context) => {
+            const parsed = parsePublicKeyPem(pem);
+            if ('problem' in parsed) context.addIssue({ code: 'custom', message: parsed.problem });
+          }),
       )
       .min(1)
-      .default(['RS256']),
+      .max(10)
+      .optional()
+      .openapi({
+        description:
+          'SPKI public keys in PEM (`-----BEGIN PUBLIC KEY-----`): RSA of at least 2,048 bits (RS*, PS*), EC P-256, P-384 or P-521 (ES256, ES384, ES512), Ed25519 (EdDSA). At least one key must verify one of `algorithms`.',
+      }),
+    algorithms: z.array(z.enum(oidcAlgorithms)).min(1).default(['RS256']),
     subjectClaim: z.string().min(1).max(100).default('sub'),
     emailClaim: z.string().min(1).max(100).default('email'),
     nameClaim: z.string().min(1).max(100).default('name'),
@@ -263,6 +264,14 @@ export const createOidcProviderSchema = z
   .refine((value) => (value.jwksUrl === undefined) !== (value.publicKeysPem === undefined), {
     message: 'exactly one of jwksUrl and publicKeysPem is required',
     path: ['jwksUrl'],
+  })
+  .superRefine((value, context) => {
+    const problem =
+      value.publicKeysPem === undefined
+        ? undefined
+        : algorithmsProblem(value.publicKeysPem, value.algorithms);
+    if (problem !== undefined)
+      context.addIssue({ code: 'custom', message: problem, path: ['algorithms'] });
   })
   .openapi('CreateOidcProviderRequest');
 
