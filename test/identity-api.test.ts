@@ -268,6 +268,27 @@ describe('roles and permissions', () => {
     expect(escalate.status).toBe(422);
   });
 
+  it('refuses a key without scopes that would carry no permission, as it refuses scopes it cannot grant', async () => {
+    const member = await seedUser(operator, { tenantId, role: 'member' });
+    const narrow = await operator.post<Created>(
+      `/v1/tenants/${tenantId}/users/${owner.userId}/api-keys`,
+      { name: 'keys only', scopes: ['key:manage-any'] },
+    );
+    expect(narrow.status).toBe(201);
+    const keys = `/v1/tenants/${tenantId}/users/${member.userId}/api-keys`;
+    const before = await operator.get<{ data: unknown[] }>(keys);
+    const empty = await apiClient(server.url, narrow.body.secret).post<{
+      code: string;
+      errors: { path: string; message: string }[];
+    }>(keys, { name: 'nothing' });
+    expect(empty.status, JSON.stringify(empty.body)).toBe(422);
+    expect(empty.body.code).toBe('validation_failed');
+    expect(empty.body.errors).toEqual([
+      { path: 'body.scopes', message: expect.stringContaining('no permission') },
+    ]);
+    expect((await operator.get<{ data: unknown[] }>(keys)).body.data).toEqual(before.body.data);
+  });
+
   it('lets only the operator create tenants', async () => {
     const response = await apiClient(server.url, owner.secret).post('/v1/tenants', {
       slug: 'evil',

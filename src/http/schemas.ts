@@ -159,7 +159,8 @@ export const createApiKeySchema = z
   .strictObject({
     name: z.string().trim().min(1).max(100),
     scopes: z.array(scopeSchema).min(1).max(actions.length).optional().openapi({
-      description: 'Actions the key is limited to; omitted means every action of the user’s role.',
+      description:
+        'Actions the key is limited to; omitted means every action of the user’s role that the creating credential may grant (422 `body.scopes` when that is none).',
     }),
     expiresAt: z.iso.datetime({ offset: true }).optional(),
   })

@@ -169,6 +169,13 @@ export function createIdentityService(options: {
     );
     if (request.expiresAt !== undefined && request.expiresAt.getTime() <= now().getTime())
       issues.push({ path: 'body.expiresAt', message: 'must be in the future' });
+    // No scopes asked for means every action of the role the creator may grant: none at all
+    // would be a key that can do nothing (an explicit `scopes: []` is refused likewise).
+    if (requested === undefined && ceiling.length === 0)
+      issues.push({
+        path: 'body.scopes',
+        message: `the key would carry no permission: this credential may grant none of the actions of the user's role (${user.role})`,
+      });
     if (issues.length > 0) throw new ValidationError(issues);
     const unrestricted = ceiling.length === rolePermissions[user.role].length;
     const scopes = requested ?? (unrestricted ? null : ceiling);
