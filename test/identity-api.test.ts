@@ -234,6 +234,30 @@ describe('roles and permissions', () => {
     expect((await client.request('DELETE', `${keys}/${viewer.keyId}`)).status).toBe(200);
   });
 
+  it('names the permission that would grant it when a key may not list or revoke its own keys', async () => {
+    const member = await seedUser(operator, { tenantId, role: 'member' });
+    const keys = `/v1/tenants/${tenantId}/users/${member.userId}/api-keys`;
+    const scoped = async (scopes: string[]) =>
+      apiClient(
+        server.url,
+        (await operator.post<Created>(keys, { name: scopes.join(' '), scopes })).body.secret,
+      );
+    const reader = await scoped(['thread:read']);
+    for (const [method, path] of [
+      ['GET', keys],
+      ['DELETE', `${keys}/${member.keyId}`],
+    ] as const) {
+      const refused = await reader.request(method, path);
+      expect(refused.status, method).toBe(403);
+      expect(refused.body['detail'], method).toContain("'key:review-own'");
+    }
+    const created = await reader.post(keys, { name: 'more' });
+    expect(created.status).toBe(403);
+    expect(created.body['detail']).toContain("'key:manage-own'");
+    expect((await (await scoped(['key:review-own'])).get(keys)).status).toBe(200);
+    expect((await (await scoped(['key:manage-own'])).get(keys)).status).toBe(200);
+  });
+
   it('refuses to demote the last owner', async () => {
     const solo = await seedTenant(operator, 'solo');
     const soloOwner = await seedUser(operator, { tenantId: solo, role: 'owner' });

@@ -116,8 +116,10 @@ export function createIdentityService(options: {
     assertInTenant(principal, target.tenantId);
     assertIds(target.userId);
     if (isSelf(principal, target)) {
-      if (options.review !== true || !can(principal, 'key:review-own'))
-        assertCan(principal, 'key:manage-own');
+      // Listing and revoking one's own keys is `key:review-own` (which `key:manage-own`
+      // includes): a refusal names the permission that would grant the request.
+      if (options.review !== true) assertCan(principal, 'key:manage-own');
+      else if (!can(principal, 'key:manage-own')) assertCan(principal, 'key:review-own');
     } else if (!can(principal, 'key:manage-any')) throw userNotFound();
   }
 
