@@ -83,6 +83,34 @@ describe('bad input', () => {
     expect(listed.body.data).toHaveLength(1);
   });
 
+  it('answers a malformed path id as it answers a well-formed unknown one', async () => {
+    const unknown = '00000000-0000-4000-8000-000000000000';
+    const member = await seedUser(operator, { tenantId, role: 'member' });
+    const users = `/v1/tenants/${tenantId}/users`;
+    const keys = `${users}/${member.userId}/api-keys`;
+    const cases: [string, (id: string) => string, unknown?][] = [
+      ['GET', (id) => `/v1/tenants/${id}`],
+      ['GET', (id) => `${users}/${id}`],
+      ['PATCH', (id) => `${users}/${id}`, { displayName: 'x' }],
+      ['DELETE', (id) => `${users}/${id}`],
+      ['GET', (id) => `${users}/${id}/api-keys`],
+      ['POST', (id) => `${users}/${id}/api-keys`, { name: 'x' }],
+      ['DELETE', (id) => `${keys}/${id}`],
+      ['POST', (id) => `${keys}/${id}/rotate`, {}],
+      ['DELETE', (id) => `/v1/tenants/${tenantId}/oidc-providers/${id}`],
+    ];
+    for (const [method, path, body] of cases) {
+      const expected = await operator.request(method, path(unknown), body);
+      expect(expected.status, `${method} ${path(unknown)}`).toBe(404);
+      expect(expected.body['code']).toMatch(/_not_found$/);
+      for (const id of ['123', unknown.replaceAll('-', ''), '%00', `${unknown}x`]) {
+        const response = await operator.request(method, path(id), body);
+        expect(response.status, `${method} ${path(id)}`).toBe(404);
+        expect(response.body['code'], `${method} ${path(id)}`).toBe(expected.body['code']);
+      }
+    }
+  });
+
   it('rejects a body over the limit with 413 and writes nothing', async () => {
     const response = await operator.post('/v1/tenants', {
       slug: 'big',

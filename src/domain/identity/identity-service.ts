@@ -83,8 +83,16 @@ function isSelf(principal: Principal, target: UserRef): boolean {
   return principal.kind === 'user' && principal.userId === target.userId.toLowerCase();
 }
 
-function assertIds(...ids: string[]): void {
-  if (!ids.every((id) => uuidPattern.test(id))) throw new NotFoundError();
+function apiKeyNotFound(): NotFoundError {
+  return new NotFoundError('api_key_not_found', 'API key not found.');
+}
+
+/**
+ * Refuses an id that is not a UUID with the answer an unknown one of its kind gets (404
+ * `user_not_found`, `api_key_not_found`…): no object has it.
+ */
+function assertId(id: string, notFound: () => NotFoundError): void {
+  if (!uuidPattern.test(id)) throw notFound();
 }
 
 /** Creates the {@link IdentityService} over an {@link IdentityStore}. */
@@ -114,7 +122,7 @@ export function createIdentityService(options: {
     options: { readonly review?: boolean } = {},
   ): void {
     assertInTenant(principal, target.tenantId);
-    assertIds(target.userId);
+    assertId(target.userId, userNotFound);
     if (isSelf(principal, target)) {
       // Listing and revoking one's own keys is `key:review-own` (which `key:manage-own`
       // includes): a refusal names the permission that would grant the request.
@@ -241,14 +249,14 @@ export function createIdentityService(options: {
     },
     async getUser(principal, tenantId, userId) {
       assertInTenant(principal, tenantId);
-      assertIds(userId);
+      assertId(userId, userNotFound);
       if (!isSelf(principal, { tenantId, userId }) && !can(principal, 'user:read'))
         throw userNotFound();
       return loadTarget(principal, { tenantId, userId });
     },
     async updateUser(principal, target, patch) {
       assertInTenant(principal, target.tenantId);
-      assertIds(target.userId);
+      assertId(target.userId, userNotFound);
       const self = isSelf(principal, target);
       const selfEditable = Object.keys(patch).every(
         (key) => key === 'displayName' || key === 'metadata',
@@ -313,19 +321,19 @@ export function createIdentityService(options: {
     },
     async revokeApiKey(principal, target) {
       assertManageKeys(principal, target, { review: true });
-      assertIds(target.keyId);
+      assertId(target.keyId, apiKeyNotFound);
       assertOutranks(principal, await loadTarget(principal, target));
       const result = await store.revokeApiKey({ principal, ...target, revokeAt: now() });
-      if (result === undefined) throw new NotFoundError('api_key_not_found', 'API key not found.');
+      if (result === undefined) throw apiKeyNotFound();
       return result.revoked;
     },
     async rotateApiKey(principal, target, graceSeconds) {
       assertManageKeys(principal, target);
-      assertIds(target.keyId);
+      assertId(target.keyId, apiKeyNotFound);
       const user = await loadTarget(principal, target);
       assertOutranks(principal, user);
       const current = await store.getApiKey(principal, target);
-      if (current === undefined) throw new NotFoundError('api_key_not_found', 'API key not found.');
+      if (current === undefined) throw apiKeyNotFound();
       if (current.revokedAt !== null && current.revokedAt.getTime() <= now().getTime()) {
         throw new ConflictError('A revoked key cannot be rotated; create a new key instead.');
       }
@@ -351,8 +359,7 @@ export function createIdentityService(options: {
         revokeAt: new Date(now().getTime() + graceSeconds * 1000),
         successor: input,
       });
-      if (result?.successor === undefined)
-        throw new NotFoundError('api_key_not_found', 'API key not found.');
+      if (result?.successor === undefined) throw apiKeyNotFound();
       return { key: result.successor, secret };
     },
     async createOidcProvider(principal, tenantId, input) {
@@ -374,10 +381,10 @@ export function createIdentityService(options: {
     async deleteOidcProvider(principal, tenantId, providerId) {
       assertInTenant(principal, tenantId);
       assertCan(principal, 'oidc:manage');
-      assertIds(providerId);
-      if (!(await store.deleteOidcProvider(principal, tenantId, providerId))) {
-        throw new NotFoundError('oidc_provider_not_found', 'OIDC provider not found.');
-      }
+      const notFound = () =>
+        new NotFoundError('oidc_provider_not_found', 'OIDC provider not found.');
+      assertId(providerId, notFound);
+      if (!(await store.deleteOidcProvider(principal, tenantId, providerId))) throw notFound();
     },
   };
 }
