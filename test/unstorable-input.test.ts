@@ -146,6 +146,49 @@ describe('a NUL character or an unpaired surrogate in a JSON body', () => {
   });
 });
 
+describe('a number beyond the range of a double in a JSON body', () => {
+  const post = (path: string, body: string) =>
+    fetch(`${server.url}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${testOperatorKey}`, 'content-type': 'application/json' },
+      body,
+    });
+
+  it('is a 422 naming the field, and nothing is written', async () => {
+    const before = JSON.stringify((await operator.get('/v1/tenants?limit=100')).body);
+    for (const [metadata, path] of [
+      ['{"n":1e400}', 'body.metadata.n'],
+      ['{"m":-1E+400}', 'body.metadata.m'],
+      ['{"deep":[1,{"x":12.5e308}]}', 'body.metadata.deep.1.x'],
+      [`{"long":${'9'.repeat(320)}}`, 'body.metadata.long'],
+    ]) {
+      const response = await post(
+        '/v1/tenants',
+        `{"slug":"bignum","name":"x","metadata":${metadata}}`,
+      );
+      expect(response.status, metadata).toBe(422);
+      expect(await response.json()).toMatchObject({
+        code: 'validation_failed',
+        errors: [{ path }],
+      });
+    }
+    expect(JSON.stringify((await operator.get('/v1/tenants?limit=100')).body)).toBe(before);
+  });
+
+  it('leaves finite numbers as JSON reads them, large or tiny', async () => {
+    const response = await post(
+      '/v1/tenants',
+      '{"slug":"bignum-finite","name":"x","metadata":{"big":123456789012345678901234567890,"max":1.7e308,"tiny":1e-400}}',
+    );
+    expect(response.status).toBe(201);
+    expect(((await response.json()) as { metadata: unknown }).metadata).toEqual({
+      big: 1.2345678901234568e29,
+      max: 1.7e308,
+      tiny: 0,
+    });
+  });
+});
+
 describe('an agent completion the run refuses', () => {
   it('leaves no empty thread behind', async () => {
     const member = await seedUser(operator, { tenantId, role: 'member' });

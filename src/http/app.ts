@@ -21,7 +21,11 @@ import {
 } from './error-response.ts';
 import { httpMetrics } from './middleware/http-metrics.ts';
 import { httpTracing } from './middleware/http-tracing.ts';
-import { assertShallowJson, assertStorableJson } from './middleware/unstorable-text.ts';
+import {
+  assertFiniteNumbers,
+  assertShallowJson,
+  assertStorableJson,
+} from './middleware/unstorable-text.ts';
 import { readUtf8Body } from './middleware/utf8-body.ts';
 import { isOpenAiPath, renderOpenAiError } from './openai/openai-error.ts';
 import { registerAgentRoutes } from './routes/agent-routes.ts';
@@ -302,6 +306,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
       const text = await readUtf8Body(context.req);
       assertShallowJson(text);
       assertStorableJson(text);
+      assertFiniteNumbers(text);
     }
     await next();
   });

@@ -12,29 +12,45 @@ import { isUnstorable } from '../../storage/postgres/storable.ts';
 const suspect = /\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})/;
 
 /**
- * The dotted path (from `body`) of the first string, value or key, in a parsed JSON body that
- * holds a NUL character or an unpaired surrogate; undefined when there is none. Iterative, so
- * a deeply nested body cannot exhaust the stack.
+ * The dotted path (from `body`) of the first value in a parsed JSON body that `isBad` picks,
+ * or of the first key `isBadKey` picks; undefined when there is none. Iterative, so a deeply
+ * nested body cannot exhaust the stack.
  */
-export function unstorableTextPath(value: unknown): string | undefined {
+function firstPath(
+  value: unknown,
+  test: {
+    readonly isBad: (item: unknown) => boolean;
+    readonly isBadKey?: (key: string) => boolean;
+  },
+): string | undefined {
   const pending: [unknown, string][] = [[value, 'body']];
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
     const [item, path] = next;
-    if (typeof item === 'string') {
-      if (isUnstorable(item)) return path;
-    } else if (Array.isArray(item)) {
+    if (test.isBad(item)) return path;
+    if (Array.isArray(item)) {
       for (let index = item.length - 1; index >= 0; index--)
         pending.push([item[index], `${path}.${index}`]);
     } else if (typeof item === 'object' && item !== null) {
       const entries = Object.entries(item);
       for (let index = entries.length - 1; index >= 0; index--) {
         const [key, child] = entries[index] as [string, unknown];
-        if (isUnstorable(key)) return `${path}.${JSON.stringify(key).slice(1, -1)}`;
+        if (test.isBadKey?.(key) === true) return `${path}.${JSON.stringify(key).slice(1, -1)}`;
         pending.push([child, `${path}.${key}`]);
       }
     }
   }
   return undefined;
+}
+
+/**
+ * The dotted path (from `body`) of the first string, value or key, in a parsed JSON body that
+ * holds a NUL character or an unpaired surrogate; undefined when there is none.
+ */
+export function unstorableTextPath(value: unknown): string | undefined {
+  return firstPath(value, {
+    isBad: (item) => typeof item === 'string' && isUnstorable(item),
+    isBadKey: isUnstorable,
+  });
 }
 
 /**
@@ -65,5 +81,35 @@ export function assertShallowJson(text: string): void {
   if (jsonNestingExceeds(text))
     throw new ValidationError([
       { path: 'body', message: `is nested deeper than ${maxJsonDepth} levels` },
+    ]);
+}
+
+/**
+ * JSON numbers that may be too large for a double: an exponent of three digits or more, or a
+ * mantissa of 200 characters or more (with an exponent under 100, at least 209 digits are
+ * needed to pass 1.8e308). Over-inclusive, like {@link suspect}: a match only means the
+ * parsed body is walked. Anchored where a number can start, so ids holding `e123` do not match.
+ */
+const suspectNumber = /[:,[]\s*-?(?:[\d.]{200}|[\d.]*[eE]\+?\d{3})/;
+
+/**
+ * Refuses (422, naming the field) a JSON body holding a number beyond the range of a double
+ * (`1e400`): JSON.parse makes it `Infinity`, which free-form fields (`metadata`…) would store
+ * as `null`. A finite number is kept as JSON.parse reads it, rounded to a double.
+ */
+export function assertFiniteNumbers(text: string): void {
+  if (!suspectNumber.test(text)) return;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return; // the route's validator reports malformed JSON
+  }
+  const path = firstPath(parsed, {
+    isBad: (item) => typeof item === 'number' && !Number.isFinite(item),
+  });
+  if (path !== undefined)
+    throw new ValidationError([
+      { path, message: 'is a number beyond the range of a double (about ±1.8e308)' },
     ]);
 }
