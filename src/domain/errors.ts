@@ -85,13 +85,38 @@ export interface ValidationIssue {
   readonly message: string;
 }
 
-/** Thrown when input fails validation; lists every offending field. */
+/**
+ * Most issues one {@link ValidationError} lists. A request of 60,000 unknown fields got a
+ * 2.9 MB answer listing each; past this many, one last issue says how many were left out.
+ */
+export const maxListedIssues = 100;
+
+/** The first {@link maxListedIssues} issues, then one saying how many more there are. */
+function listedIssues(issues: readonly ValidationIssue[]): readonly ValidationIssue[] {
+  if (issues.length <= maxListedIssues) return issues;
+  const more = issues.length - maxListedIssues;
+  // Named after the part of the request the first issue left out is in (`body`, `query`…).
+  const root = issues[maxListedIssues]?.path.split('.')[0] || 'body';
+  return [
+    ...issues.slice(0, maxListedIssues),
+    {
+      path: root,
+      message: `${more} more issues are not listed (the first ${maxListedIssues} are)`,
+    },
+  ];
+}
+
+/**
+ * Thrown when input fails validation; lists every offending field, up to
+ * {@link maxListedIssues} of them.
+ */
 export class ValidationError extends AppError {
   readonly issues: readonly ValidationIssue[];
   constructor(issues: readonly ValidationIssue[], message = 'The request is not valid.') {
-    super('validation_failed', message, { details: { errors: issues } });
+    const listed = listedIssues(issues);
+    super('validation_failed', message, { details: { errors: listed } });
     this.name = 'ValidationError';
-    this.issues = issues;
+    this.issues = listed;
   }
 }
 

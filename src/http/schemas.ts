@@ -312,7 +312,13 @@ export const problemSchema = z
     detail: z.string(),
     instance: z.string().optional(),
     requestId: z.string().optional(),
-    errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    errors: z
+      .array(z.object({ path: z.string(), message: z.string() }))
+      .optional()
+      .openapi({
+        description:
+          '`validation_failed`: each offending field, at most 100, then one entry saying how many more there are.',
+      }),
     retryAfterSeconds: z.number().optional().openapi({
       description:
         'When to retry, also sent as `Retry-After` (`rate_limited`, `quota_exceeded`, `queue_full`, `service_unavailable`).',
