@@ -220,6 +220,12 @@ export function createPolicyService(options: {
     async update(principal, policyId, patch) {
       const policy = await load(principal, policyId);
       await assertWritable(principal, policy);
+      // Changed by the operator, a tenant's policy would stay the tenant's: its admins could
+      // raise or remove the operator's limit again. The operator's limits are its own policies.
+      if (principal.kind === 'operator' && policy.managedBy === 'tenant')
+        throw new ForbiddenError(
+          "This policy is the tenant's own: the operator does not change it. Create an operator policy on the same target instead (both apply; the tightest wins).",
+        );
       if (patch.limits !== undefined) {
         checkShape(
           {

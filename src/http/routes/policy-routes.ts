@@ -151,7 +151,7 @@ const createPolicy = authedRoute({
   responses: {
     201: jsonResponse(policySchema, 'The policy.'),
     409: problemResponse(
-      'A policy for this target exists already, or the tenant has `limits.perTenant.policies` policies (`resource_limit_exceeded`).',
+      'You have a policy on this target already (the operator and the tenant may have one each, and both bind), or the tenant has `limits.perTenant.policies` policies (`resource_limit_exceeded`).',
     ),
   },
 });
@@ -182,7 +182,7 @@ const updatePolicy = authedRoute({
   path: '/v1/policies/{policyId}',
   operationId: 'updatePolicy',
   tags: ['Policies'],
-  summary: 'Change a policy (admins change their own tenant’s; the operator any)',
+  summary: 'Change a policy (admins change their tenant’s own; the operator its own)',
   request: { params, body: jsonBody(updatePolicySchema) },
   responses: { 200: jsonResponse(policySchema, 'The policy.') },
 });

@@ -49,6 +49,7 @@ import { approvalPolicyVersionMigration } from './0051-approval-policy-version.t
 import { runErrorDetailsMigration } from './0052-run-error-details.ts';
 import { usageCallsAndAttemptsMigration } from './0058-usage-calls-and-attempts.ts';
 import { limitCounterLockOrderMigration } from './0059-limit-counter-lock-order.ts';
+import { policyPerManagerMigration } from './0060-policy-per-manager.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -109,6 +110,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0052-run-error-details': fromSql(runErrorDetailsMigration),
     '0058-usage-calls-and-attempts': fromSql(usageCallsAndAttemptsMigration),
     '0059-limit-counter-lock-order': fromSql(limitCounterLockOrderMigration),
+    '0060-policy-per-manager': fromSql(policyPerManagerMigration),
   };
 }
 

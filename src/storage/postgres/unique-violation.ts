@@ -23,6 +23,11 @@ const known: Readonly<Record<string, { field: string; message: string }>> = {
     message: 'The tenant has a shared credential of this name already.',
   },
   consents_active: { field: 'purpose', message: 'This consent is recorded already.' },
+  policies_target: {
+    field: 'level',
+    message:
+      'You have a policy on this target already (the operator and the tenant may have one each): change that one.',
+  },
 };
 
 /** Describes a unique violation by its constraint (and table), without any stored value. */
