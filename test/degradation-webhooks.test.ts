@@ -325,4 +325,52 @@ describe('budget alerts', () => {
     // Members do not manage webhooks.
     expect((await member.get('/v1/webhooks')).status).toBe(403);
   });
+
+  it('records and sends no alert for a rolling budget, while a calendar one alerts', async () => {
+    const hook = await admin.post<Created>('/v1/webhooks', {
+      url: receiver.url,
+      events: ['budget.threshold'],
+    });
+    expect(hook.status).toBe(201);
+    const seeded = await seedUser(operator, { tenantId, role: 'member' });
+    const member = apiClient(server.url, seeded.secret);
+    const agent = await admin.post<Created>('/v1/agents', {
+      name: 'roller',
+      model: 'mock:priced',
+      maxOutputTokens: outputTokens,
+    });
+    const rolling = await admin.post<Created>('/v1/policies', {
+      level: 'user',
+      subjectId: seeded.userId,
+      limits: { budget: { amountUsd: callCostUsd * 3, period: 'rolling', windowHours: 24 } },
+    });
+    const calendar = await admin.post<Created>('/v1/policies', {
+      level: 'api_key',
+      subjectId: seeded.keyId,
+      limits: { budget: { amountUsd: callCostUsd * 3, period: 'month' } },
+    });
+    expect([rolling.status, calendar.status]).toEqual([201, 201]);
+    // Two calls of three: both budgets cross 50 % in the same settlement.
+    for (let index = 0; index < 2; index += 1)
+      expect((await runOnce(member, agent.body.id)).status).toBe('completed');
+    const policyOf = (delivery: { body: string }) =>
+      (JSON.parse(delivery.body) as { data: { policyId: string } }).data.policyId;
+    await until(() =>
+      receiver.received.some((delivery) => policyOf(delivery) === calendar.body.id),
+    );
+    const alerts = await admin.get<{ data: { threshold: number; policyId: string }[] }>(
+      '/v1/budget-alerts',
+    );
+    const mine = alerts.body.data.filter((alert) =>
+      [rolling.body.id, calendar.body.id].includes(alert.policyId),
+    );
+    expect(mine).toEqual([expect.objectContaining({ policyId: calendar.body.id, threshold: 50 })]);
+    expect(receiver.received.filter((delivery) => policyOf(delivery) === rolling.body.id)).toEqual(
+      [],
+    );
+    const deliveries = await admin.get<{ data: unknown[] }>(
+      `/v1/webhooks/${hook.body.id}/deliveries`,
+    );
+    expect(deliveries.body.data).toHaveLength(1);
+  });
 });
