@@ -32,6 +32,7 @@ import { createMeteredGateway } from './runtime/metered-gateway.ts';
 import { createModelCallLimits } from './runtime/model-call-limits.ts';
 import { createModelRouteService } from './runtime/model-route-service.ts';
 import { createPolicyCache } from './runtime/policy-cache.ts';
+import { createRateLimitStoreHealth } from './runtime/rate-limit-store-health.ts';
 import { createRedisClient, storeErrorReporter } from './runtime/redis-client.ts';
 import { createRequestLimiter } from './runtime/request-limiter.ts';
 import { createToolService } from './runtime/tool-service.ts';
@@ -140,8 +141,11 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       routeCache.get(tenantId, () => loadTenantRoutes(storage.database, tenantId)),
   });
   const queueDepth = () => loadRunQueueDepth(storage.database);
-  const metrics = createMetrics({ sources: { breakers: gateway.breakerStates, queueDepth } });
   const redis = config.redisUrl === undefined ? undefined : createRedisClient(config.redisUrl);
+  const storeHealth = createRateLimitStoreHealth({ redis });
+  const metrics = createMetrics({
+    sources: { breakers: gateway.breakerStates, queueDepth, rateLimitStore: storeHealth.state },
+  });
   const reportStoreError = storeErrorReporter(logger);
   redis?.on('error', reportStoreError);
   const spans = createSpanStore(storage.database);
@@ -197,6 +201,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       policies: policyCache,
       redis,
       onStoreError: reportStoreError,
+      onFallback: storeHealth.fellBack,
     }),
   });
   const cores = new Map<string, CorePluginV1>([[toolLoopCore.id, toolLoopCore]]);
@@ -286,6 +291,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     perTenant: config.limits.requestsPerMinute.tenant,
     redis,
     onStoreError: reportStoreError,
+    onFallback: storeHealth.fellBack,
   });
   let draining = false;
   const responseCache = createResponseCacheStore(redis, reportStoreError);
@@ -337,13 +343,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       }),
       usage: createUsageService({ store: createUsageStore(storage.database) }),
       chat: {
-        gateway: createCachingGateway({
-          metered,
-          gateway,
-          store: responseCache,
-          budgets,
-          logger,
-        }),
+        gateway: createCachingGateway({ metered, gateway, store: responseCache, budgets, logger }),
         knows: (model, tenantId) => gateway.knowsFor(model, tenantId),
       },
     },

@@ -18,6 +18,24 @@ async function hit(url: string, secret: string, times: number): Promise<Response
   return responses;
 }
 
+async function scrape(url: string): Promise<string> {
+  const response = await fetch(`${url}/metrics`, {
+    headers: { authorization: `Bearer ${testOperatorKey}` },
+  });
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
+/** `brigade_rate_limit_store_fallbacks_total` of one limiter (0 when absent). */
+function fallbacks(metrics: string, limiter: string): number {
+  const line = metrics
+    .split('\n')
+    .find((candidate) =>
+      candidate.startsWith(`brigade_rate_limit_store_fallbacks_total{limiter="${limiter}"}`),
+    );
+  return Number(line?.split(' ').at(-1) ?? 0);
+}
+
 describe('request rate limits (per process)', () => {
   let server: TestServer;
   beforeAll(async () => {
@@ -45,6 +63,10 @@ describe('request rate limits (per process)', () => {
     expect(
       (await hit(server.url, testOperatorKey, 8)).every((response) => response.status === 200),
     ).toBe(true);
+    // Without Redis the limits are per process by configuration: not degraded, no fallback.
+    const metrics = await scrape(server.url);
+    expect(metrics).toMatch(/^brigade_rate_limit_store_degraded 0$/m);
+    expect(fallbacks(metrics, 'requests')).toBe(0);
   });
 });
 
@@ -127,6 +149,29 @@ describe('request rate limits when Redis is unreachable', () => {
     const statuses = (await hit(server.url, user.secret, 6)).map((response) => response.status);
     expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
   });
+
+  it('says so in /metrics: the store is degraded, and what was counted per process', async () => {
+    const operator = apiClient(server.url, testOperatorKey);
+    const tenantId = await seedTenant(operator, 'no-redis-metrics');
+    const owner = await seedUser(operator, { tenantId, role: 'owner' });
+    const member = await seedUser(operator, { tenantId, role: 'member' });
+    const policy = await apiClient(server.url, owner.secret).post('/v1/policies', {
+      level: 'user',
+      subjectId: member.userId,
+      limits: { tokensPerMinute: 100_000, concurrentModelCalls: 5 },
+    });
+    expect(policy.status).toBe(201);
+    const chat = await apiClient(server.url, member.secret).post('/v1/chat/completions', {
+      model: 'local',
+      messages: [{ role: 'user', content: 'hello' }],
+      max_tokens: 5,
+    });
+    expect(chat.status).toBe(200);
+    const metrics = await scrape(server.url);
+    expect(metrics).toMatch(/^brigade_rate_limit_store_degraded 1$/m);
+    for (const limiter of ['requests', 'tokens', 'model_calls'])
+      expect(fallbacks(metrics, limiter)).toBeGreaterThan(0);
+  });
 });
 
 describe.runIf(redisUrl !== undefined)('request rate limits shared through Redis', () => {
@@ -162,6 +207,7 @@ describe.runIf(redisUrl !== undefined)('request rate limits shared through Redis
     ];
     expect(responses.filter((response) => response.status === 200)).toHaveLength(5);
     expect(responses.at(-1)?.status).toBe(429);
+    expect(await scrape(first.url)).toMatch(/^brigade_rate_limit_store_degraded 0$/m);
   });
 });
 
@@ -290,5 +336,9 @@ describe.runIf(redisUrl !== undefined)('when Redis stops answering', () => {
     );
     expect(statuses).toEqual([200, 200]);
     expect(Date.now() - started).toBeLessThan(2_000);
+    // Connected, but not answering: the requests that fell back say it is degraded.
+    const metrics = await scrape(server.url);
+    expect(metrics).toMatch(/^brigade_rate_limit_store_degraded 1$/m);
+    expect(fallbacks(metrics, 'requests')).toBeGreaterThan(0);
   });
 });

@@ -1,4 +1,4 @@
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 
 /** One breaker's state and its deployment (no tenant), as the model router reports it. */
 export interface BreakerStateSample {
@@ -10,8 +10,21 @@ export interface BreakerStateSample {
   readonly state: 'closed' | 'open' | 'half-open' | 'isolated';
 }
 
+/** The rate limits that fall back to per-process counters while Redis fails. */
+export type FallbackLimiter = 'requests' | 'tokens' | 'model_calls';
+
+/** The shared rate-limit store (Redis) as this process sees it. */
+export interface RateLimitStoreState {
+  /** True while rate limits are counted per process because Redis is unreachable. */
+  readonly degraded: boolean;
+  /** Requests and model calls counted per process instead, by limiter, since the start. */
+  readonly fallbacks: Readonly<Record<FallbackLimiter, number>>;
+}
+
 /** Where the state gauges read their values at scrape time. */
 export interface StateSources {
+  /** The rate-limit store's state (src/runtime/rate-limit-store-health.ts). */
+  readonly rateLimitStore?: (() => RateLimitStoreState) | undefined;
   /** Every breaker of this process (the model router's). */
   readonly breakers?: (() => readonly BreakerStateSample[]) | undefined;
   /** Runs in the deployment's queue by state (one small count; cached, see below). */
@@ -62,6 +75,8 @@ export function registerStateGauges(options: {
           for (const { labels, count } of states) this.set(labels, count);
       },
     });
+  const storeSource = sources.rateLimitStore;
+  if (storeSource !== undefined) registerStoreGauges(registry, storeSource);
   const depthSource = sources.queueDepth;
   if (depthSource !== undefined) {
     let cached: { at: number; depth: Promise<Readonly<Record<string, number>> | undefined> } = {
@@ -92,4 +107,27 @@ export function registerStateGauges(options: {
       },
     });
   }
+}
+
+/** The rate-limit store's gauge and its fallback counter, both read from `source` at scrape time. */
+function registerStoreGauges(registry: Registry, source: () => RateLimitStoreState): void {
+  new Gauge({
+    name: 'brigade_rate_limit_store_degraded',
+    help: 'Whether this process counts rate limits (requests, tokens, model calls per minute or at once) on its own because Redis is unreachable (1) or in Redis (0; also 0 without Redis).',
+    registers: [registry],
+    collect() {
+      this.set(source().degraded ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'brigade_rate_limit_store_fallbacks_total',
+    help: 'Rate-limit counts this process made in its own counters because Redis failed (one per limit a request or model call was counted against), by limiter: requests, tokens, model_calls.',
+    labelNames: ['limiter'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [limiter, count] of Object.entries(source().fallbacks))
+        this.inc({ limiter }, count);
+    },
+  });
 }

@@ -6,6 +6,8 @@ import {
 } from 'rate-limiter-flexible';
 import { AppError } from '../domain/errors.ts';
 import { delay } from '../gateway/abortable-delay.ts';
+import type { FallbackLimiter } from '../observability/state-gauges.ts';
+import { createInsuranceLimiter } from './insurance-limiter.ts';
 import {
   type CallSlots,
   createMemorySlots,
@@ -62,32 +64,43 @@ export function createModelCallLimits(options: {
   readonly policies: PolicyCache;
   readonly redis: Redis | undefined;
   readonly onStoreError: (error: unknown) => void;
+  /** Told of each call counted per process because Redis failed (`tokens`, `model_calls`). */
+  readonly onFallback?: ((limiter: FallbackLimiter) => void) | undefined;
 }): ModelCallLimits {
   // One counter for every tokens-per-minute limit, whatever its size: rate-limiter-flexible
   // fixes the points per limiter, so each limit is compared here. A limiter per distinct
   // limit was kept for the process's life, and tenant admins choose the limits. Counters are
   // keyed by policy and subject (`slotKey`), so equal limits never share one.
   const tokenCounter: RateLimiterAbstract = (() => {
-    const keyPrefix = 'brigade:tpm';
-    const points = Number.MAX_SAFE_INTEGER;
-    const memory = new RateLimiterMemory({ points, duration: windowSeconds, keyPrefix });
+    const local = {
+      points: Number.MAX_SAFE_INTEGER,
+      duration: windowSeconds,
+      keyPrefix: 'brigade:tpm',
+    };
     return options.redis === undefined
-      ? memory
+      ? new RateLimiterMemory(local)
       : new RateLimiterRedis({
+          ...local,
           storeClient: options.redis,
-          points,
-          duration: windowSeconds,
-          keyPrefix,
           rejectIfRedisNotReady: true,
-          insuranceLimiter: memory,
+          insuranceLimiter: createInsuranceLimiter({
+            limiter: local,
+            onUse: () => options.onFallback?.('tokens'),
+          }),
         });
   })();
+  const localSlots = createMemorySlots();
   const slots: CallSlots =
     options.redis === undefined
-      ? createMemorySlots()
+      ? localSlots
       : createRedisSlots({
           redis: options.redis,
-          fallback: createMemorySlots(),
+          fallback: {
+            take(limits) {
+              options.onFallback?.('model_calls');
+              return localSlots.take(limits);
+            },
+          },
           onError: options.onStoreError,
         });
   const waiters = new Set<() => void>();

@@ -5,6 +5,8 @@ import {
   RateLimiterRedis,
   RateLimiterRes,
 } from 'rate-limiter-flexible';
+import type { FallbackLimiter } from '../observability/state-gauges.ts';
+import { createInsuranceLimiter } from './insurance-limiter.ts';
 import type { BindingLimit } from './policy-cache.ts';
 
 /** The outcome of counting one request against every limit that applies to it. */
@@ -39,6 +41,8 @@ export interface RequestLimiterOptions {
   /** Shared store; without it (or while it is unreachable) limits are per process. */
   readonly redis: Redis | undefined;
   readonly onStoreError: (error: unknown) => void;
+  /** Told of each request counted per process because Redis failed (`requests`). */
+  readonly onFallback?: ((limiter: FallbackLimiter) => void) | undefined;
 }
 
 const windowSeconds = 60;
@@ -50,19 +54,16 @@ const windowSeconds = 60;
  */
 export function createRequestLimiter(options: RequestLimiterOptions): RequestLimiter {
   function limiter(scope: string, points: number): RateLimiterAbstract {
-    const memory = new RateLimiterMemory({
-      points,
-      duration: windowSeconds,
-      keyPrefix: `brigade:rl:${scope}`,
-    });
-    if (options.redis === undefined) return memory;
+    const local = { points, duration: windowSeconds, keyPrefix: `brigade:rl:${scope}` };
+    if (options.redis === undefined) return new RateLimiterMemory(local);
     return new RateLimiterRedis({
+      ...local,
       storeClient: options.redis,
-      points,
-      duration: windowSeconds,
-      keyPrefix: `brigade:rl:${scope}`,
       rejectIfRedisNotReady: true,
-      insuranceLimiter: memory,
+      insuranceLimiter: createInsuranceLimiter({
+        limiter: local,
+        onUse: () => options.onFallback?.('requests'),
+      }),
     });
   }
   const limiters = {
