@@ -28,15 +28,16 @@ afterAll(async () => {
   await world?.stop();
 });
 
-/** A new member of the tenant with a daily user budget of `amountUsd`. */
+/** A new member of the tenant with a user budget of `amountUsd` (daily unless `period` says). */
 async function memberWithBudget(
   amountUsd: number,
+  period: { period: string; windowHours?: number } = { period: 'day' },
 ): Promise<{ client: ApiClient; userId: string; policyId: string }> {
   const seeded = await seedUser(world.operator, { tenantId: world.tenantId, role: 'member' });
   const policy = await world.admin.post<Created>('/v1/policies', {
     level: 'user',
     subjectId: seeded.userId,
-    limits: { budget: { amountUsd, period: 'day' } },
+    limits: { budget: { amountUsd, ...period } },
   });
   expect(policy.status).toBe(201);
   return {
@@ -116,6 +117,36 @@ describe('a budget refusal', () => {
       });
       expectDetails(refused.body.error, policyId);
     }
+  });
+});
+
+describe('a rolling budget', () => {
+  it('tells in getMyLimits when its oldest spending leaves the window, as a refusal does', async () => {
+    const { client, policyId } = await memberWithBudget(callCostUsd * 1.5, {
+      period: 'rolling',
+      windowHours: 2,
+    });
+    type Limits = { budgets: { policyId: string; periodStart: string | null; resetsAt: string }[] };
+    const before = await client.get<Limits>('/v1/me/limits');
+    // Nothing spent in the window: nothing to free.
+    expect(before.body.budgets).toEqual([
+      expect.objectContaining({ policyId, periodStart: null, resetsAt: null }),
+    ]);
+    expect((await world.run(client)).status).toBe('completed');
+    const refused = await client.post<{ error: Partial<Details> }>('/v1/chat/completions', {
+      model: 'mock:priced',
+      messages: [{ role: 'user', content: 'hello' }],
+    });
+    expect(refused.status).toBe(429);
+    const resetsAt = refused.body.error.resetsAt;
+    expect(new Date(resetsAt ?? 0).getTime()).toBeGreaterThan(Date.now() + 3_600_000);
+    expect(new Date(resetsAt ?? 0).getTime()).toBeLessThanOrEqual(Date.now() + 2 * 3_600_000);
+    const after = await client.get<Limits>('/v1/me/limits');
+    const budget = after.body.budgets.find((entry) => entry.policyId === policyId);
+    expect(budget?.periodStart).toBeNull();
+    expect(new Date(budget?.resetsAt ?? 0).toISOString()).toBe(
+      new Date(resetsAt ?? 1).toISOString(),
+    );
   });
 });
 

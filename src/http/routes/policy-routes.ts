@@ -100,8 +100,13 @@ const counterSchema = z
     used: z.number(),
     reserved: z.number().openapi({ description: 'Held by model calls in flight.' }),
     remaining: z.number(),
-    periodStart: z.iso.datetime().nullable(),
-    resetsAt: z.iso.datetime().nullable(),
+    periodStart: z.iso.datetime().nullable().openapi({
+      description: 'When the current period began (null for a rolling budget).',
+    }),
+    resetsAt: z.iso.datetime().nullable().openapi({
+      description:
+        'When the current period ends. For a rolling budget: when its oldest spending in the window leaves it (the start of the hour it was counted in plus `windowHours`), freeing that much; null while nothing is spent or held in the window.',
+    }),
   })
   .openapi('LimitCounter');
 

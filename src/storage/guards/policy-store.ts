@@ -309,7 +309,12 @@ export function createPolicyStore(database: Database, capacity?: TenantCapacity)
           select k.id, k.level, k.subject_id, k.counter_kind, k.period, k.limit_value::text,
                  coalesce(sum(c.used), 0)::text as used, coalesce(sum(c.reserved), 0)::text as reserved,
                  case when k.period = 'rolling' then null else per.period_start end as period_start,
-                 case when k.period = 'rolling' then null else per.resets_at end as resets_at
+                 -- A rolling window frees room when its oldest spending in it leaves it (the
+                 -- hour it was counted in, plus the window), as a refusal's resetsAt says.
+                 case when k.period = 'rolling'
+                      then min(c.period_start) filter (where c.used + c.reserved > 0)
+                           + make_interval(hours => k.window_hours)
+                      else per.resets_at end as resets_at
             from kinds k
            cross join lateral brigade.limit_period(
              k.period, (select time_zone from brigade.tenants where id = brigade.current_tenant_id()),
@@ -320,7 +325,7 @@ export function createPolicyStore(database: Database, capacity?: TenantCapacity)
                        then c.period_start > now() - make_interval(hours => k.window_hours)
                        else c.period_start = per.period_start end)
            group by k.id, k.level, k.subject_id, k.counter_kind, k.period, k.limit_value,
-                    per.period_start, per.resets_at
+                    k.window_hours, per.period_start, per.resets_at
            order by k.id, k.counter_kind`.execute(db);
         const budgets: CounterState[] = [];
         const quotas: CounterState[] = [];
