@@ -29,33 +29,59 @@ const config = (mockUrl: string) => ({
   runs: { pollIntervalMs: 50 },
 });
 
-/** Posts a completion whose provider call takes `latencyMs`; resolves with the status. */
-async function complete(url: string, secret: string, latencyMs: number) {
+/**
+ * Posts a completion whose provider call takes `latencyMs` (with `max_tokens` when given);
+ * resolves with the status, the headers and the error object of a refusal.
+ */
+async function complete(
+  url: string,
+  secret: string,
+  call: number | { latencyMs: number; maxTokens: number },
+) {
+  const { latencyMs, maxTokens } = typeof call === 'number' ? { latencyMs: call } : call;
   const response = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
     body: JSON.stringify({
       model: 'mock:mock-model',
       messages: [{ role: 'user', content: `wait ${latencyMs}` }],
+      ...(maxTokens === undefined ? {} : { max_tokens: maxTokens }),
     }),
   });
-  await response.arrayBuffer();
-  return { status: response.status, retryAfter: response.headers.get('retry-after') };
+  const body = (await response.json()) as { error?: Record<string, unknown> };
+  return {
+    status: response.status,
+    retryAfter: response.headers.get('retry-after'),
+    headers: response.headers,
+    error: body.error,
+  };
 }
 
-/** A member of a new tenant whose user policy allows `calls` model calls at once. */
-async function limitedMember(url: string, slug: string, calls: number) {
+/** A member of a new tenant whose user policy allows `calls` model calls at once (or `limits`). */
+async function limitedMember(url: string, slug: string, calls: number | object) {
   const operator = apiClient(url, testOperatorKey);
   const tenantId = await seedTenant(operator, slug);
   const admin = apiClient(url, (await seedUser(operator, { tenantId, role: 'admin' })).secret);
   const member = await seedUser(operator, { tenantId, role: 'member' });
-  const policy = await admin.post('/v1/policies', {
+  const policy = await admin.post<Created>('/v1/policies', {
     level: 'user',
     subjectId: member.userId,
-    limits: { concurrentModelCalls: calls },
+    limits: typeof calls === 'number' ? { concurrentModelCalls: calls } : calls,
   });
   expect(policy.status).toBe(201);
-  return { admin, member };
+  return { admin, member, policyId: policy.body.id };
+}
+
+/**
+ * A refusal by a model-call limit names its policy, and carries no RateLimit headers: those
+ * describe the request limit, which had room (they said `remaining=598` next to the 429).
+ */
+function expectRefusalBy(refused: Awaited<ReturnType<typeof complete>>, policyId: string) {
+  expect(refused.status).toBe(429);
+  expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
+  expect(refused.error).toMatchObject({ code: 'rate_limit_exceeded', policyId, level: 'user' });
+  expect(refused.headers.get('ratelimit')).toBeNull();
+  expect(refused.headers.get('ratelimit-policy')).toBeNull();
 }
 
 beforeAll(async () => {
@@ -84,14 +110,27 @@ describe('concurrentModelCalls in one process', () => {
   });
 
   it('refuses an API call beyond the limit with 429 and Retry-After, and frees the slot after', async () => {
-    const { member } = await limitedMember(server.url, 'slots-api', 1);
+    const { member, policyId } = await limitedMember(server.url, 'slots-api', 1);
     const slow = complete(server.url, member.secret, 600);
     await new Promise((resolve) => setTimeout(resolve, 150));
-    const refused = await complete(server.url, member.secret, 0);
-    expect(refused.status).toBe(429);
-    expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
+    expectRefusalBy(await complete(server.url, member.secret, 0), policyId);
     expect((await slow).status).toBe(200);
-    expect((await complete(server.url, member.secret, 0)).status).toBe(200);
+    const served = await complete(server.url, member.secret, 0);
+    expect(served.status).toBe(200);
+    expect(served.headers.get('ratelimit')).toMatch(/^limit=\d+, remaining=\d+, reset=\d+$/);
+  });
+
+  it('names the tokens-per-minute policy that refuses an API call', async () => {
+    const { member, policyId } = await limitedMember(server.url, 'tpm-api', {
+      tokensPerMinute: 100,
+    });
+    const slow = complete(server.url, member.secret, { latencyMs: 600, maxTokens: 60 });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expectRefusalBy(
+      await complete(server.url, member.secret, { latencyMs: 0, maxTokens: 60 }),
+      policyId,
+    );
+    expect((await slow).status).toBe(200);
   });
 
   it('makes runs wait for a slot: never two of the user’s calls at the provider at once', async () => {
@@ -150,10 +189,10 @@ describe.runIf(redisUrl !== undefined)('concurrentModelCalls across processes (R
   });
 
   it('refuses a call on one process while the other holds the only slot', async () => {
-    const { member } = await limitedMember(first.url, 'slots-shared', 1);
+    const { member, policyId } = await limitedMember(first.url, 'slots-shared', 1);
     const slow = complete(first.url, member.secret, 800);
     await new Promise((resolve) => setTimeout(resolve, 200));
-    expect((await complete(secondUrl, member.secret, 0)).status).toBe(429);
+    expectRefusalBy(await complete(secondUrl, member.secret, 0), policyId);
     expect((await slow).status).toBe(200);
     expect((await complete(secondUrl, member.secret, 0)).status).toBe(200);
   });
@@ -168,15 +207,15 @@ describe.runIf(redisUrl !== undefined)('concurrentModelCalls across processes (R
     const alive = createRedisSlots({ redis, fallback: createMemorySlots(), onError, leaseMs: 400 });
     try {
       const held = await dead.take([{ key, limit: 1 }]);
-      expect(held).toBeDefined();
+      expect(held).toHaveProperty('release');
       // Renewed while its holder lives: still taken after more than one lease.
       await new Promise((resolve) => setTimeout(resolve, 700));
-      expect(await alive.take([{ key, limit: 1 }])).toBeUndefined();
+      expect(await alive.take([{ key, limit: 1 }])).toEqual({ full: { key, limit: 1 } });
       dead.close(); // the process dies: no release, no renewal
       await new Promise((resolve) => setTimeout(resolve, 600));
       const taken = await alive.take([{ key, limit: 1 }]);
-      expect(taken).toBeDefined();
-      taken?.release();
+      if (!('release' in taken)) throw new Error('no slot after the lease ended');
+      taken.release();
     } finally {
       alive.close();
       redis.disconnect();
@@ -203,9 +242,9 @@ describe.runIf(redisUrl !== undefined)('concurrentModelCalls across processes (R
     try {
       const held = await slots.take([{ key, limit: 1 }]);
       // Counted in this process instead, as when Redis fails.
-      expect(held).toBeDefined();
+      if (!('release' in held)) throw new Error('no slot counted in this process');
       expect(errors).toHaveLength(1);
-      held?.release();
+      held.release();
       await redis.ping();
       // Nothing is left held in Redis: another process can take the only slot at once.
       expect(await redis.zcard(`brigade:slots:${key}`)).toBe(0);
@@ -227,18 +266,17 @@ describe.runIf(redisUrl !== undefined)('concurrentModelCalls across processes (R
     const [user, tenant] = [`test:u:${Date.now()}`, `test:t:${Date.now()}`];
     try {
       const first = await slots.take([{ key: tenant, limit: 1 }]);
-      expect(first).toBeDefined();
-      // The user has room, the tenant has none: nothing is taken for the user either.
+      // The user has room, the tenant has none (named): nothing is taken for the user either.
       expect(
         await slots.take([
           { key: user, limit: 1 },
           { key: tenant, limit: 1 },
         ]),
-      ).toBeUndefined();
+      ).toEqual({ full: { key: tenant, limit: 1 } });
       const alone = await slots.take([{ key: user, limit: 1 }]);
-      expect(alone).toBeDefined();
-      first?.release();
-      alone?.release();
+      if (!('release' in first && 'release' in alone)) throw new Error('no slot taken');
+      first.release();
+      alone.release();
     } finally {
       slots.close();
       redis.disconnect();

@@ -193,7 +193,7 @@ export const runSchema = z
     errorMessage: z.string().nullable(),
     errorDetails: z.record(z.string(), z.unknown()).nullable().openapi({
       description:
-        'Structured details of a refusal that failed the run, else null. `budget_exceeded`: `policyId`, `level`, `period`, `limitUsd`, `remainingUsd` (what was left), `requiredUsd` (the refused call’s priced worst case) and `resetsAt` (when the period resets; for a rolling budget, when its oldest spending leaves the window). `quota_exceeded`: `policyId`, `level`, `limit`, `used`, `resetsAt`.',
+        'Structured details of a refusal that failed the run, else null. `budget_exceeded`: `policyId`, `level`, `period`, `limitUsd`, `remainingUsd` (what was left), `requiredUsd` (the refused call’s priced worst case) and `resetsAt` (when the period resets; for a rolling budget, when its oldest spending leaves the window). `quota_exceeded`: `policyId`, `level`, `limit`, `used`, `resetsAt`. `rate_limited` (a tokens-per-minute or concurrent-model-call policy until the deadline): `policyId`, `level`, `limit`.',
     }),
     incomplete: z.object({ reason: z.string() }).nullable().openapi({
       description:

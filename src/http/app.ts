@@ -286,6 +286,9 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
         return response;
       }
       await next();
+      // A 429 from elsewhere (tokens per minute, concurrent model calls, a quota) is not this
+      // limit's: its headers, with room left, would contradict the refusal.
+      if (context.res.status === 429) return;
       try {
         for (const [name, value] of Object.entries(headers)) context.res.headers.set(name, value);
       } catch {

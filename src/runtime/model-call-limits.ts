@@ -109,15 +109,16 @@ export function createModelCallLimits(options: {
   /**
    * Takes `reserve` tokens from every limit's window (each capped at its limit, so a call
    * larger than a whole window still goes once the window is empty): all or none. Returns 0
-   * when taken, else the milliseconds until the tightest window has room. A store that fails
-   * lets the call through (`onStoreError` hears of it).
+   * when taken, else the milliseconds until the tightest window has room and, in `refusedBy`,
+   * that window's limit. A store that fails lets the call through (`onStoreError` hears of it).
    */
   async function takeTokens(
     limits: readonly BindingLimit[],
     reserve: number,
-  ): Promise<{ waitMs: number; taken: Map<BindingLimit, number> }> {
+  ): Promise<{ waitMs: number; taken: Map<BindingLimit, number>; refusedBy?: BindingLimit }> {
     const taken = new Map<BindingLimit, number>();
     let waitMs = 0;
+    let refusedBy: BindingLimit | undefined;
     for (const limit of limits) {
       const points = Math.max(1, Math.min(reserve, limit.limit));
       let window: { consumedPoints: number; msBeforeNext: number };
@@ -131,12 +132,14 @@ export function createModelCallLimits(options: {
       else {
         // Past the limit, the points were counted all the same: give them back.
         adjust(limit, -points);
+        if (window.msBeforeNext >= waitMs) refusedBy = limit;
         waitMs = Math.max(waitMs, window.msBeforeNext, 1);
       }
     }
     if (waitMs > 0) {
       for (const [limit, points] of taken) adjust(limit, -points);
       taken.clear();
+      return { waitMs, taken, ...(refusedBy === undefined ? {} : { refusedBy }) };
     }
     return { waitMs, taken };
   }
@@ -180,18 +183,25 @@ export function createModelCallLimits(options: {
       if (tokens.length === 0 && concurrency.length === 0) return { release: () => undefined };
       const slotLimits = concurrency.map((limit) => ({ key: slotKey(limit), limit: limit.limit }));
       let held: HeldSlots | undefined;
+      // The limit that kept the call from starting last: named when the call is refused.
+      let refusedBy: BindingLimit | undefined;
       const reserve = tokens.length === 0 ? 0 : Math.ceil(expectedTokens?.() ?? 1);
       let reservedAt = Date.now();
       let reserved = new Map<BindingLimit, number>();
       for (;;) {
         const took = tokens.length === 0 ? undefined : await takeTokens(tokens, reserve);
         const tokenMs = took?.waitMs ?? 0;
+        refusedBy = took?.refusedBy;
         if (tokenMs === 0) {
           reserved = took?.taken ?? reserved;
           reservedAt = Date.now();
           if (slotLimits.length === 0) break;
-          held = await slots.take(slotLimits);
-          if (held !== undefined) break;
+          const slot = await slots.take(slotLimits);
+          if (!('full' in slot)) {
+            held = slot;
+            break;
+          }
+          refusedBy = concurrency.find((limit) => slotKey(limit) === slot.full.key);
           // No slot: the tokens go back while this call waits.
           for (const [limit, points] of reserved) adjust(limit, -points);
           reserved = new Map();
@@ -204,7 +214,19 @@ export function createModelCallLimits(options: {
             tokenMs > 0
               ? 'The tokens-per-minute limit is reached.'
               : 'The concurrent model call limit is reached.',
-            { details: { retryAfterSeconds: Math.max(1, Math.ceil(retryMs / 1000)) } },
+            {
+              details: {
+                retryAfterSeconds: Math.max(1, Math.ceil(retryMs / 1000)),
+                ...(refusedBy === undefined
+                  ? {}
+                  : {
+                      limitScope: 'policy',
+                      policyId: refusedBy.policyId,
+                      level: refusedBy.level,
+                      limit: refusedBy.limit,
+                    }),
+              },
+            },
           );
         }
         if (beforeWait !== undefined) {

@@ -12,10 +12,15 @@ export interface HeldSlots {
   release(): void;
 }
 
+/** A call that got no slot: `full` is a limit without room (nothing was taken). */
+export interface SlotsFull {
+  readonly full: SlotLimit;
+}
+
 /** Concurrent-call counters: a call takes a slot under every limit at once, or none. */
 export interface CallSlots {
-  /** The call's slots when every limit has room, else undefined (nothing taken). */
-  take(limits: readonly SlotLimit[]): Promise<HeldSlots | undefined>;
+  /** The call's slots when every limit has room, else a limit that has none. */
+  take(limits: readonly SlotLimit[]): Promise<HeldSlots | SlotsFull>;
 }
 
 /** Counts in this process only. */
@@ -23,7 +28,8 @@ export function createMemorySlots(): CallSlots {
   const inFlight = new Map<string, number>();
   return {
     async take(limits) {
-      if (limits.some((limit) => (inFlight.get(limit.key) ?? 0) >= limit.limit)) return undefined;
+      const full = limits.find((limit) => (inFlight.get(limit.key) ?? 0) >= limit.limit);
+      if (full !== undefined) return { full };
       for (const limit of limits) inFlight.set(limit.key, (inFlight.get(limit.key) ?? 0) + 1);
       let released = false;
       return {
@@ -44,7 +50,8 @@ export function createMemorySlots(): CallSlots {
 /**
  * Takes a slot under every limit or none, atomically: each key is a sorted set of holders
  * scored by when their lease ends (Redis' own clock), expired holders are dropped first.
- * KEYS: the counters; ARGV: lease ms, holder, then each key's limit.
+ * KEYS: the counters; ARGV: lease ms, holder, then each key's limit. Returns 1 when taken,
+ * else minus the (1-based) index of the first key without room.
  */
 const takeScript = `
 local time = redis.call('TIME')
@@ -52,7 +59,7 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local lease = tonumber(ARGV[1])
 for index, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  if redis.call('ZCARD', key) >= tonumber(ARGV[2 + index]) then return 0 end
+  if redis.call('ZCARD', key) >= tonumber(ARGV[2 + index]) then return -index end
 end
 for _, key in ipairs(KEYS) do
   redis.call('ZADD', key, now + lease, ARGV[2])
@@ -140,7 +147,10 @@ export function createRedisSlots(options: RedisSlotsOptions): CallSlots & { clos
         for (const key of keys) options.redis.zrem(key, holder).catch(() => undefined);
         return options.fallback.take(limits);
       }
-      if (Number(taken) !== 1) return undefined;
+      if (Number(taken) !== 1) {
+        const full = limits[-Number(taken) - 1] ?? limits[0];
+        if (full !== undefined) return { full };
+      }
       track(holder, keys);
       let released = false;
       return {

@@ -16,12 +16,14 @@ const refusalDetailKeys: Partial<Record<ErrorCode, readonly string[]>> = {
     'resetsAt',
   ],
   quota_exceeded: ['policyId', 'level', 'limit', 'used', 'resetsAt'],
+  // A tokens-per-minute or concurrent-model-call policy that refused a model call.
+  rate_limited: ['policyId', 'level', 'limit'],
 };
 
 /**
  * The structured details of a refusal (`budget_exceeded`: what is left, what the call needed,
- * when the period resets; `quota_exceeded`: the quota, its use, when it resets), or undefined
- * for an error of another code.
+ * when the period resets; `quota_exceeded`: the quota, its use, when it resets; `rate_limited`:
+ * the policy and its limit), or undefined for an error of another code.
  */
 export function refusalDetails(error: AppError): Record<string, unknown> | undefined {
   const keys = refusalDetailKeys[error.code];

@@ -18,7 +18,7 @@ export const openAiErrors = {
     'With `agent:<name>`: the run failed on the agent’s own definition (an unknown tool or MCP command, a memory key or value it may not store).',
   ),
   429: openAiError(
-    'Rate limited (`rate_limit_exceeded`, with Retry-After) or budget spent (`insufficient_quota`, with `x-should-retry: false`).',
+    'Rate limited (`rate_limit_exceeded`, with Retry-After; a tokens-per-minute or concurrent-model-call policy is named by `policyId`, `level` and `limit`, and such a refusal carries no RateLimit headers, which describe the request limit) or budget spent (`insufficient_quota`, with `x-should-retry: false`).',
   ),
   500: openAiError('Internal error.'),
   502: openAiError('The model provider rejected the request.'),
