@@ -358,9 +358,9 @@ describe('budget alerts', () => {
     await until(() =>
       receiver.received.some((delivery) => policyOf(delivery) === calendar.body.id),
     );
-    const alerts = await admin.get<{ data: { threshold: number; policyId: string }[] }>(
-      '/v1/budget-alerts',
-    );
+    const alerts = await admin.get<{
+      data: { threshold: number; policyId: string; periodStart: string }[];
+    }>('/v1/budget-alerts');
     const mine = alerts.body.data.filter((alert) =>
       [rolling.body.id, calendar.body.id].includes(alert.policyId),
     );
@@ -372,5 +372,12 @@ describe('budget alerts', () => {
       `/v1/webhooks/${hook.body.id}/deliveries`,
     );
     expect(deliveries.body.data).toHaveLength(1);
+    // The payload's period start is written as the API writes it (ISO 8601, in UTC, with Z).
+    const sent = receiver.received
+      .map((delivery) => JSON.parse(delivery.body) as { data: { policyId: string } })
+      .find((event) => event.data.policyId === calendar.body.id);
+    const listed = alerts.body.data.find((alert) => alert.policyId === calendar.body.id);
+    expect(listed?.periodStart).toMatch(/\.000Z$/);
+    expect(sent?.data).toMatchObject({ periodStart: listed?.periodStart });
   });
 });

@@ -289,7 +289,8 @@ export function createWebhookStore(
                                       'subjectId', d.subject_id, 'threshold', d.threshold,
                                       'usedUsd', d.used::numeric / 1e9,
                                       'limitUsd', d.limit_value::numeric / 1e9,
-                                      'periodStart', d.period_start)
+                                      'periodStart', to_char(d.period_start at time zone 'UTC',
+                                                             'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
               from due d join brigade.webhook_endpoints e
                 on e.tenant_id = d.tenant_id and e.enabled and 'budget.threshold' = any(e.events)
             returning 1),
