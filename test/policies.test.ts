@@ -71,6 +71,9 @@ describe('policies', () => {
     );
     expect(updated.status).toBe(200);
     expect(updated.body).toMatchObject({ version: 2, limits: { runsPerDay: 9 } });
+    // An empty patch changes nothing, so it is refused (as for agents, tenants and users).
+    expect((await admin.request('PATCH', `/v1/policies/${id}`, {})).status).toBe(422);
+    expect((await admin.get<{ version: number }>(`/v1/policies/${id}`)).body.version).toBe(2);
     expect((await member.get('/v1/policies')).status).toBe(403);
     expect(
       (await member.post('/v1/policies', { level: 'tenant', limits: { runsPerDay: 1 } })).status,

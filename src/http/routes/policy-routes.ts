@@ -85,6 +85,7 @@ const updatePolicySchema = z
     name: z.string().min(1).max(200).nullable().optional(),
     limits: limitsSchema.optional().openapi({ description: 'Replaces every limit of the policy.' }),
   })
+  .refine((value) => Object.keys(value).length > 0, 'at least one field is required')
   .openapi('UpdatePolicy');
 
 const params = z.object({ policyId: idParam('policyId') });
