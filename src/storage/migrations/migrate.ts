@@ -50,7 +50,7 @@ import { runErrorDetailsMigration } from './0052-run-error-details.ts';
 import { usageCallsAndAttemptsMigration } from './0058-usage-calls-and-attempts.ts';
 import { limitCounterLockOrderMigration } from './0059-limit-counter-lock-order.ts';
 import { policyPerManagerMigration } from './0060-policy-per-manager.ts';
-import { noRollingBudgetAlertsMigration } from './0063-no-rolling-budget-alerts.ts';
+import { noRollingBudgetAlertsMigration } from './0061-no-rolling-budget-alerts.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -112,7 +112,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0058-usage-calls-and-attempts': fromSql(usageCallsAndAttemptsMigration),
     '0059-limit-counter-lock-order': fromSql(limitCounterLockOrderMigration),
     '0060-policy-per-manager': fromSql(policyPerManagerMigration),
-    '0063-no-rolling-budget-alerts': fromSql(noRollingBudgetAlertsMigration),
+    '0061-no-rolling-budget-alerts': fromSql(noRollingBudgetAlertsMigration),
   };
 }
 
