@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { modelRouteSchema } from '../gateway/route-schema.ts';
+import { corsOriginSchema } from './cors-origin.ts';
 import { limitsSchema } from './limits-schema.ts';
 
 /** Log levels accepted by `log.level` (pino's names). */
@@ -8,7 +9,7 @@ export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 's
 const corsSchema = z
   .strictObject({
     /** Origins allowed to call the API from a browser; empty disables CORS headers. */
-    origins: z.array(z.string().min(1)).default([]),
+    origins: z.array(corsOriginSchema).default([]),
     /** Whether browsers may send credentials (cookies, Authorization) cross-origin. */
     credentials: z.boolean().default(false),
     /** How long browsers may cache a preflight answer, in seconds. */
