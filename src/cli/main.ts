@@ -53,7 +53,8 @@ Commands:
   T is a tenant id or slug, U a user id or e-mail.
 
 Options:
-  --config PATH                 configuration file (default ./brigade.config.json)
+  --config PATH                 configuration file, JSON or YAML (.yaml, .yml) (default
+                                ./brigade.config.json, .yaml or .yml)
   --json                        machine-readable output
   -h, --help, help              this help
   --version                     the version

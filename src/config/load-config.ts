@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { z } from 'zod';
 import { routeProblems } from '../gateway/route-schema.ts';
+import { locateConfigFile, parseConfigText } from './config-file.ts';
 import { type ConfigFile, configFileSchema } from './config-schema.ts';
 import { environmentSchema } from './environment-schema.ts';
 
@@ -138,15 +139,14 @@ function readConfigFile(path: string, required: boolean): unknown {
       { path, message: `cannot read config file (${(error as Error).message})` },
     ]);
   }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (error) {
-    throw new ConfigError([{ path, message: `not valid JSON: ${(error as Error).message}` }]);
-  }
+  const parsed = parseConfigText(path, text);
+  if ('problem' in parsed) throw new ConfigError([{ path, message: parsed.problem }]);
+  return parsed.value;
 }
 
 /**
- * Loads `brigade.config.json` (or the file named by `--config` / `BRIGADE_CONFIG`) and the
+ * Loads `brigade.config.json` (or `.yaml`, `.yml`; or the file named by `--config` /
+ * `BRIGADE_CONFIG`, YAML when its name ends so) and the
  * environment, validates both, and returns a frozen {@link Config}. Every invalid key is
  * reported at once in one {@link ConfigError}.
  */
@@ -154,7 +154,18 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
   const explicit = options.configPath ?? env['BRIGADE_CONFIG'];
-  const path = resolve(cwd, explicit ?? 'brigade.config.json');
+  const located =
+    explicit === undefined
+      ? locateConfigFile(cwd)
+      : { path: resolve(cwd, explicit), others: [] as string[] };
+  const { path } = located;
+  if (options.file === undefined && located.others.length > 0)
+    throw new ConfigError([
+      {
+        path,
+        message: `more than one config file: ${[path, ...located.others].join(', ')}; keep one, or name it with --config`,
+      },
+    ]);
   const raw = options.file ?? readConfigFile(path, explicit !== undefined);
   const fileResult = configFileSchema.safeParse(raw);
   const envResult = environmentSchema.safeParse(env);
