@@ -9,6 +9,7 @@ import { createUsageService } from './domain/guards/usage-service.ts';
 import { hashSecret } from './domain/identity/api-key-secret.ts';
 import { createIdentityService } from './domain/identity/identity-service.ts';
 import { createModelGateway } from './gateway/model-gateway.ts';
+import { createModelNames } from './gateway/model-names.ts';
 import type { ModelRouteDefinition } from './gateway/model-routes.ts';
 import { createPriceTable } from './gateway/pricing.ts';
 import { createResponseCacheStore } from './gateway/response-cache-store.ts';
@@ -28,7 +29,7 @@ import { toolLoopCore } from './runtime/cores/tool-loop-core.ts';
 import { createCredentialService } from './runtime/credential-service.ts';
 import { createMaintenanceSweeper } from './runtime/maintenance-sweeper.ts';
 import { createMcpServerService } from './runtime/mcp-server-service.ts';
-import { createMeteredGateway } from './runtime/metered-gateway.ts';
+import { createMeteredGateway, modelCallSample } from './runtime/metered-gateway.ts';
 import { createModelCallLimits } from './runtime/model-call-limits.ts';
 import { createModelRouteService } from './runtime/model-route-service.ts';
 import { createPolicyCache } from './runtime/policy-cache.ts';
@@ -141,6 +142,9 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
       routeCache.get(tenantId, () => loadTenantRoutes(storage.database, tenantId)),
   });
   const queueDepth = () => loadRunQueueDepth(storage.database);
+  const modelNames = createModelNames(config);
+  const sources = { breakers: gateway.breakerStates, queueDepth };
+  const metrics = createMetrics({ sources, labels: modelNames });
   const redis = config.redisUrl === undefined ? undefined : createRedisClient(config.redisUrl);
   const storeHealth = createRateLimitStoreHealth({ redis });
   const metrics = createMetrics({
@@ -187,16 +191,8 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     onBudgetAlert: () => webhookWorker.wake(),
     tracing,
     captureContent: createContentCapturePolicy(storage.database),
-    onUsage: (entry) =>
-      metrics.recordModelCall({
-        provider: entry.provider,
-        model: entry.model,
-        status: entry.status,
-        inputTokens: entry.inputTokens,
-        outputTokens: entry.outputTokens,
-        costUsd: entry.cost / 1_000_000_000,
-        latencyMs: entry.latencyMs,
-      }),
+    modelNames,
+    onUsage: (entry) => metrics.recordModelCall(modelCallSample(entry)),
     limits: createModelCallLimits({
       policies: policyCache,
       redis,

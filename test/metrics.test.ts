@@ -14,7 +14,10 @@ let server: TestServer;
 let operator: ApiClient;
 
 beforeAll(async () => {
-  server = await startTestServer({}, { env: { BRIGADE_METRICS_TOKEN: metricsToken } });
+  server = await startTestServer(
+    { providers: { openai: { type: 'openai' } } },
+    { env: { BRIGADE_METRICS_TOKEN: metricsToken } },
+  );
   operator = apiClient(server.url, testOperatorKey);
 });
 
@@ -90,7 +93,7 @@ describe('/metrics', () => {
   it('labels model calls by provider and model only', () => {
     server.brigade.metrics.recordModelCall({
       provider: 'openai',
-      model: 'gpt-4o-mini',
+      model: 'openai:gpt-4o-mini',
       status: 'ok',
       inputTokens: 10,
       outputTokens: 5,
@@ -99,10 +102,10 @@ describe('/metrics', () => {
     });
     return server.brigade.metrics.render().then((text) => {
       expect(text).toContain(
-        'brigade_model_calls_total{provider="openai",model="gpt-4o-mini",status="ok"} 1',
+        'brigade_model_calls_total{provider="openai",model="openai:gpt-4o-mini",status="ok"} 1',
       );
       expect(text).toContain(
-        'brigade_model_tokens_total{provider="openai",model="gpt-4o-mini",direction="input"} 10',
+        'brigade_model_tokens_total{provider="openai",model="openai:gpt-4o-mini",direction="input"} 10',
       );
     });
   });

@@ -23,9 +23,20 @@ export interface HttpSample {
 }
 
 /**
+ * How model and provider names become labels: only names the operator configured are kept
+ * (gateway/model-names.ts); callers choose model names, so anything else is `<provider>:other`
+ * or `other`.
+ */
+export interface ModelLabels {
+  modelLabel(model: string): string;
+  providerLabel(provider: string): string;
+}
+
+/**
  * Brigade's Prometheus metrics, on a registry of their own (no global state). Labels have
  * bounded cardinality: methods, route templates, status classes, outcomes, limiter scopes,
- * providers and model names — never a tenant, user, key or run id.
+ * and the providers and model names of the configuration — never a tenant, user, key or run
+ * id, nor any other string a caller chose.
  */
 export interface Metrics {
   readonly contentType: string;
@@ -51,8 +62,8 @@ function bounded(value: string): string {
 }
 
 /**
- * Caps how many distinct values one label takes (model names come from configuration and
- * requests); values past the cap are reported as `other`.
+ * Caps how many distinct values one label takes (statuses and limiter scopes, which the code
+ * chooses); values past the cap are reported as `other`.
  */
 function capped(max: number): (value: string) => string {
   const seen = new Set<string>();
@@ -67,14 +78,23 @@ function capped(max: number): (value: string) => string {
 
 /**
  * Creates the metrics; `defaultMetrics` adds prom-client's process metrics (CPU, memory, GC,
- * event loop); `sources` feed the gauges read at scrape time (breakers, queue depth).
+ * event loop); `sources` feed the gauges read at scrape time (breakers, queue depth); `labels`
+ * decides which model and provider names are labels (none without it: all are `other`).
  */
 export function createMetrics(
-  options: { readonly defaultMetrics?: boolean; readonly sources?: StateSources } = {},
+  options: {
+    readonly defaultMetrics?: boolean;
+    readonly sources?: StateSources;
+    readonly labels?: ModelLabels;
+  } = {},
 ): Metrics {
   const registry = new Registry();
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
-  registerStateGauges({ registry, sources: options.sources ?? {}, label: capped(200) });
+  const labels = options.labels ?? { modelLabel: () => 'other', providerLabel: () => 'other' };
+  // Configured names only, so bounded by the configuration (no first-come cap to exhaust).
+  const modelLabel = (model: string) => bounded(labels.modelLabel(model));
+  const providerLabel = (provider: string) => bounded(labels.providerLabel(provider));
+  registerStateGauges({ registry, sources: options.sources ?? {}, label: modelLabel });
   const httpRequests = new Counter({
     name: 'brigade_http_requests_total',
     help: 'HTTP requests by method, route template and status class.',
@@ -131,8 +151,6 @@ export function createMetrics(
     labelNames: ['scope'] as const,
     registers: [registry],
   });
-  const providerLabel = capped(50);
-  const modelLabel = capped(200);
   const scopeLabel = capped(20);
   const statusLabel = capped(20);
   return {

@@ -39,7 +39,8 @@ const queueDepthTimeoutMs = 2_000;
 
 /**
  * Registers the gauges computed at scrape time: breakers by deployment and state, and the run
- * queue's depth by state. `label` keeps free-form values bounded (route and model names).
+ * queue's depth by state. `label` turns route and model names into labels (configured names
+ * only: see gateway/model-names.ts).
  */
 export function registerStateGauges(options: {
   readonly registry: Registry;

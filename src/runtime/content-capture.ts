@@ -19,6 +19,16 @@ export function redactContent(text: string, maxChars = 16_384): string {
   return result.length > maxChars ? `${result.slice(0, maxChars)}…[truncated]` : result;
 }
 
+const uuidPattern = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+
+/**
+ * A name a caller chose (a model name) as it may appear in a span's name or attributes:
+ * redacted like captured content, with ids (UUIDs) replaced too, and at most 200 characters.
+ */
+export function redactName(name: string): string {
+  return redactContent(name.replace(uuidPattern, '[id]'), 200);
+}
+
 /** The text of messages as the GenAI conventions put them on a span (`gen_ai.input.messages`). */
 export function messagesForSpan(messages: readonly MessageV1[]): string {
   return redactContent(

@@ -11,6 +11,7 @@ import { isRouteName } from '../gateway/model-routes.ts';
 import { type InputMeasure, measureInput, type PriceTable } from '../gateway/pricing.ts';
 import { type RouteAttempt, RouteFailedError } from '../gateway/route-failures.ts';
 import { countAnswerTokens, createPromptTokens, tokenizerOf } from '../gateway/token-count.ts';
+import type { ModelCallSample } from '../observability/metrics.ts';
 import { activeSpan, SpanKind, type Tracing } from '../observability/tracing.ts';
 import type { ModelResultV1 } from '../plugin-api/index.ts';
 import type { SettleCall } from '../storage/guards/budget-calls.ts';
@@ -20,7 +21,7 @@ import type {
   Spender,
   UsageEntry,
 } from '../storage/guards/budget-store.ts';
-import { messagesForSpan, redactContent } from './content-capture.ts';
+import { messagesForSpan, redactContent, redactName } from './content-capture.ts';
 import type { ModelCallLimits } from './model-call-limits.ts';
 
 /** Options for {@link createMeteredGateway}. */
@@ -39,6 +40,11 @@ export interface MeteredGatewayOptions {
   readonly tracing?: Tracing | undefined;
   /** Whether a spender's prompt and response text may go on spans (always redacted). */
   readonly captureContent?: ((subject: Spender) => Promise<boolean>) | undefined;
+  /**
+   * Model names the operator configured (gateway/model-names.ts): they go on spans as they
+   * are; any other (a caller's choice) is redacted first, like captured content.
+   */
+  readonly modelNames?: { isConfigured(model: string): boolean } | undefined;
 }
 
 /** A model call with the spender it is billed to. */
@@ -116,12 +122,14 @@ const orphanGraceMs = 60_000;
  */
 export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGateway {
   const { gateway, budgets, prices } = options;
+  const spanName = (model: string) =>
+    options.modelNames?.isConfigured(model) === true ? model : redactName(model);
   return {
     generate(request) {
       const tracing = options.tracing;
       if (tracing === undefined) return limitedAndMetered(request);
       return tracing.inSpan(
-        `chat ${request.model}`,
+        `chat ${spanName(request.model)}`,
         {
           kind: SpanKind.CLIENT,
           attributes: {
@@ -133,8 +141,8 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
             }),
             ...(request.runStep === undefined ? {} : { 'brigade.step.key': request.runStep.key }),
             'gen_ai.operation.name': 'chat',
-            'gen_ai.provider.name': providerOf(request.model),
-            'gen_ai.request.model': request.model,
+            'gen_ai.provider.name': spanName(providerOf(request.model)),
+            'gen_ai.request.model': spanName(request.model),
             'gen_ai.request.max_tokens': request.maxOutputTokens,
             'brigade.source': request.source,
           },
@@ -333,13 +341,13 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     const failed = failedAttempts(served.attempts);
     for (const recorded of [...failed, settled]) options.onUsage?.(recorded);
     activeSpan()?.setAttributes({
-      'gen_ai.response.model': served.model,
+      'gen_ai.response.model': spanName(served.model),
       'gen_ai.usage.input_tokens': result.usage.inputTokens,
       'gen_ai.usage.output_tokens': result.usage.outputTokens,
       'brigade.cost_usd': cost / 1e9,
       // Deployments tried, the one that answered included (a direct `local` call lists none).
       'brigade.attempts': Math.max(1, served.attempts.length),
-      ...(route === null ? {} : { 'brigade.route': route }),
+      ...(route === null ? {} : { 'brigade.route': spanName(route) }),
     });
     const usage = { entry: settled, failedAttempts: failed };
     const committed = (crossed: number) => {
@@ -359,6 +367,19 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     committed(await budgets.settle(request.spender, reservation, usage));
     return answer;
   }
+}
+
+/** A usage record as the metrics count it (cost in USD; no tenant, user or run). */
+export function modelCallSample(entry: UsageEntry): ModelCallSample {
+  return {
+    provider: entry.provider,
+    model: entry.model,
+    status: entry.status,
+    inputTokens: entry.inputTokens,
+    outputTokens: entry.outputTokens,
+    costUsd: entry.cost / 1_000_000_000,
+    latencyMs: entry.latencyMs,
+  };
 }
 
 /** The estimated tokens of a call that failed after `streamedText` reached the caller. */
