@@ -22,6 +22,7 @@ const exported: string[] = [];
 let owner: { userId: string; secret: string };
 let member: ApiClient;
 let other: ApiClient;
+let admin: ApiClient;
 let tenantId: string;
 let agentId: string;
 let remoteAgentId: string;
@@ -65,10 +66,7 @@ beforeAll(async () => {
   );
   const operator = apiClient(server.url, testOperatorKey);
   tenantId = await seedTenant(operator, 'traced');
-  const admin = apiClient(
-    server.url,
-    (await seedUser(operator, { tenantId, role: 'admin' })).secret,
-  );
+  admin = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'admin' })).secret);
   owner = await seedUser(operator, { tenantId, role: 'member' });
   member = apiClient(server.url, owner.secret);
   other = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'member' })).secret);
@@ -220,15 +218,48 @@ describe('run traces', () => {
     expect(outcomes.sort()).toEqual(['approval_required', 'ok']);
   });
 
-  it('shows a run’s trace to no one but its user', async () => {
+  it('shows a run’s trace to its user and its tenant’s owners and admins, no one else', async () => {
     const thread = await member.post<Created>('/v1/threads', {});
     const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
       agentId,
       input: 'hello',
     });
-    await waitForRun(member, { threadId: thread.body.id, runId: run.body.id });
-    const response = await other.get(`/v1/threads/${thread.body.id}/runs/${run.body.id}/trace`);
-    expect(response.status).toBe(404);
+    const ids = { threadId: thread.body.id, runId: run.body.id };
+    await waitForRun(member, ids);
+    const path = `/v1/threads/${thread.body.id}/runs/${run.body.id}/trace`;
+    const own = await traceOf(ids, (found) =>
+      found.some((span) => span.name === 'invoke_agent traced'),
+    );
+    expect((await other.get(path)).status).toBe(404);
+    const operator = apiClient(server.url, testOperatorKey);
+    const owner = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId, role: 'owner' })).secret,
+    );
+    for (const reader of [admin, owner]) {
+      const read = await reader.get<{ runId: string; spans: Span[] }>(path);
+      expect(read.status).toBe(200);
+      expect(read.body.runId).toBe(run.body.id);
+      expect(read.body.spans.map((span) => span.spanId)).toEqual(own.map((span) => span.spanId));
+    }
+    // Not through another thread, nor from another tenant.
+    const otherThread = await member.post<Created>('/v1/threads', {});
+    const wrongThread = await admin.get(
+      `/v1/threads/${otherThread.body.id}/runs/${run.body.id}/trace`,
+    );
+    expect(wrongThread.status).toBe(404);
+    expect((wrongThread.body as { code?: string }).code).toBe('run_not_found');
+    const elsewhere = await seedTenant(operator, 'traced-elsewhere');
+    const foreignAdmin = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId: elsewhere, role: 'admin' })).secret,
+    );
+    expect((await foreignAdmin.get(path)).status).toBe(404);
+    const viewer = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId, role: 'viewer' })).secret,
+    );
+    expect((await viewer.get(path)).status).toBe(404);
   });
 
   it('exports spans over OTLP/HTTP without any user id or secret', async () => {

@@ -34,10 +34,16 @@ export function violationsOf(options: {
   // included (`approval.requested`: run, approval, tool, arguments hash — ids, no content), to
   // the owners and admins who may read it; every other operation keeps them hidden.
   const accountable = attempt.operation.operationId === 'listAuditEvents';
+  // A run's trace, which owners and admins read, names that run's approval (its tool span).
+  const traced = (runId: string) =>
+    attempt.operation.operationId === 'getRunTrace' && attempt.path.includes(runId);
   const hidden = world.tenants.flatMap((tenant) =>
     tenant.id === attacker.tenantId && attempt.expectation !== 'refused'
       ? tenant.users.flatMap((user) =>
-          user.id === attacker.id || user.parked === undefined || accountable
+          user.id === attacker.id ||
+          user.parked === undefined ||
+          accountable ||
+          traced(user.parked.runId)
             ? []
             : Object.values(user.parked),
         )

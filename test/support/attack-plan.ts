@@ -166,15 +166,19 @@ export function unfillable(all: readonly Operation[]): string[] {
 
 /**
  * The test's own oracle for a same-tenant attempt on another user's objects. Threads, runs and
- * approvals belong to their user alone; users and keys are managed by owners and admins (an
- * admin never touches an owner's role or credentials); OIDC providers and agent changes need
- * owner or admin. Anything across tenants is refused.
+ * approvals belong to their user alone (owners and admins read a run's trace too); users and
+ * keys are managed by owners and admins (an admin never touches an owner's role or
+ * credentials); OIDC providers and agent changes need owner or admin. Anything across tenants
+ * is refused.
  */
 function expectationFor(operation: Operation, attacker: WorldUser, victim: WorldUser): Expectation {
   if (attacker.tenantId !== victim.tenantId) return 'refused';
   const has = (name: string) => operation.params.includes(name);
   const mutating = operation.method !== 'get';
   const privileged = isPrivileged(attacker.role);
+  // A run's trace: owners and admins read any run's of their tenant, from its stored spans (200
+  // once they are written, about a second after they end: 404 before, so not asserted).
+  if (operation.operationId === 'getRunTrace') return privileged ? 'unspecified' : 'refused';
   // Threads, runs, approvals, consents and memories belong to their user alone (admins included).
   if (has('threadId') || has('runId') || has('approvalId') || has('consentId') || has('memoryId'))
     return 'refused';

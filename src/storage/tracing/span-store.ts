@@ -55,12 +55,17 @@ export function createSpanStore(database: Database) {
     /**
      * The spans of a run's traces, oldest first (RLS: the run's user, or the tenant's admins):
      * every trace the run executed in (with the request that created it, whose child each
-     * execution is), not those of later requests that only name the run in their path.
+     * execution is), not those of later requests that only name the run in their path. With
+     * `threadId`, only a run whose own spans name that thread (an admin's read: runs are
+     * invisible to admins, so the spans alone say which thread the run is in).
      */
     async runTrace(
       scope: { tenantId: string; userId: string; tenantAdmin: boolean },
-      runId: string,
+      run: { readonly runId: string; readonly threadId?: string | undefined },
     ) {
+      const { runId, threadId } = run;
+      const inThread =
+        threadId === undefined ? sql`` : sql`and attributes ->> 'brigade.thread.id' = ${threadId}`;
       return database.withScope(scope, async (db) => {
         const rows = await sql<{
           trace_id: string;
@@ -78,7 +83,7 @@ export function createSpanStore(database: Database) {
            where tenant_id = ${scope.tenantId}::uuid
              and trace_id in (select trace_id from brigade.spans
                                where tenant_id = ${scope.tenantId}::uuid and run_id = ${runId}::uuid
-                                 and kind <> 'server')
+                                 and kind <> 'server' ${inThread})
            order by started_at, span_id
            limit 5000`.execute(db);
         return rows.rows.map(
