@@ -1,4 +1,5 @@
 import { connect } from 'node:net';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ApiClient, apiClient, seedTenant, seedUser } from './support/api-client.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
@@ -329,5 +330,41 @@ describe('query parameters', () => {
       `/v1/tenants/${tenantId}/users`,
     );
     expect(users.body.data.map((entry) => entry.email)).not.toContain('query@edges.test');
+  });
+});
+
+describe('patterns of the served OpenAPI document', () => {
+  it('are plain ECMAScript patterns, and the documented consent scopes match them', async () => {
+    const document = (await (await fetch(`${server.url}/openapi.json`)).json()) as Record<
+      string,
+      unknown
+    >;
+    const patterns: string[] = [];
+    const walk = (value: unknown): void => {
+      if (Array.isArray(value)) value.forEach(walk);
+      else if (typeof value === 'object' && value !== null)
+        for (const [key, inner] of Object.entries(value)) {
+          if (key === 'pattern' && typeof inner === 'string') patterns.push(inner);
+          else walk(inner);
+        }
+    };
+    walk(document);
+    expect(patterns.length).toBeGreaterThan(5);
+    for (const pattern of patterns) {
+      expect(() => new RegExp(pattern, 'u'), pattern).not.toThrow();
+      // A JavaScript literal's flags (`/i`) are not part of a JSON Schema pattern.
+      expect(pattern, pattern).not.toMatch(/\/[dgimsuvy]+$/);
+    }
+    const ajv = new Ajv2020({ strict: false, validateFormats: false });
+    ajv.addSchema(document, 'openapi.json');
+    const validate = ajv.compile({ $ref: 'openapi.json#/components/schemas/GrantConsent' });
+    for (const example of [
+      { purpose: 'long_term_memory', scope: '*', version: '2025-01' },
+      { purpose: 'content_capture', scope: '6f04040e-b691-4d26-82a5-47b49198bea7', version: '1' },
+      { purpose: 'content_capture', scope: '6F04040E-B691-4D26-82A5-47B49198BEA7', version: '1' },
+      { purpose: 'tool:calculator', version: '1' },
+    ])
+      expect(validate(example), JSON.stringify(validate.errors)).toBe(true);
+    expect(validate({ purpose: 'content_capture', scope: 'everything', version: '1' })).toBe(false);
   });
 });

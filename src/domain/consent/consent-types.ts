@@ -24,10 +24,12 @@ export function toolConsentPurpose(toolName: string): ConsentPurpose {
 /**
  * The scopes a consent may have: `*` (every agent) or one agent's id. A consent covers a use
  * when its scope is `*` or the id of the agent acting (content capture, tools); long-term
- * memory is shared by all of a user's agents, so only `*` is accepted for it.
+ * memory is shared by all of a user's agents, so only `*` is accepted for it. Any case, by
+ * its character classes and without flags: the OpenAPI document serves the pattern's source
+ * as JSON Schema, which has no flags.
  */
 export const consentScopePattern =
-  /^(\*|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
+  /^(\*|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/;
 
 /** True for a purpose of the closed list. */
 export function isConsentPurpose(value: string): value is ConsentPurpose {
