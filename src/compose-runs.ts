@@ -1,8 +1,10 @@
 import type { composeTools } from './compose-tools.ts';
 import type { Config } from './config/index.ts';
+import type { AgentService } from './domain/agents/agent-service.ts';
 import { createThreadService } from './domain/agents/thread-service.ts';
 import { createConsentService } from './domain/consent/consent-service.ts';
 import { createMemoryService } from './domain/memory/memory-service.ts';
+import { parseMcpToolName } from './domain/tools/mcp-types.ts';
 import type { ModelGateway } from './gateway/model-gateway.ts';
 import type { Logger } from './observability/index.ts';
 import type { Metrics } from './observability/metrics.ts';
@@ -50,6 +52,8 @@ export function composeRuns(options: {
   readonly toolRuntime: ReturnType<typeof composeTools>;
   readonly cores: ReadonlyMap<string, CorePluginV1>;
   readonly metrics: Metrics;
+  /** The agents a consent's scope may name. */
+  readonly agents: Pick<AgentService, 'get'>;
 }) {
   const { config, storage, logger, tracing, metered, budgets, cores, metrics } = options;
   const {
@@ -61,6 +65,7 @@ export function composeRuns(options: {
     resolveCredential,
     argumentsHasher,
     mcpStdio,
+    mcpServerStore,
   } = options.toolRuntime;
   const signals = createRunSignals({
     connectionString: storage.runtimeConnection.url,
@@ -102,7 +107,22 @@ export function composeRuns(options: {
       traceParent: () => tracing.traceParent(),
     }),
   });
-  const consents = createConsentService({ store: createConsentStore(storage.database) });
+  const consents = createConsentService({
+    store: createConsentStore(storage.database),
+    targets: {
+      agentUsable: (principal, agentId) =>
+        options.agents.get(principal, agentId).then(
+          () => true,
+          () => false,
+        ),
+      async toolExists(tenantId, toolName) {
+        if (tools.some((tool) => tool.name === toolName)) return true;
+        const mcp = parseMcpToolName(toolName);
+        if (mcp !== undefined) return (await mcpServerStore.names(tenantId)).includes(mcp.server);
+        return (await toolStore.names(tenantId)).includes(toolName);
+      },
+    },
+  });
   const memoryStore = createMemoryStore(storage.database);
   const memories = createMemoryService({ store: memoryStore });
   const approvals = createApprovalStore({

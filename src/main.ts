@@ -244,6 +244,7 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
     toolRuntime,
     cores,
     metrics,
+    agents,
   });
   const { signals, threads, approvals, approvalSweeper, scheduler, consents, memories } = runtime;
   const { endAccess, mcpStdioCloser: stdioCloser } = runtime;

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,6 +26,8 @@ let tenantId: string;
 let owner: ApiClient;
 let admin: ApiClient;
 let agentId: string;
+/** Another agent of the tenant: a consent scoped to it covers no other. */
+let otherAgentId: string;
 
 interface Step {
   type: string;
@@ -75,6 +76,7 @@ beforeAll(async () => {
   expect(agent.status, JSON.stringify(agent.body)).toBe(201);
   expect(agent.body.consentRequiredTools).toEqual(['calculator']);
   agentId = agent.body.id;
+  otherAgentId = (await admin.post<Created>('/v1/agents', { name: 'other-agent' })).body.id;
 });
 
 afterAll(async () => {
@@ -131,7 +133,7 @@ describe('tools that need consent', () => {
     expect((await run(user, 'call current_time {}')).tool?.status).toBe('ok');
 
     // A consent for another agent does not cover this one.
-    await grant(user, 'tool:calculator', randomUUID());
+    await grant(user, 'tool:calculator', otherAgentId);
     expect((await run(user, calculate)).tool?.error?.code).toBe('consent_required');
     // A consent scoped to this agent does.
     const scoped = await grant(user, 'tool:calculator', agentId);
@@ -215,7 +217,7 @@ describe('content capture', () => {
     });
     expect(enabled.status).toBe(200);
     const elsewhere = await member();
-    await grant(elsewhere, 'content_capture', randomUUID());
+    await grant(elsewhere, 'content_capture', otherAgentId);
     const notCaptured = await chatSpan(elsewhere, 'SCOPECANARY one');
     expect(notCaptured).toBeDefined();
     expect(notCaptured?.attributes['gen_ai.input.messages']).toBeUndefined();

@@ -3,7 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConsentService } from '../src/domain/consent/consent-service.ts';
 import { AppError } from '../src/domain/errors.ts';
 import { createConsentStore } from '../src/storage/consent/consent-store.ts';
-import { type ApiClient, apiClient, seedTenant, seedUser } from './support/api-client.ts';
+import {
+  type ApiClient,
+  apiClient,
+  type Created,
+  seedTenant,
+  seedUser,
+} from './support/api-client.ts';
+import { startMcpAuthServer } from './support/mcp-auth-server.ts';
 import { startTestServer, type TestServer, testOperatorKey } from './support/test-brigade.ts';
 
 /**
@@ -16,6 +23,7 @@ let operator: ApiClient;
 let tenantId: string;
 let member: { userId: string; client: ApiClient };
 let admin: { userId: string; client: ApiClient };
+let mcp: Awaited<ReturnType<typeof startMcpAuthServer>>;
 
 interface ConsentBody {
   id: string;
@@ -30,7 +38,8 @@ interface ConsentBody {
 }
 
 beforeAll(async () => {
-  server = await startTestServer();
+  server = await startTestServer({ tools: { tenantHttp: { allowPrivateNetworks: true } } });
+  mcp = await startMcpAuthServer();
   operator = apiClient(server.url, testOperatorKey);
   tenantId = await seedTenant(operator, 'consent');
   const seededMember = await seedUser(operator, { tenantId, role: 'member' });
@@ -41,6 +50,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.stop();
+  await mcp?.close();
 });
 
 describe('consent', () => {
@@ -113,7 +123,67 @@ describe('consent', () => {
     }
   });
 
-  it('accepts the purpose of an MCP tool', async () => {
+  it('refuses a scope naming no agent of the tenant, and a tool purpose naming no tool', async () => {
+    const elsewhere = await seedTenant(operator, 'consent-elsewhere');
+    const foreignAdmin = apiClient(
+      server.url,
+      (await seedUser(operator, { tenantId: elsewhere, role: 'admin' })).secret,
+    );
+    const foreignAgent = await foreignAdmin.post<Created>('/v1/agents', { name: 'theirs' });
+    expect(foreignAgent.status).toBe(201);
+    const refusals = [];
+    for (const scope of [randomUUID(), foreignAgent.body.id, foreignAgent.body.id.toUpperCase()]) {
+      const response = await member.client.post('/v1/me/consents', {
+        purpose: 'content_capture',
+        scope,
+        version: '1',
+      });
+      expect(response.status, scope).toBe(422);
+      const { code, errors } = response.body as { code: string; errors: unknown };
+      refusals.push(JSON.stringify({ code, errors }));
+    }
+    // Another tenant's agent is answered as one that exists nowhere.
+    expect(new Set(refusals).size).toBe(1);
+    for (const purpose of ['tool:nonexistent_tool', 'tool:mcp:nosrv:x']) {
+      const response = await member.client.post('/v1/me/consents', { purpose, version: '1' });
+      expect(response.status, purpose).toBe(422);
+      expect(response.body).toMatchObject({
+        code: 'validation_failed',
+        errors: [{ path: 'body.purpose' }],
+      });
+    }
+    const listed = await member.client.get<{ data: ConsentBody[] }>('/v1/me/consents');
+    expect(listed.body.data.map((consent) => consent.purpose)).not.toContain(
+      'tool:nonexistent_tool',
+    );
+  });
+
+  it('lists and revokes consents recorded before their targets were checked', async () => {
+    const store = createConsentStore(server.brigade.storage.database);
+    const principal = {
+      kind: 'user' as const,
+      tenantId,
+      userId: member.userId,
+      role: 'member' as const,
+      keyId: undefined,
+      scopes: undefined,
+      authMethod: 'api_key' as const,
+    };
+    const legacy = await store.grant(
+      principal,
+      { tenantId, userId: member.userId },
+      { purpose: 'tool:long_gone_tool', scope: randomUUID(), version: 'old' },
+    );
+    const listed = await member.client.get<{ data: ConsentBody[] }>('/v1/me/consents');
+    expect(listed.body.data.map((consent) => consent.id)).toContain(legacy.id);
+    const revoked = await member.client.post<ConsentBody>(`/v1/me/consents/${legacy.id}/revoke`);
+    expect(revoked.status).toBe(200);
+    expect(revoked.body.status).toBe('revoked');
+  });
+
+  it('accepts the purpose of an MCP tool of one of the tenant’s servers', async () => {
+    const registered = await admin.client.post('/v1/mcp-servers', { name: 'files', url: mcp.url });
+    expect(registered.status, JSON.stringify(registered.body)).toBe(201);
     const granted = await member.client.post<ConsentBody>('/v1/me/consents', {
       purpose: 'tool:mcp:files:read_file.v2',
       version: '1',
@@ -153,7 +223,7 @@ describe('consent', () => {
       .catch((error) => error);
     expect(refusal).toBeInstanceOf(AppError);
     expect((refusal as AppError).code).toBe('consent_required');
-    const agentA = randomUUID();
+    const agentA = (await admin.client.post<Created>('/v1/agents', { name: 'agent-a' })).body.id;
     const agentB = randomUUID();
     // An agent id in capitals is the same id: stored as ids are, in lower case.
     const scoped = await admin.client.post<ConsentBody>('/v1/me/consents', {

@@ -1,10 +1,11 @@
-import { AppError, NotFoundError } from '../errors.ts';
-import { assertCan, type Principal } from '../identity/principal.ts';
+import { AppError, NotFoundError, ValidationError } from '../errors.ts';
+import { assertCan, type Principal, type UserPrincipal } from '../identity/principal.ts';
 import type {
   Consent,
   ConsentPurpose,
   ConsentStore,
   ConsentSubject,
+  ConsentTargets,
   GrantConsentInput,
 } from './consent-types.ts';
 
@@ -18,10 +19,38 @@ function selfOf(principal: Principal): ConsentSubject {
 }
 
 /**
+ * Refuses (422) a grant whose scope names no agent the user can use, or whose tool purpose
+ * names no tool of the tenant. An agent of another tenant and one that exists nowhere get the
+ * same answer.
+ */
+async function checkTargets(
+  principal: UserPrincipal,
+  input: GrantConsentInput,
+  targets: ConsentTargets,
+): Promise<void> {
+  const issues: { path: string; message: string }[] = [];
+  if (input.scope !== '*' && !(await targets.agentUsable(principal, input.scope)))
+    issues.push({ path: 'body.scope', message: 'no agent of your tenant has this id' });
+  if (
+    input.purpose.startsWith('tool:') &&
+    !(await targets.toolExists(principal.tenantId, input.purpose.slice('tool:'.length)))
+  )
+    issues.push({
+      path: 'body.purpose',
+      message: 'names no built-in or HTTP tool of your tenant, nor an MCP tool of its servers',
+    });
+  if (issues.length > 0) throw new ValidationError(issues);
+}
+
+/**
  * Consent: users grant and revoke their own consents; owners and admins read those of their
  * tenant's users. Features that need consent call {@link ConsentService.requireConsent}.
+ * `targets` checks what a grant names (without it, only the shapes are checked).
  */
-export function createConsentService(options: { readonly store: ConsentStore }) {
+export function createConsentService(options: {
+  readonly store: ConsentStore;
+  readonly targets?: ConsentTargets | undefined;
+}) {
   const { store } = options;
   return {
     /** The caller's own consents. */
@@ -39,9 +68,17 @@ export function createConsentService(options: { readonly store: ConsentStore }) 
       assertCan(principal, 'user:read');
       return store.list(principal, subject, { status: undefined });
     },
-    /** Grants the caller's consent; a granted one of the same purpose and scope is superseded. */
-    grant(principal: Principal, input: GrantConsentInput): Promise<Consent> {
-      return store.grant(principal, selfOf(principal), input);
+    /**
+     * Grants the caller's consent; a granted one of the same purpose and scope is superseded.
+     * The scope must be `*` or an agent of the caller's tenant they can use, and a tool purpose
+     * must name a tool of the tenant (422 otherwise); records granted before these checks are
+     * listed and revoked as they are.
+     */
+    async grant(principal: Principal, input: GrantConsentInput): Promise<Consent> {
+      const subject = selfOf(principal);
+      if (options.targets !== undefined && principal.kind === 'user')
+        await checkTargets(principal, input, options.targets);
+      return store.grant(principal, subject, input);
     },
     /**
      * Revokes one of the caller's consents (404 for any other id, whoever owns it). Revoking

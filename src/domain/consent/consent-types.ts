@@ -72,6 +72,18 @@ export interface GrantConsentInput {
   readonly version: string;
 }
 
+/** What a grant may name, as the tenant has it (checked before a consent is recorded). */
+export interface ConsentTargets {
+  /** Whether `agentId` is an agent of the caller's tenant that the caller can use. */
+  agentUsable(principal: Principal, agentId: string): Promise<boolean>;
+  /**
+   * Whether `toolName` is a built-in tool, one of the tenant's HTTP tools, or
+   * `mcp:<server>:<tool>` of one of the tenant's MCP servers (whose tools are listed at run
+   * time, so the server is what is checked).
+   */
+  toolExists(tenantId: string, toolName: string): Promise<boolean>;
+}
+
 /** Storage of consents; every change writes an audit event in the same transaction. */
 export interface ConsentStore {
   /** Consents of `subject` visible to `principal`, newest first. */

@@ -28,7 +28,8 @@ const consentSchema = z
 const grantConsentSchema = z
   .strictObject({
     purpose: z.string().regex(consentPurposePattern, 'not a known purpose').openapi({
-      description: '`content_capture`, `long_term_memory` or `tool:<tool name>`.',
+      description:
+        '`content_capture`, `long_term_memory` or `tool:<tool name>`: a built-in tool, one of the tenant’s HTTP tools, or `mcp:<server>:<tool>` of one of its MCP servers (422 otherwise).',
       example: 'long_term_memory',
     }),
     scope: z
@@ -39,7 +40,7 @@ const grantConsentSchema = z
       .default('*')
       .openapi({
         description:
-          'What the consent covers within its purpose: `*` (every agent) or one agent id. `long_term_memory` takes only `*` (long-term memory is shared by all of the user’s agents).',
+          'What the consent covers within its purpose: `*` (every agent) or the id of one agent of the caller’s tenant (422 for any other id, another tenant’s agent included). `long_term_memory` takes only `*` (long-term memory is shared by all of the user’s agents).',
       }),
     version: z.string().min(1).max(50).openapi({
       description: 'Version of the terms the user agreed to.',
