@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiClient } from './support/api-client.ts';
+import { apiClient, seedTenant, seedUser } from './support/api-client.ts';
 import { testOperatorKey } from './support/test-brigade.ts';
 import { type LoggedServer, startLoggedServer } from './support/tool-fixtures.ts';
 
@@ -50,5 +50,46 @@ describe('the access log', () => {
     const line = await accessLine(String(response.headers.get('x-request-id')));
     expect(line?.status).toBe(401);
     expect(line?.path).toBe('/v1/threads/[redacted]');
+  });
+});
+
+describe('a client’s request id', () => {
+  it('is kept when short and plain, and replaced when it looks like a credential', async () => {
+    const tenantId = await seedTenant(apiClient(server.url, testOperatorKey), 'request-ids');
+    const user = await seedUser(apiClient(server.url, testOperatorKey), {
+      tenantId,
+      role: 'member',
+    });
+    const send = (requestId: string) =>
+      fetch(`${server.url}/v1/me`, {
+        headers: { authorization: `Bearer ${user.secret}`, 'x-request-id': requestId },
+      });
+    const plain = 'client.trace:42_a-b';
+    expect((await send(plain)).headers.get('x-request-id')).toBe(plain);
+    expect((await accessLine(plain))?.status).toBe(200);
+    const canaries = [
+      `brg_REQIDCANARY${'f'.repeat(40)}`,
+      `sk-proj-REQIDCANARY${'f'.repeat(30)}`,
+      `ghp_REQIDCANARY${'f'.repeat(30)}`,
+      `REQIDCANARY${'x'.repeat(130)}`,
+      'REQIDCANARY@example.com',
+    ];
+    for (const canary of canaries) {
+      const response = await send(canary);
+      expect(response.status).toBe(200);
+      const replaced = String(response.headers.get('x-request-id'));
+      expect(replaced).toMatch(/^[0-9a-f-]{36}$/);
+      expect((await accessLine(replaced))?.status).toBe(200);
+    }
+    expect(server.logs.join('')).not.toContain('REQIDCANARY');
+    // Nor on the request's spans, which the user reads in their export.
+    const client = apiClient(server.url, user.secret);
+    let spans = '';
+    for (let attempt = 0; attempt < 100 && !spans.includes(plain); attempt += 1) {
+      spans = JSON.stringify((await client.get<{ spans: unknown[] }>('/v1/me/export')).body.spans);
+      if (!spans.includes(plain)) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(spans).toContain(`"brigade.request.id":"${plain}"`);
+    expect(spans).not.toContain('REQIDCANARY');
   });
 });

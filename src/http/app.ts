@@ -2,7 +2,6 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
-import { requestId } from 'hono/request-id';
 import { AppError, UnauthenticatedError } from '../domain/errors.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -27,6 +26,8 @@ import {
   assertStorableJson,
 } from './middleware/unstorable-text.ts';
 import { readUtf8Body } from './middleware/utf8-body.ts';
+import { assignRequestId } from './middleware/request-id.ts';
+import { assertShallowJson, assertStorableJson } from './middleware/unstorable-text.ts';
 import { isOpenAiPath, renderOpenAiError } from './openai/openai-error.ts';
 import { registerAgentRoutes } from './routes/agent-routes.ts';
 import { registerApprovalRoutes } from './routes/approval-routes.ts';
@@ -158,9 +159,9 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
   });
 
   if (options.metrics !== undefined) app.use('*', httpMetrics(options.metrics.registry));
-  const assignRequestId = requestId({ headerName: 'X-Request-Id', limitLength: 128 });
+  const requestId = assignRequestId();
   app.use('*', async (context, next) => {
-    await assignRequestId(context, next);
+    await requestId(context, next);
     // An error's problem+json is a new response, without the header set before it: every
     // response (and so every access-log line) carries the request id.
     if (!context.res.headers.has('x-request-id')) {
