@@ -12,18 +12,36 @@ const pii: readonly [RegExp, string][] = [
 
 const guard = createOutputGuard({ secrets: () => new Set<string>(), allowedLinkHosts: [] });
 
-/** Captured content is always redacted: secrets and keys, e-mail addresses, long numbers. */
-export function redactContent(text: string, maxChars = 16_384): string {
+const truncatedMark = '…[truncated]';
+
+/**
+ * `text` cut to at most `maxBytes` bytes of UTF-8, the mark included, at a character's
+ * boundary (a multi-byte character is never split).
+ */
+function cutToBytes(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  const bytes = Buffer.from(text);
+  let end = Math.max(0, maxBytes - Buffer.byteLength(truncatedMark));
+  // Back to the first byte of a character: continuation bytes are 10xxxxxx.
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end -= 1;
+  return `${bytes.subarray(0, end).toString()}${truncatedMark}`;
+}
+
+/**
+ * Captured content is always redacted: secrets and keys, e-mail addresses, long numbers; and
+ * cut to `maxBytes` bytes of UTF-8 (16 KiB by default), `…[truncated]` included.
+ */
+export function redactContent(text: string, maxBytes = 16_384): string {
   let result = guard.redact(text).text;
   for (const [pattern, replacement] of pii) result = result.replace(pattern, replacement);
-  return result.length > maxChars ? `${result.slice(0, maxChars)}…[truncated]` : result;
+  return cutToBytes(result, maxBytes);
 }
 
 const uuidPattern = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
 
 /**
  * A name a caller chose (a model name) as it may appear in a span's name or attributes:
- * redacted like captured content, with ids (UUIDs) replaced too, and at most 200 characters.
+ * redacted like captured content, with ids (UUIDs) replaced too, and at most 200 bytes.
  */
 export function redactName(name: string): string {
   return redactContent(name.replace(uuidPattern, '[id]'), 200);
