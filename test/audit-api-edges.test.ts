@@ -55,6 +55,33 @@ describe('the operator naming a tenant that does not exist', () => {
   });
 });
 
+describe('usage report ranges', () => {
+  it('cover at most 366 days, as the served parameters say', async () => {
+    const document = (await (await fetch(`${server.url}/openapi.json`)).json()) as {
+      paths: Record<
+        string,
+        Record<string, { parameters?: { name: string; description?: string }[] }>
+      >;
+    };
+    for (const path of ['/v1/usage', '/v1/usage/export']) {
+      const parameters = document.paths[path]?.['get']?.parameters ?? [];
+      for (const name of ['from', 'to'])
+        expect(
+          parameters.find((parameter) => parameter.name === name)?.description,
+          `${path} ${name}`,
+        ).toContain('366 days');
+    }
+    const longest = await admin.get('/v1/usage?from=2024-01-01T00:00:00Z&to=2025-01-01T00:00:00Z');
+    expect(longest.status).toBe(200);
+    const tooLong = await admin.get<{ code: string; errors: { path: string }[] }>(
+      '/v1/usage?from=2024-01-01T00:00:00Z&to=2025-01-02T00:00:01Z',
+    );
+    expect(tooLong.status).toBe(422);
+    expect(tooLong.body.code).toBe('validation_failed');
+    expect(tooLong.body.errors.map((error) => error.path)).toEqual(['from']);
+  });
+});
+
 describe('sequence-number cursors', () => {
   it('accept only decimal integers', async () => {
     for (const path of ['audit-events', 'audit/checkpoints']) {

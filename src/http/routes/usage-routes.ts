@@ -35,12 +35,13 @@ const groupBySchema = z
 
 const usageQuerySchema = z.strictObject({
   from: z.iso.datetime({ offset: true }).optional().openapi({
-    description: 'Start (inclusive); default 30 days before `to`.',
+    description:
+      'Start (inclusive); default 30 days before `to`. Must be before `to`, and at most 366 days before it (422 otherwise).',
   }),
-  to: z.iso
-    .datetime({ offset: true })
-    .optional()
-    .openapi({ description: 'End (exclusive); default now.' }),
+  to: z.iso.datetime({ offset: true }).optional().openapi({
+    description:
+      'End (exclusive); default now. A report covers at most 366 days: a longer range is 422 (`errors[].path` `from`).',
+  }),
   groupBy: groupBySchema,
   userId: z.uuid().optional().openapi({ description: "One user's usage (admins)." }),
   tenantId: z.uuid().optional().openapi({ description: 'The operator names the tenant.' }),
