@@ -95,6 +95,55 @@ async function checkpointNow(): Promise<Checkpoint | null> {
   return response.body.checkpoint;
 }
 
+/**
+ * Rewrites event `seq` (its reason) and recomputes every hash from it on with the trigger's own
+ * formula, the head included: a consistent chain that only the checkpoints can catch.
+ */
+async function rewriteAndRecompute(seq: number): Promise<void> {
+  await tamper(
+    [`update brigade.audit_events set reason = 'nothing to see' where tenant_id = $1 and seq = $2`],
+    [tenantId, seq],
+  );
+  await tamper(
+    [
+      `do $$
+       declare r record; prev bytea;
+       begin
+         select hash into prev from brigade.audit_events
+          where tenant_id = '${tenantId}' and seq = ${seq - 1};
+         for r in select * from brigade.audit_events
+                   where tenant_id = '${tenantId}' and seq >= ${seq} order by seq loop
+           update brigade.audit_events set prev_hash = prev,
+             hash = sha256(prev || convert_to(concat_ws(chr(10), 'v2', ${[
+               'r.tenant_id::text',
+               'r.seq::text',
+               'r.id::text',
+               `to_char(r.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`,
+               'r.actor_kind',
+               'r.actor_user_id::text',
+               'r.actor_key_id::text',
+               'r.action',
+               'r.target_type',
+               'r.target_id',
+               'r.outcome',
+               'r.reason',
+               'r.data::text',
+             ]
+               .map(
+                 (field) =>
+                   `case when ${field} is null then '-' else octet_length(convert_to(${field}, 'UTF8'))::text || ':' || ${field} end`,
+               )
+               .join(', ')}), 'UTF8'))
+            where tenant_id = r.tenant_id and seq = r.seq
+            returning hash into prev;
+         end loop;
+         update brigade.audit_heads set hash = prev where tenant_id = '${tenantId}';
+       end $$`,
+    ],
+    [],
+  );
+}
+
 beforeEach(async () => {
   counter += 1;
   slug = `ckpt-${counter}`;
@@ -186,50 +235,7 @@ describe('signed audit checkpoints', () => {
     const last = checkpoint?.seq ?? 0;
     expect(last).toBeGreaterThanOrEqual(4);
     // Rewrite event 2 and recompute every hash after it with the trigger's own formula.
-    await tamper(
-      [
-        `update brigade.audit_events set reason = 'nothing to see' where tenant_id = $1 and seq = 2`,
-      ],
-      [tenantId],
-    );
-    await tamper(
-      [
-        `do $$
-         declare r record; prev bytea;
-         begin
-           select hash into prev from brigade.audit_events
-            where tenant_id = '${tenantId}' and seq = 1;
-           for r in select * from brigade.audit_events
-                     where tenant_id = '${tenantId}' and seq >= 2 order by seq loop
-             update brigade.audit_events set prev_hash = prev,
-               hash = sha256(prev || convert_to(concat_ws(chr(10), 'v2', ${[
-                 'r.tenant_id::text',
-                 'r.seq::text',
-                 'r.id::text',
-                 `to_char(r.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`,
-                 'r.actor_kind',
-                 'r.actor_user_id::text',
-                 'r.actor_key_id::text',
-                 'r.action',
-                 'r.target_type',
-                 'r.target_id',
-                 'r.outcome',
-                 'r.reason',
-                 'r.data::text',
-               ]
-                 .map(
-                   (field) =>
-                     `case when ${field} is null then '-' else octet_length(convert_to(${field}, 'UTF8'))::text || ':' || ${field} end`,
-                 )
-                 .join(', ')}), 'UTF8'))
-              where tenant_id = r.tenant_id and seq = r.seq
-              returning hash into prev;
-           end loop;
-           update brigade.audit_heads set hash = prev where tenant_id = '${tenantId}';
-         end $$`,
-      ],
-      [],
-    );
+    await rewriteAndRecompute(2);
     const result = await verify();
     expect(result.ok).toBe(false);
     expect(result.firstBrokenSeq).toBe(1);
@@ -238,6 +244,25 @@ describe('signed audit checkpoints', () => {
     await addEvents(1);
     const refused = await admin.post(`/v1/tenants/${tenantId}/audit/checkpoints`);
     expect(refused.status).toBe(409);
+  });
+
+  it('names the same first broken event when verifying and when refusing to sign', async () => {
+    const first = (await checkpointNow())?.seq ?? 0;
+    await addEvents(3);
+    const second = (await checkpointNow())?.seq ?? 0;
+    expect(second).toBe(first + 3);
+    await rewriteAndRecompute(second - 1);
+    await addEvents(1);
+    const result = await verify();
+    expect(result.firstBrokenSeq).toBe(first + 1);
+    expect(result.reason).toBe(
+      `the chain no longer matches signed checkpoint ${second}: a record in ${first + 1}–${second} was rewritten`,
+    );
+    const refused = await admin.post<{ detail: string }>(
+      `/v1/tenants/${tenantId}/audit/checkpoints`,
+    );
+    expect(refused.status).toBe(409);
+    expect(refused.body.detail).toContain(`at event ${first + 1} (${result.reason})`);
   });
 
   it('detects a forged checkpoint', async () => {

@@ -125,7 +125,7 @@ const createAuditCheckpoint = authedRoute({
       'The new checkpoint, or null when no event was added since the last one.',
     ),
     409: problemResponse(
-      'No audit signing key is configured on this server, or the chain does not verify (nothing was signed).',
+      'No audit signing key is configured on this server, or the chain does not verify (nothing was signed): `detail` names the first broken event and the reason, as `verifyAudit` does.',
     ),
   },
 });

@@ -3,7 +3,7 @@ import type { AuditSigner } from '../../domain/audit/audit-signing.ts';
 import { AppError } from '../../domain/errors.ts';
 import type { Principal } from '../../domain/identity/principal.ts';
 import type { Database } from '../postgres/database.ts';
-import { recomputedHash } from './audit-hash.ts';
+import { verifyChain } from './audit-verification.ts';
 import { scopeFor, systemScope } from './scope-for.ts';
 
 /** A signed checkpoint of a tenant's audit chain, as the API shows it. */
@@ -44,8 +44,9 @@ function toCheckpoint(row: {
 
 /**
  * Reads and writes signed audit checkpoints. `signer` is undefined when no signing key is
- * configured: then nothing is written. Before signing, the chain since the previous checkpoint
- * is verified, so a chain tampered with since is never vouched for.
+ * configured: then nothing is written. Before signing, the chain is verified from the previous
+ * checkpoint on by `verifyAudit`'s own check (audit-verification.ts), so a chain it finds
+ * broken is never vouched for, and the refusal names the event `verifyAudit` names.
  */
 export function createAuditCheckpointStore(database: Database, signer: AuditSigner | undefined) {
   return {
@@ -87,8 +88,8 @@ export function createAuditCheckpointStore(database: Database, signer: AuditSign
     },
     /**
      * Signs a checkpoint at the tenant's newest event when the chain advanced since the last
-     * one. Returns it, or undefined when there was nothing new (or no key). Throws when the
-     * chain since the last checkpoint does not verify.
+     * one. Returns it, or undefined when there was nothing new (or no key). Throws `conflict`
+     * when the chain does not verify (see above), with the first broken event and its reason.
      */
     checkpoint(tenantId: string): Promise<AuditCheckpoint | undefined> {
       const key = signer;
@@ -96,36 +97,21 @@ export function createAuditCheckpointStore(database: Database, signer: AuditSign
       return database.withScope(systemScope(tenantId), async (db) => {
         const last = await db
           .selectFrom('brigade.audit_checkpoints')
-          .select(['seq', 'hash'])
+          .select(['seq'])
           .where('tenant_id', '=', tenantId)
           .orderBy('seq', 'desc')
           .limit(1)
           .executeTakeFirst();
-        const from = Number(last?.seq ?? 0);
-        const rows = await sql<{
-          seq: string;
-          hash: Buffer;
-          hash_ok: boolean;
-          link: boolean;
-          version_ok: boolean;
-        }>`
-          select seq, hash, coalesce(hash = ${recomputedHash}, false) as hash_ok,
-                 hash_version >= coalesce(lag(hash_version) over (order by seq), 1) as version_ok,
-                 prev_hash = coalesce(lag(hash) over (order by seq),
-                                      ${last?.hash ?? Buffer.alloc(0)}::bytea) as link
-            from brigade.audit_events
-           where tenant_id = ${tenantId} and seq > ${from} order by seq`.execute(db);
-        let expected = from + 1;
-        for (const row of rows.rows) {
-          if (Number(row.seq) !== expected || !row.hash_ok || !row.version_ok || !row.link) {
-            throw new AppError(
-              'conflict',
-              `The audit chain does not verify at event ${expected}; no checkpoint was signed.`,
-            );
-          }
-          expected += 1;
-        }
-        const newest = rows.rows.at(-1);
+        const after = Number(last?.seq ?? 0);
+        // verifyAudit's own check, from the newest checkpoint on: the same first broken event.
+        const verified = await verifyChain(db, { tenantId, after, verifier: key });
+        if (verified.failure !== undefined)
+          throw new AppError(
+            'conflict',
+            `The audit chain does not verify at event ${verified.failure.seq} (${verified.failure.reason}); no checkpoint was signed.`,
+          );
+        // The newest event the verification read (one appended since is left to the next).
+        const newest = verified.last;
         if (newest === undefined) return undefined;
         const fields = {
           tenantId,
@@ -136,7 +122,7 @@ export function createAuditCheckpointStore(database: Database, signer: AuditSign
         const { keyId, signature } = key.sign(fields);
         const row = {
           tenant_id: tenantId,
-          seq: newest.seq,
+          seq: String(newest.seq),
           hash: newest.hash,
           signed_at: fields.signedAt,
           key_id: keyId,
