@@ -143,13 +143,14 @@ export async function createBrigade(options: CreateBrigadeOptions): Promise<Brig
   });
   const queueDepth = () => loadRunQueueDepth(storage.database);
   const modelNames = createModelNames(config);
-  const sources = { breakers: gateway.breakerStates, queueDepth };
-  const metrics = createMetrics({ sources, labels: modelNames });
   const redis = config.redisUrl === undefined ? undefined : createRedisClient(config.redisUrl);
   const storeHealth = createRateLimitStoreHealth({ redis });
-  const metrics = createMetrics({
-    sources: { breakers: gateway.breakerStates, queueDepth, rateLimitStore: storeHealth.state },
-  });
+  const sources = {
+    breakers: gateway.breakerStates,
+    queueDepth,
+    rateLimitStore: storeHealth.state,
+  };
+  const metrics = createMetrics({ sources, labels: modelNames });
   const reportStoreError = storeErrorReporter(logger);
   redis?.on('error', reportStoreError);
   const spans = createSpanStore(storage.database);

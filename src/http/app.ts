@@ -20,14 +20,13 @@ import {
 } from './error-response.ts';
 import { httpMetrics } from './middleware/http-metrics.ts';
 import { httpTracing } from './middleware/http-tracing.ts';
+import { assignRequestId } from './middleware/request-id.ts';
 import {
   assertFiniteNumbers,
   assertShallowJson,
   assertStorableJson,
 } from './middleware/unstorable-text.ts';
 import { readUtf8Body } from './middleware/utf8-body.ts';
-import { assignRequestId } from './middleware/request-id.ts';
-import { assertShallowJson, assertStorableJson } from './middleware/unstorable-text.ts';
 import { isOpenAiPath, renderOpenAiError } from './openai/openai-error.ts';
 import { registerAgentRoutes } from './routes/agent-routes.ts';
 import { registerApprovalRoutes } from './routes/approval-routes.ts';
