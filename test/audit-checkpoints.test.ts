@@ -308,6 +308,43 @@ describe('signed audit checkpoints', () => {
     );
   });
 
+  it('goes on signing after a signing-key change, which verification still reports', async () => {
+    // A checkpoint signed under another key (the key before a change): its (seq, hash) are the
+    // chain's, so the chain is intact; only its signature is not the trusted key's.
+    await addEvents(1);
+    const former = generateKeyPairSync('ed25519').privateKey;
+    const { sign } = await import('node:crypto');
+    const head = await owner.query<{ seq: string; hash: Buffer }>(
+      'select seq, hash from brigade.audit_events where tenant_id = $1 order by seq desc limit 1',
+      [tenantId],
+    );
+    const row = head.rows[0];
+    if (row === undefined) throw new Error('no events');
+    const signedAt = new Date();
+    const keyId = 'former-key';
+    const message = checkpointMessage({
+      tenantId,
+      seq: Number(row.seq),
+      hash: row.hash.toString('hex'),
+      signedAt,
+      keyId,
+    });
+    await tamper(
+      [
+        `insert into brigade.audit_checkpoints (tenant_id, seq, hash, signed_at, key_id, signature)
+         values ($1, $2, $3, $4, $5, $6)`,
+      ],
+      [tenantId, row.seq, row.hash, signedAt, keyId, sign(null, message, former)],
+    );
+    await addEvents(1);
+    // Signing neither stops nor re-checks every stored signature: a new checkpoint is signed.
+    const signed = await checkpointNow();
+    expect(signed?.seq).toBe(Number(row.seq) + 1);
+    const result = await verify();
+    expect(result).toMatchObject({ ok: false, firstBrokenSeq: Number(row.seq) });
+    expect(result.reason).toContain('signed by key former-key');
+  });
+
   it('is checked by `brigade audit verify` with the configured key or --public-key', async () => {
     await checkpointNow();
     const lines: string[] = [];

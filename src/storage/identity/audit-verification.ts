@@ -77,7 +77,8 @@ function headFailure(
  * events since are hashed again). It walks the events after `after` (each must match its
  * fields, link to the one before — the first to event `after` as stored — and follow it with
  * no gap), checks the head against the last event, and checks every signed checkpoint: its
- * signature, and that the chain still holds its (seq, hash). The earliest failure wins; at the
+ * signature (not when signing: `signatures: false`), and that the chain still holds its
+ * (seq, hash). The earliest failure wins; at the
  * same event the chain's own reason. Run it in the tenant's scope.
  */
 export async function verifyChain(
@@ -86,6 +87,8 @@ export async function verifyChain(
     readonly tenantId: string;
     readonly after: number;
     readonly verifier: AuditVerifier | undefined;
+    /** False when signing: checkpoints' signatures are not checked again (see checkCheckpoints). */
+    readonly signatures?: boolean;
   },
 ): Promise<ChainVerification> {
   const { tenantId, after } = options;
@@ -151,6 +154,7 @@ export async function verifyChain(
       hashes,
       lastSeq: Number(first?.last_seq ?? 0),
       verifier: options.verifier,
+      signatures: options.signatures !== false,
     }),
   );
   const earliest = failures.reduce<CheckpointFailure | undefined>(
