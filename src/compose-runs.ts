@@ -3,6 +3,7 @@ import type { Config } from './config/index.ts';
 import type { AgentService } from './domain/agents/agent-service.ts';
 import { createThreadService } from './domain/agents/thread-service.ts';
 import { createConsentService } from './domain/consent/consent-service.ts';
+import { NotFoundError } from './domain/errors.ts';
 import { createMemoryService } from './domain/memory/memory-service.ts';
 import { parseMcpToolName } from './domain/tools/mcp-types.ts';
 import type { ModelGateway } from './gateway/model-gateway.ts';
@@ -110,10 +111,14 @@ export function composeRuns(options: {
   const consents = createConsentService({
     store: createConsentStore(storage.database),
     targets: {
+      // Only "no such agent" is a no: a database outage stays a 503, not the client's 422.
       agentUsable: (principal, agentId) =>
         options.agents.get(principal, agentId).then(
           () => true,
-          () => false,
+          (error: unknown) => {
+            if (error instanceof NotFoundError) return false;
+            throw error;
+          },
         ),
       async toolExists(tenantId, toolName) {
         if (tools.some((tool) => tool.name === toolName)) return true;

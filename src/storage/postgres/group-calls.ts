@@ -31,8 +31,8 @@ interface Pending<I, O> {
  * are independent, so one tenant's slow batch never holds up another tenant's calls.
  *
  * A batch the server refused (a deadlock with another process's batch, any error it
- * reported) was rolled back whole, so its calls are made again one by one and each gets its
- * own answer. Any other failure (the connection broke: whether it committed is unknown) is
+ * reported) was rolled back whole (after `callPrepared`'s own retries of a deadlock), so its
+ * calls are made again one by one and each gets its own answer. Any other failure (the connection broke: whether it committed is unknown) is
  * every call's failure, as it would have been for a call made alone.
  */
 export function createGroupCalls<I, O>(options: GroupCallOptions<I, O>): GroupCalls<I, O> {
