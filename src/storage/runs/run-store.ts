@@ -84,10 +84,13 @@ export function createRunStore(
         // The thread's lock first, then (on a snapshot taken after it, which sees a run a create
         // that held the lock just committed) its active run, the agent and the depth of the
         // tenant's queue (counted up to the limit; the tenant_queue scope shows its entries).
+        // `no key update`: creates (and the thread's deletion) still take turns, but the runs
+        // writing to the thread are not held at their foreign-key checks, which take `key
+        // share` on its row. With `for update`, an executor holding its run's row and waiting
+        // there met this create waiting for that row (to cancel it): a deadlock, and a 503.
         const locked = await sql`
-          select 1 from brigade.threads t where t.id = ${input.threadId} for update of t`.execute(
-          db,
-        );
+          select 1 from brigade.threads t
+           where t.id = ${input.threadId} for no key update of t`.execute(db);
         if (locked.rows.length === 0) return undefined;
         const found = await sql<{
           busy_id: string | null;
