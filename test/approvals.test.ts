@@ -275,4 +275,36 @@ describe('approvals', () => {
       (await member.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' })).status,
     ).toBe(409);
   });
+
+  it("ends a waiting run when its agent is deleted, as the agent's queued runs end", async () => {
+    const doomed = (
+      await admin.post<Created>('/v1/agents', {
+        name: 'doomed',
+        tools: ['calculator'],
+        approvalRequiredTools: ['calculator'],
+      })
+    ).body.id;
+    const thread = await member.post<Created>('/v1/threads', {});
+    const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId: doomed,
+      input: 'call calculator {"expression":"1+1"}',
+    });
+    const ids = { threadId: thread.body.id, runId: run.body.id };
+    await waitForRun(member, ids, ['requires_action']);
+    const pending = await member.get<{ data: ApprovalBody[] }>('/v1/approvals');
+    const approval = pending.body.data.find((item) => item.runId === run.body.id);
+    if (approval === undefined) throw new Error('no pending approval');
+    expect((await admin.request('DELETE', `/v1/agents/${doomed}`)).status).toBe(204);
+    // Before, the run stayed parked (its approval pending) until someone approved a call that
+    // could never run, or the approval expired a day later.
+    expect(await waitForRun(member, ids)).toMatchObject({
+      status: 'failed',
+      errorCode: 'agent_not_found',
+    });
+    const after = await member.get<{ data: ApprovalBody[] }>('/v1/approvals');
+    expect(after.body.data.map((item) => item.id)).not.toContain(approval.id);
+    expect(
+      (await member.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' })).body,
+    ).toMatchObject({ code: 'approval_not_pending' });
+  });
 });

@@ -8,6 +8,7 @@ import { toPage } from '../identity/tenant-user-store.ts';
 import type { Database } from '../postgres/database.ts';
 import type { AgentsTable } from '../postgres/database-schema.ts';
 import { assertCapacity, type TenantCapacity } from '../postgres/tenant-capacity.ts';
+import { releaseParkedRunsOf } from '../runs/parked-runs.ts';
 
 /** Maps an agents row. */
 export function toAgent(row: Selectable<AgentsTable>): Agent {
@@ -182,6 +183,12 @@ export function createAgentStore(database: Database, capacity?: TenantCapacity):
           principal,
           restore: scope,
         });
+        // Its runs waiting for an approval end as its queued runs do (when next claimed).
+        const parkedRunsReleased = await releaseParkedRunsOf(db, {
+          tenantId: principal.tenantId,
+          agentId,
+          restore: scope,
+        });
         await writeAudit(db, {
           tenantId: principal.tenantId,
           principal,
@@ -190,7 +197,7 @@ export function createAgentStore(database: Database, capacity?: TenantCapacity):
             targetType: 'agent',
             targetId: agentId,
             outcome: 'success',
-            data: { policiesDeleted },
+            data: { policiesDeleted, parkedRunsReleased },
           },
         });
         return true;
