@@ -21,6 +21,7 @@ let freeAgentId: string;
 interface ApprovalBody {
   id: string;
   runId: string;
+  toolCallId: string;
   toolName: string;
   arguments: Record<string, unknown>;
   argumentsHash: string;
@@ -306,5 +307,32 @@ describe('approvals', () => {
     expect(
       (await member.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' })).body,
     ).toMatchObject({ code: 'approval_not_pending' });
+  });
+
+  it('announces each step and call once across the pause and the resumed execution', async () => {
+    const { ids, approval } = await startCalculation('2+3');
+    expect(
+      (await member.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' })).status,
+    ).toBe(200);
+    await waitForRun(member, ids, ['completed']);
+    const stream = await member.request<string>(
+      'GET',
+      `/v1/threads/${ids.threadId}/runs/${ids.runId}/events`,
+    );
+    const events = [...String(stream.body).matchAll(/^event: (.*)\ndata: (.*)$/gm)].map(
+      (match) => ({
+        type: match[1],
+        data: JSON.parse(match[2] ?? '{}') as Record<string, unknown>,
+      }),
+    );
+    const keyed = (type: string, field: string) =>
+      events.filter((event) => event.type === type).map((event) => String(event.data[field]));
+    // Before, the resumed execution replayed step 0 from its checkpoint and announced it (and the
+    // approved call) a second time.
+    expect(keyed('step-started', 'step')).toEqual(['0', '1']);
+    expect(keyed('step-finished', 'step')).toEqual(['0', '1']);
+    expect(keyed('tool-call-started', 'toolCallId')).toEqual([approval.toolCallId]);
+    expect(keyed('tool-call-finished', 'toolCallId')).toEqual([approval.toolCallId]);
+    expect(events.map((event) => event.type)).toContain('run-resumed');
   });
 });

@@ -281,6 +281,8 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
             const rest = streamGuard.flush();
             if (rest.length > 0) events.delta(rest);
           }
+          // A step replayed from a checkpoint was announced by the execution that made it.
+          if (model.replayed(event.type === 'step-started' ? 'next' : 'last')) return;
           events.push(event.type, { step: event.step });
         },
         logger: {

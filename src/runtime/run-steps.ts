@@ -204,11 +204,19 @@ export function createStepRecorder(
     const key = `tool:${call.toolCallId}`;
     const saved = context.checkpoints.get(key);
     if (saved !== undefined) return saved as ToolOutcomeV1;
-    context.events.push('tool-call-started', {
-      toolCallId: call.toolCallId,
-      toolName: call.toolName,
-      input: call.input,
-    });
+    const started = {
+      type: 'tool-call-started',
+      data: { toolCallId: call.toolCallId, toolName: call.toolName, input: call.input },
+    };
+    // A call carried over from an earlier execution was announced by it when it asked for
+    // the call's approval (the decision on record says so); announced here otherwise, once.
+    const carried = context.askedBefore?.has(call.toolCallId) === true;
+    let announced = false;
+    const announce = () => {
+      if (!announced) context.events.push(started.type, started.data);
+      announced = true;
+    };
+    if (!carried) announce();
     const available = context.tools ?? options.tools;
     const tool = context.agent.tools.includes(call.toolName)
       ? available.find((candidate) => candidate.name === call.toolName)
@@ -235,8 +243,13 @@ export function createStepRecorder(
           context,
           call,
           tool,
-          approval: { ttlMs: options.approvalTtlMs, hasher: options.argumentsHasher },
+          approval: {
+            ttlMs: options.approvalTtlMs,
+            hasher: options.argumentsHasher,
+            ...(announced ? {} : { started }),
+          },
         }));
+        if (gate.approvalId !== undefined) announced = true;
       }
       // Only a call that will run counts against the daily tool-call quota.
       const quota =
@@ -272,6 +285,7 @@ export function createStepRecorder(
               : 'failed';
       }
     }
+    announce();
     context.events.push('tool-call-finished', {
       toolCallId: call.toolCallId,
       toolName: call.toolName,
