@@ -24,6 +24,11 @@ export interface GatewayRequest {
   readonly maxOutputTokens: number;
   readonly signal: AbortSignal;
   readonly onTextDelta?: ((delta: string) => void) | undefined;
+  /**
+   * Told the deployment's model (`local` or `<provider>:<model>`) as each attempt calls it: a
+   * call cut off by its signal ends with no result or attempts to say what it was reading.
+   */
+  readonly onAttempt?: ((model: string) => void) | undefined;
   /** The tenant whose model routes apply (they shadow platform routes of the same name). */
   readonly tenantId?: string | undefined;
   /** The caller's deadline; a route's own deadline applies too. */
@@ -280,6 +285,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
     async generate(request) {
       const call = callerFor(request);
       if (request.model === 'local') {
+        request.onAttempt?.('local');
         const result = await call({ model: 'local' }, request.signal, {
           onTextDelta: (delta) => request.onTextDelta?.(delta),
           onProgress: () => undefined,
@@ -303,6 +309,7 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
         sharesCapacity: (candidate) =>
           direct(candidate.name) || platform.get(candidate.name) === candidate,
         call,
+        onAttempt: request.onAttempt,
         resolve: (name) => findRoute(name, request.tenantId),
         fits: size === undefined ? undefined : (deployment) => fitsContext(size, deployment),
       });

@@ -83,6 +83,8 @@ export interface ModelRouter {
       readonly sharesCapacity: (route: ModelRouteDefinition) => boolean;
       /** Calls one deployment with this request. */
       readonly call: DeploymentCall;
+      /** Told the deployment's model as each attempt calls it (see `GatewayRequest`). */
+      readonly onAttempt?: ((model: string) => void) | undefined;
       /** Finds a fallback route by name (the tenant's routes first, then the platform's). */
       readonly resolve: (name: string) => Promise<ModelRouteDefinition | undefined>;
       /**
@@ -131,6 +133,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       readonly onTextDelta: ((delta: string) => void) | undefined;
       readonly attempts: RouteAttempt[];
       readonly call: DeploymentCall;
+      readonly onAttempt: ((model: string) => void) | undefined;
       readonly fits?: ((deployment: RouteDeployment) => boolean) | undefined;
     },
   ): Promise<
@@ -221,6 +224,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
       try {
         const result = await state.health.breaker.execute(async () => {
           try {
+            context.onAttempt?.(deployment.model);
             return await context.call(deployment, signal, output);
           } catch (error) {
             // Not the deployment's fault, so not the breaker's business: the caller went away,
@@ -334,6 +338,7 @@ export function createModelRouter(options: ModelRouterOptions): ModelRouter {
           onTextDelta: request.onTextDelta,
           attempts,
           call: request.call,
+          onAttempt: request.onAttempt,
           fits: request.fits,
         });
         if (outcome.ok) {

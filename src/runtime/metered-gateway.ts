@@ -244,6 +244,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     const started = performance.now();
     let firstTokenAt: number | undefined;
     let streamedText = '';
+    const called: string[] = [];
     const route =
       gateway.knows(request.model) && !isRouteName(request.model) ? null : request.model;
     const failedAttempts = (attempts: readonly RouteAttempt[]): UsageEntry[] =>
@@ -271,6 +272,7 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
         tenantId,
         deadline: request.deadline,
         promptSize: size,
+        onAttempt: (model) => called.push(model),
         onTextDelta: (delta) => {
           firstTokenAt ??= performance.now();
           streamedText += delta;
@@ -280,8 +282,9 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
     } catch (error) {
       const outputStarted = firstTokenAt !== undefined;
       const attempts = error instanceof RouteFailedError ? error.attempts : [];
-      const last = attempts[attempts.length - 1];
-      const model = last?.model ?? request.model;
+      // A cancel ends a call with the caller's reason, no attempts on it: the deployment it
+      // was calling is the last one started (none: the name it asked for).
+      const model = attempts.at(-1)?.model ?? called.at(-1) ?? request.model;
       // Output began, so the provider bills the call: its tokens, counted (no usage came).
       const counts = outputStarted
         ? await countFailedCall(size, { model, streamedText }).catch(() => undefined)
@@ -299,8 +302,8 @@ export function createMeteredGateway(options: MeteredGatewayOptions): MeteredGat
         ttftMs: firstTokenAt === undefined ? null : firstTokenAt - started,
         status: request.signal.aborted ? 'cancelled' : 'error',
         errorCode: (error as { code?: string }).code ?? null,
-        // A failure that is not the router's (the local model's, an abort) was one attempt.
-        attempts: error instanceof RouteFailedError ? attempts.length : 1,
+        // A failure that is not the router's (the local model's, an abort): the attempts begun.
+        attempts: error instanceof RouteFailedError ? attempts.length : Math.max(1, called.length),
       };
       const failed = failedAttempts(attempts.slice(0, -1));
       for (const recorded of [...failed, entry]) options.onUsage?.(recorded);
