@@ -1,7 +1,6 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { cors } from 'hono/cors';
 import { AppError, UnauthenticatedError } from '../domain/errors.ts';
 import type { UserPrincipal } from '../domain/identity/principal.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -18,6 +17,7 @@ import {
   toValidationError,
   type ZodIssueLike,
 } from './error-response.ts';
+import { createCors } from './middleware/cors.ts';
 import { httpMetrics } from './middleware/http-metrics.ts';
 import { httpTracing } from './middleware/http-tracing.ts';
 import { assignRequestId } from './middleware/request-id.ts';
@@ -172,34 +172,7 @@ export function createApp(options: CreateAppOptions): BrigadeApp {
     }
   });
   if (options.tracing !== undefined) app.use('*', httpTracing(options.tracing));
-  if (options.cors.origins.length > 0) {
-    app.use(
-      '*',
-      cors({
-        origin: [...options.cors.origins],
-        credentials: options.cors.credentials,
-        maxAge: options.cors.maxAgeSeconds,
-        allowHeaders: [
-          'Authorization',
-          'Content-Type',
-          'Last-Event-ID',
-          'X-Request-Id',
-          'X-Brigade-Tenant',
-        ],
-        // What a browser client may read: ids to quote, limits to respect, where a run went.
-        exposeHeaders: [
-          'X-Request-Id',
-          'X-Trace-Id',
-          'Retry-After',
-          'RateLimit',
-          'RateLimit-Policy',
-          'X-Brigade-Thread-Id',
-          'X-Brigade-Run-Id',
-          'X-Brigade-Truncated',
-        ],
-      }),
-    );
-  }
+  if (options.cors.origins.length > 0) app.use('*', createCors(options.cors));
   const tooLarge = () => {
     throw new AppError(
       'payload_too_large',
