@@ -23,6 +23,7 @@ interface Problem {
   status: number;
   code: string;
   routes?: string[];
+  agents?: string[];
   errors?: { path: string; message: string }[];
 }
 
@@ -81,6 +82,39 @@ describe('a route other routes fall back to', () => {
     ).toBe(200);
     const still = await admin.request<Problem>('DELETE', `/v1/model-routes/${target.id}`);
     expect([still.status, still.body.routes]).toEqual([409, ['r2']]);
+  });
+
+  it('is not deleted or renamed while an agent calls it (409 naming the agents)', async () => {
+    const target = await createRoute('agents-route');
+    const spare = await createRoute('spare-route');
+    const agent = await admin.post<{ id: string }>('/v1/agents', {
+      name: 'routed-agent',
+      model: 'agents-route',
+    });
+    expect(agent.status, JSON.stringify(agent.body)).toBe(201);
+    const degrading = await admin.post<{ id: string }>('/v1/agents', {
+      name: 'degrading-agent',
+      model: 'spare-route',
+      degradation: { atBudgetPercent: 80, model: 'agents-route' },
+    });
+    expect(degrading.status, JSON.stringify(degrading.body)).toBe(201);
+    // Before, the delete was accepted and the agents' runs failed with unknown_model (and
+    // agent:<name> answered 404 model_not_found for an agent /v1/models still listed).
+    const refused = await admin.request<Problem>('DELETE', `/v1/model-routes/${target.id}`);
+    expect(refused.body).toMatchObject({
+      status: 409,
+      code: 'route_in_use',
+      routes: [],
+      agents: ['degrading-agent', 'routed-agent'],
+    });
+    const renamed = await admin.request<Problem>('PATCH', `/v1/model-routes/${target.id}`, {
+      name: 'moved-route',
+    });
+    expect([renamed.status, renamed.body.code]).toEqual([409, 'route_in_use']);
+    for (const id of [agent.body.id, degrading.body.id])
+      expect((await admin.request('DELETE', `/v1/agents/${id}`)).status).toBe(204);
+    expect((await admin.request('DELETE', `/v1/model-routes/${target.id}`)).status).toBe(204);
+    expect((await admin.request('DELETE', `/v1/model-routes/${spare.id}`)).status).toBe(204);
   });
 
   it('keeps its name while in use: a rename is refused the same way', async () => {

@@ -161,7 +161,14 @@ describe('an agent run behind /v1/chat/completions', () => {
       }),
     );
     expect(error.status).toBe(409);
-    const after = await member.get<{ data: unknown[] }>('/v1/approvals');
+    const after = await member.get<{ data: { runId: string; threadId: string }[] }>(
+      '/v1/approvals',
+    );
     expect(after.body.data.length - before.body.data.length).toBe(1);
+    // The response names the run it started, as a successful one does (they were missing on
+    // every error that ended an agent completion).
+    const runIds = after.body.data.map((approval) => approval.runId);
+    expect(runIds).toContain(error.headers?.get('x-brigade-run-id'));
+    expect(error.headers?.get('x-brigade-thread-id')).toMatch(/^[0-9a-f-]{36}$/);
   });
 });

@@ -332,6 +332,9 @@ export const problemSchema = z
     routes: z.array(z.string()).optional().openapi({
       description: '`route_in_use`: the names of the tenant routes that fall back to the route.',
     }),
+    agents: z.array(z.string()).optional().openapi({
+      description: '`route_in_use`: the names of the agents whose model (or degradation model) is the route.',
+    }),
   })
   .openapi('Problem', {
     description:

@@ -84,7 +84,9 @@ export async function runAgentCompletion(options: {
       await threads.deleteThread(principal, thread.id).catch(() => undefined);
       throw error;
     });
-  options.onStarted({ threadId: thread.id, runId: run.id });
+  // Named by every error that ends the completion from here on (see toOpenAiError).
+  const ids: AgentRunIds = { threadId: thread.id, runId: run.id };
+  options.onStarted(ids);
   const subscription = services.eventHub.subscribe(
     run.id,
     principal.kind === 'user' ? principal.userId : '',
@@ -119,6 +121,7 @@ export async function runAgentCompletion(options: {
           throw new AppError(
             'conflict',
             `The agent waits for approval of a tool call (thread ${thread.id}, run ${run.id}).`,
+            { details: { ...ids } },
           );
         } else if (
           event.type === 'run-failed' ||
@@ -133,7 +136,7 @@ export async function runAgentCompletion(options: {
             typeof data['message'] === 'string' && code !== 'internal'
               ? data['message']
               : `The agent run ended: ${event.type}.`,
-            { details: { ...refusalOf(event.type, data), retry: false } },
+            { details: { ...refusalOf(event.type, data), ...ids, retry: false } },
           );
         }
       }

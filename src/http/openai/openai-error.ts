@@ -66,6 +66,15 @@ const mapped: Partial<
   conflict: { status: 409, type: 'invalid_request_error', code: 'conflict', retry: false },
 };
 
+/** The thread and run of an agent completion an error ended (agent-completion.ts), if any. */
+function agentRunOf(error: AppError): { threadId: string; runId: string } | undefined {
+  const threadId = error.details?.['threadId'];
+  const runId = error.details?.['runId'];
+  return typeof threadId === 'string' && typeof runId === 'string'
+    ? { threadId, runId }
+    : undefined;
+}
+
 /** `body.messages.0.content` → `messages[0].content`, the way OpenAI names a parameter. */
 function toParam(path: string): string | null {
   const segments = path.split('.').filter((segment) => segment !== 'body' && segment !== '');
@@ -80,7 +89,14 @@ function toParam(path: string): string | null {
 /** Maps anything thrown to an OpenAI error object with a status official clients handle. */
 export function toOpenAiError(error: unknown): OpenAiError {
   const appError = toAppError(error);
-  const rule = mapped[appError.code];
+  // An `agent:<name>` completion whose run started, then failed: the response names the run,
+  // and a failure on the agent's definition (its model route deleted since, say) is the run's
+  // 422, not a 404 saying the model the client asked for does not exist.
+  const run = agentRunOf(appError);
+  const rule =
+    run !== undefined && (appError.code === 'unknown_model' || appError.code === 'agent_not_found')
+      ? { status: 422, type: 'invalid_request_error', code: appError.code }
+      : mapped[appError.code];
   const status = rule?.status ?? statusByCode[appError.code];
   const type = rule?.type ?? (status >= 500 ? 'server_error' : 'invalid_request_error');
   const headers: Record<string, string> = {};
@@ -93,7 +109,8 @@ export function toOpenAiError(error: unknown): OpenAiError {
       .map((issue) => `${toParam(issue.path) ?? '(body)'}: ${issue.message}`)
       .join('; ');
   }
-  if (appError.code === 'unknown_model' || appError.code === 'agent_not_found') param = 'model';
+  if ((appError.code === 'unknown_model' || appError.code === 'agent_not_found') && !run)
+    param = 'model';
   if (appError.code === 'context_length_exceeded') param = 'messages';
   const retryAfter = appError.details?.['retryAfterSeconds'];
   if (typeof retryAfter === 'number') headers['retry-after'] = String(Math.ceil(retryAfter));
@@ -103,6 +120,10 @@ export function toOpenAiError(error: unknown): OpenAiError {
     headers['x-should-retry'] = 'false';
   if (appError.code === 'unauthenticated') headers['www-authenticate'] = bearerChallenge(appError);
   if (appError.code === 'payload_too_large') headers['connection'] = 'close';
+  if (run !== undefined) {
+    headers['x-brigade-thread-id'] = run.threadId;
+    headers['x-brigade-run-id'] = run.runId;
+  }
   return {
     status,
     body: {

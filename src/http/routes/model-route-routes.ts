@@ -36,7 +36,7 @@ const conflict = {
 
 /** A route other tenant routes fall back to keeps its name, unless a platform route has it. */
 const inUse =
-  '`route_in_use`: other tenant routes fall back to this one (their names are in `routes`); remove it from their fallbacks first. A tenant route that shadows a platform route of the same name is not in use: the fallbacks then go to the platform route.';
+  '`route_in_use`: other tenant routes fall back to this one (their names are in `routes`), or agents call it as their model or degradation model (in `agents`); remove it from their fallbacks, or give the agents another model, first. A tenant route that shadows a platform route of the same name is not in use: the fallbacks and agents then go to the platform route.';
 
 const createModelRoute = authedRoute({
   method: 'post',

@@ -43,10 +43,13 @@ export async function lockFallbackTargets(
 
 /**
  * Refuses (409 `route_in_use`, naming them) to let the tenant route `name` go — deleted, or
- * renamed — while other tenant routes fall back to it, unless a platform route of that name
- * takes over (the fallbacks then go to the platform route). Call it in the transaction that
- * deletes or renames the route, after that statement: it has locked the row, so a reference
- * committed meanwhile is seen, and one being added waits for this transaction's end.
+ * renamed — while other tenant routes fall back to it or agents of the tenant call it (their
+ * `model` or degradation model), unless a platform route of that name takes over (the
+ * fallbacks and agents then go to the platform route). Call it in the transaction that deletes
+ * or renames the route, after that statement: it has locked the row, so a fallback committed
+ * meanwhile is seen, and one being added waits for this transaction's end. (An agent's model is
+ * checked when the agent is written, without that lock: an agent saved on the route while it is
+ * deleted fails its runs with `unknown_model`.)
  */
 export async function assertNotFallback(
   db: ScopedDb,
@@ -54,16 +57,27 @@ export async function assertNotFallback(
   platformNames: ReadonlySet<string>,
 ): Promise<void> {
   if (platformNames.has(route.name)) return;
-  const referencing = await sql<{ name: string }>`
-    select name from brigade.model_routes
+  const referencing = await sql<{ kind: 'route' | 'agent'; name: string }>`
+    select 'route' as kind, name from brigade.model_routes
      where id <> ${route.id}::uuid
        and definition -> 'fallbacks' @> ${JSON.stringify([{ route: route.name }])}::jsonb
-     order by name`.execute(db);
-  const names = referencing.rows.map((row) => row.name);
-  if (names.length === 0) return;
+    union all
+    select 'agent', name from brigade.agents
+     where model = ${route.name} or degrade_model = ${route.name}
+     order by 1 desc, 2`.execute(db);
+  const names = (kind: string) =>
+    referencing.rows.filter((row) => row.kind === kind).map((row) => row.name);
+  const routes = names('route');
+  const agents = names('agent');
+  if (routes.length === 0 && agents.length === 0) return;
+  const quoted = (list: readonly string[]) => list.map((name) => `'${name}'`).join(', ');
+  const uses = [
+    ...(routes.length === 0 ? [] : [`a fallback of ${quoted(routes)}`]),
+    ...(agents.length === 0 ? [] : [`the model of agent(s) ${quoted(agents)}`]),
+  ];
   throw new AppError(
     'route_in_use',
-    `The route '${route.name}' is a fallback of ${names.map((name) => `'${name}'`).join(', ')}: remove it from their fallbacks first.`,
-    { details: { routes: names } },
+    `The route '${route.name}' is ${uses.join(' and ')}: remove it from their ${routes.length === 0 ? 'definitions' : agents.length === 0 ? 'fallbacks' : 'fallbacks and definitions'} first.`,
+    { details: { routes, agents } },
   );
 }
