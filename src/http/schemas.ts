@@ -333,7 +333,8 @@ export const problemSchema = z
       description: '`route_in_use`: the names of the tenant routes that fall back to the route.',
     }),
     agents: z.array(z.string()).optional().openapi({
-      description: '`route_in_use`: the names of the agents whose model (or degradation model) is the route.',
+      description:
+        '`route_in_use`: the names of the agents whose model (or degradation model) is the route.',
     }),
   })
   .openapi('Problem', {
