@@ -85,11 +85,6 @@ export async function passApprovalGate(options: {
    * rejected: refused); without one it proceeds and nothing is requested.
    */
   readonly bindOnly?: boolean;
-  /**
-   * The call's `tool-call-started` event, when no execution sent it yet (a call carried over
-   * from one that stopped before): written before the `approval-requested` of a new request.
-   */
-  readonly started?: { readonly type: string; readonly data: Record<string, unknown> };
   /** What the `approval.requested` audit event of a new request records beside the call. */
   readonly audit?: {
     /** The run's user (the event's actor; the system when undefined). */
@@ -202,10 +197,7 @@ export async function passApprovalGate(options: {
           reason: created.reason,
           expiresAt: created.expires_at,
         };
-        await append([
-          ...(options.started === undefined ? [] : [options.started]),
-          { type: 'approval-requested', data: pending },
-        ]);
+        await append([{ type: 'approval-requested', data: pending }]);
         await writeAudit(db, {
           tenantId: claim.tenantId,
           principal: options.audit?.actor,

@@ -4,6 +4,7 @@ import { activeSpan } from '../observability/tracing.ts';
 import type { MessageV1 } from '../plugin-api/index.ts';
 import { createRunCheckpoints, type SuccessorClaim } from '../storage/runs/run-checkpoints.ts';
 import { claimTakenOver, dropQueueEntry, runExists } from '../storage/runs/run-claim.ts';
+import { announcedEvents, announcementKey } from './announced-events.ts';
 import { parkOrRequeue, RunParkedError } from './approval-gate.ts';
 import { createEventWriter } from './event-writer.ts';
 import { windowHistory } from './history-window.ts';
@@ -217,8 +218,11 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       events,
       checkpoints,
     });
+    /** What earlier executions announced (a resumed run's replay does not repeat it). */
+    let announced: ReadonlySet<string> = new Set();
     try {
       if (run.status === 'running' || run.startedAt !== null) {
+        announced = await announcedEvents(database, claim);
         // Resumed: a model call the previous process had in flight left its reservation.
         const resolved = await options.resolveOrphans?.(claim);
         if (resolved !== undefined && resolved > 0)
@@ -281,8 +285,8 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
             const rest = streamGuard.flush();
             if (rest.length > 0) events.delta(rest);
           }
-          // A step replayed from a checkpoint was announced by the execution that made it.
-          if (model.replayed(event.type === 'step-started' ? 'next' : 'last')) return;
+          // A replayed step was announced by the execution that made it.
+          if (announced.has(announcementKey(event.type, event.step))) return;
           events.push(event.type, { step: event.step });
         },
         logger: {
@@ -312,6 +316,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
                   modelSteps: model,
                   memory,
                   askedBefore,
+                  announced,
                 },
                 call,
               ),

@@ -14,11 +14,6 @@ import { spotlightMessages } from './tools/spotlight.ts';
 /** A run's model capability, and the text its call in flight has streamed so far. */
 export interface RunModel {
   readonly capability: ModelCapabilityV1;
-  /**
-   * Whether the model call the core makes next, or (`'last'`) the one it made last, is replayed
-   * from a checkpoint of an earlier execution: the step events around it were sent then.
-   */
-  replayed(which: 'next' | 'last'): boolean;
   /** Text streamed by the model call in flight: the partial answer at a deadline. */
   streamed(): string;
   /**
@@ -112,7 +107,6 @@ export function createRunModel(context: {
 }): RunModel {
   const { claim, run, agent, events, checkpoints } = context;
   let modelCalls = 0;
-  let lastReplayed = false;
   let streamed = '';
   let degraded = run.degraded;
   let pending: StepRecord[] = [];
@@ -202,7 +196,6 @@ export function createRunModel(context: {
       streamed = '';
       cutOff = undefined;
       const saved = checkpoints.get(key) as ModelResultV1 | undefined;
-      lastReplayed = saved !== undefined;
       if (saved !== undefined) {
         recordToolCallIds(saved, toolCallIds);
         await flush();
@@ -285,7 +278,6 @@ export function createRunModel(context: {
   };
   return {
     capability,
-    replayed: (which) => (which === 'last' ? lastReplayed : checkpoints.has(`model:${modelCalls}`)),
     streamed: () => streamed,
     flush,
     commitWith(merged) {

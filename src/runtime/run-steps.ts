@@ -8,6 +8,7 @@ import type { ReserveCall, ReserveRow } from '../storage/guards/budget-calls.ts'
 import { type ReserveResult, refuseQuota } from '../storage/guards/budget-store.ts';
 import type { RunCheckpoints } from '../storage/runs/run-checkpoints.ts';
 import type { ArgumentsHasher } from '../storage/tools/arguments-hasher.ts';
+import { announcementKey } from './announced-events.ts';
 import type { GateResult } from './approval-gate.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
@@ -55,6 +56,8 @@ export interface ToolCallContext {
   readonly memory?: MemoryCapabilityV1 | undefined;
   /** Calls asked for before this execution, not carried out yet (see `callsAskedBefore`). */
   readonly askedBefore?: ReadonlySet<string> | undefined;
+  /** What earlier executions of the run announced (see announced-events.ts). */
+  readonly announced?: ReadonlySet<string> | undefined;
 }
 
 /** One tool call as the model made it. */
@@ -204,19 +207,13 @@ export function createStepRecorder(
     const key = `tool:${call.toolCallId}`;
     const saved = context.checkpoints.get(key);
     if (saved !== undefined) return saved as ToolOutcomeV1;
-    const started = {
-      type: 'tool-call-started',
-      data: { toolCallId: call.toolCallId, toolName: call.toolName, input: call.input },
-    };
-    // A call carried over from an earlier execution was announced by it when it asked for
-    // the call's approval (the decision on record says so); announced here otherwise, once.
-    const carried = context.askedBefore?.has(call.toolCallId) === true;
-    let announced = false;
-    const announce = () => {
-      if (!announced) context.events.push(started.type, started.data);
-      announced = true;
-    };
-    if (!carried) announce();
+    // Started already when an earlier execution asked for its approval (or crashed in it).
+    if (!context.announced?.has(announcementKey('tool-call-started', call.toolCallId)))
+      context.events.push('tool-call-started', {
+        toolCallId: call.toolCallId,
+        toolName: call.toolName,
+        input: call.input,
+      });
     const available = context.tools ?? options.tools;
     const tool = context.agent.tools.includes(call.toolName)
       ? available.find((candidate) => candidate.name === call.toolName)
@@ -243,13 +240,8 @@ export function createStepRecorder(
           context,
           call,
           tool,
-          approval: {
-            ttlMs: options.approvalTtlMs,
-            hasher: options.argumentsHasher,
-            ...(announced ? {} : { started }),
-          },
+          approval: { ttlMs: options.approvalTtlMs, hasher: options.argumentsHasher },
         }));
-        if (gate.approvalId !== undefined) announced = true;
       }
       // Only a call that will run counts against the daily tool-call quota.
       const quota =
@@ -285,7 +277,6 @@ export function createStepRecorder(
               : 'failed';
       }
     }
-    announce();
     context.events.push('tool-call-finished', {
       toolCallId: call.toolCallId,
       toolName: call.toolName,

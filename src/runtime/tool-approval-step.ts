@@ -21,12 +21,7 @@ export async function gateToolCall(options: {
   readonly context: ToolCallContext;
   readonly call: ToolCallRequest;
   readonly tool: ToolDefinition;
-  readonly approval: {
-    readonly ttlMs: number;
-    readonly hasher: ArgumentsHasher;
-    /** The call's `tool-call-started` event, when not sent yet: sent before a new request. */
-    readonly started?: { readonly type: string; readonly data: Record<string, unknown> };
-  };
+  readonly approval: { readonly ttlMs: number; readonly hasher: ArgumentsHasher };
 }): Promise<{ findings: readonly ProvenanceFinding[]; gate: GateResult }> {
   const { context, call, tool } = options;
   const rules = effectiveRules(tool);
@@ -53,7 +48,6 @@ export async function gateToolCall(options: {
     call,
     ttlMs: options.approval.ttlMs,
     hasher: options.approval.hasher,
-    ...(options.approval.started === undefined ? {} : { started: options.approval.started }),
     ...(always ? {} : { reason: provenanceReason(call.toolName, findings) }),
     bindOnly: !always && findings.length === 0,
     audit: {
