@@ -24,6 +24,7 @@ let upstreamUrl: string;
 const received: string[] = [];
 let model: MockModelServer;
 let server: LoggedServer;
+let admin: ApiClient;
 let member: ApiClient;
 let agentId: string;
 
@@ -45,6 +46,10 @@ beforeAll(async () => {
             { name: 'effect', arguments: { n: 1 } },
             { name: 'effect', arguments: { n: 2 } },
           ],
+          // A slow answer for the run whose agent is deleted while the model thinks.
+          ...(JSON.stringify(request.body).includes('think slowly')
+            ? { fault: { latencyMs: 1_500 } }
+            : {}),
         },
   );
   server = await startLoggedServer(
@@ -58,10 +63,7 @@ beforeAll(async () => {
   );
   const operator = apiClient(server.url, testOperatorKey);
   const tenantId = await seedTenant(operator, 'parallel-approvals');
-  const admin = apiClient(
-    server.url,
-    (await seedUser(operator, { tenantId, role: 'admin' })).secret,
-  );
+  admin = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'admin' })).secret);
   member = apiClient(server.url, (await seedUser(operator, { tenantId, role: 'member' })).secret);
   const tool = await admin.post('/v1/tools', {
     name: 'effect',
@@ -143,5 +145,62 @@ describe('parallel calls that need approval', () => {
     );
     const seqs = [...text.matchAll(/^id: (\d+)$/gm)].map((match) => Number(match[1]));
     expect(seqs).toEqual(seqs.map((_, index) => index + 1));
+  }, 30_000);
+
+  it('take both decisions sent at once, and a repeated one, without a 503 or a failed run', async () => {
+    received.length = 0;
+    const thread = await member.post<Created>('/v1/threads', {});
+    const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId,
+      input: 'do both at once',
+    });
+    const ids = { threadId: thread.body.id, runId: run.body.id };
+    await waitForRun(member, ids, ['requires_action']);
+    let pending = await pendingOf(run.body.id);
+    for (let tries = 0; pending.length < 2 && tries < 40; tries += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      pending = await pendingOf(run.body.id);
+    }
+    expect(pending).toHaveLength(2);
+    // "Approve all", with a double click on the first: the resumed execution reaches the
+    // second call's gate while its decision is being made. The decision and the gate must
+    // lock the approval and the run in the same order (a deadlock failed one or the other).
+    const decide = (id: string | undefined) =>
+      member.post(`/v1/approvals/${id}/decision`, { decision: 'approve' });
+    const answers = await Promise.all([
+      decide(pending[0]?.id),
+      decide(pending[1]?.id),
+      decide(pending[0]?.id),
+    ]);
+    const statuses = answers.map((answer) => answer.status);
+    expect(statuses.filter((status) => status === 200)).toHaveLength(2);
+    expect(statuses.filter((status) => status !== 200)).toEqual([409]);
+    const finished = await waitForRun<{ status: string; errorCode: string | null }>(member, ids);
+    expect([finished.status, finished.errorCode]).toEqual(['completed', null]);
+    expect(received).toHaveLength(2);
+  }, 30_000);
+
+  it('does not park a run whose agent was deleted while it ran: it fails agent_not_found', async () => {
+    received.length = 0;
+    const doomed = await admin.post<Created>('/v1/agents', {
+      name: 'doomed-parallel',
+      model: 'mock:mock-model',
+      tools: ['effect'],
+      approvalRequiredTools: ['effect'],
+    });
+    const thread = await member.post<Created>('/v1/threads', {});
+    const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId: doomed.body.id,
+      input: 'think slowly',
+    });
+    const ids = { threadId: thread.body.id, runId: run.body.id };
+    await waitForRun(member, ids, ['running']);
+    // The model is still answering: the agent goes, then its calls reach the approval gate.
+    expect((await admin.request('DELETE', `/v1/agents/${doomed.body.id}`)).status).toBe(204);
+    const finished = await waitForRun<{ status: string; errorCode: string | null }>(member, ids);
+    expect([finished.status, finished.errorCode]).toEqual(['failed', 'agent_not_found']);
+    // Nothing is left for the user to approve, and nothing ran.
+    expect(await pendingOf(run.body.id)).toEqual([]);
+    expect(received).toEqual([]);
   }, 30_000);
 });

@@ -307,6 +307,14 @@ describe('approvals', () => {
     expect(
       (await member.post(`/v1/approvals/${approval.id}/decision`, { decision: 'approve' })).body,
     ).toMatchObject({ code: 'approval_not_pending' });
+    // Expired on the record, audited, and announced in the run's events.
+    const expired = await decisionsAudited(approval.id, 'approval.expired');
+    expect(expired.map((event) => event.reason)).toEqual(['agent_deleted']);
+    const stream = await member.request<string>(
+      'GET',
+      `/v1/threads/${ids.threadId}/runs/${ids.runId}/events`,
+    );
+    expect(String(stream.body)).toContain('"reason":"agent_deleted"');
   });
 
   it('announces each step and call once across the pause and the resumed execution', async () => {

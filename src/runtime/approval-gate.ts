@@ -5,6 +5,8 @@ import type { ScopedDb } from '../storage/postgres/database.ts';
 import type { ApprovalsTable } from '../storage/postgres/database-schema.ts';
 import { storableJson } from '../storage/postgres/storable.ts';
 import { approvalExpiredReason, expireApproval } from '../storage/runs/approval-expiry.ts';
+import { agentDeletedReason } from '../storage/runs/parked-runs.ts';
+import { lockPendingApprovals } from '../storage/runs/run-cancellation.ts';
 import type { ArgumentsHasher } from '../storage/tools/arguments-hasher.ts';
 import type { EventWriter } from './event-writer.ts';
 import type { RunClaim } from './run-executor.ts';
@@ -244,12 +246,15 @@ export async function parkOrRequeue(
   claim: RunClaim,
 ): Promise<'parked' | 'requeued'> {
   return events.inTransaction(async (db, append) => {
-    await db
-      .selectFrom('brigade.runs')
-      .select('id')
-      .where('id', '=', claim.runId)
-      .forUpdate()
-      .execute();
+    // The approvals first, then the run: the order a decision takes.
+    await lockPendingApprovals(db, { runId: claim.runId });
+    const run = await db
+      .selectFrom('brigade.runs as r')
+      .leftJoin('brigade.agents as a', 'a.id', 'r.agent_id')
+      .select(['r.id', 'a.id as agent'])
+      .where('r.id', '=', claim.runId)
+      .forUpdate('r')
+      .executeTakeFirst();
     // Decisions made while this execution held the entry were not announced by the decision
     // (its event could have taken a number this execution held): announce them here.
     const unannounced = await db
@@ -282,6 +287,19 @@ export async function parkOrRequeue(
         },
       })),
     );
+    if (run !== undefined && run.agent === null) {
+      // The agent was deleted while this execution ran: its pending approvals expire (nobody
+      // should approve a call that cannot run) and the run is requeued, to fail as the
+      // agent's other runs do (releaseParkedRunsOf handled those already parked).
+      const stale = await db
+        .selectFrom('brigade.approvals')
+        .selectAll()
+        .where('run_id', '=', claim.runId)
+        .where('status', '=', 'pending')
+        .execute();
+      for (const approval of stale)
+        await append([await expireApproval(db, approval, agentDeletedReason)]);
+    }
     const pending = await db
       .selectFrom('brigade.approvals')
       .selectAll()

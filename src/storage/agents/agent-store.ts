@@ -175,18 +175,21 @@ export function createAgentStore(database: Database, capacity?: TenantCapacity):
           .where('id', '=', agentId)
           .executeTakeFirst();
         if (result.numDeletedRows === 0n) return false;
+        // Its runs waiting for an approval end as its queued runs do (when next claimed).
+        // First, before any audit event locks the tenant's audit head: a decision holds an
+        // approval and its run and takes the audit head last; taken the other way round here,
+        // the two could deadlock.
+        const parkedRunsReleased = await releaseParkedRunsOf(db, {
+          tenantId: principal.tenantId,
+          agentId,
+          restore: scope,
+        });
         // Its policies go with it, in this transaction (counters before the audit head, as a
         // policy's own deletion takes them).
         const policiesDeleted = await deleteAgentPolicies(db, {
           tenantId: principal.tenantId,
           agentId,
           principal,
-          restore: scope,
-        });
-        // Its runs waiting for an approval end as its queued runs do (when next claimed).
-        const parkedRunsReleased = await releaseParkedRunsOf(db, {
-          tenantId: principal.tenantId,
-          agentId,
           restore: scope,
         });
         await writeAudit(db, {

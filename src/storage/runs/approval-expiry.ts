@@ -26,10 +26,12 @@ export interface ExpiringApproval {
  * caller's transaction, which must hold the approval's row lock and be scoped to its user.
  * Returns the `approval-decided` event to append to the run. The run's tool call then ends as
  * if the user had rejected it: the model is told the approval expired, and nothing runs.
+ * `reason` (default `approval_expired`) is recorded as the decision reason and the audit's.
  */
 export async function expireApproval(
   db: ScopedDb,
   approval: ExpiringApproval,
+  reason: string = approvalExpiredReason,
 ): Promise<{ type: string; data: Record<string, unknown> }> {
   await db
     .updateTable('brigade.approvals')
@@ -37,7 +39,7 @@ export async function expireApproval(
       status: 'expired',
       decision: null,
       edited_arguments: null,
-      decision_reason: approvalExpiredReason,
+      decision_reason: reason,
       decided_at: new Date(),
     })
     .where('id', '=', approval.id)
@@ -51,7 +53,7 @@ export async function expireApproval(
       targetType: 'approval',
       targetId: approval.id,
       outcome: 'failure',
-      reason: approvalExpiredReason,
+      reason,
       data: {
         runId: approval.run_id,
         toolName: approval.tool_name,
@@ -67,7 +69,7 @@ export async function expireApproval(
       approvalId: approval.id,
       status: 'expired',
       decision: null,
-      reason: approvalExpiredReason,
+      reason,
       toolCallId: approval.tool_call_id,
     },
   };

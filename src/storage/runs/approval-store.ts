@@ -115,22 +115,6 @@ export function createApprovalStore(options: {
       if (!uuidPattern.test(approvalId))
         throw new NotFoundError('approval_not_found', 'Approval not found.');
       const result = await database.withScope(scopeFor(principal), async (db) => {
-        // The run's row first, then the approval's: the order a cancel (and the run's own
-        // execution) locks them in. Locked the other way round, a decision and a cancel sent
-        // together deadlocked, and PostgreSQL rolled one back (a 503 for a valid request).
-        const target = await db
-          .selectFrom('brigade.approvals')
-          .select(['run_id'])
-          .where('id', '=', approvalId)
-          .executeTakeFirst();
-        if (target === undefined)
-          throw new NotFoundError('approval_not_found', 'Approval not found.');
-        await db
-          .selectFrom('brigade.runs')
-          .select(['id'])
-          .where('id', '=', target.run_id)
-          .forUpdate()
-          .execute();
         const row = await db
           .selectFrom('brigade.approvals')
           .selectAll()
@@ -225,9 +209,13 @@ export function createApprovalStore(options: {
               .where('id', '=', approvalId)
               .returningAll()
               .executeTakeFirstOrThrow();
-        // Resume the run (its row locked above): its next claim finds this decision at the
-        // same tool call.
-        const run = { id: row.run_id };
+        // Resume the run: its next claim finds this decision at the same tool call.
+        const run = await db
+          .selectFrom('brigade.runs')
+          .select(['id'])
+          .where('id', '=', row.run_id)
+          .forUpdate()
+          .executeTakeFirstOrThrow();
         await db
           .updateTable('brigade.runs')
           .set({ status: 'queued', pending_action: null, deadline_at: null })

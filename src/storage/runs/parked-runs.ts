@@ -1,19 +1,26 @@
 import { sql } from 'kysely';
 import type { ScopedDb } from '../postgres/database.ts';
 import { type DatabaseScope, renderScopeSwitch } from '../postgres/scope.ts';
+import { expireApproval } from './approval-expiry.ts';
+import { appendEvents, nextSeq } from './run-cancellation.ts';
+
+/** The decision reason (and audit reason) of approvals expired because their agent went. */
+export const agentDeletedReason = 'agent_deleted';
 
 /**
- * Inside the caller's transaction (an agent's deletion): puts the runs of `agentId` that wait
- * for an approval back in the queue and expires their pending approvals, so they end as that
- * agent's queued runs do (failed, `agent_not_found`, when next claimed) instead of asking their
- * users to approve a call that can no longer run. A parked run holds no claim, so nothing else
- * would wake it before a decision or the approval's expiry (24 h by default).
+ * Inside the caller's transaction (an agent's deletion, before it writes any audit event):
+ * expires the pending approvals of the agent's runs that wait for one (`approval.expired`
+ * audited, `approval-decided` appended, reason `agent_deleted`) and puts those runs back in the
+ * queue, so they end as the agent's queued runs do (failed, `agent_not_found`, when next
+ * claimed) instead of asking their users to approve a call that can no longer run. A parked
+ * run holds no claim, so nothing else would wake it before a decision or the approval's expiry
+ * (24 h by default). A run still executing is stopped from parking by the executor
+ * (`parkOrRequeue` checks that the agent exists).
  *
  * Each user's runs are visible only in that user's scope: the users come from the tenant's
- * ids-only queue, then each user's parked runs are released under their own scope, the run's row
- * locked before its queue entry (the order a cancel takes). An entry still claimed (an execution
- * finishing the calls beside the parked one) is left to that execution, which fails the run when
- * it queues it. `restore` (the caller's scope) comes back at the end. Returns how many runs.
+ * ids-only queue, then each user's parked runs are released under their own scope, their
+ * approvals locked before the runs (the order every writer of both takes). `restore` (the
+ * caller's scope) comes back at the end. Returns how many runs were released.
  */
 export async function releaseParkedRunsOf(
   db: ScopedDb,
@@ -27,23 +34,49 @@ export async function releaseParkedRunsOf(
   let released = 0;
   for (const { user_id: userId } of users.rows) {
     await sql.raw(renderScopeSwitch({ tenantId, userId })).execute(db);
-    const requeued = await sql<{ run_id: string }>`
-      with parked as (
-        select r.id from brigade.runs r
-          join brigade.run_queue q on q.run_id = r.id and q.state = 'parked'
-         where r.agent_id = ${agentId} and r.status = 'requires_action'
-         order by r.id
-           for update of r, q),
-      expired as (
-        update brigade.approvals a
-           set status = 'expired', decided_at = now(), decision_reason = 'agent deleted'
-         where a.run_id in (select id from parked) and a.status = 'pending')
-      update brigade.run_queue q
-         set state = 'queued', executor_id = null, heartbeat_at = null, wake_at = null
-       where q.run_id in (select id from parked)
-      returning q.run_id`.execute(db);
-    released += requeued.rows.length;
+    released += await releaseUsersRuns(db, { tenantId, userId, agentId });
   }
   await sql.raw(renderScopeSwitch(target.restore)).execute(db);
   return released;
+}
+
+async function releaseUsersRuns(
+  db: ScopedDb,
+  target: { readonly tenantId: string; readonly userId: string; readonly agentId: string },
+): Promise<number> {
+  const parked = sql`
+    select r.id from brigade.runs r
+      join brigade.run_queue q on q.run_id = r.id and q.state = 'parked'
+     where r.agent_id = ${target.agentId} and r.status = 'requires_action'`;
+  const candidates = (await sql<{ id: string }>`${parked}`.execute(db)).rows.map((row) => row.id);
+  if (candidates.length === 0) return 0;
+  const approvals = await db
+    .selectFrom('brigade.approvals')
+    .selectAll()
+    .where('run_id', 'in', candidates)
+    .where('status', '=', 'pending')
+    .orderBy('id')
+    .forUpdate()
+    .execute();
+  // Locked now, and still parked (a decision may have requeued one meanwhile).
+  const runs = await sql<{ id: string }>`
+    ${parked} and r.id = any(${candidates}::uuid[]) order by r.id for update of r, q`.execute(db);
+  for (const { id: runId } of runs.rows) {
+    const events = [];
+    for (const approval of approvals.filter((candidate) => candidate.run_id === runId))
+      events.push(await expireApproval(db, approval, agentDeletedReason));
+    const run = { tenantId: target.tenantId, userId: target.userId, runId };
+    await appendEvents(db, { ...run, firstSeq: await nextSeq(db, runId) }, events);
+    await db
+      .updateTable('brigade.runs')
+      .set({ status: 'queued', pending_action: null, deadline_at: null })
+      .where('id', '=', runId)
+      .execute();
+    await db
+      .updateTable('brigade.run_queue')
+      .set({ state: 'queued', executor_id: null, heartbeat_at: null, wake_at: null })
+      .where('run_id', '=', runId)
+      .execute();
+  }
+  return runs.rows.length;
 }

@@ -28,13 +28,40 @@ export async function appendEvents(
     .execute();
 }
 
-async function nextSeq(db: ScopedDb, runId: string): Promise<number> {
+export async function nextSeq(db: ScopedDb, runId: string): Promise<number> {
   const row = await db
     .selectFrom('brigade.run_events')
     .select(sql<number>`coalesce(max(seq), 0) + 1`.as('next'))
     .where('run_id', '=', runId)
     .executeTakeFirst();
   return Number(row?.next ?? 1);
+}
+
+/**
+ * Locks the pending approvals of one run, of a thread's runs or of a user's runs (in the
+ * caller's scope), before the caller locks the runs. Approval, then run, is the order every
+ * writer of both takes: a decision, the executor's approval gate and its park, the expiry
+ * sweep, a thread's deletion. A cancel that locked the run first and then updated its approval
+ * deadlocked with a decision made at the same moment (a 503 for one of them).
+ */
+export async function lockPendingApprovals(
+  db: ScopedDb,
+  of: { readonly runId: string } | { readonly threadId: string } | { readonly userId: string },
+): Promise<void> {
+  const [column, value] =
+    'runId' in of
+      ? (['run_id', of.runId] as const)
+      : 'threadId' in of
+        ? (['thread_id', of.threadId] as const)
+        : (['user_id', of.userId] as const);
+  await db
+    .selectFrom('brigade.approvals')
+    .select('id')
+    .where(column, '=', value)
+    .where('status', '=', 'pending')
+    .orderBy('id')
+    .forUpdate()
+    .execute();
 }
 
 /**
@@ -46,6 +73,7 @@ export async function cancelActive(
   options: { threadId: string; rollback: boolean; signals: Signals },
 ): Promise<void> {
   const { threadId, rollback } = options;
+  await lockPendingApprovals(db, { threadId });
   const active = await db
     .selectFrom('brigade.runs')
     .select(['id', 'tenant_id', 'user_id', 'status'])
@@ -160,6 +188,7 @@ export async function cancelRunsOf(
   for (const userId of users) {
     const signals: Signals = { changed: new Set(), cancelled: new Set() };
     cancelled += await database.withScope({ tenantId, userId }, async (db) => {
+      await lockPendingApprovals(db, { userId });
       const active = await db
         .selectFrom('brigade.runs')
         .select('id')

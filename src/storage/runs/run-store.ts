@@ -20,6 +20,7 @@ import {
   appendEvents,
   cancelActive,
   cancelOne,
+  lockPendingApprovals,
   type Signals,
   sendSignals,
 } from './run-cancellation.ts';
@@ -274,6 +275,7 @@ export function createRunStore(
     },
     requestCancel(principal, threadId, runId) {
       return withSignals(principal, async (db, signals) => {
+        await lockPendingApprovals(db, { runId });
         const row = await db
           .selectFrom('brigade.runs')
           .selectAll()
