@@ -203,4 +203,39 @@ describe('parallel calls that need approval', () => {
     expect(await pendingOf(run.body.id)).toEqual([]);
     expect(received).toEqual([]);
   }, 30_000);
+
+  it('leaves no decidable approval behind a run that ended, and a decision does not revive it', async () => {
+    const thread = await member.post<Created>('/v1/threads', {});
+    const run = await member.post<Created>(`/v1/threads/${thread.body.id}/runs`, {
+      agentId,
+      input: 'do both, then stop',
+    });
+    const ids = { threadId: thread.body.id, runId: run.body.id };
+    await waitForRun(member, ids, ['requires_action']);
+    let pending = await pendingOf(run.body.id);
+    for (let tries = 0; pending.length < 2 && tries < 40; tries += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      pending = await pendingOf(run.body.id);
+    }
+    const [first, second] = [...pending].sort((a, b) => a.arguments.n - b.arguments.n);
+    expect(
+      (await member.post(`/v1/approvals/${first?.id}/decision`, { decision: 'approve' })).status,
+    ).toBe(200);
+    // The first call runs (1.5 s); the run is cancelled while the second still waits.
+    await waitForRun(member, ids, ['running']);
+    expect(
+      (await member.post(`/v1/threads/${ids.threadId}/runs/${ids.runId}/cancel`, {})).status,
+    ).toBe(202);
+    expect((await waitForRun<{ status: string }>(member, ids)).status).toBe('cancelled');
+    expect(await pendingOf(run.body.id)).toEqual([]);
+    // Before, the decision answered 200 and set the cancelled run back to queued, for ever.
+    const late = await member.post(`/v1/approvals/${second?.id}/decision`, {
+      decision: 'approve',
+    });
+    expect([late.status, late.body['code']]).toEqual([409, 'approval_not_pending']);
+    const after = await member.get<{ status: string }>(
+      `/v1/threads/${ids.threadId}/runs/${ids.runId}`,
+    );
+    expect(after.body.status).toBe('cancelled');
+  }, 30_000);
 });

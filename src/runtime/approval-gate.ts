@@ -5,7 +5,7 @@ import type { ScopedDb } from '../storage/postgres/database.ts';
 import type { ApprovalsTable } from '../storage/postgres/database-schema.ts';
 import { storableJson } from '../storage/postgres/storable.ts';
 import { approvalExpiredReason, expireApproval } from '../storage/runs/approval-expiry.ts';
-import { agentDeletedReason } from '../storage/runs/parked-runs.ts';
+import { agentDeletedReason, lockAgent } from '../storage/runs/parked-runs.ts';
 import { lockPendingApprovals } from '../storage/runs/run-cancellation.ts';
 import type { ArgumentsHasher } from '../storage/tools/arguments-hasher.ts';
 import type { EventWriter } from './event-writer.ts';
@@ -146,6 +146,8 @@ export async function passApprovalGate(options: {
         };
       if (existing !== undefined && existing.expires_at.getTime() <= Date.now()) {
         // Expired while the run was resumed for another decision: the sweep has not seen it.
+        // The claim fence (which locks the run) first, before the expiry's audit event.
+        await append([]);
         await append([await expireApproval(db, existing)]);
         return {
           kind: 'refused',
@@ -246,7 +248,14 @@ export async function parkOrRequeue(
   claim: RunClaim,
 ): Promise<'parked' | 'requeued'> {
   return events.inTransaction(async (db, append) => {
-    // The approvals first, then the run: the order a decision takes.
+    // The run's agent's advisory lock first (shared): a deletion of the agent in flight is
+    // waited for, then seen below; then the approvals, then the run (a decision's order).
+    const owner = await db
+      .selectFrom('brigade.runs')
+      .select('agent_id')
+      .where('id', '=', claim.runId)
+      .executeTakeFirst();
+    if (owner !== undefined) await lockAgent(db, { agentId: owner.agent_id, shared: true });
     await lockPendingApprovals(db, { runId: claim.runId });
     const run = await db
       .selectFrom('brigade.runs as r')

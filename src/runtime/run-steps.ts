@@ -207,8 +207,13 @@ export function createStepRecorder(
     const key = `tool:${call.toolCallId}`;
     const saved = context.checkpoints.get(key);
     if (saved !== undefined) return saved as ToolOutcomeV1;
-    // Started already when an earlier execution asked for its approval (or crashed in it).
-    if (!context.announced?.has(announcementKey('tool-call-started', call.toolCallId)))
+    // Started already when an earlier execution asked for its approval (or crashed in it):
+    // a call of a checkpointed model step whose start is stored. (A model step a crash cut off
+    // before its checkpoint is asked again, and its new calls may reuse the ids.)
+    const announced =
+      context.askedBefore?.has(call.toolCallId) === true &&
+      context.announced?.has(announcementKey('tool-call-started', call.toolCallId)) === true;
+    if (!announced)
       context.events.push('tool-call-started', {
         toolCallId: call.toolCallId,
         toolName: call.toolName,

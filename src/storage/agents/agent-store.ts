@@ -1,14 +1,15 @@
 import type { Selectable } from 'kysely';
 import type { AgentStore } from '../../domain/agents/agent-service.ts';
 import type { Agent, AgentInput } from '../../domain/agents/agent-types.ts';
-import { deleteAgentPolicies } from '../guards/subject-policies.ts';
+import { auditAgentPoliciesDeleted, removeAgentPolicies } from '../guards/subject-policies.ts';
 import { writeAudit } from '../identity/audit-writer.ts';
 import { scopeFor } from '../identity/scope-for.ts';
 import { toPage } from '../identity/tenant-user-store.ts';
 import type { Database } from '../postgres/database.ts';
 import type { AgentsTable } from '../postgres/database-schema.ts';
 import { assertCapacity, type TenantCapacity } from '../postgres/tenant-capacity.ts';
-import { releaseParkedRunsOf } from '../runs/parked-runs.ts';
+import { auditApprovalExpired } from '../runs/approval-expiry.ts';
+import { agentDeletedReason, lockAgent, releaseParkedRunsOf } from '../runs/parked-runs.ts';
 
 /** Maps an agents row. */
 export function toAgent(row: Selectable<AgentsTable>): Agent {
@@ -169,29 +170,25 @@ export function createAgentStore(database: Database, capacity?: TenantCapacity):
     delete(principal, agentId) {
       const scope = scopeFor(principal);
       return database.withScope(scope, async (db) => {
+        // Locks in the order the run paths take them: the agent's advisory lock (a run about
+        // to park waits for it), the agent, its policies' counters (cascading), the approvals
+        // and runs of its parked runs, and the tenant's audit head last (every audit event).
+        await lockAgent(db, { agentId, shared: false });
         const result = await db
           .deleteFrom('brigade.agents')
           .where('tenant_id', '=', principal.tenantId)
           .where('id', '=', agentId)
           .executeTakeFirst();
         if (result.numDeletedRows === 0n) return false;
-        // Its runs waiting for an approval end as its queued runs do (when next claimed).
-        // First, before any audit event locks the tenant's audit head: a decision holds an
-        // approval and its run and takes the audit head last; taken the other way round here,
-        // the two could deadlock.
-        const parkedRunsReleased = await releaseParkedRunsOf(db, {
-          tenantId: principal.tenantId,
-          agentId,
-          restore: scope,
-        });
-        // Its policies go with it, in this transaction (counters before the audit head, as a
-        // policy's own deletion takes them).
-        const policiesDeleted = await deleteAgentPolicies(db, {
-          tenantId: principal.tenantId,
-          agentId,
-          principal,
-          restore: scope,
-        });
+        const target = { tenantId: principal.tenantId, agentId, principal, restore: scope };
+        // Its policies go with it; its runs waiting for an approval end as its queued runs do.
+        const policies = await removeAgentPolicies(db, target);
+        const released = await releaseParkedRunsOf(db, target);
+        await auditAgentPoliciesDeleted(db, target, policies);
+        for (const approval of released.approvals)
+          await auditApprovalExpired(db, approval, agentDeletedReason);
+        const policiesDeleted = policies.length;
+        const parkedRunsReleased = released.runs;
         await writeAudit(db, {
           tenantId: principal.tenantId,
           principal,

@@ -65,6 +65,23 @@ async function deleteRemnants(db: ScopedDb, request: ErasureRequest): Promise<nu
   // meanwhile locks its run row, then its queue entry (finish_run), so this takes them in
   // that order too — the other way round the two deadlock.
   await switchScope(db, { tenantId, userId });
+  // Their threads, then their approvals, before the cascade reaches the approvals through the
+  // runs: thread, approval, then run is the order a thread's deletion takes, and approval,
+  // then run, the order of a decision, the approval gate and the expiry sweep.
+  await db
+    .selectFrom('brigade.threads')
+    .select('id')
+    .where('user_id', '=', userId)
+    .orderBy('id')
+    .forUpdate()
+    .execute();
+  await db
+    .selectFrom('brigade.approvals')
+    .select('id')
+    .where('user_id', '=', userId)
+    .orderBy('id')
+    .forUpdate()
+    .execute();
   await db.deleteFrom('brigade.threads').where('user_id', '=', userId).execute();
   // The scheduler's right to delete spans, and the tenant admin's to see them (a DELETE with
   // a WHERE clause sees only the rows the SELECT policies show).

@@ -7,6 +7,9 @@ import { appendEvents } from './run-store.ts';
 /** Why an approval the user did not decide in time ended (the decision reason it records). */
 export const approvalExpiredReason = 'approval_expired';
 
+/** The reason recorded for a pending approval found when its run had already ended. */
+export const runEndedReason = 'run_ended';
+
 /** How long a sweeper holds a parked run it took before another process may take it again. */
 const leaseSeconds = 60;
 
@@ -23,7 +26,8 @@ export interface ExpiringApproval {
 
 /**
  * Marks one pending approval `expired` and audits it (`approval.expired`, by the system) in the
- * caller's transaction, which must hold the approval's row lock and be scoped to its user.
+ * caller's transaction, which must hold the approval's row lock and be scoped to its user, and
+ * should hold its run's (approval, run, then the audit head: the order every writer takes).
  * Returns the `approval-decided` event to append to the run. The run's tool call then ends as
  * if the user had rejected it: the model is told the approval expired, and nothing runs.
  * `reason` (default `approval_expired`) is recorded as the decision reason and the audit's.
@@ -32,6 +36,17 @@ export async function expireApproval(
   db: ScopedDb,
   approval: ExpiringApproval,
   reason: string = approvalExpiredReason,
+): Promise<{ type: string; data: Record<string, unknown> }> {
+  const event = await markApprovalExpired(db, approval, reason);
+  await auditApprovalExpired(db, approval, reason);
+  return event;
+}
+
+/** {@link expireApproval} without its audit event (which the caller then writes last). */
+export async function markApprovalExpired(
+  db: ScopedDb,
+  approval: ExpiringApproval,
+  reason: string,
 ): Promise<{ type: string; data: Record<string, unknown> }> {
   await db
     .updateTable('brigade.approvals')
@@ -45,6 +60,24 @@ export async function expireApproval(
     .where('id', '=', approval.id)
     .where('status', '=', 'pending')
     .execute();
+  return {
+    type: 'approval-decided',
+    data: {
+      approvalId: approval.id,
+      status: 'expired',
+      decision: null,
+      reason,
+      toolCallId: approval.tool_call_id,
+    },
+  };
+}
+
+/** The `approval.expired` audit event of {@link expireApproval}, by the system. */
+export async function auditApprovalExpired(
+  db: ScopedDb,
+  approval: ExpiringApproval,
+  reason: string,
+): Promise<void> {
   await writeAudit(db, {
     tenantId: approval.tenant_id,
     principal: undefined,
@@ -63,16 +96,6 @@ export async function expireApproval(
       },
     },
   });
-  return {
-    type: 'approval-decided',
-    data: {
-      approvalId: approval.id,
-      status: 'expired',
-      decision: null,
-      reason,
-      toolCallId: approval.tool_call_id,
-    },
-  };
 }
 
 /** A parked run the sweep took: whose it is (the queue holds ids only). */
@@ -160,22 +183,35 @@ export function createApprovalExpiryStore(options: {
           // A decision is being written (it requeues the run itself): leave it to that.
           if (locked !== undefined) return false;
         }
+        // The run's row before anything is written (approval, then run, then the audit head:
+        // the order a decision takes, so the two never wait for each other in a circle).
+        await db
+          .selectFrom('brigade.runs')
+          .select('id')
+          .where('id', '=', parked.run_id)
+          .forUpdate()
+          .execute();
         const events = [];
         for (const approval of due) events.push(await expireApproval(db, approval));
-        // Resume the run (also one parked with no pending approval left: it finds its decision).
-        const run = await db
-          .updateTable('brigade.runs')
-          .set({ status: 'queued', pending_action: null, deadline_at: null })
-          .where('id', '=', parked.run_id)
-          .where('status', 'in', ['requires_action', 'running', 'queued'])
-          .returning('id')
-          .executeTakeFirst();
+        // Resume the run (also one parked with no pending approval left: it finds its
+        // decision), only while its entry is still parked: a decision may have requeued it,
+        // and another process claimed it, since this sweep took it.
         const requeued = await db
           .updateTable('brigade.run_queue')
           .set({ state: 'queued', executor_id: null, heartbeat_at: null, wake_at: null })
           .where('run_id', '=', parked.run_id)
           .where('state', '=', 'parked')
           .executeTakeFirst();
+        const run =
+          requeued.numUpdatedRows === 0n
+            ? undefined
+            : await db
+                .updateTable('brigade.runs')
+                .set({ status: 'queued', pending_action: null, deadline_at: null })
+                .where('id', '=', parked.run_id)
+                .where('status', 'in', ['requires_action', 'running', 'queued'])
+                .returning('id')
+                .executeTakeFirst();
         if (events.length > 0) {
           const last = await db
             .selectFrom('brigade.run_events')

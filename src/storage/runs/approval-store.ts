@@ -12,7 +12,8 @@ import {
 } from '../postgres/creation-order.ts';
 import type { Database } from '../postgres/database.ts';
 import type { ArgumentsHasher } from '../tools/arguments-hasher.ts';
-import { expireApproval } from './approval-expiry.ts';
+import { expireApproval, runEndedReason } from './approval-expiry.ts';
+import { activeStatuses } from './run-cancellation.ts';
 import type { RunSignalSink } from './run-rows.ts';
 import { appendEvents } from './run-store.ts';
 
@@ -100,6 +101,16 @@ export function createApprovalStore(options: {
           .where('status', '=', 'pending')
           // Past its expiry it is no longer decidable (the expiry sweep marks it soon).
           .where('expires_at', '>', new Date())
+          // Nor once its run ended (cancelled while it ran a sibling call, say): a decision
+          // is refused then.
+          .where(({ exists, selectFrom }) =>
+            exists(
+              selectFrom('brigade.runs as r')
+                .select('r.id')
+                .whereRef('r.id', '=', 'brigade.approvals.run_id')
+                .where('r.status', 'in', activeStatuses),
+            ),
+          )
           .orderBy('created_at')
           .orderBy('id')
           .limit(page.limit + 1);
@@ -122,8 +133,20 @@ export function createApprovalStore(options: {
           .forUpdate()
           .executeTakeFirst();
         if (row === undefined) throw new NotFoundError('approval_not_found', 'Approval not found.');
-        const refusal =
-          row.status !== 'pending'
+        // Its run's row next (approval, then run: the order every writer of both takes), before
+        // anything here writes an audit event (which locks the tenant's audit head last).
+        const run = await db
+          .selectFrom('brigade.runs')
+          .select(['id', 'status'])
+          .where('id', '=', row.run_id)
+          .forUpdate()
+          .executeTakeFirstOrThrow();
+        const ended = !(activeStatuses as readonly string[]).includes(run.status);
+        // A run that ended with this approval pending: deciding it must not revive the run.
+        if (ended && row.status === 'pending') await expireApproval(db, row, runEndedReason);
+        const refusal = ended
+          ? { reason: 'run_ended', message: `The run is already ${run.status}.` }
+          : row.status !== 'pending'
             ? { reason: 'not_pending', message: `The approval is already ${row.status}.` }
             : decision.argumentsHash !== undefined &&
                 !matchesPendingCall(decision.argumentsHash, row)
@@ -209,13 +232,8 @@ export function createApprovalStore(options: {
               .where('id', '=', approvalId)
               .returningAll()
               .executeTakeFirstOrThrow();
-        // Resume the run: its next claim finds this decision at the same tool call.
-        const run = await db
-          .selectFrom('brigade.runs')
-          .select(['id'])
-          .where('id', '=', row.run_id)
-          .forUpdate()
-          .executeTakeFirstOrThrow();
+        // Resume the run (its row locked above): its next claim finds this decision at the
+        // same tool call.
         await db
           .updateTable('brigade.runs')
           .set({ status: 'queued', pending_action: null, deadline_at: null })
