@@ -218,8 +218,7 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
       events,
       checkpoints,
     });
-    /** What earlier executions announced (a resumed run's replay does not repeat it). */
-    let announced: ReadonlySet<string> = new Set();
+    let announced: ReadonlySet<string> = new Set(); // sent by earlier executions: not again
     try {
       if (run.status === 'running' || run.startedAt !== null) {
         announced = await announcedEvents(database, claim);
@@ -359,9 +358,11 @@ export function createRunExecutor(options: RunExecutorOptions): RunExecutor {
         await model.flush().catch(() => undefined);
         await events.flush();
         // Then the queue entry is parked (no slot held), or queued again if every approval
-        // was decided meanwhile.
-        if ((await parkOrRequeue(events, claim)) === 'requeued') options.signals?.queueChanged();
-        return;
+        // was decided meanwhile; unless the run was cancelled meanwhile: it ends (below).
+        if (abortReasonOf(controller.signal) !== 'cancel') {
+          if ((await parkOrRequeue(events, claim)) === 'requeued') options.signals?.queueChanged();
+          return;
+        }
       }
       const reason = abortReasonOf(controller.signal);
       if (reason === 'shutdown') {

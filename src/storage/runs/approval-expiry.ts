@@ -184,13 +184,24 @@ export function createApprovalExpiryStore(options: {
           if (locked !== undefined) return false;
         }
         // The run's row before anything is written (approval, then run, then the audit head:
-        // the order a decision takes, so the two never wait for each other in a circle).
+        // the order a decision takes, so the two never wait for each other in a circle), then
+        // its entry: one no longer parked (a decision requeued the run since this sweep took
+        // it, and an execution may hold it and number its events) is left alone; that
+        // execution's gate expires what is due itself.
         await db
           .selectFrom('brigade.runs')
           .select('id')
           .where('id', '=', parked.run_id)
           .forUpdate()
           .execute();
+        const still = await db
+          .selectFrom('brigade.run_queue')
+          .select('run_id')
+          .where('run_id', '=', parked.run_id)
+          .where('state', '=', 'parked')
+          .forUpdate()
+          .executeTakeFirst();
+        if (still === undefined) return false;
         const events = [];
         for (const approval of due) events.push(await expireApproval(db, approval));
         // Resume the run (also one parked with no pending approval left: it finds its

@@ -170,7 +170,8 @@ export function createApprovalStore(options: {
                 runId: row.run_id,
                 toolName: row.tool_name,
                 decision: decision.decision,
-                status: row.status,
+                // As it is now (an approval of an ended run was expired just above).
+                status: ended && row.status === 'pending' ? 'expired' : row.status,
                 // The pending call's hash; never the one presented, which may be the plain
                 // SHA-256 of the arguments (docs/observability.md, arguments hashes).
                 argumentsHash: row.arguments_hash,

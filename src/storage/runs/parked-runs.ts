@@ -97,14 +97,15 @@ async function releaseUsersRuns(
 /**
  * Takes the advisory lock of `agentId` (shared: a run's execution parking; exclusive: the
  * agent's deletion), in the caller's transaction: a run cannot park on an agent whose deletion
- * is in flight (it waits, then sees the agent gone), nor a deletion miss a run parking.
+ * is in flight (it waits, then sees the agent gone), nor a deletion miss a run parking. Keyed
+ * by the id's canonical text (a path may spell it in upper case).
  */
 export async function lockAgent(
   db: ScopedDb,
   target: { readonly agentId: string; readonly shared: boolean },
 ): Promise<void> {
   await (target.shared
-    ? sql`select pg_advisory_xact_lock_shared(hashtext('brigade.agent'), hashtext(${target.agentId}))`
-    : sql`select pg_advisory_xact_lock(hashtext('brigade.agent'), hashtext(${target.agentId}))`
+    ? sql`select pg_advisory_xact_lock_shared(hashtext('brigade.agent'), hashtext(${target.agentId}::uuid::text))`
+    : sql`select pg_advisory_xact_lock(hashtext('brigade.agent'), hashtext(${target.agentId}::uuid::text))`
   ).execute(db);
 }
