@@ -51,7 +51,6 @@ import { usageCallsAndAttemptsMigration } from './0058-usage-calls-and-attempts.
 import { limitCounterLockOrderMigration } from './0059-limit-counter-lock-order.ts';
 import { policyPerManagerMigration } from './0060-policy-per-manager.ts';
 import { noRollingBudgetAlertsMigration } from './0061-no-rolling-budget-alerts.ts';
-import { createRunLockMigration } from './0062-create-run-no-key-lock.ts';
 import type { MigrationContext } from './migration-context.ts';
 
 /** Ordered list of migrations; names sort lexically and are never renamed once released. */
@@ -114,7 +113,6 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0059-limit-counter-lock-order': fromSql(limitCounterLockOrderMigration),
     '0060-policy-per-manager': fromSql(policyPerManagerMigration),
     '0061-no-rolling-budget-alerts': fromSql(noRollingBudgetAlertsMigration),
-    '0062-create-run-no-key-lock': fromSql(createRunLockMigration),
   };
 }
 
