@@ -98,6 +98,16 @@ async function pendingOf(runId: string) {
   return pending.body.data.filter((approval) => approval.runId === runId);
 }
 
+/** The run's two pending approvals, once both are recorded (about 2 s at most). */
+async function bothPending(runId: string) {
+  let pending = await pendingOf(runId);
+  for (let tries = 0; pending.length < 2 && tries < 40; tries += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    pending = await pendingOf(runId);
+  }
+  return pending;
+}
+
 describe('parallel calls that need approval', () => {
   it('run each call once when the second is approved while the first is running', async () => {
     const thread = await member.post<Created>('/v1/threads', {});
@@ -107,11 +117,7 @@ describe('parallel calls that need approval', () => {
     });
     const ids = { threadId: thread.body.id, runId: run.body.id };
     await waitForRun(member, ids, ['requires_action']);
-    let pending = await pendingOf(run.body.id);
-    for (let tries = 0; pending.length < 2 && tries < 40; tries += 1) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      pending = await pendingOf(run.body.id);
-    }
+    const pending = await bothPending(run.body.id);
     expect(pending).toHaveLength(2);
     const [first, second] = [...pending].sort((a, b) => a.arguments.n - b.arguments.n);
     expect(
@@ -156,11 +162,7 @@ describe('parallel calls that need approval', () => {
     });
     const ids = { threadId: thread.body.id, runId: run.body.id };
     await waitForRun(member, ids, ['requires_action']);
-    let pending = await pendingOf(run.body.id);
-    for (let tries = 0; pending.length < 2 && tries < 40; tries += 1) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      pending = await pendingOf(run.body.id);
-    }
+    const pending = await bothPending(run.body.id);
     expect(pending).toHaveLength(2);
     // "Approve all", with a double click on the first: the resumed execution reaches the
     // second call's gate while its decision is being made. The decision and the gate must
@@ -212,11 +214,7 @@ describe('parallel calls that need approval', () => {
     });
     const ids = { threadId: thread.body.id, runId: run.body.id };
     await waitForRun(member, ids, ['requires_action']);
-    let pending = await pendingOf(run.body.id);
-    for (let tries = 0; pending.length < 2 && tries < 40; tries += 1) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      pending = await pendingOf(run.body.id);
-    }
+    const pending = await bothPending(run.body.id);
     const [first, second] = [...pending].sort((a, b) => a.arguments.n - b.arguments.n);
     const calls = received.length;
     expect(
