@@ -205,24 +205,19 @@ export function createApprovalExpiryStore(options: {
         const events = [];
         for (const approval of due) events.push(await expireApproval(db, approval));
         // Resume the run (also one parked with no pending approval left: it finds its
-        // decision), only while its entry is still parked: a decision may have requeued it,
-        // and another process claimed it, since this sweep took it.
-        const requeued = await db
+        // decision); its entry is parked and locked (above).
+        await db
           .updateTable('brigade.run_queue')
           .set({ state: 'queued', executor_id: null, heartbeat_at: null, wake_at: null })
           .where('run_id', '=', parked.run_id)
-          .where('state', '=', 'parked')
+          .execute();
+        const run = await db
+          .updateTable('brigade.runs')
+          .set({ status: 'queued', pending_action: null, deadline_at: null })
+          .where('id', '=', parked.run_id)
+          .where('status', 'in', ['requires_action', 'running', 'queued'])
+          .returning('id')
           .executeTakeFirst();
-        const run =
-          requeued.numUpdatedRows === 0n
-            ? undefined
-            : await db
-                .updateTable('brigade.runs')
-                .set({ status: 'queued', pending_action: null, deadline_at: null })
-                .where('id', '=', parked.run_id)
-                .where('status', 'in', ['requires_action', 'running', 'queued'])
-                .returning('id')
-                .executeTakeFirst();
         if (events.length > 0) {
           const last = await db
             .selectFrom('brigade.run_events')
@@ -240,7 +235,7 @@ export function createApprovalExpiryStore(options: {
             events,
           );
         }
-        return run !== undefined && requeued.numUpdatedRows > 0n;
+        return run !== undefined;
       },
     );
   }

@@ -143,7 +143,8 @@ export function createApprovalStore(options: {
           .executeTakeFirstOrThrow();
         const ended = !(activeStatuses as readonly string[]).includes(run.status);
         // A run that ended with this approval pending: deciding it must not revive the run.
-        if (ended && row.status === 'pending') await expireApproval(db, row, runEndedReason);
+        const expiredNow = ended && row.status === 'pending';
+        if (expiredNow) await expireApproval(db, row, runEndedReason);
         const refusal = ended
           ? { reason: 'run_ended', message: `The run is already ${run.status}.` }
           : row.status !== 'pending'
@@ -171,7 +172,7 @@ export function createApprovalStore(options: {
                 toolName: row.tool_name,
                 decision: decision.decision,
                 // As it is now (an approval of an ended run was expired just above).
-                status: ended && row.status === 'pending' ? 'expired' : row.status,
+                status: expiredNow ? 'expired' : row.status,
                 // The pending call's hash; never the one presented, which may be the plain
                 // SHA-256 of the arguments (docs/observability.md, arguments hashes).
                 argumentsHash: row.arguments_hash,
